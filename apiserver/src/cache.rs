@@ -1,0 +1,371 @@
+//! The watch cache: per resource, one store watch keeps an in-memory copy of every object and
+//! a window of recent events, and fans them out to all client watches. Lists with
+//! `resourceVersion=0` and the initial state of watches are served from it.
+//!
+//! Concurrency: the cache's state is behind one `RwLock`. The feeder task applies a store event
+//! and broadcasts it while holding the write lock; a new client watch subscribes to the
+//! broadcast and reads history while holding the read lock. So a watcher sees every event
+//! exactly once: those before its subscription from history, those after from the channel.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, OnceLock, RwLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use serde_json::Value;
+use skiff_api::ResourceInfo;
+use skiff_store::{EventKind, Revision, Store, StoreError, WatchEvent};
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+
+/// How many recent events each resource keeps for watches that resume from a revision.
+const HISTORY: usize = 4096;
+/// Capacity of the fan-out channel; a watcher that falls this far behind is cut off and must
+/// re-watch (it then resumes from history or gets 410).
+const CHANNEL: usize = 8192;
+
+/// The type of a watch event, as on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventType {
+    Added,
+    Modified,
+    Deleted,
+}
+
+impl EventType {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            EventType::Added => "ADDED",
+            EventType::Modified => "MODIFIED",
+            EventType::Deleted => "DELETED",
+        }
+    }
+}
+
+/// One change to one object, shared by every watcher.
+#[derive(Debug)]
+pub struct CacheEvent {
+    pub ty: EventType,
+    pub revision: Revision,
+    pub key: String,
+    /// The object after the change (for Deleted: its last state, with the delete's revision).
+    pub object: Arc<Value>,
+    /// The object before the change, for Modified and Deleted.
+    pub prev: Option<Arc<Value>>,
+    /// The JSON line `{"type":..,"object":..}\n`, serialised once for all plain watchers.
+    line: OnceLock<Bytes>,
+}
+
+impl CacheEvent {
+    pub fn new(ty: EventType, revision: Revision, key: String, object: Arc<Value>, prev: Option<Arc<Value>>) -> Self {
+        CacheEvent { ty, revision, key, object, prev, line: OnceLock::new() }
+    }
+
+    /// The event as one line of a JSON watch stream.
+    pub fn json_line(&self) -> Bytes {
+        self.line
+            .get_or_init(|| {
+                let mut out = Vec::with_capacity(256);
+                out.extend_from_slice(b"{\"type\":\"");
+                out.extend_from_slice(self.ty.as_str().as_bytes());
+                out.extend_from_slice(b"\",\"object\":");
+                // Serialising a Value cannot fail.
+                serde_json::to_writer(&mut out, &*self.object).unwrap_or_default();
+                out.extend_from_slice(b"}\n");
+                Bytes::from(out)
+            })
+            .clone()
+    }
+}
+
+/// Decodes a stored object and stamps its resourceVersion.
+pub fn decode(value: &[u8], revision: Revision) -> Result<Value, StoreError> {
+    let mut obj: Value = serde_json::from_slice(value)
+        .map_err(|e| StoreError::Backend(format!("corrupt object in store: {e}")))?;
+    set_resource_version(&mut obj, revision);
+    Ok(obj)
+}
+
+pub fn set_resource_version(obj: &mut Value, revision: Revision) {
+    if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+        meta.insert("resourceVersion".into(), Value::String(revision.to_string()));
+    }
+}
+
+struct State {
+    objects: BTreeMap<String, Arc<Value>>,
+    /// The newest revision applied.
+    revision: Revision,
+    /// Events newer than `oldest` are all in `history`.
+    oldest: Revision,
+    history: VecDeque<Arc<CacheEvent>>,
+    /// False until the first list has loaded.
+    synced: bool,
+}
+
+/// What a new watcher gets: the events it missed and a channel for the rest.
+pub struct Subscription {
+    pub replay: Vec<Arc<CacheEvent>>,
+    pub live: broadcast::Receiver<Arc<CacheEvent>>,
+    /// The cache's revision at subscription time.
+    pub revision: Revision,
+}
+
+/// The cache of one resource (all its versions share one, keyed by storage prefix).
+pub struct ResourceCache {
+    prefix: String,
+    state: RwLock<State>,
+    tx: RwLock<broadcast::Sender<Arc<CacheEvent>>>,
+    synced: tokio::sync::Notify,
+}
+
+impl ResourceCache {
+    fn new(prefix: String) -> Self {
+        ResourceCache {
+            prefix,
+            state: RwLock::new(State {
+                objects: BTreeMap::new(),
+                revision: 0,
+                oldest: 0,
+                history: VecDeque::new(),
+                synced: false,
+            }),
+            tx: RwLock::new(broadcast::channel(CHANNEL).0),
+            synced: tokio::sync::Notify::new(),
+        }
+    }
+
+    /// Waits until the first list has loaded.
+    pub async fn wait_synced(&self) {
+        loop {
+            let notified = self.synced.notified();
+            if self.read().synced {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {
+        self.state.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, State> {
+        self.state.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The cache's current revision.
+    pub fn revision(&self) -> Revision {
+        self.read().revision
+    }
+
+    /// A snapshot of the objects whose key starts with `key_prefix`, and its revision.
+    pub fn snapshot(&self, key_prefix: &str) -> (Vec<Arc<Value>>, Revision) {
+        let st = self.read();
+        let items = st
+            .objects
+            .range(key_prefix.to_string()..)
+            .take_while(|(k, _)| k.starts_with(key_prefix))
+            .map(|(_, v)| v.clone())
+            .collect();
+        (items, st.revision)
+    }
+
+    /// One object by storage key.
+    pub fn get(&self, key: &str) -> Option<Arc<Value>> {
+        self.read().objects.get(key).cloned()
+    }
+
+    /// Subscribes for events after `after`. `None` when `after` is older than the history
+    /// window (the caller falls back to a store watch, which may answer 410).
+    pub fn subscribe_after(&self, after: Revision) -> Option<Subscription> {
+        let st = self.read();
+        if after < st.oldest {
+            return None;
+        }
+        let live = self.tx.read().unwrap_or_else(|e| e.into_inner()).subscribe();
+        let replay = st.history.iter().filter(|e| e.revision > after).cloned().collect();
+        Some(Subscription { replay, live, revision: st.revision })
+    }
+
+    /// Subscribes with the current state as synthetic ADDED events (a watch without a
+    /// resourceVersion, or with "0").
+    pub fn subscribe_with_state(&self, key_prefix: &str) -> Subscription {
+        let st = self.read();
+        let live = self.tx.read().unwrap_or_else(|e| e.into_inner()).subscribe();
+        let replay = st
+            .objects
+            .range(key_prefix.to_string()..)
+            .take_while(|(k, _)| k.starts_with(key_prefix))
+            .map(|(k, v)| {
+                let rv = resource_version_of(v).unwrap_or(st.revision);
+                Arc::new(CacheEvent::new(EventType::Added, rv, k.clone(), v.clone(), None))
+            })
+            .collect();
+        Subscription { replay, live, revision: st.revision }
+    }
+
+    fn load(&self, items: Vec<(String, Arc<Value>)>, revision: Revision) {
+        let mut st = self.write();
+        st.objects = items.into_iter().collect();
+        st.revision = revision;
+        st.oldest = revision;
+        st.history.clear();
+        st.synced = true;
+        // Cut off existing watchers: they cannot know what changed while the cache was
+        // reloading, so they must re-watch (and resume, or relist on 410).
+        *self.tx.write().unwrap_or_else(|e| e.into_inner()) = broadcast::channel(CHANNEL).0;
+        drop(st);
+        self.synced.notify_waiters();
+    }
+
+    fn apply(&self, ev: WatchEvent) -> Result<(), StoreError> {
+        let revision = ev.revision();
+        let mut st = self.write();
+        if revision <= st.revision {
+            return Ok(());
+        }
+        let key = ev.kv.key.clone();
+        let prev = st.objects.get(&key).cloned();
+        let event = match ev.kind {
+            EventKind::Put => {
+                let obj = Arc::new(decode(&ev.kv.value, revision)?);
+                st.objects.insert(key.clone(), obj.clone());
+                let ty = if prev.is_some() { EventType::Modified } else { EventType::Added };
+                CacheEvent::new(ty, revision, key, obj, prev)
+            }
+            EventKind::Delete => {
+                st.objects.remove(&key);
+                let obj = Arc::new(decode(&ev.kv.value, revision)?);
+                CacheEvent::new(EventType::Deleted, revision, key, obj, prev)
+            }
+        };
+        let event = Arc::new(event);
+        st.revision = revision;
+        st.history.push_back(event.clone());
+        while st.history.len() > HISTORY {
+            if let Some(old) = st.history.pop_front() {
+                st.oldest = old.revision;
+            }
+        }
+        // No receivers is fine.
+        let _ = self.tx.read().unwrap_or_else(|e| e.into_inner()).send(event);
+        Ok(())
+    }
+
+    /// Keeps the cache fed from the store until shutdown: list, watch, and on failure
+    /// resume (or relist if the store compacted past us).
+    async fn feed(self: Arc<Self>, store: Arc<dyn Store>, shutdown: CancellationToken) {
+        let mut backoff = crate::backoff::Backoff::new(Duration::from_millis(100), Duration::from_secs(10));
+        let mut need_list = true;
+        loop {
+            if shutdown.is_cancelled() {
+                return;
+            }
+            if need_list {
+                match self.list_all(&*store).await {
+                    Ok(()) => need_list = false,
+                    Err(e) => {
+                        tracing::warn!(prefix = %self.prefix, error = %e, "watch cache list failed; retrying");
+                        tokio::select! { _ = tokio::time::sleep(backoff.next_delay()) => {}, _ = shutdown.cancelled() => return }
+                        continue;
+                    }
+                }
+            }
+            let from = self.revision();
+            let mut stream = match store.watch(&self.prefix, from).await {
+                Ok(s) => s,
+                Err(StoreError::Compacted { .. }) => {
+                    need_list = true;
+                    continue;
+                }
+                Err(e) => {
+                    tracing::warn!(prefix = %self.prefix, error = %e, "watch cache watch failed; retrying");
+                    tokio::select! { _ = tokio::time::sleep(backoff.next_delay()) => {}, _ = shutdown.cancelled() => return }
+                    continue;
+                }
+            };
+            loop {
+                let next = tokio::select! {
+                    n = stream.next() => n,
+                    _ = shutdown.cancelled() => return,
+                };
+                match next {
+                    Some(Ok(ev)) => {
+                        backoff.reset();
+                        if let Err(e) = self.apply(ev) {
+                            tracing::error!(prefix = %self.prefix, error = %e, "skipping undecodable event");
+                        }
+                    }
+                    Some(Err(StoreError::Compacted { .. })) => {
+                        need_list = true;
+                        break;
+                    }
+                    Some(Err(e)) => {
+                        tracing::warn!(prefix = %self.prefix, error = %e, "watch cache stream failed; resuming");
+                        tokio::select! { _ = tokio::time::sleep(backoff.next_delay()) => {}, _ = shutdown.cancelled() => return }
+                        break;
+                    }
+                    None => break,
+                }
+            }
+        }
+    }
+
+    async fn list_all(&self, store: &dyn Store) -> Result<(), StoreError> {
+        let first = store.list(&self.prefix, None, 1000, None).await?;
+        let revision = first.revision;
+        let mut items = Vec::new();
+        let mut page = first;
+        loop {
+            for kv in &page.items {
+                items.push((kv.key.clone(), Arc::new(decode(&kv.value, kv.mod_revision)?)));
+            }
+            if !page.more {
+                break;
+            }
+            let last = page.items.last().map(|kv| kv.key.clone());
+            page = store.list(&self.prefix, last.as_deref(), 1000, Some(revision)).await?;
+        }
+        self.load(items, revision);
+        Ok(())
+    }
+}
+
+/// The `metadata.resourceVersion` of an object, parsed.
+pub fn resource_version_of(obj: &Value) -> Option<Revision> {
+    obj.pointer("/metadata/resourceVersion")?.as_str()?.parse().ok()
+}
+
+/// All resource caches, by storage prefix.
+pub struct WatchCache {
+    caches: BTreeMap<String, Arc<ResourceCache>>,
+}
+
+impl WatchCache {
+    /// Starts one cache per storage prefix in `resources`.
+    pub fn start(store: Arc<dyn Store>, resources: &[ResourceInfo], shutdown: CancellationToken) -> Self {
+        let mut caches = BTreeMap::new();
+        for info in resources {
+            let prefix = info.storage_prefix();
+            caches.entry(prefix.clone()).or_insert_with(|| {
+                let cache = Arc::new(ResourceCache::new(prefix));
+                tokio::spawn(cache.clone().feed(store.clone(), shutdown.clone()));
+                cache
+            });
+        }
+        WatchCache { caches }
+    }
+
+    pub fn for_resource(&self, info: &ResourceInfo) -> Option<&Arc<ResourceCache>> {
+        self.caches.get(&info.storage_prefix())
+    }
+
+    /// Waits until every cache has loaded.
+    pub async fn wait_synced(&self) {
+        for c in self.caches.values() {
+            c.wait_synced().await;
+        }
+    }
+}

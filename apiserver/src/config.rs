@@ -1,0 +1,44 @@
+//! The apiserver's configuration, built by `main.rs` from flags.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use ipnet::Ipv4Net;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// etcd endpoints; empty means the embedded store in `data_dir`.
+    pub etcd_servers: Vec<String>,
+    pub data_dir: PathBuf,
+    pub bind_address: IpAddr,
+    /// 0 picks a free port (tests).
+    pub secure_port: u16,
+    pub service_cluster_ip_range: Ipv4Net,
+    pub service_node_port_range: (u16, u16),
+    pub token_auth_file: Option<PathBuf>,
+    pub write_kubeconfig: Option<PathBuf>,
+    /// Where to announce the listening address (`host:port`) once bound, for tests that use
+    /// port 0.
+    pub ready_file: Option<PathBuf>,
+}
+
+impl Config {
+    pub fn new(data_dir: PathBuf) -> Self {
+        Config {
+            etcd_servers: Vec::new(),
+            data_dir,
+            bind_address: IpAddr::from([0, 0, 0, 0]),
+            secure_port: 6443,
+            service_cluster_ip_range: "10.96.0.0/12".parse().expect("valid default range"),
+            service_node_port_range: (30000, 32767),
+            token_auth_file: None,
+            write_kubeconfig: None,
+            ready_file: None,
+        }
+    }
+
+    /// The kubeconfig path: `--write-kubeconfig`, or `<data-dir>/admin.kubeconfig`.
+    pub fn kubeconfig_path(&self) -> PathBuf {
+        self.write_kubeconfig.clone().unwrap_or_else(|| self.data_dir.join("admin.kubeconfig"))
+    }
+}

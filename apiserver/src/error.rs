@@ -1,0 +1,197 @@
+//! API errors as Kubernetes `Status` objects: the code, reason and message clients (kubectl,
+//! kube-rs, the Python client) parse and print.
+
+use axum::response::{IntoResponse, Response};
+use http::StatusCode;
+use serde_json::{Value, json};
+use skiff_api::{FieldError, ResourceInfo};
+use skiff_store::StoreError;
+
+/// A failed API request, rendered as a `Status` object.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    pub code: u16,
+    pub reason: &'static str,
+    pub message: String,
+    pub details: Option<Value>,
+}
+
+/// `pods` or `deployments.apps`, as Kubernetes names a resource in messages.
+pub fn qualified(info: &ResourceInfo) -> String {
+    if info.group.is_empty() {
+        info.plural.to_string()
+    } else {
+        format!("{}.{}", info.plural, info.group)
+    }
+}
+
+fn details(info: &ResourceInfo, name: &str) -> Value {
+    let mut d = json!({ "name": name, "kind": info.plural });
+    if !info.group.is_empty() {
+        d["group"] = json!(info.group);
+    }
+    d
+}
+
+impl ApiError {
+    pub fn new(code: u16, reason: &'static str, message: impl Into<String>) -> Self {
+        ApiError { code, reason, message: message.into(), details: None }
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(400, "BadRequest", message)
+    }
+
+    pub fn unauthorized() -> Self {
+        Self::new(401, "Unauthorized", "Unauthorized")
+    }
+
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(403, "Forbidden", message)
+    }
+
+    pub fn not_found(info: &ResourceInfo, name: &str) -> Self {
+        ApiError {
+            details: Some(details(info, name)),
+            ..Self::new(404, "NotFound", format!("{} \"{name}\" not found", qualified(info)))
+        }
+    }
+
+    pub fn path_not_found() -> Self {
+        Self::new(404, "NotFound", "the server could not find the requested resource")
+    }
+
+    pub fn method_not_allowed(message: impl Into<String>) -> Self {
+        Self::new(405, "MethodNotAllowed", message)
+    }
+
+    pub fn not_acceptable(message: impl Into<String>) -> Self {
+        Self::new(406, "NotAcceptable", message)
+    }
+
+    pub fn already_exists(info: &ResourceInfo, name: &str) -> Self {
+        ApiError {
+            details: Some(details(info, name)),
+            ..Self::new(409, "AlreadyExists", format!("{} \"{name}\" already exists", qualified(info)))
+        }
+    }
+
+    pub fn conflict(info: &ResourceInfo, name: &str, why: &str) -> Self {
+        ApiError {
+            details: Some(details(info, name)),
+            ..Self::new(
+                409,
+                "Conflict",
+                format!("Operation cannot be fulfilled on {} \"{name}\": {why}", qualified(info)),
+            )
+        }
+    }
+
+    pub fn modified(info: &ResourceInfo, name: &str) -> Self {
+        Self::conflict(
+            info,
+            name,
+            "the object has been modified; please apply your changes to the latest version and try again",
+        )
+    }
+
+    pub fn gone(message: impl Into<String>) -> Self {
+        Self::new(410, "Expired", message)
+    }
+
+    pub fn too_large(message: impl Into<String>) -> Self {
+        Self::new(413, "RequestEntityTooLarge", message)
+    }
+
+    pub fn unsupported_media_type(content_type: &str) -> Self {
+        Self::new(415, "UnsupportedMediaType", format!("the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json, application/apply-patch+yaml (got {content_type:?})"))
+    }
+
+    /// 422 Invalid with one cause per field error.
+    pub fn invalid(info: &ResourceInfo, name: &str, errors: &[FieldError]) -> Self {
+        let messages: Vec<String> = errors.iter().map(|e| e.message()).collect();
+        let joined = if messages.len() == 1 {
+            messages[0].clone()
+        } else {
+            format!("[{}]", messages.join(", "))
+        };
+        let causes: Vec<Value> = errors
+            .iter()
+            .map(|e| {
+                let full = e.message();
+                let msg = full
+                    .strip_prefix(&format!("{}: ", e.field))
+                    .unwrap_or(&full)
+                    .to_string();
+                json!({ "reason": e.kind.reason(), "message": msg, "field": e.field })
+            })
+            .collect();
+        let mut d = details(info, name);
+        d["kind"] = json!(info.kind);
+        d["causes"] = json!(causes);
+        let kind = if info.group.is_empty() {
+            info.kind.to_string()
+        } else {
+            format!("{}.{}", info.kind, info.group)
+        };
+        ApiError {
+            details: Some(d),
+            ..Self::new(422, "Invalid", format!("{kind} \"{name}\" is invalid: {joined}"))
+        }
+    }
+
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(500, "InternalError", message)
+    }
+
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self::new(503, "ServiceUnavailable", message)
+    }
+
+    /// Maps a store error for resource `info`/`name` to the API error users expect.
+    pub fn from_store(err: StoreError, info: &ResourceInfo, name: &str) -> Self {
+        match err {
+            StoreError::AlreadyExists { .. } => Self::already_exists(info, name),
+            StoreError::NotFound { .. } => Self::not_found(info, name),
+            StoreError::Conflict { .. } => Self::modified(info, name),
+            StoreError::Compacted { .. } => Self::gone(format!("too old resource version: {err}")),
+            StoreError::FutureRevision { .. } => Self::new(504, "Timeout", format!("Too large resource version: {err}")),
+            StoreError::Backend(m) => Self::internal(format!("storage error: {m}")),
+        }
+    }
+
+    /// The `Status` object.
+    pub fn to_status(&self) -> Value {
+        let mut s = json!({
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Failure",
+            "message": self.message,
+            "reason": self.reason,
+            "code": self.code,
+        });
+        if let Some(d) = &self.details {
+            s["details"] = d.clone();
+        }
+        s
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({}): {}", self.code, self.reason, self.message)
+    }
+}
+
+impl std::error::Error for ApiError {}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let code = StatusCode::from_u16(self.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let body = serde_json::to_vec(&self.to_status()).unwrap_or_default();
+        (code, [(http::header::CONTENT_TYPE, "application/json")], body).into_response()
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;

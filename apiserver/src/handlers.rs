@@ -1,0 +1,483 @@
+//! The HTTP front: one dispatcher that authenticates, authorizes, works out which resource a
+//! path names and calls the registry; plus discovery, health, version and metrics.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use http::{Method, request::Parts};
+use serde_json::{Value, json};
+use skiff_api::selectors::LabelSelector;
+use skiff_api::{ResourceInfo, resources};
+
+use crate::apply;
+use crate::auth::{self, Attributes, PeerIdentity};
+use crate::discovery;
+use crate::error::{ApiError, ApiResult};
+use crate::objects;
+use crate::registry::Written;
+use crate::render::{self, respond};
+use crate::request::{self, ApiPath, Format, Params, Target};
+use crate::server::App;
+use crate::watch;
+
+/// Entry point for every request.
+pub async fn dispatch(State(app): State<Arc<App>>, req: Request) -> Response {
+    let started = std::time::Instant::now();
+    let method = req.method().clone();
+    let (parts, body) = req.into_parts();
+    let result = handle(&app, &parts, body).await;
+    let resp = match result {
+        Ok(r) => r,
+        Err(e) => {
+            if e.code >= 500 {
+                tracing::error!(method = %method, path = %parts.uri.path(), error = %e, "request failed");
+            }
+            e.into_response()
+        }
+    };
+    app.metrics.observe(method.as_str(), resp.status().as_u16(), started.elapsed());
+    resp
+}
+
+fn verb_of(method: &Method, target: Option<&Target>, params: &Params) -> &'static str {
+    let named = target.is_some_and(|t| t.name.is_some());
+    match *method {
+        Method::GET if params.flag("watch") => "watch",
+        Method::GET if named || target.is_none() => "get",
+        Method::GET => "list",
+        Method::POST => "create",
+        Method::PUT => "update",
+        Method::PATCH => "patch",
+        Method::DELETE if named => "delete",
+        Method::DELETE => "deletecollection",
+        _ => "unknown",
+    }
+}
+
+async fn read_body(body: Body) -> ApiResult<Bytes> {
+    axum::body::to_bytes(body, request::MAX_BODY)
+        .await
+        .map_err(|_| ApiError::too_large(format!("the request body is larger than the {} byte limit", request::MAX_BODY)))
+}
+
+async fn handle(app: &Arc<App>, parts: &Parts, body: Body) -> ApiResult<Response> {
+    let path = parts.uri.path();
+    // Health endpoints answer everyone, as load balancers and probes need them.
+    match path {
+        "/healthz" | "/livez" | "/readyz" => return Ok(health(app, path).await),
+        _ => {}
+    }
+    let peer = parts.extensions.get::<PeerIdentity>();
+    let user = auth::authenticate(&parts.headers, peer, &app.tokens).ok_or_else(ApiError::unauthorized)?;
+    let params = Params::parse(parts.uri.query());
+    let parsed = if path.starts_with("/api/") || path == "/api" || path.starts_with("/apis") {
+        Some(request::parse_path(path)?)
+    } else {
+        None
+    };
+    let target = match &parsed {
+        Some(ApiPath::Resource(t)) => Some(t),
+        _ => None,
+    };
+    let verb = verb_of(&parts.method, target, &params);
+    let attrs = Attributes {
+        verb,
+        group: target.map_or("", |t| t.info.group),
+        resource: target.map_or("", |t| t.info.plural),
+        subresource: target.and_then(|t| t.subresource.as_deref()),
+        namespace: target.and_then(|t| t.namespace.as_deref()),
+        name: target.and_then(|t| t.name.as_deref()),
+        path,
+    };
+    app.authz.authorize(&user, &attrs).map_err(|reason| {
+        ApiError::forbidden(format!("user \"{}\" cannot {verb} {}: {reason}", user.name, if attrs.resource.is_empty() { path } else { attrs.resource }))
+    })?;
+
+    let Some(parsed) = parsed else {
+        return other_path(app, parts, path).await;
+    };
+    let format = request::negotiate(&parts.headers)?;
+    let json_fmt = if format == Format::Yaml { Format::Yaml } else { Format::Json };
+    match parsed {
+        ApiPath::CoreVersions => Ok(respond(200, &discovery::api_versions(&app.advertise), json_fmt, &[])),
+        ApiPath::Groups => Ok(respond(200, &discovery::api_group_list(), json_fmt, &[])),
+        ApiPath::Group(g) => discovery::api_group(g).map(|d| respond(200, &d, json_fmt, &[])).ok_or_else(ApiError::path_not_found),
+        ApiPath::GroupVersion(g, v) => discovery::api_resource_list(g, v).map(|d| respond(200, &d, json_fmt, &[])).ok_or_else(ApiError::path_not_found),
+        ApiPath::Resource(t) => resource(app, parts, body, t, params, format).await,
+    }
+}
+
+async fn health(app: &App, path: &str) -> Response {
+    let ok = match path {
+        "/readyz" => app.registry.store.current_revision().await.is_ok(),
+        _ => true,
+    };
+    let (code, text) = if ok { (200, "ok") } else { (503, "storage is not reachable") };
+    (http::StatusCode::from_u16(code).unwrap_or(http::StatusCode::OK), [(http::header::CONTENT_TYPE, "text/plain")], text).into_response()
+}
+
+async fn other_path(app: &App, parts: &Parts, path: &str) -> ApiResult<Response> {
+    match (parts.method.clone(), path) {
+        (Method::GET, "/version") => Ok(respond(200, &discovery::version(), Format::Json, &[])),
+        (Method::GET, "/metrics") => Ok(app.metrics.render()),
+        (Method::GET, p) if p == "/openapi/v2" || p.starts_with("/openapi/v3") => crate::openapi::serve(p, &parts.headers),
+        _ => Err(ApiError::path_not_found()),
+    }
+}
+
+fn written(info: &ResourceInfo, w: Written, format: Format, params: &Params) -> Response {
+    let obj = render::object(info, w.object, format, params);
+    respond(w.code, &obj, if format == Format::Yaml { Format::Yaml } else { Format::Json }, &w.warnings)
+}
+
+async fn resource(app: &Arc<App>, parts: &Parts, body: Body, t: Target, params: Params, format: Format) -> ApiResult<Response> {
+    let info = t.info;
+    let reg = &app.registry;
+    let ns = t.namespace.as_deref();
+    let out_fmt = if format == Format::Yaml { Format::Yaml } else { Format::Json };
+    match (&parts.method, t.name.as_deref(), t.subresource.as_deref()) {
+        (&Method::GET, None, None) if params.flag("watch") => watch::serve(reg.clone(), info, t.namespace.clone(), None, params, format).await,
+        (&Method::GET, None, None) => {
+            let page = reg.list(info, ns, &params).await?;
+            Ok(respond(200, &render::list(info, page, format, &params), out_fmt, &[]))
+        }
+        (&Method::GET, Some(name), None) if params.flag("watch") => watch::serve(reg.clone(), info, t.namespace.clone(), Some(name.to_string()), params, format).await,
+        (&Method::GET, Some(name), None | Some("status")) => {
+            let obj = reg.get(info, ns, name, &params).await?;
+            Ok(respond(200, &render::object(info, obj, format, &params), out_fmt, &[]))
+        }
+        (&Method::GET, Some(name), Some("scale")) => {
+            let obj = reg.get(info, ns, name, &params).await?;
+            Ok(respond(200, &to_scale(&obj), out_fmt, &[]))
+        }
+        (_, Some(name), Some("log" | "exec")) => Err(ApiError::new(
+            503,
+            "ServiceUnavailable",
+            format!("pods \"{name}\": logs and exec are served through the node's kubelet, which this cluster does not run yet"),
+        )),
+        (&Method::POST, None, None) => {
+            let body = request::decode_body(&parts.headers, &read_body(body).await?)?;
+            let w = reg.create(info, ns, body, &params).await?;
+            Ok(written(info, w, format, &params))
+        }
+        (&Method::POST, Some(name), Some("binding")) => {
+            let body = request::decode_body(&parts.headers, &read_body(body).await?)?;
+            bind(app, ns, name, body, &params).await
+        }
+        (&Method::POST, Some(name), Some("eviction")) => {
+            let body = request::decode_body(&parts.headers, &read_body(body).await?)?;
+            let opts = body.get("deleteOptions").cloned().unwrap_or(json!({}));
+            reg.delete(info, ns, name, &opts, &params).await?;
+            Ok(respond(201, &render::success(201), Format::Json, &[]))
+        }
+        (&Method::PUT, Some(name), sub @ (None | Some("status"))) => {
+            let body = request::decode_body(&parts.headers, &read_body(body).await?)?;
+            let w = reg.update(info, ns, name, sub, body, &params).await?;
+            Ok(written(info, w, format, &params))
+        }
+        (&Method::PUT, Some(name), Some("finalize")) => {
+            let body = request::decode_body(&parts.headers, &read_body(body).await?)?;
+            let finalizers = body.pointer("/spec/finalizers").cloned().unwrap_or(json!([]));
+            let obj = reg
+                .guaranteed_update(info, ns, name, |mut cur| {
+                    cur["spec"]["finalizers"] = finalizers.clone();
+                    Ok(Some(cur))
+                }, params.dry_run()?)
+                .await?;
+            Ok(respond(200, &obj, out_fmt, &[]))
+        }
+        (&Method::PUT, Some(name), Some("scale")) => {
+            let body = request::decode_body(&parts.headers, &read_body(body).await?)?;
+            scale(app, info, ns, name, &params, |_| Ok(body.clone())).await
+        }
+        (&Method::PATCH, Some(name), sub) => {
+            let raw = read_body(body).await?;
+            let ct = request::content_type(&parts.headers);
+            patch(app, info, ns, name, sub, &ct, &raw, &params, format).await
+        }
+        (&Method::DELETE, Some(name), None) => {
+            let raw = read_body(body).await?;
+            let opts = if raw.iter().all(u8::is_ascii_whitespace) {
+                json!({})
+            } else {
+                serde_json::from_slice(&raw).map_err(|e| ApiError::bad_request(format!("invalid DeleteOptions: {e}")))?
+            };
+            let w = reg.delete(info, ns, name, &opts, &params).await?;
+            Ok(written(info, w, format, &params))
+        }
+        (&Method::DELETE, None, None) => {
+            let raw = read_body(body).await?;
+            let opts = if raw.iter().all(u8::is_ascii_whitespace) { json!({}) } else { serde_json::from_slice(&raw).unwrap_or(json!({})) };
+            let list = reg.delete_collection(info, ns, &opts, &params).await?;
+            Ok(respond(200, &list, out_fmt, &[]))
+        }
+        (m, _, _) => Err(ApiError::method_not_allowed(format!("the server does not allow this method on the requested resource ({m})"))),
+    }
+}
+
+/// A label selector in its string form, from a Deployment-style or RC-style selector.
+fn selector_string(sel: Option<&Value>) -> String {
+    let Some(sel) = sel else { return String::new() };
+    let mut parts = Vec::new();
+    let labels = sel.get("matchLabels").or(if sel.get("matchExpressions").is_none() { Some(sel) } else { None });
+    if let Some(m) = labels.and_then(Value::as_object) {
+        for (k, v) in m {
+            parts.push(format!("{k}={}", v.as_str().unwrap_or_default()));
+        }
+    }
+    for e in sel.get("matchExpressions").and_then(Value::as_array).into_iter().flatten() {
+        let key = e.get("key").and_then(Value::as_str).unwrap_or_default();
+        let vals: Vec<&str> = e.get("values").and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str).collect();
+        match e.get("operator").and_then(Value::as_str).unwrap_or_default() {
+            "In" => parts.push(format!("{key} in ({})", vals.join(","))),
+            "NotIn" => parts.push(format!("{key} notin ({})", vals.join(","))),
+            "Exists" => parts.push(key.to_string()),
+            "DoesNotExist" => parts.push(format!("!{key}")),
+            _ => {}
+        }
+    }
+    parts.join(",")
+}
+
+/// The `autoscaling/v1` Scale view of a scalable object.
+fn to_scale(obj: &Value) -> Value {
+    let meta = obj.get("metadata").cloned().unwrap_or(json!({}));
+    let mut m = json!({});
+    for f in ["name", "namespace", "uid", "resourceVersion", "creationTimestamp"] {
+        if let Some(v) = meta.get(f) {
+            m[f] = v.clone();
+        }
+    }
+    json!({
+        "kind": "Scale",
+        "apiVersion": "autoscaling/v1",
+        "metadata": m,
+        "spec": { "replicas": obj.pointer("/spec/replicas").cloned().unwrap_or(json!(0)) },
+        "status": {
+            "replicas": obj.pointer("/status/replicas").cloned().unwrap_or(json!(0)),
+            "selector": selector_string(obj.pointer("/spec/selector")),
+        },
+    })
+}
+
+/// Sets `spec.replicas` from a Scale that `f` derives from the current one.
+async fn scale(app: &Arc<App>, info: &'static ResourceInfo, ns: Option<&str>, name: &str, params: &Params, f: impl Fn(Value) -> ApiResult<Value>) -> ApiResult<Response> {
+    let obj = app
+        .registry
+        .guaranteed_update(info, ns, name, |cur| {
+            let new_scale = f(to_scale(&cur))?;
+            let replicas = new_scale.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(0);
+            if replicas < 0 {
+                return Err(ApiError::invalid(info, name, &[skiff_api::FieldError {
+                    kind: skiff_api::FieldErrorKind::Invalid,
+                    field: "spec.replicas".into(),
+                    value: Some(replicas.to_string()),
+                    detail: "must be greater than or equal to 0".into(),
+                }]));
+            }
+            let mut new = cur.clone();
+            new["spec"]["replicas"] = json!(replicas);
+            if let Some(rv) = new_scale.pointer("/metadata/resourceVersion").filter(|v| v.as_str().is_some_and(|s| !s.is_empty())) {
+                new["metadata"]["resourceVersion"] = rv.clone();
+            }
+            let mut warnings = Vec::new();
+            app.registry.prepare_update(info, None, new, &cur, request::FieldValidation::Ignore, &mut warnings)
+        }, params.dry_run()?)
+        .await?;
+    Ok(respond(200, &to_scale(&obj), Format::Json, &[]))
+}
+
+fn apply_patch(info: &ResourceInfo, ct: &str, current: &Value, patch: &Value) -> ApiResult<Value> {
+    let rejected = |msg: String| ApiError::new(422, "Invalid", msg);
+    match ct {
+        "application/json-patch+json" => {
+            let p: json_patch::Patch = serde_json::from_value(patch.clone()).map_err(|e| ApiError::bad_request(format!("invalid JSON patch: {e}")))?;
+            let mut doc = current.clone();
+            json_patch::patch(&mut doc, &p).map_err(|e| rejected(format!("the JSON patch could not be applied: {e}")))?;
+            Ok(doc)
+        }
+        "application/merge-patch+json" => {
+            if !patch.is_object() {
+                return Err(ApiError::bad_request("a merge patch must be a JSON object"));
+            }
+            let mut doc = current.clone();
+            json_patch::merge(&mut doc, patch);
+            Ok(doc)
+        }
+        "application/strategic-merge-patch+json" => {
+            if !patch.is_object() {
+                return Err(ApiError::bad_request("a strategic merge patch must be a JSON object"));
+            }
+            skiff_api::patch::strategic_merge(info, current, patch).map_err(|e| rejected(format!("the strategic merge patch could not be applied: {e}")))
+        }
+        other => Err(ApiError::unsupported_media_type(other)),
+    }
+}
+
+async fn patch(app: &Arc<App>, info: &'static ResourceInfo, ns: Option<&str>, name: &str, sub: Option<&str>, ct: &str, raw: &Bytes, params: &Params, format: Format) -> ApiResult<Response> {
+    if ct == "application/apply-patch+yaml" {
+        return server_side_apply(app, info, ns, name, raw, params, format).await;
+    }
+    let patch: Value = serde_json::from_slice(raw).map_err(|e| ApiError::bad_request(format!("the patch could not be decoded as JSON: {e}")))?;
+    if sub == Some("scale") {
+        return scale(app, info, ns, name, params, |s| apply_patch(info, ct, &s, &patch)).await;
+    }
+    if !matches!(sub, None | Some("status")) {
+        return Err(ApiError::method_not_allowed("PATCH is not supported on this subresource"));
+    }
+    let fv = params.field_validation()?;
+    let mut warnings = Vec::new();
+    let obj = app
+        .registry
+        .guaranteed_update(info, ns, name, |cur| {
+            let patched = apply_patch(info, ct, &cur, &patch)?;
+            app.registry.prepare_update(info, sub, patched, &cur, fv, &mut warnings)
+        }, params.dry_run()?)
+        .await?;
+    Ok(written(info, Written { code: 200, object: obj, warnings }, format, params))
+}
+
+/// The applied configuration's own fields, without identity and server-owned metadata.
+fn applied_fields(applied: &Value) -> Value {
+    let mut v = applied.clone();
+    if let Some(m) = v.as_object_mut() {
+        m.remove("apiVersion");
+        m.remove("kind");
+    }
+    if let Some(meta) = v.get_mut("metadata").and_then(Value::as_object_mut) {
+        for f in ["name", "namespace", "managedFields", "resourceVersion", "uid", "creationTimestamp"] {
+            meta.remove(f);
+        }
+        if meta.is_empty() {
+            v.as_object_mut().map(|m| m.remove("metadata"));
+        }
+    }
+    apply::field_set(&v)
+}
+
+async fn server_side_apply(app: &Arc<App>, info: &'static ResourceInfo, ns: Option<&str>, name: &str, raw: &Bytes, params: &Params, format: Format) -> ApiResult<Response> {
+    let manager = params
+        .get("fieldManager")
+        .ok_or_else(|| ApiError::new(422, "Invalid", "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch"))?
+        .to_string();
+    let mut applied: Value = serde_yaml::from_slice(raw).map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?;
+    if !applied.is_object() {
+        return Err(ApiError::bad_request("the applied configuration must be an object"));
+    }
+    for f in ["apiVersion", "kind"] {
+        if applied.get(f).and_then(Value::as_str).is_none_or(str::is_empty) {
+            return Err(ApiError::bad_request(format!("{f} must be set in an applied configuration")));
+        }
+    }
+    match objects::name(&applied) {
+        Some(n) if n != name => {
+            return Err(ApiError::bad_request(format!("the name of the object ({n}) does not match the name on the URL ({name})")));
+        }
+        _ => {
+            objects::meta_mut(&mut applied).insert("name".into(), json!(name));
+        }
+    }
+    let fields = applied_fields(&applied);
+    let api_version = info.api_version();
+    let fv = params.field_validation()?;
+    let exists = match app.registry.get(info, ns, name, &Params::default()).await {
+        Ok(_) => true,
+        Err(e) if e.code == 404 => false,
+        Err(e) => return Err(e),
+    };
+    if !exists {
+        let mut obj = applied.clone();
+        apply::record(&mut obj, &manager, &api_version, fields);
+        let w = app.registry.create(info, ns, obj, params).await?;
+        return Ok(written(info, w, format, params));
+    }
+    let mut warnings = Vec::new();
+    let obj = app
+        .registry
+        .guaranteed_update(info, ns, name, |cur| {
+            let mut merged = cur.clone();
+            if let Some(prev) = apply::previous(&cur, &manager) {
+                let removal = apply::removal_patch(&prev, &fields);
+                merged = skiff_api::patch::strategic_merge(info, &merged, &removal).map_err(ApiError::bad_request)?;
+            }
+            merged = skiff_api::patch::strategic_merge(info, &merged, &applied).map_err(ApiError::bad_request)?;
+            apply::record(&mut merged, &manager, &api_version, fields.clone());
+            // The applied configuration does not pin a version unless it says so.
+            if applied.pointer("/metadata/resourceVersion").is_none() {
+                objects::meta_mut(&mut merged).remove("resourceVersion");
+            }
+            let new = app.registry.prepare_update(info, None, merged, &cur, fv, &mut warnings)?;
+            // A re-apply that changes nothing but the timestamp is no change.
+            Ok(new.filter(|n| strip_times(n) != strip_times(&cur)))
+        }, params.dry_run()?)
+        .await?;
+    Ok(written(info, Written { code: 200, object: obj, warnings }, format, params))
+}
+
+fn strip_times(v: &Value) -> Value {
+    let mut v = v.clone();
+    if let Some(mf) = v.pointer_mut("/metadata/managedFields").and_then(Value::as_array_mut) {
+        for e in mf {
+            if let Some(m) = e.as_object_mut() {
+                m.remove("time");
+            }
+        }
+    }
+    if let Some(m) = v.get_mut("metadata").and_then(Value::as_object_mut) {
+        m.remove("resourceVersion");
+    }
+    v
+}
+
+/// `POST pods/<name>/binding`: assigns a pod to a node, once.
+async fn bind(app: &Arc<App>, ns: Option<&str>, name: &str, body: Value, params: &Params) -> ApiResult<Response> {
+    let info = resources::find("", "v1", "pods").ok_or_else(|| ApiError::internal("pods are not served"))?;
+    let node = body
+        .pointer("/target/name")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| ApiError::invalid(info, name, &[skiff_api::FieldError {
+            kind: skiff_api::FieldErrorKind::Required,
+            field: "target.name".into(),
+            value: None,
+            detail: "".into(),
+        }]))?
+        .to_string();
+    app.registry
+        .guaranteed_update(info, ns, name, |mut pod| {
+            if objects::is_deleting(&pod) {
+                return Err(ApiError::conflict(info, name, "pod is being deleted, cannot be assigned to a host"));
+            }
+            if let Some(existing) = pod.pointer("/spec/nodeName").and_then(Value::as_str).filter(|s| !s.is_empty()) {
+                return Err(ApiError::conflict(info, name, &format!("pod {name} is already assigned to node \"{existing}\"")));
+            }
+            pod["spec"]["nodeName"] = json!(node);
+            let cond = json!({ "type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": objects::now_rfc3339() });
+            let conds = pod["status"]["conditions"].as_array().cloned().unwrap_or_default();
+            let mut conds: Vec<Value> = conds.into_iter().filter(|c| c.get("type").and_then(Value::as_str) != Some("PodScheduled")).collect();
+            conds.push(cond);
+            pod["status"]["conditions"] = json!(conds);
+            Ok(Some(pod))
+        }, params.dry_run()?)
+        .await?;
+    Ok(respond(201, &render::success(201), Format::Json, &[]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn selector_strings() {
+        assert_eq!(selector_string(Some(&json!({"app": "x"}))), "app=x");
+        assert_eq!(
+            selector_string(Some(&json!({"matchLabels": {"a": "b"}, "matchExpressions": [{"key": "t", "operator": "In", "values": ["1", "2"]}]}))),
+            "a=b,t in (1,2)"
+        );
+        // The result must parse as a selector.
+        assert!(LabelSelector::parse("a=b,t in (1,2)").is_ok());
+    }
+}

@@ -1,0 +1,27 @@
+//! `skiff-apiserver`: the Kubernetes REST + watch API over HTTPS, on etcd or an embedded store.
+//!
+//! Request path: [`server`] accepts TLS connections and reads client certificates;
+//! [`handlers`] authenticates, authorizes and routes; [`registry`] runs the per-kind
+//! strategies and talks to the store; [`watch`] streams events fed by the [`cache`].
+
+mod alloc;
+mod apply;
+pub mod auth;
+pub mod backoff;
+mod cache;
+pub mod config;
+mod discovery;
+pub mod error;
+mod handlers;
+mod metrics;
+mod objects;
+mod openapi;
+pub mod pki;
+mod registry;
+mod render;
+mod request;
+pub mod server;
+mod watch;
+
+pub use config::Config;
+pub use server::run;

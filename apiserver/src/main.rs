@@ -1,0 +1,82 @@
+//! `skiff-apiserver`: flags as kube-apiserver's; everything else lives in the library.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use clap::Parser;
+use skiff_apiserver::Config;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser, Debug)]
+#[command(name = "skiff-apiserver", version, about = "Skiff's apiserver: the Kubernetes API on etcd or an embedded store")]
+struct Flags {
+    /// etcd endpoints (comma-separated). Without it, state lives in an embedded store in --data-dir.
+    #[arg(long, value_delimiter = ',')]
+    etcd_servers: Vec<String>,
+    /// Where the embedded store, the certificates and the admin kubeconfig live.
+    #[arg(long, default_value = "/var/lib/skiff")]
+    data_dir: PathBuf,
+    /// Address to listen on.
+    #[arg(long, default_value = "0.0.0.0")]
+    bind_address: IpAddr,
+    /// HTTPS port (0 picks a free one).
+    #[arg(long, default_value_t = 6443)]
+    secure_port: u16,
+    /// CIDR ClusterIPs are allocated from.
+    #[arg(long, default_value = "10.96.0.0/12")]
+    service_cluster_ip_range: ipnet::Ipv4Net,
+    /// Range NodePorts are allocated from.
+    #[arg(long, default_value = "30000-32767")]
+    service_node_port_range: String,
+    /// Bearer tokens, one per line: token,user,uid,"group1,group2".
+    #[arg(long)]
+    token_auth_file: Option<PathBuf>,
+    /// Where to write the admin kubeconfig (default <data-dir>/admin.kubeconfig).
+    #[arg(long)]
+    write_kubeconfig: Option<PathBuf>,
+    /// Write the bound address (host:port) to this file once serving.
+    #[arg(long, hide = true)]
+    ready_file: Option<PathBuf>,
+}
+
+fn parse_range(s: &str) -> anyhow::Result<(u16, u16)> {
+    let (a, b) = s
+        .split_once('-')
+        .ok_or_else(|| anyhow::anyhow!("--service-node-port-range must look like 30000-32767, got {s:?}"))?;
+    let (a, b): (u16, u16) = (a.trim().parse()?, b.trim().parse()?);
+    anyhow::ensure!(a <= b, "--service-node-port-range: {a} is above {b}");
+    Ok((a, b))
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .init();
+    let flags = Flags::parse();
+    let mut config = Config::new(flags.data_dir);
+    config.etcd_servers = flags.etcd_servers;
+    config.bind_address = flags.bind_address;
+    config.secure_port = flags.secure_port;
+    config.service_cluster_ip_range = flags.service_cluster_ip_range;
+    config.service_node_port_range = parse_range(&flags.service_node_port_range)?;
+    config.token_auth_file = flags.token_auth_file;
+    config.write_kubeconfig = flags.write_kubeconfig;
+    config.ready_file = flags.ready_file;
+
+    let shutdown = CancellationToken::new();
+    let signal = shutdown.clone();
+    tokio::spawn(async move {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => return,
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        tracing::info!("shutting down");
+        signal.cancel();
+    });
+    skiff_apiserver::run(config, shutdown).await
+}

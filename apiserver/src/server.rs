@@ -1,0 +1,271 @@
+//! The apiserver program: opens the store, sets up the PKI, starts the watch cache, creates
+//! the built-in objects, and serves HTTPS until shutdown.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::Router;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use serde_json::json;
+use skiff_api::resources;
+use skiff_store::{EmbeddedStore, EtcdStore, Store};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
+
+use crate::alloc::Allocator;
+use crate::auth::{AllowAuthenticated, Authorizer, PeerIdentity, TokenFile, user_from_cert};
+use crate::cache::WatchCache;
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::pki::{self, Pki};
+use crate::registry::Registry;
+use crate::request::Params;
+
+/// Shared state of the running apiserver.
+pub struct App {
+    pub registry: Arc<Registry>,
+    pub tokens: TokenFile,
+    pub authz: Box<dyn Authorizer>,
+    pub metrics: Metrics,
+    /// `host:port` clients should use, for `/api` discovery.
+    pub advertise: String,
+}
+
+/// Opens the configured store.
+pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+    if config.etcd_servers.is_empty() {
+        let path = config.data_dir.join("db").join("state.redb");
+        std::fs::create_dir_all(path.parent().expect("has a parent"))
+            .with_context(|| format!("creating {}", config.data_dir.display()))?;
+        let store = EmbeddedStore::open(&path).with_context(|| format!("opening the embedded store {}", path.display()))?;
+        tracing::info!(path = %path.display(), "using the embedded store");
+        Ok(Arc::new(store))
+    } else {
+        let store = EtcdStore::connect(&config.etcd_servers)
+            .await
+            .with_context(|| format!("connecting to etcd at {}", config.etcd_servers.join(",")))?;
+        tracing::info!(endpoints = %config.etcd_servers.join(","), "using etcd");
+        Ok(Arc::new(store))
+    }
+}
+
+/// The addresses of this machine's interfaces (for certificate SANs and the `kubernetes`
+/// Endpoints).
+fn local_ips() -> Vec<IpAddr> {
+    if_addrs::get_if_addrs()
+        .map(|ifs| ifs.into_iter().map(|i| i.ip()).collect())
+        .unwrap_or_default()
+}
+
+/// The IP other cluster members reach this apiserver on.
+fn advertise_ip(config: &Config) -> IpAddr {
+    if !config.bind_address.is_unspecified() {
+        return config.bind_address;
+    }
+    local_ips()
+        .into_iter()
+        .find(|ip| ip.is_ipv4() && !ip.is_loopback())
+        .unwrap_or(IpAddr::from([127, 0, 0, 1]))
+}
+
+fn tls_config(pki: &Pki) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pemfile::certs(&mut pki.ca.cert_pem.as_bytes()) {
+        roots.add(cert.context("reading the CA certificate")?)?;
+    }
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+        .allow_unauthenticated()
+        .build()
+        .context("building the client certificate verifier")?;
+    let certs = rustls_pemfile::certs(&mut pki.serving.cert_pem.as_bytes()).collect::<Result<Vec<_>, _>>()?;
+    let key = rustls_pemfile::private_key(&mut pki.serving.key_pem.as_bytes())?.context("no private key in apiserver.key")?;
+    let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(certs, key)
+        .context("loading the serving certificate")?;
+    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(cfg))
+}
+
+/// Creates the built-in namespaces and the `kubernetes` Service, if missing.
+async fn bootstrap(registry: &Registry, config: &Config, port: u16, advertise: IpAddr) -> anyhow::Result<()> {
+    let params = Params::default();
+    let ns_info = resources::find("", "v1", "namespaces").context("namespaces not served")?;
+    for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+        let obj = json!({ "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": ns } });
+        match registry.create(ns_info, None, obj, &params).await {
+            Ok(_) => tracing::info!(namespace = ns, "created namespace"),
+            Err(e) if e.code == 409 => {}
+            Err(e) => return Err(anyhow::anyhow!("creating namespace {ns}: {e}")),
+        }
+    }
+    let svc_info = resources::find("", "v1", "services").context("services not served")?;
+    let first_ip = registry.alloc.first_ip().to_string();
+    if registry.get(svc_info, Some("default"), "kubernetes", &params).await.is_err() {
+        // A crash between claiming the IP and creating the Service may have left the claim.
+        registry.alloc.release_ip(&first_ip).await;
+        let svc = json!({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": { "name": "kubernetes", "namespace": "default", "labels": { "component": "apiserver", "provider": "kubernetes" } },
+            "spec": { "type": "ClusterIP", "clusterIP": first_ip, "ports": [{ "name": "https", "port": 443, "protocol": "TCP", "targetPort": port }] },
+        });
+        match registry.create(svc_info, Some("default"), svc, &params).await {
+            Ok(_) => tracing::info!(ip = %first_ip, "created the kubernetes Service"),
+            Err(e) if e.code == 409 || e.code == 422 => {}
+            Err(e) => return Err(anyhow::anyhow!("creating the kubernetes Service: {e}")),
+        }
+    }
+    let ep_info = resources::find("", "v1", "endpoints").context("endpoints not served")?;
+    let ep = json!({
+        "apiVersion": "v1", "kind": "Endpoints",
+        "metadata": { "name": "kubernetes", "namespace": "default", "labels": { "endpointslice.kubernetes.io/skip-mirror": "true" } },
+        "subsets": [{ "addresses": [{ "ip": advertise.to_string() }], "ports": [{ "name": "https", "port": port, "protocol": "TCP" }] }],
+    });
+    match registry.create(ep_info, Some("default"), ep.clone(), &params).await {
+        Ok(_) => {}
+        Err(e) if e.code == 409 => {
+            registry
+                .guaranteed_update(ep_info, Some("default"), "kubernetes", |mut cur| {
+                    cur["subsets"] = ep["subsets"].clone();
+                    Ok(Some(cur))
+                }, false)
+                .await
+                .map_err(|e| anyhow::anyhow!("updating the kubernetes Endpoints: {e}"))?;
+        }
+        Err(e) => return Err(anyhow::anyhow!("creating the kubernetes Endpoints: {e}")),
+    }
+    let _ = config;
+    Ok(())
+}
+
+/// Compacts the store like kube-apiserver: every interval, up to the revision seen one
+/// interval earlier, so watchers always have at least one interval of history.
+async fn compactor(store: Arc<dyn Store>, interval: Duration, shutdown: CancellationToken) {
+    let mut last_seen: Option<i64> = None;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = shutdown.cancelled() => return,
+        }
+        if let Some(rev) = last_seen
+            && let Err(e) = store.compact(rev).await
+        {
+            tracing::debug!(revision = rev, error = %e, "compaction skipped");
+        }
+        last_seen = store.current_revision().await.ok();
+    }
+}
+
+/// Runs the apiserver until `shutdown` is cancelled.
+pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let store = open_store(&config).await?;
+    let advertise = advertise_ip(&config);
+    let mut sans: Vec<String> = vec!["localhost".into(), "127.0.0.1".into(), "kubernetes".into(), "kubernetes.default".into(), "kubernetes.default.svc".into(), "kubernetes.default.svc.cluster.local".into()];
+    if let Ok(h) = hostname::get() {
+        sans.push(h.to_string_lossy().into_owned());
+    }
+    for ip in local_ips() {
+        sans.push(ip.to_string());
+    }
+    let allocator = Allocator::new(store.clone(), config.service_cluster_ip_range, config.service_node_port_range);
+    sans.push(allocator.first_ip().to_string());
+    sans.dedup();
+    let pki = Pki::ensure(&config.data_dir, &sans)?;
+    let tls = tls_config(&pki)?;
+
+    let cache = WatchCache::start(store.clone(), resources::all(), shutdown.clone());
+    cache.wait_synced().await;
+    let registry = Arc::new(Registry::new(store.clone(), cache, allocator));
+
+    let listener = TcpListener::bind(SocketAddr::new(config.bind_address, config.secure_port))
+        .await
+        .with_context(|| format!("binding {}:{}; is another apiserver running?", config.bind_address, config.secure_port))?;
+    let local = listener.local_addr()?;
+    bootstrap(&registry, &config, local.port(), advertise).await?;
+
+    let tokens = match &config.token_auth_file {
+        Some(p) => TokenFile::load(p)?,
+        None => TokenFile::default(),
+    };
+    let client_host = if config.bind_address.is_unspecified() { "127.0.0.1".to_string() } else { config.bind_address.to_string() };
+    let server_url = format!("https://{client_host}:{}", local.port());
+    let kubeconfig = pki::kubeconfig(&server_url, &pki.ca.cert_pem, &pki.admin, "admin");
+    let kc_path = config.kubeconfig_path();
+    pki::write_kubeconfig(&kc_path, &kubeconfig)?;
+
+    let app = Arc::new(App {
+        registry,
+        tokens,
+        authz: Box::new(AllowAuthenticated),
+        metrics: Metrics::default(),
+        advertise: format!("{advertise}:{}", local.port()),
+    });
+    let router = Router::new().fallback(crate::handlers::dispatch).with_state(app);
+    tokio::spawn(compactor(store, Duration::from_secs(300), shutdown.clone()));
+
+    if let Some(ready) = &config.ready_file {
+        std::fs::write(ready, local.to_string()).with_context(|| format!("writing {}", ready.display()))?;
+    }
+    tracing::info!(address = %local, kubeconfig = %kc_path.display(), "skiff-apiserver is serving");
+    serve(listener, tls, router, shutdown).await;
+    tracing::info!("skiff-apiserver stopped");
+    Ok(())
+}
+
+/// Accepts TLS connections and serves HTTP/1.1 and HTTP/2 on them until shutdown; then waits
+/// a few seconds for in-flight requests.
+async fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>, router: Router, shutdown: CancellationToken) {
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    loop {
+        let (tcp, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.cancelled() => break,
+        };
+        let _ = tcp.set_nodelay(true);
+        let acceptor = acceptor.clone();
+        let router = router.clone();
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => return,
+            };
+            let user = tls.get_ref().1.peer_certificates().and_then(|c| c.first()).and_then(|c| user_from_cert(c));
+            let identity = PeerIdentity(user);
+            let svc = hyper::service::service_fn(move |mut req: http::Request<Incoming>| {
+                req.extensions_mut().insert(identity.clone());
+                router.clone().oneshot(req)
+            });
+            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), svc).into_owned();
+            if let Err(e) = watcher.watch(conn).await {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+        });
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(5), graceful.shutdown()).await;
+}
+
+/// The data dir to use when none is given.
+pub fn default_data_dir() -> PathBuf {
+    PathBuf::from("/var/lib/skiff")
+}

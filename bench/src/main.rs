@@ -1,0 +1,1 @@
+fn main() { eprintln!("skiff-bench: not implemented yet"); std::process::exit(1); }

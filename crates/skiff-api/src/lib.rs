@@ -1,0 +1,23 @@
+//! Skiff's API machinery: everything about Kubernetes objects that involves no I/O.
+//!
+//! - [`resources`]: the one resource table that drives routing, discovery, storage keys and
+//!   printing.
+//! - [`strategy`]: per-kind defaulting, validation and update rules, as in Kubernetes'
+//!   registry strategies.
+//! - [`selectors`]: label and field selectors.
+//! - [`patch`]: strategic merge patch with Kubernetes' merge keys.
+//! - [`table`]: server-side `Table` columns and rows, as kubectl prints them.
+//! - [`openapi`]: OpenAPI v2/v3 documents generated from the `k8s-openapi` types.
+//!
+//! Objects travel as `serde_json::Value`; typed `k8s-openapi` structs are used where a kind's
+//! rules need them.
+
+pub mod openapi;
+pub mod patch;
+pub mod resources;
+pub mod selectors;
+pub mod strategy;
+pub mod table;
+
+pub use resources::ResourceInfo;
+pub use strategy::{FieldError, FieldErrorKind};

@@ -1,0 +1,132 @@
+//! OpenAPI v3 documents for the served resources, as kube-apiserver publishes them under
+//! `/openapi/v3`: an index of group versions, and per group version the REST paths with their
+//! operations, `x-kubernetes-group-version-kind` and `x-kubernetes-action` extensions and query
+//! parameters. kubectl reads the PATCH operations' parameters to learn that the server does
+//! `fieldValidation` (so `kubectl apply` validates on the server).
+//!
+//! Request bodies are deliberately not described: kubectl then computes client-side
+//! strategic merge patches from its built-in types, which it knows exactly.
+
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+
+use serde_json::{Map, Value, json};
+
+use crate::resources::{self, ResourceInfo};
+
+fn gv_path(group: &str, version: &str) -> String {
+    if group.is_empty() { format!("api/{version}") } else { format!("apis/{group}/{version}") }
+}
+
+fn param(name: &str, kind: &str) -> Value {
+    json!({ "name": name, "in": "query", "schema": { "type": kind }, "uniqueItems": true })
+}
+
+fn operation(info: &ResourceInfo, action: &str, verb_params: &[(&str, &str)], op_id: String) -> Value {
+    let params: Vec<Value> = verb_params.iter().map(|(n, t)| param(n, t)).collect();
+    json!({
+        "operationId": op_id,
+        "parameters": params,
+        "responses": { "200": { "description": "OK" } },
+        "x-kubernetes-action": action,
+        "x-kubernetes-group-version-kind": { "group": info.group, "version": info.version, "kind": info.kind },
+    })
+}
+
+const WRITE_PARAMS: &[(&str, &str)] = &[("dryRun", "string"), ("fieldManager", "string"), ("fieldValidation", "string")];
+const PATCH_PARAMS: &[(&str, &str)] = &[("dryRun", "string"), ("fieldManager", "string"), ("fieldValidation", "string"), ("force", "boolean")];
+const LIST_PARAMS: &[(&str, &str)] = &[
+    ("allowWatchBookmarks", "boolean"),
+    ("continue", "string"),
+    ("fieldSelector", "string"),
+    ("labelSelector", "string"),
+    ("limit", "integer"),
+    ("resourceVersion", "string"),
+    ("resourceVersionMatch", "string"),
+    ("sendInitialEvents", "boolean"),
+    ("timeoutSeconds", "integer"),
+    ("watch", "boolean"),
+];
+const DELETE_PARAMS: &[(&str, &str)] = &[("dryRun", "string"), ("gracePeriodSeconds", "integer"), ("propagationPolicy", "string")];
+
+/// The OpenAPI v3 document of one group version, or `None` if it is not served.
+pub fn group_version(group: &str, version: &str) -> Option<Value> {
+    let served: Vec<&ResourceInfo> = resources::all().iter().filter(|r| r.group == group && r.version == version).collect();
+    if served.is_empty() {
+        return None;
+    }
+    let mut paths = Map::new();
+    let base = format!("/{}", gv_path(group, version));
+    for r in served {
+        let scope = if r.namespaced { format!("{base}/namespaces/{{namespace}}/{}", r.plural) } else { format!("{base}/{}", r.plural) };
+        let id = |verb: &str| format!("{verb}{}", r.kind);
+        paths.insert(
+            scope.clone(),
+            json!({
+                "get": operation(r, "list", LIST_PARAMS, id("list")),
+                "post": operation(r, "post", WRITE_PARAMS, id("create")),
+                "delete": operation(r, "deletecollection", DELETE_PARAMS, id("deleteCollection")),
+            }),
+        );
+        paths.insert(
+            format!("{scope}/{{name}}"),
+            json!({
+                "get": operation(r, "get", &[], id("read")),
+                "put": operation(r, "put", WRITE_PARAMS, id("replace")),
+                "patch": operation(r, "patch", PATCH_PARAMS, id("patch")),
+                "delete": operation(r, "delete", DELETE_PARAMS, id("delete")),
+            }),
+        );
+        for sub in r.subresources {
+            if matches!(*sub, "status" | "scale") {
+                paths.insert(
+                    format!("{scope}/{{name}}/{sub}"),
+                    json!({
+                        "get": operation(r, "get", &[], id(&format!("read{sub}"))),
+                        "put": operation(r, "put", WRITE_PARAMS, id(&format!("replace{sub}"))),
+                        "patch": operation(r, "patch", PATCH_PARAMS, id(&format!("patch{sub}"))),
+                    }),
+                );
+            }
+        }
+    }
+    Some(json!({
+        "openapi": "3.0.0",
+        "info": { "title": "Kubernetes", "version": "v1.33.0" },
+        "paths": paths,
+        "components": { "schemas": {} },
+    }))
+}
+
+fn hash_of(v: &Value) -> String {
+    let mut h = DefaultHasher::new();
+    v.to_string().hash(&mut h);
+    format!("{:016X}", h.finish())
+}
+
+/// The `/openapi/v3` index: each served group version and the URL of its document.
+pub fn index() -> Value {
+    let mut gvs: Vec<(&str, &str)> = Vec::new();
+    for r in resources::all() {
+        if !gvs.contains(&(r.group, r.version)) {
+            gvs.push((r.group, r.version));
+        }
+    }
+    let mut paths = Map::new();
+    for (g, v) in gvs {
+        let doc = group_version(g, v).unwrap_or(Value::Null);
+        let p = gv_path(g, v);
+        paths.insert(p.clone(), json!({ "serverRelativeURL": format!("/openapi/v3/{p}?hash={}", hash_of(&doc)) }));
+    }
+    json!({ "paths": paths })
+}
+
+/// The document for a path below `/openapi/v3/` (`api/v1`, `apis/apps/v1`).
+pub fn by_path(path: &str) -> Option<Value> {
+    let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
+    match segs.as_slice() {
+        ["api", v] => group_version("", v),
+        ["apis", g, v] => group_version(g, v),
+        _ => None,
+    }
+}
