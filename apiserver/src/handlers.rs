@@ -7,9 +7,9 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
+use futures::FutureExt;
 use http::{Method, request::Parts};
 use serde_json::{Value, json};
-use skiff_api::selectors::LabelSelector;
 use skiff_api::{ResourceInfo, resources};
 
 use crate::apply;
@@ -28,7 +28,9 @@ pub async fn dispatch(State(app): State<Arc<App>>, req: Request) -> Response {
     let started = std::time::Instant::now();
     let method = req.method().clone();
     let (parts, body) = req.into_parts();
-    let result = handle(&app, &parts, body).await;
+    // A bug in one request must not take the connection (or the process) down with it.
+    let result = std::panic::AssertUnwindSafe(handle(&app, &parts, body)).catch_unwind().await;
+    let result = result.unwrap_or_else(|_| Err(ApiError::internal("the server hit an internal error handling this request; see its log")));
     let resp = match result {
         Ok(r) => r,
         Err(e) => {
@@ -469,6 +471,7 @@ async fn bind(app: &Arc<App>, ns: Option<&str>, name: &str, body: Value, params:
 #[cfg(test)]
 mod tests {
     use super::*;
+    use skiff_api::selectors::LabelSelector;
 
     #[test]
     fn selector_strings() {

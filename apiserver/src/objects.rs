@@ -55,9 +55,10 @@ pub fn spec_part(obj: &Value) -> Map<String, Value> {
         .unwrap_or_default()
 }
 
-/// Whether the kind carries `metadata.generation` (objects with a desired state).
-pub fn has_generation(obj: &Value) -> bool {
-    obj.get("spec").is_some()
+/// Whether the kind carries `metadata.generation`: as upstream, the workload and networking
+/// kinds whose controllers report `observedGeneration`, not Pods, Services or Namespaces.
+pub fn has_generation(info: &skiff_api::ResourceInfo) -> bool {
+    matches!(info.group, "apps" | "batch" | "autoscaling" | "networking.k8s.io") || info.plural == "replicationcontrollers"
 }
 
 /// A random suffix for `generateName`, from the same alphabet Kubernetes uses (no vowels, no

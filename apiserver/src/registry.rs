@@ -329,7 +329,7 @@ impl Registry {
         meta.remove("selfLink");
         meta.remove("generation");
         let name = meta.get("name").and_then(Value::as_str).unwrap_or_default().to_string();
-        if objects::has_generation(obj) {
+        if objects::has_generation(info) {
             meta_mut(obj).insert("generation".into(), json!(1));
         }
         strategy::prepare_for_create(info, obj);
@@ -631,7 +631,7 @@ impl Registry {
                         }
                     }
                 }
-                if objects::has_generation(&r) && objects::spec_part(&r) != objects::spec_part(old) {
+                if objects::has_generation(info) && objects::spec_part(&r) != objects::spec_part(old) {
                     let g = old.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(0) + 1;
                     meta_mut(&mut r).insert("generation".into(), json!(g));
                 }

@@ -212,7 +212,7 @@ async fn pump(
     let mut last = start_rev;
     let mut ticker = tokio::time::interval(BOOKMARK_EVERY);
     ticker.tick().await;
-    let mut send = |ev: &CacheEvent, last: &mut Revision| -> Option<Bytes> {
+    let send = |ev: &CacheEvent, last: &mut Revision| -> Option<Bytes> {
         if ev.revision <= *last {
             return None;
         }

@@ -1,1 +1,265 @@
-fn main() { eprintln!("skiff-bench: not implemented yet"); std::process::exit(1); }
+//! `skiff-bench`: Skiff's benchmarks. Each subcommand measures one figure against the physical
+//! reference in the same run (raw etcd for the apiserver) and ends with `result NAME VALUE UNIT`
+//! lines. Build with `cargo build --release -p skiff-apiserver -p skiff-bench`: the apiserver
+//! binary is taken from the same folder as this one.
+
+mod harness;
+mod stats;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use futures::StreamExt;
+use harness::{Backend, Server};
+use stats::Latencies;
+
+#[derive(Parser)]
+#[command(name = "skiff-bench", about = "Skiff's benchmarks")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Create throughput and latency through the apiserver (etcd and embedded) vs raw etcd puts.
+    Api {
+        /// Creates per concurrency level and target.
+        #[arg(long, default_value_t = 3000)]
+        count: usize,
+    },
+    /// Watch fan-out: delivery latency of events to many concurrent watchers.
+    Watch {
+        #[arg(long, default_value_t = 1000)]
+        watchers: usize,
+        #[arg(long, default_value_t = 100)]
+        events: usize,
+    },
+    /// Resident memory of the apiserver, idle and holding many objects.
+    Memory {
+        #[arg(long, default_value_t = 10_000)]
+        objects: usize,
+    },
+}
+
+fn result(name: &str, value: f64, unit: &str) {
+    println!("result {name} {value:.2} {unit}");
+}
+
+fn configmap(name: &str) -> serde_json::Value {
+    serde_json::json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": { "name": name, "labels": { "bench": "api" } },
+        "data": { "payload": "x".repeat(256) },
+    })
+}
+
+/// Runs `count` operations with `clients` concurrent workers; `op(i)` does one.
+async fn drive<F, Fut>(count: usize, clients: usize, op: F) -> anyhow::Result<(Latencies, Duration)>
+where
+    F: Fn(usize) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = anyhow::Result<()>> + Send,
+{
+    let op = Arc::new(op);
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let op = op.clone();
+        let next = next.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if i >= count {
+                    break;
+                }
+                let t = Instant::now();
+                op(i).await?;
+                lat.push(t.elapsed());
+            }
+            anyhow::Ok(lat)
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await??);
+    }
+    Ok((Latencies::new(all), start.elapsed()))
+}
+
+async fn bench_api(count: usize) -> anyhow::Result<()> {
+    let etcd = tokio::task::spawn_blocking(skiff_store::testing::TestEtcd::start).await?;
+    let raw = etcd_client::Client::connect([etcd.endpoint.as_str()], None).await.context("connecting to etcd")?;
+    let on_etcd = Server::start(Backend::Etcd(etcd.endpoint.clone())).await?;
+    let embedded = Server::start(Backend::Embedded).await?;
+    let payload = bytes::Bytes::from(serde_json::to_vec(&configmap("payload"))?);
+    println!("api: {count} creates of a {}-byte ConfigMap per row", payload.len());
+    println!("{:<22} {:>7} {:>10} {:>9} {:>9}", "target", "clients", "ops/s", "p50 ms", "p99 ms");
+    for clients in [1usize, 16, 64] {
+        let mut rows = Vec::new();
+        let raw_c = raw.clone();
+        let p = payload.clone();
+        let run = format!("c{clients}");
+        let (lat, took) = drive(count, clients, move |i| {
+            let mut c = raw_c.clone();
+            let p = p.clone();
+            let key = format!("/bench/raw/{run}/{i}");
+            async move {
+                c.put(key, p.to_vec(), None).await?;
+                Ok(())
+            }
+        })
+        .await?;
+        rows.push(("raw etcd put", lat, took));
+        for (label, server) in [("apiserver (etcd)", &on_etcd), ("apiserver (embedded)", &embedded)] {
+            let client = server.client()?;
+            let url = format!("{}/api/v1/namespaces/default/configmaps", server.base);
+            let run = format!("c{clients}");
+            let (lat, took) = drive(count, clients, move |i| {
+                let client = client.clone();
+                let url = url.clone();
+                let body = configmap(&format!("cm-{run}-{i}"));
+                async move {
+                    let r = client.post(&url).json(&body).send().await?;
+                    anyhow::ensure!(r.status().as_u16() == 201, "create failed: {}", r.status());
+                    Ok(())
+                }
+            })
+            .await?;
+            rows.push((label, lat, took));
+        }
+        let ops = |took: Duration| count as f64 / took.as_secs_f64();
+        for (label, lat, took) in &rows {
+            println!("{label:<22} {clients:>7} {:>10.0} {:>9.2} {:>9.2}", ops(*took), lat.ms(0.50), lat.ms(0.99));
+        }
+        let ratio = ops(rows[1].2) / ops(rows[0].2);
+        println!("{:<22} {clients:>7} {ratio:>10.2}", "ratio apiserver/etcd");
+        result(&format!("api_create_etcd_ops_c{clients}"), ops(rows[1].2), "ops/s");
+        result(&format!("raw_etcd_put_ops_c{clients}"), ops(rows[0].2), "ops/s");
+        result(&format!("api_vs_etcd_ratio_c{clients}"), ratio, "x");
+        result(&format!("api_create_etcd_p99_c{clients}"), rows[1].1.ms(0.99), "ms");
+        result(&format!("api_create_embedded_ops_c{clients}"), ops(rows[2].2), "ops/s");
+        result(&format!("api_create_embedded_p99_c{clients}"), rows[2].1.ms(0.99), "ms");
+    }
+    Ok(())
+}
+
+fn now_micros() -> u128 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros()).unwrap_or(0)
+}
+
+async fn bench_watch(watchers: usize, events: usize) -> anyhow::Result<()> {
+    let server = Server::start(Backend::Embedded).await?;
+    let rv = {
+        let r: serde_json::Value = server.client()?.get(format!("{}/api/v1/namespaces/default/configmaps", server.base)).send().await?.json().await?;
+        r["metadata"]["resourceVersion"].as_str().unwrap_or("0").to_string()
+    };
+    // Several HTTP/2 connections, each multiplexing up to 100 watches.
+    let conns = watchers.div_ceil(100);
+    let clients: Vec<reqwest::Client> = (0..conns).map(|_| server.client()).collect::<Result<_, _>>()?;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<f64>();
+    let ready = Arc::new(tokio::sync::Semaphore::new(0));
+    for w in 0..watchers {
+        let client = clients[w % conns].clone();
+        let url = format!("{}/api/v1/namespaces/default/configmaps?watch=1&resourceVersion={rv}", server.base);
+        let tx = tx.clone();
+        let ready = ready.clone();
+        tokio::spawn(async move {
+            let resp = match client.get(&url).send().await {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("watch failed: {e}");
+                    return;
+                }
+            };
+            ready.add_permits(1);
+            let mut stream = resp.bytes_stream();
+            let mut buf = Vec::new();
+            let mut seen = 0;
+            while let Some(Ok(chunk)) = stream.next().await {
+                buf.extend_from_slice(&chunk);
+                while let Some(pos) = buf.iter().position(|b| *b == b'\n') {
+                    let line: Vec<u8> = buf.drain(..=pos).collect();
+                    let now = now_micros();
+                    if let Ok(ev) = serde_json::from_slice::<serde_json::Value>(&line)
+                        && let Some(sent) = ev.pointer("/object/metadata/annotations/sent").and_then(|v| v.as_str()).and_then(|s| s.parse::<u128>().ok())
+                    {
+                        let _ = tx.send((now.saturating_sub(sent)) as f64 / 1000.0);
+                        seen += 1;
+                        if seen == events {
+                            return;
+                        }
+                    }
+                }
+            }
+        });
+    }
+    drop(tx);
+    let opened = tokio::time::timeout(Duration::from_secs(60), ready.acquire_many(watchers as u32)).await;
+    anyhow::ensure!(opened.is_ok(), "not all {watchers} watches opened within 60 s");
+    let writer = server.client()?;
+    let url = format!("{}/api/v1/namespaces/default/configmaps", server.base);
+    for i in 0..events {
+        let mut cm = configmap(&format!("watch-{i}"));
+        cm["metadata"]["annotations"] = serde_json::json!({ "sent": now_micros().to_string() });
+        let r = writer.post(&url).json(&cm).send().await?;
+        anyhow::ensure!(r.status().as_u16() == 201, "create failed: {}", r.status());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut lat = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while lat.len() < watchers * events {
+        match tokio::time::timeout_at(deadline, rx.recv()).await {
+            Ok(Some(ms)) => lat.push(Duration::from_secs_f64(ms / 1000.0)),
+            _ => break,
+        }
+    }
+    let delivered = lat.len();
+    let lat = Latencies::new(lat);
+    println!("watch: {watchers} watchers, {events} events each, {delivered} deliveries");
+    println!("delivery latency p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms", lat.ms(0.50), lat.ms(0.99), lat.ms(1.0));
+    result("watch_delivered_fraction", delivered as f64 / (watchers * events) as f64, "x");
+    result("watch_delivery_p50", lat.ms(0.50), "ms");
+    result("watch_delivery_p99", lat.ms(0.99), "ms");
+    Ok(())
+}
+
+async fn bench_memory(objects: usize) -> anyhow::Result<()> {
+    let etcd = tokio::task::spawn_blocking(skiff_store::testing::TestEtcd::start).await?;
+    for (label, backend) in [("embedded", Backend::Embedded), ("etcd", Backend::Etcd(etcd.endpoint.clone()))] {
+        let server = Server::start(backend).await?;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let idle = server.rss_mb()?;
+        let client = server.client()?;
+        let url = format!("{}/api/v1/namespaces/default/configmaps", server.base);
+        drive(objects, 32, move |i| {
+            let client = client.clone();
+            let url = url.clone();
+            async move {
+                let r = client.post(&url).json(&configmap(&format!("mem-{i}"))).send().await?;
+                anyhow::ensure!(r.status().as_u16() == 201, "create failed: {}", r.status());
+                Ok(())
+            }
+        })
+        .await?;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let loaded = server.rss_mb()?;
+        println!("memory ({label}): apiserver RSS idle {idle:.1} MB, with {objects} ConfigMaps {loaded:.1} MB");
+        result(&format!("apiserver_rss_idle_{label}"), idle, "MB");
+        result(&format!("apiserver_rss_{objects}_objects_{label}"), loaded, "MB");
+    }
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.cmd {
+        Cmd::Api { count } => bench_api(count).await,
+        Cmd::Watch { watchers, events } => bench_watch(watchers, events).await,
+        Cmd::Memory { objects } => bench_memory(objects).await,
+    }
+}

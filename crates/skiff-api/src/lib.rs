@@ -7,6 +7,7 @@
 //! - [`selectors`]: label and field selectors.
 //! - [`patch`]: strategic merge patch with Kubernetes' merge keys.
 //! - [`table`]: server-side `Table` columns and rows, as kubectl prints them.
+//! - [`validation`]: name, label and quantity checks with Kubernetes' wording.
 //! - [`openapi`]: OpenAPI v2/v3 documents generated from the `k8s-openapi` types.
 //!
 //! Objects travel as `serde_json::Value`; typed `k8s-openapi` structs are used where a kind's
@@ -18,6 +19,8 @@ pub mod resources;
 pub mod selectors;
 pub mod strategy;
 pub mod table;
+pub mod validation;
 
 pub use resources::ResourceInfo;
+pub use selectors::{FieldSelector, LabelSelector};
 pub use strategy::{FieldError, FieldErrorKind};

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs the system packages and Python client Skiff's build and tests need (as root, on
+# Debian/Ubuntu). Skips whatever is already there.
+set -euo pipefail
+export DEBIAN_FRONTEND=noninteractive
+
+missing=()
+command -v etcd >/dev/null || missing+=(etcd-server)
+command -v protoc >/dev/null || missing+=(protobuf-compiler)
+command -v dockerd >/dev/null || missing+=(docker.io)
+[ -x /bin/busybox ] || missing+=(busybox-static)
+command -v iptables-restore >/dev/null || missing+=(iptables)
+command -v ip >/dev/null || missing+=(iproute2)
+command -v curl >/dev/null || missing+=(curl)
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "== installing ${missing[*]}"
+    apt-get update -qq
+    apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+if ! python3 -c 'import kubernetes' 2>/dev/null; then
+    echo "== installing the official Kubernetes Python client"
+    python3 -m pip install -q kubernetes 2>&1 | grep -v 'WARNING: Running pip as' || true
+fi
+
+if ! command -v cargo-nextest >/dev/null && ! cargo nextest --version >/dev/null 2>&1; then
+    echo "== installing cargo-nextest"
+    cargo install -q cargo-nextest --locked
+fi

@@ -1,0 +1,195 @@
+//! Builders for the objects tests create, so a test says what matters about an object
+//! (`deployment("web").replicas(2)`) instead of carrying a JSON blob.
+
+use serde_json::{Map, Value, json};
+
+/// The ReplicationController from the seed notes, verbatim.
+pub const SEED_REPLICATION_CONTROLLER: &str = "\
+apiVersion: v1
+kind: ReplicationController
+metadata:
+  name: nginx
+spec:
+  replicas: 3
+  selector:
+    app: nginx
+  template:
+    metadata:
+      name: nginx
+      labels:
+        app: nginx
+    spec:
+      containers:
+      - name: nginx
+        image: nginx
+        ports:
+        - containerPort: 80
+";
+
+/// Objects as one multi-document YAML file, as people write manifests.
+pub fn yaml_documents(objects: &[Value]) -> String {
+    objects
+        .iter()
+        .map(|o| serde_yaml::to_string(o).expect("a JSON value is YAML"))
+        .collect::<Vec<_>>()
+        .join("---\n")
+}
+
+fn labels(pairs: &[(String, String)]) -> Value {
+    Value::Object(pairs.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect::<Map<_, _>>())
+}
+
+/// An `apps/v1` Deployment of one `nginx` container listening on port 80; its selector and
+/// template carry `app: <name>`.
+pub fn deployment(name: &str) -> DeploymentBuilder {
+    DeploymentBuilder {
+        name: name.into(),
+        replicas: None,
+        image: "nginx:1.25".into(),
+        labels: Vec::new(),
+        template_labels: vec![("app".into(), name.into())],
+        selector: vec![("app".into(), name.into())],
+    }
+}
+
+pub struct DeploymentBuilder {
+    name: String,
+    replicas: Option<i64>,
+    image: String,
+    labels: Vec<(String, String)>,
+    template_labels: Vec<(String, String)>,
+    selector: Vec<(String, String)>,
+}
+
+impl DeploymentBuilder {
+    pub fn replicas(mut self, n: i64) -> Self {
+        self.replicas = Some(n);
+        self
+    }
+
+    pub fn image(mut self, image: &str) -> Self {
+        self.image = image.into();
+        self
+    }
+
+    /// A label on the Deployment itself.
+    pub fn label(mut self, key: &str, value: &str) -> Self {
+        self.labels.push((key.into(), value.into()));
+        self
+    }
+
+    /// Replaces the pod template's labels (the selector stays `app: <name>`).
+    pub fn template_labels(mut self, pairs: &[(&str, &str)]) -> Self {
+        self.template_labels = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        self
+    }
+
+    pub fn build(self) -> Value {
+        let mut spec = json!({
+            "selector": {"matchLabels": labels(&self.selector)},
+            "template": {
+                "metadata": {"labels": labels(&self.template_labels)},
+                "spec": {"containers": [{
+                    "name": "nginx",
+                    "image": self.image,
+                    "ports": [{"containerPort": 80}],
+                }]},
+            },
+        });
+        if let Some(n) = self.replicas {
+            spec["replicas"] = json!(n);
+        }
+        let mut metadata = json!({"name": self.name});
+        if !self.labels.is_empty() {
+            metadata["labels"] = labels(&self.labels);
+        }
+        json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": metadata, "spec": spec})
+    }
+}
+
+/// A ClusterIP Service selecting `app: <name>`, port 80 (no targetPort: the server defaults it).
+pub fn service(name: &str) -> ServiceBuilder {
+    ServiceBuilder { name: name.into(), port: 80 }
+}
+
+pub struct ServiceBuilder {
+    name: String,
+    port: i64,
+}
+
+impl ServiceBuilder {
+    pub fn port(mut self, port: i64) -> Self {
+        self.port = port;
+        self
+    }
+
+    pub fn build(self) -> Value {
+        json!({
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": self.name},
+            "spec": {"selector": {"app": self.name}, "ports": [{"port": self.port}]},
+        })
+    }
+}
+
+/// A ConfigMap, empty unless given labels or data.
+pub fn config_map(name: &str) -> ConfigMapBuilder {
+    ConfigMapBuilder { name: name.into(), labels: Vec::new(), data: Vec::new() }
+}
+
+pub struct ConfigMapBuilder {
+    name: String,
+    labels: Vec<(String, String)>,
+    data: Vec<(String, String)>,
+}
+
+impl ConfigMapBuilder {
+    pub fn label(mut self, key: &str, value: &str) -> Self {
+        self.labels.push((key.into(), value.into()));
+        self
+    }
+
+    pub fn data(mut self, key: &str, value: &str) -> Self {
+        self.data.push((key.into(), value.into()));
+        self
+    }
+
+    pub fn build(self) -> Value {
+        let mut metadata = json!({"name": self.name});
+        if !self.labels.is_empty() {
+            metadata["labels"] = labels(&self.labels);
+        }
+        let mut cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata});
+        if !self.data.is_empty() {
+            cm["data"] = labels(&self.data);
+        }
+        cm
+    }
+}
+
+/// A Pod of one `nginx` container, labelled `app: <name>`.
+pub fn pod(name: &str) -> PodBuilder {
+    PodBuilder { name: name.into(), image: "nginx:1.25".into() }
+}
+
+pub struct PodBuilder {
+    name: String,
+    image: String,
+}
+
+impl PodBuilder {
+    pub fn image(mut self, image: &str) -> Self {
+        self.image = image.into();
+        self
+    }
+
+    pub fn build(self) -> Value {
+        json!({
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": self.name, "labels": {"app": self.name}},
+            "spec": {"containers": [{"name": "nginx", "image": self.image}]},
+        })
+    }
+}

@@ -1,0 +1,231 @@
+//! Running the real `kubectl` (and its versioned siblings) against an [`ApiServer`].
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::apiserver::ApiServer;
+use crate::wait::wait_until;
+
+/// No kubectl call in these tests should take long; a hung one fails the test instead of
+/// hanging the run.
+const KUBECTL_TIMEOUT: Duration = Duration::from_secs(60);
+
+impl ApiServer {
+    /// Runs `kubectl ARGS` (the one on `PATH`) with this server's kubeconfig.
+    pub fn kubectl(&self, args: &[&str]) -> Output {
+        self.run_kubectl(Path::new("kubectl"), args, None)
+    }
+
+    /// Runs `kubectl.<version> ARGS`, e.g. `kubectl_v("1.27", &["get", "pods"])`.
+    pub fn kubectl_v(&self, version: &str, args: &[&str]) -> Output {
+        self.run_kubectl(&kubectl_versioned_path(version), args, None)
+    }
+
+    /// Runs `kubectl ARGS` with `stdin` on its standard input (for `-f -`).
+    pub fn kubectl_stdin(&self, args: &[&str], stdin: &str) -> Output {
+        self.run_kubectl(Path::new("kubectl"), args, Some(stdin))
+    }
+
+    /// Runs `kubectl ARGS`, asserts it succeeded, returns its stdout.
+    pub fn kubectl_ok(&self, args: &[&str]) -> String {
+        success(&format!("kubectl {}", args.join(" ")), self.kubectl(args))
+    }
+
+    /// Runs `kubectl.<version> ARGS`, asserts it succeeded, returns its stdout.
+    pub fn kubectl_v_ok(&self, version: &str, args: &[&str]) -> String {
+        success(&format!("kubectl.{version} {}", args.join(" ")), self.kubectl_v(version, args))
+    }
+
+    /// Runs `kubectl ARGS -o json` and parses what it printed.
+    pub fn kubectl_json(&self, args: &[&str]) -> serde_json::Value {
+        let mut all = args.to_vec();
+        all.extend(["-o", "json"]);
+        let out = self.kubectl_ok(&all);
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("kubectl {} printed no JSON ({e}):\n{out}", all.join(" ")))
+    }
+
+    /// Runs `kubectl ARGS`, asserts it failed as kubectl fails on a server error (exit code 1),
+    /// and returns its stderr.
+    pub fn kubectl_fails(&self, args: &[&str]) -> String {
+        let out = self.kubectl(args);
+        failure(&format!("kubectl {}", args.join(" ")), out)
+    }
+
+    /// Like [`ApiServer::kubectl_fails`], with `stdin` on kubectl's standard input.
+    pub fn kubectl_stdin_fails(&self, args: &[&str], stdin: &str) -> String {
+        let out = self.kubectl_stdin(args, stdin);
+        failure(&format!("kubectl {}", args.join(" ")), out)
+    }
+
+    /// Starts a long-running `kubectl ARGS` (e.g. `get pods -w`) whose output lines a test
+    /// reads with [`KubectlWatch::expect_line`]. Killed on drop.
+    pub fn kubectl_watch(&self, args: &[&str]) -> KubectlWatch {
+        let mut child = self
+            .kubectl_command(Path::new("kubectl"), args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run kubectl");
+        let (tx, lines) = mpsc::channel();
+        let stdout = child.stdout.take().expect("piped stdout");
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let sink = stderr.clone();
+        let mut pipe = child.stderr.take().expect("piped stderr");
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n @ 1..) = pipe.read(&mut buf) {
+                sink.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        KubectlWatch {
+            command: format!("kubectl {}", args.join(" ")),
+            child,
+            lines,
+            seen: Vec::new(),
+            stderr,
+        }
+    }
+
+    fn kubectl_command(&self, program: &Path, args: &[&str]) -> Command {
+        let mut cmd = Command::new(program);
+        cmd.arg("--kubeconfig")
+            .arg(self.kubeconfig())
+            // A discovery cache private to this server: nothing leaks into ~/.kube, and no test
+            // sees another server's (or an earlier run's) cached discovery.
+            .arg("--cache-dir")
+            .arg(self.dir().join("kubectl-cache"))
+            .args(args)
+            .env_remove("KUBECONFIG")
+            .current_dir(self.dir());
+        cmd
+    }
+
+    fn run_kubectl(&self, program: &Path, args: &[&str], stdin: Option<&str>) -> Output {
+        let mut child = self
+            .kubectl_command(program, args)
+            .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", program.display()));
+        if let Some(input) = stdin {
+            let mut pipe = child.stdin.take().expect("piped stdin");
+            let input = input.to_owned();
+            std::thread::spawn(move || pipe.write_all(input.as_bytes()));
+        }
+        let stdout = read_in_background(child.stdout.take().expect("piped stdout"));
+        let stderr = read_in_background(child.stderr.take().expect("piped stderr"));
+        let mut status: Option<ExitStatus> = None;
+        if !wait_until(KUBECTL_TIMEOUT, || {
+            status = child.try_wait().expect("wait for kubectl");
+            status.is_some()
+        }) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{} {} did not finish within {KUBECTL_TIMEOUT:?}", program.display(), args.join(" "));
+        }
+        Output {
+            status: status.expect("checked above"),
+            stdout: stdout.join().expect("stdout reader"),
+            stderr: stderr.join().expect("stderr reader"),
+        }
+    }
+}
+
+fn read_in_background(mut pipe: impl Read + Send + 'static) -> std::thread::JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = pipe.read_to_end(&mut buf);
+        buf
+    })
+}
+
+fn success(what: &str, out: Output) -> String {
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{what} failed ({}):\nstdout:\n{stdout}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+fn failure(what: &str, out: Output) -> String {
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{what} should fail with exit code 1:\nstdout:\n{}\nstderr:\n{stderr}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    stderr
+}
+
+/// `kubectl.<version>`, beside the file that `readlink -f $(which kubectl)` names.
+pub fn kubectl_versioned_path(version: &str) -> PathBuf {
+    let on_path = std::env::var_os("PATH")
+        .and_then(|paths| std::env::split_paths(&paths).map(|d| d.join("kubectl")).find(|p| p.is_file()))
+        .expect("kubectl is on PATH");
+    let real = std::fs::canonicalize(&on_path).unwrap_or(on_path);
+    real.with_file_name(format!("kubectl.{version}"))
+}
+
+/// A running `kubectl ... -w`; its stdout lines are read as they come. Killed on drop.
+pub struct KubectlWatch {
+    command: String,
+    child: Child,
+    lines: Receiver<String>,
+    seen: Vec<String>,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl KubectlWatch {
+    /// Waits up to `timeout` for a new output line for which `matches` holds and returns it.
+    /// Panics (showing every line so far) if none comes.
+    pub fn expect_line(&mut self, timeout: Duration, matches: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if matches(&line) {
+                        return line;
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => panic!(
+                    "`{}` printed no expected line within {timeout:?}; stdout so far:\n{}\nstderr:\n{}",
+                    self.command,
+                    self.seen.join("\n"),
+                    self.stderr.lock().unwrap()
+                ),
+            }
+        }
+    }
+
+    /// Every stdout line read so far.
+    pub fn seen(&self) -> &[String] {
+        &self.seen
+    }
+}
+
+impl Drop for KubectlWatch {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
