@@ -40,6 +40,12 @@ impl ApiServer {
         success(&format!("kubectl.{version} {}", args.join(" ")), self.kubectl_v(version, args))
     }
 
+    /// `kubectl create -f -` of `objects`, asserting success; returns what kubectl printed.
+    pub fn kubectl_create(&self, objects: &[serde_json::Value]) -> String {
+        let out = self.kubectl_stdin(&["create", "-f", "-"], &crate::fixtures::yaml_documents(objects));
+        success("kubectl create -f -", out)
+    }
+
     /// Runs `kubectl ARGS -o json` and parses what it printed.
     pub fn kubectl_json(&self, args: &[&str]) -> serde_json::Value {
         let mut all = args.to_vec();
@@ -228,4 +234,53 @@ impl Drop for KubectlWatch {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A table as kubectl prints it (`get`, `api-resources`): a header row and rows of cells,
+/// split on runs of spaces (none of the columns these tests read contain spaces).
+#[derive(Debug)]
+pub struct Table {
+    pub header: Vec<String>,
+    pub rows: Vec<Vec<String>>,
+}
+
+impl Table {
+    pub fn parse(text: &str) -> Table {
+        let mut lines = text.lines().filter(|l| !l.trim().is_empty());
+        let split = |l: &str| l.split_whitespace().map(str::to_owned).collect::<Vec<_>>();
+        let header = lines.next().map(split).unwrap_or_default();
+        Table { header, rows: lines.map(split).collect() }
+    }
+
+    /// The row whose first cell is `name`; panics (showing the table) if there is none.
+    pub fn row(&self, name: &str) -> &[String] {
+        self.rows
+            .iter()
+            .find(|r| r.first().is_some_and(|c| c == name))
+            .unwrap_or_else(|| panic!("no row {name:?} in {self:#?}"))
+    }
+
+    /// The first cell of every row.
+    pub fn names(&self) -> Vec<&str> {
+        self.rows.iter().filter_map(|r| r.first().map(String::as_str)).collect()
+    }
+}
+
+/// `text` without ANSI colour sequences (`kubectl cluster-info` colours even when piped).
+pub fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // ESC [ parameters final-letter
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }

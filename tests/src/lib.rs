@@ -19,7 +19,7 @@ mod wait;
 
 pub use apiserver::{ApiServer, Backend};
 pub use http::{Http, Reply};
-pub use kubectl::{KubectlWatch, kubectl_versioned_path};
+pub use kubectl::{KubectlWatch, Table, kubectl_versioned_path, strip_ansi};
 pub use wait::wait_until;
 
 /// Turns `fn name(backend: Backend)` test bodies into `#[test]`s run once per backend:

@@ -130,3 +130,107 @@ pub fn by_path(path: &str) -> Option<Value> {
         _ => None,
     }
 }
+
+/// Protocol buffer encoding, just enough for the OpenAPI v2 document below.
+mod pb {
+    fn varint(out: &mut Vec<u8>, mut v: u64) {
+        while v >= 0x80 {
+            out.push((v as u8) | 0x80);
+            v >>= 7;
+        }
+        out.push(v as u8);
+    }
+
+    /// A length-delimited field (strings, bytes and nested messages).
+    pub fn bytes(out: &mut Vec<u8>, field: u32, data: &[u8]) {
+        varint(out, (u64::from(field) << 3) | 2);
+        varint(out, data.len() as u64);
+        out.extend_from_slice(data);
+    }
+
+    pub fn string(out: &mut Vec<u8>, field: u32, s: &str) {
+        bytes(out, field, s.as_bytes());
+    }
+
+    pub fn message(out: &mut Vec<u8>, field: u32, build: impl FnOnce(&mut Vec<u8>)) {
+        let mut inner = Vec::new();
+        build(&mut inner);
+        bytes(out, field, &inner);
+    }
+}
+
+/// The OpenAPI v2 document in gnostic's protobuf form
+/// (`application/com.github.proto-openapi.spec.v2@v1.0+protobuf`), which kubectl up to 1.27
+/// requires before it validates: PATCH operations of every resource, with their
+/// `x-kubernetes-group-version-kind` and the `fieldValidation` query parameter. It has no
+/// schema definitions, so kubectl leaves validation to the server.
+pub fn v2_protobuf() -> Vec<u8> {
+    let mut doc = Vec::new();
+    pb::string(&mut doc, 1, "2.0");
+    pb::message(&mut doc, 2, |info| {
+        pb::string(info, 1, "Kubernetes");
+        pb::string(info, 2, "v1.33.0");
+    });
+    pb::message(&mut doc, 8, |paths| {
+        for r in resources::all() {
+            let base = format!("/{}", gv_path(r.group, r.version));
+            let scope = if r.namespaced { format!("{base}/namespaces/{{namespace}}/{}", r.plural) } else { format!("{base}/{}", r.plural) };
+            // NamedPathItem { name = 1, value = 2 }
+            pb::message(paths, 2, |named| {
+                pb::string(named, 1, &format!("{scope}/{{name}}"));
+                pb::message(named, 2, |item| {
+                    // PathItem.patch = 8 (an Operation)
+                    pb::message(item, 8, |op| {
+                        pb::string(op, 5, &format!("patch{}", r.kind));
+                        for (name, ty) in PATCH_PARAMS {
+                            // ParametersItem.parameter = 1 → Parameter.non_body_parameter = 2 →
+                            // NonBodyParameter.query_parameter_sub_schema = 3.
+                            pb::message(op, 8, |pi| {
+                                pb::message(pi, 1, |p| {
+                                    pb::message(p, 2, |nb| {
+                                        pb::message(nb, 3, |q| {
+                                            pb::string(q, 2, "query");
+                                            pb::string(q, 4, name);
+                                            pb::string(q, 6, ty);
+                                        })
+                                    })
+                                })
+                            });
+                        }
+                        // Operation.vendor_extension = 13: NamedAny { name, value: Any { yaml = 2 } }
+                        pb::message(op, 13, |ext| {
+                            pb::string(ext, 1, "x-kubernetes-group-version-kind");
+                            pb::message(ext, 2, |any| {
+                                pb::string(any, 2, &format!("group: \"{}\"\nkind: {}\nversion: {}\n", r.group, r.kind, r.version));
+                            });
+                        });
+                    });
+                });
+            });
+        }
+    });
+    doc
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn v3_documents_list_patch_with_field_validation() {
+        let idx = index();
+        assert!(idx["paths"]["apis/apps/v1"]["serverRelativeURL"].as_str().unwrap().starts_with("/openapi/v3/apis/apps/v1?hash="));
+        let doc = by_path("apis/apps/v1").unwrap();
+        let patch = &doc["paths"]["/apis/apps/v1/namespaces/{namespace}/deployments/{name}"]["patch"];
+        assert_eq!(patch["x-kubernetes-group-version-kind"]["kind"], "Deployment");
+        assert!(patch["parameters"].as_array().unwrap().iter().any(|p| p["name"] == "fieldValidation"));
+    }
+
+    #[test]
+    fn v2_protobuf_starts_with_the_swagger_version() {
+        let pb = v2_protobuf();
+        // Field 1, length-delimited, "2.0".
+        assert_eq!(&pb[..5], &[0x0a, 3, b'2', b'.', b'0']);
+        assert!(pb.windows(b"patchDeployment".len()).any(|w| w == b"patchDeployment"));
+    }
+}
