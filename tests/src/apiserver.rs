@@ -54,7 +54,10 @@ impl ApiServer {
         let dir = tempfile::tempdir().expect("create a temporary directory");
         let tokens = dir.path().join("tokens.csv");
         std::fs::write(&tokens, csv).expect("write the token file");
-        let args = vec!["--token-auth-file".to_string(), tokens.display().to_string()];
+        let args = vec![
+            "--token-auth-file".to_string(),
+            tokens.display().to_string(),
+        ];
         Self::start_in(dir, backend, args)
     }
 
@@ -171,21 +174,39 @@ impl ApiServer {
         let mut addr = None;
         let mut exited = None;
         let ready_in_time = wait_until(START_TIMEOUT, || {
-            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
                 exited = Some(status);
                 return true;
             }
             // The file is written in one go but not atomically: retry until it parses.
-            addr = std::fs::read_to_string(&ready).ok().and_then(|s| s.trim().parse().ok());
+            addr = std::fs::read_to_string(&ready)
+                .ok()
+                .and_then(|s| s.trim().parse().ok());
             addr.is_some()
         });
         if let Some(status) = exited {
             self.child = None;
-            panic!("skiff-apiserver exited with {status} while starting; log:\n{}", self.log());
+            panic!(
+                "skiff-apiserver exited with {status} while starting; log:\n{}",
+                self.log()
+            );
         }
-        assert!(ready_in_time, "skiff-apiserver did not write {} within {START_TIMEOUT:?}; log:\n{}", ready.display(), self.log());
+        assert!(
+            ready_in_time,
+            "skiff-apiserver did not write {} within {START_TIMEOUT:?}; log:\n{}",
+            ready.display(),
+            self.log()
+        );
         self.addr = addr.expect("checked above");
-        assert!(self.kubeconfig().exists(), "skiff-apiserver is ready but wrote no {}", self.kubeconfig().display());
+        assert!(
+            self.kubeconfig().exists(),
+            "skiff-apiserver is ready but wrote no {}",
+            self.kubeconfig().display()
+        );
     }
 }
 
@@ -196,7 +217,11 @@ impl Drop for ApiServer {
             let log = self.log();
             let tail: Vec<&str> = log.lines().rev().take(40).collect();
             let tail: Vec<&str> = tail.into_iter().rev().collect();
-            eprintln!("--- last lines of the {:?} apiserver's log ---\n{}", self.backend, tail.join("\n"));
+            eprintln!(
+                "--- last lines of the {:?} apiserver's log ---\n{}",
+                self.backend,
+                tail.join("\n")
+            );
         }
     }
 }
@@ -225,10 +250,19 @@ pub(crate) fn apiserver_binary() -> PathBuf {
 }
 
 fn build_apiserver(profile_dir: &Path) {
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ is inside the workspace");
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ is inside the workspace");
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
-    cmd.current_dir(workspace).args(["build", "--quiet", "-p", "skiff-apiserver", "--bin", "skiff-apiserver"]);
+    cmd.current_dir(workspace).args([
+        "build",
+        "--quiet",
+        "-p",
+        "skiff-apiserver",
+        "--bin",
+        "skiff-apiserver",
+    ]);
     if profile_dir.file_name().is_some_and(|n| n == "release") {
         cmd.arg("--release");
     }
@@ -244,4 +278,3 @@ fn build_apiserver(profile_dir: &Path) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
-

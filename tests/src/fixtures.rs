@@ -36,7 +36,12 @@ pub fn yaml_documents(objects: &[Value]) -> String {
 }
 
 fn labels(pairs: &[(String, String)]) -> Value {
-    Value::Object(pairs.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect::<Map<_, _>>())
+    Value::Object(
+        pairs
+            .iter()
+            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+            .collect::<Map<_, _>>(),
+    )
 }
 
 /// An `apps/v1` Deployment of one `nginx` container listening on port 80; its selector and
@@ -80,7 +85,10 @@ impl DeploymentBuilder {
 
     /// Replaces the pod template's labels (the selector stays `app: <name>`).
     pub fn template_labels(mut self, pairs: &[(&str, &str)]) -> Self {
-        self.template_labels = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        self.template_labels = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         self
     }
 
@@ -109,7 +117,10 @@ impl DeploymentBuilder {
 
 /// A ClusterIP Service selecting `app: <name>`, port 80 (no targetPort: the server defaults it).
 pub fn service(name: &str) -> ServiceBuilder {
-    ServiceBuilder { name: name.into(), port: 80 }
+    ServiceBuilder {
+        name: name.into(),
+        port: 80,
+    }
 }
 
 pub struct ServiceBuilder {
@@ -135,7 +146,11 @@ impl ServiceBuilder {
 
 /// A ConfigMap, empty unless given labels or data.
 pub fn config_map(name: &str) -> ConfigMapBuilder {
-    ConfigMapBuilder { name: name.into(), labels: Vec::new(), data: Vec::new() }
+    ConfigMapBuilder {
+        name: name.into(),
+        labels: Vec::new(),
+        data: Vec::new(),
+    }
 }
 
 pub struct ConfigMapBuilder {
@@ -170,7 +185,10 @@ impl ConfigMapBuilder {
 
 /// A Pod of one `nginx` container, labelled `app: <name>`.
 pub fn pod(name: &str) -> PodBuilder {
-    PodBuilder { name: name.into(), image: "nginx:1.25".into() }
+    PodBuilder {
+        name: name.into(),
+        image: "nginx:1.25".into(),
+    }
 }
 
 pub struct PodBuilder {

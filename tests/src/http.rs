@@ -26,8 +26,12 @@ pub struct Reply {
 impl Reply {
     /// The body parsed as JSON; panics (showing the body) if it is not JSON.
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.body)
-            .unwrap_or_else(|e| panic!("HTTP {} response is not JSON ({e}): {}", self.status, self.body))
+        serde_json::from_str(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "HTTP {} response is not JSON ({e}): {}",
+                self.status, self.body
+            )
+        })
     }
 }
 
@@ -59,18 +63,27 @@ impl ApiServer {
         let mut builder = Client::builder()
             .use_rustls_tls()
             .tls_built_in_root_certs(false)
-            .add_root_certificate(reqwest::Certificate::from_pem(&kubeconfig.ca).expect("the kubeconfig's CA is PEM"))
+            .add_root_certificate(
+                reqwest::Certificate::from_pem(&kubeconfig.ca).expect("the kubeconfig's CA is PEM"),
+            )
             .timeout(Duration::from_secs(30));
         match credentials {
             Credentials::AdminCertificate => {
                 let mut pem = kubeconfig.client_cert.clone();
                 pem.extend_from_slice(b"\n");
                 pem.extend_from_slice(&kubeconfig.client_key);
-                builder = builder.identity(reqwest::Identity::from_pem(&pem).expect("the kubeconfig's client certificate and key are PEM"));
+                builder = builder.identity(
+                    reqwest::Identity::from_pem(&pem)
+                        .expect("the kubeconfig's client certificate and key are PEM"),
+                );
             }
             Credentials::Token(token) => {
                 let mut headers = HeaderMap::new();
-                headers.insert(AUTHORIZATION, HeaderValue::from_str(&format!("Bearer {token}")).expect("a token is a header value"));
+                headers.insert(
+                    AUTHORIZATION,
+                    HeaderValue::from_str(&format!("Bearer {token}"))
+                        .expect("a token is a header value"),
+                );
                 builder = builder.default_headers(headers);
             }
             Credentials::None => {}
@@ -92,21 +105,43 @@ impl Http {
     }
 
     pub fn post_json(&self, path: &str, body: &serde_json::Value) -> Reply {
-        self.send("POST", path, Some("application/json"), body.to_string().into_bytes())
+        self.send(
+            "POST",
+            path,
+            Some("application/json"),
+            body.to_string().into_bytes(),
+        )
     }
 
     pub fn put_json(&self, path: &str, body: &serde_json::Value) -> Reply {
-        self.send("PUT", path, Some("application/json"), body.to_string().into_bytes())
+        self.send(
+            "PUT",
+            path,
+            Some("application/json"),
+            body.to_string().into_bytes(),
+        )
     }
 
     /// Sends a request and panics on a transport error (no response at all).
-    pub fn send(&self, method: &str, path: &str, content_type: Option<&str>, body: Vec<u8>) -> Reply {
+    pub fn send(
+        &self,
+        method: &str,
+        path: &str,
+        content_type: Option<&str>,
+        body: Vec<u8>,
+    ) -> Reply {
         self.try_send(method, path, content_type, body)
             .unwrap_or_else(|e| panic!("{method} {path}: no response: {e}"))
     }
 
     /// Sends a request; `Err` if no response came (connection refused, reset, timeout).
-    pub fn try_send(&self, method: &str, path: &str, content_type: Option<&str>, body: Vec<u8>) -> Result<Reply, String> {
+    pub fn try_send(
+        &self,
+        method: &str,
+        path: &str,
+        content_type: Option<&str>,
+        body: Vec<u8>,
+    ) -> Result<Reply, String> {
         let method: reqwest::Method = method.parse().expect("an HTTP method");
         let mut request = self.client.request(method, format!("{}{path}", self.base));
         if let Some(ct) = content_type {
@@ -117,7 +152,9 @@ impl Http {
         }
         let response = request.send().map_err(|e| format!("{e:?}"))?;
         let status = response.status().as_u16();
-        let body = response.text().map_err(|e| format!("reading the body: {e:?}"))?;
+        let body = response
+            .text()
+            .map_err(|e| format!("reading the body: {e:?}"))?;
         Ok(Reply { status, body })
     }
 }
@@ -131,7 +168,8 @@ struct KubeconfigPems {
 
 impl KubeconfigPems {
     fn read(path: &std::path::Path) -> KubeconfigPems {
-        let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+        let text = std::fs::read_to_string(path)
+            .unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
         let doc: serde_yaml::Value = serde_yaml::from_str(&text).expect("the kubeconfig is YAML");
         let field = |list: &str, inner: &str, key: &str| -> Vec<u8> {
             let b64 = doc[list][0][inner][key]

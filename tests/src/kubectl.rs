@@ -37,12 +37,18 @@ impl ApiServer {
 
     /// Runs `kubectl.<version> ARGS`, asserts it succeeded, returns its stdout.
     pub fn kubectl_v_ok(&self, version: &str, args: &[&str]) -> String {
-        success(&format!("kubectl.{version} {}", args.join(" ")), self.kubectl_v(version, args))
+        success(
+            &format!("kubectl.{version} {}", args.join(" ")),
+            self.kubectl_v(version, args),
+        )
     }
 
     /// `kubectl create -f -` of `objects`, asserting success; returns what kubectl printed.
     pub fn kubectl_create(&self, objects: &[serde_json::Value]) -> String {
-        let out = self.kubectl_stdin(&["create", "-f", "-"], &crate::fixtures::yaml_documents(objects));
+        let out = self.kubectl_stdin(
+            &["create", "-f", "-"],
+            &crate::fixtures::yaml_documents(objects),
+        );
         success("kubectl create -f -", out)
     }
 
@@ -51,7 +57,8 @@ impl ApiServer {
         let mut all = args.to_vec();
         all.extend(["-o", "json"]);
         let out = self.kubectl_ok(&all);
-        serde_json::from_str(&out).unwrap_or_else(|e| panic!("kubectl {} printed no JSON ({e}):\n{out}", all.join(" ")))
+        serde_json::from_str(&out)
+            .unwrap_or_else(|e| panic!("kubectl {} printed no JSON ({e}):\n{out}", all.join(" ")))
     }
 
     /// Runs `kubectl ARGS`, asserts it failed as kubectl fails on a server error (exit code 1),
@@ -93,7 +100,9 @@ impl ApiServer {
         std::thread::spawn(move || {
             let mut buf = [0u8; 4096];
             while let Ok(n @ 1..) = pipe.read(&mut buf) {
-                sink.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
+                sink.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
             }
         });
         KubectlWatch {
@@ -122,7 +131,11 @@ impl ApiServer {
     fn run_kubectl(&self, program: &Path, args: &[&str], stdin: Option<&str>) -> Output {
         let mut child = self
             .kubectl_command(program, args)
-            .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -141,7 +154,11 @@ impl ApiServer {
         }) {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("{} {} did not finish within {KUBECTL_TIMEOUT:?}", program.display(), args.join(" "));
+            panic!(
+                "{} {} did not finish within {KUBECTL_TIMEOUT:?}",
+                program.display(),
+                args.join(" ")
+            );
         }
         Output {
             status: status.expect("checked above"),
@@ -184,7 +201,11 @@ fn failure(what: &str, out: Output) -> String {
 /// `kubectl.<version>`, beside the file that `readlink -f $(which kubectl)` names.
 pub fn kubectl_versioned_path(version: &str) -> PathBuf {
     let on_path = std::env::var_os("PATH")
-        .and_then(|paths| std::env::split_paths(&paths).map(|d| d.join("kubectl")).find(|p| p.is_file()))
+        .and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|d| d.join("kubectl"))
+                .find(|p| p.is_file())
+        })
         .expect("kubectl is on PATH");
     let real = std::fs::canonicalize(&on_path).unwrap_or(on_path);
     real.with_file_name(format!("kubectl.{version}"))
@@ -236,8 +257,11 @@ impl Drop for KubectlWatch {
     }
 }
 
-/// A table as kubectl prints it (`get`, `api-resources`): a header row and rows of cells,
-/// split on runs of spaces (none of the columns these tests read contain spaces).
+/// A table as kubectl prints it (`get`, `api-resources`): a header row and rows of cells.
+///
+/// Cells are cut at the header's column positions (kubectl aligns columns with a tab writer
+/// that pads with at least three spaces), so headers such as `NODE SELECTOR` and empty cells
+/// (a resource without short names in `api-resources`) come out right.
 #[derive(Debug)]
 pub struct Table {
     pub header: Vec<String>,
@@ -247,9 +271,25 @@ pub struct Table {
 impl Table {
     pub fn parse(text: &str) -> Table {
         let mut lines = text.lines().filter(|l| !l.trim().is_empty());
-        let split = |l: &str| l.split_whitespace().map(str::to_owned).collect::<Vec<_>>();
-        let header = lines.next().map(split).unwrap_or_default();
-        Table { header, rows: lines.map(split).collect() }
+        let Some(header) = lines.next() else {
+            return Table { header: Vec::new(), rows: Vec::new() };
+        };
+        let bytes = header.as_bytes();
+        let starts: Vec<usize> = (0..bytes.len())
+            .filter(|&i| bytes[i] != b' ' && (i == 0 || (i >= 2 && &bytes[i - 2..i] == b"  ")))
+            .collect();
+        let cut = |line: &str| -> Vec<String> {
+            (0..starts.len())
+                .map(|c| {
+                    let end = starts.get(c + 1).copied().unwrap_or(usize::MAX).min(line.len());
+                    line.get(starts[c].min(end)..end).unwrap_or_default().trim().to_owned()
+                })
+                .collect()
+        };
+        Table {
+            header: cut(header),
+            rows: lines.map(cut).collect(),
+        }
     }
 
     /// The row whose first cell is `name`; panics (showing the table) if there is none.
@@ -262,7 +302,10 @@ impl Table {
 
     /// The first cell of every row.
     pub fn names(&self) -> Vec<&str> {
-        self.rows.iter().filter_map(|r| r.first().map(String::as_str)).collect()
+        self.rows
+            .iter()
+            .filter_map(|r| r.first().map(String::as_str))
+            .collect()
     }
 }
 

@@ -15,14 +15,23 @@ use serde_json::{Map, Value, json};
 use crate::resources::{self, ResourceInfo};
 
 fn gv_path(group: &str, version: &str) -> String {
-    if group.is_empty() { format!("api/{version}") } else { format!("apis/{group}/{version}") }
+    if group.is_empty() {
+        format!("api/{version}")
+    } else {
+        format!("apis/{group}/{version}")
+    }
 }
 
 fn param(name: &str, kind: &str) -> Value {
     json!({ "name": name, "in": "query", "schema": { "type": kind }, "uniqueItems": true })
 }
 
-fn operation(info: &ResourceInfo, action: &str, verb_params: &[(&str, &str)], op_id: String) -> Value {
+fn operation(
+    info: &ResourceInfo,
+    action: &str,
+    verb_params: &[(&str, &str)],
+    op_id: String,
+) -> Value {
     let params: Vec<Value> = verb_params.iter().map(|(n, t)| param(n, t)).collect();
     json!({
         "operationId": op_id,
@@ -33,8 +42,17 @@ fn operation(info: &ResourceInfo, action: &str, verb_params: &[(&str, &str)], op
     })
 }
 
-const WRITE_PARAMS: &[(&str, &str)] = &[("dryRun", "string"), ("fieldManager", "string"), ("fieldValidation", "string")];
-const PATCH_PARAMS: &[(&str, &str)] = &[("dryRun", "string"), ("fieldManager", "string"), ("fieldValidation", "string"), ("force", "boolean")];
+const WRITE_PARAMS: &[(&str, &str)] = &[
+    ("dryRun", "string"),
+    ("fieldManager", "string"),
+    ("fieldValidation", "string"),
+];
+const PATCH_PARAMS: &[(&str, &str)] = &[
+    ("dryRun", "string"),
+    ("fieldManager", "string"),
+    ("fieldValidation", "string"),
+    ("force", "boolean"),
+];
 const LIST_PARAMS: &[(&str, &str)] = &[
     ("allowWatchBookmarks", "boolean"),
     ("continue", "string"),
@@ -47,18 +65,29 @@ const LIST_PARAMS: &[(&str, &str)] = &[
     ("timeoutSeconds", "integer"),
     ("watch", "boolean"),
 ];
-const DELETE_PARAMS: &[(&str, &str)] = &[("dryRun", "string"), ("gracePeriodSeconds", "integer"), ("propagationPolicy", "string")];
+const DELETE_PARAMS: &[(&str, &str)] = &[
+    ("dryRun", "string"),
+    ("gracePeriodSeconds", "integer"),
+    ("propagationPolicy", "string"),
+];
 
 /// The OpenAPI v3 document of one group version, or `None` if it is not served.
 pub fn group_version(group: &str, version: &str) -> Option<Value> {
-    let served: Vec<&ResourceInfo> = resources::all().iter().filter(|r| r.group == group && r.version == version).collect();
+    let served: Vec<&ResourceInfo> = resources::all()
+        .iter()
+        .filter(|r| r.group == group && r.version == version)
+        .collect();
     if served.is_empty() {
         return None;
     }
     let mut paths = Map::new();
     let base = format!("/{}", gv_path(group, version));
     for r in served {
-        let scope = if r.namespaced { format!("{base}/namespaces/{{namespace}}/{}", r.plural) } else { format!("{base}/{}", r.plural) };
+        let scope = if r.namespaced {
+            format!("{base}/namespaces/{{namespace}}/{}", r.plural)
+        } else {
+            format!("{base}/{}", r.plural)
+        };
         let id = |verb: &str| format!("{verb}{}", r.kind);
         paths.insert(
             scope.clone(),
@@ -116,7 +145,10 @@ pub fn index() -> Value {
     for (g, v) in gvs {
         let doc = group_version(g, v).unwrap_or(Value::Null);
         let p = gv_path(g, v);
-        paths.insert(p.clone(), json!({ "serverRelativeURL": format!("/openapi/v3/{p}?hash={}", hash_of(&doc)) }));
+        paths.insert(
+            p.clone(),
+            json!({ "serverRelativeURL": format!("/openapi/v3/{p}?hash={}", hash_of(&doc)) }),
+        );
     }
     json!({ "paths": paths })
 }
@@ -174,7 +206,11 @@ pub fn v2_protobuf() -> Vec<u8> {
     pb::message(&mut doc, 8, |paths| {
         for r in resources::all() {
             let base = format!("/{}", gv_path(r.group, r.version));
-            let scope = if r.namespaced { format!("{base}/namespaces/{{namespace}}/{}", r.plural) } else { format!("{base}/{}", r.plural) };
+            let scope = if r.namespaced {
+                format!("{base}/namespaces/{{namespace}}/{}", r.plural)
+            } else {
+                format!("{base}/{}", r.plural)
+            };
             // NamedPathItem { name = 1, value = 2 }
             pb::message(paths, 2, |named| {
                 pb::string(named, 1, &format!("{scope}/{{name}}"));
@@ -201,7 +237,14 @@ pub fn v2_protobuf() -> Vec<u8> {
                         pb::message(op, 13, |ext| {
                             pb::string(ext, 1, "x-kubernetes-group-version-kind");
                             pb::message(ext, 2, |any| {
-                                pb::string(any, 2, &format!("group: \"{}\"\nkind: {}\nversion: {}\n", r.group, r.kind, r.version));
+                                pb::string(
+                                    any,
+                                    2,
+                                    &format!(
+                                        "group: \"{}\"\nkind: {}\nversion: {}\n",
+                                        r.group, r.kind, r.version
+                                    ),
+                                );
                             });
                         });
                     });
@@ -219,11 +262,26 @@ mod tests {
     #[test]
     fn v3_documents_list_patch_with_field_validation() {
         let idx = index();
-        assert!(idx["paths"]["apis/apps/v1"]["serverRelativeURL"].as_str().unwrap().starts_with("/openapi/v3/apis/apps/v1?hash="));
+        assert!(
+            idx["paths"]["apis/apps/v1"]["serverRelativeURL"]
+                .as_str()
+                .unwrap()
+                .starts_with("/openapi/v3/apis/apps/v1?hash=")
+        );
         let doc = by_path("apis/apps/v1").unwrap();
-        let patch = &doc["paths"]["/apis/apps/v1/namespaces/{namespace}/deployments/{name}"]["patch"];
-        assert_eq!(patch["x-kubernetes-group-version-kind"]["kind"], "Deployment");
-        assert!(patch["parameters"].as_array().unwrap().iter().any(|p| p["name"] == "fieldValidation"));
+        let patch =
+            &doc["paths"]["/apis/apps/v1/namespaces/{namespace}/deployments/{name}"]["patch"];
+        assert_eq!(
+            patch["x-kubernetes-group-version-kind"]["kind"],
+            "Deployment"
+        );
+        assert!(
+            patch["parameters"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|p| p["name"] == "fieldValidation")
+        );
     }
 
     #[test]
@@ -231,6 +289,9 @@ mod tests {
         let pb = v2_protobuf();
         // Field 1, length-delimited, "2.0".
         assert_eq!(&pb[..5], &[0x0a, 3, b'2', b'.', b'0']);
-        assert!(pb.windows(b"patchDeployment".len()).any(|w| w == b"patchDeployment"));
+        assert!(
+            pb.windows(b"patchDeployment".len())
+                .any(|w| w == b"patchDeployment")
+        );
     }
 }

@@ -150,9 +150,39 @@ static RESOURCES: &[ResourceInfo] = &[
         &["status", "binding", "log", "exec", "eviction"],
         ALL,
     ),
-    res("", "v1", "Node", "nodes", "node", &["no"], false, STATUS, NONE),
-    res("", "v1", "Service", "services", "service", &["svc"], true, STATUS, ALL),
-    res("", "v1", "Endpoints", "endpoints", "endpoints", &["ep"], true, NONE, NONE),
+    res(
+        "",
+        "v1",
+        "Node",
+        "nodes",
+        "node",
+        &["no"],
+        false,
+        STATUS,
+        NONE,
+    ),
+    res(
+        "",
+        "v1",
+        "Service",
+        "services",
+        "service",
+        &["svc"],
+        true,
+        STATUS,
+        ALL,
+    ),
+    res(
+        "",
+        "v1",
+        "Endpoints",
+        "endpoints",
+        "endpoints",
+        &["ep"],
+        true,
+        NONE,
+        NONE,
+    ),
     res(
         "",
         "v1",
@@ -164,9 +194,39 @@ static RESOURCES: &[ResourceInfo] = &[
         STATUS_SCALE,
         ALL,
     ),
-    res("", "v1", "ConfigMap", "configmaps", "configmap", &["cm"], true, NONE, NONE),
-    res("", "v1", "Secret", "secrets", "secret", &[], true, NONE, NONE),
-    res("", "v1", "Event", "events", "event", &["ev"], true, NONE, NONE),
+    res(
+        "",
+        "v1",
+        "ConfigMap",
+        "configmaps",
+        "configmap",
+        &["cm"],
+        true,
+        NONE,
+        NONE,
+    ),
+    res(
+        "",
+        "v1",
+        "Secret",
+        "secrets",
+        "secret",
+        &[],
+        true,
+        NONE,
+        NONE,
+    ),
+    res(
+        "",
+        "v1",
+        "Event",
+        "events",
+        "event",
+        &["ev"],
+        true,
+        NONE,
+        NONE,
+    ),
     res(
         "",
         "v1",
@@ -383,12 +443,41 @@ mod tests {
 
     #[test]
     fn lookups_and_keys() {
-        let cases: &[(&str, &str, &str, Option<&str>, &str, &str)] = &[
-            ("", "v1", "pods", Some("default"), "web", "/registry/pods/default/web"),
+        type Case<'a> = (&'a str, &'a str, &'a str, Option<&'a str>, &'a str, &'a str);
+        let cases: &[Case] = &[
+            (
+                "",
+                "v1",
+                "pods",
+                Some("default"),
+                "web",
+                "/registry/pods/default/web",
+            ),
             ("", "v1", "nodes", None, "n1", "/registry/nodes/n1"),
-            ("", "v1", "namespaces", Some("x"), "kube-system", "/registry/namespaces/kube-system"),
-            ("", "v1", "events", Some("d"), "e.1", "/registry/events/d/e.1"),
-            ("apps", "v1", "deployments", Some("d"), "web", "/registry/deployments/d/web"),
+            (
+                "",
+                "v1",
+                "namespaces",
+                Some("x"),
+                "kube-system",
+                "/registry/namespaces/kube-system",
+            ),
+            (
+                "",
+                "v1",
+                "events",
+                Some("d"),
+                "e.1",
+                "/registry/events/d/e.1",
+            ),
+            (
+                "apps",
+                "v1",
+                "deployments",
+                Some("d"),
+                "web",
+                "/registry/deployments/d/web",
+            ),
             (
                 "autoscaling",
                 "v1",
@@ -416,8 +505,21 @@ mod tests {
         assert_eq!(hpa1.storage_version, "v2");
         assert_eq!(hpa1.api_version(), "autoscaling/v1");
         assert_eq!(find_kind("", "v1", "Pod").unwrap().short_names, &["po"]);
-        assert_eq!(find_kind("apps", "v1", "Deployment").unwrap().list_kind(), "DeploymentList");
-        assert!(!find("", "v1", "namespaces").unwrap().verbs.contains(&"deletecollection"));
-        assert!(find("", "v1", "namespaces").unwrap().subresources.contains(&"finalize"));
+        assert_eq!(
+            find_kind("apps", "v1", "Deployment").unwrap().list_kind(),
+            "DeploymentList"
+        );
+        assert!(
+            !find("", "v1", "namespaces")
+                .unwrap()
+                .verbs
+                .contains(&"deletecollection")
+        );
+        assert!(
+            find("", "v1", "namespaces")
+                .unwrap()
+                .subresources
+                .contains(&"finalize")
+        );
     }
 }

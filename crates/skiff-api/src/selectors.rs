@@ -53,12 +53,12 @@ impl LabelRequirement {
             LabelOp::Exists | LabelOp::DoesNotExist if !values.is_empty() => {
                 return Err("values set must be empty for exists and does not exist".into());
             }
-            LabelOp::GreaterThan | LabelOp::LessThan => {
-                if values.len() != 1 || values[0].parse::<i64>().is_err() {
-                    return Err(
-                        "for 'Gt', 'Lt' operators, exactly one integer value is required".into(),
-                    );
-                }
+            LabelOp::GreaterThan | LabelOp::LessThan
+                if values.len() != 1 || values[0].parse::<i64>().is_err() =>
+            {
+                return Err(
+                    "for 'Gt', 'Lt' operators, exactly one integer value is required".into(),
+                );
             }
             _ => {}
         }
@@ -81,9 +81,13 @@ impl LabelRequirement {
     }
 
     fn matches(&self, labels: Option<&Map<String, Value>>) -> bool {
-        let value = labels.and_then(|l| l.get(&self.key)).map(|v| v.as_str().unwrap_or(""));
+        let value = labels
+            .and_then(|l| l.get(&self.key))
+            .map(|v| v.as_str().unwrap_or(""));
         match self.op {
-            LabelOp::Equals | LabelOp::In => value.is_some_and(|v| self.values.iter().any(|x| x == v)),
+            LabelOp::Equals | LabelOp::In => {
+                value.is_some_and(|v| self.values.iter().any(|x| x == v))
+            }
             LabelOp::NotEquals | LabelOp::NotIn => {
                 value.is_none_or(|v| !self.values.iter().any(|x| x == v))
             }
@@ -263,10 +267,7 @@ impl Parser {
                 None | Some(Tok::Comma) => vec![String::new()],
                 Some(Tok::Ident(_) | Tok::In | Tok::NotIn) => vec![ident_text(self.next())],
                 other => {
-                    return Err(format!(
-                        "found '{}', expected: identifier",
-                        describe(other)
-                    ));
+                    return Err(format!("found '{}', expected: identifier", describe(other)));
                 }
             }
         };
@@ -407,7 +408,11 @@ impl LabelSelector {
             let s = val
                 .as_str()
                 .ok_or_else(|| format!("label {k:?}: value must be a string"))?;
-            reqs.push(LabelRequirement::new(k, LabelOp::Equals, vec![s.to_string()])?);
+            reqs.push(LabelRequirement::new(
+                k,
+                LabelOp::Equals,
+                vec![s.to_string()],
+            )?);
         }
         if structured {
             for e in m
@@ -422,7 +427,9 @@ impl LabelSelector {
                     "NotIn" => LabelOp::NotIn,
                     "Exists" => LabelOp::Exists,
                     "DoesNotExist" => LabelOp::DoesNotExist,
-                    other => return Err(format!("{other:?} is not a valid label selector operator")),
+                    other => {
+                        return Err(format!("{other:?} is not a valid label selector operator"));
+                    }
                 };
                 let values = e
                     .get("values")
@@ -483,27 +490,53 @@ enum Zero {
 
 /// The fields `info` supports beyond `metadata.name` and `metadata.namespace`, with the JSON
 /// path each reads (upstream's `*ToSelectableFields`).
-fn resource_fields(info: &ResourceInfo) -> &'static [(&'static str, &'static [&'static str], Zero)] {
+fn resource_fields(
+    info: &ResourceInfo,
+) -> &'static [(&'static str, &'static [&'static str], Zero)] {
     use Zero::*;
     match (info.group, info.plural) {
         ("", "pods") => &[
             ("spec.nodeName", &["spec", "nodeName"], Str),
             ("spec.restartPolicy", &["spec", "restartPolicy"], Str),
             ("spec.schedulerName", &["spec", "schedulerName"], Str),
-            ("spec.serviceAccountName", &["spec", "serviceAccountName"], Str),
+            (
+                "spec.serviceAccountName",
+                &["spec", "serviceAccountName"],
+                Str,
+            ),
             ("spec.hostNetwork", &["spec", "hostNetwork"], Bool),
             ("status.phase", &["status", "phase"], Str),
             ("status.podIP", &["status", "podIP"], Str),
-            ("status.nominatedNodeName", &["status", "nominatedNodeName"], Str),
+            (
+                "status.nominatedNodeName",
+                &["status", "nominatedNodeName"],
+                Str,
+            ),
         ],
         ("", "events") => &[
             ("involvedObject.kind", &["involvedObject", "kind"], Str),
-            ("involvedObject.namespace", &["involvedObject", "namespace"], Str),
+            (
+                "involvedObject.namespace",
+                &["involvedObject", "namespace"],
+                Str,
+            ),
             ("involvedObject.name", &["involvedObject", "name"], Str),
             ("involvedObject.uid", &["involvedObject", "uid"], Str),
-            ("involvedObject.apiVersion", &["involvedObject", "apiVersion"], Str),
-            ("involvedObject.resourceVersion", &["involvedObject", "resourceVersion"], Str),
-            ("involvedObject.fieldPath", &["involvedObject", "fieldPath"], Str),
+            (
+                "involvedObject.apiVersion",
+                &["involvedObject", "apiVersion"],
+                Str,
+            ),
+            (
+                "involvedObject.resourceVersion",
+                &["involvedObject", "resourceVersion"],
+                Str,
+            ),
+            (
+                "involvedObject.fieldPath",
+                &["involvedObject", "fieldPath"],
+                Str,
+            ),
             ("reason", &["reason"], Str),
             ("reportingComponent", &["reportingComponent"], Str),
             ("source", &["source", "component"], Str),
@@ -704,8 +737,16 @@ mod tests {
             assert_eq!(sel.matches(Some(&l)), *want, "{s}");
         }
         assert!(LabelSelector::parse("").unwrap().is_empty());
-        assert!(LabelSelector::parse("app").unwrap().matches(Some(&labels(json!({"app": ""})))));
-        assert!(LabelSelector::parse("app=").unwrap().matches(Some(&labels(json!({"app": ""})))));
+        assert!(
+            LabelSelector::parse("app")
+                .unwrap()
+                .matches(Some(&labels(json!({"app": ""}))))
+        );
+        assert!(
+            LabelSelector::parse("app=")
+                .unwrap()
+                .matches(Some(&labels(json!({"app": ""}))))
+        );
         assert!(!LabelSelector::parse("app=x").unwrap().matches(None));
     }
 
@@ -757,8 +798,14 @@ mod tests {
                 json!({"matchExpressions": [{"key": "env", "operator": "NotIn", "values": ["prod"]}]}),
                 false,
             ),
-            (json!({"matchExpressions": [{"key": "app", "operator": "Exists"}]}), true),
-            (json!({"matchExpressions": [{"key": "app", "operator": "DoesNotExist"}]}), false),
+            (
+                json!({"matchExpressions": [{"key": "app", "operator": "Exists"}]}),
+                true,
+            ),
+            (
+                json!({"matchExpressions": [{"key": "app", "operator": "DoesNotExist"}]}),
+                false,
+            ),
             (
                 json!({"matchLabels": {"app": "web"}, "matchExpressions": [{"key": "x", "operator": "DoesNotExist"}]}),
                 true,
@@ -768,12 +815,24 @@ mod tests {
             let sel = LabelSelector::from_object(v).unwrap();
             assert_eq!(sel.matches(Some(&l)), *want, "{v}");
         }
-        assert!(LabelSelector::from_object(&json!({"matchExpressions": [{"key": "a", "operator": "Bad"}]})).is_err());
-        assert!(LabelSelector::from_object(&json!({"matchExpressions": [{"key": "a", "operator": "In", "values": []}]})).is_err());
+        assert!(
+            LabelSelector::from_object(
+                &json!({"matchExpressions": [{"key": "a", "operator": "Bad"}]})
+            )
+            .is_err()
+        );
+        assert!(
+            LabelSelector::from_object(
+                &json!({"matchExpressions": [{"key": "a", "operator": "In", "values": []}]})
+            )
+            .is_err()
+        );
         assert!(LabelSelector::from_object(&json!({})).unwrap().is_empty());
         assert!(!LabelSelector::from_object(&json!(null)).unwrap().is_empty());
         assert_eq!(
-            LabelSelector::from_object(&json!({"matchLabels": {"b": "2", "a": "1"}})).unwrap().to_string(),
+            LabelSelector::from_object(&json!({"matchLabels": {"b": "2", "a": "1"}}))
+                .unwrap()
+                .to_string(),
             "a=1,b=2"
         );
     }
@@ -816,18 +875,90 @@ mod tests {
     #[test]
     fn field_selectors_per_resource() {
         let cases: &[(&str, &str, &str, Value, bool)] = &[
-            ("", "events", "involvedObject.name=web", json!({"involvedObject": {"name": "web"}}), true),
-            ("", "events", "source=kubelet", json!({"source": {"component": "kubelet"}}), true),
-            ("", "events", "type=Warning", json!({"type": "Normal"}), false),
-            ("", "secrets", "type=Opaque", json!({"type": "Opaque"}), true),
-            ("", "nodes", "spec.unschedulable=false", json!({"spec": {}}), true),
-            ("", "nodes", "spec.unschedulable=true", json!({"spec": {"unschedulable": true}}), true),
-            ("", "namespaces", "status.phase=Active", json!({"status": {"phase": "Active"}}), true),
-            ("apps", "replicasets", "status.replicas=0", json!({"status": {}}), true),
-            ("", "replicationcontrollers", "status.replicas=2", json!({"status": {"replicas": 2}}), true),
-            ("batch", "jobs", "status.successful=1", json!({"status": {"succeeded": 1}}), true),
-            ("apps", "deployments", "metadata.name=x", json!({"metadata": {"name": "x"}}), true),
-            ("", "configmaps", "metadata.name=a\\,b", json!({"metadata": {"name": "a,b"}}), true),
+            (
+                "",
+                "events",
+                "involvedObject.name=web",
+                json!({"involvedObject": {"name": "web"}}),
+                true,
+            ),
+            (
+                "",
+                "events",
+                "source=kubelet",
+                json!({"source": {"component": "kubelet"}}),
+                true,
+            ),
+            (
+                "",
+                "events",
+                "type=Warning",
+                json!({"type": "Normal"}),
+                false,
+            ),
+            (
+                "",
+                "secrets",
+                "type=Opaque",
+                json!({"type": "Opaque"}),
+                true,
+            ),
+            (
+                "",
+                "nodes",
+                "spec.unschedulable=false",
+                json!({"spec": {}}),
+                true,
+            ),
+            (
+                "",
+                "nodes",
+                "spec.unschedulable=true",
+                json!({"spec": {"unschedulable": true}}),
+                true,
+            ),
+            (
+                "",
+                "namespaces",
+                "status.phase=Active",
+                json!({"status": {"phase": "Active"}}),
+                true,
+            ),
+            (
+                "apps",
+                "replicasets",
+                "status.replicas=0",
+                json!({"status": {}}),
+                true,
+            ),
+            (
+                "",
+                "replicationcontrollers",
+                "status.replicas=2",
+                json!({"status": {"replicas": 2}}),
+                true,
+            ),
+            (
+                "batch",
+                "jobs",
+                "status.successful=1",
+                json!({"status": {"succeeded": 1}}),
+                true,
+            ),
+            (
+                "apps",
+                "deployments",
+                "metadata.name=x",
+                json!({"metadata": {"name": "x"}}),
+                true,
+            ),
+            (
+                "",
+                "configmaps",
+                "metadata.name=a\\,b",
+                json!({"metadata": {"name": "a,b"}}),
+                true,
+            ),
         ];
         for (g, plural, s, obj, want) in cases {
             let info = find(g, "v1", plural).unwrap();

@@ -196,7 +196,10 @@ pub fn tracks_generation(info: &ResourceInfo) -> bool {
     matches!(
         (info.group, info.kind),
         ("", "ReplicationController")
-            | ("apps", "Deployment" | "ReplicaSet" | "DaemonSet" | "StatefulSet")
+            | (
+                "apps",
+                "Deployment" | "ReplicaSet" | "DaemonSet" | "StatefulSet"
+            )
             | ("batch", "Job")
             | ("autoscaling", "HorizontalPodAutoscaler")
             | ("networking.k8s.io", "Ingress")
@@ -268,44 +271,117 @@ macro_rules! with_typed {
     ($group:expr, $version:expr, $kind:expr, $t:ident => $body:expr, _ => $none:expr) => {{
         use k8s_openapi::api;
         match ($group, $version, $kind) {
-            ("", "v1", "Namespace") => { type $t = api::core::v1::Namespace; $body }
-            ("", "v1", "Pod") => { type $t = api::core::v1::Pod; $body }
-            ("", "v1", "Node") => { type $t = api::core::v1::Node; $body }
-            ("", "v1", "Service") => { type $t = api::core::v1::Service; $body }
-            ("", "v1", "Endpoints") => { type $t = api::core::v1::Endpoints; $body }
-            ("", "v1", "ReplicationController") => { type $t = api::core::v1::ReplicationController; $body }
-            ("", "v1", "ConfigMap") => { type $t = api::core::v1::ConfigMap; $body }
-            ("", "v1", "Secret") => { type $t = api::core::v1::Secret; $body }
-            ("", "v1", "Event") => { type $t = api::core::v1::Event; $body }
-            ("", "v1", "ServiceAccount") => { type $t = api::core::v1::ServiceAccount; $body }
-            ("apps", "v1", "Deployment") => { type $t = api::apps::v1::Deployment; $body }
-            ("apps", "v1", "ReplicaSet") => { type $t = api::apps::v1::ReplicaSet; $body }
-            ("apps", "v1", "DaemonSet") => { type $t = api::apps::v1::DaemonSet; $body }
-            ("apps", "v1", "StatefulSet") => { type $t = api::apps::v1::StatefulSet; $body }
-            ("apps", "v1", "ControllerRevision") => { type $t = api::apps::v1::ControllerRevision; $body }
-            ("autoscaling", "v1", "HorizontalPodAutoscaler") => { type $t = api::autoscaling::v1::HorizontalPodAutoscaler; $body }
-            ("autoscaling", "v2", "HorizontalPodAutoscaler") => { type $t = api::autoscaling::v2::HorizontalPodAutoscaler; $body }
-            ("batch", "v1", "Job") => { type $t = api::batch::v1::Job; $body }
-            ("coordination.k8s.io", "v1", "Lease") => { type $t = api::coordination::v1::Lease; $body }
-            ("discovery.k8s.io", "v1", "EndpointSlice") => { type $t = api::discovery::v1::EndpointSlice; $body }
-            ("networking.k8s.io", "v1", "Ingress") => { type $t = api::networking::v1::Ingress; $body }
-            ("rbac.authorization.k8s.io", "v1", "Role") => { type $t = api::rbac::v1::Role; $body }
-            ("rbac.authorization.k8s.io", "v1", "RoleBinding") => { type $t = api::rbac::v1::RoleBinding; $body }
-            ("rbac.authorization.k8s.io", "v1", "ClusterRole") => { type $t = api::rbac::v1::ClusterRole; $body }
-            ("rbac.authorization.k8s.io", "v1", "ClusterRoleBinding") => { type $t = api::rbac::v1::ClusterRoleBinding; $body }
-            ("events.k8s.io", "v1", "Event") => { type $t = api::events::v1::Event; $body }
+            ("", "v1", "Namespace") => {
+                type $t = api::core::v1::Namespace;
+                $body
+            }
+            ("", "v1", "Pod") => {
+                type $t = api::core::v1::Pod;
+                $body
+            }
+            ("", "v1", "Node") => {
+                type $t = api::core::v1::Node;
+                $body
+            }
+            ("", "v1", "Service") => {
+                type $t = api::core::v1::Service;
+                $body
+            }
+            ("", "v1", "Endpoints") => {
+                type $t = api::core::v1::Endpoints;
+                $body
+            }
+            ("", "v1", "ReplicationController") => {
+                type $t = api::core::v1::ReplicationController;
+                $body
+            }
+            ("", "v1", "ConfigMap") => {
+                type $t = api::core::v1::ConfigMap;
+                $body
+            }
+            ("", "v1", "Secret") => {
+                type $t = api::core::v1::Secret;
+                $body
+            }
+            ("", "v1", "Event") => {
+                type $t = api::core::v1::Event;
+                $body
+            }
+            ("", "v1", "ServiceAccount") => {
+                type $t = api::core::v1::ServiceAccount;
+                $body
+            }
+            ("apps", "v1", "Deployment") => {
+                type $t = api::apps::v1::Deployment;
+                $body
+            }
+            ("apps", "v1", "ReplicaSet") => {
+                type $t = api::apps::v1::ReplicaSet;
+                $body
+            }
+            ("apps", "v1", "DaemonSet") => {
+                type $t = api::apps::v1::DaemonSet;
+                $body
+            }
+            ("apps", "v1", "StatefulSet") => {
+                type $t = api::apps::v1::StatefulSet;
+                $body
+            }
+            ("apps", "v1", "ControllerRevision") => {
+                type $t = api::apps::v1::ControllerRevision;
+                $body
+            }
+            ("autoscaling", "v1", "HorizontalPodAutoscaler") => {
+                type $t = api::autoscaling::v1::HorizontalPodAutoscaler;
+                $body
+            }
+            ("autoscaling", "v2", "HorizontalPodAutoscaler") => {
+                type $t = api::autoscaling::v2::HorizontalPodAutoscaler;
+                $body
+            }
+            ("batch", "v1", "Job") => {
+                type $t = api::batch::v1::Job;
+                $body
+            }
+            ("coordination.k8s.io", "v1", "Lease") => {
+                type $t = api::coordination::v1::Lease;
+                $body
+            }
+            ("discovery.k8s.io", "v1", "EndpointSlice") => {
+                type $t = api::discovery::v1::EndpointSlice;
+                $body
+            }
+            ("networking.k8s.io", "v1", "Ingress") => {
+                type $t = api::networking::v1::Ingress;
+                $body
+            }
+            ("rbac.authorization.k8s.io", "v1", "Role") => {
+                type $t = api::rbac::v1::Role;
+                $body
+            }
+            ("rbac.authorization.k8s.io", "v1", "RoleBinding") => {
+                type $t = api::rbac::v1::RoleBinding;
+                $body
+            }
+            ("rbac.authorization.k8s.io", "v1", "ClusterRole") => {
+                type $t = api::rbac::v1::ClusterRole;
+                $body
+            }
+            ("rbac.authorization.k8s.io", "v1", "ClusterRoleBinding") => {
+                type $t = api::rbac::v1::ClusterRoleBinding;
+                $body
+            }
+            ("events.k8s.io", "v1", "Event") => {
+                type $t = api::events::v1::Event;
+                $body
+            }
             _ => $none,
         }
     }};
 }
 
 /// Decodes `obj` as the typed struct and encodes it again; `None` for an unknown kind.
-fn roundtrip(
-    group: &str,
-    version: &str,
-    kind: &str,
-    obj: &Value,
-) -> Option<Result<Value, String>> {
+fn roundtrip(group: &str, version: &str, kind: &str, obj: &Value) -> Option<Result<Value, String>> {
     with_typed!(group, version, kind, T => Some(typed_roundtrip::<T>(obj)), _ => None)
 }
 
@@ -382,7 +458,10 @@ pub fn convert(info: &ResourceInfo, mut obj: Value, to_version: &str) -> Value {
         let kind = m.shift_remove("kind");
         let rest = std::mem::take(m);
         m.insert("apiVersion".into(), Value::String(api_version));
-        m.insert("kind".into(), kind.unwrap_or_else(|| Value::String(info.kind.into())));
+        m.insert(
+            "kind".into(),
+            kind.unwrap_or_else(|| Value::String(info.kind.into())),
+        );
         for (k, v) in rest {
             if k != "apiVersion" {
                 m.insert(k, v);
@@ -409,16 +488,15 @@ fn hpa_v1_to_v2(obj: &mut Value) {
         }
         spec.append(&mut rest);
     }
-    if let Some(status) = obj.get_mut("status").and_then(Value::as_object_mut) {
-        if let Some(cur) = status
+    if let Some(status) = obj.get_mut("status").and_then(Value::as_object_mut)
+        && let Some(cur) = status
             .shift_remove("currentCPUUtilizationPercentage")
             .filter(|c| !c.is_null())
-        {
-            status.insert(
-                "currentMetrics".into(),
-                json!([{"type": "Resource", "resource": {"name": "cpu", "current": {"averageUtilization": cur}}}]),
-            );
-        }
+    {
+        status.insert(
+            "currentMetrics".into(),
+            json!([{"type": "Resource", "resource": {"name": "cpu", "current": {"averageUtilization": cur}}}]),
+        );
     }
 }
 

@@ -55,8 +55,16 @@ const AGE: Column = c(
     "string",
     "CreationTimestamp is a timestamp representing the server time when this object was created.",
 );
-const CONTAINERS: Column = wide("Containers", "string", "Names of each container in the template.");
-const IMAGES: Column = wide("Images", "string", "Images referenced by each container in the template.");
+const CONTAINERS: Column = wide(
+    "Containers",
+    "string",
+    "Names of each container in the template.",
+);
+const IMAGES: Column = wide(
+    "Images",
+    "string",
+    "Images referenced by each container in the template.",
+);
 const SELECTOR: Column = wide("Selector", "string", "Label selector for pods.");
 
 /// The columns of resource `info`.
@@ -64,20 +72,52 @@ pub fn columns(info: &ResourceInfo) -> Vec<Column> {
     match (info.group, info.plural) {
         ("", "pods") => vec![
             NAME,
-            c("Ready", "string", "The aggregate readiness state of this pod for accepting traffic."),
-            c("Status", "string", "The aggregate status of the containers in this pod."),
-            c("Restarts", "string", "The number of times the containers in this pod have been restarted and when the last container in this pod has restarted."),
+            c(
+                "Ready",
+                "string",
+                "The aggregate readiness state of this pod for accepting traffic.",
+            ),
+            c(
+                "Status",
+                "string",
+                "The aggregate status of the containers in this pod.",
+            ),
+            c(
+                "Restarts",
+                "string",
+                "The number of times the containers in this pod have been restarted and when the last container in this pod has restarted.",
+            ),
             AGE,
             wide("IP", "string", "IP address allocated to the pod."),
-            wide("Node", "string", "Name of the node this pod is assigned to."),
-            wide("Nominated Node", "string", "Name of the node this pod is nominated to."),
-            wide("Readiness Gates", "string", "Pod readiness gates, true/total."),
+            wide(
+                "Node",
+                "string",
+                "Name of the node this pod is assigned to.",
+            ),
+            wide(
+                "Nominated Node",
+                "string",
+                "Name of the node this pod is nominated to.",
+            ),
+            wide(
+                "Readiness Gates",
+                "string",
+                "Pod readiness gates, true/total.",
+            ),
         ],
         ("apps", "deployments") => vec![
             NAME,
             c("Ready", "string", "Number of the pod with ready state"),
-            c("Up-to-date", "integer", "Total number of non-terminated pods targeted by this deployment that have the desired template spec."),
-            c("Available", "integer", "Total number of available pods (ready for at least minReadySeconds) targeted by this deployment."),
+            c(
+                "Up-to-date",
+                "integer",
+                "Total number of non-terminated pods targeted by this deployment that have the desired template spec.",
+            ),
+            c(
+                "Available",
+                "integer",
+                "Total number of available pods (ready for at least minReadySeconds) targeted by this deployment.",
+            ),
             AGE,
             CONTAINERS,
             IMAGES,
@@ -85,9 +125,21 @@ pub fn columns(info: &ResourceInfo) -> Vec<Column> {
         ],
         ("apps", "replicasets") => vec![
             NAME,
-            c("Desired", "integer", "Replicas is the number of desired replicas."),
-            c("Current", "integer", "Replicas is the most recently observed number of replicas."),
-            c("Ready", "integer", "The number of ready replicas for this replica set."),
+            c(
+                "Desired",
+                "integer",
+                "Replicas is the number of desired replicas.",
+            ),
+            c(
+                "Current",
+                "integer",
+                "Replicas is the most recently observed number of replicas.",
+            ),
+            c(
+                "Ready",
+                "integer",
+                "The number of ready replicas for this replica set.",
+            ),
             AGE,
             CONTAINERS,
             IMAGES,
@@ -95,9 +147,21 @@ pub fn columns(info: &ResourceInfo) -> Vec<Column> {
         ],
         ("", "replicationcontrollers") => vec![
             NAME,
-            c("Desired", "integer", "Replicas is the number of desired replicas."),
-            c("Current", "integer", "Replicas is the most recently observed number of replicas."),
-            c("Ready", "integer", "The number of ready replicas for this replication controller."),
+            c(
+                "Desired",
+                "integer",
+                "Replicas is the number of desired replicas.",
+            ),
+            c(
+                "Current",
+                "integer",
+                "Replicas is the most recently observed number of replicas.",
+            ),
+            c(
+                "Ready",
+                "integer",
+                "The number of ready replicas for this replication controller.",
+            ),
             AGE,
             CONTAINERS,
             IMAGES,
@@ -105,12 +169,32 @@ pub fn columns(info: &ResourceInfo) -> Vec<Column> {
         ],
         ("", "services") => vec![
             NAME,
-            c("Type", "string", "type determines how the Service is exposed."),
-            c("Cluster-IP", "string", "clusterIP is the IP address of the service."),
-            c("External-IP", "string", "externalIPs is a list of IP addresses for which nodes in the cluster will also accept traffic for this service."),
-            c("Port(s)", "string", "The list of ports that are exposed by this service."),
+            c(
+                "Type",
+                "string",
+                "type determines how the Service is exposed.",
+            ),
+            c(
+                "Cluster-IP",
+                "string",
+                "clusterIP is the IP address of the service.",
+            ),
+            c(
+                "External-IP",
+                "string",
+                "externalIPs is a list of IP addresses for which nodes in the cluster will also accept traffic for this service.",
+            ),
+            c(
+                "Port(s)",
+                "string",
+                "The list of ports that are exposed by this service.",
+            ),
             AGE,
-            wide("Selector", "string", "Route service traffic to pods with label keys and values matching this selector."),
+            wide(
+                "Selector",
+                "string",
+                "Route service traffic to pods with label keys and values matching this selector.",
+            ),
         ],
         ("", "namespaces") => vec![
             NAME,
@@ -123,16 +207,44 @@ pub fn columns(info: &ResourceInfo) -> Vec<Column> {
             c("Roles", "string", "The roles of the node"),
             AGE,
             c("Version", "string", "Kubelet Version reported by the node."),
-            wide("Internal-IP", "string", "List of addresses reachable to the node. Queried from cloud provider, if available."),
-            wide("External-IP", "string", "List of addresses reachable to the node. Queried from cloud provider, if available."),
-            wide("OS-Image", "string", "OS Image reported by the node from /etc/os-release (e.g. Debian GNU/Linux 7 (wheezy))."),
-            wide("Kernel-Version", "string", "Kernel Version reported by the node from 'uname -r' (e.g. 3.16.0-0.bpo.4-amd64)."),
-            wide("Container-Runtime", "string", "ContainerRuntime Version reported by the node through runtime remote API (e.g. containerd://1.4.2)."),
+            wide(
+                "Internal-IP",
+                "string",
+                "List of addresses reachable to the node. Queried from cloud provider, if available.",
+            ),
+            wide(
+                "External-IP",
+                "string",
+                "List of addresses reachable to the node. Queried from cloud provider, if available.",
+            ),
+            wide(
+                "OS-Image",
+                "string",
+                "OS Image reported by the node from /etc/os-release (e.g. Debian GNU/Linux 7 (wheezy)).",
+            ),
+            wide(
+                "Kernel-Version",
+                "string",
+                "Kernel Version reported by the node from 'uname -r' (e.g. 3.16.0-0.bpo.4-amd64).",
+            ),
+            wide(
+                "Container-Runtime",
+                "string",
+                "ContainerRuntime Version reported by the node through runtime remote API (e.g. containerd://1.4.2).",
+            ),
         ],
-        ("", "configmaps") => vec![NAME, c("Data", "string", "Number of keys in the ConfigMap."), AGE],
+        ("", "configmaps") => vec![
+            NAME,
+            c("Data", "string", "Number of keys in the ConfigMap."),
+            AGE,
+        ],
         ("", "secrets") => vec![
             NAME,
-            c("Type", "string", "Used to facilitate programmatic handling of secret data."),
+            c(
+                "Type",
+                "string",
+                "Used to facilitate programmatic handling of secret data.",
+            ),
             c("Data", "string", "Number of keys in the Secret."),
             AGE,
         ],
@@ -142,30 +254,93 @@ pub fn columns(info: &ResourceInfo) -> Vec<Column> {
             AGE,
         ],
         ("", "events") => vec![
-            c("Last Seen", "string", "The time at which the most recent occurrence of this event was recorded."),
-            c("Type", "string", "Type of this event (Normal, Warning), new types could be added in the future"),
-            c("Reason", "string", "This should be a short, machine understandable string that gives the reason for the transition into the object's current status."),
+            c(
+                "Last Seen",
+                "string",
+                "The time at which the most recent occurrence of this event was recorded.",
+            ),
+            c(
+                "Type",
+                "string",
+                "Type of this event (Normal, Warning), new types could be added in the future",
+            ),
+            c(
+                "Reason",
+                "string",
+                "This should be a short, machine understandable string that gives the reason for the transition into the object's current status.",
+            ),
             c("Object", "string", "The object that this event is about."),
-            wide("Subobject", "string", "If referring to a piece of an object instead of an entire object, this string should contain a valid JSON/Go field access statement."),
-            wide("Source", "string", "The component reporting this event. Should be a short machine understandable string."),
-            c("Message", "string", "A human-readable description of the status of this operation."),
-            wide("First Seen", "string", "The time at which the event was first recorded. (Time of server receipt is in TypeMeta.)"),
-            wide("Count", "string", "The number of times this event has occurred."),
-            Column { priority: 1, ..NAME },
+            wide(
+                "Subobject",
+                "string",
+                "If referring to a piece of an object instead of an entire object, this string should contain a valid JSON/Go field access statement.",
+            ),
+            wide(
+                "Source",
+                "string",
+                "The component reporting this event. Should be a short machine understandable string.",
+            ),
+            c(
+                "Message",
+                "string",
+                "A human-readable description of the status of this operation.",
+            ),
+            wide(
+                "First Seen",
+                "string",
+                "The time at which the event was first recorded. (Time of server receipt is in TypeMeta.)",
+            ),
+            wide(
+                "Count",
+                "string",
+                "The number of times this event has occurred.",
+            ),
+            Column {
+                priority: 1,
+                ..NAME
+            },
         ],
         ("", "serviceaccounts") => vec![
             NAME,
-            c("Secrets", "string", "Secrets is a list of the secrets in the same namespace that pods running using this ServiceAccount are allowed to use."),
+            c(
+                "Secrets",
+                "string",
+                "Secrets is a list of the secrets in the same namespace that pods running using this ServiceAccount are allowed to use.",
+            ),
             AGE,
         ],
         ("apps", "daemonsets") => vec![
             NAME,
-            c("Desired", "integer", "The total number of nodes that should be running the daemon pod (including nodes correctly running the daemon pod)."),
-            c("Current", "integer", "The number of nodes that are running at least 1 daemon pod and are supposed to run the daemon pod."),
-            c("Ready", "integer", "numberReady is the number of nodes that should be running the daemon pod and have one or more of the daemon pod running with a Ready Condition."),
-            c("Up-to-date", "integer", "The total number of nodes that are running updated daemon pod"),
-            c("Available", "integer", "The number of nodes that should be running the daemon pod and have one or more of the daemon pod running and available (ready for at least spec.minReadySeconds)"),
-            c("Node Selector", "string", "NodeSelector is a selector which must be true for the pod to fit on a node."),
+            c(
+                "Desired",
+                "integer",
+                "The total number of nodes that should be running the daemon pod (including nodes correctly running the daemon pod).",
+            ),
+            c(
+                "Current",
+                "integer",
+                "The number of nodes that are running at least 1 daemon pod and are supposed to run the daemon pod.",
+            ),
+            c(
+                "Ready",
+                "integer",
+                "numberReady is the number of nodes that should be running the daemon pod and have one or more of the daemon pod running with a Ready Condition.",
+            ),
+            c(
+                "Up-to-date",
+                "integer",
+                "The total number of nodes that are running updated daemon pod",
+            ),
+            c(
+                "Available",
+                "integer",
+                "The number of nodes that should be running the daemon pod and have one or more of the daemon pod running and available (ready for at least spec.minReadySeconds)",
+            ),
+            c(
+                "Node Selector",
+                "string",
+                "NodeSelector is a selector which must be true for the pod to fit on a node.",
+            ),
             AGE,
             CONTAINERS,
             IMAGES,
@@ -190,42 +365,94 @@ pub fn columns(info: &ResourceInfo) -> Vec<Column> {
         ],
         ("autoscaling", "horizontalpodautoscalers") => vec![
             NAME,
-            c("Reference", "string", "reference to scaled resource; horizontal pod autoscaler will learn the current resource consumption and will set the desired number of pods by using its Scale subresource."),
-            c("Targets", "string", "metrics contains the specifications for which to use to calculate the desired replica count (the maximum replica count across all metrics will be used)."),
-            c("MinPods", "string", "minReplicas is the lower limit for the number of replicas to which the autoscaler can scale down."),
-            c("MaxPods", "integer", "maxReplicas is the upper limit for the number of replicas to which the autoscaler can scale up."),
-            c("Replicas", "integer", "currentReplicas is current number of replicas of pods managed by this autoscaler, as last seen by the autoscaler."),
+            c(
+                "Reference",
+                "string",
+                "reference to scaled resource; horizontal pod autoscaler will learn the current resource consumption and will set the desired number of pods by using its Scale subresource.",
+            ),
+            c(
+                "Targets",
+                "string",
+                "metrics contains the specifications for which to use to calculate the desired replica count (the maximum replica count across all metrics will be used).",
+            ),
+            c(
+                "MinPods",
+                "string",
+                "minReplicas is the lower limit for the number of replicas to which the autoscaler can scale down.",
+            ),
+            c(
+                "MaxPods",
+                "integer",
+                "maxReplicas is the upper limit for the number of replicas to which the autoscaler can scale up.",
+            ),
+            c(
+                "Replicas",
+                "integer",
+                "currentReplicas is current number of replicas of pods managed by this autoscaler, as last seen by the autoscaler.",
+            ),
             AGE,
         ],
         ("coordination.k8s.io", "leases") => vec![
             NAME,
-            c("Holder", "string", "holderIdentity contains the identity of the holder of a current lease."),
+            c(
+                "Holder",
+                "string",
+                "holderIdentity contains the identity of the holder of a current lease.",
+            ),
             AGE,
         ],
         ("networking.k8s.io", "ingresses") => vec![
             NAME,
             c("Class", "string", "The name of the IngressClass resource."),
-            c("Hosts", "string", "Hosts that incoming requests are matched against before the ingress rule"),
-            c("Address", "string", "Address is a list containing ingress points for the load-balancer"),
+            c(
+                "Hosts",
+                "string",
+                "Hosts that incoming requests are matched against before the ingress rule",
+            ),
+            c(
+                "Address",
+                "string",
+                "Address is a list containing ingress points for the load-balancer",
+            ),
             c("Ports", "string", "Ports of TLS configurations that open"),
             AGE,
         ],
         ("discovery.k8s.io", "endpointslices") => vec![
             NAME,
-            c("AddressType", "string", "addressType specifies the type of address carried by this EndpointSlice."),
-            c("Ports", "string", "ports specifies the list of network ports exposed by each endpoint in this slice."),
-            c("Endpoints", "string", "endpoints is a list of unique endpoints in this slice."),
+            c(
+                "AddressType",
+                "string",
+                "addressType specifies the type of address carried by this EndpointSlice.",
+            ),
+            c(
+                "Ports",
+                "string",
+                "ports specifies the list of network ports exposed by each endpoint in this slice.",
+            ),
+            c(
+                "Endpoints",
+                "string",
+                "endpoints is a list of unique endpoints in this slice.",
+            ),
             AGE,
         ],
         ("apps", "controllerrevisions") => vec![
             NAME,
             c("Controller", "string", "Controller of the object"),
-            c("Revision", "integer", "Revision indicates the revision of the state represented by Data."),
+            c(
+                "Revision",
+                "integer",
+                "Revision indicates the revision of the state represented by Data.",
+            ),
             AGE,
         ],
         ("rbac.authorization.k8s.io", "roles" | "clusterroles") => vec![
             NAME,
-            c("Created At", "date", "CreationTimestamp is a timestamp representing the server time when this object was created."),
+            c(
+                "Created At",
+                "date",
+                "CreationTimestamp is a timestamp representing the server time when this object was created.",
+            ),
         ],
         ("rbac.authorization.k8s.io", "rolebindings" | "clusterrolebindings") => vec![
             NAME,
@@ -233,7 +460,11 @@ pub fn columns(info: &ResourceInfo) -> Vec<Column> {
             AGE,
             wide("Users", "string", "Users in the binding."),
             wide("Groups", "string", "Groups in the binding."),
-            wide("ServiceAccounts", "string", "ServiceAccounts in the binding."),
+            wide(
+                "ServiceAccounts",
+                "string",
+                "ServiceAccounts in the binding.",
+            ),
         ],
         _ => vec![NAME, AGE],
     }
@@ -395,7 +626,9 @@ pub fn cells(info: &ResourceInfo, obj: &Value, now_unix: i64) -> Vec<Value> {
                 json!(format!(
                     "{}/{}",
                     int(obj, &["status", "readyReplicas"]),
-                    get(obj, &["spec", "replicas"]).and_then(Value::as_i64).unwrap_or(1)
+                    get(obj, &["spec", "replicas"])
+                        .and_then(Value::as_i64)
+                        .unwrap_or(1)
                 )),
                 json!(int(obj, &["status", "updatedReplicas"])),
                 json!(int(obj, &["status", "availableReplicas"])),
@@ -414,7 +647,11 @@ pub fn cells(info: &ResourceInfo, obj: &Value, now_unix: i64) -> Vec<Value> {
             };
             vec![
                 name,
-                json!(get(obj, &["spec", "replicas"]).and_then(Value::as_i64).unwrap_or(1)),
+                json!(
+                    get(obj, &["spec", "replicas"])
+                        .and_then(Value::as_i64)
+                        .unwrap_or(1)
+                ),
                 json!(int(obj, &["status", "replicas"])),
                 json!(int(obj, &["status", "readyReplicas"])),
                 age(obj, now),
@@ -435,7 +672,9 @@ pub fn cells(info: &ResourceInfo, obj: &Value, now_unix: i64) -> Vec<Value> {
             vec![name, json!(n), age(obj, now)]
         }
         ("", "secrets") => {
-            let n = get(obj, &["data"]).and_then(Value::as_object).map_or(0, |m| m.len());
+            let n = get(obj, &["data"])
+                .and_then(Value::as_object)
+                .map_or(0, |m| m.len());
             vec![name, json!(s(obj, &["type"])), json!(n), age(obj, now)]
         }
         ("", "endpoints") => vec![name, json!(format_endpoints(obj)), age(obj, now)],
@@ -452,7 +691,10 @@ pub fn cells(info: &ResourceInfo, obj: &Value, now_unix: i64) -> Vec<Value> {
                 json!(int(obj, &["status", "numberReady"])),
                 json!(int(obj, &["status", "updatedNumberScheduled"])),
                 json!(int(obj, &["status", "numberAvailable"])),
-                json!(format_labels(get(obj, &["spec", "template", "spec", "nodeSelector"]))),
+                json!(format_labels(get(
+                    obj,
+                    &["spec", "template", "spec", "nodeSelector"]
+                ))),
                 age(obj, now),
                 cs,
                 is,
@@ -466,7 +708,9 @@ pub fn cells(info: &ResourceInfo, obj: &Value, now_unix: i64) -> Vec<Value> {
                 json!(format!(
                     "{}/{}",
                     int(obj, &["status", "readyReplicas"]),
-                    get(obj, &["spec", "replicas"]).and_then(Value::as_i64).unwrap_or(1)
+                    get(obj, &["spec", "replicas"])
+                        .and_then(Value::as_i64)
+                        .unwrap_or(1)
                 )),
                 age(obj, now),
                 cs,
@@ -498,17 +742,23 @@ pub fn cells(info: &ResourceInfo, obj: &Value, now_unix: i64) -> Vec<Value> {
             ]
         }
         ("coordination.k8s.io", "leases") => {
-            vec![name, json!(s(obj, &["spec", "holderIdentity"])), age(obj, now)]
+            vec![
+                name,
+                json!(s(obj, &["spec", "holderIdentity"])),
+                age(obj, now),
+            ]
         }
         ("networking.k8s.io", "ingresses") => ingress_cells(obj, now),
         ("discovery.k8s.io", "endpointslices") => {
             let ports: Vec<String> = list(obj, &["ports"])
                 .iter()
-                .map(|p| match (get(p, &["port"]).and_then(Value::as_i64), get(p, &["name"])) {
-                    (Some(n), _) => n.to_string(),
-                    (None, Some(Value::String(n))) => n.clone(),
-                    _ => "*".into(),
-                })
+                .map(
+                    |p| match (get(p, &["port"]).and_then(Value::as_i64), get(p, &["name"])) {
+                        (Some(n), _) => n.to_string(),
+                        (None, Some(Value::String(n))) => n.clone(),
+                        _ => "*".into(),
+                    },
+                )
                 .collect();
             let addrs: Vec<String> = list(obj, &["endpoints"])
                 .iter()
@@ -538,7 +788,12 @@ pub fn cells(info: &ResourceInfo, obj: &Value, now_unix: i64) -> Vec<Value> {
                     format!("{gk}/{}", s(o, &["name"]))
                 })
                 .unwrap_or_else(|| "<none>".into());
-            vec![name, json!(controller), json!(int(obj, &["revision"])), age(obj, now)]
+            vec![
+                name,
+                json!(controller),
+                json!(int(obj, &["revision"])),
+                age(obj, now),
+            ]
         }
         ("rbac.authorization.k8s.io", "roles" | "clusterroles") => {
             vec![name, json!(s(obj, &["metadata", "creationTimestamp"]))]
@@ -622,7 +877,10 @@ fn pod_cells(pod: &Value, now: i64) -> Vec<Value> {
             .and_then(parse_time)
     };
     let mut initializing = false;
-    for (i, st) in list(pod, &["status", "initContainerStatuses"]).iter().enumerate() {
+    for (i, st) in list(pod, &["status", "initContainerStatuses"])
+        .iter()
+        .enumerate()
+    {
         let rc = int(st, &["restartCount"]);
         restarts += rc;
         if let Some(t) = finished_at(st) {
@@ -768,7 +1026,12 @@ fn service_cells(svc: &Value, now: i64) -> Vec<Value> {
                 .iter()
                 .map(|i| {
                     let ip = s(i, &["ip"]);
-                    if ip.is_empty() { s(i, &["hostname"]) } else { ip }.to_string()
+                    if ip.is_empty() {
+                        s(i, &["hostname"])
+                    } else {
+                        ip
+                    }
+                    .to_string()
                 })
                 .filter(|x| !x.is_empty())
                 .collect();
@@ -851,7 +1114,11 @@ fn node_cells(node: &Value, now: i64) -> Vec<Value> {
     };
     let info = |k: &str| {
         let v = s(node, &["status", "nodeInfo", k]);
-        if v.is_empty() { "<unknown>".to_string() } else { v.to_string() }
+        if v.is_empty() {
+            "<unknown>".to_string()
+        } else {
+            v.to_string()
+        }
     };
     vec![
         json!(s(node, &["metadata", "name"])),
@@ -919,7 +1186,12 @@ fn format_endpoints(ep: &Value) -> String {
 }
 
 fn event_cells(ev: &Value, now: i64) -> Vec<Value> {
-    let micro = |path: &[&str]| get(ev, path).and_then(Value::as_str).unwrap_or("").to_string();
+    let micro = |path: &[&str]| {
+        get(ev, path)
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    };
     let first = match s(ev, &["firstTimestamp"]) {
         "" => since(&micro(&["eventTime"]), now),
         t => since(t, now),
@@ -1039,7 +1311,8 @@ fn format_hpa_metrics(hpa: &Value) -> String {
                 };
                 let rname = s(m, &[key, "name"]);
                 if let Some(target) = get(m, &[key, "target", "averageValue"]) {
-                    let cur = quantity(st.and_then(|st| get(st, &[key, "current", "averageValue"])));
+                    let cur =
+                        quantity(st.and_then(|st| get(st, &[key, "current", "averageValue"])));
                     format!("{rname}: {cur}/{}", quantity(Some(target)))
                 } else {
                     let cur = st
@@ -1054,7 +1327,10 @@ fn format_hpa_metrics(hpa: &Value) -> String {
             }
             "Pods" => {
                 let cur = quantity(st.and_then(|st| get(st, &["pods", "current", "averageValue"])));
-                format!("{cur}/{}", quantity(get(m, &["pods", "target", "averageValue"])))
+                format!(
+                    "{cur}/{}",
+                    quantity(get(m, &["pods", "target", "averageValue"]))
+                )
             }
             ty @ ("Object" | "External") => {
                 let key = if ty == "Object" { "object" } else { "external" };
@@ -1077,7 +1353,11 @@ fn format_hpa_metrics(hpa: &Value) -> String {
     }
     let max = 2;
     if items.len() > max {
-        format!("{} + {} more...", items[..max].join(", "), items.len() - max)
+        format!(
+            "{} + {} more...",
+            items[..max].join(", "),
+            items.len() - max
+        )
     } else {
         items.join(", ")
     }
@@ -1105,7 +1385,12 @@ fn ingress_cells(ing: &Value, now: i64) -> Vec<Value> {
         .iter()
         .map(|i| {
             let ip = s(i, &["ip"]);
-            if ip.is_empty() { s(i, &["hostname"]) } else { ip }.to_string()
+            if ip.is_empty() {
+                s(i, &["hostname"])
+            } else {
+                ip
+            }
+            .to_string()
         })
         .filter(|x| !x.is_empty())
         .collect();

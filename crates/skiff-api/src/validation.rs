@@ -5,7 +5,8 @@
 use serde_json::Value;
 
 const DNS1123_LABEL_FMT: &str = "[a-z0-9]([-a-z0-9]*[a-z0-9])?";
-const DNS1123_SUBDOMAIN_FMT: &str = "[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*";
+const DNS1123_SUBDOMAIN_FMT: &str =
+    "[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*";
 const DNS1035_LABEL_FMT: &str = "[a-z]([-a-z0-9]*[a-z0-9])?";
 const QUALIFIED_NAME_FMT: &str = "([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]";
 const LABEL_VALUE_FMT: &str = "(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?";
@@ -153,7 +154,11 @@ pub fn is_qualified_name(s: &str) -> Vec<String> {
     if !matches_qualified_name_part(name) {
         errs.push(format!(
             "name part {}",
-            regex_error(QUALIFIED_NAME_ERR, QUALIFIED_NAME_FMT, &["MyName", "my.name", "123-abc"])
+            regex_error(
+                QUALIFIED_NAME_ERR,
+                QUALIFIED_NAME_FMT,
+                &["MyName", "my.name", "123-abc"]
+            )
         ));
     }
     errs
@@ -253,7 +258,10 @@ pub fn go_value(v: &Value) -> String {
             format!("map[string]string{{{}}}", inner.join(", "))
         }
         Value::Array(a) if a.iter().all(Value::is_string) => {
-            let inner: Vec<String> = a.iter().map(|s| format!("{:?}", s.as_str().unwrap_or_default())).collect();
+            let inner: Vec<String> = a
+                .iter()
+                .map(|s| format!("{:?}", s.as_str().unwrap_or_default()))
+                .collect();
             format!("[]string{{{}}}", inner.join(", "))
         }
         other => other.to_string(),
@@ -345,7 +353,12 @@ mod tests {
         for (v, ok) in cases {
             assert_eq!(is_qualified_name(v).is_empty(), *ok, "{v}");
         }
-        let values: &[(&str, bool)] = &[("", true), ("v1.2_a-b", true), ("a b", false), ("-a", false)];
+        let values: &[(&str, bool)] = &[
+            ("", true),
+            ("v1.2_a-b", true),
+            ("a b", false),
+            ("-a", false),
+        ];
         for (v, ok) in values {
             assert_eq!(is_valid_label_value(v).is_empty(), *ok, "{v}");
         }
@@ -377,6 +390,9 @@ mod tests {
     fn go_values() {
         assert_eq!(go_value(&json!("x")), "\"x\"");
         assert_eq!(go_value(&json!(-1)), "-1");
-        assert_eq!(go_value(&json!({"b": "2", "a": "1"})), "map[string]string{\"a\":\"1\", \"b\":\"2\"}");
+        assert_eq!(
+            go_value(&json!({"b": "2", "a": "1"})),
+            "map[string]string{\"a\":\"1\", \"b\":\"2\"}"
+        );
     }
 }

@@ -113,7 +113,10 @@ fn default_pod_spec(spec: &mut Map<String, Value>) {
     }
     // The deprecated `serviceAccount` mirrors `serviceAccountName` (Go conversion).
     if is_unset(spec, "serviceAccountName")
-        && let Some(sa) = spec.get("serviceAccount").filter(|v| v.is_string()).cloned()
+        && let Some(sa) = spec
+            .get("serviceAccount")
+            .filter(|v| v.is_string())
+            .cloned()
     {
         spec.insert("serviceAccountName".into(), sa);
     }
@@ -139,7 +142,10 @@ fn default_container(c: &mut Map<String, Value>) {
         c.insert("imagePullPolicy".into(), json!(policy));
     }
     if is_unset(c, "terminationMessagePath") {
-        c.insert("terminationMessagePath".into(), json!("/dev/termination-log"));
+        c.insert(
+            "terminationMessagePath".into(),
+            json!("/dev/termination-log"),
+        );
     }
     if is_unset(c, "terminationMessagePolicy") {
         c.insert("terminationMessagePolicy".into(), json!("File"));
@@ -251,7 +257,10 @@ fn default_pod(m: &mut Map<String, Value>) {
         let sa = spec["serviceAccountName"].clone();
         spec.insert("serviceAccount".into(), sa);
     }
-    if spec.get("priorityClassName").is_none_or(|p| p.as_str() == Some("")) {
+    if spec
+        .get("priorityClassName")
+        .is_none_or(|p| p.as_str() == Some(""))
+    {
         set_default(spec, "priority", json!(0));
     }
     set_default(spec, "preemptionPolicy", json!("PreemptLowerPriority"));
@@ -264,12 +273,16 @@ fn default_pod(m: &mut Map<String, Value>) {
         *tolerations = Value::Array(Vec::new());
     }
     let list = tolerations.as_array_mut().expect("array");
-    for key in ["node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"] {
+    for key in [
+        "node.kubernetes.io/not-ready",
+        "node.kubernetes.io/unreachable",
+    ] {
         let tolerated = list.iter().any(|t| {
             let effect = t.get("effect").and_then(Value::as_str).unwrap_or("");
             let k = t.get("key").and_then(Value::as_str).unwrap_or("");
             let op = t.get("operator").and_then(Value::as_str).unwrap_or("Equal");
-            (effect.is_empty() || effect == "NoExecute") && (k == key || (k.is_empty() && op == "Exists"))
+            (effect.is_empty() || effect == "NoExecute")
+                && (k == key || (k.is_empty() && op == "Exists"))
         });
         if !tolerated {
             list.push(json!({"key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}));
@@ -342,7 +355,9 @@ fn default_statefulset(m: &mut Map<String, Value>) {
         set_default(strategy, "rollingUpdate", json!({}));
     }
     if strategy.get("type").and_then(Value::as_str) == Some("RollingUpdate")
-        && let Some(ru) = strategy.get_mut("rollingUpdate").and_then(Value::as_object_mut)
+        && let Some(ru) = strategy
+            .get_mut("rollingUpdate")
+            .and_then(Value::as_object_mut)
     {
         set_default(ru, "partition", json!(0));
     }
@@ -371,7 +386,10 @@ fn default_job(m: &mut Map<String, Value>) {
         spec.insert("completions".into(), json!(1));
     }
     set_default(spec, "parallelism", json!(1));
-    let backoff = if spec.get("backoffLimitPerIndex").is_some_and(|v| !v.is_null()) {
+    let backoff = if spec
+        .get("backoffLimitPerIndex")
+        .is_some_and(|v| !v.is_null())
+    {
         json!(i32::MAX)
     } else {
         json!(6)
@@ -531,7 +549,10 @@ pub(super) fn prepare_for_create(info: &ResourceInfo, obj: &mut Value) {
         ("apps", "DaemonSet") => {
             child(m, "metadata");
             let ann = child(child(m, "metadata"), "annotations");
-            ann.insert("deprecated.daemonset.template.generation".into(), json!("1"));
+            ann.insert(
+                "deprecated.daemonset.template.generation".into(),
+                json!("1"),
+            );
             Some(json!({
                 "currentNumberScheduled": 0,
                 "desiredNumberScheduled": 0,
@@ -566,8 +587,14 @@ fn generate_job_selector(m: &mut Map<String, Value>) {
         .and_then(Value::as_bool)
         .unwrap_or(false);
     let md = m.get("metadata");
-    let uid = md.and_then(|md| md.get("uid")).and_then(Value::as_str).map(str::to_string);
-    let name = md.and_then(|md| md.get("name")).and_then(Value::as_str).map(str::to_string);
+    let uid = md
+        .and_then(|md| md.get("uid"))
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    let name = md
+        .and_then(|md| md.get("name"))
+        .and_then(Value::as_str)
+        .map(str::to_string);
     let (false, Some(uid), Some(name)) = (manual, uid, name) else {
         return;
     };
@@ -656,7 +683,8 @@ pub(super) fn prepare_for_update(info: &ResourceInfo, new: &mut Value, old: &Val
     let (Some(n), Some(o)) = (new.as_object_mut(), old.as_object()) else {
         return;
     };
-    let keeps_status = super::has_status_subresource(info) || (info.group, info.kind) == ("", "Pod");
+    let keeps_status =
+        super::has_status_subresource(info) || (info.group, info.kind) == ("", "Pod");
     if keeps_status {
         match o.get("status") {
             Some(s) => {
@@ -698,7 +726,8 @@ pub(super) fn prepare_for_update(info: &ResourceInfo, new: &mut Value, old: &Val
         }
     }
     if (info.group, info.kind) == ("apps", "DaemonSet") {
-        let template = |v: &Map<String, Value>| v.get("spec").and_then(|s| s.get("template")).cloned();
+        let template =
+            |v: &Map<String, Value>| v.get("spec").and_then(|s| s.get("template")).cloned();
         let key = "deprecated.daemonset.template.generation";
         let old_tg = o
             .get("metadata")
@@ -707,7 +736,11 @@ pub(super) fn prepare_for_update(info: &ResourceInfo, new: &mut Value, old: &Val
             .and_then(Value::as_str)
             .and_then(|s| s.parse::<i64>().ok());
         if let Some(tg) = old_tg {
-            let tg = if template(n) != template(o) { tg + 1 } else { tg };
+            let tg = if template(n) != template(o) {
+                tg + 1
+            } else {
+                tg
+            };
             let ann = child(child(n, "metadata"), "annotations");
             ann.insert(key.into(), Value::String(tg.to_string()));
         }

@@ -164,7 +164,12 @@ fn validate_labels(labels: &Map<String, Value>, field: &str, errs: &mut Errs) {
 fn validate_annotations(ann: &Map<String, Value>, field: &str, errs: &mut Errs) {
     let mut total = 0;
     for (k, val) in ann {
-        push_msgs(errs, field, &json!(k), v::is_qualified_name(&k.to_lowercase()));
+        push_msgs(
+            errs,
+            field,
+            &json!(k),
+            v::is_qualified_name(&k.to_lowercase()),
+        );
         total += k.len() + val.as_str().map_or(0, str::len);
     }
     if total > 256 * 1024 {
@@ -234,7 +239,11 @@ fn validate_kind_update(info: &ResourceInfo, new: &Value, old: &Value, errs: &mu
         ("apps", "Deployment" | "ReplicaSet" | "DaemonSet" | "StatefulSet") => {
             if ns.get("selector") != os.get("selector") {
                 let sel = ns.get("selector").cloned().unwrap_or(Value::Null);
-                errs.push(invalid_selector("spec.selector", &sel, "field is immutable"));
+                errs.push(invalid_selector(
+                    "spec.selector",
+                    &sel,
+                    "field is immutable",
+                ));
             }
             if info.kind == "StatefulSet" {
                 let strip = |s: &Value| {
@@ -263,12 +272,20 @@ fn validate_kind_update(info: &ResourceInfo, new: &Value, old: &Value, errs: &mu
         ("batch", "Job") => {
             if ns.get("selector") != os.get("selector") {
                 let sel = ns.get("selector").cloned().unwrap_or(Value::Null);
-                errs.push(invalid_selector("spec.selector", &sel, "field is immutable"));
+                errs.push(invalid_selector(
+                    "spec.selector",
+                    &sel,
+                    "field is immutable",
+                ));
             }
             let suspended = os.get("suspend").and_then(Value::as_bool) == Some(true);
             if !suspended && ns.get("template") != os.get("template") {
                 let t = ns.get("template").cloned().unwrap_or(Value::Null);
-                errs.push(invalid_raw("spec.template", &t.to_string(), "field is immutable"));
+                errs.push(invalid_raw(
+                    "spec.template",
+                    &t.to_string(),
+                    "field is immutable",
+                ));
             }
             for key in ["completionMode", "podFailurePolicy", "backoffLimitPerIndex"] {
                 if ns.get(key) != os.get(key) {
@@ -374,12 +391,17 @@ fn validate_pod_update(new: &Value, old: &Value, errs: &mut Errs) {
     if old_tol.iter().all(|t| new_tol.contains(t)) {
         restore(&mut munged, &old_m, "tolerations");
     }
-    let old_tgps = old.get("terminationGracePeriodSeconds").and_then(Value::as_i64);
+    let old_tgps = old
+        .get("terminationGracePeriodSeconds")
+        .and_then(Value::as_i64);
     if old_tgps.is_some_and(|g| g < 0) {
         restore(&mut munged, &old_m, "terminationGracePeriodSeconds");
     }
     let old_gates = arr(old, "schedulingGates");
-    if arr(new, "schedulingGates").iter().all(|g| old_gates.contains(g)) {
+    if arr(new, "schedulingGates")
+        .iter()
+        .all(|g| old_gates.contains(g))
+    {
         restore(&mut munged, &old_m, "schedulingGates");
     }
     if munged != old_m {
@@ -411,17 +433,29 @@ fn validate_pod_spec(spec: &Value, path: &str, errs: &mut Errs) {
         if name.is_empty() {
             errs.push(FieldError::required(format!("{p}.name"), ""));
         } else {
-            push_msgs(errs, &format!("{p}.name"), &json!(name), v::is_dns1123_label(name));
+            push_msgs(
+                errs,
+                &format!("{p}.name"),
+                &json!(name),
+                v::is_dns1123_label(name),
+            );
             if !volumes.insert(name.to_string()) {
                 errs.push(FieldError::duplicate(format!("{p}.name"), &json!(name)));
             }
         }
         let sources = vol
             .as_object()
-            .map(|m| m.iter().filter(|(k, v)| *k != "name" && !v.is_null()).count())
+            .map(|m| {
+                m.iter()
+                    .filter(|(k, v)| *k != "name" && !v.is_null())
+                    .count()
+            })
             .unwrap_or(0);
         if sources == 0 {
-            errs.push(FieldError::required(p.clone(), "must specify a volume type"));
+            errs.push(FieldError::required(
+                p.clone(),
+                "must specify a volume type",
+            ));
         } else if sources > 1 {
             errs.push(FieldError::forbidden(
                 p.clone(),
@@ -501,7 +535,12 @@ fn validate_pod_spec(spec: &Value, path: &str, errs: &mut Errs) {
 fn validate_toleration(t: &Value, p: &str, errs: &mut Errs) {
     let key = get_str(t, &["key"]);
     if !key.is_empty() {
-        push_msgs(errs, &format!("{p}.key"), &json!(key), v::is_qualified_name(key));
+        push_msgs(
+            errs,
+            &format!("{p}.key"),
+            &json!(key),
+            v::is_qualified_name(key),
+        );
     }
     let op = get_str(t, &["operator"]);
     match op {
@@ -551,7 +590,12 @@ fn validate_container(
     if name.is_empty() {
         errs.push(FieldError::required(format!("{p}.name"), ""));
     } else {
-        push_msgs(errs, &format!("{p}.name"), &json!(name), v::is_dns1123_label(name));
+        push_msgs(
+            errs,
+            &format!("{p}.name"),
+            &json!(name),
+            v::is_dns1123_label(name),
+        );
         if !names.insert(name.to_string()) {
             errs.push(FieldError::duplicate(format!("{p}.name"), &json!(name)));
         }
@@ -571,7 +615,12 @@ fn validate_container(
         let pp = format!("{p}.ports[{i}]");
         let pname = get_str(port, &["name"]);
         if !pname.is_empty() {
-            push_msgs(errs, &format!("{pp}.name"), &json!(pname), v::is_valid_port_name(pname));
+            push_msgs(
+                errs,
+                &format!("{pp}.name"),
+                &json!(pname),
+                v::is_valid_port_name(pname),
+            );
             if !port_names.insert(pname.to_string()) {
                 errs.push(FieldError::duplicate(format!("{pp}.name"), &json!(pname)));
             }
@@ -588,7 +637,12 @@ fn validate_container(
         if let Some(hp) = port.get("hostPort").and_then(Value::as_i64)
             && hp != 0
         {
-            push_msgs(errs, &format!("{pp}.hostPort"), &json!(hp), v::is_valid_port_num(hp));
+            push_msgs(
+                errs,
+                &format!("{pp}.hostPort"),
+                &json!(hp),
+                v::is_valid_port_num(hp),
+            );
         }
         validate_protocol(port, &pp, errs);
     }
@@ -633,7 +687,8 @@ fn validate_protocol(port: &Value, pp: &str, errs: &mut Errs) {
     }
 }
 
-const QUANTITY_REGEX: &str = "quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'";
+const QUANTITY_REGEX: &str =
+    "quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'";
 
 fn quantity_str(q: &Value) -> String {
     match q {
@@ -650,7 +705,11 @@ fn validate_resources(res: Option<&Value>, p: &str, errs: &mut Errs) {
         for (name, q) in obj_map(res, part).into_iter().flatten() {
             let fp = format!("{p}.{part}[{name}]");
             match v::quantity_value(q) {
-                None => errs.push(FieldError::invalid(fp, &json!(quantity_str(q)), QUANTITY_REGEX)),
+                None => errs.push(FieldError::invalid(
+                    fp,
+                    &json!(quantity_str(q)),
+                    QUANTITY_REGEX,
+                )),
                 Some(x) if x < 0.0 => errs.push(FieldError::invalid(
                     fp,
                     &json!(quantity_str(q)),
@@ -704,7 +763,9 @@ fn validate_template(template: &Value, path: &str, errs: &mut Errs) {
 fn template_labels_match(selector: &LabelSelector, template: &Value, errs: &mut Errs) {
     let labels = get(template, &["metadata", "labels"]).and_then(Value::as_object);
     if !selector.is_empty() && !selector.matches(labels) {
-        let shown = labels.map(|l| Value::Object(l.clone())).unwrap_or(json!({}));
+        let shown = labels
+            .map(|l| Value::Object(l.clone()))
+            .unwrap_or(json!({}));
         errs.push(FieldError::invalid(
             "spec.template.metadata.labels",
             &shown,
@@ -758,7 +819,12 @@ fn validate_workload(kind: &str, spec: &Value, errs: &mut Errs) {
         nonnegative(errs, spec, "replicas", "spec.replicas");
     }
     nonnegative(errs, spec, "minReadySeconds", "spec.minReadySeconds");
-    nonnegative(errs, spec, "revisionHistoryLimit", "spec.revisionHistoryLimit");
+    nonnegative(
+        errs,
+        spec,
+        "revisionHistoryLimit",
+        "spec.revisionHistoryLimit",
+    );
     let selector = match get(spec, &["selector"]) {
         None => {
             errs.push(FieldError::required("spec.selector", ""));
@@ -768,7 +834,8 @@ fn validate_workload(kind: &str, spec: &Value, errs: &mut Errs) {
             if let Some(ml) = obj_map(sel, "matchLabels") {
                 validate_labels(ml, "spec.selector.matchLabels", errs);
             }
-            let n = obj_map(sel, "matchLabels").map_or(0, Map::len) + arr(sel, "matchExpressions").len();
+            let n = obj_map(sel, "matchLabels").map_or(0, Map::len)
+                + arr(sel, "matchExpressions").len();
             if n == 0 {
                 let what = match kind {
                     "DaemonSet" => "daemonset",
@@ -840,7 +907,11 @@ fn int_or_percent(v: &Value, field: &str, errs: &mut Errs) -> Option<(i64, bool)
         Value::Number(n) => {
             let n = n.as_i64()?;
             if n < 0 {
-                errs.push(FieldError::invalid(field, v, "must be greater than or equal to 0"));
+                errs.push(FieldError::invalid(
+                    field,
+                    v,
+                    "must be greater than or equal to 0",
+                ));
             }
             Some((n, false))
         }
@@ -875,7 +946,9 @@ fn validate_deployment_strategy(spec: &Value, errs: &mut Errs) {
             }
         }
         "RollingUpdate" => {
-            let ru = get(spec, &["strategy", "rollingUpdate"]).cloned().unwrap_or(json!({}));
+            let ru = get(spec, &["strategy", "rollingUpdate"])
+                .cloned()
+                .unwrap_or(json!({}));
             let base = "spec.strategy.rollingUpdate";
             let mu = ru
                 .get("maxUnavailable")
@@ -908,7 +981,9 @@ fn validate_deployment_strategy(spec: &Value, errs: &mut Errs) {
     }
     if let (Some(pds), mrs) = (
         spec.get("progressDeadlineSeconds").and_then(Value::as_i64),
-        spec.get("minReadySeconds").and_then(Value::as_i64).unwrap_or(0),
+        spec.get("minReadySeconds")
+            .and_then(Value::as_i64)
+            .unwrap_or(0),
     ) && pds <= mrs
     {
         errs.push(FieldError::invalid(
@@ -973,7 +1048,11 @@ const SERVICE_TYPES: &[&str] = &["ClusterIP", "ExternalName", "LoadBalancer", "N
 fn validate_service(spec: &Value, errs: &mut Errs) {
     let ty = get_str(spec, &["type"]);
     if !ty.is_empty() && !SERVICE_TYPES.contains(&ty) {
-        errs.push(FieldError::not_supported("spec.type", &json!(ty), SERVICE_TYPES));
+        errs.push(FieldError::not_supported(
+            "spec.type",
+            &json!(ty),
+            SERVICE_TYPES,
+        ));
     }
     let cluster_ip = get_str(spec, &["clusterIP"]);
     let headless = cluster_ip == "None";
@@ -986,7 +1065,12 @@ fn validate_service(spec: &Value, errs: &mut Errs) {
         if en.is_empty() {
             errs.push(FieldError::required("spec.externalName", ""));
         } else {
-            push_msgs(errs, "spec.externalName", &json!(en), v::is_dns1123_subdomain(en.trim_end_matches('.')));
+            push_msgs(
+                errs,
+                "spec.externalName",
+                &json!(en),
+                v::is_dns1123_subdomain(en.trim_end_matches('.')),
+            );
         }
     }
     if !cluster_ip.is_empty() && !headless && cluster_ip.parse::<std::net::IpAddr>().is_err() {
@@ -1006,25 +1090,48 @@ fn validate_service(spec: &Value, errs: &mut Errs) {
                 errs.push(FieldError::required(format!("{pp}.name"), ""));
             }
         } else {
-            push_msgs(errs, &format!("{pp}.name"), &json!(name), v::is_dns1123_label(name));
+            push_msgs(
+                errs,
+                &format!("{pp}.name"),
+                &json!(name),
+                v::is_dns1123_label(name),
+            );
             if !names.insert(name.to_string()) {
                 errs.push(FieldError::duplicate(format!("{pp}.name"), &json!(name)));
             }
         }
         let n = port.get("port").and_then(Value::as_i64).unwrap_or(0);
-        push_msgs(errs, &format!("{pp}.port"), &json!(n), v::is_valid_port_num(n));
+        push_msgs(
+            errs,
+            &format!("{pp}.port"),
+            &json!(n),
+            v::is_valid_port_num(n),
+        );
         validate_protocol(port, &pp, errs);
         let proto = get_str(port, &["protocol"]);
         if !seen_ports.insert((n, proto.to_string())) {
-            errs.push(FieldError::duplicate(pp.clone(), &json!(format!("{n}/{proto}"))));
+            errs.push(FieldError::duplicate(
+                pp.clone(),
+                &json!(format!("{n}/{proto}")),
+            ));
         }
         match port.get("targetPort") {
             Some(Value::Number(t)) => {
                 let t = t.as_i64().unwrap_or(0);
-                push_msgs(errs, &format!("{pp}.targetPort"), &json!(t), v::is_valid_port_num(t));
+                push_msgs(
+                    errs,
+                    &format!("{pp}.targetPort"),
+                    &json!(t),
+                    v::is_valid_port_num(t),
+                );
             }
             Some(Value::String(s)) => {
-                push_msgs(errs, &format!("{pp}.targetPort"), &json!(s), v::is_valid_port_name(s));
+                push_msgs(
+                    errs,
+                    &format!("{pp}.targetPort"),
+                    &json!(s),
+                    v::is_valid_port_name(s),
+                );
             }
             _ => {}
         }
@@ -1037,7 +1144,12 @@ fn validate_service(spec: &Value, errs: &mut Errs) {
                     "may not be used when `type` is 'ClusterIP'",
                 ));
             } else {
-                push_msgs(errs, &format!("{pp}.nodePort"), &json!(np), v::is_valid_port_num(np));
+                push_msgs(
+                    errs,
+                    &format!("{pp}.nodePort"),
+                    &json!(np),
+                    v::is_valid_port_num(np),
+                );
             }
         }
     }
@@ -1071,12 +1183,21 @@ fn validate_config_map(obj: &Value, errs: &mut Errs) {
         let f = format!("data[{key}]");
         push_msgs(errs, &f, &json!(key), v::is_config_map_key(key));
         if binary.is_some_and(|b| b.contains_key(key)) {
-            errs.push(FieldError::invalid(f, &json!(key), "duplicate of key present in binaryData"));
+            errs.push(FieldError::invalid(
+                f,
+                &json!(key),
+                "duplicate of key present in binaryData",
+            ));
         }
         total += val.as_str().map_or(0, str::len);
     }
     for (key, val) in binary.into_iter().flatten() {
-        push_msgs(errs, &format!("binaryData[{key}]"), &json!(key), v::is_config_map_key(key));
+        push_msgs(
+            errs,
+            &format!("binaryData[{key}]"),
+            &json!(key),
+            v::is_config_map_key(key),
+        );
         total += val.as_str().map_or(0, str::len) * 3 / 4;
     }
     if total > 1024 * 1024 {
@@ -1093,7 +1214,12 @@ fn validate_secret(obj: &Value, errs: &mut Errs) {
     let data = obj_map(obj, "data");
     let mut total = 0;
     for (key, val) in data.into_iter().flatten() {
-        push_msgs(errs, &format!("data[{key}]"), &json!(key), v::is_config_map_key(key));
+        push_msgs(
+            errs,
+            &format!("data[{key}]"),
+            &json!(key),
+            v::is_config_map_key(key),
+        );
         total += val.as_str().map_or(0, str::len) * 3 / 4;
     }
     if total > 1024 * 1024 {
@@ -1105,6 +1231,14 @@ fn validate_secret(obj: &Value, errs: &mut Errs) {
         });
     }
     let has = |k: &str| data.is_some_and(|d| d.contains_key(k));
+    let sa_name = get_str(
+        obj,
+        &[
+            "metadata",
+            "annotations",
+            "kubernetes.io/service-account.name",
+        ],
+    );
     match get_str(obj, &["type"]) {
         "kubernetes.io/tls" => {
             for k in ["tls.crt", "tls.key"] {
@@ -1113,18 +1247,14 @@ fn validate_secret(obj: &Value, errs: &mut Errs) {
                 }
             }
         }
-        "kubernetes.io/dockerconfigjson" => {
-            if !has(".dockerconfigjson") {
-                errs.push(FieldError::required("data[.dockerconfigjson]", ""));
-            }
+        "kubernetes.io/dockerconfigjson" if !has(".dockerconfigjson") => {
+            errs.push(FieldError::required("data[.dockerconfigjson]", ""));
         }
-        "kubernetes.io/service-account-token" => {
-            if get_str(obj, &["metadata", "annotations", "kubernetes.io/service-account.name"]).is_empty() {
-                errs.push(FieldError::required(
-                    "metadata.annotations[kubernetes.io/service-account.name]",
-                    "",
-                ));
-            }
+        "kubernetes.io/service-account-token" if sa_name.is_empty() => {
+            errs.push(FieldError::required(
+                "metadata.annotations[kubernetes.io/service-account.name]",
+                "",
+            ));
         }
         _ => {}
     }
@@ -1133,7 +1263,10 @@ fn validate_secret(obj: &Value, errs: &mut Errs) {
 fn validate_hpa(spec: &Value, errs: &mut Errs) {
     for key in ["kind", "name"] {
         if get_str(spec, &["scaleTargetRef", key]).is_empty() {
-            errs.push(FieldError::required(format!("spec.scaleTargetRef.{key}"), ""));
+            errs.push(FieldError::required(
+                format!("spec.scaleTargetRef.{key}"),
+                "",
+            ));
         }
     }
     let min = spec.get("minReplicas").and_then(Value::as_i64);
@@ -1163,7 +1296,9 @@ fn validate_hpa(spec: &Value, errs: &mut Errs) {
             "must be greater than or equal to `minReplicas`",
         ));
     }
-    if let Some(t) = spec.get("targetCPUUtilizationPercentage").and_then(Value::as_i64)
+    if let Some(t) = spec
+        .get("targetCPUUtilizationPercentage")
+        .and_then(Value::as_i64)
         && t < 1
     {
         errs.push(FieldError::invalid(
@@ -1174,7 +1309,13 @@ fn validate_hpa(spec: &Value, errs: &mut Errs) {
     }
     for (i, m) in arr(spec, "metrics").iter().enumerate() {
         let ty = get_str(m, &["type"]);
-        let ok = ["ContainerResource", "External", "Object", "Pods", "Resource"];
+        let ok = [
+            "ContainerResource",
+            "External",
+            "Object",
+            "Pods",
+            "Resource",
+        ];
         if !ok.contains(&ty) {
             errs.push(FieldError::not_supported(
                 format!("spec.metrics[{i}].type"),
