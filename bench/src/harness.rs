@@ -44,8 +44,19 @@ impl Server {
         Ok(Server { child, base: format!("https://{}", addr.trim()), dir })
     }
 
-    /// An HTTPS client authenticated as the admin.
+    /// An HTTPS client authenticated as the admin, using HTTP/2 (one connection carries many
+    /// requests, as kubectl and client-go do).
     pub fn client(&self) -> anyhow::Result<reqwest::Client> {
+        Ok(self.builder()?.build()?)
+    }
+
+    /// Like [`Server::client`] but HTTP/1.1 with a connection per concurrent request: the
+    /// shape of many independent clients.
+    pub fn client_h1(&self) -> anyhow::Result<reqwest::Client> {
+        Ok(self.builder()?.http1_only().build()?)
+    }
+
+    fn builder(&self) -> anyhow::Result<reqwest::ClientBuilder> {
         let pki = self.dir.path().join("pki");
         let ca = reqwest::Certificate::from_pem(&std::fs::read(pki.join("ca.crt"))?)?;
         let mut id = std::fs::read(pki.join("admin.crt"))?;
@@ -53,8 +64,11 @@ impl Server {
         Ok(reqwest::Client::builder()
             .add_root_certificate(ca)
             .identity(reqwest::Identity::from_pem(&id)?)
-            .pool_max_idle_per_host(256)
-            .build()?)
+            .pool_max_idle_per_host(256))
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// The apiserver's resident set size in MB.
@@ -75,4 +89,15 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// CPU time (user + system) a process has used so far, in seconds.
+pub fn cpu_seconds(pid: u32) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return 0.0 };
+    // Fields after the command name (which may contain spaces) start after the last ')'.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // utime and stime are fields 14 and 15 of the whole line: 11 and 12 after the name.
+    (ticks(11) + ticks(12)) / 100.0
 }

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use futures::StreamExt;
-use harness::{Backend, Server};
+use harness::{Backend, Server, cpu_seconds};
 use stats::Latencies;
 
 #[derive(Parser)]
@@ -97,12 +97,16 @@ async fn bench_api(count: usize) -> anyhow::Result<()> {
     let embedded = Server::start(Backend::Embedded).await?;
     let payload = bytes::Bytes::from(serde_json::to_vec(&configmap("payload"))?);
     println!("api: {count} creates of a {}-byte ConfigMap per row", payload.len());
-    println!("{:<22} {:>7} {:>10} {:>9} {:>9}", "target", "clients", "ops/s", "p50 ms", "p99 ms");
+    println!(
+        "{:<22} {:>7} {:>10} {:>9} {:>9} {:>14} {:>14}",
+        "target", "clients", "ops/s", "p50 ms", "p99 ms", "etcd CPU µs/op", "apisrv µs/op"
+    );
     for clients in [1usize, 16, 64] {
         let mut rows = Vec::new();
         let raw_c = raw.clone();
         let p = payload.clone();
         let run = format!("c{clients}");
+        let etcd_cpu0 = cpu_seconds(etcd.pid());
         let (lat, took) = drive(count, clients, move |i| {
             let mut c = raw_c.clone();
             let p = p.clone();
@@ -114,8 +118,10 @@ async fn bench_api(count: usize) -> anyhow::Result<()> {
         })
         .await?;
         rows.push(("raw etcd put", lat, took));
+        let mut cpu = vec![(cpu_seconds(etcd.pid()) - etcd_cpu0, 0.0)];
         for (label, server) in [("apiserver (etcd)", &on_etcd), ("apiserver (embedded)", &embedded)] {
-            let client = server.client()?;
+            let (e0, a0) = (cpu_seconds(etcd.pid()), cpu_seconds(server.pid()));
+            let client = server.client_h1()?;
             let url = format!("{}/api/v1/namespaces/default/configmaps", server.base);
             let run = format!("c{clients}");
             let (lat, took) = drive(count, clients, move |i| {
@@ -130,10 +136,19 @@ async fn bench_api(count: usize) -> anyhow::Result<()> {
             })
             .await?;
             rows.push((label, lat, took));
+            cpu.push((cpu_seconds(etcd.pid()) - e0, cpu_seconds(server.pid()) - a0));
         }
         let ops = |took: Duration| count as f64 / took.as_secs_f64();
-        for (label, lat, took) in &rows {
-            println!("{label:<22} {clients:>7} {:>10.0} {:>9.2} {:>9.2}", ops(*took), lat.ms(0.50), lat.ms(0.99));
+        let per_op = |s: f64| s * 1e6 / count as f64;
+        for ((label, lat, took), (etcd_s, api_s)) in rows.iter().zip(&cpu) {
+            println!(
+                "{label:<22} {clients:>7} {:>10.0} {:>9.2} {:>9.2} {:>14.0} {:>14.0}",
+                ops(*took),
+                lat.ms(0.50),
+                lat.ms(0.99),
+                per_op(*etcd_s),
+                per_op(*api_s)
+            );
         }
         let ratio = ops(rows[1].2) / ops(rows[0].2);
         println!("{:<22} {clients:>7} {ratio:>10.2}", "ratio apiserver/etcd");
@@ -255,11 +270,15 @@ async fn bench_memory(objects: usize) -> anyhow::Result<()> {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() {
     let cli = Cli::parse();
-    match cli.cmd {
+    let outcome = match cli.cmd {
         Cmd::Api { count } => bench_api(count).await,
         Cmd::Watch { watchers, events } => bench_watch(watchers, events).await,
         Cmd::Memory { objects } => bench_memory(objects).await,
+    };
+    if let Err(e) = outcome {
+        eprintln!("skiff-bench: {e:#}");
+        std::process::exit(1);
     }
 }

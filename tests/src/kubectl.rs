@@ -272,7 +272,10 @@ impl Table {
     pub fn parse(text: &str) -> Table {
         let mut lines = text.lines().filter(|l| !l.trim().is_empty());
         let Some(header) = lines.next() else {
-            return Table { header: Vec::new(), rows: Vec::new() };
+            return Table {
+                header: Vec::new(),
+                rows: Vec::new(),
+            };
         };
         let bytes = header.as_bytes();
         let starts: Vec<usize> = (0..bytes.len())
@@ -281,8 +284,15 @@ impl Table {
         let cut = |line: &str| -> Vec<String> {
             (0..starts.len())
                 .map(|c| {
-                    let end = starts.get(c + 1).copied().unwrap_or(usize::MAX).min(line.len());
-                    line.get(starts[c].min(end)..end).unwrap_or_default().trim().to_owned()
+                    let end = starts
+                        .get(c + 1)
+                        .copied()
+                        .unwrap_or(usize::MAX)
+                        .min(line.len());
+                    line.get(starts[c].min(end)..end)
+                        .unwrap_or_default()
+                        .trim()
+                        .to_owned()
                 })
                 .collect()
         };
@@ -298,6 +308,19 @@ impl Table {
             .iter()
             .find(|r| r.first().is_some_and(|c| c == name))
             .unwrap_or_else(|| panic!("no row {name:?} in {self:#?}"))
+    }
+
+    /// The cell in column `column` (a header, e.g. `"STATUS"`) of the row named `name`.
+    pub fn cell(&self, name: &str, column: &str) -> &str {
+        let index = self
+            .header
+            .iter()
+            .position(|h| h == column)
+            .unwrap_or_else(|| panic!("no column {column:?} in {self:#?}"));
+        self.row(name)
+            .get(index)
+            .map(String::as_str)
+            .unwrap_or_default()
     }
 
     /// The first cell of every row.
@@ -326,4 +349,45 @@ pub fn strip_ansi(text: &str) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_cuts_cells_at_the_header_columns() {
+        let text = "\
+NAME    DESIRED   CURRENT   READY   UP-TO-DATE   AVAILABLE   NODE SELECTOR   AGE
+agent   0         0         0       0            0           <none>          5s
+";
+        let table = Table::parse(text);
+        assert_eq!(table.header[6], "NODE SELECTOR");
+        assert_eq!(table.row("agent")[6], "<none>");
+        assert_eq!(table.cell("agent", "AGE"), "5s");
+    }
+
+    #[test]
+    fn table_keeps_empty_cells_empty() {
+        let text = "\
+NAME          SHORTNAMES   APIVERSION   NAMESPACED   KIND
+bindings                   v1           true         Binding
+deployments   deploy       apps/v1      true         Deployment
+";
+        let table = Table::parse(text);
+        assert_eq!(
+            table.row("bindings"),
+            ["bindings", "", "v1", "true", "Binding"]
+        );
+        assert_eq!(table.cell("deployments", "SHORTNAMES"), "deploy");
+    }
+
+    #[test]
+    fn strip_ansi_removes_colour_codes() {
+        let coloured = "\u{1b}[0;32mKubernetes control plane\u{1b}[0m is running at \u{1b}[0;33mhttps://x\u{1b}[0m";
+        assert_eq!(
+            strip_ansi(coloured),
+            "Kubernetes control plane is running at https://x"
+        );
+    }
 }

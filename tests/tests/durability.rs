@@ -81,6 +81,10 @@ fn acknowledged_creates_survive_kill_9(backend: Backend) {
         unexpected.join("\n")
     );
 
+    eprintln!(
+        "{} creates acknowledged before kill -9",
+        acknowledged.lock().unwrap().len()
+    );
     server.restart();
     let http = server.http();
     let list = http.get(&format!("{CONFIGMAPS}?labelSelector=e2e%3Ddurability"));
@@ -93,6 +97,7 @@ fn acknowledged_creates_survive_kill_9(backend: Backend) {
         .filter_map(|cm| cm["metadata"]["name"].as_str().map(str::to_owned))
         .collect();
     let acknowledged = acknowledged.lock().unwrap();
+    eprintln!("{} stored after restart", stored.len());
     let lost: Vec<&String> = acknowledged
         .iter()
         .filter(|n| !stored.contains(*n))

@@ -782,7 +782,7 @@ fn versioned_kubectls_get(backend: Backend) {
     let server = ApiServer::start(backend);
     server.write_file("app.yaml", &app_manifest());
     server.kubectl_ok(&["create", "-f", "app.yaml"]);
-    for version in ["1.27", "1.33"] {
+    for version in ["1.27", "1.32", "1.33"] {
         let ns = Table::parse(&server.kubectl_v_ok(version, &["get", "ns"]));
         assert_eq!(ns.header, ["NAME", "STATUS", "AGE"], "kubectl.{version}");
         assert_eq!(ns.row("kube-system")[1], "Active", "kubectl.{version}");

@@ -54,6 +54,11 @@ impl TestEtcd {
     }
 
     /// The data directory (also holds `etcd.log`).
+    /// The etcd process id (benchmarks read its CPU time).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn dir(&self) -> PathBuf {
         self.dir.path().to_owned()
     }
