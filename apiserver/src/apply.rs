@@ -1,8 +1,11 @@
 //! Server-side apply (`application/apply-patch+yaml`), simplified: the applied configuration
 //! is merged into the live object with strategic-merge semantics, and each field manager's
 //! set of applied fields is recorded in `metadata.managedFields` (FieldsV1), so that a field
-//! a manager applied before and leaves out now is removed. Conflicts between managers are not
-//! detected yet: the last applier wins.
+//! a manager applied before and leaves out now is removed. Updates (create, replace, patch) are
+//! tracked too, so an apply that would change a field another manager set fails with a
+//! conflict unless forced.
+
+use std::collections::BTreeSet;
 
 use serde_json::{Map, Value, json};
 
@@ -157,4 +160,216 @@ mod tests {
             json!({"metadata": {"labels": {"b": null}}, "spec": {"containers": [{"name": "y", "$patch": "delete"}]}})
         );
     }
+}
+
+/// A path in a field set: elements such as `f:spec`, `k:{"name":"x"}` or `.`.
+pub type FieldPath = Vec<String>;
+
+/// The leaf paths of a FieldsV1 set.
+pub fn leaves(set: &Value) -> BTreeSet<FieldPath> {
+    fn walk(v: &Value, prefix: &mut FieldPath, out: &mut BTreeSet<FieldPath>) {
+        let Some(m) = v.as_object() else { return };
+        for (k, child) in m {
+            prefix.push(k.clone());
+            if child.as_object().is_none_or(|c| c.is_empty()) {
+                out.insert(prefix.clone());
+            } else {
+                walk(child, prefix, out);
+            }
+            prefix.pop();
+        }
+    }
+    let mut out = BTreeSet::new();
+    walk(set, &mut Vec::new(), &mut out);
+    out
+}
+
+/// A FieldsV1 set from leaf paths.
+pub fn from_leaves(paths: &BTreeSet<FieldPath>) -> Value {
+    let mut root = json!({});
+    for p in paths {
+        let mut node = &mut root;
+        for el in p {
+            node = node.as_object_mut().expect("field sets are objects").entry(el.clone()).or_insert_with(|| json!({}));
+        }
+    }
+    root
+}
+
+/// The value a field path names in an object (`.` names the node itself).
+fn value_at<'a>(obj: &'a Value, path: &[String]) -> Option<&'a Value> {
+    let mut cur = obj;
+    for el in path {
+        if el == "." {
+            continue;
+        }
+        if let Some(f) = el.strip_prefix("f:") {
+            cur = cur.get(f)?;
+        } else if let Some(k) = el.strip_prefix("k:") {
+            let key: Map<String, Value> = serde_json::from_str(k).ok()?;
+            cur = cur.as_array()?.iter().find(|item| key.iter().all(|(kk, kv)| item.get(kk) == Some(kv)))?;
+        } else {
+            return None;
+        }
+    }
+    Some(cur)
+}
+
+/// `.spec.template.spec.containers[name="web"].image`, as Kubernetes prints field paths.
+pub fn display_path(path: &[String]) -> String {
+    let mut out = String::new();
+    for el in path {
+        if let Some(f) = el.strip_prefix("f:") {
+            out.push('.');
+            out.push_str(f);
+        } else if let Some(k) = el.strip_prefix("k:") {
+            let key: Map<String, Value> = serde_json::from_str(k).unwrap_or_default();
+            let parts: Vec<String> = key.iter().map(|(kk, kv)| format!("{kk}={kv}")).collect();
+            out.push_str(&format!("[{}]", parts.join(",")));
+        }
+    }
+    out
+}
+
+/// The fields of an object that ownership is tracked for: everything but identity and
+/// server-owned metadata (and `status` unless `status` is set).
+pub fn tracked_fields(obj: &Value, status: bool) -> Value {
+    let mut v = json!({});
+    let Some(m) = obj.as_object() else { return field_set(&v) };
+    for (k, child) in m {
+        match k.as_str() {
+            "apiVersion" | "kind" => {}
+            "status" if !status => {}
+            "metadata" => {
+                let mut meta = Map::new();
+                for f in ["labels", "annotations", "finalizers", "ownerReferences"] {
+                    if let Some(x) = child.get(f) {
+                        meta.insert(f.into(), x.clone());
+                    }
+                }
+                if !meta.is_empty() {
+                    v["metadata"] = Value::Object(meta);
+                }
+            }
+            _ => v[k] = child.clone(),
+        }
+    }
+    field_set(&v)
+}
+
+fn entries(obj: &Value) -> Vec<Value> {
+    obj.pointer("/metadata/managedFields").and_then(Value::as_array).cloned().unwrap_or_default()
+}
+
+fn entry_is(e: &Value, manager: &str, operation: &str) -> bool {
+    e.get("manager").and_then(Value::as_str) == Some(manager) && e.get("operation").and_then(Value::as_str) == Some(operation)
+}
+
+fn set_entries(obj: &mut Value, list: Vec<Value>) {
+    let meta = crate::objects::meta_mut(obj);
+    if list.is_empty() {
+        meta.remove("managedFields");
+    } else {
+        meta.insert("managedFields".into(), Value::Array(list));
+    }
+}
+
+/// Records an Update (create, replace, patch) by `manager`: it owns the fields it changed,
+/// which every other manager loses; fields that disappeared are nobody's.
+pub fn track_update(old: Option<&Value>, new: &mut Value, manager: &str, api_version: &str, subresource: Option<&str>) {
+    let status = subresource == Some("status");
+    let new_set = leaves(&tracked_fields(new, status));
+    let old_set = old.map(|o| leaves(&tracked_fields(o, status))).unwrap_or_default();
+    let changed: BTreeSet<FieldPath> = new_set
+        .iter()
+        .filter(|p| p.last().is_some_and(|l| l != ".") && old.and_then(|o| value_at(o, p)) != value_at(new, p))
+        .cloned()
+        .collect();
+    let removed: BTreeSet<FieldPath> = old_set.difference(&new_set).cloned().collect();
+    // Managed fields come from the stored object, whatever the client sent.
+    let mut list = old.map(entries).unwrap_or_default();
+    let mut mine: BTreeSet<FieldPath> = BTreeSet::new();
+    list.retain_mut(|e| {
+        let set = leaves(e.get("fieldsV1").unwrap_or(&Value::Null));
+        if entry_is(e, manager, "Update") && e.get("subresource").and_then(Value::as_str) == subresource {
+            mine = set;
+            return false;
+        }
+        let kept: BTreeSet<FieldPath> = set.iter().filter(|p| !changed.contains(*p) && !removed.contains(*p)).cloned().collect();
+        e["fieldsV1"] = from_leaves(&kept);
+        !kept.is_empty()
+    });
+    // Owning a field of a list item means owning the item too.
+    for p in &changed {
+        for (i, el) in p.iter().enumerate() {
+            if el.starts_with("k:") {
+                let mut item = p[..=i].to_vec();
+                item.push(".".into());
+                mine.insert(item);
+            }
+        }
+        mine.insert(p.clone());
+    }
+    mine.retain(|p| !removed.contains(p));
+    if !mine.is_empty() {
+        let mut entry = json!({
+            "manager": manager,
+            "operation": "Update",
+            "apiVersion": api_version,
+            "time": crate::objects::now_rfc3339(),
+            "fieldsType": "FieldsV1",
+            "fieldsV1": from_leaves(&mine),
+        });
+        if let Some(s) = subresource {
+            entry["subresource"] = json!(s);
+        }
+        list.push(entry);
+    }
+    set_entries(new, list);
+}
+
+/// One field another manager owns with a different value than an apply wants.
+#[derive(Debug, Clone)]
+pub struct Conflict {
+    pub manager: String,
+    pub api_version: String,
+    pub path: FieldPath,
+}
+
+/// The conflicts an apply of `applied` (field set `applied_set`) by `manager` would have
+/// with the other managers of `live`.
+pub fn conflicts(live: &Value, applied: &Value, applied_set: &BTreeSet<FieldPath>, manager: &str) -> Vec<Conflict> {
+    let mut out = Vec::new();
+    for e in entries(live) {
+        if entry_is(&e, manager, "Apply") {
+            continue;
+        }
+        let owner = e.get("manager").and_then(Value::as_str).unwrap_or_default().to_string();
+        let api_version = e.get("apiVersion").and_then(Value::as_str).unwrap_or_default().to_string();
+        for p in leaves(e.get("fieldsV1").unwrap_or(&Value::Null)) {
+            if p.last().is_some_and(|l| l == ".") || !applied_set.contains(&p) {
+                continue;
+            }
+            if value_at(live, &p) != value_at(applied, &p) {
+                out.push(Conflict { manager: owner.clone(), api_version: api_version.clone(), path: p });
+            }
+        }
+    }
+    out
+}
+
+/// After a forced apply: the other managers lose the fields the apply took from them.
+pub fn take_ownership(obj: &mut Value, taken: &[Conflict]) {
+    let mut list = entries(obj);
+    list.retain_mut(|e| {
+        let owner = e.get("manager").and_then(Value::as_str).unwrap_or_default().to_string();
+        let mut set = leaves(e.get("fieldsV1").unwrap_or(&Value::Null));
+        let before = set.len();
+        set.retain(|p| !taken.iter().any(|c| c.manager == owner && &c.path == p));
+        if set.len() != before {
+            e["fieldsV1"] = from_leaves(&set);
+        }
+        !set.is_empty()
+    });
+    set_entries(obj, list);
 }

@@ -135,8 +135,25 @@ fn written(info: &ResourceInfo, w: Written, format: Format, params: &Params) -> 
     respond(w.code, &obj, if format == Format::Yaml { Format::Yaml } else { Format::Json }, &w.warnings)
 }
 
+/// The field manager of a write: `?fieldManager=`, else the client's User-Agent up to the
+/// first `/`, as Kubernetes defaults it.
+fn field_manager(parts: &Parts, params: &Params) -> String {
+    if let Some(m) = params.get("fieldManager") {
+        return m.to_string();
+    }
+    parts
+        .headers
+        .get(http::header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|ua| ua.split('/').next())
+        .filter(|s| !s.is_empty())
+        .unwrap_or("unknown")
+        .to_string()
+}
+
 async fn resource(app: &Arc<App>, parts: &Parts, body: Body, t: Target, params: Params, format: Format) -> ApiResult<Response> {
     let info = t.info;
+    let manager = field_manager(parts, &params);
     let reg = &app.registry;
     let ns = t.namespace.as_deref();
     let out_fmt = if format == Format::Yaml { Format::Yaml } else { Format::Json };
@@ -162,7 +179,7 @@ async fn resource(app: &Arc<App>, parts: &Parts, body: Body, t: Target, params: 
         )),
         (&Method::POST, None, None) => {
             let body = request::decode_body(&parts.headers, &read_body(body).await?)?;
-            let w = reg.create(info, ns, body, &params).await?;
+            let w = reg.create(info, ns, body, &params, Some(&manager)).await?;
             Ok(written(info, w, format, &params))
         }
         (&Method::POST, Some(name), Some("binding")) => {
@@ -177,7 +194,7 @@ async fn resource(app: &Arc<App>, parts: &Parts, body: Body, t: Target, params: 
         }
         (&Method::PUT, Some(name), sub @ (None | Some("status"))) => {
             let body = request::decode_body(&parts.headers, &read_body(body).await?)?;
-            let w = reg.update(info, ns, name, sub, body, &params).await?;
+            let w = reg.update(info, ns, name, sub, body, &params, &manager).await?;
             Ok(written(info, w, format, &params))
         }
         (&Method::PUT, Some(name), Some("finalize")) => {
@@ -193,12 +210,12 @@ async fn resource(app: &Arc<App>, parts: &Parts, body: Body, t: Target, params: 
         }
         (&Method::PUT, Some(name), Some("scale")) => {
             let body = request::decode_body(&parts.headers, &read_body(body).await?)?;
-            scale(app, info, ns, name, &params, |_| Ok(body.clone())).await
+            scale(app, info, ns, name, &params, &manager, |_| Ok(body.clone())).await
         }
         (&Method::PATCH, Some(name), sub) => {
             let raw = read_body(body).await?;
             let ct = request::content_type(&parts.headers);
-            patch(app, info, ns, name, sub, &ct, &raw, &params, format).await
+            patch(app, info, ns, name, sub, &ct, &raw, &params, format, &manager).await
         }
         (&Method::DELETE, Some(name), None) => {
             let raw = read_body(body).await?;
@@ -266,7 +283,7 @@ fn to_scale(obj: &Value) -> Value {
 }
 
 /// Sets `spec.replicas` from a Scale that `f` derives from the current one.
-async fn scale(app: &Arc<App>, info: &'static ResourceInfo, ns: Option<&str>, name: &str, params: &Params, f: impl Fn(Value) -> ApiResult<Value>) -> ApiResult<Response> {
+async fn scale(app: &Arc<App>, info: &'static ResourceInfo, ns: Option<&str>, name: &str, params: &Params, manager: &str, f: impl Fn(Value) -> ApiResult<Value>) -> ApiResult<Response> {
     let obj = app
         .registry
         .guaranteed_update(info, ns, name, |cur| {
@@ -286,7 +303,11 @@ async fn scale(app: &Arc<App>, info: &'static ResourceInfo, ns: Option<&str>, na
                 new["metadata"]["resourceVersion"] = rv.clone();
             }
             let mut warnings = Vec::new();
-            app.registry.prepare_update(info, None, new, &cur, request::FieldValidation::Ignore, &mut warnings)
+            let new = app.registry.prepare_update(info, None, new, &cur, request::FieldValidation::Ignore, &mut warnings)?;
+            Ok(new.map(|mut n| {
+                apply::track_update(Some(&cur), &mut n, manager, &info.api_version(), Some("scale"));
+                n
+            }))
         }, params.dry_run()?)
         .await?;
     Ok(respond(200, &to_scale(&obj), Format::Json, &[]))
@@ -319,13 +340,13 @@ fn apply_patch(info: &ResourceInfo, ct: &str, current: &Value, patch: &Value) ->
     }
 }
 
-async fn patch(app: &Arc<App>, info: &'static ResourceInfo, ns: Option<&str>, name: &str, sub: Option<&str>, ct: &str, raw: &Bytes, params: &Params, format: Format) -> ApiResult<Response> {
+async fn patch(app: &Arc<App>, info: &'static ResourceInfo, ns: Option<&str>, name: &str, sub: Option<&str>, ct: &str, raw: &Bytes, params: &Params, format: Format, manager: &str) -> ApiResult<Response> {
     if ct == "application/apply-patch+yaml" {
         return server_side_apply(app, info, ns, name, raw, params, format).await;
     }
     let patch: Value = serde_json::from_slice(raw).map_err(|e| ApiError::bad_request(format!("the patch could not be decoded as JSON: {e}")))?;
     if sub == Some("scale") {
-        return scale(app, info, ns, name, params, |s| apply_patch(info, ct, &s, &patch)).await;
+        return scale(app, info, ns, name, params, manager, |s| apply_patch(info, ct, &s, &patch)).await;
     }
     if !matches!(sub, None | Some("status")) {
         return Err(ApiError::method_not_allowed("PATCH is not supported on this subresource"));
@@ -336,7 +357,11 @@ async fn patch(app: &Arc<App>, info: &'static ResourceInfo, ns: Option<&str>, na
         .registry
         .guaranteed_update(info, ns, name, |cur| {
             let patched = apply_patch(info, ct, &cur, &patch)?;
-            app.registry.prepare_update(info, sub, patched, &cur, fv, &mut warnings)
+            let new = app.registry.prepare_update(info, sub, patched, &cur, fv, &mut warnings)?;
+            Ok(new.map(|mut n| {
+                apply::track_update(Some(&cur), &mut n, manager, &info.api_version(), sub);
+                n
+            }))
         }, params.dry_run()?)
         .await?;
     Ok(written(info, Written { code: 200, object: obj, warnings }, format, params))
@@ -383,6 +408,8 @@ async fn server_side_apply(app: &Arc<App>, info: &'static ResourceInfo, ns: Opti
         }
     }
     let fields = applied_fields(&applied);
+    let applied_set = apply::leaves(&fields);
+    let force = params.flag("force");
     let api_version = info.api_version();
     let fv = params.field_validation()?;
     let exists = match app.registry.get(info, ns, name, &Params::default()).await {
@@ -393,19 +420,24 @@ async fn server_side_apply(app: &Arc<App>, info: &'static ResourceInfo, ns: Opti
     if !exists {
         let mut obj = applied.clone();
         apply::record(&mut obj, &manager, &api_version, fields);
-        let w = app.registry.create(info, ns, obj, params).await?;
+        let w = app.registry.create(info, ns, obj, params, None).await?;
         return Ok(written(info, w, format, params));
     }
     let mut warnings = Vec::new();
     let obj = app
         .registry
         .guaranteed_update(info, ns, name, |cur| {
+            let found = apply::conflicts(&cur, &applied, &applied_set, &manager);
+            if !found.is_empty() && !force {
+                return Err(apply_conflict(info, name, &found));
+            }
             let mut merged = cur.clone();
             if let Some(prev) = apply::previous(&cur, &manager) {
                 let removal = apply::removal_patch(&prev, &fields);
                 merged = skiff_api::patch::strategic_merge(info, &merged, &removal).map_err(ApiError::bad_request)?;
             }
             merged = skiff_api::patch::strategic_merge(info, &merged, &applied).map_err(ApiError::bad_request)?;
+            apply::take_ownership(&mut merged, &found);
             apply::record(&mut merged, &manager, &api_version, fields.clone());
             // The applied configuration does not pin a version unless it says so.
             if applied.pointer("/metadata/resourceVersion").is_none() {
@@ -417,6 +449,37 @@ async fn server_side_apply(app: &Arc<App>, info: &'static ResourceInfo, ns: Opti
         }, params.dry_run()?)
         .await?;
     Ok(written(info, Written { code: 200, object: obj, warnings }, format, params))
+}
+
+/// 409 Conflict naming each field another manager owns, as Kubernetes words it.
+fn apply_conflict(info: &ResourceInfo, name: &str, found: &[apply::Conflict]) -> ApiError {
+    let n = found.len();
+    let lines: Vec<String> = found
+        .iter()
+        .map(|c| format!("conflict with \"{}\" using {}: {}", c.manager, c.api_version, apply::display_path(&c.path)))
+        .collect();
+    let message = if n == 1 {
+        format!("Apply failed with 1 conflict: {}", lines[0])
+    } else {
+        format!("Apply failed with {n} conflicts: {}", lines.join("\n"))
+    };
+    let causes: Vec<Value> = found
+        .iter()
+        .map(|c| {
+            json!({
+                "reason": "FieldManagerConflict",
+                "message": format!("conflict with \"{}\" using {}", c.manager, c.api_version),
+                "field": apply::display_path(&c.path),
+            })
+        })
+        .collect();
+    let mut e = ApiError::new(409, "Conflict", message);
+    let mut d = json!({ "name": name, "kind": info.plural, "causes": causes });
+    if !info.group.is_empty() {
+        d["group"] = json!(info.group);
+    }
+    e.details = Some(d);
+    e
 }
 
 fn strip_times(v: &Value) -> Value {

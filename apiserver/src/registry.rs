@@ -341,11 +341,17 @@ impl Registry {
         Ok(name)
     }
 
-    /// POST: creates an object.
-    pub async fn create(&self, info: &'static ResourceInfo, ns: Option<&str>, body: Value, params: &Params) -> ApiResult<Written> {
+    /// POST: creates an object. `manager` is the field manager to record as the owner of
+    /// every field (none for server-side apply, which records its own).
+    pub async fn create(&self, info: &'static ResourceInfo, ns: Option<&str>, body: Value, params: &Params, manager: Option<&str>) -> ApiResult<Written> {
         let mut warnings = Vec::new();
+        let mut body = body;
+        check_type(info, &mut body)?;
         let mut obj = admit_schema(info, body, params.field_validation()?, &mut warnings)?;
         let name = self.prepare_create(info, ns, &mut obj)?;
+        if let Some(m) = manager {
+            crate::apply::track_update(None, &mut obj, m, &info.api_version(), None);
+        }
         if info.namespaced {
             self.check_namespace(objects::namespace(&obj).unwrap_or("default"), true).await?;
         }
@@ -655,13 +661,25 @@ impl Registry {
     }
 
     /// PUT: replaces an object (or its status).
-    pub async fn update(&self, info: &'static ResourceInfo, ns: Option<&str>, name: &str, sub: Option<&str>, body: Value, params: &Params) -> ApiResult<Written> {
+    pub async fn update(&self, info: &'static ResourceInfo, ns: Option<&str>, name: &str, sub: Option<&str>, body: Value, params: &Params, manager: &str) -> ApiResult<Written> {
         let fv = params.field_validation()?;
         let mut warnings = Vec::new();
         let body_ref = &body;
         let warnings_ref = &mut warnings;
         let result = self
-            .guaranteed_update(info, ns, name, |current| self.prepare_update(info, sub, body_ref.clone(), &current, fv, warnings_ref), params.dry_run()?)
+            .guaranteed_update(
+                info,
+                ns,
+                name,
+                |current| {
+                    let new = self.prepare_update(info, sub, body_ref.clone(), &current, fv, warnings_ref)?;
+                    Ok(new.map(|mut n| {
+                        crate::apply::track_update(Some(&current), &mut n, manager, &info.api_version(), sub);
+                        n
+                    }))
+                },
+                params.dry_run()?,
+            )
             .await;
         match result {
             Ok(object) => Ok(Written { code: 200, object, warnings }),
@@ -670,7 +688,7 @@ impl Registry {
                 let mut body = body;
                 meta_mut(&mut body).insert("name".into(), json!(name));
                 meta_mut(&mut body).remove("resourceVersion");
-                self.create(info, ns, body, params).await
+                self.create(info, ns, body, params, Some(manager)).await
             }
             Err(e) => Err(e),
         }
@@ -698,6 +716,11 @@ impl Registry {
                 )));
             }
         };
+        if info.plural == "namespaces" && matches!(name, "default" | "kube-system" | "kube-public") {
+            let mut e = ApiError::forbidden(format!("namespaces \"{name}\" is forbidden: this namespace may not be deleted"));
+            e.details = Some(json!({ "name": name, "kind": "namespaces" }));
+            return Err(e);
+        }
         let key = Self::key(info, ns, name);
         for _ in 0..16 {
             let (current, rev) = self.read(info, &key, name).await?;

@@ -100,7 +100,7 @@ async fn bootstrap(registry: &Registry, config: &Config, port: u16, advertise: I
     let ns_info = resources::find("", "v1", "namespaces").context("namespaces not served")?;
     for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
         let obj = json!({ "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": ns } });
-        match registry.create(ns_info, None, obj, &params).await {
+        match registry.create(ns_info, None, obj, &params, None).await {
             Ok(_) => tracing::info!(namespace = ns, "created namespace"),
             Err(e) if e.code == 409 => {}
             Err(e) => return Err(anyhow::anyhow!("creating namespace {ns}: {e}")),
@@ -116,7 +116,7 @@ async fn bootstrap(registry: &Registry, config: &Config, port: u16, advertise: I
             "metadata": { "name": "kubernetes", "namespace": "default", "labels": { "component": "apiserver", "provider": "kubernetes" } },
             "spec": { "type": "ClusterIP", "clusterIP": first_ip, "ports": [{ "name": "https", "port": 443, "protocol": "TCP", "targetPort": port }] },
         });
-        match registry.create(svc_info, Some("default"), svc, &params).await {
+        match registry.create(svc_info, Some("default"), svc, &params, None).await {
             Ok(_) => tracing::info!(ip = %first_ip, "created the kubernetes Service"),
             Err(e) if e.code == 409 || e.code == 422 => {}
             Err(e) => return Err(anyhow::anyhow!("creating the kubernetes Service: {e}")),
@@ -128,7 +128,7 @@ async fn bootstrap(registry: &Registry, config: &Config, port: u16, advertise: I
         "metadata": { "name": "kubernetes", "namespace": "default", "labels": { "endpointslice.kubernetes.io/skip-mirror": "true" } },
         "subsets": [{ "addresses": [{ "ip": advertise.to_string() }], "ports": [{ "name": "https", "port": port, "protocol": "TCP" }] }],
     });
-    match registry.create(ep_info, Some("default"), ep.clone(), &params).await {
+    match registry.create(ep_info, Some("default"), ep.clone(), &params, None).await {
         Ok(_) => {}
         Err(e) if e.code == 409 => {
             registry

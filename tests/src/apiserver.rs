@@ -45,7 +45,8 @@ pub struct ApiServer {
 impl ApiServer {
     /// Starts an apiserver on `backend` and waits until it serves.
     pub fn start(backend: Backend) -> ApiServer {
-        Self::start_with_args(backend, Vec::new())
+        let dir = tempfile::tempdir().expect("create a temporary directory");
+        Self::start_in(dir, backend, Vec::new())
     }
 
     /// Starts an apiserver that also accepts the bearer tokens in `csv` (kube-apiserver's
@@ -59,11 +60,6 @@ impl ApiServer {
             tokens.display().to_string(),
         ];
         Self::start_in(dir, backend, args)
-    }
-
-    fn start_with_args(backend: Backend, extra_args: Vec<String>) -> ApiServer {
-        let dir = tempfile::tempdir().expect("create a temporary directory");
-        Self::start_in(dir, backend, extra_args)
     }
 
     fn start_in(dir: TempDir, backend: Backend, extra_args: Vec<String>) -> ApiServer {

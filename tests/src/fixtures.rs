@@ -120,12 +120,17 @@ pub fn service(name: &str) -> ServiceBuilder {
     ServiceBuilder {
         name: name.into(),
         port: 80,
+        cluster_ip: None,
+        node_port: None,
     }
 }
 
 pub struct ServiceBuilder {
     name: String,
     port: i64,
+    cluster_ip: Option<String>,
+    /// `Some(None)`: type NodePort, port allocated by the server.
+    node_port: Option<Option<i64>>,
 }
 
 impl ServiceBuilder {
@@ -134,13 +139,32 @@ impl ServiceBuilder {
         self
     }
 
+    /// Asks for this ClusterIP (`"None"` makes a headless Service).
+    pub fn cluster_ip(mut self, ip: &str) -> Self {
+        self.cluster_ip = Some(ip.into());
+        self
+    }
+
+    /// Makes it a NodePort Service; `Some(port)` asks for that node port.
+    pub fn node_port(mut self, port: Option<i64>) -> Self {
+        self.node_port = Some(port);
+        self
+    }
+
     pub fn build(self) -> Value {
-        json!({
-            "apiVersion": "v1",
-            "kind": "Service",
-            "metadata": {"name": self.name},
-            "spec": {"selector": {"app": self.name}, "ports": [{"port": self.port}]},
-        })
+        let mut port = json!({"port": self.port});
+        let mut spec = json!({"selector": {"app": self.name}});
+        if let Some(node_port) = self.node_port {
+            spec["type"] = json!("NodePort");
+            if let Some(p) = node_port {
+                port["nodePort"] = json!(p);
+            }
+        }
+        spec["ports"] = json!([port]);
+        if let Some(ip) = self.cluster_ip {
+            spec["clusterIP"] = json!(ip);
+        }
+        json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": self.name}, "spec": spec})
     }
 }
 

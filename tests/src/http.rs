@@ -1,7 +1,9 @@
 //! Plain HTTPS requests to an [`ApiServer`], for what kubectl would never send (bad input,
 //! anonymous requests) and for speed (streams of creates).
 
-use std::time::Duration;
+use std::io::{BufRead, BufReader};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use reqwest::blocking::Client;
@@ -156,6 +158,83 @@ impl Http {
             .text()
             .map_err(|e| format!("reading the body: {e:?}"))?;
         Ok(Reply { status, body })
+    }
+}
+
+impl Http {
+    /// Opens a watch (`path` should carry `watch=1`) and returns its events as they come. The
+    /// stream is read on a thread until the server ends it (add `timeoutSeconds` to bound it).
+    pub fn watch(&self, path: &str) -> WatchEvents {
+        let response = self
+            .client
+            .get(format!("{}{path}", self.base))
+            // A watch lasts as long as the server keeps it open, not the client's usual 30 s.
+            .timeout(Duration::from_secs(600))
+            .send()
+            .unwrap_or_else(|e| panic!("GET {path}: no response: {e:?}"));
+        let status = response.status().as_u16();
+        assert_eq!(
+            status,
+            200,
+            "GET {path}: HTTP {status}: {}",
+            response.text().unwrap_or_default()
+        );
+        let (tx, events) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(response).lines() {
+                let Ok(line) = line else { break };
+                if line.trim().is_empty() {
+                    continue;
+                }
+                let event = serde_json::from_str(&line)
+                    .unwrap_or_else(|e| serde_json::json!({"type": "UNPARSEABLE", "line": line, "error": e.to_string()}));
+                if tx.send(event).is_err() {
+                    break;
+                }
+            }
+        });
+        WatchEvents {
+            path: path.to_owned(),
+            events,
+            seen: Vec::new(),
+        }
+    }
+}
+
+/// The events of a watch opened with [`Http::watch`], each `{"type": ..., "object": ...}`.
+pub struct WatchEvents {
+    path: String,
+    events: Receiver<serde_json::Value>,
+    seen: Vec<serde_json::Value>,
+}
+
+impl WatchEvents {
+    /// The next event within `timeout`, or `None` if none came (or the stream ended).
+    pub fn next(&mut self, timeout: Duration) -> Option<serde_json::Value> {
+        match self.events.recv_timeout(timeout) {
+            Ok(event) => {
+                self.seen.push(event.clone());
+                Some(event)
+            }
+            Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => None,
+        }
+    }
+
+    /// The next event that is not a BOOKMARK; panics (showing what came) if none comes in
+    /// `timeout`.
+    pub fn expect_next(&mut self, timeout: Duration) -> serde_json::Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.next(left) {
+                Some(event) if event["type"] == "BOOKMARK" => continue,
+                Some(event) => return event,
+                None => panic!(
+                    "watch {}: no event within {timeout:?}; events so far: {:#?}",
+                    self.path, self.seen
+                ),
+            }
+        }
     }
 }
 

@@ -18,7 +18,7 @@ mod kubectl;
 mod wait;
 
 pub use apiserver::{ApiServer, Backend};
-pub use http::{Http, Reply};
+pub use http::{Http, Reply, WatchEvents};
 pub use kubectl::{KubectlWatch, Table, kubectl_versioned_path, strip_ansi};
 pub use wait::wait_until;
 

@@ -6,8 +6,9 @@ use std::process::Command;
 use std::time::Duration;
 
 use futures::{Stream, StreamExt};
+use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
-use kube::api::{DeleteParams, ListParams, PostParams};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client, Config, ResourceExt};
@@ -15,16 +16,17 @@ use skiff_e2e::{ApiServer, Backend};
 
 skiff_e2e::for_each_backend!(
     kube_rs_lists_and_watches,
-    python_client_lists_creates_and_watches
+    kube_rs_writes_like_a_controller,
+    python_client_lists_creates_and_watches,
 );
 
 const WAIT: Duration = Duration::from_secs(20);
 
-fn kube_rs_lists_and_watches(backend: Backend) {
+/// Runs `test` on a tokio runtime with a kube `Client` made from the server's admin kubeconfig.
+fn with_kube_client<F: Future<Output = ()>>(server: &ApiServer, test: impl FnOnce(Client) -> F) {
     // DESIGN §9: rustls must use ring; say so before kube builds its TLS config. (Err only means
     // a provider is already installed.)
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let server = ApiServer::start(backend);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -36,8 +38,13 @@ fn kube_rs_lists_and_watches(backend: Backend) {
         let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
             .await
             .expect("a kube Config from the admin kubeconfig");
-        let client = Client::try_from(config).expect("a kube Client");
+        test(Client::try_from(config).expect("a kube Client")).await;
+    });
+}
 
+fn kube_rs_lists_and_watches(backend: Backend) {
+    let server = ApiServer::start(backend);
+    with_kube_client(&server, |client| async move {
         let namespaces: Api<Namespace> = Api::all(client.clone());
         let names: BTreeSet<String> = namespaces
             .list(&ListParams::default())
@@ -106,6 +113,179 @@ fn kube_rs_lists_and_watches(backend: Backend) {
             unreachable!()
         };
         assert_eq!(deleted.name_any(), "kube-a");
+    });
+}
+
+/// What Skiff's own controllers do through kube-rs: server-side apply, the status and scale
+/// subresources, merge and strategic patches, optimistic concurrency, paging and collection deletes.
+fn kube_rs_writes_like_a_controller(backend: Backend) {
+    let server = ApiServer::start(backend);
+    with_kube_client(&server, |client| async move {
+        let deployments: Api<Deployment> = Api::namespaced(client.clone(), "default");
+        let manifest = serde_json::json!({
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": "web"},
+            "spec": {
+                "replicas": 2,
+                "selector": {"matchLabels": {"app": "web"}},
+                "template": {
+                    "metadata": {"labels": {"app": "web"}},
+                    "spec": {"containers": [{"name": "nginx", "image": "nginx:1.25"}]},
+                },
+            },
+        });
+        let applied = deployments
+            .patch(
+                "web",
+                &PatchParams::apply("skiff-e2e"),
+                &Patch::Apply(&manifest),
+            )
+            .await
+            .expect("server-side apply creates");
+        assert_eq!(applied.spec.as_ref().and_then(|s| s.replicas), Some(2));
+        let managers = applied.metadata.managed_fields.clone().unwrap_or_default();
+        assert!(
+            managers
+                .iter()
+                .any(|m| m.manager.as_deref() == Some("skiff-e2e")
+                    && m.operation.as_deref() == Some("Apply")),
+            "{managers:#?}"
+        );
+
+        let merged = deployments
+            .patch(
+                "web",
+                &PatchParams::default(),
+                &Patch::Merge(serde_json::json!({"metadata": {"labels": {"team": "a"}}})),
+            )
+            .await
+            .expect("merge patch");
+        assert_eq!(merged.labels().get("team").map(String::as_str), Some("a"));
+        // (JSON patch through kube-rs needs kube's `jsonpatch` feature; kubectl covers it.)
+        deployments
+            .patch("web", &PatchParams::default(), &Patch::Merge(serde_json::json!({"spec": {"template": {"spec": {"containers": [{"name": "nginx", "image": "nginx:1.27"}]}}}})))
+            .await
+            .expect("merge patch of the containers list");
+        let strategic = deployments
+            .patch(
+                "web",
+                &PatchParams::default(),
+                &Patch::Strategic(serde_json::json!({"spec": {"template": {"spec": {"containers": [{"name": "sidecar", "image": "busybox:1.36"}]}}}})),
+            )
+            .await
+            .expect("strategic merge patch");
+        let images: Vec<String> = strategic
+            .spec
+            .unwrap()
+            .template
+            .spec
+            .unwrap()
+            .containers
+            .into_iter()
+            .filter_map(|c| c.image)
+            .collect();
+        assert_eq!(images.len(), 2, "{images:?}");
+        assert!(
+            images.contains(&"nginx:1.27".to_string())
+                && images.contains(&"busybox:1.36".to_string()),
+            "{images:?}"
+        );
+
+        // Status only through /status, and it does not bump the generation.
+        let before = deployments.get("web").await.expect("get web");
+        let with_status = deployments
+            .patch_status(
+                "web",
+                &PatchParams::default(),
+                &Patch::Merge(serde_json::json!({"status": {"replicas": 2, "readyReplicas": 1}})),
+            )
+            .await
+            .expect("patch /status");
+        assert_eq!(
+            with_status.status.as_ref().and_then(|s| s.ready_replicas),
+            Some(1)
+        );
+        assert_eq!(with_status.metadata.generation, before.metadata.generation);
+
+        let scale = deployments.get_scale("web").await.expect("get /scale");
+        assert_eq!(scale.spec.and_then(|s| s.replicas), Some(2));
+        deployments
+            .patch_scale(
+                "web",
+                &PatchParams::default(),
+                &Patch::Merge(serde_json::json!({"spec": {"replicas": 4}})),
+            )
+            .await
+            .expect("patch /scale");
+        assert_eq!(
+            deployments
+                .get("web")
+                .await
+                .unwrap()
+                .spec
+                .and_then(|s| s.replicas),
+            Some(4)
+        );
+
+        // Optimistic concurrency: a replace with a stale resourceVersion is a 409 Conflict.
+        let mut stale = before;
+        stale.metadata.managed_fields = None;
+        match deployments
+            .replace("web", &PostParams::default(), &stale)
+            .await
+        {
+            Err(kube::Error::Api(status)) => assert!(status.is_conflict(), "{status:?}"),
+            other => panic!("a stale replace must be a Conflict, got {other:?}"),
+        }
+        match deployments.get("nope").await {
+            Err(kube::Error::Api(status)) => assert!(status.is_not_found(), "{status:?}"),
+            other => panic!("expected NotFound, got {other:?}"),
+        }
+
+        // Paging and deleting a collection.
+        let config_maps: Api<ConfigMap> = Api::namespaced(client, "default");
+        for i in 0..3 {
+            let mut cm = ConfigMap::default();
+            cm.metadata.name = Some(format!("page-{i}"));
+            cm.metadata.labels = Some([("e2e".to_string(), "page".to_string())].into());
+            config_maps
+                .create(&PostParams::default(), &cm)
+                .await
+                .expect("create");
+        }
+        let mut names = Vec::new();
+        let mut params = ListParams::default().labels("e2e=page").limit(2);
+        loop {
+            let page = config_maps.list(&params).await.expect("list a page");
+            assert!(
+                page.items.len() <= 2,
+                "limit=2 returned {} items",
+                page.items.len()
+            );
+            names.extend(page.items.iter().map(|c| c.name_any()));
+            match page.metadata.continue_.filter(|c| !c.is_empty()) {
+                Some(token) => params = params.continue_token(&token),
+                None => break,
+            }
+        }
+        assert_eq!(names, ["page-0", "page-1", "page-2"]);
+        config_maps
+            .delete_collection(
+                &DeleteParams::default(),
+                &ListParams::default().labels("e2e=page"),
+            )
+            .await
+            .expect("delete the collection");
+        let left = config_maps
+            .list(&ListParams::default().labels("e2e=page"))
+            .await
+            .expect("list");
+        assert!(
+            left.items.is_empty(),
+            "{:?}",
+            left.items.iter().map(|c| c.name_any()).collect::<Vec<_>>()
+        );
     });
 }
 

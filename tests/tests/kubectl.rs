@@ -16,6 +16,8 @@ skiff_e2e::for_each_backend!(
     get_with_label_and_field_selectors_and_chunks,
     apply_reports_created_unchanged_configured,
     apply_server_side,
+    apply_removes_what_the_manifest_no_longer_has,
+    server_side_apply_conflicts_name_the_other_manager,
     scale_label_annotate,
     patch_merge_json_and_strategic,
     get_watch_shows_changes_as_they_happen,
@@ -369,6 +371,106 @@ fn apply_server_side(backend: Backend) {
     );
 }
 
+fn apply_removes_what_the_manifest_no_longer_has(backend: Backend) {
+    let server = ApiServer::start(backend);
+    let mut full = deployment("web").label("tier", "web").build();
+    full["metadata"]["annotations"] = serde_json::json!({"note": "first"});
+    full["spec"]["template"]["spec"]["containers"][0]["env"] =
+        serde_json::json!([{"name": "A", "value": "1"}, {"name": "B", "value": "2"}]);
+    let sidecar = serde_json::json!({"name": "sidecar", "image": "busybox:1.36"});
+    full["spec"]["template"]["spec"]["containers"]
+        .as_array_mut()
+        .unwrap()
+        .push(sidecar);
+    server.write_file("web.yaml", &yaml_documents(&[full]));
+    let out = server.kubectl_ok(&["apply", "-f", "web.yaml"]);
+    assert_eq!(lines(&out), ["deployment.apps/web created"]);
+
+    // The same Deployment without the label, the annotation, env B and the sidecar: kubectl
+    // sends a strategic merge patch with deletions ("tier": null, $patch: delete, ...).
+    let mut trimmed = deployment("web").build();
+    trimmed["spec"]["template"]["spec"]["containers"][0]["env"] =
+        serde_json::json!([{"name": "A", "value": "1"}]);
+    server.write_file("web.yaml", &yaml_documents(&[trimmed]));
+    let out = server.kubectl_ok(&["apply", "-f", "web.yaml"]);
+    assert_eq!(lines(&out), ["deployment.apps/web configured"]);
+
+    let d = server.kubectl_json(&["get", "deploy", "web"]);
+    assert!(
+        d["metadata"]["labels"].get("tier").is_none(),
+        "label kept: {d:#}"
+    );
+    assert!(
+        d["metadata"]["annotations"].get("note").is_none(),
+        "annotation kept: {d:#}"
+    );
+    let containers = &d["spec"]["template"]["spec"]["containers"];
+    assert_eq!(
+        containers.as_array().map(Vec::len),
+        Some(1),
+        "sidecar kept: {containers:#}"
+    );
+    assert_eq!(
+        containers[0]["env"],
+        serde_json::json!([{"name": "A", "value": "1"}])
+    );
+    assert_eq!(containers[0]["ports"][0]["containerPort"], 80);
+}
+
+fn server_side_apply_conflicts_name_the_other_manager(backend: Backend) {
+    let server = ApiServer::start(backend);
+    server.write_file(
+        "web.yaml",
+        &yaml_documents(&[deployment("web").replicas(2).build()]),
+    );
+    server.kubectl_ok(&["apply", "--server-side", "-f", "web.yaml"]);
+    server.kubectl_ok(&[
+        "patch",
+        "deploy",
+        "web",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"spec":{"replicas":5}}"#,
+        "--field-manager=ops",
+    ]);
+
+    // kubectl's apply still says 2, but "ops" owns .spec.replicas now.
+    let err = server.kubectl_fails(&["apply", "--server-side", "-f", "web.yaml"]);
+    assert!(
+        err.contains(r#"Apply failed with 1 conflict: conflict with "ops""#)
+            && err.contains(".spec.replicas"),
+        "{err}"
+    );
+    assert_eq!(
+        server.kubectl_json(&["get", "deploy", "web"])["spec"]["replicas"],
+        5
+    );
+
+    let out = server.kubectl_ok(&[
+        "apply",
+        "--server-side",
+        "--force-conflicts",
+        "-f",
+        "web.yaml",
+    ]);
+    assert_eq!(lines(&out), ["deployment.apps/web serverside-applied"]);
+    let d = server.kubectl_json(&["get", "deploy", "web", "--show-managed-fields"]);
+    assert_eq!(d["spec"]["replicas"], 2);
+    let owners_of_replicas: Vec<&str> = d["metadata"]["managedFields"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|m| m["fieldsV1"]["f:spec"].get("f:replicas").is_some())
+        .filter_map(|m| m["manager"].as_str())
+        .collect();
+    assert_eq!(
+        owners_of_replicas,
+        ["kubectl"],
+        "after --force-conflicts only kubectl owns .spec.replicas"
+    );
+}
+
 fn scale_label_annotate(backend: Backend) {
     let server = ApiServer::start(backend);
     server.kubectl_create(&[deployment("web").replicas(2).build()]);
@@ -623,7 +725,7 @@ fn api_resources_version_cluster_info(backend: Backend) {
         ("leases", ["coordination.k8s.io/v1", "true", "Lease"]),
     ] {
         assert_eq!(
-            resources.row(name)[1..],
+            resources.row(name)[2..],
             rest,
             "api-resources row for {name}"
         );

@@ -8,8 +8,10 @@ use skiff_e2e::{ApiServer, Backend, Table};
 
 skiff_e2e::for_each_backend!(
     every_served_kind_prints_its_table,
-    imperative_commands_create_what_they_say,
-    describe_and_explain,
+    imperative_commands_of_kubectl_1_27_which_sends_json,
+    imperative_commands_of_kubectl_1_32_and_later_which_send_protobuf,
+    describe_shows_objects,
+    explain_reads_the_served_openapi_schemas,
     get_all_and_wide_output,
     server_side_dry_run_and_diff_change_nothing,
     status_changes_only_through_the_status_subresource,
@@ -410,7 +412,7 @@ fn every_served_kind_prints_its_table(backend: Backend) {
         "once"
     );
 
-    let hpa = server.kubectl_json(&["get", "hpa.v2.autoscaling", "web"]);
+    let hpa = server.kubectl_json(&["get", "horizontalpodautoscalers.v2.autoscaling", "web"]);
     assert_eq!(hpa["spec"]["minReplicas"], 1);
     let metric = &hpa["spec"]["metrics"][0];
     assert_eq!(
@@ -421,7 +423,7 @@ fn every_served_kind_prints_its_table(backend: Backend) {
         metric["resource"]["target"]["averageUtilization"], 80,
         "{hpa:#}"
     );
-    let v1 = server.kubectl_json(&["get", "hpa.v1.autoscaling", "web"]);
+    let v1 = server.kubectl_json(&["get", "horizontalpodautoscalers.v1.autoscaling", "web"]);
     assert_eq!(v1["apiVersion"], "autoscaling/v1");
     assert_eq!(
         v1["spec"]["targetCPUUtilizationPercentage"], 80,
@@ -429,11 +431,32 @@ fn every_served_kind_prints_its_table(backend: Backend) {
     );
 }
 
-fn imperative_commands_create_what_they_say(backend: Backend) {
+fn imperative_commands_of_kubectl_1_27_which_sends_json(backend: Backend) {
+    imperative_commands_create_what_they_say(backend, Some("1.27"));
+}
+
+/// kubectl's typed clients (`create deployment`, `create namespace`, `expose`, ...) send
+/// `Content-Type: application/vnd.kubernetes.protobuf` from 1.32 on (and the `kubectl` on PATH
+/// dispatches to kubectl.1.33 against a 1.33 server).
+fn imperative_commands_of_kubectl_1_32_and_later_which_send_protobuf(backend: Backend) {
+    imperative_commands_create_what_they_say(backend, None);
+}
+
+/// `version`: a versioned kubectl, or `None` for the one on PATH. Reads use the one on PATH.
+fn imperative_commands_create_what_they_say(backend: Backend, version: Option<&str>) {
     let server = ApiServer::start(backend);
     let says = |args: &[&str], expected: &str| {
-        let out = server.kubectl_ok(args);
-        assert_eq!(out.trim(), expected, "kubectl {}", args.join(" "));
+        let out = match version {
+            Some(v) => server.kubectl_v_ok(v, args),
+            None => server.kubectl_ok(args),
+        };
+        assert_eq!(
+            out.trim(),
+            expected,
+            "kubectl{} {}",
+            version.map(|v| format!(".{v}")).unwrap_or_default(),
+            args.join(" ")
+        );
     };
 
     says(
@@ -606,7 +629,7 @@ fn imperative_commands_create_what_they_say(backend: Backend) {
     );
 }
 
-fn describe_and_explain(backend: Backend) {
+fn describe_shows_objects(backend: Backend) {
     let server = ApiServer::start(backend);
     server.kubectl_create(&[
         deployment("web").replicas(2).build(),
@@ -661,8 +684,10 @@ fn describe_and_explain(backend: Backend) {
 
     let ns = describe(&["ns", "default"]);
     has(&ns, "Status: Active");
+}
 
-    // `explain` reads the served OpenAPI schema.
+fn explain_reads_the_served_openapi_schemas(backend: Backend) {
+    let server = ApiServer::start(backend);
     let explain = server.kubectl_ok(&["explain", "deployment.spec.replicas"]);
     assert!(explain.contains("FIELD: replicas <integer>"), "{explain}");
     assert!(explain.contains("Number of desired pods"), "{explain}");

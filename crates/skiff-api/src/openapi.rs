@@ -4,11 +4,16 @@
 //! parameters. kubectl reads the PATCH operations' parameters to learn that the server does
 //! `fieldValidation` (so `kubectl apply` validates on the server).
 //!
+//! The component schemas are generated from the `k8s-openapi` types (through `schemars`), with
+//! `x-kubernetes-group-version-kind` on each kind's schema, so `kubectl explain` works.
+//!
 //! Request bodies are deliberately not described: kubectl then computes client-side
 //! strategic merge patches from its built-in types, which it knows exactly.
 
+use std::collections::BTreeMap;
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
+use std::sync::OnceLock;
 
 use serde_json::{Map, Value, json};
 
@@ -71,8 +76,26 @@ const DELETE_PARAMS: &[(&str, &str)] = &[
     ("propagationPolicy", "string"),
 ];
 
-/// The OpenAPI v3 document of one group version, or `None` if it is not served.
+/// The OpenAPI v3 document of one group version, or `None` if it is not served. Documents
+/// are built once and shared.
 pub fn group_version(group: &str, version: &str) -> Option<Value> {
+    static DOCS: OnceLock<BTreeMap<(String, String), Value>> = OnceLock::new();
+    let docs = DOCS.get_or_init(|| {
+        let mut docs = BTreeMap::new();
+        for r in resources::all() {
+            let key = (r.group.to_string(), r.version.to_string());
+            if !docs.contains_key(&key)
+                && let Some(doc) = build_group_version(r.group, r.version)
+            {
+                docs.insert(key, doc);
+            }
+        }
+        docs
+    });
+    docs.get(&(group.to_string(), version.to_string())).cloned()
+}
+
+fn build_group_version(group: &str, version: &str) -> Option<Value> {
     let served: Vec<&ResourceInfo> = resources::all()
         .iter()
         .filter(|r| r.group == group && r.version == version)
@@ -82,6 +105,24 @@ pub fn group_version(group: &str, version: &str) -> Option<Value> {
     }
     let mut paths = Map::new();
     let base = format!("/{}", gv_path(group, version));
+    let mut generator = schemars::generate::SchemaSettings::openapi3().into_generator();
+    let mut kinds = Vec::new();
+    for r in &served {
+        if let Some(reference) = crate::strategy::schema(r, &mut generator)
+            && let Some(name) = reference.get("$ref").and_then(Value::as_str).and_then(|s| s.rsplit('/').next())
+        {
+            kinds.push((name.to_string(), *r));
+        }
+    }
+    let mut schemas = generator.take_definitions(true);
+    for (name, r) in kinds {
+        if let Some(schema) = schemas.get_mut(&name).and_then(Value::as_object_mut) {
+            schema.insert(
+                "x-kubernetes-group-version-kind".into(),
+                json!([{ "group": r.group, "kind": r.kind, "version": r.version }]),
+            );
+        }
+    }
     for r in served {
         let scope = if r.namespaced {
             format!("{base}/namespaces/{{namespace}}/{}", r.plural)
@@ -123,7 +164,7 @@ pub fn group_version(group: &str, version: &str) -> Option<Value> {
         "openapi": "3.0.0",
         "info": { "title": "Kubernetes", "version": "v1.33.0" },
         "paths": paths,
-        "components": { "schemas": {} },
+        "components": { "schemas": schemas },
     }))
 }
 

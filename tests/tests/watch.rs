@@ -1,0 +1,181 @@
+//! Watch over plain HTTPS, event by event, as informers (client-go's, kube-rs's) rely on it.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use skiff_e2e::fixtures::config_map;
+use skiff_e2e::{ApiServer, Backend, Http};
+
+skiff_e2e::for_each_backend!(
+    watch_from_a_resource_version_replays_what_followed,
+    watch_without_a_resource_version_starts_with_the_current_state,
+    watch_with_a_selector_sees_objects_leave_and_enter,
+);
+
+const CONFIGMAPS: &str = "/api/v1/namespaces/default/configmaps";
+const WAIT: Duration = Duration::from_secs(20);
+
+fn create(http: &Http, object: Value) -> Value {
+    let reply = http.post_json(CONFIGMAPS, &object);
+    assert_eq!(reply.status, 201, "{}", reply.body);
+    reply.json()
+}
+
+fn merge_patch(http: &Http, name: &str, patch: Value) -> Value {
+    let reply = http.send(
+        "PATCH",
+        &format!("{CONFIGMAPS}/{name}"),
+        Some("application/merge-patch+json"),
+        patch.to_string().into_bytes(),
+    );
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    reply.json()
+}
+
+fn resource_version(object: &Value) -> u64 {
+    object["metadata"]["resourceVersion"]
+        .as_str()
+        .and_then(|rv| rv.parse().ok())
+        .unwrap_or_else(|| panic!("no numeric resourceVersion in {object:#}"))
+}
+
+/// `(type, name)` of a watch event, after checking the event is well formed.
+fn summary(event: &Value) -> (String, String) {
+    let object = &event["object"];
+    assert_eq!(
+        object["kind"], "ConfigMap",
+        "watch events carry kind: {event:#}"
+    );
+    assert_eq!(
+        object["apiVersion"], "v1",
+        "watch events carry apiVersion: {event:#}"
+    );
+    (
+        event["type"].as_str().unwrap_or_default().to_owned(),
+        object["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
+    )
+}
+
+fn watch_from_a_resource_version_replays_what_followed(backend: Backend) {
+    let server = ApiServer::start(backend);
+    let http = server.http();
+    let a = create(&http, config_map("a").label("e2e", "watch").build());
+    let start = resource_version(&a);
+
+    // Changes made before the watch opens are replayed from `start`...
+    create(&http, config_map("b").label("e2e", "watch").build());
+    create(&http, config_map("unlabelled").build());
+    merge_patch(&http, "a", json!({"data": {"x": "1"}}));
+    let deleted = http.delete(&format!("{CONFIGMAPS}/b"));
+    assert_eq!(deleted.status, 200, "{}", deleted.body);
+
+    let mut watch = http.watch(&format!(
+        "{CONFIGMAPS}?watch=1&resourceVersion={start}&labelSelector=e2e%3Dwatch&timeoutSeconds=60"
+    ));
+    let mut last = start;
+    let mut next = |expected: (&str, &str)| {
+        let event = watch.expect_next(WAIT);
+        assert_eq!(
+            summary(&event),
+            (expected.0.to_owned(), expected.1.to_owned()),
+            "{event:#}"
+        );
+        let rv = resource_version(&event["object"]);
+        assert!(rv > last, "resourceVersions must grow: {rv} after {last}");
+        last = rv;
+        event
+    };
+    next(("ADDED", "b"));
+    let modified = next(("MODIFIED", "a"));
+    assert_eq!(modified["object"]["data"]["x"], "1");
+    next(("DELETED", "b"));
+
+    // ...and what happens after it opened arrives live.
+    create(&http, config_map("c").label("e2e", "watch").build());
+    next(("ADDED", "c"));
+}
+
+fn watch_without_a_resource_version_starts_with_the_current_state(backend: Backend) {
+    let server = ApiServer::start(backend);
+    let http = server.http();
+    create(&http, config_map("a").label("e2e", "watch").build());
+    create(&http, config_map("b").label("e2e", "watch").build());
+
+    let mut watch = http.watch(&format!(
+        "{CONFIGMAPS}?watch=1&labelSelector=e2e%3Dwatch&timeoutSeconds=60"
+    ));
+    let mut initial = vec![
+        summary(&watch.expect_next(WAIT)),
+        summary(&watch.expect_next(WAIT)),
+    ];
+    initial.sort();
+    assert_eq!(
+        initial,
+        [
+            ("ADDED".to_owned(), "a".to_owned()),
+            ("ADDED".to_owned(), "b".to_owned())
+        ]
+    );
+
+    create(&http, config_map("c").label("e2e", "watch").build());
+    assert_eq!(
+        summary(&watch.expect_next(WAIT)),
+        ("ADDED".to_owned(), "c".to_owned())
+    );
+}
+
+fn watch_with_a_selector_sees_objects_leave_and_enter(backend: Backend) {
+    let server = ApiServer::start(backend);
+    let http = server.http();
+    create(&http, config_map("a").label("tier", "web").build());
+    create(&http, config_map("b").label("tier", "web").build());
+    let list = http.get(&format!("{CONFIGMAPS}?labelSelector=tier%3Dweb"));
+    let start = list.json()["metadata"]["resourceVersion"]
+        .as_str()
+        .expect("a list has a resourceVersion")
+        .to_owned();
+
+    let mut by_label = http.watch(&format!(
+        "{CONFIGMAPS}?watch=1&resourceVersion={start}&labelSelector=tier%3Dweb&timeoutSeconds=60"
+    ));
+    let mut by_name = http.watch(&format!(
+        "{CONFIGMAPS}?watch=1&resourceVersion={start}&fieldSelector=metadata.name%3Da&timeoutSeconds=60"
+    ));
+
+    // `a` stops matching tier=web: to that watch it is gone.
+    merge_patch(&http, "a", json!({"metadata": {"labels": {"tier": "db"}}}));
+    let left = by_label.expect_next(WAIT);
+    assert_eq!(
+        summary(&left),
+        ("DELETED".to_owned(), "a".to_owned()),
+        "{left:#}"
+    );
+    // A change to `b` only reaches the label watch.
+    merge_patch(&http, "b", json!({"data": {"k": "v"}}));
+    assert_eq!(
+        summary(&by_label.expect_next(WAIT)),
+        ("MODIFIED".to_owned(), "b".to_owned())
+    );
+    // `a` matches again: to the label watch it is new.
+    merge_patch(&http, "a", json!({"metadata": {"labels": {"tier": "web"}}}));
+    assert_eq!(
+        summary(&by_label.expect_next(WAIT)),
+        ("ADDED".to_owned(), "a".to_owned())
+    );
+
+    // The single-object watch saw both changes to `a` as modifications, and nothing of `b`.
+    assert_eq!(
+        summary(&by_name.expect_next(WAIT)),
+        ("MODIFIED".to_owned(), "a".to_owned())
+    );
+    let second = by_name.expect_next(WAIT);
+    assert_eq!(
+        summary(&second),
+        ("MODIFIED".to_owned(), "a".to_owned()),
+        "{second:#}"
+    );
+    assert_eq!(second["object"]["metadata"]["labels"]["tier"], "web");
+}
