@@ -6,4 +6,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
+# The end-to-end tests start the real binaries, which test builds do not produce on their own.
+cargo build --workspace --all-targets --quiet
 cargo nextest run --workspace --no-fail-fast

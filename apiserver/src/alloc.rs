@@ -49,7 +49,9 @@ impl Allocator {
 
     fn ip_count(&self) -> u32 {
         // Exclude the network and broadcast addresses.
-        (1u64 << (32 - self.ips.prefix_len())).saturating_sub(2).min(u32::MAX as u64) as u32
+        (1u64 << (32 - self.ips.prefix_len()))
+            .saturating_sub(2)
+            .min(u32::MAX as u64) as u32
     }
 
     async fn claim(&self, key: String) -> Result<bool, StoreError> {
@@ -64,7 +66,13 @@ impl Allocator {
     pub async fn allocate_ip(&self, requested: Option<&str>) -> Result<String, AllocError> {
         if let Some(req) = requested {
             let ip: Ipv4Addr = match req.parse::<IpAddr>() {
-                Ok(IpAddr::V4(ip)) if self.ips.contains(&ip) && ip != self.ips.network() && ip != self.ips.broadcast() => ip,
+                Ok(IpAddr::V4(ip))
+                    if self.ips.contains(&ip)
+                        && ip != self.ips.network()
+                        && ip != self.ips.broadcast() =>
+                {
+                    ip
+                }
                 _ => return Err(AllocError::IpOutOfRange(self.ips.to_string())),
             };
             return if self.claim(format!("{IP_PREFIX}{ip}")).await? {
@@ -129,7 +137,10 @@ impl Allocator {
     }
 
     pub async fn release_port(&self, port: u16) {
-        if let Err(e) = self.store.delete(&format!("{PORT_PREFIX}{port}"), None).await
+        if let Err(e) = self
+            .store
+            .delete(&format!("{PORT_PREFIX}{port}"), None)
+            .await
             && !matches!(e, StoreError::NotFound { .. })
         {
             tracing::warn!(port, error = %e, "could not release node port");

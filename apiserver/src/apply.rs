@@ -10,11 +10,23 @@ use std::collections::BTreeSet;
 use serde_json::{Map, Value, json};
 
 /// Keys that identify items of lists of objects, in the order they are tried.
-const MERGE_KEYS: &[&str] = &["name", "containerPort", "port", "mountPath", "devicePath", "ip", "type", "uid", "topologyKey"];
+const MERGE_KEYS: &[&str] = &[
+    "name",
+    "containerPort",
+    "port",
+    "mountPath",
+    "devicePath",
+    "ip",
+    "type",
+    "uid",
+    "topologyKey",
+];
 
 fn item_key(item: &Value) -> Option<(&'static str, Value)> {
     let obj = item.as_object()?;
-    MERGE_KEYS.iter().find_map(|k| obj.get(*k).map(|v| (*k, v.clone())))
+    MERGE_KEYS
+        .iter()
+        .find_map(|k| obj.get(*k).map(|v| (*k, v.clone())))
 }
 
 /// The FieldsV1 set of an applied configuration.
@@ -57,7 +69,9 @@ fn field_set_child(child: &Value) -> Value {
 /// A strategic-merge patch removing what `old` (a field set) has and `new` lacks.
 pub fn removal_patch(old: &Value, new: &Value) -> Value {
     let mut patch = Map::new();
-    let Some(old) = old.as_object() else { return Value::Object(patch) };
+    let Some(old) = old.as_object() else {
+        return Value::Object(patch);
+    };
     for (k, old_child) in old {
         if k == "." {
             continue;
@@ -69,7 +83,9 @@ pub fn removal_patch(old: &Value, new: &Value) -> Value {
                     patch.insert(field.to_string(), Value::Null);
                 }
                 Some(n) => {
-                    let keyed = old_child.as_object().is_some_and(|m| m.keys().any(|k| k.starts_with("k:")));
+                    let keyed = old_child
+                        .as_object()
+                        .is_some_and(|m| m.keys().any(|k| k.starts_with("k:")));
                     if keyed {
                         let items = list_removals(old_child, n);
                         if !items.is_empty() {
@@ -91,8 +107,12 @@ pub fn removal_patch(old: &Value, new: &Value) -> Value {
 fn list_removals(old: &Value, new: &Value) -> Vec<Value> {
     let mut out = Vec::new();
     for (k, old_item) in old.as_object().into_iter().flatten() {
-        let Some(key_json) = k.strip_prefix("k:") else { continue };
-        let Ok(Value::Object(mut key)) = serde_json::from_str::<Value>(key_json) else { continue };
+        let Some(key_json) = k.strip_prefix("k:") else {
+            continue;
+        };
+        let Ok(Value::Object(mut key)) = serde_json::from_str::<Value>(key_json) else {
+            continue;
+        };
         match new.get(k) {
             None => {
                 key.insert("$patch".into(), json!("delete"));
@@ -130,7 +150,10 @@ pub fn record(obj: &mut Value, manager: &str, api_version: &str, fields: Value) 
         .cloned()
         .unwrap_or_default()
         .into_iter()
-        .filter(|e| !(e.get("manager").and_then(Value::as_str) == Some(manager) && e.get("operation").and_then(Value::as_str) == Some("Apply")))
+        .filter(|e| {
+            !(e.get("manager").and_then(Value::as_str) == Some(manager)
+                && e.get("operation").and_then(Value::as_str) == Some("Apply"))
+        })
         .collect();
     list.push(entry);
     meta.insert("managedFields".into(), Value::Array(list));
@@ -141,7 +164,10 @@ pub fn previous(obj: &Value, manager: &str) -> Option<Value> {
     obj.pointer("/metadata/managedFields")?
         .as_array()?
         .iter()
-        .find(|e| e.get("manager").and_then(Value::as_str) == Some(manager) && e.get("operation").and_then(Value::as_str) == Some("Apply"))?
+        .find(|e| {
+            e.get("manager").and_then(Value::as_str) == Some(manager)
+                && e.get("operation").and_then(Value::as_str) == Some("Apply")
+        })?
         .get("fieldsV1")
         .cloned()
 }
@@ -190,7 +216,11 @@ pub fn from_leaves(paths: &BTreeSet<FieldPath>) -> Value {
     for p in paths {
         let mut node = &mut root;
         for el in p {
-            node = node.as_object_mut().expect("field sets are objects").entry(el.clone()).or_insert_with(|| json!({}));
+            node = node
+                .as_object_mut()
+                .expect("field sets are objects")
+                .entry(el.clone())
+                .or_insert_with(|| json!({}));
         }
     }
     root
@@ -207,7 +237,10 @@ fn value_at<'a>(obj: &'a Value, path: &[String]) -> Option<&'a Value> {
             cur = cur.get(f)?;
         } else if let Some(k) = el.strip_prefix("k:") {
             let key: Map<String, Value> = serde_json::from_str(k).ok()?;
-            cur = cur.as_array()?.iter().find(|item| key.iter().all(|(kk, kv)| item.get(kk) == Some(kv)))?;
+            cur = cur
+                .as_array()?
+                .iter()
+                .find(|item| key.iter().all(|(kk, kv)| item.get(kk) == Some(kv)))?;
         } else {
             return None;
         }
@@ -235,7 +268,9 @@ pub fn display_path(path: &[String]) -> String {
 /// server-owned metadata (and `status` unless `status` is set).
 pub fn tracked_fields(obj: &Value, status: bool) -> Value {
     let mut v = json!({});
-    let Some(m) = obj.as_object() else { return field_set(&v) };
+    let Some(m) = obj.as_object() else {
+        return field_set(&v);
+    };
     for (k, child) in m {
         match k.as_str() {
             "apiVersion" | "kind" => {}
@@ -258,11 +293,15 @@ pub fn tracked_fields(obj: &Value, status: bool) -> Value {
 }
 
 fn entries(obj: &Value) -> Vec<Value> {
-    obj.pointer("/metadata/managedFields").and_then(Value::as_array).cloned().unwrap_or_default()
+    obj.pointer("/metadata/managedFields")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default()
 }
 
 fn entry_is(e: &Value, manager: &str, operation: &str) -> bool {
-    e.get("manager").and_then(Value::as_str) == Some(manager) && e.get("operation").and_then(Value::as_str) == Some(operation)
+    e.get("manager").and_then(Value::as_str) == Some(manager)
+        && e.get("operation").and_then(Value::as_str) == Some(operation)
 }
 
 fn set_entries(obj: &mut Value, list: Vec<Value>) {
@@ -276,13 +315,24 @@ fn set_entries(obj: &mut Value, list: Vec<Value>) {
 
 /// Records an Update (create, replace, patch) by `manager`: it owns the fields it changed,
 /// which every other manager loses; fields that disappeared are nobody's.
-pub fn track_update(old: Option<&Value>, new: &mut Value, manager: &str, api_version: &str, subresource: Option<&str>) {
+pub fn track_update(
+    old: Option<&Value>,
+    new: &mut Value,
+    manager: &str,
+    api_version: &str,
+    subresource: Option<&str>,
+) {
     let status = subresource == Some("status");
     let new_set = leaves(&tracked_fields(new, status));
-    let old_set = old.map(|o| leaves(&tracked_fields(o, status))).unwrap_or_default();
+    let old_set = old
+        .map(|o| leaves(&tracked_fields(o, status)))
+        .unwrap_or_default();
     let changed: BTreeSet<FieldPath> = new_set
         .iter()
-        .filter(|p| p.last().is_some_and(|l| l != ".") && old.and_then(|o| value_at(o, p)) != value_at(new, p))
+        .filter(|p| {
+            p.last().is_some_and(|l| l != ".")
+                && old.and_then(|o| value_at(o, p)) != value_at(new, p)
+        })
         .cloned()
         .collect();
     let removed: BTreeSet<FieldPath> = old_set.difference(&new_set).cloned().collect();
@@ -291,11 +341,17 @@ pub fn track_update(old: Option<&Value>, new: &mut Value, manager: &str, api_ver
     let mut mine: BTreeSet<FieldPath> = BTreeSet::new();
     list.retain_mut(|e| {
         let set = leaves(e.get("fieldsV1").unwrap_or(&Value::Null));
-        if entry_is(e, manager, "Update") && e.get("subresource").and_then(Value::as_str) == subresource {
+        if entry_is(e, manager, "Update")
+            && e.get("subresource").and_then(Value::as_str) == subresource
+        {
             mine = set;
             return false;
         }
-        let kept: BTreeSet<FieldPath> = set.iter().filter(|p| !changed.contains(*p) && !removed.contains(*p)).cloned().collect();
+        let kept: BTreeSet<FieldPath> = set
+            .iter()
+            .filter(|p| !changed.contains(*p) && !removed.contains(*p))
+            .cloned()
+            .collect();
         e["fieldsV1"] = from_leaves(&kept);
         !kept.is_empty()
     });
@@ -338,20 +394,37 @@ pub struct Conflict {
 
 /// The conflicts an apply of `applied` (field set `applied_set`) by `manager` would have
 /// with the other managers of `live`.
-pub fn conflicts(live: &Value, applied: &Value, applied_set: &BTreeSet<FieldPath>, manager: &str) -> Vec<Conflict> {
+pub fn conflicts(
+    live: &Value,
+    applied: &Value,
+    applied_set: &BTreeSet<FieldPath>,
+    manager: &str,
+) -> Vec<Conflict> {
     let mut out = Vec::new();
     for e in entries(live) {
         if entry_is(&e, manager, "Apply") {
             continue;
         }
-        let owner = e.get("manager").and_then(Value::as_str).unwrap_or_default().to_string();
-        let api_version = e.get("apiVersion").and_then(Value::as_str).unwrap_or_default().to_string();
+        let owner = e
+            .get("manager")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let api_version = e
+            .get("apiVersion")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
         for p in leaves(e.get("fieldsV1").unwrap_or(&Value::Null)) {
             if p.last().is_some_and(|l| l == ".") || !applied_set.contains(&p) {
                 continue;
             }
             if value_at(live, &p) != value_at(applied, &p) {
-                out.push(Conflict { manager: owner.clone(), api_version: api_version.clone(), path: p });
+                out.push(Conflict {
+                    manager: owner.clone(),
+                    api_version: api_version.clone(),
+                    path: p,
+                });
             }
         }
     }
@@ -362,7 +435,11 @@ pub fn conflicts(live: &Value, applied: &Value, applied_set: &BTreeSet<FieldPath
 pub fn take_ownership(obj: &mut Value, taken: &[Conflict]) {
     let mut list = entries(obj);
     list.retain_mut(|e| {
-        let owner = e.get("manager").and_then(Value::as_str).unwrap_or_default().to_string();
+        let owner = e
+            .get("manager")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
         let mut set = leaves(e.get("fieldsV1").unwrap_or(&Value::Null));
         let before = set.len();
         set.retain(|p| !taken.iter().any(|c| c.manager == owner && &c.path == p));

@@ -54,7 +54,11 @@ pub enum AuthError {
         source: std::io::Error,
     },
     #[error("token file {path} line {line}: {reason} (expected: token,user,uid,\"group1,group2\")")]
-    Parse { path: String, line: usize, reason: String },
+    Parse {
+        path: String,
+        line: usize,
+        reason: String,
+    },
 }
 
 /// Bearer tokens, as kube-apiserver's `--token-auth-file`.
@@ -81,7 +85,10 @@ fn csv_fields(line: &str) -> Vec<String> {
 
 impl TokenFile {
     pub fn load(path: &Path) -> Result<Self, AuthError> {
-        let text = std::fs::read_to_string(path).map_err(|source| AuthError::Read { path: path.display().to_string(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| AuthError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
         Self::parse(&text, &path.display().to_string())
     }
 
@@ -93,10 +100,29 @@ impl TokenFile {
             }
             let f = csv_fields(line);
             if f.len() < 3 || f[0].is_empty() || f[1].is_empty() {
-                return Err(AuthError::Parse { path: path.into(), line: i + 1, reason: "needs at least token, user and uid".into() });
+                return Err(AuthError::Parse {
+                    path: path.into(),
+                    line: i + 1,
+                    reason: "needs at least token, user and uid".into(),
+                });
             }
-            let groups = f.get(3).map(|g| g.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect()).unwrap_or_default();
-            tokens.insert(f[0].clone(), UserInfo { name: f[1].clone(), uid: f[2].clone(), groups });
+            let groups = f
+                .get(3)
+                .map(|g| {
+                    g.split(',')
+                        .map(|s| s.trim().to_string())
+                        .filter(|s| !s.is_empty())
+                        .collect()
+                })
+                .unwrap_or_default();
+            tokens.insert(
+                f[0].clone(),
+                UserInfo {
+                    name: f[1].clone(),
+                    uid: f[2].clone(),
+                    groups,
+                },
+            );
         }
         Ok(TokenFile { tokens })
     }
@@ -107,7 +133,11 @@ impl TokenFile {
 }
 
 /// Reads the user from a bearer token or, failing that, the client certificate.
-pub fn authenticate(headers: &http::HeaderMap, peer: Option<&PeerIdentity>, tokens: &TokenFile) -> Option<UserInfo> {
+pub fn authenticate(
+    headers: &http::HeaderMap,
+    peer: Option<&PeerIdentity>,
+    tokens: &TokenFile,
+) -> Option<UserInfo> {
     if let Some(token) = headers
         .get(http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -127,10 +157,22 @@ pub fn authenticate(headers: &http::HeaderMap, peer: Option<&PeerIdentity>, toke
 pub fn user_from_cert(der: &[u8]) -> Option<UserInfo> {
     let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
     let subject = cert.subject();
-    let name = subject.iter_common_name().next()?.as_str().ok()?.to_string();
-    let mut groups: Vec<String> = subject.iter_organization().filter_map(|o| o.as_str().ok().map(String::from)).collect();
+    let name = subject
+        .iter_common_name()
+        .next()?
+        .as_str()
+        .ok()?
+        .to_string();
+    let mut groups: Vec<String> = subject
+        .iter_organization()
+        .filter_map(|o| o.as_str().ok().map(String::from))
+        .collect();
     groups.push("system:authenticated".into());
-    Some(UserInfo { name, uid: String::new(), groups })
+    Some(UserInfo {
+        name,
+        uid: String::new(),
+        groups,
+    })
 }
 
 #[cfg(test)]

@@ -58,8 +58,21 @@ pub struct CacheEvent {
 }
 
 impl CacheEvent {
-    pub fn new(ty: EventType, revision: Revision, key: String, object: Arc<Value>, prev: Option<Arc<Value>>) -> Self {
-        CacheEvent { ty, revision, key, object, prev, line: OnceLock::new() }
+    pub fn new(
+        ty: EventType,
+        revision: Revision,
+        key: String,
+        object: Arc<Value>,
+        prev: Option<Arc<Value>>,
+    ) -> Self {
+        CacheEvent {
+            ty,
+            revision,
+            key,
+            object,
+            prev,
+            line: OnceLock::new(),
+        }
     }
 
     /// The event as one line of a JSON watch stream.
@@ -89,7 +102,10 @@ pub fn decode(value: &[u8], revision: Revision) -> Result<Value, StoreError> {
 
 pub fn set_resource_version(obj: &mut Value, revision: Revision) {
     if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
-        meta.insert("resourceVersion".into(), Value::String(revision.to_string()));
+        meta.insert(
+            "resourceVersion".into(),
+            Value::String(revision.to_string()),
+        );
     }
 }
 
@@ -184,26 +200,53 @@ impl ResourceCache {
         if after < st.oldest {
             return None;
         }
-        let live = self.tx.read().unwrap_or_else(|e| e.into_inner()).subscribe();
-        let replay = st.history.iter().filter(|e| e.revision > after).cloned().collect();
-        Some(Subscription { replay, live, revision: st.revision })
+        let live = self
+            .tx
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .subscribe();
+        let replay = st
+            .history
+            .iter()
+            .filter(|e| e.revision > after)
+            .cloned()
+            .collect();
+        Some(Subscription {
+            replay,
+            live,
+            revision: st.revision,
+        })
     }
 
     /// Subscribes with the current state as synthetic ADDED events (a watch without a
     /// resourceVersion, or with "0").
     pub fn subscribe_with_state(&self, key_prefix: &str) -> Subscription {
         let st = self.read();
-        let live = self.tx.read().unwrap_or_else(|e| e.into_inner()).subscribe();
+        let live = self
+            .tx
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .subscribe();
         let replay = st
             .objects
             .range(key_prefix.to_string()..)
             .take_while(|(k, _)| k.starts_with(key_prefix))
             .map(|(k, v)| {
                 let rv = resource_version_of(v).unwrap_or(st.revision);
-                Arc::new(CacheEvent::new(EventType::Added, rv, k.clone(), v.clone(), None))
+                Arc::new(CacheEvent::new(
+                    EventType::Added,
+                    rv,
+                    k.clone(),
+                    v.clone(),
+                    None,
+                ))
             })
             .collect();
-        Subscription { replay, live, revision: st.revision }
+        Subscription {
+            replay,
+            live,
+            revision: st.revision,
+        }
     }
 
     fn load(&self, items: Vec<(String, Arc<Value>)>, revision: Revision) {
@@ -232,7 +275,11 @@ impl ResourceCache {
             EventKind::Put => {
                 let obj = Arc::new(decode(&ev.kv.value, revision)?);
                 st.objects.insert(key.clone(), obj.clone());
-                let ty = if prev.is_some() { EventType::Modified } else { EventType::Added };
+                let ty = if prev.is_some() {
+                    EventType::Modified
+                } else {
+                    EventType::Added
+                };
                 CacheEvent::new(ty, revision, key, obj, prev)
             }
             EventKind::Delete => {
@@ -250,14 +297,19 @@ impl ResourceCache {
             }
         }
         // No receivers is fine.
-        let _ = self.tx.read().unwrap_or_else(|e| e.into_inner()).send(event);
+        let _ = self
+            .tx
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .send(event);
         Ok(())
     }
 
     /// Keeps the cache fed from the store until shutdown: list, watch, and on failure
     /// resume (or relist if the store compacted past us).
     async fn feed(self: Arc<Self>, store: Arc<dyn Store>, shutdown: CancellationToken) {
-        let mut backoff = crate::backoff::Backoff::new(Duration::from_millis(100), Duration::from_secs(10));
+        let mut backoff =
+            crate::backoff::Backoff::new(Duration::from_millis(100), Duration::from_secs(10));
         let mut need_list = true;
         loop {
             if shutdown.is_cancelled() {
@@ -320,13 +372,18 @@ impl ResourceCache {
         let mut page = first;
         loop {
             for kv in &page.items {
-                items.push((kv.key.clone(), Arc::new(decode(&kv.value, kv.mod_revision)?)));
+                items.push((
+                    kv.key.clone(),
+                    Arc::new(decode(&kv.value, kv.mod_revision)?),
+                ));
             }
             if !page.more {
                 break;
             }
             let last = page.items.last().map(|kv| kv.key.clone());
-            page = store.list(&self.prefix, last.as_deref(), 1000, Some(revision)).await?;
+            page = store
+                .list(&self.prefix, last.as_deref(), 1000, Some(revision))
+                .await?;
         }
         self.load(items, revision);
         Ok(())
@@ -335,7 +392,10 @@ impl ResourceCache {
 
 /// The `metadata.resourceVersion` of an object, parsed.
 pub fn resource_version_of(obj: &Value) -> Option<Revision> {
-    obj.pointer("/metadata/resourceVersion")?.as_str()?.parse().ok()
+    obj.pointer("/metadata/resourceVersion")?
+        .as_str()?
+        .parse()
+        .ok()
 }
 
 /// All resource caches, by storage prefix.
@@ -345,7 +405,11 @@ pub struct WatchCache {
 
 impl WatchCache {
     /// Starts one cache per storage prefix in `resources`.
-    pub fn start(store: Arc<dyn Store>, resources: &[ResourceInfo], shutdown: CancellationToken) -> Self {
+    pub fn start(
+        store: Arc<dyn Store>,
+        resources: &[ResourceInfo],
+        shutdown: CancellationToken,
+    ) -> Self {
         let mut caches = BTreeMap::new();
         for info in resources {
             let prefix = info.storage_prefix();

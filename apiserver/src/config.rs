@@ -2,6 +2,7 @@
 
 use std::net::IpAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use ipnet::Ipv4Net;
 
@@ -17,6 +18,9 @@ pub struct Config {
     pub service_node_port_range: (u16, u16),
     pub token_auth_file: Option<PathBuf>,
     pub write_kubeconfig: Option<PathBuf>,
+    /// How often old revisions are compacted away (kube-apiserver's
+    /// `--etcd-compaction-interval`); zero disables compaction.
+    pub compaction_interval: Duration,
     /// Where to announce the listening address (`host:port`) once bound, for tests that use
     /// port 0.
     pub ready_file: Option<PathBuf>,
@@ -34,11 +38,14 @@ impl Config {
             token_auth_file: None,
             write_kubeconfig: None,
             ready_file: None,
+            compaction_interval: Duration::from_secs(300),
         }
     }
 
     /// The kubeconfig path: `--write-kubeconfig`, or `<data-dir>/admin.kubeconfig`.
     pub fn kubeconfig_path(&self) -> PathBuf {
-        self.write_kubeconfig.clone().unwrap_or_else(|| self.data_dir.join("admin.kubeconfig"))
+        self.write_kubeconfig
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("admin.kubeconfig"))
     }
 }

@@ -55,7 +55,12 @@ pub fn api_group(group: &str) -> Option<Value> {
 
 fn subresource_doc(r: &ResourceInfo, sub: &str) -> Value {
     let (kind, group, version, verbs): (&str, Option<&str>, Option<&str>, &[&str]) = match sub {
-        "scale" => ("Scale", Some("autoscaling"), Some("v1"), &["get", "patch", "update"]),
+        "scale" => (
+            "Scale",
+            Some("autoscaling"),
+            Some("v1"),
+            &["get", "patch", "update"],
+        ),
         "binding" => ("Binding", None, None, &["create"]),
         "eviction" => ("Eviction", Some("policy"), Some("v1"), &["create"]),
         "log" => ("Pod", None, None, &["get"]),
@@ -78,7 +83,10 @@ fn subresource_doc(r: &ResourceInfo, sub: &str) -> Value {
 }
 
 pub fn api_resource_list(group: &str, version: &str) -> Option<Value> {
-    let rs: Vec<&ResourceInfo> = resources::all().iter().filter(|r| r.group == group && r.version == version).collect();
+    let rs: Vec<&ResourceInfo> = resources::all()
+        .iter()
+        .filter(|r| r.group == group && r.version == version)
+        .collect();
     if rs.is_empty() {
         return None;
     }
@@ -102,8 +110,14 @@ pub fn api_resource_list(group: &str, version: &str) -> Option<Value> {
             list.push(subresource_doc(r, sub));
         }
     }
-    let gv = if group.is_empty() { version.to_string() } else { format!("{group}/{version}") };
-    Some(json!({ "kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": list }))
+    let gv = if group.is_empty() {
+        version.to_string()
+    } else {
+        format!("{group}/{version}")
+    };
+    Some(
+        json!({ "kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": list }),
+    )
 }
 
 /// `/version`: Skiff speaks the Kubernetes 1.33 API.

@@ -35,7 +35,12 @@ fn details(info: &ResourceInfo, name: &str) -> Value {
 
 impl ApiError {
     pub fn new(code: u16, reason: &'static str, message: impl Into<String>) -> Self {
-        ApiError { code, reason, message: message.into(), details: None }
+        ApiError {
+            code,
+            reason,
+            message: message.into(),
+            details: None,
+        }
     }
 
     pub fn bad_request(message: impl Into<String>) -> Self {
@@ -53,12 +58,20 @@ impl ApiError {
     pub fn not_found(info: &ResourceInfo, name: &str) -> Self {
         ApiError {
             details: Some(details(info, name)),
-            ..Self::new(404, "NotFound", format!("{} \"{name}\" not found", qualified(info)))
+            ..Self::new(
+                404,
+                "NotFound",
+                format!("{} \"{name}\" not found", qualified(info)),
+            )
         }
     }
 
     pub fn path_not_found() -> Self {
-        Self::new(404, "NotFound", "the server could not find the requested resource")
+        Self::new(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+        )
     }
 
     pub fn method_not_allowed(message: impl Into<String>) -> Self {
@@ -72,7 +85,11 @@ impl ApiError {
     pub fn already_exists(info: &ResourceInfo, name: &str) -> Self {
         ApiError {
             details: Some(details(info, name)),
-            ..Self::new(409, "AlreadyExists", format!("{} \"{name}\" already exists", qualified(info)))
+            ..Self::new(
+                409,
+                "AlreadyExists",
+                format!("{} \"{name}\" already exists", qualified(info)),
+            )
         }
     }
 
@@ -82,7 +99,10 @@ impl ApiError {
             ..Self::new(
                 409,
                 "Conflict",
-                format!("Operation cannot be fulfilled on {} \"{name}\": {why}", qualified(info)),
+                format!(
+                    "Operation cannot be fulfilled on {} \"{name}\": {why}",
+                    qualified(info)
+                ),
             )
         }
     }
@@ -104,7 +124,13 @@ impl ApiError {
     }
 
     pub fn unsupported_media_type(content_type: &str) -> Self {
-        Self::new(415, "UnsupportedMediaType", format!("the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json, application/apply-patch+yaml (got {content_type:?})"))
+        Self::new(
+            415,
+            "UnsupportedMediaType",
+            format!(
+                "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json, application/apply-patch+yaml (got {content_type:?})"
+            ),
+        )
     }
 
     /// 422 Invalid with one cause per field error.
@@ -136,7 +162,11 @@ impl ApiError {
         };
         ApiError {
             details: Some(d),
-            ..Self::new(422, "Invalid", format!("{kind} \"{name}\" is invalid: {joined}"))
+            ..Self::new(
+                422,
+                "Invalid",
+                format!("{kind} \"{name}\" is invalid: {joined}"),
+            )
         }
     }
 
@@ -155,7 +185,9 @@ impl ApiError {
             StoreError::NotFound { .. } => Self::not_found(info, name),
             StoreError::Conflict { .. } => Self::modified(info, name),
             StoreError::Compacted { .. } => Self::gone(format!("too old resource version: {err}")),
-            StoreError::FutureRevision { .. } => Self::new(504, "Timeout", format!("Too large resource version: {err}")),
+            StoreError::FutureRevision { .. } => {
+                Self::new(504, "Timeout", format!("Too large resource version: {err}"))
+            }
             StoreError::Backend(m) => Self::internal(format!("storage error: {m}")),
         }
     }
@@ -190,7 +222,12 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let code = StatusCode::from_u16(self.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let body = serde_json::to_vec(&self.to_status()).unwrap_or_default();
-        (code, [(http::header::CONTENT_TYPE, "application/json")], body).into_response()
+        (
+            code,
+            [(http::header::CONTENT_TYPE, "application/json")],
+            body,
+        )
+            .into_response()
     }
 }
 

@@ -29,8 +29,14 @@ pub async fn dispatch(State(app): State<Arc<App>>, req: Request) -> Response {
     let method = req.method().clone();
     let (parts, body) = req.into_parts();
     // A bug in one request must not take the connection (or the process) down with it.
-    let result = std::panic::AssertUnwindSafe(handle(&app, &parts, body)).catch_unwind().await;
-    let result = result.unwrap_or_else(|_| Err(ApiError::internal("the server hit an internal error handling this request; see its log")));
+    let result = std::panic::AssertUnwindSafe(handle(&app, &parts, body))
+        .catch_unwind()
+        .await;
+    let result = result.unwrap_or_else(|_| {
+        Err(ApiError::internal(
+            "the server hit an internal error handling this request; see its log",
+        ))
+    });
     let resp = match result {
         Ok(r) => r,
         Err(e) => {
@@ -40,7 +46,8 @@ pub async fn dispatch(State(app): State<Arc<App>>, req: Request) -> Response {
             e.into_response()
         }
     };
-    app.metrics.observe(method.as_str(), resp.status().as_u16(), started.elapsed());
+    app.metrics
+        .observe(method.as_str(), resp.status().as_u16(), started.elapsed());
     resp
 }
 
@@ -62,7 +69,12 @@ fn verb_of(method: &Method, target: Option<&Target>, params: &Params) -> &'stati
 async fn read_body(body: Body) -> ApiResult<Bytes> {
     axum::body::to_bytes(body, request::MAX_BODY)
         .await
-        .map_err(|_| ApiError::too_large(format!("the request body is larger than the {} byte limit", request::MAX_BODY)))
+        .map_err(|_| {
+            ApiError::too_large(format!(
+                "the request body is larger than the {} byte limit",
+                request::MAX_BODY
+            ))
+        })
 }
 
 async fn handle(app: &Arc<App>, parts: &Parts, body: Body) -> ApiResult<Response> {
@@ -73,7 +85,8 @@ async fn handle(app: &Arc<App>, parts: &Parts, body: Body) -> ApiResult<Response
         _ => {}
     }
     let peer = parts.extensions.get::<PeerIdentity>();
-    let user = auth::authenticate(&parts.headers, peer, &app.tokens).ok_or_else(ApiError::unauthorized)?;
+    let user =
+        auth::authenticate(&parts.headers, peer, &app.tokens).ok_or_else(ApiError::unauthorized)?;
     let params = Params::parse(parts.uri.query());
     let parsed = if path.starts_with("/api/") || path == "/api" || path.starts_with("/apis") {
         Some(request::parse_path(path)?)
@@ -95,19 +108,40 @@ async fn handle(app: &Arc<App>, parts: &Parts, body: Body) -> ApiResult<Response
         path,
     };
     app.authz.authorize(&user, &attrs).map_err(|reason| {
-        ApiError::forbidden(format!("user \"{}\" cannot {verb} {}: {reason}", user.name, if attrs.resource.is_empty() { path } else { attrs.resource }))
+        ApiError::forbidden(format!(
+            "user \"{}\" cannot {verb} {}: {reason}",
+            user.name,
+            if attrs.resource.is_empty() {
+                path
+            } else {
+                attrs.resource
+            }
+        ))
     })?;
 
     let Some(parsed) = parsed else {
         return other_path(app, parts, path).await;
     };
     let format = request::negotiate(&parts.headers)?;
-    let json_fmt = if format == Format::Yaml { Format::Yaml } else { Format::Json };
+    let json_fmt = if format == Format::Yaml {
+        Format::Yaml
+    } else {
+        Format::Json
+    };
     match parsed {
-        ApiPath::CoreVersions => Ok(respond(200, &discovery::api_versions(&app.advertise), json_fmt, &[])),
+        ApiPath::CoreVersions => Ok(respond(
+            200,
+            &discovery::api_versions(&app.advertise),
+            json_fmt,
+            &[],
+        )),
         ApiPath::Groups => Ok(respond(200, &discovery::api_group_list(), json_fmt, &[])),
-        ApiPath::Group(g) => discovery::api_group(g).map(|d| respond(200, &d, json_fmt, &[])).ok_or_else(ApiError::path_not_found),
-        ApiPath::GroupVersion(g, v) => discovery::api_resource_list(g, v).map(|d| respond(200, &d, json_fmt, &[])).ok_or_else(ApiError::path_not_found),
+        ApiPath::Group(g) => discovery::api_group(g)
+            .map(|d| respond(200, &d, json_fmt, &[]))
+            .ok_or_else(ApiError::path_not_found),
+        ApiPath::GroupVersion(g, v) => discovery::api_resource_list(g, v)
+            .map(|d| respond(200, &d, json_fmt, &[]))
+            .ok_or_else(ApiError::path_not_found),
         ApiPath::Resource(t) => resource(app, parts, body, t, params, format).await,
     }
 }
@@ -117,22 +151,42 @@ async fn health(app: &App, path: &str) -> Response {
         "/readyz" => app.registry.store.current_revision().await.is_ok(),
         _ => true,
     };
-    let (code, text) = if ok { (200, "ok") } else { (503, "storage is not reachable") };
-    (http::StatusCode::from_u16(code).unwrap_or(http::StatusCode::OK), [(http::header::CONTENT_TYPE, "text/plain")], text).into_response()
+    let (code, text) = if ok {
+        (200, "ok")
+    } else {
+        (503, "storage is not reachable")
+    };
+    (
+        http::StatusCode::from_u16(code).unwrap_or(http::StatusCode::OK),
+        [(http::header::CONTENT_TYPE, "text/plain")],
+        text,
+    )
+        .into_response()
 }
 
 async fn other_path(app: &App, parts: &Parts, path: &str) -> ApiResult<Response> {
     match (parts.method.clone(), path) {
         (Method::GET, "/version") => Ok(respond(200, &discovery::version(), Format::Json, &[])),
         (Method::GET, "/metrics") => Ok(app.metrics.render()),
-        (Method::GET, p) if p == "/openapi/v2" || p.starts_with("/openapi/v3") => crate::openapi::serve(p, &parts.headers),
+        (Method::GET, p) if p == "/openapi/v2" || p.starts_with("/openapi/v3") => {
+            crate::openapi::serve(p, &parts.headers)
+        }
         _ => Err(ApiError::path_not_found()),
     }
 }
 
 fn written(info: &ResourceInfo, w: Written, format: Format, params: &Params) -> Response {
     let obj = render::object(info, w.object, format, params);
-    respond(w.code, &obj, if format == Format::Yaml { Format::Yaml } else { Format::Json }, &w.warnings)
+    respond(
+        w.code,
+        &obj,
+        if format == Format::Yaml {
+            Format::Yaml
+        } else {
+            Format::Json
+        },
+        &w.warnings,
+    )
 }
 
 /// The field manager of a write: `?fieldManager=`, else the client's User-Agent up to the
@@ -151,22 +205,55 @@ fn field_manager(parts: &Parts, params: &Params) -> String {
         .to_string()
 }
 
-async fn resource(app: &Arc<App>, parts: &Parts, body: Body, t: Target, params: Params, format: Format) -> ApiResult<Response> {
+async fn resource(
+    app: &Arc<App>,
+    parts: &Parts,
+    body: Body,
+    t: Target,
+    params: Params,
+    format: Format,
+) -> ApiResult<Response> {
     let info = t.info;
     let manager = field_manager(parts, &params);
     let reg = &app.registry;
     let ns = t.namespace.as_deref();
-    let out_fmt = if format == Format::Yaml { Format::Yaml } else { Format::Json };
+    let out_fmt = if format == Format::Yaml {
+        Format::Yaml
+    } else {
+        Format::Json
+    };
     match (&parts.method, t.name.as_deref(), t.subresource.as_deref()) {
-        (&Method::GET, None, None) if params.flag("watch") => watch::serve(reg.clone(), info, t.namespace.clone(), None, params, format).await,
+        (&Method::GET, None, None) if params.flag("watch") => {
+            watch::serve(reg.clone(), info, t.namespace.clone(), None, params, format).await
+        }
         (&Method::GET, None, None) => {
             let page = reg.list(info, ns, &params).await?;
-            Ok(respond(200, &render::list(info, page, format, &params), out_fmt, &[]))
+            Ok(respond(
+                200,
+                &render::list(info, page, format, &params),
+                out_fmt,
+                &[],
+            ))
         }
-        (&Method::GET, Some(name), None) if params.flag("watch") => watch::serve(reg.clone(), info, t.namespace.clone(), Some(name.to_string()), params, format).await,
+        (&Method::GET, Some(name), None) if params.flag("watch") => {
+            watch::serve(
+                reg.clone(),
+                info,
+                t.namespace.clone(),
+                Some(name.to_string()),
+                params,
+                format,
+            )
+            .await
+        }
         (&Method::GET, Some(name), None | Some("status")) => {
             let obj = reg.get(info, ns, name, &params).await?;
-            Ok(respond(200, &render::object(info, obj, format, &params), out_fmt, &[]))
+            Ok(respond(
+                200,
+                &render::object(info, obj, format, &params),
+                out_fmt,
+                &[],
+            ))
         }
         (&Method::GET, Some(name), Some("scale")) => {
             let obj = reg.get(info, ns, name, &params).await?;
@@ -175,7 +262,9 @@ async fn resource(app: &Arc<App>, parts: &Parts, body: Body, t: Target, params: 
         (_, Some(name), Some("log" | "exec")) => Err(ApiError::new(
             503,
             "ServiceUnavailable",
-            format!("pods \"{name}\": logs and exec are served through the node's kubelet, which this cluster does not run yet"),
+            format!(
+                "pods \"{name}\": logs and exec are served through the node's kubelet, which this cluster does not run yet"
+            ),
         )),
         (&Method::POST, None, None) => {
             let body = request::decode_body(&parts.headers, &read_body(body).await?)?;
@@ -194,17 +283,28 @@ async fn resource(app: &Arc<App>, parts: &Parts, body: Body, t: Target, params: 
         }
         (&Method::PUT, Some(name), sub @ (None | Some("status"))) => {
             let body = request::decode_body(&parts.headers, &read_body(body).await?)?;
-            let w = reg.update(info, ns, name, sub, body, &params, &manager).await?;
+            let w = reg
+                .update(info, ns, name, sub, body, &params, &manager)
+                .await?;
             Ok(written(info, w, format, &params))
         }
         (&Method::PUT, Some(name), Some("finalize")) => {
             let body = request::decode_body(&parts.headers, &read_body(body).await?)?;
-            let finalizers = body.pointer("/spec/finalizers").cloned().unwrap_or(json!([]));
+            let finalizers = body
+                .pointer("/spec/finalizers")
+                .cloned()
+                .unwrap_or(json!([]));
             let obj = reg
-                .guaranteed_update(info, ns, name, |mut cur| {
-                    cur["spec"]["finalizers"] = finalizers.clone();
-                    Ok(Some(cur))
-                }, params.dry_run()?)
+                .guaranteed_update(
+                    info,
+                    ns,
+                    name,
+                    |mut cur| {
+                        cur["spec"]["finalizers"] = finalizers.clone();
+                        Ok(Some(cur))
+                    },
+                    params.dry_run()?,
+                )
                 .await?;
             Ok(respond(200, &obj, out_fmt, &[]))
         }
@@ -215,25 +315,35 @@ async fn resource(app: &Arc<App>, parts: &Parts, body: Body, t: Target, params: 
         (&Method::PATCH, Some(name), sub) => {
             let raw = read_body(body).await?;
             let ct = request::content_type(&parts.headers);
-            patch(app, info, ns, name, sub, &ct, &raw, &params, format, &manager).await
+            patch(
+                app, info, ns, name, sub, &ct, &raw, &params, format, &manager,
+            )
+            .await
         }
         (&Method::DELETE, Some(name), None) => {
             let raw = read_body(body).await?;
             let opts = if raw.iter().all(u8::is_ascii_whitespace) {
                 json!({})
             } else {
-                serde_json::from_slice(&raw).map_err(|e| ApiError::bad_request(format!("invalid DeleteOptions: {e}")))?
+                serde_json::from_slice(&raw)
+                    .map_err(|e| ApiError::bad_request(format!("invalid DeleteOptions: {e}")))?
             };
             let w = reg.delete(info, ns, name, &opts, &params).await?;
             Ok(written(info, w, format, &params))
         }
         (&Method::DELETE, None, None) => {
             let raw = read_body(body).await?;
-            let opts = if raw.iter().all(u8::is_ascii_whitespace) { json!({}) } else { serde_json::from_slice(&raw).unwrap_or(json!({})) };
+            let opts = if raw.iter().all(u8::is_ascii_whitespace) {
+                json!({})
+            } else {
+                serde_json::from_slice(&raw).unwrap_or(json!({}))
+            };
             let list = reg.delete_collection(info, ns, &opts, &params).await?;
             Ok(respond(200, &list, out_fmt, &[]))
         }
-        (m, _, _) => Err(ApiError::method_not_allowed(format!("the server does not allow this method on the requested resource ({m})"))),
+        (m, _, _) => Err(ApiError::method_not_allowed(format!(
+            "the server does not allow this method on the requested resource ({m})"
+        ))),
     }
 }
 
@@ -241,16 +351,37 @@ async fn resource(app: &Arc<App>, parts: &Parts, body: Body, t: Target, params: 
 fn selector_string(sel: Option<&Value>) -> String {
     let Some(sel) = sel else { return String::new() };
     let mut parts = Vec::new();
-    let labels = sel.get("matchLabels").or(if sel.get("matchExpressions").is_none() { Some(sel) } else { None });
+    let labels = sel
+        .get("matchLabels")
+        .or(if sel.get("matchExpressions").is_none() {
+            Some(sel)
+        } else {
+            None
+        });
     if let Some(m) = labels.and_then(Value::as_object) {
         for (k, v) in m {
             parts.push(format!("{k}={}", v.as_str().unwrap_or_default()));
         }
     }
-    for e in sel.get("matchExpressions").and_then(Value::as_array).into_iter().flatten() {
+    for e in sel
+        .get("matchExpressions")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
         let key = e.get("key").and_then(Value::as_str).unwrap_or_default();
-        let vals: Vec<&str> = e.get("values").and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str).collect();
-        match e.get("operator").and_then(Value::as_str).unwrap_or_default() {
+        let vals: Vec<&str> = e
+            .get("values")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        match e
+            .get("operator")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+        {
             "In" => parts.push(format!("{key} in ({})", vals.join(","))),
             "NotIn" => parts.push(format!("{key} notin ({})", vals.join(","))),
             "Exists" => parts.push(key.to_string()),
@@ -265,7 +396,13 @@ fn selector_string(sel: Option<&Value>) -> String {
 fn to_scale(obj: &Value) -> Value {
     let meta = obj.get("metadata").cloned().unwrap_or(json!({}));
     let mut m = json!({});
-    for f in ["name", "namespace", "uid", "resourceVersion", "creationTimestamp"] {
+    for f in [
+        "name",
+        "namespace",
+        "uid",
+        "resourceVersion",
+        "creationTimestamp",
+    ] {
         if let Some(v) = meta.get(f) {
             m[f] = v.clone();
         }
@@ -283,32 +420,69 @@ fn to_scale(obj: &Value) -> Value {
 }
 
 /// Sets `spec.replicas` from a Scale that `f` derives from the current one.
-async fn scale(app: &Arc<App>, info: &'static ResourceInfo, ns: Option<&str>, name: &str, params: &Params, manager: &str, f: impl Fn(Value) -> ApiResult<Value>) -> ApiResult<Response> {
+async fn scale(
+    app: &Arc<App>,
+    info: &'static ResourceInfo,
+    ns: Option<&str>,
+    name: &str,
+    params: &Params,
+    manager: &str,
+    f: impl Fn(Value) -> ApiResult<Value>,
+) -> ApiResult<Response> {
     let obj = app
         .registry
-        .guaranteed_update(info, ns, name, |cur| {
-            let new_scale = f(to_scale(&cur))?;
-            let replicas = new_scale.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(0);
-            if replicas < 0 {
-                return Err(ApiError::invalid(info, name, &[skiff_api::FieldError {
-                    kind: skiff_api::FieldErrorKind::Invalid,
-                    field: "spec.replicas".into(),
-                    value: Some(replicas.to_string()),
-                    detail: "must be greater than or equal to 0".into(),
-                }]));
-            }
-            let mut new = cur.clone();
-            new["spec"]["replicas"] = json!(replicas);
-            if let Some(rv) = new_scale.pointer("/metadata/resourceVersion").filter(|v| v.as_str().is_some_and(|s| !s.is_empty())) {
-                new["metadata"]["resourceVersion"] = rv.clone();
-            }
-            let mut warnings = Vec::new();
-            let new = app.registry.prepare_update(info, None, new, &cur, request::FieldValidation::Ignore, &mut warnings)?;
-            Ok(new.map(|mut n| {
-                apply::track_update(Some(&cur), &mut n, manager, &info.api_version(), Some("scale"));
-                n
-            }))
-        }, params.dry_run()?)
+        .guaranteed_update(
+            info,
+            ns,
+            name,
+            |cur| {
+                let new_scale = f(to_scale(&cur))?;
+                let replicas = new_scale
+                    .pointer("/spec/replicas")
+                    .and_then(Value::as_i64)
+                    .unwrap_or(0);
+                if replicas < 0 {
+                    return Err(ApiError::invalid(
+                        info,
+                        name,
+                        &[skiff_api::FieldError {
+                            kind: skiff_api::FieldErrorKind::Invalid,
+                            field: "spec.replicas".into(),
+                            value: Some(replicas.to_string()),
+                            detail: "must be greater than or equal to 0".into(),
+                        }],
+                    ));
+                }
+                let mut new = cur.clone();
+                new["spec"]["replicas"] = json!(replicas);
+                if let Some(rv) = new_scale
+                    .pointer("/metadata/resourceVersion")
+                    .filter(|v| v.as_str().is_some_and(|s| !s.is_empty()))
+                {
+                    new["metadata"]["resourceVersion"] = rv.clone();
+                }
+                let mut warnings = Vec::new();
+                let new = app.registry.prepare_update(
+                    info,
+                    None,
+                    new,
+                    &cur,
+                    request::FieldValidation::Ignore,
+                    &mut warnings,
+                )?;
+                Ok(new.map(|mut n| {
+                    apply::track_update(
+                        Some(&cur),
+                        &mut n,
+                        manager,
+                        &info.api_version(),
+                        Some("scale"),
+                    );
+                    n
+                }))
+            },
+            params.dry_run()?,
+        )
         .await?;
     Ok(respond(200, &to_scale(&obj), Format::Json, &[]))
 }
@@ -317,9 +491,11 @@ fn apply_patch(info: &ResourceInfo, ct: &str, current: &Value, patch: &Value) ->
     let rejected = |msg: String| ApiError::new(422, "Invalid", msg);
     match ct {
         "application/json-patch+json" => {
-            let p: json_patch::Patch = serde_json::from_value(patch.clone()).map_err(|e| ApiError::bad_request(format!("invalid JSON patch: {e}")))?;
+            let p: json_patch::Patch = serde_json::from_value(patch.clone())
+                .map_err(|e| ApiError::bad_request(format!("invalid JSON patch: {e}")))?;
             let mut doc = current.clone();
-            json_patch::patch(&mut doc, &p).map_err(|e| rejected(format!("the JSON patch could not be applied: {e}")))?;
+            json_patch::patch(&mut doc, &p)
+                .map_err(|e| rejected(format!("the JSON patch could not be applied: {e}")))?;
             Ok(doc)
         }
         "application/merge-patch+json" => {
@@ -332,39 +508,80 @@ fn apply_patch(info: &ResourceInfo, ct: &str, current: &Value, patch: &Value) ->
         }
         "application/strategic-merge-patch+json" => {
             if !patch.is_object() {
-                return Err(ApiError::bad_request("a strategic merge patch must be a JSON object"));
+                return Err(ApiError::bad_request(
+                    "a strategic merge patch must be a JSON object",
+                ));
             }
-            skiff_api::patch::strategic_merge(info, current, patch).map_err(|e| rejected(format!("the strategic merge patch could not be applied: {e}")))
+            skiff_api::patch::strategic_merge(info, current, patch).map_err(|e| {
+                rejected(format!(
+                    "the strategic merge patch could not be applied: {e}"
+                ))
+            })
         }
         other => Err(ApiError::unsupported_media_type(other)),
     }
 }
 
-async fn patch(app: &Arc<App>, info: &'static ResourceInfo, ns: Option<&str>, name: &str, sub: Option<&str>, ct: &str, raw: &Bytes, params: &Params, format: Format, manager: &str) -> ApiResult<Response> {
+async fn patch(
+    app: &Arc<App>,
+    info: &'static ResourceInfo,
+    ns: Option<&str>,
+    name: &str,
+    sub: Option<&str>,
+    ct: &str,
+    raw: &Bytes,
+    params: &Params,
+    format: Format,
+    manager: &str,
+) -> ApiResult<Response> {
     if ct == "application/apply-patch+yaml" {
         return server_side_apply(app, info, ns, name, raw, params, format).await;
     }
-    let patch: Value = serde_json::from_slice(raw).map_err(|e| ApiError::bad_request(format!("the patch could not be decoded as JSON: {e}")))?;
+    let patch: Value = serde_json::from_slice(raw).map_err(|e| {
+        ApiError::bad_request(format!("the patch could not be decoded as JSON: {e}"))
+    })?;
     if sub == Some("scale") {
-        return scale(app, info, ns, name, params, manager, |s| apply_patch(info, ct, &s, &patch)).await;
+        return scale(app, info, ns, name, params, manager, |s| {
+            apply_patch(info, ct, &s, &patch)
+        })
+        .await;
     }
     if !matches!(sub, None | Some("status")) {
-        return Err(ApiError::method_not_allowed("PATCH is not supported on this subresource"));
+        return Err(ApiError::method_not_allowed(
+            "PATCH is not supported on this subresource",
+        ));
     }
     let fv = params.field_validation()?;
     let mut warnings = Vec::new();
     let obj = app
         .registry
-        .guaranteed_update(info, ns, name, |cur| {
-            let patched = apply_patch(info, ct, &cur, &patch)?;
-            let new = app.registry.prepare_update(info, sub, patched, &cur, fv, &mut warnings)?;
-            Ok(new.map(|mut n| {
-                apply::track_update(Some(&cur), &mut n, manager, &info.api_version(), sub);
-                n
-            }))
-        }, params.dry_run()?)
+        .guaranteed_update(
+            info,
+            ns,
+            name,
+            |cur| {
+                let patched = apply_patch(info, ct, &cur, &patch)?;
+                let new =
+                    app.registry
+                        .prepare_update(info, sub, patched, &cur, fv, &mut warnings)?;
+                Ok(new.map(|mut n| {
+                    apply::track_update(Some(&cur), &mut n, manager, &info.api_version(), sub);
+                    n
+                }))
+            },
+            params.dry_run()?,
+        )
         .await?;
-    Ok(written(info, Written { code: 200, object: obj, warnings }, format, params))
+    Ok(written(
+        info,
+        Written {
+            code: 200,
+            object: obj,
+            warnings,
+        },
+        format,
+        params,
+    ))
 }
 
 /// The applied configuration's own fields, without identity and server-owned metadata.
@@ -375,7 +592,14 @@ fn applied_fields(applied: &Value) -> Value {
         m.remove("kind");
     }
     if let Some(meta) = v.get_mut("metadata").and_then(Value::as_object_mut) {
-        for f in ["name", "namespace", "managedFields", "resourceVersion", "uid", "creationTimestamp"] {
+        for f in [
+            "name",
+            "namespace",
+            "managedFields",
+            "resourceVersion",
+            "uid",
+            "creationTimestamp",
+        ] {
             meta.remove(f);
         }
         if meta.is_empty() {
@@ -385,23 +609,42 @@ fn applied_fields(applied: &Value) -> Value {
     apply::field_set(&v)
 }
 
-async fn server_side_apply(app: &Arc<App>, info: &'static ResourceInfo, ns: Option<&str>, name: &str, raw: &Bytes, params: &Params, format: Format) -> ApiResult<Response> {
+async fn server_side_apply(
+    app: &Arc<App>,
+    info: &'static ResourceInfo,
+    ns: Option<&str>,
+    name: &str,
+    raw: &Bytes,
+    params: &Params,
+    format: Format,
+) -> ApiResult<Response> {
     let manager = params
         .get("fieldManager")
         .ok_or_else(|| ApiError::new(422, "Invalid", "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch"))?
         .to_string();
-    let mut applied: Value = serde_yaml::from_slice(raw).map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?;
+    let mut applied: Value = serde_yaml::from_slice(raw)
+        .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?;
     if !applied.is_object() {
-        return Err(ApiError::bad_request("the applied configuration must be an object"));
+        return Err(ApiError::bad_request(
+            "the applied configuration must be an object",
+        ));
     }
     for f in ["apiVersion", "kind"] {
-        if applied.get(f).and_then(Value::as_str).is_none_or(str::is_empty) {
-            return Err(ApiError::bad_request(format!("{f} must be set in an applied configuration")));
+        if applied
+            .get(f)
+            .and_then(Value::as_str)
+            .is_none_or(str::is_empty)
+        {
+            return Err(ApiError::bad_request(format!(
+                "{f} must be set in an applied configuration"
+            )));
         }
     }
     match objects::name(&applied) {
         Some(n) if n != name => {
-            return Err(ApiError::bad_request(format!("the name of the object ({n}) does not match the name on the URL ({name})")));
+            return Err(ApiError::bad_request(format!(
+                "the name of the object ({n}) does not match the name on the URL ({name})"
+            )));
         }
         _ => {
             objects::meta_mut(&mut applied).insert("name".into(), json!(name));
@@ -426,29 +669,48 @@ async fn server_side_apply(app: &Arc<App>, info: &'static ResourceInfo, ns: Opti
     let mut warnings = Vec::new();
     let obj = app
         .registry
-        .guaranteed_update(info, ns, name, |cur| {
-            let found = apply::conflicts(&cur, &applied, &applied_set, &manager);
-            if !found.is_empty() && !force {
-                return Err(apply_conflict(info, name, &found));
-            }
-            let mut merged = cur.clone();
-            if let Some(prev) = apply::previous(&cur, &manager) {
-                let removal = apply::removal_patch(&prev, &fields);
-                merged = skiff_api::patch::strategic_merge(info, &merged, &removal).map_err(ApiError::bad_request)?;
-            }
-            merged = skiff_api::patch::strategic_merge(info, &merged, &applied).map_err(ApiError::bad_request)?;
-            apply::take_ownership(&mut merged, &found);
-            apply::record(&mut merged, &manager, &api_version, fields.clone());
-            // The applied configuration does not pin a version unless it says so.
-            if applied.pointer("/metadata/resourceVersion").is_none() {
-                objects::meta_mut(&mut merged).remove("resourceVersion");
-            }
-            let new = app.registry.prepare_update(info, None, merged, &cur, fv, &mut warnings)?;
-            // A re-apply that changes nothing but the timestamp is no change.
-            Ok(new.filter(|n| strip_times(n) != strip_times(&cur)))
-        }, params.dry_run()?)
+        .guaranteed_update(
+            info,
+            ns,
+            name,
+            |cur| {
+                let found = apply::conflicts(&cur, &applied, &applied_set, &manager);
+                if !found.is_empty() && !force {
+                    return Err(apply_conflict(info, name, &found));
+                }
+                let mut merged = cur.clone();
+                if let Some(prev) = apply::previous(&cur, &manager) {
+                    let removal = apply::removal_patch(&prev, &fields);
+                    merged = skiff_api::patch::strategic_merge(info, &merged, &removal)
+                        .map_err(ApiError::bad_request)?;
+                }
+                merged = skiff_api::patch::strategic_merge(info, &merged, &applied)
+                    .map_err(ApiError::bad_request)?;
+                apply::take_ownership(&mut merged, &found);
+                apply::record(&mut merged, &manager, &api_version, fields.clone());
+                // The applied configuration does not pin a version unless it says so.
+                if applied.pointer("/metadata/resourceVersion").is_none() {
+                    objects::meta_mut(&mut merged).remove("resourceVersion");
+                }
+                let new =
+                    app.registry
+                        .prepare_update(info, None, merged, &cur, fv, &mut warnings)?;
+                // A re-apply that changes nothing but the timestamp is no change.
+                Ok(new.filter(|n| strip_times(n) != strip_times(&cur)))
+            },
+            params.dry_run()?,
+        )
         .await?;
-    Ok(written(info, Written { code: 200, object: obj, warnings }, format, params))
+    Ok(written(
+        info,
+        Written {
+            code: 200,
+            object: obj,
+            warnings,
+        },
+        format,
+        params,
+    ))
 }
 
 /// 409 Conflict naming each field another manager owns, as Kubernetes words it.
@@ -456,7 +718,14 @@ fn apply_conflict(info: &ResourceInfo, name: &str, found: &[apply::Conflict]) ->
     let n = found.len();
     let lines: Vec<String> = found
         .iter()
-        .map(|c| format!("conflict with \"{}\" using {}: {}", c.manager, c.api_version, apply::display_path(&c.path)))
+        .map(|c| {
+            format!(
+                "conflict with \"{}\" using {}: {}",
+                c.manager,
+                c.api_version,
+                apply::display_path(&c.path)
+            )
+        })
         .collect();
     let message = if n == 1 {
         format!("Apply failed with 1 conflict: {}", lines[0])
@@ -484,7 +753,10 @@ fn apply_conflict(info: &ResourceInfo, name: &str, found: &[apply::Conflict]) ->
 
 fn strip_times(v: &Value) -> Value {
     let mut v = v.clone();
-    if let Some(mf) = v.pointer_mut("/metadata/managedFields").and_then(Value::as_array_mut) {
+    if let Some(mf) = v
+        .pointer_mut("/metadata/managedFields")
+        .and_then(Value::as_array_mut)
+    {
         for e in mf {
             if let Some(m) = e.as_object_mut() {
                 m.remove("time");
@@ -498,18 +770,31 @@ fn strip_times(v: &Value) -> Value {
 }
 
 /// `POST pods/<name>/binding`: assigns a pod to a node, once.
-async fn bind(app: &Arc<App>, ns: Option<&str>, name: &str, body: Value, params: &Params) -> ApiResult<Response> {
-    let info = resources::find("", "v1", "pods").ok_or_else(|| ApiError::internal("pods are not served"))?;
+async fn bind(
+    app: &Arc<App>,
+    ns: Option<&str>,
+    name: &str,
+    body: Value,
+    params: &Params,
+) -> ApiResult<Response> {
+    let info = resources::find("", "v1", "pods")
+        .ok_or_else(|| ApiError::internal("pods are not served"))?;
     let node = body
         .pointer("/target/name")
         .and_then(Value::as_str)
         .filter(|s| !s.is_empty())
-        .ok_or_else(|| ApiError::invalid(info, name, &[skiff_api::FieldError {
-            kind: skiff_api::FieldErrorKind::Required,
-            field: "target.name".into(),
-            value: None,
-            detail: "".into(),
-        }]))?
+        .ok_or_else(|| {
+            ApiError::invalid(
+                info,
+                name,
+                &[skiff_api::FieldError {
+                    kind: skiff_api::FieldErrorKind::Required,
+                    field: "target.name".into(),
+                    value: None,
+                    detail: "".into(),
+                }],
+            )
+        })?
         .to_string();
     app.registry
         .guaranteed_update(info, ns, name, |mut pod| {
@@ -540,7 +825,9 @@ mod tests {
     fn selector_strings() {
         assert_eq!(selector_string(Some(&json!({"app": "x"}))), "app=x");
         assert_eq!(
-            selector_string(Some(&json!({"matchLabels": {"a": "b"}, "matchExpressions": [{"key": "t", "operator": "In", "values": ["1", "2"]}]}))),
+            selector_string(Some(
+                &json!({"matchLabels": {"a": "b"}, "matchExpressions": [{"key": "t", "operator": "In", "values": ["1", "2"]}]})
+            )),
             "a=b,t in (1,2)"
         );
         // The result must parse as a selector.

@@ -8,7 +8,11 @@ use skiff_apiserver::Config;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser, Debug)]
-#[command(name = "skiff-apiserver", version, about = "Skiff's apiserver: the Kubernetes API on etcd or an embedded store")]
+#[command(
+    name = "skiff-apiserver",
+    version,
+    about = "Skiff's apiserver: the Kubernetes API on etcd or an embedded store"
+)]
 struct Flags {
     /// etcd endpoints (comma-separated). Without it, state lives in an embedded store in --data-dir.
     #[arg(long, value_delimiter = ',')]
@@ -34,15 +38,40 @@ struct Flags {
     /// Where to write the admin kubeconfig (default <data-dir>/admin.kubeconfig).
     #[arg(long)]
     write_kubeconfig: Option<PathBuf>,
+    /// How often to compact old revisions away: 5m, 30s, 0 to never.
+    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    etcd_compaction_interval: std::time::Duration,
     /// Write the bound address (host:port) to this file once serving.
     #[arg(long, hide = true)]
     ready_file: Option<PathBuf>,
 }
 
+/// Parses `300ms`, `30s`, `5m`, `1h` or `0`.
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let s = s.trim();
+    if s == "0" {
+        return Ok(std::time::Duration::ZERO);
+    }
+    let split = s
+        .find(|c: char| !c.is_ascii_digit())
+        .ok_or_else(|| format!("{s:?} needs a unit: ms, s, m or h"))?;
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration like 30s or 5m"))?;
+    match unit {
+        "ms" => Ok(std::time::Duration::from_millis(n)),
+        "s" => Ok(std::time::Duration::from_secs(n)),
+        "m" => Ok(std::time::Duration::from_secs(n * 60)),
+        "h" => Ok(std::time::Duration::from_secs(n * 3600)),
+        _ => Err(format!("{s:?}: unknown unit {unit:?}; use ms, s, m or h")),
+    }
+}
+
 fn parse_range(s: &str) -> anyhow::Result<(u16, u16)> {
-    let (a, b) = s
-        .split_once('-')
-        .ok_or_else(|| anyhow::anyhow!("--service-node-port-range must look like 30000-32767, got {s:?}"))?;
+    let (a, b) = s.split_once('-').ok_or_else(|| {
+        anyhow::anyhow!("--service-node-port-range must look like 30000-32767, got {s:?}")
+    })?;
     let (a, b): (u16, u16) = (a.trim().parse()?, b.trim().parse()?);
     anyhow::ensure!(a <= b, "--service-node-port-range: {a} is above {b}");
     Ok((a, b))
@@ -51,7 +80,9 @@ fn parse_range(s: &str) -> anyhow::Result<(u16, u16)> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
         .init();
     let flags = Flags::parse();
     let mut config = Config::new(flags.data_dir);
@@ -63,14 +94,16 @@ async fn main() -> anyhow::Result<()> {
     config.token_auth_file = flags.token_auth_file;
     config.write_kubeconfig = flags.write_kubeconfig;
     config.ready_file = flags.ready_file;
+    config.compaction_interval = flags.etcd_compaction_interval;
 
     let shutdown = CancellationToken::new();
     let signal = shutdown.clone();
     tokio::spawn(async move {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => return,
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => return,
+            };
         tokio::select! {
             _ = term.recv() => {}
             _ = tokio::signal::ctrl_c() => {}

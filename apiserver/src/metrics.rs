@@ -34,16 +34,35 @@ impl Default for Metrics {
             Histogram::new([0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0].into_iter())
         });
         let mut registry = Registry::default();
-        registry.register("apiserver_request", "Requests by HTTP verb and response code", requests.clone());
-        registry.register("apiserver_request_duration_seconds", "Request latency by HTTP verb", latency.clone());
-        Metrics { registry: Mutex::new(registry), requests, latency }
+        registry.register(
+            "apiserver_request",
+            "Requests by HTTP verb and response code",
+            requests.clone(),
+        );
+        registry.register(
+            "apiserver_request_duration_seconds",
+            "Request latency by HTTP verb",
+            latency.clone(),
+        );
+        Metrics {
+            registry: Mutex::new(registry),
+            requests,
+            latency,
+        }
     }
 }
 
 impl Metrics {
     pub fn observe(&self, verb: &str, code: u16, took: Duration) {
-        self.requests.get_or_create(&RequestLabels { verb: verb.into(), code: code.to_string() }).inc();
-        self.latency.get_or_create(&VerbLabel { verb: verb.into() }).observe(took.as_secs_f64());
+        self.requests
+            .get_or_create(&RequestLabels {
+                verb: verb.into(),
+                code: code.to_string(),
+            })
+            .inc();
+        self.latency
+            .get_or_create(&VerbLabel { verb: verb.into() })
+            .observe(took.as_secs_f64());
     }
 
     pub fn render(&self) -> Response {
@@ -52,6 +71,10 @@ impl Metrics {
         if prometheus_client::encoding::text::encode(&mut out, &reg).is_err() {
             out.clear();
         }
-        ([(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+        (
+            [(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+            out,
+        )
+            .into_response()
     }
 }

@@ -11,7 +11,10 @@ use crate::error::{ApiError, ApiResult};
 pub fn serve(path: &str, _headers: &HeaderMap) -> ApiResult<Response> {
     if path == "/openapi/v2" {
         return Ok((
-            [(http::header::CONTENT_TYPE, "application/com.github.proto-openapi.spec.v2.v1.0+protobuf")],
+            [(
+                http::header::CONTENT_TYPE,
+                "application/com.github.proto-openapi.spec.v2.v1.0+protobuf",
+            )],
             openapi::v2_protobuf(),
         )
             .into_response());

@@ -45,12 +45,18 @@ fn read(path: &Path) -> Result<Option<String>, PkiError> {
     match fs::read_to_string(path) {
         Ok(s) => Ok(Some(s)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(source) => Err(PkiError::Io { path: path.to_owned(), source }),
+        Err(source) => Err(PkiError::Io {
+            path: path.to_owned(),
+            source,
+        }),
     }
 }
 
 fn write(path: &Path, contents: &str, private: bool) -> Result<(), PkiError> {
-    let io = |source| PkiError::Io { path: path.to_owned(), source };
+    let io = |source| PkiError::Io {
+        path: path.to_owned(),
+        source,
+    };
     if let Some(parent) = path.parent() {
         fs::create_dir_all(parent).map_err(io)?;
     }
@@ -83,7 +89,9 @@ fn load_or(
 fn new_ca() -> Result<CertKey, PkiError> {
     let key = KeyPair::generate()?;
     let mut params = CertificateParams::new(Vec::<String>::new())?;
-    params.distinguished_name.push(DnType::CommonName, "skiff-ca");
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "skiff-ca");
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     params.key_usages = vec![
         KeyUsagePurpose::KeyCertSign,
@@ -91,7 +99,10 @@ fn new_ca() -> Result<CertKey, PkiError> {
         KeyUsagePurpose::DigitalSignature,
     ];
     let cert = params.self_signed(&key)?;
-    Ok(CertKey { cert_pem: cert.pem(), key_pem: key.serialize_pem() })
+    Ok(CertKey {
+        cert_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+    })
 }
 
 /// Issues a certificate signed by `ca`: a client certificate (CN = user, O = groups) when
@@ -105,7 +116,10 @@ pub fn issue(ca: &CertKey, cn: &str, orgs: &[&str], sans: &[String]) -> Result<C
     for o in orgs {
         params.distinguished_name.push(DnType::OrganizationName, *o);
     }
-    params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+    params.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
     if sans.is_empty() {
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
     } else {
@@ -118,7 +132,10 @@ pub fn issue(ca: &CertKey, cn: &str, orgs: &[&str], sans: &[String]) -> Result<C
         }
     }
     let cert = params.signed_by(&key, &issuer)?;
-    Ok(CertKey { cert_pem: cert.pem(), key_pem: key.serialize_pem() })
+    Ok(CertKey {
+        cert_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+    })
 }
 
 impl Pki {
@@ -127,9 +144,18 @@ impl Pki {
     pub fn ensure(data_dir: &Path, sans: &[String]) -> Result<Pki, PkiError> {
         let dir = data_dir.join("pki");
         let ca = load_or(&dir, "ca", new_ca)?;
-        let serving = load_or(&dir, "apiserver", || issue(&ca, "kube-apiserver", &[], sans))?;
-        let admin = load_or(&dir, "admin", || issue(&ca, "admin", &["system:masters"], &[]))?;
-        Ok(Pki { dir, ca, serving, admin })
+        let serving = load_or(&dir, "apiserver", || {
+            issue(&ca, "kube-apiserver", &[], sans)
+        })?;
+        let admin = load_or(&dir, "admin", || {
+            issue(&ca, "admin", &["system:masters"], &[])
+        })?;
+        Ok(Pki {
+            dir,
+            ca,
+            serving,
+            admin,
+        })
     }
 }
 

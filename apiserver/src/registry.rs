@@ -77,20 +77,49 @@ fn parse_rv(s: &str) -> ApiResult<Revision> {
         .ok_or_else(|| ApiError::bad_request(format!("invalid resource version: {s:?}")))
 }
 
-fn invalid_one(info: &ResourceInfo, name: &str, kind: FieldErrorKind, field: &str, value: Option<String>, detail: &str) -> ApiError {
-    ApiError::invalid(info, name, &[FieldError { kind, field: field.into(), value, detail: detail.into() }])
+fn invalid_one(
+    info: &ResourceInfo,
+    name: &str,
+    kind: FieldErrorKind,
+    field: &str,
+    value: Option<String>,
+    detail: &str,
+) -> ApiError {
+    ApiError::invalid(
+        info,
+        name,
+        &[FieldError {
+            kind,
+            field: field.into(),
+            value,
+            detail: detail.into(),
+        }],
+    )
 }
 
 /// Decodes and strictness-checks a body through the kind's schema.
-fn admit_schema(info: &ResourceInfo, obj: Value, fv: FieldValidation, warnings: &mut Vec<String>) -> ApiResult<Value> {
+fn admit_schema(
+    info: &ResourceInfo,
+    obj: Value,
+    fv: FieldValidation,
+    warnings: &mut Vec<String>,
+) -> ApiResult<Value> {
     let (obj, unknown) = strategy::normalize(info, obj).map_err(ApiError::bad_request)?;
     if !unknown.is_empty() {
         match fv {
             FieldValidation::Strict => {
-                let list: Vec<String> = unknown.iter().map(|f| format!("unknown field \"{f}\"")).collect();
-                return Err(ApiError::bad_request(format!("strict decoding error: {}", list.join(", "))));
+                let list: Vec<String> = unknown
+                    .iter()
+                    .map(|f| format!("unknown field \"{f}\""))
+                    .collect();
+                return Err(ApiError::bad_request(format!(
+                    "strict decoding error: {}",
+                    list.join(", ")
+                )));
             }
-            FieldValidation::Warn => warnings.extend(unknown.iter().map(|f| format!("unknown field \"{f}\""))),
+            FieldValidation::Warn => {
+                warnings.extend(unknown.iter().map(|f| format!("unknown field \"{f}\"")))
+            }
             FieldValidation::Ignore => {}
         }
     }
@@ -129,23 +158,37 @@ enum Alloc {
 
 /// Whether a Service's type needs node ports.
 fn needs_node_ports(svc: &Value) -> bool {
-    matches!(svc.pointer("/spec/type").and_then(Value::as_str), Some("NodePort" | "LoadBalancer"))
+    matches!(
+        svc.pointer("/spec/type").and_then(Value::as_str),
+        Some("NodePort" | "LoadBalancer")
+    )
 }
 
 fn node_ports(svc: &Value) -> Vec<u16> {
     svc.pointer("/spec/ports")
         .and_then(Value::as_array)
-        .map(|ps| ps.iter().filter_map(|p| p.get("nodePort")?.as_u64()).map(|p| p as u16).collect())
+        .map(|ps| {
+            ps.iter()
+                .filter_map(|p| p.get("nodePort")?.as_u64())
+                .map(|p| p as u16)
+                .collect()
+        })
         .unwrap_or_default()
 }
 
 fn cluster_ip(svc: &Value) -> Option<&str> {
-    svc.pointer("/spec/clusterIP").and_then(Value::as_str).filter(|s| !s.is_empty() && *s != "None")
+    svc.pointer("/spec/clusterIP")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty() && *s != "None")
 }
 
 impl Registry {
     pub fn new(store: Arc<dyn Store>, cache: WatchCache, alloc: Allocator) -> Self {
-        Registry { store, cache, alloc }
+        Registry {
+            store,
+            cache,
+            alloc,
+        }
     }
 
     fn key(info: &'static ResourceInfo, ns: Option<&str>, name: &str) -> String {
@@ -161,19 +204,31 @@ impl Registry {
         }
     }
 
-    async fn read(&self, info: &'static ResourceInfo, key: &str, name: &str) -> ApiResult<(Value, Revision)> {
+    async fn read(
+        &self,
+        info: &'static ResourceInfo,
+        key: &str,
+        name: &str,
+    ) -> ApiResult<(Value, Revision)> {
         let kv = self
             .store
             .get(key)
             .await
             .map_err(|e| ApiError::from_store(e, info, name))?
             .ok_or_else(|| ApiError::not_found(info, name))?;
-        let obj = decode(&kv.value, kv.mod_revision).map_err(|e| ApiError::internal(e.to_string()))?;
+        let obj =
+            decode(&kv.value, kv.mod_revision).map_err(|e| ApiError::internal(e.to_string()))?;
         Ok((obj, kv.mod_revision))
     }
 
     /// GET one object.
-    pub async fn get(&self, info: &'static ResourceInfo, ns: Option<&str>, name: &str, params: &Params) -> ApiResult<Value> {
+    pub async fn get(
+        &self,
+        info: &'static ResourceInfo,
+        ns: Option<&str>,
+        name: &str,
+        params: &Params,
+    ) -> ApiResult<Value> {
         let key = Self::key(info, ns, name);
         if params.get("resourceVersion") == Some("0")
             && let Some(cache) = self.cache.for_resource(info)
@@ -205,18 +260,27 @@ impl Registry {
     }
 
     /// LIST with selectors and pagination.
-    pub async fn list(&self, info: &'static ResourceInfo, ns: Option<&str>, params: &Params) -> ApiResult<Page> {
-        let labels = match params.get("labelSelector") {
-            Some(s) => Some(LabelSelector::parse(s).map_err(|e| ApiError::bad_request(format!("unable to parse requirement: {e}")))?),
-            None => None,
-        };
+    pub async fn list(
+        &self,
+        info: &'static ResourceInfo,
+        ns: Option<&str>,
+        params: &Params,
+    ) -> ApiResult<Page> {
+        let labels =
+            match params.get("labelSelector") {
+                Some(s) => Some(LabelSelector::parse(s).map_err(|e| {
+                    ApiError::bad_request(format!("unable to parse requirement: {e}"))
+                })?),
+                None => None,
+            };
         let fields = match params.get("fieldSelector") {
             Some(s) => Some(FieldSelector::parse(s, info).map_err(ApiError::bad_request)?),
             None => None,
         };
         let keep = |obj: &Value| {
-            labels.as_ref().is_none_or(|l| l.matches(obj.pointer("/metadata/labels").and_then(Value::as_object)))
-                && fields.as_ref().is_none_or(|f| f.matches(obj))
+            labels.as_ref().is_none_or(|l| {
+                l.matches(obj.pointer("/metadata/labels").and_then(Value::as_object))
+            }) && fields.as_ref().is_none_or(|f| f.matches(obj))
         };
         let limit = params.int("limit")?.filter(|l| *l > 0).map(|l| l as usize);
         let prefix = Self::list_prefix(info, ns);
@@ -227,18 +291,30 @@ impl Registry {
             && let Some(cache) = self.cache.for_resource(info)
         {
             let (snapshot, rev) = cache.snapshot(&prefix);
-            let mut items: Vec<Value> = snapshot.iter().filter(|o| keep(o)).map(|o| to_external(info, (**o).clone())).collect();
+            let mut items: Vec<Value> = snapshot
+                .iter()
+                .filter(|o| keep(o))
+                .map(|o| to_external(info, (**o).clone()))
+                .collect();
             let mut continue_token = None;
             if let Some(l) = limit
                 && items.len() > l
             {
                 items.truncate(l);
                 // Later pages come from the store at the same revision.
-                let last = items.last().and_then(|o| objects::name(o)).unwrap_or_default();
+                let last = items
+                    .last()
+                    .and_then(|o| objects::name(o))
+                    .unwrap_or_default();
                 let last_ns = items.last().and_then(|o| objects::namespace(o));
                 continue_token = Some(encode_continue(rev, &Self::key(info, last_ns, last)));
             }
-            return Ok(Page { items, resource_version: rev, continue_token, remaining: None });
+            return Ok(Page {
+                items,
+                resource_version: rev,
+                continue_token,
+                remaining: None,
+            });
         }
 
         let (mut start, mut revision) = match params.get("continue") {
@@ -247,7 +323,10 @@ impl Registry {
                 (Some(start), Some(rev))
             }
             None => {
-                let rev = match (params.get("resourceVersion"), params.get("resourceVersionMatch")) {
+                let rev = match (
+                    params.get("resourceVersion"),
+                    params.get("resourceVersionMatch"),
+                ) {
                     (Some(rv), Some("Exact")) => Some(parse_rv(rv)?),
                     _ => None,
                 };
@@ -271,16 +350,24 @@ impl Registry {
             let mut last_key = None;
             for kv in &res.items {
                 last_key = Some(kv.key.clone());
-                let obj = decode(&kv.value, kv.mod_revision).map_err(|e| ApiError::internal(e.to_string()))?;
+                let obj = decode(&kv.value, kv.mod_revision)
+                    .map_err(|e| ApiError::internal(e.to_string()))?;
                 if keep(&obj) {
                     items.push(to_external(info, obj));
                     if let Some(l) = limit
                         && items.len() == l
                     {
                         // More may follow: either this page had keys left, or the store said so.
-                        let more = res.more || kv.key != res.items.last().map(|k| k.key.clone()).unwrap_or_default();
+                        let more = res.more
+                            || kv.key
+                                != res.items.last().map(|k| k.key.clone()).unwrap_or_default();
                         let token = more.then(|| encode_continue(res.revision, &kv.key));
-                        return Ok(Page { items, resource_version: res.revision, continue_token: token, remaining: None });
+                        return Ok(Page {
+                            items,
+                            resource_version: res.revision,
+                            continue_token: token,
+                            remaining: None,
+                        });
                     }
                 }
             }
@@ -289,15 +376,31 @@ impl Registry {
             }
             start = last_key;
         }
-        Ok(Page { items, resource_version: revision.unwrap_or(0), continue_token: None, remaining: None })
+        Ok(Page {
+            items,
+            resource_version: revision.unwrap_or(0),
+            continue_token: None,
+            remaining: None,
+        })
     }
 
     /// Fills the server-set metadata of a new object and runs the kind's create rules.
-    fn prepare_create(&self, info: &'static ResourceInfo, ns: Option<&str>, obj: &mut Value) -> ApiResult<String> {
+    fn prepare_create(
+        &self,
+        info: &'static ResourceInfo,
+        ns: Option<&str>,
+        obj: &mut Value,
+    ) -> ApiResult<String> {
         check_type(info, obj)?;
         let meta = meta_mut(obj);
-        if meta.get("resourceVersion").and_then(Value::as_str).is_some_and(|s| !s.is_empty()) {
-            return Err(ApiError::bad_request("resourceVersion should not be set on objects to be created"));
+        if meta
+            .get("resourceVersion")
+            .and_then(Value::as_str)
+            .is_some_and(|s| !s.is_empty())
+        {
+            return Err(ApiError::bad_request(
+                "resourceVersion should not be set on objects to be created",
+            ));
         }
         if info.namespaced {
             let url_ns = ns.unwrap_or("default");
@@ -315,12 +418,21 @@ impl Registry {
         } else {
             meta.remove("namespace");
         }
-        let has_name = meta.get("name").and_then(Value::as_str).is_some_and(|s| !s.is_empty());
+        let has_name = meta
+            .get("name")
+            .and_then(Value::as_str)
+            .is_some_and(|s| !s.is_empty());
         if !has_name
-            && let Some(base) = meta.get("generateName").and_then(Value::as_str).filter(|s| !s.is_empty())
+            && let Some(base) = meta
+                .get("generateName")
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
         {
             let base = base.chars().take(58).collect::<String>();
-            meta.insert("name".into(), json!(format!("{base}{}", objects::random_suffix())));
+            meta.insert(
+                "name".into(),
+                json!(format!("{base}{}", objects::random_suffix())),
+            );
         }
         meta.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
         meta.insert("creationTimestamp".into(), json!(objects::now_rfc3339()));
@@ -328,7 +440,11 @@ impl Registry {
         meta.remove("deletionGracePeriodSeconds");
         meta.remove("selfLink");
         meta.remove("generation");
-        let name = meta.get("name").and_then(Value::as_str).unwrap_or_default().to_string();
+        let name = meta
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
         if objects::has_generation(info) {
             meta_mut(obj).insert("generation".into(), json!(1));
         }
@@ -343,7 +459,14 @@ impl Registry {
 
     /// POST: creates an object. `manager` is the field manager to record as the owner of
     /// every field (none for server-side apply, which records its own).
-    pub async fn create(&self, info: &'static ResourceInfo, ns: Option<&str>, body: Value, params: &Params, manager: Option<&str>) -> ApiResult<Written> {
+    pub async fn create(
+        &self,
+        info: &'static ResourceInfo,
+        ns: Option<&str>,
+        body: Value,
+        params: &Params,
+        manager: Option<&str>,
+    ) -> ApiResult<Written> {
         let mut warnings = Vec::new();
         let mut body = body;
         check_type(info, &mut body)?;
@@ -353,7 +476,8 @@ impl Registry {
             crate::apply::track_update(None, &mut obj, m, &info.api_version(), None);
         }
         if info.namespaced {
-            self.check_namespace(objects::namespace(&obj).unwrap_or("default"), true).await?;
+            self.check_namespace(objects::namespace(&obj).unwrap_or("default"), true)
+                .await?;
         }
         let dry_run = params.dry_run()?;
         let key = Self::key(info, objects::namespace(&obj), &name);
@@ -363,14 +487,22 @@ impl Registry {
             Vec::new()
         };
         if dry_run {
-            return Ok(Written { code: 201, object: obj, warnings });
+            return Ok(Written {
+                code: 201,
+                object: obj,
+                warnings,
+            });
         }
         let stored = to_storage(info, obj);
         match self.store.create(&key, encode(&stored)).await {
             Ok(rev) => {
                 let mut out = to_external(info, stored);
                 crate::cache::set_resource_version(&mut out, rev);
-                Ok(Written { code: 201, object: out, warnings })
+                Ok(Written {
+                    code: 201,
+                    object: out,
+                    warnings,
+                })
             }
             Err(e) => {
                 self.release(allocs).await;
@@ -390,7 +522,13 @@ impl Registry {
 
     /// Allocates a Service's ClusterIP and node ports, reusing those of `old` on update.
     /// Returns what was newly claimed, so a failed write can give it back.
-    async fn allocate_service(&self, info: &ResourceInfo, name: &str, svc: &mut Value, old: Option<&Value>) -> ApiResult<Vec<Alloc>> {
+    async fn allocate_service(
+        &self,
+        info: &ResourceInfo,
+        name: &str,
+        svc: &mut Value,
+        old: Option<&Value>,
+    ) -> ApiResult<Vec<Alloc>> {
         let mut claimed = Vec::new();
         let result = self.allocate_service_inner(svc, old, &mut claimed).await;
         match result {
@@ -399,28 +537,58 @@ impl Registry {
                 self.release(claimed).await;
                 match e {
                     AllocError::Store(s) => Err(ApiError::from_store(s, info, name)),
-                    e => Err(invalid_one(info, name, FieldErrorKind::Invalid, &field, value, &e.to_string())),
+                    e => Err(invalid_one(
+                        info,
+                        name,
+                        FieldErrorKind::Invalid,
+                        &field,
+                        value,
+                        &e.to_string(),
+                    )),
                 }
             }
         }
     }
 
-    async fn allocate_service_inner(&self, svc: &mut Value, old: Option<&Value>, claimed: &mut Vec<Alloc>) -> Result<(), (String, Option<String>, AllocError)> {
-        let ty = svc.pointer("/spec/type").and_then(Value::as_str).unwrap_or("ClusterIP").to_string();
+    async fn allocate_service_inner(
+        &self,
+        svc: &mut Value,
+        old: Option<&Value>,
+        claimed: &mut Vec<Alloc>,
+    ) -> Result<(), (String, Option<String>, AllocError)> {
+        let ty = svc
+            .pointer("/spec/type")
+            .and_then(Value::as_str)
+            .unwrap_or("ClusterIP")
+            .to_string();
         if ty != "ExternalName" {
-            let requested = svc.pointer("/spec/clusterIP").and_then(Value::as_str).unwrap_or("").to_string();
+            let requested = svc
+                .pointer("/spec/clusterIP")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string();
             let old_ip = old.and_then(cluster_ip).map(String::from);
             let ip = match (requested.as_str(), old_ip) {
                 ("None", _) => None,
                 ("", Some(o)) => Some(o),
                 (r, Some(o)) if r == o => Some(o),
                 ("", None) => {
-                    let ip = self.alloc.allocate_ip(None).await.map_err(|e| ("spec.clusterIP".into(), None, e))?;
+                    let ip = self
+                        .alloc
+                        .allocate_ip(None)
+                        .await
+                        .map_err(|e| ("spec.clusterIP".into(), None, e))?;
                     claimed.push(Alloc::Ip(ip.clone()));
                     Some(ip)
                 }
                 (r, _) => {
-                    let ip = self.alloc.allocate_ip(Some(r)).await.map_err(|e| ("spec.clusterIPs".into(), Some(format!("[]string{{\"{r}\"}}")), e))?;
+                    let ip = self.alloc.allocate_ip(Some(r)).await.map_err(|e| {
+                        (
+                            "spec.clusterIPs".into(),
+                            Some(format!("[]string{{\"{r}\"}}")),
+                            e,
+                        )
+                    })?;
                     claimed.push(Alloc::Ip(ip.clone()));
                     Some(ip)
                 }
@@ -445,7 +613,10 @@ impl Registry {
                         .filter_map(|p| {
                             Some((
                                 p.get("port")?.as_u64()?,
-                                p.get("protocol").and_then(Value::as_str).unwrap_or("TCP").to_string(),
+                                p.get("protocol")
+                                    .and_then(Value::as_str)
+                                    .unwrap_or("TCP")
+                                    .to_string(),
                                 p.get("nodePort")?.as_u64()? as u16,
                             ))
                         })
@@ -453,23 +624,43 @@ impl Registry {
                 })
                 .unwrap_or_default();
             let old_node_ports: Vec<u16> = old_ports.iter().map(|p| p.2).collect();
-            let n = svc.pointer("/spec/ports").and_then(Value::as_array).map_or(0, Vec::len);
+            let n = svc
+                .pointer("/spec/ports")
+                .and_then(Value::as_array)
+                .map_or(0, Vec::len);
             for i in 0..n {
                 let port = &svc["spec"]["ports"][i];
-                let requested = port.get("nodePort").and_then(Value::as_u64).map(|p| p as u16).filter(|p| *p != 0);
+                let requested = port
+                    .get("nodePort")
+                    .and_then(Value::as_u64)
+                    .map(|p| p as u16)
+                    .filter(|p| *p != 0);
                 let svc_port = port.get("port").and_then(Value::as_u64).unwrap_or(0);
-                let proto = port.get("protocol").and_then(Value::as_str).unwrap_or("TCP").to_string();
+                let proto = port
+                    .get("protocol")
+                    .and_then(Value::as_str)
+                    .unwrap_or("TCP")
+                    .to_string();
                 let np = match requested {
                     Some(p) if old_node_ports.contains(&p) => p,
                     Some(p) => {
-                        let p = self.alloc.allocate_port(Some(p)).await.map_err(|e| (format!("spec.ports[{i}].nodePort"), Some(p.to_string()), e))?;
+                        let p = self.alloc.allocate_port(Some(p)).await.map_err(|e| {
+                            (format!("spec.ports[{i}].nodePort"), Some(p.to_string()), e)
+                        })?;
                         claimed.push(Alloc::Port(p));
                         p
                     }
-                    None => match old_ports.iter().find(|(op, opr, _)| *op == svc_port && *opr == proto) {
+                    None => match old_ports
+                        .iter()
+                        .find(|(op, opr, _)| *op == svc_port && *opr == proto)
+                    {
                         Some((_, _, np)) => *np,
                         None => {
-                            let p = self.alloc.allocate_port(None).await.map_err(|e| (format!("spec.ports[{i}].nodePort"), None, e))?;
+                            let p = self
+                                .alloc
+                                .allocate_port(None)
+                                .await
+                                .map_err(|e| (format!("spec.ports[{i}].nodePort"), None, e))?;
                             claimed.push(Alloc::Port(p));
                             p
                         }
@@ -527,7 +718,11 @@ impl Registry {
                 return Ok(current);
             };
             // A client-supplied resourceVersion pins the write to that version.
-            if let Some(want) = new.pointer("/metadata/resourceVersion").and_then(Value::as_str).filter(|s| !s.is_empty()) {
+            if let Some(want) = new
+                .pointer("/metadata/resourceVersion")
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+            {
                 if parse_rv(want)? != rev {
                     return Err(ApiError::modified(info, name));
                 }
@@ -538,7 +733,8 @@ impl Registry {
             }
             let is_service = info.plural == "services";
             let allocs = if is_service && !dry_run {
-                self.allocate_service(info, name, &mut new, Some(&current)).await?
+                self.allocate_service(info, name, &mut new, Some(&current))
+                    .await?
             } else {
                 Vec::new()
             };
@@ -548,7 +744,11 @@ impl Registry {
             // Removing the last finalizer of an object being deleted deletes it.
             let finished = objects::is_deleting(&new)
                 && objects::finalizers(&new).is_empty()
-                && new.pointer("/metadata/deletionGracePeriodSeconds").and_then(Value::as_i64).unwrap_or(0) == 0;
+                && new
+                    .pointer("/metadata/deletionGracePeriodSeconds")
+                    .and_then(Value::as_i64)
+                    .unwrap_or(0)
+                    == 0;
             let stored = to_storage(info, new);
             if finished {
                 return match self.store.delete(&key, Some(rev)).await {
@@ -587,7 +787,15 @@ impl Registry {
     /// Applies the update rules to `new` given `old`: server-owned metadata is kept, status
     /// (or for `/status`, everything but status) comes from `old`, generation bumps on spec
     /// changes, defaults and validation run.
-    pub fn prepare_update(&self, info: &'static ResourceInfo, sub: Option<&str>, mut new: Value, old: &Value, fv: FieldValidation, warnings: &mut Vec<String>) -> ApiResult<Option<Value>> {
+    pub fn prepare_update(
+        &self,
+        info: &'static ResourceInfo,
+        sub: Option<&str>,
+        mut new: Value,
+        old: &Value,
+        fv: FieldValidation,
+        warnings: &mut Vec<String>,
+    ) -> ApiResult<Option<Value>> {
         let name = objects::name(old).unwrap_or_default().to_string();
         check_type(info, &mut new)?;
         new = admit_schema(info, new, fv, warnings)?;
@@ -627,7 +835,15 @@ impl Registry {
                 // Server-owned metadata never changes through an update.
                 let old_meta = old.get("metadata").cloned().unwrap_or(json!({}));
                 let meta = meta_mut(&mut r);
-                for f in ["name", "namespace", "uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation"] {
+                for f in [
+                    "name",
+                    "namespace",
+                    "uid",
+                    "creationTimestamp",
+                    "deletionTimestamp",
+                    "deletionGracePeriodSeconds",
+                    "generation",
+                ] {
                     match old_meta.get(f) {
                         Some(v) => {
                             meta.insert(f.into(), v.clone());
@@ -637,8 +853,14 @@ impl Registry {
                         }
                     }
                 }
-                if objects::has_generation(info) && objects::spec_part(&r) != objects::spec_part(old) {
-                    let g = old.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(0) + 1;
+                if objects::has_generation(info)
+                    && objects::spec_part(&r) != objects::spec_part(old)
+                {
+                    let g = old
+                        .pointer("/metadata/generation")
+                        .and_then(Value::as_i64)
+                        .unwrap_or(0)
+                        + 1;
                     meta_mut(&mut r).insert("generation".into(), json!(g));
                 }
                 r
@@ -661,7 +883,16 @@ impl Registry {
     }
 
     /// PUT: replaces an object (or its status).
-    pub async fn update(&self, info: &'static ResourceInfo, ns: Option<&str>, name: &str, sub: Option<&str>, body: Value, params: &Params, manager: &str) -> ApiResult<Written> {
+    pub async fn update(
+        &self,
+        info: &'static ResourceInfo,
+        ns: Option<&str>,
+        name: &str,
+        sub: Option<&str>,
+        body: Value,
+        params: &Params,
+        manager: &str,
+    ) -> ApiResult<Written> {
         let fv = params.field_validation()?;
         let mut warnings = Vec::new();
         let body_ref = &body;
@@ -672,9 +903,22 @@ impl Registry {
                 ns,
                 name,
                 |current| {
-                    let new = self.prepare_update(info, sub, body_ref.clone(), &current, fv, warnings_ref)?;
+                    let new = self.prepare_update(
+                        info,
+                        sub,
+                        body_ref.clone(),
+                        &current,
+                        fv,
+                        warnings_ref,
+                    )?;
                     Ok(new.map(|mut n| {
-                        crate::apply::track_update(Some(&current), &mut n, manager, &info.api_version(), sub);
+                        crate::apply::track_update(
+                            Some(&current),
+                            &mut n,
+                            manager,
+                            &info.api_version(),
+                            sub,
+                        );
                         n
                     }))
                 },
@@ -682,9 +926,20 @@ impl Registry {
             )
             .await;
         match result {
-            Ok(object) => Ok(Written { code: 200, object, warnings }),
+            Ok(object) => Ok(Written {
+                code: 200,
+                object,
+                warnings,
+            }),
             // Some kinds may be created by PUT (as upstream allows for them).
-            Err(e) if e.code == 404 && sub.is_none() && matches!(info.plural, "endpoints" | "events" | "leases" | "endpointslices") => {
+            Err(e)
+                if e.code == 404
+                    && sub.is_none()
+                    && matches!(
+                        info.plural,
+                        "endpoints" | "events" | "leases" | "endpointslices"
+                    ) =>
+            {
                 let mut body = body;
                 meta_mut(&mut body).insert("name".into(), json!(name));
                 meta_mut(&mut body).remove("resourceVersion");
@@ -695,17 +950,36 @@ impl Registry {
     }
 
     /// DELETE of one object, with grace period, propagation policy and preconditions.
-    pub async fn delete(&self, info: &'static ResourceInfo, ns: Option<&str>, name: &str, opts: &Value, params: &Params) -> ApiResult<Written> {
-        let dry_run = params.dry_run()? || opts.get("dryRun").and_then(Value::as_array).is_some_and(|a| !a.is_empty());
-        let grace_req = params.int("gracePeriodSeconds")?.or_else(|| opts.get("gracePeriodSeconds").and_then(Value::as_i64));
+    pub async fn delete(
+        &self,
+        info: &'static ResourceInfo,
+        ns: Option<&str>,
+        name: &str,
+        opts: &Value,
+        params: &Params,
+    ) -> ApiResult<Written> {
+        let dry_run = params.dry_run()?
+            || opts
+                .get("dryRun")
+                .and_then(Value::as_array)
+                .is_some_and(|a| !a.is_empty());
+        let grace_req = params
+            .int("gracePeriodSeconds")?
+            .or_else(|| opts.get("gracePeriodSeconds").and_then(Value::as_i64));
         let propagation = params
             .get("propagationPolicy")
             .map(String::from)
-            .or_else(|| opts.get("propagationPolicy").and_then(Value::as_str).map(String::from))
-            .or_else(|| match opts.get("orphanDependents").and_then(Value::as_bool) {
-                Some(true) => Some("Orphan".into()),
-                _ => None,
-            });
+            .or_else(|| {
+                opts.get("propagationPolicy")
+                    .and_then(Value::as_str)
+                    .map(String::from)
+            })
+            .or_else(
+                || match opts.get("orphanDependents").and_then(Value::as_bool) {
+                    Some(true) => Some("Orphan".into()),
+                    _ => None,
+                },
+            );
         let extra_finalizer = match propagation.as_deref() {
             None | Some("Background") => None,
             Some("Orphan") => Some("orphan"),
@@ -716,8 +990,11 @@ impl Registry {
                 )));
             }
         };
-        if info.plural == "namespaces" && matches!(name, "default" | "kube-system" | "kube-public") {
-            let mut e = ApiError::forbidden(format!("namespaces \"{name}\" is forbidden: this namespace may not be deleted"));
+        if info.plural == "namespaces" && matches!(name, "default" | "kube-system" | "kube-public")
+        {
+            let mut e = ApiError::forbidden(format!(
+                "namespaces \"{name}\" is forbidden: this namespace may not be deleted"
+            ));
             e.details = Some(json!({ "name": name, "kind": "namespaces" }));
             return Err(e);
         }
@@ -727,21 +1004,49 @@ impl Registry {
             if let Some(uid) = opts.pointer("/preconditions/uid").and_then(Value::as_str)
                 && objects::meta_str(&current, "uid") != Some(uid)
             {
-                return Err(ApiError::conflict(info, name, &format!("Precondition failed: UID in precondition: {uid}, UID in object meta: {}", objects::meta_str(&current, "uid").unwrap_or(""))));
+                return Err(ApiError::conflict(
+                    info,
+                    name,
+                    &format!(
+                        "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                        objects::meta_str(&current, "uid").unwrap_or("")
+                    ),
+                ));
             }
-            if let Some(want) = opts.pointer("/preconditions/resourceVersion").and_then(Value::as_str)
+            if let Some(want) = opts
+                .pointer("/preconditions/resourceVersion")
+                .and_then(Value::as_str)
                 && parse_rv(want)? != rev
             {
-                return Err(ApiError::conflict(info, name, &format!("Precondition failed: ResourceVersion in precondition: {want}, ResourceVersion in object meta: {rev}")));
+                return Err(ApiError::conflict(
+                    info,
+                    name,
+                    &format!(
+                        "Precondition failed: ResourceVersion in precondition: {want}, ResourceVersion in object meta: {rev}"
+                    ),
+                ));
             }
             // Pods on a node terminate gracefully: the kubelet finishes the delete.
             let grace = if info.plural == "pods" {
-                let scheduled = current.pointer("/spec/nodeName").and_then(Value::as_str).is_some_and(|s| !s.is_empty());
-                let finished = matches!(current.pointer("/status/phase").and_then(Value::as_str), Some("Succeeded" | "Failed"));
+                let scheduled = current
+                    .pointer("/spec/nodeName")
+                    .and_then(Value::as_str)
+                    .is_some_and(|s| !s.is_empty());
+                let finished = matches!(
+                    current.pointer("/status/phase").and_then(Value::as_str),
+                    Some("Succeeded" | "Failed")
+                );
                 if !scheduled || finished {
                     0
                 } else {
-                    grace_req.unwrap_or_else(|| current.pointer("/spec/terminationGracePeriodSeconds").and_then(Value::as_i64).unwrap_or(30)).max(0)
+                    grace_req
+                        .unwrap_or_else(|| {
+                            current
+                                .pointer("/spec/terminationGracePeriodSeconds")
+                                .and_then(Value::as_i64)
+                                .unwrap_or(30)
+                        })
+                        .max(0)
                 }
             } else {
                 0
@@ -753,9 +1058,16 @@ impl Registry {
                 finalizers.push(f.to_string());
             }
             let namespace_pending = info.plural == "namespaces"
-                && current.pointer("/spec/finalizers").and_then(Value::as_array).is_some_and(|a| !a.is_empty());
+                && current
+                    .pointer("/spec/finalizers")
+                    .and_then(Value::as_array)
+                    .is_some_and(|a| !a.is_empty());
             if dry_run {
-                return Ok(Written { code: 200, object: to_external(info, current), warnings: vec![] });
+                return Ok(Written {
+                    code: 200,
+                    object: to_external(info, current),
+                    warnings: vec![],
+                });
             }
             if finalizers.is_empty() && grace == 0 && !namespace_pending {
                 return match self.store.delete(&key, Some(rev)).await {
@@ -763,7 +1075,11 @@ impl Registry {
                         self.after_delete(info, &current).await;
                         let mut out = to_external(info, current);
                         crate::cache::set_resource_version(&mut out, del_rev);
-                        Ok(Written { code: 200, object: out, warnings: vec![] })
+                        Ok(Written {
+                            code: 200,
+                            object: out,
+                            warnings: vec![],
+                        })
                     }
                     Err(StoreError::Conflict { .. }) => continue,
                     Err(e) => Err(ApiError::from_store(e, info, name)),
@@ -772,10 +1088,15 @@ impl Registry {
             // Graceful or finalized deletion: mark the object and let its owners finish.
             let mut marked = current.clone();
             let already = objects::is_deleting(&current);
-            let old_grace = current.pointer("/metadata/deletionGracePeriodSeconds").and_then(Value::as_i64);
+            let old_grace = current
+                .pointer("/metadata/deletionGracePeriodSeconds")
+                .and_then(Value::as_i64);
             let meta = meta_mut(&mut marked);
             if !already || old_grace.is_some_and(|g| grace < g) {
-                meta.insert("deletionTimestamp".into(), json!(objects::rfc3339_in(grace)));
+                meta.insert(
+                    "deletionTimestamp".into(),
+                    json!(objects::rfc3339_in(grace)),
+                );
                 meta.insert("deletionGracePeriodSeconds".into(), json!(grace));
             }
             if !finalizers.is_empty() {
@@ -785,13 +1106,21 @@ impl Registry {
                 marked["status"]["phase"] = json!("Terminating");
             }
             if marked == current {
-                return Ok(Written { code: 202, object: to_external(info, current), warnings: vec![] });
+                return Ok(Written {
+                    code: 202,
+                    object: to_external(info, current),
+                    warnings: vec![],
+                });
             }
             match self.store.update(&key, rev, encode(&marked)).await {
                 Ok(new_rev) => {
                     let mut out = to_external(info, marked);
                     crate::cache::set_resource_version(&mut out, new_rev);
-                    return Ok(Written { code: 200, object: out, warnings: vec![] });
+                    return Ok(Written {
+                        code: 200,
+                        object: out,
+                        warnings: vec![],
+                    });
                 }
                 Err(StoreError::Conflict { .. }) => continue,
                 Err(e) => return Err(ApiError::from_store(e, info, name)),
@@ -808,7 +1137,13 @@ impl Registry {
     }
 
     /// DELETE on a collection: deletes every matching object.
-    pub async fn delete_collection(&self, info: &'static ResourceInfo, ns: Option<&str>, opts: &Value, params: &Params) -> ApiResult<Value> {
+    pub async fn delete_collection(
+        &self,
+        info: &'static ResourceInfo,
+        ns: Option<&str>,
+        opts: &Value,
+        params: &Params,
+    ) -> ApiResult<Value> {
         let mut list_params = params.clone();
         list_params.0.remove("limit");
         list_params.0.remove("continue");
@@ -817,7 +1152,10 @@ impl Registry {
         let mut items = Vec::new();
         for obj in page.items {
             let name = objects::name(&obj).unwrap_or_default().to_string();
-            match self.delete(info, objects::namespace(&obj), &name, opts, params).await {
+            match self
+                .delete(info, objects::namespace(&obj), &name, opts, params)
+                .await
+            {
                 Ok(w) => items.push(w.object),
                 Err(e) if e.code == 404 => {}
                 Err(e) => return Err(e),
@@ -833,7 +1171,10 @@ impl Registry {
 
     /// The current store revision.
     pub async fn revision(&self) -> ApiResult<Revision> {
-        self.store.current_revision().await.map_err(|e| ApiError::internal(e.to_string()))
+        self.store
+            .current_revision()
+            .await
+            .map_err(|e| ApiError::internal(e.to_string()))
     }
 
     /// The newest resourceVersion of an object, if set.
@@ -843,15 +1184,26 @@ impl Registry {
 }
 
 fn encode_continue(rev: Revision, key: &str) -> String {
-    let raw = serde_json::to_vec(&json!({ "v": "skiff/v1", "rv": rev, "start": key })).unwrap_or_default();
+    let raw = serde_json::to_vec(&json!({ "v": "skiff/v1", "rv": rev, "start": key }))
+        .unwrap_or_default();
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
 }
 
 fn decode_continue(token: &str) -> ApiResult<(Revision, String)> {
-    let bad = || ApiError::bad_request("continue key is not valid: start a new list without the continue parameter");
-    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(token).map_err(|_| bad())?;
+    let bad = || {
+        ApiError::bad_request(
+            "continue key is not valid: start a new list without the continue parameter",
+        )
+    };
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(token)
+        .map_err(|_| bad())?;
     let v: Value = serde_json::from_slice(&raw).map_err(|_| bad())?;
     let rev = v.get("rv").and_then(Value::as_i64).ok_or_else(bad)?;
-    let start = v.get("start").and_then(Value::as_str).ok_or_else(bad)?.to_string();
+    let start = v
+        .get("start")
+        .and_then(Value::as_str)
+        .ok_or_else(bad)?
+        .to_string();
     Ok((rev, start))
 }

@@ -13,12 +13,19 @@ use crate::request::{Format, Params};
 /// A response carrying `body` with `code`, in `format`, plus `Warning` headers.
 pub fn respond(code: u16, body: &Value, format: Format, warnings: &[String]) -> Response {
     let (bytes, ct) = match format {
-        Format::Yaml => (serde_yaml::to_string(body).unwrap_or_default().into_bytes(), "application/yaml"),
-        _ => (serde_json::to_vec(body).unwrap_or_default(), "application/json"),
+        Format::Yaml => (
+            serde_yaml::to_string(body).unwrap_or_default().into_bytes(),
+            "application/yaml",
+        ),
+        _ => (
+            serde_json::to_vec(body).unwrap_or_default(),
+            "application/json",
+        ),
     };
     let mut resp = Response::new(Body::from(bytes));
     *resp.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::OK);
-    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
     for w in warnings {
         let text = format!("299 - {}", serde_json::to_string(w).unwrap_or_default());
         if let Ok(v) = HeaderValue::from_str(&text) {
@@ -41,7 +48,13 @@ fn partial_metadata(obj: &Value) -> Value {
 }
 
 /// A `Table` of `objs`, with row objects as `includeObject` asks (Metadata by default).
-pub fn table(info: &ResourceInfo, objs: &[Value], rv: Option<String>, cont: Option<String>, params: &Params) -> Value {
+pub fn table(
+    info: &ResourceInfo,
+    objs: &[Value],
+    rv: Option<String>,
+    cont: Option<String>,
+    params: &Params,
+) -> Value {
     let columns: Vec<Value> = table::columns(info)
         .iter()
         .map(|c| {
@@ -114,7 +127,10 @@ pub fn list(info: &ResourceInfo, page: Page, format: Format, params: &Params) ->
 pub fn object(info: &ResourceInfo, obj: Value, format: Format, params: &Params) -> Value {
     match format {
         Format::Table => {
-            let rv = obj.pointer("/metadata/resourceVersion").and_then(Value::as_str).map(String::from);
+            let rv = obj
+                .pointer("/metadata/resourceVersion")
+                .and_then(Value::as_str)
+                .map(String::from);
             table(info, std::slice::from_ref(&obj), rv, None, params)
         }
         Format::Metadata => partial_metadata(&obj),

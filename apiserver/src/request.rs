@@ -50,7 +50,8 @@ pub fn parse_path(path: &str) -> ApiResult<ApiPath<'_>> {
         ["apis", g, v, rest @ ..] => (*g, *v, rest),
         _ => return Err(ApiError::path_not_found()),
     };
-    let lookup = |plural: &str| resources::find(group, version, plural).ok_or_else(ApiError::path_not_found);
+    let lookup =
+        |plural: &str| resources::find(group, version, plural).ok_or_else(ApiError::path_not_found);
     let owned = |s: &&str| Some(s.to_string());
     let target = match rest {
         ["namespaces", ns, plural, tail @ ..] if !matches!(*plural, "status" | "finalize") => {
@@ -64,7 +65,12 @@ pub fn parse_path(path: &str) -> ApiResult<ApiPath<'_>> {
                 [n, s] => (owned(n), owned(s)),
                 _ => return Err(ApiError::path_not_found()),
             };
-            Target { info, namespace: Some(ns.to_string()), name, subresource: sub }
+            Target {
+                info,
+                namespace: Some(ns.to_string()),
+                name,
+                subresource: sub,
+            }
         }
         [plural, tail @ ..] => {
             let info = lookup(plural)?;
@@ -74,7 +80,12 @@ pub fn parse_path(path: &str) -> ApiResult<ApiPath<'_>> {
                 [n, s] if !info.namespaced => (owned(n), owned(s)),
                 _ => return Err(ApiError::path_not_found()),
             };
-            Target { info, namespace: None, name, subresource: sub }
+            Target {
+                info,
+                namespace: None,
+                name,
+                subresource: sub,
+            }
         }
         _ => return Err(ApiError::path_not_found()),
     };
@@ -92,11 +103,18 @@ pub struct Params(pub HashMap<String, String>);
 
 impl Params {
     pub fn parse(query: Option<&str>) -> Self {
-        Params(form_urlencoded::parse(query.unwrap_or("").as_bytes()).into_owned().collect())
+        Params(
+            form_urlencoded::parse(query.unwrap_or("").as_bytes())
+                .into_owned()
+                .collect(),
+        )
     }
 
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.0.get(key).map(String::as_str).filter(|s| !s.is_empty())
+        self.0
+            .get(key)
+            .map(String::as_str)
+            .filter(|s| !s.is_empty())
     }
 
     pub fn flag(&self, key: &str) -> bool {
@@ -106,10 +124,9 @@ impl Params {
     pub fn int(&self, key: &str) -> ApiResult<Option<i64>> {
         match self.get(key) {
             None => Ok(None),
-            Some(s) => s
-                .parse()
-                .map(Some)
-                .map_err(|_| ApiError::bad_request(format!("invalid value for {key}: {s:?} is not an integer"))),
+            Some(s) => s.parse().map(Some).map_err(|_| {
+                ApiError::bad_request(format!("invalid value for {key}: {s:?} is not an integer"))
+            }),
         }
     }
 
@@ -180,14 +197,18 @@ pub fn negotiate(headers: &HeaderMap) -> ApiResult<Format> {
         let json_like = matches!(media, "application/json" | "*/*" | "application/*");
         match (as_, group) {
             (Some("Table"), Some("meta.k8s.io")) if json_like => return Ok(Format::Table),
-            (Some("PartialObjectMetadata" | "PartialObjectMetadataList"), Some("meta.k8s.io")) if json_like => {
+            (Some("PartialObjectMetadata" | "PartialObjectMetadataList"), Some("meta.k8s.io"))
+                if json_like =>
+            {
                 return Ok(Format::Metadata);
             }
             (Some(_), _) => continue,
             (None, _) => {}
         }
         match media {
-            "application/json" | "*/*" | "application/*" | "application/json-patch+json" => return Ok(Format::Json),
+            "application/json" | "*/*" | "application/*" | "application/json-patch+json" => {
+                return Ok(Format::Json);
+            }
             "application/yaml" => return Ok(Format::Yaml),
             _ => continue,
         }
@@ -210,19 +231,31 @@ pub fn content_type(headers: &HeaderMap) -> String {
         .to_ascii_lowercase()
 }
 
-/// Decodes a JSON or YAML request body into an object.
+/// Decodes a JSON, YAML or protobuf request body into an object. Protobuf bodies (kubectl
+/// 1.32+'s typed creates) become the same JSON form a JSON client would have sent.
 pub fn decode_body(headers: &HeaderMap, body: &Bytes) -> ApiResult<Value> {
     let ct = content_type(headers);
     let value: Value = match ct.as_str() {
         "application/yaml" | "application/apply-patch+yaml" => serde_yaml::from_slice(body)
             .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?,
         "application/json" | "" => serde_json::from_slice(body).map_err(|e| {
-            ApiError::bad_request(format!("the body of the request could not be decoded as JSON: {e}"))
+            ApiError::bad_request(format!(
+                "the body of the request could not be decoded as JSON: {e}"
+            ))
         })?,
+        skiff_api::protobuf::CONTENT_TYPE => skiff_api::protobuf::decode(body)
+            .map(|(_, _, obj)| obj)
+            .map_err(|e| {
+                ApiError::bad_request(format!(
+                    "the protobuf body of the request could not be decoded: {e}"
+                ))
+            })?,
         other => return Err(ApiError::unsupported_media_type(other)),
     };
     if !value.is_object() {
-        return Err(ApiError::bad_request("the body of the request must be a JSON object"));
+        return Err(ApiError::bad_request(
+            "the body of the request must be a JSON object",
+        ));
     }
     Ok(value)
 }

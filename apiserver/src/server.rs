@@ -42,7 +42,8 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
         let path = config.data_dir.join("db").join("state.redb");
         std::fs::create_dir_all(path.parent().expect("has a parent"))
             .with_context(|| format!("creating {}", config.data_dir.display()))?;
-        let store = EmbeddedStore::open(&path).with_context(|| format!("opening the embedded store {}", path.display()))?;
+        let store = EmbeddedStore::open(&path)
+            .with_context(|| format!("opening the embedded store {}", path.display()))?;
         tracing::info!(path = %path.display(), "using the embedded store");
         Ok(Arc::new(store))
     } else {
@@ -79,12 +80,17 @@ fn tls_config(pki: &Pki) -> anyhow::Result<Arc<rustls::ServerConfig>> {
     for cert in rustls_pemfile::certs(&mut pki.ca.cert_pem.as_bytes()) {
         roots.add(cert.context("reading the CA certificate")?)?;
     }
-    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-        .allow_unauthenticated()
-        .build()
-        .context("building the client certificate verifier")?;
-    let certs = rustls_pemfile::certs(&mut pki.serving.cert_pem.as_bytes()).collect::<Result<Vec<_>, _>>()?;
-    let key = rustls_pemfile::private_key(&mut pki.serving.key_pem.as_bytes())?.context("no private key in apiserver.key")?;
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .allow_unauthenticated()
+    .build()
+    .context("building the client certificate verifier")?;
+    let certs = rustls_pemfile::certs(&mut pki.serving.cert_pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()?;
+    let key = rustls_pemfile::private_key(&mut pki.serving.key_pem.as_bytes())?
+        .context("no private key in apiserver.key")?;
     let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
         .with_client_cert_verifier(verifier)
@@ -95,7 +101,12 @@ fn tls_config(pki: &Pki) -> anyhow::Result<Arc<rustls::ServerConfig>> {
 }
 
 /// Creates the built-in namespaces and the `kubernetes` Service, if missing.
-async fn bootstrap(registry: &Registry, config: &Config, port: u16, advertise: IpAddr) -> anyhow::Result<()> {
+async fn bootstrap(
+    registry: &Registry,
+    config: &Config,
+    port: u16,
+    advertise: IpAddr,
+) -> anyhow::Result<()> {
     let params = Params::default();
     let ns_info = resources::find("", "v1", "namespaces").context("namespaces not served")?;
     for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
@@ -108,7 +119,11 @@ async fn bootstrap(registry: &Registry, config: &Config, port: u16, advertise: I
     }
     let svc_info = resources::find("", "v1", "services").context("services not served")?;
     let first_ip = registry.alloc.first_ip().to_string();
-    if registry.get(svc_info, Some("default"), "kubernetes", &params).await.is_err() {
+    if registry
+        .get(svc_info, Some("default"), "kubernetes", &params)
+        .await
+        .is_err()
+    {
         // A crash between claiming the IP and creating the Service may have left the claim.
         registry.alloc.release_ip(&first_ip).await;
         let svc = json!({
@@ -116,7 +131,10 @@ async fn bootstrap(registry: &Registry, config: &Config, port: u16, advertise: I
             "metadata": { "name": "kubernetes", "namespace": "default", "labels": { "component": "apiserver", "provider": "kubernetes" } },
             "spec": { "type": "ClusterIP", "clusterIP": first_ip, "ports": [{ "name": "https", "port": 443, "protocol": "TCP", "targetPort": port }] },
         });
-        match registry.create(svc_info, Some("default"), svc, &params, None).await {
+        match registry
+            .create(svc_info, Some("default"), svc, &params, None)
+            .await
+        {
             Ok(_) => tracing::info!(ip = %first_ip, "created the kubernetes Service"),
             Err(e) if e.code == 409 || e.code == 422 => {}
             Err(e) => return Err(anyhow::anyhow!("creating the kubernetes Service: {e}")),
@@ -128,14 +146,23 @@ async fn bootstrap(registry: &Registry, config: &Config, port: u16, advertise: I
         "metadata": { "name": "kubernetes", "namespace": "default", "labels": { "endpointslice.kubernetes.io/skip-mirror": "true" } },
         "subsets": [{ "addresses": [{ "ip": advertise.to_string() }], "ports": [{ "name": "https", "port": port, "protocol": "TCP" }] }],
     });
-    match registry.create(ep_info, Some("default"), ep.clone(), &params, None).await {
+    match registry
+        .create(ep_info, Some("default"), ep.clone(), &params, None)
+        .await
+    {
         Ok(_) => {}
         Err(e) if e.code == 409 => {
             registry
-                .guaranteed_update(ep_info, Some("default"), "kubernetes", |mut cur| {
-                    cur["subsets"] = ep["subsets"].clone();
-                    Ok(Some(cur))
-                }, false)
+                .guaranteed_update(
+                    ep_info,
+                    Some("default"),
+                    "kubernetes",
+                    |mut cur| {
+                        cur["subsets"] = ep["subsets"].clone();
+                        Ok(Some(cur))
+                    },
+                    false,
+                )
                 .await
                 .map_err(|e| anyhow::anyhow!("updating the kubernetes Endpoints: {e}"))?;
         }
@@ -167,14 +194,25 @@ async fn compactor(store: Arc<dyn Store>, interval: Duration, shutdown: Cancella
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     let store = open_store(&config).await?;
     let advertise = advertise_ip(&config);
-    let mut sans: Vec<String> = vec!["localhost".into(), "127.0.0.1".into(), "kubernetes".into(), "kubernetes.default".into(), "kubernetes.default.svc".into(), "kubernetes.default.svc.cluster.local".into()];
+    let mut sans: Vec<String> = vec![
+        "localhost".into(),
+        "127.0.0.1".into(),
+        "kubernetes".into(),
+        "kubernetes.default".into(),
+        "kubernetes.default.svc".into(),
+        "kubernetes.default.svc.cluster.local".into(),
+    ];
     if let Ok(h) = hostname::get() {
         sans.push(h.to_string_lossy().into_owned());
     }
     for ip in local_ips() {
         sans.push(ip.to_string());
     }
-    let allocator = Allocator::new(store.clone(), config.service_cluster_ip_range, config.service_node_port_range);
+    let allocator = Allocator::new(
+        store.clone(),
+        config.service_cluster_ip_range,
+        config.service_node_port_range,
+    );
     sans.push(allocator.first_ip().to_string());
     sans.dedup();
     let pki = Pki::ensure(&config.data_dir, &sans)?;
@@ -186,7 +224,12 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
 
     let listener = TcpListener::bind(SocketAddr::new(config.bind_address, config.secure_port))
         .await
-        .with_context(|| format!("binding {}:{}; is another apiserver running?", config.bind_address, config.secure_port))?;
+        .with_context(|| {
+            format!(
+                "binding {}:{}; is another apiserver running?",
+                config.bind_address, config.secure_port
+            )
+        })?;
     let local = listener.local_addr()?;
     bootstrap(&registry, &config, local.port(), advertise).await?;
 
@@ -194,7 +237,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         Some(p) => TokenFile::load(p)?,
         None => TokenFile::default(),
     };
-    let client_host = if config.bind_address.is_unspecified() { "127.0.0.1".to_string() } else { config.bind_address.to_string() };
+    let client_host = if config.bind_address.is_unspecified() {
+        "127.0.0.1".to_string()
+    } else {
+        config.bind_address.to_string()
+    };
     let server_url = format!("https://{client_host}:{}", local.port());
     let kubeconfig = pki::kubeconfig(&server_url, &pki.ca.cert_pem, &pki.admin, "admin");
     let kc_path = config.kubeconfig_path();
@@ -207,11 +254,20 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         metrics: Metrics::default(),
         advertise: format!("{advertise}:{}", local.port()),
     });
-    let router = Router::new().fallback(crate::handlers::dispatch).with_state(app);
-    tokio::spawn(compactor(store, Duration::from_secs(300), shutdown.clone()));
+    let router = Router::new()
+        .fallback(crate::handlers::dispatch)
+        .with_state(app);
+    if !config.compaction_interval.is_zero() {
+        tokio::spawn(compactor(
+            store,
+            config.compaction_interval,
+            shutdown.clone(),
+        ));
+    }
 
     if let Some(ready) = &config.ready_file {
-        std::fs::write(ready, local.to_string()).with_context(|| format!("writing {}", ready.display()))?;
+        std::fs::write(ready, local.to_string())
+            .with_context(|| format!("writing {}", ready.display()))?;
     }
     tracing::info!(address = %local, kubeconfig = %kc_path.display(), "skiff-apiserver is serving");
     serve(listener, tls, router, shutdown).await;
@@ -221,7 +277,12 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
 
 /// Accepts TLS connections and serves HTTP/1.1 and HTTP/2 on them until shutdown; then waits
 /// a few seconds for in-flight requests.
-async fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>, router: Router, shutdown: CancellationToken) {
+async fn serve(
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    router: Router,
+    shutdown: CancellationToken,
+) {
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     loop {
@@ -241,22 +302,30 @@ async fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>, router: Ro
         let router = router.clone();
         let watcher = graceful.watcher();
         tokio::spawn(async move {
-            let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
-                Ok(Ok(s)) => s,
-                Ok(Err(e)) => {
-                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                    return;
-                }
-                Err(_) => return,
-            };
-            let user = tls.get_ref().1.peer_certificates().and_then(|c| c.first()).and_then(|c| user_from_cert(c));
+            let tls =
+                match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(e)) => {
+                        tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => return,
+                };
+            let user = tls
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|c| c.first())
+                .and_then(|c| user_from_cert(c));
             let identity = PeerIdentity(user);
             let svc = hyper::service::service_fn(move |mut req: http::Request<Incoming>| {
                 req.extensions_mut().insert(identity.clone());
                 router.clone().oneshot(req)
             });
             let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-            let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), svc).into_owned();
+            let conn = builder
+                .serve_connection_with_upgrades(TokioIo::new(tls), svc)
+                .into_owned();
             if let Err(e) = watcher.watch(conn).await {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }

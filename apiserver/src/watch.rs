@@ -25,7 +25,7 @@ use crate::render;
 use crate::request::{Format, Params};
 
 /// How often an idle watch with `allowWatchBookmarks` gets a BOOKMARK.
-const BOOKMARK_EVERY: Duration = Duration::from_secs(15);
+const BOOKMARK_EVERY: Duration = Duration::from_secs(10);
 
 struct Filter {
     key_prefix: String,
@@ -35,7 +35,9 @@ struct Filter {
 
 impl Filter {
     fn matches(&self, obj: &Value) -> bool {
-        self.labels.as_ref().is_none_or(|l| l.matches(obj.pointer("/metadata/labels").and_then(Value::as_object)))
+        self.labels
+            .as_ref()
+            .is_none_or(|l| l.matches(obj.pointer("/metadata/labels").and_then(Value::as_object)))
             && self.fields.as_ref().is_none_or(|f| f.matches(obj))
     }
 
@@ -69,12 +71,17 @@ impl Filter {
 
 /// Where a watch's events come from.
 enum Source {
-    Cache { replay: Vec<Arc<CacheEvent>>, live: tokio::sync::broadcast::Receiver<Arc<CacheEvent>>, state: bool },
+    Cache {
+        replay: Vec<Arc<CacheEvent>>,
+        live: tokio::sync::broadcast::Receiver<Arc<CacheEvent>>,
+        state: bool,
+    },
     Store(skiff_store::WatchStream),
 }
 
 fn error_line(err: &ApiError) -> Bytes {
-    let mut line = serde_json::to_vec(&json!({ "type": "ERROR", "object": err.to_status() })).unwrap_or_default();
+    let mut line = serde_json::to_vec(&json!({ "type": "ERROR", "object": err.to_status() }))
+        .unwrap_or_default();
     line.push(b'\n');
     Bytes::from(line)
 }
@@ -91,11 +98,24 @@ fn store_event(ev: skiff_store::WatchEvent) -> Result<Arc<CacheEvent>, StoreErro
         EventKind::Put if ev.kv.create_revision == ev.kv.mod_revision => EventType::Added,
         EventKind::Put => EventType::Modified,
     };
-    Ok(Arc::new(CacheEvent::new(ty, rev, ev.kv.key.clone(), obj, prev)))
+    Ok(Arc::new(CacheEvent::new(
+        ty,
+        rev,
+        ev.kv.key.clone(),
+        obj,
+        prev,
+    )))
 }
 
 /// Serves `GET ...?watch=1`.
-pub async fn serve(registry: Arc<Registry>, info: &'static ResourceInfo, ns: Option<String>, name: Option<String>, params: Params, format: Format) -> ApiResult<Response> {
+pub async fn serve(
+    registry: Arc<Registry>,
+    info: &'static ResourceInfo,
+    ns: Option<String>,
+    name: Option<String>,
+    params: Params,
+    format: Format,
+) -> ApiResult<Response> {
     let labels = match params.get("labelSelector") {
         Some(s) => Some(LabelSelector::parse(s).map_err(ApiError::bad_request)?),
         None => None,
@@ -118,7 +138,11 @@ pub async fn serve(registry: Arc<Registry>, info: &'static ResourceInfo, ns: Opt
         Some(ns) if info.namespaced => format!("{}{ns}/", storage.storage_prefix()),
         _ => storage.storage_prefix(),
     };
-    let filter = Filter { key_prefix: key_prefix.clone(), labels, fields };
+    let filter = Filter {
+        key_prefix: key_prefix.clone(),
+        labels,
+        fields,
+    };
     let bookmarks = params.flag("allowWatchBookmarks");
     let send_initial = params.flag("sendInitialEvents");
     let timeout = match params.int("timeoutSeconds")? {
@@ -126,28 +150,55 @@ pub async fn serve(registry: Arc<Registry>, info: &'static ResourceInfo, ns: Opt
         // Like kube-apiserver: a random timeout between 30 and 60 minutes spreads re-watches.
         _ => Duration::from_secs(1800 + rand::random_range(0..1800)),
     };
-    let cache = registry.cache.for_resource(info).cloned().ok_or_else(|| ApiError::internal("no watch cache for resource"))?;
+    let cache = registry
+        .cache
+        .for_resource(info)
+        .cloned()
+        .ok_or_else(|| ApiError::internal("no watch cache for resource"))?;
     cache.wait_synced().await;
 
     let rv_param = params.get("resourceVersion").map(String::from);
     let (source, start_rev) = match rv_param.as_deref() {
         None | Some("0") => {
             let sub = cache.subscribe_with_state(&key_prefix);
-            (Source::Cache { replay: sub.replay, live: sub.live, state: true }, sub.revision)
+            (
+                Source::Cache {
+                    replay: sub.replay,
+                    live: sub.live,
+                    state: true,
+                },
+                sub.revision,
+            )
         }
         Some(rv) => {
-            let after: Revision = rv.parse().map_err(|_| ApiError::bad_request(format!("invalid resource version: {rv:?}")))?;
+            let after: Revision = rv
+                .parse()
+                .map_err(|_| ApiError::bad_request(format!("invalid resource version: {rv:?}")))?;
             if send_initial {
-                return Err(ApiError::bad_request("sendInitialEvents is only supported with an empty or \"0\" resourceVersion"));
+                return Err(ApiError::bad_request(
+                    "sendInitialEvents is only supported with an empty or \"0\" resourceVersion",
+                ));
             }
             match cache.subscribe_after(after) {
-                Some(sub) => (Source::Cache { replay: sub.replay, live: sub.live, state: false }, after),
+                Some(sub) => (
+                    Source::Cache {
+                        replay: sub.replay,
+                        live: sub.live,
+                        state: false,
+                    },
+                    after,
+                ),
                 None => match registry.store.watch(&key_prefix, after).await {
                     Ok(s) => (Source::Store(s), after),
                     Err(StoreError::Compacted { .. }) => {
                         // As kube-apiserver: the watch starts, then says 410 in an ERROR event.
-                        let err = ApiError::gone(format!("too old resource version: {after} ({})", cache.revision()));
-                        return Ok(stream_response(futures::stream::once(async move { Ok(error_line(&err)) }).boxed()));
+                        let err = ApiError::gone(format!(
+                            "too old resource version: {after} ({})",
+                            cache.revision()
+                        ));
+                        return Ok(stream_response(
+                            futures::stream::once(async move { Ok(error_line(&err)) }).boxed(),
+                        ));
                     }
                     Err(e) => return Err(ApiError::from_store(e, info, "")),
                 },
@@ -156,27 +207,54 @@ pub async fn serve(registry: Arc<Registry>, info: &'static ResourceInfo, ns: Opt
     };
 
     let (tx, rx) = mpsc::channel::<Bytes>(256);
-    tokio::spawn(pump(info, filter, source, start_rev, send_initial, bookmarks, timeout, format, params, cache, tx));
+    tokio::spawn(pump(
+        info,
+        filter,
+        source,
+        start_rev,
+        send_initial,
+        bookmarks,
+        timeout,
+        format,
+        params,
+        cache,
+        tx,
+    ));
     let stream = tokio_stream::wrappers::ReceiverStream::new(rx).map(Ok::<_, Infallible>);
     Ok(stream_response(stream.boxed()))
 }
 
-fn stream_response(stream: futures::stream::BoxStream<'static, Result<Bytes, Infallible>>) -> Response {
+fn stream_response(
+    stream: futures::stream::BoxStream<'static, Result<Bytes, Infallible>>,
+) -> Response {
     let mut resp = Response::new(Body::from_stream(stream));
-    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache, private"));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("no-cache, private"),
+    );
     resp
 }
 
 /// Encodes one event for this watcher.
-fn encode(info: &ResourceInfo, ev: &CacheEvent, ty: EventType, format: Format, params: &Params) -> Bytes {
+fn encode(
+    info: &ResourceInfo,
+    ev: &CacheEvent,
+    ty: EventType,
+    format: Format,
+    params: &Params,
+) -> Bytes {
     let plain = format == Format::Json && ty == ev.ty && info.version == info.storage_version;
     if plain {
         return ev.json_line();
     }
     let obj = to_external(info, (*ev.object).clone());
     let obj = render::object(info, obj, format, params);
-    let mut line = serde_json::to_vec(&json!({ "type": ty.as_str(), "object": obj })).unwrap_or_default();
+    let mut line =
+        serde_json::to_vec(&json!({ "type": ty.as_str(), "object": obj })).unwrap_or_default();
     line.push(b'\n');
     Bytes::from(line)
 }
@@ -187,7 +265,8 @@ fn bookmark(info: &ResourceInfo, rev: Revision, initial_end: bool) -> Bytes {
         meta["annotations"] = json!({ "k8s.io/initial-events-end": "true" });
     }
     let obj = json!({ "kind": info.kind, "apiVersion": info.api_version(), "metadata": meta });
-    let mut line = serde_json::to_vec(&json!({ "type": "BOOKMARK", "object": obj })).unwrap_or_default();
+    let mut line =
+        serde_json::to_vec(&json!({ "type": "BOOKMARK", "object": obj })).unwrap_or_default();
     line.push(b'\n');
     Bytes::from(line)
 }
@@ -221,11 +300,21 @@ async fn pump(
         Some(encode(info, ev, ty, format, &params))
     };
     match source {
-        Source::Cache { replay, mut live, state } => {
+        Source::Cache {
+            replay,
+            mut live,
+            state,
+        } => {
             for ev in replay {
                 // The current state (synthetic ADDED events) goes out whole; history only
                 // after the requested revision.
-                let line = if state { filter.view(&ev).map(|ty| encode(info, &ev, ty, format, &params)) } else { send(&ev, &mut last) };
+                let line = if state {
+                    filter
+                        .view(&ev)
+                        .map(|ty| encode(info, &ev, ty, format, &params))
+                } else {
+                    send(&ev, &mut last)
+                };
                 if let Some(line) = line
                     && tx.send(line).await.is_err()
                 {

@@ -20,7 +20,11 @@ pub struct Server {
 fn sibling(name: &str) -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe()?;
     let path = exe.parent().context("no exe dir")?.join(name);
-    anyhow::ensure!(path.exists(), "{} not found: build it with `cargo build --release -p skiff-apiserver -p skiff-bench`", path.display());
+    anyhow::ensure!(
+        path.exists(),
+        "{} not found: build it with `cargo build --release -p skiff-apiserver -p skiff-bench`",
+        path.display()
+    );
     Ok(path)
 }
 
@@ -29,19 +33,39 @@ impl Server {
         let dir = tempfile::tempdir()?;
         let ready = dir.path().join("ready");
         let mut cmd = Command::new(sibling("skiff-apiserver")?);
-        cmd.args(["--data-dir"]).arg(dir.path()).args(["--secure-port", "0", "--bind-address", "127.0.0.1", "--ready-file"]).arg(&ready);
+        cmd.args(["--data-dir"])
+            .arg(dir.path())
+            .args([
+                "--secure-port",
+                "0",
+                "--bind-address",
+                "127.0.0.1",
+                "--ready-file",
+            ])
+            .arg(&ready);
         if let Backend::Etcd(ep) = &backend {
             cmd.args(["--etcd-servers", ep]);
         }
         let log = std::fs::File::create(dir.path().join("apiserver.log"))?;
-        let child = cmd.stdout(Stdio::null()).stderr(log).spawn().context("starting skiff-apiserver")?;
+        let child = cmd
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .context("starting skiff-apiserver")?;
         let deadline = Instant::now() + Duration::from_secs(30);
         while !ready.exists() || std::fs::read_to_string(&ready)?.is_empty() {
-            anyhow::ensure!(Instant::now() < deadline, "apiserver did not become ready; see its log");
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "apiserver did not become ready; see its log"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         let addr = std::fs::read_to_string(&ready)?;
-        Ok(Server { child, base: format!("https://{}", addr.trim()), dir })
+        Ok(Server {
+            child,
+            base: format!("https://{}", addr.trim()),
+            dir,
+        })
     }
 
     /// An HTTPS client authenticated as the admin, using HTTP/2 (one connection carries many
@@ -93,7 +117,9 @@ impl Drop for Server {
 
 /// CPU time (user + system) a process has used so far, in seconds.
 pub fn cpu_seconds(pid: u32) -> f64 {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return 0.0 };
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
     // Fields after the command name (which may contain spaces) start after the last ')'.
     let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
     let f: Vec<&str> = rest.split_whitespace().collect();

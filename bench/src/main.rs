@@ -92,11 +92,16 @@ where
 
 async fn bench_api(count: usize) -> anyhow::Result<()> {
     let etcd = tokio::task::spawn_blocking(skiff_store::testing::TestEtcd::start).await?;
-    let raw = etcd_client::Client::connect([etcd.endpoint.as_str()], None).await.context("connecting to etcd")?;
+    let raw = etcd_client::Client::connect([etcd.endpoint.as_str()], None)
+        .await
+        .context("connecting to etcd")?;
     let on_etcd = Server::start(Backend::Etcd(etcd.endpoint.clone())).await?;
     let embedded = Server::start(Backend::Embedded).await?;
     let payload = bytes::Bytes::from(serde_json::to_vec(&configmap("payload"))?);
-    println!("api: {count} creates of a {}-byte ConfigMap per row", payload.len());
+    println!(
+        "api: {count} creates of a {}-byte ConfigMap per row",
+        payload.len()
+    );
     println!(
         "{:<22} {:>7} {:>10} {:>9} {:>9} {:>14} {:>14}",
         "target", "clients", "ops/s", "p50 ms", "p99 ms", "etcd CPU µs/op", "apisrv µs/op"
@@ -130,7 +135,11 @@ async fn bench_api(count: usize) -> anyhow::Result<()> {
             let key = format!("/bench/txn/{run}/{i}");
             async move {
                 let txn = etcd_client::Txn::new()
-                    .when([etcd_client::Compare::create_revision(key.as_str(), etcd_client::CompareOp::Equal, 0)])
+                    .when([etcd_client::Compare::create_revision(
+                        key.as_str(),
+                        etcd_client::CompareOp::Equal,
+                        0,
+                    )])
                     .and_then([etcd_client::TxnOp::put(key.as_str(), p.to_vec(), None)]);
                 c.txn(txn).await?;
                 Ok(())
@@ -139,7 +148,10 @@ async fn bench_api(count: usize) -> anyhow::Result<()> {
         .await?;
         rows.push(("raw etcd txn create", lat, took));
         cpu.push((cpu_seconds(etcd.pid()) - etcd_cpu0, 0.0));
-        for (label, server) in [("apiserver (etcd)", &on_etcd), ("apiserver (embedded)", &embedded)] {
+        for (label, server) in [
+            ("apiserver (etcd)", &on_etcd),
+            ("apiserver (embedded)", &embedded),
+        ] {
             let (e0, a0) = (cpu_seconds(etcd.pid()), cpu_seconds(server.pid()));
             let client = server.client_h1()?;
             let url = format!("{}/api/v1/namespaces/default/configmaps", server.base);
@@ -172,35 +184,79 @@ async fn bench_api(count: usize) -> anyhow::Result<()> {
         }
         let ratio = ops(rows[2].2) / ops(rows[0].2);
         println!("{:<22} {clients:>7} {ratio:>10.2}", "ratio apiserver/etcd");
-        result(&format!("api_create_etcd_ops_c{clients}"), ops(rows[2].2), "ops/s");
-        result(&format!("raw_etcd_txn_ops_c{clients}"), ops(rows[1].2), "ops/s");
-        result(&format!("raw_etcd_put_ops_c{clients}"), ops(rows[0].2), "ops/s");
+        result(
+            &format!("api_create_etcd_ops_c{clients}"),
+            ops(rows[2].2),
+            "ops/s",
+        );
+        result(
+            &format!("raw_etcd_txn_ops_c{clients}"),
+            ops(rows[1].2),
+            "ops/s",
+        );
+        result(
+            &format!("raw_etcd_put_ops_c{clients}"),
+            ops(rows[0].2),
+            "ops/s",
+        );
         result(&format!("api_vs_etcd_ratio_c{clients}"), ratio, "x");
-        result(&format!("api_create_etcd_p99_c{clients}"), rows[2].1.ms(0.99), "ms");
-        result(&format!("api_create_embedded_ops_c{clients}"), ops(rows[3].2), "ops/s");
-        result(&format!("api_create_embedded_p99_c{clients}"), rows[3].1.ms(0.99), "ms");
+        result(
+            &format!("api_create_etcd_p99_c{clients}"),
+            rows[2].1.ms(0.99),
+            "ms",
+        );
+        result(
+            &format!("api_create_embedded_ops_c{clients}"),
+            ops(rows[3].2),
+            "ops/s",
+        );
+        result(
+            &format!("api_create_embedded_p99_c{clients}"),
+            rows[3].1.ms(0.99),
+            "ms",
+        );
     }
     Ok(())
 }
 
 fn now_micros() -> u128 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros())
+        .unwrap_or(0)
 }
 
 async fn bench_watch(watchers: usize, events: usize) -> anyhow::Result<()> {
     let server = Server::start(Backend::Embedded).await?;
     let rv = {
-        let r: serde_json::Value = server.client()?.get(format!("{}/api/v1/namespaces/default/configmaps", server.base)).send().await?.json().await?;
-        r["metadata"]["resourceVersion"].as_str().unwrap_or("0").to_string()
+        let r: serde_json::Value = server
+            .client()?
+            .get(format!(
+                "{}/api/v1/namespaces/default/configmaps",
+                server.base
+            ))
+            .send()
+            .await?
+            .json()
+            .await?;
+        r["metadata"]["resourceVersion"]
+            .as_str()
+            .unwrap_or("0")
+            .to_string()
     };
     // Several HTTP/2 connections, each multiplexing up to 100 watches.
     let conns = watchers.div_ceil(100);
-    let clients: Vec<reqwest::Client> = (0..conns).map(|_| server.client()).collect::<Result<_, _>>()?;
+    let clients: Vec<reqwest::Client> = (0..conns)
+        .map(|_| server.client())
+        .collect::<Result<_, _>>()?;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<f64>();
     let ready = Arc::new(tokio::sync::Semaphore::new(0));
     for w in 0..watchers {
         let client = clients[w % conns].clone();
-        let url = format!("{}/api/v1/namespaces/default/configmaps?watch=1&resourceVersion={rv}", server.base);
+        let url = format!(
+            "{}/api/v1/namespaces/default/configmaps?watch=1&resourceVersion={rv}",
+            server.base
+        );
         let tx = tx.clone();
         let ready = ready.clone();
         tokio::spawn(async move {
@@ -221,7 +277,10 @@ async fn bench_watch(watchers: usize, events: usize) -> anyhow::Result<()> {
                     let line: Vec<u8> = buf.drain(..=pos).collect();
                     let now = now_micros();
                     if let Ok(ev) = serde_json::from_slice::<serde_json::Value>(&line)
-                        && let Some(sent) = ev.pointer("/object/metadata/annotations/sent").and_then(|v| v.as_str()).and_then(|s| s.parse::<u128>().ok())
+                        && let Some(sent) = ev
+                            .pointer("/object/metadata/annotations/sent")
+                            .and_then(|v| v.as_str())
+                            .and_then(|s| s.parse::<u128>().ok())
                     {
                         let _ = tx.send((now.saturating_sub(sent)) as f64 / 1000.0);
                         seen += 1;
@@ -234,8 +293,12 @@ async fn bench_watch(watchers: usize, events: usize) -> anyhow::Result<()> {
         });
     }
     drop(tx);
-    let opened = tokio::time::timeout(Duration::from_secs(60), ready.acquire_many(watchers as u32)).await;
-    anyhow::ensure!(opened.is_ok(), "not all {watchers} watches opened within 60 s");
+    let opened =
+        tokio::time::timeout(Duration::from_secs(60), ready.acquire_many(watchers as u32)).await;
+    anyhow::ensure!(
+        opened.is_ok(),
+        "not all {watchers} watches opened within 60 s"
+    );
     let writer = server.client()?;
     let url = format!("{}/api/v1/namespaces/default/configmaps", server.base);
     for i in 0..events {
@@ -256,8 +319,17 @@ async fn bench_watch(watchers: usize, events: usize) -> anyhow::Result<()> {
     let delivered = lat.len();
     let lat = Latencies::new(lat);
     println!("watch: {watchers} watchers, {events} events each, {delivered} deliveries");
-    println!("delivery latency p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms", lat.ms(0.50), lat.ms(0.99), lat.ms(1.0));
-    result("watch_delivered_fraction", delivered as f64 / (watchers * events) as f64, "x");
+    println!(
+        "delivery latency p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        lat.ms(0.50),
+        lat.ms(0.99),
+        lat.ms(1.0)
+    );
+    result(
+        "watch_delivered_fraction",
+        delivered as f64 / (watchers * events) as f64,
+        "x",
+    );
     result("watch_delivery_p50", lat.ms(0.50), "ms");
     result("watch_delivery_p99", lat.ms(0.99), "ms");
     Ok(())
@@ -265,7 +337,10 @@ async fn bench_watch(watchers: usize, events: usize) -> anyhow::Result<()> {
 
 async fn bench_memory(objects: usize) -> anyhow::Result<()> {
     let etcd = tokio::task::spawn_blocking(skiff_store::testing::TestEtcd::start).await?;
-    for (label, backend) in [("embedded", Backend::Embedded), ("etcd", Backend::Etcd(etcd.endpoint.clone()))] {
+    for (label, backend) in [
+        ("embedded", Backend::Embedded),
+        ("etcd", Backend::Etcd(etcd.endpoint.clone())),
+    ] {
         let server = Server::start(backend).await?;
         tokio::time::sleep(Duration::from_secs(2)).await;
         let idle = server.rss_mb()?;
@@ -275,7 +350,11 @@ async fn bench_memory(objects: usize) -> anyhow::Result<()> {
             let client = client.clone();
             let url = url.clone();
             async move {
-                let r = client.post(&url).json(&configmap(&format!("mem-{i}"))).send().await?;
+                let r = client
+                    .post(&url)
+                    .json(&configmap(&format!("mem-{i}")))
+                    .send()
+                    .await?;
                 anyhow::ensure!(r.status().as_u16() == 201, "create failed: {}", r.status());
                 Ok(())
             }
@@ -283,9 +362,15 @@ async fn bench_memory(objects: usize) -> anyhow::Result<()> {
         .await?;
         tokio::time::sleep(Duration::from_secs(1)).await;
         let loaded = server.rss_mb()?;
-        println!("memory ({label}): apiserver RSS idle {idle:.1} MB, with {objects} ConfigMaps {loaded:.1} MB");
+        println!(
+            "memory ({label}): apiserver RSS idle {idle:.1} MB, with {objects} ConfigMaps {loaded:.1} MB"
+        );
         result(&format!("apiserver_rss_idle_{label}"), idle, "MB");
-        result(&format!("apiserver_rss_{objects}_objects_{label}"), loaded, "MB");
+        result(
+            &format!("apiserver_rss_{objects}_objects_{label}"),
+            loaded,
+            "MB",
+        );
     }
     Ok(())
 }

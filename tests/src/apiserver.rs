@@ -62,6 +62,12 @@ impl ApiServer {
         Self::start_in(dir, backend, args)
     }
 
+    /// Starts an apiserver with extra flags (e.g. `--etcd-compaction-interval 1s`).
+    pub fn start_with_args(backend: Backend, args: &[&str]) -> ApiServer {
+        let dir = tempfile::tempdir().expect("create a temporary directory");
+        Self::start_in(dir, backend, args.iter().map(|a| a.to_string()).collect())
+    }
+
     fn start_in(dir: TempDir, backend: Backend, extra_args: Vec<String>) -> ApiServer {
         let etcd = match backend {
             Backend::Embedded => None,
@@ -223,9 +229,9 @@ impl Drop for ApiServer {
 }
 
 /// `target/<profile>/skiff-apiserver`, next to the directory holding this test binary
-/// (`target/<profile>/deps/`). Once per test process, `cargo build` makes sure it is current —
-/// the e2e crate does not depend on the apiserver crate, so nothing else would rebuild it. Set
-/// `SKIFF_APISERVER_BIN` to test another binary (no build then).
+/// (`target/<profile>/deps/`). The e2e crate cannot depend on a binary, so the test command
+/// builds it first (`deploy/test.sh` runs `cargo build --workspace --all-targets`). Set
+/// `SKIFF_APISERVER_BIN` to test another binary.
 pub(crate) fn apiserver_binary() -> PathBuf {
     static BINARY: OnceLock<PathBuf> = OnceLock::new();
     BINARY
@@ -234,43 +240,17 @@ pub(crate) fn apiserver_binary() -> PathBuf {
                 return PathBuf::from(path);
             }
             let exe = std::env::current_exe().expect("current_exe");
-            let profile_dir = exe
+            let path = exe
                 .parent()
                 .and_then(Path::parent)
                 .expect("the test binary lives in target/<profile>/deps/")
-                .to_owned();
-            build_apiserver(&profile_dir);
-            profile_dir.join("skiff-apiserver")
+                .join("skiff-apiserver");
+            assert!(
+                path.exists(),
+                "{} is missing: build it first with `cargo build --workspace --all-targets` (deploy/test.sh does)",
+                path.display()
+            );
+            path
         })
         .clone()
-}
-
-fn build_apiserver(profile_dir: &Path) {
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("tests/ is inside the workspace");
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut cmd = Command::new(cargo);
-    cmd.current_dir(workspace).args([
-        "build",
-        "--quiet",
-        "-p",
-        "skiff-apiserver",
-        "--bin",
-        "skiff-apiserver",
-    ]);
-    if profile_dir.file_name().is_some_and(|n| n == "release") {
-        cmd.arg("--release");
-    }
-    let out = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .output()
-        .expect("run cargo build -p skiff-apiserver");
-    assert!(
-        out.status.success(),
-        "cargo build -p skiff-apiserver failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }

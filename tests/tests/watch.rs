@@ -10,6 +10,8 @@ skiff_e2e::for_each_backend!(
     watch_from_a_resource_version_replays_what_followed,
     watch_without_a_resource_version_starts_with_the_current_state,
     watch_with_a_selector_sees_objects_leave_and_enter,
+    watch_from_a_compacted_revision_gets_410_gone,
+    idle_watch_with_bookmarks_gets_a_bookmark_at_the_latest_version,
 );
 
 const CONFIGMAPS: &str = "/api/v1/namespaces/default/configmaps";
@@ -178,4 +180,70 @@ fn watch_with_a_selector_sees_objects_leave_and_enter(backend: Backend) {
         "{second:#}"
     );
     assert_eq!(second["object"]["metadata"]["labels"]["tier"], "web");
+}
+
+/// A client resuming from a revision the store has compacted away (here: after an apiserver
+/// restart emptied the watch cache's history) gets the ERROR event with a 410 `Status` that
+/// tells informers to relist.
+fn watch_from_a_compacted_revision_gets_410_gone(backend: Backend) {
+    let mut server = ApiServer::start_with_args(backend, &["--etcd-compaction-interval", "1s"]);
+    let old = resource_version(&create(&server.http(), config_map("before").build()));
+    create(&server.http(), config_map("after").build());
+    server.restart();
+    let http = server.http();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let gone = loop {
+        create(
+            &http,
+            config_map(&format!("tick-{}", rand_suffix())).build(),
+        );
+        let mut events = http.watch(&format!("{CONFIGMAPS}?watch=1&resourceVersion={old}"));
+        match events.next(Duration::from_secs(2)) {
+            Some(first) if first["type"] == "ERROR" => break first,
+            // Not compacted yet: the store still replays what followed.
+            Some(first) => assert_eq!(first["type"], "ADDED", "{first:#}"),
+            None => panic!("a watch from {old} sent nothing"),
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no 410 within 30 s of compaction every second"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert_eq!(gone["object"]["kind"], "Status", "{gone:#}");
+    assert_eq!(gone["object"]["code"], 410, "{gone:#}");
+    assert_eq!(gone["object"]["reason"], "Expired", "{gone:#}");
+    // A fresh list still works and gives a version to watch from.
+    let list = http.get(CONFIGMAPS).json();
+    assert!(
+        list["items"].as_array().is_some_and(|i| i.len() >= 3),
+        "{list:#}"
+    );
+}
+
+fn rand_suffix() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0)
+}
+
+/// With `allowWatchBookmarks`, a quiet watch still learns the current resourceVersion.
+fn idle_watch_with_bookmarks_gets_a_bookmark_at_the_latest_version(backend: Backend) {
+    let server = ApiServer::start(backend);
+    let http = server.http();
+    let created = create(&http, config_map("marked").build());
+    let rv = resource_version(&created);
+    let mut events = http.watch(&format!(
+        "{CONFIGMAPS}?watch=1&allowWatchBookmarks=true&resourceVersion={rv}"
+    ));
+    let bookmark = loop {
+        match events.next(Duration::from_secs(25)) {
+            Some(ev) if ev["type"] == "BOOKMARK" => break ev,
+            Some(ev) => panic!("unexpected event on an idle watch: {ev:#}"),
+            None => panic!("no BOOKMARK within 25 s"),
+        }
+    };
+    assert_eq!(bookmark["object"]["kind"], "ConfigMap", "{bookmark:#}");
+    assert!(resource_version(&bookmark["object"]) >= rv, "{bookmark:#}");
 }

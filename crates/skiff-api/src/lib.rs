@@ -9,12 +9,14 @@
 //! - [`table`]: server-side `Table` columns and rows, as kubectl prints them.
 //! - [`validation`]: name, label and quantity checks with Kubernetes' wording.
 //! - [`openapi`]: OpenAPI v2/v3 documents generated from the `k8s-openapi` types.
+//! - [`protobuf`]: decoding of `application/vnd.kubernetes.protobuf` request bodies into JSON.
 //!
 //! Objects travel as `serde_json::Value`; typed `k8s-openapi` structs are used where a kind's
 //! rules need them.
 
 pub mod openapi;
 pub mod patch;
+pub mod protobuf;
 pub mod resources;
 pub mod selectors;
 pub mod strategy;

@@ -109,7 +109,10 @@ fn build_group_version(group: &str, version: &str) -> Option<Value> {
     let mut kinds = Vec::new();
     for r in &served {
         if let Some(reference) = crate::strategy::schema(r, &mut generator)
-            && let Some(name) = reference.get("$ref").and_then(Value::as_str).and_then(|s| s.rsplit('/').next())
+            && let Some(name) = reference
+                .get("$ref")
+                .and_then(Value::as_str)
+                .and_then(|s| s.rsplit('/').next())
         {
             kinds.push((name.to_string(), *r));
         }

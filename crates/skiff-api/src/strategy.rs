@@ -382,10 +382,12 @@ macro_rules! with_typed {
 
 /// Registers the JSON schema of a kind's `k8s-openapi` type (and everything it refers to) with
 /// `generator`, returning the reference to it; `None` if the kind has no typed model.
-pub fn schema(info: &ResourceInfo, generator: &mut schemars::SchemaGenerator) -> Option<schemars::Schema> {
+pub fn schema(
+    info: &ResourceInfo,
+    generator: &mut schemars::SchemaGenerator,
+) -> Option<schemars::Schema> {
     with_typed!(info.group, info.version, info.kind, T => Some(generator.subschema_for::<T>()), _ => None)
 }
-
 
 /// Decodes `obj` as the typed struct and encodes it again; `None` for an unknown kind.
 fn roundtrip(group: &str, version: &str, kind: &str, obj: &Value) -> Option<Result<Value, String>> {
