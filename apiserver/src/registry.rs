@@ -722,10 +722,9 @@ impl Registry {
                 .pointer("/metadata/resourceVersion")
                 .and_then(Value::as_str)
                 .filter(|s| !s.is_empty())
+                && parse_rv(want)? != rev
             {
-                if parse_rv(want)? != rev {
-                    return Err(ApiError::modified(info, name));
-                }
+                return Err(ApiError::modified(info, name));
             }
             crate::cache::set_resource_version(&mut new, rev);
             if new == current {

@@ -321,10 +321,8 @@ async fn pump(
                     return;
                 }
             }
-            if initial {
-                if tx.send(bookmark(info, last, true)).await.is_err() {
-                    return;
-                }
+            if initial && tx.send(bookmark(info, last, true)).await.is_err() {
+                return;
             }
             loop {
                 tokio::select! {

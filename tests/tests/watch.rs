@@ -237,12 +237,10 @@ fn idle_watch_with_bookmarks_gets_a_bookmark_at_the_latest_version(backend: Back
     let mut events = http.watch(&format!(
         "{CONFIGMAPS}?watch=1&allowWatchBookmarks=true&resourceVersion={rv}"
     ));
-    let bookmark = loop {
-        match events.next(Duration::from_secs(25)) {
-            Some(ev) if ev["type"] == "BOOKMARK" => break ev,
-            Some(ev) => panic!("unexpected event on an idle watch: {ev:#}"),
-            None => panic!("no BOOKMARK within 25 s"),
-        }
+    let bookmark = match events.next(Duration::from_secs(25)) {
+        Some(ev) if ev["type"] == "BOOKMARK" => ev,
+        Some(ev) => panic!("unexpected event on an idle watch: {ev:#}"),
+        None => panic!("no BOOKMARK within 25 s"),
     };
     assert_eq!(bookmark["object"]["kind"], "ConfigMap", "{bookmark:#}");
     assert!(resource_version(&bookmark["object"]) >= rv, "{bookmark:#}");
