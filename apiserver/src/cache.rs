@@ -12,7 +12,7 @@ use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use serde_json::Value;
 use skiff_api::ResourceInfo;
 use skiff_store::{EventKind, Revision, Store, StoreError, WatchEvent};
@@ -263,14 +263,38 @@ impl ResourceCache {
         self.synced.notify_waiters();
     }
 
-    fn apply(&self, ev: WatchEvent) -> Result<(), StoreError> {
-        let revision = ev.revision();
+    /// Applies events that share one revision (keys written together) as one step, so no
+    /// snapshot or subscription ever sees half of them.
+    fn apply_group(&self, group: Vec<WatchEvent>) {
         let mut st = self.write();
-        if revision <= st.revision {
-            return Ok(());
+        let mut out = Vec::with_capacity(group.len());
+        for ev in group {
+            match Self::apply_one(&mut st, ev) {
+                Ok(Some(e)) => out.push(e),
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::error!(prefix = %self.prefix, error = %e, "skipping undecodable event")
+                }
+            }
         }
+        let tx = self.tx.read().unwrap_or_else(|e| e.into_inner());
+        for event in out {
+            // No receivers is fine.
+            let _ = tx.send(event);
+        }
+    }
+
+    fn apply_one(st: &mut State, ev: WatchEvent) -> Result<Option<Arc<CacheEvent>>, StoreError> {
+        let revision = ev.revision();
+        // Keys written together share a revision, so an event at the cache's own revision can
+        // be new; one the cache already holds (same key, same revision) is not.
         let key = ev.kv.key.clone();
         let prev = st.objects.get(&key).cloned();
+        let held = prev.as_deref().and_then(resource_version_of) == Some(revision);
+        if revision < st.revision || (revision == st.revision && ev.kind == EventKind::Put && held)
+        {
+            return Ok(None);
+        }
         let event = match ev.kind {
             EventKind::Put => {
                 let obj = Arc::new(decode(&ev.kv.value, revision)?);
@@ -296,13 +320,7 @@ impl ResourceCache {
                 st.oldest = old.revision;
             }
         }
-        // No receivers is fine.
-        let _ = self
-            .tx
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .send(event);
-        Ok(())
+        Ok(Some(event))
     }
 
     /// Keeps the cache fed from the store until shutdown: list, watch, and on failure
@@ -338,17 +356,31 @@ impl ResourceCache {
                     continue;
                 }
             };
+            // An item read ahead while gathering one revision's events.
+            let mut ahead: Option<Option<Result<WatchEvent, StoreError>>> = None;
             loop {
-                let next = tokio::select! {
-                    n = stream.next() => n,
-                    _ = shutdown.cancelled() => return,
+                let next = match ahead.take() {
+                    Some(n) => n,
+                    None => tokio::select! {
+                        n = stream.next() => n,
+                        _ = shutdown.cancelled() => return,
+                    },
                 };
                 match next {
                     Some(Ok(ev)) => {
                         backoff.reset();
-                        if let Err(e) = self.apply(ev) {
-                            tracing::error!(prefix = %self.prefix, error = %e, "skipping undecodable event");
+                        // Events of one revision arrive together; take all that are ready.
+                        let mut group = vec![ev];
+                        while let Some(n) = stream.next().now_or_never() {
+                            match n {
+                                Some(Ok(e)) if e.revision() == group[0].revision() => group.push(e),
+                                other => {
+                                    ahead = Some(other);
+                                    break;
+                                }
+                            }
                         }
+                        self.apply_group(group);
                     }
                     Some(Err(StoreError::Compacted { .. })) => {
                         need_list = true;

@@ -291,8 +291,10 @@ async fn pump(
     let mut last = start_rev;
     let mut ticker = tokio::time::interval(BOOKMARK_EVERY);
     ticker.tick().await;
+    // Only events after the requested revision go out. Sources never repeat an event, so no
+    // other de-duplication is needed (and several events may share one revision).
     let send = |ev: &CacheEvent, last: &mut Revision| -> Option<Bytes> {
-        if ev.revision <= *last {
+        if ev.revision <= start_rev {
             return None;
         }
         let ty = filter.view(ev)?;

@@ -103,8 +103,15 @@ async fn bench_api(count: usize) -> anyhow::Result<()> {
         payload.len()
     );
     println!(
-        "{:<22} {:>7} {:>10} {:>9} {:>9} {:>14} {:>14}",
-        "target", "clients", "ops/s", "p50 ms", "p99 ms", "etcd CPU µs/op", "apisrv µs/op"
+        "{:<22} {:>7} {:>10} {:>9} {:>9} {:>14} {:>14} {:>14}",
+        "target",
+        "clients",
+        "ops/s",
+        "p50 ms",
+        "p99 ms",
+        "etcd CPU µs/op",
+        "apisrv µs/op",
+        "client µs/op"
     );
     for clients in [1usize, 16, 64] {
         let mut rows = Vec::new();
@@ -112,6 +119,7 @@ async fn bench_api(count: usize) -> anyhow::Result<()> {
         let p = payload.clone();
         let run = format!("c{clients}");
         let etcd_cpu0 = cpu_seconds(etcd.pid());
+        let me0 = cpu_seconds(std::process::id());
         let (lat, took) = drive(count, clients, move |i| {
             let mut c = raw_c.clone();
             let p = p.clone();
@@ -123,12 +131,17 @@ async fn bench_api(count: usize) -> anyhow::Result<()> {
         })
         .await?;
         rows.push(("raw etcd put", lat, took));
-        let mut cpu = vec![(cpu_seconds(etcd.pid()) - etcd_cpu0, 0.0)];
+        let mut cpu = vec![(
+            cpu_seconds(etcd.pid()) - etcd_cpu0,
+            0.0,
+            cpu_seconds(std::process::id()) - me0,
+        )];
         // The same write as the apiserver makes: create-if-absent in a transaction.
         let raw_c = raw.clone();
         let p = payload.clone();
         let run = format!("c{clients}");
         let etcd_cpu0 = cpu_seconds(etcd.pid());
+        let me0 = cpu_seconds(std::process::id());
         let (lat, took) = drive(count, clients, move |i| {
             let mut c = raw_c.clone();
             let p = p.clone();
@@ -147,12 +160,20 @@ async fn bench_api(count: usize) -> anyhow::Result<()> {
         })
         .await?;
         rows.push(("raw etcd txn create", lat, took));
-        cpu.push((cpu_seconds(etcd.pid()) - etcd_cpu0, 0.0));
+        cpu.push((
+            cpu_seconds(etcd.pid()) - etcd_cpu0,
+            0.0,
+            cpu_seconds(std::process::id()) - me0,
+        ));
         for (label, server) in [
             ("apiserver (etcd)", &on_etcd),
             ("apiserver (embedded)", &embedded),
         ] {
-            let (e0, a0) = (cpu_seconds(etcd.pid()), cpu_seconds(server.pid()));
+            let (e0, a0, me0) = (
+                cpu_seconds(etcd.pid()),
+                cpu_seconds(server.pid()),
+                cpu_seconds(std::process::id()),
+            );
             let client = server.client_h1()?;
             let url = format!("{}/api/v1/namespaces/default/configmaps", server.base);
             let run = format!("c{clients}");
@@ -168,18 +189,23 @@ async fn bench_api(count: usize) -> anyhow::Result<()> {
             })
             .await?;
             rows.push((label, lat, took));
-            cpu.push((cpu_seconds(etcd.pid()) - e0, cpu_seconds(server.pid()) - a0));
+            cpu.push((
+                cpu_seconds(etcd.pid()) - e0,
+                cpu_seconds(server.pid()) - a0,
+                cpu_seconds(std::process::id()) - me0,
+            ));
         }
         let ops = |took: Duration| count as f64 / took.as_secs_f64();
         let per_op = |s: f64| s * 1e6 / count as f64;
-        for ((label, lat, took), (etcd_s, api_s)) in rows.iter().zip(&cpu) {
+        for ((label, lat, took), (etcd_s, api_s, client_s)) in rows.iter().zip(&cpu) {
             println!(
-                "{label:<22} {clients:>7} {:>10.0} {:>9.2} {:>9.2} {:>14.0} {:>14.0}",
+                "{label:<22} {clients:>7} {:>10.0} {:>9.2} {:>9.2} {:>14.0} {:>14.0} {:>14.0}",
                 ops(*took),
                 lat.ms(0.50),
                 lat.ms(0.99),
                 per_op(*etcd_s),
-                per_op(*api_s)
+                per_op(*api_s),
+                per_op(*client_s)
             );
         }
         let ratio = ops(rows[2].2) / ops(rows[0].2);

@@ -1,6 +1,8 @@
 //! The etcd backend: [`Store`] mapped onto etcd v3's KV, Txn and Watch APIs, for production
 //! clusters where several apiservers share one etcd cluster.
 
+use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -10,6 +12,7 @@ use etcd_client::{
     GetOptions, Txn, TxnOp, TxnOpResponse, TxnResponse, WatchOptions,
 };
 use futures::StreamExt;
+use tokio::sync::{Mutex, mpsc, oneshot};
 
 use crate::{
     EventKind, KeyValue, ListResult, Revision, Store, StoreError, WatchEvent, WatchStream,
@@ -29,6 +32,112 @@ const COMPACT_REVISION_TIMEOUT: Duration = Duration::from_secs(2);
 #[derive(Clone)]
 pub struct EtcdStore {
     client: Client,
+    creates: mpsc::Sender<CreateRequest>,
+}
+
+/// Most creates one transaction carries.
+const MAX_BATCH: usize = 128;
+/// Transactions of creates in flight at once.
+const BATCHERS: usize = 4;
+
+/// A create waiting for its batch.
+struct CreateRequest {
+    key: String,
+    value: Bytes,
+    reply: oneshot::Sender<Result<Revision, StoreError>>,
+}
+
+/// Group commit for creates. etcd 3.4 spends about three times the CPU on a one-key
+/// transaction as on a plain put, and a create must be a transaction (create-if-absent), so
+/// creates that arrive together are committed in one transaction: every key's
+/// `create_revision == 0` compared, every key put. They then share one revision, as writes in
+/// one etcd transaction do. If any key already exists, the transaction's else branch reads
+/// them all, those callers get `AlreadyExists`, and the rest go again.
+async fn batch_creates(client: Client, requests: Arc<Mutex<mpsc::Receiver<CreateRequest>>>) {
+    loop {
+        let mut batch = Vec::new();
+        {
+            let mut rx = requests.lock().await;
+            match rx.recv().await {
+                Some(r) => batch.push(r),
+                None => return,
+            }
+            while batch.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(r) => batch.push(r),
+                    Err(_) => break,
+                }
+            }
+        }
+        commit_creates(&client, batch).await;
+    }
+}
+
+async fn commit_creates(client: &Client, mut batch: Vec<CreateRequest>) {
+    while !batch.is_empty() {
+        // etcd refuses a transaction that puts one key twice: later duplicates wait a round.
+        let mut keys = HashSet::new();
+        let (now, later): (Vec<_>, Vec<_>) =
+            batch.into_iter().partition(|r| keys.insert(r.key.clone()));
+        let txn = Txn::new()
+            .when(
+                now.iter()
+                    .map(|r| Compare::create_revision(r.key.as_str(), CompareOp::Equal, 0))
+                    .collect::<Vec<_>>(),
+            )
+            .and_then(
+                now.iter()
+                    .map(|r| TxnOp::put(r.key.as_str(), r.value.to_vec(), None))
+                    .collect::<Vec<_>>(),
+            )
+            .or_else(
+                now.iter()
+                    .map(|r| TxnOp::get(r.key.as_str(), Some(GetOptions::new().with_keys_only())))
+                    .collect::<Vec<_>>(),
+            );
+        let mut retry = Vec::new();
+        match client.kv_client().txn(txn).await {
+            Err(e) => {
+                let msg = format!("etcd: {e}");
+                for r in now {
+                    let _ = r.reply.send(Err(StoreError::Backend(msg.clone())));
+                }
+            }
+            Ok(resp) if resp.succeeded() => {
+                let rev = header_revision(resp.header()).map_err(|e| e.to_string());
+                for r in now {
+                    let _ = r.reply.send(rev.clone().map_err(StoreError::Backend));
+                }
+            }
+            Ok(resp) => {
+                for (r, op) in now.into_iter().zip(resp.op_responses()) {
+                    let exists = matches!(&op, TxnOpResponse::Get(g) if !g.kvs().is_empty());
+                    if exists {
+                        let key = r.key.clone();
+                        let _ = r.reply.send(Err(StoreError::AlreadyExists { key }));
+                    } else {
+                        retry.push(r);
+                    }
+                }
+            }
+        }
+        retry.extend(later);
+        batch = retry;
+    }
+}
+
+impl EtcdStore {
+    fn with_client(client: Client) -> Self {
+        let (tx, rx) = mpsc::channel(4096);
+        let rx = Arc::new(Mutex::new(rx));
+        for _ in 0..BATCHERS {
+            tokio::spawn(batch_creates(client.clone(), rx.clone()));
+        }
+        EtcdStore {
+            client,
+            creates: tx,
+        }
+    }
 }
 
 impl std::fmt::Debug for EtcdStore {
@@ -62,7 +171,7 @@ impl EtcdStore {
                     endpoints.join(",")
                 ))
             })?;
-        let store = Self { client };
+        let store = Self::with_client(client);
         match tokio::time::timeout(CONNECT_PROBE_TIMEOUT, store.current_revision()).await {
             Ok(Ok(_)) => Ok(store),
             Ok(Err(e)) => Err(StoreError::Backend(format!(
@@ -78,8 +187,9 @@ impl EtcdStore {
     }
 
     /// Wraps an already connected client (for callers that need TLS or auth options).
+    /// Must be called inside a Tokio runtime (it starts the create batchers).
     pub fn from_client(client: Client) -> Self {
-        Self { client }
+        Self::with_client(client)
     }
 
     /// Asks etcd for its compaction revision, which its read errors do not carry: a watch from
@@ -334,15 +444,15 @@ impl Store for EtcdStore {
     }
 
     async fn create(&self, key: &str, value: Bytes) -> Result<Revision, StoreError> {
-        let txn = Txn::new()
-            .when([Compare::create_revision(key, CompareOp::Equal, 0)])
-            .and_then([TxnOp::put(key, Vec::from(value), None)]);
-        let resp = self.client.kv_client().txn(txn).await.map_err(backend)?;
-        if resp.succeeded() {
-            header_revision(resp.header())
-        } else {
-            Err(StoreError::AlreadyExists { key: key.into() })
-        }
+        let (reply, answer) = oneshot::channel();
+        let request = CreateRequest {
+            key: key.to_string(),
+            value,
+            reply,
+        };
+        let gone = || StoreError::Backend("etcd store is shutting down".into());
+        self.creates.send(request).await.map_err(|_| gone())?;
+        answer.await.map_err(|_| gone())?
     }
 
     async fn update(

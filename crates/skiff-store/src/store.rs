@@ -6,8 +6,11 @@ use futures::stream::BoxStream;
 
 use crate::StoreError;
 
-/// A store revision. An empty store is at revision 1 and each successful write gets the next
-/// one, so the first write is revision 2 (etcd semantics).
+/// A store revision. An empty store is at revision 1 and each successful write gets a revision
+/// above every earlier one, so the first write is revision 2 (etcd semantics). Writes committed
+/// together share one revision, as the keys of one etcd transaction do: the etcd backend
+/// commits concurrent creates together (see `EtcdStore`); the embedded store gives every write
+/// its own.
 pub type Revision = i64;
 
 /// One key with its value and revisions.
