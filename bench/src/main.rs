@@ -370,7 +370,7 @@ async fn bench_memory(objects: usize) -> anyhow::Result<()> {
         let server = Server::start(backend).await?;
         tokio::time::sleep(Duration::from_secs(2)).await;
         let idle = server.rss_mb()?;
-        let client = server.client()?;
+        let client = server.client_h1()?;
         let url = format!("{}/api/v1/namespaces/default/configmaps", server.base);
         drive(objects, 32, move |i| {
             let client = client.clone();
