@@ -18,6 +18,17 @@ if [ ${#missing[@]} -gt 0 ]; then
     apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
+# The kubelet and its tests need a running Docker engine.
+if ! docker info >/dev/null 2>&1; then
+    echo "== starting dockerd (log in /var/log/skiff-dockerd.log)"
+    nohup /usr/sbin/dockerd >/var/log/skiff-dockerd.log 2>&1 &
+    for _ in $(seq 1 60); do
+        docker info >/dev/null 2>&1 && break
+        sleep 1
+    done
+    docker info >/dev/null 2>&1 || { echo "dockerd did not start; see /var/log/skiff-dockerd.log"; exit 1; }
+fi
+
 if ! python3 -c 'import kubernetes' 2>/dev/null; then
     echo "== installing the official Kubernetes Python client"
     python3 -m pip install -q kubernetes 2>&1 | grep -v 'WARNING: Running pip as' || true

@@ -1,7 +1,80 @@
-//! `skiff-kubelet`: not implemented yet. It exits with status 1 so that nothing mistakes it for a working
-//! component; see the open issues for when it arrives.
+//! `skiff-kubelet`: flags as the kubelet's; everything else lives in the library.
 
-fn main() {
-    eprintln!("skiff-kubelet: not implemented yet");
-    std::process::exit(1);
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use clap::Parser;
+use skiff_kubelet::{Config, RuntimeKind};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser, Debug)]
+#[command(name = "skiff-kubelet", version, about = "Skiff's node agent")]
+struct Flags {
+    /// kubeconfig to reach the apiserver with.
+    #[arg(long)]
+    kubeconfig: PathBuf,
+    /// Node name (default: the hostname).
+    #[arg(long)]
+    hostname_override: Option<String>,
+    /// The node's InternalIP (default: the address of the default route's interface).
+    #[arg(long)]
+    node_ip: Option<IpAddr>,
+    /// Pod subnet for a standalone node (normally the controller-manager assigns spec.podCIDR).
+    #[arg(long)]
+    pod_cidr: Option<String>,
+    /// Container runtime: docker, or fake for hollow nodes.
+    #[arg(long, default_value = "docker")]
+    runtime: String,
+    /// Where pod volumes live.
+    #[arg(long, default_value = "/var/lib/skiff-kubelet")]
+    root_dir: PathBuf,
+    /// Seconds between node status reports when nothing changed.
+    #[arg(long, default_value_t = 60)]
+    node_status_report_frequency: u64,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    // kube's client uses rustls; pick ring explicitly (DESIGN §9).
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let flags = Flags::parse();
+    let runtime = match flags.runtime.as_str() {
+        "docker" => RuntimeKind::Docker,
+        "fake" => RuntimeKind::Fake,
+        other => anyhow::bail!("--runtime must be docker or fake, not {other:?}"),
+    };
+    let node_name = match flags.hostname_override {
+        Some(n) => n,
+        None => hostname::get()?.to_string_lossy().to_lowercase(),
+    };
+    let config = Config {
+        kubeconfig: flags.kubeconfig,
+        node_name,
+        node_ip: flags.node_ip,
+        pod_cidr: flags.pod_cidr,
+        runtime,
+        root_dir: flags.root_dir,
+        status_report_every: std::time::Duration::from_secs(flags.node_status_report_frequency),
+    };
+    let shutdown = CancellationToken::new();
+    let signal = shutdown.clone();
+    tokio::spawn(async move {
+        let Ok(mut term) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        else {
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        tracing::info!("shutting down");
+        signal.cancel();
+    });
+    skiff_kubelet::run(config, shutdown).await
 }

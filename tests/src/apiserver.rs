@@ -239,18 +239,23 @@ pub(crate) fn apiserver_binary() -> PathBuf {
             if let Some(path) = std::env::var_os("SKIFF_APISERVER_BIN") {
                 return PathBuf::from(path);
             }
-            let exe = std::env::current_exe().expect("current_exe");
-            let path = exe
-                .parent()
-                .and_then(Path::parent)
-                .expect("the test binary lives in target/<profile>/deps/")
-                .join("skiff-apiserver");
-            assert!(
-                path.exists(),
-                "{} is missing: build it first with `cargo build --workspace --all-targets` (deploy/test.sh does)",
-                path.display()
-            );
-            path
+            sibling_binary("skiff-apiserver")
         })
         .clone()
+}
+
+/// `target/<profile>/<name>`: a workspace binary built next to the test binaries.
+pub(crate) fn sibling_binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    let path = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("the test binary lives in target/<profile>/deps/")
+        .join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: build it first with `cargo build --workspace --all-targets` (deploy/test.sh does)",
+        path.display()
+    );
+    path
 }

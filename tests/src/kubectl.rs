@@ -31,6 +31,14 @@ impl ApiServer {
     }
 
     /// Runs `kubectl ARGS`, asserts it succeeded, returns its stdout.
+    /// Runs kubectl with `stdin`, asserts success, returns stdout.
+    pub fn kubectl_stdin_ok(&self, args: &[&str], stdin: &str) -> String {
+        success(
+            &format!("kubectl {}", args.join(" ")),
+            self.kubectl_stdin(args, stdin),
+        )
+    }
+
     pub fn kubectl_ok(&self, args: &[&str]) -> String {
         success(&format!("kubectl {}", args.join(" ")), self.kubectl(args))
     }

@@ -15,11 +15,13 @@ mod apiserver;
 pub mod fixtures;
 mod http;
 mod kubectl;
+mod kubelet;
 mod wait;
 
 pub use apiserver::{ApiServer, Backend};
 pub use http::{Http, Reply, WatchEvents};
 pub use kubectl::{KubectlWatch, Table, kubectl_versioned_path, strip_ansi};
+pub use kubelet::{BUSYBOX, Kubelet, ensure_busybox_image};
 pub use wait::wait_until;
 
 /// Turns `fn name(backend: Backend)` test bodies into `#[test]`s run once per backend:

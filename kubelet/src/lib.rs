@@ -1,0 +1,114 @@
+//! `skiff-kubelet`: the node agent. It registers its Node and keeps its status and heartbeat
+//! Lease current ([`node`]), watches the pods bound to it and gives each a worker
+//! ([`manager`]) that drives the pod's sandbox and containers through the container runtime
+//! ([`worker`]) and reports the pod's real state back ([`status`]).
+
+pub mod manager;
+pub mod node;
+pub mod status;
+pub mod sysinfo;
+pub mod worker;
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use skiff_runtime::ContainerRuntime;
+use tokio_util::sync::CancellationToken;
+
+/// Which container runtime drives the pods.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RuntimeKind {
+    Docker,
+    /// In-memory containers, for hollow nodes (scale tests) and unit tests.
+    Fake,
+}
+
+/// The kubelet's configuration, from flags.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub kubeconfig: PathBuf,
+    pub node_name: String,
+    pub node_ip: Option<IpAddr>,
+    pub pod_cidr: Option<String>,
+    pub runtime: RuntimeKind,
+    pub root_dir: PathBuf,
+    pub status_report_every: Duration,
+}
+
+/// What every part of the kubelet shares.
+pub struct Context {
+    pub client: kube::Client,
+    pub runtime: Arc<dyn ContainerRuntime>,
+    pub node_name: String,
+    pub node_ip: IpAddr,
+    pub root_dir: PathBuf,
+    /// The Docker network pods join (the node's pod subnet).
+    pub pod_network: tokio::sync::watch::Receiver<Option<String>>,
+}
+
+/// The label naming the node on everything its kubelet creates in the runtime.
+pub const LABEL_NODE: &str = "io.skiff.node";
+
+/// Labels this node's kubelet puts on every sandbox and container.
+pub fn node_labels(node: &str) -> std::collections::BTreeMap<String, String> {
+    std::iter::once((LABEL_NODE.to_string(), node.to_string())).collect()
+}
+
+impl Context {
+    /// Whether a runtime object with these labels belongs to this node's kubelet.
+    pub fn owns(&self, labels: &std::collections::BTreeMap<String, String>) -> bool {
+        labels.get(LABEL_NODE) == Some(&self.node_name)
+    }
+}
+
+/// Builds a kube client from a kubeconfig file.
+pub async fn client(kubeconfig: &std::path::Path) -> anyhow::Result<kube::Client> {
+    let kc = kube::config::Kubeconfig::read_from(kubeconfig)
+        .with_context(|| format!("reading kubeconfig {}", kubeconfig.display()))?;
+    let cfg = kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+        .await
+        .with_context(|| format!("loading kubeconfig {}", kubeconfig.display()))?;
+    Ok(kube::Client::try_from(cfg)?)
+}
+
+/// Runs the kubelet until `shutdown`.
+pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let client = client(&config.kubeconfig).await?;
+    let runtime: Arc<dyn ContainerRuntime> = match config.runtime {
+        RuntimeKind::Docker => Arc::new(
+            skiff_runtime::DockerRuntime::connect()
+                .await
+                .context("connecting to Docker at /var/run/docker.sock; is dockerd running?")?,
+        ),
+        RuntimeKind::Fake => Arc::new(skiff_runtime::FakeRuntime::new()),
+    };
+    let node_ip = match config.node_ip {
+        Some(ip) => ip,
+        None => sysinfo::default_route_ip().unwrap_or(IpAddr::from([127, 0, 0, 1])),
+    };
+    std::fs::create_dir_all(&config.root_dir)
+        .with_context(|| format!("creating {}", config.root_dir.display()))?;
+    let (network_tx, network_rx) = tokio::sync::watch::channel(None);
+    let ctx = Arc::new(Context {
+        client,
+        runtime,
+        node_name: config.node_name.clone(),
+        node_ip,
+        root_dir: config.root_dir.clone(),
+        pod_network: network_rx,
+    });
+    let agent = node::NodeAgent::new(
+        ctx.clone(),
+        config.pod_cidr.clone(),
+        config.status_report_every,
+    );
+    agent.register().await.context("registering the Node")?;
+    tracing::info!(node = %ctx.node_name, ip = %node_ip, "node registered");
+    let agent_task = tokio::spawn(agent.run(network_tx, shutdown.clone()));
+    manager::run(ctx, shutdown.clone()).await;
+    let _ = agent_task.await;
+    Ok(())
+}

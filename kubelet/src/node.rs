@@ -1,0 +1,323 @@
+//! The Node object: registration, status (capacity, addresses, nodeInfo, conditions) and the
+//! heartbeat Lease in `kube-node-lease`.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::Node;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+use crate::{Context, sysinfo};
+
+/// How often the Lease is renewed.
+const LEASE_EVERY: Duration = Duration::from_secs(10);
+const LEASE_DURATION_SECONDS: i32 = 40;
+
+fn now() -> String {
+    jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
+}
+
+fn now_micro() -> String {
+    jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%S.%6fZ")
+        .to_string()
+}
+
+/// One node condition as the kubelet judges it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Condition {
+    ty: &'static str,
+    status: bool,
+    reason: String,
+    message: String,
+}
+
+/// Registers and reports the node.
+pub struct NodeAgent {
+    ctx: Arc<Context>,
+    pod_cidr: Option<String>,
+    report_every: Duration,
+}
+
+impl NodeAgent {
+    pub fn new(ctx: Arc<Context>, pod_cidr: Option<String>, report_every: Duration) -> Self {
+        NodeAgent {
+            ctx,
+            pod_cidr,
+            report_every,
+        }
+    }
+
+    fn api(&self) -> Api<Node> {
+        Api::all(self.ctx.client.clone())
+    }
+
+    /// Creates the Node, or takes over an existing one of the same name.
+    pub async fn register(&self) -> anyhow::Result<()> {
+        let name = &self.ctx.node_name;
+        let mut labels = BTreeMap::new();
+        labels.insert("kubernetes.io/hostname".to_string(), name.clone());
+        labels.insert("kubernetes.io/os".to_string(), "linux".to_string());
+        labels.insert(
+            "kubernetes.io/arch".to_string(),
+            sysinfo::arch().to_string(),
+        );
+        let mut node = json!({
+            "apiVersion": "v1",
+            "kind": "Node",
+            "metadata": { "name": name, "labels": labels },
+            "spec": {},
+        });
+        if let Some(cidr) = &self.pod_cidr {
+            node["spec"]["podCIDR"] = json!(cidr);
+            node["spec"]["podCIDRs"] = json!([cidr]);
+        }
+        let node: Node = serde_json::from_value(node)?;
+        match self.api().create(&PostParams::default(), &node).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(e)) if e.code == 409 => {
+                // Re-registering after a restart: keep the object, refresh labels (and the
+                // standalone pod CIDR, if the operator gave one).
+                let mut patch = json!({ "metadata": { "labels": node.metadata.labels } });
+                if let Some(cidr) = &self.pod_cidr {
+                    patch["spec"] = json!({ "podCIDR": cidr, "podCIDRs": [cidr] });
+                }
+                self.api()
+                    .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await?;
+            }
+            Err(e) => return Err(e.into()),
+        }
+        let conditions = self.conditions().await;
+        self.report(&conditions, None).await?;
+        Ok(())
+    }
+
+    async fn conditions(&self) -> Vec<Condition> {
+        let runtime = self.ctx.runtime.version().await;
+        let ready = match &runtime {
+            Ok(_) => Condition {
+                ty: "Ready",
+                status: true,
+                reason: "KubeletReady".into(),
+                message: "kubelet is posting ready status".into(),
+            },
+            Err(e) => Condition {
+                ty: "Ready",
+                status: false,
+                reason: "KubeletNotReady".into(),
+                message: format!("container runtime is down: {e}"),
+            },
+        };
+        let avail = sysinfo::memory_available_kib();
+        let memory = if avail > 0 && avail < 100 * 1024 {
+            Condition {
+                ty: "MemoryPressure",
+                status: true,
+                reason: "KubeletHasInsufficientMemory".into(),
+                message: format!("kubelet has insufficient memory available ({avail}Ki)"),
+            }
+        } else {
+            Condition {
+                ty: "MemoryPressure",
+                status: false,
+                reason: "KubeletHasSufficientMemory".into(),
+                message: "kubelet has sufficient memory available".into(),
+            }
+        };
+        let disk = match sysinfo::disk_free_fraction(&self.ctx.root_dir) {
+            Some(f) if f < 0.10 => Condition {
+                ty: "DiskPressure",
+                status: true,
+                reason: "KubeletHasDiskPressure".into(),
+                message: format!("kubelet has disk pressure ({:.0}% free)", f * 100.0),
+            },
+            _ => Condition {
+                ty: "DiskPressure",
+                status: false,
+                reason: "KubeletHasNoDiskPressure".into(),
+                message: "kubelet has no disk pressure".into(),
+            },
+        };
+        let pid = match sysinfo::pids() {
+            Some((used, max)) if used * 10 > max * 9 => Condition {
+                ty: "PIDPressure",
+                status: true,
+                reason: "KubeletHasInsufficientPID".into(),
+                message: format!("{used} of {max} process IDs in use"),
+            },
+            _ => Condition {
+                ty: "PIDPressure",
+                status: false,
+                reason: "KubeletHasSufficientPID".into(),
+                message: "kubelet has sufficient PID available".into(),
+            },
+        };
+        vec![memory, disk, pid, ready]
+    }
+
+    /// Writes the node status. `previous` carries the last reported conditions, to keep their
+    /// transition times.
+    async fn report(
+        &self,
+        conditions: &[Condition],
+        previous: Option<&[(Condition, String)]>,
+    ) -> anyhow::Result<Vec<(Condition, String)>> {
+        let now = now();
+        let cpu = sysinfo::cpus().to_string();
+        let memory = format!("{}Ki", sysinfo::memory_kib());
+        let runtime_version = match self.ctx.runtime.version().await {
+            Ok(v) => format!("{}://{}", v.name, v.version),
+            Err(_) => "docker://unknown".into(),
+        };
+        let mut stamped = Vec::new();
+        let conds: Vec<Value> = conditions
+            .iter()
+            .map(|c| {
+                let since = previous
+                    .and_then(|p| {
+                        p.iter()
+                            .find(|(old, _)| old.ty == c.ty && old.status == c.status)
+                    })
+                    .map(|(_, t)| t.clone())
+                    .unwrap_or_else(|| now.clone());
+                stamped.push((c.clone(), since.clone()));
+                json!({
+                    "type": c.ty,
+                    "status": if c.status { "True" } else { "False" },
+                    "reason": c.reason,
+                    "message": c.message,
+                    "lastHeartbeatTime": now,
+                    "lastTransitionTime": since,
+                })
+            })
+            .collect();
+        let hostname = hostname::get()
+            .map(|h| h.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let status = json!({
+            "status": {
+                "capacity": { "cpu": cpu, "memory": memory, "pods": "110" },
+                "allocatable": { "cpu": cpu, "memory": memory, "pods": "110" },
+                "addresses": [
+                    { "type": "InternalIP", "address": self.ctx.node_ip.to_string() },
+                    { "type": "Hostname", "address": hostname },
+                ],
+                "nodeInfo": {
+                    "machineID": sysinfo::machine_id(),
+                    "systemUUID": sysinfo::machine_id(),
+                    "bootID": std::fs::read_to_string("/proc/sys/kernel/random/boot_id").map(|s| s.trim().to_string()).unwrap_or_default(),
+                    "kernelVersion": sysinfo::kernel_version(),
+                    "osImage": sysinfo::os_image(),
+                    "containerRuntimeVersion": runtime_version,
+                    "kubeletVersion": concat!("v1.33.0-skiff.", env!("CARGO_PKG_VERSION")),
+                    "kubeProxyVersion": "",
+                    "operatingSystem": "linux",
+                    "architecture": sysinfo::arch(),
+                },
+                "conditions": conds,
+                "daemonEndpoints": { "kubeletEndpoint": { "Port": 10250 } },
+            }
+        });
+        self.api()
+            .patch_status(
+                &self.ctx.node_name,
+                &PatchParams::default(),
+                &Patch::Merge(&status),
+            )
+            .await?;
+        Ok(stamped)
+    }
+
+    async fn renew_lease(&self) -> anyhow::Result<()> {
+        let api: Api<Lease> = Api::namespaced(self.ctx.client.clone(), "kube-node-lease");
+        let name = &self.ctx.node_name;
+        let patch = json!({ "spec": { "holderIdentity": name, "leaseDurationSeconds": LEASE_DURATION_SECONDS, "renewTime": now_micro() } });
+        match api
+            .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(e)) if e.code == 404 => {
+                let lease: Lease = serde_json::from_value(json!({
+                    "apiVersion": "coordination.k8s.io/v1",
+                    "kind": "Lease",
+                    "metadata": {
+                        "name": name,
+                        "namespace": "kube-node-lease",
+                        "ownerReferences": [],
+                    },
+                    "spec": patch["spec"],
+                }))?;
+                api.create(&PostParams::default(), &lease).await?;
+                Ok(())
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Heartbeats and status reports until shutdown; also publishes the pod network once the
+    /// node has a pod CIDR.
+    pub async fn run(
+        self,
+        network: tokio::sync::watch::Sender<Option<String>>,
+        shutdown: CancellationToken,
+    ) {
+        let mut reported: Option<(Vec<(Condition, String)>, Instant)> = None;
+        let mut tick = tokio::time::interval(LEASE_EVERY);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = shutdown.cancelled() => return,
+            }
+            if let Err(e) = self.renew_lease().await {
+                tracing::warn!(error = %e, "could not renew the node lease");
+            }
+            let conditions = self.conditions().await;
+            let changed = reported.as_ref().is_none_or(|(prev, at)| {
+                at.elapsed() >= self.report_every
+                    || prev.iter().map(|(c, _)| c).ne(conditions.iter())
+            });
+            if changed {
+                match self
+                    .report(&conditions, reported.as_ref().map(|(p, _)| p.as_slice()))
+                    .await
+                {
+                    Ok(stamped) => reported = Some((stamped, Instant::now())),
+                    Err(e) => tracing::warn!(error = %e, "could not report node status"),
+                }
+            }
+            if network.borrow().is_none() {
+                self.ensure_pod_network(&network).await;
+            }
+        }
+    }
+
+    /// Creates the node's pod network once `spec.podCIDR` is known.
+    async fn ensure_pod_network(&self, network: &tokio::sync::watch::Sender<Option<String>>) {
+        let cidr = match self.api().get(&self.ctx.node_name).await {
+            Ok(n) => n.spec.and_then(|s| s.pod_cidr),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not read the Node");
+                return;
+            }
+        };
+        let Some(cidr) = cidr else { return };
+        // One network per node, so several kubelets can share an engine (tests) without
+        // their subnets colliding under one name.
+        let name = format!("skiff-{}", self.ctx.node_name);
+        match self.ctx.runtime.ensure_network(&name, &cidr).await {
+            Ok(()) => {
+                tracing::info!(%cidr, network = %name, "pod network ready");
+                let _ = network.send(Some(name));
+            }
+            Err(e) => tracing::warn!(error = %e, %cidr, "could not create the pod network"),
+        }
+    }
+}

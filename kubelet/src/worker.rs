@@ -1,0 +1,933 @@
+//! One worker per pod: it brings the pod's sandbox and containers to what the spec asks,
+//! restarts containers per the restart policy with Kubernetes' backoff, reports status, and
+//! on deletion stops everything gracefully and removes the pod object.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::{Container, Pod};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
+use serde_json::{Value, json};
+use skiff_runtime::{
+    ContainerConfig, ContainerState, Mount, PullPolicy, Resources, RuntimeError, SandboxConfig,
+    SandboxNetwork, SandboxStatus,
+};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::Context;
+use crate::status::{self, condition, state_json, waiting};
+
+/// What the manager tells a worker.
+pub enum PodUpdate {
+    /// The pod object changed.
+    Changed(Box<Pod>),
+    /// The pod object is gone from the API.
+    Gone,
+}
+
+/// How often a worker re-checks its containers when nothing happens.
+const RESYNC: Duration = Duration::from_secs(1);
+/// Kubernetes' container restart backoff: 10 s doubling to 5 min, reset after 10 min running.
+const BACKOFF_START: Duration = Duration::from_secs(10);
+const BACKOFF_MAX: Duration = Duration::from_secs(300);
+const BACKOFF_RESET: Duration = Duration::from_secs(600);
+
+/// What the worker knows of one container of the pod.
+#[derive(Default)]
+struct Slot {
+    id: Option<String>,
+    image_id: String,
+    restarts: u32,
+    state: Option<ContainerState>,
+    last_state: Option<Value>,
+    /// A waiting reason/message to report instead of the runtime state.
+    waiting: Option<(String, String)>,
+    backoff: Option<Duration>,
+    not_before: Option<Instant>,
+    pull_failures: u32,
+}
+
+/// How a worker's sync loop ends.
+enum Exit {
+    /// The pod has a deletionTimestamp: stop it gracefully, then delete the object.
+    Deleted,
+    /// The pod object is gone already: stop what is left.
+    Gone,
+    /// The kubelet is shutting down: leave the pod running, to be adopted on restart.
+    Shutdown,
+}
+
+pub struct Worker {
+    ctx: Arc<Context>,
+    pod: Pod,
+    rx: mpsc::UnboundedReceiver<PodUpdate>,
+    sandbox: Option<SandboxStatus>,
+    slots: BTreeMap<String, Slot>,
+    start_time: Option<String>,
+    reported: Option<Value>,
+    sandbox_error: Option<String>,
+}
+
+fn pull_policy(c: &Container) -> PullPolicy {
+    match c.image_pull_policy.as_deref() {
+        Some("Always") => PullPolicy::Always,
+        Some("Never") => PullPolicy::Never,
+        _ => PullPolicy::IfNotPresent,
+    }
+}
+
+fn quantity_millis(q: &str) -> Option<u64> {
+    match q.strip_suffix('m') {
+        Some(m) => m.parse().ok(),
+        None => q.parse::<f64>().ok().map(|c| (c * 1000.0) as u64),
+    }
+}
+
+fn quantity_bytes(q: &str) -> Option<i64> {
+    const UNITS: &[(&str, f64)] = &[
+        ("Ki", 1024.0),
+        ("Mi", 1048576.0),
+        ("Gi", 1073741824.0),
+        ("Ti", 1099511627776.0),
+        ("k", 1e3),
+        ("M", 1e6),
+        ("G", 1e9),
+        ("T", 1e12),
+    ];
+    for (suffix, mult) in UNITS {
+        if let Some(n) = q.strip_suffix(suffix) {
+            return n.parse::<f64>().ok().map(|v| (v * mult) as i64);
+        }
+    }
+    q.parse::<f64>().ok().map(|v| v as i64)
+}
+
+impl Worker {
+    pub fn new(ctx: Arc<Context>, pod: Pod, rx: mpsc::UnboundedReceiver<PodUpdate>) -> Self {
+        Worker {
+            ctx,
+            pod,
+            rx,
+            sandbox: None,
+            slots: BTreeMap::new(),
+            start_time: None,
+            reported: None,
+            sandbox_error: None,
+        }
+    }
+
+    fn name(&self) -> &str {
+        self.pod.metadata.name.as_deref().unwrap_or_default()
+    }
+
+    fn namespace(&self) -> &str {
+        self.pod.metadata.namespace.as_deref().unwrap_or("default")
+    }
+
+    fn uid(&self) -> &str {
+        self.pod.metadata.uid.as_deref().unwrap_or_default()
+    }
+
+    fn api(&self) -> Api<Pod> {
+        Api::namespaced(self.ctx.client.clone(), self.namespace())
+    }
+
+    fn volumes_dir(&self) -> std::path::PathBuf {
+        self.ctx
+            .root_dir
+            .join("pods")
+            .join(self.uid())
+            .join("volumes")
+    }
+
+    pub async fn run(mut self, shutdown: CancellationToken) {
+        self.adopt().await;
+        self.start_time = self
+            .pod
+            .status
+            .as_ref()
+            .and_then(|s| s.start_time.as_ref())
+            .map(|t| t.0.strftime("%Y-%m-%dT%H:%M:%SZ").to_string());
+        let exit = loop {
+            if self.pod.metadata.deletion_timestamp.is_some() {
+                break Exit::Deleted;
+            }
+            self.sync().await;
+            self.report().await;
+            tokio::select! {
+                msg = self.rx.recv() => match msg {
+                    Some(PodUpdate::Changed(p)) => self.pod = *p,
+                    Some(PodUpdate::Gone) | None => break Exit::Gone,
+                },
+                _ = tokio::time::sleep(RESYNC) => {}
+                _ = shutdown.cancelled() => break Exit::Shutdown,
+            }
+        };
+        if matches!(exit, Exit::Shutdown) {
+            return;
+        }
+        self.terminate().await;
+        if matches!(exit, Exit::Deleted) {
+            let params = DeleteParams {
+                grace_period_seconds: Some(0),
+                preconditions: Some(Preconditions {
+                    uid: Some(self.uid().to_string()),
+                    resource_version: None,
+                }),
+                ..DeleteParams::default()
+            };
+            if let Err(e) = self.api().delete(self.name(), &params).await {
+                tracing::debug!(pod = %self.name(), error = %e, "final delete of the pod object failed");
+            }
+        }
+    }
+
+    /// Finds this pod's sandbox and containers left by an earlier kubelet.
+    async fn adopt(&mut self) {
+        let uid = self.uid().to_string();
+        if let Ok(sandboxes) = self.ctx.runtime.list_sandboxes().await {
+            self.sandbox = sandboxes
+                .into_iter()
+                .find(|s| s.uid == uid && s.ready && self.ctx.owns(&s.labels));
+        }
+        if let Ok(containers) = self.ctx.runtime.list_containers().await {
+            for c in containers
+                .into_iter()
+                .filter(|c| c.pod_uid == uid && self.ctx.owns(&c.labels))
+            {
+                let slot = self.slots.entry(c.name.clone()).or_default();
+                // Keep the newest attempt.
+                if slot.id.is_none() || c.restart_count >= slot.restarts {
+                    slot.id = Some(c.id.clone());
+                    slot.restarts = c.restart_count;
+                    slot.image_id = c.image_id.clone();
+                    slot.state = Some(c.state.clone());
+                }
+            }
+        }
+    }
+
+    async fn sync(&mut self) {
+        if self.sandbox.is_none() && !self.start_sandbox().await {
+            return;
+        }
+        let spec = self.pod.spec.clone().unwrap_or_default();
+        let policy = spec
+            .restart_policy
+            .clone()
+            .unwrap_or_else(|| "Always".into());
+        // Init containers run one at a time, in order, each to success.
+        for c in spec.init_containers.iter().flatten() {
+            self.refresh(&c.name).await;
+            match self.slots.get(&c.name).and_then(|s| s.state.clone()) {
+                Some(ContainerState::Exited { exit_code: 0, .. }) => continue,
+                Some(ContainerState::Running { .. }) => return,
+                Some(ContainerState::Exited { .. }) if policy == "Never" => return,
+                _ => {
+                    self.ensure_started(c, &policy).await;
+                    return;
+                }
+            }
+        }
+        for c in &spec.containers {
+            self.refresh(&c.name).await;
+            self.ensure_started(c, &policy).await;
+        }
+    }
+
+    async fn start_sandbox(&mut self) -> bool {
+        let spec = self.pod.spec.clone().unwrap_or_default();
+        let host_network = spec.host_network.unwrap_or(false);
+        let network = if host_network {
+            SandboxNetwork::Host
+        } else {
+            let mut rx = self.ctx.pod_network.clone();
+            let net = rx.borrow_and_update().clone();
+            match net {
+                Some(n) => SandboxNetwork::Pod { network: n },
+                None => {
+                    self.sandbox_error =
+                        Some("the node has no pod network yet (no spec.podCIDR)".into());
+                    return false;
+                }
+            }
+        };
+        let mut port_mappings = Vec::new();
+        for c in &spec.containers {
+            for p in c.ports.iter().flatten() {
+                if let Some(hp) = p.host_port.filter(|h| *h > 0) {
+                    port_mappings.push(skiff_runtime::PortMapping {
+                        container_port: p.container_port as u16,
+                        host_port: hp as u16,
+                        protocol: p
+                            .protocol
+                            .clone()
+                            .unwrap_or_else(|| "TCP".into())
+                            .to_lowercase(),
+                        host_ip: p.host_ip.clone(),
+                    });
+                }
+            }
+        }
+        let cfg = SandboxConfig {
+            namespace: self.namespace().to_string(),
+            name: self.name().to_string(),
+            uid: self.uid().to_string(),
+            hostname: spec
+                .hostname
+                .clone()
+                .unwrap_or_else(|| self.name().to_string()),
+            network,
+            port_mappings,
+            labels: crate::node_labels(&self.ctx.node_name),
+            dns_servers: Vec::new(),
+            dns_searches: vec![
+                format!("{}.svc.cluster.local", self.namespace()),
+                "svc.cluster.local".into(),
+                "cluster.local".into(),
+            ],
+            dns_options: vec!["ndots:5".into()],
+            extra_hosts: Vec::new(),
+        };
+        match self.ctx.runtime.run_sandbox(&cfg).await {
+            Ok(s) => {
+                self.sandbox = Some(s);
+                self.sandbox_error = None;
+                if self.start_time.is_none() {
+                    self.start_time = Some(status::now());
+                }
+                true
+            }
+            Err(e) => {
+                tracing::warn!(pod = %self.name(), error = %e, "could not start the pod sandbox");
+                self.sandbox_error = Some(e.to_string());
+                false
+            }
+        }
+    }
+
+    /// Reads the runtime's view of one container.
+    async fn refresh(&mut self, name: &str) {
+        let Some(id) = self.slots.get(name).and_then(|s| s.id.clone()) else {
+            return;
+        };
+        match self.ctx.runtime.container_status(&id).await {
+            Ok(st) => {
+                let slot = self.slots.entry(name.to_string()).or_default();
+                slot.image_id = st.image_id;
+                slot.state = Some(st.state);
+            }
+            Err(RuntimeError::NotFound { .. }) => {
+                let slot = self.slots.entry(name.to_string()).or_default();
+                slot.id = None;
+                slot.state = None;
+            }
+            Err(e) => {
+                tracing::debug!(pod = %self.name(), container = name, error = %e, "container status failed")
+            }
+        }
+    }
+
+    /// Starts (or restarts, per policy and backoff) one container if it should be running.
+    async fn ensure_started(&mut self, c: &Container, policy: &str) {
+        let slot = self.slots.entry(c.name.clone()).or_default();
+        match &slot.state {
+            Some(ContainerState::Running { started_at }) => {
+                // A container that ran long enough earns a fresh backoff.
+                if started_at.elapsed().unwrap_or_default() >= BACKOFF_RESET {
+                    slot.backoff = None;
+                }
+                slot.waiting = None;
+                return;
+            }
+            Some(ContainerState::Exited { exit_code, .. }) => {
+                let restart = match policy {
+                    "Never" => false,
+                    "OnFailure" => *exit_code != 0,
+                    _ => true,
+                };
+                if !restart {
+                    return;
+                }
+                let delay = slot
+                    .backoff
+                    .map(|b| (b * 2).min(BACKOFF_MAX))
+                    .unwrap_or(BACKOFF_START);
+                match slot.not_before {
+                    None => {
+                        // While it waits, the attempt that ended is the container's lastState.
+                        if let (Some(id), Some(state)) = (&slot.id, &slot.state) {
+                            slot.last_state = Some(state_json(state, id));
+                        }
+                        slot.backoff = Some(delay);
+                        slot.not_before = Some(Instant::now() + delay);
+                        slot.waiting = Some((
+                            "CrashLoopBackOff".into(),
+                            format!(
+                                "back-off {}s restarting failed container={} pod={}_{}({})",
+                                delay.as_secs(),
+                                c.name,
+                                self.pod.metadata.name.as_deref().unwrap_or_default(),
+                                self.pod.metadata.namespace.as_deref().unwrap_or_default(),
+                                self.pod.metadata.uid.as_deref().unwrap_or_default()
+                            ),
+                        ));
+                        return;
+                    }
+                    Some(t) if Instant::now() < t => return,
+                    Some(_) => {}
+                }
+            }
+            Some(ContainerState::Created) | Some(ContainerState::Unknown) | None => {
+                if slot.not_before.is_some_and(|t| Instant::now() < t) {
+                    return;
+                }
+            }
+        }
+        self.start_container(c).await;
+    }
+
+    async fn start_container(&mut self, c: &Container) {
+        let runtime = self.ctx.runtime.clone();
+        let image = c.image.clone().unwrap_or_default();
+        // The previous attempt becomes lastState.
+        let (old_id, restarts) = {
+            let slot = self.slots.entry(c.name.clone()).or_default();
+            if let (Some(id), Some(state @ ContainerState::Exited { .. })) = (&slot.id, &slot.state)
+            {
+                slot.last_state = Some(state_json(state, id));
+            }
+            let restarts = if slot.id.is_some() {
+                slot.restarts + 1
+            } else {
+                slot.restarts
+            };
+            (slot.id.clone(), restarts)
+        };
+        if let Some(id) = old_id {
+            let _ = runtime.remove_container(&id).await;
+        }
+        let image_id = match runtime.ensure_image(&image, pull_policy(c)).await {
+            Ok(id) => id,
+            Err(e) => {
+                let slot = self.slots.entry(c.name.clone()).or_default();
+                slot.id = None;
+                slot.state = None;
+                slot.pull_failures += 1;
+                let reason = match (&e, slot.pull_failures) {
+                    (RuntimeError::ImageNeverPull { .. }, _) => "ErrImageNeverPull",
+                    (_, 1) => "ErrImagePull",
+                    _ => "ImagePullBackOff",
+                };
+                let delay =
+                    (BACKOFF_START * 2u32.pow(slot.pull_failures.min(5) - 1)).min(BACKOFF_MAX);
+                slot.not_before = Some(Instant::now() + delay);
+                slot.waiting = Some((reason.into(), e.to_string()));
+                return;
+            }
+        };
+        let cfg = match self.container_config(c, restarts).await {
+            Ok(cfg) => cfg,
+            Err(message) => {
+                let slot = self.slots.entry(c.name.clone()).or_default();
+                slot.waiting = Some(("CreateContainerConfigError".into(), message));
+                slot.not_before = Some(Instant::now() + BACKOFF_START);
+                return;
+            }
+        };
+        let sandbox_id = self
+            .sandbox
+            .as_ref()
+            .map(|s| s.id.clone())
+            .unwrap_or_default();
+        let created = runtime.create_container(&sandbox_id, &cfg).await;
+        let slot = self.slots.entry(c.name.clone()).or_default();
+        slot.pull_failures = 0;
+        slot.image_id = image_id;
+        slot.restarts = restarts;
+        slot.not_before = None;
+        let id = match created {
+            Ok(id) => id,
+            Err(e) => {
+                slot.id = None;
+                slot.waiting = Some(("CreateContainerError".into(), e.to_string()));
+                slot.not_before = Some(Instant::now() + BACKOFF_START);
+                return;
+            }
+        };
+        slot.id = Some(id.clone());
+        slot.state = Some(ContainerState::Created);
+        slot.waiting = None;
+        if let Err(e) = runtime.start_container(&id).await {
+            // A command that cannot run (not found, not executable) fails here, as
+            // Kubernetes reports it: the attempt terminated with StartError, and the next
+            // one backs off.
+            tracing::info!(pod = %self.pod.metadata.name.as_deref().unwrap_or_default(), container = %c.name, error = %e, "container failed to start");
+            let slot = self.slots.entry(c.name.clone()).or_default();
+            slot.state = Some(ContainerState::Exited {
+                exit_code: 128,
+                reason: "StartError".into(),
+                started_at: None,
+                finished_at: Some(std::time::SystemTime::now()),
+            });
+            slot.last_state = Some(
+                json!({ "terminated": { "exitCode": 128, "reason": "StartError", "message": e.to_string(), "containerID": format!("docker://{id}") } }),
+            );
+            slot.waiting = Some(("RunContainerError".into(), e.to_string()));
+        }
+    }
+
+    /// Maps a Kubernetes container onto the runtime's config: command, env, mounts, limits.
+    async fn container_config(
+        &self,
+        c: &Container,
+        restarts: u32,
+    ) -> Result<ContainerConfig, String> {
+        let mut env = Vec::new();
+        if self
+            .pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.enable_service_links)
+            .unwrap_or(true)
+        {
+            env.extend(self.service_env().await);
+        }
+        for e in c.env.iter().flatten() {
+            let value = match (&e.value, &e.value_from) {
+                (Some(v), _) => v.clone(),
+                (None, Some(from)) => self.env_from_source(from).await?,
+                (None, None) => String::new(),
+            };
+            env.push((e.name.clone(), value));
+        }
+        let mut mounts = Vec::new();
+        let spec = self.pod.spec.clone().unwrap_or_default();
+        for vm in c.volume_mounts.iter().flatten() {
+            let Some(vol) = spec.volumes.iter().flatten().find(|v| v.name == vm.name) else {
+                return Err(format!("volume {:?} not found", vm.name));
+            };
+            let host = if let Some(hp) = &vol.host_path {
+                std::path::PathBuf::from(&hp.path)
+            } else {
+                let dir = self.volumes_dir().join(&vol.name);
+                std::fs::create_dir_all(&dir)
+                    .map_err(|e| format!("creating volume {}: {e}", vol.name))?;
+                if let Some(cm) = &vol.config_map {
+                    self.write_config_map(&dir, &cm.name).await?;
+                }
+                if let Some(secret) = &vol.secret {
+                    self.write_secret(&dir, secret.secret_name.as_deref().unwrap_or_default())
+                        .await?;
+                }
+                dir
+            };
+            let mut container_path = vm.mount_path.clone();
+            let mut host_path = host;
+            if let Some(sub) = vm.sub_path.as_deref().filter(|s| !s.is_empty()) {
+                host_path = host_path.join(sub);
+                if !container_path.is_empty() {
+                    container_path = vm.mount_path.clone();
+                }
+            }
+            mounts.push(Mount {
+                host_path: host_path.display().to_string(),
+                container_path,
+                read_only: vm.read_only.unwrap_or(false),
+            });
+        }
+        let limits = c
+            .resources
+            .as_ref()
+            .and_then(|r| r.limits.clone())
+            .unwrap_or_default();
+        let requests = c
+            .resources
+            .as_ref()
+            .and_then(|r| r.requests.clone())
+            .unwrap_or_default();
+        let sc = c.security_context.clone().unwrap_or_default();
+        let user = sc.run_as_user.map(|u| match sc.run_as_group {
+            Some(g) => format!("{u}:{g}"),
+            None => u.to_string(),
+        });
+        let labels = crate::node_labels(&self.ctx.node_name);
+        Ok(ContainerConfig {
+            name: c.name.clone(),
+            image: c.image.clone().unwrap_or_default(),
+            command: c.command.clone().unwrap_or_default(),
+            args: c.args.clone().unwrap_or_default(),
+            env,
+            working_dir: c.working_dir.clone(),
+            mounts,
+            resources: Resources {
+                cpu_limit_millis: limits.get("cpu").and_then(|q| quantity_millis(&q.0)),
+                cpu_request_millis: requests.get("cpu").and_then(|q| quantity_millis(&q.0)),
+                memory_limit_bytes: limits.get("memory").and_then(|q| quantity_bytes(&q.0)),
+            },
+            user,
+            privileged: sc.privileged.unwrap_or(false),
+            read_only_root_fs: sc.read_only_root_filesystem.unwrap_or(false),
+            tty: c.tty.unwrap_or(false),
+            stdin: c.stdin.unwrap_or(false),
+            restart_count: restarts,
+            labels,
+        })
+    }
+
+    /// `<NAME>_SERVICE_HOST` / `_PORT` (and the docker-link style `<NAME>_PORT_...`) for the
+    /// Services of the pod's namespace and the `kubernetes` Service, as they exist now.
+    async fn service_env(&self) -> Vec<(String, String)> {
+        let mut services = Vec::new();
+        for ns in [self.namespace(), "default"] {
+            let api: Api<k8s_openapi::api::core::v1::Service> =
+                Api::namespaced(self.ctx.client.clone(), ns);
+            if let Ok(list) = api.list(&Default::default()).await {
+                services.extend(list.items.into_iter().filter(|s| {
+                    ns == self.namespace() || s.metadata.name.as_deref() == Some("kubernetes")
+                }));
+            }
+            if ns == "default" || self.namespace() == "default" {
+                break;
+            }
+        }
+        let mut env = Vec::new();
+        for svc in services {
+            let Some(spec) = svc.spec else { continue };
+            let Some(ip) = spec.cluster_ip.filter(|ip| !ip.is_empty() && ip != "None") else {
+                continue;
+            };
+            let name = svc
+                .metadata
+                .name
+                .unwrap_or_default()
+                .to_uppercase()
+                .replace('-', "_");
+            let ports = spec.ports.unwrap_or_default();
+            let Some(first) = ports.first() else { continue };
+            env.push((format!("{name}_SERVICE_HOST"), ip.clone()));
+            env.push((format!("{name}_SERVICE_PORT"), first.port.to_string()));
+            env.push((
+                format!("{name}_PORT"),
+                format!(
+                    "{}://{ip}:{}",
+                    first
+                        .protocol
+                        .clone()
+                        .unwrap_or_else(|| "TCP".into())
+                        .to_lowercase(),
+                    first.port
+                ),
+            ));
+            for p in &ports {
+                let proto = p.protocol.clone().unwrap_or_else(|| "TCP".into());
+                if let Some(pn) = p.name.as_deref().filter(|n| !n.is_empty()) {
+                    env.push((
+                        format!(
+                            "{name}_SERVICE_PORT_{}",
+                            pn.to_uppercase().replace('-', "_")
+                        ),
+                        p.port.to_string(),
+                    ));
+                }
+                let prefix = format!("{name}_PORT_{}_{}", p.port, proto);
+                env.push((
+                    prefix.clone(),
+                    format!("{}://{ip}:{}", proto.to_lowercase(), p.port),
+                ));
+                env.push((format!("{prefix}_PROTO"), proto.to_lowercase()));
+                env.push((format!("{prefix}_PORT"), p.port.to_string()));
+                env.push((format!("{prefix}_ADDR"), ip.clone()));
+            }
+        }
+        env
+    }
+
+    async fn env_from_source(
+        &self,
+        from: &k8s_openapi::api::core::v1::EnvVarSource,
+    ) -> Result<String, String> {
+        if let Some(f) = &from.field_ref {
+            let pod = &self.pod;
+            return Ok(match f.field_path.as_str() {
+                "metadata.name" => self.name().to_string(),
+                "metadata.namespace" => self.namespace().to_string(),
+                "metadata.uid" => self.uid().to_string(),
+                "spec.nodeName" => self.ctx.node_name.clone(),
+                "spec.serviceAccountName" => pod
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.service_account_name.clone())
+                    .unwrap_or_default(),
+                "status.hostIP" => self.ctx.node_ip.to_string(),
+                "status.podIP" => self
+                    .sandbox
+                    .as_ref()
+                    .and_then(|s| s.ip.clone())
+                    .unwrap_or_default(),
+                other => {
+                    if let Some(key) = other
+                        .strip_prefix("metadata.labels['")
+                        .and_then(|k| k.strip_suffix("']"))
+                    {
+                        pod.metadata
+                            .labels
+                            .as_ref()
+                            .and_then(|l| l.get(key).cloned())
+                            .unwrap_or_default()
+                    } else if let Some(key) = other
+                        .strip_prefix("metadata.annotations['")
+                        .and_then(|k| k.strip_suffix("']"))
+                    {
+                        pod.metadata
+                            .annotations
+                            .as_ref()
+                            .and_then(|l| l.get(key).cloned())
+                            .unwrap_or_default()
+                    } else {
+                        return Err(format!("unsupported fieldRef {other:?}"));
+                    }
+                }
+            });
+        }
+        if let Some(r) = &from.config_map_key_ref {
+            let api: Api<k8s_openapi::api::core::v1::ConfigMap> =
+                Api::namespaced(self.ctx.client.clone(), self.namespace());
+            let cm = api
+                .get(&r.name)
+                .await
+                .map_err(|e| format!("configmap {:?} not found: {e}", r.name))?;
+            return cm.data.and_then(|d| d.get(&r.key).cloned()).ok_or_else(|| {
+                format!(
+                    "couldn't find key {} in ConfigMap {}/{}",
+                    r.key,
+                    self.namespace(),
+                    r.name
+                )
+            });
+        }
+        if let Some(r) = &from.secret_key_ref {
+            let api: Api<k8s_openapi::api::core::v1::Secret> =
+                Api::namespaced(self.ctx.client.clone(), self.namespace());
+            let s = api
+                .get(&r.name)
+                .await
+                .map_err(|e| format!("secret {:?} not found: {e}", r.name))?;
+            return s
+                .data
+                .and_then(|d| {
+                    d.get(&r.key)
+                        .map(|v| String::from_utf8_lossy(&v.0).into_owned())
+                })
+                .ok_or_else(|| {
+                    format!(
+                        "couldn't find key {} in Secret {}/{}",
+                        r.key,
+                        self.namespace(),
+                        r.name
+                    )
+                });
+        }
+        Err("unsupported env valueFrom".into())
+    }
+
+    async fn write_config_map(&self, dir: &std::path::Path, name: &str) -> Result<(), String> {
+        let api: Api<k8s_openapi::api::core::v1::ConfigMap> =
+            Api::namespaced(self.ctx.client.clone(), self.namespace());
+        let cm = api
+            .get(name)
+            .await
+            .map_err(|e| format!("configmap {name:?} not found: {e}"))?;
+        for (k, v) in cm.data.unwrap_or_default() {
+            std::fs::write(dir.join(k), v).map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+
+    async fn write_secret(&self, dir: &std::path::Path, name: &str) -> Result<(), String> {
+        let api: Api<k8s_openapi::api::core::v1::Secret> =
+            Api::namespaced(self.ctx.client.clone(), self.namespace());
+        let s = api
+            .get(name)
+            .await
+            .map_err(|e| format!("secret {name:?} not found: {e}"))?;
+        for (k, v) in s.data.unwrap_or_default() {
+            std::fs::write(dir.join(k), v.0).map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+
+    /// Stops every container (SIGTERM, the grace period, SIGKILL), then the sandbox.
+    async fn terminate(&mut self) {
+        let grace = self
+            .pod
+            .metadata
+            .deletion_grace_period_seconds
+            .or_else(|| {
+                self.pod
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.termination_grace_period_seconds)
+            })
+            .unwrap_or(30)
+            .max(0) as u64;
+        let runtime = self.ctx.runtime.clone();
+        let mut stops = Vec::new();
+        for slot in self.slots.values() {
+            if let Some(id) = slot.id.clone() {
+                let runtime = runtime.clone();
+                stops.push(tokio::spawn(async move {
+                    let _ = runtime
+                        .stop_container(&id, Duration::from_secs(grace))
+                        .await;
+                    let _ = runtime.remove_container(&id).await;
+                }));
+            }
+        }
+        for s in stops {
+            let _ = s.await;
+        }
+        if let Some(sandbox) = self.sandbox.take() {
+            let _ = runtime.remove_sandbox(&sandbox.id).await;
+        }
+        let _ = std::fs::remove_dir_all(self.ctx.root_dir.join("pods").join(self.uid()));
+        tracing::info!(pod = %self.name(), namespace = %self.namespace(), "pod terminated");
+    }
+
+    /// Builds the status and writes it if it changed.
+    async fn report(&mut self) {
+        let spec = self.pod.spec.clone().unwrap_or_default();
+        let old = self
+            .pod
+            .status
+            .as_ref()
+            .and_then(|s| serde_json::to_value(s).ok());
+        let policy = spec
+            .restart_policy
+            .clone()
+            .unwrap_or_else(|| "Always".into());
+        let status_of = |c: &Container| -> (Value, bool, bool) {
+            let slot = self.slots.get(&c.name);
+            let (state, running, done_ok) = match slot {
+                Some(Slot {
+                    waiting: Some((r, m)),
+                    ..
+                }) => (waiting(r, Some(m)), false, false),
+                Some(Slot {
+                    id: Some(id),
+                    state: Some(st),
+                    ..
+                }) => (
+                    state_json(st, id),
+                    matches!(st, ContainerState::Running { .. }),
+                    matches!(st, ContainerState::Exited { exit_code: 0, .. }),
+                ),
+                _ => (waiting("ContainerCreating", None), false, false),
+            };
+            let mut s = json!({
+                "name": c.name,
+                "image": c.image.clone().unwrap_or_default(),
+                "imageID": slot.map(|s| s.image_id.clone()).unwrap_or_default(),
+                "ready": running,
+                "restartCount": slot.map(|s| s.restarts).unwrap_or(0),
+                "started": running,
+                "state": state,
+                "lastState": slot.and_then(|s| s.last_state.clone()).unwrap_or(json!({})),
+            });
+            if let Some(id) = slot.and_then(|s| s.id.as_ref()) {
+                s["containerID"] = json!(format!("docker://{id}"));
+            }
+            (s, running, done_ok)
+        };
+        let inits: Vec<(Value, bool, bool)> = spec
+            .init_containers
+            .iter()
+            .flatten()
+            .map(status_of)
+            .collect();
+        let apps: Vec<(Value, bool, bool)> = spec.containers.iter().map(status_of).collect();
+        let initialized = inits.iter().all(|(_, _, ok)| *ok);
+        let all_running = !apps.is_empty() && apps.iter().all(|(_, r, _)| *r);
+        let all_done_ok = apps.iter().all(|(_, _, ok)| *ok);
+        let any_failed = apps.iter().any(|(s, _, _)| {
+            s.pointer("/state/terminated/exitCode")
+                .and_then(Value::as_i64)
+                .is_some_and(|c| c != 0)
+        });
+        let all_terminated = apps
+            .iter()
+            .all(|(s, _, _)| s.pointer("/state/terminated").is_some());
+        let phase = if all_terminated && !apps.is_empty() && policy != "Always" {
+            if all_done_ok {
+                "Succeeded"
+            } else if policy == "Never" || !any_failed {
+                "Failed"
+            } else {
+                "Running"
+            }
+        } else if self.sandbox.is_some()
+            && apps.iter().any(|(s, r, _)| {
+                *r || s.pointer("/state/terminated").is_some()
+                    || s.pointer("/lastState/terminated").is_some()
+            })
+        {
+            "Running"
+        } else {
+            "Pending"
+        };
+        let old_ref = old.as_ref();
+        let mut status = json!({
+            "phase": phase,
+            "hostIP": self.ctx.node_ip.to_string(),
+            "hostIPs": [{ "ip": self.ctx.node_ip.to_string() }],
+            "conditions": [
+                condition(old_ref, "PodReadyToStartContainers", self.sandbox.is_some(), None),
+                condition(old_ref, "Initialized", initialized, (!initialized).then_some("ContainersNotInitialized")),
+                condition(old_ref, "Ready", all_running, (!all_running).then_some("ContainersNotReady")),
+                condition(old_ref, "ContainersReady", all_running, (!all_running).then_some("ContainersNotReady")),
+                condition(old_ref, "PodScheduled", true, None),
+            ],
+            "containerStatuses": apps.into_iter().map(|(s, _, _)| s).collect::<Vec<_>>(),
+            "qosClass": old_ref.and_then(|o| o.get("qosClass").cloned()).unwrap_or(json!("BestEffort")),
+        });
+        if !inits.is_empty() {
+            status["initContainerStatuses"] =
+                json!(inits.into_iter().map(|(s, _, _)| s).collect::<Vec<_>>());
+        }
+        if let Some(t) = &self.start_time {
+            status["startTime"] = json!(t);
+        }
+        let pod_ip = if spec.host_network.unwrap_or(false) {
+            Some(self.ctx.node_ip.to_string())
+        } else {
+            self.sandbox.as_ref().and_then(|s| s.ip.clone())
+        };
+        if let Some(ip) = pod_ip {
+            status["podIP"] = json!(ip);
+            status["podIPs"] = json!([{ "ip": ip }]);
+        }
+        if let Some(msg) = &self.sandbox_error {
+            status["message"] = json!(msg);
+        }
+        if self.reported.as_ref() == Some(&status) {
+            return;
+        }
+        match self
+            .api()
+            .patch_status(
+                self.name(),
+                &PatchParams::default(),
+                &Patch::Merge(&json!({ "status": status })),
+            )
+            .await
+        {
+            Ok(p) => {
+                self.pod.status = p.status;
+                self.reported = Some(status);
+            }
+            Err(e) => tracing::debug!(pod = %self.name(), error = %e, "status update failed"),
+        }
+    }
+}

@@ -1,0 +1,242 @@
+//! The kubelet against the real Docker engine, driven by the real kubectl: pods bound to the
+//! node run, get IPs, share their sandbox, restart per policy, report failures with Kubernetes'
+//! reasons, and terminate gracefully.
+//!
+//! Each test runs its own apiserver and kubelet (its own node name and pod subnet) on the
+//! machine's engine.
+
+use std::time::Duration;
+
+use serde_json::Value;
+use skiff_e2e::{ApiServer, BUSYBOX, Backend, Kubelet, ensure_busybox_image, wait_until};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+fn setup(node: &str, subnet: u8) -> (ApiServer, Kubelet) {
+    ensure_busybox_image();
+    let server = ApiServer::start(Backend::Embedded);
+    let kubelet = Kubelet::start(&server, node, &format!("10.244.{subnet}.0/24"));
+    (server, kubelet)
+}
+
+fn pod_yaml(name: &str, node: &str, containers: &str, extra_spec: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\nspec:\n  nodeName: {node}\n  terminationGracePeriodSeconds: 5\n{extra_spec}  containers:\n{containers}"
+    )
+}
+
+fn pod(server: &ApiServer, name: &str) -> Value {
+    server.kubectl_json(&["get", "pod", name])
+}
+
+fn wait_for(
+    server: &ApiServer,
+    name: &str,
+    what: &str,
+    mut cond: impl FnMut(&Value) -> bool,
+) -> Value {
+    let mut last = Value::Null;
+    let ok = wait_until(WAIT, || {
+        let out = server.kubectl(&["get", "pod", name, "-o", "json"]);
+        if !out.status.success() {
+            return false;
+        }
+        last = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        cond(&last)
+    });
+    assert!(
+        ok,
+        "pod {name}: {what} did not happen; last seen:\n{:#}",
+        last["status"]
+    );
+    last
+}
+
+fn running_and_ready(p: &Value) -> bool {
+    p["status"]["phase"] == "Running"
+        && p["status"]["conditions"].as_array().is_some_and(|cs| {
+            cs.iter()
+                .any(|c| c["type"] == "Ready" && c["status"] == "True")
+        })
+}
+
+#[test]
+fn a_bound_pod_runs_gets_an_ip_and_terminates_gracefully() {
+    let (server, kubelet) = setup("e2e-basic", 201);
+    let containers = format!(
+        "  - name: main\n    image: {BUSYBOX}\n    imagePullPolicy: Never\n    command: [\"sh\", \"-c\", \"trap 'echo bye; exit 0' TERM; echo started; while true; do sleep 1; done\"]\n    env:\n    - name: MY_POD\n      valueFrom: {{fieldRef: {{fieldPath: metadata.name}}}}\n"
+    );
+    server.kubectl_stdin_ok(
+        &["apply", "-f", "-"],
+        &pod_yaml("web", &kubelet.node, &containers, ""),
+    );
+    let p = wait_for(&server, "web", "Running and Ready", running_and_ready);
+    let ip = p["status"]["podIP"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        ip.starts_with("10.244.201."),
+        "pod IP {ip} outside the node's pod subnet"
+    );
+    assert!(p["status"]["hostIP"].as_str().is_some());
+    let cs = &p["status"]["containerStatuses"][0];
+    assert_eq!(cs["ready"], true, "{cs:#}");
+    assert!(
+        cs["containerID"]
+            .as_str()
+            .is_some_and(|id| id.starts_with("docker://")),
+        "{cs:#}"
+    );
+    assert!(p["status"]["startTime"].as_str().is_some());
+    assert!(!kubelet.containers().is_empty());
+
+    // Graceful deletion: SIGTERM, the container exits, the kubelet removes the object.
+    let started = std::time::Instant::now();
+    server.kubectl_ok(&["delete", "pod", "web", "--wait=false"]);
+    let gone = wait_until(WAIT, || {
+        !server.kubectl(&["get", "pod", "web"]).status.success()
+    });
+    assert!(gone, "pod object not removed after graceful deletion");
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "termination took {:?}",
+        started.elapsed()
+    );
+    assert!(
+        wait_until(WAIT, || kubelet.containers().is_empty()),
+        "containers left behind: {:?}",
+        kubelet.containers()
+    );
+}
+
+#[test]
+fn sidecars_share_localhost_and_an_empty_dir() {
+    let (server, kubelet) = setup("e2e-sidecar", 202);
+    let containers = format!(
+        "  - name: web\n    image: {BUSYBOX}\n    imagePullPolicy: Never\n    command: [\"sh\", \"-c\", \"echo hello-from-web > /www/index.html; httpd -f -p 8080 -h /www\"]\n    volumeMounts: [{{name: shared, mountPath: /www}}]\n  - name: sidecar\n    image: {BUSYBOX}\n    imagePullPolicy: Never\n    command: [\"sh\", \"-c\", \"while true; do wget -qO /data/fetched http://127.0.0.1:8080/ && cat /data/fetched > /data/copy; sleep 1; done\"]\n    volumeMounts: [{{name: shared, mountPath: /data}}]\n"
+    );
+    let extra = "  volumes:\n  - name: shared\n    emptyDir: {}\n";
+    server.kubectl_stdin_ok(
+        &["apply", "-f", "-"],
+        &pod_yaml("pair", &kubelet.node, &containers, extra),
+    );
+    wait_for(&server, "pair", "Running and Ready", running_and_ready);
+    // The sidecar reached the web container over localhost and wrote into the shared volume,
+    // which the web container sees as /www.
+    let ok = wait_until(WAIT, || {
+        let out = std::process::Command::new("docker")
+            .args([
+                "ps",
+                "-q",
+                "--filter",
+                "label=io.kubernetes.container.name=web",
+                "--filter",
+                &format!("label=io.skiff.node={}", kubelet.node),
+            ])
+            .output()
+            .expect("docker ps");
+        let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        !id.is_empty()
+            && std::process::Command::new("docker")
+                .args(["exec", &id, "cat", "/www/copy"])
+                .output()
+                .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("hello-from-web"))
+    });
+    assert!(
+        ok,
+        "the sidecar could not fetch from localhost:8080 into the shared emptyDir"
+    );
+}
+
+#[test]
+fn crash_loops_back_off_and_count_restarts() {
+    let (server, kubelet) = setup("e2e-crash", 203);
+    let containers = format!(
+        "  - name: crash\n    image: {BUSYBOX}\n    imagePullPolicy: Never\n    command: [\"sh\", \"-c\", \"echo dying; exit 3\"]\n"
+    );
+    server.kubectl_stdin_ok(
+        &["apply", "-f", "-"],
+        &pod_yaml("crasher", &kubelet.node, &containers, ""),
+    );
+    let p = wait_for(&server, "crasher", "CrashLoopBackOff", |p| {
+        p["status"]["containerStatuses"][0]["state"]["waiting"]["reason"] == "CrashLoopBackOff"
+    });
+    let cs = &p["status"]["containerStatuses"][0];
+    assert_eq!(cs["lastState"]["terminated"]["exitCode"], 3, "{cs:#}");
+    assert_eq!(cs["lastState"]["terminated"]["reason"], "Error", "{cs:#}");
+    // After the 10 s backoff it runs again: restartCount grows.
+    wait_for(&server, "crasher", "a restart", |p| {
+        p["status"]["containerStatuses"][0]["restartCount"]
+            .as_u64()
+            .unwrap_or(0)
+            >= 1
+    });
+}
+
+#[test]
+fn a_missing_image_and_a_bad_command_report_kubernetes_reasons() {
+    let (server, kubelet) = setup("e2e-bad", 204);
+    let missing =
+        "  - name: c\n    image: skiff-test/does-not-exist:1\n    imagePullPolicy: Never\n";
+    server.kubectl_stdin_ok(
+        &["apply", "-f", "-"],
+        &pod_yaml("noimage", &kubelet.node, missing, ""),
+    );
+    let p = wait_for(&server, "noimage", "ErrImageNeverPull", |p| {
+        p["status"]["containerStatuses"][0]["state"]["waiting"]["reason"] == "ErrImageNeverPull"
+    });
+    assert!(
+        p["status"]["containerStatuses"][0]["state"]["waiting"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("does-not-exist"))
+    );
+
+    let badcmd = format!(
+        "  - name: c\n    image: {BUSYBOX}\n    imagePullPolicy: Never\n    command: [\"/no/such/binary\"]\n"
+    );
+    server.kubectl_stdin_ok(
+        &["apply", "-f", "-"],
+        &pod_yaml("nocmd", &kubelet.node, &badcmd, ""),
+    );
+    let p = wait_for(&server, "nocmd", "a start error", |p| {
+        let w = &p["status"]["containerStatuses"][0]["state"]["waiting"]["reason"];
+        w == "RunContainerError" || w == "CrashLoopBackOff"
+    });
+    let msg = p["status"]["containerStatuses"][0]["state"]["waiting"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let last = p["status"]["containerStatuses"][0]["lastState"].to_string();
+    assert!(
+        msg.contains("no/such/binary") || last.contains("no/such/binary"),
+        "the engine's message is missing: {msg} / {last}"
+    );
+}
+
+#[test]
+fn a_restarted_kubelet_adopts_its_containers_without_restarting_them() {
+    let (server, mut kubelet) = setup("e2e-adopt", 205);
+    let containers = format!(
+        "  - name: main\n    image: {BUSYBOX}\n    imagePullPolicy: Never\n    command: [\"sh\", \"-c\", \"while true; do sleep 1; done\"]\n"
+    );
+    server.kubectl_stdin_ok(
+        &["apply", "-f", "-"],
+        &pod_yaml("steady", &kubelet.node, &containers, ""),
+    );
+    let before = wait_for(&server, "steady", "Running and Ready", running_and_ready);
+    let id_before = before["status"]["containerStatuses"][0]["containerID"].clone();
+    kubelet.restart();
+    // Give the new kubelet time to sync, then check nothing was restarted.
+    let after = wait_for(&server, "steady", "a status from the new kubelet", |p| {
+        running_and_ready(p) && p["status"]["containerStatuses"][0]["containerID"] == id_before
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    let now = pod(&server, "steady");
+    assert_eq!(
+        now["status"]["containerStatuses"][0]["containerID"], id_before,
+        "container replaced"
+    );
+    assert_eq!(now["status"]["containerStatuses"][0]["restartCount"], 0);
+    let _ = after;
+}
