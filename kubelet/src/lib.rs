@@ -1,10 +1,13 @@
 //! `skiff-kubelet`: the node agent. It registers its Node and keeps its status and heartbeat
 //! Lease current ([`node`]), watches the pods bound to it and gives each a worker
 //! ([`manager`]) that drives the pod's sandbox and containers through the container runtime
-//! ([`worker`]) and reports the pod's real state back ([`status`]).
+//! ([`worker`]) and reports the pod's real state back ([`status`]). Its HTTPS [`server`] serves
+//! container logs, exec, stats and its pods to the apiserver.
 
 pub mod manager;
 pub mod node;
+pub mod probe;
+pub mod server;
 pub mod status;
 pub mod sysinfo;
 pub mod worker;
@@ -36,6 +39,8 @@ pub struct Config {
     pub runtime: RuntimeKind,
     pub root_dir: PathBuf,
     pub status_report_every: Duration,
+    /// The kubelet server's port (10250; 0 = any free port).
+    pub port: u16,
 }
 
 /// What every part of the kubelet shares.
@@ -47,6 +52,8 @@ pub struct Context {
     pub root_dir: PathBuf,
     /// The Docker network pods join (the node's pod subnet).
     pub pod_network: tokio::sync::watch::Receiver<Option<String>>,
+    /// The port the kubelet server listens on (reported as the Node's kubeletEndpoint).
+    pub port: u16,
 }
 
 /// The label naming the node on everything its kubelet creates in the runtime.
@@ -91,6 +98,18 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     };
     std::fs::create_dir_all(&config.root_dir)
         .with_context(|| format!("creating {}", config.root_dir.display()))?;
+    // The server is bound before the Node is registered, so the Node names the real port.
+    let ca = server::cluster_ca(&config.kubeconfig)?;
+    let tls = server::tls_config(&config.node_name, node_ip, &ca)?;
+    let listener = tokio::net::TcpListener::bind((std::net::Ipv4Addr::UNSPECIFIED, config.port))
+        .await
+        .with_context(|| {
+            format!(
+                "binding the kubelet server on port {}; is another kubelet running? (--port 0 picks a free port)",
+                config.port
+            )
+        })?;
+    let port = listener.local_addr()?.port();
     let (network_tx, network_rx) = tokio::sync::watch::channel(None);
     let ctx = Arc::new(Context {
         client,
@@ -99,7 +118,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         node_ip,
         root_dir: config.root_dir.clone(),
         pod_network: network_rx,
+        port,
     });
+    let server_task = tokio::spawn(server::serve(ctx.clone(), listener, tls, shutdown.clone()));
+    tracing::info!(port, "kubelet server listening");
     let agent = node::NodeAgent::new(
         ctx.clone(),
         config.pod_cidr.clone(),
@@ -110,5 +132,6 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let agent_task = tokio::spawn(agent.run(network_tx, shutdown.clone()));
     manager::run(ctx, shutdown.clone()).await;
     let _ = agent_task.await;
+    let _ = server_task.await;
     Ok(())
 }

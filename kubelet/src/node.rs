@@ -222,7 +222,7 @@ impl NodeAgent {
                     "architecture": sysinfo::arch(),
                 },
                 "conditions": conds,
-                "daemonEndpoints": { "kubeletEndpoint": { "Port": 10250 } },
+                "daemonEndpoints": { "kubeletEndpoint": { "Port": self.ctx.port } },
             }
         });
         self.api()

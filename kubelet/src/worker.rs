@@ -17,6 +17,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::Context;
+use crate::probe;
 use crate::status::{self, condition, state_json, waiting};
 
 /// What the manager tells a worker.
@@ -47,6 +48,10 @@ struct Slot {
     backoff: Option<Duration>,
     not_before: Option<Instant>,
     pull_failures: u32,
+    /// Probe tallies of the current attempt.
+    startup: probe::Tracker,
+    liveness: probe::Tracker,
+    readiness: probe::Tracker,
 }
 
 /// How a worker's sync loop ends.
@@ -234,7 +239,72 @@ impl Worker {
         for c in &spec.containers {
             self.refresh(&c.name).await;
             self.ensure_started(c, &policy).await;
+            self.run_probes(c).await;
         }
+    }
+
+    /// Runs the container's due probes: a failed startup or liveness probe kills the container
+    /// (the restart policy then applies); readiness only gates Ready.
+    async fn run_probes(&mut self, c: &Container) {
+        let pod_ip = self.sandbox.as_ref().and_then(|s| s.ip.clone());
+        let runtime = self.ctx.runtime.clone();
+        let grace = self
+            .pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.termination_grace_period_seconds)
+            .unwrap_or(30)
+            .max(0) as u64;
+        let pod_name = self.name().to_string();
+        let Some(slot) = self.slots.get_mut(&c.name) else {
+            return;
+        };
+        let (Some(id), Some(ContainerState::Running { .. })) = (slot.id.clone(), &slot.state)
+        else {
+            return;
+        };
+        let ip = pod_ip.as_deref();
+        let mut kill = None;
+        if let Some(p) = &c.startup_probe
+            && slot.startup.result != Some(true)
+        {
+            probe::step(&mut slot.startup, p, c, &id, ip, &*runtime).await;
+            if slot.startup.result == Some(false) {
+                kill = Some(format!(
+                    "Startup probe failed: {}",
+                    slot.startup.message.clone().unwrap_or_default()
+                ));
+            }
+        } else {
+            if let Some(p) = &c.liveness_probe {
+                probe::step(&mut slot.liveness, p, c, &id, ip, &*runtime).await;
+                if slot.liveness.result == Some(false) {
+                    kill = Some(format!(
+                        "Liveness probe failed: {}",
+                        slot.liveness.message.clone().unwrap_or_default()
+                    ));
+                }
+            }
+            if let Some(p) = &c.readiness_probe {
+                probe::step(&mut slot.readiness, p, c, &id, ip, &*runtime).await;
+            }
+        }
+        if let Some(why) = kill {
+            tracing::info!(pod = %pod_name, container = %c.name, "{why}; killing the container");
+            slot.startup = probe::Tracker::new();
+            slot.liveness = probe::Tracker::new();
+            slot.readiness = probe::Tracker::new();
+            let _ = runtime
+                .stop_container(&id, Duration::from_secs(grace))
+                .await;
+        }
+    }
+
+    /// Whether a container's probes let it count as started and ready.
+    fn probes_pass(c: &Container, slot: &Slot) -> (bool, bool) {
+        let started = c.startup_probe.is_none() || slot.startup.result == Some(true);
+        let ready = started && (c.readiness_probe.is_none() || slot.readiness.result == Some(true));
+        (started, ready)
     }
 
     async fn start_sandbox(&mut self) -> bool {
@@ -406,8 +476,11 @@ impl Worker {
             };
             (slot.id.clone(), restarts)
         };
+        // [kubelet server] Keep the attempt that just ended, for `kubectl logs --previous`,
+        // and remove the ones before it: one dead container per container name, as the
+        // kubelet's container GC keeps. (`terminate` removes the kept one with the pod.)
         if let Some(id) = old_id {
-            let _ = runtime.remove_container(&id).await;
+            self.remove_attempts_except(&c.name, Some(&id)).await;
         }
         let image_id = match runtime.ensure_image(&image, pull_policy(c)).await {
             Ok(id) => id,
@@ -460,6 +533,9 @@ impl Worker {
         slot.id = Some(id.clone());
         slot.state = Some(ContainerState::Created);
         slot.waiting = None;
+        slot.startup = probe::Tracker::new();
+        slot.liveness = probe::Tracker::new();
+        slot.readiness = probe::Tracker::new();
         if let Err(e) = runtime.start_container(&id).await {
             // A command that cannot run (not found, not executable) fails here, as
             // Kubernetes reports it: the attempt terminated with StartError, and the next
@@ -476,6 +552,23 @@ impl Worker {
                 json!({ "terminated": { "exitCode": 128, "reason": "StartError", "message": e.to_string(), "containerID": format!("docker://{id}") } }),
             );
             slot.waiting = Some(("RunContainerError".into(), e.to_string()));
+        }
+    }
+
+    /// [kubelet server] Removes this pod's exited attempts of container `name` other than
+    /// `keep` (the previous attempt that `logs --previous` reads).
+    async fn remove_attempts_except(&self, name: &str, keep: Option<&str>) {
+        let Ok(all) = self.ctx.runtime.list_containers().await else {
+            return;
+        };
+        for c in all.iter().filter(|c| {
+            c.pod_uid == self.uid()
+                && c.name == name
+                && self.ctx.owns(&c.labels)
+                && Some(c.id.as_str()) != keep
+                && !matches!(c.state, ContainerState::Running { .. })
+        }) {
+            let _ = self.ctx.runtime.remove_container(&c.id).await;
         }
     }
 
@@ -789,6 +882,11 @@ impl Worker {
         for s in stops {
             let _ = s.await;
         }
+        // [kubelet server] Also the previous attempts kept for `logs --previous`.
+        let names: Vec<String> = self.slots.keys().cloned().collect();
+        for name in names {
+            self.remove_attempts_except(&name, None).await;
+        }
         if let Some(sandbox) = self.sandbox.take() {
             let _ = runtime.remove_sandbox(&sandbox.id).await;
         }
@@ -826,13 +924,17 @@ impl Worker {
                 ),
                 _ => (waiting("ContainerCreating", None), false, false),
             };
+            let (probe_started, probe_ready) = slot
+                .map(|sl| Self::probes_pass(c, sl))
+                .unwrap_or((false, false));
+            let running = running && probe_ready;
             let mut s = json!({
                 "name": c.name,
                 "image": c.image.clone().unwrap_or_default(),
                 "imageID": slot.map(|s| s.image_id.clone()).unwrap_or_default(),
                 "ready": running,
                 "restartCount": slot.map(|s| s.restarts).unwrap_or(0),
-                "started": running,
+                "started": running || (probe_started && matches!(slot.and_then(|s| s.state.as_ref()), Some(ContainerState::Running { .. }))),
                 "state": state,
                 "lastState": slot.and_then(|s| s.last_state.clone()).unwrap_or(json!({})),
             });
@@ -868,8 +970,9 @@ impl Worker {
                 "Running"
             }
         } else if self.sandbox.is_some()
-            && apps.iter().any(|(s, r, _)| {
-                *r || s.pointer("/state/terminated").is_some()
+            && apps.iter().any(|(s, _, _)| {
+                s.pointer("/state/running").is_some()
+                    || s.pointer("/state/terminated").is_some()
                     || s.pointer("/lastState/terminated").is_some()
             })
         {

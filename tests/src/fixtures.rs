@@ -212,12 +212,16 @@ pub fn pod(name: &str) -> PodBuilder {
     PodBuilder {
         name: name.into(),
         image: "nginx:1.25".into(),
+        node: None,
+        pull_policy: None,
     }
 }
 
 pub struct PodBuilder {
     name: String,
     image: String,
+    node: Option<String>,
+    pull_policy: Option<String>,
 }
 
 impl PodBuilder {
@@ -226,12 +230,31 @@ impl PodBuilder {
         self
     }
 
+    /// Binds the pod to `node` (`spec.nodeName`), as the scheduler would.
+    pub fn on_node(mut self, node: &str) -> Self {
+        self.node = Some(node.into());
+        self
+    }
+
+    /// `Always`, `IfNotPresent` or `Never`.
+    pub fn pull_policy(mut self, policy: &str) -> Self {
+        self.pull_policy = Some(policy.into());
+        self
+    }
+
     pub fn build(self) -> Value {
-        json!({
+        let mut pod = json!({
             "apiVersion": "v1",
             "kind": "Pod",
             "metadata": {"name": self.name, "labels": {"app": self.name}},
             "spec": {"containers": [{"name": "nginx", "image": self.image}]},
-        })
+        });
+        if let Some(node) = self.node {
+            pod["spec"]["nodeName"] = json!(node);
+        }
+        if let Some(policy) = self.pull_policy {
+            pod["spec"]["containers"][0]["imagePullPolicy"] = json!(policy);
+        }
+        pod
     }
 }

@@ -1,6 +1,7 @@
 //! A real `skiff-kubelet` process on the machine's Docker engine, registered as its own node,
 //! with its own pod subnet and root dir. Several may share one engine: each labels what it
-//! creates with its node name and only looks at its own containers.
+//! creates with its node name and only looks at its own containers. [`Kubelet::start_fake`]
+//! starts a hollow node instead (`--runtime fake`): nothing runs and Docker is not touched.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -40,6 +41,9 @@ pub struct Kubelet {
     child: Option<Child>,
     args: Vec<String>,
     log: PathBuf,
+    /// Whether the kubelet runs pods on Docker (else on the fake runtime, leaving nothing in
+    /// Docker to clean up).
+    docker: bool,
     _dir: TempDir,
 }
 
@@ -47,9 +51,20 @@ impl Kubelet {
     /// Starts a kubelet for `server` as node `node` with pod subnet `pod_cidr`, and waits for
     /// the node to be Ready.
     pub fn start(server: &ApiServer, node: &str, pod_cidr: &str) -> Kubelet {
+        Self::launch(server, node, pod_cidr, true)
+    }
+
+    /// Starts a hollow kubelet (`--runtime fake`, as kubemark's hollow nodes) for `server` as
+    /// node `node` with pod subnet `pod_cidr`, and waits for the node to be Ready. Its pods
+    /// "run" in memory; pulls succeed for any image.
+    pub fn start_fake(server: &ApiServer, node: &str, pod_cidr: &str) -> Kubelet {
+        Self::launch(server, node, pod_cidr, false)
+    }
+
+    fn launch(server: &ApiServer, node: &str, pod_cidr: &str, docker: bool) -> Kubelet {
         let dir = tempfile::tempdir().expect("tempdir");
         let log = dir.path().join("kubelet.log");
-        let args = vec![
+        let mut args = vec![
             "--kubeconfig".to_string(),
             server.kubeconfig().display().to_string(),
             "--hostname-override".into(),
@@ -58,12 +73,20 @@ impl Kubelet {
             pod_cidr.into(),
             "--root-dir".into(),
             dir.path().join("root").display().to_string(),
+            // Several kubelets share this machine: each serves on a free port, which it
+            // reports in its Node's daemonEndpoints.
+            "--port".into(),
+            "0".into(),
         ];
+        if !docker {
+            args.extend(["--runtime".into(), "fake".into()]);
+        }
         let mut k = Kubelet {
             node: node.into(),
             child: None,
             args,
             log,
+            docker,
             _dir: dir,
         };
         k.remove_leftovers();
@@ -134,6 +157,9 @@ impl Kubelet {
     }
 
     fn remove_leftovers(&self) {
+        if !self.docker {
+            return;
+        }
         let ids = self.containers();
         if !ids.is_empty() {
             let _ = Command::new("docker")
@@ -167,8 +193,10 @@ impl Drop for Kubelet {
             );
         }
         self.remove_leftovers();
-        let _ = Command::new("docker")
-            .args(["network", "rm", &format!("skiff-{}", self.node)])
-            .output();
+        if self.docker {
+            let _ = Command::new("docker")
+                .args(["network", "rm", &format!("skiff-{}", self.node)])
+                .output();
+        }
     }
 }

@@ -240,3 +240,65 @@ fn a_restarted_kubelet_adopts_its_containers_without_restarting_them() {
     assert_eq!(now["status"]["containerStatuses"][0]["restartCount"], 0);
     let _ = after;
 }
+
+#[test]
+fn readiness_gates_ready_and_liveness_restarts() {
+    let (server, kubelet) = setup("e2e-probes", 210);
+    // Ready only once /tmp/ready exists; live only while /tmp/alive exists.
+    let containers = format!(
+        "  - name: main\n    image: {BUSYBOX}\n    imagePullPolicy: Never\n    command: [\"sh\", \"-c\", \"mkdir -p /tmp /www; touch /tmp/alive; echo ok > /www/index.html; httpd -p 8080 -h /www; while true; do sleep 1; done\"]\n    readinessProbe:\n      exec: {{command: [\"cat\", \"/tmp/ready\"]}}\n      periodSeconds: 1\n    livenessProbe:\n      exec: {{command: [\"cat\", \"/tmp/alive\"]}}\n      periodSeconds: 1\n      failureThreshold: 2\n  - name: web\n    image: {BUSYBOX}\n    imagePullPolicy: Never\n    command: [\"sh\", \"-c\", \"while true; do sleep 1; done\"]\n    readinessProbe:\n      httpGet: {{path: /index.html, port: 8080}}\n      periodSeconds: 1\n    startupProbe:\n      tcpSocket: {{port: 8080}}\n      periodSeconds: 1\n"
+    );
+    server.kubectl_stdin_ok(
+        &["apply", "-f", "-"],
+        &pod_yaml("probed", &kubelet.node, &containers, ""),
+    );
+    // Running, the web container (httpGet + tcpSocket against the pod IP) ready, main not.
+    let p = wait_for(&server, "probed", "web ready, main not", |p| {
+        let cs = p["status"]["containerStatuses"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let ready = |n: &str| {
+            cs.iter()
+                .find(|c| c["name"] == n)
+                .map(|c| c["ready"] == true)
+        };
+        p["status"]["phase"] == "Running"
+            && ready("web") == Some(true)
+            && ready("main") == Some(false)
+    });
+    assert!(p["status"]["conditions"].as_array().is_some_and(|cs| {
+        cs.iter()
+            .any(|c| c["type"] == "Ready" && c["status"] == "False")
+    }));
+    let exec = |cmd: &str| {
+        let out = std::process::Command::new("docker")
+            .args([
+                "ps",
+                "-q",
+                "--filter",
+                "label=io.kubernetes.container.name=main",
+                "--filter",
+                &format!("label=io.skiff.node={}", kubelet.node),
+            ])
+            .output()
+            .expect("docker ps");
+        let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        std::process::Command::new("docker")
+            .args(["exec", &id, "sh", "-c", cmd])
+            .output()
+            .expect("docker exec")
+    };
+    exec("touch /tmp/ready");
+    wait_for(&server, "probed", "Ready", running_and_ready);
+    // Liveness: remove the file, the container is killed and restarted.
+    exec("rm /tmp/alive");
+    wait_for(&server, "probed", "a liveness restart", |p| {
+        p["status"]["containerStatuses"]
+            .as_array()
+            .is_some_and(|cs| {
+                cs.iter()
+                    .any(|c| c["name"] == "main" && c["restartCount"].as_u64().unwrap_or(0) >= 1)
+            })
+    });
+}

@@ -1,0 +1,736 @@
+//! The kubelet's HTTPS server (port 10250): `/containerLogs`, `/exec`, `/pods`,
+//! `/stats/summary`, `/healthz` and `/metrics`. The apiserver proxies `pods/log` and
+//! `pods/exec` here.
+//!
+//! Like a kubelet started without `--tls-cert-file`, it serves a self-signed certificate made
+//! at start. Every caller but one of `/healthz` must present a client certificate signed by
+//! the cluster CA (the `certificate-authority-data` of the kubelet's kubeconfig); the
+//! apiserver does, with its `kube-apiserver-kubelet-client` certificate.
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::net::IpAddr;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::Context as _;
+use axum::Router;
+use axum::body::Body;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Path as UrlPath, Query, RawQuery, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use base64::Engine as _;
+use bytes::Bytes;
+use futures::{SinkExt, StreamExt};
+use http::{HeaderValue, StatusCode, header};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, ListParams};
+use rcgen::{CertificateParams, DnType, KeyPair, SanType};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use skiff_runtime::{ContainerState, ContainerStatus, ExecSession, LogOptions};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tower::ServiceExt as _;
+
+use crate::Context;
+
+/// The exec subprotocols spoken, newest first (`v5` adds the stdin close signal).
+const EXEC_PROTOCOLS: [&str; 2] = ["v5.channel.k8s.io", "v4.channel.k8s.io"];
+
+/// Channels of the remote command protocol.
+const CH_STDIN: u8 = 0;
+const CH_STDOUT: u8 = 1;
+const CH_ERROR: u8 = 3;
+const CH_RESIZE: u8 = 4;
+/// v5: a client message `[255, channel]` closes that channel (stdin EOF).
+const CH_CLOSE: u8 = 255;
+
+/// The cluster CA (PEM) from the kubeconfig: `certificate-authority-data`, or the file
+/// `certificate-authority` names, of the current context's cluster.
+pub fn cluster_ca(kubeconfig: &Path) -> anyhow::Result<String> {
+    let kc = kube::config::Kubeconfig::read_from(kubeconfig)
+        .with_context(|| format!("reading kubeconfig {}", kubeconfig.display()))?;
+    let cluster_name = kc
+        .contexts
+        .iter()
+        .find(|c| Some(&c.name) == kc.current_context.as_ref())
+        .and_then(|c| c.context.as_ref())
+        .map(|c| c.cluster.clone());
+    let cluster = kc
+        .clusters
+        .iter()
+        .find(|c| Some(&c.name) == cluster_name.as_ref())
+        .or(kc.clusters.first())
+        .and_then(|c| c.cluster.as_ref())
+        .with_context(|| format!("kubeconfig {} names no cluster", kubeconfig.display()))?;
+    if let Some(data) = &cluster.certificate_authority_data {
+        let pem = base64::engine::general_purpose::STANDARD
+            .decode(data.trim())
+            .context("certificate-authority-data is not base64")?;
+        return String::from_utf8(pem).context("certificate-authority-data is not PEM");
+    }
+    if let Some(path) = &cluster.certificate_authority {
+        return std::fs::read_to_string(path).with_context(|| format!("reading the CA {path}"));
+    }
+    anyhow::bail!(
+        "kubeconfig {} has no certificate-authority(-data): the kubelet needs the cluster CA to check who calls its server",
+        kubeconfig.display()
+    )
+}
+
+/// TLS for the server: a fresh self-signed serving certificate for the node's name and IP,
+/// and client certificates checked against `ca_pem` (optional at the TLS layer, so that
+/// `/healthz` answers anyone; every other path requires one).
+pub fn tls_config(
+    node_name: &str,
+    node_ip: IpAddr,
+    ca_pem: &str,
+) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pemfile::certs(&mut ca_pem.as_bytes()) {
+        roots.add(cert.context("reading the cluster CA certificate")?)?;
+    }
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .allow_unauthenticated()
+    .build()
+    .context("building the client certificate verifier")?;
+
+    let key = KeyPair::generate()?;
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    let stamp = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs();
+    // The kubelet's own self-signed certificates are named "<host>@<unix time>".
+    params
+        .distinguished_name
+        .push(DnType::CommonName, format!("{node_name}@{stamp}"));
+    let mut sans = vec![
+        SanType::DnsName(node_name.to_string().try_into()?),
+        SanType::DnsName("localhost".to_string().try_into()?),
+        SanType::IpAddress(node_ip),
+    ];
+    if node_ip != IpAddr::from([127, 0, 0, 1]) {
+        sans.push(SanType::IpAddress(IpAddr::from([127, 0, 0, 1])));
+    }
+    params.subject_alt_names = sans;
+    let cert = params.self_signed(&key)?;
+    let key_der = rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into());
+    let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(vec![cert.der().clone()], key_der)
+        .context("loading the kubelet's serving certificate")?;
+    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(cfg))
+}
+
+/// What the handlers share.
+struct State_ {
+    ctx: Arc<Context>,
+    /// The last node CPU sample (when, cumulative ns), for `usageNanoCores`.
+    cpu_sample: Mutex<Option<(Instant, u64)>>,
+    requests: AtomicU64,
+    unauthorized: AtomicU64,
+}
+
+type Shared = Arc<State_>;
+
+fn router(state: Shared) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/containerLogs/{namespace}/{pod}/{container}",
+            get(container_logs),
+        )
+        .route("/exec/{namespace}/{pod}/{container}", get(exec).post(exec))
+        .route("/pods", get(pods))
+        .route("/stats/summary", get(stats_summary))
+        .route("/metrics", get(metrics))
+        .with_state(state)
+}
+
+/// Serves on `listener` until shutdown.
+pub async fn serve(
+    ctx: Arc<Context>,
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    shutdown: CancellationToken,
+) {
+    let state = Arc::new(State_ {
+        ctx,
+        cpu_sample: Mutex::new(None),
+        requests: AtomicU64::new(0),
+        unauthorized: AtomicU64::new(0),
+    });
+    let router = router(state.clone());
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    loop {
+        let (tcp, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(error = %e, "kubelet server: accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.cancelled() => break,
+        };
+        let _ = tcp.set_nodelay(true);
+        let acceptor = acceptor.clone();
+        let router = router.clone();
+        let state = state.clone();
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            let tls =
+                match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(e)) => {
+                        tracing::debug!(%peer, error = %e, "kubelet server: TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => return,
+                };
+            // The verifier only lets a client certificate through if the cluster CA signed
+            // it, so its presence is the authentication.
+            let authenticated = tls.get_ref().1.peer_certificates().is_some();
+            let svc = hyper::service::service_fn(move |req: http::Request<Incoming>| {
+                let router = router.clone();
+                let state = state.clone();
+                async move {
+                    state.requests.fetch_add(1, Ordering::Relaxed);
+                    if !authenticated && req.uri().path() != "/healthz" {
+                        state.unauthorized.fetch_add(1, Ordering::Relaxed);
+                        return Ok::<_, Infallible>(
+                            (StatusCode::UNAUTHORIZED, "Unauthorized\n").into_response(),
+                        );
+                    }
+                    router.oneshot(req).await
+                }
+            });
+            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            let conn = builder
+                .serve_connection_with_upgrades(TokioIo::new(tls), svc)
+                .into_owned();
+            if let Err(e) = watcher.watch(conn).await {
+                tracing::debug!(%peer, error = %e, "kubelet server: connection ended with an error");
+            }
+        });
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(5), graceful.shutdown()).await;
+}
+
+fn plain(code: StatusCode, message: impl Into<String>) -> Response {
+    let mut r = (code, message.into()).into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
+/// This node's attempts of one container, newest first, all of the newest attempt's pod
+/// (a pod deleted and made again under the same name has a new UID).
+async fn attempts(
+    ctx: &Context,
+    namespace: &str,
+    pod: &str,
+    container: &str,
+) -> Result<Vec<ContainerStatus>, Response> {
+    let all = ctx.runtime.list_containers().await.map_err(|e| {
+        plain(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("listing containers: {e}"),
+        )
+    })?;
+    let mut found: Vec<ContainerStatus> = all
+        .into_iter()
+        .filter(|c| {
+            ctx.owns(&c.labels)
+                && c.pod_namespace == namespace
+                && c.pod_name == pod
+                && c.name == container
+        })
+        .collect();
+    found.sort_by(|a, b| (b.created_at, b.restart_count).cmp(&(a.created_at, a.restart_count)));
+    if let Some(uid) = found.first().map(|c| c.pod_uid.clone()) {
+        found.retain(|c| c.pod_uid == uid);
+    }
+    Ok(found)
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct LogQuery {
+    follow: Option<bool>,
+    tail_lines: Option<u64>,
+    since_seconds: Option<u64>,
+    since_time: Option<String>,
+    timestamps: Option<bool>,
+    previous: Option<bool>,
+    limit_bytes: Option<u64>,
+}
+
+/// `GET /containerLogs/{namespace}/{pod}/{container}`: the container's log as chunked
+/// text/plain; with `follow` it keeps streaming until the container stops or the caller
+/// goes away.
+async fn container_logs(
+    State(state): State<Shared>,
+    UrlPath((namespace, pod, container)): UrlPath<(String, String, String)>,
+    Query(q): Query<LogQuery>,
+) -> Response {
+    let found = match attempts(&state.ctx, &namespace, &pod, &container).await {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    let previous = q.previous.unwrap_or(false);
+    let target = if previous {
+        found.get(1)
+    } else {
+        found.first()
+    };
+    let Some(target) = target else {
+        return if previous {
+            plain(
+                StatusCode::BAD_REQUEST,
+                format!("previous terminated container \"{container}\" in pod \"{pod}\" not found"),
+            )
+        } else {
+            plain(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "container \"{container}\" in pod \"{pod}\" is waiting to start: ContainerCreating"
+                ),
+            )
+        };
+    };
+    let since = match (q.since_seconds, q.since_time.as_deref()) {
+        (Some(s), _) => SystemTime::now().checked_sub(Duration::from_secs(s)),
+        (None, Some(t)) => match t.parse::<jiff::Timestamp>() {
+            Ok(ts) => Some(SystemTime::from(ts)),
+            Err(e) => {
+                return plain(
+                    StatusCode::BAD_REQUEST,
+                    format!("sinceTime {t:?} is not an RFC 3339 time: {e}"),
+                );
+            }
+        },
+        (None, None) => None,
+    };
+    let options = LogOptions {
+        // Following a container that has exited only returns what it wrote.
+        follow: q.follow.unwrap_or(false),
+        tail_lines: q.tail_lines,
+        since,
+        timestamps: q.timestamps.unwrap_or(false),
+    };
+    let stream = match state.ctx.runtime.logs(&target.id, &options).await {
+        Ok(s) => s,
+        Err(e) => return plain(StatusCode::NOT_FOUND, e.to_string()),
+    };
+    let limit = q.limit_bytes.unwrap_or(u64::MAX);
+    let body = stream
+        .scan(limit, |left, item| {
+            let out = match item {
+                Ok(_) if *left == 0 => None,
+                Ok(mut b) => {
+                    if b.len() as u64 > *left {
+                        b.truncate(*left as usize);
+                    }
+                    *left -= b.len() as u64;
+                    Some(Ok(b))
+                }
+                Err(e) => Some(Err(std::io::Error::other(e.to_string()))),
+            };
+            futures::future::ready(out)
+        })
+        .boxed();
+    let mut r = Response::new(Body::from_stream(body));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
+/// `GET /pods`: the pods bound to this node, as the apiserver has them.
+async fn pods(State(state): State<Shared>) -> Response {
+    let api: Api<Pod> = Api::all(state.ctx.client.clone());
+    let params = ListParams::default().fields(&format!("spec.nodeName={}", state.ctx.node_name));
+    match api.list(&params).await {
+        Ok(list) => axum::Json(json!({
+            "kind": "PodList",
+            "apiVersion": "v1",
+            "metadata": {},
+            "items": list.items,
+        }))
+        .into_response(),
+        Err(e) => plain(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("listing this node's pods from the apiserver: {e}"),
+        ),
+    }
+}
+
+/// Cumulative CPU time of the whole machine (all but idle and iowait), in nanoseconds.
+fn node_cpu_nanos() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+    let f: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal ...; /proc/stat counts USER_HZ (100) ticks.
+    let busy: u64 = [0, 1, 2, 5, 6, 7].iter().filter_map(|i| f.get(*i)).sum();
+    Some(busy * 10_000_000)
+}
+
+fn rfc3339_now() -> String {
+    jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
+}
+
+/// `GET /stats/summary`: node CPU and memory from /proc, and per pod and container from the
+/// runtime, in the Summary API's shape (`kubectl top` and metrics-server read this).
+async fn stats_summary(State(state): State<Shared>) -> Response {
+    let ctx = &state.ctx;
+    let now = rfc3339_now();
+    let cpu_now = node_cpu_nanos().unwrap_or(0);
+    let nano_cores = {
+        let mut last = state.cpu_sample.lock().expect("cpu sample lock");
+        let rate = last.and_then(|(at, total)| {
+            let secs = at.elapsed().as_secs_f64();
+            (secs > 0.0).then(|| (cpu_now.saturating_sub(total) as f64 / secs) as u64)
+        });
+        *last = Some((Instant::now(), cpu_now));
+        rate
+    };
+    let mem_total = crate::sysinfo::memory_kib() * 1024;
+    let mem_avail = crate::sysinfo::memory_available_kib() * 1024;
+    let mut node_cpu = json!({ "time": now, "usageCoreNanoSeconds": cpu_now });
+    if let Some(n) = nano_cores {
+        node_cpu["usageNanoCores"] = json!(n);
+    }
+    let containers: Vec<ContainerStatus> = ctx
+        .runtime
+        .list_containers()
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|c| ctx.owns(&c.labels) && matches!(c.state, ContainerState::Running { .. }))
+        .collect();
+    let stats =
+        futures::future::join_all(containers.iter().map(|c| ctx.runtime.stats(&c.id))).await;
+    // Pods keyed by uid: (namespace, name, containers).
+    let mut pods: BTreeMap<String, (String, String, Vec<Value>, u64, u64)> = BTreeMap::new();
+    for (c, s) in containers.iter().zip(stats) {
+        let Ok(s) = s else { continue };
+        let entry = pods.entry(c.pod_uid.clone()).or_insert_with(|| {
+            (
+                c.pod_namespace.clone(),
+                c.pod_name.clone(),
+                Vec::new(),
+                0,
+                0,
+            )
+        });
+        entry.2.push(json!({
+            "name": c.name,
+            "startTime": match c.state {
+                ContainerState::Running { started_at } => jiff::Timestamp::try_from(started_at).map(|t| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()).unwrap_or_default(),
+                _ => String::new(),
+            },
+            "cpu": { "time": now, "usageCoreNanoSeconds": s.cpu_usage_nanos },
+            "memory": { "time": now, "workingSetBytes": s.memory_working_set_bytes },
+        }));
+        entry.3 += s.cpu_usage_nanos;
+        entry.4 += s.memory_working_set_bytes;
+    }
+    let pods: Vec<Value> = pods
+        .into_iter()
+        .map(|(uid, (namespace, name, containers, cpu, mem))| {
+            json!({
+                "podRef": { "name": name, "namespace": namespace, "uid": uid },
+                "containers": containers,
+                "cpu": { "time": now, "usageCoreNanoSeconds": cpu },
+                "memory": { "time": now, "workingSetBytes": mem },
+            })
+        })
+        .collect();
+    axum::Json(json!({
+        "node": {
+            "nodeName": ctx.node_name,
+            "cpu": node_cpu,
+            "memory": {
+                "time": now,
+                "availableBytes": mem_avail,
+                "usageBytes": mem_total.saturating_sub(mem_avail),
+                "workingSetBytes": mem_total.saturating_sub(mem_avail),
+            },
+        },
+        "pods": pods,
+    }))
+    .into_response()
+}
+
+/// `GET /metrics`: a few gauges and counters in the Prometheus text format.
+async fn metrics(State(state): State<Shared>) -> Response {
+    let ctx = &state.ctx;
+    let containers = ctx.runtime.list_containers().await.unwrap_or_default();
+    let running: Vec<&ContainerStatus> = containers
+        .iter()
+        .filter(|c| ctx.owns(&c.labels) && matches!(c.state, ContainerState::Running { .. }))
+        .collect();
+    let pods = ctx
+        .runtime
+        .list_sandboxes()
+        .await
+        .unwrap_or_default()
+        .iter()
+        .filter(|s| ctx.owns(&s.labels) && s.ready)
+        .count();
+    let text = format!(
+        "# HELP kubelet_running_pods Number of pods that have a running pod sandbox.\n\
+         # TYPE kubelet_running_pods gauge\n\
+         kubelet_running_pods {pods}\n\
+         # HELP kubelet_running_containers Number of containers currently running.\n\
+         # TYPE kubelet_running_containers gauge\n\
+         kubelet_running_containers{{container_state=\"running\"}} {}\n\
+         # HELP kubelet_server_requests_total Requests to the kubelet's HTTPS server.\n\
+         # TYPE kubelet_server_requests_total counter\n\
+         kubelet_server_requests_total {}\n\
+         # HELP kubelet_server_unauthorized_requests_total Requests refused for want of a client certificate.\n\
+         # TYPE kubelet_server_unauthorized_requests_total counter\n\
+         kubelet_server_unauthorized_requests_total {}\n",
+        running.len(),
+        state.requests.load(Ordering::Relaxed),
+        state.unauthorized.load(Ordering::Relaxed),
+    );
+    let mut r = text.into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    r
+}
+
+/// The exec request's options, from a query with repeated `command` keys.
+#[derive(Debug, Default)]
+struct ExecQuery {
+    command: Vec<String>,
+    stdin: bool,
+    tty: bool,
+}
+
+fn parse_exec_query(q: Option<&str>) -> ExecQuery {
+    let mut out = ExecQuery::default();
+    let flag = |v: &str| matches!(v, "1" | "true" | "True");
+    for (k, v) in form_urlencoded::parse(q.unwrap_or("").as_bytes()) {
+        match &*k {
+            "command" => out.command.push(v.into_owned()),
+            "stdin" => out.stdin = flag(&v),
+            "tty" => out.tty = flag(&v),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// `/exec/{namespace}/{pod}/{container}`: a WebSocket speaking the remote command protocol
+/// (`v5.channel.k8s.io` or `v4.channel.k8s.io`) onto the runtime's exec.
+async fn exec(
+    State(state): State<Shared>,
+    UrlPath((namespace, pod, container)): UrlPath<(String, String, String)>,
+    RawQuery(query): RawQuery,
+    ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+) -> Response {
+    let Ok(ws) = ws else {
+        return plain(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "exec needs a WebSocket upgrade with subprotocol {}; SPDY is not spoken here",
+                EXEC_PROTOCOLS.join(" or ")
+            ),
+        );
+    };
+    let q = parse_exec_query(query.as_deref());
+    if q.command.is_empty() {
+        return plain(
+            StatusCode::BAD_REQUEST,
+            "you must specify at least 1 command",
+        );
+    }
+    let found = match attempts(&state.ctx, &namespace, &pod, &container).await {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    let Some(target) = found
+        .first()
+        .filter(|c| matches!(c.state, ContainerState::Running { .. }))
+    else {
+        return plain(
+            StatusCode::BAD_REQUEST,
+            format!("container \"{container}\" in pod \"{pod}\" is not running"),
+        );
+    };
+    let id = target.id.clone();
+    let runtime = state.ctx.runtime.clone();
+    ws.protocols(EXEC_PROTOCOLS)
+        .on_upgrade(move |socket| async move {
+            let v5 = socket
+                .protocol()
+                .is_some_and(|p| p.as_bytes() == EXEC_PROTOCOLS[0].as_bytes());
+            let session = runtime.exec(&id, &q.command, q.tty, q.stdin).await;
+            exec_session(socket, session, &q.command, q.tty, v5).await;
+        })
+}
+
+/// A close with status 1000: client-go reads anything else (even no status) as an error on
+/// the streams it was still reading.
+fn normal_close() -> Message {
+    Message::Close(Some(axum::extract::ws::CloseFrame {
+        code: axum::extract::ws::close_code::NORMAL,
+        reason: "".into(),
+    }))
+}
+
+fn frame(channel: u8, data: &[u8]) -> Message {
+    let mut v = Vec::with_capacity(data.len() + 1);
+    v.push(channel);
+    v.extend_from_slice(data);
+    Message::Binary(Bytes::from(v))
+}
+
+/// The status the error channel carries when the command ends, as Kubernetes writes it.
+fn exit_status(command: &[String], result: Result<i64, String>) -> Value {
+    match result {
+        Ok(0) => json!({ "metadata": {}, "status": "Success" }),
+        Ok(code) => json!({
+            "metadata": {},
+            "status": "Failure",
+            "message": format!("command terminated with non-zero exit code: error executing command [{}], exit code {code}", command.join(" ")),
+            "reason": "NonZeroExitCode",
+            "details": { "causes": [{ "reason": "ExitCode", "message": code.to_string() }] },
+        }),
+        Err(message) => json!({
+            "metadata": {},
+            "status": "Failure",
+            "message": message,
+            "reason": "InternalError",
+        }),
+    }
+}
+
+/// Pumps one exec session: client stdin (channel 0) to the process, its stdout and stderr
+/// to channels 1 and 2, then the exit status on channel 3 and a close.
+async fn exec_session(
+    socket: WebSocket,
+    session: skiff_runtime::Result<ExecSession>,
+    command: &[String],
+    tty: bool,
+    v5: bool,
+) {
+    let (mut tx, mut rx) = socket.split();
+    let ExecSession {
+        stdin: mut stdin_tx,
+        mut output,
+        exit_code,
+    } = match session {
+        Ok(s) => s,
+        Err(e) => {
+            let status = exit_status(command, Err(e.to_string()));
+            let _ = tx
+                .send(frame(CH_ERROR, status.to_string().as_bytes()))
+                .await;
+            let _ = tx.send(normal_close()).await;
+            return;
+        }
+    };
+    let mut failure: Option<String> = None;
+    loop {
+        tokio::select! {
+            item = output.next() => match item {
+                Some(Ok((channel, data))) => {
+                    // With a TTY there is one stream; the runtime reports it as stdout.
+                    let channel = if tty { CH_STDOUT } else { channel };
+                    if tx.send(frame(channel, &data)).await.is_err() {
+                        return;
+                    }
+                }
+                Some(Err(e)) => {
+                    failure = Some(e.to_string());
+                    break;
+                }
+                None => break,
+            },
+            msg = rx.next() => match msg {
+                Some(Ok(Message::Binary(b))) if !b.is_empty() => match b[0] {
+                    CH_STDIN => {
+                        if let Some(stdin) = &stdin_tx {
+                            let _ = stdin.send(b.slice(1..)).await;
+                        }
+                    }
+                    CH_CLOSE if v5 && b.get(1) == Some(&CH_STDIN) => stdin_tx = None,
+                    // The runtime cannot resize an exec's TTY; the size stays the default.
+                    CH_RESIZE => {}
+                    _ => {}
+                },
+                Some(Ok(Message::Close(_))) | Some(Err(_)) | None => {
+                    // The caller went away: nobody reads the output any more.
+                    return;
+                }
+                Some(Ok(_)) => {}
+            },
+        }
+    }
+    drop(stdin_tx);
+    let result = match failure {
+        Some(f) => Err(f),
+        None => exit_code
+            .await
+            .map_err(|_| "the command's exit code was lost".to_string()),
+    };
+    let status = exit_status(command, result);
+    let _ = tx
+        .send(frame(CH_ERROR, status.to_string().as_bytes()))
+        .await;
+    let _ = tx.send(normal_close()).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exec_query_keeps_every_command_word() {
+        let q = parse_exec_query(Some(
+            "command=sh&command=-c&command=echo+hi&stdin=true&stdout=true&tty=false&container=c",
+        ));
+        assert_eq!(q.command, ["sh", "-c", "echo hi"]);
+        assert!(q.stdin);
+        assert!(!q.tty);
+    }
+
+    #[test]
+    fn exit_status_carries_the_code_as_kubectl_reads_it() {
+        let s = exit_status(&["false".into()], Ok(1));
+        assert_eq!(s["status"], "Failure");
+        assert_eq!(s["reason"], "NonZeroExitCode");
+        assert_eq!(s["details"]["causes"][0]["message"], "1");
+        assert_eq!(exit_status(&[], Ok(0))["status"], "Success");
+    }
+}
