@@ -259,13 +259,10 @@ async fn resource(
             let obj = reg.get(info, ns, name, &params).await?;
             Ok(respond(200, &to_scale(&obj), out_fmt, &[]))
         }
-        (_, Some(name), Some("log" | "exec")) => Err(ApiError::new(
-            503,
-            "ServiceUnavailable",
-            format!(
-                "pods \"{name}\": logs and exec are served through the node's kubelet, which this cluster does not run yet"
-            ),
-        )),
+        // Served by the pod's kubelet, through the apiserver (`proxy`).
+        (_, Some(name), Some(sub @ ("log" | "exec"))) => {
+            crate::proxy::serve(app, parts, ns.unwrap_or("default"), name, sub, &params).await
+        }
         (&Method::POST, None, None) => {
             let body = request::decode_body(&parts.headers, &read_body(body).await?)?;
             let w = reg.create(info, ns, body, &params, Some(&manager)).await?;

@@ -17,6 +17,7 @@ mod metrics;
 mod objects;
 mod openapi;
 pub mod pki;
+mod proxy;
 mod registry;
 mod render;
 mod request;

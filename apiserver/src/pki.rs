@@ -1,5 +1,5 @@
 //! The zero-setup PKI (as k3s does it): on first start a cluster CA, a serving certificate and
-//! an admin client certificate are created in `<data-dir>/pki`; later starts reuse them. Also
+//! an admin client certificate (and the apiserver's client certificate for kubelets) are created in `<data-dir>/pki`; later starts reuse them. Also
 //! writes the admin kubeconfig that the real kubectl uses.
 
 use std::fs;
@@ -39,6 +39,9 @@ pub struct Pki {
     pub ca: CertKey,
     pub serving: CertKey,
     pub admin: CertKey,
+    /// The apiserver's client certificate for kubelets (logs, exec), as kube-apiserver's
+    /// `--kubelet-client-certificate`.
+    pub kubelet_client: CertKey,
 }
 
 fn read(path: &Path) -> Result<Option<String>, PkiError> {
@@ -150,11 +153,20 @@ impl Pki {
         let admin = load_or(&dir, "admin", || {
             issue(&ca, "admin", &["system:masters"], &[])
         })?;
+        let kubelet_client = load_or(&dir, "kubelet-client", || {
+            issue(
+                &ca,
+                "kube-apiserver-kubelet-client",
+                &["system:masters"],
+                &[],
+            )
+        })?;
         Ok(Pki {
             dir,
             ca,
             serving,
             admin,
+            kubelet_client,
         })
     }
 }

@@ -34,6 +34,8 @@ pub struct App {
     pub metrics: Metrics,
     /// `host:port` clients should use, for `/api` discovery.
     pub advertise: String,
+    /// Calls kubelets for `pods/log` and `pods/exec`.
+    pub kubelet: crate::proxy::KubeletClient,
 }
 
 /// Opens the configured store.
@@ -253,6 +255,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         authz: Box::new(AllowAuthenticated),
         metrics: Metrics::default(),
         advertise: format!("{advertise}:{}", local.port()),
+        kubelet: crate::proxy::KubeletClient::new(&pki.kubelet_client)?,
     });
     let router = Router::new()
         .fallback(crate::handlers::dispatch)

@@ -1,6 +1,7 @@
-//! Starts a `skiff-apiserver` process for a benchmark and builds HTTPS clients for it.
+//! Starts the programs a benchmark measures (`skiff-apiserver`, `skiff-kubelet`) as child
+//! processes, builds HTTPS clients for the apiserver, and reads processes' CPU and memory.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -17,12 +18,14 @@ pub struct Server {
     pub base: String,
 }
 
-fn sibling(name: &str) -> anyhow::Result<PathBuf> {
+/// A program built next to this one (`target/release/<name>`).
+pub fn sibling(name: &str) -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe()?;
     let path = exe.parent().context("no exe dir")?.join(name);
     anyhow::ensure!(
         path.exists(),
-        "{} not found: build it with `cargo build --release -p skiff-apiserver -p skiff-bench`",
+        "{} not found: build it with \
+         `cargo build --release -p skiff-apiserver -p skiff-kubelet -p skiff-bench`",
         path.display()
     );
     Ok(path)
@@ -95,17 +98,88 @@ impl Server {
         self.child.id()
     }
 
+    /// The admin kubeconfig the apiserver wrote into its data directory (for kubelets).
+    pub fn kubeconfig(&self) -> PathBuf {
+        self.dir.path().join("admin.kubeconfig")
+    }
+
     /// The apiserver's resident set size in MB.
     pub fn rss_mb(&self) -> anyhow::Result<f64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))?;
-        let kb: f64 = status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse().ok())
-            .context("no VmRSS")?;
-        Ok(kb / 1024.0)
+        rss_mb(self.child.id())
     }
+}
+
+/// A benchmarked program other than the apiserver (a kubelet), its output in a log file;
+/// killed on drop.
+pub struct Process {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Process {
+    /// Starts `target/release/<program> ARGS` with stdout and stderr going to `log`.
+    pub fn spawn(program: &str, args: &[String], log: &Path) -> anyhow::Result<Process> {
+        let out =
+            std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
+        let child = Command::new(sibling(program)?)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(out.try_clone()?)
+            .stderr(out)
+            .spawn()
+            .with_context(|| format!("starting {program}"))?;
+        Ok(Process {
+            child,
+            log: log.to_path_buf(),
+        })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Whether the process has exited (it should not have).
+    pub fn exited(&mut self) -> bool {
+        self.child.try_wait().ok().flatten().is_some()
+    }
+
+    /// The last `lines` lines of the process's output, for error messages.
+    pub fn log_tail(&self, lines: usize) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let all: Vec<&str> = text.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A `kB` field of `/proc/<pid>/<file>` (e.g. `status` `VmRSS:`), in MB.
+fn proc_kb_field(pid: u32, file: &str, field: &str) -> anyhow::Result<f64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/{file}"))?;
+    let kb: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .with_context(|| format!("no {field} in /proc/{pid}/{file}"))?;
+    Ok(kb / 1024.0)
+}
+
+/// A process's resident set size in MB (`VmRSS`: shared pages such as the program's code
+/// count in full for every process).
+pub fn rss_mb(pid: u32) -> anyhow::Result<f64> {
+    proc_kb_field(pid, "status", "VmRSS:")
+}
+
+/// A process's proportional set size in MB: shared pages divided among the processes sharing
+/// them, so the PSS of many copies of one program adds up to the memory they really take.
+pub fn pss_mb(pid: u32) -> anyhow::Result<f64> {
+    proc_kb_field(pid, "smaps_rollup", "Pss:")
 }
 
 impl Drop for Server {

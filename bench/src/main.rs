@@ -1,9 +1,12 @@
 //! `skiff-bench`: Skiff's benchmarks. Each subcommand measures one figure against the physical
-//! reference in the same run (raw etcd for the apiserver) and ends with `result NAME VALUE UNIT`
-//! lines. Build with `cargo build --release -p skiff-apiserver -p skiff-bench`: the apiserver
-//! binary is taken from the same folder as this one.
+//! reference in the same run (raw etcd for the apiserver, a bare `docker run` for pod start) and
+//! ends with `result NAME VALUE UNIT` lines. Build with
+//! `cargo build --release -p skiff-apiserver -p skiff-kubelet -p skiff-bench`: the apiserver
+//! and kubelet binaries are taken from the same folder as this one.
 
 mod harness;
+mod hollow;
+mod pod_start;
 mod stats;
 
 use std::sync::Arc;
@@ -41,6 +44,20 @@ enum Cmd {
     Memory {
         #[arg(long, default_value_t = 10_000)]
         objects: usize,
+    },
+    /// Pod start on a real kubelet (Docker): create → Running+Ready through a watch, vs a bare
+    /// `docker run -d`; and the kubelet's memory.
+    PodStart {
+        #[arg(long, default_value_t = 30)]
+        pods: usize,
+    },
+    /// Many hollow kubelets (`--runtime fake`) on one apiserver: registration and leases.
+    HollowNodes {
+        #[arg(long, default_value_t = 100)]
+        nodes: usize,
+        /// How long to keep checking the leases once all nodes are Ready.
+        #[arg(long, default_value_t = 30)]
+        seconds: u64,
     },
 }
 
@@ -408,6 +425,8 @@ async fn main() {
         Cmd::Api { count } => bench_api(count).await,
         Cmd::Watch { watchers, events } => bench_watch(watchers, events).await,
         Cmd::Memory { objects } => bench_memory(objects).await,
+        Cmd::PodStart { pods } => pod_start::run(pods).await,
+        Cmd::HollowNodes { nodes, seconds } => hollow::run(nodes, seconds).await,
     };
     if let Err(e) = outcome {
         eprintln!("skiff-bench: {e:#}");

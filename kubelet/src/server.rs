@@ -264,7 +264,7 @@ async fn attempts(
                 && c.name == container
         })
         .collect();
-    found.sort_by(|a, b| (b.created_at, b.restart_count).cmp(&(a.created_at, a.restart_count)));
+    found.sort_by_key(|c| std::cmp::Reverse((c.created_at, c.restart_count)));
     if let Some(uid) = found.first().map(|c| c.pod_uid.clone()) {
         found.retain(|c| c.pod_uid == uid);
     }

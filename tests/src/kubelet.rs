@@ -40,6 +40,7 @@ pub struct Kubelet {
     pub node: String,
     child: Option<Child>,
     args: Vec<String>,
+    env: Vec<(String, String)>,
     log: PathBuf,
     /// Whether the kubelet runs pods on Docker (else on the fake runtime, leaving nothing in
     /// Docker to clean up).
@@ -51,17 +52,33 @@ impl Kubelet {
     /// Starts a kubelet for `server` as node `node` with pod subnet `pod_cidr`, and waits for
     /// the node to be Ready.
     pub fn start(server: &ApiServer, node: &str, pod_cidr: &str) -> Kubelet {
-        Self::launch(server, node, pod_cidr, true)
+        Self::launch(server, node, pod_cidr, true, &[])
+    }
+
+    /// Like [`Kubelet::start`], with extra environment (e.g. `DOCKER_HOST` for another engine).
+    pub fn start_with_env(
+        server: &ApiServer,
+        node: &str,
+        pod_cidr: &str,
+        env: &[(&str, &str)],
+    ) -> Kubelet {
+        Self::launch(server, node, pod_cidr, true, env)
     }
 
     /// Starts a hollow kubelet (`--runtime fake`, as kubemark's hollow nodes) for `server` as
     /// node `node` with pod subnet `pod_cidr`, and waits for the node to be Ready. Its pods
     /// "run" in memory; pulls succeed for any image.
     pub fn start_fake(server: &ApiServer, node: &str, pod_cidr: &str) -> Kubelet {
-        Self::launch(server, node, pod_cidr, false)
+        Self::launch(server, node, pod_cidr, false, &[])
     }
 
-    fn launch(server: &ApiServer, node: &str, pod_cidr: &str, docker: bool) -> Kubelet {
+    fn launch(
+        server: &ApiServer,
+        node: &str,
+        pod_cidr: &str,
+        docker: bool,
+        env: &[(&str, &str)],
+    ) -> Kubelet {
         let dir = tempfile::tempdir().expect("tempdir");
         let log = dir.path().join("kubelet.log");
         let mut args = vec![
@@ -85,6 +102,10 @@ impl Kubelet {
             node: node.into(),
             child: None,
             args,
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             log,
             docker,
             _dir: dir,
@@ -118,6 +139,7 @@ impl Kubelet {
             .expect("open kubelet.log");
         let child = Command::new(&bin)
             .args(&self.args)
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("clone"))
             .stderr(log)
@@ -198,5 +220,108 @@ impl Drop for Kubelet {
                 .args(["network", "rm", &format!("skiff-{}", self.node)])
                 .output();
         }
+    }
+}
+
+/// A private Docker engine for tests that stop and start an engine without disturbing the
+/// machine's: its own socket, data and exec roots, and its own network namespace (a second
+/// engine in the host namespace would manage — and on some settings delete — `docker0`).
+pub struct PrivateDocker {
+    dir: TempDir,
+    netns: String,
+    child: Option<Child>,
+}
+
+impl PrivateDocker {
+    pub fn start() -> PrivateDocker {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let netns = format!("skiff-e2e-dockerd-{}", std::process::id());
+        // A leftover of a crashed run with the same pid is replaced.
+        let _ = Command::new("ip").args(["netns", "del", &netns]).output();
+        let out = Command::new("ip")
+            .args(["netns", "add", &netns])
+            .output()
+            .expect("ip netns add");
+        assert!(
+            out.status.success(),
+            "ip netns add {netns}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let _ = Command::new("nsenter")
+            .arg(format!("--net=/run/netns/{netns}"))
+            .args(["ip", "link", "set", "lo", "up"])
+            .output();
+        let mut d = PrivateDocker {
+            dir,
+            netns,
+            child: None,
+        };
+        d.up();
+        d
+    }
+
+    /// `unix://...` for `DOCKER_HOST`.
+    pub fn host(&self) -> String {
+        format!("unix://{}", self.dir.path().join("docker.sock").display())
+    }
+
+    fn answers(&self) -> bool {
+        Command::new("docker")
+            .arg("info")
+            .env("DOCKER_HOST", self.host())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+
+    /// Starts the engine and waits until it answers.
+    pub fn up(&mut self) {
+        let p = self.dir.path();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(p.join("dockerd.log"))
+            .expect("log");
+        // nsenter, not `ip netns exec`: the latter remounts /sys and dockerd then fails.
+        let child = Command::new("nsenter")
+            .arg(format!("--net=/run/netns/{}", self.netns))
+            .arg("/usr/sbin/dockerd")
+            .arg("--host")
+            .arg(self.host())
+            .arg("--data-root")
+            .arg(p.join("data"))
+            .arg("--exec-root")
+            .arg(p.join("exec"))
+            .arg("--pidfile")
+            .arg(p.join("docker.pid"))
+            .args(["--iptables=false", "--ip-masq=false"])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("clone"))
+            .stderr(log)
+            .spawn()
+            .expect("start dockerd");
+        self.child = Some(child);
+        assert!(
+            wait_until(Duration::from_secs(60), || self.answers()),
+            "private dockerd did not start"
+        );
+    }
+
+    /// Stops the engine (SIGTERM) and waits until it is gone.
+    pub fn down(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill").arg(c.id().to_string()).status();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for PrivateDocker {
+    fn drop(&mut self) {
+        self.down();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.netns])
+            .output();
     }
 }

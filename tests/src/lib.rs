@@ -21,7 +21,7 @@ mod wait;
 pub use apiserver::{ApiServer, Backend};
 pub use http::{Http, Reply, WatchEvents};
 pub use kubectl::{KubectlWatch, Table, kubectl_versioned_path, strip_ansi};
-pub use kubelet::{BUSYBOX, Kubelet, ensure_busybox_image};
+pub use kubelet::{BUSYBOX, Kubelet, PrivateDocker, ensure_busybox_image};
 pub use wait::wait_until;
 
 /// Turns `fn name(backend: Backend)` test bodies into `#[test]`s run once per backend:

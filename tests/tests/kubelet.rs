@@ -302,3 +302,45 @@ fn readiness_gates_ready_and_liveness_restarts() {
             })
     });
 }
+
+fn ready_condition(server: &ApiServer, node: &str) -> (String, String) {
+    let n = server.kubectl_json(&["get", "node", node]);
+    let c = n["status"]["conditions"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["type"] == "Ready").cloned())
+        .unwrap_or(Value::Null);
+    (
+        c["status"].as_str().unwrap_or_default().to_string(),
+        c["message"].as_str().unwrap_or_default().to_string(),
+    )
+}
+
+#[test]
+fn the_node_goes_not_ready_while_docker_is_down_and_recovers() {
+    let mut docker = skiff_e2e::PrivateDocker::start();
+    let server = ApiServer::start(Backend::Embedded);
+    let host = docker.host();
+    let kubelet = Kubelet::start_with_env(
+        &server,
+        "e2e-docker-down",
+        "10.244.211.0/24",
+        &[("DOCKER_HOST", host.as_str())],
+    );
+    docker.down();
+    let mut last = (String::new(), String::new());
+    let down = wait_until(WAIT, || {
+        last = ready_condition(&server, &kubelet.node);
+        last.0 == "False"
+    });
+    assert!(down, "node stayed Ready with Docker down: {last:?}");
+    assert!(
+        last.1.contains("container runtime is down"),
+        "no reason given: {last:?}"
+    );
+    docker.up();
+    let up = wait_until(WAIT, || {
+        last = ready_condition(&server, &kubelet.node);
+        last.0 == "True"
+    });
+    assert!(up, "node did not recover after Docker came back: {last:?}");
+}

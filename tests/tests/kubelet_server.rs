@@ -107,10 +107,14 @@ fn kubectl_logs_shows_tails_and_follows_what_the_container_prints() {
         kubelet.node
     );
     server.kubectl_stdin_ok(&["apply", "-f", "-"], &yaml);
-    let err = server.kubectl_fails(&["logs", "pair"]);
-    assert!(
-        err.contains("a container name must be specified for pod pair, choose one of: [a b]"),
-        "{err}"
+    // (kubectl itself defaults to the first container, so ask the API directly.)
+    let reply = server
+        .http()
+        .get("/api/v1/namespaces/default/pods/pair/log");
+    assert_eq!(reply.status, 400, "{}", reply.body);
+    assert_eq!(
+        reply.json()["message"],
+        "a container name must be specified for pod pair, choose one of: [a b]"
     );
     let err = server.kubectl_fails(&["logs", "missing"]);
     assert!(err.contains("not found"), "{err}");

@@ -1,0 +1,458 @@
+//! `pods/log` and `pods/exec`: proxied to the kubelet of the pod's node, at the Node's
+//! InternalIP and `status.daemonEndpoints.kubeletEndpoint.Port`, with the apiserver's
+//! `kube-apiserver-kubelet-client` certificate.
+//!
+//! Logs stream through as they come (so `kubectl logs -f` follows). Exec speaks the
+//! WebSocket remote command protocol (`v5.channel.k8s.io`, `v4.channel.k8s.io`) on both
+//! sides and copies frames; the SPDY protocol of kubectl before 1.30 is not spoken.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::response::Response;
+use futures::{SinkExt, StreamExt};
+use http::request::Parts;
+use http::{HeaderValue, header};
+use hyper_util::rt::TokioIo;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use serde_json::Value;
+use skiff_api::resources;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::Role;
+use tokio_tungstenite::tungstenite::{self, Message};
+
+use crate::error::{ApiError, ApiResult};
+use crate::pki::CertKey;
+use crate::request::Params;
+use crate::server::App;
+
+/// The exec subprotocols relayed, newest first.
+const EXEC_PROTOCOLS: [&str; 2] = ["v5.channel.k8s.io", "v4.channel.k8s.io"];
+
+/// The log options passed on to the kubelet.
+const LOG_PARAMS: [&str; 7] = [
+    "follow",
+    "previous",
+    "timestamps",
+    "tailLines",
+    "sinceSeconds",
+    "sinceTime",
+    "limitBytes",
+];
+
+/// HTTPS to kubelets, authenticated with the apiserver's kubelet client certificate.
+pub struct KubeletClient {
+    tls: Arc<rustls::ClientConfig>,
+    http: reqwest::Client,
+}
+
+/// Accepts any kubelet serving certificate. Kubelets serve self-signed certificates by
+/// default, and kube-apiserver without `--kubelet-certificate-authority` does not verify
+/// them either; the client certificate still proves the apiserver to the kubelet.
+#[derive(Debug)]
+struct AnyKubeletCert(Arc<rustls::crypto::CryptoProvider>);
+
+impl ServerCertVerifier for AnyKubeletCert {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+impl KubeletClient {
+    pub fn new(cert: &CertKey) -> anyhow::Result<KubeletClient> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let certs =
+            rustls_pemfile::certs(&mut cert.cert_pem.as_bytes()).collect::<Result<Vec<_>, _>>()?;
+        let key = rustls_pemfile::private_key(&mut cert.key_pem.as_bytes())?
+            .ok_or_else(|| anyhow::anyhow!("no private key in kubelet-client.key"))?;
+        // HTTP/1.1 only (no ALPN): WebSocket upgrades need it, and log streams do not gain
+        // from HTTP/2.
+        let tls = rustls::ClientConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()?
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AnyKubeletCert(provider)))
+            .with_client_auth_cert(certs, key)?;
+        let http = reqwest::Client::builder()
+            .use_preconfigured_tls(tls.clone())
+            .connect_timeout(std::time::Duration::from_secs(10))
+            .build()?;
+        Ok(KubeletClient {
+            tls: Arc::new(tls),
+            http,
+        })
+    }
+}
+
+/// Entry point from the dispatcher for `pods/{name}/log` and `pods/{name}/exec`.
+pub async fn serve(
+    app: &Arc<App>,
+    parts: &Parts,
+    namespace: &str,
+    pod: &str,
+    subresource: &str,
+    params: &Params,
+) -> ApiResult<Response> {
+    let target = Target::resolve(app, namespace, pod, params).await?;
+    match subresource {
+        "log" => logs(app, &target, params).await,
+        _ => exec(app, parts, &target).await,
+    }
+}
+
+/// Where a pod's container is served: `https://IP:PORT` of its kubelet.
+struct Target {
+    base: String,
+    namespace: String,
+    pod: String,
+    container: String,
+}
+
+fn enc(s: &str) -> String {
+    form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+impl Target {
+    async fn resolve(app: &App, namespace: &str, pod: &str, params: &Params) -> ApiResult<Target> {
+        let none = Params::default();
+        let pods = resources::find("", "v1", "pods").expect("pods are served");
+        let obj = app.registry.get(pods, Some(namespace), pod, &none).await?;
+        let names = |key: &str| -> Vec<String> {
+            obj.pointer(&format!("/spec/{key}"))
+                .and_then(Value::as_array)
+                .map(|cs| {
+                    cs.iter()
+                        .filter_map(|c| c["name"].as_str().map(String::from))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let containers = names("containers");
+        let container = match params.get("container") {
+            Some(c) => {
+                if !containers
+                    .iter()
+                    .chain(&names("initContainers"))
+                    .any(|n| n == c)
+                {
+                    return Err(ApiError::bad_request(format!(
+                        "container {c} is not valid for pod {pod}"
+                    )));
+                }
+                c.to_string()
+            }
+            None if containers.len() == 1 => containers[0].clone(),
+            None => {
+                return Err(ApiError::bad_request(format!(
+                    "a container name must be specified for pod {pod}, choose one of: [{}]",
+                    containers.join(" ")
+                )));
+            }
+        };
+        let node_name = obj
+            .pointer("/spec/nodeName")
+            .and_then(Value::as_str)
+            .filter(|n| !n.is_empty())
+            .ok_or_else(|| {
+                ApiError::bad_request(format!("pod {pod} does not have a host assigned"))
+            })?;
+        let nodes = resources::find("", "v1", "nodes").expect("nodes are served");
+        let node = app.registry.get(nodes, None, node_name, &none).await?;
+        let addresses = node
+            .pointer("/status/addresses")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        let address = ["InternalIP", "ExternalIP", "Hostname"]
+            .iter()
+            .find_map(|ty| {
+                addresses
+                    .iter()
+                    .find(|a| a["type"] == *ty)
+                    .and_then(|a| a["address"].as_str())
+            })
+            .ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "node {node_name} has no address; is its kubelet running?"
+                ))
+            })?;
+        let port = node
+            .pointer("/status/daemonEndpoints/kubeletEndpoint/Port")
+            .and_then(Value::as_u64)
+            .filter(|p| *p > 0)
+            .unwrap_or(10250);
+        let host = match address.parse::<std::net::IpAddr>() {
+            Ok(std::net::IpAddr::V6(ip)) => format!("[{ip}]"),
+            _ => address.to_string(),
+        };
+        Ok(Target {
+            base: format!("https://{host}:{port}"),
+            namespace: namespace.to_string(),
+            pod: pod.to_string(),
+            container,
+        })
+    }
+
+    fn path(&self, endpoint: &str) -> String {
+        format!(
+            "{}/{endpoint}/{}/{}/{}",
+            self.base,
+            enc(&self.namespace),
+            enc(&self.pod),
+            enc(&self.container)
+        )
+    }
+}
+
+/// The kubelet's error, passed on with its code and text.
+fn kubelet_error(code: u16, text: &str) -> ApiError {
+    let reason = match code {
+        400 => "BadRequest",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "NotFound",
+        _ => "InternalError",
+    };
+    ApiError::new(code, reason, text.trim().to_string())
+}
+
+fn unreachable(target: &Target, e: impl std::fmt::Display) -> ApiError {
+    ApiError::internal(format!(
+        "cannot reach the kubelet at {} for pod {}: {e}",
+        target.base, target.pod
+    ))
+}
+
+async fn logs(app: &App, target: &Target, params: &Params) -> ApiResult<Response> {
+    let query = {
+        let mut q = form_urlencoded::Serializer::new(String::new());
+        for key in LOG_PARAMS {
+            if let Some(v) = params.get(key) {
+                q.append_pair(key, v);
+            }
+        }
+        q.finish()
+    };
+    let url = format!("{}?{query}", target.path("containerLogs"));
+    let resp = app
+        .kubelet
+        .http
+        .get(&url)
+        .send()
+        .await
+        .map_err(|e| unreachable(target, e))?;
+    let status = resp.status();
+    if !status.is_success() {
+        let text = resp.text().await.unwrap_or_default();
+        return Err(kubelet_error(status.as_u16(), &text));
+    }
+    let mut r = Response::new(Body::from_stream(resp.bytes_stream()));
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    Ok(r)
+}
+
+fn offered_protocols(parts: &Parts) -> Vec<String> {
+    parts
+        .headers
+        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|p| p.trim().to_string())
+        .filter(|p| EXEC_PROTOCOLS.contains(&p.as_str()))
+        .collect()
+}
+
+async fn exec(app: &App, parts: &Parts, target: &Target) -> ApiResult<Response> {
+    let is_ws = parts
+        .headers
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
+    let key = parts.headers.get(header::SEC_WEBSOCKET_KEY).cloned();
+    let on_upgrade = parts.extensions.get::<hyper::upgrade::OnUpgrade>().cloned();
+    let (true, Some(key), Some(on_upgrade)) = (is_ws, key, on_upgrade) else {
+        return Err(ApiError::bad_request(format!(
+            "pods/exec is served over WebSocket ({}) only; SPDY is not supported: use kubectl 1.30 or newer",
+            EXEC_PROTOCOLS.join(", ")
+        )));
+    };
+    let protocols = offered_protocols(parts);
+    if protocols.is_empty() {
+        return Err(ApiError::bad_request(format!(
+            "no supported exec subprotocol offered; this server speaks {}",
+            EXEC_PROTOCOLS.join(", ")
+        )));
+    }
+
+    // Connect to the kubelet first, so that its refusal (container not running, ...) reaches
+    // the client as an HTTP error instead of a dropped WebSocket.
+    let url = format!(
+        "{}?{}",
+        target.path("exec"),
+        parts.uri.query().unwrap_or_default()
+    )
+    .replacen("https://", "wss://", 1);
+    let mut request = url
+        .into_client_request()
+        .map_err(|e| ApiError::internal(format!("building the kubelet exec request: {e}")))?;
+    request.headers_mut().insert(
+        header::SEC_WEBSOCKET_PROTOCOL,
+        HeaderValue::from_str(&protocols.join(", "))
+            .map_err(|e| ApiError::bad_request(e.to_string()))?,
+    );
+    let authority = target.base.trim_start_matches("https://").to_string();
+    let tcp = tokio::net::TcpStream::connect(&authority)
+        .await
+        .map_err(|e| unreachable(target, e))?;
+    let host = authority
+        .rsplit_once(':')
+        .map(|(h, _)| h.trim_matches(['[', ']']))
+        .unwrap_or(&authority);
+    let server_name = ServerName::try_from(host.to_string()).map_err(|e| unreachable(target, e))?;
+    let tls = tokio_rustls::TlsConnector::from(app.kubelet.tls.clone())
+        .connect(server_name, tcp)
+        .await
+        .map_err(|e| unreachable(target, e))?;
+    let (upstream, response) = match tokio_tungstenite::client_async(request, tls).await {
+        Ok(ok) => ok,
+        Err(tungstenite::Error::Http(resp)) => {
+            let text = resp
+                .body()
+                .as_deref()
+                .map(|b| String::from_utf8_lossy(b).into_owned())
+                .unwrap_or_default();
+            return Err(kubelet_error(resp.status().as_u16(), &text));
+        }
+        Err(e) => return Err(unreachable(target, e)),
+    };
+    let chosen = response
+        .headers()
+        .get(header::SEC_WEBSOCKET_PROTOCOL)
+        .cloned()
+        .unwrap_or_else(|| HeaderValue::from_static(EXEC_PROTOCOLS[1]));
+
+    let pod = target.pod.clone();
+    tokio::spawn(async move {
+        let upgraded = match on_upgrade.await {
+            Ok(u) => u,
+            Err(e) => {
+                tracing::debug!(%pod, error = %e, "exec: the client's upgrade failed");
+                return;
+            }
+        };
+        let client =
+            WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, None).await;
+        relay(client, upstream).await;
+    });
+
+    let accept = tungstenite::handshake::derive_accept_key(key.as_bytes());
+    let mut r = Response::new(Body::empty());
+    *r.status_mut() = http::StatusCode::SWITCHING_PROTOCOLS;
+    let h = r.headers_mut();
+    h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    h.insert(
+        header::SEC_WEBSOCKET_ACCEPT,
+        HeaderValue::from_str(&accept).expect("base64 is a valid header"),
+    );
+    h.insert(header::SEC_WEBSOCKET_PROTOCOL, chosen);
+    Ok(r)
+}
+
+/// Status 1000: client-go takes a close without it for an error.
+fn normal_close_frame() -> Option<tungstenite::protocol::CloseFrame> {
+    Some(tungstenite::protocol::CloseFrame {
+        code: tungstenite::protocol::frame::coding::CloseCode::Normal,
+        reason: "".into(),
+    })
+}
+
+fn normal_close() -> Message {
+    Message::Close(normal_close_frame())
+}
+
+/// Copies data frames both ways until either side closes; pings are answered per hop.
+async fn relay<A, B>(client: WebSocketStream<A>, kubelet: WebSocketStream<B>)
+where
+    A: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    B: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let (mut client_tx, mut client_rx) = client.split();
+    let (mut kubelet_tx, mut kubelet_rx) = kubelet.split();
+    loop {
+        tokio::select! {
+            msg = client_rx.next() => match msg {
+                Some(Ok(m @ (Message::Binary(_) | Message::Text(_)))) => {
+                    if kubelet_tx.send(m).await.is_err() {
+                        break;
+                    }
+                }
+                Some(Ok(Message::Close(_))) | Some(Err(_)) | None => {
+                    let _ = kubelet_tx.send(Message::Close(None)).await;
+                    break;
+                }
+                Some(Ok(_)) => {}
+            },
+            msg = kubelet_rx.next() => match msg {
+                Some(Ok(m @ (Message::Binary(_) | Message::Text(_)))) => {
+                    if client_tx.send(m).await.is_err() {
+                        break;
+                    }
+                }
+                Some(Ok(Message::Close(frame))) => {
+                    let _ = client_tx.send(Message::Close(frame.or_else(normal_close_frame))).await;
+                    break;
+                }
+                Some(Err(_)) | None => {
+                    let _ = client_tx.send(normal_close()).await;
+                    break;
+                }
+                Some(Ok(_)) => {}
+            },
+        }
+    }
+    let _ = client_tx.close().await;
+    let _ = kubelet_tx.close().await;
+}
