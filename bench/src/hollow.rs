@@ -48,6 +48,9 @@ pub async fn run(nodes: usize, seconds: u64) -> anyhow::Result<()> {
                 format!("10.200.{i}.0/24"),
                 "--root-dir".into(),
                 dir.join("root").display().to_string(),
+                // Each kubelet serves on a free port (it reports it in its Node).
+                "--port".into(),
+                "0".into(),
             ],
             &dir.join("kubelet.log"),
         )?);

@@ -51,6 +51,9 @@ pub async fn run(pods: usize) -> anyhow::Result<()> {
             POD_CIDR.into(),
             "--root-dir".into(),
             root.path().join("root").display().to_string(),
+            // Each kubelet serves on a free port (it reports it in its Node).
+            "--port".into(),
+            "0".into(),
         ],
         &root.path().join("kubelet.log"),
     )?;

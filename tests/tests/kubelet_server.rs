@@ -292,6 +292,12 @@ fn kubectl_exec_runs_commands_with_output_stdin_and_exit_codes() {
     assert!(out.status.success(), "{out:?}");
     assert_eq!(String::from_utf8_lossy(&out.stdout), "from stdin\n");
 
+    // kubectl before 1.30 speaks only SPDY, which is not served: it gets a clear error.
+    let out = server.kubectl_v("1.27", &["exec", "shell", "--", "true"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("SPDY is not supported"), "{err}");
+
     let err = server.kubectl_fails(&["exec", "shell", "-c", "nope", "--", "true"]);
     assert!(
         err.contains("container nope is not valid for pod shell"),
