@@ -338,6 +338,12 @@ pub fn track_update(
     let removed: BTreeSet<FieldPath> = old_set.difference(&new_set).cloned().collect();
     // Managed fields come from the stored object, whatever the client sent.
     let mut list = old.map(entries).unwrap_or_default();
+    if changed.is_empty() && removed.is_empty() {
+        // Nothing changed hands: keep the entries as they are (timestamps included), so a
+        // no-op write stays a no-op.
+        set_entries(new, list);
+        return;
+    }
     let mut mine: BTreeSet<FieldPath> = BTreeSet::new();
     list.retain_mut(|e| {
         let set = leaves(e.get("fieldsV1").unwrap_or(&Value::Null));
