@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::harness::{Backend, Process, Server, cpu_seconds, pss_mb, rss_mb};
+use crate::harness::{Backend, Process, Server, cpu_seconds_fine, pss_mb, rss_mb};
 use crate::result;
 
 /// A Lease renewed longer ago than this has expired (the kubelet asks for 40 s).
@@ -84,8 +84,8 @@ pub async fn run(nodes: usize, seconds: u64) -> anyhow::Result<()> {
     }
 
     // Steady state: every Lease renewed within LEASE_MAX_AGE at every check.
-    let cpu_kubelets0: f64 = kubelets.iter().map(|k| cpu_seconds(k.pid())).sum();
-    let cpu_apiserver0 = cpu_seconds(server.pid());
+    let cpu_kubelets0: f64 = kubelets.iter().map(|k| cpu_seconds_fine(k.pid())).sum();
+    let cpu_apiserver0 = cpu_seconds_fine(server.pid());
     let steady_start = Instant::now();
     let mut kept = vec![true; nodes];
     let mut renew_times: Vec<BTreeSet<String>> = vec![BTreeSet::new(); nodes];
@@ -114,9 +114,12 @@ pub async fn run(nodes: usize, seconds: u64) -> anyhow::Result<()> {
         tokio::time::sleep(CHECK_EVERY.min(Duration::from_secs(seconds) - elapsed)).await;
     }
     let steady = steady_start.elapsed().as_secs_f64();
-    let cpu_kubelets: f64 =
-        kubelets.iter().map(|k| cpu_seconds(k.pid())).sum::<f64>() - cpu_kubelets0;
-    let cpu_apiserver = cpu_seconds(server.pid()) - cpu_apiserver0;
+    let cpu_kubelets: f64 = kubelets
+        .iter()
+        .map(|k| cpu_seconds_fine(k.pid()))
+        .sum::<f64>()
+        - cpu_kubelets0;
+    let cpu_apiserver = cpu_seconds_fine(server.pid()) - cpu_apiserver0;
     let kept_count = kept.iter().filter(|k| **k).count();
     // Distinct renewTimes seen: the first, plus one per renewal during the window.
     let min_renewals = renew_times
@@ -157,12 +160,12 @@ pub async fn run(nodes: usize, seconds: u64) -> anyhow::Result<()> {
     );
     println!(
         "kubelets: RSS total {rss_total:.0} MB (PSS total {pss:.0} MB), per kubelet mean \
-         {rss_mean:.1} MB, max {rss_max:.1} MB; CPU {:.1}% of one core for all of them",
+         {rss_mean:.1} MB, max {rss_max:.1} MB; CPU {:.2}% of one core for all of them",
         cpu_kubelets / steady * 100.0
     );
     println!(
         "apiserver: RSS idle {apiserver_idle:.1} MB, with {nodes} nodes {apiserver_loaded:.1} MB; \
-         CPU {:.1}% of one core",
+         CPU {:.2}% of one core",
         cpu_apiserver / steady * 100.0
     );
     let sustained = registered == nodes && kept_count == nodes && alive == nodes;

@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use tokio::process::Command;
 use tokio::sync::mpsc;
 
-use crate::harness::{Backend, Process, Server, rss_mb};
+use crate::harness::{Backend, Process, Server, cpu_seconds_fine, rss_mb};
 use crate::result;
 use crate::stats::Latencies;
 
@@ -72,12 +72,24 @@ pub async fn run(pods: usize) -> anyhow::Result<()> {
     // Let start-up work settle before reading idle memory.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let rss_idle = rss_mb(kubelet.pid())?;
+    let cpu_idle = cpu_use(&kubelet).await;
 
     let docker_cli = reference_docker_cli(pods).await?;
     let docker_api = reference_docker_api(pods).await?;
 
-    let (pod_lat, rss_loaded, deleted_in) = measure_pods(&server, &client, &kubelet, pods).await?;
+    let (pod_lat, rss_loaded, cpu_loaded, deleted_in) =
+        measure_pods(&server, &client, &kubelet, pods).await?;
 
+    // Does start-up slow down as pods accumulate on the node? Compare the first and last tenth.
+    let tenth = (pods / 10).max(1);
+    let trend = |v: &[Duration]| {
+        (
+            Latencies::new(v[..tenth].to_vec()).ms(0.5),
+            Latencies::new(v[pods - tenth..].to_vec()).ms(0.5),
+        )
+    };
+    let (pod_first, pod_last) = trend(&pod_lat);
+    let (cli_first, cli_last) = trend(&docker_cli);
     let pod_lat = Latencies::new(pod_lat);
     let cli = Latencies::new(docker_cli);
     let api = Latencies::new(docker_api);
@@ -101,6 +113,10 @@ pub async fn run(pods: usize) -> anyhow::Result<()> {
             lat.ms(1.0)
         );
     }
+    println!(
+        "p50 of the first {tenth} / last {tenth}: pods {pod_first:.1} / {pod_last:.1} ms, \
+         docker run -d {cli_first:.1} / {cli_last:.1} ms"
+    );
     let ratio = pod_lat.ms(0.50) / cli.ms(0.50);
     let p50_target = 1.5 * cli.ms(0.50) + 100.0;
     let met = |ok: bool| if ok { "met" } else { "NOT met" };
@@ -121,6 +137,11 @@ pub async fn run(pods: usize) -> anyhow::Result<()> {
         met(rss_idle <= 30.0 && rss_loaded <= 30.0)
     );
     println!(
+        "CPU, % of one core: kubelet idle {:.2}, with {pods} pods {:.2}; dockerd idle {:.2}, \
+         with {pods} pods {:.2}",
+        cpu_idle.0, cpu_loaded.0, cpu_idle.1, cpu_loaded.1
+    );
+    println!(
         "deleting the {pods} pods took {:.1} s",
         deleted_in.as_secs_f64()
     );
@@ -133,18 +154,45 @@ pub async fn run(pods: usize) -> anyhow::Result<()> {
     result("pod_start_vs_docker_run_p50_ratio", ratio, "x");
     result("kubelet_rss_idle", rss_idle, "MB");
     result(&format!("kubelet_rss_{pods}_pods"), rss_loaded, "MB");
+    result(&format!("kubelet_cpu_{pods}_pods"), cpu_loaded.0, "%core");
     Ok(())
 }
 
+/// CPU the kubelet and dockerd use over a few seconds with nothing changing (the cost of
+/// keeping pods, which the kubelet checks every second), in % of one core.
+async fn cpu_use(kubelet: &Process) -> (f64, f64) {
+    const WINDOW: Duration = Duration::from_secs(5);
+    let dockerd = std::fs::read_to_string("/var/run/docker.pid")
+        .ok()
+        .and_then(|p| p.trim().parse().ok())
+        .or_else(|| pid_of("dockerd"));
+    let dockerd_cpu = || dockerd.map_or(0.0, cpu_seconds_fine);
+    let (k0, d0) = (cpu_seconds_fine(kubelet.pid()), dockerd_cpu());
+    tokio::time::sleep(WINDOW).await;
+    let (k1, d1) = (cpu_seconds_fine(kubelet.pid()), dockerd_cpu());
+    let pct = |s: f64| s / WINDOW.as_secs_f64() * 100.0;
+    (pct(k1 - k0), pct(d1 - d0))
+}
+
+/// The first process whose command name is `name`.
+fn pid_of(name: &str) -> Option<u32> {
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+        let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+        let comm = std::fs::read_to_string(e.path().join("comm")).ok()?;
+        (comm.trim() == name).then_some(pid)
+    })
+}
+
 /// Creates the pods one by one, each timed from its create to the watch event that shows it
-/// Running+Ready; reads the kubelet's RSS with all of them running; deletes them and waits
-/// until they are gone. Returns the latencies, the RSS and how long deletion took.
+/// Running+Ready; reads the kubelet's RSS and CPU with all of them running; deletes them and
+/// waits until they are gone. Returns the latencies, the RSS, the CPU (kubelet, dockerd) and
+/// how long deletion took.
 async fn measure_pods(
     server: &Server,
     client: &reqwest::Client,
     kubelet: &Process,
     pods: usize,
-) -> anyhow::Result<(Vec<Duration>, f64, Duration)> {
+) -> anyhow::Result<(Vec<Duration>, f64, (f64, f64), Duration)> {
     let pods_url = format!("{}/api/v1/namespaces/default/pods", server.base);
     let list: Value = client
         .get(&pods_url)
@@ -187,6 +235,7 @@ async fn measure_pods(
     watcher.abort();
     tokio::time::sleep(Duration::from_secs(2)).await;
     let rss_loaded = rss_mb(kubelet.pid())?;
+    let cpu_loaded = cpu_use(kubelet).await;
 
     let started = Instant::now();
     for i in 0..pods {
@@ -219,7 +268,7 @@ async fn measure_pods(
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    Ok((latencies, rss_loaded, started.elapsed()))
+    Ok((latencies, rss_loaded, cpu_loaded, started.elapsed()))
 }
 
 /// Watches the benchmark's pods from `rv` and sends each pod's name, with the instant its event

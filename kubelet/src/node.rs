@@ -131,7 +131,7 @@ impl NodeAgent {
                 message: "kubelet has sufficient memory available".into(),
             }
         };
-        let disk = match sysinfo::disk_free_fraction(&self.ctx.root_dir) {
+        let disk = match sysinfo::disk_free_fraction(&self.ctx.root_dir).await {
             Some(f) if f < 0.10 => Condition {
                 ty: "DiskPressure",
                 status: true,

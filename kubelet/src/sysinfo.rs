@@ -81,12 +81,14 @@ pub fn pids() -> Option<(u64, u64)> {
     Some((total, max))
 }
 
-/// Free fraction of the filesystem holding `path` (from `df`), for disk pressure.
-pub fn disk_free_fraction(path: &std::path::Path) -> Option<f64> {
-    let out = std::process::Command::new("df")
+/// Free fraction of the filesystem holding `path` (from `df`, run without blocking the
+/// runtime), for disk pressure.
+pub async fn disk_free_fraction(path: &std::path::Path) -> Option<f64> {
+    let out = tokio::process::Command::new("df")
         .arg("-Pk")
         .arg(path)
         .output()
+        .await
         .ok()?;
     let text = String::from_utf8_lossy(&out.stdout);
     let line = text.lines().nth(1)?;
