@@ -588,10 +588,35 @@ impl Worker {
         {
             env.extend(self.service_env().await);
         }
+        // envFrom first: explicit env entries override what it brings.
+        for ef in c.env_from.iter().flatten() {
+            let prefix = ef.prefix.clone().unwrap_or_default();
+            let data = if let Some(r) = &ef.config_map_ref {
+                match self.config_map_data(&r.name).await {
+                    Ok(d) => d,
+                    Err(_) if r.optional == Some(true) => BTreeMap::new(),
+                    Err(e) => return Err(e),
+                }
+            } else if let Some(r) = &ef.secret_ref {
+                match self.secret_data(&r.name).await {
+                    Ok(d) => d,
+                    Err(_) if r.optional == Some(true) => BTreeMap::new(),
+                    Err(e) => return Err(e),
+                }
+            } else {
+                BTreeMap::new()
+            };
+            for (k, v) in data {
+                env.push((
+                    format!("{prefix}{k}"),
+                    String::from_utf8_lossy(&v).into_owned(),
+                ));
+            }
+        }
         for e in c.env.iter().flatten() {
             let value = match (&e.value, &e.value_from) {
                 (Some(v), _) => v.clone(),
-                (None, Some(from)) => self.env_from_source(from).await?,
+                (None, Some(from)) => self.env_from_source_for(from, c).await?,
                 (None, None) => String::new(),
             };
             env.push((e.name.clone(), value));
@@ -609,11 +634,30 @@ impl Worker {
                 std::fs::create_dir_all(&dir)
                     .map_err(|e| format!("creating volume {}: {e}", vol.name))?;
                 if let Some(cm) = &vol.config_map {
-                    self.write_config_map(&dir, &cm.name).await?;
+                    let data = self.config_map_data(&cm.name).await?;
+                    Self::write_projection(&dir, &data, cm.items.as_ref(), cm.default_mode)?;
                 }
                 if let Some(secret) = &vol.secret {
-                    self.write_secret(&dir, secret.secret_name.as_deref().unwrap_or_default())
+                    let data = self
+                        .secret_data(secret.secret_name.as_deref().unwrap_or_default())
                         .await?;
+                    Self::write_projection(
+                        &dir,
+                        &data,
+                        secret.items.as_ref(),
+                        secret.default_mode,
+                    )?;
+                }
+                if let Some(d) = &vol.downward_api {
+                    let (data, items) = self
+                        .downward_data(c, d.items.as_deref().unwrap_or_default())
+                        .await?;
+                    Self::write_projection(&dir, &data, Some(&items), d.default_mode)?;
+                }
+                if let Some(ed) = &vol.empty_dir
+                    && ed.medium.as_deref() == Some("Memory")
+                {
+                    mount_tmpfs(&dir, ed.size_limit.as_ref().map(|q| q.0.as_str()))?;
                 }
                 dir
             };
@@ -738,6 +782,59 @@ impl Worker {
         env
     }
 
+    /// A `valueFrom` for container `c` (resourceFieldRef reads `c`'s own resources unless
+    /// it names another container).
+    async fn env_from_source_for(
+        &self,
+        from: &k8s_openapi::api::core::v1::EnvVarSource,
+        c: &Container,
+    ) -> Result<String, String> {
+        if let Some(r) = &from.resource_field_ref {
+            let spec = self.pod.spec.clone().unwrap_or_default();
+            let target = match r.container_name.as_deref().filter(|n| !n.is_empty()) {
+                Some(n) => spec
+                    .containers
+                    .iter()
+                    .find(|x| x.name == n)
+                    .cloned()
+                    .ok_or_else(|| format!("container {n:?} not found"))?,
+                None => c.clone(),
+            };
+            let res = target.resources.clone().unwrap_or_default();
+            let (map, key) = match r.resource.split_once('.') {
+                Some(("limits", k)) => (res.limits, k),
+                Some(("requests", k)) => (res.requests, k),
+                _ => return Err(format!("unsupported resourceFieldRef {:?}", r.resource)),
+            };
+            let q = map.and_then(|m| m.get(key).map(|q| q.0.clone()));
+            let divisor = r
+                .divisor
+                .as_ref()
+                .map(|d| d.0.clone())
+                .unwrap_or_else(|| "1".into());
+            return Ok(match key {
+                "cpu" => {
+                    // Unset limits fall back to the node's capacity, as Kubernetes does.
+                    let millis = q
+                        .as_deref()
+                        .and_then(quantity_millis)
+                        .unwrap_or(crate::sysinfo::cpus() as u64 * 1000);
+                    let div = quantity_millis(&divisor).unwrap_or(1000).max(1);
+                    millis.div_ceil(div).to_string()
+                }
+                _ => {
+                    let bytes = q
+                        .as_deref()
+                        .and_then(quantity_bytes)
+                        .unwrap_or(crate::sysinfo::memory_kib() as i64 * 1024);
+                    let div = quantity_bytes(&divisor).unwrap_or(1).max(1);
+                    ((bytes + div - 1) / div).to_string()
+                }
+            });
+        }
+        self.env_from_source(from).await
+    }
+
     async fn env_from_source(
         &self,
         from: &k8s_openapi::api::core::v1::EnvVarSource,
@@ -826,30 +923,123 @@ impl Worker {
         Err("unsupported env valueFrom".into())
     }
 
-    async fn write_config_map(&self, dir: &std::path::Path, name: &str) -> Result<(), String> {
+    async fn config_map_data(&self, name: &str) -> Result<BTreeMap<String, Vec<u8>>, String> {
         let api: Api<k8s_openapi::api::core::v1::ConfigMap> =
             Api::namespaced(self.ctx.client.clone(), self.namespace());
         let cm = api
             .get(name)
             .await
             .map_err(|e| format!("configmap {name:?} not found: {e}"))?;
-        for (k, v) in cm.data.unwrap_or_default() {
-            std::fs::write(dir.join(k), v).map_err(|e| e.to_string())?;
-        }
-        Ok(())
+        let mut data: BTreeMap<String, Vec<u8>> = cm
+            .data
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(k, v)| (k, v.into_bytes()))
+            .collect();
+        data.extend(
+            cm.binary_data
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(k, v)| (k, v.0)),
+        );
+        Ok(data)
     }
 
-    async fn write_secret(&self, dir: &std::path::Path, name: &str) -> Result<(), String> {
+    async fn secret_data(&self, name: &str) -> Result<BTreeMap<String, Vec<u8>>, String> {
         let api: Api<k8s_openapi::api::core::v1::Secret> =
             Api::namespaced(self.ctx.client.clone(), self.namespace());
         let s = api
             .get(name)
             .await
             .map_err(|e| format!("secret {name:?} not found: {e}"))?;
-        for (k, v) in s.data.unwrap_or_default() {
-            std::fs::write(dir.join(k), v.0).map_err(|e| e.to_string())?;
+        Ok(s.data
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(k, v)| (k, v.0))
+            .collect())
+    }
+
+    /// Writes a configMap, secret or downwardAPI volume: every key (or just `items`, at their
+    /// paths and modes), with `defaultMode` (0644 by default) otherwise.
+    fn write_projection(
+        dir: &std::path::Path,
+        data: &BTreeMap<String, Vec<u8>>,
+        items: Option<&Vec<k8s_openapi::api::core::v1::KeyToPath>>,
+        default_mode: Option<i32>,
+    ) -> Result<(), String> {
+        use std::os::unix::fs::PermissionsExt;
+        let files: Vec<(String, String, Option<i32>)> = match items {
+            Some(items) => items
+                .iter()
+                .map(|i| (i.key.clone(), i.path.clone(), i.mode))
+                .collect(),
+            None => data.keys().map(|k| (k.clone(), k.clone(), None)).collect(),
+        };
+        for (key, path, mode) in files {
+            let Some(value) = data.get(&key) else {
+                return Err(format!("couldn't find key {key} in the volume's source"));
+            };
+            if path.split('/').any(|p| p == "..") || path.starts_with('/') {
+                return Err(format!("invalid path {path:?} in a volume item"));
+            }
+            let file = dir.join(&path);
+            if let Some(parent) = file.parent() {
+                std::fs::create_dir_all(parent).map_err(|e| e.to_string())?;
+            }
+            std::fs::write(&file, value).map_err(|e| e.to_string())?;
+            let mode = mode.or(default_mode).unwrap_or(0o644) as u32;
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode))
+                .map_err(|e| e.to_string())?;
         }
         Ok(())
+    }
+
+    /// The files of a downwardAPI volume: each item's fieldRef or resourceFieldRef value.
+    async fn downward_data(
+        &self,
+        c: &Container,
+        items: &[k8s_openapi::api::core::v1::DownwardAPIVolumeFile],
+    ) -> Result<
+        (
+            BTreeMap<String, Vec<u8>>,
+            Vec<k8s_openapi::api::core::v1::KeyToPath>,
+        ),
+        String,
+    > {
+        let mut data = BTreeMap::new();
+        let mut paths = Vec::new();
+        for item in items {
+            let source = k8s_openapi::api::core::v1::EnvVarSource {
+                field_ref: item.field_ref.clone(),
+                resource_field_ref: item.resource_field_ref.clone(),
+                ..Default::default()
+            };
+            let value = match (
+                &item.field_ref,
+                &item.field_ref.as_ref().map(|f| f.field_path.as_str()),
+            ) {
+                (Some(_), Some("metadata.labels")) => {
+                    Self::map_lines(self.pod.metadata.labels.as_ref())
+                }
+                (Some(_), Some("metadata.annotations")) => {
+                    Self::map_lines(self.pod.metadata.annotations.as_ref())
+                }
+                _ => self.env_from_source_for(&source, c).await?,
+            };
+            data.insert(item.path.clone(), value.into_bytes());
+            paths.push(k8s_openapi::api::core::v1::KeyToPath {
+                key: item.path.clone(),
+                path: item.path.clone(),
+                mode: item.mode,
+            });
+        }
+        Ok((data, paths))
+    }
+
+    /// `key="value"` lines, as the downward API writes label and annotation maps.
+    fn map_lines(m: Option<&BTreeMap<String, String>>) -> String {
+        m.map(|m| m.iter().map(|(k, v)| format!("{k}={v:?}\n")).collect())
+            .unwrap_or_default()
     }
 
     /// Stops every container (SIGTERM, the grace period, SIGKILL), then the sandbox.
@@ -889,6 +1079,12 @@ impl Worker {
         }
         if let Some(sandbox) = self.sandbox.take() {
             let _ = runtime.remove_sandbox(&sandbox.id).await;
+        }
+        // Memory-backed emptyDirs are tmpfs mounts: unmount before removing.
+        if let Ok(vols) = std::fs::read_dir(self.volumes_dir()) {
+            for v in vols.flatten() {
+                let _ = std::process::Command::new("umount").arg(v.path()).output();
+            }
         }
         let _ = std::fs::remove_dir_all(self.ctx.root_dir.join("pods").join(self.uid()));
         tracing::info!(pod = %self.name(), namespace = %self.namespace(), "pod terminated");
@@ -1033,4 +1229,32 @@ impl Worker {
             Err(e) => tracing::debug!(pod = %self.name(), error = %e, "status update failed"),
         }
     }
+}
+
+/// Mounts a tmpfs (an emptyDir with `medium: Memory`) on `dir`, unless one is there already.
+fn mount_tmpfs(dir: &std::path::Path, size: Option<&str>) -> Result<(), String> {
+    let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
+    let target = dir.display().to_string();
+    if mounts
+        .lines()
+        .any(|l| l.split_whitespace().nth(1) == Some(target.as_str()))
+    {
+        return Ok(());
+    }
+    let mut opts = "mode=0777".to_string();
+    if let Some(bytes) = size.and_then(quantity_bytes) {
+        opts.push_str(&format!(",size={bytes}"));
+    }
+    let out = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", &opts, "tmpfs"])
+        .arg(dir)
+        .output()
+        .map_err(|e| format!("mounting tmpfs on {target}: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "mounting tmpfs on {target}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(())
 }

@@ -344,3 +344,50 @@ fn the_node_goes_not_ready_while_docker_is_down_and_recovers() {
     });
     assert!(up, "node did not recover after Docker came back: {last:?}");
 }
+
+#[test]
+fn volumes_and_env_project_config_maps_secrets_and_the_downward_api() {
+    let (server, kubelet) = setup("e2e-volumes", 212);
+    server.kubectl_ok(&[
+        "create",
+        "configmap",
+        "settings",
+        "--from-literal=color=blue",
+        "--from-literal=size=large",
+    ]);
+    server.kubectl_ok(&[
+        "create",
+        "secret",
+        "generic",
+        "creds",
+        "--from-literal=password=s3cret",
+    ]);
+    let containers = format!(
+        "  - name: main\n    image: {BUSYBOX}\n    imagePullPolicy: Never\n    command: [\"sh\", \"-c\", \"while true; do sleep 1; done\"]\n    resources: {{limits: {{memory: 64Mi}}}}\n    envFrom:\n    - configMapRef: {{name: settings}}\n      prefix: CFG_\n    env:\n    - name: MEM_LIMIT\n      valueFrom: {{resourceFieldRef: {{resource: limits.memory, divisor: 1Mi}}}}\n    - name: PASSWORD\n      valueFrom: {{secretKeyRef: {{name: creds, key: password}}}}\n    volumeMounts:\n    - {{name: cfg, mountPath: /etc/cfg}}\n    - {{name: sec, mountPath: /etc/sec}}\n    - {{name: info, mountPath: /etc/info}}\n    - {{name: scratch, mountPath: /scratch}}\n"
+    );
+    let extra = "  volumes:\n  - name: cfg\n    configMap:\n      name: settings\n      items: [{key: color, path: nested/colour}]\n      defaultMode: 0400\n  - name: sec\n    secret: {secretName: creds}\n  - name: info\n    downwardAPI:\n      items:\n      - {path: name, fieldRef: {fieldPath: metadata.name}}\n      - {path: labels, fieldRef: {fieldPath: metadata.labels}}\n  - name: scratch\n    emptyDir: {medium: Memory}\n";
+    let yaml = pod_yaml("projected", &kubelet.node, &containers, extra).replace(
+        "metadata:\n  name: projected\n",
+        "metadata:\n  name: projected\n  labels: {tier: web}\n",
+    );
+    server.kubectl_stdin_ok(&["apply", "-f", "-"], &yaml);
+    wait_for(&server, "projected", "Running and Ready", running_and_ready);
+    let sh = |cmd: &str| server.kubectl_ok(&["exec", "projected", "--", "sh", "-c", cmd]);
+    assert_eq!(sh("cat /etc/cfg/nested/colour").trim(), "blue");
+    assert!(
+        sh("ls /etc/cfg").trim() == "nested",
+        "only the listed item is projected"
+    );
+    assert_eq!(sh("stat -c %a /etc/cfg/nested/colour").trim(), "400");
+    assert_eq!(sh("cat /etc/sec/password").trim(), "s3cret");
+    assert_eq!(sh("cat /etc/info/name").trim(), "projected");
+    assert!(sh("cat /etc/info/labels").contains("tier=\"web\""));
+    assert!(
+        sh("grep ' /scratch ' /proc/mounts").contains("tmpfs"),
+        "medium: Memory is a tmpfs"
+    );
+    assert_eq!(
+        sh("echo $CFG_color-$CFG_size-$PASSWORD-$MEM_LIMIT").trim(),
+        "blue-large-s3cret-64"
+    );
+}
