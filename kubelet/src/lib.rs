@@ -8,6 +8,7 @@ pub mod manager;
 pub mod node;
 pub mod probe;
 pub mod server;
+pub mod static_pods;
 pub mod status;
 pub mod sysinfo;
 pub mod worker;
@@ -39,6 +40,8 @@ pub struct Config {
     pub runtime: RuntimeKind,
     pub root_dir: PathBuf,
     pub status_report_every: Duration,
+    /// Folder of static pod manifests (`--pod-manifest-path`).
+    pub pod_manifest_path: Option<PathBuf>,
     /// The kubelet server's port (10250; 0 = any free port).
     pub port: u16,
 }
@@ -130,6 +133,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     agent.register().await.context("registering the Node")?;
     tracing::info!(node = %ctx.node_name, ip = %node_ip, "node registered");
     let agent_task = tokio::spawn(agent.run(network_tx, shutdown.clone()));
+    if let Some(dir) = config.pod_manifest_path.clone() {
+        tokio::spawn(static_pods::run(ctx.clone(), dir, shutdown.clone()));
+    }
     manager::run(ctx, shutdown.clone()).await;
     let _ = agent_task.await;
     let _ = server_task.await;

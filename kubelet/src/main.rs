@@ -31,6 +31,9 @@ struct Flags {
     /// Seconds between node status reports when nothing changed.
     #[arg(long, default_value_t = 60)]
     node_status_report_frequency: u64,
+    /// Folder of static pod manifests to run (published as mirror pods).
+    #[arg(long)]
+    pod_manifest_path: Option<PathBuf>,
     /// Port of the kubelet's HTTPS server (logs, exec, stats); 0 picks a free one.
     #[arg(long, default_value_t = 10250)]
     port: u16,
@@ -63,6 +66,7 @@ async fn main() -> anyhow::Result<()> {
         runtime,
         root_dir: flags.root_dir,
         status_report_every: std::time::Duration::from_secs(flags.node_status_report_frequency),
+        pod_manifest_path: flags.pod_manifest_path,
         port: flags.port,
     };
     let shutdown = CancellationToken::new();

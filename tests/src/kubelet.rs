@@ -52,7 +52,7 @@ impl Kubelet {
     /// Starts a kubelet for `server` as node `node` with pod subnet `pod_cidr`, and waits for
     /// the node to be Ready.
     pub fn start(server: &ApiServer, node: &str, pod_cidr: &str) -> Kubelet {
-        Self::launch(server, node, pod_cidr, true, &[])
+        Self::launch(server, node, pod_cidr, true, &[], &[])
     }
 
     /// Like [`Kubelet::start`], with extra environment (e.g. `DOCKER_HOST` for another engine).
@@ -62,14 +62,24 @@ impl Kubelet {
         pod_cidr: &str,
         env: &[(&str, &str)],
     ) -> Kubelet {
-        Self::launch(server, node, pod_cidr, true, env)
+        Self::launch(server, node, pod_cidr, true, env, &[])
+    }
+
+    /// Like [`Kubelet::start`], with extra flags.
+    pub fn start_with_args(
+        server: &ApiServer,
+        node: &str,
+        pod_cidr: &str,
+        extra: &[&str],
+    ) -> Kubelet {
+        Self::launch(server, node, pod_cidr, true, &[], extra)
     }
 
     /// Starts a hollow kubelet (`--runtime fake`, as kubemark's hollow nodes) for `server` as
     /// node `node` with pod subnet `pod_cidr`, and waits for the node to be Ready. Its pods
     /// "run" in memory; pulls succeed for any image.
     pub fn start_fake(server: &ApiServer, node: &str, pod_cidr: &str) -> Kubelet {
-        Self::launch(server, node, pod_cidr, false, &[])
+        Self::launch(server, node, pod_cidr, false, &[], &[])
     }
 
     fn launch(
@@ -78,6 +88,7 @@ impl Kubelet {
         pod_cidr: &str,
         docker: bool,
         env: &[(&str, &str)],
+        extra: &[&str],
     ) -> Kubelet {
         let dir = tempfile::tempdir().expect("tempdir");
         let log = dir.path().join("kubelet.log");
@@ -98,6 +109,7 @@ impl Kubelet {
         if !docker {
             args.extend(["--runtime".into(), "fake".into()]);
         }
+        args.extend(extra.iter().map(|a| a.to_string()));
         let mut k = Kubelet {
             node: node.into(),
             child: None,

@@ -391,3 +391,51 @@ fn volumes_and_env_project_config_maps_secrets_and_the_downward_api() {
         "blue-large-s3cret-64"
     );
 }
+
+#[test]
+fn static_pods_run_from_the_manifest_folder_with_mirror_pods() {
+    ensure_busybox_image();
+    let server = ApiServer::start(Backend::Embedded);
+    let manifests = tempfile::tempdir().expect("tempdir");
+    let file = manifests.path().join("static-web.yaml");
+    let node = "e2e-static";
+    std::fs::write(
+        &file,
+        format!("apiVersion: v1\nkind: Pod\nmetadata:\n  name: static-web\nspec:\n  terminationGracePeriodSeconds: 2\n  containers:\n  - name: web\n    image: {BUSYBOX}\n    imagePullPolicy: Never\n    command: [\"sh\", \"-c\", \"trap 'exit 0' TERM; while true; do sleep 1; done\"]\n"),
+    )
+    .expect("write manifest");
+    let dir = manifests.path().display().to_string();
+    let kubelet = Kubelet::start_with_args(
+        &server,
+        node,
+        "10.244.213.0/24",
+        &["--pod-manifest-path", &dir],
+    );
+    let mirror = format!("static-web-{node}");
+    let p = wait_for(
+        &server,
+        &mirror,
+        "the static pod Running",
+        running_and_ready,
+    );
+    assert_eq!(
+        p["metadata"]["annotations"]["kubernetes.io/config.source"], "file",
+        "{:#}",
+        p["metadata"]
+    );
+    assert_eq!(p["spec"]["nodeName"], node);
+    // Removing the manifest removes the pod.
+    std::fs::remove_file(&file).expect("remove manifest");
+    let gone = wait_until(WAIT, || {
+        !server.kubectl(&["get", "pod", &mirror]).status.success()
+    });
+    assert!(
+        gone,
+        "mirror pod still there after its manifest was removed"
+    );
+    assert!(
+        wait_until(WAIT, || kubelet.containers().is_empty()),
+        "containers left: {:?}",
+        kubelet.containers()
+    );
+}
