@@ -1057,14 +1057,33 @@ impl Worker {
             .unwrap_or(30)
             .max(0) as u64;
         let runtime = self.ctx.runtime.clone();
+        let spec = self.pod.spec.clone().unwrap_or_default();
+        let pod_ip = self.sandbox.as_ref().and_then(|s| s.ip.clone());
+        let deadline = std::time::Instant::now() + Duration::from_secs(grace);
         let mut stops = Vec::new();
-        for slot in self.slots.values() {
+        for (name, slot) in &self.slots {
             if let Some(id) = slot.id.clone() {
                 let runtime = runtime.clone();
+                let pre_stop = spec
+                    .containers
+                    .iter()
+                    .find(|c| &c.name == name)
+                    .and_then(|c| c.lifecycle.as_ref()?.pre_stop.clone());
+                let pod_ip = pod_ip.clone();
                 stops.push(tokio::spawn(async move {
-                    let _ = runtime
-                        .stop_container(&id, Duration::from_secs(grace))
+                    // preStop runs first and counts against the grace period; SIGTERM follows.
+                    if let Some(hook) = pre_stop {
+                        run_pre_stop(
+                            &*runtime,
+                            &id,
+                            &hook,
+                            pod_ip.as_deref(),
+                            Duration::from_secs(grace),
+                        )
                         .await;
+                    }
+                    let left = deadline.saturating_duration_since(std::time::Instant::now());
+                    let _ = runtime.stop_container(&id, left).await;
                     let _ = runtime.remove_container(&id).await;
                 }));
             }
@@ -1257,4 +1276,41 @@ fn mount_tmpfs(dir: &std::path::Path, size: Option<&str>) -> Result<(), String> 
         ));
     }
     Ok(())
+}
+
+/// Runs a container's preStop hook (exec or httpGet), waiting at most `limit`.
+async fn run_pre_stop(
+    runtime: &dyn skiff_runtime::ContainerRuntime,
+    id: &str,
+    hook: &k8s_openapi::api::core::v1::LifecycleHandler,
+    pod_ip: Option<&str>,
+    limit: Duration,
+) {
+    if let Some(exec) = &hook.exec {
+        let command = exec.command.clone().unwrap_or_default();
+        if let Err(e) = runtime.exec_sync(id, &command, limit).await {
+            tracing::info!(container = id, error = %e, "preStop hook failed");
+        }
+    } else if let Some(get) = &hook.http_get {
+        let host = get
+            .host
+            .clone()
+            .filter(|h| !h.is_empty())
+            .or(pod_ip.map(String::from));
+        let port = match &get.port {
+            k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(p) => Some(*p),
+            k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::String(p) => p.parse().ok(),
+        };
+        if let (Some(host), Some(port)) = (host, port) {
+            let url = format!(
+                "http://{host}:{port}{}",
+                get.path.clone().unwrap_or_else(|| "/".into())
+            );
+            if let Ok(client) = reqwest::Client::builder().timeout(limit).build() {
+                let _ = client.get(&url).send().await;
+            }
+        }
+    } else if let Some(sleep) = &hook.sleep {
+        tokio::time::sleep(Duration::from_secs(sleep.seconds.max(0) as u64).min(limit)).await;
+    }
 }

@@ -439,3 +439,33 @@ fn static_pods_run_from_the_manifest_folder_with_mirror_pods() {
         kubelet.containers()
     );
 }
+
+#[test]
+fn deletion_runs_pre_stop_then_sigterm_within_the_grace_period() {
+    let (server, kubelet) = setup("e2e-prestop", 214);
+    let host = tempfile::tempdir().expect("tempdir");
+    let dir = host.path().display().to_string();
+    let containers = format!(
+        "  - name: main\n    image: {BUSYBOX}\n    imagePullPolicy: Never\n    command: [\"sh\", \"-c\", \"trap 'echo term >> /host/log; exit 0' TERM; while true; do sleep 1; done\"]\n    lifecycle:\n      preStop:\n        exec: {{command: [\"sh\", \"-c\", \"echo prestop >> /host/log\"]}}\n    volumeMounts: [{{name: host, mountPath: /host}}]\n"
+    );
+    let extra = format!("  volumes:\n  - name: host\n    hostPath: {{path: {dir}}}\n");
+    server.kubectl_stdin_ok(
+        &["apply", "-f", "-"],
+        &pod_yaml("hooked", &kubelet.node, &containers, &extra),
+    );
+    wait_for(&server, "hooked", "Running and Ready", running_and_ready);
+    server.kubectl_ok(&["delete", "pod", "hooked", "--wait=false"]);
+    assert!(
+        wait_until(WAIT, || !server
+            .kubectl(&["get", "pod", "hooked"])
+            .status
+            .success()),
+        "pod not removed"
+    );
+    let log = std::fs::read_to_string(host.path().join("log")).unwrap_or_default();
+    assert_eq!(
+        log.lines().collect::<Vec<_>>(),
+        ["prestop", "term"],
+        "hook and signal out of order: {log:?}"
+    );
+}
