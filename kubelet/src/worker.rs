@@ -34,6 +34,8 @@ const RESYNC: Duration = Duration::from_secs(1);
 const BACKOFF_START: Duration = Duration::from_secs(10);
 const BACKOFF_MAX: Duration = Duration::from_secs(300);
 const BACKOFF_RESET: Duration = Duration::from_secs(600);
+/// How often projected volumes (configMap, secret, downwardAPI) are refreshed.
+const PROJECTION_REFRESH: Duration = Duration::from_secs(5);
 
 /// What the worker knows of one container of the pod.
 #[derive(Default)]
@@ -73,6 +75,8 @@ pub struct Worker {
     start_time: Option<String>,
     reported: Option<Value>,
     sandbox_error: Option<String>,
+    /// When configMap/secret/downwardAPI volumes were last re-projected.
+    projected_at: Option<Instant>,
 }
 
 fn pull_policy(c: &Container) -> PullPolicy {
@@ -120,6 +124,7 @@ impl Worker {
             start_time: None,
             reported: None,
             sandbox_error: None,
+            projected_at: None,
         }
     }
 
@@ -218,6 +223,7 @@ impl Worker {
         if self.sandbox.is_none() && !self.start_sandbox().await {
             return;
         }
+        self.refresh_projections().await;
         let spec = self.pod.spec.clone().unwrap_or_default();
         let policy = spec
             .restart_policy
@@ -633,27 +639,7 @@ impl Worker {
                 let dir = self.volumes_dir().join(&vol.name);
                 std::fs::create_dir_all(&dir)
                     .map_err(|e| format!("creating volume {}: {e}", vol.name))?;
-                if let Some(cm) = &vol.config_map {
-                    let data = self.config_map_data(&cm.name).await?;
-                    Self::write_projection(&dir, &data, cm.items.as_ref(), cm.default_mode)?;
-                }
-                if let Some(secret) = &vol.secret {
-                    let data = self
-                        .secret_data(secret.secret_name.as_deref().unwrap_or_default())
-                        .await?;
-                    Self::write_projection(
-                        &dir,
-                        &data,
-                        secret.items.as_ref(),
-                        secret.default_mode,
-                    )?;
-                }
-                if let Some(d) = &vol.downward_api {
-                    let (data, items) = self
-                        .downward_data(c, d.items.as_deref().unwrap_or_default())
-                        .await?;
-                    Self::write_projection(&dir, &data, Some(&items), d.default_mode)?;
-                }
+                self.project(vol, c, &dir).await?;
                 if let Some(ed) = &vol.empty_dir
                     && ed.medium.as_deref() == Some("Memory")
                 {
@@ -921,6 +907,68 @@ impl Worker {
                 });
         }
         Err("unsupported env valueFrom".into())
+    }
+
+    /// Writes a configMap, secret or downwardAPI volume's files into `dir` (no-op for other
+    /// volume types).
+    async fn project(
+        &self,
+        vol: &k8s_openapi::api::core::v1::Volume,
+        c: &Container,
+        dir: &std::path::Path,
+    ) -> Result<(), String> {
+        if let Some(cm) = &vol.config_map {
+            let data = match self.config_map_data(&cm.name).await {
+                Err(_) if cm.optional == Some(true) => BTreeMap::new(),
+                other => other?,
+            };
+            Self::write_projection(dir, &data, cm.items.as_ref(), cm.default_mode)?;
+        }
+        if let Some(secret) = &vol.secret {
+            let data = match self
+                .secret_data(secret.secret_name.as_deref().unwrap_or_default())
+                .await
+            {
+                Err(_) if secret.optional == Some(true) => BTreeMap::new(),
+                other => other?,
+            };
+            Self::write_projection(dir, &data, secret.items.as_ref(), secret.default_mode)?;
+        }
+        if let Some(d) = &vol.downward_api {
+            let (data, items) = self
+                .downward_data(c, d.items.as_deref().unwrap_or_default())
+                .await?;
+            Self::write_projection(dir, &data, Some(&items), d.default_mode)?;
+        }
+        Ok(())
+    }
+
+    /// Re-projects configMap, secret and downwardAPI volumes so running containers see their
+    /// sources' changes (as the kubelet's periodic volume sync does).
+    async fn refresh_projections(&mut self) {
+        if self
+            .projected_at
+            .is_some_and(|t| t.elapsed() < PROJECTION_REFRESH)
+        {
+            return;
+        }
+        self.projected_at = Some(Instant::now());
+        let spec = self.pod.spec.clone().unwrap_or_default();
+        let Some(first) = spec.containers.first().cloned() else {
+            return;
+        };
+        for vol in spec.volumes.iter().flatten() {
+            if vol.config_map.is_none() && vol.secret.is_none() && vol.downward_api.is_none() {
+                continue;
+            }
+            let dir = self.volumes_dir().join(&vol.name);
+            if !dir.exists() {
+                continue;
+            }
+            if let Err(e) = self.project(vol, &first, &dir).await {
+                tracing::debug!(pod = %self.name(), volume = %vol.name, error = %e, "volume refresh failed");
+            }
+        }
     }
 
     async fn config_map_data(&self, name: &str) -> Result<BTreeMap<String, Vec<u8>>, String> {

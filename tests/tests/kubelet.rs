@@ -390,6 +390,18 @@ fn volumes_and_env_project_config_maps_secrets_and_the_downward_api() {
         sh("echo $CFG_color-$CFG_size-$PASSWORD-$MEM_LIMIT").trim(),
         "blue-large-s3cret-64"
     );
+    // A changed ConfigMap reaches the running container's volume.
+    server.kubectl_ok(&[
+        "patch",
+        "configmap",
+        "settings",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"data":{"color":"green"}}"#,
+    ]);
+    let updated = wait_until(WAIT, || sh("cat /etc/cfg/nested/colour").trim() == "green");
+    assert!(updated, "the configMap volume kept the old value");
 }
 
 #[test]
@@ -468,4 +480,39 @@ fn deletion_runs_pre_stop_then_sigterm_within_the_grace_period() {
         ["prestop", "term"],
         "hook and signal out of order: {log:?}"
     );
+}
+
+#[test]
+fn host_network_and_host_port_pods() {
+    let (server, kubelet) = setup("e2e-hostnet", 215);
+    // hostNetwork: the pod's IP is the node's.
+    let hostnet = format!(
+        "  - name: main\n    image: {BUSYBOX}\n    imagePullPolicy: Never\n    command: [\"sh\", \"-c\", \"while true; do sleep 1; done\"]\n"
+    );
+    server.kubectl_stdin_ok(
+        &["apply", "-f", "-"],
+        &pod_yaml("onhost", &kubelet.node, &hostnet, "  hostNetwork: true\n"),
+    );
+    let p = wait_for(&server, "onhost", "Running and Ready", running_and_ready);
+    assert_eq!(
+        p["status"]["podIP"], p["status"]["hostIP"],
+        "{:#}",
+        p["status"]
+    );
+    // hostPort: the container's port is published on the node (checked on loopback).
+    let web = format!(
+        "  - name: web\n    image: {BUSYBOX}\n    imagePullPolicy: Never\n    command: [\"sh\", \"-c\", \"mkdir -p /www; echo via-host-port > /www/index.html; exec httpd -f -p 8080 -h /www\"]\n    ports:\n    - {{containerPort: 8080, hostPort: 18215}}\n"
+    );
+    server.kubectl_stdin_ok(
+        &["apply", "-f", "-"],
+        &pod_yaml("published", &kubelet.node, &web, ""),
+    );
+    wait_for(&server, "published", "Running and Ready", running_and_ready);
+    let reached = wait_until(WAIT, || {
+        std::process::Command::new("curl")
+            .args(["-s", "--max-time", "2", "http://127.0.0.1:18215/index.html"])
+            .output()
+            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("via-host-port"))
+    });
+    assert!(reached, "nothing answered on the hostPort");
 }
