@@ -327,7 +327,7 @@ impl ResourceCache {
     /// resume (or relist if the store compacted past us).
     async fn feed(self: Arc<Self>, store: Arc<dyn Store>, shutdown: CancellationToken) {
         let mut backoff =
-            crate::backoff::Backoff::new(Duration::from_millis(100), Duration::from_secs(10));
+            skiff_common::Backoff::new(Duration::from_millis(100), Duration::from_secs(10));
         let mut need_list = true;
         loop {
             if shutdown.is_cancelled() {

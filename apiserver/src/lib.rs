@@ -7,7 +7,6 @@
 mod alloc;
 mod apply;
 pub mod auth;
-pub mod backoff;
 mod cache;
 pub mod config;
 mod discovery;

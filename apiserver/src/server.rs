@@ -8,14 +8,11 @@ use std::time::Duration;
 
 use anyhow::Context;
 use axum::Router;
-use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::json;
 use skiff_api::resources;
 use skiff_store::{EmbeddedStore, EtcdStore, Store};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tower::ServiceExt;
 
 use crate::alloc::Allocator;
 use crate::auth::{AllowAuthenticated, Authorizer, PeerIdentity, TokenFile, user_from_cert};
@@ -273,68 +270,17 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             .with_context(|| format!("writing {}", ready.display()))?;
     }
     tracing::info!(address = %local, kubeconfig = %kc_path.display(), "skiff-apiserver is serving");
-    serve(listener, tls, router, shutdown).await;
+    // The verified client certificate (if any) names the user: CN, with O as groups.
+    skiff_common::serve_tls(listener, tls, router, shutdown, |certs| {
+        PeerIdentity(
+            certs
+                .and_then(|c| c.first())
+                .and_then(|c| user_from_cert(c)),
+        )
+    })
+    .await;
     tracing::info!("skiff-apiserver stopped");
     Ok(())
-}
-
-/// Accepts TLS connections and serves HTTP/1.1 and HTTP/2 on them until shutdown; then waits
-/// a few seconds for in-flight requests.
-async fn serve(
-    listener: TcpListener,
-    tls: Arc<rustls::ServerConfig>,
-    router: Router,
-    shutdown: CancellationToken,
-) {
-    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    loop {
-        let (tcp, peer) = tokio::select! {
-            r = listener.accept() => match r {
-                Ok(c) => c,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            _ = shutdown.cancelled() => break,
-        };
-        let _ = tcp.set_nodelay(true);
-        let acceptor = acceptor.clone();
-        let router = router.clone();
-        let watcher = graceful.watcher();
-        tokio::spawn(async move {
-            let tls =
-                match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
-                    Ok(Ok(s)) => s,
-                    Ok(Err(e)) => {
-                        tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                        return;
-                    }
-                    Err(_) => return,
-                };
-            let user = tls
-                .get_ref()
-                .1
-                .peer_certificates()
-                .and_then(|c| c.first())
-                .and_then(|c| user_from_cert(c));
-            let identity = PeerIdentity(user);
-            let svc = hyper::service::service_fn(move |mut req: http::Request<Incoming>| {
-                req.extensions_mut().insert(identity.clone());
-                router.clone().oneshot(req)
-            });
-            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-            let conn = builder
-                .serve_connection_with_upgrades(TokioIo::new(tls), svc)
-                .into_owned();
-            if let Err(e) = watcher.watch(conn).await {
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
-            }
-        });
-    }
-    let _ = tokio::time::timeout(Duration::from_secs(5), graceful.shutdown()).await;
 }
 
 /// The data dir to use when none is given.

@@ -8,7 +8,6 @@
 //! apiserver does, with its `kube-apiserver-kubelet-client` certificate.
 
 use std::collections::BTreeMap;
-use std::convert::Infallible;
 use std::net::IpAddr;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -26,8 +25,6 @@ use base64::Engine as _;
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
 use http::{HeaderValue, StatusCode, header};
-use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams};
 use rcgen::{CertificateParams, DnType, KeyPair, SanType};
@@ -36,7 +33,6 @@ use serde_json::{Value, json};
 use skiff_runtime::{ContainerState, ContainerStatus, ExecSession, LogOptions};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tower::ServiceExt as _;
 
 use crate::Context;
 
@@ -173,63 +169,33 @@ pub async fn serve(
         requests: AtomicU64::new(0),
         unauthorized: AtomicU64::new(0),
     });
-    let router = router(state.clone());
-    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    loop {
-        let (tcp, peer) = tokio::select! {
-            r = listener.accept() => match r {
-                Ok(c) => c,
-                Err(e) => {
-                    tracing::warn!(error = %e, "kubelet server: accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            _ = shutdown.cancelled() => break,
-        };
-        let _ = tcp.set_nodelay(true);
-        let acceptor = acceptor.clone();
-        let router = router.clone();
-        let state = state.clone();
-        let watcher = graceful.watcher();
-        tokio::spawn(async move {
-            let tls =
-                match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
-                    Ok(Ok(s)) => s,
-                    Ok(Err(e)) => {
-                        tracing::debug!(%peer, error = %e, "kubelet server: TLS handshake failed");
-                        return;
-                    }
-                    Err(_) => return,
-                };
-            // The verifier only lets a client certificate through if the cluster CA signed
-            // it, so its presence is the authentication.
-            let authenticated = tls.get_ref().1.peer_certificates().is_some();
-            let svc = hyper::service::service_fn(move |req: http::Request<Incoming>| {
-                let router = router.clone();
-                let state = state.clone();
-                async move {
-                    state.requests.fetch_add(1, Ordering::Relaxed);
-                    if !authenticated && req.uri().path() != "/healthz" {
-                        state.unauthorized.fetch_add(1, Ordering::Relaxed);
-                        return Ok::<_, Infallible>(
-                            (StatusCode::UNAUTHORIZED, "Unauthorized\n").into_response(),
-                        );
-                    }
-                    router.oneshot(req).await
-                }
-            });
-            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-            let conn = builder
-                .serve_connection_with_upgrades(TokioIo::new(tls), svc)
-                .into_owned();
-            if let Err(e) = watcher.watch(conn).await {
-                tracing::debug!(%peer, error = %e, "kubelet server: connection ended with an error");
-            }
-        });
+    let router =
+        router(state.clone()).layer(axum::middleware::from_fn_with_state(state, authenticate));
+    // The verifier only lets a client certificate through if the cluster CA signed it, so its
+    // presence is the authentication.
+    skiff_common::serve_tls(listener, tls, router, shutdown, |certs| {
+        ClientCert(certs.is_some())
+    })
+    .await;
+}
+
+/// Whether the connection presented a (CA-verified) client certificate; set per connection.
+#[derive(Debug, Clone, Copy)]
+struct ClientCert(bool);
+
+/// Counts requests and turns away everything but `/healthz` without a client certificate.
+async fn authenticate(
+    State(state): State<Shared>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    state.requests.fetch_add(1, Ordering::Relaxed);
+    let authenticated = req.extensions().get::<ClientCert>().is_some_and(|c| c.0);
+    if !authenticated && req.uri().path() != "/healthz" {
+        state.unauthorized.fetch_add(1, Ordering::Relaxed);
+        return (StatusCode::UNAUTHORIZED, "Unauthorized\n").into_response();
     }
-    let _ = tokio::time::timeout(Duration::from_secs(5), graceful.shutdown()).await;
+    next.run(req).await
 }
 
 fn plain(code: StatusCode, message: impl Into<String>) -> Response {

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::core::v1::{Container, Pod};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
 use serde_json::{Value, json};
+use skiff_common::Backoff;
 use skiff_runtime::{
     ContainerConfig, ContainerState, Mount, PullPolicy, Resources, RuntimeError, SandboxConfig,
     SandboxNetwork, SandboxStatus,
@@ -47,7 +48,10 @@ struct Slot {
     last_state: Option<Value>,
     /// A waiting reason/message to report instead of the runtime state.
     waiting: Option<(String, String)>,
-    backoff: Option<Duration>,
+    /// CrashLoopBackOff's schedule (created at the first restart).
+    restart_backoff: Option<Backoff>,
+    /// ImagePullBackOff's schedule.
+    pull_backoff: Option<Backoff>,
     not_before: Option<Instant>,
     pull_failures: u32,
     /// Probe tallies of the current attempt.
@@ -413,7 +417,7 @@ impl Worker {
             Some(ContainerState::Running { started_at }) => {
                 // A container that ran long enough earns a fresh backoff.
                 if started_at.elapsed().unwrap_or_default() >= BACKOFF_RESET {
-                    slot.backoff = None;
+                    slot.restart_backoff = None;
                 }
                 slot.waiting = None;
                 return;
@@ -427,17 +431,16 @@ impl Worker {
                 if !restart {
                     return;
                 }
-                let delay = slot
-                    .backoff
-                    .map(|b| (b * 2).min(BACKOFF_MAX))
-                    .unwrap_or(BACKOFF_START);
                 match slot.not_before {
                     None => {
+                        let delay = slot
+                            .restart_backoff
+                            .get_or_insert_with(|| Backoff::exact(BACKOFF_START, BACKOFF_MAX))
+                            .next_delay();
                         // While it waits, the attempt that ended is the container's lastState.
                         if let (Some(id), Some(state)) = (&slot.id, &slot.state) {
                             slot.last_state = Some(state_json(state, id));
                         }
-                        slot.backoff = Some(delay);
                         slot.not_before = Some(Instant::now() + delay);
                         slot.waiting = Some((
                             "CrashLoopBackOff".into(),
@@ -500,8 +503,10 @@ impl Worker {
                     (_, 1) => "ErrImagePull",
                     _ => "ImagePullBackOff",
                 };
-                let delay =
-                    (BACKOFF_START * 2u32.pow(slot.pull_failures.min(5) - 1)).min(BACKOFF_MAX);
+                let delay = slot
+                    .pull_backoff
+                    .get_or_insert_with(|| Backoff::exact(BACKOFF_START, BACKOFF_MAX))
+                    .next_delay();
                 slot.not_before = Some(Instant::now() + delay);
                 slot.waiting = Some((reason.into(), e.to_string()));
                 return;
@@ -524,6 +529,7 @@ impl Worker {
         let created = runtime.create_container(&sandbox_id, &cfg).await;
         let slot = self.slots.entry(c.name.clone()).or_default();
         slot.pull_failures = 0;
+        slot.pull_backoff = None;
         slot.image_id = image_id;
         slot.restarts = restarts;
         slot.not_before = None;
