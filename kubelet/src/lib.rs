@@ -74,19 +74,9 @@ impl Context {
     }
 }
 
-/// Builds a kube client from a kubeconfig file.
-pub async fn client(kubeconfig: &std::path::Path) -> anyhow::Result<kube::Client> {
-    let kc = kube::config::Kubeconfig::read_from(kubeconfig)
-        .with_context(|| format!("reading kubeconfig {}", kubeconfig.display()))?;
-    let cfg = kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
-        .await
-        .with_context(|| format!("loading kubeconfig {}", kubeconfig.display()))?;
-    Ok(kube::Client::try_from(cfg)?)
-}
-
 /// Runs the kubelet until `shutdown`.
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let client = client(&config.kubeconfig).await?;
+    let client = skiff_client::client(&config.kubeconfig).await?;
     let runtime: Arc<dyn ContainerRuntime> = match config.runtime {
         RuntimeKind::Docker => Arc::new(
             skiff_runtime::DockerRuntime::connect()

@@ -1,7 +1,68 @@
-//! `skiff-scheduler`: not implemented yet. It exits with status 1 so that nothing mistakes it for a working
-//! component; see the open issues for when it arrives.
+//! `skiff-scheduler`: flags as kube-scheduler's; everything else lives in the library.
 
-fn main() {
-    eprintln!("skiff-scheduler: not implemented yet");
-    std::process::exit(1);
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+
+use clap::{ArgAction, Parser};
+use skiff_client::leader::LeaseTimings;
+use skiff_common::parse_duration;
+
+#[derive(Parser, Debug)]
+#[command(name = "skiff-scheduler", version, about = "Skiff's scheduler: binds pending pods to nodes")]
+struct Flags {
+    /// kubeconfig to reach the apiserver with.
+    #[arg(long)]
+    kubeconfig: PathBuf,
+    /// Schedule the pods whose spec.schedulerName is this.
+    #[arg(long, default_value = "default-scheduler")]
+    scheduler_name: String,
+    /// Run only while holding the leader Lease, so several replicas can run.
+    #[arg(long, default_value_t = true, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    leader_elect: bool,
+    #[arg(long, default_value = "15s", value_parser = parse_duration)]
+    leader_elect_lease_duration: std::time::Duration,
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    leader_elect_renew_deadline: std::time::Duration,
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    leader_elect_retry_period: std::time::Duration,
+    #[arg(long, default_value = "kube-system")]
+    leader_elect_resource_namespace: String,
+    #[arg(long, default_value = "kube-scheduler")]
+    leader_elect_resource_name: String,
+    /// Address of the HTTPS /healthz and /metrics endpoint.
+    #[arg(long, default_value = "0.0.0.0")]
+    bind_address: IpAddr,
+    /// Port of the HTTPS /healthz and /metrics endpoint; 0 picks a free one.
+    #[arg(long, default_value_t = 10259)]
+    secure_port: u16,
+    /// Stop looking once this percentage of nodes is feasible (0: Kubernetes' adaptive default).
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=100))]
+    percentage_of_nodes_to_score: u32,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    skiff_client::install_crypto_provider();
+    let flags = Flags::parse();
+    let config = skiff_scheduler::Config {
+        kubeconfig: flags.kubeconfig,
+        scheduler_name: flags.scheduler_name,
+        leader_elect: flags.leader_elect,
+        lease: LeaseTimings {
+            lease_duration: flags.leader_elect_lease_duration,
+            renew_deadline: flags.leader_elect_renew_deadline,
+            retry_period: flags.leader_elect_retry_period,
+        },
+        lease_namespace: flags.leader_elect_resource_namespace,
+        lease_name: flags.leader_elect_resource_name,
+        serve_addr: SocketAddr::new(flags.bind_address, flags.secure_port),
+        percentage_of_nodes_to_score: flags.percentage_of_nodes_to_score,
+    };
+    let shutdown = skiff_client::shutdown_on_signal();
+    skiff_scheduler::run(config, shutdown).await
 }

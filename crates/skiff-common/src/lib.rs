@@ -1,9 +1,12 @@
 //! Pieces every Skiff program shares: the one [`Backoff`] type (watch restarts, reconcile
-//! errors, container restarts, image pulls) and [`serve_tls`], the HTTPS accept loop of the
+//! errors, container restarts, image pulls), [`parse_duration`] for Go-style duration flags, and
+//! [`serve_tls`], the HTTPS accept loop of the
 //! apiserver and the kubelet.
 
 mod backoff;
+mod duration;
 mod serve;
 
 pub use backoff::Backoff;
+pub use duration::parse_duration;
 pub use serve::serve_tls;

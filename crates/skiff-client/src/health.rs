@@ -1,0 +1,50 @@
+//! The HTTPS endpoint of the scheduler and the controller-manager (as kube-scheduler's 10259
+//! and kube-controller-manager's 10257): `/healthz`, `/livez`, `/readyz` and whatever routes the
+//! program adds (its `/metrics`), on a self-signed certificate made at start.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use axum::Router;
+use axum::routing::get;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// Binds `addr` (port 0 picks a free port; the bound address is logged and returned).
+pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding {addr}; is another instance running? (--secure-port 0 picks a free port)"))?;
+    tracing::info!(addr = %listener.local_addr()?, "serving /healthz and /metrics over HTTPS");
+    Ok(listener)
+}
+
+/// Serves `routes` plus the health endpoints on `listener` until `shutdown`.
+pub async fn serve(
+    listener: TcpListener,
+    routes: Router,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let tls = self_signed()?;
+    let router = routes
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/livez", get(|| async { "ok" }))
+        .route("/readyz", get(|| async { "ok" }));
+    skiff_common::serve_tls(listener, tls, router, shutdown, |_| ()).await;
+    Ok(())
+}
+
+fn self_signed() -> anyhow::Result<Arc<rustls::ServerConfig>> {
+    let names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
+    let cert = rcgen::generate_simple_self_signed(names).context("making a serving certificate")?;
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(cert.signing_key.serialize_der().into());
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.cert.der().clone()], key)
+        .context("loading the serving certificate")?;
+    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(cfg))
+}

@@ -1,0 +1,133 @@
+//! `skiff-scheduler`: binds pending pods to nodes. [`informers`] keep the [`cache`] of nodes
+//! and assigned pods and the scheduling [`queue`] current; the [`scheduler`] loop pops a pod,
+//! runs the [`framework`]'s filter and score [`plugins`] over the cache, assumes the pod on the
+//! chosen node and binds it, or reports why no node fits.
+
+pub mod cache;
+pub mod framework;
+pub mod informers;
+pub mod metrics;
+pub mod plugins;
+pub mod podinfo;
+pub mod queue;
+pub mod scheduler;
+pub mod selector;
+#[cfg(test)]
+mod testing;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use axum::Router;
+use axum::routing::get;
+use skiff_client::events::Recorder;
+use skiff_client::leader::{LeaderElector, LeaseTimings};
+use tokio_util::sync::CancellationToken;
+
+pub use scheduler::Scheduler;
+
+/// The scheduler's configuration, from flags.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub kubeconfig: PathBuf,
+    /// Pods whose `spec.schedulerName` is this are ours.
+    pub scheduler_name: String,
+    pub leader_elect: bool,
+    pub lease: LeaseTimings,
+    pub lease_namespace: String,
+    pub lease_name: String,
+    /// Where `/healthz` and `/metrics` are served (HTTPS).
+    pub serve_addr: SocketAddr,
+    /// 0 = Kubernetes' adaptive default.
+    pub percentage_of_nodes_to_score: u32,
+}
+
+/// Runs the scheduler until `shutdown` (Ok) or until it loses leadership (Err).
+pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let client = skiff_client::client(&config.kubeconfig).await?;
+    let identity = skiff_client::identity();
+    let recorder = Recorder::new(
+        client.clone(),
+        &config.scheduler_name,
+        &identity,
+        shutdown.clone(),
+    );
+    let sched = Arc::new(Scheduler::new(
+        client.clone(),
+        &config.scheduler_name,
+        plugins::registry(config.percentage_of_nodes_to_score),
+        recorder,
+    ));
+
+    let listener = skiff_client::health::bind(config.serve_addr).await?;
+    let for_metrics = sched.clone();
+    let routes = Router::new().route(
+        "/metrics",
+        get(move || {
+            let s = for_metrics.clone();
+            async move { s.metrics.render(s.queue.stats(), s.recorder.dropped()) }
+        }),
+    );
+    let server = tokio::spawn(skiff_client::health::serve(
+        listener,
+        routes,
+        shutdown.clone(),
+    ));
+
+    // Work stops on shutdown, or when leadership is lost.
+    let work = shutdown.child_token();
+    let mut holder = None;
+    if config.leader_elect {
+        let mut elector = LeaderElector::new(
+            client.clone(),
+            &config.lease_namespace,
+            &config.lease_name,
+            &identity,
+            config.lease,
+        );
+        if !elector.acquire(&shutdown).await {
+            return Ok(());
+        }
+        let stop_work = work.clone();
+        let until = shutdown.clone();
+        holder = Some(tokio::spawn(async move {
+            let held = elector.hold(until).await;
+            stop_work.cancel();
+            held
+        }));
+    }
+
+    let (pods_tx, pods_rx) = tokio::sync::oneshot::channel();
+    let (nodes_tx, nodes_rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(informers::pods(sched.clone(), pods_tx, work.clone()));
+    tokio::spawn(informers::nodes(sched.clone(), nodes_tx, work.clone()));
+    tokio::select! {
+        r = async { pods_rx.await.and(nodes_rx.await) } => r.context("informers stopped before syncing")?,
+        _ = work.cancelled() => {}
+    }
+    tracing::info!(scheduler = %config.scheduler_name, "caches synced; scheduling");
+
+    let flusher = sched.clone();
+    let flush_stop = work.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(30));
+        loop {
+            tokio::select! {
+                _ = tick.tick() => flusher.queue.flush_stale(),
+                _ = flush_stop.cancelled() => return,
+            }
+        }
+    });
+
+    sched.run(work).await;
+    if let Some(h) = holder {
+        if let Ok(Err(lost)) = h.await {
+            return Err(lost).context("stopping: another scheduler may take over");
+        }
+    }
+    let _ = server.await;
+    Ok(())
+}

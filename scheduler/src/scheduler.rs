@@ -1,0 +1,255 @@
+//! The scheduling loop: pop a pod, run one cycle of the framework over the cache, and either
+//! assume it on the chosen node and bind it in the background, or report why it cannot run
+//! (a `FailedScheduling` event and the pod's `PodScheduled=False` condition) and park it.
+//! Cycles run one at a time (so each sees the previous one's assumptions); bindings run
+//! concurrently, up to [`MAX_BINDS_IN_FLIGHT`].
+
+use std::sync::{Arc, Mutex};
+
+use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Patch, PatchParams, PostParams};
+use kube::{Api, Client, Resource};
+use serde_json::json;
+use skiff_client::events::{EventType, Recorder};
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::cache::Cache;
+use crate::framework::Framework;
+use crate::metrics::{Metrics, Outcome};
+use crate::podinfo::{PendingPod, PodInfo};
+use crate::queue::{Popped, SchedulingQueue};
+
+/// Binding requests in flight at once (each is one apiserver write).
+pub const MAX_BINDS_IN_FLIGHT: usize = 64;
+
+pub struct Scheduler {
+    pub client: Client,
+    /// The `schedulerName` this scheduler serves.
+    pub name: String,
+    pub framework: Framework,
+    pub cache: Mutex<Cache>,
+    pub queue: SchedulingQueue,
+    pub recorder: Recorder,
+    pub metrics: Arc<Metrics>,
+    binds: Arc<Semaphore>,
+}
+
+impl Scheduler {
+    pub fn new(client: Client, name: &str, framework: Framework, recorder: Recorder) -> Scheduler {
+        Scheduler {
+            client,
+            name: name.to_string(),
+            framework,
+            cache: Mutex::new(Cache::default()),
+            queue: SchedulingQueue::new(),
+            recorder,
+            metrics: Metrics::new(name),
+            binds: Arc::new(Semaphore::new(MAX_BINDS_IN_FLIGHT)),
+        }
+    }
+
+    /// Schedules pods until `shutdown`, then waits (briefly) for bindings in flight.
+    pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
+        let mut next_start = 0usize;
+        while let Some(popped) = self.queue.pop(&shutdown).await {
+            self.schedule_one(popped, &mut next_start).await;
+        }
+        let all = MAX_BINDS_IN_FLIGHT as u32;
+        let _ = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            self.binds.acquire_many(all),
+        )
+        .await;
+    }
+
+    async fn schedule_one(self: &Arc<Self>, popped: Popped, next_start: &mut usize) {
+        let info = popped.pending.info.clone();
+        let started = Instant::now();
+        let result = {
+            let cache = self.cache.lock().expect("cache lock");
+            let chosen = self.framework.schedule(&cache, &info, next_start);
+            drop(cache);
+            chosen
+        };
+        match result {
+            Ok(node) => {
+                self.cache.lock().expect("cache lock").assume(&info, &node);
+                self.metrics.attempt(Outcome::Scheduled, started.elapsed());
+                let Ok(permit) = self.binds.clone().acquire_owned().await else {
+                    return;
+                };
+                let me = self.clone();
+                tokio::spawn(async move {
+                    me.bind(popped, node).await;
+                    drop(permit);
+                });
+            }
+            Err(fit) => {
+                self.metrics.attempt(Outcome::Unschedulable, started.elapsed());
+                let message = fit.to_string();
+                tracing::debug!(pod = %info.key, %message, "unschedulable");
+                self.queue.unschedulable(&info.key, popped.moves_at_pop);
+                self.report_unschedulable(&popped.pending, message);
+            }
+        }
+    }
+
+    async fn bind(&self, popped: Popped, node: String) {
+        let info = &popped.pending.info;
+        let body = json!({
+            "apiVersion": "v1",
+            "kind": "Binding",
+            "metadata": { "name": info.name, "namespace": info.namespace, "uid": info.uid },
+            "target": { "apiVersion": "v1", "kind": "Node", "name": node },
+        });
+        let url = Pod::url_path(&(), Some(&info.namespace));
+        let request = kube::core::Request::new(url).create_subresource(
+            "binding",
+            &info.name,
+            &PostParams::default(),
+            serde_json::to_vec(&body).unwrap_or_default(),
+        );
+        let result = match request {
+            Ok(req) => self.client.request_text(req).await.map(|_| ()),
+            Err(e) => Err(kube::Error::BuildRequest(e)),
+        };
+        match result {
+            Ok(()) => {
+                self.queue.done(&info.key);
+                self.metrics.bound(popped.queued_at.elapsed());
+                self.recorder.publish(
+                    popped.pending.pod.object_ref(&()),
+                    EventType::Normal,
+                    "Scheduled",
+                    format!(
+                        "Successfully assigned {}/{} to {node}",
+                        info.namespace, info.name
+                    ),
+                );
+            }
+            // Gone, already bound by someone else, or being deleted: the watch brings the
+            // pod's real state; only the assumption must go.
+            Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {
+                tracing::debug!(pod = %info.key, reason = %s.message, "binding refused");
+                self.cache.lock().expect("cache lock").forget(&info.key);
+                self.queue.done(&info.key);
+            }
+            Err(e) => {
+                tracing::warn!(pod = %info.key, %node, error = %e, "binding failed; will retry");
+                self.cache.lock().expect("cache lock").forget(&info.key);
+                self.metrics.attempt(Outcome::Error, std::time::Duration::ZERO);
+                self.queue.retry(&info.key);
+                self.recorder.publish(
+                    popped.pending.pod.object_ref(&()),
+                    EventType::Warning,
+                    "FailedScheduling",
+                    format!("Binding rejected: {e}"),
+                );
+            }
+        }
+    }
+
+    /// A `FailedScheduling` event, and `PodScheduled=False` with reason Unschedulable on the
+    /// pod when the condition does not already say so.
+    fn report_unschedulable(&self, pending: &PendingPod, message: String) {
+        let pod = &pending.pod;
+        self.recorder.publish(
+            pod.object_ref(&()),
+            EventType::Warning,
+            "FailedScheduling",
+            message.clone(),
+        );
+        let current = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .and_then(|c| c.iter().find(|c| c.type_ == "PodScheduled"));
+        if current.is_some_and(|c| {
+            c.status == "False"
+                && c.reason.as_deref() == Some("Unschedulable")
+                && c.message.as_deref() == Some(message.as_str())
+        }) {
+            return;
+        }
+        let transition = match current {
+            Some(c) if c.status == "False" => c.last_transition_time.clone(),
+            _ => None,
+        }
+        .unwrap_or_else(|| Time(jiff::Timestamp::now()));
+        let patch = json!({ "status": { "conditions": [{
+            "type": "PodScheduled",
+            "status": "False",
+            "reason": "Unschedulable",
+            "message": message,
+            "lastProbeTime": null,
+            "lastTransitionTime": transition,
+        }]}});
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), &pending.info.namespace);
+        let name = pending.info.name.clone();
+        tokio::spawn(async move {
+            if let Err(e) = api
+                .patch_status(&name, &PatchParams::default(), &Patch::Strategic(&patch))
+                .await
+            {
+                tracing::debug!(pod = %name, error = %e, "could not set PodScheduled=False");
+            }
+        });
+    }
+
+    /// A pod as the watch shows it.
+    pub fn on_pod(&self, pod: Pod) {
+        let info = PodInfo::new(&pod);
+        if info.node_name.is_some() {
+            self.queue.delete(&info.key);
+            let mut cache = self.cache.lock().expect("cache lock");
+            if info.terminal {
+                // A finished pod frees its resources.
+                if cache.remove_pod(&info.key) {
+                    drop(cache);
+                    self.queue.move_all();
+                }
+            } else {
+                cache.apply_pod(Arc::new(info));
+            }
+            return;
+        }
+        if info.scheduler_name != self.name {
+            return;
+        }
+        if info.deleting || info.terminal {
+            self.queue.delete(&info.key);
+            return;
+        }
+        // A stale event from before the binding the watch has not shown yet.
+        if self.cache.lock().expect("cache lock").is_assumed(&info.key) {
+            return;
+        }
+        let info = Arc::new(info);
+        self.queue.add_or_update(PendingPod {
+            pod: Arc::new(pod),
+            info,
+        });
+    }
+
+    pub fn on_pod_deleted(&self, key: &str) {
+        self.queue.delete(key);
+        let freed = self.cache.lock().expect("cache lock").remove_pod(key);
+        if freed {
+            self.queue.move_all();
+        }
+    }
+
+    pub fn on_node(&self, node: &Node) {
+        let changed = self.cache.lock().expect("cache lock").apply_node(node);
+        if changed {
+            self.queue.move_all();
+        }
+    }
+
+    pub fn on_node_deleted(&self, name: &str) {
+        self.cache.lock().expect("cache lock").remove_node(name);
+    }
+}

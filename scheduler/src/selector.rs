@@ -1,0 +1,115 @@
+//! Matching typed selectors: label selectors (`matchLabels` + `matchExpressions`) against pod
+//! labels, and node selector terms (required/preferred node affinity) against a node.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{NodeSelectorRequirement, NodeSelectorTerm};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+
+/// Whether `labels` match `selector`. An empty selector matches everything, as in Kubernetes.
+pub fn matches_label_selector(selector: &LabelSelector, labels: &BTreeMap<String, String>) -> bool {
+    if let Some(ml) = &selector.match_labels
+        && ml.iter().any(|(k, v)| labels.get(k) != Some(v))
+    {
+        return false;
+    }
+    selector.match_expressions.iter().flatten().all(|e| {
+        let values = e.values.as_deref().unwrap_or_default();
+        let have = labels.get(&e.key);
+        match e.operator.as_str() {
+            "In" => have.is_some_and(|v| values.contains(v)),
+            "NotIn" => have.is_none_or(|v| !values.contains(v)),
+            "Exists" => have.is_some(),
+            "DoesNotExist" => have.is_none(),
+            _ => false,
+        }
+    })
+}
+
+/// Whether one node selector requirement holds for a value (`None`: the label is absent).
+fn requirement_holds(r: &NodeSelectorRequirement, have: Option<&str>) -> bool {
+    let values = r.values.as_deref().unwrap_or_default();
+    match r.operator.as_str() {
+        "In" => have.is_some_and(|v| values.iter().any(|x| x == v)),
+        "NotIn" => have.is_none_or(|v| !values.iter().any(|x| x == v)),
+        "Exists" => have.is_some(),
+        "DoesNotExist" => have.is_none(),
+        "Gt" | "Lt" => {
+            let (Some(have), Some(want)) = (
+                have.and_then(|v| v.parse::<i64>().ok()),
+                values.first().and_then(|v| v.parse::<i64>().ok()),
+            ) else {
+                return false;
+            };
+            if r.operator == "Gt" {
+                have > want
+            } else {
+                have < want
+            }
+        }
+        _ => false,
+    }
+}
+
+/// Whether a node (its name and labels) satisfies one term: all its expressions and fields.
+/// A term with neither matches nothing, as in Kubernetes.
+pub fn term_matches(term: &NodeSelectorTerm, node: &str, labels: &BTreeMap<String, String>) -> bool {
+    let exprs = term.match_expressions.as_deref().unwrap_or_default();
+    let fields = term.match_fields.as_deref().unwrap_or_default();
+    if exprs.is_empty() && fields.is_empty() {
+        return false;
+    }
+    exprs
+        .iter()
+        .all(|r| requirement_holds(r, labels.get(&r.key).map(String::as_str)))
+        && fields.iter().all(|r| {
+            r.key == "metadata.name" && requirement_holds(r, Some(node))
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn label_selectors() {
+        let cases = [
+            (json!({}), vec![("a", "1")], true),
+            (json!({"matchLabels": {"a": "1"}}), vec![("a", "1")], true),
+            (json!({"matchLabels": {"a": "1"}}), vec![("a", "2")], false),
+            (json!({"matchExpressions": [{"key": "a", "operator": "In", "values": ["1", "2"]}]}), vec![("a", "2")], true),
+            (json!({"matchExpressions": [{"key": "a", "operator": "NotIn", "values": ["1"]}]}), vec![], true),
+            (json!({"matchExpressions": [{"key": "a", "operator": "Exists"}]}), vec![], false),
+            (json!({"matchExpressions": [{"key": "a", "operator": "DoesNotExist"}]}), vec![("b", "1")], true),
+        ];
+        for (sel, l, want) in cases {
+            let s: LabelSelector = serde_json::from_value(sel.clone()).unwrap();
+            assert_eq!(matches_label_selector(&s, &labels(&l)), want, "{sel} vs {l:?}");
+        }
+    }
+
+    #[test]
+    fn node_selector_terms() {
+        let cases = [
+            (json!({"matchExpressions": [{"key": "zone", "operator": "In", "values": ["a"]}]}), true),
+            (json!({"matchExpressions": [{"key": "zone", "operator": "NotIn", "values": ["a"]}]}), false),
+            (json!({"matchExpressions": [{"key": "gpu", "operator": "DoesNotExist"}]}), true),
+            (json!({"matchExpressions": [{"key": "cores", "operator": "Gt", "values": ["4"]}]}), true),
+            (json!({"matchExpressions": [{"key": "cores", "operator": "Lt", "values": ["4"]}]}), false),
+            (json!({"matchExpressions": [{"key": "cores", "operator": "Gt", "values": ["x"]}]}), false),
+            (json!({"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["n1"]}]}), true),
+            (json!({"matchFields": [{"key": "metadata.name", "operator": "NotIn", "values": ["n1"]}]}), false),
+            (json!({}), false),
+        ];
+        let node_labels = labels(&[("zone", "a"), ("cores", "8")]);
+        for (term, want) in cases {
+            let t: NodeSelectorTerm = serde_json::from_value(term.clone()).unwrap();
+            assert_eq!(term_matches(&t, "n1", &node_labels), want, "{term}");
+        }
+    }
+}
