@@ -350,7 +350,9 @@ mod tests {
         let mut cache = Cache::from_nodes(vec![NodeInfo::for_test("n1", 1000, 1 << 30, 10)]);
         let pod = PodBuilder::new("p").cpu("600m").info();
         cache.assume(&pod, "n1");
-        cache.apply_pod(Arc::new(PodBuilder::new("p").cpu("600m").on_node("n1").info()));
+        cache.apply_pod(Arc::new(
+            PodBuilder::new("p").cpu("600m").on_node("n1").info(),
+        ));
         assert_eq!(cache.node("n1").unwrap().requested.milli_cpu, 600);
         assert!(!cache.is_assumed("default/p"));
         // A confirmed pod is not forgotten by a late bind failure.
@@ -363,7 +365,9 @@ mod tests {
     #[test]
     fn pods_of_an_unknown_node_wait_for_it() {
         let mut cache = Cache::default();
-        cache.apply_pod(Arc::new(PodBuilder::new("p").cpu("1").on_node("later").info()));
+        cache.apply_pod(Arc::new(
+            PodBuilder::new("p").cpu("1").on_node("later").info(),
+        ));
         assert_eq!(cache.node_count(), 0);
         let node: Node = serde_json::from_value(serde_json::json!({
             "metadata": {"name": "later"},

@@ -247,7 +247,10 @@ mod tests {
         let e = FitError {
             num_nodes: 3,
             reasons: [
-                ("node(s) didn't match Pod's node affinity/selector".to_string(), 2),
+                (
+                    "node(s) didn't match Pod's node affinity/selector".to_string(),
+                    2,
+                ),
                 ("Insufficient cpu".to_string(), 1),
             ]
             .into_iter()

@@ -123,10 +123,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     });
 
     sched.run(work).await;
-    if let Some(h) = holder {
-        if let Ok(Err(lost)) = h.await {
-            return Err(lost).context("stopping: another scheduler may take over");
-        }
+    if let Some(h) = holder
+        && let Ok(Err(lost)) = h.await
+    {
+        return Err(lost).context("stopping: another scheduler may take over");
     }
     let _ = server.await;
     Ok(())

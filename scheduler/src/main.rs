@@ -8,7 +8,11 @@ use skiff_client::leader::LeaseTimings;
 use skiff_common::parse_duration;
 
 #[derive(Parser, Debug)]
-#[command(name = "skiff-scheduler", version, about = "Skiff's scheduler: binds pending pods to nodes")]
+#[command(
+    name = "skiff-scheduler",
+    version,
+    about = "Skiff's scheduler: binds pending pods to nodes"
+)]
 struct Flags {
     /// kubeconfig to reach the apiserver with.
     #[arg(long)]

@@ -56,7 +56,9 @@ impl Metrics {
     pub fn new(profile: &str) -> Arc<Metrics> {
         let attempts = Family::<ResultLabels, Counter>::default();
         let attempt_duration = Family::<ResultLabels, Histogram>::new_with_constructor(|| {
-            Histogram::new([0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 1.0])
+            Histogram::new([
+                0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 1.0,
+            ])
         });
         let e2e = Histogram::new([0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]);
         let pending = Family::<QueueLabel, Gauge>::default();

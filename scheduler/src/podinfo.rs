@@ -202,10 +202,10 @@ pub fn term_matches(
     ns: &str,
     labels: &BTreeMap<String, String>,
 ) -> bool {
-    let all_namespaces = term
-        .namespace_selector
-        .as_ref()
-        .is_some_and(|s| s.match_labels.as_ref().is_none_or(|m| m.is_empty()) && s.match_expressions.as_ref().is_none_or(|e| e.is_empty()));
+    let all_namespaces = term.namespace_selector.as_ref().is_some_and(|s| {
+        s.match_labels.as_ref().is_none_or(|m| m.is_empty())
+            && s.match_expressions.as_ref().is_none_or(|e| e.is_empty())
+    });
     let ns_ok = if all_namespaces {
         true
     } else {

@@ -85,7 +85,9 @@ impl Inner {
     fn push_active(&mut self, key: &str) {
         self.seq += 1;
         let seq = self.seq;
-        let Some(e) = self.pods.get_mut(key) else { return };
+        let Some(e) = self.pods.get_mut(key) else {
+            return;
+        };
         e.generation += 1;
         e.location = Location::Active;
         self.active.push(ActiveItem {
@@ -99,11 +101,17 @@ impl Inner {
     fn push_backoff(&mut self, key: &str) {
         self.seq += 1;
         let seq = self.seq;
-        let Some(e) = self.pods.get_mut(key) else { return };
+        let Some(e) = self.pods.get_mut(key) else {
+            return;
+        };
         e.generation += 1;
         e.location = Location::Backoff;
-        self.backoff
-            .push(Reverse((e.backoff_until(), seq, key.to_string(), e.generation)));
+        self.backoff.push(Reverse((
+            e.backoff_until(),
+            seq,
+            key.to_string(),
+            e.generation,
+        )));
     }
 
     /// Active if its backoff has passed, else backoff.
@@ -206,7 +214,11 @@ impl SchedulingQueue {
     }
 
     pub fn contains(&self, key: &str) -> bool {
-        self.inner.lock().expect("queue lock").pods.contains_key(key)
+        self.inner
+            .lock()
+            .expect("queue lock")
+            .pods
+            .contains_key(key)
     }
 
     /// Waits for the next pod to try; `None` once `shutdown` is cancelled.
@@ -222,17 +234,17 @@ impl SchedulingQueue {
                     let Some(Reverse((_, _, key, generation))) = inner.backoff.pop() else {
                         break;
                     };
-                    if inner
-                        .pods
-                        .get(&key)
-                        .is_some_and(|e| e.generation == generation && e.location == Location::Backoff)
-                    {
+                    if inner.pods.get(&key).is_some_and(|e| {
+                        e.generation == generation && e.location == Location::Backoff
+                    }) {
                         inner.push_active(&key);
                     }
                 }
                 while let Some(item) = inner.active.pop() {
                     let moves = inner.moves;
-                    let Some(e) = inner.pods.get_mut(&item.key) else { continue };
+                    let Some(e) = inner.pods.get_mut(&item.key) else {
+                        continue;
+                    };
                     if e.generation != item.generation || e.location != Location::Active {
                         continue;
                     }
@@ -278,7 +290,9 @@ impl SchedulingQueue {
         let mut inner = self.inner.lock().expect("queue lock");
         let moved_since = inner.moves != moves_at_pop;
         let now = Instant::now();
-        let Some(e) = inner.pods.get_mut(key) else { return };
+        let Some(e) = inner.pods.get_mut(key) else {
+            return;
+        };
         if e.location != Location::InFlight {
             return;
         }
@@ -296,7 +310,9 @@ impl SchedulingQueue {
     pub fn retry(&self, key: &str) {
         let mut inner = self.inner.lock().expect("queue lock");
         let now = Instant::now();
-        let Some(e) = inner.pods.get_mut(key) else { return };
+        let Some(e) = inner.pods.get_mut(key) else {
+            return;
+        };
         e.attempts += 1;
         e.last_attempt = Some(now);
         inner.push_backoff(key);
@@ -366,7 +382,10 @@ mod tests {
 
     async fn pop_now(q: &SchedulingQueue) -> Option<Popped> {
         let token = CancellationToken::new();
-        tokio::time::timeout(Duration::from_millis(1), q.pop(&token)).await.ok().flatten()
+        tokio::time::timeout(Duration::from_millis(1), q.pop(&token))
+            .await
+            .ok()
+            .flatten()
     }
 
     #[tokio::test(start_paused = true)]
@@ -396,9 +415,14 @@ mod tests {
         q.unschedulable("default/p", p.moves_at_pop);
         assert_eq!(q.stats().unschedulable, 1);
         tokio::time::advance(Duration::from_secs(60)).await;
-        assert!(pop_now(&q).await.is_none(), "nothing changed: it stays parked");
+        assert!(
+            pop_now(&q).await.is_none(),
+            "nothing changed: it stays parked"
+        );
         q.move_all();
-        let p = pop_now(&q).await.expect("moved back after its backoff passed");
+        let p = pop_now(&q)
+            .await
+            .expect("moved back after its backoff passed");
         assert_eq!(p.attempts, 1);
         // Second failure: a 2 s backoff applies when a move comes at once.
         q.unschedulable("default/p", p.moves_at_pop);
@@ -461,7 +485,10 @@ mod tests {
         q.retry("default/p");
         tokio::time::advance(Duration::from_secs(2)).await;
         let again = pop_now(&q).await.unwrap();
-        assert_eq!(again.pending.info.labels.get("v").map(String::as_str), Some("2"));
+        assert_eq!(
+            again.pending.info.labels.get("v").map(String::as_str),
+            Some("2")
+        );
         q.delete("default/p");
         q.unschedulable("default/p", again.moves_at_pop);
         assert_eq!(q.stats(), QueueStats::default());
@@ -477,7 +504,9 @@ mod tests {
             q.unschedulable(&p.pending.info.key, p.moves_at_pop);
         }
         tokio::time::advance(Duration::from_secs(2)).await;
-        q.add_or_update(PendingPod::new(PodBuilder::new("a").node_selector("x", "y").pod()));
+        q.add_or_update(PendingPod::new(
+            PodBuilder::new("a").node_selector("x", "y").pod(),
+        ));
         assert_eq!(pop_now(&q).await.unwrap().pending.info.name, "a");
         q.flush_stale();
         assert!(pop_now(&q).await.is_none());

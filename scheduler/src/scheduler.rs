@@ -88,7 +88,8 @@ impl Scheduler {
                 });
             }
             Err(fit) => {
-                self.metrics.attempt(Outcome::Unschedulable, started.elapsed());
+                self.metrics
+                    .attempt(Outcome::Unschedulable, started.elapsed());
                 let message = fit.to_string();
                 tracing::debug!(pod = %info.key, %message, "unschedulable");
                 self.queue.unschedulable(&info.key, popped.moves_at_pop);
@@ -140,7 +141,8 @@ impl Scheduler {
             Err(e) => {
                 tracing::warn!(pod = %info.key, %node, error = %e, "binding failed; will retry");
                 self.cache.lock().expect("cache lock").forget(&info.key);
-                self.metrics.attempt(Outcome::Error, std::time::Duration::ZERO);
+                self.metrics
+                    .attempt(Outcome::Error, std::time::Duration::ZERO);
                 self.queue.retry(&info.key);
                 self.recorder.publish(
                     popped.pending.pod.object_ref(&()),

@@ -53,7 +53,11 @@ fn requirement_holds(r: &NodeSelectorRequirement, have: Option<&str>) -> bool {
 
 /// Whether a node (its name and labels) satisfies one term: all its expressions and fields.
 /// A term with neither matches nothing, as in Kubernetes.
-pub fn term_matches(term: &NodeSelectorTerm, node: &str, labels: &BTreeMap<String, String>) -> bool {
+pub fn term_matches(
+    term: &NodeSelectorTerm,
+    node: &str,
+    labels: &BTreeMap<String, String>,
+) -> bool {
     let exprs = term.match_expressions.as_deref().unwrap_or_default();
     let fields = term.match_fields.as_deref().unwrap_or_default();
     if exprs.is_empty() && fields.is_empty() {
@@ -62,9 +66,9 @@ pub fn term_matches(term: &NodeSelectorTerm, node: &str, labels: &BTreeMap<Strin
     exprs
         .iter()
         .all(|r| requirement_holds(r, labels.get(&r.key).map(String::as_str)))
-        && fields.iter().all(|r| {
-            r.key == "metadata.name" && requirement_holds(r, Some(node))
-        })
+        && fields
+            .iter()
+            .all(|r| r.key == "metadata.name" && requirement_holds(r, Some(node)))
 }
 
 #[cfg(test)]
@@ -73,7 +77,10 @@ mod tests {
     use serde_json::json;
 
     fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -82,28 +89,72 @@ mod tests {
             (json!({}), vec![("a", "1")], true),
             (json!({"matchLabels": {"a": "1"}}), vec![("a", "1")], true),
             (json!({"matchLabels": {"a": "1"}}), vec![("a", "2")], false),
-            (json!({"matchExpressions": [{"key": "a", "operator": "In", "values": ["1", "2"]}]}), vec![("a", "2")], true),
-            (json!({"matchExpressions": [{"key": "a", "operator": "NotIn", "values": ["1"]}]}), vec![], true),
-            (json!({"matchExpressions": [{"key": "a", "operator": "Exists"}]}), vec![], false),
-            (json!({"matchExpressions": [{"key": "a", "operator": "DoesNotExist"}]}), vec![("b", "1")], true),
+            (
+                json!({"matchExpressions": [{"key": "a", "operator": "In", "values": ["1", "2"]}]}),
+                vec![("a", "2")],
+                true,
+            ),
+            (
+                json!({"matchExpressions": [{"key": "a", "operator": "NotIn", "values": ["1"]}]}),
+                vec![],
+                true,
+            ),
+            (
+                json!({"matchExpressions": [{"key": "a", "operator": "Exists"}]}),
+                vec![],
+                false,
+            ),
+            (
+                json!({"matchExpressions": [{"key": "a", "operator": "DoesNotExist"}]}),
+                vec![("b", "1")],
+                true,
+            ),
         ];
         for (sel, l, want) in cases {
             let s: LabelSelector = serde_json::from_value(sel.clone()).unwrap();
-            assert_eq!(matches_label_selector(&s, &labels(&l)), want, "{sel} vs {l:?}");
+            assert_eq!(
+                matches_label_selector(&s, &labels(&l)),
+                want,
+                "{sel} vs {l:?}"
+            );
         }
     }
 
     #[test]
     fn node_selector_terms() {
         let cases = [
-            (json!({"matchExpressions": [{"key": "zone", "operator": "In", "values": ["a"]}]}), true),
-            (json!({"matchExpressions": [{"key": "zone", "operator": "NotIn", "values": ["a"]}]}), false),
-            (json!({"matchExpressions": [{"key": "gpu", "operator": "DoesNotExist"}]}), true),
-            (json!({"matchExpressions": [{"key": "cores", "operator": "Gt", "values": ["4"]}]}), true),
-            (json!({"matchExpressions": [{"key": "cores", "operator": "Lt", "values": ["4"]}]}), false),
-            (json!({"matchExpressions": [{"key": "cores", "operator": "Gt", "values": ["x"]}]}), false),
-            (json!({"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["n1"]}]}), true),
-            (json!({"matchFields": [{"key": "metadata.name", "operator": "NotIn", "values": ["n1"]}]}), false),
+            (
+                json!({"matchExpressions": [{"key": "zone", "operator": "In", "values": ["a"]}]}),
+                true,
+            ),
+            (
+                json!({"matchExpressions": [{"key": "zone", "operator": "NotIn", "values": ["a"]}]}),
+                false,
+            ),
+            (
+                json!({"matchExpressions": [{"key": "gpu", "operator": "DoesNotExist"}]}),
+                true,
+            ),
+            (
+                json!({"matchExpressions": [{"key": "cores", "operator": "Gt", "values": ["4"]}]}),
+                true,
+            ),
+            (
+                json!({"matchExpressions": [{"key": "cores", "operator": "Lt", "values": ["4"]}]}),
+                false,
+            ),
+            (
+                json!({"matchExpressions": [{"key": "cores", "operator": "Gt", "values": ["x"]}]}),
+                false,
+            ),
+            (
+                json!({"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["n1"]}]}),
+                true,
+            ),
+            (
+                json!({"matchFields": [{"key": "metadata.name", "operator": "NotIn", "values": ["n1"]}]}),
+                false,
+            ),
             (json!({}), false),
         ];
         let node_labels = labels(&[("zone", "a"), ("cores", "8")]);

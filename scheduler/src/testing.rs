@@ -49,7 +49,8 @@ impl PodBuilder {
         self
     }
     pub fn host_port(mut self, port: i32) -> Self {
-        self.v["spec"]["containers"][0]["ports"] = json!([{"containerPort": port, "hostPort": port}]);
+        self.v["spec"]["containers"][0]["ports"] =
+            json!([{"containerPort": port, "hostPort": port}]);
         self
     }
     pub fn node_selector(mut self, k: &str, v: &str) -> Self {

@@ -214,14 +214,18 @@ pub fn pod(name: &str) -> PodBuilder {
         image: "nginx:1.25".into(),
         node: None,
         pull_policy: None,
+        edits: Vec::new(),
     }
 }
+
+type Edit = Box<dyn FnOnce(&mut Value)>;
 
 pub struct PodBuilder {
     name: String,
     image: String,
     node: Option<String>,
     pull_policy: Option<String>,
+    edits: Vec<Edit>,
 }
 
 impl PodBuilder {
@@ -242,6 +246,63 @@ impl PodBuilder {
         self
     }
 
+    fn edit(mut self, f: impl FnOnce(&mut Value) + 'static) -> Self {
+        self.edits.push(Box::new(f));
+        self
+    }
+
+    /// Requests `cpu` (e.g. `500m`) for the container.
+    pub fn cpu(self, q: &str) -> Self {
+        let q = q.to_string();
+        self.edit(move |p| p["spec"]["containers"][0]["resources"]["requests"]["cpu"] = json!(q))
+    }
+
+    /// Requests `memory` (e.g. `1Gi`) for the container.
+    pub fn memory(self, q: &str) -> Self {
+        let q = q.to_string();
+        self.edit(move |p| p["spec"]["containers"][0]["resources"]["requests"]["memory"] = json!(q))
+    }
+
+    pub fn label(self, k: &str, v: &str) -> Self {
+        let (k, v) = (k.to_string(), v.to_string());
+        self.edit(move |p| p["metadata"]["labels"][k] = json!(v))
+    }
+
+    pub fn node_selector(self, k: &str, v: &str) -> Self {
+        let (k, v) = (k.to_string(), v.to_string());
+        self.edit(move |p| p["spec"]["nodeSelector"][k] = json!(v))
+    }
+
+    pub fn toleration(self, t: Value) -> Self {
+        self.edit(move |p| {
+            if !p["spec"]["tolerations"].is_array() {
+                p["spec"]["tolerations"] = json!([]);
+            }
+            if let Some(a) = p["spec"]["tolerations"].as_array_mut() {
+                a.push(t);
+            }
+        })
+    }
+
+    /// `spec.affinity`.
+    pub fn affinity(self, a: Value) -> Self {
+        self.edit(move |p| p["spec"]["affinity"] = a)
+    }
+
+    /// A controller ownerReference (a ReplicaSet with this uid).
+    pub fn owner(self, uid: &str) -> Self {
+        let uid = uid.to_string();
+        self.edit(move |p| {
+            p["metadata"]["ownerReferences"] = json!([{"apiVersion": "apps/v1", "kind": "ReplicaSet",
+                "name": "owner", "uid": uid, "controller": true}])
+        })
+    }
+
+    pub fn scheduler_name(self, name: &str) -> Self {
+        let name = name.to_string();
+        self.edit(move |p| p["spec"]["schedulerName"] = json!(name))
+    }
+
     pub fn build(self) -> Value {
         let mut pod = json!({
             "apiVersion": "v1",
@@ -254,6 +315,9 @@ impl PodBuilder {
         }
         if let Some(policy) = self.pull_policy {
             pod["spec"]["containers"][0]["imagePullPolicy"] = json!(policy);
+        }
+        for edit in self.edits {
+            edit(&mut pod);
         }
         pod
     }

@@ -16,12 +16,14 @@ pub mod fixtures;
 mod http;
 mod kubectl;
 mod kubelet;
+mod scheduler;
 mod wait;
 
 pub use apiserver::{ApiServer, Backend};
 pub use http::{Http, Reply, WatchEvents};
 pub use kubectl::{KubectlWatch, Table, kubectl_versioned_path, strip_ansi};
 pub use kubelet::{BUSYBOX, Kubelet, PrivateDocker, ensure_busybox_image};
+pub use scheduler::{NodeBuilder, Scheduler, node};
 pub use wait::wait_until;
 
 /// Turns `fn name(backend: Backend)` test bodies into `#[test]`s run once per backend:

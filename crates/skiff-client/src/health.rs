@@ -13,9 +13,9 @@ use tokio_util::sync::CancellationToken;
 
 /// Binds `addr` (port 0 picks a free port; the bound address is logged and returned).
 pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
-    let listener = TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("binding {addr}; is another instance running? (--secure-port 0 picks a free port)"))?;
+    let listener = TcpListener::bind(addr).await.with_context(|| {
+        format!("binding {addr}; is another instance running? (--secure-port 0 picks a free port)")
+    })?;
     tracing::info!(addr = %listener.local_addr()?, "serving /healthz and /metrics over HTTPS");
     Ok(listener)
 }

@@ -169,7 +169,11 @@ impl LeaderElector {
             .lease_duration_seconds
             .map(|s| Duration::from_secs(s.max(0) as u64))
             .unwrap_or(self.timings.lease_duration);
-        let seen_at = self.observed.as_ref().map(|o| o.2).unwrap_or_else(Instant::now);
+        let seen_at = self
+            .observed
+            .as_ref()
+            .map(|o| o.2)
+            .unwrap_or_else(Instant::now);
         if holder.is_some() && !ours && seen_at.elapsed() < held_for {
             return Ok(false);
         }

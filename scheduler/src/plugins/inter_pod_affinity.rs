@@ -71,7 +71,8 @@ impl FilterPlugin for InterPodAffinity {
                 }
             }
         }
-        if closed.is_empty() && pod.affinity_terms.is_empty() && pod.anti_affinity_terms.is_empty() {
+        if closed.is_empty() && pod.affinity_terms.is_empty() && pod.anti_affinity_terms.is_empty()
+        {
             return;
         }
         let affinity: Vec<(String, HashSet<String>)> = pod
@@ -102,23 +103,33 @@ impl FilterPlugin for InterPodAffinity {
         let Some(s) = state.read::<State>(STATE) else {
             return Ok(());
         };
-        let Some(data) = &node.node else { return Ok(()) };
-        if s.closed_by_existing.iter().any(|(k, v)| data.labels.get(k) == Some(v)) {
-            return Err(vec![REASON_EXISTING_ANTI_AFFINITY.into()]);
-        }
+        let Some(data) = &node.node else {
+            return Ok(());
+        };
+        // Kubernetes' order: the pod's affinity, its anti-affinity, then existing pods'.
         if !s.affinity_bootstrap {
             for (key, domains) in &s.affinity {
                 if !data.labels.get(key).is_some_and(|v| domains.contains(v)) {
                     return Err(vec![REASON_AFFINITY.into()]);
                 }
             }
-        } else if s.affinity.iter().any(|(key, _)| !data.labels.contains_key(key)) {
+        } else if s
+            .affinity
+            .iter()
+            .any(|(key, _)| !data.labels.contains_key(key))
+        {
             return Err(vec![REASON_AFFINITY.into()]);
         }
         for (key, domains) in &s.anti {
             if data.labels.get(key).is_some_and(|v| domains.contains(v)) {
                 return Err(vec![REASON_ANTI_AFFINITY.into()]);
             }
+        }
+        if s.closed_by_existing
+            .iter()
+            .any(|(k, v)| data.labels.get(k) == Some(v))
+        {
+            return Err(vec![REASON_EXISTING_ANTI_AFFINITY.into()]);
         }
         Ok(())
     }
@@ -137,8 +148,12 @@ mod tests {
 
     fn nodes() -> Vec<NodeInfo> {
         vec![
-            NodeInfo::for_test("a", 1000, 1 << 30, 10)
-                .with_pod(PodBuilder::new("cache").label("app", "cache").on_node("a").info()),
+            NodeInfo::for_test("a", 1000, 1 << 30, 10).with_pod(
+                PodBuilder::new("cache")
+                    .label("app", "cache")
+                    .on_node("a")
+                    .info(),
+            ),
             NodeInfo::for_test("b", 1000, 1 << 30, 10),
         ]
     }
@@ -147,19 +162,43 @@ mod tests {
     fn required_affinity_and_anti_affinity() {
         let with = |a: serde_json::Value| PodBuilder::new("p").label("app", "web").affinity(a);
         let cases = [
-            ("affinity to cache", with(json!({"podAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": term("cache")}})),
-             vec![None, Some(REASON_AFFINITY)]),
-            ("anti-affinity to cache", with(json!({"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": term("cache")}})),
-             vec![Some(REASON_ANTI_AFFINITY), None]),
-            ("affinity to nothing", with(json!({"podAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": term("db")}})),
-             vec![Some(REASON_AFFINITY), Some(REASON_AFFINITY)]),
-            ("first of a group may go anywhere", with(json!({"podAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": term("web")}})),
-             vec![None, None]),
+            (
+                "affinity to cache",
+                with(
+                    json!({"podAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": term("cache")}}),
+                ),
+                vec![None, Some(REASON_AFFINITY)],
+            ),
+            (
+                "anti-affinity to cache",
+                with(
+                    json!({"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": term("cache")}}),
+                ),
+                vec![Some(REASON_ANTI_AFFINITY), None],
+            ),
+            (
+                "affinity to nothing",
+                with(
+                    json!({"podAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": term("db")}}),
+                ),
+                vec![Some(REASON_AFFINITY), Some(REASON_AFFINITY)],
+            ),
+            (
+                "first of a group may go anywhere",
+                with(
+                    json!({"podAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": term("web")}}),
+                ),
+                vec![None, None],
+            ),
             ("no affinity", PodBuilder::new("p"), vec![None, None]),
         ];
         for (name, pod, want) in cases {
             let want: Vec<Option<String>> = want.into_iter().map(|w| w.map(String::from)).collect();
-            assert_eq!(filter_all(&InterPodAffinity, &pod.info(), nodes()), want, "{name}");
+            assert_eq!(
+                filter_all(&InterPodAffinity, &pod.info(), nodes()),
+                want,
+                "{name}"
+            );
         }
     }
 
@@ -170,8 +209,14 @@ mod tests {
                 {"labelSelector": {"matchLabels": {"app": "cache"}}, "topologyKey": "kubernetes.io/hostname", "namespaces": ns_list}]}}))
         };
         let r = Some(REASON_AFFINITY.to_string());
-        assert_eq!(filter_all(&InterPodAffinity, &pod(json!([])).info(), nodes()), vec![r.clone(), r.clone()]);
-        assert_eq!(filter_all(&InterPodAffinity, &pod(json!(["default"])).info(), nodes()), vec![None, r]);
+        assert_eq!(
+            filter_all(&InterPodAffinity, &pod(json!([])).info(), nodes()),
+            vec![r.clone(), r.clone()]
+        );
+        assert_eq!(
+            filter_all(&InterPodAffinity, &pod(json!(["default"])).info(), nodes()),
+            vec![None, r]
+        );
     }
 
     #[test]

@@ -59,12 +59,7 @@ pub(crate) mod test_util {
         plugin.pre_filter(pod, &cache, &mut state);
         cache
             .nodes()
-            .map(|n| {
-                plugin
-                    .filter(&state, pod, n)
-                    .err()
-                    .map(|r| r.join("; "))
-            })
+            .map(|n| plugin.filter(&state, pod, n).err().map(|r| r.join("; ")))
             .collect()
     }
 
@@ -74,7 +69,10 @@ pub(crate) mod test_util {
         let feasible: Vec<&NodeInfo> = cache.nodes().collect();
         let mut state = CycleState::default();
         plugin.pre_score(pod, &cache, &feasible, &mut state);
-        let mut scores: Vec<i64> = feasible.iter().map(|n| plugin.score(&state, pod, n)).collect();
+        let mut scores: Vec<i64> = feasible
+            .iter()
+            .map(|n| plugin.score(&state, pod, n))
+            .collect();
         plugin.normalize(&mut scores);
         scores
     }

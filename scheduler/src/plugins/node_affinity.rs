@@ -23,11 +23,10 @@ pub fn required_matches(pod: &PodInfo, node: &NodeInfo) -> bool {
     {
         return false;
     }
-    match pod
-        .node_affinity
-        .as_ref()
-        .and_then(|a| a.required_during_scheduling_ignored_during_execution.as_ref())
-    {
+    match pod.node_affinity.as_ref().and_then(|a| {
+        a.required_during_scheduling_ignored_during_execution
+            .as_ref()
+    }) {
         Some(sel) => sel
             .node_selector_terms
             .iter()
@@ -59,11 +58,16 @@ impl ScorePlugin for NodeAffinity {
         let Some(data) = &node.node else { return 0 };
         pod.node_affinity
             .as_ref()
-            .and_then(|a| a.preferred_during_scheduling_ignored_during_execution.as_ref())
+            .and_then(|a| {
+                a.preferred_during_scheduling_ignored_during_execution
+                    .as_ref()
+            })
             .map(|prefs| {
                 prefs
                     .iter()
-                    .filter(|p| p.weight != 0 && term_matches(&p.preference, &node.name, &data.labels))
+                    .filter(|p| {
+                        p.weight != 0 && term_matches(&p.preference, &node.name, &data.labels)
+                    })
                     .map(|p| p.weight as i64)
                     .sum()
             })
@@ -85,34 +89,80 @@ mod tests {
     fn labelled(name: &str, labels: &[(&str, &str)]) -> NodeInfo {
         let mut n = NodeInfo::for_test(name, 1000, 1 << 30, 10);
         for (k, v) in labels {
-            n.node.as_mut().unwrap().labels.insert(k.to_string(), v.to_string());
+            n.node
+                .as_mut()
+                .unwrap()
+                .labels
+                .insert(k.to_string(), v.to_string());
         }
         n
     }
 
     #[test]
     fn selector_and_required_affinity() {
-        let nodes = || vec![labelled("a", &[("disk", "ssd"), ("zone", "1")]), labelled("b", &[("zone", "2")])];
+        let nodes = || {
+            vec![
+                labelled("a", &[("disk", "ssd"), ("zone", "1")]),
+                labelled("b", &[("zone", "2")]),
+            ]
+        };
         let required = |terms: serde_json::Value| {
             PodBuilder::new("p").affinity(json!({"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": terms}}}))
         };
         let r = Some(REASON.to_string());
         let cases = [
             ("no constraints", PodBuilder::new("p"), vec![None, None]),
-            ("nodeSelector", PodBuilder::new("p").node_selector("disk", "ssd"), vec![None, r.clone()]),
-            ("nodeSelector unmatched", PodBuilder::new("p").node_selector("disk", "hdd"), vec![r.clone(), r.clone()]),
-            ("In", required(json!([{"matchExpressions": [{"key": "zone", "operator": "In", "values": ["2"]}]}])), vec![r.clone(), None]),
-            ("terms are ORed", required(json!([
+            (
+                "nodeSelector",
+                PodBuilder::new("p").node_selector("disk", "ssd"),
+                vec![None, r.clone()],
+            ),
+            (
+                "nodeSelector unmatched",
+                PodBuilder::new("p").node_selector("disk", "hdd"),
+                vec![r.clone(), r.clone()],
+            ),
+            (
+                "In",
+                required(
+                    json!([{"matchExpressions": [{"key": "zone", "operator": "In", "values": ["2"]}]}]),
+                ),
+                vec![r.clone(), None],
+            ),
+            (
+                "terms are ORed",
+                required(json!([
                 {"matchExpressions": [{"key": "zone", "operator": "In", "values": ["2"]}]},
-                {"matchExpressions": [{"key": "disk", "operator": "Exists"}]}])), vec![None, None]),
-            ("expressions are ANDed", required(json!([{"matchExpressions": [
+                {"matchExpressions": [{"key": "disk", "operator": "Exists"}]}])),
+                vec![None, None],
+            ),
+            (
+                "expressions are ANDed",
+                required(json!([{"matchExpressions": [
                 {"key": "zone", "operator": "In", "values": ["1"]},
-                {"key": "disk", "operator": "DoesNotExist"}]}])), vec![r.clone(), r.clone()]),
-            ("matchFields", required(json!([{"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["b"]}]}])), vec![r.clone(), None]),
-            ("selector and affinity both apply", required(json!([{"matchExpressions": [{"key": "zone", "operator": "Exists"}]}])).node_selector("disk", "ssd"), vec![None, r.clone()]),
+                {"key": "disk", "operator": "DoesNotExist"}]}])),
+                vec![r.clone(), r.clone()],
+            ),
+            (
+                "matchFields",
+                required(
+                    json!([{"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["b"]}]}]),
+                ),
+                vec![r.clone(), None],
+            ),
+            (
+                "selector and affinity both apply",
+                required(json!([{"matchExpressions": [{"key": "zone", "operator": "Exists"}]}]))
+                    .node_selector("disk", "ssd"),
+                vec![None, r.clone()],
+            ),
         ];
         for (name, pod, want) in cases {
-            assert_eq!(filter_all(&NodeAffinity, &pod.info(), nodes()), want, "{name}");
+            assert_eq!(
+                filter_all(&NodeAffinity, &pod.info(), nodes()),
+                want,
+                "{name}"
+            );
         }
     }
 
@@ -127,6 +177,9 @@ mod tests {
             labelled("c", &[("zone", "1")]),
             labelled("d", &[]),
         ];
-        assert_eq!(score_all(&NodeAffinity, &pod.info(), nodes), vec![100, 80, 20, 0]);
+        assert_eq!(
+            score_all(&NodeAffinity, &pod.info(), nodes),
+            vec![100, 80, 20, 0]
+        );
     }
 }

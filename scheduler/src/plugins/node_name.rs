@@ -29,10 +29,22 @@ mod tests {
 
     #[test]
     fn only_the_named_node_fits() {
-        let nodes = || vec![NodeInfo::for_test("a", 1, 1, 1), NodeInfo::for_test("b", 1, 1, 1)];
-        assert_eq!(filter_all(&NodeName, &PodBuilder::new("p").info(), nodes()), vec![None, None]);
+        let nodes = || {
+            vec![
+                NodeInfo::for_test("a", 1, 1, 1),
+                NodeInfo::for_test("b", 1, 1, 1),
+            ]
+        };
         assert_eq!(
-            filter_all(&NodeName, &PodBuilder::new("p").on_node("b").info(), nodes()),
+            filter_all(&NodeName, &PodBuilder::new("p").info(), nodes()),
+            vec![None, None]
+        );
+        assert_eq!(
+            filter_all(
+                &NodeName,
+                &PodBuilder::new("p").on_node("b").info(),
+                nodes()
+            ),
             vec![Some(REASON.to_string()), None]
         );
     }

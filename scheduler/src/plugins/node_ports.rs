@@ -37,13 +37,31 @@ mod tests {
     fn host_ports_are_exclusive() {
         let nodes = || {
             vec![
-                NodeInfo::for_test("a", 1000, 1 << 30, 10).with_pod(PodBuilder::new("web").host_port(8080).on_node("a").info()),
+                NodeInfo::for_test("a", 1000, 1 << 30, 10)
+                    .with_pod(PodBuilder::new("web").host_port(8080).on_node("a").info()),
                 NodeInfo::for_test("b", 1000, 1 << 30, 10),
             ]
         };
         let r = Some(REASON.to_string());
-        assert_eq!(filter_all(&NodePorts, &PodBuilder::new("p").host_port(8080).info(), nodes()), vec![r, None]);
-        assert_eq!(filter_all(&NodePorts, &PodBuilder::new("p").host_port(9090).info(), nodes()), vec![None, None]);
-        assert_eq!(filter_all(&NodePorts, &PodBuilder::new("p").info(), nodes()), vec![None, None]);
+        assert_eq!(
+            filter_all(
+                &NodePorts,
+                &PodBuilder::new("p").host_port(8080).info(),
+                nodes()
+            ),
+            vec![r, None]
+        );
+        assert_eq!(
+            filter_all(
+                &NodePorts,
+                &PodBuilder::new("p").host_port(9090).info(),
+                nodes()
+            ),
+            vec![None, None]
+        );
+        assert_eq!(
+            filter_all(&NodePorts, &PodBuilder::new("p").info(), nodes()),
+            vec![None, None]
+        );
     }
 }

@@ -42,7 +42,9 @@ impl FilterPlugin for NodeReady {
         if tolerates(&pod.tolerations, &taint) {
             Ok(())
         } else {
-            Err(vec![format!("node(s) had untolerated taint {{{key}: }}").into()])
+            Err(vec![
+                format!("node(s) had untolerated taint {{{key}: }}").into(),
+            ])
         }
     }
 }
@@ -64,12 +66,29 @@ mod tests {
         let plain = || PodBuilder::new("p");
         let cases = [
             ("ready", plain(), Some("True"), None),
-            ("not ready", plain(), Some("False"), Some("node(s) had untolerated taint {node.kubernetes.io/not-ready: }")),
-            ("unknown", plain(), Some("Unknown"), Some("node(s) had untolerated taint {node.kubernetes.io/unreachable: }")),
-            ("never reported", plain(), None, Some("node(s) had untolerated taint {node.kubernetes.io/unreachable: }")),
+            (
+                "not ready",
+                plain(),
+                Some("False"),
+                Some("node(s) had untolerated taint {node.kubernetes.io/not-ready: }"),
+            ),
+            (
+                "unknown",
+                plain(),
+                Some("Unknown"),
+                Some("node(s) had untolerated taint {node.kubernetes.io/unreachable: }"),
+            ),
+            (
+                "never reported",
+                plain(),
+                None,
+                Some("node(s) had untolerated taint {node.kubernetes.io/unreachable: }"),
+            ),
             (
                 "tolerating pod",
-                plain().toleration(json!({"key": "node.kubernetes.io/not-ready", "operator": "Exists"})),
+                plain().toleration(
+                    json!({"key": "node.kubernetes.io/not-ready", "operator": "Exists"}),
+                ),
                 Some("False"),
                 None,
             ),

@@ -92,16 +92,47 @@ mod tests {
     #[test]
     fn requests_must_fit_what_is_left() {
         let busy = || {
-            NodeInfo::for_test("n", 2000, 2 * GI, 2)
-                .with_pod(PodBuilder::new("a").cpu("1500m").memory("1Gi").on_node("n").info())
+            NodeInfo::for_test("n", 2000, 2 * GI, 2).with_pod(
+                PodBuilder::new("a")
+                    .cpu("1500m")
+                    .memory("1Gi")
+                    .on_node("n")
+                    .info(),
+            )
         };
         let mut gpu_node = NodeInfo::for_test("g", 2000, 2 * GI, 10);
-        gpu_node.node.as_mut().unwrap().allocatable.scalar.insert("example.com/gpu".into(), 1);
+        gpu_node
+            .node
+            .as_mut()
+            .unwrap()
+            .allocatable
+            .scalar
+            .insert("example.com/gpu".into(), 1);
         let cases = [
-            ("fits", PodBuilder::new("p").cpu("500m").memory("1Gi"), busy(), None),
-            ("cpu", PodBuilder::new("p").cpu("501m"), busy(), Some("Insufficient cpu")),
-            ("memory", PodBuilder::new("p").memory("1025Mi"), busy(), Some("Insufficient memory")),
-            ("both", PodBuilder::new("p").cpu("1").memory("2Gi"), busy(), Some("Insufficient cpu; Insufficient memory")),
+            (
+                "fits",
+                PodBuilder::new("p").cpu("500m").memory("1Gi"),
+                busy(),
+                None,
+            ),
+            (
+                "cpu",
+                PodBuilder::new("p").cpu("501m"),
+                busy(),
+                Some("Insufficient cpu"),
+            ),
+            (
+                "memory",
+                PodBuilder::new("p").memory("1025Mi"),
+                busy(),
+                Some("Insufficient memory"),
+            ),
+            (
+                "both",
+                PodBuilder::new("p").cpu("1").memory("2Gi"),
+                busy(),
+                Some("Insufficient cpu; Insufficient memory"),
+            ),
             ("no requests always fit", PodBuilder::new("p"), busy(), None),
             (
                 "pod count",
@@ -109,9 +140,24 @@ mod tests {
                 busy().with_pod(PodBuilder::new("b").on_node("n").info()),
                 Some("Too many pods"),
             ),
-            ("extended resource present", PodBuilder::new("p").request("example.com/gpu", "1"), gpu_node.clone(), None),
-            ("extended resource exhausted", PodBuilder::new("p").request("example.com/gpu", "2"), gpu_node, Some("Insufficient example.com/gpu")),
-            ("extended resource absent", PodBuilder::new("p").request("example.com/gpu", "1"), busy(), Some("Insufficient example.com/gpu")),
+            (
+                "extended resource present",
+                PodBuilder::new("p").request("example.com/gpu", "1"),
+                gpu_node.clone(),
+                None,
+            ),
+            (
+                "extended resource exhausted",
+                PodBuilder::new("p").request("example.com/gpu", "2"),
+                gpu_node,
+                Some("Insufficient example.com/gpu"),
+            ),
+            (
+                "extended resource absent",
+                PodBuilder::new("p").request("example.com/gpu", "1"),
+                busy(),
+                Some("Insufficient example.com/gpu"),
+            ),
         ];
         for (name, pod, node, want) in cases {
             let got = filter_all(&NodeResourcesFit, &pod.info(), vec![node]);
@@ -123,8 +169,13 @@ mod tests {
     fn least_allocated_prefers_room() {
         let nodes = vec![
             NodeInfo::for_test("empty", 4000, 4 * GI, 10),
-            NodeInfo::for_test("half", 4000, 4 * GI, 10)
-                .with_pod(PodBuilder::new("a").cpu("2").memory("2Gi").on_node("half").info()),
+            NodeInfo::for_test("half", 4000, 4 * GI, 10).with_pod(
+                PodBuilder::new("a")
+                    .cpu("2")
+                    .memory("2Gi")
+                    .on_node("half")
+                    .info(),
+            ),
         ];
         let pod = PodBuilder::new("p").cpu("1").memory("1Gi").info();
         // empty: (3/4 + 3/4)/2 = 75; half: (1/4 + 1/4)/2 = 25.

@@ -62,7 +62,11 @@ mod tests {
             ),
         ];
         for (name, pod, cordon, want) in cases {
-            let node = if cordon { cordoned() } else { NodeInfo::for_test("n", 1000, 1 << 30, 10) };
+            let node = if cordon {
+                cordoned()
+            } else {
+                NodeInfo::for_test("n", 1000, 1 << 30, 10)
+            };
             let got = filter_all(&NodeUnschedulable, &pod.info(), vec![node]);
             assert_eq!(got[0].as_deref(), want, "{name}");
         }

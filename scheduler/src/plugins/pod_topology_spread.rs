@@ -47,7 +47,9 @@ impl Counts {
                 .pods
                 .values()
                 .filter(|p| p.namespace == pod.namespace && !p.deleting)
-                .filter(|p| c.label_selector.is_some() && matches_label_selector(&selector, &p.labels))
+                .filter(|p| {
+                    c.label_selector.is_some() && matches_label_selector(&selector, &p.labels)
+                })
                 .count() as i64;
             *per_domain.entry(domain.clone()).or_default() += n;
         }
@@ -55,7 +57,8 @@ impl Counts {
             key: c.topology_key.clone(),
             max_skew: c.max_skew.max(1) as i64,
             min_domains: c.min_domains.unwrap_or(1).max(1) as usize,
-            self_match: c.label_selector.is_some() && matches_label_selector(&selector, &pod.labels),
+            self_match: c.label_selector.is_some()
+                && matches_label_selector(&selector, &pod.labels),
             per_domain,
         }
     }
@@ -68,8 +71,13 @@ impl Counts {
     }
 }
 
-fn constraints<'a>(pod: &'a PodInfo, when: &'a str) -> impl Iterator<Item = &'a TopologySpreadConstraint> {
-    pod.spread.iter().filter(move |c| c.when_unsatisfiable == when)
+fn constraints<'a>(
+    pod: &'a PodInfo,
+    when: &'a str,
+) -> impl Iterator<Item = &'a TopologySpreadConstraint> {
+    pod.spread
+        .iter()
+        .filter(move |c| c.when_unsatisfiable == when)
 }
 
 pub struct PodTopologySpread;
@@ -96,7 +104,9 @@ impl FilterPlugin for PodTopologySpread {
         let Some(all) = state.read::<Vec<(Counts, i64)>>(FILTER_STATE) else {
             return Ok(());
         };
-        let Some(data) = &node.node else { return Ok(()) };
+        let Some(data) = &node.node else {
+            return Ok(());
+        };
         for (counts, min) in all {
             let Some(domain) = data.labels.get(&counts.key) else {
                 return Err(vec![REASON_LABEL.into()]);
@@ -167,12 +177,17 @@ mod tests {
     use serde_json::json;
 
     fn app(name: &str, node: &str) -> PodInfo {
-        PodBuilder::new(name).label("app", "web").on_node(node).info()
+        PodBuilder::new(name)
+            .label("app", "web")
+            .on_node(node)
+            .info()
     }
 
     fn nodes() -> Vec<NodeInfo> {
         vec![
-            NodeInfo::for_test("a", 1000, 1 << 30, 10).with_pod(app("w1", "a")).with_pod(app("w2", "a")),
+            NodeInfo::for_test("a", 1000, 1 << 30, 10)
+                .with_pod(app("w1", "a"))
+                .with_pod(app("w2", "a")),
             NodeInfo::for_test("b", 1000, 1 << 30, 10).with_pod(app("w3", "b")),
             NodeInfo::for_test("c", 1000, 1 << 30, 10),
         ]
@@ -193,28 +208,56 @@ mod tests {
             ("maxSkew 3", 3, vec![None, None, None]),
         ];
         for (name, skew, want) in cases {
-            let pod = PodBuilder::new("p").label("app", "web").spread(constraint(skew, "DoNotSchedule")).info();
-            assert_eq!(filter_all(&PodTopologySpread, &pod, nodes()), want, "{name}");
+            let pod = PodBuilder::new("p")
+                .label("app", "web")
+                .spread(constraint(skew, "DoNotSchedule"))
+                .info();
+            assert_eq!(
+                filter_all(&PodTopologySpread, &pod, nodes()),
+                want,
+                "{name}"
+            );
         }
         // A pod outside the selector adds nothing: skew = count - min.
-        let other = PodBuilder::new("p").label("app", "db").spread(constraint(1, "DoNotSchedule")).info();
-        assert_eq!(filter_all(&PodTopologySpread, &other, nodes()), vec![r, None, None]);
+        let other = PodBuilder::new("p")
+            .label("app", "db")
+            .spread(constraint(1, "DoNotSchedule"))
+            .info();
+        assert_eq!(
+            filter_all(&PodTopologySpread, &other, nodes()),
+            vec![r, None, None]
+        );
     }
 
     #[test]
     fn nodes_without_the_key_are_refused() {
         let mut n = NodeInfo::for_test("x", 1000, 1 << 30, 10);
         n.node.as_mut().unwrap().labels.clear();
-        let pod = PodBuilder::new("p").label("app", "web").spread(constraint(1, "DoNotSchedule")).info();
-        assert_eq!(filter_all(&PodTopologySpread, &pod, vec![n]), vec![Some(REASON_LABEL.to_string())]);
+        let pod = PodBuilder::new("p")
+            .label("app", "web")
+            .spread(constraint(1, "DoNotSchedule"))
+            .info();
+        assert_eq!(
+            filter_all(&PodTopologySpread, &pod, vec![n]),
+            vec![Some(REASON_LABEL.to_string())]
+        );
     }
 
     #[test]
     fn schedule_anyway_scores_emptier_domains_higher() {
-        let pod = PodBuilder::new("p").label("app", "web").spread(constraint(1, "ScheduleAnyway")).info();
+        let pod = PodBuilder::new("p")
+            .label("app", "web")
+            .spread(constraint(1, "ScheduleAnyway"))
+            .info();
         // Counts 2, 1, 0: scores 100*(2+0-s)/2.
-        assert_eq!(score_all(&PodTopologySpread, &pod, nodes()), vec![0, 50, 100]);
+        assert_eq!(
+            score_all(&PodTopologySpread, &pod, nodes()),
+            vec![0, 50, 100]
+        );
         // ScheduleAnyway never filters.
-        assert_eq!(filter_all(&PodTopologySpread, &pod, nodes()), vec![None, None, None]);
+        assert_eq!(
+            filter_all(&PodTopologySpread, &pod, nodes()),
+            vec![None, None, None]
+        );
     }
 }

@@ -36,7 +36,9 @@ mod tests {
     fn fewer_siblings_score_higher() {
         let sibling = |n: &str, node: &str| PodBuilder::new(n).owner("rs-1").on_node(node).info();
         let nodes = vec![
-            NodeInfo::for_test("a", 1000, 1 << 30, 10).with_pod(sibling("s1", "a")).with_pod(sibling("s2", "a")),
+            NodeInfo::for_test("a", 1000, 1 << 30, 10)
+                .with_pod(sibling("s1", "a"))
+                .with_pod(sibling("s2", "a")),
             NodeInfo::for_test("b", 1000, 1 << 30, 10).with_pod(sibling("s3", "b")),
             NodeInfo::for_test("c", 1000, 1 << 30, 10)
                 .with_pod(PodBuilder::new("other").owner("rs-2").on_node("c").info()),

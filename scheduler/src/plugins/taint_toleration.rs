@@ -94,14 +94,56 @@ mod tests {
         let gpu = json!([{"key": "gpu", "value": "true", "effect": "NoSchedule"}]);
         let cases = [
             ("no taints", json!([]), PodBuilder::new("p"), None),
-            ("untolerated", gpu.clone(), PodBuilder::new("p"), Some("node(s) had untolerated taint {gpu: true}")),
-            ("equal", gpu.clone(), PodBuilder::new("p").toleration(json!({"key": "gpu", "value": "true", "effect": "NoSchedule"})), None),
-            ("equal, other value", gpu.clone(), PodBuilder::new("p").toleration(json!({"key": "gpu", "value": "no"})), Some("node(s) had untolerated taint {gpu: true}")),
-            ("exists", gpu.clone(), PodBuilder::new("p").toleration(json!({"key": "gpu", "operator": "Exists"})), None),
-            ("wrong effect", gpu.clone(), PodBuilder::new("p").toleration(json!({"key": "gpu", "operator": "Exists", "effect": "NoExecute"})), Some("node(s) had untolerated taint {gpu: true}")),
-            ("tolerate all", gpu.clone(), PodBuilder::new("p").toleration(json!({"operator": "Exists"})), None),
-            ("NoExecute", json!([{"key": "k", "effect": "NoExecute"}]), PodBuilder::new("p"), Some("node(s) had untolerated taint {k: }")),
-            ("PreferNoSchedule does not filter", json!([{"key": "k", "effect": "PreferNoSchedule"}]), PodBuilder::new("p"), None),
+            (
+                "untolerated",
+                gpu.clone(),
+                PodBuilder::new("p"),
+                Some("node(s) had untolerated taint {gpu: true}"),
+            ),
+            (
+                "equal",
+                gpu.clone(),
+                PodBuilder::new("p")
+                    .toleration(json!({"key": "gpu", "value": "true", "effect": "NoSchedule"})),
+                None,
+            ),
+            (
+                "equal, other value",
+                gpu.clone(),
+                PodBuilder::new("p").toleration(json!({"key": "gpu", "value": "no"})),
+                Some("node(s) had untolerated taint {gpu: true}"),
+            ),
+            (
+                "exists",
+                gpu.clone(),
+                PodBuilder::new("p").toleration(json!({"key": "gpu", "operator": "Exists"})),
+                None,
+            ),
+            (
+                "wrong effect",
+                gpu.clone(),
+                PodBuilder::new("p")
+                    .toleration(json!({"key": "gpu", "operator": "Exists", "effect": "NoExecute"})),
+                Some("node(s) had untolerated taint {gpu: true}"),
+            ),
+            (
+                "tolerate all",
+                gpu.clone(),
+                PodBuilder::new("p").toleration(json!({"operator": "Exists"})),
+                None,
+            ),
+            (
+                "NoExecute",
+                json!([{"key": "k", "effect": "NoExecute"}]),
+                PodBuilder::new("p"),
+                Some("node(s) had untolerated taint {k: }"),
+            ),
+            (
+                "PreferNoSchedule does not filter",
+                json!([{"key": "k", "effect": "PreferNoSchedule"}]),
+                PodBuilder::new("p"),
+                None,
+            ),
         ];
         for (name, taints, pod, want) in cases {
             let got = filter_all(&TaintToleration, &pod.info(), vec![tainted(taints)]);
@@ -111,13 +153,19 @@ mod tests {
 
     #[test]
     fn prefer_no_schedule_lowers_the_score() {
-        let mut a = tainted(json!([{"key": "x", "effect": "PreferNoSchedule"}, {"key": "y", "effect": "PreferNoSchedule"}]));
+        let mut a = tainted(
+            json!([{"key": "x", "effect": "PreferNoSchedule"}, {"key": "y", "effect": "PreferNoSchedule"}]),
+        );
         a.name = "a".into();
         let mut b = tainted(json!([{"key": "x", "effect": "PreferNoSchedule"}]));
         b.name = "b".into();
         let mut c = tainted(json!([]));
         c.name = "c".into();
-        let scores = score_all(&TaintToleration, &PodBuilder::new("p").info(), vec![a, b, c]);
+        let scores = score_all(
+            &TaintToleration,
+            &PodBuilder::new("p").info(),
+            vec![a, b, c],
+        );
         assert_eq!(scores, vec![0, 50, 100]);
     }
 }
