@@ -7,6 +7,7 @@
 mod harness;
 mod hollow;
 mod pod_start;
+mod scheduler;
 mod stats;
 
 use std::sync::Arc;
@@ -50,6 +51,17 @@ enum Cmd {
     PodStart {
         #[arg(long, default_value_t = 30)]
         pods: usize,
+    },
+    /// Scheduler throughput (kube-scheduler-perf's SchedulingBasic): N nodes, M pending pods,
+    /// pods bound per second end to end, vs the bench binding pods itself; scheduler memory.
+    Scheduler {
+        #[arg(long, default_value_t = 1000)]
+        nodes: usize,
+        #[arg(long, default_value_t = 5000)]
+        pods: usize,
+        /// Run the apiserver on etcd instead of the embedded store.
+        #[arg(long)]
+        etcd: bool,
     },
     /// Many hollow kubelets (`--runtime fake`) on one apiserver: registration and leases.
     HollowNodes {
@@ -426,6 +438,7 @@ async fn main() {
         Cmd::Watch { watchers, events } => bench_watch(watchers, events).await,
         Cmd::Memory { objects } => bench_memory(objects).await,
         Cmd::PodStart { pods } => pod_start::run(pods).await,
+        Cmd::Scheduler { nodes, pods, etcd } => scheduler::run(nodes, pods, etcd).await,
         Cmd::HollowNodes { nodes, seconds } => hollow::run(nodes, seconds).await,
     };
     if let Err(e) = outcome {

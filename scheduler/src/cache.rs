@@ -228,7 +228,7 @@ impl Cache {
 
     /// Counts `pod` on `node` before the binding is confirmed.
     pub fn assume(&mut self, pod: &PodInfo, node: &str) {
-        let mut placed = pod.clone();
+        let mut placed = pod.clone().assigned();
         placed.node_name = Some(node.to_string());
         self.attach(Arc::new(placed), node);
         self.pods.insert(

@@ -188,6 +188,18 @@ impl PodInfo {
         }
     }
 
+    /// What the cache keeps of an assigned pod: what other pods' scheduling reads (requests,
+    /// ports, owner, labels, anti-affinity), without the fields only its own scheduling needed.
+    pub fn assigned(mut self) -> PodInfo {
+        self.tolerations = Vec::new();
+        self.node_selector = BTreeMap::new();
+        self.node_affinity = None;
+        self.affinity_terms = Vec::new();
+        self.spread = Vec::new();
+        self.scheduler_name = String::new();
+        self
+    }
+
     /// Whether a pod namespace/labels match an affinity term of this pod (the term's
     /// namespaces default to this pod's own; an empty namespaceSelector means all).
     pub fn term_matches(&self, term: &PodAffinityTerm, other: &PodInfo) -> bool {

@@ -214,7 +214,7 @@ impl Scheduler {
                     self.queue.move_all();
                 }
             } else {
-                cache.apply_pod(Arc::new(info));
+                cache.apply_pod(Arc::new(info.assigned()));
             }
             return;
         }
