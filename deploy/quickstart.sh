@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Sets up a fresh Debian/Ubuntu machine (as root) and runs Skiff's main job: builds it, starts
-# the apiserver with its embedded store (zero setup, HTTPS, admin kubeconfig) and a kubelet on
-# this machine's Docker, runs a pod and shows it Running and answering, and applies the example
-# manifests with the real kubectl.
+# the apiserver with its embedded store (zero setup, HTTPS, admin kubeconfig), the scheduler and
+# a kubelet on this machine's Docker, runs a pod (the scheduler places it) and shows it Running
+# and answering, and applies the example manifests with the real kubectl.
 #
-# What runs today: the apiserver and the kubelet. The scheduler, controller-manager and proxy
-# arrive with later issues, so the pod names its node itself, and the Deployment and
-# ReplicationController of the example are stored and served but make no pods yet.
+# What runs today: the apiserver, the scheduler and the kubelet. The controller-manager and
+# proxy arrive with later issues, so the Deployment and ReplicationController of the example
+# are stored and served but make no pods yet.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,7 +15,7 @@ PORT=${SKIFF_PORT:-6443}
 
 bash deploy/install-deps.sh
 echo "== building Skiff (release)"
-cargo build --release -p skiff-apiserver -p skiff-kubelet
+cargo build --release -p skiff-apiserver -p skiff-scheduler -p skiff-kubelet
 
 # No registry is reachable: the example image is busybox on an empty base, built here.
 if ! docker image inspect skiff-local/busybox:1 >/dev/null 2>&1; then
@@ -28,7 +28,7 @@ if ! docker image inspect skiff-local/busybox:1 >/dev/null 2>&1; then
 fi
 
 mkdir -p "$DATA_DIR"
-for prog in kubelet apiserver; do
+for prog in kubelet scheduler apiserver; do
     if [ -f "$DATA_DIR/$prog.pid" ] && kill -0 "$(cat "$DATA_DIR/$prog.pid")" 2>/dev/null; then
         echo "== stopping the $prog started earlier"
         kill "$(cat "$DATA_DIR/$prog.pid")"
@@ -51,6 +51,11 @@ export KUBECONFIG="$DATA_DIR/admin.kubeconfig"
 echo "== kubectl get namespaces"
 kubectl get namespaces
 
+echo "== starting skiff-scheduler (log in $DATA_DIR/scheduler.log)"
+nohup target/release/skiff-scheduler --kubeconfig "$KUBECONFIG" --bind-address 127.0.0.1 \
+    >"$DATA_DIR/scheduler.log" 2>&1 &
+echo $! >"$DATA_DIR/scheduler.pid"
+
 NODE=$(hostname | tr '[:upper:]' '[:lower:]')
 echo "== starting skiff-kubelet as node $NODE (pod subnet ${SKIFF_POD_CIDR:-10.244.0.0/24}, log in $DATA_DIR/kubelet.log)"
 nohup target/release/skiff-kubelet --kubeconfig "$KUBECONFIG" --hostname-override "$NODE" \
@@ -61,9 +66,10 @@ kubectl get nodes -o wide
 
 echo "== running a pod"
 kubectl delete pod hello --ignore-not-found --wait=true >/dev/null
-sed "s/NODE_NAME/$NODE/" deploy/examples/hello-pod.yaml | kubectl apply -f -
+kubectl apply -f deploy/examples/hello-pod.yaml
 kubectl wait --for=condition=Ready pod/hello --timeout=60s
 kubectl get pods -o wide
+kubectl get events --field-selector involvedObject.name=hello,reason=Scheduled
 POD_IP=$(kubectl get pod hello -o jsonpath='{.status.podIP}')
 echo "== the pod answers at $POD_IP:8080"
 curl -s "http://$POD_IP:8080/index.html"
@@ -74,5 +80,5 @@ kubectl apply -f deploy/examples/nginx.yaml
 echo "== kubectl get rc,deploy,svc"
 kubectl get rc,deploy,svc
 echo
-echo "Skiff's apiserver (pid $(cat "$DATA_DIR/apiserver.pid")) and kubelet (pid $(cat "$DATA_DIR/kubelet.pid")) are running. Use them with:"
+echo "Skiff's apiserver (pid $(cat "$DATA_DIR/apiserver.pid")), scheduler (pid $(cat "$DATA_DIR/scheduler.pid")) and kubelet (pid $(cat "$DATA_DIR/kubelet.pid")) are running. Use them with:"
 echo "  export KUBECONFIG=$KUBECONFIG"
