@@ -109,7 +109,10 @@ pub async fn run(nodes: usize, pods: usize, etcd: bool) -> anyhow::Result<()> {
         })
         .await?
     };
-    println!("  {nodes} nodes created and Ready in {:.1} s", took.as_secs_f64());
+    println!(
+        "  {nodes} nodes created and Ready in {:.1} s",
+        took.as_secs_f64()
+    );
 
     let dir = tempfile::tempdir()?;
     let log = dir.path().join("scheduler.log");
@@ -131,8 +134,16 @@ pub async fn run(nodes: usize, pods: usize, etcd: bool) -> anyhow::Result<()> {
         if std::fs::read_to_string(&log)?.contains("caches synced") {
             break;
         }
-        anyhow::ensure!(!sched.exited(), "the scheduler exited:\n{}", sched.log_tail(20));
-        anyhow::ensure!(Instant::now() < deadline, "the scheduler did not sync:\n{}", sched.log_tail(20));
+        anyhow::ensure!(
+            !sched.exited(),
+            "the scheduler exited:\n{}",
+            sched.log_tail(20)
+        );
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the scheduler did not sync:\n{}",
+            sched.log_tail(20)
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let rss_synced = rss_mb(sched.pid())?;
@@ -200,7 +211,10 @@ pub async fn run(nodes: usize, pods: usize, etcd: bool) -> anyhow::Result<()> {
     }
     per_second.pop();
     per_second.sort_unstable();
-    let p50 = per_second.get(per_second.len() / 2).copied().unwrap_or(pods);
+    let p50 = per_second
+        .get(per_second.len() / 2)
+        .copied()
+        .unwrap_or(pods);
     println!(
         "  {pods} pods created in {:.2} s ({:.0}/s) and all bound after {:.2} s",
         create_took.as_secs_f64(),
@@ -276,7 +290,11 @@ pub async fn run(nodes: usize, pods: usize, etcd: bool) -> anyhow::Result<()> {
     );
     println!(
         "  target ≥ 1000 pods/s: {}; RSS ≤ 100 MB: {}",
-        if throughput >= 1000.0 { "met" } else { "NOT met" },
+        if throughput >= 1000.0 {
+            "met"
+        } else {
+            "NOT met"
+        },
         if rss_peak <= 100.0 { "met" } else { "NOT met" }
     );
     result("scheduler_pods_per_second", throughput, "pods/s");

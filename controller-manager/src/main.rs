@@ -1,7 +1,104 @@
-//! `skiff-controller-manager`: not implemented yet. It exits with status 1 so that nothing mistakes it for a working
-//! component; see the open issues for when it arrives.
+//! `skiff-controller-manager`: flags as kube-controller-manager's; everything else lives in
+//! the library.
 
-fn main() {
-    eprintln!("skiff-controller-manager: not implemented yet");
-    std::process::exit(1);
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{ArgAction, Parser};
+use skiff_client::leader::LeaseTimings;
+use skiff_common::parse_duration;
+use skiff_controller_manager::context::Settings;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "skiff-controller-manager",
+    version,
+    about = "Skiff's controller-manager"
+)]
+struct Flags {
+    /// kubeconfig to reach the apiserver with.
+    #[arg(long)]
+    kubeconfig: PathBuf,
+    /// Controllers to run: `*` for all, a name to add one, `-name` to leave one out.
+    #[arg(long, default_value = "*", value_delimiter = ',')]
+    controllers: Vec<String>,
+    /// Run only while holding the leader Lease, so several replicas can run.
+    #[arg(long, default_value_t = true, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    leader_elect: bool,
+    #[arg(long, default_value = "15s", value_parser = parse_duration)]
+    leader_elect_lease_duration: Duration,
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    leader_elect_renew_deadline: Duration,
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    leader_elect_retry_period: Duration,
+    #[arg(long, default_value = "kube-system")]
+    leader_elect_resource_namespace: String,
+    #[arg(long, default_value = "kube-controller-manager")]
+    leader_elect_resource_name: String,
+    /// Address of the HTTPS /healthz and /metrics endpoint.
+    #[arg(long, default_value = "0.0.0.0")]
+    bind_address: IpAddr,
+    /// Port of the HTTPS /healthz and /metrics endpoint; 0 picks a free one.
+    #[arg(long, default_value_t = 10257)]
+    secure_port: u16,
+    /// Workers per controller.
+    #[arg(long, default_value_t = 5)]
+    concurrent_syncs: usize,
+    /// The pod range nodes' podCIDRs are cut from.
+    #[arg(long, default_value = "10.244.0.0/16")]
+    cluster_cidr: ipnet::Ipv4Net,
+    /// Prefix length of each node's podCIDR.
+    #[arg(long, default_value_t = 24)]
+    node_cidr_mask_size: u8,
+    /// Give every Node a spec.podCIDR from --cluster-cidr.
+    #[arg(long, default_value_t = true, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    allocate_node_cidrs: bool,
+    /// A node whose heartbeat is older than this becomes Ready=Unknown and unreachable.
+    #[arg(long, default_value = "40s", value_parser = parse_duration)]
+    node_monitor_grace_period: Duration,
+    /// How often node heartbeats are checked.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    node_monitor_period: Duration,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    skiff_client::install_crypto_provider();
+    let flags = Flags::parse();
+    anyhow::ensure!(
+        flags.node_cidr_mask_size >= flags.cluster_cidr.prefix_len()
+            && flags.node_cidr_mask_size <= 30,
+        "--node-cidr-mask-size {} must be between the --cluster-cidr prefix ({}) and 30",
+        flags.node_cidr_mask_size,
+        flags.cluster_cidr.prefix_len()
+    );
+    let config = skiff_controller_manager::Config {
+        kubeconfig: flags.kubeconfig,
+        controllers: flags.controllers,
+        leader_elect: flags.leader_elect,
+        lease: LeaseTimings {
+            lease_duration: flags.leader_elect_lease_duration,
+            renew_deadline: flags.leader_elect_renew_deadline,
+            retry_period: flags.leader_elect_retry_period,
+        },
+        lease_namespace: flags.leader_elect_resource_namespace,
+        lease_name: flags.leader_elect_resource_name,
+        serve_addr: SocketAddr::new(flags.bind_address, flags.secure_port),
+        workers: flags.concurrent_syncs,
+        settings: Settings {
+            cluster_cidr: flags.cluster_cidr,
+            node_cidr_mask_size: flags.node_cidr_mask_size,
+            allocate_node_cidrs: flags.allocate_node_cidrs,
+            node_monitor_grace_period: flags.node_monitor_grace_period,
+            node_monitor_period: flags.node_monitor_period,
+        },
+    };
+    let shutdown = skiff_client::shutdown_on_signal();
+    skiff_controller_manager::run(config, shutdown).await
 }

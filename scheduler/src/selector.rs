@@ -1,30 +1,11 @@
-//! Matching typed selectors: label selectors (`matchLabels` + `matchExpressions`) against pod
-//! labels, and node selector terms (required/preferred node affinity) against a node.
+//! Matching typed selectors: label selectors (shared, from `skiff-client`) against pod labels,
+//! and node selector terms (required/preferred node affinity) against a node.
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{NodeSelectorRequirement, NodeSelectorTerm};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
-/// Whether `labels` match `selector`. An empty selector matches everything, as in Kubernetes.
-pub fn matches_label_selector(selector: &LabelSelector, labels: &BTreeMap<String, String>) -> bool {
-    if let Some(ml) = &selector.match_labels
-        && ml.iter().any(|(k, v)| labels.get(k) != Some(v))
-    {
-        return false;
-    }
-    selector.match_expressions.iter().flatten().all(|e| {
-        let values = e.values.as_deref().unwrap_or_default();
-        let have = labels.get(&e.key);
-        match e.operator.as_str() {
-            "In" => have.is_some_and(|v| values.contains(v)),
-            "NotIn" => have.is_none_or(|v| !values.contains(v)),
-            "Exists" => have.is_some(),
-            "DoesNotExist" => have.is_none(),
-            _ => false,
-        }
-    })
-}
+pub use skiff_client::selector::matches as matches_label_selector;
 
 /// Whether one node selector requirement holds for a value (`None`: the label is absent).
 fn requirement_holds(r: &NodeSelectorRequirement, have: Option<&str>) -> bool {
@@ -81,43 +62,6 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
-    }
-
-    #[test]
-    fn label_selectors() {
-        let cases = [
-            (json!({}), vec![("a", "1")], true),
-            (json!({"matchLabels": {"a": "1"}}), vec![("a", "1")], true),
-            (json!({"matchLabels": {"a": "1"}}), vec![("a", "2")], false),
-            (
-                json!({"matchExpressions": [{"key": "a", "operator": "In", "values": ["1", "2"]}]}),
-                vec![("a", "2")],
-                true,
-            ),
-            (
-                json!({"matchExpressions": [{"key": "a", "operator": "NotIn", "values": ["1"]}]}),
-                vec![],
-                true,
-            ),
-            (
-                json!({"matchExpressions": [{"key": "a", "operator": "Exists"}]}),
-                vec![],
-                false,
-            ),
-            (
-                json!({"matchExpressions": [{"key": "a", "operator": "DoesNotExist"}]}),
-                vec![("b", "1")],
-                true,
-            ),
-        ];
-        for (sel, l, want) in cases {
-            let s: LabelSelector = serde_json::from_value(sel.clone()).unwrap();
-            assert_eq!(
-                matches_label_selector(&s, &labels(&l)),
-                want,
-                "{sel} vs {l:?}"
-            );
-        }
     }
 
     #[test]

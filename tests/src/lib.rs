@@ -12,18 +12,18 @@
 //! Every test starts its own apiserver, so tests are independent and run in parallel.
 
 mod apiserver;
+mod components;
 pub mod fixtures;
 mod http;
 mod kubectl;
 mod kubelet;
-mod scheduler;
 mod wait;
 
 pub use apiserver::{ApiServer, Backend};
+pub use components::{Component, ControllerManager, NodeBuilder, Scheduler, node};
 pub use http::{Http, Reply, WatchEvents};
 pub use kubectl::{KubectlWatch, Table, kubectl_versioned_path, strip_ansi};
 pub use kubelet::{BUSYBOX, Kubelet, PrivateDocker, ensure_busybox_image};
-pub use scheduler::{NodeBuilder, Scheduler, node};
 pub use wait::wait_until;
 
 /// Turns `fn name(backend: Backend)` test bodies into `#[test]`s run once per backend:

@@ -2,11 +2,12 @@
 //! [`kube::Client`], the [`events::Recorder`] that writes core/v1 Events as kubectl describes
 //! them, [`leader::LeaderElector`] (Lease-based leader election, as client-go's), and
 //! [`health::serve`], the HTTPS `/healthz` + `/metrics` endpoint of the scheduler and the
-//! controller-manager.
+//! controller-manager, and typed label [`selector`] matching.
 
 pub mod events;
 pub mod health;
 pub mod leader;
+pub mod selector;
 
 use anyhow::Context as _;
 

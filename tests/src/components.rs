@@ -1,5 +1,5 @@
-//! A real `skiff-scheduler` process against a test's apiserver, and Node objects of chosen
-//! sizes, labels and taints for it to place pods on (no kubelet needed).
+//! Real control-plane processes (`skiff-scheduler`, `skiff-controller-manager`) against a
+//! test's apiserver, and Node objects of chosen sizes, labels and taints (no kubelet needed).
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -10,8 +10,9 @@ use tempfile::TempDir;
 use crate::ApiServer;
 use crate::apiserver::sibling_binary;
 
-/// A running scheduler, killed on drop (its log is printed if the test failed).
-pub struct Scheduler {
+/// A running control-plane program, killed on drop (its log is printed if the test failed).
+pub struct Component {
+    name: &'static str,
     child: Option<Child>,
     log: PathBuf,
     /// The HTTPS port of /healthz and /metrics.
@@ -19,18 +20,41 @@ pub struct Scheduler {
     _dir: TempDir,
 }
 
+/// `skiff-scheduler`.
+pub struct Scheduler;
+
 impl Scheduler {
     /// Starts a scheduler without leader election.
-    pub fn start(server: &ApiServer) -> Scheduler {
+    pub fn start(server: &ApiServer) -> Component {
         Self::start_with_args(server, &["--leader-elect=false"])
     }
 
-    pub fn start_with_args(server: &ApiServer, args: &[&str]) -> Scheduler {
+    pub fn start_with_args(server: &ApiServer, args: &[&str]) -> Component {
+        Component::start("skiff-scheduler", server, args)
+    }
+}
+
+/// `skiff-controller-manager`.
+pub struct ControllerManager;
+
+impl ControllerManager {
+    /// Starts every controller, without leader election.
+    pub fn start(server: &ApiServer) -> Component {
+        Self::start_with_args(server, &["--leader-elect=false"])
+    }
+
+    pub fn start_with_args(server: &ApiServer, args: &[&str]) -> Component {
+        Component::start("skiff-controller-manager", server, args)
+    }
+}
+
+impl Component {
+    pub fn start(name: &'static str, server: &ApiServer, args: &[&str]) -> Component {
         let dir = tempfile::tempdir().expect("tempdir");
-        let log = dir.path().join("scheduler.log");
+        let log = dir.path().join(format!("{name}.log"));
         let port = free_port();
-        let out = std::fs::File::create(&log).expect("create scheduler.log");
-        let child = Command::new(sibling_binary("skiff-scheduler"))
+        let out = std::fs::File::create(&log).expect("create the log");
+        let child = Command::new(sibling_binary(name))
             .arg("--kubeconfig")
             .arg(server.kubeconfig())
             .args([
@@ -40,13 +64,17 @@ impl Scheduler {
                 "127.0.0.1",
             ])
             .args(args)
-            .env("RUST_LOG", "info,skiff_scheduler=debug")
+            .env(
+                "RUST_LOG",
+                "info,skiff_scheduler=debug,skiff_controller_manager=debug",
+            )
             .stdin(Stdio::null())
             .stdout(out.try_clone().expect("clone"))
             .stderr(out)
             .spawn()
-            .expect("start skiff-scheduler");
-        Scheduler {
+            .unwrap_or_else(|e| panic!("start {name}: {e}"));
+        Component {
+            name,
             child: Some(child),
             log,
             port,
@@ -73,7 +101,7 @@ impl Scheduler {
             .and_then(|c| c.try_wait().ok().flatten())
     }
 
-    /// GET over HTTPS (self-signed certificate) from the scheduler's own server.
+    /// GET over HTTPS (self-signed certificate) from the program's own server.
     pub fn get(&self, path: &str) -> (u16, String) {
         let client = reqwest::blocking::Client::builder()
             .danger_accept_invalid_certs(true)
@@ -89,11 +117,11 @@ impl Scheduler {
     }
 }
 
-impl Drop for Scheduler {
+impl Drop for Component {
     fn drop(&mut self) {
         self.kill();
         if std::thread::panicking() {
-            eprintln!("--- scheduler log ---\n{}", self.log_text());
+            eprintln!("--- {} log ---\n{}", self.name, self.log_text());
         }
     }
 }

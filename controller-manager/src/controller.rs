@@ -1,0 +1,166 @@
+//! What every controller is made of: a [`Reconciler`] (compare desired with actual for one key,
+//! act idempotently, say when to look again), a [`WorkQueue`] of keys fed by informer
+//! handlers, and workers that run the reconciler — never twice at once for one key, with a
+//! per-key backoff on errors. [`Expectations`] stop a controller from acting twice on the same
+//! need while the watch has not yet shown its last actions.
+
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::workqueue::WorkQueue;
+
+/// Errors of a reconcile.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Kube(#[from] kube::Error),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// One controller's reconcile function.
+pub trait Reconciler: Send + Sync + 'static {
+    /// The controller's name, as `--controllers` spells it.
+    const NAME: &'static str;
+
+    /// Brings the object named `key` to its desired state. `Ok(Some(d))` asks to be called again
+    /// after `d` even if nothing changes (e.g. to check a deadline).
+    fn reconcile(&self, key: &str) -> impl Future<Output = Result<Option<Duration>>> + Send;
+}
+
+/// Runs `workers` workers over `queue` until `shutdown`.
+pub async fn run<R: Reconciler>(
+    reconciler: Arc<R>,
+    queue: Arc<WorkQueue>,
+    workers: usize,
+    shutdown: CancellationToken,
+) {
+    let mut tasks = Vec::new();
+    for _ in 0..workers.max(1) {
+        let r = reconciler.clone();
+        let q = queue.clone();
+        let stop = shutdown.clone();
+        tasks.push(tokio::spawn(async move {
+            while let Some(key) = q.get(&stop).await {
+                match r.reconcile(&key).await {
+                    Ok(again) => {
+                        q.forget(&key);
+                        if let Some(d) = again {
+                            q.add_after(key.clone(), d);
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(controller = R::NAME, %key, error = %e, "reconcile failed; will retry");
+                        q.add_rate_limited(&key);
+                    }
+                }
+                q.done(&key);
+            }
+        }));
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+}
+
+/// How long an expectation may stay unmet before the controller acts anyway (a lost watch
+/// event must not freeze a controller).
+pub const EXPECTATIONS_TTL: Duration = Duration::from_secs(300);
+
+#[derive(Debug)]
+struct Expected {
+    adds: i64,
+    deletes: HashSet<String>,
+    since: Instant,
+}
+
+/// Per controller key: how many creations and which deletions it has asked for but not yet
+/// seen through the watch (Kubernetes' ControlleeExpectations with UID tracking).
+#[derive(Debug, Default)]
+pub struct Expectations {
+    map: Mutex<HashMap<String, Expected>>,
+}
+
+impl Expectations {
+    pub fn expect_creations(&self, key: &str, n: i64) {
+        let mut map = self.map.lock().expect("expectations lock");
+        let e = map.entry(key.to_string()).or_insert_with(|| Expected {
+            adds: 0,
+            deletes: HashSet::new(),
+            since: Instant::now(),
+        });
+        e.adds += n;
+        e.since = Instant::now();
+    }
+
+    pub fn expect_deletions(&self, key: &str, pods: impl IntoIterator<Item = String>) {
+        let mut map = self.map.lock().expect("expectations lock");
+        let e = map.entry(key.to_string()).or_insert_with(|| Expected {
+            adds: 0,
+            deletes: HashSet::new(),
+            since: Instant::now(),
+        });
+        e.deletes.extend(pods);
+        e.since = Instant::now();
+    }
+
+    /// A pod this key created was seen (or its creation failed).
+    pub fn creation_observed(&self, key: &str) {
+        if let Some(e) = self.map.lock().expect("expectations lock").get_mut(key) {
+            e.adds -= 1;
+        }
+    }
+
+    /// A pod (by `namespace/name`) is being or was deleted.
+    pub fn deletion_observed(&self, key: &str, pod: &str) {
+        if let Some(e) = self.map.lock().expect("expectations lock").get_mut(key) {
+            e.deletes.remove(pod);
+        }
+    }
+
+    /// Whether the controller may act for `key`: all it asked for was seen, or it waited long
+    /// enough.
+    pub fn satisfied(&self, key: &str) -> bool {
+        match self.map.lock().expect("expectations lock").get(key) {
+            None => true,
+            Some(e) => {
+                (e.adds <= 0 && e.deletes.is_empty()) || e.since.elapsed() > EXPECTATIONS_TTL
+            }
+        }
+    }
+
+    pub fn forget(&self, key: &str) {
+        self.map.lock().expect("expectations lock").remove(key);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn expectations_wait_for_the_watch_or_expire() {
+        let e = Expectations::default();
+        assert!(e.satisfied("rs"));
+        e.expect_creations("rs", 2);
+        e.expect_deletions("rs", ["ns/p1".to_string()]);
+        assert!(!e.satisfied("rs"));
+        e.creation_observed("rs");
+        e.creation_observed("rs");
+        assert!(!e.satisfied("rs"));
+        e.deletion_observed("rs", "ns/p1");
+        e.deletion_observed("rs", "ns/p1");
+        assert!(e.satisfied("rs"));
+        e.expect_creations("rs", 1);
+        assert!(!e.satisfied("rs"));
+        tokio::time::advance(EXPECTATIONS_TTL + Duration::from_secs(1)).await;
+        assert!(e.satisfied("rs"));
+    }
+}

@@ -1,0 +1,6 @@
+//! The controllers, one module each, and [`ALL`]: the names `--controllers` accepts.
+
+pub mod replicaset;
+
+/// Every controller, by its `--controllers` name.
+pub const ALL: &[&str] = &["replicationcontroller", "replicaset"];

@@ -1,0 +1,191 @@
+//! `skiff-controller-manager`: many controllers in one process. Shared [`informer`]s keep one
+//! cache per resource type; each controller is a [`controller::Reconciler`] fed by a
+//! [`workqueue::WorkQueue`] of keys; [`controllers`] holds them.
+
+pub mod context;
+pub mod controller;
+pub mod controllers;
+pub mod informer;
+pub mod pods;
+pub mod workqueue;
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use k8s_openapi::api::apps::v1::ReplicaSet;
+use k8s_openapi::api::core::v1::ReplicationController;
+use skiff_client::leader::{LeaderElector, LeaseTimings};
+use tokio_util::sync::CancellationToken;
+
+use crate::context::{Context, Settings};
+use crate::controllers::replicaset::ReplicaController;
+use crate::workqueue::WorkQueue;
+
+/// The controller-manager's configuration, from flags.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub kubeconfig: PathBuf,
+    /// `--controllers`: `*` (all), names, and `-name` to leave one out.
+    pub controllers: Vec<String>,
+    pub leader_elect: bool,
+    pub lease: LeaseTimings,
+    pub lease_namespace: String,
+    pub lease_name: String,
+    pub serve_addr: SocketAddr,
+    /// Workers per controller (`--concurrent-*-syncs`).
+    pub workers: usize,
+    pub settings: Settings,
+}
+
+/// Resolves `--controllers` to the set of controllers to run.
+pub fn enabled(spec: &[String]) -> anyhow::Result<BTreeSet<&'static str>> {
+    let mut out = BTreeSet::new();
+    let mut star = false;
+    for s in spec
+        .iter()
+        .flat_map(|s| s.split(','))
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    {
+        if s == "*" {
+            star = true;
+            continue;
+        }
+        let name = s.trim_start_matches('-');
+        let Some(known) = controllers::ALL.iter().find(|c| **c == name) else {
+            anyhow::bail!(
+                "unknown controller {name:?} in --controllers; known: {}",
+                controllers::ALL.join(", ")
+            );
+        };
+        if !s.starts_with('-') {
+            out.insert(*known);
+        }
+    }
+    if star {
+        for c in controllers::ALL {
+            if !spec
+                .iter()
+                .flat_map(|s| s.split(','))
+                .any(|s| s.trim() == format!("-{c}"))
+            {
+                out.insert(*c);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Runs the enabled controllers until `shutdown` (Ok) or until leadership is lost (Err).
+pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let enabled = enabled(&config.controllers)?;
+    let client = skiff_client::client(&config.kubeconfig).await?;
+    let identity = skiff_client::identity();
+
+    let listener = skiff_client::health::bind(config.serve_addr).await?;
+    let server = tokio::spawn(skiff_client::health::serve(
+        listener,
+        axum::Router::new(),
+        shutdown.clone(),
+    ));
+
+    let work = shutdown.child_token();
+    let mut holder = None;
+    if config.leader_elect {
+        let mut elector = LeaderElector::new(
+            client.clone(),
+            &config.lease_namespace,
+            &config.lease_name,
+            &identity,
+            config.lease,
+        );
+        if !elector.acquire(&shutdown).await {
+            return Ok(());
+        }
+        let stop_work = work.clone();
+        let until = shutdown.clone();
+        holder = Some(tokio::spawn(async move {
+            let held = elector.hold(until).await;
+            stop_work.cancel();
+            held
+        }));
+    }
+
+    let ctx = Arc::new(Context::new(
+        client,
+        identity,
+        config.settings.clone(),
+        work.clone(),
+    ));
+    let mut tasks = Vec::new();
+    // Handlers are registered before the informers start, so no event is missed.
+    if enabled.contains("replicaset") {
+        let q = Arc::new(WorkQueue::new());
+        let c =
+            ReplicaController::<ReplicaSet>::new(ctx.clone(), ctx.replicasets.clone(), q.clone());
+        tasks.push(tokio::spawn(controller::run(
+            c,
+            q,
+            config.workers,
+            work.clone(),
+        )));
+    }
+    if enabled.contains("replicationcontroller") {
+        let q = Arc::new(WorkQueue::new());
+        let c = ReplicaController::<ReplicationController>::new(
+            ctx.clone(),
+            ctx.replication_controllers.clone(),
+            q.clone(),
+        );
+        tasks.push(tokio::spawn(controller::run(
+            c,
+            q,
+            config.workers,
+            work.clone(),
+        )));
+    }
+    tokio::select! {
+        _ = ctx.start_informers() => {}
+        _ = work.cancelled() => {}
+    }
+    tracing::info!(controllers = ?enabled, "caches synced; controllers running");
+    for t in tasks {
+        let _ = t.await;
+    }
+    if let Some(h) = holder
+        && let Ok(Err(lost)) = h.await
+    {
+        return Err(lost).context("stopping: another controller-manager may take over");
+    }
+    let _ = server.await;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn controllers_flag() {
+        let s = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(enabled(&s(&["*"])).unwrap().len(), controllers::ALL.len());
+        let e = enabled(&s(&["*,-replicaset"])).unwrap();
+        assert!(!e.contains("replicaset") && e.contains("replicationcontroller"));
+        assert_eq!(
+            enabled(&s(&["replicaset"]))
+                .unwrap()
+                .into_iter()
+                .collect::<Vec<_>>(),
+            ["replicaset"]
+        );
+        assert!(
+            enabled(&s(&["nope"]))
+                .unwrap_err()
+                .to_string()
+                .contains("unknown controller")
+        );
+    }
+}

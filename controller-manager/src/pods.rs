@@ -1,0 +1,259 @@
+//! Pod facts the controllers share: active, ready, available; controller references; making
+//! a pod from a template; and Kubernetes' order for choosing which pods to delete first.
+
+use std::cmp::Ordering;
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use kube::Resource;
+
+/// Not finished (Succeeded/Failed) and not being deleted: counts toward replicas.
+pub fn is_active(pod: &Pod) -> bool {
+    let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
+    !matches!(phase, Some("Succeeded") | Some("Failed"))
+        && pod.metadata.deletion_timestamp.is_none()
+}
+
+/// When the pod's Ready condition became True, if it is True.
+pub fn ready_since(pod: &Pod) -> Option<jiff::Timestamp> {
+    pod.status
+        .as_ref()?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_ == "Ready" && c.status == "True")
+        .map(|c| {
+            c.last_transition_time
+                .as_ref()
+                .map(|t| t.0)
+                .unwrap_or(jiff::Timestamp::UNIX_EPOCH)
+        })
+}
+
+pub fn is_ready(pod: &Pod) -> bool {
+    ready_since(pod).is_some()
+}
+
+/// Ready for at least `min_ready_seconds` at `now`.
+pub fn is_available(pod: &Pod, min_ready_seconds: i32, now: jiff::Timestamp) -> bool {
+    match ready_since(pod) {
+        None => false,
+        Some(_) if min_ready_seconds <= 0 => true,
+        Some(since) => since + jiff::SignedDuration::from_secs(min_ready_seconds as i64) <= now,
+    }
+}
+
+/// The owner reference with `controller: true`, if any.
+pub fn controller_of(meta: &ObjectMeta) -> Option<&OwnerReference> {
+    meta.owner_references
+        .as_ref()?
+        .iter()
+        .find(|r| r.controller == Some(true))
+}
+
+/// A controller reference to `owner`, as controllers put on what they create.
+pub fn controller_ref<K: Resource<DynamicType = ()>>(owner: &K) -> OwnerReference {
+    OwnerReference {
+        api_version: K::api_version(&()).into_owned(),
+        kind: K::kind(&()).into_owned(),
+        name: owner.meta().name.clone().unwrap_or_default(),
+        uid: owner.meta().uid.clone().unwrap_or_default(),
+        controller: Some(true),
+        block_owner_deletion: Some(true),
+    }
+}
+
+/// A new pod (to be named by the server from `<prefix>-`) from a template, owned by `owner`.
+pub fn pod_from_template(
+    template: &PodTemplateSpec,
+    namespace: &str,
+    prefix: &str,
+    owner: OwnerReference,
+) -> Pod {
+    let tmeta = template.metadata.clone().unwrap_or_default();
+    Pod {
+        metadata: ObjectMeta {
+            generate_name: Some(format!("{prefix}-")),
+            namespace: Some(namespace.to_string()),
+            labels: tmeta.labels,
+            annotations: tmeta.annotations,
+            finalizers: tmeta.finalizers,
+            owner_references: Some(vec![owner]),
+            ..Default::default()
+        },
+        spec: template.spec.clone(),
+        status: None,
+    }
+}
+
+/// Whether every label of `template` is on the pod (`fullyLabeledReplicas`).
+pub fn fully_labeled(pod: &Pod, template_labels: &BTreeMap<String, String>) -> bool {
+    let labels = pod.metadata.labels.as_ref();
+    template_labels
+        .iter()
+        .all(|(k, v)| labels.and_then(|l| l.get(k)) == Some(v))
+}
+
+fn phase_rank(pod: &Pod) -> u8 {
+    match pod.status.as_ref().and_then(|s| s.phase.as_deref()) {
+        Some("Pending") => 0,
+        Some("Unknown") => 1,
+        Some("Running") => 2,
+        _ => 0,
+    }
+}
+
+fn restarts(pod: &Pod) -> i32 {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_ref())
+        .map(|cs| cs.iter().map(|c| c.restart_count).max().unwrap_or(0))
+        .unwrap_or(0)
+}
+
+/// Kubernetes' order of deletion (ActivePods' "less"): unscheduled before scheduled, pending
+/// before unknown before running, not ready before ready, ready more recently before longer,
+/// more restarts before fewer, newer before older.
+pub fn deletion_order(a: &Pod, b: &Pod) -> Ordering {
+    let scheduled = |p: &Pod| {
+        p.spec
+            .as_ref()
+            .and_then(|s| s.node_name.as_deref())
+            .is_some_and(|n| !n.is_empty())
+    };
+    scheduled(a)
+        .cmp(&scheduled(b))
+        .then_with(|| phase_rank(a).cmp(&phase_rank(b)))
+        .then_with(|| is_ready(a).cmp(&is_ready(b)))
+        .then_with(|| match (ready_since(a), ready_since(b)) {
+            (Some(x), Some(y)) => y.cmp(&x),
+            _ => Ordering::Equal,
+        })
+        .then_with(|| restarts(b).cmp(&restarts(a)))
+        .then_with(|| {
+            let created = |p: &Pod| p.metadata.creation_timestamp.as_ref().map(|t| t.0);
+            created(b).cmp(&created(a))
+        })
+}
+
+#[cfg(test)]
+pub(crate) mod testing {
+    use k8s_openapi::api::core::v1::Pod;
+    use serde_json::{Value, json};
+
+    /// A pod fixture: `pod("p").node("n").ready("2026-01-01T00:00:00Z").build()`.
+    pub struct PodFixture(Value);
+
+    pub fn pod(name: &str) -> PodFixture {
+        PodFixture(json!({
+            "metadata": {"name": name, "namespace": "default", "uid": format!("uid-{name}"),
+                         "creationTimestamp": "2026-01-01T00:00:00Z", "labels": {"app": "web"}},
+            "spec": {"containers": [{"name": "c", "image": "busybox"}]},
+            "status": {"phase": "Pending"}
+        }))
+    }
+
+    impl PodFixture {
+        pub fn node(mut self, n: &str) -> Self {
+            self.0["spec"]["nodeName"] = json!(n);
+            self
+        }
+        pub fn running(mut self) -> Self {
+            self.0["status"]["phase"] = json!("Running");
+            self
+        }
+        pub fn ready(mut self, since: &str) -> Self {
+            self.0["status"]["phase"] = json!("Running");
+            self.0["status"]["conditions"] =
+                json!([{"type": "Ready", "status": "True", "lastTransitionTime": since}]);
+            self
+        }
+        pub fn created(mut self, at: &str) -> Self {
+            self.0["metadata"]["creationTimestamp"] = json!(at);
+            self
+        }
+        pub fn restarts(mut self, n: i32) -> Self {
+            self.0["status"]["containerStatuses"] = json!([{"name": "c", "image": "busybox", "imageID": "",
+                "ready": false, "restartCount": n}]);
+            self
+        }
+        pub fn label(mut self, k: &str, v: &str) -> Self {
+            self.0["metadata"]["labels"][k] = json!(v);
+            self
+        }
+        pub fn owner(mut self, kind: &str, name: &str, uid: &str) -> Self {
+            self.0["metadata"]["ownerReferences"] = json!([{"apiVersion": "apps/v1", "kind": kind,
+                "name": name, "uid": uid, "controller": true}]);
+            self
+        }
+        pub fn deleting(mut self) -> Self {
+            self.0["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
+            self
+        }
+        pub fn build(self) -> Pod {
+            serde_json::from_value(self.0).expect("pod fixture")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::pod;
+    use super::*;
+
+    #[test]
+    fn deletion_prefers_unscheduled_then_unready_then_newest() {
+        let mut pods = vec![
+            pod("old-ready")
+                .node("n")
+                .ready("2026-01-01T00:00:00Z")
+                .build(),
+            pod("unscheduled").build(),
+            pod("pending-on-node").node("n").build(),
+            pod("running-not-ready").node("n").running().build(),
+            pod("new-ready")
+                .node("n")
+                .ready("2026-01-01T00:00:00Z")
+                .created("2026-01-02T00:00:00Z")
+                .build(),
+            pod("recently-ready")
+                .node("n")
+                .ready("2026-01-03T00:00:00Z")
+                .build(),
+            pod("crashy").node("n").running().restarts(5).build(),
+        ];
+        pods.sort_by(deletion_order);
+        let names: Vec<&str> = pods
+            .iter()
+            .map(|p| p.metadata.name.as_deref().unwrap())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "unscheduled",
+                "pending-on-node",
+                "crashy",
+                "running-not-ready",
+                "recently-ready",
+                "new-ready",
+                "old-ready"
+            ]
+        );
+    }
+
+    #[test]
+    fn availability_honours_min_ready_seconds() {
+        let p = pod("p").ready("2026-01-01T00:00:00Z").build();
+        let at = |s: &str| s.parse::<jiff::Timestamp>().unwrap();
+        assert!(is_available(&p, 0, at("2026-01-01T00:00:00Z")));
+        assert!(!is_available(&p, 10, at("2026-01-01T00:00:05Z")));
+        assert!(is_available(&p, 10, at("2026-01-01T00:00:10Z")));
+        assert!(!is_available(
+            &pod("q").build(),
+            0,
+            at("2026-01-01T00:00:00Z")
+        ));
+        assert!(!is_active(&pod("d").deleting().build()));
+    }
+}
