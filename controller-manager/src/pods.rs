@@ -204,7 +204,7 @@ mod tests {
 
     #[test]
     fn deletion_prefers_unscheduled_then_unready_then_newest() {
-        let mut pods = vec![
+        let mut pods = [
             pod("old-ready")
                 .node("n")
                 .ready("2026-01-01T00:00:00Z")
