@@ -147,6 +147,16 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             work.clone(),
         )));
     }
+    if enabled.contains("deployment") {
+        let q = Arc::new(WorkQueue::new());
+        let c = controllers::deployment::DeploymentController::new(ctx.clone(), q.clone());
+        tasks.push(tokio::spawn(controller::run(c, q, config.workers, work.clone())));
+    }
+    if enabled.contains("garbagecollector") {
+        let q = Arc::new(WorkQueue::new());
+        let c = controllers::gc::GarbageCollector::new(ctx.clone(), q.clone());
+        tasks.push(tokio::spawn(controller::run(c, q, config.workers.max(10), work.clone())));
+    }
     tokio::select! {
         _ = ctx.start_informers() => {}
         _ = work.cancelled() => {}

@@ -64,6 +64,54 @@ pub fn controller_ref<K: Resource<DynamicType = ()>>(owner: &K) -> OwnerReferenc
     }
 }
 
+/// Adopts `obj` for `owner` (adds the controller reference) or releases it (removes the
+/// owner's reference), guarded by the object's resourceVersion. A conflict or a vanished
+/// object is not an error: the watch brings the next state and the owner is synced again.
+pub async fn set_controller<O, T>(
+    client: &kube::Client,
+    owner: &O,
+    obj: &T,
+    adopt: bool,
+) -> Result<(), kube::Error>
+where
+    O: Resource<DynamicType = ()>,
+    T: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    let meta = obj.meta();
+    let api: kube::Api<T> =
+        kube::Api::namespaced(client.clone(), meta.namespace.as_deref().unwrap_or_default());
+    let uid = owner.meta().uid.clone().unwrap_or_default();
+    let mut refs: Vec<OwnerReference> = meta
+        .owner_references
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|r| r.uid != uid)
+        .collect();
+    if adopt {
+        refs.push(controller_ref(owner));
+    }
+    let patch = serde_json::json!({ "metadata": {
+        "ownerReferences": refs,
+        "resourceVersion": meta.resource_version,
+    }});
+    match api
+        .patch(
+            meta.name.as_deref().unwrap_or_default(),
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&patch),
+        )
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 /// A new pod (to be named by the server from `<prefix>-`) from a template, owned by `owner`.
 pub fn pod_from_template(
     template: &PodTemplateSpec,

@@ -1,6 +1,8 @@
 //! The controllers, one module each, and [`ALL`]: the names `--controllers` accepts.
 
+pub mod deployment;
+pub mod gc;
 pub mod replicaset;
 
 /// Every controller, by its `--controllers` name.
-pub const ALL: &[&str] = &["replicationcontroller", "replicaset"];
+pub const ALL: &[&str] = &["replicationcontroller", "replicaset", "deployment", "garbagecollector"];

@@ -89,29 +89,34 @@ impl ReplicaKind for ReplicationController {
     }
 }
 
-/// Which pods an owner keeps, adopts and releases.
-#[derive(Debug, Default)]
-pub struct Claims {
-    pub owned: Vec<Arc<Pod>>,
-    pub adopt: Vec<Arc<Pod>>,
-    pub release: Vec<Arc<Pod>>,
+/// Which objects (pods, or a Deployment's ReplicaSets) an owner keeps, adopts and releases.
+#[derive(Debug)]
+pub struct Claims<T> {
+    pub owned: Vec<Arc<T>>,
+    pub adopt: Vec<Arc<T>>,
+    pub release: Vec<Arc<T>>,
 }
 
-/// Kubernetes' ControllerRefManager: pods controlled by `uid` stay if the selector still
+/// Kubernetes' ControllerRefManager: objects controlled by `uid` stay if the selector still
 /// matches (else they are released); orphans that match and are not being deleted are adopted
-/// (unless the owner itself is being deleted); pods of other controllers are left alone.
-pub fn claim(
+/// (unless the owner itself is being deleted); objects of other controllers are left alone.
+pub fn claim<T: Resource>(
     uid: &str,
     selector: &LabelSelector,
     owner_deleting: bool,
-    candidates: Vec<Arc<Pod>>,
-) -> Claims {
-    let mut c = Claims::default();
+    candidates: Vec<Arc<T>>,
+) -> Claims<T> {
+    let mut c = Claims {
+        owned: Vec::new(),
+        adopt: Vec::new(),
+        release: Vec::new(),
+    };
     let empty = BTreeMap::new();
     for pod in candidates {
-        let labels = pod.metadata.labels.as_ref().unwrap_or(&empty);
+        let pod_meta = pod.meta();
+        let labels = pod_meta.labels.as_ref().unwrap_or(&empty);
         let matches = skiff_client::selector::matches(selector, labels);
-        match pods::controller_of(&pod.metadata) {
+        match pods::controller_of(pod_meta) {
             Some(r) if r.uid == uid => {
                 if matches {
                     c.owned.push(pod);
@@ -121,7 +126,7 @@ pub fn claim(
             }
             Some(_) => {}
             None => {
-                if matches && !owner_deleting && pod.metadata.deletion_timestamp.is_none() {
+                if matches && !owner_deleting && pod_meta.deletion_timestamp.is_none() {
                     c.adopt.push(pod);
                 }
             }
@@ -267,42 +272,6 @@ impl<K: ReplicaKind> ReplicaController<K> {
         })
     }
 
-    async fn adopt_or_release(&self, owner: &K, pod: &Pod, adopt: bool) -> Result<()> {
-        let api: Api<Pod> = Api::namespaced(
-            self.ctx.client.clone(),
-            &pod.namespace().unwrap_or_default(),
-        );
-        let uid = owner.meta().uid.clone().unwrap_or_default();
-        let mut refs: Vec<_> = pod
-            .metadata
-            .owner_references
-            .clone()
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|r| r.uid != uid)
-            .collect();
-        if adopt {
-            refs.push(pods::controller_ref(owner));
-        }
-        let patch = json!({ "metadata": {
-            "ownerReferences": refs,
-            "resourceVersion": pod.resource_version(),
-        }});
-        match api
-            .patch(
-                &pod.name_any(),
-                &PatchParams::default(),
-                &Patch::Merge(&patch),
-            )
-            .await
-        {
-            Ok(_) => Ok(()),
-            // Gone or changed meanwhile: the watch brings the next state.
-            Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => Ok(()),
-            Err(e) => Err(e.into()),
-        }
-    }
-
     async fn create_pods(&self, key: &str, owner: &K, n: usize) -> Option<String> {
         let Some(template) = owner.template() else {
             return Some("the template is missing".into());
@@ -426,11 +395,11 @@ impl<K: ReplicaKind> Reconciler for ReplicaController<K> {
         let deleting = owner.meta().deletion_timestamp.is_some();
         let claims = claim(&uid, &selector, deleting, self.ctx.pods.list_in(ns));
         for p in &claims.release {
-            self.adopt_or_release(&owner, p, false).await?;
+            pods::set_controller(&self.ctx.client, owner.as_ref(), p.as_ref(), false).await?;
         }
         let mut owned = claims.owned;
         for p in claims.adopt {
-            self.adopt_or_release(&owner, &p, true).await?;
+            pods::set_controller(&self.ctx.client, owner.as_ref(), p.as_ref(), true).await?;
             owned.push(p);
         }
         let active: Vec<Arc<Pod>> = owned.into_iter().filter(|p| pods::is_active(p)).collect();
