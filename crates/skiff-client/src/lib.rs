@@ -2,12 +2,13 @@
 //! [`kube::Client`], the [`events::Recorder`] that writes core/v1 Events as kubectl describes
 //! them, [`leader::LeaderElector`] (Lease-based leader election, as client-go's), and
 //! [`health::serve`], the HTTPS `/healthz` + `/metrics` endpoint of the scheduler and the
-//! controller-manager, and typed label [`selector`] matching.
+//! controller-manager, typed label [`selector`] matching and [`tolerations`].
 
 pub mod events;
 pub mod health;
 pub mod leader;
 pub mod selector;
+pub mod tolerations;
 
 use anyhow::Context as _;
 
