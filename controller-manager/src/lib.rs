@@ -150,32 +150,62 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     if enabled.contains("deployment") {
         let q = Arc::new(WorkQueue::new());
         let c = controllers::deployment::DeploymentController::new(ctx.clone(), q.clone());
-        tasks.push(tokio::spawn(controller::run(c, q, config.workers, work.clone())));
+        tasks.push(tokio::spawn(controller::run(
+            c,
+            q,
+            config.workers,
+            work.clone(),
+        )));
     }
     if enabled.contains("garbagecollector") {
         let q = Arc::new(WorkQueue::new());
         let c = controllers::gc::GarbageCollector::new(ctx.clone(), q.clone());
-        tasks.push(tokio::spawn(controller::run(c, q, config.workers.max(10), work.clone())));
+        tasks.push(tokio::spawn(controller::run(
+            c,
+            q,
+            config.workers.max(10),
+            work.clone(),
+        )));
     }
     if enabled.contains("namespace") {
         let q = Arc::new(WorkQueue::new());
         let c = controllers::namespace::NamespaceController::new(ctx.clone(), q.clone());
-        tasks.push(tokio::spawn(controller::run(c, q, config.workers, work.clone())));
+        tasks.push(tokio::spawn(controller::run(
+            c,
+            q,
+            config.workers,
+            work.clone(),
+        )));
     }
     if enabled.contains("nodeipam") {
         let q = Arc::new(WorkQueue::new());
         let c = controllers::nodeipam::NodeIpam::new(ctx.clone(), q.clone());
-        tasks.push(tokio::spawn(controller::run(c, q, config.workers, work.clone())));
+        tasks.push(tokio::spawn(controller::run(
+            c,
+            q,
+            config.workers,
+            work.clone(),
+        )));
     }
     if enabled.contains("nodelifecycle") {
         let q = Arc::new(WorkQueue::new());
         let c = controllers::nodelifecycle::NodeLifecycle::new(ctx.clone(), q.clone());
-        tasks.push(tokio::spawn(controller::run(c, q, config.workers, work.clone())));
+        tasks.push(tokio::spawn(controller::run(
+            c,
+            q,
+            config.workers,
+            work.clone(),
+        )));
     }
     if enabled.contains("endpoint") {
         let q = Arc::new(WorkQueue::new());
         let c = controllers::endpoints::EndpointsController::new(ctx.clone(), q.clone());
-        tasks.push(tokio::spawn(controller::run(c, q, config.workers, work.clone())));
+        tasks.push(tokio::spawn(controller::run(
+            c,
+            q,
+            config.workers,
+            work.clone(),
+        )));
     }
     tokio::select! {
         _ = ctx.start_informers() => {}

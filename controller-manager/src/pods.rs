@@ -81,8 +81,10 @@ where
         + std::fmt::Debug,
 {
     let meta = obj.meta();
-    let api: kube::Api<T> =
-        kube::Api::namespaced(client.clone(), meta.namespace.as_deref().unwrap_or_default());
+    let api: kube::Api<T> = kube::Api::namespaced(
+        client.clone(),
+        meta.namespace.as_deref().unwrap_or_default(),
+    );
     let uid = owner.meta().uid.clone().unwrap_or_default();
     let mut refs: Vec<OwnerReference> = meta
         .owner_references

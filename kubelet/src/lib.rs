@@ -44,6 +44,8 @@ pub struct Config {
     pub pod_manifest_path: Option<PathBuf>,
     /// The kubelet server's port (10250; 0 = any free port).
     pub port: u16,
+    /// `--node-lease-duration-seconds`: the heartbeat Lease's duration (renewed every quarter).
+    pub node_lease_duration_seconds: i32,
 }
 
 /// What every part of the kubelet shares.
@@ -119,6 +121,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         ctx.clone(),
         config.pod_cidr.clone(),
         config.status_report_every,
+        config.node_lease_duration_seconds,
     );
     agent.register().await.context("registering the Node")?;
     tracing::info!(node = %ctx.node_name, ip = %node_ip, "node registered");

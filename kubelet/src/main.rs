@@ -37,6 +37,9 @@ struct Flags {
     /// Port of the kubelet's HTTPS server (logs, exec, stats); 0 picks a free one.
     #[arg(long, default_value_t = 10250)]
     port: u16,
+    /// Duration of the node's heartbeat Lease; the kubelet renews it every quarter of this.
+    #[arg(long, default_value_t = 40, value_parser = clap::value_parser!(i32).range(1..))]
+    node_lease_duration_seconds: i32,
 }
 
 #[tokio::main]
@@ -68,6 +71,7 @@ async fn main() -> anyhow::Result<()> {
         status_report_every: std::time::Duration::from_secs(flags.node_status_report_frequency),
         pod_manifest_path: flags.pod_manifest_path,
         port: flags.port,
+        node_lease_duration_seconds: flags.node_lease_duration_seconds,
     };
     let shutdown = CancellationToken::new();
     let signal = shutdown.clone();

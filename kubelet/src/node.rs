@@ -13,10 +13,6 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{Context, sysinfo};
 
-/// How often the Lease is renewed.
-const LEASE_EVERY: Duration = Duration::from_secs(10);
-const LEASE_DURATION_SECONDS: i32 = 40;
-
 fn now() -> String {
     jiff::Timestamp::now()
         .strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -43,14 +39,22 @@ pub struct NodeAgent {
     ctx: Arc<Context>,
     pod_cidr: Option<String>,
     report_every: Duration,
+    /// The Lease's duration; it is renewed every quarter of it (10 s for the default 40 s).
+    lease_duration_seconds: i32,
 }
 
 impl NodeAgent {
-    pub fn new(ctx: Arc<Context>, pod_cidr: Option<String>, report_every: Duration) -> Self {
+    pub fn new(
+        ctx: Arc<Context>,
+        pod_cidr: Option<String>,
+        report_every: Duration,
+        lease_duration_seconds: i32,
+    ) -> Self {
         NodeAgent {
             ctx,
             pod_cidr,
             report_every,
+            lease_duration_seconds: lease_duration_seconds.max(1),
         }
     }
 
@@ -238,7 +242,7 @@ impl NodeAgent {
     async fn renew_lease(&self) -> anyhow::Result<()> {
         let api: Api<Lease> = Api::namespaced(self.ctx.client.clone(), "kube-node-lease");
         let name = &self.ctx.node_name;
-        let patch = json!({ "spec": { "holderIdentity": name, "leaseDurationSeconds": LEASE_DURATION_SECONDS, "renewTime": now_micro() } });
+        let patch = json!({ "spec": { "holderIdentity": name, "leaseDurationSeconds": self.lease_duration_seconds, "renewTime": now_micro() } });
         match api
             .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
             .await
@@ -270,7 +274,9 @@ impl NodeAgent {
         shutdown: CancellationToken,
     ) {
         let mut reported: Option<(Vec<(Condition, String)>, Instant)> = None;
-        let mut tick = tokio::time::interval(LEASE_EVERY);
+        let mut tick = tokio::time::interval(Duration::from_millis(
+            self.lease_duration_seconds as u64 * 250,
+        ));
         loop {
             tokio::select! {
                 _ = tick.tick() => {}

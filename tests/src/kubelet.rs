@@ -82,6 +82,16 @@ impl Kubelet {
         Self::launch(server, node, pod_cidr, false, &[], &[])
     }
 
+    /// A hollow kubelet with extra flags.
+    pub fn start_fake_with_args(
+        server: &ApiServer,
+        node: &str,
+        pod_cidr: &str,
+        extra: &[&str],
+    ) -> Kubelet {
+        Self::launch(server, node, pod_cidr, false, &[], extra)
+    }
+
     fn launch(
         server: &ApiServer,
         node: &str,
@@ -167,6 +177,14 @@ impl Kubelet {
             let _ = c.wait();
         }
         self.spawn();
+    }
+
+    /// Stops the kubelet (SIGKILL) for good, as a node that dies.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
     }
 
     pub fn log_text(&self) -> String {

@@ -62,7 +62,11 @@ fn resolve(v: Option<&IntOrString>, default: &str, total: i32, round_up: bool) -
         return s.parse().unwrap_or(0);
     };
     let exact = pct * total as f64 / 100.0;
-    (if round_up { exact.ceil() } else { exact.floor() }) as i32
+    (if round_up {
+        exact.ceil()
+    } else {
+        exact.floor()
+    }) as i32
 }
 
 /// (maxSurge, maxUnavailable) as numbers; both zero is impossible, so unavailable becomes 1.
@@ -74,7 +78,12 @@ pub fn fenceposts(d: &Deployment) -> (i32, i32) {
         .and_then(|s| s.strategy.as_ref())
         .and_then(|s| s.rolling_update.as_ref());
     let surge = resolve(ru.and_then(|r| r.max_surge.as_ref()), "25%", replicas, true);
-    let unavailable = resolve(ru.and_then(|r| r.max_unavailable.as_ref()), "25%", replicas, false);
+    let unavailable = resolve(
+        ru.and_then(|r| r.max_unavailable.as_ref()),
+        "25%",
+        replicas,
+        false,
+    );
     if surge == 0 && unavailable == 0 {
         return (0, 1);
     }
@@ -90,7 +99,10 @@ fn rs_replicas(rs: &ReplicaSet) -> i32 {
 }
 
 fn rs_available(rs: &ReplicaSet) -> i32 {
-    rs.status.as_ref().and_then(|s| s.available_replicas).unwrap_or(0)
+    rs.status
+        .as_ref()
+        .and_then(|s| s.available_replicas)
+        .unwrap_or(0)
 }
 
 fn is_recreate(d: &Deployment) -> bool {
@@ -178,14 +190,25 @@ pub fn max_scale_down(d: &Deployment, all: &[&ReplicaSet], new_rs: Option<&Repli
 
 /// Desired sizes of the old ReplicaSets after a RollingUpdate step: first unhealthy pods go
 /// (they cost no availability), then available ones down to the minimum, oldest first.
-pub fn scale_down_old(d: &Deployment, all: &[&ReplicaSet], new_rs: Option<&ReplicaSet>, old: &[&ReplicaSet]) -> Vec<(String, i32)> {
+pub fn scale_down_old(
+    d: &Deployment,
+    all: &[&ReplicaSet],
+    new_rs: Option<&ReplicaSet>,
+    old: &[&ReplicaSet],
+) -> Vec<(String, i32)> {
     let mut budget = max_scale_down(d, all, new_rs);
-    let mut sizes: BTreeMap<String, i32> = old.iter().map(|r| (r.name_any(), rs_replicas(r))).collect();
+    let mut sizes: BTreeMap<String, i32> =
+        old.iter().map(|r| (r.name_any(), rs_replicas(r))).collect();
     if budget <= 0 {
         return Vec::new();
     }
     let mut oldest: Vec<&&ReplicaSet> = old.iter().filter(|r| rs_replicas(r) > 0).collect();
-    oldest.sort_by_key(|r| (r.metadata.creation_timestamp.as_ref().map(|t| t.0), r.name_any()));
+    oldest.sort_by_key(|r| {
+        (
+            r.metadata.creation_timestamp.as_ref().map(|t| t.0),
+            r.name_any(),
+        )
+    });
     for rs in &oldest {
         if budget <= 0 {
             break;
@@ -229,9 +252,13 @@ pub fn proportional_sizes(d: &Deployment, active: &[&ReplicaSet]) -> Vec<(String
     let to_add = allowed - current;
     let mut sorted: Vec<&&ReplicaSet> = active.iter().collect();
     sorted.sort_by(|a, b| {
-        rs_replicas(b)
-            .cmp(&rs_replicas(a))
-            .then_with(|| b.metadata.creation_timestamp.as_ref().map(|t| t.0).cmp(&a.metadata.creation_timestamp.as_ref().map(|t| t.0)))
+        rs_replicas(b).cmp(&rs_replicas(a)).then_with(|| {
+            b.metadata
+                .creation_timestamp
+                .as_ref()
+                .map(|t| t.0)
+                .cmp(&a.metadata.creation_timestamp.as_ref().map(|t| t.0))
+        })
     });
     let mut added = 0;
     let mut sizes: Vec<(String, i32)> = Vec::new();
@@ -248,10 +275,15 @@ pub fn proportional_sizes(d: &Deployment, active: &[&ReplicaSet]) -> Vec<(String
             let fraction = if replicas == 0 {
                 -rs_replicas(rs)
             } else {
-                ((rs_replicas(rs) as f64 * allowed as f64) / annotated.max(1) as f64).round() as i32 - rs_replicas(rs)
+                ((rs_replicas(rs) as f64 * allowed as f64) / annotated.max(1) as f64).round() as i32
+                    - rs_replicas(rs)
             };
             let left = to_add - added;
-            part = if to_add > 0 { fraction.min(left) } else { fraction.max(left) };
+            part = if to_add > 0 {
+                fraction.min(left)
+            } else {
+                fraction.max(left)
+            };
         }
         added += part;
         sizes.push((rs.name_any(), rs_replicas(rs) + part));
@@ -311,13 +343,19 @@ impl DeploymentController {
             let ns = pod.namespace().unwrap_or_default();
             if let Some(r) = pods::controller_of(&pod.metadata).filter(|r| r.kind == "ReplicaSet")
                 && let Some(rs) = replicasets.get(Some(&ns), &r.name)
-                && let Some(d) = pods::controller_of(&rs.metadata).filter(|r| r.kind == "Deployment")
+                && let Some(d) =
+                    pods::controller_of(&rs.metadata).filter(|r| r.kind == "Deployment")
             {
                 q.add(format!("{ns}/{}", d.name));
             }
         });
         Arc::new(DeploymentController {
-            recorder: Recorder::new(ctx.client.clone(), "deployment-controller", &ctx.identity, ctx.shutdown.clone()),
+            recorder: Recorder::new(
+                ctx.client.clone(),
+                "deployment-controller",
+                &ctx.identity,
+                ctx.shutdown.clone(),
+            ),
             ctx,
         })
     }
@@ -344,7 +382,11 @@ impl DeploymentController {
             "spec": { "replicas": size },
         });
         self.rs_api(&rs.namespace().unwrap_or_default())
-            .patch(&rs.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
+            .patch(
+                &rs.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
             .await?;
         if !same_size {
             let from = rs_replicas(rs);
@@ -353,7 +395,10 @@ impl DeploymentController {
                 d.object_ref(&()),
                 EventType::Normal,
                 "ScalingReplicaSet",
-                format!("Scaled {dir} replica set {} from {from} to {size}", rs.name_any()),
+                format!(
+                    "Scaled {dir} replica set {} from {from} to {size}",
+                    rs.name_any()
+                ),
             );
         }
         Ok(!same_size)
@@ -369,9 +414,12 @@ impl DeploymentController {
     ) -> Result<Option<Arc<ReplicaSet>>> {
         let spec = d.spec.clone().unwrap_or_default();
         let ns = d.namespace().unwrap_or_default();
-        let existing = owned
-            .iter()
-            .find(|rs| rs.spec.as_ref().and_then(|s| s.template.as_ref()).is_some_and(|t| equal_ignoring_hash(t, &spec.template)));
+        let existing = owned.iter().find(|rs| {
+            rs.spec
+                .as_ref()
+                .and_then(|s| s.template.as_ref())
+                .is_some_and(|t| equal_ignoring_hash(t, &spec.template))
+        });
         let max_old = owned
             .iter()
             .filter(|rs| Some(rs) != existing.as_ref().map(|e| *e).as_ref())
@@ -420,17 +468,31 @@ impl DeploymentController {
             });
             let updated = self
                 .rs_api(&ns)
-                .patch(&rs.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
+                .patch(
+                    &rs.name_any(),
+                    &PatchParams::default(),
+                    &Patch::Merge(&patch),
+                )
                 .await?;
             if current < next_revision && current > 0 {
-                self.set_progressing(d, "True", "FoundNewReplicaSet", &format!("Found new replica set \"{}\"", rs.name_any())).await?;
+                self.set_progressing(
+                    d,
+                    "True",
+                    "FoundNewReplicaSet",
+                    &format!("Found new replica set \"{}\"", rs.name_any()),
+                )
+                .await?;
             }
             return Ok(Some(Arc::new(updated)));
         }
         if !create {
             return Ok(None);
         }
-        let collisions = d.status.as_ref().and_then(|s| s.collision_count).unwrap_or(0);
+        let collisions = d
+            .status
+            .as_ref()
+            .and_then(|s| s.collision_count)
+            .unwrap_or(0);
         let hash = template_hash(&spec.template, collisions);
         let mut template = spec.template.clone();
         template
@@ -478,7 +540,13 @@ impl DeploymentController {
                         format!("Scaled up replica set {name} from 0 to {size}"),
                     );
                 }
-                self.set_progressing(d, "True", "NewReplicaSetCreated", &format!("Created new replica set \"{name}\"")).await?;
+                self.set_progressing(
+                    d,
+                    "True",
+                    "NewReplicaSetCreated",
+                    &format!("Created new replica set \"{name}\""),
+                )
+                .await?;
                 Ok(Some(Arc::new(created)))
             }
             Err(kube::Error::Api(s)) if s.code == 409 => {
@@ -499,27 +567,76 @@ impl DeploymentController {
                 }
                 let patch = json!({ "status": { "collisionCount": collisions + 1 } });
                 Api::<Deployment>::namespaced(self.ctx.client.clone(), &ns)
-                    .patch_status(&d.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
+                    .patch_status(
+                        &d.name_any(),
+                        &PatchParams::default(),
+                        &Patch::Merge(&patch),
+                    )
                     .await?;
-                Err(crate::controller::Error::Invalid(format!("replica set {name} exists with another template; retrying with a new hash")))
+                Err(crate::controller::Error::Invalid(format!(
+                    "replica set {name} exists with another template; retrying with a new hash"
+                )))
             }
             Err(e) => Err(e.into()),
         }
     }
 
-    async fn set_progressing(&self, d: &Deployment, status: &str, reason: &str, message: &str) -> Result<()> {
-        let mut conds = d.status.as_ref().and_then(|s| s.conditions.clone()).unwrap_or_default();
-        upsert_condition(&mut conds, "Progressing", status, reason, message, jiff::Timestamp::now());
+    async fn set_progressing(
+        &self,
+        d: &Deployment,
+        status: &str,
+        reason: &str,
+        message: &str,
+    ) -> Result<()> {
+        let mut conds = d
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.clone())
+            .unwrap_or_default();
+        upsert_condition(
+            &mut conds,
+            "Progressing",
+            status,
+            reason,
+            message,
+            jiff::Timestamp::now(),
+        );
         let patch = json!({ "status": { "conditions": conds } });
         Api::<Deployment>::namespaced(self.ctx.client.clone(), &d.namespace().unwrap_or_default())
-            .patch_status(&d.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
+            .patch_status(
+                &d.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// The Deployment carries its new ReplicaSet's revision (what `kubectl rollout` reads).
+    async fn sync_revision(&self, d: &Deployment, new_rs: &ReplicaSet) -> Result<()> {
+        let want = revision_of(&new_rs.metadata);
+        if want == 0 || revision_of(&d.metadata) == want {
+            return Ok(());
+        }
+        let patch = json!({ "metadata": { "annotations": { REVISION: want.to_string() } } });
+        Api::<Deployment>::namespaced(self.ctx.client.clone(), &d.namespace().unwrap_or_default())
+            .patch(
+                &d.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
             .await?;
         Ok(())
     }
 
     /// Deletes old, empty ReplicaSets beyond `revisionHistoryLimit`, oldest revision first.
     async fn cleanup(&self, d: &Deployment, old: &[Arc<ReplicaSet>]) -> Result<()> {
-        let limit = d.spec.as_ref().and_then(|s| s.revision_history_limit).unwrap_or(10).max(0) as usize;
+        let limit = d
+            .spec
+            .as_ref()
+            .and_then(|s| s.revision_history_limit)
+            .unwrap_or(10)
+            .max(0) as usize;
         let mut empty: Vec<&Arc<ReplicaSet>> = old
             .iter()
             .filter(|rs| {
@@ -548,7 +665,10 @@ impl DeploymentController {
 
     /// Whether pods of the old ReplicaSets still exist (Recreate waits for none).
     fn old_pods_running(&self, ns: &str, old: &[Arc<ReplicaSet>]) -> bool {
-        let uids: Vec<&str> = old.iter().filter_map(|r| r.metadata.uid.as_deref()).collect();
+        let uids: Vec<&str> = old
+            .iter()
+            .filter_map(|r| r.metadata.uid.as_deref())
+            .collect();
         self.ctx.pods.list_in(ns).iter().any(|p: &Arc<Pod>| {
             let phase = p.status.as_ref().and_then(|s| s.phase.as_deref());
             !matches!(phase, Some("Succeeded") | Some("Failed"))
@@ -557,16 +677,28 @@ impl DeploymentController {
     }
 
     /// Writes status (counts, Available, Progressing); returns when to look again.
-    async fn sync_status(&self, d: &Deployment, all: &[Arc<ReplicaSet>], new_rs: Option<&ReplicaSet>) -> Result<Option<Duration>> {
+    async fn sync_status(
+        &self,
+        d: &Deployment,
+        all: &[Arc<ReplicaSet>],
+        new_rs: Option<&ReplicaSet>,
+    ) -> Result<Option<Duration>> {
         let now = jiff::Timestamp::now();
         let (status, again) = compute_status(d, all, new_rs, now);
         let current = serde_json::to_value(&d.status).unwrap_or_default();
         let wanted = serde_json::to_value(&status).unwrap_or_default();
         if current != wanted {
             let patch = json!({ "status": wanted });
-            Api::<Deployment>::namespaced(self.ctx.client.clone(), &d.namespace().unwrap_or_default())
-                .patch_status(&d.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
-                .await?;
+            Api::<Deployment>::namespaced(
+                self.ctx.client.clone(),
+                &d.namespace().unwrap_or_default(),
+            )
+            .patch_status(
+                &d.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
+            .await?;
         }
         Ok(again)
     }
@@ -609,25 +741,52 @@ pub fn compute_status(
     all: &[Arc<ReplicaSet>],
     new_rs: Option<&ReplicaSet>,
     now: jiff::Timestamp,
-) -> (k8s_openapi::api::apps::v1::DeploymentStatus, Option<Duration>) {
+) -> (
+    k8s_openapi::api::apps::v1::DeploymentStatus,
+    Option<Duration>,
+) {
     let old = d.status.clone().unwrap_or_default();
     let sum = |f: &dyn Fn(&ReplicaSet) -> i32| all.iter().map(|r| f(r)).sum::<i32>();
     let replicas = sum(&|r| r.status.as_ref().map(|s| s.replicas).unwrap_or(0));
-    let ready = sum(&|r| r.status.as_ref().and_then(|s| s.ready_replicas).unwrap_or(0));
+    let ready = sum(&|r| {
+        r.status
+            .as_ref()
+            .and_then(|s| s.ready_replicas)
+            .unwrap_or(0)
+    });
     let available = sum(&rs_available);
     let total_spec = sum(&rs_replicas);
-    let updated = new_rs.and_then(|r| r.status.as_ref()).map(|s| s.replicas).unwrap_or(0);
+    let updated = new_rs
+        .and_then(|r| r.status.as_ref())
+        .map(|s| s.replicas)
+        .unwrap_or(0);
     let want = replicas_of(d);
     let (_, max_unavailable) = fenceposts(d);
     let mut conds = old.conditions.clone().unwrap_or_default();
     if available >= want - max_unavailable {
-        upsert_condition(&mut conds, "Available", "True", "MinimumReplicasAvailable", "Deployment has minimum availability.", now);
+        upsert_condition(
+            &mut conds,
+            "Available",
+            "True",
+            "MinimumReplicasAvailable",
+            "Deployment has minimum availability.",
+            now,
+        );
     } else {
-        upsert_condition(&mut conds, "Available", "False", "MinimumReplicasUnavailable", "Deployment does not have minimum availability.", now);
+        upsert_condition(
+            &mut conds,
+            "Available",
+            "False",
+            "MinimumReplicasUnavailable",
+            "Deployment does not have minimum availability.",
+            now,
+        );
     }
     // Keep the Available condition's times when nothing but the update time would change.
     if let (Some(prev), Some(c)) = (
-        old.conditions.as_ref().and_then(|cs| cs.iter().find(|c| c.type_ == "Available")),
+        old.conditions
+            .as_ref()
+            .and_then(|cs| cs.iter().find(|c| c.type_ == "Available")),
         conds.iter_mut().find(|c| c.type_ == "Available"),
     ) && prev.status == c.status
         && prev.reason == c.reason
@@ -653,32 +812,72 @@ pub fn compute_status(
     let progressing = conds.iter().find(|c| c.type_ == "Progressing").cloned();
     if paused {
         if progressing.as_ref().and_then(|c| c.reason.as_deref()) != Some("DeploymentPaused") {
-            upsert_condition(&mut conds, "Progressing", "Unknown", "DeploymentPaused", "Deployment is paused", now);
+            upsert_condition(
+                &mut conds,
+                "Progressing",
+                "Unknown",
+                "DeploymentPaused",
+                "Deployment is paused",
+                now,
+            );
         }
     } else if progressing.as_ref().and_then(|c| c.reason.as_deref()) == Some("DeploymentPaused") {
-        upsert_condition(&mut conds, "Progressing", "Unknown", "DeploymentResumed", "Deployment is resumed", now);
+        upsert_condition(
+            &mut conds,
+            "Progressing",
+            "Unknown",
+            "DeploymentResumed",
+            "Deployment is resumed",
+            now,
+        );
     } else if deadline.is_some() {
         let complete = updated == want && replicas == want && available == want && new_rs.is_some();
         let progressed = updated > old.updated_replicas.unwrap_or(0)
-            || (replicas - updated) < (old.replicas.unwrap_or(0) - old.updated_replicas.unwrap_or(0))
+            || (replicas - updated)
+                < (old.replicas.unwrap_or(0) - old.updated_replicas.unwrap_or(0))
             || ready > old.ready_replicas.unwrap_or(0)
             || available > old.available_replicas.unwrap_or(0);
-        let already_complete = progressing
-            .as_ref()
-            .is_some_and(|c| c.reason.as_deref() == Some("NewReplicaSetAvailable") && c.message.as_deref() == Some(&format!("ReplicaSet \"{rs_name}\" has successfully progressed.")));
+        let already_complete = progressing.as_ref().is_some_and(|c| {
+            c.reason.as_deref() == Some("NewReplicaSetAvailable")
+                && c.message.as_deref()
+                    == Some(&format!(
+                        "ReplicaSet \"{rs_name}\" has successfully progressed."
+                    ))
+        });
         if complete {
             if !already_complete {
-                upsert_condition(&mut conds, "Progressing", "True", "NewReplicaSetAvailable", &format!("ReplicaSet \"{rs_name}\" has successfully progressed."), now);
+                upsert_condition(
+                    &mut conds,
+                    "Progressing",
+                    "True",
+                    "NewReplicaSetAvailable",
+                    &format!("ReplicaSet \"{rs_name}\" has successfully progressed."),
+                    now,
+                );
             }
         } else if progressed || progressing.is_none() {
-            upsert_condition(&mut conds, "Progressing", "True", "ReplicaSetUpdated", &format!("ReplicaSet \"{rs_name}\" is progressing."), now);
+            upsert_condition(
+                &mut conds,
+                "Progressing",
+                "True",
+                "ReplicaSetUpdated",
+                &format!("ReplicaSet \"{rs_name}\" is progressing."),
+                now,
+            );
             again = deadline.map(|s| Duration::from_secs(s.max(1) as u64 + 1));
         } else if let Some(c) = &progressing {
             let last = c.last_update_time.as_ref().map(|t| t.0).unwrap_or(now);
             let limit = last + jiff::SignedDuration::from_secs(deadline.unwrap_or(600) as i64);
             if c.reason.as_deref() != Some("ProgressDeadlineExceeded") {
                 if now >= limit {
-                    upsert_condition(&mut conds, "Progressing", "False", "ProgressDeadlineExceeded", &format!("ReplicaSet \"{rs_name}\" has timed out progressing."), now);
+                    upsert_condition(
+                        &mut conds,
+                        "Progressing",
+                        "False",
+                        "ProgressDeadlineExceeded",
+                        &format!("ReplicaSet \"{rs_name}\" has timed out progressing."),
+                        now,
+                    );
                 } else {
                     let left = limit.duration_since(now).unsigned_abs();
                     again = Some(left + Duration::from_secs(1));
@@ -707,7 +906,12 @@ impl Reconciler for DeploymentController {
         }
         let uid = d.metadata.uid.clone().unwrap_or_default();
         let deleting = d.metadata.deletion_timestamp.is_some();
-        let claims = claim(&uid, &spec.selector, deleting, self.ctx.replicasets.list_in(ns));
+        let claims = claim(
+            &uid,
+            &spec.selector,
+            deleting,
+            self.ctx.replicasets.list_in(ns),
+        );
         for rs in &claims.release {
             pods::set_controller(&self.ctx.client, d.as_ref(), rs.as_ref(), false).await?;
         }
@@ -717,14 +921,30 @@ impl Reconciler for DeploymentController {
             owned.push(rs);
         }
         if deleting {
-            let new_rs = owned.iter().find(|rs| rs.spec.as_ref().and_then(|s| s.template.as_ref()).is_some_and(|t| equal_ignoring_hash(t, &spec.template))).cloned();
+            let new_rs = owned
+                .iter()
+                .find(|rs| {
+                    rs.spec
+                        .as_ref()
+                        .and_then(|s| s.template.as_ref())
+                        .is_some_and(|t| equal_ignoring_hash(t, &spec.template))
+                })
+                .cloned();
             return self.sync_status(&d, &owned, new_rs.as_deref()).await;
         }
         let paused = spec.paused.unwrap_or(false);
-        let new_rs = self.new_replica_set(&d, &owned, !paused && !is_recreate(&d)).await?;
+        let new_rs = self
+            .new_replica_set(&d, &owned, !paused && !is_recreate(&d))
+            .await?;
+        if let Some(n) = &new_rs {
+            self.sync_revision(&d, n).await?;
+        }
         let old: Vec<Arc<ReplicaSet>> = owned
             .iter()
-            .filter(|rs| Some(rs.metadata.uid.as_deref()) != new_rs.as_ref().map(|n| n.metadata.uid.as_deref()))
+            .filter(|rs| {
+                Some(rs.metadata.uid.as_deref())
+                    != new_rs.as_ref().map(|n| n.metadata.uid.as_deref())
+            })
             .cloned()
             .collect();
         let mut all: Vec<Arc<ReplicaSet>> = old.clone();
@@ -732,16 +952,28 @@ impl Reconciler for DeploymentController {
             all.push(n.clone());
         }
         let all_refs: Vec<&ReplicaSet> = all.iter().map(|r| r.as_ref()).collect();
-        let active: Vec<&ReplicaSet> = all_refs.iter().copied().filter(|r| rs_replicas(r) > 0).collect();
+        let active: Vec<&ReplicaSet> = all_refs
+            .iter()
+            .copied()
+            .filter(|r| rs_replicas(r) > 0)
+            .collect();
 
         // A scaling event: the active ReplicaSets were sized for another replica count.
         let want = replicas_of(&d).to_string();
         let scaling = active.iter().any(|r| {
-            r.metadata.annotations.as_ref().and_then(|a| a.get(DESIRED_REPLICAS)) != Some(&want)
+            r.metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(DESIRED_REPLICAS))
+                != Some(&want)
         });
         if paused || scaling {
             if active.len() <= 1 {
-                let target = active.first().copied().or(new_rs.as_deref()).or(all_refs.last().copied());
+                let target = active
+                    .first()
+                    .copied()
+                    .or(new_rs.as_deref())
+                    .or(all_refs.last().copied());
                 if let Some(rs) = target {
                     self.scale(&d, rs, replicas_of(&d)).await?;
                 }
@@ -773,6 +1005,7 @@ impl Reconciler for DeploymentController {
                     None => return Ok(None),
                 },
             };
+            self.sync_revision(&d, &new_rs).await?;
             self.scale(&d, &new_rs, replicas_of(&d)).await?;
             self.cleanup(&d, &old).await?;
             let mut all = old.clone();
@@ -781,7 +1014,9 @@ impl Reconciler for DeploymentController {
         }
 
         // RollingUpdate: first grow the new ReplicaSet, then shrink old ones.
-        let Some(new_rs) = new_rs else { return Ok(None) };
+        let Some(new_rs) = new_rs else {
+            return Ok(None);
+        };
         let target = new_rs_target(&d, &all_refs, Some(&new_rs));
         if target != rs_replicas(&new_rs) && self.scale(&d, &new_rs, target).await? {
             return self.sync_status(&d, &all, Some(&new_rs)).await;
@@ -839,7 +1074,11 @@ mod tests {
             (10, json!("0%"), json!("50%"), (0, 5)),
         ];
         for (replicas, s, u, want) in cases {
-            assert_eq!(fenceposts(&deployment(replicas, s.clone(), u.clone())), want, "{replicas} {s} {u}");
+            assert_eq!(
+                fenceposts(&deployment(replicas, s.clone(), u.clone())),
+                want,
+                "{replicas} {s} {u}"
+            );
         }
     }
 
@@ -853,17 +1092,26 @@ mod tests {
         assert_eq!(new_rs_target(&d, &[&old, &new], Some(&new)), 3);
         // Step 2: with the 3 new pods not yet available, 2 old ones may go (keep 8 available).
         let new = rs("new", 3, 0, "2026-01-02T00:00:00Z");
-        assert_eq!(scale_down_old(&d, &[&old, &new], Some(&new), &[&old]), vec![("old".to_string(), 8)]);
+        assert_eq!(
+            scale_down_old(&d, &[&old, &new], Some(&new), &[&old]),
+            vec![("old".to_string(), 8)]
+        );
         // Once the new pods are available, old ones go down to keep 8 available in all.
         let old = rs("old", 8, 8, "2026-01-01T00:00:00Z");
         let new = rs("new", 3, 3, "2026-01-02T00:00:00Z");
         assert_eq!(new_rs_target(&d, &[&old, &new], Some(&new)), 5);
         let new = rs("new", 5, 3, "2026-01-02T00:00:00Z");
-        assert_eq!(scale_down_old(&d, &[&old, &new], Some(&new), &[&old]), vec![("old".to_string(), 5)]);
+        assert_eq!(
+            scale_down_old(&d, &[&old, &new], Some(&new), &[&old]),
+            vec![("old".to_string(), 5)]
+        );
         // Unhealthy old pods go first without counting against availability.
         let old = rs("old", 5, 2, "2026-01-01T00:00:00Z");
         let new = rs("new", 8, 8, "2026-01-02T00:00:00Z");
-        assert_eq!(scale_down_old(&d, &[&old, &new], Some(&new), &[&old]), vec![("old".to_string(), 0)]);
+        assert_eq!(
+            scale_down_old(&d, &[&old, &new], Some(&new), &[&old]),
+            vec![("old".to_string(), 0)]
+        );
     }
 
     #[test]
@@ -872,7 +1120,8 @@ mod tests {
         let d = deployment(20, json!(3), json!(2));
         let old = rs("old", 8, 8, "2026-01-01T00:00:00Z");
         let new = rs("new", 5, 5, "2026-01-02T00:00:00Z");
-        let sizes: BTreeMap<String, i32> = proportional_sizes(&d, &[&old, &new]).into_iter().collect();
+        let sizes: BTreeMap<String, i32> =
+            proportional_sizes(&d, &[&old, &new]).into_iter().collect();
         assert_eq!(sizes.values().sum::<i32>(), 23);
         assert_eq!(sizes["old"], 14);
         assert_eq!(sizes["new"], 9);
@@ -883,10 +1132,21 @@ mod tests {
         let d = deployment(1, json!(1), json!(0));
         let t = d.spec.unwrap().template;
         let mut labelled = t.clone();
-        labelled.metadata.as_mut().unwrap().labels.as_mut().unwrap().insert(HASH_LABEL.into(), "x".into());
+        labelled
+            .metadata
+            .as_mut()
+            .unwrap()
+            .labels
+            .as_mut()
+            .unwrap()
+            .insert(HASH_LABEL.into(), "x".into());
         assert_eq!(template_hash(&t, 0), template_hash(&labelled, 0));
         assert_ne!(template_hash(&t, 0), template_hash(&t, 1));
-        assert!(template_hash(&t, 0).chars().all(|c| "bcdfghjklmnpqrstvwxz2456789".contains(c)));
+        assert!(
+            template_hash(&t, 0)
+                .chars()
+                .all(|c| "bcdfghjklmnpqrstvwxz2456789".contains(c))
+        );
         assert!(equal_ignoring_hash(&t, &labelled));
     }
 
@@ -894,13 +1154,29 @@ mod tests {
     fn status_and_conditions() {
         let d = deployment(3, json!(1), json!(0));
         let new = Arc::new(rs("web-abc", 3, 3, "2026-01-02T00:00:00Z"));
-        let (s, _) = compute_status(&d, std::slice::from_ref(&new), Some(&new), jiff::Timestamp::now());
-        assert_eq!((s.replicas, s.updated_replicas, s.available_replicas, s.unavailable_replicas), (Some(3), Some(3), Some(3), Some(0)));
+        let (s, _) = compute_status(
+            &d,
+            std::slice::from_ref(&new),
+            Some(&new),
+            jiff::Timestamp::now(),
+        );
+        assert_eq!(
+            (
+                s.replicas,
+                s.updated_replicas,
+                s.available_replicas,
+                s.unavailable_replicas
+            ),
+            (Some(3), Some(3), Some(3), Some(0))
+        );
         let conds = s.conditions.unwrap();
         assert_eq!(conds[0].type_, "Available");
         assert_eq!(conds[0].status, "True");
         let p = conds.iter().find(|c| c.type_ == "Progressing").unwrap();
         assert_eq!(p.reason.as_deref(), Some("NewReplicaSetAvailable"));
-        assert_eq!(p.message.as_deref(), Some("ReplicaSet \"web-abc\" has successfully progressed."));
+        assert_eq!(
+            p.message.as_deref(),
+            Some("ReplicaSet \"web-abc\" has successfully progressed.")
+        );
     }
 }

@@ -49,7 +49,10 @@ pub fn resolve_ports(svc: &Service, pod: &Pod) -> Option<Vec<EndpointPort>> {
                 .containers
                 .iter()
                 .flat_map(|c| c.ports.iter().flatten())
-                .find(|cp| cp.name.as_deref() == Some(name) && cp.protocol.clone().unwrap_or_else(|| "TCP".into()) == protocol)
+                .find(|cp| {
+                    cp.name.as_deref() == Some(name)
+                        && cp.protocol.clone().unwrap_or_else(|| "TCP".into()) == protocol
+                })
                 .map(|cp| cp.container_port)?,
         };
         out.push(EndpointPort {
@@ -64,18 +67,34 @@ pub fn resolve_ports(svc: &Service, pod: &Pod) -> Option<Vec<EndpointPort>> {
 
 /// The Service's backends among `candidates`.
 pub fn backends(svc: &Service, candidates: &[Arc<Pod>]) -> Vec<Backend> {
-    let Some(selector) = svc.spec.as_ref().and_then(|s| s.selector.clone()).filter(|s| !s.is_empty()) else {
+    let Some(selector) = svc
+        .spec
+        .as_ref()
+        .and_then(|s| s.selector.clone())
+        .filter(|s| !s.is_empty())
+    else {
         return Vec::new();
     };
-    let publish_all = svc.spec.as_ref().and_then(|s| s.publish_not_ready_addresses).unwrap_or(false);
+    let publish_all = svc
+        .spec
+        .as_ref()
+        .and_then(|s| s.publish_not_ready_addresses)
+        .unwrap_or(false);
     let mut out: Vec<Backend> = candidates
         .iter()
         .filter(|p| {
             let labels = p.metadata.labels.as_ref();
-            selector.iter().all(|(k, v)| labels.and_then(|l| l.get(k)) == Some(v))
+            selector
+                .iter()
+                .all(|(k, v)| labels.and_then(|l| l.get(k)) == Some(v))
         })
         .filter(|p| pods::is_active(p))
-        .filter(|p| p.status.as_ref().and_then(|s| s.pod_ip.as_ref()).is_some_and(|ip| !ip.is_empty()))
+        .filter(|p| {
+            p.status
+                .as_ref()
+                .and_then(|s| s.pod_ip.as_ref())
+                .is_some_and(|ip| !ip.is_empty())
+        })
         .filter_map(|p| {
             Some(Backend {
                 ready: publish_all || pods::is_ready(p),
@@ -84,7 +103,7 @@ pub fn backends(svc: &Service, candidates: &[Arc<Pod>]) -> Vec<Backend> {
             })
         })
         .collect();
-    out.sort_by(|a, b| a.pod.name_any().cmp(&b.pod.name_any()));
+    out.sort_by_key(|b| b.pod.name_any());
     out
 }
 
@@ -99,7 +118,10 @@ fn target_ref(pod: &Pod) -> ObjectReference {
 }
 
 fn ip(pod: &Pod) -> String {
-    pod.status.as_ref().and_then(|s| s.pod_ip.clone()).unwrap_or_default()
+    pod.status
+        .as_ref()
+        .and_then(|s| s.pod_ip.clone())
+        .unwrap_or_default()
 }
 
 /// Backends grouped by port set (Kubernetes' subsets and slices are per port set).
@@ -107,7 +129,11 @@ fn by_ports(backends: &[Backend]) -> BTreeMap<String, (Vec<EndpointPort>, Vec<&B
     let mut groups: BTreeMap<String, (Vec<EndpointPort>, Vec<&Backend>)> = BTreeMap::new();
     for b in backends {
         let key = serde_json::to_string(&b.ports).unwrap_or_default();
-        groups.entry(key).or_insert_with(|| (b.ports.clone(), Vec::new())).1.push(b);
+        groups
+            .entry(key)
+            .or_insert_with(|| (b.ports.clone(), Vec::new()))
+            .1
+            .push(b);
     }
     groups
 }
@@ -141,7 +167,9 @@ fn short_hash(s: &str) -> String {
         h = h.wrapping_mul(0x01000193);
     }
     const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
-    (0..5).map(|i| ALPHABET[((h >> (i * 5)) as usize) % ALPHABET.len()] as char).collect()
+    (0..5)
+        .map(|i| ALPHABET[((h >> (i * 5)) as usize) % ALPHABET.len()] as char)
+        .collect()
 }
 
 /// The EndpointSlices for the backends: one per port set, named `<svc>-<hash of ports>`.
@@ -159,7 +187,12 @@ pub fn slices(svc: &Service, backends: &[Backend]) -> Vec<EndpointSlice> {
             .and_then(|s| s.ports.clone())
             .unwrap_or_default()
             .into_iter()
-            .map(|p| EndpointPort { name: p.name, port: 0, protocol: p.protocol, app_protocol: None })
+            .map(|p| EndpointPort {
+                name: p.name,
+                port: 0,
+                protocol: p.protocol,
+                app_protocol: None,
+            })
             .collect();
         groups.insert(String::new(), (ports, Vec::new()));
     }
@@ -188,12 +221,17 @@ pub fn slices(svc: &Service, backends: &[Backend]) -> Vec<EndpointSlice> {
                     ..Default::default()
                 })
                 .collect(),
-            ports: Some(ports.into_iter().map(|p| k8s_openapi::api::discovery::v1::EndpointPort {
-                name: p.name,
-                port: (p.port > 0).then_some(p.port),
-                protocol: p.protocol,
-                app_protocol: p.app_protocol,
-            }).collect()),
+            ports: Some(
+                ports
+                    .into_iter()
+                    .map(|p| k8s_openapi::api::discovery::v1::EndpointPort {
+                        name: p.name,
+                        port: (p.port > 0).then_some(p.port),
+                        protocol: p.protocol,
+                        app_protocol: p.app_protocol,
+                    })
+                    .collect(),
+            ),
         })
         .collect()
 }
@@ -219,9 +257,16 @@ impl EndpointsController {
                 Change::Deleted(p) => (Some(*p), None),
                 Change::Resynced => return,
             };
-            let Some(ns) = new.or(old).and_then(|p| p.namespace()) else { return };
+            let Some(ns) = new.or(old).and_then(|p| p.namespace()) else {
+                return;
+            };
             for svc in services.list_in(&ns) {
-                let Some(sel) = svc.spec.as_ref().and_then(|s| s.selector.as_ref()).filter(|s| !s.is_empty()) else {
+                let Some(sel) = svc
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.selector.as_ref())
+                    .filter(|s| !s.is_empty())
+                else {
                     continue;
                 };
                 let selects = |p: Option<&Pod>| {
@@ -236,7 +281,13 @@ impl EndpointsController {
         Arc::new(EndpointsController { ctx })
     }
 
-    async fn write_endpoints(&self, ns: &str, name: &str, svc: &Service, subsets: Vec<EndpointSubset>) -> Result<()> {
+    async fn write_endpoints(
+        &self,
+        ns: &str,
+        name: &str,
+        svc: &Service,
+        subsets: Vec<EndpointSubset>,
+    ) -> Result<()> {
         let api: Api<Endpoints> = Api::namespaced(self.ctx.client.clone(), ns);
         let current = self.ctx.endpoints.get(Some(ns), name);
         let subsets = (!subsets.is_empty()).then_some(subsets);
@@ -264,7 +315,9 @@ impl EndpointsController {
                 Ok(_) => {}
                 // Made meanwhile (or by an earlier run): replace it on the next sync.
                 Err(kube::Error::Api(s)) if s.code == 409 => {
-                    return Err(crate::controller::Error::Invalid(format!("endpoints {ns}/{name} exist; will update")));
+                    return Err(crate::controller::Error::Invalid(format!(
+                        "endpoints {ns}/{name} exist; will update"
+                    )));
                 }
                 Err(e) => return Err(e.into()),
             },
@@ -272,7 +325,12 @@ impl EndpointsController {
         Ok(())
     }
 
-    async fn write_slices(&self, ns: &str, svc: &Service, wanted: Vec<EndpointSlice>) -> Result<()> {
+    async fn write_slices(
+        &self,
+        ns: &str,
+        svc: &Service,
+        wanted: Vec<EndpointSlice>,
+    ) -> Result<()> {
         let api: Api<EndpointSlice> = Api::namespaced(self.ctx.client.clone(), ns);
         let name = svc.name_any();
         let existing: Vec<Arc<EndpointSlice>> = self
@@ -283,30 +341,43 @@ impl EndpointsController {
             .filter(|s| {
                 let l = s.metadata.labels.as_ref();
                 l.and_then(|l| l.get(SERVICE_NAME_LABEL)) == Some(&name)
-                    && l.and_then(|l| l.get(MANAGED_BY_LABEL)).map(String::as_str) == Some(MANAGED_BY)
+                    && l.and_then(|l| l.get(MANAGED_BY_LABEL)).map(String::as_str)
+                        == Some(MANAGED_BY)
             })
             .collect();
         for mut slice in wanted.iter().cloned() {
             let slice_name = slice.name_any();
             match existing.iter().find(|e| e.name_any() == slice_name) {
                 Some(cur) => {
-                    if cur.endpoints == slice.endpoints && cur.ports == slice.ports && cur.metadata.labels == slice.metadata.labels {
+                    if cur.endpoints == slice.endpoints
+                        && cur.ports == slice.ports
+                        && cur.metadata.labels == slice.metadata.labels
+                    {
                         continue;
                     }
                     slice.metadata.resource_version = cur.metadata.resource_version.clone();
-                    api.replace(&slice_name, &PostParams::default(), &slice).await?;
+                    api.replace(&slice_name, &PostParams::default(), &slice)
+                        .await?;
                 }
                 None => match api.create(&PostParams::default(), &slice).await {
                     Ok(_) => {}
                     Err(kube::Error::Api(s)) if s.code == 409 => {
-                        return Err(crate::controller::Error::Invalid(format!("endpointslice {ns}/{slice_name} exists; will update")));
+                        return Err(crate::controller::Error::Invalid(format!(
+                            "endpointslice {ns}/{slice_name} exists; will update"
+                        )));
                     }
                     Err(e) => return Err(e.into()),
                 },
             }
         }
-        for stale in existing.iter().filter(|e| !wanted.iter().any(|w| w.name_any() == e.name_any())) {
-            match api.delete(&stale.name_any(), &DeleteParams::default()).await {
+        for stale in existing
+            .iter()
+            .filter(|e| !wanted.iter().any(|w| w.name_any() == e.name_any()))
+        {
+            match api
+                .delete(&stale.name_any(), &DeleteParams::default())
+                .await
+            {
                 Ok(_) | Err(kube::Error::Api(_)) => {}
                 Err(e) => return Err(e.into()),
             }
@@ -332,11 +403,17 @@ impl Reconciler for EndpointsController {
             }
             return Ok(None);
         };
-        if svc.spec.as_ref().and_then(|s| s.selector.as_ref()).is_none_or(|s| s.is_empty()) {
+        if svc
+            .spec
+            .as_ref()
+            .and_then(|s| s.selector.as_ref())
+            .is_none_or(|s| s.is_empty())
+        {
             return Ok(None);
         }
         let found = backends(&svc, &self.ctx.pods.list_in(ns));
-        self.write_endpoints(ns, name, &svc, subsets(&found)).await?;
+        self.write_endpoints(ns, name, &svc, subsets(&found))
+            .await?;
         self.write_slices(ns, &svc, slices(&svc, &found)).await?;
         Ok(None)
     }
@@ -382,12 +459,30 @@ mod tests {
         let found = backends(&svc(json!("web")), &pods);
         let s = subsets(&found);
         assert_eq!(s.len(), 2, "two port sets: {s:?}");
-        let p8080 = s.iter().find(|s| s.ports.as_ref().unwrap()[0].port == 8080).unwrap();
-        assert_eq!(p8080.addresses.as_ref().unwrap().iter().map(|a| a.ip.as_str()).collect::<Vec<_>>(), ["10.0.0.1"]);
-        assert_eq!(p8080.not_ready_addresses.as_ref().unwrap()[0].ip, "10.0.0.2");
+        let p8080 = s
+            .iter()
+            .find(|s| s.ports.as_ref().unwrap()[0].port == 8080)
+            .unwrap();
+        assert_eq!(
+            p8080
+                .addresses
+                .as_ref()
+                .unwrap()
+                .iter()
+                .map(|a| a.ip.as_str())
+                .collect::<Vec<_>>(),
+            ["10.0.0.1"]
+        );
+        assert_eq!(
+            p8080.not_ready_addresses.as_ref().unwrap()[0].ip,
+            "10.0.0.2"
+        );
         let sl = slices(&svc(json!("web")), &found);
         assert_eq!(sl.len(), 2);
-        assert!(sl.iter().all(|s| s.metadata.labels.as_ref().unwrap()[SERVICE_NAME_LABEL] == "web"));
+        assert!(
+            sl.iter()
+                .all(|s| s.metadata.labels.as_ref().unwrap()[SERVICE_NAME_LABEL] == "web")
+        );
     }
 
     #[test]
@@ -397,6 +492,10 @@ mod tests {
         assert_eq!(s[0].ports.as_ref().unwrap()[0].port, 8080);
         let none: Vec<Arc<Pod>> = vec![];
         assert!(subsets(&backends(&svc(json!(80)), &none)).is_empty());
-        assert_eq!(slices(&svc(json!(80)), &[]).len(), 1, "an empty slice remains");
+        assert_eq!(
+            slices(&svc(json!(80)), &[]).len(),
+            1,
+            "an empty slice remains"
+        );
     }
 }

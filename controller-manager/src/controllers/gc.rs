@@ -20,8 +20,8 @@ use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::{Endpoints, Pod, ReplicationController, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
-use kube::api::{ApiResource, DeleteParams, DynamicObject, Patch, PatchParams};
 use kube::Api;
+use kube::api::{ApiResource, DeleteParams, DynamicObject, Patch, PatchParams};
 use serde_json::json;
 
 use crate::context::Context;
@@ -80,7 +80,12 @@ impl Kind {
     }
 }
 
-const DEPENDENTS: &[Kind] = &[Kind::Pod, Kind::ReplicaSet, Kind::Endpoints, Kind::EndpointSlice];
+const DEPENDENTS: &[Kind] = &[
+    Kind::Pod,
+    Kind::ReplicaSet,
+    Kind::Endpoints,
+    Kind::EndpointSlice,
+];
 
 /// A dependent and the references it holds.
 #[derive(Debug, Clone)]
@@ -122,7 +127,11 @@ impl GarbageCollector {
                 Change::Deleted(_) => {}
                 Change::Resynced => {
                     for o in all.list() {
-                        if o.meta().owner_references.as_ref().is_some_and(|r| !r.is_empty()) {
+                        if o.meta()
+                            .owner_references
+                            .as_ref()
+                            .is_some_and(|r| !r.is_empty())
+                        {
                             q.add(item_key("dep", kind, o.meta()));
                         }
                     }
@@ -134,13 +143,19 @@ impl GarbageCollector {
                 Change::Applied { new, .. } => {
                     let m = new.meta();
                     if m.deletion_timestamp.is_some()
-                        && m.finalizers.iter().flatten().any(|f| f == "foregroundDeletion" || f == "orphan")
+                        && m.finalizers
+                            .iter()
+                            .flatten()
+                            .any(|f| f == "foregroundDeletion" || f == "orphan")
                     {
                         q.add(item_key("own", kind, m));
                     }
                 }
                 // The owner is gone: its dependents are looked at (by uid, in `reconcile`).
-                Change::Deleted(o) => q.add(format!("gone/{}", o.meta().uid.as_deref().unwrap_or_default())),
+                Change::Deleted(o) => q.add(format!(
+                    "gone/{}",
+                    o.meta().uid.as_deref().unwrap_or_default()
+                )),
                 Change::Resynced => {}
             });
         }
@@ -150,7 +165,11 @@ impl GarbageCollector {
         watch_dependents(&ctx.endpoint_slices, Kind::EndpointSlice, queue.clone());
         watch_owners(&ctx.deployments, Kind::Deployment, queue.clone());
         watch_owners(&ctx.replicasets, Kind::ReplicaSet, queue.clone());
-        watch_owners(&ctx.replication_controllers, Kind::ReplicationController, queue.clone());
+        watch_owners(
+            &ctx.replication_controllers,
+            Kind::ReplicationController,
+            queue.clone(),
+        );
         watch_owners(&ctx.services, Kind::Service, queue.clone());
         watch_owners(&ctx.pods, Kind::Pod, queue.clone());
         Arc::new(GarbageCollector { ctx })
@@ -171,10 +190,23 @@ impl GarbageCollector {
 
     /// Every cached dependent that references `uid`.
     fn dependents_of(&self, uid: &str) -> Vec<Dependent> {
-        fn collect<K: Object>(informer: &Informer<K>, kind: Kind, uid: &str, out: &mut Vec<Dependent>) {
+        fn collect<K: Object>(
+            informer: &Informer<K>,
+            kind: Kind,
+            uid: &str,
+            out: &mut Vec<Dependent>,
+        ) {
             for o in informer.list() {
-                if o.meta().owner_references.iter().flatten().any(|r| r.uid == uid) {
-                    out.push(Dependent { kind, meta: o.meta().clone() });
+                if o.meta()
+                    .owner_references
+                    .iter()
+                    .flatten()
+                    .any(|r| r.uid == uid)
+                {
+                    out.push(Dependent {
+                        kind,
+                        meta: o.meta().clone(),
+                    });
                 }
             }
         }
@@ -202,7 +234,10 @@ impl GarbageCollector {
             // An owner kind this collector does not know is assumed to exist.
             return Ok(true);
         };
-        if self.cached(kind, ns, &r.name).is_some_and(|m| m.uid.as_deref() == Some(&r.uid)) {
+        if self
+            .cached(kind, ns, &r.name)
+            .is_some_and(|m| m.uid.as_deref() == Some(&r.uid))
+        {
             return Ok(true);
         }
         match self.api(kind, ns).get_opt(&r.name).await? {
@@ -214,7 +249,11 @@ impl GarbageCollector {
     async fn delete(&self, kind: Kind, meta: &ObjectMeta, foreground: bool) -> Result<()> {
         let ns = meta.namespace.as_deref().unwrap_or_default();
         let name = meta.name.as_deref().unwrap_or_default();
-        let mut dp = if foreground { DeleteParams::foreground() } else { DeleteParams::background() };
+        let mut dp = if foreground {
+            DeleteParams::foreground()
+        } else {
+            DeleteParams::background()
+        };
         dp.preconditions = meta.uid.clone().map(|uid| kube::api::Preconditions {
             uid: Some(uid),
             resource_version: None,
@@ -226,13 +265,22 @@ impl GarbageCollector {
         }
     }
 
-    async fn set_refs(&self, kind: Kind, meta: &ObjectMeta, refs: Vec<OwnerReference>) -> Result<()> {
+    async fn set_refs(
+        &self,
+        kind: Kind,
+        meta: &ObjectMeta,
+        refs: Vec<OwnerReference>,
+    ) -> Result<()> {
         let ns = meta.namespace.as_deref().unwrap_or_default();
         let name = meta.name.as_deref().unwrap_or_default();
         // Guarded by the cached resourceVersion: a conflict is an error, so the item is
         // retried against the newer object.
         let patch = json!({ "metadata": { "ownerReferences": refs, "resourceVersion": meta.resource_version } });
-        match self.api(kind, ns).patch(name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+        match self
+            .api(kind, ns)
+            .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
             Ok(_) => Ok(()),
             Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
             Err(e) => Err(e.into()),
@@ -242,9 +290,19 @@ impl GarbageCollector {
     async fn remove_finalizer(&self, kind: Kind, meta: &ObjectMeta, finalizer: &str) -> Result<()> {
         let ns = meta.namespace.as_deref().unwrap_or_default();
         let name = meta.name.as_deref().unwrap_or_default();
-        let rest: Vec<&String> = meta.finalizers.iter().flatten().filter(|f| *f != finalizer).collect();
-        let patch = json!({ "metadata": { "finalizers": rest, "resourceVersion": meta.resource_version } });
-        match self.api(kind, ns).patch(name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+        let rest: Vec<&String> = meta
+            .finalizers
+            .iter()
+            .flatten()
+            .filter(|f| *f != finalizer)
+            .collect();
+        let patch =
+            json!({ "metadata": { "finalizers": rest, "resourceVersion": meta.resource_version } });
+        match self
+            .api(kind, ns)
+            .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
             Ok(_) => Ok(()),
             Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
             Err(e) => Err(e.into()),
@@ -253,7 +311,9 @@ impl GarbageCollector {
 
     /// Background collection of one dependent.
     async fn check_dependent(&self, kind: Kind, ns: &str, name: &str) -> Result<Option<Duration>> {
-        let Some(meta) = self.cached(kind, ns, name) else { return Ok(None) };
+        let Some(meta) = self.cached(kind, ns, name) else {
+            return Ok(None);
+        };
         if meta.deletion_timestamp.is_some() {
             return Ok(None);
         }
@@ -278,7 +338,9 @@ impl GarbageCollector {
 
     /// Foreground or orphan deletion of one owner.
     async fn finish_owner(&self, kind: Kind, ns: &str, name: &str) -> Result<Option<Duration>> {
-        let Some(meta) = self.cached(kind, ns, name) else { return Ok(None) };
+        let Some(meta) = self.cached(kind, ns, name) else {
+            return Ok(None);
+        };
         if meta.deletion_timestamp.is_none() {
             return Ok(None);
         }
@@ -287,7 +349,14 @@ impl GarbageCollector {
         let dependents = self.dependents_of(&uid);
         if finalizers.iter().any(|f| f == "orphan") {
             for d in &dependents {
-                let refs: Vec<OwnerReference> = d.meta.owner_references.iter().flatten().filter(|r| r.uid != uid).cloned().collect();
+                let refs: Vec<OwnerReference> = d
+                    .meta
+                    .owner_references
+                    .iter()
+                    .flatten()
+                    .filter(|r| r.uid != uid)
+                    .cloned()
+                    .collect();
                 self.set_refs(d.kind, &d.meta, refs).await?;
             }
             self.remove_finalizer(kind, &meta, "orphan").await?;
@@ -296,19 +365,27 @@ impl GarbageCollector {
         if finalizers.iter().any(|f| f == "foregroundDeletion") {
             let mut blocking = 0;
             for d in &dependents {
-                let blocks = d.meta.owner_references.iter().flatten().any(|r| r.uid == uid && r.block_owner_deletion == Some(true));
+                let blocks = d
+                    .meta
+                    .owner_references
+                    .iter()
+                    .flatten()
+                    .any(|r| r.uid == uid && r.block_owner_deletion == Some(true));
                 if blocks {
                     blocking += 1;
                 }
                 if d.meta.deletion_timestamp.is_none() {
                     // Dependents that own things themselves go in the foreground too, so the
                     // whole tree is gone before the owner.
-                    let owns = !self.dependents_of(d.meta.uid.as_deref().unwrap_or_default()).is_empty();
+                    let owns = !self
+                        .dependents_of(d.meta.uid.as_deref().unwrap_or_default())
+                        .is_empty();
                     self.delete(d.kind, &d.meta, owns).await?;
                 }
             }
             if blocking == 0 {
-                self.remove_finalizer(kind, &meta, "foregroundDeletion").await?;
+                self.remove_finalizer(kind, &meta, "foregroundDeletion")
+                    .await?;
                 return Ok(None);
             }
             // Dependent deletions show up through the watch; look again soon regardless.

@@ -9,4 +9,13 @@ pub mod nodelifecycle;
 pub mod replicaset;
 
 /// Every controller, by its `--controllers` name.
-pub const ALL: &[&str] = &["replicationcontroller", "replicaset", "deployment", "garbagecollector", "namespace", "nodeipam", "nodelifecycle", "endpoint"];
+pub const ALL: &[&str] = &[
+    "replicationcontroller",
+    "replicaset",
+    "deployment",
+    "garbagecollector",
+    "namespace",
+    "nodeipam",
+    "nodelifecycle",
+    "endpoint",
+];

@@ -28,7 +28,9 @@ impl NamespaceController {
         let q = queue.clone();
         let all = ctx.namespaces.clone();
         ctx.namespaces.on_change(move |c| match c {
-            Change::Applied { new, .. } if new.metadata.deletion_timestamp.is_some() => q.add(key_of(*new)),
+            Change::Applied { new, .. } if new.metadata.deletion_timestamp.is_some() => {
+                q.add(key_of(*new))
+            }
             Change::Applied { .. } | Change::Deleted(_) => {}
             Change::Resynced => all
                 .list()
@@ -76,7 +78,11 @@ impl Reconciler for NamespaceController {
         if ns.metadata.deletion_timestamp.is_none() {
             return Ok(None);
         }
-        let finalizers = ns.spec.as_ref().and_then(|s| s.finalizers.clone()).unwrap_or_default();
+        let finalizers = ns
+            .spec
+            .as_ref()
+            .and_then(|s| s.finalizers.clone())
+            .unwrap_or_default();
         if !finalizers.iter().any(|f| f == "kubernetes") {
             return Ok(None);
         }
@@ -93,7 +99,10 @@ impl Reconciler for NamespaceController {
                 if obj.metadata.deletion_timestamp.is_some() {
                     continue;
                 }
-                match api.delete(&obj.name_any(), &DeleteParams::background()).await {
+                match api
+                    .delete(&obj.name_any(), &DeleteParams::background())
+                    .await
+                {
                     Ok(_) | Err(kube::Error::Api(_)) => {}
                     Err(e) => return Err(e.into()),
                 }

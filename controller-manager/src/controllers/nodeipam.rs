@@ -34,7 +34,12 @@ impl NodeIpam {
         let all = ctx.nodes.clone();
         ctx.nodes.on_change(move |c| match c {
             Change::Applied { new, .. } => {
-                if new.spec.as_ref().and_then(|s| s.pod_cidr.as_ref()).is_none() {
+                if new
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.pod_cidr.as_ref())
+                    .is_none()
+                {
                     q.add(key_of(*new));
                 }
             }
@@ -59,13 +64,22 @@ impl Reconciler for NodeIpam {
         let Some(node) = self.ctx.nodes.get(None, key) else {
             return Ok(None);
         };
-        if node.spec.as_ref().and_then(|s| s.pod_cidr.as_ref()).is_some() {
+        if node
+            .spec
+            .as_ref()
+            .and_then(|s| s.pod_cidr.as_ref())
+            .is_some()
+        {
             return Ok(None);
         }
         let mut recent = self.recent.lock().await;
         let mut used: HashSet<Ipv4Net> = HashSet::new();
         for n in self.ctx.nodes.list() {
-            for cidr in n.spec.iter().flat_map(|s| s.pod_cidrs.iter().flatten().chain(s.pod_cidr.iter())) {
+            for cidr in n
+                .spec
+                .iter()
+                .flat_map(|s| s.pod_cidrs.iter().flatten().chain(s.pod_cidr.iter()))
+            {
                 if let Ok(net) = cidr.parse::<Ipv4Net>() {
                     used.insert(net);
                     recent.remove(&net);
@@ -73,7 +87,8 @@ impl Reconciler for NodeIpam {
             }
         }
         used.extend(recent.iter().copied());
-        let Some(block) = next_free(settings.cluster_cidr, settings.node_cidr_mask_size, &used) else {
+        let Some(block) = next_free(settings.cluster_cidr, settings.node_cidr_mask_size, &used)
+        else {
             return Err(Error::Invalid(format!(
                 "no free /{} left in --cluster-cidr {} for node {key}",
                 settings.node_cidr_mask_size, settings.cluster_cidr
@@ -81,7 +96,8 @@ impl Reconciler for NodeIpam {
         };
         let api: Api<Node> = Api::all(self.ctx.client.clone());
         let patch = serde_json::json!({ "spec": { "podCIDR": block.to_string(), "podCIDRs": [block.to_string()] } });
-        api.patch(key, &PatchParams::default(), &Patch::Merge(&patch)).await?;
+        api.patch(key, &PatchParams::default(), &Patch::Merge(&patch))
+            .await?;
         recent.insert(block);
         tracing::info!(node = %key, cidr = %block, "allocated the node's pod CIDR");
         Ok(None)
@@ -99,7 +115,10 @@ mod tests {
         let a = next_free(range, 24, &used).unwrap();
         assert_eq!(a.to_string(), "10.244.0.0/24");
         used.insert(a);
-        assert_eq!(next_free(range, 24, &used).unwrap().to_string(), "10.244.1.0/24");
+        assert_eq!(
+            next_free(range, 24, &used).unwrap().to_string(),
+            "10.244.1.0/24"
+        );
         let small: Ipv4Net = "10.0.0.0/23".parse().unwrap();
         let full: HashSet<Ipv4Net> = small.subnets(24).unwrap().collect();
         assert_eq!(next_free(small, 24, &full), None);

@@ -52,7 +52,7 @@ pub fn desired_taints(current: &[Taint], ready: Option<&str>, now: jiff::Timesta
                     key: key.into(),
                     effect: effect.into(),
                     value: None,
-                    time_added: (effect == "NoExecute").then(|| Time(now)),
+                    time_added: (effect == "NoExecute").then_some(Time(now)),
                 });
             }
         }
@@ -63,17 +63,29 @@ pub fn desired_taints(current: &[Taint], ready: Option<&str>, now: jiff::Timesta
 /// When a pod on a node with these NoExecute taints must go: `Some(now-or-past)` if a taint is
 /// not tolerated, the earliest end of a bounded toleration otherwise, None if it may stay.
 pub fn eviction_time(pod: &Pod, taints: &[Taint], now: jiff::Timestamp) -> Option<jiff::Timestamp> {
-    let tolerations = pod.spec.as_ref().and_then(|s| s.tolerations.clone()).unwrap_or_default();
+    let tolerations = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.tolerations.clone())
+        .unwrap_or_default();
     let mut earliest: Option<jiff::Timestamp> = None;
     for taint in taints.iter().filter(|t| t.effect == "NoExecute") {
-        let matching: Vec<_> = tolerations.iter().filter(|t| toleration_matches(t, taint)).collect();
+        let matching: Vec<_> = tolerations
+            .iter()
+            .filter(|t| toleration_matches(t, taint))
+            .collect();
         if matching.is_empty() {
             return Some(now);
         }
         if matching.iter().any(|t| t.toleration_seconds.is_none()) {
             continue;
         }
-        let secs = matching.iter().filter_map(|t| t.toleration_seconds).min().unwrap_or(0).max(0);
+        let secs = matching
+            .iter()
+            .filter_map(|t| t.toleration_seconds)
+            .min()
+            .unwrap_or(0)
+            .max(0);
         let added = taint.time_added.as_ref().map(|t| t.0).unwrap_or(now);
         let at = added + jiff::SignedDuration::from_secs(secs);
         earliest = Some(earliest.map_or(at, |e| e.min(at)));
@@ -98,7 +110,12 @@ impl NodeLifecycle {
             Change::Resynced => all.list().iter().for_each(|n| q.add(key_of(n.as_ref()))),
         });
         Arc::new(NodeLifecycle {
-            recorder: Recorder::new(ctx.client.clone(), "node-controller", &ctx.identity, ctx.shutdown.clone()),
+            recorder: Recorder::new(
+                ctx.client.clone(),
+                "node-controller",
+                &ctx.identity,
+                ctx.shutdown.clone(),
+            ),
             ctx,
             observed: Mutex::new(HashMap::new()),
         })
@@ -111,7 +128,12 @@ impl NodeLifecycle {
             .ctx
             .node_leases
             .get(Some("kube-node-lease"), &name)
-            .and_then(|l| l.spec.as_ref().and_then(|s| s.renew_time.as_ref()).map(|t| t.0.to_string()))
+            .and_then(|l| {
+                l.spec
+                    .as_ref()
+                    .and_then(|s| s.renew_time.as_ref())
+                    .map(|t| t.0.to_string())
+            })
             .unwrap_or_default();
         let heartbeat = node
             .status
@@ -123,7 +145,9 @@ impl NodeLifecycle {
             .unwrap_or_default();
         let marker = format!("{renew}|{heartbeat}");
         let mut observed = self.observed.lock().expect("observed lock");
-        let entry = observed.entry(name).or_insert_with(|| (marker.clone(), Instant::now()));
+        let entry = observed
+            .entry(name)
+            .or_insert_with(|| (marker.clone(), Instant::now()));
         if entry.0 != marker {
             *entry = (marker, Instant::now());
         }
@@ -139,7 +163,10 @@ impl NodeLifecycle {
             .unwrap_or_default()
             .into_iter()
             .map(|mut c| {
-                if ["Ready", "MemoryPressure", "DiskPressure", "PIDPressure"].contains(&c.type_.as_str()) && c.status != "Unknown" {
+                if ["Ready", "MemoryPressure", "DiskPressure", "PIDPressure"]
+                    .contains(&c.type_.as_str())
+                    && c.status != "Unknown"
+                {
                     c.status = "Unknown".into();
                     c.reason = Some("NodeStatusUnknown".into());
                     c.message = Some("Kubelet stopped posting node status.".into());
@@ -149,8 +176,12 @@ impl NodeLifecycle {
             })
             .collect();
         let api: Api<Node> = Api::all(self.ctx.client.clone());
-        api.patch_status(&node.name_any(), &PatchParams::default(), &Patch::Merge(&json!({ "status": { "conditions": conds } })))
-            .await?;
+        api.patch_status(
+            &node.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&json!({ "status": { "conditions": conds } })),
+        )
+        .await?;
         self.recorder.publish(
             node.object_ref(&()),
             EventType::Normal,
@@ -182,15 +213,24 @@ impl Reconciler for NodeLifecycle {
             ready = Some("Unknown".into());
         }
         let now = jiff::Timestamp::now();
-        let current = node.spec.as_ref().and_then(|s| s.taints.clone()).unwrap_or_default();
+        let current = node
+            .spec
+            .as_ref()
+            .and_then(|s| s.taints.clone())
+            .unwrap_or_default();
         let taints = desired_taints(&current, ready.as_deref(), now);
         let same = |a: &[Taint], b: &[Taint]| {
-            a.len() == b.len() && a.iter().all(|t| b.iter().any(|u| u.key == t.key && u.effect == t.effect && u.value == t.value))
+            a.len() == b.len()
+                && a.iter().all(|t| {
+                    b.iter()
+                        .any(|u| u.key == t.key && u.effect == t.effect && u.value == t.value)
+                })
         };
         if !same(&current, &taints) {
             let api: Api<Node> = Api::all(self.ctx.client.clone());
             let patch = json!({ "metadata": { "resourceVersion": node.metadata.resource_version }, "spec": { "taints": taints } });
-            api.patch(key, &PatchParams::default(), &Patch::Merge(&patch)).await?;
+            api.patch(key, &PatchParams::default(), &Patch::Merge(&patch))
+                .await?;
             tracing::info!(node = %key, ready = ?ready, "node taints updated");
         }
         let mut next = period;
@@ -200,7 +240,9 @@ impl Reconciler for NodeLifecycle {
                 if !on_node || pod.metadata.deletion_timestamp.is_some() {
                     continue;
                 }
-                let Some(at) = eviction_time(&pod, &taints, now) else { continue };
+                let Some(at) = eviction_time(&pod, &taints, now) else {
+                    continue;
+                };
                 if at <= now {
                     let ns = pod.namespace().unwrap_or_default();
                     let api: Api<Pod> = Api::namespaced(self.ctx.client.clone(), &ns);
@@ -235,36 +277,85 @@ mod tests {
     #[test]
     fn readiness_becomes_taints() {
         let now = at("2026-01-01T00:00:00Z");
-        let keys = |ts: &[Taint]| ts.iter().map(|t| format!("{}:{}", t.key, t.effect)).collect::<Vec<_>>();
-        let other = Taint { key: "dedicated".into(), effect: "NoSchedule".into(), value: Some("gpu".into()), time_added: None };
-        assert_eq!(keys(&desired_taints(std::slice::from_ref(&other), Some("True"), now)), ["dedicated:NoSchedule"]);
+        let keys = |ts: &[Taint]| {
+            ts.iter()
+                .map(|t| format!("{}:{}", t.key, t.effect))
+                .collect::<Vec<_>>()
+        };
+        let other = Taint {
+            key: "dedicated".into(),
+            effect: "NoSchedule".into(),
+            value: Some("gpu".into()),
+            time_added: None,
+        };
+        assert_eq!(
+            keys(&desired_taints(
+                std::slice::from_ref(&other),
+                Some("True"),
+                now
+            )),
+            ["dedicated:NoSchedule"]
+        );
         assert_eq!(
             keys(&desired_taints(std::slice::from_ref(&other), None, now)),
-            ["dedicated:NoSchedule", "node.kubernetes.io/unreachable:NoSchedule", "node.kubernetes.io/unreachable:NoExecute"]
+            [
+                "dedicated:NoSchedule",
+                "node.kubernetes.io/unreachable:NoSchedule",
+                "node.kubernetes.io/unreachable:NoExecute"
+            ]
         );
         let not_ready = desired_taints(&[], Some("False"), now);
-        assert_eq!(keys(&not_ready), ["node.kubernetes.io/not-ready:NoSchedule", "node.kubernetes.io/not-ready:NoExecute"]);
+        assert_eq!(
+            keys(&not_ready),
+            [
+                "node.kubernetes.io/not-ready:NoSchedule",
+                "node.kubernetes.io/not-ready:NoExecute"
+            ]
+        );
         // Unknown replaces not-ready; True removes both.
         let unknown = desired_taints(&not_ready, Some("Unknown"), now);
-        assert_eq!(keys(&unknown), ["node.kubernetes.io/unreachable:NoSchedule", "node.kubernetes.io/unreachable:NoExecute"]);
+        assert_eq!(
+            keys(&unknown),
+            [
+                "node.kubernetes.io/unreachable:NoSchedule",
+                "node.kubernetes.io/unreachable:NoExecute"
+            ]
+        );
         assert!(desired_taints(&unknown, Some("True"), now).is_empty());
     }
 
     #[test]
     fn evictions_follow_toleration_seconds() {
         let now = at("2026-01-01T00:01:00Z");
-        let taint = Taint { key: UNREACHABLE.into(), effect: "NoExecute".into(), value: None, time_added: Some(Time(at("2026-01-01T00:00:00Z"))) };
+        let taint = Taint {
+            key: UNREACHABLE.into(),
+            effect: "NoExecute".into(),
+            value: None,
+            time_added: Some(Time(at("2026-01-01T00:00:00Z"))),
+        };
         let pod = |tolerations: serde_json::Value| -> Pod {
             serde_json::from_value(json!({"metadata": {"name": "p"}, "spec": {"containers": [], "tolerations": tolerations}})).unwrap()
         };
         let cases = [
             ("not tolerated: now", json!([]), Some(now)),
-            ("default 300 s", json!([{"key": UNREACHABLE, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}]), Some(at("2026-01-01T00:05:00Z"))),
-            ("forever", json!([{"key": UNREACHABLE, "operator": "Exists", "effect": "NoExecute"}]), None),
+            (
+                "default 300 s",
+                json!([{"key": UNREACHABLE, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}]),
+                Some(at("2026-01-01T00:05:00Z")),
+            ),
+            (
+                "forever",
+                json!([{"key": UNREACHABLE, "operator": "Exists", "effect": "NoExecute"}]),
+                None,
+            ),
             ("tolerate all", json!([{"operator": "Exists"}]), None),
         ];
         for (name, t, want) in cases {
-            assert_eq!(eviction_time(&pod(t), std::slice::from_ref(&taint), now), want, "{name}");
+            assert_eq!(
+                eviction_time(&pod(t), std::slice::from_ref(&taint), now),
+                want,
+                "{name}"
+            );
         }
     }
 }

@@ -1,7 +1,6 @@
 //! TaintToleration: a node's NoSchedule and NoExecute taints keep out every pod that does not
 //! tolerate them; PreferNoSchedule taints only lower the node's score.
 
-
 use crate::cache::NodeInfo;
 use crate::framework::{CycleState, FilterPlugin, Reasons, ScorePlugin, normalize_scores};
 use crate::podinfo::PodInfo;
