@@ -220,13 +220,21 @@ impl NodeBuilder {
             "create node {}: {}",
             self.name, created.body
         );
+        // A controller-manager may change the Node meanwhile (podCIDR, taints): retry on conflict.
         let mut obj = created.json();
-        obj["status"] = status;
-        let updated = http.put_json(&format!("/api/v1/nodes/{}/status", self.name), &obj);
-        assert_eq!(
-            updated.status, 200,
-            "node status {}: {}",
-            self.name, updated.body
-        );
+        for _ in 0..10 {
+            obj["status"] = status.clone();
+            let updated = http.put_json(&format!("/api/v1/nodes/{}/status", self.name), &obj);
+            if updated.status == 200 {
+                return;
+            }
+            assert_eq!(
+                updated.status, 409,
+                "node status {}: {}",
+                self.name, updated.body
+            );
+            obj = http.get(&format!("/api/v1/nodes/{}", self.name)).json();
+        }
+        panic!("could not set the status of node {}", self.name);
     }
 }

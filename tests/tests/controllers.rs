@@ -255,17 +255,22 @@ fn deployment_rolls_within_surge_and_unavailability_and_rolls_back() {
     assert_eq!(pods(&server, "default", "app=web").len(), 4);
 
     // Watch every pod change during the rollout and check the bounds at each step.
-    let rv = server.kubectl_json(&["get", "pods"])["metadata"]["resourceVersion"]
+    let list = server.kubectl_json(&["get", "pods", "-l", "app=web"]);
+    let rv = list["metadata"]["resourceVersion"]
         .as_str()
         .unwrap_or_default()
         .to_string();
     let mut watch = server.http().watch(&format!(
         "/api/v1/namespaces/default/pods?watch=1&resourceVersion={rv}"
     ));
-    let mut live: std::collections::BTreeMap<String, Value> = pods(&server, "default", "app=web")
+    let mut live: std::collections::BTreeMap<String, Value> = list["items"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
         .into_iter()
         .map(|p| (p["metadata"]["name"].as_str().unwrap().to_string(), p))
         .collect();
+    assert_eq!(live.len(), 4);
     server.kubectl_ok(&[
         "annotate",
         "deployment",

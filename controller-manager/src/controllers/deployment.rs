@@ -377,8 +377,13 @@ impl DeploymentController {
         {
             return Ok(false);
         }
+        // Guarded by the ReplicaSet's resourceVersion: sizes computed from a stale cache must
+        // fail (and be recomputed), never move a ReplicaSet backwards.
         let patch = json!({
-            "metadata": { "annotations": { DESIRED_REPLICAS: desired, MAX_REPLICAS: max } },
+            "metadata": {
+                "annotations": { DESIRED_REPLICAS: desired, MAX_REPLICAS: max },
+                "resourceVersion": rs.metadata.resource_version,
+            },
             "spec": { "replicas": size },
         });
         self.rs_api(&rs.namespace().unwrap_or_default())
