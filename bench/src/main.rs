@@ -4,6 +4,7 @@
 //! `cargo build --release -p skiff-apiserver -p skiff-kubelet -p skiff-bench`: the apiserver
 //! and kubelet binaries are taken from the same folder as this one.
 
+mod controllers;
 mod harness;
 mod hollow;
 mod pod_start;
@@ -62,6 +63,15 @@ enum Cmd {
         /// Run the apiserver on etcd instead of the embedded store.
         #[arg(long)]
         etcd: bool,
+    },
+    /// A Deployment through the controller-manager: N pods created, available, rolled; the
+    /// controller-manager's memory with many pods.
+    Controllers {
+        #[arg(long, default_value_t = 1000)]
+        replicas: usize,
+        /// Pods for the memory figure (the Deployment is scaled to this at the end).
+        #[arg(long, default_value_t = 10_000)]
+        memory_pods: usize,
     },
     /// Many hollow kubelets (`--runtime fake`) on one apiserver: registration and leases.
     HollowNodes {
@@ -439,6 +449,10 @@ async fn main() {
         Cmd::Memory { objects } => bench_memory(objects).await,
         Cmd::PodStart { pods } => pod_start::run(pods).await,
         Cmd::Scheduler { nodes, pods, etcd } => scheduler::run(nodes, pods, etcd).await,
+        Cmd::Controllers {
+            replicas,
+            memory_pods,
+        } => controllers::run(replicas, memory_pods).await,
         Cmd::HollowNodes { nodes, seconds } => hollow::run(nodes, seconds).await,
     };
     if let Err(e) = outcome {

@@ -64,7 +64,7 @@ impl Context {
         shutdown: CancellationToken,
     ) -> Context {
         Context {
-            pods: Informer::new(Api::all(client.clone())),
+            pods: Informer::with_trim(Api::all(client.clone()), crate::pods::trim),
             replicasets: Informer::new(Api::all(client.clone())),
             replication_controllers: Informer::new(Api::all(client.clone())),
             deployments: Informer::new(Api::all(client.clone())),

@@ -8,6 +8,57 @@ use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::Resource;
 
+/// What the pod cache keeps of a pod: what the controllers read (identity, labels, owners,
+/// node, tolerations, container names and ports, phase, IP, conditions, restart counts), and
+/// nothing else, so that 10,000 cached pods stay small.
+pub fn trim(pod: &mut Pod) {
+    pod.metadata.annotations = None;
+    if let Some(spec) = pod.spec.as_mut() {
+        let containers = std::mem::take(&mut spec.containers)
+            .into_iter()
+            .map(|c| k8s_openapi::api::core::v1::Container {
+                name: c.name,
+                ports: c.ports,
+                ..Default::default()
+            })
+            .collect();
+        *spec = k8s_openapi::api::core::v1::PodSpec {
+            containers,
+            node_name: spec.node_name.take(),
+            tolerations: spec.tolerations.take(),
+            ..Default::default()
+        };
+    }
+    if let Some(status) = pod.status.as_mut() {
+        let statuses = status.container_statuses.take().map(|cs| {
+            cs.into_iter()
+                .map(|c| k8s_openapi::api::core::v1::ContainerStatus {
+                    name: c.name,
+                    restart_count: c.restart_count,
+                    ready: c.ready,
+                    ..Default::default()
+                })
+                .collect()
+        });
+        *status = k8s_openapi::api::core::v1::PodStatus {
+            phase: status.phase.take(),
+            pod_ip: status.pod_ip.take(),
+            conditions: status.conditions.take().map(|cs| {
+                cs.into_iter()
+                    .filter(|c| c.type_ == "Ready")
+                    .map(|c| k8s_openapi::api::core::v1::PodCondition {
+                        message: None,
+                        reason: None,
+                        ..c
+                    })
+                    .collect()
+            }),
+            container_statuses: statuses,
+            ..Default::default()
+        };
+    }
+}
+
 /// Not finished (Succeeded/Failed) and not being deleted: counts toward replicas.
 pub fn is_active(pod: &Pod) -> bool {
     let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());

@@ -26,7 +26,7 @@ use crate::workqueue::WorkQueue;
 /// At most this many pods are created or deleted in one sync (Kubernetes' burstReplicas).
 pub const BURST: usize = 500;
 /// Concurrent requests within one batch.
-const PARALLEL: usize = 64;
+const PARALLEL: usize = 32;
 
 /// What the controller needs from a ReplicaSet or a ReplicationController.
 pub trait ReplicaKind: Object + Resource<Scope = k8s_openapi::NamespaceResourceScope> {
