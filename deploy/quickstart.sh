@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Sets up a fresh Debian/Ubuntu machine (as root) and runs Skiff's main job: builds it, starts
-# the apiserver with its embedded store (zero setup, HTTPS, admin kubeconfig), the scheduler and
-# a kubelet on this machine's Docker, runs a pod (the scheduler places it) and shows it Running
-# and answering, and applies the example manifests with the real kubectl.
+# the apiserver with its embedded store (zero setup, HTTPS, admin kubeconfig), the scheduler,
+# the controller-manager and a kubelet on this machine's Docker, runs a pod (the scheduler
+# places it) and shows it Running and answering, then applies the example manifests (a
+# ReplicationController, a Deployment and a Service) with the real kubectl and shows their
+# pods running and the Service's endpoints.
 #
-# What runs today: the apiserver, the scheduler and the kubelet. The controller-manager and
-# proxy arrive with later issues, so the Deployment and ReplicationController of the example
-# are stored and served but make no pods yet.
+# Not yet: skiff-proxy (Service IPs answer once it exists; the endpoints are shown instead).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,7 +15,7 @@ PORT=${SKIFF_PORT:-6443}
 
 bash deploy/install-deps.sh
 echo "== building Skiff (release)"
-cargo build --release -p skiff-apiserver -p skiff-scheduler -p skiff-kubelet
+cargo build --release -p skiff-apiserver -p skiff-scheduler -p skiff-controller-manager -p skiff-kubelet
 
 # No registry is reachable: the example image is busybox on an empty base, built here.
 if ! docker image inspect skiff-local/busybox:1 >/dev/null 2>&1; then
@@ -28,7 +28,7 @@ if ! docker image inspect skiff-local/busybox:1 >/dev/null 2>&1; then
 fi
 
 mkdir -p "$DATA_DIR"
-for prog in kubelet scheduler apiserver; do
+for prog in kubelet controller-manager scheduler apiserver; do
     if [ -f "$DATA_DIR/$prog.pid" ] && kill -0 "$(cat "$DATA_DIR/$prog.pid")" 2>/dev/null; then
         echo "== stopping the $prog started earlier"
         kill "$(cat "$DATA_DIR/$prog.pid")"
@@ -55,6 +55,10 @@ echo "== starting skiff-scheduler (log in $DATA_DIR/scheduler.log)"
 nohup target/release/skiff-scheduler --kubeconfig "$KUBECONFIG" --bind-address 127.0.0.1 \
     >"$DATA_DIR/scheduler.log" 2>&1 &
 echo $! >"$DATA_DIR/scheduler.pid"
+echo "== starting skiff-controller-manager (log in $DATA_DIR/controller-manager.log)"
+nohup target/release/skiff-controller-manager --kubeconfig "$KUBECONFIG" --bind-address 127.0.0.1 \
+    >"$DATA_DIR/controller-manager.log" 2>&1 &
+echo $! >"$DATA_DIR/controller-manager.pid"
 
 NODE=$(hostname | tr '[:upper:]' '[:lower:]')
 echo "== starting skiff-kubelet as node $NODE (pod subnet ${SKIFF_POD_CIDR:-10.244.0.0/24}, log in $DATA_DIR/kubelet.log)"
@@ -75,10 +79,18 @@ echo "== the pod answers at $POD_IP:8080"
 curl -s "http://$POD_IP:8080/index.html"
 echo "== kubectl exec hello -- hostname"
 kubectl exec hello -- hostname
+# A rerun starts the example afresh (its old pods are garbage-collected with their owners).
+kubectl delete -f deploy/examples/nginx.yaml --ignore-not-found --wait=true >/dev/null
 echo "== kubectl apply -f deploy/examples/nginx.yaml"
 kubectl apply -f deploy/examples/nginx.yaml
-echo "== kubectl get rc,deploy,svc"
-kubectl get rc,deploy,svc
+kubectl rollout status deployment/web --timeout=120s
+kubectl wait --for=condition=Ready pod -l app=nginx --timeout=120s
+echo "== kubectl get rc,deploy,rs,svc,endpoints"
+kubectl get rc,deploy,rs,svc,endpoints
+kubectl get pods -o wide
+WEB_IP=$(kubectl get pods -l app=web -o jsonpath='{.items[0].status.podIP}')
+echo "== a pod of the web Deployment answers at $WEB_IP:8080"
+curl -s "http://$WEB_IP:8080/index.html"
 echo
-echo "Skiff's apiserver (pid $(cat "$DATA_DIR/apiserver.pid")), scheduler (pid $(cat "$DATA_DIR/scheduler.pid")) and kubelet (pid $(cat "$DATA_DIR/kubelet.pid")) are running. Use them with:"
+echo "Skiff's apiserver (pid $(cat "$DATA_DIR/apiserver.pid")), scheduler (pid $(cat "$DATA_DIR/scheduler.pid")), controller-manager (pid $(cat "$DATA_DIR/controller-manager.pid")) and kubelet (pid $(cat "$DATA_DIR/kubelet.pid")) are running. Use them with:"
 echo "  export KUBECONFIG=$KUBECONFIG"
