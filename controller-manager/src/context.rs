@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Endpoints, Namespace, Node, Pod, ReplicationController, Service};
+use k8s_openapi::api::core::v1::{Endpoints, Namespace, Node, ReplicationController, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::{Api, Client};
 use tokio_util::sync::CancellationToken;
@@ -43,7 +43,8 @@ pub struct Context {
     pub identity: String,
     pub shutdown: CancellationToken,
     pub settings: Settings,
-    pub pods: Arc<Informer<Pod>>,
+    /// Pods in the compact form controllers read ([`crate::pods::CachedPod`]).
+    pub pods: Arc<Informer<crate::pods::CachedPod>>,
     pub replicasets: Arc<Informer<ReplicaSet>>,
     pub replication_controllers: Arc<Informer<ReplicationController>>,
     pub deployments: Arc<Informer<Deployment>>,
@@ -64,7 +65,7 @@ impl Context {
         shutdown: CancellationToken,
     ) -> Context {
         Context {
-            pods: Informer::with_trim(Api::all(client.clone()), crate::pods::trim),
+            pods: Informer::new(Api::all(client.clone())),
             replicasets: Informer::new(Api::all(client.clone())),
             replication_controllers: Informer::new(Api::all(client.clone())),
             deployments: Informer::new(Api::all(client.clone())),

@@ -8,66 +8,91 @@ use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::Resource;
 
-/// What the pod cache keeps of a pod: what the controllers read (identity, labels, owners,
-/// node, tolerations, container names and ports, phase, IP, conditions, restart counts), and
-/// nothing else, so that 10,000 cached pods stay small.
-pub fn trim(pod: &mut Pod) {
-    pod.metadata.annotations = None;
-    if let Some(spec) = pod.spec.as_mut() {
-        let containers = std::mem::take(&mut spec.containers)
-            .into_iter()
-            .map(|c| k8s_openapi::api::core::v1::Container {
-                name: c.name,
-                ports: c.ports,
-                ..Default::default()
-            })
-            .collect();
-        *spec = k8s_openapi::api::core::v1::PodSpec {
-            containers,
-            node_name: spec.node_name.take(),
-            tolerations: spec.tolerations.take(),
-            ..Default::default()
-        };
+/// A pod as the controller-manager caches it: only what the controllers read (identity,
+/// labels, owners, node, tolerations, container names and ports, phase, IP, conditions, restart
+/// counts). Watch events are decoded straight into this shape, so 10,000 cached pods take a
+/// fraction of what full `k8s-openapi` pods would (whose many inline optional fields cost
+/// several kB per pod even when empty). Field names and nesting match `Pod`'s.
+#[derive(Clone, Debug, Default, serde::Deserialize, serde::Serialize)]
+pub struct CachedPod {
+    #[serde(default)]
+    pub metadata: ObjectMeta,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spec: Option<CachedPodSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<CachedPodStatus>,
+}
+
+#[derive(Clone, Debug, Default, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CachedPodSpec {
+    #[serde(default)]
+    pub containers: Vec<CachedContainer>,
+    pub node_name: Option<String>,
+    pub tolerations: Option<Vec<k8s_openapi::api::core::v1::Toleration>>,
+}
+
+#[derive(Clone, Debug, Default, serde::Deserialize, serde::Serialize)]
+pub struct CachedContainer {
+    #[serde(default)]
+    pub name: String,
+    pub ports: Option<Vec<k8s_openapi::api::core::v1::ContainerPort>>,
+}
+
+#[derive(Clone, Debug, Default, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CachedPodStatus {
+    pub phase: Option<String>,
+    #[serde(rename = "podIP")]
+    pub pod_ip: Option<String>,
+    pub conditions: Option<Vec<k8s_openapi::api::core::v1::PodCondition>>,
+    pub container_statuses: Option<Vec<CachedContainerStatus>>,
+}
+
+#[derive(Clone, Debug, Default, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CachedContainerStatus {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub restart_count: i32,
+    #[serde(default)]
+    pub ready: bool,
+}
+
+impl Resource for CachedPod {
+    type DynamicType = ();
+    type Scope = k8s_openapi::NamespaceResourceScope;
+
+    fn kind(_: &()) -> std::borrow::Cow<'_, str> {
+        "Pod".into()
     }
-    if let Some(status) = pod.status.as_mut() {
-        let statuses = status.container_statuses.take().map(|cs| {
-            cs.into_iter()
-                .map(|c| k8s_openapi::api::core::v1::ContainerStatus {
-                    name: c.name,
-                    restart_count: c.restart_count,
-                    ready: c.ready,
-                    ..Default::default()
-                })
-                .collect()
-        });
-        *status = k8s_openapi::api::core::v1::PodStatus {
-            phase: status.phase.take(),
-            pod_ip: status.pod_ip.take(),
-            conditions: status.conditions.take().map(|cs| {
-                cs.into_iter()
-                    .filter(|c| c.type_ == "Ready")
-                    .map(|c| k8s_openapi::api::core::v1::PodCondition {
-                        message: None,
-                        reason: None,
-                        ..c
-                    })
-                    .collect()
-            }),
-            container_statuses: statuses,
-            ..Default::default()
-        };
+    fn group(_: &()) -> std::borrow::Cow<'_, str> {
+        "".into()
+    }
+    fn version(_: &()) -> std::borrow::Cow<'_, str> {
+        "v1".into()
+    }
+    fn plural(_: &()) -> std::borrow::Cow<'_, str> {
+        "pods".into()
+    }
+    fn meta(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        &mut self.metadata
     }
 }
 
 /// Not finished (Succeeded/Failed) and not being deleted: counts toward replicas.
-pub fn is_active(pod: &Pod) -> bool {
+pub fn is_active(pod: &CachedPod) -> bool {
     let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
     !matches!(phase, Some("Succeeded") | Some("Failed"))
         && pod.metadata.deletion_timestamp.is_none()
 }
 
 /// When the pod's Ready condition became True, if it is True.
-pub fn ready_since(pod: &Pod) -> Option<jiff::Timestamp> {
+pub fn ready_since(pod: &CachedPod) -> Option<jiff::Timestamp> {
     pod.status
         .as_ref()?
         .conditions
@@ -82,12 +107,12 @@ pub fn ready_since(pod: &Pod) -> Option<jiff::Timestamp> {
         })
 }
 
-pub fn is_ready(pod: &Pod) -> bool {
+pub fn is_ready(pod: &CachedPod) -> bool {
     ready_since(pod).is_some()
 }
 
 /// Ready for at least `min_ready_seconds` at `now`.
-pub fn is_available(pod: &Pod, min_ready_seconds: i32, now: jiff::Timestamp) -> bool {
+pub fn is_available(pod: &CachedPod, min_ready_seconds: i32, now: jiff::Timestamp) -> bool {
     match ready_since(pod) {
         None => false,
         Some(_) if min_ready_seconds <= 0 => true,
@@ -189,14 +214,14 @@ pub fn pod_from_template(
 }
 
 /// Whether every label of `template` is on the pod (`fullyLabeledReplicas`).
-pub fn fully_labeled(pod: &Pod, template_labels: &BTreeMap<String, String>) -> bool {
+pub fn fully_labeled(pod: &CachedPod, template_labels: &BTreeMap<String, String>) -> bool {
     let labels = pod.metadata.labels.as_ref();
     template_labels
         .iter()
         .all(|(k, v)| labels.and_then(|l| l.get(k)) == Some(v))
 }
 
-fn phase_rank(pod: &Pod) -> u8 {
+fn phase_rank(pod: &CachedPod) -> u8 {
     match pod.status.as_ref().and_then(|s| s.phase.as_deref()) {
         Some("Pending") => 0,
         Some("Unknown") => 1,
@@ -205,7 +230,7 @@ fn phase_rank(pod: &Pod) -> u8 {
     }
 }
 
-fn restarts(pod: &Pod) -> i32 {
+fn restarts(pod: &CachedPod) -> i32 {
     pod.status
         .as_ref()
         .and_then(|s| s.container_statuses.as_ref())
@@ -216,8 +241,8 @@ fn restarts(pod: &Pod) -> i32 {
 /// Kubernetes' order of deletion (ActivePods' "less"): unscheduled before scheduled, pending
 /// before unknown before running, not ready before ready, ready more recently before longer,
 /// more restarts before fewer, newer before older.
-pub fn deletion_order(a: &Pod, b: &Pod) -> Ordering {
-    let scheduled = |p: &Pod| {
+pub fn deletion_order(a: &CachedPod, b: &CachedPod) -> Ordering {
+    let scheduled = |p: &CachedPod| {
         p.spec
             .as_ref()
             .and_then(|s| s.node_name.as_deref())
@@ -233,14 +258,14 @@ pub fn deletion_order(a: &Pod, b: &Pod) -> Ordering {
         })
         .then_with(|| restarts(b).cmp(&restarts(a)))
         .then_with(|| {
-            let created = |p: &Pod| p.metadata.creation_timestamp.as_ref().map(|t| t.0);
+            let created = |p: &CachedPod| p.metadata.creation_timestamp.as_ref().map(|t| t.0);
             created(b).cmp(&created(a))
         })
 }
 
 #[cfg(test)]
 pub(crate) mod testing {
-    use k8s_openapi::api::core::v1::Pod;
+    use super::CachedPod;
     use serde_json::{Value, json};
 
     /// A pod fixture: `pod("p").node("n").ready("2026-01-01T00:00:00Z").build()`.
@@ -292,7 +317,7 @@ pub(crate) mod testing {
             self.0["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
             self
         }
-        pub fn build(self) -> Pod {
+        pub fn build(self) -> CachedPod {
             serde_json::from_value(self.0).expect("pod fixture")
         }
     }

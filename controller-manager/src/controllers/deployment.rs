@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentCondition, ReplicaSet};
-use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
+use k8s_openapi::api::core::v1::PodTemplateSpec;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, Time};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
@@ -674,11 +674,16 @@ impl DeploymentController {
             .iter()
             .filter_map(|r| r.metadata.uid.as_deref())
             .collect();
-        self.ctx.pods.list_in(ns).iter().any(|p: &Arc<Pod>| {
-            let phase = p.status.as_ref().and_then(|s| s.phase.as_deref());
-            !matches!(phase, Some("Succeeded") | Some("Failed"))
-                && pods::controller_of(&p.metadata).is_some_and(|r| uids.contains(&r.uid.as_str()))
-        })
+        self.ctx
+            .pods
+            .list_in(ns)
+            .iter()
+            .any(|p: &Arc<crate::pods::CachedPod>| {
+                let phase = p.status.as_ref().and_then(|s| s.phase.as_deref());
+                !matches!(phase, Some("Succeeded") | Some("Failed"))
+                    && pods::controller_of(&p.metadata)
+                        .is_some_and(|r| uids.contains(&r.uid.as_str()))
+            })
     }
 
     /// Writes status (counts, Available, Progressing); returns when to look again.

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{
-    EndpointAddress, EndpointPort, EndpointSubset, Endpoints, ObjectReference, Pod, Service,
+    EndpointAddress, EndpointPort, EndpointSubset, Endpoints, ObjectReference, Service,
 };
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointSlice};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -20,7 +20,7 @@ use kube::{Api, ResourceExt};
 use crate::context::Context;
 use crate::controller::{Reconciler, Result};
 use crate::informer::{Change, key_of, split_key};
-use crate::pods;
+use crate::pods::{self, CachedPod};
 use crate::workqueue::WorkQueue;
 
 pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
@@ -30,13 +30,13 @@ pub const MANAGED_BY: &str = "endpointslice-controller.k8s.io";
 /// One pod's place in a Service: its address, readiness and resolved ports.
 #[derive(Debug, Clone)]
 pub struct Backend {
-    pub pod: Arc<Pod>,
+    pub pod: Arc<CachedPod>,
     pub ready: bool,
     pub ports: Vec<EndpointPort>,
 }
 
 /// Resolves the Service's ports against one pod; None if a named port is missing.
-pub fn resolve_ports(svc: &Service, pod: &Pod) -> Option<Vec<EndpointPort>> {
+pub fn resolve_ports(svc: &Service, pod: &CachedPod) -> Option<Vec<EndpointPort>> {
     let mut out = Vec::new();
     for p in svc.spec.as_ref()?.ports.iter().flatten() {
         let protocol = p.protocol.clone().unwrap_or_else(|| "TCP".into());
@@ -66,7 +66,7 @@ pub fn resolve_ports(svc: &Service, pod: &Pod) -> Option<Vec<EndpointPort>> {
 }
 
 /// The Service's backends among `candidates`.
-pub fn backends(svc: &Service, candidates: &[Arc<Pod>]) -> Vec<Backend> {
+pub fn backends(svc: &Service, candidates: &[Arc<CachedPod>]) -> Vec<Backend> {
     let Some(selector) = svc
         .spec
         .as_ref()
@@ -107,7 +107,7 @@ pub fn backends(svc: &Service, candidates: &[Arc<Pod>]) -> Vec<Backend> {
     out
 }
 
-fn target_ref(pod: &Pod) -> ObjectReference {
+fn target_ref(pod: &CachedPod) -> ObjectReference {
     ObjectReference {
         kind: Some("Pod".into()),
         name: pod.metadata.name.clone(),
@@ -117,7 +117,7 @@ fn target_ref(pod: &Pod) -> ObjectReference {
     }
 }
 
-fn ip(pod: &Pod) -> String {
+fn ip(pod: &CachedPod) -> String {
     pod.status
         .as_ref()
         .and_then(|s| s.pod_ip.clone())
@@ -269,7 +269,7 @@ impl EndpointsController {
                 else {
                     continue;
                 };
-                let selects = |p: Option<&Pod>| {
+                let selects = |p: Option<&CachedPod>| {
                     p.and_then(|p| p.metadata.labels.as_ref())
                         .is_some_and(|l| sel.iter().all(|(k, v)| l.get(k) == Some(v)))
                 };
@@ -432,7 +432,13 @@ mod tests {
         .unwrap()
     }
 
-    fn pod(name: &str, ip: Option<&str>, ready: bool, port_name: &str, port: i32) -> Arc<Pod> {
+    fn pod(
+        name: &str,
+        ip: Option<&str>,
+        ready: bool,
+        port_name: &str,
+        port: i32,
+    ) -> Arc<CachedPod> {
         let mut v = json!({
             "metadata": {"name": name, "namespace": "default", "uid": format!("u-{name}"), "labels": {"app": "web"}},
             "spec": {"nodeName": "n1", "containers": [{"name": "c", "image": "x", "ports": [{"name": port_name, "containerPort": port}]}]},
@@ -490,7 +496,7 @@ mod tests {
         let pods = vec![pod("a", Some("10.0.0.1"), true, "web", 8080)];
         let s = subsets(&backends(&svc(json!(8080)), &pods));
         assert_eq!(s[0].ports.as_ref().unwrap()[0].port, 8080);
-        let none: Vec<Arc<Pod>> = vec![];
+        let none: Vec<Arc<CachedPod>> = vec![];
         assert!(subsets(&backends(&svc(json!(80)), &none)).is_empty());
         assert_eq!(
             slices(&svc(json!(80)), &[]).len(),

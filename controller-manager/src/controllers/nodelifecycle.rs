@@ -62,7 +62,11 @@ pub fn desired_taints(current: &[Taint], ready: Option<&str>, now: jiff::Timesta
 
 /// When a pod on a node with these NoExecute taints must go: `Some(now-or-past)` if a taint is
 /// not tolerated, the earliest end of a bounded toleration otherwise, None if it may stay.
-pub fn eviction_time(pod: &Pod, taints: &[Taint], now: jiff::Timestamp) -> Option<jiff::Timestamp> {
+pub fn eviction_time(
+    pod: &crate::pods::CachedPod,
+    taints: &[Taint],
+    now: jiff::Timestamp,
+) -> Option<jiff::Timestamp> {
     let tolerations = pod
         .spec
         .as_ref()
@@ -333,7 +337,7 @@ mod tests {
             value: None,
             time_added: Some(Time(at("2026-01-01T00:00:00Z"))),
         };
-        let pod = |tolerations: serde_json::Value| -> Pod {
+        let pod = |tolerations: serde_json::Value| -> crate::pods::CachedPod {
             serde_json::from_value(json!({"metadata": {"name": "p"}, "spec": {"containers": [], "tolerations": tolerations}})).unwrap()
         };
         let cases = [

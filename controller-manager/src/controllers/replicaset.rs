@@ -20,7 +20,7 @@ use skiff_client::events::{EventType, Recorder};
 use crate::context::Context;
 use crate::controller::{Expectations, Reconciler, Result};
 use crate::informer::{Change, Informer, Object, key_of, split_key};
-use crate::pods;
+use crate::pods::{self, CachedPod};
 use crate::workqueue::WorkQueue;
 
 /// At most this many pods are created or deleted in one sync (Kubernetes' burstReplicas).
@@ -145,13 +145,13 @@ pub enum Plan {
 }
 
 /// Compares active pods with `replicas` (at most [`BURST`] changes per sync).
-pub fn plan(replicas: i32, active: &[Arc<Pod>]) -> Plan {
+pub fn plan(replicas: i32, active: &[Arc<CachedPod>]) -> Plan {
     let want = replicas.max(0) as usize;
     if active.len() < want {
         return Plan::Create((want - active.len()).min(BURST));
     }
     if active.len() > want {
-        let mut victims: Vec<&Arc<Pod>> = active.iter().collect();
+        let mut victims: Vec<&Arc<CachedPod>> = active.iter().collect();
         victims.sort_by(|a, b| pods::deletion_order(a, b));
         return Plan::Delete(
             victims
@@ -167,7 +167,7 @@ pub fn plan(replicas: i32, active: &[Arc<Pod>]) -> Plan {
 /// The status fields computed from the active owned pods, and whether a pod is ready but not
 /// yet available (then the owner must be looked at again after `minReadySeconds`).
 pub fn compute_status(
-    active: &[Arc<Pod>],
+    active: &[Arc<CachedPod>],
     template_labels: &BTreeMap<String, String>,
     min_ready_seconds: i32,
     now: jiff::Timestamp,
@@ -214,7 +214,7 @@ impl<K: ReplicaKind> ReplicaController<K> {
         let exp = expectations.clone();
         let lookup = owners.clone();
         ctx.pods.on_change(move |c| {
-            let owner_key = |p: &Pod| {
+            let owner_key = |p: &CachedPod| {
                 pods::controller_of(&p.metadata)
                     .filter(|r| r.kind == K::kind(&()))
                     .map(|r| format!("{}/{}", p.namespace().unwrap_or_default(), r.name))
@@ -402,7 +402,8 @@ impl<K: ReplicaKind> Reconciler for ReplicaController<K> {
             pods::set_controller(&self.ctx.client, owner.as_ref(), p.as_ref(), true).await?;
             owned.push(p);
         }
-        let active: Vec<Arc<Pod>> = owned.into_iter().filter(|p| pods::is_active(p)).collect();
+        let active: Vec<Arc<CachedPod>> =
+            owned.into_iter().filter(|p| pods::is_active(p)).collect();
 
         let mut failure = None;
         if !deleting && self.expectations.satisfied(key) {
@@ -478,13 +479,13 @@ mod tests {
         serde_json::from_value(json!({"matchLabels": {"app": app}})).unwrap()
     }
 
-    fn names(v: &[Arc<Pod>]) -> Vec<String> {
+    fn names(v: &[Arc<CachedPod>]) -> Vec<String> {
         v.iter().map(|p| p.name_any()).collect()
     }
 
     #[test]
     fn claims_adopt_orphans_release_strays_and_leave_others_alone() {
-        let candidates: Vec<Arc<Pod>> = vec![
+        let candidates: Vec<Arc<CachedPod>> = vec![
             Arc::new(pod("mine").owner("ReplicaSet", "rs", "u1").build()),
             Arc::new(
                 pod("stray")
@@ -511,7 +512,7 @@ mod tests {
     #[test]
     fn plans() {
         let p = |n: &str| Arc::new(pod(n).node("x").ready("2026-01-01T00:00:00Z").build());
-        let cases: Vec<(&str, i32, Vec<Arc<Pod>>, Plan)> = vec![
+        let cases: Vec<(&str, i32, Vec<Arc<CachedPod>>, Plan)> = vec![
             ("steady", 2, vec![p("a"), p("b")], Plan::Nothing),
             ("scale up", 3, vec![p("a")], Plan::Create(2)),
             ("burst limit", 2000, vec![], Plan::Create(BURST)),
