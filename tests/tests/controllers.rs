@@ -686,3 +686,59 @@ spec:
     let out = rollout_status(&server, "app");
     assert!(out.contains("successfully rolled out"), "{out}");
 }
+
+#[test]
+fn kubectl_drain_evicts_pods_and_their_replica_set_replaces_them_elsewhere() {
+    let server = ApiServer::start(Backend::Embedded);
+    let _cm = ControllerManager::start(&server);
+    let _sched = skiff_e2e::Scheduler::start(&server);
+    let _a = skiff_e2e::Kubelet::start_fake(&server, "drain-a", "10.200.12.0/24");
+    let _b = skiff_e2e::Kubelet::start_fake(&server, "drain-b", "10.200.13.0/24");
+    server.kubectl_stdin_ok(
+        &["apply", "-f", "-"],
+        "apiVersion: apps/v1
+kind: ReplicaSet
+metadata:
+  name: drained
+spec:
+  replicas: 4
+  selector:
+    matchLabels: {app: drained}
+  template:
+    metadata:
+      labels: {app: drained}
+    spec:
+      containers:
+      - {name: c, image: skiff-test/app:1}
+",
+    );
+    let on = |node: &str| -> usize {
+        pods(&server, "default", "app=drained")
+            .iter()
+            .filter(|p| {
+                p["spec"]["nodeName"] == node && p["metadata"]["deletionTimestamp"].is_null()
+            })
+            .count()
+    };
+    assert!(
+        wait_until(WAIT, || on("drain-a") + on("drain-b") == 4
+            && on("drain-a") > 0),
+        "pods on both nodes: a={} b={}",
+        on("drain-a"),
+        on("drain-b")
+    );
+    let out = server.kubectl_ok(&["drain", "drain-a", "--ignore-daemonsets", "--timeout=60s"]);
+    assert!(out.contains("node/drain-a drained"), "{out}");
+    assert!(out.contains("evicting pod default/drained-"), "{out}");
+    let node = server.kubectl_json(&["get", "node", "drain-a"]);
+    assert_eq!(
+        node["spec"]["unschedulable"], true,
+        "drain cordons the node"
+    );
+    assert!(
+        wait_until(WAIT, || on("drain-a") == 0 && on("drain-b") == 4),
+        "replacements run on the other node: a={} b={}",
+        on("drain-a"),
+        on("drain-b")
+    );
+}
