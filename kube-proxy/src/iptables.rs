@@ -1,0 +1,143 @@
+//! The iptables writer: applies a ruleset with one `iptables-restore --noflush` (so rules that
+//! are not Skiff's are untouched), keeps the jumps from the built-in chains in place, and
+//! removes everything Skiff installed (`--cleanup`). Commands can run in another network
+//! namespace (through `nsenter`), which is how tests drive a namespace they created.
+
+use std::collections::BTreeSet;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use crate::rules;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("running {cmd}: {source}; is iptables installed?")]
+    Spawn { cmd: String, source: std::io::Error },
+    #[error("{cmd} failed: {stderr}")]
+    Failed { cmd: String, stderr: String },
+}
+
+/// Runs iptables commands here, or in the network namespace at `netns`.
+#[derive(Debug, Clone, Default)]
+pub struct Iptables {
+    netns: Option<PathBuf>,
+}
+
+impl Iptables {
+    pub fn new() -> Iptables {
+        Iptables::default()
+    }
+
+    /// Commands run in the network namespace at `path` (e.g. `/run/netns/node-1`).
+    pub fn in_netns(path: &Path) -> Iptables {
+        Iptables {
+            netns: Some(path.to_path_buf()),
+        }
+    }
+
+    fn command(&self, program: &str) -> Command {
+        match &self.netns {
+            Some(ns) => {
+                let mut c = Command::new("nsenter");
+                c.arg(format!("--net={}", ns.display())).arg(program);
+                c
+            }
+            None => Command::new(program),
+        }
+    }
+
+    fn run(&self, program: &str, args: &[&str], stdin: Option<&str>) -> Result<String, Error> {
+        let cmd = format!("{program} {}", args.join(" "));
+        let mut c = self.command(program);
+        c.args(args)
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = c.spawn().map_err(|source| Error::Spawn {
+            cmd: cmd.clone(),
+            source,
+        })?;
+        if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
+            pipe.write_all(input.as_bytes())
+                .map_err(|source| Error::Spawn {
+                    cmd: cmd.clone(),
+                    source,
+                })?;
+        }
+        let out = child.wait_with_output().map_err(|source| Error::Spawn {
+            cmd: cmd.clone(),
+            source,
+        })?;
+        if !out.status.success() {
+            return Err(Error::Failed {
+                cmd,
+                stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            });
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// Applies a ruleset in one `iptables-restore --noflush`, then makes sure the built-in
+    /// chains jump into Skiff's (created by the restore if they were missing).
+    pub fn apply(&self, ruleset: &rules::Ruleset) -> Result<(), Error> {
+        self.run("iptables-restore", &["--noflush"], Some(&ruleset.restore))?;
+        self.ensure_jumps()
+    }
+
+    /// Adds each jump from a built-in chain unless it is there (`-C`, then `-I`).
+    pub fn ensure_jumps(&self) -> Result<(), Error> {
+        for (table, chain, spec) in rules::jumps() {
+            let mut check = vec!["-w", "-t", table, "-C", chain];
+            check.extend(spec.iter().copied());
+            if self.run("iptables", &check, None).is_ok() {
+                continue;
+            }
+            let mut insert = vec!["-w", "-t", table, "-I", chain, "1"];
+            insert.extend(spec.iter().copied());
+            self.run("iptables", &insert, None)?;
+        }
+        Ok(())
+    }
+
+    /// The `SKIFF-*` chains that exist in `table`.
+    pub fn chains(&self, table: &str) -> Result<BTreeSet<String>, Error> {
+        let saved = self.run("iptables-save", &["-t", table], None)?;
+        Ok(saved
+            .lines()
+            .filter_map(|l| l.strip_prefix(':'))
+            .filter_map(|l| l.split_whitespace().next())
+            .filter(|c| c.starts_with("SKIFF-"))
+            .map(String::from)
+            .collect())
+    }
+
+    /// Removes every jump and chain Skiff installed.
+    pub fn cleanup(&self) -> Result<(), Error> {
+        for (table, chain, spec) in rules::jumps() {
+            let mut delete = vec!["-w", "-t", table, "-D", chain];
+            delete.extend(spec.iter().copied());
+            while self.run("iptables", &delete, None).is_ok() {}
+        }
+        for table in ["nat", "filter"] {
+            let chains = self.chains(table)?;
+            if chains.is_empty() {
+                continue;
+            }
+            let mut input = format!("*{table}\n");
+            for c in &chains {
+                input.push_str(&format!(":{c} - [0:0]\n"));
+            }
+            for c in &chains {
+                input.push_str(&format!("-X {c}\n"));
+            }
+            input.push_str("COMMIT\n");
+            self.run("iptables-restore", &["--noflush"], Some(&input))?;
+        }
+        Ok(())
+    }
+}
