@@ -509,7 +509,7 @@ COMMIT
         sp.protocol = Protocol::Udp;
         let r = render(&[sp.clone()], &Settings::default(), &BTreeSet::new());
         let svc = sp.svc_chain();
-        assert!(r.restore.contains(&format!("-A SKIFF-NODEPORTS -p udp -m comment --comment \"default/np:http node port\" -m udp --dport 30080 -j SKIFF-MARK-MASQ")));
+        assert!(r.restore.contains("-A SKIFF-NODEPORTS -p udp -m comment --comment \"default/np:http node port\" -m udp --dport 30080 -j SKIFF-MARK-MASQ"));
         assert!(r.restore.contains(&format!("-A SKIFF-NODEPORTS -p udp -m comment --comment \"default/np:http node port\" -m udp --dport 30080 -j {svc}")));
         assert!(r.restore.contains(&format!("-A SKIFF-SERVICES -d 192.0.2.50/32 -p udp -m comment --comment \"default/np:http external IP\" -m udp --dport 80 -j {svc}")));
     }
@@ -523,7 +523,11 @@ COMMIT
             &Settings::default(),
             &BTreeSet::new(),
         );
-        let second = render(&[a.clone()], &Settings::default(), &first.nat_chains);
+        let second = render(
+            std::slice::from_ref(&a),
+            &Settings::default(),
+            &first.nat_chains,
+        );
         let b_svc = b.svc_chain();
         assert!(
             second.restore.contains(&format!(":{b_svc} - [0:0]")),
