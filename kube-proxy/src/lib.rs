@@ -1,7 +1,224 @@
-//! `skiff-proxy`'s data plane: [`rules`] turns Service ports and their ready endpoints into the
-//! whole iptables ruleset (Skiff's own chains in the nat and filter tables) as
-//! `iptables-restore` input, and [`iptables`] applies it in one call. The informers that feed
-//! it and the program around it come next (the binary is still a stub).
+//! `skiff-proxy`: Services as iptables rules, and pod routes between nodes. Informers
+//! (kube-runtime watchers) on Services, EndpointSlices and Nodes mark the state dirty; the
+//! sync loop (at most once per `--min-sync-period`) computes the Service ports ([`model`]),
+//! renders the whole ruleset ([`rules`]) and applies it with one `iptables-restore`
+//! ([`iptables`]) when it changed, and keeps a route to every other node's pod CIDR
+//! ([`routes`], flannel's host-gw model).
 
 pub mod iptables;
+pub mod model;
+pub mod routes;
 pub mod rules;
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Node, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::Api;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+/// The proxy's configuration, from flags.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub kubeconfig: PathBuf,
+    pub node_name: String,
+    pub cluster_cidr: Option<ipnet::Ipv4Net>,
+    pub min_sync_period: Duration,
+    pub sync_period: Duration,
+    pub healthz_addr: SocketAddr,
+}
+
+/// What `/healthz` and `/metrics` report.
+#[derive(Debug, Default)]
+struct Health {
+    last_sync: Option<SystemTime>,
+    last_duration: Duration,
+    syncs: u64,
+    rules: usize,
+    service_ports: usize,
+}
+
+fn watch<K>(api: Api<K>, changed: Arc<Notify>, stop: CancellationToken) -> Store<K>
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let (reader, writer) = reflector::store();
+    let stream = watcher(api, watcher::Config::default())
+        .default_backoff()
+        .reflect(writer)
+        .applied_objects();
+    tokio::spawn(async move {
+        let mut stream = std::pin::pin!(stream);
+        loop {
+            tokio::select! {
+                e = stream.next() => match e {
+                    Some(Ok(_)) => changed.notify_one(),
+                    Some(Err(e)) => tracing::warn!(error = %e, "watch failed; retrying"),
+                    None => return,
+                },
+                _ = stop.cancelled() => return,
+            }
+        }
+    });
+    reader
+}
+
+/// Runs the proxy until `shutdown`.
+pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let client = skiff_client::client(&config.kubeconfig).await?;
+    let changed = Arc::new(Notify::new());
+    let services = watch(
+        Api::<Service>::all(client.clone()),
+        changed.clone(),
+        shutdown.clone(),
+    );
+    let slices = watch(
+        Api::<EndpointSlice>::all(client.clone()),
+        changed.clone(),
+        shutdown.clone(),
+    );
+    let nodes = watch(
+        Api::<Node>::all(client.clone()),
+        changed.clone(),
+        shutdown.clone(),
+    );
+    let health = Arc::new(Mutex::new(Health::default()));
+    tokio::spawn(serve_health(
+        config.healthz_addr,
+        health.clone(),
+        shutdown.clone(),
+    ));
+    let _ = tokio::time::timeout(Duration::from_secs(60), async {
+        services.wait_until_ready().await.ok();
+        slices.wait_until_ready().await.ok();
+        nodes.wait_until_ready().await.ok();
+    })
+    .await;
+
+    let ipt = iptables::Iptables::new();
+    let settings = rules::Settings {
+        cluster_cidr: config.cluster_cidr,
+    };
+    // Chains left by an earlier run are deleted by the first sync if no longer needed.
+    let mut known: BTreeSet<String> = ipt
+        .chains("nat")
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|c| c.starts_with("SKIFF-SVC-") || c.starts_with("SKIFF-SEP-"))
+        .collect();
+    let mut applied = String::new();
+    let mut router = routes::Router::new(&config.node_name);
+    let mut last = Instant::now() - config.min_sync_period;
+    loop {
+        let wait = config.min_sync_period.saturating_sub(last.elapsed());
+        if !wait.is_zero() {
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = shutdown.cancelled() => break,
+            }
+        }
+        last = Instant::now();
+        let started = Instant::now();
+        let ports = model::service_ports(&services.state(), &slices.state());
+        let ruleset = rules::render(&ports, &settings, &known);
+        if ruleset.restore != applied {
+            match ipt.apply(&ruleset) {
+                Ok(()) => {
+                    known = ruleset.nat_chains.clone();
+                    applied = ruleset.restore.clone();
+                    tracing::info!(
+                        service_ports = ports.len(),
+                        took_ms = started.elapsed().as_millis() as u64,
+                        "rules synced"
+                    );
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "applying the rules failed; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            }
+        }
+        router.sync(&nodes.state());
+        {
+            let mut h = health.lock().expect("health lock");
+            h.last_sync = Some(SystemTime::now());
+            h.last_duration = started.elapsed();
+            h.syncs += 1;
+            h.rules = applied.lines().filter(|l| l.starts_with("-A ")).count();
+            h.service_ports = ports.len();
+        }
+        tokio::select! {
+            _ = changed.notified() => {}
+            _ = tokio::time::sleep(config.sync_period) => {}
+            _ = shutdown.cancelled() => break,
+        }
+    }
+    Ok(())
+}
+
+async fn serve_health(addr: SocketAddr, health: Arc<Mutex<Health>>, shutdown: CancellationToken) {
+    use axum::routing::get;
+    let h1 = health.clone();
+    let app = axum::Router::new()
+        .route(
+            "/healthz",
+            get(move || {
+                let h = h1.clone();
+                async move {
+                    let h = h.lock().expect("health lock");
+                    let since = |t: SystemTime| t.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+                    let body = serde_json::json!({
+                        "lastUpdated": h.last_sync.map(since),
+                        "currentTime": since(SystemTime::now()),
+                    })
+                    .to_string();
+                    let code = if h.last_sync.is_some() { 200 } else { 503 };
+                    (axum::http::StatusCode::from_u16(code).unwrap_or(axum::http::StatusCode::OK), body)
+                }
+            }),
+        )
+        .route(
+            "/metrics",
+            get(move || {
+                let h = health.clone();
+                async move {
+                    let h = h.lock().expect("health lock");
+                    format!(
+                        "# TYPE skiff_proxy_sync_proxy_rules_duration_seconds gauge\nskiff_proxy_sync_proxy_rules_duration_seconds {}\n\
+                         # TYPE skiff_proxy_syncs_total counter\nskiff_proxy_syncs_total {}\n\
+                         # TYPE skiff_proxy_iptables_rules gauge\nskiff_proxy_iptables_rules {}\n\
+                         # TYPE skiff_proxy_service_ports gauge\nskiff_proxy_service_ports {}\n",
+                        h.last_duration.as_secs_f64(),
+                        h.syncs,
+                        h.rules,
+                        h.service_ports
+                    )
+                }
+            }),
+        );
+    let listener = match tokio::net::TcpListener::bind(addr).await {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(%addr, error = %e, "cannot serve /healthz");
+            return;
+        }
+    };
+    let _ = axum::serve(listener, app)
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await;
+}

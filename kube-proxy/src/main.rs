@@ -1,7 +1,68 @@
-//! `skiff-proxy`: not implemented yet. It exits with status 1 so that nothing mistakes it for a working
-//! component; see the open issues for when it arrives.
+//! `skiff-proxy`: flags as kube-proxy's; everything else lives in the library.
 
-fn main() {
-    eprintln!("skiff-proxy: not implemented yet");
-    std::process::exit(1);
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use skiff_common::parse_duration;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "skiff-proxy",
+    version,
+    about = "Skiff's proxy: Services as iptables rules"
+)]
+struct Flags {
+    /// kubeconfig to reach the apiserver with (not needed with --cleanup).
+    #[arg(long, required_unless_present = "cleanup")]
+    kubeconfig: Option<PathBuf>,
+    /// This node's name (default: the hostname); its own pod CIDR gets no route.
+    #[arg(long)]
+    hostname_override: Option<String>,
+    /// Traffic to a ClusterIP from outside this range is masqueraded.
+    #[arg(long)]
+    cluster_cidr: Option<ipnet::Ipv4Net>,
+    /// Changes are applied at most this often (bursts coalesce).
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    min_sync_period: Duration,
+    /// Full resync even without changes.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    sync_period: Duration,
+    /// Address of the HTTP /healthz and /metrics endpoint.
+    #[arg(long, default_value = "0.0.0.0:10256")]
+    healthz_bind_address: SocketAddr,
+    /// Remove every rule and chain Skiff installed, then exit.
+    #[arg(long)]
+    cleanup: bool,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    skiff_client::install_crypto_provider();
+    let flags = Flags::parse();
+    if flags.cleanup {
+        skiff_proxy::iptables::Iptables::new().cleanup()?;
+        println!("skiff-proxy: removed Skiff's iptables rules and chains");
+        return Ok(());
+    }
+    let node_name = match flags.hostname_override {
+        Some(n) => n,
+        None => hostname::get()?.to_string_lossy().to_lowercase(),
+    };
+    let config = skiff_proxy::Config {
+        kubeconfig: flags.kubeconfig.unwrap_or_default(),
+        node_name,
+        cluster_cidr: flags.cluster_cidr,
+        min_sync_period: flags.min_sync_period,
+        sync_period: flags.sync_period,
+        healthz_addr: flags.healthz_bind_address,
+    };
+    let shutdown = skiff_client::shutdown_on_signal();
+    skiff_proxy::run(config, shutdown).await
 }

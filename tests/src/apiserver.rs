@@ -245,7 +245,7 @@ pub(crate) fn apiserver_binary() -> PathBuf {
 }
 
 /// `target/<profile>/<name>`: a workspace binary built next to the test binaries.
-pub(crate) fn sibling_binary(name: &str) -> PathBuf {
+pub fn sibling_binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("current_exe");
     let path = exe
         .parent()

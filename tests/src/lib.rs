@@ -19,7 +19,7 @@ mod kubectl;
 mod kubelet;
 mod wait;
 
-pub use apiserver::{ApiServer, Backend};
+pub use apiserver::{ApiServer, Backend, sibling_binary};
 pub use components::{Component, ControllerManager, NodeBuilder, Scheduler, node};
 pub use http::{Http, Reply, WatchEvents};
 pub use kubectl::{KubectlWatch, Table, kubectl_versioned_path, strip_ansi};

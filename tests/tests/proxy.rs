@@ -13,7 +13,6 @@ use skiff_proxy::iptables::Iptables;
 use skiff_proxy::rules::{Protocol, ServicePort, Settings, render};
 
 const NODE: &str = "skp-node";
-const BACKENDS: [&str; 2] = ["skp-b1", "skp-b2"];
 
 fn ip(args: &[&str]) -> Output {
     Command::new("ip").args(args).output().expect("ip")
@@ -37,34 +36,51 @@ fn in_ns_ok(ns: &str, script: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// The namespaces, the backends' servers and their files; all removed on drop.
+/// The namespaces (`<prefix>-node`, `<prefix>-b1`, `<prefix>-b2` on 10.<net>.0.0/24), the
+/// backends' servers and their files; all removed on drop (and leftovers of a crashed run on
+/// start).
 struct Lab {
+    prefix: &'static str,
     servers: Vec<Child>,
     dir: tempfile::TempDir,
 }
 
 impl Lab {
-    fn remove_leftovers() {
-        for ns in BACKENDS.iter().chain([NODE].iter()) {
-            let _ = ip(&["netns", "del", ns]);
+    fn names(prefix: &str) -> [String; 3] {
+        [
+            format!("{prefix}-node"),
+            format!("{prefix}-b1"),
+            format!("{prefix}-b2"),
+        ]
+    }
+
+    fn remove_leftovers(prefix: &str) {
+        for ns in Self::names(prefix) {
+            let _ = ip(&["netns", "del", &ns]);
         }
     }
 
-    fn start() -> Lab {
-        Self::remove_leftovers();
+    fn start(prefix: &'static str, net: u8) -> Lab {
+        Self::remove_leftovers(prefix);
+        let [node, b1, b2] = Self::names(prefix);
         let dir = tempfile::tempdir().expect("tempdir");
-        assert!(ip(&["netns", "add", NODE]).status.success(), "ip netns add");
+        assert!(
+            ip(&["netns", "add", &node]).status.success(),
+            "ip netns add"
+        );
         in_ns_ok(
-            NODE,
-            "ip link set lo up && ip link add br0 type bridge && ip addr add 10.250.0.1/24 dev br0 \
-            && ip link set br0 up && ip route add default dev br0",
+            &node,
+            &format!(
+                "ip link set lo up && ip link add br0 type bridge && ip addr add 10.{net}.0.1/24 dev br0 \
+                 && ip link set br0 up && ip route add default dev br0"
+            ),
         );
         let mut servers = Vec::new();
-        for (i, ns) in BACKENDS.iter().enumerate() {
+        for (i, ns) in [b1, b2].iter().enumerate() {
             assert!(ip(&["netns", "add", ns]).status.success());
             let veth = format!("v{ns}");
             in_ns_ok(
-                NODE,
+                &node,
                 &format!(
                     "ip link add {veth} type veth peer name eth0 netns {ns} && ip link set {veth} master br0 up"
                 ),
@@ -72,8 +88,8 @@ impl Lab {
             in_ns_ok(
                 ns,
                 &format!(
-                    "ip link set lo up && ip addr add 10.250.0.1{}/24 dev eth0 && ip link set eth0 up \
-                && ip route add default via 10.250.0.1",
+                    "ip link set lo up && ip addr add 10.{net}.0.1{}/24 dev eth0 && ip link set eth0 up \
+                     && ip route add default via 10.{net}.0.1",
                     i + 1
                 ),
             );
@@ -91,7 +107,11 @@ impl Lab {
                     .expect("busybox httpd"),
             );
         }
-        Lab { servers, dir }
+        Lab {
+            prefix,
+            servers,
+            dir,
+        }
     }
 }
 
@@ -101,7 +121,7 @@ impl Drop for Lab {
             let _ = s.kill();
             let _ = s.wait();
         }
-        Self::remove_leftovers();
+        Self::remove_leftovers(self.prefix);
         let _ = &self.dir;
     }
 }
@@ -109,7 +129,11 @@ impl Drop for Lab {
 /// One HTTP GET from the node namespace with curl: the body, or `exit N: message` (7 is
 /// "could not connect", i.e. refused; 28 a timeout).
 fn get(url: &str) -> Result<String, String> {
-    let out = in_ns(NODE, &format!("curl -sS --noproxy '*' --max-time 3 {url}"));
+    get_in(NODE, url)
+}
+
+fn get_in(ns: &str, url: &str) -> Result<String, String> {
+    let out = in_ns(ns, &format!("curl -sS --noproxy '*' --max-time 3 {url}"));
     if out.status.success() {
         Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
     } else {
@@ -153,7 +177,7 @@ fn wait_serving(url: &str) {
 
 #[test]
 fn cluster_ips_and_node_ports_on_real_iptables_in_namespaces() {
-    let _lab = Lab::start();
+    let _lab = Lab::start("skp", 250);
     // The backends answer directly first.
     wait_serving("http://10.250.0.11:8080/");
     wait_serving("http://10.250.0.12:8080/");
@@ -233,4 +257,172 @@ fn cluster_ips_and_node_ports_on_real_iptables_in_namespaces() {
     assert!(!saved.contains("SKIFF-"), "{saved}");
     assert!(saved.contains(":OTHER"), "{saved}");
     assert!(get("http://10.96.100.1/").is_err(), "no rules, no service");
+}
+
+/// Forwards TCP connections from `listen` (an address this test created) to `to`.
+fn forward(listen: &str, to: std::net::SocketAddr) -> u16 {
+    let l = std::net::TcpListener::bind((listen, 0)).expect("bind the forwarder");
+    let port = l.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        for conn in l.incoming() {
+            let Ok(down) = conn else { break };
+            let Ok(up) = std::net::TcpStream::connect(to) else {
+                continue;
+            };
+            let (mut d2, mut u2) = (
+                down.try_clone().expect("clone"),
+                up.try_clone().expect("clone"),
+            );
+            let (mut d1, mut u1) = (down, up);
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut d1, &mut u1);
+                let _ = u1.shutdown(std::net::Shutdown::Write);
+            });
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut u2, &mut d2);
+                let _ = d2.shutdown(std::net::Shutdown::Write);
+            });
+        }
+    });
+    port
+}
+
+fn slice(endpoints: &[&str]) -> String {
+    let eps: Vec<String> = endpoints
+        .iter()
+        .map(|ip| format!("- addresses: [\"{ip}\"]\n  conditions: {{ready: true}}\n"))
+        .collect();
+    format!(
+        "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: web-1\n  labels: {{kubernetes.io/service-name: web}}\naddressType: IPv4\nports: [{{name: http, port: 8080, protocol: TCP}}]\nendpoints:{}\n{}",
+        if eps.is_empty() { " []" } else { "" },
+        eps.join("")
+    )
+}
+
+#[test]
+fn skiff_proxy_follows_services_and_endpoint_slices() {
+    use skiff_e2e::{ApiServer, Backend, wait_until};
+    let server = ApiServer::start(Backend::Embedded);
+    let lab = Lab::start("skq", 252);
+    let node = "skq-node";
+    // A link from the host into the node namespace, so the proxy there reaches the apiserver
+    // (through a forwarder on the host end of the link).
+    let _ = ip(&["link", "del", "skq-host"]);
+    assert!(
+        ip(&[
+            "link", "add", "skq-host", "type", "veth", "peer", "name", "uplink", "netns", node
+        ])
+        .status
+        .success()
+    );
+    assert!(
+        ip(&["addr", "add", "10.253.0.1/30", "dev", "skq-host"])
+            .status
+            .success()
+    );
+    assert!(ip(&["link", "set", "skq-host", "up"]).status.success());
+    in_ns_ok(
+        node,
+        "ip addr add 10.253.0.2/30 dev uplink && ip link set uplink up",
+    );
+    let port = forward("10.253.0.1", server.addr());
+    let mut kc: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(server.kubeconfig()).expect("kubeconfig"))
+            .expect("yaml");
+    let cluster = &mut kc["clusters"][0]["cluster"];
+    cluster["server"] = format!("https://10.253.0.1:{port}").into();
+    cluster["tls-server-name"] = "127.0.0.1".into();
+    let kubeconfig = lab.dir.path().join("proxy.kubeconfig");
+    std::fs::write(&kubeconfig, serde_yaml::to_string(&kc).expect("yaml")).expect("write");
+    let log = lab.dir.path().join("proxy.log");
+    let out = std::fs::File::create(&log).expect("log");
+    let mut proxy = Command::new("nsenter")
+        .arg(format!("--net=/run/netns/{node}"))
+        .arg(skiff_e2e::sibling_binary("skiff-proxy"))
+        .arg("--kubeconfig")
+        .arg(&kubeconfig)
+        .args([
+            "--hostname-override",
+            node,
+            "--min-sync-period",
+            "100ms",
+            "--healthz-bind-address",
+            "127.0.0.1:10256",
+        ])
+        .stdout(out.try_clone().expect("clone"))
+        .stderr(out)
+        .spawn()
+        .expect("start skiff-proxy");
+    let proxy_log = || std::fs::read_to_string(&log).unwrap_or_default();
+
+    server.kubectl_stdin_ok(&["apply", "-f", "-"], &format!(
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: web\nspec:\n  type: NodePort\n  ports: [{{name: http, port: 80, targetPort: 8080, nodePort: 30090}}]\n---\n{}",
+        slice(&["10.252.0.11"])
+    ));
+    let cip = server.kubectl_ok(&["get", "svc", "web", "-o", "jsonpath={.spec.clusterIP}"]);
+    let url = format!("http://{cip}/");
+    let wait = Duration::from_secs(30);
+    assert!(
+        wait_until(wait, || get_in(node, &url).as_deref() == Ok("skq-b1")),
+        "the ClusterIP answers: {:?}\n{}",
+        get_in(node, &url),
+        proxy_log()
+    );
+    assert_eq!(
+        get_in(node, "http://10.252.0.1:30090/").as_deref(),
+        Ok("skq-b1"),
+        "the NodePort answers"
+    );
+
+    // A second endpoint: traffic spreads to it.
+    server.kubectl_stdin_ok(
+        &["apply", "-f", "-"],
+        &slice(&["10.252.0.11", "10.252.0.12"]),
+    );
+    let mut seen = BTreeSet::new();
+    assert!(
+        wait_until(wait, || {
+            if let Ok(b) = get_in(node, &url) {
+                seen.insert(b);
+            }
+            seen.len() == 2
+        }),
+        "both backends serve: {seen:?}"
+    );
+
+    // No endpoints: refused at once.
+    server.kubectl_stdin_ok(&["apply", "-f", "-"], &slice(&[]));
+    assert!(
+        wait_until(wait, || get_in(node, &url)
+            .is_err_and(|e| e.starts_with("exit 7:"))),
+        "refused: {:?}",
+        get_in(node, &url)
+    );
+
+    let health = in_ns_ok(
+        node,
+        "curl -sS --noproxy '*' http://127.0.0.1:10256/healthz",
+    );
+    assert!(health.contains("lastUpdated"), "{health}");
+    let metrics = in_ns_ok(
+        node,
+        "curl -sS --noproxy '*' http://127.0.0.1:10256/metrics",
+    );
+    assert!(metrics.contains("skiff_proxy_iptables_rules"), "{metrics}");
+
+    let _ = proxy.kill();
+    let _ = proxy.wait();
+    let cleanup = Command::new("nsenter")
+        .arg(format!("--net=/run/netns/{node}"))
+        .arg(skiff_e2e::sibling_binary("skiff-proxy"))
+        .arg("--cleanup")
+        .output()
+        .expect("skiff-proxy --cleanup");
+    assert!(
+        cleanup.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cleanup.stderr)
+    );
+    let saved = in_ns_ok(node, "iptables-save");
+    assert!(!saved.contains("SKIFF-"), "{saved}");
 }

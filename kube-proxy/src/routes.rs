@@ -1,0 +1,106 @@
+//! Pod routes between nodes (flannel's host-gw model): for every other node with a podCIDR and
+//! an InternalIP, `ip route replace <podCIDR> via <nodeIP>`; routes to nodes that are gone or
+//! changed are removed.
+
+use std::collections::BTreeMap;
+use std::process::Command;
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::Node;
+
+/// The routes this node needs: pod CIDR → node IP of every other node.
+pub fn wanted(me: &str, nodes: &[Arc<Node>]) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for n in nodes {
+        if n.metadata.name.as_deref() == Some(me) {
+            continue;
+        }
+        let Some(cidr) = n.spec.as_ref().and_then(|s| s.pod_cidr.clone()) else {
+            continue;
+        };
+        let Some(ip) = n
+            .status
+            .as_ref()
+            .and_then(|s| s.addresses.as_ref())
+            .and_then(|a| a.iter().find(|a| a.type_ == "InternalIP"))
+            .map(|a| a.address.clone())
+        else {
+            continue;
+        };
+        out.insert(cidr, ip);
+    }
+    out
+}
+
+pub struct Router {
+    me: String,
+    installed: BTreeMap<String, String>,
+}
+
+impl Router {
+    pub fn new(me: &str) -> Router {
+        Router {
+            me: me.to_string(),
+            installed: BTreeMap::new(),
+        }
+    }
+
+    pub fn sync(&mut self, nodes: &[Arc<Node>]) {
+        let want = wanted(&self.me, nodes);
+        for (cidr, via) in &want {
+            if self.installed.get(cidr) == Some(via) {
+                continue;
+            }
+            match Command::new("ip")
+                .args(["route", "replace", cidr, "via", via])
+                .output()
+            {
+                Ok(o) if o.status.success() => {
+                    tracing::info!(%cidr, %via, "pod route installed");
+                    self.installed.insert(cidr.clone(), via.clone());
+                }
+                Ok(o) => {
+                    tracing::warn!(%cidr, %via, error = %String::from_utf8_lossy(&o.stderr).trim(), "cannot install pod route")
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot run ip"),
+            }
+        }
+        let stale: Vec<String> = self
+            .installed
+            .keys()
+            .filter(|c| !want.contains_key(*c))
+            .cloned()
+            .collect();
+        for cidr in stale {
+            let _ = Command::new("ip").args(["route", "del", &cidr]).output();
+            self.installed.remove(&cidr);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn routes_to_every_other_node_with_a_cidr() {
+        let node = |name: &str, cidr: Option<&str>, ip: &str| -> Arc<Node> {
+            let mut v = json!({"metadata": {"name": name}, "status": {"addresses": [{"type": "InternalIP", "address": ip}]}});
+            if let Some(c) = cidr {
+                v["spec"] = json!({"podCIDR": c});
+            }
+            Arc::new(serde_json::from_value(v).unwrap())
+        };
+        let nodes = vec![
+            node("me", Some("10.244.0.0/24"), "10.0.0.1"),
+            node("two", Some("10.244.1.0/24"), "10.0.0.2"),
+            node("new", None, "10.0.0.3"),
+        ];
+        let w = wanted("me", &nodes);
+        assert_eq!(
+            w.into_iter().collect::<Vec<_>>(),
+            vec![("10.244.1.0/24".to_string(), "10.0.0.2".to_string())]
+        );
+    }
+}
