@@ -8,6 +8,7 @@ mod controllers;
 mod harness;
 mod hollow;
 mod pod_start;
+mod proxy;
 mod scheduler;
 mod stats;
 
@@ -72,6 +73,12 @@ enum Cmd {
         /// Pods for the memory figure (the Deployment is scaled to this at the end).
         #[arg(long, default_value_t = 10_000)]
         memory_pods: usize,
+    },
+    /// The proxy's ruleset for N Services (3 endpoints each) applied in a bench-made network
+    /// namespace: full sync and one-change times.
+    Proxy {
+        #[arg(long, value_delimiter = ',', default_value = "1000,10000")]
+        services: Vec<usize>,
     },
     /// Many hollow kubelets (`--runtime fake`) on one apiserver: registration and leases.
     HollowNodes {
@@ -453,6 +460,7 @@ async fn main() {
             replicas,
             memory_pods,
         } => controllers::run(replicas, memory_pods).await,
+        Cmd::Proxy { services } => proxy::run(&services).await,
         Cmd::HollowNodes { nodes, seconds } => hollow::run(nodes, seconds).await,
     };
     if let Err(e) = outcome {

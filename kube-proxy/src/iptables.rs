@@ -89,6 +89,15 @@ impl Iptables {
         self.ensure_jumps()
     }
 
+    /// Applies restore input (a partial sync) with one `iptables-restore --noflush`.
+    pub fn restore(&self, input: &str) -> Result<(), Error> {
+        if input.is_empty() {
+            return Ok(());
+        }
+        self.run("iptables-restore", &["--noflush"], Some(input))
+            .map(|_| ())
+    }
+
     /// Adds each jump from a built-in chain unless it is there (`-C`, then `-I`).
     pub fn ensure_jumps(&self) -> Result<(), Error> {
         for (table, chain, spec) in rules::jumps() {

@@ -120,7 +120,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         .into_iter()
         .filter(|c| c.starts_with("SKIFF-SVC-") || c.starts_with("SKIFF-SEP-"))
         .collect();
-    let mut applied = String::new();
+    // The last ruleset applied; None forces a full restore (at start and every sync period).
+    let mut applied: Option<rules::Ruleset> = None;
+    let mut last_full = Instant::now();
     let mut router = routes::Router::new(&config.node_name);
     let mut last = Instant::now() - config.min_sync_period;
     loop {
@@ -135,22 +137,37 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         let started = Instant::now();
         let ports = model::service_ports(&services.state(), &slices.state());
         let ruleset = rules::render(&ports, &settings, &known);
-        if ruleset.restore != applied {
-            match ipt.apply(&ruleset) {
-                Ok(()) => {
-                    known = ruleset.nat_chains.clone();
-                    applied = ruleset.restore.clone();
+        if last_full.elapsed() >= config.sync_period {
+            applied = None;
+        }
+        // A full restore when due, else only the chains that changed (KEP-3453).
+        let outcome = match &applied {
+            None => ipt.apply(&ruleset).map(|()| true),
+            Some(prev) => {
+                let input = rules::partial(prev, &ruleset);
+                ipt.restore(&input).map(|()| !input.is_empty())
+            }
+        };
+        match outcome {
+            Ok(wrote) => {
+                if applied.is_none() {
+                    last_full = Instant::now();
+                }
+                known = ruleset.nat_chains.clone();
+                applied = Some(ruleset);
+                if wrote {
                     tracing::info!(
                         service_ports = ports.len(),
                         took_ms = started.elapsed().as_millis() as u64,
                         "rules synced"
                     );
                 }
-                Err(e) => {
-                    tracing::error!(error = %e, "applying the rules failed; retrying");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    continue;
-                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "applying the rules failed; a full restore follows");
+                applied = None;
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
             }
         }
         router.sync(&nodes.state());
@@ -159,7 +176,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             h.last_sync = Some(SystemTime::now());
             h.last_duration = started.elapsed();
             h.syncs += 1;
-            h.rules = applied.lines().filter(|l| l.starts_with("-A ")).count();
+            h.rules = applied
+                .as_ref()
+                .map(|r| r.restore.lines().filter(|l| l.starts_with("-A ")).count())
+                .unwrap_or(0);
             h.service_ports = ports.len();
         }
         tokio::select! {

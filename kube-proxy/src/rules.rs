@@ -282,6 +282,83 @@ pub fn render(ports: &[ServicePort], settings: &Settings, stale: &BTreeSet<Strin
     }
 }
 
+/// A ruleset as chains: table → chain → its rules (declared chains without rules included,
+/// chains the restore deletes left out).
+pub fn chains_of(restore: &str) -> std::collections::BTreeMap<(String, String), Vec<String>> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut deleted = Vec::new();
+    let mut table = String::new();
+    for line in restore.lines() {
+        if let Some(chain) = line.strip_prefix("-X ") {
+            deleted.push((table.clone(), chain.trim().to_string()));
+        } else if let Some(t) = line.strip_prefix('*') {
+            table = t.to_string();
+        } else if let Some(decl) = line.strip_prefix(':') {
+            let chain = decl
+                .split_whitespace()
+                .next()
+                .unwrap_or_default()
+                .to_string();
+            out.entry((table.clone(), chain)).or_insert_with(Vec::new);
+        } else if let Some(rule) = line.strip_prefix("-A ") {
+            let chain = rule
+                .split_whitespace()
+                .next()
+                .unwrap_or_default()
+                .to_string();
+            out.entry((table.clone(), chain))
+                .or_insert_with(Vec::new)
+                .push(line.to_string());
+        }
+    }
+    for k in deleted {
+        out.remove(&k);
+    }
+    out
+}
+
+/// The restore input that turns `prev` (applied) into `next`: only the chains whose rules
+/// changed are rewritten, chains that are gone are deleted, and a table with no change is left
+/// out (KEP-3453's partial sync; empty when nothing changed).
+pub fn partial(prev: &Ruleset, next: &Ruleset) -> String {
+    let before = chains_of(&prev.restore);
+    let after = chains_of(&next.restore);
+    let mut out = String::new();
+    for table in ["nat", "filter"] {
+        let changed: Vec<(&String, &Vec<String>)> = after
+            .iter()
+            .filter(|((t, _), _)| t == table)
+            .filter(|(k, rules)| before.get(*k) != Some(*rules))
+            .map(|((_, c), rules)| (c, rules))
+            .collect();
+        let gone: Vec<&String> = before
+            .keys()
+            .filter(|(t, c)| t == table && !after.contains_key(&(t.clone(), c.clone())))
+            .map(|(_, c)| c)
+            .collect();
+        if changed.is_empty() && gone.is_empty() {
+            continue;
+        }
+        let _ = writeln!(out, "*{table}");
+        for (c, _) in &changed {
+            let _ = writeln!(out, ":{c} - [0:0]");
+        }
+        for c in &gone {
+            let _ = writeln!(out, ":{c} - [0:0]");
+        }
+        for (_, rules) in &changed {
+            for r in *rules {
+                let _ = writeln!(out, "{r}");
+            }
+        }
+        for c in &gone {
+            let _ = writeln!(out, "-X {c}");
+        }
+        out.push_str("COMMIT\n");
+    }
+    out
+}
+
 /// The jumps from the built-in chains into Skiff's: (table, chain, rule spec).
 pub fn jumps() -> Vec<(&'static str, &'static str, Vec<&'static str>)> {
     vec![
@@ -512,6 +589,50 @@ COMMIT
         assert!(r.restore.contains("-A SKIFF-NODEPORTS -p udp -m comment --comment \"default/np:http node port\" -m udp --dport 30080 -j SKIFF-MARK-MASQ"));
         assert!(r.restore.contains(&format!("-A SKIFF-NODEPORTS -p udp -m comment --comment \"default/np:http node port\" -m udp --dport 30080 -j {svc}")));
         assert!(r.restore.contains(&format!("-A SKIFF-SERVICES -d 192.0.2.50/32 -p udp -m comment --comment \"default/np:http external IP\" -m udp --dport 80 -j {svc}")));
+    }
+
+    #[test]
+    fn partial_syncs_rewrite_only_the_chains_that_changed() {
+        let a = port("a", [10, 96, 0, 30], &[([10, 0, 0, 1], 80)]);
+        let b = port("b", [10, 96, 0, 31], &[([10, 0, 0, 2], 80)]);
+        let first = render(
+            &[a.clone(), b.clone()],
+            &Settings::default(),
+            &BTreeSet::new(),
+        );
+        assert_eq!(partial(&first, &first), "", "no change, no restore");
+        // b's endpoint moves: only b's SVC chain and its new SEP chain are written, the old
+        // SEP chain is deleted, and SKIFF-SERVICES (unchanged) is not touched.
+        let mut b2 = b.clone();
+        b2.endpoints = vec![(Ipv4Addr::new(10, 0, 0, 9), 80)];
+        let second = render(
+            &[a.clone(), b2.clone()],
+            &Settings::default(),
+            &first.nat_chains,
+        );
+        let p = partial(&first, &second);
+        let old_sep = b.sep_chain(&b.endpoints[0]);
+        let new_sep = b2.sep_chain(&b2.endpoints[0]);
+        let want = format!(
+            "*nat\n:{new_sep} - [0:0]\n:{svc} - [0:0]\n:{old_sep} - [0:0]\n-A {new_sep} -s 10.0.0.9/32 -j SKIFF-MARK-MASQ\n-A {new_sep} -p tcp -m tcp -j DNAT --to-destination 10.0.0.9:80\n-A {svc} -j {new_sep}\n-X {old_sep}\nCOMMIT\n",
+            svc = b.svc_chain()
+        );
+        // The order of chains follows their names; compare as sets of lines plus structure.
+        let sorted = |s: &str| {
+            let mut l: Vec<&str> = s.lines().collect();
+            l.sort();
+            l.join("\n")
+        };
+        assert_eq!(sorted(&p), sorted(&want), "{p}");
+        assert!(!p.contains("SKIFF-SERVICES"));
+        // A Service losing its last endpoint changes the filter table too.
+        let mut b3 = b.clone();
+        b3.endpoints.clear();
+        let third = render(&[a, b3], &Settings::default(), &first.nat_chains);
+        let p = partial(&first, &third);
+        assert!(p.contains("*filter\n:SKIFF-SERVICES - [0:0]"), "{p}");
+        assert!(p.contains("REJECT"), "{p}");
+        assert!(p.contains(&format!("-X {}", b.svc_chain())), "{p}");
     }
 
     #[test]
