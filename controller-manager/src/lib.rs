@@ -207,6 +207,16 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             work.clone(),
         )));
     }
+    if enabled.contains("service-lb") {
+        let q = Arc::new(WorkQueue::new());
+        let c = controllers::servicelb::ServiceLb::new(ctx.clone(), q.clone());
+        tasks.push(tokio::spawn(controller::run(
+            c,
+            q,
+            config.workers,
+            work.clone(),
+        )));
+    }
     tokio::select! {
         _ = ctx.start_informers() => {}
         _ = work.cancelled() => {}

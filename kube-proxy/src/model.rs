@@ -56,12 +56,25 @@ pub fn service_ports(
                 .unwrap_or(10800)
                 .max(1) as u32
         });
-        let external_ips: Vec<Ipv4Addr> = spec
+        // External IPs, and for a LoadBalancer the ingress IPs in its status (ServiceLB).
+        let lb_ips = svc
+            .status
+            .as_ref()
+            .and_then(|s| s.load_balancer.as_ref())
+            .and_then(|lb| lb.ingress.as_ref())
+            .into_iter()
+            .flatten()
+            .filter_map(|i| i.ip.clone());
+        let mut external_ips: Vec<Ipv4Addr> = spec
             .external_ips
             .iter()
             .flatten()
+            .cloned()
+            .chain(lb_ips)
             .filter_map(|ip| ip.parse().ok())
             .collect();
+        external_ips.sort();
+        external_ips.dedup();
         for p in spec.ports.iter().flatten() {
             let Some(protocol) = Protocol::parse(p.protocol.as_deref().unwrap_or("TCP")) else {
                 continue;
@@ -161,6 +174,24 @@ mod tests {
             .collect();
         assert_eq!(eps, ["10.244.1.2:8080", "10.244.1.4:8080"]);
         assert_eq!(ports[1].protocol, Protocol::Udp);
+        let lb: Service = serde_json::from_value(json!({
+            "metadata": {"name": "lb", "namespace": "default"},
+            "spec": {"type": "LoadBalancer", "clusterIP": "10.96.0.20", "externalIPs": ["192.0.2.9"],
+                     "ports": [{"port": 80, "nodePort": 30001}]},
+            "status": {"loadBalancer": {"ingress": [{"ip": "192.0.2.1"}, {"ip": "192.0.2.9"}]}}
+        })).unwrap();
+        let lb_ports = service_ports(&[Arc::new(lb)], &[]);
+        let ext: Vec<String> = lb_ports[0]
+            .external_ips
+            .iter()
+            .map(|i| i.to_string())
+            .collect();
+        assert_eq!(
+            ext,
+            ["192.0.2.1", "192.0.2.9"],
+            "ingress IPs join the external IPs"
+        );
+        assert_eq!(lb_ports[0].node_port, Some(30001));
         assert_eq!(ports[1].endpoints[0].1, 5353);
     }
 }

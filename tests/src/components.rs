@@ -144,6 +144,7 @@ pub fn node(name: &str) -> NodeBuilder {
         taints: Vec::new(),
         unschedulable: false,
         ready: "True".into(),
+        internal_ip: None,
     }
 }
 
@@ -156,6 +157,7 @@ pub struct NodeBuilder {
     taints: Vec<Value>,
     unschedulable: bool,
     ready: String,
+    internal_ip: Option<String>,
 }
 
 impl NodeBuilder {
@@ -185,6 +187,12 @@ impl NodeBuilder {
         self.unschedulable = true;
         self
     }
+    /// The node's InternalIP (reported in `status.addresses`; no traffic is sent to it).
+    pub fn internal_ip(mut self, ip: &str) -> Self {
+        self.internal_ip = Some(ip.into());
+        self
+    }
+
     /// The Ready condition's status (`True`, `False`, `Unknown`).
     pub fn ready(mut self, status: &str) -> Self {
         self.ready = status.into();
@@ -205,11 +213,14 @@ impl NodeBuilder {
         if self.unschedulable {
             spec["unschedulable"] = json!(true);
         }
-        let status = json!({
+        let mut status = json!({
             "capacity": {"cpu": self.cpu, "memory": self.memory, "pods": self.pods.to_string()},
             "allocatable": {"cpu": self.cpu, "memory": self.memory, "pods": self.pods.to_string()},
             "conditions": [{"type": "Ready", "status": self.ready, "reason": "KubeletReady", "message": "test node"}],
         });
+        if let Some(ip) = &self.internal_ip {
+            status["addresses"] = json!([{"type": "InternalIP", "address": ip}]);
+        }
         let http = server.http();
         let created = http.post_json(
             "/api/v1/nodes",

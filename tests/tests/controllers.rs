@@ -513,8 +513,12 @@ fn deleting_a_namespace_empties_it() {
 fn endpoints_follow_readiness_and_nodes_get_pod_cidrs() {
     let server = ApiServer::start(Backend::Embedded);
     let _cm = ControllerManager::start(&server);
-    skiff_e2e::node("n1").create(&server);
-    skiff_e2e::node("n2").create(&server);
+    skiff_e2e::node("n1")
+        .internal_ip("192.0.2.21")
+        .create(&server);
+    skiff_e2e::node("n2")
+        .internal_ip("192.0.2.22")
+        .create(&server);
     assert!(
         wait_until(WAIT, || {
             let n1 = server.kubectl_json(&["get", "node", "n1"]);

@@ -7,6 +7,7 @@ pub mod namespace;
 pub mod nodeipam;
 pub mod nodelifecycle;
 pub mod replicaset;
+pub mod servicelb;
 
 /// Every controller, by its `--controllers` name.
 pub const ALL: &[&str] = &[
