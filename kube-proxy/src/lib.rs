@@ -60,7 +60,8 @@ where
     let stream = watcher(api, watcher::Config::default())
         .default_backoff()
         .reflect(writer)
-        .applied_objects();
+        // Deletions must trigger a sync too (a removed Node's route, a deleted Service's rules).
+        .touched_objects();
     tokio::spawn(async move {
         let mut stream = std::pin::pin!(stream);
         loop {

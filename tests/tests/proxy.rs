@@ -287,6 +287,65 @@ fn forward(listen: &str, to: std::net::SocketAddr) -> u16 {
     port
 }
 
+/// Starts the real skiff-proxy in namespace `ns`, reaching the apiserver through a veth from
+/// the host (`host_if`, `<net>.1/30` on the host, `<net>.2/30` in `ns`) and a forwarder.
+/// Returns the process and its log file.
+fn start_proxy(
+    server: &skiff_e2e::ApiServer,
+    dir: &std::path::Path,
+    ns: &str,
+    host_if: &str,
+    net: &str,
+) -> (Child, std::path::PathBuf) {
+    let _ = ip(&["link", "del", host_if]);
+    assert!(
+        ip(&[
+            "link", "add", host_if, "type", "veth", "peer", "name", "uplink", "netns", ns
+        ])
+        .status
+        .success()
+    );
+    assert!(
+        ip(&["addr", "add", &format!("{net}.1/30"), "dev", host_if])
+            .status
+            .success()
+    );
+    assert!(ip(&["link", "set", host_if, "up"]).status.success());
+    in_ns_ok(
+        ns,
+        &format!("ip addr add {net}.2/30 dev uplink && ip link set uplink up"),
+    );
+    let port = forward(&format!("{net}.1"), server.addr());
+    let mut kc: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(server.kubeconfig()).expect("kubeconfig"))
+            .expect("yaml");
+    let cluster = &mut kc["clusters"][0]["cluster"];
+    cluster["server"] = format!("https://{net}.1:{port}").into();
+    cluster["tls-server-name"] = "127.0.0.1".into();
+    let kubeconfig = dir.join(format!("{ns}.kubeconfig"));
+    std::fs::write(&kubeconfig, serde_yaml::to_string(&kc).expect("yaml")).expect("write");
+    let log = dir.join(format!("{ns}-proxy.log"));
+    let out = std::fs::File::create(&log).expect("log");
+    let child = Command::new("nsenter")
+        .arg(format!("--net=/run/netns/{ns}"))
+        .arg(skiff_e2e::sibling_binary("skiff-proxy"))
+        .arg("--kubeconfig")
+        .arg(&kubeconfig)
+        .args([
+            "--hostname-override",
+            ns,
+            "--min-sync-period",
+            "100ms",
+            "--healthz-bind-address",
+            "127.0.0.1:10256",
+        ])
+        .stdout(out.try_clone().expect("clone"))
+        .stderr(out)
+        .spawn()
+        .expect("start skiff-proxy");
+    (child, log)
+}
+
 fn slice(endpoints: &[&str]) -> String {
     let eps: Vec<String> = endpoints
         .iter()
@@ -305,54 +364,7 @@ fn skiff_proxy_follows_services_and_endpoint_slices() {
     let server = ApiServer::start(Backend::Embedded);
     let lab = Lab::start("skq", 252);
     let node = "skq-node";
-    // A link from the host into the node namespace, so the proxy there reaches the apiserver
-    // (through a forwarder on the host end of the link).
-    let _ = ip(&["link", "del", "skq-host"]);
-    assert!(
-        ip(&[
-            "link", "add", "skq-host", "type", "veth", "peer", "name", "uplink", "netns", node
-        ])
-        .status
-        .success()
-    );
-    assert!(
-        ip(&["addr", "add", "10.253.0.1/30", "dev", "skq-host"])
-            .status
-            .success()
-    );
-    assert!(ip(&["link", "set", "skq-host", "up"]).status.success());
-    in_ns_ok(
-        node,
-        "ip addr add 10.253.0.2/30 dev uplink && ip link set uplink up",
-    );
-    let port = forward("10.253.0.1", server.addr());
-    let mut kc: serde_yaml::Value =
-        serde_yaml::from_str(&std::fs::read_to_string(server.kubeconfig()).expect("kubeconfig"))
-            .expect("yaml");
-    let cluster = &mut kc["clusters"][0]["cluster"];
-    cluster["server"] = format!("https://10.253.0.1:{port}").into();
-    cluster["tls-server-name"] = "127.0.0.1".into();
-    let kubeconfig = lab.dir.path().join("proxy.kubeconfig");
-    std::fs::write(&kubeconfig, serde_yaml::to_string(&kc).expect("yaml")).expect("write");
-    let log = lab.dir.path().join("proxy.log");
-    let out = std::fs::File::create(&log).expect("log");
-    let mut proxy = Command::new("nsenter")
-        .arg(format!("--net=/run/netns/{node}"))
-        .arg(skiff_e2e::sibling_binary("skiff-proxy"))
-        .arg("--kubeconfig")
-        .arg(&kubeconfig)
-        .args([
-            "--hostname-override",
-            node,
-            "--min-sync-period",
-            "100ms",
-            "--healthz-bind-address",
-            "127.0.0.1:10256",
-        ])
-        .stdout(out.try_clone().expect("clone"))
-        .stderr(out)
-        .spawn()
-        .expect("start skiff-proxy");
+    let (mut proxy, log) = start_proxy(&server, lab.dir.path(), node, "skq-host", "10.253.0");
     let proxy_log = || std::fs::read_to_string(&log).unwrap_or_default();
 
     server.kubectl_stdin_ok(&["apply", "-f", "-"], &format!(
@@ -425,4 +437,119 @@ fn skiff_proxy_follows_services_and_endpoint_slices() {
     );
     let saved = in_ns_ok(node, "iptables-save");
     assert!(!saved.contains("SKIFF-"), "{saved}");
+}
+
+#[test]
+fn pod_routes_let_one_node_reach_the_pods_of_another() {
+    use skiff_e2e::{ApiServer, Backend, wait_until};
+    let names = ["skr-lan", "skr-n1", "skr-n2", "skr-p1"];
+    for n in names {
+        let _ = ip(&["netns", "del", n]);
+    }
+    struct Cleanup([&'static str; 4], Option<Child>, Option<Child>);
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            for c in [self.1.as_mut(), self.2.as_mut()].into_iter().flatten() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+            for n in self.0 {
+                let _ = ip(&["netns", "del", n]);
+            }
+        }
+    }
+    let mut guard = Cleanup(names, None, None);
+    let server = ApiServer::start(Backend::Embedded);
+    let dir = tempfile::tempdir().expect("tempdir");
+    for n in names {
+        assert!(ip(&["netns", "add", n]).status.success());
+        in_ns_ok(n, "ip link set lo up");
+    }
+    // Two nodes on one LAN (a bridge in its own namespace); node 1 has a pod subnet with a pod.
+    in_ns_ok(
+        "skr-lan",
+        "ip link add lanbr type bridge && ip link set lanbr up",
+    );
+    for (i, n) in ["skr-n1", "skr-n2"].iter().enumerate() {
+        in_ns_ok(
+            "skr-lan",
+            &format!(
+                "ip link add vn{i} type veth peer name eth0 netns {n} && ip link set vn{i} master lanbr up"
+            ),
+        );
+        in_ns_ok(
+            n,
+            &format!(
+                "ip addr add 10.254.0.{}/24 dev eth0 && ip link set eth0 up",
+                i + 1
+            ),
+        );
+    }
+    in_ns_ok(
+        "skr-n1",
+        "echo 1 > /proc/sys/net/ipv4/ip_forward && ip link add cbr0 type bridge \
+        && ip addr add 10.254.1.1/24 dev cbr0 && ip link set cbr0 up \
+        && ip link add vp1 type veth peer name eth0 netns skr-p1 && ip link set vp1 master cbr0 up",
+    );
+    in_ns_ok(
+        "skr-p1",
+        "ip addr add 10.254.1.11/24 dev eth0 && ip link set eth0 up && ip route add default via 10.254.1.1",
+    );
+    let www = dir.path().join("www");
+    std::fs::create_dir_all(&www).expect("www");
+    std::fs::write(www.join("index.html"), "pod on node 1\n").expect("index");
+    guard.1 = Some(
+        Command::new("nsenter")
+            .arg("--net=/run/netns/skr-p1")
+            .args(["/bin/busybox", "httpd", "-f", "-p", "8080", "-h"])
+            .arg(&www)
+            .spawn()
+            .expect("httpd"),
+    );
+    let url = "http://10.254.1.11:8080/";
+    assert!(get_in("skr-n2", url).is_err(), "no route yet");
+
+    skiff_e2e::node("skr-n1")
+        .internal_ip("10.254.0.1")
+        .create(&server);
+    skiff_e2e::node("skr-n2")
+        .internal_ip("10.254.0.2")
+        .create(&server);
+    server.kubectl_ok(&[
+        "patch",
+        "node",
+        "skr-n1",
+        "-p",
+        r#"{"spec":{"podCIDR":"10.254.1.0/24"}}"#,
+    ]);
+    server.kubectl_ok(&[
+        "patch",
+        "node",
+        "skr-n2",
+        "-p",
+        r#"{"spec":{"podCIDR":"10.254.2.0/24"}}"#,
+    ]);
+    let (proxy, log) = start_proxy(&server, dir.path(), "skr-n2", "skr-host", "10.253.1");
+    guard.2 = Some(proxy);
+    let wait = Duration::from_secs(30);
+    assert!(
+        wait_until(wait, || get_in("skr-n2", url).as_deref()
+            == Ok("pod on node 1")),
+        "node 2 reaches the pod through the route: {:?}\n{}",
+        get_in("skr-n2", url),
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    let routes = in_ns_ok("skr-n2", "ip route");
+    assert!(routes.contains("10.254.1.0/24 via 10.254.0.1"), "{routes}");
+    assert!(
+        !routes.contains("10.254.2.0/24"),
+        "no route to its own pod subnet: {routes}"
+    );
+    // The node goes away: so does its route.
+    server.kubectl_ok(&["delete", "node", "skr-n1"]);
+    assert!(
+        wait_until(wait, || !in_ns_ok("skr-n2", "ip route")
+            .contains("10.254.1.0/24")),
+        "stale route removed"
+    );
 }
