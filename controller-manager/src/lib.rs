@@ -17,7 +17,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::ReplicationController;
-use skiff_client::leader::{LeaderElector, LeaseTimings};
+use skiff_client::leader::{LeaderElection, Leadership};
 use tokio_util::sync::CancellationToken;
 
 use crate::context::{Context, Settings};
@@ -30,10 +30,7 @@ pub struct Config {
     pub kubeconfig: PathBuf,
     /// `--controllers`: `*` (all), names, and `-name` to leave one out.
     pub controllers: Vec<String>,
-    pub leader_elect: bool,
-    pub lease: LeaseTimings,
-    pub lease_namespace: String,
-    pub lease_name: String,
+    pub leader_election: LeaderElection,
     pub serve_addr: SocketAddr,
     /// Workers per controller (`--concurrent-*-syncs`).
     pub workers: usize,
@@ -92,27 +89,18 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         shutdown.clone(),
     ));
 
-    let work = shutdown.child_token();
-    let mut holder = None;
-    if config.leader_elect {
-        let mut elector = LeaderElector::new(
-            client.clone(),
-            &config.lease_namespace,
-            &config.lease_name,
-            &identity,
-            config.lease,
-        );
-        if !elector.acquire(&shutdown).await {
-            return Ok(());
-        }
-        let stop_work = work.clone();
-        let until = shutdown.clone();
-        holder = Some(tokio::spawn(async move {
-            let held = elector.hold(until).await;
-            stop_work.cancel();
-            held
-        }));
-    }
+    // Work stops on shutdown, or when leadership is lost.
+    let Some(leadership) = Leadership::start(
+        client.clone(),
+        &config.leader_election,
+        &identity,
+        &shutdown,
+    )
+    .await
+    else {
+        return Ok(());
+    };
+    let work = leadership.work.clone();
 
     let ctx = Arc::new(Context::new(
         client,
@@ -225,11 +213,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     for t in tasks {
         let _ = t.await;
     }
-    if let Some(h) = holder
-        && let Ok(Err(lost)) = h.await
-    {
-        return Err(lost).context("stopping: another controller-manager may take over");
-    }
+    leadership
+        .finish()
+        .await
+        .context("stopping: another controller-manager may take over")?;
     let _ = server.await;
     Ok(())
 }

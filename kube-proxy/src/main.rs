@@ -39,12 +39,7 @@ struct Flags {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
-    skiff_client::install_crypto_provider();
+    skiff_client::init();
     let flags = Flags::parse();
     if flags.cleanup {
         skiff_proxy::iptables::Iptables::new().cleanup()?;

@@ -5,7 +5,6 @@ use std::path::PathBuf;
 
 use clap::Parser;
 use skiff_kubelet::{Config, RuntimeKind};
-use tokio_util::sync::CancellationToken;
 
 #[derive(Parser, Debug)]
 #[command(name = "skiff-kubelet", version, about = "Skiff's node agent")]
@@ -44,13 +43,8 @@ struct Flags {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
-    // kube's client uses rustls; pick ring explicitly (DESIGN §9).
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    // Logging, and kube's client on rustls with ring (DESIGN §9).
+    skiff_client::init();
     let flags = Flags::parse();
     let runtime = match flags.runtime.as_str() {
         "docker" => RuntimeKind::Docker,
@@ -73,20 +67,6 @@ async fn main() -> anyhow::Result<()> {
         port: flags.port,
         node_lease_duration_seconds: flags.node_lease_duration_seconds,
     };
-    let shutdown = CancellationToken::new();
-    let signal = shutdown.clone();
-    tokio::spawn(async move {
-        let Ok(mut term) =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        else {
-            return;
-        };
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = tokio::signal::ctrl_c() => {}
-        }
-        tracing::info!("shutting down");
-        signal.cancel();
-    });
+    let shutdown = skiff_client::shutdown_on_signal();
     skiff_kubelet::run(config, shutdown).await
 }

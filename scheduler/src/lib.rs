@@ -24,7 +24,7 @@ use anyhow::Context as _;
 use axum::Router;
 use axum::routing::get;
 use skiff_client::events::Recorder;
-use skiff_client::leader::{LeaderElector, LeaseTimings};
+use skiff_client::leader::{LeaderElection, Leadership};
 use tokio_util::sync::CancellationToken;
 
 pub use scheduler::Scheduler;
@@ -35,10 +35,7 @@ pub struct Config {
     pub kubeconfig: PathBuf,
     /// Pods whose `spec.schedulerName` is this are ours.
     pub scheduler_name: String,
-    pub leader_elect: bool,
-    pub lease: LeaseTimings,
-    pub lease_namespace: String,
-    pub lease_name: String,
+    pub leader_election: LeaderElection,
     /// Where `/healthz` and `/metrics` are served (HTTPS).
     pub serve_addr: SocketAddr,
     /// 0 = Kubernetes' adaptive default.
@@ -78,27 +75,17 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     ));
 
     // Work stops on shutdown, or when leadership is lost.
-    let work = shutdown.child_token();
-    let mut holder = None;
-    if config.leader_elect {
-        let mut elector = LeaderElector::new(
-            client.clone(),
-            &config.lease_namespace,
-            &config.lease_name,
-            &identity,
-            config.lease,
-        );
-        if !elector.acquire(&shutdown).await {
-            return Ok(());
-        }
-        let stop_work = work.clone();
-        let until = shutdown.clone();
-        holder = Some(tokio::spawn(async move {
-            let held = elector.hold(until).await;
-            stop_work.cancel();
-            held
-        }));
-    }
+    let Some(leadership) = Leadership::start(
+        client.clone(),
+        &config.leader_election,
+        &identity,
+        &shutdown,
+    )
+    .await
+    else {
+        return Ok(());
+    };
+    let work = leadership.work.clone();
 
     let (pods_tx, pods_rx) = tokio::sync::oneshot::channel();
     let (nodes_tx, nodes_rx) = tokio::sync::oneshot::channel();
@@ -123,11 +110,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     });
 
     sched.run(work).await;
-    if let Some(h) = holder
-        && let Ok(Err(lost)) = h.await
-    {
-        return Err(lost).context("stopping: another scheduler may take over");
-    }
+    leadership
+        .finish()
+        .await
+        .context("stopping: another scheduler may take over")?;
     let _ = server.await;
     Ok(())
 }

@@ -4,7 +4,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
 use clap::{ArgAction, Parser};
-use skiff_client::leader::LeaseTimings;
+use skiff_client::leader::{LeaderElection, LeaseTimings};
 use skiff_common::parse_duration;
 
 #[derive(Parser, Debug)]
@@ -46,24 +46,21 @@ struct Flags {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
-    skiff_client::install_crypto_provider();
+    skiff_client::init();
     let flags = Flags::parse();
     let config = skiff_scheduler::Config {
         kubeconfig: flags.kubeconfig,
         scheduler_name: flags.scheduler_name,
-        leader_elect: flags.leader_elect,
-        lease: LeaseTimings {
-            lease_duration: flags.leader_elect_lease_duration,
-            renew_deadline: flags.leader_elect_renew_deadline,
-            retry_period: flags.leader_elect_retry_period,
+        leader_election: LeaderElection {
+            enabled: flags.leader_elect,
+            namespace: flags.leader_elect_resource_namespace,
+            name: flags.leader_elect_resource_name,
+            timings: LeaseTimings {
+                lease_duration: flags.leader_elect_lease_duration,
+                renew_deadline: flags.leader_elect_renew_deadline,
+                retry_period: flags.leader_elect_retry_period,
+            },
         },
-        lease_namespace: flags.leader_elect_resource_namespace,
-        lease_name: flags.leader_elect_resource_name,
         serve_addr: SocketAddr::new(flags.bind_address, flags.secure_port),
         percentage_of_nodes_to_score: flags.percentage_of_nodes_to_score,
     };

@@ -221,3 +221,87 @@ impl LeaderElector {
         }
     }
 }
+
+/// `--leader-elect` and its Lease: whether to elect, which Lease, and the timings.
+#[derive(Debug, Clone)]
+pub struct LeaderElection {
+    pub enabled: bool,
+    pub namespace: String,
+    pub name: String,
+    pub timings: LeaseTimings,
+}
+
+/// What a program that runs only while leading holds: a token cancelled when work must stop
+/// (shutdown or lost leadership), and the task renewing the Lease.
+pub struct Leadership {
+    pub work: CancellationToken,
+    holder: Option<tokio::task::JoinHandle<Result<(), LostLeadership>>>,
+}
+
+impl Leadership {
+    /// Per `election`: waits to lead (None if `shutdown` comes first), or, with election off,
+    /// works until `shutdown`.
+    pub async fn start(
+        client: Client,
+        election: &LeaderElection,
+        identity: &str,
+        shutdown: &CancellationToken,
+    ) -> Option<Leadership> {
+        if !election.enabled {
+            return Some(Leadership::unelected(shutdown));
+        }
+        Leadership::acquire(
+            client,
+            &election.namespace,
+            &election.name,
+            identity,
+            election.timings,
+            shutdown,
+        )
+        .await
+    }
+
+    /// Without leader election: work until `shutdown`.
+    pub fn unelected(shutdown: &CancellationToken) -> Leadership {
+        Leadership {
+            work: shutdown.child_token(),
+            holder: None,
+        }
+    }
+
+    /// Waits to hold the Lease (None if `shutdown` comes first), then keeps it in the
+    /// background; `work` is cancelled if it is lost.
+    pub async fn acquire(
+        client: Client,
+        namespace: &str,
+        name: &str,
+        identity: &str,
+        timings: LeaseTimings,
+        shutdown: &CancellationToken,
+    ) -> Option<Leadership> {
+        let mut elector = LeaderElector::new(client, namespace, name, identity, timings);
+        if !elector.acquire(shutdown).await {
+            return None;
+        }
+        let work = shutdown.child_token();
+        let stop_work = work.clone();
+        let until = shutdown.clone();
+        let holder = tokio::spawn(async move {
+            let held = elector.hold(until).await;
+            stop_work.cancel();
+            held
+        });
+        Some(Leadership {
+            work,
+            holder: Some(holder),
+        })
+    }
+
+    /// After the work stopped: `Err` if it stopped because leadership was lost.
+    pub async fn finish(self) -> Result<(), LostLeadership> {
+        match self.holder {
+            Some(h) => h.await.unwrap_or(Ok(())),
+            None => Ok(()),
+        }
+    }
+}

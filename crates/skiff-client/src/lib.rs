@@ -36,6 +36,16 @@ pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
+/// Starts logging to stderr with `RUST_LOG` (default `info`), and installs the TLS provider.
+pub fn init() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    install_crypto_provider();
+}
+
 /// A token cancelled on SIGTERM or SIGINT: the start of every program's one shutdown path.
 pub fn shutdown_on_signal() -> tokio_util::sync::CancellationToken {
     let token = tokio_util::sync::CancellationToken::new();
