@@ -111,6 +111,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     .await;
 
     let ipt = iptables::Iptables::new();
+    // NodePorts answer on 127.0.0.1 too (as kube-proxy allows): packets to and from the
+    // loopback address may then be routed after DNAT (and are masqueraded on the way out).
+    if let Err(e) = std::fs::write("/proc/sys/net/ipv4/conf/all/route_localnet", "1") {
+        tracing::warn!(error = %e, "cannot set route_localnet; NodePorts will not answer on 127.0.0.1");
+    }
     let settings = rules::Settings {
         cluster_cidr: config.cluster_cidr,
     };
