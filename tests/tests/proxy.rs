@@ -385,6 +385,11 @@ fn skiff_proxy_follows_services_and_endpoint_slices() {
         Ok("skq-b1"),
         "the NodePort answers"
     );
+    assert_eq!(
+        get_in(node, "http://127.0.0.1:30090/").as_deref(),
+        Ok("skq-b1"),
+        "the NodePort answers on 127.0.0.1"
+    );
 
     // A second endpoint: traffic spreads to it.
     server.kubectl_stdin_ok(
