@@ -259,6 +259,16 @@ fn cluster_ips_and_node_ports_on_real_iptables_in_namespaces() {
     assert!(get("http://10.96.100.1/").is_err(), "no rules, no service");
 }
 
+/// A child process killed when the test ends, passed or not.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Forwards TCP connections from `listen` (an address this test created) to `to`.
 fn forward(listen: &str, to: std::net::SocketAddr) -> u16 {
     let l = std::net::TcpListener::bind((listen, 0)).expect("bind the forwarder");
@@ -364,7 +374,8 @@ fn skiff_proxy_follows_services_and_endpoint_slices() {
     let server = ApiServer::start(Backend::Embedded);
     let lab = Lab::start("skq", 252);
     let node = "skq-node";
-    let (mut proxy, log) = start_proxy(&server, lab.dir.path(), node, "skq-host", "10.253.0");
+    let (proxy, log) = start_proxy(&server, lab.dir.path(), node, "skq-host", "10.253.0");
+    let mut proxy = KillOnDrop(proxy);
     let proxy_log = || std::fs::read_to_string(&log).unwrap_or_default();
 
     server.kubectl_stdin_ok(&["apply", "-f", "-"], &format!(
@@ -427,8 +438,8 @@ fn skiff_proxy_follows_services_and_endpoint_slices() {
     );
     assert!(metrics.contains("skiff_proxy_iptables_rules"), "{metrics}");
 
-    let _ = proxy.kill();
-    let _ = proxy.wait();
+    let _ = proxy.0.kill();
+    let _ = proxy.0.wait();
     let cleanup = Command::new("nsenter")
         .arg(format!("--net=/run/netns/{node}"))
         .arg(skiff_e2e::sibling_binary("skiff-proxy"))
