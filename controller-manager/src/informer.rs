@@ -40,8 +40,6 @@ impl<K> Object for K where
 
 pub struct Informer<K: Object> {
     api: Api<K>,
-    /// Drops what no controller reads before an object is cached (memory).
-    trim: fn(&mut K),
     store: Store<K>,
     writer: Mutex<Option<reflector::store::Writer<K>>>,
     handlers: RwLock<Vec<Handler<K>>>,
@@ -50,15 +48,9 @@ pub struct Informer<K: Object> {
 
 impl<K: Object> Informer<K> {
     pub fn new(api: Api<K>) -> Arc<Informer<K>> {
-        Self::with_trim(api, |_| {})
-    }
-
-    /// An informer whose cached objects are first passed through `trim`.
-    pub fn with_trim(api: Api<K>, trim: fn(&mut K)) -> Arc<Informer<K>> {
         let (store, writer) = reflector::store();
         Arc::new(Informer {
             api,
-            trim,
             store,
             writer: Mutex::new(Some(writer)),
             handlers: RwLock::new(Vec::new()),
@@ -108,18 +100,16 @@ impl<K: Object> Informer<K> {
         }
     }
 
-    /// Watches until `shutdown`. `managedFields` are dropped on the way in (no controller
-    /// reads them and they are a large share of every object), then the informer's `trim` runs.
+    /// Watches until `shutdown`. `managedFields` are dropped on the way in: no controller
+    /// reads them and they are a large share of every object.
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
         let Some(mut writer) = self.writer.lock().expect("writer lock").take() else {
             return;
         };
-        let trim = self.trim;
         let stream = watcher(self.api.clone(), watcher::Config::default())
             .default_backoff()
-            .modify(move |o| {
+            .modify(|o| {
                 o.meta_mut().managed_fields = None;
-                trim(o);
             });
         let mut stream = std::pin::pin!(stream);
         loop {

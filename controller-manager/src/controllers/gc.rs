@@ -375,11 +375,13 @@ impl GarbageCollector {
                     blocking += 1;
                 }
                 if d.meta.deletion_timestamp.is_none() {
-                    // Dependents that own things themselves go in the foreground too, so the
-                    // whole tree is gone before the owner.
-                    let owns = !self
-                        .dependents_of(d.meta.uid.as_deref().unwrap_or_default())
-                        .is_empty();
+                    // Dependents that own things themselves (of the dependent kinds, only
+                    // ReplicaSets do) go in the foreground too, so the whole tree is gone
+                    // before the owner; pods are not scanned for dependents.
+                    let owns = d.kind == Kind::ReplicaSet
+                        && !self
+                            .dependents_of(d.meta.uid.as_deref().unwrap_or_default())
+                            .is_empty();
                     self.delete(d.kind, &d.meta, owns).await?;
                 }
             }
