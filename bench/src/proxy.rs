@@ -10,7 +10,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use skiff_proxy::iptables::Iptables;
-use skiff_proxy::rules::{Protocol, ServicePort, Settings, partial, render};
+use skiff_proxy::rules::{Protocol, Renderer, ServicePort, Settings, partial};
 
 use crate::result;
 
@@ -65,6 +65,8 @@ pub async fn run(counts: &[usize]) -> anyhow::Result<()> {
     let ipt = Iptables::in_netns(Path::new(&format!("/run/netns/{NS}")));
     let settings = Settings {
         cluster_cidr: Some("10.244.0.0/16".parse()?),
+        // As on a real node: the endpoints (10.244.x.y) are elsewhere, so no hairpin rules.
+        local_pod_cidr: Some("10.245.255.0/24".parse()?),
     };
     println!(
         "proxy: ruleset for N Services x 3 endpoints, applied with one iptables-restore in netns {NS}"
@@ -77,8 +79,9 @@ pub async fn run(counts: &[usize]) -> anyhow::Result<()> {
         for &n in counts {
             ipt.cleanup()?;
             let mut ports = services(n);
+            let mut renderer = Renderer::new(settings.clone());
             let t = Instant::now();
-            let full = render(&ports, &settings, &BTreeSet::new());
+            let full = renderer.render(&ports, &BTreeSet::new());
             let render_full = t.elapsed();
             let t = Instant::now();
             ipt.apply(&full)?;
@@ -87,10 +90,9 @@ pub async fn run(counts: &[usize]) -> anyhow::Result<()> {
             // One endpoint of one Service changes.
             ports[n / 2].endpoints[1].0 = Ipv4Addr::new(10, 245, 0, 1);
             let t = Instant::now();
-            let changed = render(&ports, &settings, &full.nat_chains);
-            let render_change = t.elapsed();
+            let changed = renderer.render(&ports, &full.service_chains());
             let input = partial(&full, &changed);
-            let render_change = render_change + t.elapsed();
+            let render_change = t.elapsed();
             let t = Instant::now();
             ipt.restore(&input)?;
             let apply_change = t.elapsed();

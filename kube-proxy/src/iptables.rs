@@ -62,17 +62,21 @@ impl Iptables {
             cmd: cmd.clone(),
             source,
         })?;
-        if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
-            pipe.write_all(input.as_bytes())
-                .map_err(|source| Error::Spawn {
-                    cmd: cmd.clone(),
-                    source,
-                })?;
-        }
+        // A write error (the program exited early, e.g. on bad input) is reported through the
+        // exit status and stderr below, which say why.
+        let written = match (stdin, child.stdin.take()) {
+            (Some(input), Some(mut pipe)) => pipe.write_all(input.as_bytes()),
+            _ => Ok(()),
+        };
         let out = child.wait_with_output().map_err(|source| Error::Spawn {
             cmd: cmd.clone(),
             source,
         })?;
+        if let Err(source) = written
+            && out.status.success()
+        {
+            return Err(Error::Spawn { cmd, source });
+        }
         if !out.status.success() {
             return Err(Error::Failed {
                 cmd,
@@ -85,7 +89,7 @@ impl Iptables {
     /// Applies a ruleset in one `iptables-restore --noflush`, then makes sure the built-in
     /// chains jump into Skiff's (created by the restore if they were missing).
     pub fn apply(&self, ruleset: &rules::Ruleset) -> Result<(), Error> {
-        self.run("iptables-restore", &["--noflush"], Some(&ruleset.restore))?;
+        self.run("iptables-restore", &["--noflush"], Some(&ruleset.restore()))?;
         self.ensure_jumps()
     }
 
@@ -98,19 +102,54 @@ impl Iptables {
             .map(|_| ())
     }
 
-    /// Adds each jump from a built-in chain unless it is there (`-C`, then `-I`).
+    /// Adds each jump from a built-in chain unless it is there; an optional jump only when
+    /// its chain exists. Each chain is listed on its own (`-S CHAIN`): with iptables-nft, `-C`
+    /// reads the whole table, which takes tens of milliseconds once there are 10,000 Services.
     pub fn ensure_jumps(&self) -> Result<(), Error> {
-        for (table, chain, spec) in rules::jumps() {
-            let mut check = vec!["-w", "-t", table, "-C", chain];
-            check.extend(spec.iter().copied());
-            if self.run("iptables", &check, None).is_ok() {
+        let jumps = rules::jumps();
+        let mut listed: std::collections::BTreeMap<(&str, &str), Option<String>> =
+            std::collections::BTreeMap::new();
+        for jump in &jumps {
+            let listing = listed.entry((jump.table, jump.chain)).or_insert_with(|| {
+                self.run(
+                    "iptables",
+                    &["-w", "-t", jump.table, "-S", jump.chain],
+                    None,
+                )
+                .ok()
+            });
+            let Some(listing) = listing else {
+                if jump.optional {
+                    continue;
+                }
+                return Err(Error::Failed {
+                    cmd: format!("iptables -t {} -S {}", jump.table, jump.chain),
+                    stderr: "the chain cannot be listed".into(),
+                });
+            };
+            if listing.lines().any(|l| jump.is(l)) {
                 continue;
             }
-            let mut insert = vec!["-w", "-t", table, "-I", chain, "1"];
-            insert.extend(spec.iter().copied());
+            let mut insert = vec!["-w", "-t", jump.table, "-I", jump.chain, "1"];
+            insert.extend(jump.spec.iter().copied());
             self.run("iptables", &insert, None)?;
         }
         Ok(())
+    }
+
+    /// Deletes the UDP conntrack entries matching `filter` (see [`crate::conntrack`]). None
+    /// matching is fine; a missing `conntrack` tool is logged.
+    pub fn conntrack_delete(&self, filter: &[String]) {
+        let mut args = vec!["-D", "-p", "udp"];
+        args.extend(filter.iter().map(String::as_str));
+        match self.run("conntrack", &args, None) {
+            Ok(_) => tracing::debug!(?filter, "deleted stale UDP flows"),
+            Err(Error::Spawn { source, .. }) => {
+                tracing::warn!(error = %source, "cannot run conntrack; stale UDP flows stay")
+            }
+            // Exit status 1 with "0 flow entries have been deleted" when nothing matched.
+            Err(Error::Failed { .. }) => {}
+        }
     }
 
     /// The `SKIFF-*` chains that exist in `table`.
@@ -127,9 +166,9 @@ impl Iptables {
 
     /// Removes every jump and chain Skiff installed.
     pub fn cleanup(&self) -> Result<(), Error> {
-        for (table, chain, spec) in rules::jumps() {
-            let mut delete = vec!["-w", "-t", table, "-D", chain];
-            delete.extend(spec.iter().copied());
+        for jump in rules::jumps() {
+            let mut delete = vec!["-w", "-t", jump.table, "-D", jump.chain];
+            delete.extend(jump.spec.iter().copied());
             while self.run("iptables", &delete, None).is_ok() {}
         }
         for table in ["nat", "filter"] {

@@ -5,6 +5,7 @@
 //! ([`iptables`]) when it changed, and keeps a route to every other node's pod CIDR
 //! ([`routes`], flannel's host-gw model).
 
+pub mod conntrack;
 pub mod iptables;
 pub mod model;
 pub mod routes;
@@ -116,9 +117,6 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     if let Err(e) = std::fs::write("/proc/sys/net/ipv4/conf/all/route_localnet", "1") {
         tracing::warn!(error = %e, "cannot set route_localnet; NodePorts will not answer on 127.0.0.1");
     }
-    let settings = rules::Settings {
-        cluster_cidr: config.cluster_cidr,
-    };
     // Chains left by an earlier run are deleted by the first sync if no longer needed.
     let mut known: BTreeSet<String> = ipt
         .chains("nat")
@@ -126,8 +124,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         .into_iter()
         .filter(|c| c.starts_with("SKIFF-SVC-") || c.starts_with("SKIFF-SEP-"))
         .collect();
+    let mut renderer = rules::Renderer::default();
     // The last ruleset applied; None forces a full restore (at start and every sync period).
     let mut applied: Option<rules::Ruleset> = None;
+    let mut applied_ports: Vec<rules::ServicePort> = Vec::new();
     let mut last_full = Instant::now();
     let mut router = routes::Router::new(&config.node_name);
     let mut last = Instant::now() - config.min_sync_period;
@@ -141,8 +141,15 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         }
         last = Instant::now();
         let started = Instant::now();
+        let settings = rules::Settings {
+            cluster_cidr: config.cluster_cidr,
+            local_pod_cidr: local_pod_cidr(&nodes.state(), &config.node_name),
+        };
+        if settings != *renderer.settings() {
+            renderer = rules::Renderer::new(settings);
+        }
         let ports = model::service_ports(&services.state(), &slices.state());
-        let ruleset = rules::render(&ports, &settings, &known);
+        let ruleset = renderer.render(&ports, &known);
         if last_full.elapsed() >= config.sync_period {
             applied = None;
         }
@@ -159,11 +166,15 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
                 if applied.is_none() {
                     last_full = Instant::now();
                 }
-                known = ruleset.nat_chains.clone();
+                known = ruleset.service_chains();
                 applied = Some(ruleset);
+                for filter in conntrack::stale(&applied_ports, &ports) {
+                    ipt.conntrack_delete(&filter);
+                }
+                applied_ports = ports;
                 if wrote {
                     tracing::info!(
-                        service_ports = ports.len(),
+                        service_ports = applied_ports.len(),
                         took_ms = started.elapsed().as_millis() as u64,
                         "rules synced"
                     );
@@ -182,11 +193,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             h.last_sync = Some(SystemTime::now());
             h.last_duration = started.elapsed();
             h.syncs += 1;
-            h.rules = applied
-                .as_ref()
-                .map(|r| r.restore.lines().filter(|l| l.starts_with("-A ")).count())
-                .unwrap_or(0);
-            h.service_ports = ports.len();
+            h.rules = applied.as_ref().map(|r| r.rule_count()).unwrap_or(0);
+            h.service_ports = applied_ports.len();
         }
         tokio::select! {
             _ = changed.notified() => {}
@@ -195,6 +203,14 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         }
     }
     Ok(())
+}
+
+/// This node's `spec.podCIDR`, once the controller-manager has assigned it.
+fn local_pod_cidr(nodes: &[Arc<Node>], name: &str) -> Option<ipnet::Ipv4Net> {
+    nodes
+        .iter()
+        .find(|n| n.metadata.name.as_deref() == Some(name))
+        .and_then(|n| n.spec.as_ref()?.pod_cidr.as_deref()?.parse().ok())
 }
 
 async fn serve_health(addr: SocketAddr, health: Arc<Mutex<Health>>, shutdown: CancellationToken) {

@@ -185,6 +185,7 @@ fn cluster_ips_and_node_ports_on_real_iptables_in_namespaces() {
     let ipt = Iptables::in_netns(std::path::Path::new(&format!("/run/netns/{NODE}")));
     let settings = Settings {
         cluster_cidr: Some("10.250.0.0/24".parse().unwrap()),
+        local_pod_cidr: Some("10.250.0.0/24".parse().unwrap()),
     };
     let web = service("web", [10, 96, 100, 1], &[1, 2], Some(30080));
     let empty = service("empty", [10, 96, 100, 2], &[], Some(30081));
@@ -221,25 +222,26 @@ fn cluster_ips_and_node_ports_on_real_iptables_in_namespaces() {
 
     // A removed backend gets no more traffic.
     let only_b1 = service("web", [10, 96, 100, 1], &[1], Some(30080));
-    let second = render(&[only_b1, empty.clone()], &settings, &first.nat_chains);
+    let second = render(
+        &[only_b1, empty.clone()],
+        &settings,
+        &first.service_chains(),
+    );
     ipt.apply(&second).expect("apply");
     for _ in 0..10 {
         assert_eq!(get("http://10.96.100.1/").unwrap(), "skp-b1");
     }
-    let chains = ipt.chains("nat").expect("chains");
+    let nat = in_ns_ok(NODE, "iptables-save -t nat");
     assert!(
-        chains
-            .iter()
-            .filter(|c| c.starts_with("SKIFF-SEP-"))
-            .count()
-            == 1,
-        "the removed endpoint's chain is gone: {chains:?}"
+        nat.contains("--to-destination 10.250.0.11:8080")
+            && !nat.contains("--to-destination 10.250.0.12:8080"),
+        "the removed endpoint's rule is gone: {nat}"
     );
 
     // Session affinity sticks to one backend.
     let mut sticky = service("web", [10, 96, 100, 1], &[1, 2], Some(30080));
     sticky.affinity_seconds = Some(60);
-    let third = render(&[sticky, empty], &settings, &second.nat_chains);
+    let third = render(&[sticky, empty], &settings, &second.service_chains());
     ipt.apply(&third).expect("apply");
     let picks: BTreeSet<String> = (0..15)
         .map(|_| get("http://10.96.100.1/").unwrap())
@@ -306,6 +308,7 @@ fn start_proxy(
     ns: &str,
     host_if: &str,
     net: &str,
+    extra: &[&str],
 ) -> (Child, std::path::PathBuf) {
     let _ = ip(&["link", "del", host_if]);
     assert!(
@@ -349,6 +352,7 @@ fn start_proxy(
             "--healthz-bind-address",
             "127.0.0.1:10256",
         ])
+        .args(extra)
         .stdout(out.try_clone().expect("clone"))
         .stderr(out)
         .spawn()
@@ -374,7 +378,7 @@ fn skiff_proxy_follows_services_and_endpoint_slices() {
     let server = ApiServer::start(Backend::Embedded);
     let lab = Lab::start("skq", 252);
     let node = "skq-node";
-    let (proxy, log) = start_proxy(&server, lab.dir.path(), node, "skq-host", "10.253.0");
+    let (proxy, log) = start_proxy(&server, lab.dir.path(), node, "skq-host", "10.253.0", &[]);
     let mut proxy = KillOnDrop(proxy);
     let proxy_log = || std::fs::read_to_string(&log).unwrap_or_default();
 
@@ -462,10 +466,18 @@ fn pod_routes_let_one_node_reach_the_pods_of_another() {
     for n in names {
         let _ = ip(&["netns", "del", n]);
     }
-    struct Cleanup([&'static str; 4], Option<Child>, Option<Child>);
+    struct Cleanup(
+        [&'static str; 4],
+        Option<Child>,
+        Option<Child>,
+        Option<Child>,
+    );
     impl Drop for Cleanup {
         fn drop(&mut self) {
-            for c in [self.1.as_mut(), self.2.as_mut()].into_iter().flatten() {
+            for c in [self.1.as_mut(), self.2.as_mut(), self.3.as_mut()]
+                .into_iter()
+                .flatten()
+            {
                 let _ = c.kill();
                 let _ = c.wait();
             }
@@ -474,7 +486,7 @@ fn pod_routes_let_one_node_reach_the_pods_of_another() {
             }
         }
     }
-    let mut guard = Cleanup(names, None, None);
+    let mut guard = Cleanup(names, None, None, None);
     let server = ApiServer::start(Backend::Embedded);
     let dir = tempfile::tempdir().expect("tempdir");
     for n in names {
@@ -545,8 +557,23 @@ fn pod_routes_let_one_node_reach_the_pods_of_another() {
         "-p",
         r#"{"spec":{"podCIDR":"10.254.2.0/24"}}"#,
     ]);
-    let (proxy, log) = start_proxy(&server, dir.path(), "skr-n2", "skr-host", "10.253.1");
+    // Node 1 forwards as a Docker host does: policy DROP, `DOCKER-USER` first.
+    in_ns_ok(
+        "skr-n1",
+        "iptables -P FORWARD DROP && iptables -N DOCKER-USER && iptables -A DOCKER-USER -j RETURN \
+        && iptables -A FORWARD -j DOCKER-USER",
+    );
+    let (proxy, log) = start_proxy(&server, dir.path(), "skr-n2", "skr-host", "10.253.1", &[]);
     guard.2 = Some(proxy);
+    let (proxy1, log1) = start_proxy(
+        &server,
+        dir.path(),
+        "skr-n1",
+        "skr-host1",
+        "10.253.2",
+        &["--cluster-cidr", "10.254.0.0/16"],
+    );
+    guard.3 = Some(proxy1);
     let wait = Duration::from_secs(30);
     assert!(
         wait_until(wait, || get_in("skr-n2", url).as_deref()
@@ -554,6 +581,19 @@ fn pod_routes_let_one_node_reach_the_pods_of_another() {
         "node 2 reaches the pod through the route: {:?}\n{}",
         get_in("skr-n2", url),
         std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    // Docker restarts on node 1 and puts its rules first again, with an isolation rule that
+    // drops whatever it does not know: the pod stays reachable through `DOCKER-USER`.
+    in_ns_ok(
+        "skr-n1",
+        "iptables -N ISOLATION && iptables -A ISOLATION -o cbr0 -j DROP \
+        && iptables -I FORWARD 1 -j ISOLATION && iptables -I FORWARD 1 -j DOCKER-USER",
+    );
+    assert_eq!(
+        get_in("skr-n2", url).as_deref(),
+        Ok("pod on node 1"),
+        "{}",
+        std::fs::read_to_string(&log1).unwrap_or_default()
     );
     let routes = in_ns_ok("skr-n2", "ip route");
     assert!(routes.contains("10.254.1.0/24 via 10.254.0.1"), "{routes}");
@@ -568,4 +608,110 @@ fn pod_routes_let_one_node_reach_the_pods_of_another() {
             .contains("10.254.1.0/24")),
         "stale route removed"
     );
+}
+
+/// UDP has no connection to close: after an endpoint goes, its conntrack entries keep a client's
+/// flow pinned to it until skiff-proxy's clean-up deletes them.
+#[test]
+fn udp_flows_to_a_removed_endpoint_are_flushed() {
+    let mut lab = Lab::start("sku", 251);
+    let node = "sku-node";
+    for ns in ["sku-b1", "sku-b2"] {
+        lab.servers.push(
+            Command::new("nsenter")
+                .arg(format!("--net=/run/netns/{ns}"))
+                .args([
+                    "python3",
+                    "-c",
+                    "import socket,sys\n\
+                     s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n\
+                     s.bind(('0.0.0.0',5353))\n\
+                     while True:\n    d,a=s.recvfrom(100); s.sendto(sys.argv[1].encode(),a)",
+                    ns,
+                ])
+                .spawn()
+                .expect("udp server"),
+        );
+    }
+    // One client flow: always the same source port.
+    let ask = |dest: &str| -> Result<String, String> {
+        let out = in_ns(
+            node,
+            &format!(
+                "python3 -c \"import socket\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n\
+                 s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\ns.bind(('0.0.0.0',40000))\n\
+                 s.settimeout(2)\ns.sendto(b'hi',{dest})\nprint(s.recv(100).decode())\""
+            ),
+        );
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
+        }
+    };
+    for b in ["('10.251.0.11',5353)", "('10.251.0.12',5353)"] {
+        assert!(
+            skiff_e2e::wait_until(Duration::from_secs(10), || ask(b).is_ok()),
+            "the UDP backend {b} answers: {:?}",
+            ask(b)
+        );
+    }
+    let ipt = Iptables::in_netns(std::path::Path::new(&format!("/run/netns/{node}")));
+    let settings = Settings {
+        cluster_cidr: Some("10.251.0.0/24".parse().unwrap()),
+        local_pod_cidr: Some("10.251.0.0/24".parse().unwrap()),
+    };
+    let dns = |eps: &[u8]| ServicePort {
+        namespace: "default".into(),
+        name: "dns".into(),
+        port_name: "dns".into(),
+        protocol: Protocol::Udp,
+        cluster_ip: Some(Ipv4Addr::new(10, 96, 100, 3)),
+        port: 53,
+        node_port: None,
+        external_ips: vec![],
+        affinity_seconds: None,
+        endpoints: eps
+            .iter()
+            .map(|i| (Ipv4Addr::new(10, 251, 0, 10 + i), 5353))
+            .collect(),
+    };
+    let before = [dns(&[1, 2])];
+    ipt.apply(&render(&before, &settings, &BTreeSet::new()))
+        .expect("apply");
+    let service = "('10.96.100.3',53)";
+    let first = ask(service).expect("the ClusterIP answers over UDP");
+    assert_eq!(
+        ask(service).as_deref(),
+        Ok(first.as_str()),
+        "one flow, one backend"
+    );
+
+    // The backend that served the flow leaves the Service; the flow's conntrack entry still
+    // points at it until it is deleted.
+    let (gone, kept, other) = if first == "sku-b1" {
+        (1, 2, "sku-b2")
+    } else {
+        (2, 1, "sku-b1")
+    };
+    assert!(first == "sku-b1" || first == "sku-b2", "{first}");
+    let after = [dns(&[kept])];
+    ipt.apply(&render(&after, &settings, &BTreeSet::new()))
+        .expect("apply");
+    assert_eq!(
+        ask(service).as_deref(),
+        Ok(first.as_str()),
+        "the old flow is still pinned to 10.251.0.1{gone}"
+    );
+    let stale = skiff_proxy::conntrack::stale(&before, &after);
+    assert!(!stale.is_empty());
+    for filter in &stale {
+        ipt.conntrack_delete(filter);
+    }
+    assert_eq!(
+        ask(service).as_deref(),
+        Ok(other),
+        "flushed: the flow moves"
+    );
+    ipt.cleanup().expect("cleanup");
 }
