@@ -38,6 +38,9 @@ pub struct Config {
     pub node_ip: Option<IpAddr>,
     pub pod_cidr: Option<String>,
     pub runtime: RuntimeKind,
+    /// `--container-runtime-endpoint`: the Docker engine's socket (`unix:///path`); default
+    /// `$DOCKER_HOST` or `/var/run/docker.sock`.
+    pub runtime_endpoint: Option<String>,
     pub root_dir: PathBuf,
     pub status_report_every: Duration,
     /// Folder of static pod manifests (`--pod-manifest-path`).
@@ -80,11 +83,19 @@ impl Context {
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     let client = skiff_client::client(&config.kubeconfig).await?;
     let runtime: Arc<dyn ContainerRuntime> = match config.runtime {
-        RuntimeKind::Docker => Arc::new(
-            skiff_runtime::DockerRuntime::connect()
+        RuntimeKind::Docker => Arc::new(match &config.runtime_endpoint {
+            Some(endpoint) => {
+                let path = endpoint.strip_prefix("unix://").unwrap_or(endpoint);
+                skiff_runtime::DockerRuntime::connect_socket(path)
+                    .await
+                    .with_context(|| {
+                        format!("connecting to Docker at {path}; is dockerd running?")
+                    })?
+            }
+            None => skiff_runtime::DockerRuntime::connect()
                 .await
                 .context("connecting to Docker at /var/run/docker.sock; is dockerd running?")?,
-        ),
+        }),
         RuntimeKind::Fake => Arc::new(skiff_runtime::FakeRuntime::new()),
     };
     let node_ip = match config.node_ip {

@@ -24,6 +24,9 @@ struct Flags {
     /// Container runtime: docker, or fake for hollow nodes.
     #[arg(long, default_value = "docker")]
     runtime: String,
+    /// The Docker engine's socket, `unix:///path` (default: $DOCKER_HOST or /var/run/docker.sock).
+    #[arg(long)]
+    container_runtime_endpoint: Option<String>,
     /// Where pod volumes live.
     #[arg(long, default_value = "/var/lib/skiff-kubelet")]
     root_dir: PathBuf,
@@ -61,6 +64,7 @@ async fn main() -> anyhow::Result<()> {
         node_ip: flags.node_ip,
         pod_cidr: flags.pod_cidr,
         runtime,
+        runtime_endpoint: flags.container_runtime_endpoint,
         root_dir: flags.root_dir,
         status_report_every: std::time::Duration::from_secs(flags.node_status_report_frequency),
         pod_manifest_path: flags.pod_manifest_path,

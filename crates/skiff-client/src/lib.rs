@@ -36,9 +36,12 @@ pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
-/// Starts logging to stderr with `RUST_LOG` (default `info`), and installs the TLS provider.
+/// Starts logging to stderr with `RUST_LOG` (default `info`), colored only on a terminal (not in
+/// log files), and installs the TLS provider.
 pub fn init() {
+    use std::io::IsTerminal as _;
     tracing_subscriber::fmt()
+        .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
