@@ -12,6 +12,7 @@
 //! Every test starts its own apiserver, so tests are independent and run in parallel.
 
 mod apiserver;
+mod cluster;
 mod components;
 pub mod fixtures;
 mod http;
@@ -20,6 +21,7 @@ mod kubelet;
 mod wait;
 
 pub use apiserver::{ApiServer, Backend, sibling_binary};
+pub use cluster::{LocalCluster, TEST_CLUSTERS_DIR, skiffctl, skiffctl_ok};
 pub use components::{Component, ControllerManager, NodeBuilder, Scheduler, node};
 pub use http::{Http, Reply, WatchEvents};
 pub use kubectl::{KubectlWatch, Table, kubectl_versioned_path, strip_ansi};

@@ -2,7 +2,7 @@
 //! `--cluster-cidr`), which its kubelet turns into the node's pod network. A node's block is
 //! free again once the node is gone (the used set is always read from the node cache).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,7 +20,8 @@ use crate::workqueue::WorkQueue;
 pub struct NodeIpam {
     ctx: Arc<Context>,
     /// Blocks handed out whose nodes the cache may not show yet. Allocation is serialized.
-    recent: Mutex<HashSet<Ipv4Net>>,
+    /// Entries older than a minute are forgotten (their write was lost or the node is gone).
+    recent: Mutex<HashMap<Ipv4Net, (String, std::time::Instant)>>,
 }
 
 /// The first block of `range` (split into `/size`) not in `used`.
@@ -48,7 +49,7 @@ impl NodeIpam {
         });
         Arc::new(NodeIpam {
             ctx,
-            recent: Mutex::new(HashSet::new()),
+            recent: Mutex::new(HashMap::new()),
         })
     }
 }
@@ -86,7 +87,12 @@ impl Reconciler for NodeIpam {
                 }
             }
         }
-        used.extend(recent.iter().copied());
+        recent.retain(|_, (_, at)| at.elapsed() < Duration::from_secs(60));
+        if recent.values().any(|(n, _)| n == key) {
+            // Assigned a moment ago; the cache has not caught up with the write yet.
+            return Ok(Some(Duration::from_secs(1)));
+        }
+        used.extend(recent.keys().copied());
         let Some(block) = next_free(settings.cluster_cidr, settings.node_cidr_mask_size, &used)
         else {
             return Err(Error::Invalid(format!(
@@ -98,7 +104,7 @@ impl Reconciler for NodeIpam {
         let patch = serde_json::json!({ "spec": { "podCIDR": block.to_string(), "podCIDRs": [block.to_string()] } });
         api.patch(key, &PatchParams::default(), &Patch::Merge(&patch))
             .await?;
-        recent.insert(block);
+        recent.insert(block, (key.to_string(), std::time::Instant::now()));
         tracing::info!(node = %key, cidr = %block, "allocated the node's pod CIDR");
         Ok(None)
     }

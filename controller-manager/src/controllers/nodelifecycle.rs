@@ -179,6 +179,17 @@ impl NodeLifecycle {
                 c
             })
             .collect();
+        let mut conds = conds;
+        if !conds.iter().any(|c| c.type_ == "Ready") {
+            conds.push(k8s_openapi::api::core::v1::NodeCondition {
+                type_: "Ready".into(),
+                status: "Unknown".into(),
+                reason: Some("NodeStatusNeverUpdated".into()),
+                message: Some("Kubelet never posted node status.".into()),
+                last_transition_time: Some(now.clone()),
+                last_heartbeat_time: None,
+            });
+        }
         let api: Api<Node> = Api::all(self.ctx.client.clone());
         api.patch_status(
             &node.name_any(),
@@ -215,6 +226,11 @@ impl Reconciler for NodeLifecycle {
         if self.stale(&node) && ready.as_deref() != Some("Unknown") {
             self.mark_unknown(&node).await?;
             ready = Some("Unknown".into());
+        }
+        if ready.is_none() {
+            // Registered, but its kubelet has not posted a status yet: no verdict (and no
+            // taint) until the grace period says it never will.
+            return Ok(Some(period));
         }
         let now = jiff::Timestamp::now();
         let current = node

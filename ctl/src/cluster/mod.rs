@@ -217,6 +217,14 @@ fn create(root: &Path, opts: &CreateOptions) -> anyhow::Result<()> {
         );
     }
     let bins = Binaries::find(opts.etcd)?;
+    // Two creates at once must not pick the same index: choosing it and recording the state
+    // happen under a lock on the clusters' root.
+    std::fs::create_dir_all(root).with_context(|| format!("creating {}", root.display()))?;
+    let lock = std::fs::File::create(root.join(".lock"))?;
+    lock.lock()?;
+    if State::load(root, &opts.name)?.is_some() {
+        bail!("a cluster named {:?} is being created", opts.name);
+    }
     let used: Vec<u8> = State::all(root).iter().map(|s| s.index).collect();
     let index = layout::free_index(&used, &host::routed_subnets())
         .ok_or_else(|| anyhow!("no free 172.28.K.0/24 subnet left for another cluster"))?;
@@ -232,6 +240,7 @@ fn create(root: &Path, opts: &CreateOptions) -> anyhow::Result<()> {
     };
     // Recorded before anything is made, so that `delete` can undo a crashed create.
     state.save(root)?;
+    drop(lock);
     let l = state.layout(root);
     let started = Instant::now();
     println!(

@@ -1,0 +1,678 @@
+//! The seeds' scenarios on a three-node local cluster (`skiffctl cluster create --nodes 3`),
+//! driven with the real kubectl, once on the embedded store and once with `--etcd`: every node
+//! is a network namespace with its own Docker engine, kubelet and proxy, so pods really run,
+//! get addresses, reach each other across nodes and through Services, heal, scale, roll out,
+//! drain and move off a stopped node. Traffic goes only to the cluster's own addresses.
+//!
+//! The figures the suite prints (`figure: ...`) are recorded in BENCHMARKS.md.
+
+use std::collections::BTreeSet;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use skiff_e2e::{BUSYBOX, LocalCluster, ensure_busybox_image, skiffctl, wait_until};
+
+/// A second tag of the test image, for `set image` and `rollout undo`.
+const BUSYBOX_2: &str = "skiff-test/busybox:2";
+const WAIT: Duration = Duration::from_secs(90);
+/// Sleeps until SIGTERM, then exits at once (a shell as PID 1 ignores signals it does not
+/// trap, which would make every deletion wait out the 30 s grace period).
+const SLEEPER: &str = "trap 'exit 0' TERM; sleep 3600 & wait";
+
+#[derive(Debug, Clone)]
+struct PodRow {
+    name: String,
+    phase: String,
+    node: String,
+    ip: String,
+    ready: bool,
+    deleting: bool,
+    restarts: i64,
+    image: String,
+    waiting: String,
+}
+
+fn pods(c: &LocalCluster, selector: &str) -> Vec<PodRow> {
+    let mut args = vec!["get", "pods", "-o", "json"];
+    if !selector.is_empty() {
+        args.extend(["-l", selector]);
+    }
+    let out = c.kubectl(&args);
+    if !out.status.success() {
+        return Vec::new();
+    }
+    let list: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    let items = list["items"].as_array().cloned().unwrap_or_default();
+    items
+        .iter()
+        .map(|p| {
+            let s = |v: &Value| v.as_str().unwrap_or_default().to_string();
+            let statuses = p["status"]["containerStatuses"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            PodRow {
+                name: s(&p["metadata"]["name"]),
+                phase: s(&p["status"]["phase"]),
+                node: s(&p["spec"]["nodeName"]),
+                ip: s(&p["status"]["podIP"]),
+                ready: p["status"]["conditions"].as_array().is_some_and(|c| {
+                    c.iter()
+                        .any(|c| c["type"] == "Ready" && c["status"] == "True")
+                }),
+                deleting: !p["metadata"]["deletionTimestamp"].is_null(),
+                restarts: statuses
+                    .first()
+                    .and_then(|c| c["restartCount"].as_i64())
+                    .unwrap_or(0),
+                image: s(&p["spec"]["containers"][0]["image"]),
+                waiting: statuses
+                    .first()
+                    .map(|c| s(&c["state"]["waiting"]["reason"]))
+                    .unwrap_or_default(),
+            }
+        })
+        .collect()
+}
+
+/// Running, ready and not being deleted.
+fn serving(c: &LocalCluster, selector: &str) -> Vec<PodRow> {
+    pods(c, selector)
+        .into_iter()
+        .filter(|p| p.phase == "Running" && p.ready && !p.deleting)
+        .collect()
+}
+
+fn wide(c: &LocalCluster) -> String {
+    String::from_utf8_lossy(&c.kubectl(&["get", "pods", "-o", "wide"]).stdout).into_owned()
+}
+
+fn wait_serving(c: &LocalCluster, selector: &str, n: usize, what: &str) -> Vec<PodRow> {
+    assert!(
+        wait_until(WAIT, || serving(c, selector).len() == n),
+        "{what}: want {n} serving pods for {selector}\n{}",
+        wide(c)
+    );
+    serving(c, selector)
+}
+
+/// An HTTP GET from inside pod `pod` with busybox `nc` (the body's last line).
+fn get_from_pod(c: &LocalCluster, pod: &str, host: &str, port: u16) -> Option<String> {
+    let out = c.kubectl(&[
+        "exec",
+        pod,
+        "--",
+        "sh",
+        "-c",
+        &format!("printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 3 {host} {port}"),
+    ]);
+    let body = String::from_utf8_lossy(&out.stdout).into_owned();
+    (out.status.success() && body.starts_with("HTTP/1."))
+        .then(|| body.lines().last().unwrap_or_default().trim().to_string())
+}
+
+/// An HTTP GET from the host (curl) to a node's address.
+fn curl(url: &str) -> Option<String> {
+    let out = Command::new("curl")
+        .args(["-sS", "--noproxy", "*", "--max-time", "3", url])
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+fn node_ip(c: &LocalCluster, node: &str) -> String {
+    c.kubectl_ok(&[
+        "get",
+        "node",
+        node,
+        "-o",
+        "jsonpath={.status.addresses[?(@.type==\"InternalIP\")].address}",
+    ])
+}
+
+fn containers_on(c: &LocalCluster, i: u32) -> Vec<String> {
+    let out = Command::new("docker")
+        .args(["-H", &c.docker_socket(i), "ps", "-aq"])
+        .output()
+        .expect("docker ps");
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .map(String::from)
+        .collect()
+}
+
+const WEB_RC: &str = "\
+apiVersion: v1
+kind: ReplicationController
+metadata:
+  name: web
+spec:
+  replicas: 3
+  selector:
+    app: web
+  template:
+    metadata:
+      labels:
+        app: web
+    spec:
+      containers:
+      - name: web
+        image: skiff-test/busybox:1
+        imagePullPolicy: Never
+        command: [\"sh\", \"-c\", \"trap 'exit 0' TERM; mkdir -p /www; hostname > /www/index.html; httpd -f -p 80 -h /www & wait\"]
+        ports:
+        - containerPort: 80
+";
+
+const CONFIG_POD: &str = "\
+apiVersion: v1
+kind: Pod
+metadata:
+  name: configured
+spec:
+  containers:
+  - name: app
+    image: skiff-test/busybox:1
+    imagePullPolicy: Never
+    command: [\"sh\", \"-c\", \"trap 'exit 0' TERM; sleep 3600 & wait\"]
+    env:
+    - name: GREETING
+      valueFrom:
+        configMapKeyRef: {name: settings, key: greeting}
+    - name: PASSWORD
+      valueFrom:
+        secretKeyRef: {name: credentials, key: password}
+    volumeMounts:
+    - {name: settings, mountPath: /etc/settings}
+    - {name: credentials, mountPath: /etc/credentials}
+  volumes:
+  - name: settings
+    configMap: {name: settings}
+  - name: credentials
+    secret: {secretName: credentials}
+";
+
+const BUNDLE: &str = "\
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: bundle
+data:
+  a: \"1\"
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: bundle
+spec:
+  selector: {app: bundle}
+  ports:
+  - port: 80
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: bundle
+spec:
+  replicas: 1
+  selector:
+    matchLabels: {app: bundle}
+  template:
+    metadata:
+      labels: {app: bundle}
+    spec:
+      containers:
+      - name: app
+        image: skiff-test/busybox:1
+        imagePullPolicy: Never
+        command: [\"sh\", \"-c\", \"trap 'exit 0' TERM; sleep 3600 & wait\"]
+";
+
+fn walk(etcd: bool) {
+    ensure_busybox_image();
+    let tagged = Command::new("docker")
+        .args(["tag", BUSYBOX, BUSYBOX_2])
+        .status()
+        .expect("docker tag");
+    assert!(tagged.success());
+    let store = if etcd { "etcd" } else { "embedded" };
+    let name = if etcd { "e2e-etcd" } else { "e2e-embedded" };
+    // Short heartbeats, so that a stopped node is noticed within seconds.
+    let c = LocalCluster::create(name, 3, etcd, &["--node-monitor-grace-period", "8s"]);
+    println!(
+        "figure: cluster create, 3 nodes, {store}: {:.2} s",
+        c.create_time.as_secs_f64()
+    );
+    let t0 = Instant::now();
+    let phase = |what: &str| println!("phase: {what} done at {:.1} s", t0.elapsed().as_secs_f64());
+    let nodes: Vec<String> = (1..=3).map(|i| c.node_name(i)).collect();
+    let got = c.kubectl_ok(&["get", "nodes", "-o", "name"]);
+    for n in &nodes {
+        assert!(got.contains(&format!("node/{n}")), "{got}");
+    }
+    for (component, kb) in c.component_rss() {
+        println!(
+            "figure: idle RSS, {store}, {component}: {:.1} MB",
+            kb as f64 / 1024.0
+        );
+    }
+    c.skiffctl_ok("load-image", &[BUSYBOX, BUSYBOX_2]);
+
+    // A ReplicationController of 3: running, spread over the nodes, healing, scaled.
+    c.kubectl_stdin(&["apply", "-f", "-"], WEB_RC);
+    let web = wait_serving(&c, "app=web", 3, "the RC's pods run");
+    let spread: BTreeSet<&str> = web.iter().map(|p| p.node.as_str()).collect();
+    assert_eq!(spread.len(), 3, "one pod per node:\n{}", wide(&c));
+    assert!(web.iter().all(|p| p.ip.starts_with("10.244.")), "{web:?}");
+    c.kubectl_ok(&["delete", "pod", &web[0].name, "--wait=false"]);
+    let healed = wait_serving(&c, "app=web", 3, "the RC replaces a deleted pod");
+    assert!(healed.iter().all(|p| p.name != web[0].name));
+    c.kubectl_ok(&["scale", "rc", "web", "--replicas=5"]);
+    wait_serving(&c, "app=web", 5, "scaled up");
+    c.kubectl_ok(&["scale", "rc", "web", "--replicas=2"]);
+    let web = wait_serving(&c, "app=web", 2, "scaled down");
+
+    phase("kubectl create deployment + ex");
+    // kubectl create deployment + expose --type=NodePort: traffic through the NodePort of
+    // one node reaches several pods, wherever they run.
+    let started = Instant::now();
+    c.kubectl_ok(&[
+        "create",
+        "deployment",
+        "hello",
+        "--image",
+        BUSYBOX,
+        "--replicas=3",
+        "--",
+        "sh",
+        "-c",
+        "trap 'exit 0' TERM; mkdir -p /www; hostname > /www/index.html; httpd -f -p 8080 -h /www & wait",
+    ]);
+    c.kubectl_ok(&["rollout", "status", "deployment/hello", "--timeout=120s"]);
+    println!(
+        "figure: 3-replica Deployment Ready, {store}: {:.2} s",
+        started.elapsed().as_secs_f64()
+    );
+    c.kubectl_ok(&[
+        "expose",
+        "deployment",
+        "hello",
+        "--type=NodePort",
+        "--port=80",
+        "--target-port=8080",
+    ]);
+    let node_port = c.kubectl_ok(&[
+        "get",
+        "svc",
+        "hello",
+        "-o",
+        "jsonpath={.spec.ports[0].nodePort}",
+    ]);
+    let url = format!("http://{}:{node_port}/", node_ip(&c, &nodes[0]));
+    let hello: BTreeSet<String> = serving(&c, "app=hello")
+        .into_iter()
+        .map(|p| p.name)
+        .collect();
+    let mut answered = BTreeSet::new();
+    assert!(
+        wait_until(WAIT, || {
+            if let Some(body) = curl(&url) {
+                answered.insert(body);
+            }
+            answered.len() >= 2
+        }),
+        "the NodePort {url} reaches several pods: {answered:?}"
+    );
+    assert!(answered.is_subset(&hello), "{answered:?} vs {hello:?}");
+
+    phase("A ClusterIP reached from a pod");
+    // A ClusterIP reached from a pod on another node, and pod to pod across nodes.
+    let cluster_ip = c.kubectl_ok(&["get", "svc", "hello", "-o", "jsonpath={.spec.clusterIP}"]);
+    let client = &web[0];
+    let hello_pods = serving(&c, "app=hello");
+    let mut remote_answer = false;
+    assert!(
+        wait_until(WAIT, || {
+            if let Some(body) = get_from_pod(&c, &client.name, &cluster_ip, 80) {
+                remote_answer |= hello_pods
+                    .iter()
+                    .any(|p| p.name == body && p.node != client.node);
+            }
+            remote_answer
+        }),
+        "{} on {} reaches a pod on another node through {cluster_ip}",
+        client.name,
+        client.node
+    );
+    let far = hello_pods
+        .iter()
+        .find(|p| p.node != client.node)
+        .expect("a hello pod on another node");
+    assert_eq!(
+        get_from_pod(&c, &client.name, &far.ip, 8080).as_deref(),
+        Some(far.name.as_str()),
+        "pod to pod across nodes"
+    );
+
+    phase("scale, set image with rollout ");
+    // scale, set image with rollout status, rollout undo.
+    c.kubectl_ok(&["scale", "deployment", "hello", "--replicas=4"]);
+    c.kubectl_ok(&["rollout", "status", "deployment/hello", "--timeout=120s"]);
+    c.kubectl_ok(&[
+        "set",
+        "image",
+        "deployment/hello",
+        &format!("busybox={BUSYBOX_2}"),
+    ]);
+    c.kubectl_ok(&["rollout", "status", "deployment/hello", "--timeout=120s"]);
+    let rolled = wait_serving(&c, "app=hello", 4, "rolled out");
+    assert!(rolled.iter().all(|p| p.image == BUSYBOX_2), "{rolled:?}");
+    c.kubectl_ok(&["rollout", "undo", "deployment/hello"]);
+    c.kubectl_ok(&["rollout", "status", "deployment/hello", "--timeout=120s"]);
+    let undone = wait_serving(&c, "app=hello", 4, "rolled back");
+    assert!(undone.iter().all(|p| p.image == BUSYBOX), "{undone:?}");
+
+    phase("Labels and delete -l.");
+    // Labels and delete -l.
+    for pod in ["tagged-a", "tagged-b"] {
+        c.kubectl_ok(&[
+            "run",
+            pod,
+            "--image",
+            BUSYBOX,
+            "--image-pull-policy=Never",
+            "--labels=group=tagged",
+            "--",
+            "sh",
+            "-c",
+            SLEEPER,
+        ]);
+    }
+    c.kubectl_ok(&["label", "pod", "tagged-a", "team=blue"]);
+    let blue = c.kubectl_ok(&["get", "pods", "-l", "team=blue", "-o", "name"]);
+    assert_eq!(blue.trim(), "pod/tagged-a");
+    c.kubectl_ok(&["delete", "pods", "-l", "group=tagged", "--wait=false"]);
+    assert!(
+        wait_until(WAIT, || pods(&c, "group=tagged").is_empty()),
+        "delete -l removes both\n{}",
+        wide(&c)
+    );
+
+    phase("A ConfigMap and a Secret");
+    // A ConfigMap and a Secret consumed as environment variables and as files; logs; exec.
+    c.kubectl_ok(&[
+        "create",
+        "configmap",
+        "settings",
+        "--from-literal=greeting=hello",
+    ]);
+    c.kubectl_ok(&[
+        "create",
+        "secret",
+        "generic",
+        "credentials",
+        "--from-literal=password=s3cret",
+    ]);
+    c.kubectl_stdin(&["apply", "-f", "-"], CONFIG_POD);
+    c.kubectl_ok(&[
+        "wait",
+        "--for=condition=Ready",
+        "pod/configured",
+        "--timeout=90s",
+    ]);
+    let seen = c.kubectl_ok(&[
+        "exec",
+        "configured",
+        "--",
+        "sh",
+        "-c",
+        "echo $GREETING $PASSWORD; cat /etc/settings/greeting; echo; cat /etc/credentials/password; echo; hostname",
+    ]);
+    assert_eq!(
+        seen.split_whitespace().collect::<Vec<_>>(),
+        ["hello", "s3cret", "hello", "s3cret", "configured"],
+        "{seen}"
+    );
+    c.kubectl_ok(&[
+        "run",
+        "talker",
+        "--image",
+        BUSYBOX,
+        "--image-pull-policy=Never",
+        "--",
+        "sh",
+        "-c",
+        "echo hello from the logs; trap 'exit 0' TERM; sleep 3600 & wait",
+    ]);
+    assert!(
+        wait_until(WAIT, || String::from_utf8_lossy(
+            &c.kubectl(&["logs", "talker"]).stdout
+        )
+        .contains("hello from the logs")),
+        "kubectl logs"
+    );
+
+    phase("A crash loop");
+    // A crash loop: restarted with back-off, shown as CrashLoopBackOff.
+    c.kubectl_ok(&[
+        "run",
+        "crasher",
+        "--image",
+        BUSYBOX,
+        "--image-pull-policy=Never",
+        "--",
+        "sh",
+        "-c",
+        "echo about to fail; exit 3",
+    ]);
+    assert!(
+        wait_until(WAIT, || {
+            pods(&c, "run=crasher")
+                .first()
+                .is_some_and(|p| p.restarts >= 2 && p.waiting == "CrashLoopBackOff")
+        }),
+        "crash loop: {:?}",
+        pods(&c, "run=crasher")
+    );
+    let previous = c.kubectl_ok(&["logs", "crasher", "--previous"]);
+    assert!(previous.contains("about to fail"), "{previous}");
+    c.kubectl_ok(&[
+        "delete",
+        "pod",
+        "crasher",
+        "configured",
+        "talker",
+        "--wait=false",
+    ]);
+
+    phase("drain moves");
+    // drain moves the pods away from a node.
+    let drained = serving(&c, "app=hello")[0].node.clone();
+    c.kubectl_ok(&[
+        "drain",
+        &drained,
+        "--ignore-daemonsets",
+        "--delete-emptydir-data",
+        "--force",
+        "--timeout=120s",
+    ]);
+    let moved = wait_serving(&c, "app=hello", 4, "drained pods recreated elsewhere");
+    assert!(moved.iter().all(|p| p.node != drained), "{moved:?}");
+    assert!(
+        wait_until(WAIT, || pods(&c, "").iter().all(|p| p.node != drained)),
+        "nothing left on {drained}\n{}",
+        wide(&c)
+    );
+    c.kubectl_ok(&["uncordon", &drained]);
+
+    phase("A node whose kubelet stops");
+    // A node whose kubelet stops goes NotReady; its pods are evicted (after their short
+    // toleration) and recreated on the other nodes.
+    c.kubectl_ok(&[
+        "patch",
+        "deployment",
+        "hello",
+        "-p",
+        r#"{"spec":{"template":{"spec":{"tolerations":[
+            {"key":"node.kubernetes.io/unreachable","operator":"Exists","effect":"NoExecute","tolerationSeconds":2},
+            {"key":"node.kubernetes.io/not-ready","operator":"Exists","effect":"NoExecute","tolerationSeconds":2}]}}}}"#,
+    ]);
+    c.kubectl_ok(&["rollout", "status", "deployment/hello", "--timeout=120s"]);
+    let before = wait_serving(&c, "app=hello", 4, "tolerations rolled out");
+    let victim = before
+        .iter()
+        .find(|p| p.node != drained)
+        .map(|p| p.node.clone())
+        .unwrap_or_else(|| before[0].node.clone());
+    c.skiffctl_ok("stop-node", &[&victim]);
+    let ready_status = |node: &str| {
+        c.kubectl_ok(&[
+            "get",
+            "node",
+            node,
+            "-o",
+            "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
+        ])
+    };
+    assert!(
+        wait_until(WAIT, || ready_status(&victim) != "True"),
+        "{victim} goes NotReady"
+    );
+    assert!(
+        wait_until(Duration::from_secs(120), || {
+            let up = serving(&c, "app=hello");
+            up.len() == 4 && up.iter().all(|p| p.node != victim)
+        }),
+        "pods of the stopped node recreated elsewhere\n{}",
+        wide(&c)
+    );
+    c.skiffctl_ok("start-node", &[&victim]);
+    assert!(
+        wait_until(WAIT, || ready_status(&victim) == "True"),
+        "{victim} Ready again"
+    );
+
+    phase("A multi-document");
+    // A multi-document create -f and delete -f.
+    let created = c.kubectl_stdin(&["create", "-f", "-"], BUNDLE);
+    for what in [
+        "configmap/bundle created",
+        "service/bundle created",
+        "deployment.apps/bundle created",
+    ] {
+        assert!(created.contains(what), "{created}");
+    }
+    wait_serving(&c, "app=bundle", 1, "the bundle's deployment runs");
+    let deleted = c.kubectl_stdin(&["delete", "-f", "-"], BUNDLE);
+    for what in [
+        "configmap \"bundle\" deleted",
+        "service \"bundle\" deleted",
+        "deployment.apps \"bundle\" deleted",
+    ] {
+        assert!(deleted.contains(what), "{deleted}");
+    }
+
+    phase("Deleting everything");
+    // Deleting everything leaves no container behind on any node.
+    c.kubectl_ok(&["delete", "deployment,rc,svc", "--all", "--wait=false"]);
+    assert!(
+        wait_until(Duration::from_secs(120), || pods(&c, "").is_empty()),
+        "every pod gone\n{}",
+        wide(&c)
+    );
+    for i in 1..=3 {
+        assert!(
+            wait_until(WAIT, || containers_on(&c, i).is_empty()),
+            "node {i} keeps containers: {:?}",
+            containers_on(&c, i)
+        );
+    }
+}
+
+#[test]
+fn three_node_cluster_on_the_embedded_store() {
+    walk(false);
+}
+
+#[test]
+fn three_node_cluster_on_etcd() {
+    walk(true);
+}
+
+/// `cluster delete` removes everything `create` made; bad input is refused plainly.
+#[test]
+fn cluster_lifecycle_and_errors() {
+    let name = "e2e-life";
+    let c = LocalCluster::create(name, 1, false, &[]);
+    let list = String::from_utf8_lossy(&skiffctl(&["cluster", "list"]).stdout).into_owned();
+    assert!(
+        list.lines()
+            .any(|l| l.starts_with(name) && l.contains("Running")),
+        "{list}"
+    );
+    let again = skiffctl(&["cluster", "create", "--name", name]);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("exists; delete it first"),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    for (args, says) in [
+        (
+            vec!["cluster", "create", "--name", "Bad_Name"],
+            "invalid cluster name",
+        ),
+        (
+            vec!["cluster", "stop-node", "--name", name, "nope"],
+            "has no node \"nope\"",
+        ),
+        (
+            vec![
+                "cluster",
+                "load-image",
+                "--name",
+                name,
+                "skiff-test/absent:0",
+            ],
+            "saving the images",
+        ),
+        (
+            vec!["cluster", "logs", "--name", "absent"],
+            "no cluster named",
+        ),
+    ] {
+        let out = skiffctl(&args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+    let logs = c.skiffctl_ok("logs", &[&c.node_name(1)]);
+    assert!(logs.contains("node registered"), "{logs}");
+    let netns = format!("skiff-{name}-node-1");
+    let socket = c.docker_socket(1);
+    let dir = c.dir();
+    drop(c);
+    assert!(!std::path::Path::new("/run/netns").join(&netns).exists());
+    assert!(!dir.exists(), "{} removed", dir.display());
+    assert!(!std::path::Path::new(socket.trim_start_matches("unix://")).exists());
+    let procs = Command::new("pgrep")
+        .args(["-f", &format!("{}/", dir.display())])
+        .output()
+        .expect("pgrep");
+    assert!(
+        procs.stdout.is_empty(),
+        "no process of the cluster survives: {}",
+        String::from_utf8_lossy(&procs.stdout)
+    );
+    let list = String::from_utf8_lossy(&skiffctl(&["cluster", "list"]).stdout).into_owned();
+    assert!(!list.contains(name), "{list}");
+    // Deleting again is fine.
+    assert!(
+        skiffctl(&["cluster", "delete", "--name", name])
+            .status
+            .success()
+    );
+}
