@@ -33,18 +33,17 @@ pub fn sibling(name: &str) -> anyhow::Result<PathBuf> {
 
 impl Server {
     pub async fn start(backend: Backend) -> anyhow::Result<Server> {
+        Self::start_on(backend, "127.0.0.1").await
+    }
+
+    /// Like [`Server::start`], listening on `bind` (an address of this machine).
+    pub async fn start_on(backend: Backend, bind: &str) -> anyhow::Result<Server> {
         let dir = tempfile::tempdir()?;
         let ready = dir.path().join("ready");
         let mut cmd = Command::new(sibling("skiff-apiserver")?);
         cmd.args(["--data-dir"])
             .arg(dir.path())
-            .args([
-                "--secure-port",
-                "0",
-                "--bind-address",
-                "127.0.0.1",
-                "--ready-file",
-            ])
+            .args(["--secure-port", "0", "--bind-address", bind, "--ready-file"])
             .arg(&ready);
         if let Backend::Etcd(ep) = &backend {
             cmd.args(["--etcd-servers", ep]);

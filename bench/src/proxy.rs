@@ -1,7 +1,10 @@
 //! `proxy`: the proxy's ruleset for N Services with 3 endpoints each, rendered and applied
 //! with one `iptables-restore` into a network namespace the bench creates (`skb-node`, removed
 //! afterwards), and then one endpoint change rendered and applied as a partial sync (only the
-//! chains that changed). No traffic is sent.
+//! chains that changed). Then the real `skiff-proxy` in that namespace, started against an
+//! apiserver holding the N Services and their EndpointSlices (reached through a veth pair the
+//! bench makes, `skb-host` 10.253.9.1/30): time to its first full sync, and its RSS. No traffic
+//! is sent.
 
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
@@ -15,6 +18,8 @@ use skiff_proxy::rules::{Protocol, Renderer, ServicePort, Settings, partial};
 use crate::result;
 
 const NS: &str = "skb-node";
+const HOST_IF: &str = "skb-host";
+const HOST_IP: &str = "10.253.9.1";
 
 fn services(n: usize) -> Vec<ServicePort> {
     (0..n)
@@ -118,6 +123,169 @@ pub async fn run(counts: &[usize]) -> anyhow::Result<()> {
         Ok(())
     })();
     let _ = ipt.cleanup();
+    let outcome = match outcome {
+        Ok(()) => live(counts).await,
+        Err(e) => Err(e),
+    };
+    let _ = ipt.cleanup();
+    let _ = Command::new("ip").args(["link", "del", HOST_IF]).output();
     let _ = Command::new("ip").args(["netns", "del", NS]).output();
     outcome
+}
+
+fn sh(args: &[&str]) -> anyhow::Result<()> {
+    let out = Command::new(args[0]).args(&args[1..]).output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "{}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(())
+}
+
+/// The proxy's `/metrics` value `name`, read inside the namespace.
+fn metric(name: &str) -> Option<f64> {
+    let out = Command::new("nsenter")
+        .arg(format!("--net=/run/netns/{NS}"))
+        .args([
+            "curl",
+            "-s",
+            "--max-time",
+            "2",
+            "http://127.0.0.1:10256/metrics",
+        ])
+        .output()
+        .ok()?;
+    String::from_utf8_lossy(&out.stdout).lines().find_map(|l| {
+        l.strip_prefix(name)
+            .and_then(|v| v.trim().parse::<f64>().ok())
+    })
+}
+
+/// Kills the proxy when the bench ends, however it ends.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The real skiff-proxy following N Services: time from its start to its first full sync of
+/// all of them, and its RSS then.
+async fn live(counts: &[usize]) -> anyhow::Result<()> {
+    use crate::harness::{Backend, Server, rss_mb, sibling};
+    use futures::StreamExt as _;
+    let _ = Command::new("ip").args(["link", "del", HOST_IF]).output();
+    sh(&[
+        "ip", "link", "add", HOST_IF, "type", "veth", "peer", "name", "uplink", "netns", NS,
+    ])?;
+    sh(&[
+        "ip",
+        "addr",
+        "add",
+        &format!("{HOST_IP}/30"),
+        "dev",
+        HOST_IF,
+    ])?;
+    sh(&["ip", "link", "set", HOST_IF, "up"])?;
+    let ns = format!("--net=/run/netns/{NS}");
+    sh(&[
+        "nsenter",
+        &ns,
+        "ip",
+        "addr",
+        "add",
+        "10.253.9.2/30",
+        "dev",
+        "uplink",
+    ])?;
+    sh(&["nsenter", &ns, "ip", "link", "set", "uplink", "up"])?;
+    sh(&["nsenter", &ns, "ip", "link", "set", "lo", "up"])?;
+    println!("proxy: the real skiff-proxy in {NS}, N Services x 3 endpoints in the apiserver");
+    println!("{:>8} {:>16} {:>10}", "services", "first sync s", "RSS MB");
+    for &n in counts {
+        let server = Server::start_on(Backend::Embedded, HOST_IP).await?;
+        let client = server.client()?;
+        let base = server.base.clone();
+        let creates = futures::stream::iter(0..n)
+            .map(|i| {
+                let client = client.clone();
+                let base = base.clone();
+                async move {
+                    let name = format!("svc-{i:05}");
+                    let svc = serde_json::json!({
+                        "apiVersion": "v1", "kind": "Service",
+                        "metadata": { "name": name },
+                        "spec": { "ports": [{ "name": "http", "port": 80, "targetPort": 8080 }] }
+                    });
+                    let endpoints: Vec<serde_json::Value> = (0..3u32)
+                        .map(|e| {
+                            let ip = Ipv4Addr::from(0x0af4_0000u32 + (i as u32) * 4 + e + 1);
+                            serde_json::json!({ "addresses": [ip.to_string()], "conditions": { "ready": true } })
+                        })
+                        .collect();
+                    let slice = serde_json::json!({
+                        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+                        "metadata": { "name": format!("{name}-1"), "labels": { "kubernetes.io/service-name": name } },
+                        "addressType": "IPv4",
+                        "endpoints": endpoints,
+                        "ports": [{ "name": "http", "port": 8080, "protocol": "TCP" }]
+                    });
+                    for (path, body) in [
+                        ("/api/v1/namespaces/default/services", svc),
+                        ("/apis/discovery.k8s.io/v1/namespaces/default/endpointslices", slice),
+                    ] {
+                        let r = client.post(format!("{base}{path}")).json(&body).send().await?;
+                        anyhow::ensure!(r.status().is_success(), "POST {path}: {}", r.status());
+                    }
+                    anyhow::Ok(())
+                }
+            })
+            .buffer_unordered(32);
+        let outcomes: Vec<anyhow::Result<()>> = creates.collect().await;
+        for o in outcomes {
+            o?;
+        }
+        let kubeconfig = server.kubeconfig().display().to_string();
+        let log = std::fs::File::create(std::env::temp_dir().join("skb-proxy.log"))?;
+        let started = Instant::now();
+        let proxy = Killed(
+            Command::new("nsenter")
+                .arg(&ns)
+                .arg(sibling("skiff-proxy")?)
+                .args([
+                    "--kubeconfig",
+                    &kubeconfig,
+                    "--hostname-override",
+                    NS,
+                    "--cluster-cidr",
+                    "10.244.0.0/16",
+                    "--healthz-bind-address",
+                    "127.0.0.1:10256",
+                ])
+                .stdout(log.try_clone()?)
+                .stderr(log)
+                .spawn()?,
+        );
+        let deadline = Instant::now() + Duration::from_secs(300);
+        while metric("skiff_proxy_service_ports").unwrap_or(0.0) < (n + 1) as f64 {
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "skiff-proxy did not sync {n} Services; see {}",
+                std::env::temp_dir().join("skb-proxy.log").display()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let first = started.elapsed();
+        let rss = rss_mb(proxy.0.id())?;
+        println!("{n:>8} {:>16.2} {rss:>10.1}", first.as_secs_f64());
+        result(&format!("proxy_first_sync_{n}"), first.as_secs_f64(), "s");
+        result(&format!("proxy_rss_{n}"), rss, "MB");
+        drop(proxy);
+        Iptables::in_netns(Path::new(&format!("/run/netns/{NS}"))).cleanup()?;
+    }
+    Ok(())
 }

@@ -676,3 +676,80 @@ fn cluster_lifecycle_and_errors() {
             .success()
     );
 }
+
+/// A `create` killed halfway leaves processes, namespaces and a bridge; `delete` removes them
+/// all, from the state `create` recorded first.
+#[test]
+fn delete_cleans_up_after_a_crashed_create() {
+    use std::path::Path;
+    let name = "e2e-crash";
+    let _ = skiffctl(&["cluster", "delete", "--name", name]);
+    let kc = tempfile::tempdir().expect("tempdir");
+    let mut create = Command::new(skiff_e2e::sibling_binary("skiffctl"))
+        .args([
+            "cluster",
+            "create",
+            "--name",
+            name,
+            "--nodes",
+            "2",
+            "--kubeconfig",
+        ])
+        .arg(kc.path().join("kubeconfig"))
+        .env("SKIFF_CLUSTERS_DIR", skiff_e2e::TEST_CLUSTERS_DIR)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("skiffctl cluster create");
+    let dir = Path::new(skiff_e2e::TEST_CLUSTERS_DIR).join(name);
+    let engine_started = dir.join("pids").join(format!("{name}-node-1-dockerd.pid"));
+    assert!(
+        wait_until(Duration::from_secs(60), || engine_started.exists()),
+        "create got as far as starting a node's engine"
+    );
+    let _ = create.kill();
+    let _ = create.wait();
+    let state: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("cluster.json")).expect("state recorded"))
+            .expect("state json");
+    let index = state["index"].as_u64().expect("index");
+    let netns = Path::new("/run/netns").join(format!("skiff-{name}-node-1"));
+    assert!(netns.exists(), "the crash left the node's namespace");
+    let bridge = format!("skiff{index}");
+    let has_bridge = || {
+        Command::new("ip")
+            .args(["link", "show", &bridge])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    assert!(has_bridge(), "the crash left the bridge");
+
+    let out = skiffctl(&["cluster", "delete", "--name", name]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!netns.exists());
+    assert!(
+        !Path::new("/run/netns")
+            .join(format!("skiff-{name}-node-2"))
+            .exists()
+    );
+    assert!(!has_bridge(), "bridge {bridge} removed");
+    assert!(!dir.exists());
+    let chain = Command::new("iptables")
+        .args(["-w", "-S", &format!("SKIFF-CLUSTER-{index}")])
+        .output()
+        .expect("iptables");
+    assert!(!chain.status.success(), "host chain removed");
+    let procs = Command::new("pgrep")
+        .args(["-f", &format!("{}/", dir.display())])
+        .output()
+        .expect("pgrep");
+    assert!(
+        procs.stdout.is_empty(),
+        "no process of the cluster survives: {}",
+        String::from_utf8_lossy(&procs.stdout)
+    );
+}
