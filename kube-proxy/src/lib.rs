@@ -5,6 +5,7 @@
 //! ([`iptables`]) when it changed, and keeps a route to every other node's pod CIDR
 //! ([`routes`], flannel's host-gw model).
 
+mod cache;
 pub mod conntrack;
 pub mod iptables;
 pub mod model;
@@ -20,9 +21,9 @@ use std::time::{Duration, Instant, SystemTime};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use kube::Api;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, ResourceExt as _};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -60,6 +61,13 @@ where
     let (reader, writer) = reflector::store();
     let stream = watcher(api, watcher::Config::default())
         .default_backoff()
+        // Only specs and statuses matter here: managedFields (a JSON tree per writer) and the
+        // last-applied annotation would be most of what is cached.
+        .modify(|o| {
+            o.managed_fields_mut().clear();
+            o.annotations_mut()
+                .remove("kubectl.kubernetes.io/last-applied-configuration");
+        })
         .reflect(writer)
         // Deletions must trigger a sync too (a removed Node's route, a deleted Service's rules).
         .touched_objects();
@@ -83,13 +91,15 @@ where
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     let client = skiff_client::client(&config.kubeconfig).await?;
     let changed = Arc::new(Notify::new());
-    let services = watch(
+    let services = cache::watch(
         Api::<Service>::all(client.clone()),
+        model::Svc::from_service,
         changed.clone(),
         shutdown.clone(),
     );
-    let slices = watch(
+    let slices = cache::watch(
         Api::<EndpointSlice>::all(client.clone()),
+        model::Slice::from_slice,
         changed.clone(),
         shutdown.clone(),
     );
@@ -105,8 +115,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         shutdown.clone(),
     ));
     let _ = tokio::time::timeout(Duration::from_secs(60), async {
-        services.wait_until_ready().await.ok();
-        slices.wait_until_ready().await.ok();
+        services.wait_until_ready().await;
+        slices.wait_until_ready().await;
         nodes.wait_until_ready().await.ok();
     })
     .await;
@@ -148,7 +158,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         if settings != *renderer.settings() {
             renderer = rules::Renderer::new(settings);
         }
-        let ports = model::service_ports(&services.state(), &slices.state());
+        let ports = model::service_ports(&services.values(), &slices.values());
         let ruleset = renderer.render(&ports, &known);
         if last_full.elapsed() >= config.sync_period {
             applied = None;

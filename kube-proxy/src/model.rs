@@ -1,9 +1,11 @@
 //! From API objects to the ruleset's input: each port of each Service (ClusterIP, NodePort or
 //! LoadBalancer; headless and ExternalName Services get no rules) with the ready endpoints its
-//! EndpointSlices list for that port.
+//! EndpointSlices list for that port. The proxy keeps only compact copies of Services and
+//! EndpointSlices ([`Svc`], [`Slice`]): what the rules need, a fraction of the objects' size.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::net::Ipv4Addr;
+use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -12,42 +14,36 @@ use crate::rules::{Protocol, ServicePort};
 
 pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 
-/// The Service ports to program, from all Services and EndpointSlices.
-pub fn service_ports(
-    services: &[std::sync::Arc<Service>],
-    slices: &[std::sync::Arc<EndpointSlice>],
-) -> Vec<ServicePort> {
-    let mut out = Vec::new();
-    for svc in services {
-        let Some(spec) = svc.spec.as_ref() else {
-            continue;
-        };
+/// What the rules need of a Service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Svc {
+    pub namespace: String,
+    pub name: String,
+    pub cluster_ip: Ipv4Addr,
+    pub ports: Vec<SvcPort>,
+    /// External IPs and, for a LoadBalancer, its ingress IPs (ServiceLB); sorted.
+    pub external_ips: Vec<Ipv4Addr>,
+    pub affinity_seconds: Option<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SvcPort {
+    pub name: String,
+    pub protocol: Protocol,
+    pub port: u16,
+    /// Only for NodePort and LoadBalancer Services.
+    pub node_port: Option<u16>,
+}
+
+impl Svc {
+    /// `None` for Services that get no rules: ExternalName, headless, no IPv4 cluster IP.
+    pub fn from_service(svc: &Service) -> Option<Svc> {
+        let spec = svc.spec.as_ref()?;
         let kind = spec.type_.as_deref().unwrap_or("ClusterIP");
         if kind == "ExternalName" {
-            continue;
+            return None;
         }
-        let Some(cluster_ip) = spec
-            .cluster_ip
-            .as_deref()
-            .and_then(|ip| ip.parse::<Ipv4Addr>().ok())
-        else {
-            continue;
-        };
-        let ns = svc.metadata.namespace.clone().unwrap_or_default();
-        let name = svc.metadata.name.clone().unwrap_or_default();
-        let mine: Vec<&EndpointSlice> = slices
-            .iter()
-            .filter(|s| {
-                s.metadata.namespace.as_deref() == Some(ns.as_str())
-                    && s.metadata
-                        .labels
-                        .as_ref()
-                        .and_then(|l| l.get(SERVICE_NAME_LABEL))
-                        == Some(&name)
-                    && s.address_type == "IPv4"
-            })
-            .map(|s| s.as_ref())
-            .collect();
+        let cluster_ip = spec.cluster_ip.as_deref()?.parse::<Ipv4Addr>().ok()?;
         let affinity_seconds = (spec.session_affinity.as_deref() == Some("ClientIP")).then(|| {
             spec.session_affinity_config
                 .as_ref()
@@ -56,7 +52,6 @@ pub fn service_ports(
                 .unwrap_or(10800)
                 .max(1) as u32
         });
-        // External IPs, and for a LoadBalancer the ingress IPs in its status (ServiceLB).
         let lb_ips = svc
             .status
             .as_ref()
@@ -75,48 +70,121 @@ pub fn service_ports(
             .collect();
         external_ips.sort();
         external_ips.dedup();
-        for p in spec.ports.iter().flatten() {
-            let Some(protocol) = Protocol::parse(p.protocol.as_deref().unwrap_or("TCP")) else {
-                continue;
-            };
-            let port_name = p.name.clone().unwrap_or_default();
+        let node_ports = kind == "NodePort" || kind == "LoadBalancer";
+        let ports = spec
+            .ports
+            .iter()
+            .flatten()
+            .filter_map(|p| {
+                Some(SvcPort {
+                    name: p.name.clone().unwrap_or_default(),
+                    protocol: Protocol::parse(p.protocol.as_deref().unwrap_or("TCP"))?,
+                    port: u16::try_from(p.port).ok()?,
+                    node_port: if node_ports {
+                        p.node_port.and_then(|n| u16::try_from(n).ok())
+                    } else {
+                        None
+                    },
+                })
+            })
+            .collect();
+        Some(Svc {
+            namespace: svc.metadata.namespace.clone().unwrap_or_default(),
+            name: svc.metadata.name.clone().unwrap_or_default(),
+            cluster_ip,
+            ports,
+            external_ips,
+            affinity_seconds,
+        })
+    }
+}
+
+/// What the rules need of an EndpointSlice: its Service, ports and ready addresses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Slice {
+    pub namespace: String,
+    pub service: String,
+    pub ports: Vec<(String, Protocol, u16)>,
+    pub ready: Vec<Ipv4Addr>,
+}
+
+impl Slice {
+    /// `None` for slices that are not IPv4 or name no Service.
+    pub fn from_slice(slice: &EndpointSlice) -> Option<Slice> {
+        if slice.address_type != "IPv4" {
+            return None;
+        }
+        let service = slice
+            .metadata
+            .labels
+            .as_ref()?
+            .get(SERVICE_NAME_LABEL)?
+            .clone();
+        let ports = slice
+            .ports
+            .iter()
+            .flatten()
+            .filter_map(|p| {
+                Some((
+                    p.name.clone().unwrap_or_default(),
+                    Protocol::parse(p.protocol.as_deref().unwrap_or("TCP"))?,
+                    p.port.and_then(|n| u16::try_from(n).ok())?,
+                ))
+            })
+            .collect();
+        let ready = slice
+            .endpoints
+            .iter()
+            .filter(|ep| ep.conditions.as_ref().and_then(|c| c.ready) != Some(false))
+            .flat_map(|ep| ep.addresses.iter())
+            .filter_map(|a| a.parse().ok())
+            .collect();
+        Some(Slice {
+            namespace: slice.metadata.namespace.clone().unwrap_or_default(),
+            service,
+            ports,
+            ready,
+        })
+    }
+}
+
+/// The Service ports to program, from all Services and EndpointSlices.
+pub fn service_ports(services: &[Arc<Svc>], slices: &[Arc<Slice>]) -> Vec<ServicePort> {
+    let mut by_service: HashMap<(&str, &str), Vec<&Slice>> = HashMap::new();
+    for s in slices {
+        by_service
+            .entry((s.namespace.as_str(), s.service.as_str()))
+            .or_default()
+            .push(s);
+    }
+    let mut out = Vec::new();
+    for svc in services {
+        let mine = by_service
+            .get(&(svc.namespace.as_str(), svc.name.as_str()))
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        for p in &svc.ports {
             let mut endpoints: BTreeSet<(Ipv4Addr, u16)> = BTreeSet::new();
-            for slice in &mine {
-                let Some(target) = slice.ports.iter().flatten().find(|sp| {
-                    sp.name.clone().unwrap_or_default() == port_name
-                        && sp.protocol.as_deref().unwrap_or("TCP")
-                            == p.protocol.as_deref().unwrap_or("TCP")
-                }) else {
+            for slice in mine {
+                let Some((_, _, port)) = slice
+                    .ports
+                    .iter()
+                    .find(|(name, proto, _)| *name == p.name && *proto == p.protocol)
+                else {
                     continue;
                 };
-                let Some(port) = target.port.and_then(|p| u16::try_from(p).ok()) else {
-                    continue;
-                };
-                for ep in &slice.endpoints {
-                    if ep.conditions.as_ref().and_then(|c| c.ready) == Some(false) {
-                        continue;
-                    }
-                    for addr in &ep.addresses {
-                        if let Ok(ip) = addr.parse::<Ipv4Addr>() {
-                            endpoints.insert((ip, port));
-                        }
-                    }
-                }
+                endpoints.extend(slice.ready.iter().map(|ip| (*ip, *port)));
             }
             out.push(ServicePort {
-                namespace: ns.clone(),
-                name: name.clone(),
-                port_name,
-                protocol,
-                cluster_ip: Some(cluster_ip),
-                port: u16::try_from(p.port).unwrap_or(0),
-                node_port: if kind == "NodePort" || kind == "LoadBalancer" {
-                    p.node_port.and_then(|n| u16::try_from(n).ok())
-                } else {
-                    None
-                },
-                external_ips: external_ips.clone(),
-                affinity_seconds,
+                namespace: svc.namespace.clone(),
+                name: svc.name.clone(),
+                port_name: p.name.clone(),
+                protocol: p.protocol,
+                cluster_ip: Some(svc.cluster_ip),
+                port: p.port,
+                node_port: p.node_port,
+                external_ips: svc.external_ips.clone(),
+                affinity_seconds: svc.affinity_seconds,
                 endpoints: endpoints.into_iter().collect(),
             });
         }
@@ -128,7 +196,20 @@ pub fn service_ports(
 mod tests {
     use super::*;
     use serde_json::json;
-    use std::sync::Arc;
+
+    fn compute(services: &[Service], slices: &[EndpointSlice]) -> Vec<ServicePort> {
+        let svcs: Vec<Arc<Svc>> = services
+            .iter()
+            .filter_map(Svc::from_service)
+            .map(Arc::new)
+            .collect();
+        let slices: Vec<Arc<Slice>> = slices
+            .iter()
+            .filter_map(Slice::from_slice)
+            .map(Arc::new)
+            .collect();
+        service_ports(&svcs, &slices)
+    }
 
     #[test]
     fn services_and_slices_become_ports_with_ready_endpoints() {
@@ -156,10 +237,7 @@ mod tests {
             "metadata": {"name": "web-y", "namespace": "prod", "labels": {"kubernetes.io/service-name": "web"}},
             "addressType": "IPv4", "ports": [{"name": "http", "port": 1}], "endpoints": [{"addresses": ["10.9.9.9"]}]
         })).unwrap();
-        let ports = service_ports(
-            &[Arc::new(svc), Arc::new(headless)],
-            &[Arc::new(slice), Arc::new(other_ns)],
-        );
+        let ports = compute(&[svc, headless], &[slice, other_ns]);
         assert_eq!(ports.len(), 2);
         let http = &ports[0];
         assert_eq!(
@@ -180,7 +258,7 @@ mod tests {
                      "ports": [{"port": 80, "nodePort": 30001}]},
             "status": {"loadBalancer": {"ingress": [{"ip": "192.0.2.1"}, {"ip": "192.0.2.9"}]}}
         })).unwrap();
-        let lb_ports = service_ports(&[Arc::new(lb)], &[]);
+        let lb_ports = compute(&[lb], &[]);
         let ext: Vec<String> = lb_ports[0]
             .external_ips
             .iter()
