@@ -72,6 +72,9 @@ pub async fn run(counts: &[usize]) -> anyhow::Result<()> {
         cluster_cidr: Some("10.244.0.0/16".parse()?),
         // As on a real node: the endpoints (10.244.x.y) are elsewhere, so no hairpin rules.
         local_pod_cidr: Some("10.245.255.0/24".parse()?),
+        // One rule marks outside traffic to every ClusterIP (skiff-proxy's
+        // --service-cluster-ip-range, which skiffctl clusters pass).
+        service_cidr: Some("10.96.0.0/12".parse()?),
     };
     println!(
         "proxy: ruleset for N Services x 3 endpoints, applied with one iptables-restore in netns {NS}"
@@ -264,6 +267,8 @@ async fn live(counts: &[usize]) -> anyhow::Result<()> {
                     NS,
                     "--cluster-cidr",
                     "10.244.0.0/16",
+                    "--service-cluster-ip-range",
+                    "10.96.0.0/12",
                     "--healthz-bind-address",
                     "127.0.0.1:10256",
                 ])

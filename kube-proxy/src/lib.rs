@@ -33,6 +33,8 @@ pub struct Config {
     pub kubeconfig: PathBuf,
     pub node_name: String,
     pub cluster_cidr: Option<ipnet::Ipv4Net>,
+    /// `--service-cluster-ip-range`: lets one rule mark outside traffic to every ClusterIP.
+    pub service_cidr: Option<ipnet::Ipv4Net>,
     pub min_sync_period: Duration,
     pub sync_period: Duration,
     pub healthz_addr: SocketAddr,
@@ -153,6 +155,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         let started = Instant::now();
         let settings = rules::Settings {
             cluster_cidr: config.cluster_cidr,
+            service_cidr: config.service_cidr,
             local_pod_cidr: local_pod_cidr(&nodes.state(), &config.node_name),
         };
         if settings != *renderer.settings() {

@@ -23,6 +23,10 @@ struct Flags {
     /// Traffic to a ClusterIP from outside this range is masqueraded.
     #[arg(long)]
     cluster_cidr: Option<ipnet::Ipv4Net>,
+    /// The range ClusterIPs come from (as the apiserver's flag). Optional: with it (and
+    /// --cluster-cidr) one rule marks outside traffic to all ClusterIPs instead of one per port.
+    #[arg(long)]
+    service_cluster_ip_range: Option<ipnet::Ipv4Net>,
     /// Changes are applied at most this often (bursts coalesce).
     #[arg(long, default_value = "1s", value_parser = parse_duration)]
     min_sync_period: Duration,
@@ -54,6 +58,7 @@ async fn main() -> anyhow::Result<()> {
         kubeconfig: flags.kubeconfig.unwrap_or_default(),
         node_name,
         cluster_cidr: flags.cluster_cidr,
+        service_cidr: flags.service_cluster_ip_range,
         min_sync_period: flags.min_sync_period,
         sync_period: flags.sync_period,
         healthz_addr: flags.healthz_bind_address,

@@ -186,6 +186,7 @@ fn cluster_ips_and_node_ports_on_real_iptables_in_namespaces() {
     let settings = Settings {
         cluster_cidr: Some("10.250.0.0/24".parse().unwrap()),
         local_pod_cidr: Some("10.250.0.0/24".parse().unwrap()),
+        service_cidr: Some("10.96.0.0/12".parse().unwrap()),
     };
     let web = service("web", [10, 96, 100, 1], &[1, 2], Some(30080));
     let empty = service("empty", [10, 96, 100, 2], &[], Some(30081));
@@ -660,6 +661,7 @@ fn udp_flows_to_a_removed_endpoint_are_flushed() {
     let settings = Settings {
         cluster_cidr: Some("10.251.0.0/24".parse().unwrap()),
         local_pod_cidr: Some("10.251.0.0/24".parse().unwrap()),
+        service_cidr: None,
     };
     let dns = |eps: &[u8]| ServicePort {
         namespace: "default".into(),

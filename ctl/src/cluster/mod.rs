@@ -20,6 +20,8 @@ use layout::{Layout, NodeLayout, State};
 
 /// The pod range; each node's /24 is cut from it by the controller-manager.
 const CLUSTER_CIDR: &str = "10.244.0.0/16";
+/// The apiserver's default ClusterIP range, told to the proxies.
+const SERVICE_CIDR: &str = "10.96.0.0/12";
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -610,6 +612,8 @@ fn start_agents(
             &node.name,
             "--cluster-cidr",
             CLUSTER_CIDR,
+            "--service-cluster-ip-range",
+            SERVICE_CIDR,
         ],
     )?;
     Ok(())
