@@ -139,7 +139,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let mut renderer = rules::Renderer::default();
     // The last ruleset applied; None forces a full restore (at start and every sync period).
     let mut applied: Option<rules::Ruleset> = None;
-    let mut applied_ports: Vec<rules::ServicePort> = Vec::new();
+    // The UDP ports of the last sync (only UDP flows are cleaned up after a change).
+    let mut applied_udp: Vec<rules::ServicePort> = Vec::new();
+    let mut port_count: usize;
     let mut last_full = Instant::now();
     let mut router = routes::Router::new(&config.node_name);
     let mut last = Instant::now() - config.min_sync_period;
@@ -181,13 +183,18 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
                 }
                 known = ruleset.service_chains();
                 applied = Some(ruleset);
-                for filter in conntrack::stale(&applied_ports, &ports) {
+                port_count = ports.len();
+                let udp: Vec<rules::ServicePort> = ports
+                    .into_iter()
+                    .filter(|p| p.protocol == rules::Protocol::Udp)
+                    .collect();
+                for filter in conntrack::stale(&applied_udp, &udp) {
                     ipt.conntrack_delete(&filter);
                 }
-                applied_ports = ports;
+                applied_udp = udp;
                 if wrote {
                     tracing::info!(
-                        service_ports = applied_ports.len(),
+                        service_ports = port_count,
                         took_ms = started.elapsed().as_millis() as u64,
                         "rules synced"
                     );
@@ -207,7 +214,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             h.last_duration = started.elapsed();
             h.syncs += 1;
             h.rules = applied.as_ref().map(|r| r.rule_count()).unwrap_or(0);
-            h.service_ports = applied_ports.len();
+            h.service_ports = port_count;
         }
         tokio::select! {
             _ = changed.notified() => {}
