@@ -13,6 +13,10 @@ command -v iptables-restore >/dev/null || missing+=(iptables)
 command -v ip >/dev/null || missing+=(iproute2)
 command -v curl >/dev/null || missing+=(curl)
 command -v conntrack >/dev/null || missing+=(conntrack)
+command -v nsenter >/dev/null || missing+=(util-linux)
+command -v cc >/dev/null || missing+=(build-essential)
+command -v pkg-config >/dev/null || missing+=(pkg-config)
+python3 -m pip --version >/dev/null 2>&1 || missing+=(python3-pip)
 if [ ${#missing[@]} -gt 0 ]; then
     echo "== installing ${missing[*]}"
     apt-get update -qq
@@ -32,7 +36,10 @@ fi
 
 if ! python3 -c 'import kubernetes' 2>/dev/null; then
     echo "== installing the official Kubernetes Python client"
-    python3 -m pip install -q kubernetes 2>&1 | grep -v 'WARNING: Running pip as' || true
+    # Debian's own Python refuses pip installs outside a venv (PEP 668) unless told otherwise.
+    python3 -m pip install -q --root-user-action=ignore kubernetes 2>/dev/null \
+        || python3 -m pip install -q --root-user-action=ignore --break-system-packages kubernetes
+    python3 -c 'import kubernetes' || { echo "could not install the kubernetes Python client"; exit 1; }
 fi
 
 if ! command -v cargo-nextest >/dev/null && ! cargo nextest --version >/dev/null 2>&1; then
