@@ -1,9 +1,10 @@
 //! `skiffctl`: Skiff's command line. `skiffctl cluster ...` creates and manages local
 //! multi-node clusters (each node a network namespace with its own Docker engine, kubelet and
-//! proxy), as kind does. The kubectl-like commands are not implemented yet: they say so and
-//! exit 1, so that nothing mistakes them for working ones.
+//! proxy), as kind does. The kubectl-like commands take kubectl's flags and kubeconfig and print
+//! what kubectl prints; those not written yet say so and exit 1.
 
 mod cluster;
+mod kubectl;
 
 use clap::{Parser, Subcommand};
 
@@ -11,10 +12,12 @@ use clap::{Parser, Subcommand};
 #[command(
     name = "skiffctl",
     version,
-    about = "Skiff's command line",
+    about = "Skiff's command line: kubectl-like commands and local clusters",
     disable_help_subcommand = true
 )]
 struct Cli {
+    #[command(flatten)]
+    globals: kubectl::Globals,
     #[command(subcommand)]
     command: Command,
 }
@@ -23,23 +26,103 @@ struct Cli {
 enum Command {
     /// Local multi-node clusters: create, delete, list, load-image, stop-node, start-node, logs.
     Cluster(cluster::Args),
-    /// kubectl-like commands (get, apply, ...): not implemented yet.
+    /// Display one or many resources (server-side tables, as kubectl).
+    Get(kubectl::get::GetArgs),
+    /// The client's and the server's versions.
+    Version,
+    /// The resource types the server serves.
+    ApiResources,
+    /// Where the control plane runs.
+    ClusterInfo,
+    /// Read and switch kubeconfig contexts.
+    #[command(subcommand)]
+    Config(kubectl::config::ConfigCmd),
+    /// Other kubectl commands: not implemented yet.
     #[command(external_subcommand)]
     Other(Vec<String>),
 }
 
 fn main() {
     skiff_client::install_crypto_provider();
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { 1 } else { 0 };
+            let _ = e.print();
+            std::process::exit(code);
+        }
+    };
     let outcome = match cli.command {
         Command::Cluster(args) => cluster::run(args),
+        Command::Config(cmd) => kubectl::config::run(&cli.globals, &cmd),
         Command::Other(words) => Err(anyhow::anyhow!(
-            "\"{}\" is not implemented yet; use kubectl with the kubeconfig `skiffctl cluster create` wrote",
+            "\"{}\" is not implemented yet; use kubectl with the same kubeconfig",
             words.first().map(String::as_str).unwrap_or_default()
         )),
+        command => run_remote(&cli.globals, command),
     };
     if let Err(e) = outcome {
-        eprintln!("error: {e:#}");
+        let text = format!("{e:#}");
+        if text.starts_with("Error from server") {
+            eprintln!("{text}");
+        } else {
+            eprintln!("error: {text}");
+        }
         std::process::exit(1);
     }
+}
+
+/// The commands that talk to the apiserver.
+fn run_remote(globals: &kubectl::Globals, command: Command) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let session = kubectl::Session::connect(globals).await?;
+        match command {
+            Command::Get(args) => kubectl::get::run(&session, &args).await,
+            Command::Version => {
+                println!("Client Version: skiffctl v{}", env!("CARGO_PKG_VERSION"));
+                let v = session
+                    .client
+                    .apiserver_version()
+                    .await
+                    .map_err(|e| kubectl::explain(e, &session.server))?;
+                println!("Server Version: {}", v.git_version);
+                Ok(())
+            }
+            Command::ApiResources => {
+                let mut all = kubectl::resources::discover(&session).await?;
+                all.sort_by(|a, b| (&a.group, &a.plural).cmp(&(&b.group, &b.plural)));
+                let mut lines = vec![vec![
+                    "NAME".to_string(),
+                    "SHORTNAMES".into(),
+                    "APIVERSION".into(),
+                    "NAMESPACED".into(),
+                    "KIND".into(),
+                ]];
+                for r in all {
+                    lines.push(vec![
+                        r.plural.clone(),
+                        r.short_names.join(","),
+                        r.api_version(),
+                        r.namespaced.to_string(),
+                        r.kind.clone(),
+                    ]);
+                }
+                print!("{}", kubectl::get::tabulate(&lines));
+                Ok(())
+            }
+            Command::ClusterInfo => {
+                session
+                    .client
+                    .apiserver_version()
+                    .await
+                    .map_err(|e| kubectl::explain(e, &session.server))?;
+                println!("Kubernetes control plane is running at {}", session.server);
+                Ok(())
+            }
+            Command::Cluster(_) | Command::Config(_) | Command::Other(_) => unreachable!(),
+        }
+    })
 }

@@ -90,6 +90,11 @@ enum Cmd {
     },
 }
 
+/// The kubeconfig file commands write to (see [`kubeconfig::target`]).
+pub fn kubeconfig_target(explicit: Option<&Path>) -> PathBuf {
+    kubeconfig::target(explicit)
+}
+
 pub fn run(args: Args) -> anyhow::Result<()> {
     let root = layout::root();
     match args.command {

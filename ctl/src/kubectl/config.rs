@@ -1,0 +1,83 @@
+//! `skiffctl config`: reading and switching kubeconfig contexts, as `kubectl config` does.
+
+use anyhow::{Context as _, anyhow, bail};
+use clap::Subcommand;
+
+use super::{Globals, load_kubeconfig};
+
+#[derive(Subcommand, Debug, Clone)]
+pub enum ConfigCmd {
+    /// Print the current context's name.
+    CurrentContext,
+    /// List the contexts (the current one marked with *).
+    GetContexts,
+    /// Make a context the current one.
+    UseContext { name: String },
+    /// Print the merged kubeconfig (certificate and key data left out).
+    View,
+}
+
+pub fn run(g: &Globals, cmd: &ConfigCmd) -> anyhow::Result<()> {
+    let kc = load_kubeconfig(g.kubeconfig.as_deref())?;
+    match cmd {
+        ConfigCmd::CurrentContext => match &kc.current_context {
+            Some(c) if !c.is_empty() => println!("{c}"),
+            _ => bail!("current-context is not set"),
+        },
+        ConfigCmd::GetContexts => {
+            let mut lines = vec![vec![
+                "CURRENT".to_string(),
+                "NAME".into(),
+                "CLUSTER".into(),
+                "AUTHINFO".into(),
+                "NAMESPACE".into(),
+            ]];
+            for c in &kc.contexts {
+                let ctx = c.context.clone().unwrap_or_default();
+                lines.push(vec![
+                    if kc.current_context.as_deref() == Some(c.name.as_str()) {
+                        "*".into()
+                    } else {
+                        String::new()
+                    },
+                    c.name.clone(),
+                    ctx.cluster,
+                    ctx.user.unwrap_or_default(),
+                    ctx.namespace.unwrap_or_default(),
+                ]);
+            }
+            print!("{}", super::get::tabulate(&lines));
+        }
+        ConfigCmd::UseContext { name } => {
+            if !kc.contexts.iter().any(|c| c.name == *name) {
+                bail!("no context exists with the name: \"{name}\"");
+            }
+            let path = crate::cluster::kubeconfig_target(g.kubeconfig.as_deref());
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            let mut doc: serde_yaml::Value = serde_yaml::from_str(&text)
+                .map_err(|e| anyhow!("{} is not a kubeconfig: {e}", path.display()))?;
+            doc["current-context"] = serde_yaml::Value::String(name.clone());
+            std::fs::write(&path, serde_yaml::to_string(&doc)?)
+                .with_context(|| format!("writing {}", path.display()))?;
+            println!("Switched to context \"{name}\".");
+        }
+        ConfigCmd::View => {
+            let mut doc = serde_json::to_value(&kc)?;
+            for cluster in doc["clusters"].as_array_mut().into_iter().flatten() {
+                if !cluster["cluster"]["certificate-authority-data"].is_null() {
+                    cluster["cluster"]["certificate-authority-data"] = "DATA+OMITTED".into();
+                }
+            }
+            for user in doc["users"].as_array_mut().into_iter().flatten() {
+                for key in ["client-certificate-data", "client-key-data", "token"] {
+                    if !user["user"][key].is_null() {
+                        user["user"][key] = "REDACTED".into();
+                    }
+                }
+            }
+            print!("{}", serde_yaml::to_string(&doc)?);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,146 @@
+//! The kubectl-like commands: the same flags, kubeconfig handling and output as kubectl, on
+//! kube-rs (client, kubeconfig) and the apiserver's discovery and server-side Tables.
+
+pub mod config;
+pub mod get;
+pub mod resources;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context as _, anyhow};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+
+/// Flags every command takes (anywhere on the line, as kubectl's).
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct Globals {
+    /// Path to the kubeconfig file (default: $KUBECONFIG, several files merged, else
+    /// ~/.kube/config).
+    #[arg(long, global = true)]
+    pub kubeconfig: Option<PathBuf>,
+    /// The kubeconfig context to use.
+    #[arg(long, global = true)]
+    pub context: Option<String>,
+    /// The namespace (default: the context's, else "default").
+    #[arg(short = 'n', long, global = true)]
+    pub namespace: Option<String>,
+    /// How long to wait for one request: 0 (no limit), 30s, 1m.
+    #[arg(long, global = true)]
+    pub request_timeout: Option<String>,
+    /// Log level; 6 and above log each request.
+    #[arg(short = 'v', long = "v", global = true, default_value_t = 0)]
+    pub verbosity: u8,
+}
+
+/// A connection to the cluster the kubeconfig names.
+pub struct Session {
+    pub client: kube::Client,
+    /// The namespace commands act in (`-n`, else the context's, else `default`).
+    pub namespace: String,
+    pub server: String,
+    pub verbosity: u8,
+}
+
+/// The merged kubeconfig: `--kubeconfig`, else `$KUBECONFIG` (merged), else `~/.kube/config`.
+pub fn load_kubeconfig(explicit: Option<&std::path::Path>) -> anyhow::Result<Kubeconfig> {
+    if let Some(path) = explicit {
+        return Kubeconfig::read_from(path)
+            .with_context(|| format!("reading the kubeconfig {}", path.display()));
+    }
+    if let Some(kc) = Kubeconfig::from_env().context("reading $KUBECONFIG")? {
+        return Ok(kc);
+    }
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/root"));
+    let path = home.join(".kube").join("config");
+    if !path.exists() {
+        return Err(anyhow!(
+            "no kubeconfig: none at {}, no $KUBECONFIG and no --kubeconfig (`skiffctl cluster create` writes one)",
+            path.display()
+        ));
+    }
+    Kubeconfig::read_from(&path)
+        .with_context(|| format!("reading the kubeconfig {}", path.display()))
+}
+
+fn parse_timeout(s: &str) -> anyhow::Result<Option<Duration>> {
+    if s == "0" {
+        return Ok(None);
+    }
+    if let Ok(n) = s.parse::<u64>() {
+        return Ok(Some(Duration::from_secs(n)));
+    }
+    skiff_common::parse_duration(s)
+        .map(Some)
+        .map_err(|e| anyhow!("invalid --request-timeout: {e}"))
+}
+
+impl Session {
+    pub async fn connect(g: &Globals) -> anyhow::Result<Session> {
+        let kc = load_kubeconfig(g.kubeconfig.as_deref())?;
+        let options = KubeConfigOptions {
+            context: g.context.clone(),
+            ..Default::default()
+        };
+        let mut config = kube::Config::from_custom_kubeconfig(kc, &options)
+            .await
+            .map_err(|e| anyhow!("{e}"))?;
+        if let Some(t) = &g.request_timeout {
+            let timeout = parse_timeout(t)?;
+            config.read_timeout = timeout;
+            config.connect_timeout = timeout;
+        }
+        let namespace = g
+            .namespace
+            .clone()
+            .unwrap_or_else(|| config.default_namespace.clone());
+        let server = config
+            .cluster_url
+            .to_string()
+            .trim_end_matches('/')
+            .to_string();
+        let client = kube::Client::try_from(config)?;
+        Ok(Session {
+            client,
+            namespace,
+            server,
+            verbosity: g.verbosity,
+        })
+    }
+
+    /// GET `path` (with `accept`), as JSON; errors as kubectl prints them.
+    pub async fn get_json(&self, path: &str, accept: &str) -> anyhow::Result<serde_json::Value> {
+        if self.verbosity >= 6 {
+            eprintln!("GET {}{path}", self.server);
+        }
+        let req = http::Request::get(path)
+            .header(http::header::ACCEPT, accept)
+            .body(Vec::new())?;
+        let text = self
+            .client
+            .request_text(req)
+            .await
+            .map_err(|e| explain(e, &self.server))?;
+        Ok(serde_json::from_str(&text)?)
+    }
+}
+
+/// An error as kubectl words it: `Error from server (NotFound): pods "x" not found`, or a
+/// plain sentence for a server that cannot be reached.
+pub fn explain(e: kube::Error, server: &str) -> anyhow::Error {
+    match e {
+        kube::Error::Api(status) => {
+            let reason = if status.reason.is_empty() {
+                "Unknown".to_string()
+            } else {
+                status.reason.clone()
+            };
+            anyhow!("Error from server ({reason}): {}", status.message)
+        }
+        kube::Error::HyperError(_) | kube::Error::Service(_) => {
+            anyhow!("Unable to connect to the server {server}: {e}; is the cluster running?")
+        }
+        other => anyhow!("{other}"),
+    }
+}
