@@ -28,6 +28,46 @@ enum Command {
     Cluster(cluster::Args),
     /// Display one or many resources (server-side tables, as kubectl).
     Get(kubectl::get::GetArgs),
+    /// Create objects from manifests (`-f FILE|DIR|-`).
+    Create {
+        #[arg(short = 'f', long = "filename", required = true)]
+        files: Vec<String>,
+    },
+    /// Apply manifests: create, or update through a three-way merge with the last applied
+    /// configuration (interoperable with kubectl's), or `--server-side`.
+    Apply {
+        #[arg(short = 'f', long = "filename", required = true)]
+        files: Vec<String>,
+        #[arg(long)]
+        server_side: bool,
+    },
+    /// Delete objects by name, by manifest, by label selector or all of a type.
+    Delete(kubectl::write::DeleteArgs),
+    /// Set the replicas of a Deployment, ReplicaSet, ReplicationController or StatefulSet.
+    Scale {
+        /// TYPE NAME or TYPE/NAME.
+        #[arg(required = true)]
+        args: Vec<String>,
+        #[arg(long, required = true)]
+        replicas: i64,
+    },
+    /// Add (key=value), change (with --overwrite) or remove (key-) labels.
+    Label {
+        #[arg(required = true)]
+        args: Vec<String>,
+        #[arg(long)]
+        overwrite: bool,
+    },
+    /// Add (key=value), change (with --overwrite) or remove (key-) annotations.
+    Annotate {
+        #[arg(required = true)]
+        args: Vec<String>,
+        #[arg(long)]
+        overwrite: bool,
+    },
+    /// Change fields of objects: `set image TYPE/NAME container=image`.
+    #[command(subcommand)]
+    Set(SetCmd),
     /// The client's and the server's versions.
     Version,
     /// The resource types the server serves.
@@ -40,6 +80,15 @@ enum Command {
     /// Other kubectl commands: not implemented yet.
     #[command(external_subcommand)]
     Other(Vec<String>),
+}
+
+#[derive(Subcommand, Debug)]
+enum SetCmd {
+    /// Update containers' images: `set image deployment/web web=busybox:2` (`*` for all).
+    Image {
+        #[arg(required = true)]
+        args: Vec<String>,
+    },
 }
 
 fn main() {
@@ -81,6 +130,23 @@ fn run_remote(globals: &kubectl::Globals, command: Command) -> anyhow::Result<()
         let session = kubectl::Session::connect(globals).await?;
         match command {
             Command::Get(args) => kubectl::get::run(&session, &args).await,
+            Command::Create { files } => kubectl::write::create(&session, &files).await,
+            Command::Apply { files, server_side } => {
+                kubectl::write::apply(&session, &files, server_side).await
+            }
+            Command::Delete(args) => kubectl::write::delete(&session, &args).await,
+            Command::Scale { args, replicas } => {
+                kubectl::write::scale(&session, &args, replicas).await
+            }
+            Command::Label { args, overwrite } => {
+                kubectl::write::set_metadata(&session, "labels", &args, overwrite).await
+            }
+            Command::Annotate { args, overwrite } => {
+                kubectl::write::set_metadata(&session, "annotations", &args, overwrite).await
+            }
+            Command::Set(SetCmd::Image { args }) => {
+                kubectl::write::set_image(&session, &args).await
+            }
             Command::Version => {
                 println!("Client Version: skiffctl v{}", env!("CARGO_PKG_VERSION"));
                 let v = session

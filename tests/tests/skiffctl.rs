@@ -250,3 +250,167 @@ fn version_cluster_info_api_resources_and_contexts() {
     );
     same(&server, &["config", "get-contexts"]);
 }
+
+fn deployment(name: &str, replicas: u32, labels: &str) -> String {
+    format!(
+        "apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: {name}
+  labels: {{{labels}}}
+spec:
+  replicas: {replicas}
+  selector:
+    matchLabels: {{app: {name}}}
+  template:
+    metadata:
+      labels: {{app: {name}}}
+    spec:
+      containers:
+      - name: main
+        image: skiff-test/busybox:1
+"
+    )
+}
+
+fn skiffctl_stdin(server: &ApiServer, args: &[&str], stdin: &str) -> Output {
+    use std::io::Write as _;
+    let mut child = Command::new(sibling_binary("skiffctl"))
+        .arg("--kubeconfig")
+        .arg(server.kubeconfig())
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("skiffctl");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin.as_bytes())
+        .expect("stdin");
+    child.wait_with_output().expect("skiffctl")
+}
+
+fn json_of(server: &ApiServer, args: &[&str]) -> serde_json::Value {
+    let mut all = args.to_vec();
+    all.extend(["-o", "json"]);
+    serde_json::from_str(&server.kubectl_ok(&all)).expect("json")
+}
+
+/// apply by one and then the other: the last-applied annotation is shared, so fields one
+/// applied and the other's file drops are removed, and re-applying the same file changes
+/// nothing.
+#[test]
+fn apply_interoperates_with_kubectl_s() {
+    let server = ApiServer::start(Backend::Embedded);
+    let v1 = deployment("web", 2, "team: a, tier: front");
+    let out = skiffctl_stdin(&server, &["apply", "-f", "-"], &v1);
+    assert_eq!(text(&out), "deployment.apps/web created\n");
+    // kubectl sees skiffctl's last-applied configuration: dropping `tier` removes it.
+    let v2 = deployment("web", 3, "team: a");
+    assert_eq!(
+        server.kubectl_stdin_ok(&["apply", "-f", "-"], &v2),
+        "deployment.apps/web configured\n"
+    );
+    let d = json_of(&server, &["get", "deploy", "web"]);
+    assert_eq!(d["spec"]["replicas"], 3);
+    assert!(
+        d["metadata"]["labels"]["tier"].is_null(),
+        "{}",
+        d["metadata"]
+    );
+    // And skiffctl sees kubectl's: dropping `team` removes it; a label set by hand stays.
+    server.kubectl_ok(&["label", "deploy", "web", "manual=yes"]);
+    let v3 = deployment("web", 3, "owner: b");
+    let out = skiffctl_stdin(&server, &["apply", "-f", "-"], &v3);
+    assert_eq!(text(&out), "deployment.apps/web configured\n");
+    let d = json_of(&server, &["get", "deploy", "web"]);
+    let labels = &d["metadata"]["labels"];
+    assert!(
+        labels["team"].is_null() && labels["owner"] == "b" && labels["manual"] == "yes",
+        "{labels}"
+    );
+    let out = skiffctl_stdin(&server, &["apply", "-f", "-"], &v3);
+    assert_eq!(text(&out), "deployment.apps/web unchanged\n");
+    assert_eq!(
+        server.kubectl_stdin_ok(&["apply", "-f", "-"], &v3),
+        "deployment.apps/web unchanged\n",
+        "kubectl agrees nothing is left to change"
+    );
+    // Server-side apply.
+    let out = skiffctl_stdin(
+        &server,
+        &["apply", "--server-side", "-f", "-"],
+        &deployment("ssa", 1, "a: b"),
+    );
+    assert_eq!(text(&out), "deployment.apps/ssa serverside-applied\n");
+}
+
+/// The same command by kubectl on one object and by skiffctl on its twin: the same output
+/// (names aside) and the same result.
+#[test]
+fn scale_label_set_image_and_delete_match_kubectl() {
+    let server = ApiServer::start(Backend::Embedded);
+    for name in ["k", "s"] {
+        server.kubectl_stdin_ok(&["create", "-f", "-"], &deployment(name, 1, "x: z"));
+    }
+    let twin = |args: &[&str]| {
+        let theirs: Vec<String> = args.iter().map(|a| a.replace("NAME", "k")).collect();
+        let ours: Vec<String> = args.iter().map(|a| a.replace("NAME", "s")).collect();
+        let theirs: Vec<&str> = theirs.iter().map(String::as_str).collect();
+        let ours: Vec<&str> = ours.iter().map(String::as_str).collect();
+        let t = server.kubectl(&theirs);
+        let o = skiffctl(&server, &ours);
+        assert_eq!(o.status.code(), t.status.code(), "{args:?}: {}", text(&o));
+        assert_eq!(
+            text(&o)
+                .replace("/s ", "/k ")
+                .replace("\"s\"", "\"k\"")
+                .replace("/s\n", "/k\n"),
+            text(&t),
+            "{args:?}"
+        );
+    };
+    twin(&["scale", "deployment", "NAME", "--replicas=4"]);
+    twin(&["scale", "deploy/NAME", "--replicas=2"]);
+    twin(&["label", "deploy", "NAME", "env=prod", "x-"]);
+    twin(&["label", "deploy", "NAME", "env=dev"]);
+    twin(&["label", "deploy", "NAME", "env=dev", "--overwrite"]);
+    twin(&["annotate", "deploy/NAME", "note=hello"]);
+    twin(&["set", "image", "deploy/NAME", "main=skiff-test/busybox:2"]);
+    twin(&["set", "image", "deploy/NAME", "nope=skiff-test/busybox:2"]);
+    let k = json_of(&server, &["get", "deploy", "k"]);
+    let s = json_of(&server, &["get", "deploy", "s"]);
+    for v in [&k, &s] {
+        assert_eq!(v["spec"]["replicas"], 2);
+        assert_eq!(v["metadata"]["labels"]["env"], "dev");
+        assert!(v["metadata"]["labels"]["x"].is_null());
+        assert_eq!(v["metadata"]["annotations"]["note"], "hello");
+        assert_eq!(
+            v["spec"]["template"]["spec"]["containers"][0]["image"],
+            "skiff-test/busybox:2"
+        );
+    }
+    // delete -l, by name and by manifest.
+    let pods = |set: &str| -> String {
+        (1..=2)
+            .map(|i| {
+                format!(
+                    "---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: {set}{i}\n  labels: {{set: {set}}}\nspec:\n  containers:\n  - name: c\n    image: skiff-test/busybox:1\n"
+                )
+            })
+            .collect()
+    };
+    server.kubectl_stdin_ok(&["create", "-f", "-"], &pods("k"));
+    let out = skiffctl_stdin(&server, &["create", "-f", "-"], &pods("s"));
+    assert_eq!(text(&out), "pod/s1 created\npod/s2 created\n");
+    let theirs = server.kubectl(&["delete", "pods", "-l", "set=k"]);
+    let ours = skiffctl(&server, &["delete", "pods", "-l", "set=s"]);
+    assert_eq!(text(&ours).replace("\"s", "\"k"), text(&theirs));
+    assert_eq!(server.kubectl_ok(&["get", "pods", "-o", "name"]), "");
+    twin(&["delete", "deploy", "NAME"]);
+    twin(&["delete", "deploy", "NAME"]);
+    assert_eq!(server.kubectl_ok(&["get", "deploy", "-o", "name"]), "");
+}

@@ -4,6 +4,7 @@
 pub mod config;
 pub mod get;
 pub mod resources;
+pub mod write;
 
 use std::path::PathBuf;
 use std::time::Duration;
