@@ -68,6 +68,9 @@ enum Command {
     /// Change fields of objects: `set image TYPE/NAME container=image`.
     #[command(subcommand)]
     Set(SetCmd),
+    /// Manage Deployment rollouts: status, history, undo, restart, pause, resume.
+    #[command(subcommand)]
+    Rollout(kubectl::rollout::RolloutCmd),
     /// The client's and the server's versions.
     Version,
     /// The resource types the server serves.
@@ -147,6 +150,7 @@ fn run_remote(globals: &kubectl::Globals, command: Command) -> anyhow::Result<()
             Command::Set(SetCmd::Image { args }) => {
                 kubectl::write::set_image(&session, &args).await
             }
+            Command::Rollout(cmd) => kubectl::rollout::run(&session, &cmd).await,
             Command::Version => {
                 println!("Client Version: skiffctl v{}", env!("CARGO_PKG_VERSION"));
                 let v = session

@@ -414,3 +414,108 @@ fn scale_label_set_image_and_delete_match_kubectl() {
     twin(&["delete", "deploy", "NAME"]);
     assert_eq!(server.kubectl_ok(&["get", "deploy", "-o", "name"]), "");
 }
+
+/// Rollouts on twin Deployments (scheduler, controller-manager and a hollow kubelet running
+/// their pods): kubectl drives one, skiffctl the other, with the same words and results.
+#[test]
+fn rollouts_match_kubectl() {
+    let server = ApiServer::start(Backend::Embedded);
+    let _scheduler = skiff_e2e::Scheduler::start(&server);
+    let _controllers = skiff_e2e::ControllerManager::start(&server);
+    let _kubelet = skiff_e2e::Kubelet::start_fake(&server, "hollow", "10.77.0.0/24");
+    for name in ["k", "s"] {
+        server.kubectl_stdin_ok(&["create", "-f", "-"], &deployment(name, 2, "x: z"));
+    }
+    let done = |name: &str, tool: &str| {
+        let out = if tool == "kubectl" {
+            server.kubectl(&[
+                "rollout",
+                "status",
+                &format!("deploy/{name}"),
+                "--timeout=60s",
+            ])
+        } else {
+            skiffctl(
+                &server,
+                &[
+                    "rollout",
+                    "status",
+                    &format!("deploy/{name}"),
+                    "--timeout=60s",
+                ],
+            )
+        };
+        assert!(out.status.success(), "{tool}: {}", text(&out));
+        let t = text(&out);
+        assert_eq!(
+            t.lines().last(),
+            Some(format!("deployment \"{name}\" successfully rolled out").as_str()),
+            "{tool}: {t}"
+        );
+    };
+    done("k", "kubectl");
+    done("s", "skiffctl");
+    let both = |args: &[&str]| -> (String, String) {
+        let theirs: Vec<String> = args.iter().map(|a| a.replace("NAME", "k")).collect();
+        let ours: Vec<String> = args.iter().map(|a| a.replace("NAME", "s")).collect();
+        let t = server.kubectl(&theirs.iter().map(String::as_str).collect::<Vec<_>>());
+        let o = skiffctl(
+            &server,
+            &ours.iter().map(String::as_str).collect::<Vec<_>>(),
+        );
+        assert_eq!(o.status.code(), t.status.code(), "{args:?}: {}", text(&o));
+        (
+            text(&t),
+            text(&o).replace("/s", "/k").replace("\"s\"", "\"k\""),
+        )
+    };
+    let (t, o) = both(&["rollout", "undo", "deploy/NAME"]);
+    assert_eq!(o, t, "no history yet");
+    for name in ["k", "s"] {
+        server.kubectl_ok(&[
+            "set",
+            "image",
+            &format!("deploy/{name}"),
+            "main=skiff-test/busybox:2",
+        ]);
+    }
+    done("k", "kubectl");
+    done("s", "skiffctl");
+    let (t, o) = both(&["rollout", "history", "deploy/NAME"]);
+    assert_eq!(o, t);
+    let (t, o) = both(&["rollout", "undo", "deploy/NAME"]);
+    assert_eq!(o, t);
+    done("k", "kubectl");
+    done("s", "skiffctl");
+    for name in ["k", "s"] {
+        let d = json_of(&server, &["get", "deploy", name]);
+        assert_eq!(
+            d["spec"]["template"]["spec"]["containers"][0]["image"], "skiff-test/busybox:1",
+            "{name} rolled back"
+        );
+        assert_eq!(
+            d["metadata"]["annotations"]["deployment.kubernetes.io/revision"],
+            "3"
+        );
+    }
+    let (t, o) = both(&["rollout", "history", "deploy/NAME"]);
+    assert_eq!(
+        o,
+        t,
+        "{}",
+        server.kubectl_ok(&[
+            "get",
+            "rs",
+            "-o",
+            "custom-columns=NAME:.metadata.name,REV:.metadata.annotations.deployment\\.kubernetes\\.io/revision,T:.spec.template"
+        ])
+    );
+    let (t, o) = both(&["rollout", "pause", "deploy/NAME"]);
+    assert_eq!(o, t);
+    let (t, o) = both(&["rollout", "resume", "deploy/NAME"]);
+    assert_eq!(o, t);
+    let (t, o) = both(&["rollout", "restart", "deploy/NAME"]);
+    assert_eq!(o, t);
+    done("k", "kubectl");
+    done("s", "skiffctl");
+}

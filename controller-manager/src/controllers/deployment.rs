@@ -134,15 +134,40 @@ fn without_hash(t: &PodTemplateSpec) -> PodTemplateSpec {
     t
 }
 
+/// The template as JSON without empty objects: Kubernetes compares and hashes the Go structs,
+/// where `resources: {}` (which kubectl sends, e.g. in `rollout undo`) and no `resources` are
+/// the same zero value.
+fn canonical(t: &PodTemplateSpec) -> serde_json::Value {
+    fn prune(v: serde_json::Value) -> Option<serde_json::Value> {
+        match v {
+            serde_json::Value::Object(m) => {
+                let m: serde_json::Map<String, serde_json::Value> = m
+                    .into_iter()
+                    .filter_map(|(k, v)| prune(v).map(|v| (k, v)))
+                    .collect();
+                (!m.is_empty()).then_some(serde_json::Value::Object(m))
+            }
+            serde_json::Value::Array(a) => Some(serde_json::Value::Array(
+                a.into_iter()
+                    .map(|v| prune(v).unwrap_or(serde_json::json!({})))
+                    .collect(),
+            )),
+            other => Some(other),
+        }
+    }
+    let v = serde_json::to_value(without_hash(t)).unwrap_or_default();
+    prune(v).unwrap_or(serde_json::Value::Null)
+}
+
 /// Whether two templates are equal apart from the hash label.
 pub fn equal_ignoring_hash(a: &PodTemplateSpec, b: &PodTemplateSpec) -> bool {
-    serde_json::to_value(without_hash(a)).ok() == serde_json::to_value(without_hash(b)).ok()
+    canonical(a) == canonical(b)
 }
 
 /// The pod-template-hash: FNV-1a of the template (and the collision count), written with
 /// Kubernetes' alphabet of consonants and digits that cannot spell words.
 pub fn template_hash(t: &PodTemplateSpec, collision_count: i32) -> String {
-    let bytes = serde_json::to_vec(&without_hash(t)).unwrap_or_default();
+    let bytes = serde_json::to_vec(&canonical(t)).unwrap_or_default();
     let mut h: u32 = 0x811c9dc5;
     for b in bytes.iter().chain(collision_count.to_le_bytes().iter()) {
         h ^= *b as u32;
@@ -1151,6 +1176,11 @@ mod tests {
             .unwrap()
             .insert(HASH_LABEL.into(), "x".into());
         assert_eq!(template_hash(&t, 0), template_hash(&labelled, 0));
+        // An empty `resources: {}` (as kubectl's rollout undo sends it) is no change.
+        let mut with_empty = t.clone();
+        with_empty.spec.as_mut().unwrap().containers[0].resources = Some(Default::default());
+        assert_eq!(template_hash(&t, 0), template_hash(&with_empty, 0));
+        assert!(equal_ignoring_hash(&t, &with_empty));
         assert_ne!(template_hash(&t, 0), template_hash(&t, 1));
         assert!(
             template_hash(&t, 0)

@@ -362,6 +362,12 @@ pub fn render_table(columns: &[Value], rows: &[Value], o: &TableOptions) -> Stri
 
 /// Go tabwriter's layout with kubectl's settings (min width 6, padding 3, spaces).
 pub fn tabulate(lines: &[Vec<String>]) -> String {
+    tabulate_with(lines, 6, 3)
+}
+
+/// Go tabwriter's layout: each cell but a line's last padded to the column's widest cell
+/// plus `padding`, at least `min_width`.
+pub fn tabulate_with(lines: &[Vec<String>], min_width: usize, padding: usize) -> String {
     let columns = lines.iter().map(Vec::len).max().unwrap_or(0);
     let mut widths = vec![0usize; columns];
     for line in lines {
@@ -376,7 +382,7 @@ pub fn tabulate(lines: &[Vec<String>]) -> String {
         for (i, c) in line.iter().enumerate() {
             out.push_str(c);
             if i + 1 < line.len() {
-                let width = (widths[i] + 3).max(6);
+                let width = (widths[i] + padding).max(min_width);
                 out.extend(std::iter::repeat_n(' ', width - c.chars().count()));
             }
         }

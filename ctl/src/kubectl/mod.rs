@@ -4,6 +4,7 @@
 pub mod config;
 pub mod get;
 pub mod resources;
+pub mod rollout;
 pub mod write;
 
 use std::path::PathBuf;
