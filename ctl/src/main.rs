@@ -68,6 +68,16 @@ enum Command {
     /// Change fields of objects: `set image TYPE/NAME container=image`.
     #[command(subcommand)]
     Set(SetCmd),
+    /// Print a container's logs (`-f` to follow).
+    Logs(kubectl::pods::LogsArgs),
+    /// Run a command in a container (`-it` for an interactive terminal).
+    Exec(kubectl::pods::ExecArgs),
+    /// Mark a node unschedulable.
+    Cordon { node: String },
+    /// Mark a node schedulable again.
+    Uncordon { node: String },
+    /// Cordon a node and evict its pods.
+    Drain(kubectl::nodes::DrainArgs),
     /// Manage Deployment rollouts: status, history, undo, restart, pause, resume.
     #[command(subcommand)]
     Rollout(kubectl::rollout::RolloutCmd),
@@ -151,6 +161,17 @@ fn run_remote(globals: &kubectl::Globals, command: Command) -> anyhow::Result<()
                 kubectl::write::set_image(&session, &args).await
             }
             Command::Rollout(cmd) => kubectl::rollout::run(&session, &cmd).await,
+            Command::Logs(args) => kubectl::pods::logs(&session, &args).await,
+            Command::Cordon { node } => kubectl::nodes::cordon(&session, &node, true).await,
+            Command::Uncordon { node } => kubectl::nodes::cordon(&session, &node, false).await,
+            Command::Drain(args) => kubectl::nodes::drain(&session, &args).await,
+            Command::Exec(args) => {
+                let code = kubectl::pods::exec(&session, &args).await?;
+                if code != 0 {
+                    std::process::exit(code);
+                }
+                Ok(())
+            }
             Command::Version => {
                 println!("Client Version: skiffctl v{}", env!("CARGO_PKG_VERSION"));
                 let v = session

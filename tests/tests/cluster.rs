@@ -753,3 +753,142 @@ fn delete_cleans_up_after_a_crashed_create() {
         String::from_utf8_lossy(&procs.stdout)
     );
 }
+
+/// skiffctl's pod and node commands on a running two-node cluster: `logs` (and `-f`),
+/// `exec` (exit codes, stdin, and `-it` through a pseudo-terminal), `drain` and `uncordon`.
+#[test]
+fn skiffctl_logs_exec_and_drain_on_a_cluster() {
+    ensure_busybox_image();
+    let c = LocalCluster::create("e2e-ctl", 2, false, &[]);
+    c.skiffctl_ok("load-image", &[BUSYBOX]);
+    let ctl = |args: &[&str]| -> std::process::Output {
+        Command::new(skiff_e2e::sibling_binary("skiffctl"))
+            .arg("--kubeconfig")
+            .arg(c.kubeconfig())
+            .args(args)
+            .output()
+            .expect("skiffctl")
+    };
+    c.kubectl_ok(&[
+        "run",
+        "talker",
+        "--image",
+        BUSYBOX,
+        "--image-pull-policy=Never",
+        "--",
+        "sh",
+        "-c",
+        "echo one; echo two; trap 'exit 0' TERM; while true; do echo tick; sleep 0.2; done",
+    ]);
+    c.kubectl_ok(&[
+        "wait",
+        "--for=condition=Ready",
+        "pod/talker",
+        "--timeout=90s",
+    ]);
+    let out = ctl(&["logs", "talker", "--tail", "-1"]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(text.starts_with("one\ntwo\n"), "{text}");
+    // -f keeps streaming: more ticks arrive than there were when it started.
+    let mut follow = Command::new(skiff_e2e::sibling_binary("skiffctl"))
+        .arg("--kubeconfig")
+        .arg(c.kubeconfig())
+        .args(["logs", "-f", "talker"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("logs -f");
+    let mut reader = std::io::BufReader::new(follow.stdout.take().expect("stdout"));
+    let before = text.matches("tick").count();
+    let mut seen = 0;
+    let mut line = String::new();
+    while seen <= before + 3 {
+        line.clear();
+        let n = std::io::BufRead::read_line(&mut reader, &mut line).expect("read");
+        assert!(n > 0, "logs -f ended early");
+        seen += usize::from(line.trim() == "tick");
+    }
+    let _ = follow.kill();
+    let _ = follow.wait();
+
+    let out = ctl(&[
+        "exec",
+        "talker",
+        "--",
+        "sh",
+        "-c",
+        "echo out; echo err >&2; exit 7",
+    ]);
+    assert_eq!(out.status.code(), Some(7));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "out\n");
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "err\n");
+    // -it through a pseudo-terminal (script(1)): an interactive shell.
+    let session = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "printf 'echo typed-$((6*7))\\nexit 5\\n' | timeout 60 script -qec '{} --kubeconfig {} exec -it talker -- sh' /dev/null",
+            skiff_e2e::sibling_binary("skiffctl").display(),
+            c.kubeconfig().display()
+        ))
+        .output()
+        .expect("script");
+    let shown = String::from_utf8_lossy(&session.stdout).replace('\r', "");
+    assert!(shown.contains("\ntyped-42\n"), "{shown}");
+    assert_eq!(session.status.code(), Some(5), "{shown}");
+
+    // drain moves a Deployment's pods to the other node.
+    c.kubectl_ok(&[
+        "create",
+        "deployment",
+        "moving",
+        "--image",
+        BUSYBOX,
+        "--replicas=2",
+        "--",
+        "sh",
+        "-c",
+        "trap 'exit 0' TERM; sleep 3600 & wait",
+    ]);
+    c.kubectl_ok(&["rollout", "status", "deployment/moving", "--timeout=90s"]);
+    let node = c.node_name(1);
+    let out = ctl(&["drain", &node, "--ignore-daemonsets"]);
+    assert_eq!(out.status.code(), Some(1), "talker has no controller");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("declare no controller"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = ctl(&[
+        "drain",
+        &node,
+        "--ignore-daemonsets",
+        "--force",
+        "--timeout",
+        "120s",
+    ]);
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(said.ends_with(&format!("node/{node} drained\n")), "{said}");
+    c.kubectl_ok(&["rollout", "status", "deployment/moving", "--timeout=90s"]);
+    let placed = c.kubectl_ok(&[
+        "get",
+        "pods",
+        "-l",
+        "app=moving",
+        "-o",
+        "jsonpath={.items[*].spec.nodeName}",
+    ]);
+    assert!(
+        !placed.is_empty() && placed.split_whitespace().all(|n| n == c.node_name(2)),
+        "{placed}"
+    );
+    let out = ctl(&["uncordon", &node]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("node/{node} uncordoned\n")
+    );
+}

@@ -3,6 +3,8 @@
 
 pub mod config;
 pub mod get;
+pub mod nodes;
+pub mod pods;
 pub mod resources;
 pub mod rollout;
 pub mod write;
