@@ -28,11 +28,31 @@ enum Command {
     Cluster(cluster::Args),
     /// Display one or many resources (server-side tables, as kubectl).
     Get(kubectl::get::GetArgs),
-    /// Create objects from manifests (`-f FILE|DIR|-`).
-    Create {
+    /// Create objects from manifests (`-f FILE|DIR|-`), or one of a kind:
+    /// `create deployment|namespace|configmap|secret generic|service`.
+    Create(CreateArgs),
+    /// Run a pod: `run NAME --image=IMAGE [-- COMMAND...]`.
+    Run(kubectl::make::RunArgs),
+    /// Make a Service for a Deployment, ReplicaSet, ReplicationController or Pod.
+    Expose(kubectl::make::ExposeArgs),
+    /// Patch objects: `patch TYPE NAME -p PATCH [--type strategic|merge|json]`.
+    Patch {
+        #[arg(required = true)]
+        args: Vec<String>,
+        #[arg(short = 'p', long, required = true)]
+        patch: String,
+        #[arg(long = "type", default_value = "strategic")]
+        type_: String,
+    },
+    /// Replace objects with the manifests' versions.
+    Replace {
         #[arg(short = 'f', long = "filename", required = true)]
         files: Vec<String>,
     },
+    /// Wait for a condition on objects (`--for=condition=Ready`, `--for=delete`).
+    Wait(kubectl::make::WaitArgs),
+    /// Print a shell completion script: `completion bash|zsh|fish`.
+    Completion { shell: clap_complete::Shell },
     /// Apply manifests: create, or update through a three-way merge with the last applied
     /// configuration (interoperable with kubectl's), or `--server-side`.
     Apply {
@@ -95,6 +115,15 @@ enum Command {
     Other(Vec<String>),
 }
 
+#[derive(clap::Args, Debug)]
+#[command(args_conflicts_with_subcommands = true)]
+struct CreateArgs {
+    #[arg(short = 'f', long = "filename")]
+    files: Vec<String>,
+    #[command(subcommand)]
+    sub: Option<kubectl::make::CreateSub>,
+}
+
 #[derive(Subcommand, Debug)]
 enum SetCmd {
     /// Update containers' images: `set image deployment/web web=busybox:2` (`*` for all).
@@ -117,6 +146,16 @@ fn main() {
     let outcome = match cli.command {
         Command::Cluster(args) => cluster::run(args),
         Command::Config(cmd) => kubectl::config::run(&cli.globals, &cmd),
+        Command::Completion { shell } => {
+            use clap::CommandFactory as _;
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "skiffctl",
+                &mut std::io::stdout(),
+            );
+            Ok(())
+        }
         Command::Other(words) => Err(anyhow::anyhow!(
             "\"{}\" is not implemented yet; use kubectl with the same kubeconfig",
             words.first().map(String::as_str).unwrap_or_default()
@@ -143,7 +182,22 @@ fn run_remote(globals: &kubectl::Globals, command: Command) -> anyhow::Result<()
         let session = kubectl::Session::connect(globals).await?;
         match command {
             Command::Get(args) => kubectl::get::run(&session, &args).await,
-            Command::Create { files } => kubectl::write::create(&session, &files).await,
+            Command::Create(CreateArgs { sub: Some(sub), .. }) => {
+                kubectl::make::create(&session, &sub).await
+            }
+            Command::Create(CreateArgs { files, sub: None }) => {
+                if files.is_empty() {
+                    anyhow::bail!("must specify one of -f and -k, or a kind to create (deployment, namespace, configmap, secret, service)");
+                }
+                kubectl::write::create(&session, &files).await
+            }
+            Command::Run(args) => kubectl::make::run(&session, &args).await,
+            Command::Expose(args) => kubectl::make::expose(&session, &args).await,
+            Command::Patch { args, patch, type_ } => {
+                kubectl::make::patch(&session, &args, &patch, &type_).await
+            }
+            Command::Replace { files } => kubectl::make::replace(&session, &files).await,
+            Command::Wait(args) => kubectl::make::wait(&session, &args).await,
             Command::Apply { files, server_side } => {
                 kubectl::write::apply(&session, &files, server_side).await
             }
@@ -213,7 +267,10 @@ fn run_remote(globals: &kubectl::Globals, command: Command) -> anyhow::Result<()
                 println!("Kubernetes control plane is running at {}", session.server);
                 Ok(())
             }
-            Command::Cluster(_) | Command::Config(_) | Command::Other(_) => unreachable!(),
+            Command::Cluster(_)
+            | Command::Config(_)
+            | Command::Completion { .. }
+            | Command::Other(_) => unreachable!(),
         }
     })
 }

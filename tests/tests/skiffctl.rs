@@ -519,3 +519,150 @@ fn rollouts_match_kubectl() {
     done("k", "kubectl");
     done("s", "skiffctl");
 }
+
+/// The generators build what kubectl's build and say what they say.
+#[test]
+fn generators_match_kubectl() {
+    let server = ApiServer::start(Backend::Embedded);
+    let twin = |args: &[&str]| {
+        let theirs: Vec<String> = args.iter().map(|a| a.replace("NAME", "k")).collect();
+        let ours: Vec<String> = args.iter().map(|a| a.replace("NAME", "s")).collect();
+        let t = server.kubectl(&theirs.iter().map(String::as_str).collect::<Vec<_>>());
+        let o = skiffctl(
+            &server,
+            &ours.iter().map(String::as_str).collect::<Vec<_>>(),
+        );
+        assert_eq!(o.status.code(), t.status.code(), "{args:?}: {}", text(&o));
+        assert_eq!(
+            text(&o)
+                .replace("-s ", "-k ")
+                .replace("/s ", "/k ")
+                .replace("/s\n", "/k\n")
+                .replace("-s\n", "-k\n")
+                .replace("-s\"", "-k\""),
+            text(&t),
+            "{args:?}"
+        );
+    };
+    let both = |args: &[&str]| -> (serde_json::Value, serde_json::Value) {
+        let get = |n: &str| {
+            let a: Vec<String> = args.iter().map(|a| a.replace("NAME", n)).collect();
+            json_of(&server, &a.iter().map(String::as_str).collect::<Vec<_>>())
+        };
+        (get("k"), get("s"))
+    };
+    twin(&[
+        "create",
+        "deployment",
+        "NAME",
+        "--image=skiff-test/busybox:1",
+        "--replicas=2",
+        "--port=8080",
+        "--",
+        "sleep",
+        "3600",
+    ]);
+    let (k, s) = both(&["get", "deploy", "NAME"]);
+    assert_eq!(s["spec"]["replicas"], k["spec"]["replicas"]);
+    assert_eq!(
+        s["spec"]["template"]["spec"]["containers"],
+        k["spec"]["template"]["spec"]["containers"]
+    );
+    assert_eq!(s["metadata"]["labels"]["app"], "s");
+    assert_eq!(k["metadata"]["labels"]["app"], "k");
+    twin(&["create", "namespace", "ns-NAME"]);
+    twin(&[
+        "create",
+        "configmap",
+        "cm-NAME",
+        "--from-literal=a=1",
+        "--from-literal=b=two",
+    ]);
+    let (k, s) = both(&["get", "cm", "cm-NAME"]);
+    assert_eq!(s["data"], k["data"]);
+    twin(&[
+        "create",
+        "secret",
+        "generic",
+        "sec-NAME",
+        "--from-literal=password=s3cret",
+    ]);
+    let (k, s) = both(&["get", "secret", "sec-NAME"]);
+    assert_eq!((&s["data"], &s["type"]), (&k["data"], &k["type"]));
+    twin(&[
+        "create",
+        "service",
+        "clusterip",
+        "svc-NAME",
+        "--tcp=80:8080",
+    ]);
+    let (k, s) = both(&["get", "svc", "svc-NAME"]);
+    assert_eq!(s["spec"]["ports"], k["spec"]["ports"]);
+    twin(&[
+        "run",
+        "pod-NAME",
+        "--image=skiff-test/busybox:1",
+        "--labels=a=b",
+        "--env=X=1",
+        "--restart=Never",
+        "--",
+        "sleep",
+        "5",
+    ]);
+    let (k, s) = both(&["get", "pod", "pod-NAME"]);
+    let pick = |v: &serde_json::Value| {
+        let c = &v["spec"]["containers"][0];
+        (
+            c["args"].clone(),
+            c["env"].clone(),
+            v["spec"]["restartPolicy"].clone(),
+            v["metadata"]["labels"].clone(),
+        )
+    };
+    assert_eq!(pick(&s), pick(&k));
+    twin(&[
+        "expose",
+        "deployment",
+        "NAME",
+        "--port=80",
+        "--target-port=8080",
+        "--type=NodePort",
+        "--name=exp-NAME",
+    ]);
+    let (k, s) = both(&["get", "svc", "exp-NAME"]);
+    assert_eq!(s["spec"]["type"], k["spec"]["type"]);
+    assert_eq!(
+        s["spec"]["ports"][0]["targetPort"],
+        k["spec"]["ports"][0]["targetPort"]
+    );
+    assert_eq!(s["spec"]["selector"]["app"], "s");
+    twin(&[
+        "patch",
+        "deployment",
+        "NAME",
+        "-p",
+        r#"{"spec":{"replicas":3}}"#,
+    ]);
+    twin(&[
+        "patch",
+        "deployment",
+        "NAME",
+        "-p",
+        r#"{"spec":{"replicas":3}}"#,
+    ]);
+    twin(&[
+        "patch",
+        "deployment",
+        "NAME",
+        "--type=merge",
+        "-p",
+        r#"{"metadata":{"labels":{"m":"1"}}}"#,
+    ]);
+    twin(&["delete", "cm", "cm-NAME", "--wait=false"]);
+    twin(&["wait", "--for=delete", "cm/cm-NAME", "--timeout=10s"]);
+    let script = text(&skiffctl(&server, &["completion", "bash"]));
+    assert!(
+        script.contains("skiffctl") && script.contains("complete"),
+        "{script}"
+    );
+}

@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod get;
+pub mod make;
 pub mod nodes;
 pub mod pods;
 pub mod resources;

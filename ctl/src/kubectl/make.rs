@@ -1,0 +1,570 @@
+//! The generators and small editors: `create deployment|namespace|configmap|secret
+//! generic|service`, `run`, `expose`, `patch`, `replace -f` and `wait`, building the same
+//! objects kubectl builds and printing what it prints.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail};
+use base64::Engine as _;
+use clap::Subcommand;
+use serde_json::{Map, Value, json};
+
+use super::Session;
+use super::resources;
+use super::write::targets;
+
+#[derive(Subcommand, Debug, Clone)]
+pub enum CreateSub {
+    /// A Deployment running one image: `create deployment NAME --image=IMAGE [-- COMMAND...]`.
+    Deployment {
+        name: String,
+        #[arg(long, required = true)]
+        image: String,
+        #[arg(long, default_value_t = 1)]
+        replicas: i64,
+        #[arg(long)]
+        port: Option<i64>,
+        #[arg(last = true)]
+        command: Vec<String>,
+    },
+    /// A Namespace.
+    #[command(alias = "ns")]
+    Namespace { name: String },
+    /// A ConfigMap from literals (`--from-literal=k=v`) and files (`--from-file=[k=]path`).
+    #[command(alias = "cm")]
+    Configmap {
+        name: String,
+        #[arg(long)]
+        from_literal: Vec<String>,
+        #[arg(long)]
+        from_file: Vec<String>,
+    },
+    /// A Secret: `create secret generic NAME --from-literal=k=v`.
+    Secret {
+        #[command(subcommand)]
+        kind: SecretKind,
+    },
+    /// A Service: `create service clusterip|nodeport NAME --tcp=PORT[:TARGET]`.
+    #[command(alias = "svc")]
+    Service {
+        #[command(subcommand)]
+        kind: ServiceKind,
+    },
+}
+
+#[derive(Subcommand, Debug, Clone)]
+pub enum SecretKind {
+    Generic {
+        name: String,
+        #[arg(long)]
+        from_literal: Vec<String>,
+        #[arg(long)]
+        from_file: Vec<String>,
+        #[arg(long = "type")]
+        type_: Option<String>,
+    },
+}
+
+#[derive(Subcommand, Debug, Clone)]
+pub enum ServiceKind {
+    Clusterip {
+        name: String,
+        #[arg(long, required = true)]
+        tcp: Vec<String>,
+    },
+    Nodeport {
+        name: String,
+        #[arg(long, required = true)]
+        tcp: Vec<String>,
+        #[arg(long)]
+        node_port: Option<i64>,
+    },
+}
+
+/// The container name kubectl derives from an image: its last path part without the tag.
+fn container_name(image: &str) -> String {
+    let last = image.rsplit('/').next().unwrap_or(image);
+    let last = last.split('@').next().unwrap_or(last);
+    last.split(':').next().unwrap_or(last).to_string()
+}
+
+fn key_values(literals: &[String], files: &[String]) -> anyhow::Result<Map<String, Value>> {
+    let mut out = Map::new();
+    for l in literals {
+        let (k, v) = l
+            .split_once('=')
+            .ok_or_else(|| anyhow!("invalid literal source {l}, expected key=value"))?;
+        out.insert(k.to_string(), Value::String(v.to_string()));
+    }
+    for f in files {
+        let (key, path) = match f.split_once('=') {
+            Some((k, p)) => (k.to_string(), p.to_string()),
+            None => (
+                std::path::Path::new(f)
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_else(|| f.clone()),
+                f.clone(),
+            ),
+        };
+        let text =
+            std::fs::read_to_string(&path).map_err(|e| anyhow!("error reading {path}: {e}"))?;
+        out.insert(key, Value::String(text));
+    }
+    Ok(out)
+}
+
+async fn post(s: &Session, path: &str, body: &Value) -> anyhow::Result<Value> {
+    let req = http::Request::post(path)
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .header(http::header::ACCEPT, "application/json")
+        .body(serde_json::to_vec(body)?)?;
+    let text = s
+        .client
+        .request_text(req)
+        .await
+        .map_err(|e| super::explain(e, &s.server))?;
+    Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+fn ports_of(tcp: &[String]) -> anyhow::Result<Vec<Value>> {
+    tcp.iter()
+        .map(|t| {
+            let (port, target) = t.split_once(':').unwrap_or((t, t));
+            let port: i64 = port.parse().map_err(|_| anyhow!("invalid --tcp {t}"))?;
+            let target: i64 = target.parse().map_err(|_| anyhow!("invalid --tcp {t}"))?;
+            Ok(json!({ "name": format!("{port}-{target}"), "port": port, "protocol": "TCP", "targetPort": target }))
+        })
+        .collect()
+}
+
+pub async fn create(s: &Session, sub: &CreateSub) -> anyhow::Result<()> {
+    let ns = &s.namespace;
+    let (path, body, shown) = match sub {
+        CreateSub::Deployment {
+            name,
+            image,
+            replicas,
+            port,
+            command,
+        } => {
+            let mut container =
+                json!({ "name": container_name(image), "image": image, "resources": {} });
+            if !command.is_empty() {
+                container["command"] = json!(command);
+            }
+            if let Some(p) = port {
+                container["ports"] = json!([{ "containerPort": p }]);
+            }
+            (
+                format!("/apis/apps/v1/namespaces/{ns}/deployments"),
+                json!({
+                    "apiVersion": "apps/v1", "kind": "Deployment",
+                    "metadata": { "name": name, "labels": { "app": name } },
+                    "spec": {
+                        "replicas": replicas,
+                        "selector": { "matchLabels": { "app": name } },
+                        "strategy": {},
+                        "template": {
+                            "metadata": { "labels": { "app": name } },
+                            "spec": { "containers": [container] }
+                        }
+                    }
+                }),
+                format!("deployment.apps/{name}"),
+            )
+        }
+        CreateSub::Namespace { name } => (
+            "/api/v1/namespaces".to_string(),
+            json!({ "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": name } }),
+            format!("namespace/{name}"),
+        ),
+        CreateSub::Configmap {
+            name,
+            from_literal,
+            from_file,
+        } => (
+            format!("/api/v1/namespaces/{ns}/configmaps"),
+            json!({ "apiVersion": "v1", "kind": "ConfigMap", "metadata": { "name": name },
+                    "data": key_values(from_literal, from_file)? }),
+            format!("configmap/{name}"),
+        ),
+        CreateSub::Secret {
+            kind:
+                SecretKind::Generic {
+                    name,
+                    from_literal,
+                    from_file,
+                    type_,
+                },
+        } => {
+            let data: Map<String, Value> = key_values(from_literal, from_file)?
+                .into_iter()
+                .map(|(k, v)| {
+                    let b = base64::engine::general_purpose::STANDARD
+                        .encode(v.as_str().unwrap_or_default());
+                    (k, Value::String(b))
+                })
+                .collect();
+            (
+                format!("/api/v1/namespaces/{ns}/secrets"),
+                json!({ "apiVersion": "v1", "kind": "Secret", "metadata": { "name": name },
+                        "type": type_.clone().unwrap_or_else(|| "Opaque".into()), "data": data }),
+                format!("secret/{name}"),
+            )
+        }
+        CreateSub::Service { kind } => {
+            let (name, tcp, type_, node_port) = match kind {
+                ServiceKind::Clusterip { name, tcp } => (name, tcp, "ClusterIP", None),
+                ServiceKind::Nodeport {
+                    name,
+                    tcp,
+                    node_port,
+                } => (name, tcp, "NodePort", *node_port),
+            };
+            let mut ports = ports_of(tcp)?;
+            if let (Some(np), Some(first)) = (node_port, ports.first_mut()) {
+                first["nodePort"] = json!(np);
+            }
+            (
+                format!("/api/v1/namespaces/{ns}/services"),
+                json!({ "apiVersion": "v1", "kind": "Service",
+                        "metadata": { "name": name, "labels": { "app": name } },
+                        "spec": { "type": type_, "selector": { "app": name }, "ports": ports } }),
+                format!("service/{name}"),
+            )
+        }
+    };
+    post(s, &path, &body).await?;
+    println!("{shown} created");
+    Ok(())
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct RunArgs {
+    pub name: String,
+    #[arg(long, required = true)]
+    pub image: String,
+    /// Labels (`k=v,k2=v2`; default `run=NAME`).
+    #[arg(long, short = 'l')]
+    pub labels: Option<String>,
+    #[arg(long)]
+    pub port: Option<i64>,
+    /// Environment variables (`K=V`), repeatable.
+    #[arg(long)]
+    pub env: Vec<String>,
+    /// Always, OnFailure or Never.
+    #[arg(long, default_value = "Always")]
+    pub restart: String,
+    #[arg(long)]
+    pub image_pull_policy: Option<String>,
+    /// The command: `-- COMMAND ARGS...` (replaces the image's entrypoint with --command).
+    #[arg(last = true)]
+    pub args: Vec<String>,
+    /// Treat the words after `--` as the command, not the image's arguments.
+    #[arg(long)]
+    pub command: bool,
+}
+
+pub async fn run(s: &Session, a: &RunArgs) -> anyhow::Result<()> {
+    let mut labels = Map::new();
+    match &a.labels {
+        Some(l) => {
+            for kv in l.split(',') {
+                let (k, v) = kv
+                    .split_once('=')
+                    .ok_or_else(|| anyhow!("invalid label spec: {kv}"))?;
+                labels.insert(k.into(), Value::String(v.into()));
+            }
+        }
+        None => {
+            labels.insert("run".into(), Value::String(a.name.clone()));
+        }
+    }
+    let mut container = json!({ "name": a.name, "image": a.image, "resources": {} });
+    if !a.args.is_empty() {
+        // kubectl passes the words as args, unless --command (most images here have no
+        // entrypoint, so either runs them).
+        container[if a.command { "command" } else { "args" }] = json!(a.args);
+    }
+    if let Some(p) = a.port {
+        container["ports"] = json!([{ "containerPort": p }]);
+    }
+    if let Some(p) = &a.image_pull_policy {
+        container["imagePullPolicy"] = json!(p);
+    }
+    if !a.env.is_empty() {
+        let env: Vec<Value> = a
+            .env
+            .iter()
+            .map(|e| {
+                let (k, v) = e.split_once('=').unwrap_or((e, ""));
+                json!({ "name": k, "value": v })
+            })
+            .collect();
+        container["env"] = json!(env);
+    }
+    let pod = json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": { "name": a.name, "labels": labels },
+        "spec": { "containers": [container], "restartPolicy": a.restart, "dnsPolicy": "ClusterFirst" }
+    });
+    post(s, &format!("/api/v1/namespaces/{}/pods", s.namespace), &pod).await?;
+    println!("pod/{} created", a.name);
+    Ok(())
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct ExposeArgs {
+    /// TYPE NAME or TYPE/NAME (a Deployment, ReplicaSet, ReplicationController, Pod or Service).
+    #[arg(required = true)]
+    pub args: Vec<String>,
+    #[arg(long)]
+    pub port: Option<i64>,
+    #[arg(long)]
+    pub target_port: Option<String>,
+    /// ClusterIP, NodePort or LoadBalancer.
+    #[arg(long = "type")]
+    pub type_: Option<String>,
+    /// The Service's name (default: the object's).
+    #[arg(long)]
+    pub name: Option<String>,
+    #[arg(long, default_value = "TCP")]
+    pub protocol: String,
+}
+
+pub async fn expose(s: &Session, a: &ExposeArgs) -> anyhow::Result<()> {
+    let all = resources::discover(s).await?;
+    let ts = targets(&all, &a.args, &s.namespace)?;
+    let [t] = ts.as_slice() else {
+        bail!("expose takes one object");
+    };
+    let obj = s
+        .get_json(
+            &format!("{}/{}", t.resource.path(t.namespace.as_deref()), t.name),
+            "application/json",
+        )
+        .await?;
+    let selector = match t.resource.kind.as_str() {
+        "Deployment" | "ReplicaSet" | "StatefulSet" | "DaemonSet" => {
+            obj["spec"]["selector"]["matchLabels"].clone()
+        }
+        "ReplicationController" | "Service" => obj["spec"]["selector"].clone(),
+        "Pod" => obj["metadata"]["labels"].clone(),
+        other => bail!("cannot expose a {other}"),
+    };
+    if !selector.is_object() {
+        bail!("couldn't retrieve selectors via --selector flag or introspection");
+    }
+    let container_port =
+        obj["spec"]["template"]["spec"]["containers"][0]["ports"][0]["containerPort"]
+            .as_i64()
+            .or_else(|| obj["spec"]["containers"][0]["ports"][0]["containerPort"].as_i64());
+    let port = a
+        .port
+        .or(container_port)
+        .ok_or_else(|| anyhow!("couldn't find port via --port flag or introspection"))?;
+    let target: Value = match &a.target_port {
+        Some(t) => t
+            .parse::<i64>()
+            .map(Value::from)
+            .unwrap_or_else(|_| Value::String(t.clone())),
+        None => Value::from(port),
+    };
+    let name = a.name.clone().unwrap_or_else(|| t.name.clone());
+    let mut svc = json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": { "name": name },
+        "spec": { "selector": selector, "ports": [{ "port": port, "protocol": a.protocol, "targetPort": target }] }
+    });
+    if let Some(labels) = obj["metadata"]["labels"].as_object() {
+        svc["metadata"]["labels"] = Value::Object(labels.clone());
+    }
+    if let Some(type_) = &a.type_ {
+        svc["spec"]["type"] = json!(type_);
+    }
+    post(
+        s,
+        &format!("/api/v1/namespaces/{}/services", s.namespace),
+        &svc,
+    )
+    .await?;
+    println!("service/{name} exposed");
+    Ok(())
+}
+
+pub async fn patch(s: &Session, words: &[String], body: &str, kind: &str) -> anyhow::Result<()> {
+    let all = resources::discover(s).await?;
+    let content_type = match kind {
+        "strategic" => "application/strategic-merge-patch+json",
+        "merge" => "application/merge-patch+json",
+        "json" => "application/json-patch+json",
+        other => bail!("--type must be json, merge or strategic, not {other:?}"),
+    };
+    let patch: Value =
+        serde_yaml::from_str(body).map_err(|e| anyhow!("unable to parse the patch: {e}"))?;
+    for t in targets(&all, words, &s.namespace)? {
+        let path = format!("{}/{}", t.resource.path(t.namespace.as_deref()), t.name);
+        let before = s.get_json(&path, "application/json").await?;
+        let req = http::Request::patch(path.as_str())
+            .header(http::header::CONTENT_TYPE, content_type)
+            .header(http::header::ACCEPT, "application/json")
+            .body(serde_json::to_vec(&patch)?)?;
+        let text = s
+            .client
+            .request_text(req)
+            .await
+            .map_err(|e| super::explain(e, &s.server))?;
+        let after: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+        let same = before["metadata"]["resourceVersion"] == after["metadata"]["resourceVersion"];
+        println!(
+            "{}/{} patched{}",
+            t.resource.qualified_kind(),
+            t.name,
+            if same { " (no change)" } else { "" }
+        );
+    }
+    Ok(())
+}
+
+pub async fn replace(s: &Session, files: &[String]) -> anyhow::Result<()> {
+    let docs = super::write::read_manifests(files)?;
+    let all = resources::discover(s).await?;
+    for doc in docs {
+        let api_version = doc["apiVersion"].as_str().unwrap_or_default();
+        let kind = doc["kind"].as_str().unwrap_or_default();
+        let r = all
+            .iter()
+            .find(|r| r.api_version() == api_version && r.kind == kind)
+            .ok_or_else(|| {
+                anyhow!(
+                    "resource mapping not found for kind \"{kind}\" in version \"{api_version}\""
+                )
+            })?;
+        let name = doc["metadata"]["name"].as_str().unwrap_or_default();
+        let ns = doc["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or(&s.namespace);
+        let path = format!("{}/{name}", r.path(Some(ns)));
+        let req = http::Request::put(path.as_str())
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .header(http::header::ACCEPT, "application/json")
+            .body(serde_json::to_vec(&doc)?)?;
+        s.client
+            .request_text(req)
+            .await
+            .map_err(|e| super::explain(e, &s.server))?;
+        println!("{}/{name} replaced", r.qualified_kind());
+    }
+    Ok(())
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct WaitArgs {
+    /// TYPE/NAME... or TYPE NAME...
+    #[arg(required = true)]
+    pub args: Vec<String>,
+    /// `condition=NAME[=VALUE]`, `delete` or `jsonpath={.status.phase}=Running`.
+    #[arg(long = "for", required = true)]
+    pub for_: String,
+    #[arg(long, default_value = "30s")]
+    pub timeout: String,
+}
+
+pub async fn wait(s: &Session, a: &WaitArgs) -> anyhow::Result<()> {
+    let all = resources::discover(s).await?;
+    let limit = skiff_common::parse_duration(&a.timeout).map_err(|e| anyhow!(e))?;
+    let started = Instant::now();
+    for t in targets(&all, &a.args, &s.namespace)? {
+        let path = format!("{}/{}", t.resource.path(t.namespace.as_deref()), t.name);
+        let mut first = true;
+        loop {
+            let got = s.get_json(&path, "application/json").await;
+            let gone_already = first
+                && a.for_ == "delete"
+                && matches!(&got, Err(e) if e.to_string().contains("(NotFound)"));
+            first = false;
+            if gone_already {
+                // As kubectl: nothing to wait for, nothing to say.
+                break;
+            }
+            let met = if a.for_ == "delete" {
+                match &got {
+                    Err(e) if e.to_string().contains("(NotFound)") => true,
+                    Err(e) => return Err(anyhow!("{e}")),
+                    Ok(_) => false,
+                }
+            } else if let Some(cond) = a.for_.strip_prefix("condition=") {
+                let obj = got?;
+                let (name, want) = cond.split_once('=').unwrap_or((cond, "True"));
+                obj["status"]["conditions"].as_array().is_some_and(|cs| {
+                    cs.iter().any(|c| {
+                        c["type"]
+                            .as_str()
+                            .is_some_and(|t| t.eq_ignore_ascii_case(name))
+                            && c["status"]
+                                .as_str()
+                                .is_some_and(|v| v.eq_ignore_ascii_case(want))
+                    })
+                })
+            } else if let Some(expr) = a.for_.strip_prefix("jsonpath=") {
+                let obj = got?;
+                let (path_expr, want) = expr
+                    .rsplit_once('=')
+                    .ok_or_else(|| anyhow!("jsonpath wait needs PATH=VALUE"))?;
+                let mut v = &obj;
+                for part in path_expr
+                    .trim_start_matches('{')
+                    .trim_end_matches('}')
+                    .trim_start_matches('.')
+                    .split('.')
+                {
+                    v = &v[part];
+                }
+                let shown = match v {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                shown == want
+            } else {
+                bail!("unrecognized condition: \"{}\"", a.for_);
+            };
+            if met {
+                println!("{}/{} condition met", t.resource.qualified_kind(), t.name);
+                break;
+            }
+            if started.elapsed() > limit {
+                bail!(
+                    "timed out waiting for the condition on {}/{}",
+                    t.resource.plural,
+                    t.name
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn container_names_come_from_images() {
+        assert_eq!(container_name("nginx"), "nginx");
+        assert_eq!(container_name("skiff-test/busybox:1"), "busybox");
+        assert_eq!(container_name("registry:5000/a/b@sha256:abc"), "b");
+    }
+
+    #[test]
+    fn literals_and_ports_parse() {
+        let kv = key_values(&["a=1".into(), "b=x=y".into()], &[]).unwrap();
+        assert_eq!(kv["b"], "x=y");
+        assert!(key_values(&["nokey".into()], &[]).is_err());
+        assert_eq!(
+            ports_of(&["80:8080".into()]).unwrap()[0],
+            json!({"name": "80-8080", "port": 80, "protocol": "TCP", "targetPort": 8080})
+        );
+    }
+}
