@@ -92,6 +92,12 @@ enum Command {
     Logs(kubectl::pods::LogsArgs),
     /// Run a command in a container (`-it` for an interactive terminal).
     Exec(kubectl::pods::ExecArgs),
+    /// Show an object's details and the events about it.
+    Describe {
+        /// TYPE [NAME...] or TYPE/NAME...
+        #[arg(required = true)]
+        args: Vec<String>,
+    },
     /// Mark a node unschedulable.
     Cordon { node: String },
     /// Mark a node schedulable again.
@@ -216,6 +222,7 @@ fn run_remote(globals: &kubectl::Globals, command: Command) -> anyhow::Result<()
             }
             Command::Rollout(cmd) => kubectl::rollout::run(&session, &cmd).await,
             Command::Logs(args) => kubectl::pods::logs(&session, &args).await,
+            Command::Describe { args } => kubectl::describe::run(&session, &args).await,
             Command::Cordon { node } => kubectl::nodes::cordon(&session, &node, true).await,
             Command::Uncordon { node } => kubectl::nodes::cordon(&session, &node, false).await,
             Command::Drain(args) => kubectl::nodes::drain(&session, &args).await,

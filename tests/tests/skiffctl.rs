@@ -666,3 +666,50 @@ fn generators_match_kubectl() {
         "{script}"
     );
 }
+
+/// describe shows an object's details and the events about it.
+#[test]
+fn describe_shows_details_and_events() {
+    let server = ApiServer::start(Backend::Embedded);
+    let _scheduler = skiff_e2e::Scheduler::start(&server);
+    let _controllers = skiff_e2e::ControllerManager::start(&server);
+    let _kubelet = skiff_e2e::Kubelet::start_fake(&server, "hollow", "10.78.0.0/24");
+    server.kubectl_stdin_ok(&["create", "-f", "-"], &deployment("web", 1, "x: z"));
+    server.kubectl_ok(&["rollout", "status", "deploy/web", "--timeout=60s"]);
+    let pod = server.kubectl_ok(&["get", "pods", "-l", "app=web", "-o", "name"]);
+    let out = text(&skiffctl(&server, &["describe", pod.trim()]));
+    for want in [
+        "Name:",
+        "Namespace:        default",
+        "Node:             hollow/",
+        "Containers:\n  main:\n",
+        "Image:",
+        "skiff-test/busybox:1",
+        "Ready:          True",
+        "Events:\n  Type    Reason     Age",
+        "Scheduled",
+        "Successfully assigned default/",
+    ] {
+        assert!(out.contains(want), "{want:?} in:\n{out}");
+    }
+    let out = text(&skiffctl(&server, &["describe", "deployment", "web"]));
+    for want in [
+        "Replicas:               1 desired | 1 updated | 1 total | 1 available | 0 unavailable",
+        "StrategyType:           RollingUpdate",
+        "ScalingReplicaSet",
+        "Pod Template:",
+    ] {
+        assert!(out.contains(want), "{want:?} in:\n{out}");
+    }
+    let out = text(&skiffctl(&server, &["describe", "node", "hollow"]));
+    assert!(
+        out.contains("Addresses:") && out.contains("Capacity:") && out.contains("PodCIDR:"),
+        "{out}"
+    );
+    let out = skiffctl(&server, &["describe", "pod", "nope"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "Error from server (NotFound): pods \"nope\" not found\n"
+    );
+}
