@@ -151,6 +151,27 @@ fn get_prints_what_kubectl_prints() {
         vec!["get", "svc", "-o", "json"],
         vec!["get", "pods", "-o", "name"],
         vec!["get", "rc", "-n", "shop"],
+        vec!["get", "pods", "-o", "jsonpath={.items[*].metadata.name}"],
+        vec!["get", "deploy", "web", "-o", "jsonpath={.spec.replicas}"],
+        vec![
+            "get",
+            "pods",
+            "-o",
+            "jsonpath={range .items[*]}{.metadata.name}{\"\\t\"}{.spec.containers[0].image}{\"\\n\"}{end}",
+        ],
+        vec![
+            "get",
+            "pods",
+            "-A",
+            "-o",
+            "custom-columns=NAME:.metadata.name,NS:.metadata.namespace,IMAGES:.spec.containers[*].image,NODE:.spec.nodeName",
+        ],
+        vec![
+            "get",
+            "nodes",
+            "-o",
+            "jsonpath={.items[0].status.addresses[?(@.type==\"InternalIP\")].address}",
+        ],
     ] {
         same(&server, &args);
     }

@@ -36,13 +36,15 @@ pub struct GetArgs {
     pub no_headers: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Format {
     Table,
     Wide,
     Json,
     Yaml,
     Name,
+    JsonPath(String),
+    Columns(Vec<(String, String)>),
 }
 
 fn format_of(o: Option<&str>) -> anyhow::Result<Format> {
@@ -52,8 +54,26 @@ fn format_of(o: Option<&str>) -> anyhow::Result<Format> {
         Some("json") => Format::Json,
         Some("yaml") => Format::Yaml,
         Some("name") => Format::Name,
+        Some(o) if o.starts_with("jsonpath=") => {
+            let t = &o["jsonpath=".len()..];
+            Format::JsonPath(t.trim_matches('\'').to_string())
+        }
+        Some(o) if o.starts_with("custom-columns=") => Format::Columns(
+            o["custom-columns=".len()..]
+                .split(',')
+                .map(|c| {
+                    c.split_once(':')
+                        .map(|(h, p)| (h.to_string(), p.to_string()))
+                        .ok_or_else(|| {
+                            anyhow::anyhow!(
+                                "custom-columns format specified but no custom columns given"
+                            )
+                        })
+                })
+                .collect::<anyhow::Result<_>>()?,
+        ),
         Some(other) => bail!(
-            "unable to match a printer suitable for the output format \"{other}\", allowed formats are: json,name,wide,yaml"
+            "unable to match a printer suitable for the output format \"{other}\", allowed formats are: custom-columns,json,jsonpath,name,wide,yaml"
         ),
     })
 }
@@ -100,6 +120,7 @@ fn query(args: &GetArgs, table: bool) -> String {
 
 pub async fn run(s: &Session, args: &GetArgs) -> anyhow::Result<()> {
     let format = format_of(args.output.as_deref())?;
+    let format = &format;
     let all = resources::discover(s).await?;
     let mut wanted: Vec<(&Resource, Vec<String>)> = Vec::new();
     for (word, names) in requests(&args.args)? {
@@ -175,7 +196,7 @@ pub async fn run(s: &Session, args: &GetArgs) -> anyhow::Result<()> {
                 &columns,
                 &rows,
                 &TableOptions {
-                    wide: format == Format::Wide,
+                    wide: *format == Format::Wide,
                     namespace_column: args.all_namespaces && r.namespaced,
                     labels: args.show_labels,
                     prefix: several.then(|| r.qualified_kind()),
@@ -184,7 +205,7 @@ pub async fn run(s: &Session, args: &GetArgs) -> anyhow::Result<()> {
             ));
             printed_any = true;
         }
-        if format == Format::Name {
+        if *format == Format::Name {
             for o in objects.drain(..) {
                 let name = o["metadata"]["name"].as_str().unwrap_or_default();
                 out.push_str(&format!("{}/{name}\n", r.qualified_kind()));
@@ -192,9 +213,34 @@ pub async fn run(s: &Session, args: &GetArgs) -> anyhow::Result<()> {
             }
         }
     }
+    let single = objects.len() == 1 && wanted.len() == 1 && !wanted[0].1.is_empty();
     match format {
+        Format::JsonPath(template) => {
+            let root = if single {
+                objects.pop().unwrap_or(Value::Null)
+            } else {
+                serde_json::json!({ "apiVersion": "v1", "items": objects, "kind": "List", "metadata": { "resourceVersion": "" } })
+            };
+            out.push_str(&super::jsonpath::apply(template, &root)?);
+            printed_any = true;
+        }
+        Format::Columns(columns) => {
+            let mut lines = Vec::new();
+            if !args.no_headers {
+                lines.push(columns.iter().map(|(h, _)| h.clone()).collect::<Vec<_>>());
+            }
+            for o in &objects {
+                lines.push(
+                    columns
+                        .iter()
+                        .map(|(_, p)| super::jsonpath::column(p, o))
+                        .collect::<anyhow::Result<Vec<_>>>()?,
+                );
+            }
+            out.push_str(&tabulate(&lines));
+            printed_any = !objects.is_empty();
+        }
         Format::Json | Format::Yaml => {
-            let single = objects.len() == 1 && wanted.len() == 1 && !wanted[0].1.is_empty();
             let doc = if single {
                 objects.pop().unwrap_or(Value::Null)
             } else {
@@ -206,7 +252,7 @@ pub async fn run(s: &Session, args: &GetArgs) -> anyhow::Result<()> {
                 })
             };
             let doc = tidy(doc);
-            if format == Format::Json {
+            if *format == Format::Json {
                 use serde::Serialize as _;
                 let mut buf = Vec::new();
                 let mut ser = serde_json::Serializer::with_formatter(

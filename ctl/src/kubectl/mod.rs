@@ -4,6 +4,7 @@
 pub mod config;
 pub mod describe;
 pub mod get;
+pub mod jsonpath;
 pub mod make;
 pub mod nodes;
 pub mod pods;
