@@ -734,3 +734,60 @@ fn describe_shows_details_and_events() {
         "Error from server (NotFound): pods \"nope\" not found\n"
     );
 }
+
+/// get -w prints the list, then a row for each change, in the header's columns.
+#[test]
+fn get_watch_prints_changes_as_rows() {
+    use std::io::BufRead as _;
+    let server = ApiServer::start(Backend::Embedded);
+    server.kubectl_ok(&["create", "configmap", "first", "--from-literal=a=1"]);
+    let mut child = Command::new(sibling_binary("skiffctl"))
+        .arg("--kubeconfig")
+        .arg(server.kubeconfig())
+        .args(["get", "configmaps", "-w"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("skiffctl get -w");
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let stdout = child.stdout.take().expect("stdout");
+    let _guard = Kill(child);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            if tx.send(line.unwrap_or_default()).is_err() {
+                return;
+            }
+        }
+    });
+    let next = || {
+        rx.recv_timeout(std::time::Duration::from_secs(20))
+            .expect("a line from get -w within 20 s")
+    };
+    let header = next();
+    assert!(header.starts_with("NAME"), "{header}");
+    while !next().starts_with("first ") {}
+    server.kubectl_ok(&[
+        "create",
+        "configmap",
+        "next",
+        "--from-literal=a=1",
+        "--from-literal=b=2",
+    ]);
+    let added = next();
+    assert!(added.starts_with("next "), "{added}");
+    let column = header.find("DATA").expect("DATA column");
+    assert_eq!(
+        &added[column..column + 1],
+        "2",
+        "aligned with the header:\n{header}\n{added}"
+    );
+    server.kubectl_ok(&["delete", "configmap", "first"]);
+    let deleted = next();
+    assert!(deleted.starts_with("first "), "{deleted}");
+}

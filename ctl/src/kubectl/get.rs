@@ -34,6 +34,9 @@ pub struct GetArgs {
     /// Leave out the header line.
     #[arg(long)]
     pub no_headers: bool,
+    /// After listing, keep printing changes.
+    #[arg(short = 'w', long)]
+    pub watch: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -136,6 +139,11 @@ pub async fn run(s: &Session, args: &GetArgs) -> anyhow::Result<()> {
     let mut objects: Vec<Value> = Vec::new();
     let mut failures: Vec<anyhow::Error> = Vec::new();
     let mut out = String::new();
+    let mut list_rv = String::new();
+    let mut last_table: Option<(Vec<Value>, Vec<Vec<String>>)> = None;
+    if args.watch && (wanted.len() != 1 || !matches!(format, Format::Table | Format::Wide)) {
+        bail!("watch is only supported on individual resources and table output");
+    }
     for (r, names) in &wanted {
         let table = matches!(format, Format::Table | Format::Wide);
         let base = r.path(ns);
@@ -171,6 +179,9 @@ pub async fn run(s: &Session, args: &GetArgs) -> anyhow::Result<()> {
                             .unwrap_or_default();
                     }
                     rows.extend(v["rows"].as_array().cloned().unwrap_or_default());
+                    if let Some(rv) = v["metadata"]["resourceVersion"].as_str() {
+                        list_rv = rv.to_string();
+                    }
                 }
                 Ok(v) => match v["items"].as_array() {
                     Some(items)
@@ -192,17 +203,16 @@ pub async fn run(s: &Session, args: &GetArgs) -> anyhow::Result<()> {
             if printed_any {
                 out.push('\n');
             }
-            out.push_str(&render_table(
-                &columns,
-                &rows,
-                &TableOptions {
-                    wide: *format == Format::Wide,
-                    namespace_column: args.all_namespaces && r.namespaced,
-                    labels: args.show_labels,
-                    prefix: several.then(|| r.qualified_kind()),
-                    headers: !args.no_headers,
-                },
-            ));
+            let options = TableOptions {
+                wide: *format == Format::Wide,
+                namespace_column: args.all_namespaces && r.namespaced,
+                labels: args.show_labels,
+                prefix: several.then(|| r.qualified_kind()),
+                headers: !args.no_headers,
+            };
+            let lines = table_lines(&columns, &rows, &options);
+            out.push_str(&tabulate(&lines));
+            last_table = Some((columns.clone(), lines));
             printed_any = true;
         }
         if *format == Format::Name {
@@ -275,6 +285,12 @@ pub async fn run(s: &Session, args: &GetArgs) -> anyhow::Result<()> {
         _ => {}
     }
     print!("{out}");
+    if args.watch {
+        use std::io::Write as _;
+        let _ = std::io::stdout().flush();
+        let (r, names) = &wanted[0];
+        return watch(s, args, r, names, &list_rv, last_table, format).await;
+    }
     if !printed_any && failures.is_empty() {
         let cluster_scoped = wanted.iter().all(|(r, _)| !r.namespaced);
         if args.all_namespaces || cluster_scoped {
@@ -339,7 +355,13 @@ fn cell(v: &Value) -> String {
 /// Prints a meta.k8s.io Table as kubectl does: upper-case headers, priority-0 columns (all of
 /// them with `-o wide`), columns padded as Go's tabwriter pads them (3 spaces past the
 /// widest cell, at least 6 wide; the last column not padded).
-pub fn render_table(columns: &[Value], rows: &[Value], o: &TableOptions) -> String {
+#[cfg(test)]
+fn render_table(columns: &[Value], rows: &[Value], o: &TableOptions) -> String {
+    tabulate(&table_lines(columns, rows, o))
+}
+
+/// The table's lines (header first), cells as kubectl shows them.
+fn table_lines(columns: &[Value], rows: &[Value], o: &TableOptions) -> Vec<Vec<String>> {
     let shown: Vec<usize> = columns
         .iter()
         .enumerate()
@@ -403,7 +425,104 @@ pub fn render_table(columns: &[Value], rows: &[Value], o: &TableOptions) -> Stri
         }
         lines.push(line);
     }
-    tabulate(&lines)
+    lines
+}
+
+/// `get -w`: after the list, each change as a row, aligned with what was printed (columns
+/// widen when a cell needs it, as kubectl's remembering tabwriter does).
+async fn watch(
+    s: &Session,
+    args: &GetArgs,
+    r: &Resource,
+    names: &[String],
+    rv: &str,
+    last: Option<(Vec<Value>, Vec<Vec<String>>)>,
+    format: &Format,
+) -> anyhow::Result<()> {
+    use futures::AsyncBufReadExt as _;
+    use futures::StreamExt as _;
+    let (mut columns, printed) = last.unwrap_or_default();
+    let mut widths: Vec<usize> = Vec::new();
+    for line in &printed {
+        for (i, c) in line.iter().enumerate() {
+            if widths.len() <= i {
+                widths.push(0);
+            }
+            widths[i] = widths[i].max(c.chars().count());
+        }
+    }
+    let ns = (!args.all_namespaces).then_some(s.namespace.as_str());
+    let mut q = form_urlencoded::Serializer::new(String::new());
+    q.append_pair("watch", "true");
+    q.append_pair("resourceVersion", rv);
+    q.append_pair("includeObject", "Metadata");
+    if let Some(l) = &args.selector {
+        q.append_pair("labelSelector", l);
+    }
+    let mut fields: Vec<String> = args.field_selector.iter().cloned().collect();
+    if let [name] = names {
+        fields.push(format!("metadata.name={name}"));
+    }
+    if !fields.is_empty() {
+        q.append_pair("fieldSelector", &fields.join(","));
+    }
+    let path = format!("{}?{}", r.path(ns), q.finish());
+    let req = http::Request::get(path.as_str())
+        .header(http::header::ACCEPT, TABLE)
+        .body(Vec::new())?;
+    let stream = s
+        .client
+        .request_stream(req)
+        .await
+        .map_err(|e| super::explain(e, &s.server))?;
+    let mut lines = stream.lines();
+    let options = TableOptions {
+        wide: *format == Format::Wide,
+        namespace_column: args.all_namespaces && r.namespaced,
+        labels: args.show_labels,
+        prefix: None,
+        headers: false,
+    };
+    while let Some(line) = lines.next().await {
+        let line = line?;
+        let Ok(event) = serde_json::from_str::<Value>(&line) else {
+            continue;
+        };
+        match event["type"].as_str() {
+            Some("ERROR") => bail!(
+                "{}",
+                event["object"]["message"]
+                    .as_str()
+                    .unwrap_or("watch failed")
+            ),
+            Some("BOOKMARK") | None => continue,
+            _ => {}
+        }
+        let table = &event["object"];
+        if let Some(defs) = table["columnDefinitions"]
+            .as_array()
+            .filter(|d| !d.is_empty())
+        {
+            columns = defs.clone();
+        }
+        let rows = table["rows"].as_array().cloned().unwrap_or_default();
+        for row in table_lines(&columns, &rows, &options) {
+            let mut text = String::new();
+            for (i, c) in row.iter().enumerate() {
+                if widths.len() <= i {
+                    widths.push(0);
+                }
+                widths[i] = widths[i].max(c.chars().count());
+                text.push_str(c);
+                if i + 1 < row.len() {
+                    let width = (widths[i] + 3).max(6);
+                    text.extend(std::iter::repeat_n(' ', width - c.chars().count()));
+                }
+            }
+            println!("{text}");
+        }
+    }
+    Ok(())
 }
 
 /// Go tabwriter's layout with kubectl's settings (min width 6, padding 3, spaces).
