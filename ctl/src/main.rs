@@ -92,6 +92,20 @@ enum Command {
     Logs(kubectl::pods::LogsArgs),
     /// Run a command in a container (`-it` for an interactive terminal).
     Exec(kubectl::pods::ExecArgs),
+    /// Make a HorizontalPodAutoscaler for a Deployment, ReplicaSet or ReplicationController.
+    Autoscale(kubectl::make::AutoscaleArgs),
+    /// Edit an object in $KUBE_EDITOR / $EDITOR and save it back.
+    Edit {
+        #[arg(required = true)]
+        args: Vec<String>,
+    },
+    /// CPU and memory use of nodes or pods (from metrics.k8s.io).
+    Top {
+        /// nodes or pods.
+        what: String,
+        #[arg(short = 'A', long)]
+        all_namespaces: bool,
+    },
     /// Show an object's details and the events about it.
     Describe {
         /// TYPE [NAME...] or TYPE/NAME...
@@ -222,6 +236,12 @@ fn run_remote(globals: &kubectl::Globals, command: Command) -> anyhow::Result<()
             }
             Command::Rollout(cmd) => kubectl::rollout::run(&session, &cmd).await,
             Command::Logs(args) => kubectl::pods::logs(&session, &args).await,
+            Command::Autoscale(args) => kubectl::make::autoscale(&session, &args).await,
+            Command::Edit { args } => kubectl::make::edit(&session, &args).await,
+            Command::Top {
+                what,
+                all_namespaces,
+            } => kubectl::make::top(&session, &what, all_namespaces).await,
             Command::Describe { args } => kubectl::describe::run(&session, &args).await,
             Command::Cordon { node } => kubectl::nodes::cordon(&session, &node, true).await,
             Command::Uncordon { node } => kubectl::nodes::cordon(&session, &node, false).await,

@@ -791,3 +791,97 @@ fn get_watch_prints_changes_as_rows() {
     let deleted = next();
     assert!(deleted.starts_with("first "), "{deleted}");
 }
+
+/// autoscale, edit and top, side by side with kubectl.
+#[test]
+fn autoscale_edit_and_top_match_kubectl() {
+    let server = ApiServer::start(Backend::Embedded);
+    for name in ["k", "s"] {
+        server.kubectl_stdin_ok(&["create", "-f", "-"], &deployment(name, 1, "x: z"));
+    }
+    let run = |tool: &str, args: &[&str], editor: Option<&str>| -> Output {
+        let mut c = if tool == "kubectl" {
+            let mut c = Command::new("kubectl");
+            c.arg("--kubeconfig").arg(server.kubeconfig());
+            c
+        } else {
+            let mut c = Command::new(sibling_binary("skiffctl"));
+            c.arg("--kubeconfig").arg(server.kubeconfig());
+            c
+        };
+        if let Some(e) = editor {
+            c.env("KUBE_EDITOR", e);
+        }
+        c.args(args).output().expect("run")
+    };
+    let pair = |args: &[&str], editor: Option<&str>| {
+        let t = run(
+            "kubectl",
+            &args
+                .iter()
+                .map(|a| a.replace("NAME", "k"))
+                .collect::<Vec<_>>()
+                .iter()
+                .map(String::as_str)
+                .collect::<Vec<_>>(),
+            editor,
+        );
+        let o = run(
+            "skiffctl",
+            &args
+                .iter()
+                .map(|a| a.replace("NAME", "s"))
+                .collect::<Vec<_>>()
+                .iter()
+                .map(String::as_str)
+                .collect::<Vec<_>>(),
+            editor,
+        );
+        assert_eq!(o.status.code(), t.status.code(), "{args:?}: {}", text(&o));
+        assert_eq!(
+            text(&o).replace("/s ", "/k ").replace("/s\n", "/k\n"),
+            text(&t),
+            "{args:?}"
+        );
+    };
+    pair(
+        &[
+            "autoscale",
+            "deployment",
+            "NAME",
+            "--min=1",
+            "--max=5",
+            "--cpu-percent=50",
+        ],
+        None,
+    );
+    let (k, s) = (
+        json_of(&server, &["get", "hpa", "k"]),
+        json_of(&server, &["get", "hpa", "s"]),
+    );
+    assert_eq!(s["spec"]["metrics"], k["spec"]["metrics"]);
+    assert_eq!(
+        (
+            s["spec"]["minReplicas"].clone(),
+            s["spec"]["maxReplicas"].clone()
+        ),
+        (
+            k["spec"]["minReplicas"].clone(),
+            k["spec"]["maxReplicas"].clone()
+        )
+    );
+    assert_eq!(s["spec"]["scaleTargetRef"]["name"], "s");
+    pair(
+        &["edit", "deployment", "NAME"],
+        Some("sed -i 's/replicas: 1$/replicas: 4/'"),
+    );
+    for n in ["k", "s"] {
+        assert_eq!(
+            json_of(&server, &["get", "deploy", n])["spec"]["replicas"],
+            4,
+            "{n} edited"
+        );
+    }
+    pair(&["edit", "deployment", "NAME"], Some("true"));
+    pair(&["top", "nodes"], None);
+}

@@ -568,3 +568,228 @@ mod tests {
         );
     }
 }
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct AutoscaleArgs {
+    /// TYPE NAME or TYPE/NAME (a Deployment, ReplicaSet, ReplicationController or StatefulSet).
+    #[arg(required = true)]
+    pub args: Vec<String>,
+    #[arg(long)]
+    pub min: Option<i32>,
+    #[arg(long, required = true)]
+    pub max: i32,
+    /// Target average CPU utilisation (percent of requests).
+    #[arg(long)]
+    pub cpu_percent: Option<i32>,
+    #[arg(long)]
+    pub name: Option<String>,
+}
+
+/// `autoscale`: an autoscaling/v2 HorizontalPodAutoscaler for the object, as kubectl makes it.
+pub async fn autoscale(s: &Session, a: &AutoscaleArgs) -> anyhow::Result<()> {
+    let all = resources::discover(s).await?;
+    let ts = targets(&all, &a.args, &s.namespace)?;
+    let [t] = ts.as_slice() else {
+        bail!("autoscale takes one object");
+    };
+    if ![
+        "Deployment",
+        "ReplicaSet",
+        "ReplicationController",
+        "StatefulSet",
+    ]
+    .contains(&t.resource.kind.as_str())
+    {
+        bail!("cannot autoscale a {}", t.resource.kind);
+    }
+    let name = a.name.clone().unwrap_or_else(|| t.name.clone());
+    let mut spec = json!({
+        "scaleTargetRef": { "apiVersion": t.resource.api_version(), "kind": t.resource.kind, "name": t.name },
+        "maxReplicas": a.max,
+    });
+    if let Some(min) = a.min {
+        spec["minReplicas"] = json!(min);
+    }
+    if let Some(cpu) = a.cpu_percent {
+        spec["metrics"] = json!([{ "type": "Resource", "resource": { "name": "cpu",
+            "target": { "type": "Utilization", "averageUtilization": cpu } } }]);
+    }
+    let hpa = json!({
+        "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+        "metadata": { "name": name }, "spec": spec
+    });
+    post(
+        s,
+        &format!(
+            "/apis/autoscaling/v2/namespaces/{}/horizontalpodautoscalers",
+            s.namespace
+        ),
+        &hpa,
+    )
+    .await?;
+    println!("horizontalpodautoscaler.autoscaling/{name} autoscaled");
+    Ok(())
+}
+
+/// `edit`: the object as YAML in `$EDITOR` (`$KUBE_EDITOR` first, else vi), then replaced.
+pub async fn edit(s: &Session, words: &[String]) -> anyhow::Result<()> {
+    let all = resources::discover(s).await?;
+    for t in targets(&all, words, &s.namespace)? {
+        let path = format!("{}/{}", t.resource.path(t.namespace.as_deref()), t.name);
+        let mut obj = s.get_json(&path, "application/json").await?;
+        if let Some(m) = obj["metadata"].as_object_mut() {
+            m.shift_remove("managedFields");
+        }
+        let before = serde_yaml::to_string(&obj)?;
+        let dir = std::env::temp_dir().join(format!("skiffctl-edit-{}", std::process::id()));
+        std::fs::create_dir_all(&dir)?;
+        let file = dir.join(format!("{}-{}.yaml", t.resource.plural, t.name));
+        std::fs::write(
+            &file,
+            format!(
+                "# Please edit the object below. Lines beginning with a '#' will be ignored,\n# and an empty file will abort the edit.\n#\n{before}"
+            ),
+        )?;
+        let editor = std::env::var("KUBE_EDITOR")
+            .or_else(|_| std::env::var("EDITOR"))
+            .unwrap_or_else(|_| "vi".into());
+        let status = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!("{editor} \"$1\""))
+            .arg("sh")
+            .arg(&file)
+            .status()
+            .map_err(|e| anyhow!("running the editor {editor}: {e}"))?;
+        if !status.success() {
+            bail!("the editor {editor} exited with {status}");
+        }
+        let edited = std::fs::read_to_string(&file)?;
+        let _ = std::fs::remove_dir_all(&dir);
+        let body: String = edited
+            .lines()
+            .filter(|l| !l.trim_start().starts_with('#'))
+            .collect::<Vec<_>>()
+            .join("\n");
+        if body.trim().is_empty() {
+            println!("Edit cancelled, saved file was empty.");
+            continue;
+        }
+        let new: Value = serde_yaml::from_str(&body)
+            .map_err(|e| anyhow!("the edited file is not valid YAML: {e}"))?;
+        if new == obj {
+            println!("Edit cancelled, no changes made.");
+            continue;
+        }
+        let req = http::Request::put(path.as_str())
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .header(http::header::ACCEPT, "application/json")
+            .body(serde_json::to_vec(&new)?)?;
+        s.client
+            .request_text(req)
+            .await
+            .map_err(|e| super::explain(e, &s.server))?;
+        println!("{}/{} edited", t.resource.qualified_kind(), t.name);
+    }
+    Ok(())
+}
+
+/// `top nodes|pods`, from the resource metrics API (`metrics.k8s.io`).
+pub async fn top(s: &Session, what: &str, all_namespaces: bool) -> anyhow::Result<()> {
+    let path = match what {
+        "node" | "nodes" | "no" => "/apis/metrics.k8s.io/v1beta1/nodes".to_string(),
+        "pod" | "pods" | "po" if all_namespaces => "/apis/metrics.k8s.io/v1beta1/pods".to_string(),
+        "pod" | "pods" | "po" => format!(
+            "/apis/metrics.k8s.io/v1beta1/namespaces/{}/pods",
+            s.namespace
+        ),
+        other => bail!("unknown command \"{other}\" for \"skiffctl top\": use nodes or pods"),
+    };
+    let list = match s.get_json(&path, "application/json").await {
+        Ok(l) => l,
+        Err(e) if e.to_string().contains("(NotFound)") => bail!("Metrics API not available"),
+        Err(e) => return Err(e),
+    };
+    let cpu_m = |q: &str| -> i64 {
+        if let Some(n) = q.strip_suffix('n') {
+            n.parse::<i64>().unwrap_or(0) / 1_000_000
+        } else if let Some(u) = q.strip_suffix('u') {
+            u.parse::<i64>().unwrap_or(0) / 1_000
+        } else if let Some(m) = q.strip_suffix('m') {
+            m.parse().unwrap_or(0)
+        } else {
+            (q.parse::<f64>().unwrap_or(0.0) * 1000.0) as i64
+        }
+    };
+    let mem_mi = |q: &str| -> i64 {
+        let (n, mult) = [
+            ("Ki", 1024i64),
+            ("Mi", 1 << 20),
+            ("Gi", 1 << 30),
+            ("k", 1000),
+            ("M", 1_000_000),
+        ]
+        .iter()
+        .find_map(|(suffix, m)| q.strip_suffix(suffix).map(|n| (n, *m)))
+        .unwrap_or((q, 1));
+        n.parse::<i64>().unwrap_or(0) * mult / (1 << 20)
+    };
+    let mut lines = Vec::new();
+    let items = list["items"].as_array().cloned().unwrap_or_default();
+    if what.starts_with('n') {
+        lines.push(vec![
+            "NAME".to_string(),
+            "CPU(cores)".into(),
+            "MEMORY(bytes)".into(),
+        ]);
+        for i in &items {
+            lines.push(vec![
+                i["metadata"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+                format!("{}m", cpu_m(i["usage"]["cpu"].as_str().unwrap_or("0"))),
+                format!("{}Mi", mem_mi(i["usage"]["memory"].as_str().unwrap_or("0"))),
+            ]);
+        }
+    } else {
+        let mut header = vec![
+            "NAME".to_string(),
+            "CPU(cores)".into(),
+            "MEMORY(bytes)".into(),
+        ];
+        if all_namespaces {
+            header.insert(0, "NAMESPACE".into());
+        }
+        lines.push(header);
+        for i in &items {
+            let (mut cpu, mut mem) = (0, 0);
+            for c in i["containers"].as_array().into_iter().flatten() {
+                cpu += cpu_m(c["usage"]["cpu"].as_str().unwrap_or("0"));
+                mem += mem_mi(c["usage"]["memory"].as_str().unwrap_or("0"));
+            }
+            let mut line = vec![
+                i["metadata"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+                format!("{cpu}m"),
+                format!("{mem}Mi"),
+            ];
+            if all_namespaces {
+                line.insert(
+                    0,
+                    i["metadata"]["namespace"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string(),
+                );
+            }
+            lines.push(line);
+        }
+    }
+    if items.is_empty() {
+        bail!("metrics not available yet");
+    }
+    print!("{}", super::get::tabulate_with(&lines, 0, 3));
+    Ok(())
+}
