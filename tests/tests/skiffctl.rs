@@ -264,6 +264,45 @@ fn version_cluster_info_api_resources_and_contexts() {
                 == ["deployments", "deploy", "apps/v1", "true", "Deployment"]),
         "{ours}"
     );
+    // set-context on copies of the kubeconfig: the same words and the same result.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (theirs, ours) = (dir.path().join("k"), dir.path().join("s"));
+    std::fs::copy(server.kubeconfig(), &theirs).expect("copy");
+    std::fs::copy(server.kubeconfig(), &ours).expect("copy");
+    for args in [
+        vec!["config", "set-context", "--current", "--namespace=shop"],
+        vec![
+            "config",
+            "set-context",
+            "other",
+            "--cluster=skiff",
+            "--user=admin",
+        ],
+    ] {
+        let t = Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(&theirs)
+            .args(&args)
+            .output()
+            .expect("kubectl");
+        let o = Command::new(sibling_binary("skiffctl"))
+            .arg("--kubeconfig")
+            .arg(&ours)
+            .args(&args)
+            .output()
+            .expect("skiffctl");
+        assert_eq!(text(&o), text(&t), "{args:?}");
+    }
+    for path in [&theirs, &ours] {
+        let contexts = Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(path)
+            .args(["config", "get-contexts"])
+            .output()
+            .expect("kubectl");
+        let shown = text(&contexts);
+        assert!(shown.contains("shop") && shown.contains("other"), "{shown}");
+    }
     let ctx = text(&skiffctl(&server, &["config", "current-context"]));
     assert_eq!(
         ctx.trim(),

@@ -15,6 +15,19 @@ pub enum ConfigCmd {
     UseContext { name: String },
     /// Print the merged kubeconfig (certificate and key data left out).
     View,
+    /// Create or change a context: `set-context NAME|--current [--namespace=NS] [--cluster=C]
+    /// [--user=U]`.
+    SetContext {
+        name: Option<String>,
+        #[arg(long)]
+        current: bool,
+        #[arg(long)]
+        namespace: Option<String>,
+        #[arg(long)]
+        cluster: Option<String>,
+        #[arg(long)]
+        user: Option<String>,
+    },
 }
 
 pub fn run(g: &Globals, cmd: &ConfigCmd) -> anyhow::Result<()> {
@@ -61,6 +74,69 @@ pub fn run(g: &Globals, cmd: &ConfigCmd) -> anyhow::Result<()> {
             std::fs::write(&path, serde_yaml::to_string(&doc)?)
                 .with_context(|| format!("writing {}", path.display()))?;
             println!("Switched to context \"{name}\".");
+        }
+        ConfigCmd::SetContext {
+            name,
+            current,
+            namespace,
+            cluster,
+            user,
+        } => {
+            let name = match (name, current) {
+                (Some(n), false) => n.clone(),
+                (None, true) => kc
+                    .current_context
+                    .clone()
+                    .filter(|c| !c.is_empty())
+                    .ok_or_else(|| anyhow!("no current context is set"))?,
+                _ => bail!("give a context name or --current"),
+            };
+            let path = crate::cluster::kubeconfig_target(g.kubeconfig.as_deref());
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            let mut doc: serde_yaml::Value = if text.trim().is_empty() {
+                serde_yaml::from_str("apiVersion: v1\nkind: Config\ncontexts: []\n")?
+            } else {
+                serde_yaml::from_str(&text)
+                    .map_err(|e| anyhow!("{} is not a kubeconfig: {e}", path.display()))?
+            };
+            if !doc["contexts"].is_sequence() {
+                doc["contexts"] = serde_yaml::Value::Sequence(Vec::new());
+            }
+            let contexts = doc["contexts"].as_sequence_mut().expect("a list");
+            let existed = contexts
+                .iter()
+                .any(|c| c["name"].as_str() == Some(name.as_str()));
+            if !existed {
+                let mut entry = serde_yaml::Mapping::new();
+                entry.insert("name".into(), name.clone().into());
+                entry.insert(
+                    "context".into(),
+                    serde_yaml::Value::Mapping(Default::default()),
+                );
+                contexts.push(serde_yaml::Value::Mapping(entry));
+            }
+            let entry = contexts
+                .iter_mut()
+                .find(|c| c["name"].as_str() == Some(name.as_str()))
+                .expect("just added");
+            if !entry["context"].is_mapping() {
+                entry["context"] = serde_yaml::Value::Mapping(Default::default());
+            }
+            for (key, value) in [
+                ("namespace", namespace),
+                ("cluster", cluster),
+                ("user", user),
+            ] {
+                if let Some(v) = value {
+                    entry["context"][key] = serde_yaml::Value::String(v.clone());
+                }
+            }
+            std::fs::write(&path, serde_yaml::to_string(&doc)?)
+                .with_context(|| format!("writing {}", path.display()))?;
+            println!(
+                "Context \"{name}\" {}.",
+                if existed { "modified" } else { "created" }
+            );
         }
         ConfigCmd::View => {
             let mut doc = serde_json::to_value(&kc)?;
