@@ -1,6 +1,6 @@
 //! Compact caches: a watcher per kind keeps, instead of the objects themselves (as a
 //! reflector would), what the proxy needs of each ([`crate::model::Svc`],
-//! [`crate::model::Slice`]). A relist replaces the whole map at once, as a reflector's store
+//! [`crate::model::Slice`], a Node's name, podCIDR and addresses). A relist replaces the whole map at once, as a reflector's store
 //! does.
 
 use std::collections::HashMap;

@@ -18,12 +18,9 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use kube::runtime::reflector::{self, Store};
-use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Api, ResourceExt as _};
+use kube::Api;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -50,45 +47,6 @@ struct Health {
     service_ports: usize,
 }
 
-fn watch<K>(api: Api<K>, changed: Arc<Notify>, stop: CancellationToken) -> Store<K>
-where
-    K: kube::Resource<DynamicType = ()>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug
-        + Send
-        + Sync
-        + 'static,
-{
-    let (reader, writer) = reflector::store();
-    let stream = watcher(api, watcher::Config::default())
-        .default_backoff()
-        // Only specs and statuses matter here: managedFields (a JSON tree per writer) and the
-        // last-applied annotation would be most of what is cached.
-        .modify(|o| {
-            o.managed_fields_mut().clear();
-            o.annotations_mut()
-                .remove("kubectl.kubernetes.io/last-applied-configuration");
-        })
-        .reflect(writer)
-        // Deletions must trigger a sync too (a removed Node's route, a deleted Service's rules).
-        .touched_objects();
-    tokio::spawn(async move {
-        let mut stream = std::pin::pin!(stream);
-        loop {
-            tokio::select! {
-                e = stream.next() => match e {
-                    Some(Ok(_)) => changed.notify_one(),
-                    Some(Err(e)) => tracing::warn!(error = %e, "watch failed; retrying"),
-                    None => return,
-                },
-                _ = stop.cancelled() => return,
-            }
-        }
-    });
-    reader
-}
-
 /// Runs the proxy until `shutdown`.
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     let client = skiff_client::client(&config.kubeconfig).await?;
@@ -105,8 +63,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         changed.clone(),
         shutdown.clone(),
     );
-    let nodes = watch(
+    let nodes = cache::watch(
         Api::<Node>::all(client.clone()),
+        compact_node,
         changed.clone(),
         shutdown.clone(),
     );
@@ -119,7 +78,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let _ = tokio::time::timeout(Duration::from_secs(60), async {
         services.wait_until_ready().await;
         slices.wait_until_ready().await;
-        nodes.wait_until_ready().await.ok();
+        nodes.wait_until_ready().await;
     })
     .await;
 
@@ -158,7 +117,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         let settings = rules::Settings {
             cluster_cidr: config.cluster_cidr,
             service_cidr: config.service_cidr,
-            local_pod_cidr: local_pod_cidr(&nodes.state(), &config.node_name),
+            local_pod_cidr: local_pod_cidr(&nodes.values(), &config.node_name),
         };
         if settings != *renderer.settings() {
             renderer = rules::Renderer::new(settings);
@@ -207,7 +166,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
                 continue;
             }
         }
-        router.sync(&nodes.state());
+        router.sync(&nodes.values());
         {
             let mut h = health.lock().expect("health lock");
             h.last_sync = Some(SystemTime::now());
@@ -223,6 +182,22 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         }
     }
     Ok(())
+}
+
+/// What the routes need of a Node: its name, spec (podCIDR) and addresses; the rest (images,
+/// conditions, managedFields) is dropped.
+fn compact_node(n: &Node) -> Option<Node> {
+    Some(Node {
+        metadata: kube::api::ObjectMeta {
+            name: n.metadata.name.clone(),
+            ..Default::default()
+        },
+        spec: n.spec.clone(),
+        status: Some(k8s_openapi::api::core::v1::NodeStatus {
+            addresses: n.status.as_ref().and_then(|s| s.addresses.clone()),
+            ..Default::default()
+        }),
+    })
 }
 
 /// This node's `spec.podCIDR`, once the controller-manager has assigned it.

@@ -311,6 +311,43 @@ fn version_cluster_info_api_resources_and_contexts() {
     same(&server, &["config", "get-contexts"]);
 }
 
+/// The same command by kubectl on twin object `k` and by skiffctl on twin `s` (`NAME` in the
+/// arguments; `KUBE_EDITOR` set when `editor` is): both exit alike. Returns kubectl's output
+/// and skiffctl's with the name `s` turned into `k`.
+fn twins(server: &ApiServer, args: &[&str], editor: Option<&str>) -> (String, String) {
+    let run = |program: std::path::PathBuf, name: &str| {
+        let mut c = Command::new(program);
+        c.arg("--kubeconfig").arg(server.kubeconfig());
+        if let Some(e) = editor {
+            c.env("KUBE_EDITOR", e);
+        }
+        c.args(args.iter().map(|a| a.replace("NAME", name)))
+            .output()
+            .expect("run")
+    };
+    let theirs = run("kubectl".into(), "k");
+    let ours = run(sibling_binary("skiffctl"), "s");
+    assert_eq!(
+        ours.status.code(),
+        theirs.status.code(),
+        "{args:?}: {}",
+        text(&ours)
+    );
+    let mut renamed = text(&ours);
+    for before in ["/", "\"", "-"] {
+        for after in [" ", "\n", "\""] {
+            renamed = renamed.replace(&format!("{before}s{after}"), &format!("{before}k{after}"));
+        }
+    }
+    (text(&theirs), renamed)
+}
+
+/// [`twins`], and both printed the same.
+fn same_twins(server: &ApiServer, args: &[&str]) {
+    let (theirs, ours) = twins(server, args, None);
+    assert_eq!(ours, theirs, "{args:?}");
+}
+
 fn deployment(name: &str, replicas: u32, labels: &str) -> String {
     format!(
         "apiVersion: apps/v1
@@ -416,23 +453,7 @@ fn scale_label_set_image_and_delete_match_kubectl() {
     for name in ["k", "s"] {
         server.kubectl_stdin_ok(&["create", "-f", "-"], &deployment(name, 1, "x: z"));
     }
-    let twin = |args: &[&str]| {
-        let theirs: Vec<String> = args.iter().map(|a| a.replace("NAME", "k")).collect();
-        let ours: Vec<String> = args.iter().map(|a| a.replace("NAME", "s")).collect();
-        let theirs: Vec<&str> = theirs.iter().map(String::as_str).collect();
-        let ours: Vec<&str> = ours.iter().map(String::as_str).collect();
-        let t = server.kubectl(&theirs);
-        let o = skiffctl(&server, &ours);
-        assert_eq!(o.status.code(), t.status.code(), "{args:?}: {}", text(&o));
-        assert_eq!(
-            text(&o)
-                .replace("/s ", "/k ")
-                .replace("\"s\"", "\"k\"")
-                .replace("/s\n", "/k\n"),
-            text(&t),
-            "{args:?}"
-        );
-    };
+    let twin = |args: &[&str]| same_twins(&server, args);
     twin(&["scale", "deployment", "NAME", "--replicas=4"]);
     twin(&["scale", "deploy/NAME", "--replicas=2"]);
     twin(&["label", "deploy", "NAME", "env=prod", "x-"]);
@@ -515,20 +536,7 @@ fn rollouts_match_kubectl() {
     };
     done("k", "kubectl");
     done("s", "skiffctl");
-    let both = |args: &[&str]| -> (String, String) {
-        let theirs: Vec<String> = args.iter().map(|a| a.replace("NAME", "k")).collect();
-        let ours: Vec<String> = args.iter().map(|a| a.replace("NAME", "s")).collect();
-        let t = server.kubectl(&theirs.iter().map(String::as_str).collect::<Vec<_>>());
-        let o = skiffctl(
-            &server,
-            &ours.iter().map(String::as_str).collect::<Vec<_>>(),
-        );
-        assert_eq!(o.status.code(), t.status.code(), "{args:?}: {}", text(&o));
-        (
-            text(&t),
-            text(&o).replace("/s", "/k").replace("\"s\"", "\"k\""),
-        )
-    };
+    let both = |args: &[&str]| twins(&server, args, None);
     let (t, o) = both(&["rollout", "undo", "deploy/NAME"]);
     assert_eq!(o, t, "no history yet");
     for name in ["k", "s"] {
@@ -584,26 +592,7 @@ fn rollouts_match_kubectl() {
 #[test]
 fn generators_match_kubectl() {
     let server = ApiServer::start(Backend::Embedded);
-    let twin = |args: &[&str]| {
-        let theirs: Vec<String> = args.iter().map(|a| a.replace("NAME", "k")).collect();
-        let ours: Vec<String> = args.iter().map(|a| a.replace("NAME", "s")).collect();
-        let t = server.kubectl(&theirs.iter().map(String::as_str).collect::<Vec<_>>());
-        let o = skiffctl(
-            &server,
-            &ours.iter().map(String::as_str).collect::<Vec<_>>(),
-        );
-        assert_eq!(o.status.code(), t.status.code(), "{args:?}: {}", text(&o));
-        assert_eq!(
-            text(&o)
-                .replace("-s ", "-k ")
-                .replace("/s ", "/k ")
-                .replace("/s\n", "/k\n")
-                .replace("-s\n", "-k\n")
-                .replace("-s\"", "-k\""),
-            text(&t),
-            "{args:?}"
-        );
-    };
+    let twin = |args: &[&str]| same_twins(&server, args);
     let both = |args: &[&str]| -> (serde_json::Value, serde_json::Value) {
         let get = |n: &str| {
             let a: Vec<String> = args.iter().map(|a| a.replace("NAME", n)).collect();
@@ -838,50 +827,9 @@ fn autoscale_edit_and_top_match_kubectl() {
     for name in ["k", "s"] {
         server.kubectl_stdin_ok(&["create", "-f", "-"], &deployment(name, 1, "x: z"));
     }
-    let run = |tool: &str, args: &[&str], editor: Option<&str>| -> Output {
-        let mut c = if tool == "kubectl" {
-            let mut c = Command::new("kubectl");
-            c.arg("--kubeconfig").arg(server.kubeconfig());
-            c
-        } else {
-            let mut c = Command::new(sibling_binary("skiffctl"));
-            c.arg("--kubeconfig").arg(server.kubeconfig());
-            c
-        };
-        if let Some(e) = editor {
-            c.env("KUBE_EDITOR", e);
-        }
-        c.args(args).output().expect("run")
-    };
     let pair = |args: &[&str], editor: Option<&str>| {
-        let t = run(
-            "kubectl",
-            &args
-                .iter()
-                .map(|a| a.replace("NAME", "k"))
-                .collect::<Vec<_>>()
-                .iter()
-                .map(String::as_str)
-                .collect::<Vec<_>>(),
-            editor,
-        );
-        let o = run(
-            "skiffctl",
-            &args
-                .iter()
-                .map(|a| a.replace("NAME", "s"))
-                .collect::<Vec<_>>()
-                .iter()
-                .map(String::as_str)
-                .collect::<Vec<_>>(),
-            editor,
-        );
-        assert_eq!(o.status.code(), t.status.code(), "{args:?}: {}", text(&o));
-        assert_eq!(
-            text(&o).replace("/s ", "/k ").replace("/s\n", "/k\n"),
-            text(&t),
-            "{args:?}"
-        );
+        let (theirs, ours) = twins(&server, args, editor);
+        assert_eq!(ours, theirs, "{args:?}");
     };
     pair(
         &[

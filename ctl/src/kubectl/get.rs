@@ -270,12 +270,7 @@ pub async fn run(s: &Session, args: &GetArgs) -> anyhow::Result<()> {
                     serde_json::ser::PrettyFormatter::with_indent(b"    "),
                 );
                 doc.serialize(&mut ser)?;
-                // Go's encoder escapes these three (they can only occur inside strings).
-                let text = String::from_utf8_lossy(&buf)
-                    .replace('<', "\\u003c")
-                    .replace('>', "\\u003e")
-                    .replace('&', "\\u0026");
-                out.push_str(&text);
+                out.push_str(&super::go_escape(&String::from_utf8_lossy(&buf)));
                 out.push('\n');
             } else {
                 out.push_str(&serde_yaml::to_string(&doc)?);
@@ -311,25 +306,21 @@ pub async fn run(s: &Session, args: &GetArgs) -> anyhow::Result<()> {
 /// An object as kubectl prints it: keys sorted, managedFields left out (kubectl's
 /// `--show-managed-fields=false`).
 fn tidy(v: Value) -> Value {
-    match v {
-        Value::Object(map) => {
-            let mut entries: Vec<(String, Value)> = map.into_iter().collect();
-            entries.sort_by(|a, b| a.0.cmp(&b.0));
-            let mut out = serde_json::Map::new();
-            for (k, v) in entries {
-                let mut v = tidy(v);
-                if k == "metadata"
-                    && let Some(m) = v.as_object_mut()
-                {
-                    m.shift_remove("managedFields");
+    fn strip(v: &mut Value) {
+        match v {
+            Value::Object(m) => {
+                if let Some(meta) = m.get_mut("metadata").and_then(Value::as_object_mut) {
+                    meta.shift_remove("managedFields");
                 }
-                out.insert(k, v);
+                m.values_mut().for_each(strip);
             }
-            Value::Object(out)
+            Value::Array(items) => items.iter_mut().for_each(strip),
+            _ => {}
         }
-        Value::Array(items) => Value::Array(items.into_iter().map(tidy).collect()),
-        other => other,
     }
+    let mut v = super::sorted(v);
+    strip(&mut v);
+    v
 }
 
 pub struct TableOptions {

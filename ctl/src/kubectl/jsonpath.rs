@@ -187,26 +187,10 @@ fn select<'a>(values: Vec<&'a Value>, steps: &[Step]) -> Vec<&'a Value> {
 
 /// A value as kubectl prints it: strings bare, the rest as JSON.
 pub fn text(v: &Value) -> String {
-    fn sorted(v: &Value) -> Value {
-        match v {
-            Value::Object(m) => {
-                let mut entries: Vec<(&String, &Value)> = m.iter().collect();
-                entries.sort_by(|a, b| a.0.cmp(b.0));
-                Value::Object(
-                    entries
-                        .into_iter()
-                        .map(|(k, v)| (k.clone(), sorted(v)))
-                        .collect(),
-                )
-            }
-            Value::Array(a) => Value::Array(a.iter().map(sorted).collect()),
-            other => other.clone(),
-        }
-    }
     match v {
         Value::String(s) => s.clone(),
         // As Go prints a map: keys in order.
-        other => sorted(other).to_string(),
+        other => super::sorted(other.clone()).to_string(),
     }
 }
 

@@ -115,16 +115,8 @@ fn key_values(literals: &[String], files: &[String]) -> anyhow::Result<Map<Strin
 }
 
 async fn post(s: &Session, path: &str, body: &Value) -> anyhow::Result<Value> {
-    let req = http::Request::post(path)
-        .header(http::header::CONTENT_TYPE, "application/json")
-        .header(http::header::ACCEPT, "application/json")
-        .body(serde_json::to_vec(body)?)?;
-    let text = s
-        .client
-        .request_text(req)
+    s.send(http::Method::POST, path, "application/json", Some(body))
         .await
-        .map_err(|e| super::explain(e, &s.server))?;
-    Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
 }
 
 fn ports_of(tcp: &[String]) -> anyhow::Result<Vec<Value>> {
@@ -406,16 +398,9 @@ pub async fn patch(s: &Session, words: &[String], body: &str, kind: &str) -> any
     for t in targets(&all, words, &s.namespace)? {
         let path = format!("{}/{}", t.resource.path(t.namespace.as_deref()), t.name);
         let before = s.get_json(&path, "application/json").await?;
-        let req = http::Request::patch(path.as_str())
-            .header(http::header::CONTENT_TYPE, content_type)
-            .header(http::header::ACCEPT, "application/json")
-            .body(serde_json::to_vec(&patch)?)?;
-        let text = s
-            .client
-            .request_text(req)
-            .await
-            .map_err(|e| super::explain(e, &s.server))?;
-        let after: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+        let after = s
+            .send(http::Method::PATCH, &path, content_type, Some(&patch))
+            .await?;
         let same = before["metadata"]["resourceVersion"] == after["metadata"]["resourceVersion"];
         println!(
             "{}/{} patched{}",
@@ -446,14 +431,8 @@ pub async fn replace(s: &Session, files: &[String]) -> anyhow::Result<()> {
             .as_str()
             .unwrap_or(&s.namespace);
         let path = format!("{}/{name}", r.path(Some(ns)));
-        let req = http::Request::put(path.as_str())
-            .header(http::header::CONTENT_TYPE, "application/json")
-            .header(http::header::ACCEPT, "application/json")
-            .body(serde_json::to_vec(&doc)?)?;
-        s.client
-            .request_text(req)
-            .await
-            .map_err(|e| super::explain(e, &s.server))?;
+        s.send(http::Method::PUT, &path, "application/json", Some(&doc))
+            .await?;
         println!("{}/{name} replaced", r.qualified_kind());
     }
     Ok(())
@@ -680,14 +659,8 @@ pub async fn edit(s: &Session, words: &[String]) -> anyhow::Result<()> {
             println!("Edit cancelled, no changes made.");
             continue;
         }
-        let req = http::Request::put(path.as_str())
-            .header(http::header::CONTENT_TYPE, "application/json")
-            .header(http::header::ACCEPT, "application/json")
-            .body(serde_json::to_vec(&new)?)?;
-        s.client
-            .request_text(req)
-            .await
-            .map_err(|e| super::explain(e, &s.server))?;
+        s.send(http::Method::PUT, &path, "application/json", Some(&new))
+            .await?;
         println!("{}/{} edited", t.resource.qualified_kind(), t.name);
     }
     Ok(())

@@ -118,18 +118,52 @@ impl Session {
 
     /// GET `path` (with `accept`), as JSON; errors as kubectl prints them.
     pub async fn get_json(&self, path: &str, accept: &str) -> anyhow::Result<serde_json::Value> {
-        if self.verbosity >= 6 {
-            eprintln!("GET {}{path}", self.server);
-        }
-        let req = http::Request::get(path)
-            .header(http::header::ACCEPT, accept)
-            .body(Vec::new())?;
-        let text = self
-            .client
-            .request_text(req)
-            .await
-            .map_err(|e| explain(e, &self.server))?;
+        let text = self.request(http::Method::GET, path, accept, None).await?;
         Ok(serde_json::from_str(&text)?)
+    }
+
+    /// `method` on `path` with `body` (as `content_type`); the response as JSON (null when it
+    /// is not JSON). Errors as kubectl prints them.
+    pub async fn send(
+        &self,
+        method: http::Method,
+        path: &str,
+        content_type: &str,
+        body: Option<&serde_json::Value>,
+    ) -> anyhow::Result<serde_json::Value> {
+        let body = match body {
+            Some(b) => Some((content_type, serde_json::to_vec(b)?)),
+            None => None,
+        };
+        let text = self.request(method, path, "application/json", body).await?;
+        Ok(serde_json::from_str(&text).unwrap_or(serde_json::Value::Null))
+    }
+
+    async fn request(
+        &self,
+        method: http::Method,
+        path: &str,
+        accept: &str,
+        body: Option<(&str, Vec<u8>)>,
+    ) -> anyhow::Result<String> {
+        if self.verbosity >= 6 {
+            eprintln!("{method} {}{path}", self.server);
+        }
+        let mut req = http::Request::builder()
+            .method(method)
+            .uri(path)
+            .header(http::header::ACCEPT, accept);
+        let bytes = match body {
+            Some((content_type, bytes)) => {
+                req = req.header(http::header::CONTENT_TYPE, content_type);
+                bytes
+            }
+            None => Vec::new(),
+        };
+        self.client
+            .request_text(req.body(bytes)?)
+            .await
+            .map_err(|e| explain(e, &self.server))
     }
 }
 
@@ -150,4 +184,27 @@ pub fn explain(e: kube::Error, server: &str) -> anyhow::Error {
         }
         other => anyhow!("{other}"),
     }
+}
+
+/// `v` with every object's keys in order, as Go marshals maps (and so as kubectl prints and
+/// records objects).
+pub fn sorted(v: serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match v {
+        Value::Object(map) => {
+            let mut entries: Vec<(String, Value)> = map.into_iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(&b.0));
+            Value::Object(entries.into_iter().map(|(k, v)| (k, sorted(v))).collect())
+        }
+        Value::Array(items) => Value::Array(items.into_iter().map(sorted).collect()),
+        other => other,
+    }
+}
+
+/// JSON text with `<`, `>` and `&` escaped, as Go's encoder writes them (they can only occur
+/// inside strings).
+pub fn go_escape(json: &str) -> String {
+    json.replace('<', "\\u003c")
+        .replace('>', "\\u003e")
+        .replace('&', "\\u0026")
 }

@@ -130,15 +130,9 @@ pub fn status_message(d: &Value) -> anyhow::Result<(String, bool)> {
 }
 
 async fn patch(s: &Session, path: &str, content_type: &str, body: &Value) -> anyhow::Result<()> {
-    let req = http::Request::patch(path)
-        .header(http::header::CONTENT_TYPE, content_type)
-        .header(http::header::ACCEPT, "application/json")
-        .body(serde_json::to_vec(body)?)?;
-    s.client
-        .request_text(req)
+    s.send(http::Method::PATCH, path, content_type, Some(body))
         .await
-        .map_err(|e| super::explain(e, &s.server))?;
-    Ok(())
+        .map(drop)
 }
 
 /// The Deployment's ReplicaSets with their revisions, oldest first.

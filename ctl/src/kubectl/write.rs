@@ -147,34 +147,6 @@ pub fn targets<'a>(
     Ok(out)
 }
 
-async fn send(
-    s: &Session,
-    method: http::Method,
-    path: &str,
-    content_type: &str,
-    body: Option<&Value>,
-) -> anyhow::Result<Value> {
-    if s.verbosity >= 6 {
-        eprintln!("{method} {}{path}", s.server);
-    }
-    let bytes = match body {
-        Some(b) => serde_json::to_vec(b)?,
-        None => Vec::new(),
-    };
-    let req = http::Request::builder()
-        .method(method)
-        .uri(path)
-        .header(http::header::CONTENT_TYPE, content_type)
-        .header(http::header::ACCEPT, "application/json")
-        .body(bytes)?;
-    let text = s
-        .client
-        .request_text(req)
-        .await
-        .map_err(|e| super::explain(e, &s.server))?;
-    Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
-}
-
 fn target_of<'a>(all: &'a [Resource], obj: &Value, default_ns: &str) -> anyhow::Result<Target<'a>> {
     let r = resource_of(all, obj)?;
     let name = obj["metadata"]["name"]
@@ -214,7 +186,8 @@ pub async fn create(s: &Session, files: &[String]) -> anyhow::Result<()> {
     for_each(docs, async |doc| {
         let t = target_of(&all, &doc, &s.namespace)?;
         let path = t.resource.path(t.namespace.as_deref());
-        send(s, http::Method::POST, &path, "application/json", Some(&doc)).await?;
+        s.send(http::Method::POST, &path, "application/json", Some(&doc))
+            .await?;
         println!("{} created", t.slash());
         Ok(())
     })
@@ -255,25 +228,9 @@ pub fn three_way(original: &Value, modified: &Value, current: &Value) -> Map<Str
     patch
 }
 
-/// `v` with every object's keys in order (as Go marshals maps).
-fn sorted(v: Value) -> Value {
-    match v {
-        Value::Object(map) => {
-            let mut entries: Vec<(String, Value)> = map.into_iter().collect();
-            entries.sort_by(|a, b| a.0.cmp(&b.0));
-            Value::Object(entries.into_iter().map(|(k, v)| (k, sorted(v))).collect())
-        }
-        Value::Array(items) => Value::Array(items.into_iter().map(sorted).collect()),
-        other => other,
-    }
-}
-
-/// Compact JSON as Go's encoder writes it (`<`, `>` and `&` escaped).
+/// Compact JSON as Go's encoder writes it.
 fn go_json(v: &Value) -> anyhow::Result<String> {
-    Ok(serde_json::to_string(v)?
-        .replace('<', "\\u003c")
-        .replace('>', "\\u003e")
-        .replace('&', "\\u0026"))
+    Ok(super::go_escape(&serde_json::to_string(v)?))
 }
 
 /// Whether `current` holds everything `wanted` says (and maybe more: defaults).
@@ -297,8 +254,7 @@ pub async fn apply(s: &Session, files: &[String], server_side: bool) -> anyhow::
         let t = target_of(&all, &doc, &s.namespace)?;
         if server_side {
             let path = format!("{}?fieldManager=kubectl&fieldValidation=Strict", t.path());
-            send(
-                s,
+            s.send(
                 http::Method::PATCH,
                 &path,
                 "application/apply-patch+yaml",
@@ -321,14 +277,16 @@ pub async fn apply(s: &Session, files: &[String], server_side: bool) -> anyhow::
         if let Some(a) = modified["metadata"]["annotations"].as_object_mut() {
             a.shift_remove(LAST_APPLIED);
         }
-        let recorded = go_json(&sorted(modified.clone()))?;
+        let recorded = go_json(&super::sorted(modified.clone()))?;
         modified["metadata"]["annotations"][LAST_APPLIED] = Value::String(recorded + "\n");
-        let current = match send(s, http::Method::GET, &t.path(), "application/json", None).await {
+        let current = match s
+            .send(http::Method::GET, &t.path(), "application/json", None)
+            .await
+        {
             Ok(c) => c,
             Err(e) if e.to_string().contains("(NotFound)") => {
                 let path = t.resource.path(t.namespace.as_deref());
-                send(
-                    s,
+                s.send(
                     http::Method::POST,
                     &path,
                     "application/json",
@@ -349,8 +307,7 @@ pub async fn apply(s: &Session, files: &[String], server_side: bool) -> anyhow::
             println!("{} unchanged", t.slash());
             return Ok(());
         }
-        send(
-            s,
+        s.send(
             http::Method::PATCH,
             &t.path(),
             "application/merge-patch+json",
@@ -438,14 +395,14 @@ pub async fn delete(s: &Session, a: &DeleteArgs) -> anyhow::Result<()> {
     }
     let mut deleted = Vec::new();
     let outcome = for_each(chosen, async |t| {
-        match send(
-            s,
-            http::Method::DELETE,
-            &t.path(),
-            "application/json",
-            Some(&body),
-        )
-        .await
+        match s
+            .send(
+                http::Method::DELETE,
+                &t.path(),
+                "application/json",
+                Some(&body),
+            )
+            .await
         {
             Ok(_) => {
                 println!("{} deleted", t.quoted());
@@ -476,8 +433,7 @@ pub async fn scale(s: &Session, words: &[String], replicas: i64) -> anyhow::Resu
     let ts = targets(&all, words, &s.namespace)?;
     for_each(ts, async |t| {
         let path = format!("{}/scale", t.path());
-        send(
-            s,
+        s.send(
             http::Method::PATCH,
             &path,
             "application/merge-patch+json",
@@ -529,7 +485,9 @@ pub async fn set_metadata(
         "annotated"
     };
     for_each(ts, async |t| {
-        let current = send(s, http::Method::GET, &t.path(), "application/json", None).await?;
+        let current = s
+            .send(http::Method::GET, &t.path(), "application/json", None)
+            .await?;
         if !overwrite {
             for (k, v) in &set {
                 if let Some(old) = current["metadata"][field][k].as_str()
@@ -539,8 +497,7 @@ pub async fn set_metadata(
                 }
             }
         }
-        send(
-            s,
+        s.send(
             http::Method::PATCH,
             &t.path(),
             "application/merge-patch+json",
@@ -563,7 +520,9 @@ pub async fn set_image(s: &Session, words: &[String]) -> anyhow::Result<()> {
     let (objs, changes) = words.split_at(split);
     let ts = targets(&all, objs, &s.namespace)?;
     for_each(ts, async |t| {
-        let current = send(s, http::Method::GET, &t.path(), "application/json", None).await?;
+        let current = s
+            .send(http::Method::GET, &t.path(), "application/json", None)
+            .await?;
         let pod_spec_path: &[&str] = if t.resource.kind == "Pod" {
             &["spec"]
         } else if t.resource.kind == "CronJob" {
@@ -597,8 +556,7 @@ pub async fn set_image(s: &Session, words: &[String]) -> anyhow::Result<()> {
         for p in pod_spec_path.iter().rev() {
             patch = json!({ *p: patch });
         }
-        send(
-            s,
+        s.send(
             http::Method::PATCH,
             &t.path(),
             "application/strategic-merge-patch+json",
