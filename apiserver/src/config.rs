@@ -21,6 +21,9 @@ pub struct Config {
     /// How often old revisions are compacted away (kube-apiserver's
     /// `--etcd-compaction-interval`); zero disables compaction.
     pub compaction_interval: Duration,
+    /// How often kubelets are scraped for the resource metrics API (metrics-server's
+    /// `--metric-resolution`); zero disables scraping.
+    pub metric_resolution: Duration,
     /// Where to announce the listening address (`host:port`) once bound, for tests that use
     /// port 0.
     pub ready_file: Option<PathBuf>,
@@ -39,6 +42,7 @@ impl Config {
             write_kubeconfig: None,
             ready_file: None,
             compaction_interval: Duration::from_secs(300),
+            metric_resolution: Duration::from_secs(15),
         }
     }
 

@@ -41,7 +41,8 @@ pub fn api_versions(server_address: &str) -> Value {
 }
 
 pub fn api_group_list() -> Value {
-    let groups: Vec<Value> = groups().iter().map(|(g, vs)| group_doc(g, vs)).collect();
+    let mut groups: Vec<Value> = groups().iter().map(|(g, vs)| group_doc(g, vs)).collect();
+    groups.push(crate::resource_metrics::group_doc());
     json!({ "kind": "APIGroupList", "apiVersion": "v1", "groups": groups })
 }
 

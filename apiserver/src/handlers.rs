@@ -88,7 +88,13 @@ async fn handle(app: &Arc<App>, parts: &Parts, body: Body) -> ApiResult<Response
     let user =
         auth::authenticate(&parts.headers, peer, &app.tokens).ok_or_else(ApiError::unauthorized)?;
     let params = Params::parse(parts.uri.query());
-    let parsed = if path.starts_with("/api/") || path == "/api" || path.starts_with("/apis") {
+    // The resource metrics API is served apart from the stored resources.
+    let metrics_path = path
+        .strip_prefix("/apis/metrics.k8s.io")
+        .filter(|rest| rest.is_empty() || rest.starts_with('/'));
+    let parsed = if metrics_path.is_some() {
+        None
+    } else if path.starts_with("/api/") || path == "/api" || path.starts_with("/apis") {
         Some(request::parse_path(path)?)
     } else {
         None
@@ -119,14 +125,17 @@ async fn handle(app: &Arc<App>, parts: &Parts, body: Body) -> ApiResult<Response
         ))
     })?;
 
-    let Some(parsed) = parsed else {
-        return other_path(app, parts, path).await;
-    };
     let format = request::negotiate(&parts.headers)?;
     let json_fmt = if format == Format::Yaml {
         Format::Yaml
     } else {
         Format::Json
+    };
+    if let Some(rest) = metrics_path {
+        return crate::resource_metrics::serve(app, &parts.method, rest, &params, json_fmt).await;
+    }
+    let Some(parsed) = parsed else {
+        return other_path(app, parts, path).await;
     };
     match parsed {
         ApiPath::CoreVersions => Ok(respond(

@@ -20,6 +20,7 @@ mod proxy;
 mod registry;
 mod render;
 mod request;
+mod resource_metrics;
 pub mod server;
 mod watch;
 

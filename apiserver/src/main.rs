@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use clap::Parser;
 use skiff_apiserver::Config;
+use skiff_common::parse_duration;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser, Debug)]
@@ -41,31 +42,13 @@ struct Flags {
     /// How often to compact old revisions away: 5m, 30s, 0 to never.
     #[arg(long, default_value = "5m", value_parser = parse_duration)]
     etcd_compaction_interval: std::time::Duration,
+    /// How often to scrape the kubelets for the resource metrics API (`kubectl top`, the
+    /// HPA); 0 to never.
+    #[arg(long, default_value = "15s", value_parser = parse_duration)]
+    metric_resolution: std::time::Duration,
     /// Write the bound address (host:port) to this file once serving.
     #[arg(long, hide = true)]
     ready_file: Option<PathBuf>,
-}
-
-/// Parses `300ms`, `30s`, `5m`, `1h` or `0`.
-fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
-    let s = s.trim();
-    if s == "0" {
-        return Ok(std::time::Duration::ZERO);
-    }
-    let split = s
-        .find(|c: char| !c.is_ascii_digit())
-        .ok_or_else(|| format!("{s:?} needs a unit: ms, s, m or h"))?;
-    let (num, unit) = s.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration like 30s or 5m"))?;
-    match unit {
-        "ms" => Ok(std::time::Duration::from_millis(n)),
-        "s" => Ok(std::time::Duration::from_secs(n)),
-        "m" => Ok(std::time::Duration::from_secs(n * 60)),
-        "h" => Ok(std::time::Duration::from_secs(n * 3600)),
-        _ => Err(format!("{s:?}: unknown unit {unit:?}; use ms, s, m or h")),
-    }
 }
 
 fn parse_range(s: &str) -> anyhow::Result<(u16, u16)> {
@@ -95,6 +78,7 @@ async fn main() -> anyhow::Result<()> {
     config.write_kubeconfig = flags.write_kubeconfig;
     config.ready_file = flags.ready_file;
     config.compaction_interval = flags.etcd_compaction_interval;
+    config.metric_resolution = flags.metric_resolution;
 
     let shutdown = CancellationToken::new();
     let signal = shutdown.clone();

@@ -45,7 +45,7 @@ const LOG_PARAMS: [&str; 7] = [
 /// HTTPS to kubelets, authenticated with the apiserver's kubelet client certificate.
 pub struct KubeletClient {
     tls: Arc<rustls::ClientConfig>,
-    http: reqwest::Client,
+    pub http: reqwest::Client,
 }
 
 /// Accepts any kubelet serving certificate. Kubelets serve self-signed certificates by
@@ -198,35 +198,13 @@ impl Target {
             })?;
         let nodes = resources::find("", "v1", "nodes").expect("nodes are served");
         let node = app.registry.get(nodes, None, node_name, &none).await?;
-        let addresses = node
-            .pointer("/status/addresses")
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default();
-        let address = ["InternalIP", "ExternalIP", "Hostname"]
-            .iter()
-            .find_map(|ty| {
-                addresses
-                    .iter()
-                    .find(|a| a["type"] == *ty)
-                    .and_then(|a| a["address"].as_str())
-            })
-            .ok_or_else(|| {
-                ApiError::bad_request(format!(
-                    "node {node_name} has no address; is its kubelet running?"
-                ))
-            })?;
-        let port = node
-            .pointer("/status/daemonEndpoints/kubeletEndpoint/Port")
-            .and_then(Value::as_u64)
-            .filter(|p| *p > 0)
-            .unwrap_or(10250);
-        let host = match address.parse::<std::net::IpAddr>() {
-            Ok(std::net::IpAddr::V6(ip)) => format!("[{ip}]"),
-            _ => address.to_string(),
-        };
+        let base = kubelet_base(&node).ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "node {node_name} has no address; is its kubelet running?"
+            ))
+        })?;
         Ok(Target {
-            base: format!("https://{host}:{port}"),
+            base,
             namespace: namespace.to_string(),
             pod: pod.to_string(),
             container,
@@ -242,6 +220,32 @@ impl Target {
             enc(&self.container)
         )
     }
+}
+
+/// `https://ADDRESS:PORT` of a Node's kubelet: its InternalIP (else ExternalIP, else
+/// Hostname) and `status.daemonEndpoints.kubeletEndpoint.Port` (default 10250).
+pub fn kubelet_base(node: &Value) -> Option<String> {
+    let addresses = node
+        .pointer("/status/addresses")
+        .and_then(Value::as_array)?;
+    let address = ["InternalIP", "ExternalIP", "Hostname"]
+        .iter()
+        .find_map(|ty| {
+            addresses
+                .iter()
+                .find(|a| a["type"] == *ty)
+                .and_then(|a| a["address"].as_str())
+        })?;
+    let port = node
+        .pointer("/status/daemonEndpoints/kubeletEndpoint/Port")
+        .and_then(Value::as_u64)
+        .filter(|p| *p > 0)
+        .unwrap_or(10250);
+    let host = match address.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V6(ip)) => format!("[{ip}]"),
+        _ => address.to_string(),
+    };
+    Some(format!("https://{host}:{port}"))
 }
 
 /// The kubelet's error, passed on with its code and text.

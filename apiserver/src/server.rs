@@ -33,6 +33,8 @@ pub struct App {
     pub advertise: String,
     /// Calls kubelets for `pods/log` and `pods/exec`.
     pub kubelet: crate::proxy::KubeletClient,
+    /// Node and pod usage scraped from the kubelets (`metrics.k8s.io`).
+    pub resource_metrics: crate::resource_metrics::MetricsStore,
 }
 
 /// Opens the configured store.
@@ -253,7 +255,15 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         metrics: Metrics::default(),
         advertise: format!("{advertise}:{}", local.port()),
         kubelet: crate::proxy::KubeletClient::new(&pki.kubelet_client)?,
+        resource_metrics: Default::default(),
     });
+    if !config.metric_resolution.is_zero() {
+        tokio::spawn(crate::resource_metrics::scrape_loop(
+            app.clone(),
+            config.metric_resolution,
+            shutdown.clone(),
+        ));
+    }
     let router = Router::new()
         .fallback(crate::handlers::dispatch)
         .with_state(app);

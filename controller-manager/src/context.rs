@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Endpoints, Namespace, Node, ReplicationController, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -23,6 +24,11 @@ pub struct Settings {
     pub node_monitor_grace_period: Duration,
     /// How often node health is checked.
     pub node_monitor_period: Duration,
+    /// How often each HorizontalPodAutoscaler is synced.
+    pub hpa_sync_period: Duration,
+    /// Autoscalers without `spec.behavior`: how long scale-downs are stabilized.
+    pub hpa_downscale_stabilization: Duration,
+    pub hpa_tuning: crate::controllers::hpa::calc::Tuning,
 }
 
 impl Default for Settings {
@@ -33,6 +39,9 @@ impl Default for Settings {
             allocate_node_cidrs: true,
             node_monitor_grace_period: Duration::from_secs(40),
             node_monitor_period: Duration::from_secs(5),
+            hpa_sync_period: Duration::from_secs(15),
+            hpa_downscale_stabilization: Duration::from_secs(300),
+            hpa_tuning: Default::default(),
         }
     }
 }
@@ -55,6 +64,7 @@ pub struct Context {
     pub endpoint_slices: Arc<Informer<EndpointSlice>>,
     /// Node heartbeats (`kube-node-lease`).
     pub node_leases: Arc<Informer<Lease>>,
+    pub hpas: Arc<Informer<HorizontalPodAutoscaler>>,
 }
 
 impl Context {
@@ -75,6 +85,7 @@ impl Context {
             endpoints: Informer::new(Api::all(client.clone())),
             endpoint_slices: Informer::new(Api::all(client.clone())),
             node_leases: Informer::new(Api::namespaced(client.clone(), "kube-node-lease")),
+            hpas: Informer::new(Api::all(client.clone())),
             client,
             identity,
             shutdown,
@@ -94,7 +105,8 @@ impl Context {
         tokio::spawn(self.services.clone().run(stop.clone()));
         tokio::spawn(self.endpoints.clone().run(stop.clone()));
         tokio::spawn(self.endpoint_slices.clone().run(stop.clone()));
-        tokio::spawn(self.node_leases.clone().run(stop));
+        tokio::spawn(self.node_leases.clone().run(stop.clone()));
+        tokio::spawn(self.hpas.clone().run(stop));
         self.pods.synced().await;
         self.replicasets.synced().await;
         self.replication_controllers.synced().await;
@@ -105,5 +117,6 @@ impl Context {
         self.endpoints.synced().await;
         self.endpoint_slices.synced().await;
         self.node_leases.synced().await;
+        self.hpas.synced().await;
     }
 }

@@ -195,6 +195,16 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             work.clone(),
         )));
     }
+    if enabled.contains("horizontalpodautoscaling") {
+        let q = Arc::new(WorkQueue::new());
+        let c = controllers::hpa::HpaController::new(ctx.clone(), q.clone());
+        tasks.push(tokio::spawn(controller::run(
+            c,
+            q,
+            config.workers,
+            work.clone(),
+        )));
+    }
     if enabled.contains("service-lb") {
         let q = Arc::new(WorkQueue::new());
         let c = controllers::servicelb::ServiceLb::new(ctx.clone(), q.clone());

@@ -60,6 +60,22 @@ struct Flags {
     /// How often node heartbeats are checked.
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     node_monitor_period: Duration,
+    /// How often each HorizontalPodAutoscaler is synced.
+    #[arg(long, default_value = "15s", value_parser = parse_duration)]
+    horizontal_pod_autoscaler_sync_period: Duration,
+    /// Autoscalers without spec.behavior: how long scale-downs wait for lower recommendations.
+    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    horizontal_pod_autoscaler_downscale_stabilization: Duration,
+    /// How far usage may stray from the target (as a fraction) before the HPA acts.
+    #[arg(long, default_value_t = 0.1)]
+    horizontal_pod_autoscaler_tolerance: f64,
+    /// After a pod starts, how long its CPU samples count only once it has been ready for a
+    /// whole metrics window.
+    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    horizontal_pod_autoscaler_cpu_initialization_period: Duration,
+    /// After a pod starts, how long a not-ready pod may still become ready for the first time.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    horizontal_pod_autoscaler_initial_readiness_delay: Duration,
 }
 
 #[tokio::main]
@@ -94,6 +110,14 @@ async fn main() -> anyhow::Result<()> {
             allocate_node_cidrs: flags.allocate_node_cidrs,
             node_monitor_grace_period: flags.node_monitor_grace_period,
             node_monitor_period: flags.node_monitor_period,
+            hpa_sync_period: flags.horizontal_pod_autoscaler_sync_period,
+            hpa_downscale_stabilization: flags.horizontal_pod_autoscaler_downscale_stabilization,
+            hpa_tuning: skiff_controller_manager::controllers::hpa::calc::Tuning {
+                tolerance: flags.horizontal_pod_autoscaler_tolerance,
+                cpu_initialization_period: flags
+                    .horizontal_pod_autoscaler_cpu_initialization_period,
+                initial_readiness_delay: flags.horizontal_pod_autoscaler_initial_readiness_delay,
+            },
         },
     };
     let shutdown = skiff_client::shutdown_on_signal();

@@ -37,6 +37,14 @@ pub struct CachedContainer {
     #[serde(default)]
     pub name: String,
     pub ports: Option<Vec<k8s_openapi::api::core::v1::ContainerPort>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<CachedResources>,
+}
+
+/// A container's requests (what the HorizontalPodAutoscaler measures usage against).
+#[derive(Clone, Debug, Default, serde::Deserialize, serde::Serialize)]
+pub struct CachedResources {
+    pub requests: Option<BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>>,
 }
 
 #[derive(Clone, Debug, Default, serde::Deserialize, serde::Serialize)]
@@ -47,6 +55,7 @@ pub struct CachedPodStatus {
     pub pod_ip: Option<String>,
     pub conditions: Option<Vec<k8s_openapi::api::core::v1::PodCondition>>,
     pub container_statuses: Option<Vec<CachedContainerStatus>>,
+    pub start_time: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
 }
 
 #[derive(Clone, Debug, Default, serde::Deserialize, serde::Serialize)]

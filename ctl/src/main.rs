@@ -100,12 +100,7 @@ enum Command {
         args: Vec<String>,
     },
     /// CPU and memory use of nodes or pods (from metrics.k8s.io).
-    Top {
-        /// nodes or pods.
-        what: String,
-        #[arg(short = 'A', long)]
-        all_namespaces: bool,
-    },
+    Top(kubectl::top::TopArgs),
     /// Show an object's details and the events about it.
     Describe {
         /// TYPE [NAME...] or TYPE/NAME...
@@ -238,10 +233,7 @@ fn run_remote(globals: &kubectl::Globals, command: Command) -> anyhow::Result<()
             Command::Logs(args) => kubectl::pods::logs(&session, &args).await,
             Command::Autoscale(args) => kubectl::make::autoscale(&session, &args).await,
             Command::Edit { args } => kubectl::make::edit(&session, &args).await,
-            Command::Top {
-                what,
-                all_namespaces,
-            } => kubectl::make::top(&session, &what, all_namespaces).await,
+            Command::Top(args) => kubectl::top::run(&session, &args).await,
             Command::Describe { args } => kubectl::describe::run(&session, &args).await,
             Command::Cordon { node } => kubectl::nodes::cordon(&session, &node, true).await,
             Command::Uncordon { node } => kubectl::nodes::cordon(&session, &node, false).await,

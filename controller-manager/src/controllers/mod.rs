@@ -3,6 +3,7 @@
 pub mod deployment;
 pub mod endpoints;
 pub mod gc;
+pub mod hpa;
 pub mod namespace;
 pub mod nodeipam;
 pub mod nodelifecycle;
@@ -19,4 +20,6 @@ pub const ALL: &[&str] = &[
     "nodeipam",
     "nodelifecycle",
     "endpoint",
+    "horizontalpodautoscaling",
+    "service-lb",
 ];

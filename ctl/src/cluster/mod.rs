@@ -52,6 +52,15 @@ enum Cmd {
         /// Keep what was made if creation fails (to read its logs).
         #[arg(long)]
         retain: bool,
+        /// An extra flag for skiff-apiserver, e.g. `--kube-apiserver-arg=--metric-resolution=5s`
+        /// (repeatable).
+        #[arg(long = "kube-apiserver-arg", allow_hyphen_values = true)]
+        apiserver_args: Vec<String>,
+        /// An extra flag for skiff-controller-manager, e.g.
+        /// `--kube-controller-manager-arg=--horizontal-pod-autoscaler-sync-period=5s`
+        /// (repeatable).
+        #[arg(long = "kube-controller-manager-arg", allow_hyphen_values = true)]
+        controller_manager_args: Vec<String>,
     },
     /// Delete a cluster: processes, namespaces, bridge, iptables rules, data, kubeconfig entry.
     Delete {
@@ -105,6 +114,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             kubeconfig,
             node_monitor_grace_period,
             retain,
+            apiserver_args,
+            controller_manager_args,
         } => create(
             &root,
             &CreateOptions {
@@ -114,6 +125,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 kubeconfig,
                 grace: node_monitor_grace_period,
                 retain,
+                apiserver_args,
+                controller_manager_args,
             },
         ),
         Cmd::Delete { name, kubeconfig } => delete(&root, &name, kubeconfig.as_deref()),
@@ -132,6 +145,8 @@ struct CreateOptions {
     kubeconfig: Option<PathBuf>,
     grace: Duration,
     retain: bool,
+    apiserver_args: Vec<String>,
+    controller_manager_args: Vec<String>,
 }
 
 /// The programs a cluster runs: Skiff's beside `skiffctl` (else on `PATH`), Docker's and
@@ -316,7 +331,12 @@ fn build(
         Some(etcd) => Some(start_etcd(l, etcd)?),
         None => None,
     };
-    state.server = Some(start_apiserver(l, bins, etcd_url.as_deref())?);
+    state.server = Some(start_apiserver(
+        l,
+        bins,
+        etcd_url.as_deref(),
+        &opts.apiserver_args,
+    )?);
     state.save(&l.root)?;
     let kc = l.admin_kubeconfig();
     let kc_arg = kc.display().to_string();
@@ -335,23 +355,25 @@ fn build(
         ],
     )?;
     let grace = format!("{}s", state.grace_seconds);
+    let mut cm_args = vec![
+        "--kubeconfig",
+        &kc_arg,
+        "--bind-address",
+        "127.0.0.1",
+        "--secure-port",
+        "0",
+        "--cluster-cidr",
+        CLUSTER_CIDR,
+        "--node-monitor-grace-period",
+        &grace,
+    ];
+    cm_args.extend(opts.controller_manager_args.iter().map(String::as_str));
     spawn(
         l,
         "controller-manager",
         None,
         &bins.controller_manager,
-        &[
-            "--kubeconfig",
-            &kc_arg,
-            "--bind-address",
-            "127.0.0.1",
-            "--secure-port",
-            "0",
-            "--cluster-cidr",
-            CLUSTER_CIDR,
-            "--node-monitor-grace-period",
-            &grace,
-        ],
+        &cm_args,
     )?;
 
     // All engines start at once; each node's agents start once its engine answers.
@@ -498,7 +520,12 @@ fn start_etcd(l: &Layout, etcd: &Path) -> anyhow::Result<String> {
 }
 
 /// Starts the apiserver on the bridge address (so the nodes reach it) and returns its URL.
-fn start_apiserver(l: &Layout, bins: &Binaries, etcd: Option<&str>) -> anyhow::Result<String> {
+fn start_apiserver(
+    l: &Layout,
+    bins: &Binaries,
+    etcd: Option<&str>,
+    extra: &[String],
+) -> anyhow::Result<String> {
     let ready = l.apiserver_dir().join("ready");
     let _ = std::fs::remove_file(&ready);
     let data = l.apiserver_dir().display().to_string();
@@ -517,6 +544,7 @@ fn start_apiserver(l: &Layout, bins: &Binaries, etcd: Option<&str>) -> anyhow::R
     if let Some(url) = etcd {
         args.extend(["--etcd-servers", url]);
     }
+    args.extend(extra.iter().map(String::as_str));
     let pid = spawn(l, "apiserver", None, &bins.apiserver, &args)?;
     let log = l.log_dir().join("apiserver.log");
     host::wait_for(Duration::from_secs(60), "the apiserver serving", || {

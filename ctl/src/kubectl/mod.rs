@@ -10,6 +10,7 @@ pub mod nodes;
 pub mod pods;
 pub mod resources;
 pub mod rollout;
+pub mod top;
 pub mod write;
 
 use std::path::PathBuf;

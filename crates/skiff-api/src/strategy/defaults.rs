@@ -81,8 +81,43 @@ pub(super) fn apply(info: &ResourceInfo, obj: &mut Value) {
                     json!([{"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 80}}}]),
                 );
             }
+            if v2 && spec.get("behavior").is_some_and(Value::is_object) {
+                default_hpa_behavior(child(spec, "behavior"));
+            }
         }
         _ => {}
+    }
+}
+
+/// A set `spec.behavior` gets every unset field of both directions, as upstream: scale up at
+/// once by 4 pods or 100% per 15 s (whichever is more), scale down by 100% per 15 s. The
+/// scale-down window stays unset: the controller's
+/// `--horizontal-pod-autoscaler-downscale-stabilization` applies.
+fn default_hpa_behavior(b: &mut Map<String, Value>) {
+    let up = child(b, "scaleUp");
+    set_default(up, "stabilizationWindowSeconds", json!(0));
+    set_default(up, "selectPolicy", json!("Max"));
+    if up
+        .get("policies")
+        .and_then(Value::as_array)
+        .is_none_or(Vec::is_empty)
+    {
+        up.insert(
+            "policies".into(),
+            json!([{"type": "Pods", "value": 4, "periodSeconds": 15}, {"type": "Percent", "value": 100, "periodSeconds": 15}]),
+        );
+    }
+    let down = child(b, "scaleDown");
+    set_default(down, "selectPolicy", json!("Max"));
+    if down
+        .get("policies")
+        .and_then(Value::as_array)
+        .is_none_or(Vec::is_empty)
+    {
+        down.insert(
+            "policies".into(),
+            json!([{"type": "Percent", "value": 100, "periodSeconds": 15}]),
+        );
     }
 }
 

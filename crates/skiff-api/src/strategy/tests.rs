@@ -500,6 +500,38 @@ fn other_defaults_and_prepare() {
 }
 
 #[test]
+fn hpa_defaults_fill_a_set_behavior_only() {
+    let hpa = info("autoscaling", "v2", "horizontalpodautoscalers");
+    let base = json!({"metadata": {"name": "h"}, "spec": {"maxReplicas": 3,
+        "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "d"}}});
+    let mut h = base.clone();
+    default(hpa, &mut h);
+    assert_eq!(h["spec"]["minReplicas"], 1);
+    assert_eq!(
+        h["spec"]["metrics"][0]["resource"]["target"]["averageUtilization"],
+        80
+    );
+    assert!(h["spec"].get("behavior").is_none());
+
+    let mut h = with(
+        base,
+        "/spec/behavior",
+        json!({"scaleDown": {"stabilizationWindowSeconds": 10}}),
+    );
+    default(hpa, &mut h);
+    assert_eq!(
+        h["spec"]["behavior"],
+        json!({
+            "scaleDown": {"stabilizationWindowSeconds": 10, "selectPolicy": "Max",
+                "policies": [{"type": "Percent", "value": 100, "periodSeconds": 15}]},
+            "scaleUp": {"stabilizationWindowSeconds": 0, "selectPolicy": "Max",
+                "policies": [{"type": "Pods", "value": 4, "periodSeconds": 15},
+                             {"type": "Percent", "value": 100, "periodSeconds": 15}]},
+        })
+    );
+}
+
+#[test]
 fn prepare_for_update_keeps_status_and_bumps_generation() {
     let mut old = deployment("d");
     default(deployments(), &mut old);

@@ -1,0 +1,639 @@
+//! The HorizontalPodAutoscaler's arithmetic, as Kubernetes' replica calculator and its
+//! normalization do it: pure functions over pods, their metrics and the autoscaler's recent
+//! history, so every decision can be tested from a table.
+//!
+//! - [`replicas_for`]: desired = ceil(ready pods × usage / target), nothing when within the
+//!   tolerance; pods without metrics count as using their whole request on a scale-down and
+//!   nothing on a scale-up; unready pods (and pods whose CPU sample predates their readiness)
+//!   count as using nothing on a scale-up and are left out otherwise.
+//! - [`normalize`]: the stabilization window (the highest recent recommendation on the way
+//!   down, the lowest on the way up), the scaling policies, and min/max replicas.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use jiff::Timestamp;
+
+/// The resource a metric measures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Resource {
+    Cpu,
+    Memory,
+}
+
+impl Resource {
+    pub fn name(self) -> &'static str {
+        match self {
+            Resource::Cpu => "cpu",
+            Resource::Memory => "memory",
+        }
+    }
+}
+
+/// What the calculator knows of one pod the target selects.
+#[derive(Clone, Debug)]
+pub struct PodFacts {
+    pub name: String,
+    pub phase: String,
+    pub deleting: bool,
+    /// The Ready condition: whether it is True, and when it last changed.
+    pub ready: Option<(bool, Timestamp)>,
+    pub start_time: Option<Timestamp>,
+    /// The sum of the containers' requests of the resource, in milli-units; `Err(container)`
+    /// names a container without one.
+    pub request_milli: Result<i64, String>,
+}
+
+/// A pod's usage of the resource (the sum over its containers), in milli-units.
+#[derive(Clone, Copy, Debug)]
+pub struct Sample {
+    pub milli: i64,
+    pub timestamp: Timestamp,
+    pub window: Duration,
+}
+
+/// A Resource metric's target.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Target {
+    /// Percent of the pods' requests.
+    Utilization(i32),
+    /// Milli-units per pod.
+    AverageValue(i64),
+}
+
+/// The controller's knobs (kube-controller-manager's `--horizontal-pod-autoscaler-*` flags).
+#[derive(Clone, Copy, Debug)]
+pub struct Tuning {
+    pub tolerance: f64,
+    pub cpu_initialization_period: Duration,
+    pub initial_readiness_delay: Duration,
+}
+
+impl Default for Tuning {
+    fn default() -> Self {
+        Tuning {
+            tolerance: 0.1,
+            cpu_initialization_period: Duration::from_secs(300),
+            initial_readiness_delay: Duration::from_secs(30),
+        }
+    }
+}
+
+/// What one metric asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Estimate {
+    pub replicas: i32,
+    /// Percent of requests, for Utilization targets.
+    pub utilization: Option<i32>,
+    /// Average usage per pod, in milli-units.
+    pub average_milli: i64,
+}
+
+fn after(t: Timestamp, d: Duration) -> Timestamp {
+    t.checked_add(jiff::SignedDuration::try_from(d).unwrap_or(jiff::SignedDuration::MAX))
+        .unwrap_or(Timestamp::MAX)
+}
+
+/// Kubernetes' `groupPods`: (ready count, unready, missing metrics, ignored).
+fn group<'a>(
+    pods: &'a [PodFacts],
+    metrics: &HashMap<String, Sample>,
+    resource: Resource,
+    tuning: &Tuning,
+    now: Timestamp,
+) -> (usize, Vec<&'a str>, Vec<&'a str>, Vec<&'a str>) {
+    let (mut ready, mut unready, mut missing, mut ignored) = (0, vec![], vec![], vec![]);
+    for pod in pods {
+        if pod.deleting || pod.phase == "Failed" {
+            ignored.push(pod.name.as_str());
+            continue;
+        }
+        if pod.phase == "Pending" {
+            unready.push(pod.name.as_str());
+            continue;
+        }
+        let Some(sample) = metrics.get(&pod.name) else {
+            missing.push(pod.name.as_str());
+            continue;
+        };
+        if resource == Resource::Cpu {
+            let is_unready = match (pod.ready, pod.start_time) {
+                (Some((is_ready, changed)), Some(started)) => {
+                    if after(started, tuning.cpu_initialization_period) > now {
+                        // Starting up: ignore a sample taken before a full window of readiness.
+                        !is_ready || sample.timestamp < after(changed, sample.window)
+                    } else {
+                        // Ignore a pod that never became ready.
+                        !is_ready && after(started, tuning.initial_readiness_delay) > changed
+                    }
+                }
+                _ => true,
+            };
+            if is_unready {
+                unready.push(pod.name.as_str());
+                continue;
+            }
+        }
+        ready += 1;
+    }
+    (ready, unready, missing, ignored)
+}
+
+/// How usage compares with the target: (ratio, utilization percent, average milli-units).
+fn usage_ratio(
+    target: Target,
+    usage: &HashMap<&str, i64>,
+    requests: &HashMap<&str, i64>,
+) -> Result<(f64, Option<i32>, i64), String> {
+    match target {
+        Target::Utilization(percent) => {
+            let (mut total, mut requested, mut n) = (0i64, 0i64, 0i64);
+            for (pod, used) in usage {
+                if let Some(r) = requests.get(pod) {
+                    total += used;
+                    requested += r;
+                    n += 1;
+                }
+            }
+            if requested == 0 {
+                return Err("no metrics returned matched known pods".into());
+            }
+            let utilization = (total * 100 / requested) as i32;
+            Ok((
+                f64::from(utilization) / f64::from(percent.max(1)),
+                Some(utilization),
+                total / n,
+            ))
+        }
+        Target::AverageValue(per_pod) => {
+            let average = usage.values().sum::<i64>() / usage.len().max(1) as i64;
+            Ok((average as f64 / per_pod.max(1) as f64, None, average))
+        }
+    }
+}
+
+/// The replica count one Resource metric asks for, given the pods the target selects and
+/// their samples (by pod name).
+pub fn replicas_for(
+    current: i32,
+    resource: Resource,
+    target: Target,
+    pods: &[PodFacts],
+    metrics: &HashMap<String, Sample>,
+    tuning: &Tuning,
+    now: Timestamp,
+) -> Result<Estimate, String> {
+    if pods.is_empty() {
+        return Err("no pods returned by selector while calculating replica count".into());
+    }
+    let (ready, unready, missing, ignored) = group(pods, metrics, resource, tuning, now);
+    let mut usage: HashMap<&str, i64> = metrics
+        .iter()
+        .filter(|(p, _)| pods.iter().any(|pod| &pod.name == *p))
+        .map(|(p, s)| (p.as_str(), s.milli))
+        .filter(|(p, _)| !unready.contains(p) && !ignored.contains(p))
+        .collect();
+    let mut requests = HashMap::new();
+    if let Target::Utilization(_) = target {
+        for pod in pods {
+            match &pod.request_milli {
+                Ok(r) => requests.insert(pod.name.as_str(), *r),
+                Err(container) => {
+                    return Err(format!(
+                        "missing request for {} in container {container} of Pod {}",
+                        resource.name(),
+                        pod.name
+                    ));
+                }
+            };
+        }
+    }
+    if usage.is_empty() {
+        return Err("did not receive metrics for targeted pods (pods might be unready)".into());
+    }
+    let (ratio, utilization, average_milli) = usage_ratio(target, &usage, &requests)?;
+    let estimate = |replicas| Estimate {
+        replicas,
+        utilization,
+        average_milli,
+    };
+    let within = |r: f64| (1.0 - r).abs() <= tuning.tolerance;
+    let scale_up_with_unready = !unready.is_empty() && ratio > 1.0;
+    if !scale_up_with_unready && missing.is_empty() {
+        if within(ratio) {
+            return Ok(estimate(current));
+        }
+        return Ok(estimate((ratio * ready as f64).ceil() as i32));
+    }
+    // Assume the worst for the direction of the change: pods without metrics use their whole
+    // request (or the target) on a scale-down and nothing on a scale-up.
+    if ratio < 1.0 {
+        for p in &missing {
+            let fill = match target {
+                Target::Utilization(_) => requests.get(p).copied().unwrap_or(0),
+                Target::AverageValue(v) => v,
+            };
+            usage.insert(p, fill);
+        }
+    } else if ratio > 1.0 {
+        for p in &missing {
+            usage.insert(p, 0);
+        }
+    }
+    if scale_up_with_unready {
+        for p in &unready {
+            usage.insert(p, 0);
+        }
+    }
+    let (new_ratio, _, _) = usage_ratio(target, &usage, &requests)?;
+    if within(new_ratio) || (ratio < 1.0 && new_ratio > 1.0) || (ratio > 1.0 && new_ratio < 1.0) {
+        return Ok(estimate(current));
+    }
+    let replicas = (new_ratio * usage.len() as f64).ceil() as i32;
+    if (new_ratio < 1.0 && replicas > current) || (new_ratio > 1.0 && replicas < current) {
+        return Ok(estimate(current));
+    }
+    Ok(estimate(replicas))
+}
+
+/// `selectPolicy` of a scaling direction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Select {
+    Max,
+    Min,
+    Disabled,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PolicyKind {
+    Pods,
+    Percent,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Policy {
+    pub kind: PolicyKind,
+    pub value: i32,
+    pub period: Duration,
+}
+
+/// The rules of one direction (`spec.behavior.scaleUp` or `scaleDown`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rules {
+    pub stabilization: Duration,
+    pub select: Select,
+    pub policies: Vec<Policy>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Behavior {
+    pub up: Rules,
+    pub down: Rules,
+}
+
+impl Default for Behavior {
+    /// Kubernetes' defaults: up at once by 100% or 4 pods per 15 s, whichever is more; down
+    /// after 5 minutes of lower recommendations, by up to 100% per 15 s.
+    fn default() -> Self {
+        Behavior {
+            up: Rules {
+                stabilization: Duration::ZERO,
+                select: Select::Max,
+                policies: vec![
+                    Policy {
+                        kind: PolicyKind::Percent,
+                        value: 100,
+                        period: Duration::from_secs(15),
+                    },
+                    Policy {
+                        kind: PolicyKind::Pods,
+                        value: 4,
+                        period: Duration::from_secs(15),
+                    },
+                ],
+            },
+            down: Rules {
+                stabilization: Duration::from_secs(300),
+                select: Select::Max,
+                policies: vec![Policy {
+                    kind: PolicyKind::Percent,
+                    value: 100,
+                    period: Duration::from_secs(15),
+                }],
+            },
+        }
+    }
+}
+
+/// What one autoscaler did recently: its recommendations and scale events.
+#[derive(Clone, Debug, Default)]
+pub struct History {
+    recommendations: Vec<(i32, Timestamp)>,
+    ups: Vec<(i32, Timestamp)>,
+    downs: Vec<(i32, Timestamp)>,
+}
+
+/// A condition to set on the autoscaler.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Condition {
+    pub type_: &'static str,
+    pub status: bool,
+    pub reason: &'static str,
+    pub message: &'static str,
+}
+
+fn condition(
+    type_: &'static str,
+    status: bool,
+    reason: &'static str,
+    message: &'static str,
+) -> Condition {
+    Condition {
+        type_,
+        status,
+        reason,
+        message,
+    }
+}
+
+fn before(t: Timestamp, d: Duration) -> Timestamp {
+    t.checked_sub(jiff::SignedDuration::try_from(d).unwrap_or(jiff::SignedDuration::MAX))
+        .unwrap_or(Timestamp::MIN)
+}
+
+/// Replicas added (or removed) within `period` before `now`.
+fn changed_within(events: &[(i32, Timestamp)], period: Duration, now: Timestamp) -> i32 {
+    let cutoff = before(now, period);
+    events
+        .iter()
+        .filter(|(_, at)| *at > cutoff)
+        .map(|(n, _)| n)
+        .sum()
+}
+
+fn scale_up_limit(current: i32, h: &History, rules: &Rules, now: Timestamp) -> i32 {
+    if rules.select == Select::Disabled {
+        return current;
+    }
+    let proposals = rules.policies.iter().map(|p| {
+        let start = current - changed_within(&h.ups, p.period, now)
+            + changed_within(&h.downs, p.period, now);
+        match p.kind {
+            PolicyKind::Pods => start + p.value,
+            PolicyKind::Percent => {
+                (f64::from(start) * (1.0 + f64::from(p.value) / 100.0)).ceil() as i32
+            }
+        }
+    });
+    match rules.select {
+        Select::Min => proposals.min().unwrap_or(i32::MAX),
+        _ => proposals.max().unwrap_or(i32::MIN),
+    }
+}
+
+fn scale_down_limit(current: i32, h: &History, rules: &Rules, now: Timestamp) -> i32 {
+    if rules.select == Select::Disabled {
+        return current;
+    }
+    let proposals = rules.policies.iter().map(|p| {
+        let start = current - changed_within(&h.ups, p.period, now)
+            + changed_within(&h.downs, p.period, now);
+        match p.kind {
+            PolicyKind::Pods => start - p.value,
+            PolicyKind::Percent => (f64::from(start) * (1.0 - f64::from(p.value) / 100.0)) as i32,
+        }
+    });
+    match rules.select {
+        Select::Min => proposals.max().unwrap_or(i32::MIN),
+        _ => proposals.min().unwrap_or(i32::MAX),
+    }
+}
+
+/// Records `recommendation` in place of the oldest sample older than `keep` (or appends it).
+fn remember(h: &mut History, recommendation: i32, keep: Duration, now: Timestamp) {
+    let cutoff = before(now, keep);
+    match h.recommendations.iter().position(|(_, at)| *at < cutoff) {
+        Some(i) => h.recommendations[i] = (recommendation, now),
+        None => h.recommendations.push((recommendation, now)),
+    }
+}
+
+/// The bounds on a replica count.
+#[derive(Clone, Copy, Debug)]
+pub struct Bounds {
+    pub min: i32,
+    pub max: i32,
+}
+
+/// Turns the metrics' recommendation into the replica count to set: stabilized over recent
+/// recommendations, limited by the scaling policies and by min/max. Without `behavior` this
+/// is Kubernetes' older rule: only scale-downs are stabilized (over `legacy_window`), and
+/// one step grows to at most max(2 × current, 4).
+pub fn normalize(
+    history: &mut History,
+    behavior: Option<&Behavior>,
+    legacy_window: Duration,
+    current: i32,
+    desired: i32,
+    bounds: Bounds,
+    now: Timestamp,
+) -> (i32, Vec<Condition>) {
+    let mut conditions = Vec::new();
+    let Some(b) = behavior else {
+        let cutoff = before(now, legacy_window);
+        let stabilized = history
+            .recommendations
+            .iter()
+            .filter(|(_, at)| *at >= cutoff)
+            .map(|(r, _)| *r)
+            .fold(desired, i32::max);
+        remember(history, desired, legacy_window, now);
+        conditions.push(if stabilized != desired {
+            condition(
+                "AbleToScale",
+                true,
+                "ScaleDownStabilized",
+                "recent recommendations were higher than current one, applying the highest recent recommendation",
+            )
+        } else {
+            condition(
+                "AbleToScale",
+                true,
+                "ReadyForNewScale",
+                "recommended size matches current size",
+            )
+        });
+        let up_limit = (2 * current).max(4);
+        let (max, max_reason, max_message) = if bounds.max > up_limit {
+            (
+                up_limit,
+                "ScaleUpLimit",
+                "the desired replica count is increasing faster than the maximum scale rate",
+            )
+        } else {
+            (
+                bounds.max,
+                "TooManyReplicas",
+                "the desired replica count is more than the maximum replica count",
+            )
+        };
+        let (out, reason, message) = if stabilized < bounds.min {
+            (
+                bounds.min,
+                "TooFewReplicas",
+                "the desired replica count is less than the minimum replica count",
+            )
+        } else if stabilized > max {
+            (max, max_reason, max_message)
+        } else {
+            (
+                stabilized,
+                "DesiredWithinRange",
+                "the desired count is within the acceptable range",
+            )
+        };
+        conditions.push(condition(
+            "ScalingLimited",
+            out != stabilized,
+            reason,
+            message,
+        ));
+        return (out, conditions);
+    };
+
+    // Stabilize: never above the lowest recommendation of the up window, never below the
+    // highest of the down window.
+    let (up_cut, down_cut) = (
+        before(now, b.up.stabilization),
+        before(now, b.down.stabilization),
+    );
+    let (mut up, mut down) = (desired, desired);
+    for (r, at) in &history.recommendations {
+        if *at > up_cut {
+            up = up.min(*r);
+        }
+        if *at > down_cut {
+            down = down.max(*r);
+        }
+    }
+    let stabilized = current.max(up).min(down);
+    remember(
+        history,
+        desired,
+        b.up.stabilization.max(b.down.stabilization),
+        now,
+    );
+    conditions.push(if stabilized != desired {
+        if desired >= current {
+            condition(
+                "AbleToScale",
+                true,
+                "ScaleUpStabilized",
+                "recent recommendations were lower than current one, applying the lowest recent recommendation",
+            )
+        } else {
+            condition(
+                "AbleToScale",
+                true,
+                "ScaleDownStabilized",
+                "recent recommendations were higher than current one, applying the highest recent recommendation",
+            )
+        }
+    } else {
+        condition(
+            "AbleToScale",
+            true,
+            "ReadyForNewScale",
+            "recommended size matches current size",
+        )
+    });
+
+    let (out, reason, message) = if stabilized > current {
+        let limit = scale_up_limit(current, history, &b.up, now).max(current);
+        let (allowed, reason, message) = if bounds.max > limit {
+            (
+                limit,
+                "ScaleUpLimit",
+                "the desired replica count is increasing faster than the maximum scale rate",
+            )
+        } else {
+            (
+                bounds.max,
+                "TooManyReplicas",
+                "the desired replica count is more than the maximum replica count",
+            )
+        };
+        if stabilized > allowed {
+            (allowed, reason, message)
+        } else {
+            within_range(stabilized)
+        }
+    } else if stabilized < current {
+        let limit = scale_down_limit(current, history, &b.down, now).min(current);
+        let (allowed, reason, message) = if bounds.min < limit {
+            (
+                limit,
+                "ScaleDownLimit",
+                "the desired replica count is decreasing faster than the maximum scale rate",
+            )
+        } else {
+            (
+                bounds.min,
+                "TooFewReplicas",
+                "the desired replica count is less than the minimum replica count",
+            )
+        };
+        if stabilized < allowed {
+            (allowed, reason, message)
+        } else {
+            within_range(stabilized)
+        }
+    } else {
+        within_range(stabilized)
+    };
+    conditions.push(condition(
+        "ScalingLimited",
+        out != stabilized,
+        reason,
+        message,
+    ));
+    (out, conditions)
+}
+
+fn within_range(n: i32) -> (i32, &'static str, &'static str) {
+    (
+        n,
+        "DesiredWithinRange",
+        "the desired count is within the acceptable range",
+    )
+}
+
+/// Records a rescale from `from` to `to`, for the policies' periods. Events older than the
+/// longest period are dropped.
+pub fn record_scale(
+    h: &mut History,
+    behavior: Option<&Behavior>,
+    from: i32,
+    to: i32,
+    now: Timestamp,
+) {
+    let Some(b) = behavior else { return };
+    let longest = |r: &Rules| {
+        r.policies
+            .iter()
+            .map(|p| p.period)
+            .max()
+            .unwrap_or_default()
+    };
+    let (up_keep, down_keep) = (before(now, longest(&b.up)), before(now, longest(&b.down)));
+    h.ups.retain(|(_, at)| *at > up_keep);
+    h.downs.retain(|(_, at)| *at > down_keep);
+    if to > from {
+        h.ups.push((to - from, now));
+    } else if to < from {
+        h.downs.push((from - to, now));
+    }
+}
+
+#[cfg(test)]
+mod tests;

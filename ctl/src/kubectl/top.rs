@@ -1,0 +1,312 @@
+//! `top nodes|pods`: usage from the resource metrics API (`metrics.k8s.io`), printed as
+//! kubectl prints it: CPU in millicores rounded up, memory in whole MiB, node percentages of
+//! allocatable.
+
+use anyhow::bail;
+use serde_json::Value;
+
+use super::Session;
+use super::get::tabulate;
+
+#[derive(clap::Args, Debug)]
+pub struct TopArgs {
+    /// nodes or pods.
+    what: String,
+    /// One node or pod.
+    name: Option<String>,
+    /// Label selector.
+    #[arg(short = 'l', long)]
+    selector: Option<String>,
+    /// Field selector (pods).
+    #[arg(long)]
+    field_selector: Option<String>,
+    /// Sort by `cpu` or `memory`, highest first.
+    #[arg(long)]
+    sort_by: Option<String>,
+    /// Pods: one line per container.
+    #[arg(long)]
+    containers: bool,
+    #[arg(long)]
+    no_headers: bool,
+    #[arg(short = 'A', long)]
+    all_namespaces: bool,
+}
+
+/// A quantity in nano-units (exact for everything `kubectl top` meets).
+fn nanos(q: &str) -> i128 {
+    let q = q.trim();
+    let split = q
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(q.len());
+    let (num, suffix) = q.split_at(split);
+    let scale: i128 = match suffix {
+        "n" => 1,
+        "u" => 1_000,
+        "m" => 1_000_000,
+        "" => 1_000_000_000,
+        "k" => 1_000_000_000_000,
+        "M" => 1_000_000_000_000_000,
+        "G" => 1_000_000_000_000_000_000,
+        "Ki" => 1024 * 1_000_000_000,
+        "Mi" => (1 << 20) * 1_000_000_000,
+        "Gi" => (1 << 30) * 1_000_000_000,
+        "Ti" => (1 << 40) * 1_000_000_000,
+        _ => return 0,
+    };
+    let (whole, frac) = num.split_once('.').unwrap_or((num, ""));
+    let whole: i128 = whole.parse().unwrap_or(0);
+    let frac_value: i128 = frac.parse().unwrap_or(0);
+    let frac_scale = 10i128.pow(frac.len() as u32);
+    whole * scale + frac_value * scale / frac_scale
+}
+
+/// Millicores, rounded up (Quantity.MilliValue).
+fn milli(n: i128) -> i128 {
+    (n + 999_999).div_euclid(1_000_000)
+}
+
+/// Whole bytes, rounded up (Quantity.Value).
+fn bytes(n: i128) -> i128 {
+    (n + 999_999_999).div_euclid(1_000_000_000)
+}
+
+fn usage(v: &Value, resource: &str) -> i128 {
+    nanos(v[resource].as_str().unwrap_or("0"))
+}
+
+fn query(selector: &Option<String>, fields: &Option<String>) -> String {
+    let mut q = form_urlencoded::Serializer::new(String::new());
+    if let Some(l) = selector {
+        q.append_pair("labelSelector", l);
+    }
+    if let Some(f) = fields {
+        q.append_pair("fieldSelector", f);
+    }
+    let q = q.finish();
+    if q.is_empty() { q } else { format!("?{q}") }
+}
+
+fn items(list: &Value) -> Vec<Value> {
+    list["items"].as_array().cloned().unwrap_or_default()
+}
+
+fn print(mut lines: Vec<Vec<String>>, no_headers: bool) {
+    if no_headers {
+        lines.remove(0);
+    }
+    // kubectl ends every row with a tab, so the last column is padded too.
+    for l in &mut lines {
+        l.push(String::new());
+    }
+    print!("{}", tabulate(&lines));
+}
+
+fn sort(rows: &mut [(Vec<String>, i128, i128)], by: Option<&str>) -> anyhow::Result<()> {
+    match by {
+        None => {}
+        Some("cpu") => rows.sort_by_key(|r| std::cmp::Reverse(r.1)),
+        Some("memory") => rows.sort_by_key(|r| std::cmp::Reverse(r.2)),
+        Some(other) => bail!("--sort-by accepts only cpu or memory, not {other:?}"),
+    }
+    Ok(())
+}
+
+/// `top nodes|pods`.
+pub async fn run(s: &Session, args: &TopArgs) -> anyhow::Result<()> {
+    match args.what.as_str() {
+        "node" | "nodes" | "no" => nodes(s, args).await,
+        "pod" | "pods" | "po" => pods(s, args).await,
+        other => bail!("unknown command \"{other}\" for \"skiffctl top\": use nodes or pods"),
+    }
+}
+
+/// The metrics API's answer, or kubectl's message when the API is not there.
+async fn metrics(s: &Session, path: &str) -> anyhow::Result<Value> {
+    match s.get_json(path, "application/json").await {
+        Err(e)
+            if e.to_string()
+                .contains("the server could not find the requested resource") =>
+        {
+            bail!("Metrics API not available")
+        }
+        other => other,
+    }
+}
+
+async fn nodes(s: &Session, args: &TopArgs) -> anyhow::Result<()> {
+    let base = "/apis/metrics.k8s.io/v1beta1/nodes";
+    let (metrics, nodes) = match &args.name {
+        Some(n) => (
+            vec![metrics(s, &format!("{base}/{n}")).await?],
+            vec![
+                s.get_json(&format!("/api/v1/nodes/{n}"), "application/json")
+                    .await?,
+            ],
+        ),
+        None => {
+            let q = query(&args.selector, &None);
+            (
+                items(&metrics(s, &format!("{base}{q}")).await?),
+                items(
+                    &s.get_json(&format!("/api/v1/nodes{q}"), "application/json")
+                        .await?,
+                ),
+            )
+        }
+    };
+    if metrics.is_empty() {
+        bail!("metrics not available yet");
+    }
+    let mut rows = Vec::new();
+    for node in &nodes {
+        let name = node["metadata"]["name"].as_str().unwrap_or_default();
+        let Some(m) = metrics.iter().find(|m| m["metadata"]["name"] == name) else {
+            let unknown = "<unknown>".to_string();
+            rows.push((
+                vec![
+                    name.to_string(),
+                    unknown.clone(),
+                    unknown.clone(),
+                    unknown.clone(),
+                    unknown,
+                ],
+                -1,
+                -1,
+            ));
+            continue;
+        };
+        let (cpu, mem) = (usage(&m["usage"], "cpu"), usage(&m["usage"], "memory"));
+        let alloc = &node["status"]["allocatable"];
+        let percent = |used: i128, total: i128| {
+            if total > 0 {
+                format!("{}%", used * 100 / total)
+            } else {
+                "<unknown>".into()
+            }
+        };
+        rows.push((
+            vec![
+                name.to_string(),
+                format!("{}m", milli(cpu)),
+                percent(milli(cpu), milli(usage(alloc, "cpu"))),
+                format!("{}Mi", bytes(mem) / (1 << 20)),
+                percent(mem, usage(alloc, "memory")),
+            ],
+            cpu,
+            mem,
+        ));
+    }
+    sort(&mut rows, args.sort_by.as_deref())?;
+    let mut lines = vec![
+        ["NAME", "CPU(cores)", "CPU(%)", "MEMORY(bytes)", "MEMORY(%)"]
+            .map(String::from)
+            .to_vec(),
+    ];
+    lines.extend(rows.into_iter().map(|r| r.0));
+    print(lines, args.no_headers);
+    Ok(())
+}
+
+async fn pods(s: &Session, args: &TopArgs) -> anyhow::Result<()> {
+    let ns_path = |base: &str| {
+        if args.all_namespaces {
+            base.to_string()
+        } else {
+            format!("{base}namespaces/{}/", s.namespace)
+        }
+    };
+    let metrics_base = ns_path("/apis/metrics.k8s.io/v1beta1/");
+    let list = match &args.name {
+        Some(n) => vec![metrics(s, &format!("{metrics_base}pods/{n}")).await?],
+        None => {
+            let q = query(&args.selector, &args.field_selector);
+            items(&metrics(s, &format!("{metrics_base}pods{q}")).await?)
+        }
+    };
+    if list.is_empty() {
+        let q = query(&args.selector, &args.field_selector);
+        let pods = items(
+            &s.get_json(
+                &format!("{}pods{q}", ns_path("/api/v1/")),
+                "application/json",
+            )
+            .await?,
+        );
+        if !pods.is_empty() {
+            bail!("metrics not available yet");
+        }
+        if args.all_namespaces {
+            eprintln!("No resources found");
+        } else {
+            eprintln!("No resources found in {} namespace.", s.namespace);
+        }
+        return Ok(());
+    }
+    let mut rows = Vec::new();
+    for m in &list {
+        let name = m["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let namespace = m["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let containers = m["containers"].as_array().cloned().unwrap_or_default();
+        let mut prefix = Vec::new();
+        if args.all_namespaces {
+            prefix.push(namespace);
+        }
+        prefix.push(name);
+        let line = |extra: Vec<String>, cpu: i128, mem: i128| {
+            let mut l = prefix.clone();
+            l.extend(extra);
+            l.push(format!("{}m", milli(cpu)));
+            l.push(format!("{}Mi", bytes(mem) / (1 << 20)));
+            (l, cpu, mem)
+        };
+        if args.containers {
+            for c in &containers {
+                let (cpu, mem) = (usage(&c["usage"], "cpu"), usage(&c["usage"], "memory"));
+                let cname = c["name"].as_str().unwrap_or_default().to_string();
+                rows.push(line(vec![cname], cpu, mem));
+            }
+        } else {
+            let cpu = containers.iter().map(|c| usage(&c["usage"], "cpu")).sum();
+            let mem = containers
+                .iter()
+                .map(|c| usage(&c["usage"], "memory"))
+                .sum();
+            rows.push(line(Vec::new(), cpu, mem));
+        }
+    }
+    sort(&mut rows, args.sort_by.as_deref())?;
+    let mut header = Vec::new();
+    if args.all_namespaces {
+        header.push("NAMESPACE");
+    }
+    header.extend(if args.containers {
+        &["POD", "NAME", "CPU(cores)", "MEMORY(bytes)"][..]
+    } else {
+        &["NAME", "CPU(cores)", "MEMORY(bytes)"][..]
+    });
+    let mut lines = vec![header.into_iter().map(String::from).collect::<Vec<_>>()];
+    lines.extend(rows.into_iter().map(|r| r.0));
+    print(lines, args.no_headers);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantities_round_as_kubectl_does() {
+        assert_eq!(milli(nanos("200345109n")), 201);
+        assert_eq!(milli(nanos("250m")), 250);
+        assert_eq!(milli(nanos("1.5")), 1500);
+        assert_eq!(bytes(nanos("828Ki")) / (1 << 20), 0);
+        assert_eq!(bytes(nanos("2Gi")) / (1 << 20), 2048);
+        assert_eq!(bytes(nanos("1048577")), 1_048_577);
+    }
+}

@@ -1,0 +1,266 @@
+//! Seed 004's HorizontalPodAutoscaler on a two-node local cluster, with the real kubectl:
+//! pods that burn CPU show in `kubectl top`, `kubectl autoscale` scales their Deployment up
+//! within two sync periods of the metrics showing the load, and back down once the load
+//! stops (with a short scale-down stabilization window set on the autoscaler).
+//!
+//! The load is switched by a ConfigMap the pods read through a volume, so every replica,
+//! new ones included, burns or idles together.
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use skiff_e2e::{BUSYBOX, LocalCluster, ensure_busybox_image, skiffctl, wait_until};
+
+/// The metrics resolution and HPA sync period this cluster runs with.
+const PERIOD: Duration = Duration::from_secs(5);
+const WAIT: Duration = Duration::from_secs(120);
+
+fn manifest() -> String {
+    format!(
+        r#"apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: load
+data:
+  burn: "yes"
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: burner
+spec:
+  replicas: 1
+  selector:
+    matchLabels: {{app: burner}}
+  template:
+    metadata:
+      labels: {{app: burner}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: burn
+        image: {BUSYBOX}
+        # Spins while /load/burn says yes (about 200m: the CPU limit), else sleeps.
+        command: ["sh", "-c", "trap 'exit 0' TERM; while true; do if [ \"$(cat /load/burn)\" = yes ]; then i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done; else sleep 1; fi; done & wait"]
+        resources:
+          requests: {{cpu: 100m}}
+          limits: {{cpu: 200m}}
+        volumeMounts:
+        - {{name: load, mountPath: /load}}
+      volumes:
+      - name: load
+        configMap: {{name: load}}
+"#
+    )
+}
+
+/// `kubectl top pods` rows for the burner: (name, CPU millicores).
+fn top_pods(c: &LocalCluster) -> Vec<(String, u64)> {
+    let out = c.kubectl(&["top", "pods", "-l", "app=burner", "--no-headers"]);
+    if !out.status.success() {
+        return Vec::new();
+    }
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            let name = f.next()?.to_string();
+            let cpu = f.next()?.strip_suffix('m')?.parse().ok()?;
+            Some((name, cpu))
+        })
+        .collect()
+}
+
+fn replicas(c: &LocalCluster) -> i64 {
+    let out = c.kubectl(&["get", "deployment", "burner", "-o", "json"]);
+    let d: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    d["spec"]["replicas"].as_i64().unwrap_or(-1)
+}
+
+fn hpa(c: &LocalCluster, version: &str) -> Value {
+    let resource = format!("horizontalpodautoscalers.{version}.autoscaling");
+    let out = c.kubectl(&["get", &resource, "burner", "-o", "json"]);
+    serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
+}
+
+fn condition<'a>(hpa: &'a Value, type_: &str) -> Option<&'a Value> {
+    hpa["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == type_)
+}
+
+fn rescale_events(c: &LocalCluster) -> String {
+    c.kubectl_ok(&[
+        "get",
+        "events",
+        "--field-selector",
+        "involvedObject.kind=HorizontalPodAutoscaler,reason=SuccessfulRescale",
+        "-o",
+        "custom-columns=MSG:.message",
+        "--no-headers",
+    ])
+}
+
+#[test]
+fn hpa_scales_a_cpu_burning_deployment_up_and_back_down() {
+    ensure_busybox_image();
+    let period = format!("{}s", PERIOD.as_secs());
+    let c = LocalCluster::create(
+        "e2e-hpa",
+        2,
+        false,
+        &[
+            &format!("--kube-apiserver-arg=--metric-resolution={period}"),
+            &format!(
+                "--kube-controller-manager-arg=--horizontal-pod-autoscaler-sync-period={period}"
+            ),
+        ],
+    );
+    c.skiffctl_ok("load-image", &[BUSYBOX]);
+    c.kubectl_stdin(&["apply", "-f", "-"], &manifest());
+
+    // The resource metrics API: the burning pod's usage shows in `kubectl top pods`.
+    assert!(
+        wait_until(WAIT, || top_pods(&c).iter().any(|(_, cpu)| *cpu >= 100)),
+        "kubectl top pods never showed the load: {:?}\n{}",
+        top_pods(&c),
+        String::from_utf8_lossy(&c.kubectl(&["top", "pods"]).stderr)
+    );
+    let metrics_at = Instant::now();
+    let nodes = c.kubectl_ok(&["top", "nodes", "--no-headers"]);
+    for i in 1..=2 {
+        let row = nodes
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(&c.node_name(i)))
+            .unwrap_or_else(|| panic!("kubectl top nodes has no row for node {i}:\n{nodes}"));
+        let cpu = row.split_whitespace().nth(1).unwrap_or_default();
+        assert!(cpu.ends_with('m'), "CPU(cores) of {row:?}");
+    }
+    // skiffctl top prints the same columns.
+    for what in ["pods", "nodes"] {
+        let header = |out: &[u8]| {
+            String::from_utf8_lossy(out)
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .split_whitespace()
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        };
+        let kc = c.kubeconfig().display().to_string();
+        let theirs = c.kubectl_ok(&["top", what]);
+        let ours = skiffctl(&["--kubeconfig", &kc, "top", what]);
+        assert!(ours.status.success(), "skiffctl top {what}: {ours:?}");
+        assert_eq!(
+            header(&ours.stdout),
+            header(theirs.as_bytes()),
+            "top {what}"
+        );
+    }
+
+    // `kubectl autoscale`, then a short scale-down window on the same object.
+    c.kubectl_ok(&[
+        "autoscale",
+        "deployment",
+        "burner",
+        "--cpu-percent=50",
+        "--min=1",
+        "--max=3",
+    ]);
+    c.kubectl_ok(&[
+        "patch",
+        "hpa",
+        "burner",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"behavior":{"scaleDown":{"stabilizationWindowSeconds":10}}}}"#,
+    ]);
+    // About 200% of the request against a 50% target: as many replicas as allowed.
+    assert!(
+        wait_until(WAIT, || replicas(&c) == 3),
+        "the HPA never scaled up: {}",
+        serde_json::to_string_pretty(&hpa(&c, "v2")).unwrap_or_default()
+    );
+    let took = metrics_at.elapsed();
+    println!(
+        "figure: hpa scale-up {:.1} s after the metrics showed the load (sync period {} s)",
+        took.as_secs_f64(),
+        PERIOD.as_secs()
+    );
+    assert!(
+        took <= 2 * PERIOD + Duration::from_secs(5),
+        "scale-up took {took:?}, more than two sync periods"
+    );
+
+    // What the user sees: TARGETS as `cpu: N%/50%`, conditions, the event, the v1 view.
+    let row = c.kubectl_ok(&["get", "hpa", "burner", "--no-headers"]);
+    let targets = row
+        .split_whitespace()
+        .nth(2)
+        .unwrap_or_default()
+        .to_string();
+    let fields: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(fields.get(2), Some(&"cpu:"), "{row}");
+    let percent = fields.get(3).unwrap_or(&"");
+    assert!(
+        percent.ends_with("%/50%") && percent.trim_end_matches("%/50%").parse::<u32>().is_ok(),
+        "TARGETS of {row:?} ({targets})"
+    );
+    let v2 = hpa(&c, "v2");
+    assert_eq!(condition(&v2, "AbleToScale").unwrap()["status"], "True");
+    let active = condition(&v2, "ScalingActive").unwrap();
+    assert_eq!(active["reason"], "ValidMetricFound", "{active}");
+    assert!(v2["status"]["lastScaleTime"].is_string());
+    assert!(
+        v2["status"]["currentMetrics"][0]["resource"]["current"]["averageUtilization"]
+            .as_i64()
+            .is_some_and(|u| u > 100),
+        "{}",
+        v2["status"]
+    );
+    assert!(
+        rescale_events(&c).contains(
+            "New size: 3; reason: cpu resource utilization (percentage of request) above target"
+        ),
+        "{}",
+        rescale_events(&c)
+    );
+    let v1 = hpa(&c, "v1");
+    assert_eq!(v1["spec"]["targetCPUUtilizationPercentage"], 50);
+    assert!(
+        v1["status"]["currentCPUUtilizationPercentage"]
+            .as_i64()
+            .is_some()
+    );
+    let described = c.kubectl_ok(&["describe", "hpa", "burner"]);
+    assert!(described.contains("SuccessfulRescale"), "{described}");
+
+    // The load stops: every replica idles, and after the 10 s window the HPA goes to min.
+    c.kubectl_ok(&[
+        "patch",
+        "configmap",
+        "load",
+        "--type=merge",
+        "-p",
+        r#"{"data":{"burn":"no"}}"#,
+    ]);
+    assert!(
+        wait_until(WAIT, || replicas(&c) == 1),
+        "the HPA never scaled back down: {}",
+        serde_json::to_string_pretty(&hpa(&c, "v2")).unwrap_or_default()
+    );
+    assert!(
+        rescale_events(&c).contains("New size: 1; reason: All metrics below target"),
+        "{}",
+        rescale_events(&c)
+    );
+    assert!(
+        wait_until(WAIT, || {
+            let rows = top_pods(&c);
+            rows.len() == 1 && rows[0].1 < 50
+        }),
+        "kubectl top pods after the load stopped: {:?}",
+        top_pods(&c)
+    );
+}
