@@ -54,6 +54,72 @@ spec:
     )
 }
 
+fn others() -> String {
+    let rc = |name: &str, resources: &str| {
+        format!(
+            r#"apiVersion: v1
+kind: ReplicationController
+metadata:
+  name: {name}
+spec:
+  replicas: 1
+  selector: {{app: {name}}}
+  template:
+    metadata:
+      labels: {{app: {name}}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: idle
+        image: {BUSYBOX}
+        command: ["sh", "-c", "trap 'exit 0' TERM; sleep 3600 & wait"]
+        resources: {resources}
+---
+"#
+        )
+    };
+    let hpa = |name: &str, kind: &str, target: &str, metric: &str| {
+        format!(
+            r#"apiVersion: autoscaling/v2
+kind: HorizontalPodAutoscaler
+metadata:
+  name: {name}
+spec:
+  scaleTargetRef: {{apiVersion: v1, kind: {kind}, name: {target}}}
+  minReplicas: 1
+  maxReplicas: 2
+  metrics:
+  - {metric}
+---
+"#
+        )
+    };
+    [
+        rc("mem", "{requests: {memory: 16Mi}}"),
+        rc("norequests", "{}"),
+        hpa(
+            "mem",
+            "ReplicationController",
+            "mem",
+            "{type: Resource, resource: {name: memory, target: {type: AverageValue, averageValue: \"1\"}}}",
+        ),
+        hpa(
+            "ghost",
+            "ReplicationController",
+            "ghost",
+            "{type: Resource, resource: {name: cpu, target: {type: Utilization, averageUtilization: 50}}}",
+        ),
+    ]
+    .concat()
+}
+
+fn get_json(c: &LocalCluster, args: &[&str]) -> Value {
+    let mut all = vec!["get"];
+    all.extend(args);
+    all.extend(["-o", "json"]);
+    serde_json::from_slice(&c.kubectl(&all).stdout).unwrap_or(Value::Null)
+}
+
 /// `kubectl top pods` rows for the burner: (name, CPU millicores).
 fn top_pods(c: &LocalCluster) -> Vec<(String, u64)> {
     let out = c.kubectl(&["top", "pods", "-l", "app=burner", "--no-headers"]);
@@ -119,6 +185,17 @@ fn hpa_scales_a_cpu_burning_deployment_up_and_back_down() {
     );
     c.skiffctl_ok("load-image", &[BUSYBOX]);
     c.kubectl_stdin(&["apply", "-f", "-"], &manifest());
+    // The seed's target, a ReplicationController, twice: one autoscaled on memory per pod
+    // (any usage is above one byte, so it goes to its maximum), one without CPU requests
+    // (which a CPU utilization target cannot work with, and says so).
+    c.kubectl_stdin(&["apply", "-f", "-"], &others());
+    c.kubectl_ok(&[
+        "autoscale",
+        "rc",
+        "norequests",
+        "--cpu-percent=50",
+        "--max=2",
+    ]);
 
     // The resource metrics API: the burning pod's usage shows in `kubectl top pods`.
     assert!(
@@ -262,5 +339,44 @@ fn hpa_scales_a_cpu_burning_deployment_up_and_back_down() {
         }),
         "kubectl top pods after the load stopped: {:?}",
         top_pods(&c)
+    );
+
+    // A ReplicationController scaled on memory per pod, through its scale subresource.
+    assert!(
+        wait_until(WAIT, || get_json(&c, &["rc", "mem"])["spec"]["replicas"]
+            == 2),
+        "the memory HPA never scaled its RC: {}",
+        get_json(&c, &["hpa", "mem"])["status"]
+    );
+    let mem = get_json(&c, &["hpa", "mem"]);
+    assert_eq!(
+        mem["status"]["currentMetrics"][0]["resource"]["name"], "memory",
+        "{mem}"
+    );
+    // Bad targets are reported on the object, with the reason kubectl describe shows.
+    let reason_of = |name: &str, type_: &str| {
+        let h = get_json(&c, &["hpa", name]);
+        condition(&h, type_).map(|c| {
+            (
+                c["status"].as_str().unwrap_or_default().to_string(),
+                c["reason"].as_str().unwrap_or_default().to_string(),
+                c["message"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+    };
+    assert!(
+        wait_until(WAIT, || reason_of("ghost", "AbleToScale").is_some_and(
+            |(s, r, m)| s == "False" && r == "FailedGetScale" && m.contains("not found")
+        )),
+        "{:?}",
+        reason_of("ghost", "AbleToScale")
+    );
+    assert!(
+        wait_until(WAIT, || reason_of("norequests", "ScalingActive")
+            .is_some_and(|(s, r, m)| s == "False"
+                && r == "FailedGetResourceMetric"
+                && m.contains("missing request for cpu in container idle"))),
+        "{:?}",
+        reason_of("norequests", "ScalingActive")
     );
 }
