@@ -322,10 +322,15 @@ fn hpa_scales_a_cpu_burning_deployment_up_and_back_down() {
         "-p",
         r#"{"data":{"burn":"no"}}"#,
     ]);
+    let stopped = Instant::now();
     assert!(
         wait_until(WAIT, || replicas(&c) == 1),
         "the HPA never scaled back down: {}",
         serde_json::to_string_pretty(&hpa(&c, "v2")).unwrap_or_default()
+    );
+    println!(
+        "figure: hpa scale-down {:.1} s after the load stopped (scale-down window 10 s)",
+        stopped.elapsed().as_secs_f64()
     );
     assert!(
         rescale_events(&c).contains("New size: 1; reason: All metrics below target"),

@@ -328,6 +328,40 @@ fn walk(etcd: bool) {
     );
     assert!(answered.is_subset(&hello), "{answered:?} vs {hello:?}");
 
+    phase("expose --type=LoadBalancer");
+    // The built-in service load balancer: the EXTERNAL-IP column shows the nodes' addresses
+    // (not <pending>), and the Service answers on each of them at its port.
+    c.kubectl_ok(&[
+        "expose",
+        "deployment",
+        "hello",
+        "--name=hello-lb",
+        "--type=LoadBalancer",
+        "--port=8081",
+        "--target-port=8080",
+    ]);
+    let mut node_ips: Vec<String> = nodes.iter().map(|n| node_ip(&c, n)).collect();
+    node_ips.sort();
+    let external = || {
+        let row = c.kubectl_ok(&["get", "svc", "hello-lb", "--no-headers"]);
+        row.split_whitespace()
+            .nth(3)
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert!(
+        wait_until(WAIT, || external() == node_ips.join(",")),
+        "EXTERNAL-IP of hello-lb: {} (nodes {node_ips:?})",
+        external()
+    );
+    for ip in &node_ips {
+        let url = format!("http://{ip}:8081/");
+        assert!(
+            wait_until(WAIT, || curl(&url).is_some_and(|b| hello.contains(&b))),
+            "the LoadBalancer address {url} answers"
+        );
+    }
+
     phase("A ClusterIP reached from a pod");
     // A ClusterIP reached from a pod on another node, and pod to pod across nodes.
     let cluster_ip = c.kubectl_ok(&["get", "svc", "hello", "-o", "jsonpath={.spec.clusterIP}"]);
