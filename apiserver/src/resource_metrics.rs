@@ -144,21 +144,19 @@ impl MetricsStore {
         nodes.insert(node.to_string(), new);
     }
 
-    /// Drops what is known of `node` (its kubelet could not be scraped); true if there was any.
-    pub fn forget(&self, node: &str) -> bool {
+    /// Keeps only the nodes named in `keep` whose last sample is newer than `stale` before
+    /// `now`. (A failed scrape keeps the samples, so one slow answer does not blank a node,
+    /// but they do not outlive a kubelet that stays silent.)
+    pub fn retain(&self, keep: &HashSet<String>, now: Instant, stale: Duration) {
         self.nodes
             .write()
             .expect("metrics lock")
-            .remove(node)
-            .is_some()
-    }
-
-    /// Keeps only the nodes named in `keep`.
-    pub fn retain(&self, keep: &HashSet<String>) {
-        self.nodes
-            .write()
-            .expect("metrics lock")
-            .retain(|n, _| keep.contains(n));
+            .retain(|n, samples| {
+                keep.contains(n)
+                    && samples
+                        .node
+                        .is_some_and(|s| now.saturating_duration_since(s.last.at) < stale)
+            });
     }
 
     pub fn node(&self, name: &str) -> Option<Usage> {
@@ -230,7 +228,9 @@ fn pods_info() -> &'static skiff_api::ResourceInfo {
     resources::find("", "v1", "pods").expect("pods are served")
 }
 
-async fn scrape_all(app: &Arc<App>, timeout: Duration) {
+async fn scrape_all(app: &Arc<App>, every: Duration) {
+    // As metrics-server's default: a kubelet gets at least 10 s to answer.
+    let timeout = every.max(Duration::from_secs(10));
     let nodes = match app.registry.list(nodes_info(), None, &cached()).await {
         Ok(page) => page.items,
         Err(e) => {
@@ -253,7 +253,8 @@ async fn scrape_all(app: &Arc<App>, timeout: Duration) {
             .map(|(name, base)| scrape_one(app, name, base, timeout)),
     )
     .await;
-    app.resource_metrics.retain(&keep);
+    app.resource_metrics
+        .retain(&keep, Instant::now(), 3 * every + timeout);
 }
 
 async fn scrape_one(app: &App, node: &str, base: &str, timeout: Duration) {
@@ -278,11 +279,7 @@ async fn scrape_one(app: &App, node: &str, base: &str, timeout: Duration) {
                 .record(node, &summary, Instant::now(), jiff::Timestamp::now());
         }
         Err(e) => {
-            if app.resource_metrics.forget(node) {
-                tracing::warn!(%node, error = %e, "scraping the kubelet's /stats/summary failed");
-            } else {
-                tracing::debug!(%node, error = %e, "scraping the kubelet's /stats/summary failed");
-            }
+            tracing::warn!(%node, error = %e, "scraping the kubelet's /stats/summary failed");
         }
     }
 }
@@ -567,11 +564,29 @@ mod tests {
         );
         let pod = store.pod("default", "web").unwrap();
         assert_eq!(pod[0].1.nano_cores, 1_000_000_000);
-        // A pod gone from the summary is gone from the metrics; so is a forgotten node.
+        // A pod gone from the summary is gone from the metrics.
         store.record("n1", &summary(0, &[]), t2 + Duration::from_secs(15), wall);
         assert_eq!(store.pod("default", "web"), None);
         assert!(store.node("n1").is_some());
-        assert!(store.forget("n1"));
+        // Samples older than the staleness bound go, and so do nodes no longer scraped.
+        let later = t2 + Duration::from_secs(15);
+        store.retain(
+            &HashSet::from(["n1".to_string()]),
+            later + Duration::from_secs(10),
+            Duration::from_secs(60),
+        );
+        assert!(store.node("n1").is_some());
+        store.retain(
+            &HashSet::from(["n1".to_string()]),
+            later + Duration::from_secs(61),
+            Duration::from_secs(60),
+        );
+        assert_eq!(store.node("n1"), None);
+        store.record("n1", &summary(0, &[]), later, wall);
+        let last = later + Duration::from_secs(15);
+        store.record("n1", &summary(0, &[]), last, wall);
+        assert!(store.node("n1").is_some());
+        store.retain(&HashSet::new(), last, Duration::from_secs(60));
         assert_eq!(store.node("n1"), None);
     }
 

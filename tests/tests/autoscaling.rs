@@ -204,16 +204,26 @@ fn hpa_scales_a_cpu_burning_deployment_up_and_back_down() {
         top_pods(&c),
         String::from_utf8_lossy(&c.kubectl(&["top", "pods"]).stderr)
     );
-    let metrics_at = Instant::now();
-    let nodes = c.kubectl_ok(&["top", "nodes", "--no-headers"]);
-    for i in 1..=2 {
-        let row = nodes
-            .lines()
-            .find(|l| l.split_whitespace().next() == Some(&c.node_name(i)))
-            .unwrap_or_else(|| panic!("kubectl top nodes has no row for node {i}:\n{nodes}"));
-        let cpu = row.split_whitespace().nth(1).unwrap_or_default();
-        assert!(cpu.ends_with('m'), "CPU(cores) of {row:?}");
-    }
+    // Every node's usage shows too (each in millicores).
+    let node_rows = || {
+        let out = c.kubectl(&["top", "nodes", "--no-headers"]);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let measured = |rows: &str, i: u32| {
+        rows.lines().any(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            f.first() == Some(&c.node_name(i).as_str())
+                && f.get(1).is_some_and(|v| v.ends_with('m'))
+        })
+    };
+    assert!(
+        wait_until(WAIT, || {
+            let rows = node_rows();
+            measured(&rows, 1) && measured(&rows, 2)
+        }),
+        "kubectl top nodes:\n{}",
+        node_rows()
+    );
     // skiffctl top prints the same columns.
     for what in ["pods", "nodes"] {
         let header = |out: &[u8]| {
@@ -236,7 +246,9 @@ fn hpa_scales_a_cpu_burning_deployment_up_and_back_down() {
         );
     }
 
-    // `kubectl autoscale`, then a short scale-down window on the same object.
+    // `kubectl autoscale`, then a short scale-down window on the same object. The metrics
+    // already show the load, so the clock starts with the autoscaler.
+    let metrics_at = Instant::now();
     c.kubectl_ok(&[
         "autoscale",
         "deployment",
@@ -253,13 +265,16 @@ fn hpa_scales_a_cpu_burning_deployment_up_and_back_down() {
         "-p",
         r#"{"spec":{"behavior":{"scaleDown":{"stabilizationWindowSeconds":10}}}}"#,
     ]);
-    // About 200% of the request against a 50% target: as many replicas as allowed.
+    // About 200% of the request against a 50% target: the first sync scales up, and soon
+    // to as many replicas as allowed. (The bound is checked after a generous wait, so that a
+    // slow machine fails with a clear message rather than a timeout.)
+    let scaled_up = wait_until(WAIT, || replicas(&c) >= 2);
+    let took = metrics_at.elapsed();
     assert!(
-        wait_until(WAIT, || replicas(&c) == 3),
+        scaled_up,
         "the HPA never scaled up: {}",
         serde_json::to_string_pretty(&hpa(&c, "v2")).unwrap_or_default()
     );
-    let took = metrics_at.elapsed();
     println!(
         "figure: hpa scale-up {:.1} s after the metrics showed the load (sync period {} s)",
         took.as_secs_f64(),
@@ -268,6 +283,11 @@ fn hpa_scales_a_cpu_burning_deployment_up_and_back_down() {
     assert!(
         took <= 2 * PERIOD + Duration::from_secs(5),
         "scale-up took {took:?}, more than two sync periods"
+    );
+    assert!(
+        wait_until(WAIT, || replicas(&c) == 3),
+        "the HPA never reached its maximum: {}",
+        serde_json::to_string_pretty(&hpa(&c, "v2")).unwrap_or_default()
     );
 
     // What the user sees: TARGETS as `cpu: N%/50%`, conditions, the event, the v1 view.
