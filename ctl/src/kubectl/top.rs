@@ -30,6 +30,12 @@ pub struct TopArgs {
     no_headers: bool,
     #[arg(short = 'A', long)]
     all_namespaces: bool,
+    /// Nodes: percentages of capacity instead of allocatable.
+    #[arg(long)]
+    show_capacity: bool,
+    /// Accepted for kubectl compatibility; the metrics API answers in JSON.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    use_protocol_buffers: bool,
 }
 
 /// A quantity in nano-units (exact for everything `kubectl top` meets).
@@ -101,18 +107,33 @@ fn print(mut lines: Vec<Vec<String>>, no_headers: bool) {
     print!("{}", tabulate(&lines));
 }
 
-fn sort(rows: &mut [(Vec<String>, i128, i128)], by: Option<&str>) -> anyhow::Result<()> {
+fn sort(rows: &mut [(Vec<String>, i128, i128)], by: Option<&str>) {
     match by {
-        None => {}
         Some("cpu") => rows.sort_by_key(|r| std::cmp::Reverse(r.1)),
         Some("memory") => rows.sort_by_key(|r| std::cmp::Reverse(r.2)),
-        Some(other) => bail!("--sort-by accepts only cpu or memory, not {other:?}"),
+        _ => {}
     }
-    Ok(())
+}
+
+/// A duration as Go prints one rounded to the second: `45s`, `2m30s`, `1h0m5s`.
+fn go_age(secs: i64) -> String {
+    let (h, m, s) = (secs / 3600, secs % 3600 / 60, secs % 60);
+    if h > 0 {
+        format!("{h}h{m}m{s}s")
+    } else if m > 0 {
+        format!("{m}m{s}s")
+    } else {
+        format!("{s}s")
+    }
 }
 
 /// `top nodes|pods`.
 pub async fn run(s: &Session, args: &TopArgs) -> anyhow::Result<()> {
+    if let Some(by) = args.sort_by.as_deref()
+        && !matches!(by, "cpu" | "memory")
+    {
+        bail!("--sort-by accepts only cpu or memory");
+    }
     match args.what.as_str() {
         "node" | "nodes" | "no" => nodes(s, args).await,
         "pod" | "pods" | "po" => pods(s, args).await,
@@ -134,6 +155,9 @@ async fn metrics(s: &Session, path: &str) -> anyhow::Result<Value> {
 }
 
 async fn nodes(s: &Session, args: &TopArgs) -> anyhow::Result<()> {
+    if args.name.is_some() && args.selector.is_some() {
+        bail!("only one of NAME or --selector can be provided");
+    }
     let base = "/apis/metrics.k8s.io/v1beta1/nodes";
     let (metrics, nodes) = match &args.name {
         Some(n) => (
@@ -158,11 +182,13 @@ async fn nodes(s: &Session, args: &TopArgs) -> anyhow::Result<()> {
         bail!("metrics not available yet");
     }
     let mut rows = Vec::new();
+    // Nodes without metrics come last, as kubectl prints them.
+    let mut missing = Vec::new();
     for node in &nodes {
         let name = node["metadata"]["name"].as_str().unwrap_or_default();
         let Some(m) = metrics.iter().find(|m| m["metadata"]["name"] == name) else {
             let unknown = "<unknown>".to_string();
-            rows.push((
+            missing.push((
                 vec![
                     name.to_string(),
                     unknown.clone(),
@@ -176,7 +202,11 @@ async fn nodes(s: &Session, args: &TopArgs) -> anyhow::Result<()> {
             continue;
         };
         let (cpu, mem) = (usage(&m["usage"], "cpu"), usage(&m["usage"], "memory"));
-        let alloc = &node["status"]["allocatable"];
+        let alloc = &node["status"][if args.show_capacity {
+            "capacity"
+        } else {
+            "allocatable"
+        }];
         let percent = |used: i128, total: i128| {
             if total > 0 {
                 format!("{}%", used * 100 / total)
@@ -196,18 +226,21 @@ async fn nodes(s: &Session, args: &TopArgs) -> anyhow::Result<()> {
             mem,
         ));
     }
-    sort(&mut rows, args.sort_by.as_deref())?;
+    sort(&mut rows, args.sort_by.as_deref());
     let mut lines = vec![
         ["NAME", "CPU(cores)", "CPU(%)", "MEMORY(bytes)", "MEMORY(%)"]
             .map(String::from)
             .to_vec(),
     ];
-    lines.extend(rows.into_iter().map(|r| r.0));
+    lines.extend(rows.into_iter().chain(missing).map(|r| r.0));
     print(lines, args.no_headers);
     Ok(())
 }
 
 async fn pods(s: &Session, args: &TopArgs) -> anyhow::Result<()> {
+    if args.name.is_some() && args.selector.is_some() {
+        bail!("only one of NAME or selector can be provided");
+    }
     let ns_path = |base: &str| {
         if args.all_namespaces {
             base.to_string()
@@ -224,14 +257,32 @@ async fn pods(s: &Session, args: &TopArgs) -> anyhow::Result<()> {
         }
     };
     if list.is_empty() {
+        // Pods that exist but have no metrics yet (kubectl looks in the current namespace,
+        // also with -A): a pod older than two minutes is named.
         let q = query(&args.selector, &args.field_selector);
         let pods = items(
             &s.get_json(
-                &format!("{}pods{q}", ns_path("/api/v1/")),
+                &format!("/api/v1/namespaces/{}/pods{q}", s.namespace),
                 "application/json",
             )
             .await?,
         );
+        let now = jiff::Timestamp::now();
+        for p in &pods {
+            let created = p["metadata"]["creationTimestamp"]
+                .as_str()
+                .and_then(|t| t.parse::<jiff::Timestamp>().ok());
+            if let Some(age) = created.map(|c| now.duration_since(c).as_secs())
+                && age > 120
+            {
+                bail!(
+                    "Metrics not available for pod {}/{}, age: {}",
+                    s.namespace,
+                    p["metadata"]["name"].as_str().unwrap_or_default(),
+                    go_age(age)
+                );
+            }
+        }
         if !pods.is_empty() {
             bail!("metrics not available yet");
         }
@@ -266,6 +317,8 @@ async fn pods(s: &Session, args: &TopArgs) -> anyhow::Result<()> {
             (l, cpu, mem)
         };
         if args.containers {
+            let mut containers = containers.clone();
+            containers.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
             for c in &containers {
                 let (cpu, mem) = (usage(&c["usage"], "cpu"), usage(&c["usage"], "memory"));
                 let cname = c["name"].as_str().unwrap_or_default().to_string();
@@ -280,7 +333,7 @@ async fn pods(s: &Session, args: &TopArgs) -> anyhow::Result<()> {
             rows.push(line(Vec::new(), cpu, mem));
         }
     }
-    sort(&mut rows, args.sort_by.as_deref())?;
+    sort(&mut rows, args.sort_by.as_deref());
     let mut header = Vec::new();
     if args.all_namespaces {
         header.push("NAMESPACE");
@@ -308,5 +361,8 @@ mod tests {
         assert_eq!(bytes(nanos("828Ki")) / (1 << 20), 0);
         assert_eq!(bytes(nanos("2Gi")) / (1 << 20), 2048);
         assert_eq!(bytes(nanos("1048577")), 1_048_577);
+        assert_eq!(go_age(45), "45s");
+        assert_eq!(go_age(150), "2m30s");
+        assert_eq!(go_age(3605), "1h0m5s");
     }
 }

@@ -30,14 +30,32 @@ impl Resource {
     }
 }
 
+/// A condition's status.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Status {
+    True,
+    False,
+    Unknown,
+}
+
+impl Status {
+    pub fn parse(s: &str) -> Status {
+        match s {
+            "True" => Status::True,
+            "False" => Status::False,
+            _ => Status::Unknown,
+        }
+    }
+}
+
 /// What the calculator knows of one pod the target selects.
 #[derive(Clone, Debug)]
 pub struct PodFacts {
     pub name: String,
     pub phase: String,
     pub deleting: bool,
-    /// The Ready condition: whether it is True, and when it last changed.
-    pub ready: Option<(bool, Timestamp)>,
+    /// The Ready condition: its status, and when it last changed.
+    pub ready: Option<(Status, Timestamp)>,
     pub start_time: Option<Timestamp>,
     /// The sum of the containers' requests of the resource, in milli-units; `Err(container)`
     /// names a container without one.
@@ -118,13 +136,15 @@ fn group<'a>(
         };
         if resource == Resource::Cpu {
             let is_unready = match (pod.ready, pod.start_time) {
-                (Some((is_ready, changed)), Some(started)) => {
+                (Some((status, changed)), Some(started)) => {
+                    // Only Ready=False counts as not ready (Unknown does not), as upstream.
+                    let not_ready = status == Status::False;
                     if after(started, tuning.cpu_initialization_period) > now {
                         // Starting up: ignore a sample taken before a full window of readiness.
-                        !is_ready || sample.timestamp < after(changed, sample.window)
+                        not_ready || sample.timestamp < after(changed, sample.window)
                     } else {
                         // Ignore a pod that never became ready.
-                        !is_ready && after(started, tuning.initial_readiness_delay) > changed
+                        not_ready && after(started, tuning.initial_readiness_delay) > changed
                     }
                 }
                 _ => true,
@@ -226,11 +246,14 @@ pub fn replicas_for(
         return Ok(estimate((ratio * ready as f64).ceil() as i32));
     }
     // Assume the worst for the direction of the change: pods without metrics use their whole
-    // request (or the target) on a scale-down and nothing on a scale-up.
+    // request (or the target, when it is above 100%) on a scale-down and nothing on a
+    // scale-up.
     if ratio < 1.0 {
         for p in &missing {
             let fill = match target {
-                Target::Utilization(_) => requests.get(p).copied().unwrap_or(0),
+                Target::Utilization(percent) => {
+                    requests.get(p).copied().unwrap_or(0) * i64::from(percent.max(100)) / 100
+                }
                 Target::AverageValue(v) => v,
             };
             usage.insert(p, fill);
@@ -331,6 +354,18 @@ pub struct History {
     recommendations: Vec<(i32, Timestamp)>,
     ups: Vec<(i32, Timestamp)>,
     downs: Vec<(i32, Timestamp)>,
+}
+
+impl History {
+    /// The history of an autoscaler first seen with the target at `current` replicas: that
+    /// counts as a recommendation, so a new autoscaler (or a restarted controller) waits a
+    /// whole scale-down window before scaling down, as upstream.
+    pub fn starting(current: i32, now: Timestamp) -> History {
+        History {
+            recommendations: vec![(current, now)],
+            ..History::default()
+        }
+    }
 }
 
 /// A condition to set on the autoscaler.
@@ -609,7 +644,7 @@ fn within_range(n: i32) -> (i32, &'static str, &'static str) {
 }
 
 /// Records a rescale from `from` to `to`, for the policies' periods. Events older than the
-/// longest period are dropped.
+/// longest period of either direction are dropped (each direction's policies count both).
 pub fn record_scale(
     h: &mut History,
     behavior: Option<&Behavior>,
@@ -618,16 +653,16 @@ pub fn record_scale(
     now: Timestamp,
 ) {
     let Some(b) = behavior else { return };
-    let longest = |r: &Rules| {
-        r.policies
+    let longest =
+        b.up.policies
             .iter()
+            .chain(&b.down.policies)
             .map(|p| p.period)
             .max()
-            .unwrap_or_default()
-    };
-    let (up_keep, down_keep) = (before(now, longest(&b.up)), before(now, longest(&b.down)));
-    h.ups.retain(|(_, at)| *at > up_keep);
-    h.downs.retain(|(_, at)| *at > down_keep);
+            .unwrap_or_default();
+    let keep = before(now, longest);
+    h.ups.retain(|(_, at)| *at > keep);
+    h.downs.retain(|(_, at)| *at > keep);
     if to > from {
         h.ups.push((to - from, now));
     } else if to < from {

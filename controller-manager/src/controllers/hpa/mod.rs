@@ -85,6 +85,7 @@ struct Outcome {
     conditions: Vec<(String, bool, String, String)>,
     current: Option<i32>,
     desired: Option<i32>,
+    /// The current metrics: unchanged (None), or replaced (an empty list removes them).
     metrics: Option<Vec<Value>>,
     rescaled: bool,
 }
@@ -201,7 +202,7 @@ fn facts(pod: &CachedPod, resource: Resource) -> calc::PodFacts {
         .and_then(|cs| cs.iter().find(|c| c.type_ == "Ready"))
         .map(|c| {
             (
-                c.status == "True",
+                calc::Status::parse(&c.status),
                 c.last_transition_time
                     .as_ref()
                     .map(|t| t.0)
@@ -251,19 +252,21 @@ fn samples(items: &[DynamicObject], resource: Resource) -> HashMap<String, Sampl
             .and_then(Value::as_str)
             .and_then(|w| skiff_common::parse_duration(w).ok())
             .unwrap_or(Duration::from_secs(15));
-        let mut sum = Some(0i64);
-        for c in m
+        let containers = m
             .data
             .get("containers")
             .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
+            .cloned()
+            .unwrap_or_default();
+        // A pod without containers has no metrics; each container's usage is rounded up to
+        // the milli-unit (Quantity.MilliValue), then summed.
+        let mut sum = (!containers.is_empty()).then_some(0i64);
+        for c in &containers {
             let v = c
                 .pointer(&format!("/usage/{}", resource.name()))
                 .and_then(Value::as_str)
                 .and_then(skiff_api::validation::parse_quantity)
-                .map(|v| (v * 1000.0).round() as i64);
+                .map(|v| (v * 1000.0 - 1e-6).ceil().max(0.0) as i64);
             sum = sum.zip(v).map(|(a, b)| a + b);
         }
         if let Some(milli) = sum {
@@ -304,12 +307,14 @@ impl HpaController {
         let target = &spec.scale_target_ref;
         let reference = format!("{}/{}", target.kind, target.name);
         let Some((group, version, plural)) = scalable(&target.kind) else {
-            let message = format!(
-                "the HPA controller was unable to get the target's current scale: no scale subresource for kind {:?}",
-                target.kind
+            let error = format!("no scale subresource for kind {:?}", target.kind);
+            self.warn(hpa, "FailedGetScale", &error);
+            out.set(
+                "AbleToScale",
+                false,
+                "FailedGetScale",
+                format!("the HPA controller was unable to get the target's current scale: {error}"),
             );
-            self.warn(hpa, "FailedGetScale", &message);
-            out.set("AbleToScale", false, "FailedGetScale", message);
             return self.write_status(hpa, out, now).await;
         };
         let scales: Api<DynamicObject> = Api::namespaced_with(
@@ -320,12 +325,16 @@ impl HpaController {
         let scale = match scales.get_scale(&target.name).await {
             Ok(s) => s,
             Err(e) => {
-                let message = format!(
-                    "the HPA controller was unable to get the target's current scale: {}",
-                    kube_message(&e)
+                let error = kube_message(&e);
+                self.warn(hpa, "FailedGetScale", &error);
+                out.set(
+                    "AbleToScale",
+                    false,
+                    "FailedGetScale",
+                    format!(
+                        "the HPA controller was unable to get the target's current scale: {error}"
+                    ),
                 );
-                self.warn(hpa, "FailedGetScale", &message);
-                out.set("AbleToScale", false, "FailedGetScale", message);
                 return self.write_status(hpa, out, now).await;
             }
         };
@@ -337,6 +346,13 @@ impl HpaController {
         );
         let current = scale.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0);
         out.current = Some(current);
+        // Upstream rebuilds the current metrics on every sync past this point.
+        out.metrics = Some(Vec::new());
+        self.history
+            .lock()
+            .expect("history lock")
+            .entry(key.to_string())
+            .or_insert_with(|| History::starting(current, now));
         let min = spec.min_replicas.unwrap_or(1);
         let max = spec.max_replicas;
         let mut desired = 0;
@@ -430,7 +446,7 @@ impl HpaController {
                     "FailedUpdateScale",
                     format!("the HPA controller was unable to update the target scale: {message}"),
                 );
-                out.desired = Some(current);
+                // The previous desired count stands.
                 return self.write_status(hpa, out, now).await;
             }
             out.set(
@@ -487,12 +503,26 @@ impl HpaController {
         out: &mut Outcome,
     ) -> std::result::Result<(i32, String, Vec<Value>), String> {
         let selector_text = selector;
+        if selector.is_empty() {
+            let error = "selector is required";
+            self.warn(hpa, "SelectorRequired", error);
+            out.set(
+                "ScalingActive",
+                false,
+                "InvalidSelector",
+                "the HPA target's scale is missing a selector",
+            );
+            return Err(error.to_string());
+        }
         let selector = match LabelSelector::parse(selector) {
-            Ok(s) if !selector.is_empty() => s,
-            _ => {
-                let message = "the HPA target's scale is missing a selector";
-                out.set("ScalingActive", false, "InvalidSelector", message);
-                return Err(message.to_string());
+            Ok(s) => s,
+            Err(e) => {
+                let error = format!(
+                    "couldn't convert selector into a corresponding internal selector object: {e}"
+                );
+                self.warn(hpa, "InvalidSelector", &error);
+                out.set("ScalingActive", false, "InvalidSelector", error.clone());
+                return Err(error);
             }
         };
         let pods: Vec<Arc<CachedPod>> = self
@@ -506,7 +536,7 @@ impl HpaController {
         let mut best: Option<(i32, String)> = None;
         let mut statuses = Vec::new();
         let mut invalid = 0;
-        let mut first_error: Option<(String, String)> = None;
+        let mut first_error: Option<(String, String, String)> = None;
         for spec in specs {
             let result = match (spec.type_.as_str(), spec.resource.as_ref()) {
                 ("Resource", Some(r)) => {
@@ -540,7 +570,14 @@ impl HpaController {
                     self.warn(hpa, &reason, &message);
                     invalid += 1;
                     if first_error.is_none() {
-                        first_error = Some((reason, message));
+                        // The per-metric error as upstream wraps it for the summary.
+                        let wrapped = match spec.resource.as_ref() {
+                            Some(r) if spec.type_ == "Resource" => {
+                                format!("failed to get {} resource metric value: {message}", r.name)
+                            }
+                            _ => message.clone(),
+                        };
+                        first_error = Some((reason, message, wrapped));
                     }
                 }
             }
@@ -559,11 +596,9 @@ impl HpaController {
                 Ok((replicas, name, statuses))
             }
             (_, err) => {
-                let (reason, message) = err.unwrap_or_else(|| {
-                    (
-                        "InvalidMetricSourceType".into(),
-                        "no metrics are specified".into(),
-                    )
+                let (reason, message, wrapped) = err.unwrap_or_else(|| {
+                    let none = "no metrics are specified".to_string();
+                    ("InvalidMetricSourceType".into(), none.clone(), none)
                 });
                 out.metrics = Some(statuses);
                 out.set(
@@ -573,7 +608,7 @@ impl HpaController {
                     format!("the HPA was unable to compute the replica count: {message}"),
                 );
                 Err(format!(
-                    "invalid metrics ({invalid} invalid out of {total}), first error is: {message}"
+                    "invalid metrics ({invalid} invalid out of {total}), first error is: {wrapped}"
                 ))
             }
         }
@@ -715,17 +750,22 @@ impl HpaController {
         }
         let mut status = old.as_object().cloned().unwrap_or_default();
         status.insert("conditions".into(), json!(conditions));
-        if let Some(g) = hpa.metadata.generation {
-            status.insert("observedGeneration".into(), json!(g));
-        }
         if let Some(c) = out.current {
             status.insert("currentReplicas".into(), json!(c));
         }
         if let Some(d) = out.desired {
             status.insert("desiredReplicas".into(), json!(d));
         }
-        if let Some(m) = out.metrics {
-            status.insert("currentMetrics".into(), json!(m));
+        match out.metrics {
+            // A merge patch removes a key set to null.
+            Some(m) if m.is_empty() && status.contains_key("currentMetrics") => {
+                status.insert("currentMetrics".into(), Value::Null);
+            }
+            Some(m) if m.is_empty() => {}
+            Some(m) => {
+                status.insert("currentMetrics".into(), json!(m));
+            }
+            None => {}
         }
         if out.rescaled {
             status.insert("lastScaleTime".into(), json!(stamp));
@@ -798,7 +838,7 @@ mod tests {
         .unwrap();
         let cpu = facts(&pod, Resource::Cpu);
         assert_eq!(cpu.request_milli, Ok(150));
-        assert_eq!(cpu.ready.map(|r| r.0), Some(true));
+        assert_eq!(cpu.ready.map(|r| r.0), Some(calc::Status::True));
         assert!(cpu.start_time.is_some());
         assert_eq!(
             facts(&pod, Resource::Memory).request_milli,

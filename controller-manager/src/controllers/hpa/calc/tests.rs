@@ -14,7 +14,7 @@ fn pod(name: &str, request: i64) -> PodFacts {
         name: name.into(),
         phase: "Running".into(),
         deleting: false,
-        ready: Some((true, ago(600))),
+        ready: Some((Status::True, ago(600))),
         start_time: Some(ago(1200)),
         request_milli: Ok(request),
     }
@@ -203,9 +203,31 @@ fn replica_calculation() {
             Err("missing request for cpu in container burn of Pod a"),
         ),
     ];
+    cases.push(case(
+        "above a 100% target a pod without metrics counts as using the target",
+        4,
+        Target::Utilization(200),
+        vec![pod("a", 100), pod("b", 100), pod("c", 100), pod("d", 100)],
+        vec![("a", 20), ("b", 20), ("c", 20)],
+        Ok(2),
+    ));
+    cases.push(case(
+        "Ready=Unknown is not unready",
+        2,
+        u50,
+        vec![
+            pod("a", 100),
+            PodFacts {
+                ready: Some((Status::Unknown, ago(10))),
+                ..pod("b", 100)
+            },
+        ],
+        vec![("a", 200), ("b", 200)],
+        Ok(8),
+    ));
     // Readiness only matters for CPU.
     let starting = PodFacts {
-        ready: Some((true, ago(10))),
+        ready: Some((Status::True, ago(10))),
         start_time: Some(ago(20)),
         ..pod("b", 100)
     };
@@ -229,7 +251,7 @@ fn replica_calculation() {
         )
     });
     let never_ready = PodFacts {
-        ready: Some((false, ago(1190))),
+        ready: Some((Status::False, ago(1190))),
         ..pod("b", 100)
     };
     cases.push(case(
@@ -480,4 +502,13 @@ fn scaling_policies_and_select() {
         );
         assert_eq!((n, conds[1].reason), c.want, "{}", c.name);
     }
+}
+
+#[test]
+fn a_new_autoscaler_waits_a_window_before_scaling_down() {
+    let mut h = History::starting(5, now());
+    let later = now() + jiff::SignedDuration::from_secs(15);
+    let (n, c) = normalize(&mut h, None, FIVE_MIN, 5, 1, BOUNDS, later);
+    assert_eq!(n, 5);
+    assert_eq!(c[0].reason, "ScaleDownStabilized");
 }
