@@ -396,6 +396,24 @@ fn hpa_scales_a_cpu_burning_deployment_up_and_back_down() {
         "{:?}",
         reason_of("ghost", "AbleToScale")
     );
+    // A second autoscaler over the same pods: neither may scale them.
+    c.kubectl_ok(&[
+        "autoscale",
+        "rc",
+        "mem",
+        "--name=mem-twin",
+        "--cpu-percent=50",
+        "--max=2",
+    ]);
+    assert!(
+        wait_until(WAIT, || reason_of("mem-twin", "ScalingActive").is_some_and(
+            |(s, r, m)| s == "False"
+                && r == "AmbiguousSelector"
+                && m.contains("controlled by multiple HPAs: [default/mem default/mem-twin]")
+        )),
+        "{:?}",
+        reason_of("mem-twin", "ScalingActive")
+    );
     assert!(
         wait_until(WAIT, || reason_of("norequests", "ScalingActive")
             .is_some_and(|(s, r, m)| s == "False"

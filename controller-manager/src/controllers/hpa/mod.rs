@@ -32,6 +32,9 @@ pub struct HpaController {
     recorder: Recorder,
     /// Per autoscaler: recent recommendations and rescales (kept in memory, as upstream).
     history: Mutex<HashMap<String, History>>,
+    /// Per autoscaler (`namespace/name`): its target's pod selector, as last read, so that
+    /// pods claimed by two autoscalers are noticed.
+    selectors: Mutex<HashMap<String, LabelSelector>>,
 }
 
 impl HpaController {
@@ -60,6 +63,7 @@ impl HpaController {
                 ctx.shutdown.clone(),
             ),
             history: Mutex::new(HashMap::new()),
+            selectors: Mutex::new(HashMap::new()),
             ctx,
         })
     }
@@ -73,6 +77,7 @@ impl Reconciler for HpaController {
         let ns = ns.unwrap_or("default");
         let Some(hpa) = self.ctx.hpas.get(Some(ns), name) else {
             self.history.lock().expect("history lock").remove(key);
+            self.selectors.lock().expect("selectors lock").remove(key);
             return Ok(None);
         };
         self.sync(key, &hpa).await?;
@@ -532,6 +537,31 @@ impl HpaController {
             .into_iter()
             .filter(|p| selector.matches(Some(&labels_map(p))))
             .collect();
+        // Pods that another autoscaler's target selects too: neither may scale them.
+        let me = format!("{ns}/{}", hpa.name_any());
+        let controlling = {
+            let mut selectors = self.selectors.lock().expect("selectors lock");
+            selectors.insert(me.clone(), selector.clone());
+            let mut keys: Vec<String> = selectors
+                .iter()
+                .filter(|(k, sel)| {
+                    k.split_once('/').map(|(n, _)| n) == Some(ns)
+                        && pods.iter().any(|p| sel.matches(Some(&labels_map(p))))
+                })
+                .map(|(k, _)| k.clone())
+                .collect();
+            keys.sort();
+            keys
+        };
+        if controlling.len() > 1 {
+            let error = format!(
+                "pods by selector {selector_text} are controlled by multiple HPAs: [{}]",
+                controlling.join(" ")
+            );
+            self.warn(hpa, "AmbiguousSelector", &error);
+            out.set("ScalingActive", false, "AmbiguousSelector", error.clone());
+            return Err(error);
+        }
         let mut metric_items: Option<std::result::Result<Vec<DynamicObject>, String>> = None;
         let mut best: Option<(i32, String)> = None;
         let mut statuses = Vec::new();
