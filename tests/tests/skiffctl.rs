@@ -103,6 +103,23 @@ spec:
   containers:
   - name: app
     image: skiff-test/busybox:1
+---
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: tricky
+data:
+  number: \"1\"
+  bool: \"true\"
+  \"n\": \"no\"
+  stamp: \"2024-01-02\"
+  indicator: \"x: y\"
+  hash: \"#tag\"
+  quote: \"it's\"
+  multi: \"first\\n  indented\\n\\nlast\\n\"
+  lead: \"  lead\\nx\"
+  tab: \"a\\tb\"
+  long: \"word0 word1 word2 word3 word4 word5 word6 word7 word8 word9 word10 word11 word12 word13 word14 word15 word16 word17\"
 ";
 
 #[test]
@@ -148,6 +165,11 @@ fn get_prints_what_kubectl_prints() {
             "--no-headers",
         ],
         vec!["get", "deploy", "web", "-o", "json"],
+        // YAML as go-yaml writes it: quoting, literal blocks, folding at column 80.
+        vec!["get", "deploy", "web", "-o", "yaml"],
+        vec!["get", "cm", "tricky", "-o", "yaml"],
+        vec!["get", "svc,nodes", "-o", "yaml"],
+        vec!["config", "view"],
         vec!["get", "svc", "-o", "json"],
         vec!["get", "pods", "-o", "name"],
         vec!["get", "rc", "-n", "shop"],

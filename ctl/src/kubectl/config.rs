@@ -145,14 +145,25 @@ pub fn run(g: &Globals, cmd: &ConfigCmd) -> anyhow::Result<()> {
                     cluster["cluster"]["certificate-authority-data"] = "DATA+OMITTED".into();
                 }
             }
+            // As kubectl: certificate and key data omitted, tokens redacted, and
+            // `preferences: {}` always there.
             for user in doc["users"].as_array_mut().into_iter().flatten() {
-                for key in ["client-certificate-data", "client-key-data", "token"] {
+                for (key, shown) in [
+                    ("client-certificate-data", "DATA+OMITTED"),
+                    ("client-key-data", "DATA+OMITTED"),
+                    ("token", "REDACTED"),
+                ] {
                     if !user["user"][key].is_null() {
-                        user["user"][key] = "REDACTED".into();
+                        user["user"][key] = shown.into();
                     }
                 }
             }
-            print!("{}", serde_yaml::to_string(&doc)?);
+            if let Some(m) = doc.as_object_mut()
+                && m.get("preferences").is_none_or(serde_json::Value::is_null)
+            {
+                m.insert("preferences".into(), serde_json::json!({}));
+            }
+            print!("{}", super::yaml::to_string(&doc));
         }
     }
     Ok(())

@@ -273,7 +273,7 @@ pub async fn run(s: &Session, args: &GetArgs) -> anyhow::Result<()> {
                 out.push_str(&super::go_escape(&String::from_utf8_lossy(&buf)));
                 out.push('\n');
             } else {
-                out.push_str(&serde_yaml::to_string(&doc)?);
+                out.push_str(&super::yaml::to_string(&doc));
             }
             printed_any = true;
         }

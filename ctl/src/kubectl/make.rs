@@ -619,7 +619,7 @@ pub async fn edit(s: &Session, words: &[String]) -> anyhow::Result<()> {
         if let Some(m) = obj["metadata"].as_object_mut() {
             m.shift_remove("managedFields");
         }
-        let before = serde_yaml::to_string(&obj)?;
+        let before = super::yaml::to_string(&obj);
         let dir = std::env::temp_dir().join(format!("skiffctl-edit-{}", std::process::id()));
         std::fs::create_dir_all(&dir)?;
         let file = dir.join(format!("{}-{}.yaml", t.resource.plural, t.name));

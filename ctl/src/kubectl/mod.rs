@@ -12,6 +12,7 @@ pub mod resources;
 pub mod rollout;
 pub mod top;
 pub mod write;
+pub mod yaml;
 
 use std::path::PathBuf;
 use std::time::Duration;
