@@ -377,17 +377,34 @@ pub struct Condition {
     pub message: &'static str,
 }
 
-fn condition(
-    type_: &'static str,
-    status: bool,
-    reason: &'static str,
-    message: &'static str,
-) -> Condition {
+/// Upstream's message for each normalization reason.
+fn message(reason: &str) -> &'static str {
+    match reason {
+        "ScaleUpStabilized" => {
+            "recent recommendations were lower than current one, applying the lowest recent recommendation"
+        }
+        "ScaleDownStabilized" => {
+            "recent recommendations were higher than current one, applying the highest recent recommendation"
+        }
+        "ReadyForNewScale" => "recommended size matches current size",
+        "ScaleUpLimit" => {
+            "the desired replica count is increasing faster than the maximum scale rate"
+        }
+        "ScaleDownLimit" => {
+            "the desired replica count is decreasing faster than the maximum scale rate"
+        }
+        "TooManyReplicas" => "the desired replica count is more than the maximum replica count",
+        "TooFewReplicas" => "the desired replica count is less than the minimum replica count",
+        _ => "the desired count is within the acceptable range",
+    }
+}
+
+fn condition(type_: &'static str, status: bool, reason: &'static str) -> Condition {
     Condition {
         type_,
         status,
         reason,
-        message,
+        message: message(reason),
     }
 }
 
@@ -473,173 +490,81 @@ pub fn normalize(
     bounds: Bounds,
     now: Timestamp,
 ) -> (i32, Vec<Condition>) {
-    let mut conditions = Vec::new();
-    let Some(b) = behavior else {
-        let cutoff = before(now, legacy_window);
-        let stabilized = history
-            .recommendations
-            .iter()
-            .filter(|(_, at)| *at >= cutoff)
-            .map(|(r, _)| *r)
-            .fold(desired, i32::max);
-        remember(history, desired, legacy_window, now);
-        conditions.push(if stabilized != desired {
-            condition(
-                "AbleToScale",
-                true,
-                "ScaleDownStabilized",
-                "recent recommendations were higher than current one, applying the highest recent recommendation",
-            )
-        } else {
-            condition(
-                "AbleToScale",
-                true,
-                "ReadyForNewScale",
-                "recommended size matches current size",
-            )
-        });
-        let up_limit = (2 * current).max(4);
-        let (max, max_reason, max_message) = if bounds.max > up_limit {
-            (
-                up_limit,
-                "ScaleUpLimit",
-                "the desired replica count is increasing faster than the maximum scale rate",
-            )
-        } else {
-            (
-                bounds.max,
-                "TooManyReplicas",
-                "the desired replica count is more than the maximum replica count",
-            )
-        };
-        let (out, reason, message) = if stabilized < bounds.min {
-            (
-                bounds.min,
-                "TooFewReplicas",
-                "the desired replica count is less than the minimum replica count",
-            )
-        } else if stabilized > max {
-            (max, max_reason, max_message)
-        } else {
-            (
-                stabilized,
-                "DesiredWithinRange",
-                "the desired count is within the acceptable range",
-            )
-        };
-        conditions.push(condition(
-            "ScalingLimited",
-            out != stabilized,
-            reason,
-            message,
-        ));
-        return (out, conditions);
-    };
-
     // Stabilize: never above the lowest recommendation of the up window, never below the
-    // highest of the down window.
-    let (up_cut, down_cut) = (
-        before(now, b.up.stabilization),
-        before(now, b.down.stabilization),
-    );
+    // highest of the down window (without behavior: the down window only, bounds included).
+    let (up_window, down_window) = match behavior {
+        Some(b) => (Some(b.up.stabilization), b.down.stabilization),
+        None => (None, legacy_window),
+    };
+    let down_cut = before(now, down_window);
+    let up_cut = up_window.map(|w| before(now, w));
     let (mut up, mut down) = (desired, desired);
     for (r, at) in &history.recommendations {
-        if *at > up_cut {
+        if up_cut.is_some_and(|cut| *at > cut) {
             up = up.min(*r);
         }
-        if *at > down_cut {
+        if *at > down_cut || (behavior.is_none() && *at == down_cut) {
             down = down.max(*r);
         }
     }
-    let stabilized = current.max(up).min(down);
+    let stabilized = match behavior {
+        Some(_) => current.max(up).min(down),
+        None => down,
+    };
     remember(
         history,
         desired,
-        b.up.stabilization.max(b.down.stabilization),
+        up_window.unwrap_or_default().max(down_window),
         now,
     );
-    conditions.push(if stabilized != desired {
-        if desired >= current {
-            condition(
-                "AbleToScale",
-                true,
-                "ScaleUpStabilized",
-                "recent recommendations were lower than current one, applying the lowest recent recommendation",
-            )
-        } else {
-            condition(
-                "AbleToScale",
-                true,
-                "ScaleDownStabilized",
-                "recent recommendations were higher than current one, applying the highest recent recommendation",
-            )
-        }
+    let able = if stabilized == desired {
+        "ReadyForNewScale"
+    } else if behavior.is_some() && desired >= current {
+        "ScaleUpStabilized"
     } else {
-        condition(
-            "AbleToScale",
-            true,
-            "ReadyForNewScale",
-            "recommended size matches current size",
-        )
-    });
+        "ScaleDownStabilized"
+    };
 
-    let (out, reason, message) = if stabilized > current {
-        let limit = scale_up_limit(current, history, &b.up, now).max(current);
-        let (allowed, reason, message) = if bounds.max > limit {
-            (
-                limit,
-                "ScaleUpLimit",
-                "the desired replica count is increasing faster than the maximum scale rate",
-            )
+    // Limit: the policies' rate (without behavior: 2× or 4 up, none down), then min/max.
+    let (out, limit) = if stabilized > current {
+        let rate = match behavior {
+            Some(b) => scale_up_limit(current, history, &b.up, now).max(current),
+            None => (2 * current).max(4),
+        };
+        let (allowed, reason) = if bounds.max > rate {
+            (rate, "ScaleUpLimit")
         } else {
-            (
-                bounds.max,
-                "TooManyReplicas",
-                "the desired replica count is more than the maximum replica count",
-            )
+            (bounds.max, "TooManyReplicas")
         };
         if stabilized > allowed {
-            (allowed, reason, message)
+            (allowed, reason)
         } else {
-            within_range(stabilized)
+            (stabilized, "DesiredWithinRange")
         }
-    } else if stabilized < current {
-        let limit = scale_down_limit(current, history, &b.down, now).min(current);
-        let (allowed, reason, message) = if bounds.min < limit {
-            (
-                limit,
-                "ScaleDownLimit",
-                "the desired replica count is decreasing faster than the maximum scale rate",
-            )
+    } else if stabilized < current || behavior.is_none() {
+        let rate = match behavior {
+            Some(b) => scale_down_limit(current, history, &b.down, now).min(current),
+            None => bounds.min,
+        };
+        let (allowed, reason) = if bounds.min < rate {
+            (rate, "ScaleDownLimit")
         } else {
-            (
-                bounds.min,
-                "TooFewReplicas",
-                "the desired replica count is less than the minimum replica count",
-            )
+            (bounds.min, "TooFewReplicas")
         };
         if stabilized < allowed {
-            (allowed, reason, message)
+            (allowed, reason)
         } else {
-            within_range(stabilized)
+            (stabilized, "DesiredWithinRange")
         }
     } else {
-        within_range(stabilized)
+        (stabilized, "DesiredWithinRange")
     };
-    conditions.push(condition(
-        "ScalingLimited",
-        out != stabilized,
-        reason,
-        message,
-    ));
-    (out, conditions)
-}
-
-fn within_range(n: i32) -> (i32, &'static str, &'static str) {
     (
-        n,
-        "DesiredWithinRange",
-        "the desired count is within the acceptable range",
+        out,
+        vec![
+            condition("AbleToScale", true, able),
+            condition("ScalingLimited", out != stabilized, limit),
+        ],
     )
 }
 

@@ -94,31 +94,25 @@ pub(super) fn apply(info: &ResourceInfo, obj: &mut Value) {
 /// scale-down window stays unset: the controller's
 /// `--horizontal-pod-autoscaler-downscale-stabilization` applies.
 fn default_hpa_behavior(b: &mut Map<String, Value>) {
+    let rules = |r: &mut Map<String, Value>, policies: Value| {
+        set_default(r, "selectPolicy", json!("Max"));
+        if r.get("policies")
+            .and_then(Value::as_array)
+            .is_none_or(Vec::is_empty)
+        {
+            r.insert("policies".into(), policies);
+        }
+    };
     let up = child(b, "scaleUp");
     set_default(up, "stabilizationWindowSeconds", json!(0));
-    set_default(up, "selectPolicy", json!("Max"));
-    if up
-        .get("policies")
-        .and_then(Value::as_array)
-        .is_none_or(Vec::is_empty)
-    {
-        up.insert(
-            "policies".into(),
-            json!([{"type": "Pods", "value": 4, "periodSeconds": 15}, {"type": "Percent", "value": 100, "periodSeconds": 15}]),
-        );
-    }
-    let down = child(b, "scaleDown");
-    set_default(down, "selectPolicy", json!("Max"));
-    if down
-        .get("policies")
-        .and_then(Value::as_array)
-        .is_none_or(Vec::is_empty)
-    {
-        down.insert(
-            "policies".into(),
-            json!([{"type": "Percent", "value": 100, "periodSeconds": 15}]),
-        );
-    }
+    rules(
+        up,
+        json!([{"type": "Pods", "value": 4, "periodSeconds": 15}, {"type": "Percent", "value": 100, "periodSeconds": 15}]),
+    );
+    rules(
+        child(b, "scaleDown"),
+        json!([{"type": "Percent", "value": 100, "periodSeconds": 15}]),
+    );
 }
 
 /// Defaults of `spec.template.spec` in a workload.
