@@ -582,6 +582,13 @@ fn frame(channel: u8, data: &[u8]) -> Message {
 }
 
 /// The status the error channel carries when the command ends, as Kubernetes writes it.
+/// (columns, rows) from a resize message.
+fn terminal_size(json: &[u8]) -> Option<(u16, u16)> {
+    let v: serde_json::Value = serde_json::from_slice(json).ok()?;
+    let dim = |k: &str| v.get(k)?.as_u64().and_then(|n| u16::try_from(n).ok());
+    Some((dim("Width")?, dim("Height")?))
+}
+
 fn exit_status(command: &[String], result: Result<i64, String>) -> Value {
     match result {
         Ok(0) => json!({ "metadata": {}, "status": "Success" }),
@@ -615,6 +622,7 @@ async fn exec_session(
         stdin: mut stdin_tx,
         mut output,
         exit_code,
+        resize,
     } = match session {
         Ok(s) => s,
         Err(e) => {
@@ -651,8 +659,12 @@ async fn exec_session(
                         }
                     }
                     CH_CLOSE if v5 && b.get(1) == Some(&CH_STDIN) => stdin_tx = None,
-                    // The runtime cannot resize an exec's TTY; the size stays the default.
-                    CH_RESIZE => {}
+                    // A terminal size: {"Width":W,"Height":H}, as kubectl sends it.
+                    CH_RESIZE => {
+                        if let (Some(resize), Some(size)) = (&resize, terminal_size(&b[1..])) {
+                            let _ = resize.try_send(size);
+                        }
+                    }
                     _ => {}
                 },
                 Some(Ok(Message::Close(_))) | Some(Err(_)) | None => {
@@ -689,6 +701,16 @@ mod tests {
         assert_eq!(q.command, ["sh", "-c", "echo hi"]);
         assert!(q.stdin);
         assert!(!q.tty);
+    }
+
+    #[test]
+    fn resize_messages_give_columns_and_rows() {
+        assert_eq!(
+            terminal_size(br#"{"Width":100,"Height":40}"#),
+            Some((100, 40))
+        );
+        assert_eq!(terminal_size(br#"{"Width":100}"#), None);
+        assert_eq!(terminal_size(b"junk"), None);
     }
 
     #[test]

@@ -869,6 +869,17 @@ fn skiffctl_logs_exec_and_drain_on_a_cluster() {
     let shown = String::from_utf8_lossy(&session.stdout).replace('\r', "");
     assert!(shown.contains("\ntyped-42\n"), "{shown}");
     assert_eq!(session.status.code(), Some(5), "{shown}");
+    // The real kubectl sends its terminal's size; the process inside sees it.
+    let sized = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "timeout 60 script -qec 'stty cols 123 rows 45; kubectl --kubeconfig {} exec -it talker -- sh -c \"sleep 1; stty size\"' /dev/null",
+            c.kubeconfig().display()
+        ))
+        .output()
+        .expect("script");
+    let shown = String::from_utf8_lossy(&sized.stdout).replace('\r', "");
+    assert!(shown.contains("45 123"), "stty size in the pod: {shown:?}");
 
     // drain moves a Deployment's pods to the other node.
     c.kubectl_ok(&[

@@ -21,7 +21,7 @@ use async_trait::async_trait;
 use bollard::Docker;
 use bollard::container::LogOutput;
 use bollard::errors::Error as DockerError;
-use bollard::exec::{CreateExecOptions, StartExecOptions, StartExecResults};
+use bollard::exec::{CreateExecOptions, ResizeExecOptions, StartExecOptions, StartExecResults};
 use bollard::models::{
     ContainerCreateBody, ContainerInspectResponse, ContainerStateStatusEnum, HostConfig, Ipam,
     IpamConfig, NetworkCreateRequest, PortBinding,
@@ -726,6 +726,20 @@ impl ContainerRuntime for DockerRuntime {
         let (code_tx, code_rx) = tokio::sync::oneshot::channel();
         let docker = self.docker.clone();
         let exec_id = created.id;
+        // Terminal sizes go to the engine as they come, while the session lasts.
+        let resize = tty.then(|| {
+            let (tx, mut rx) = tokio::sync::mpsc::channel::<(u16, u16)>(4);
+            let (docker, exec_id) = (docker.clone(), exec_id.clone());
+            tokio::spawn(async move {
+                while let Some((width, height)) = rx.recv().await {
+                    let size = ResizeExecOptions { height, width };
+                    if let Err(e) = docker.resize_exec(&exec_id, size).await {
+                        tracing::debug!(exec = %exec_id, error = %e, "resizing an exec's terminal");
+                    }
+                }
+            });
+            tx
+        });
         tokio::spawn(async move {
             while let Some(item) = output.next().await {
                 let item = match item {
@@ -762,6 +776,7 @@ impl ContainerRuntime for DockerRuntime {
             stdin: stdin_tx,
             output: output.boxed(),
             exit_code: code_rx,
+            resize,
         })
     }
 

@@ -521,6 +521,7 @@ impl ContainerRuntime for FakeRuntime {
             stdin: stdin_tx,
             output: output.boxed(),
             exit_code: code_rx,
+            resize: None,
         })
     }
 

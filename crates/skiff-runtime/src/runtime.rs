@@ -209,6 +209,9 @@ pub struct ExecSession {
     pub output: BoxStream<'static, Result<(u8, bytes::Bytes)>>,
     /// Resolves to the exit code when the process ends.
     pub exit_code: tokio::sync::oneshot::Receiver<i64>,
+    /// New terminal sizes (columns, rows) for a TTY session; `None` without a TTY or where
+    /// the runtime cannot resize.
+    pub resize: Option<tokio::sync::mpsc::Sender<(u16, u16)>>,
 }
 
 /// CPU and memory use of one container.
