@@ -366,6 +366,26 @@ fn hpa_scales_a_cpu_burning_deployment_up_and_back_down() {
         top_pods(&c)
     );
 
+    // skiffctl top prints exactly what kubectl prints (both read one metrics snapshot; a
+    // scrape in between changes the numbers, so a differing pair is taken again).
+    let kc = c.kubeconfig().display().to_string();
+    for args in [
+        vec!["top", "pods", "--sum", "--containers"],
+        vec!["top", "pods", "-A", "--sort-by=memory"],
+        vec!["top", "nodes"],
+    ] {
+        let mut last = (String::new(), String::new());
+        let same = (0..5).any(|_| {
+            let theirs = c.kubectl_ok(&args);
+            let mut ours_args = vec!["--kubeconfig", kc.as_str()];
+            ours_args.extend(&args);
+            let ours = skiffctl(&ours_args);
+            last = (theirs, String::from_utf8_lossy(&ours.stdout).into_owned());
+            last.0 == last.1
+        });
+        assert!(same, "{args:?}: kubectl\n{}\nskiffctl\n{}", last.0, last.1);
+    }
+
     // A ReplicationController scaled on memory per pod, through its scale subresource.
     assert!(
         wait_until(WAIT, || get_json(&c, &["rc", "mem"])["spec"]["replicas"]

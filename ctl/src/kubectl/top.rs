@@ -26,6 +26,9 @@ pub struct TopArgs {
     /// Pods: one line per container.
     #[arg(long)]
     containers: bool,
+    /// Pods: a total line under the rows.
+    #[arg(long)]
+    sum: bool,
     #[arg(long)]
     no_headers: bool,
     #[arg(short = 'A', long)]
@@ -343,8 +346,25 @@ async fn pods(s: &Session, args: &TopArgs) -> anyhow::Result<()> {
     } else {
         &["NAME", "CPU(cores)", "MEMORY(bytes)"][..]
     });
+    let blanks = header.len() - 2;
     let mut lines = vec![header.into_iter().map(String::from).collect::<Vec<_>>()];
+    let (cpu, mem): (i128, i128) = (
+        rows.iter().map(|r| r.1).sum(),
+        rows.iter().map(|r| r.2).sum(),
+    );
     lines.extend(rows.into_iter().map(|r| r.0));
+    if args.sum {
+        let row = |a: String, b: String| {
+            let mut l = vec![String::new(); blanks];
+            l.extend([a, b]);
+            l
+        };
+        lines.push(row("________".into(), "________".into()));
+        lines.push(row(
+            format!("{}m", milli(cpu)),
+            format!("{}Mi", bytes(mem) / (1 << 20)),
+        ));
+    }
     print(lines, args.no_headers);
     Ok(())
 }
