@@ -340,33 +340,24 @@ fn build(
     state.save(&l.root)?;
     let kc = l.admin_kubeconfig();
     let kc_arg = kc.display().to_string();
-    spawn(
-        l,
-        "scheduler",
-        None,
-        &bins.scheduler,
-        &[
-            "--kubeconfig",
-            &kc_arg,
-            "--bind-address",
-            "127.0.0.1",
-            "--secure-port",
-            "0",
-        ],
-    )?;
-    let grace = format!("{}s", state.grace_seconds);
-    let mut cm_args = vec![
+    // Both talk to the apiserver with the admin kubeconfig and serve health on loopback.
+    let client_args = [
         "--kubeconfig",
-        &kc_arg,
+        kc_arg.as_str(),
         "--bind-address",
         "127.0.0.1",
         "--secure-port",
         "0",
+    ];
+    spawn(l, "scheduler", None, &bins.scheduler, &client_args)?;
+    let grace = format!("{}s", state.grace_seconds);
+    let mut cm_args = client_args.to_vec();
+    cm_args.extend([
         "--cluster-cidr",
         CLUSTER_CIDR,
         "--node-monitor-grace-period",
         &grace,
-    ];
+    ]);
     cm_args.extend(opts.controller_manager_args.iter().map(String::as_str));
     spawn(
         l,

@@ -423,41 +423,28 @@ fn changed_within(events: &[(i32, Timestamp)], period: Duration, now: Timestamp)
         .sum()
 }
 
-fn scale_up_limit(current: i32, h: &History, rules: &Rules, now: Timestamp) -> i32 {
+/// The furthest the policies let one direction go from `current` now: up (`up`) or down.
+/// `Max` picks the policy allowing the biggest change, `Min` the smallest.
+fn rate_limit(current: i32, h: &History, rules: &Rules, now: Timestamp, up: bool) -> i32 {
     if rules.select == Select::Disabled {
         return current;
     }
     let proposals = rules.policies.iter().map(|p| {
+        // The size at the start of the policy's period.
         let start = current - changed_within(&h.ups, p.period, now)
             + changed_within(&h.downs, p.period, now);
-        match p.kind {
-            PolicyKind::Pods => start + p.value,
-            PolicyKind::Percent => {
-                (f64::from(start) * (1.0 + f64::from(p.value) / 100.0)).ceil() as i32
-            }
+        let share = f64::from(start) * f64::from(p.value) / 100.0;
+        match (p.kind, up) {
+            (PolicyKind::Pods, true) => start + p.value,
+            (PolicyKind::Pods, false) => start - p.value,
+            (PolicyKind::Percent, true) => (f64::from(start) + share).ceil() as i32,
+            (PolicyKind::Percent, false) => (f64::from(start) - share) as i32,
         }
     });
-    match rules.select {
-        Select::Min => proposals.min().unwrap_or(i32::MAX),
-        _ => proposals.max().unwrap_or(i32::MIN),
-    }
-}
-
-fn scale_down_limit(current: i32, h: &History, rules: &Rules, now: Timestamp) -> i32 {
-    if rules.select == Select::Disabled {
-        return current;
-    }
-    let proposals = rules.policies.iter().map(|p| {
-        let start = current - changed_within(&h.ups, p.period, now)
-            + changed_within(&h.downs, p.period, now);
-        match p.kind {
-            PolicyKind::Pods => start - p.value,
-            PolicyKind::Percent => (f64::from(start) * (1.0 - f64::from(p.value) / 100.0)) as i32,
-        }
-    });
-    match rules.select {
-        Select::Min => proposals.max().unwrap_or(i32::MIN),
-        _ => proposals.min().unwrap_or(i32::MAX),
+    if (rules.select == Select::Max) == up {
+        proposals.max().unwrap_or(i32::MIN)
+    } else {
+        proposals.min().unwrap_or(i32::MAX)
     }
 }
 
@@ -528,7 +515,7 @@ pub fn normalize(
     // Limit: the policies' rate (without behavior: 2× or 4 up, none down), then min/max.
     let (out, limit) = if stabilized > current {
         let rate = match behavior {
-            Some(b) => scale_up_limit(current, history, &b.up, now).max(current),
+            Some(b) => rate_limit(current, history, &b.up, now, true).max(current),
             None => (2 * current).max(4),
         };
         let (allowed, reason) = if bounds.max > rate {
@@ -543,7 +530,7 @@ pub fn normalize(
         }
     } else if stabilized < current || behavior.is_none() {
         let rate = match behavior {
-            Some(b) => scale_down_limit(current, history, &b.down, now).min(current),
+            Some(b) => rate_limit(current, history, &b.down, now, false).min(current),
             None => bounds.min,
         };
         let (allowed, reason) = if bounds.min < rate {

@@ -358,6 +358,10 @@ impl HpaController {
             .expect("history lock")
             .entry(key.to_string())
             .or_insert_with(|| History::starting(current, now));
+        let behavior = behavior(
+            spec.behavior.as_ref(),
+            self.ctx.settings.hpa_downscale_stabilization,
+        );
         let min = spec.min_replicas.unwrap_or(1);
         let max = spec.max_replicas;
         let mut desired = 0;
@@ -410,10 +414,6 @@ impl HpaController {
             } else if desired < current {
                 reason = "All metrics below target".into();
             }
-            let behavior = behavior(
-                spec.behavior.as_ref(),
-                self.ctx.settings.hpa_downscale_stabilization,
-            );
             let (normalized, conditions) = {
                 let mut history = self.history.lock().expect("history lock");
                 let h = history.entry(key.to_string()).or_default();
@@ -467,10 +467,6 @@ impl HpaController {
                 format!("New size: {desired}; reason: {reason}"),
             );
             tracing::info!(hpa = %key, target = %reference, from = current, to = desired, %reason, "rescaled");
-            let behavior = behavior(
-                spec.behavior.as_ref(),
-                self.ctx.settings.hpa_downscale_stabilization,
-            );
             let mut history = self.history.lock().expect("history lock");
             calc::record_scale(
                 history.entry(key.to_string()).or_default(),
@@ -530,12 +526,17 @@ impl HpaController {
                 return Err(error);
             }
         };
-        let pods: Vec<Arc<CachedPod>> = self
+        // Each selected pod with its labels in the form selectors match (made once).
+        let selected: Vec<(Arc<CachedPod>, Map<String, Value>)> = self
             .ctx
             .pods
             .list_in(ns)
             .into_iter()
-            .filter(|p| selector.matches(Some(&labels_map(p))))
+            .map(|p| {
+                let labels = labels_map(&p);
+                (p, labels)
+            })
+            .filter(|(_, labels)| selector.matches(Some(labels)))
             .collect();
         // Pods that another autoscaler's target selects too: neither may scale them.
         let me = format!("{ns}/{}", hpa.name_any());
@@ -546,13 +547,14 @@ impl HpaController {
                 .iter()
                 .filter(|(k, sel)| {
                     k.split_once('/').map(|(n, _)| n) == Some(ns)
-                        && pods.iter().any(|p| sel.matches(Some(&labels_map(p))))
+                        && selected.iter().any(|(_, labels)| sel.matches(Some(labels)))
                 })
                 .map(|(k, _)| k.clone())
                 .collect();
             keys.sort();
             keys
         };
+        let pods: Vec<Arc<CachedPod>> = selected.into_iter().map(|(p, _)| p).collect();
         if controlling.len() > 1 {
             let error = format!(
                 "pods by selector {selector_text} are controlled by multiple HPAs: [{}]",
