@@ -6,6 +6,7 @@ pub mod context;
 pub mod controller;
 pub mod controllers;
 pub mod informer;
+pub mod intern;
 pub mod pods;
 pub mod workqueue;
 

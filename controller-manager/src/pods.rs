@@ -4,61 +4,127 @@
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec, Toleration};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
 use kube::Resource;
 
+use crate::intern::Interner;
+
 /// A pod as the controller-manager caches it: only what the controllers read (identity,
-/// labels, owners, node, tolerations, container names and ports, phase, IP, conditions, restart
-/// counts). Watch events are decoded straight into this shape, so 10,000 cached pods take a
-/// fraction of what full `k8s-openapi` pods would (whose many inline optional fields cost
-/// several kB per pod even when empty). Field names and nesting match `Pod`'s.
-#[derive(Clone, Debug, Default, serde::Deserialize, serde::Serialize)]
+/// labels, owners, node, tolerations, container names, ports and requests, phase, IP, the Ready
+/// condition, restart counts). Watch events are decoded straight into this shape, so 10,000
+/// cached pods take a fraction of what full `k8s-openapi` pods would (whose many inline
+/// optional fields cost several kB per pod even when empty). Labels, tolerations and containers
+/// are interned: the pods of one template share one copy of each. Annotations, managedFields
+/// and generateName are not kept. Field names follow `Pod`'s, except that labels sit beside
+/// `metadata` rather than in it.
+#[derive(Clone, Debug, Default, serde::Deserialize)]
+#[serde(from = "WirePod")]
 pub struct CachedPod {
-    #[serde(default)]
     pub metadata: ObjectMeta,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels: Arc<BTreeMap<String, String>>,
     pub spec: Option<CachedPodSpec>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<CachedPodStatus>,
 }
 
-#[derive(Clone, Debug, Default, serde::Deserialize, serde::Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct CachedPodSpec {
+/// A pod as the watch delivers it, before [`CachedPod`] moves its labels out of `metadata`.
+#[derive(serde::Deserialize)]
+struct WirePod {
     #[serde(default)]
-    pub containers: Vec<CachedContainer>,
-    pub node_name: Option<String>,
-    pub tolerations: Option<Vec<k8s_openapi::api::core::v1::Toleration>>,
+    metadata: ObjectMeta,
+    spec: Option<CachedPodSpec>,
+    status: Option<CachedPodStatus>,
 }
 
-#[derive(Clone, Debug, Default, serde::Deserialize, serde::Serialize)]
+static LABELS: Interner<BTreeMap<String, String>> = Interner::new();
+static TOLERATIONS: Interner<Vec<Toleration>> = Interner::new();
+static CONTAINERS: Interner<Vec<CachedContainer>> = Interner::new();
+
+impl From<WirePod> for CachedPod {
+    fn from(mut p: WirePod) -> Self {
+        let labels = LABELS.intern(p.metadata.labels.take().unwrap_or_default());
+        p.metadata.annotations = None;
+        p.metadata.managed_fields = None;
+        p.metadata.generate_name = None;
+        CachedPod {
+            metadata: p.metadata,
+            labels,
+            spec: p.spec,
+            status: p.status,
+        }
+    }
+}
+
+fn interned_containers<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Arc<Vec<CachedContainer>>, D::Error> {
+    Ok(CONTAINERS.intern(serde::Deserialize::deserialize(d)?))
+}
+
+fn interned_tolerations<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Arc<Vec<Toleration>>>, D::Error> {
+    let t: Option<Vec<Toleration>> = serde::Deserialize::deserialize(d)?;
+    Ok(t.map(|t| TOLERATIONS.intern(t)))
+}
+
+#[derive(Clone, Debug, Default, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CachedPodSpec {
+    #[serde(default, deserialize_with = "interned_containers")]
+    pub containers: Arc<Vec<CachedContainer>>,
+    pub node_name: Option<String>,
+    #[serde(default, deserialize_with = "interned_tolerations")]
+    pub tolerations: Option<Arc<Vec<Toleration>>>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, serde::Deserialize)]
 pub struct CachedContainer {
     #[serde(default)]
     pub name: String,
     pub ports: Option<Vec<k8s_openapi::api::core::v1::ContainerPort>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub resources: Option<CachedResources>,
 }
 
 /// A container's requests (what the HorizontalPodAutoscaler measures usage against).
-#[derive(Clone, Debug, Default, serde::Deserialize, serde::Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, serde::Deserialize)]
 pub struct CachedResources {
     pub requests: Option<BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>>,
 }
 
-#[derive(Clone, Debug, Default, serde::Deserialize, serde::Serialize)]
+#[derive(Clone, Debug, Default, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CachedPodStatus {
     pub phase: Option<String>,
     #[serde(rename = "podIP")]
     pub pod_ip: Option<String>,
-    pub conditions: Option<Vec<k8s_openapi::api::core::v1::PodCondition>>,
+    /// The `Ready` condition, the only one a controller reads.
+    #[serde(rename = "conditions", default, deserialize_with = "ready_condition")]
+    pub ready: Option<CachedCondition>,
     pub container_statuses: Option<Vec<CachedContainerStatus>>,
-    pub start_time: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
+    pub start_time: Option<Time>,
 }
 
-#[derive(Clone, Debug, Default, serde::Deserialize, serde::Serialize)]
+#[derive(Clone, Debug, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CachedCondition {
+    #[serde(rename = "type")]
+    pub type_: String,
+    pub status: String,
+    pub last_transition_time: Option<Time>,
+}
+
+fn ready_condition<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<CachedCondition>, D::Error> {
+    let all: Option<Vec<CachedCondition>> = serde::Deserialize::deserialize(d)?;
+    Ok(all.into_iter().flatten().find(|c| c.type_ == "Ready"))
+}
+
+#[derive(Clone, Debug, Default, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CachedContainerStatus {
     #[serde(default)]
@@ -93,6 +159,25 @@ impl Resource for CachedPod {
     }
 }
 
+/// The labels of a cached object: pods keep theirs beside `metadata` (interned).
+pub trait Labels {
+    fn labels(&self) -> &BTreeMap<String, String>;
+}
+
+static NO_LABELS: BTreeMap<String, String> = BTreeMap::new();
+
+impl Labels for CachedPod {
+    fn labels(&self) -> &BTreeMap<String, String> {
+        &self.labels
+    }
+}
+
+impl Labels for k8s_openapi::api::apps::v1::ReplicaSet {
+    fn labels(&self) -> &BTreeMap<String, String> {
+        self.metadata.labels.as_ref().unwrap_or(&NO_LABELS)
+    }
+}
+
 /// Not finished (Succeeded/Failed) and not being deleted: counts toward replicas.
 pub fn is_active(pod: &CachedPod) -> bool {
     let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
@@ -104,10 +189,9 @@ pub fn is_active(pod: &CachedPod) -> bool {
 pub fn ready_since(pod: &CachedPod) -> Option<jiff::Timestamp> {
     pod.status
         .as_ref()?
-        .conditions
-        .as_ref()?
-        .iter()
-        .find(|c| c.type_ == "Ready" && c.status == "True")
+        .ready
+        .as_ref()
+        .filter(|c| c.status == "True")
         .map(|c| {
             c.last_transition_time
                 .as_ref()
@@ -224,10 +308,9 @@ pub fn pod_from_template(
 
 /// Whether every label of `template` is on the pod (`fullyLabeledReplicas`).
 pub fn fully_labeled(pod: &CachedPod, template_labels: &BTreeMap<String, String>) -> bool {
-    let labels = pod.metadata.labels.as_ref();
     template_labels
         .iter()
-        .all(|(k, v)| labels.and_then(|l| l.get(k)) == Some(v))
+        .all(|(k, v)| pod.labels.get(k) == Some(v))
 }
 
 fn phase_rank(pod: &CachedPod) -> u8 {

@@ -82,12 +82,7 @@ pub fn backends(svc: &Service, candidates: &[Arc<CachedPod>]) -> Vec<Backend> {
         .unwrap_or(false);
     let mut out: Vec<Backend> = candidates
         .iter()
-        .filter(|p| {
-            let labels = p.metadata.labels.as_ref();
-            selector
-                .iter()
-                .all(|(k, v)| labels.and_then(|l| l.get(k)) == Some(v))
-        })
+        .filter(|p| selector.iter().all(|(k, v)| p.labels.get(k) == Some(v)))
         .filter(|p| pods::is_active(p))
         .filter(|p| {
             p.status
@@ -270,8 +265,7 @@ impl EndpointsController {
                     continue;
                 };
                 let selects = |p: Option<&CachedPod>| {
-                    p.and_then(|p| p.metadata.labels.as_ref())
-                        .is_some_and(|l| sel.iter().all(|(k, v)| l.get(k) == Some(v)))
+                    p.is_some_and(|p| sel.iter().all(|(k, v)| p.labels.get(k) == Some(v)))
                 };
                 if selects(old) || selects(new) {
                     q.add(key_of(svc.as_ref()));

@@ -72,6 +72,7 @@ pub fn eviction_time(
         .as_ref()
         .and_then(|s| s.tolerations.clone())
         .unwrap_or_default();
+    let tolerations: &[k8s_openapi::api::core::v1::Toleration] = &tolerations;
     let mut earliest: Option<jiff::Timestamp> = None;
     for taint in taints.iter().filter(|t| t.effect == "NoExecute") {
         let matching: Vec<_> = tolerations

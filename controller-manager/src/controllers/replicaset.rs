@@ -100,7 +100,7 @@ pub struct Claims<T> {
 /// Kubernetes' ControllerRefManager: objects controlled by `uid` stay if the selector still
 /// matches (else they are released); orphans that match and are not being deleted are adopted
 /// (unless the owner itself is being deleted); objects of other controllers are left alone.
-pub fn claim<T: Resource>(
+pub fn claim<T: Resource + pods::Labels>(
     uid: &str,
     selector: &LabelSelector,
     owner_deleting: bool,
@@ -111,11 +111,9 @@ pub fn claim<T: Resource>(
         adopt: Vec::new(),
         release: Vec::new(),
     };
-    let empty = BTreeMap::new();
     for pod in candidates {
         let pod_meta = pod.meta();
-        let labels = pod_meta.labels.as_ref().unwrap_or(&empty);
-        let matches = skiff_client::selector::matches(selector, labels);
+        let matches = skiff_client::selector::matches(selector, pod.labels());
         match pods::controller_of(pod_meta) {
             Some(r) if r.uid == uid => {
                 if matches {
@@ -234,10 +232,8 @@ impl<K: ReplicaKind> ReplicaController<K> {
                         None => {
                             // An orphan: every owner whose selector matches may adopt it.
                             let ns = new.namespace().unwrap_or_default();
-                            let empty = BTreeMap::new();
-                            let labels = new.metadata.labels.as_ref().unwrap_or(&empty);
                             for o in lookup.list_in(&ns) {
-                                if skiff_client::selector::matches(&o.selector(), labels) {
+                                if skiff_client::selector::matches(&o.selector(), &new.labels) {
                                     q.add(key_of(o.as_ref()));
                                 }
                             }

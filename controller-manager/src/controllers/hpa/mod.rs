@@ -202,20 +202,17 @@ pub fn behavior(
 /// What the calculator needs of a cached pod, for one resource.
 fn facts(pod: &CachedPod, resource: Resource) -> calc::PodFacts {
     let status = pod.status.as_ref();
-    let ready = status
-        .and_then(|s| s.conditions.as_ref())
-        .and_then(|cs| cs.iter().find(|c| c.type_ == "Ready"))
-        .map(|c| {
-            (
-                calc::Status::parse(&c.status),
-                c.last_transition_time
-                    .as_ref()
-                    .map(|t| t.0)
-                    .unwrap_or(jiff::Timestamp::UNIX_EPOCH),
-            )
-        });
+    let ready = status.and_then(|s| s.ready.as_ref()).map(|c| {
+        (
+            calc::Status::parse(&c.status),
+            c.last_transition_time
+                .as_ref()
+                .map(|t| t.0)
+                .unwrap_or(jiff::Timestamp::UNIX_EPOCH),
+        )
+    });
     let mut request = Ok(0);
-    for c in pod.spec.iter().flat_map(|s| &s.containers) {
+    for c in pod.spec.iter().flat_map(|s| s.containers.iter()) {
         let q = c
             .resources
             .as_ref()
@@ -289,10 +286,8 @@ fn samples(items: &[DynamicObject], resource: Resource) -> HashMap<String, Sampl
 }
 
 fn labels_map(pod: &CachedPod) -> Map<String, Value> {
-    pod.metadata
-        .labels
+    pod.labels
         .iter()
-        .flatten()
         .map(|(k, v)| (k.clone(), Value::String(v.clone())))
         .collect()
 }
