@@ -2,9 +2,10 @@
 //! InternalIP and `status.daemonEndpoints.kubeletEndpoint.Port`, with the apiserver's
 //! `kube-apiserver-kubelet-client` certificate.
 //!
-//! Logs stream through as they come (so `kubectl logs -f` follows). Exec speaks the
-//! WebSocket remote command protocol (`v5.channel.k8s.io`, `v4.channel.k8s.io`) on both
-//! sides and copies frames; the SPDY protocol of kubectl before 1.30 is not spoken.
+//! Logs stream through as they come (so `kubectl logs -f` follows). Exec over WebSocket
+//! (`v5.channel.k8s.io`, `v4.channel.k8s.io`) is a WebSocket on both sides with frames copied;
+//! exec over SPDY/3.1 (kubectl before 1.30) is upgraded on both sides and then copied byte for
+//! byte, as kube-apiserver's upgrade-aware proxy does: the kubelet speaks SPDY.
 
 use std::sync::Arc;
 
@@ -316,9 +317,17 @@ async fn exec(app: &App, parts: &Parts, target: &Target) -> ApiResult<Response> 
         .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
     let key = parts.headers.get(header::SEC_WEBSOCKET_KEY).cloned();
     let on_upgrade = parts.extensions.get::<hyper::upgrade::OnUpgrade>().cloned();
+    let is_spdy = parts
+        .headers
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case(SPDY));
+    if let (true, Some(on_upgrade)) = (is_spdy, on_upgrade.clone()) {
+        return exec_spdy(app, parts, target, on_upgrade).await;
+    }
     let (true, Some(key), Some(on_upgrade)) = (is_ws, key, on_upgrade) else {
         return Err(ApiError::bad_request(format!(
-            "pods/exec is served over WebSocket ({}) only; SPDY is not supported: use kubectl 1.30 or newer",
+            "pods/exec needs an upgrade: WebSocket ({}) or {SPDY}",
             EXEC_PROTOCOLS.join(", ")
         )));
     };
@@ -346,19 +355,7 @@ async fn exec(app: &App, parts: &Parts, target: &Target) -> ApiResult<Response> 
         HeaderValue::from_str(&protocols.join(", "))
             .map_err(|e| ApiError::bad_request(e.to_string()))?,
     );
-    let authority = target.base.trim_start_matches("https://").to_string();
-    let tcp = tokio::net::TcpStream::connect(&authority)
-        .await
-        .map_err(|e| unreachable(target, e))?;
-    let host = authority
-        .rsplit_once(':')
-        .map(|(h, _)| h.trim_matches(['[', ']']))
-        .unwrap_or(&authority);
-    let server_name = ServerName::try_from(host.to_string()).map_err(|e| unreachable(target, e))?;
-    let tls = tokio_rustls::TlsConnector::from(app.kubelet.tls.clone())
-        .connect(server_name, tcp)
-        .await
-        .map_err(|e| unreachable(target, e))?;
+    let tls = connect(app, target).await?;
     let (upstream, response) = match tokio_tungstenite::client_async(request, tls).await {
         Ok(ok) => ok,
         Err(tungstenite::Error::Http(resp)) => {
@@ -402,6 +399,103 @@ async fn exec(app: &App, parts: &Parts, target: &Target) -> ApiResult<Response> 
         HeaderValue::from_str(&accept).expect("base64 is a valid header"),
     );
     h.insert(header::SEC_WEBSOCKET_PROTOCOL, chosen);
+    Ok(r)
+}
+
+/// The `Upgrade` of kubectl's exec before 1.30.
+const SPDY: &str = "SPDY/3.1";
+
+/// A TLS connection to the target's kubelet, with the apiserver's client certificate.
+async fn connect(
+    app: &App,
+    target: &Target,
+) -> ApiResult<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
+    let authority = target.base.trim_start_matches("https://").to_string();
+    let tcp = tokio::net::TcpStream::connect(&authority)
+        .await
+        .map_err(|e| unreachable(target, e))?;
+    let host = authority
+        .rsplit_once(':')
+        .map(|(h, _)| h.trim_matches(['[', ']']))
+        .unwrap_or(&authority);
+    let server_name = ServerName::try_from(host.to_string()).map_err(|e| unreachable(target, e))?;
+    tokio_rustls::TlsConnector::from(app.kubelet.tls.clone())
+        .connect(server_name, tcp)
+        .await
+        .map_err(|e| unreachable(target, e))
+}
+
+/// Exec over SPDY: the same upgrade is asked of the kubelet (with the client's offered
+/// `X-Stream-Protocol-Version`s); when it switches, the client gets its 101 and the two
+/// connections are joined byte for byte. A refusal reaches the client as an HTTP error.
+async fn exec_spdy(
+    app: &App,
+    parts: &Parts,
+    target: &Target,
+    on_upgrade: hyper::upgrade::OnUpgrade,
+) -> ApiResult<Response> {
+    let tls = connect(app, target).await?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .map_err(|e| unreachable(target, e))?;
+    let pod = target.pod.clone();
+    tokio::spawn(async move {
+        if let Err(e) = conn.with_upgrades().await {
+            tracing::debug!(%pod, error = %e, "exec: the kubelet connection failed");
+        }
+    });
+    let base_len = target.base.len();
+    let path = format!(
+        "{}?{}",
+        &target.path("exec")[base_len..],
+        parts.uri.query().unwrap_or_default()
+    );
+    let mut request = http::Request::get(path)
+        .header(header::HOST, target.base.trim_start_matches("https://"))
+        .header(header::CONNECTION, "Upgrade")
+        .header(header::UPGRADE, SPDY);
+    for v in parts.headers.get_all("X-Stream-Protocol-Version") {
+        request = request.header("X-Stream-Protocol-Version", v.clone());
+    }
+    let request = request
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .map_err(|e| ApiError::internal(format!("building the kubelet exec request: {e}")))?;
+    let response = sender
+        .send_request(request)
+        .await
+        .map_err(|e| unreachable(target, e))?;
+    if response.status() != http::StatusCode::SWITCHING_PROTOCOLS {
+        let status = response.status().as_u16();
+        let body = http_body_util::BodyExt::collect(response.into_body())
+            .await
+            .map(|b| String::from_utf8_lossy(&b.to_bytes()).into_owned())
+            .unwrap_or_default();
+        return Err(kubelet_error(status, &body));
+    }
+    let chosen = response.headers().get("X-Stream-Protocol-Version").cloned();
+    let upstream = hyper::upgrade::on(response)
+        .await
+        .map_err(|e| unreachable(target, e))?;
+    let pod = target.pod.clone();
+    tokio::spawn(async move {
+        let client = match on_upgrade.await {
+            Ok(u) => u,
+            Err(e) => {
+                tracing::debug!(%pod, error = %e, "exec: the client's upgrade failed");
+                return;
+            }
+        };
+        let (mut client, mut upstream) = (TokioIo::new(client), TokioIo::new(upstream));
+        let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+    });
+    let mut r = Response::new(Body::empty());
+    *r.status_mut() = http::StatusCode::SWITCHING_PROTOCOLS;
+    let h = r.headers_mut();
+    h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    h.insert(header::UPGRADE, HeaderValue::from_static(SPDY));
+    if let Some(chosen) = chosen {
+        h.insert("X-Stream-Protocol-Version", chosen);
+    }
     Ok(r)
 }
 

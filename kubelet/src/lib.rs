@@ -8,6 +8,7 @@ pub mod manager;
 pub mod node;
 pub mod probe;
 pub mod server;
+pub mod spdy;
 pub mod static_pods;
 pub mod status;
 pub mod sysinfo;

@@ -499,6 +499,8 @@ async fn metrics(State(state): State<Shared>) -> Response {
 struct ExecQuery {
     command: Vec<String>,
     stdin: bool,
+    stdout: bool,
+    stderr: bool,
     tty: bool,
 }
 
@@ -509,6 +511,8 @@ fn parse_exec_query(q: Option<&str>) -> ExecQuery {
         match &*k {
             "command" => out.command.push(v.into_owned()),
             "stdin" => out.stdin = flag(&v),
+            "stdout" => out.stdout = flag(&v),
+            "stderr" => out.stderr = flag(&v),
             "tty" => out.tty = flag(&v),
             _ => {}
         }
@@ -516,22 +520,38 @@ fn parse_exec_query(q: Option<&str>) -> ExecQuery {
     out
 }
 
-/// `/exec/{namespace}/{pod}/{container}`: a WebSocket speaking the remote command protocol
-/// (`v5.channel.k8s.io` or `v4.channel.k8s.io`) onto the runtime's exec.
+/// `/exec/{namespace}/{pod}/{container}`: the remote command protocol onto the runtime's exec,
+/// over a WebSocket (`v5.channel.k8s.io` or `v4.channel.k8s.io`) or over SPDY/3.1
+/// (`v4.channel.k8s.io`, kubectl before 1.30).
 async fn exec(
     State(state): State<Shared>,
     UrlPath((namespace, pod, container)): UrlPath<(String, String, String)>,
     RawQuery(query): RawQuery,
-    ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+    request: axum::extract::Request,
 ) -> Response {
-    let Ok(ws) = ws else {
-        return plain(
-            StatusCode::BAD_REQUEST,
-            format!(
-                "exec needs a WebSocket upgrade with subprotocol {}; SPDY is not spoken here",
-                EXEC_PROTOCOLS.join(" or ")
-            ),
-        );
+    let (mut parts, _) = request.into_parts();
+    let spdy = parts
+        .headers
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case(crate::spdy::UPGRADE));
+    let ws = if spdy {
+        None
+    } else {
+        use axum::extract::FromRequestParts as _;
+        match WebSocketUpgrade::from_request_parts(&mut parts, &state).await {
+            Ok(ws) => Some(ws),
+            Err(_) => {
+                return plain(
+                    StatusCode::BAD_REQUEST,
+                    format!(
+                        "exec needs an upgrade: WebSocket with subprotocol {}, or {}",
+                        EXEC_PROTOCOLS.join(" or "),
+                        crate::spdy::UPGRADE
+                    ),
+                );
+            }
+        }
     };
     let q = parse_exec_query(query.as_deref());
     if q.command.is_empty() {
@@ -555,6 +575,9 @@ async fn exec(
     };
     let id = target.id.clone();
     let runtime = state.ctx.runtime.clone();
+    let Some(ws) = ws else {
+        return spdy_upgrade(&mut parts, runtime, id, q);
+    };
     ws.protocols(EXEC_PROTOCOLS)
         .on_upgrade(move |socket| async move {
             let v5 = socket
@@ -563,6 +586,264 @@ async fn exec(
             let session = runtime.exec(&id, &q.command, q.tty, q.stdin).await;
             exec_session(socket, session, &q.command, q.tty, v5).await;
         })
+}
+
+/// The one remote command version spoken over SPDY (v4: status JSON on the error stream,
+/// terminal sizes on the resize stream).
+const SPDY_EXEC_PROTOCOL: &str = "v4.channel.k8s.io";
+
+/// How long a SPDY client has to open the streams its query asked for.
+const STREAM_CREATION_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Answers a SPDY upgrade with 101 and runs the exec on the upgraded connection.
+fn spdy_upgrade(
+    parts: &mut http::request::Parts,
+    runtime: Arc<dyn skiff_runtime::ContainerRuntime>,
+    id: String,
+    q: ExecQuery,
+) -> Response {
+    let offered: Vec<&str> = parts
+        .headers
+        .get_all("X-Stream-Protocol-Version")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .collect();
+    if !offered.contains(&SPDY_EXEC_PROTOCOL) {
+        return plain(
+            StatusCode::FORBIDDEN,
+            format!(
+                "unable to upgrade: none of the offered stream protocols {offered:?} is spoken; this kubelet speaks {SPDY_EXEC_PROTOCOL} over {}",
+                crate::spdy::UPGRADE
+            ),
+        );
+    }
+    let Some(on_upgrade) = parts.extensions.remove::<hyper::upgrade::OnUpgrade>() else {
+        return plain(
+            StatusCode::BAD_REQUEST,
+            "this connection cannot be upgraded",
+        );
+    };
+    tokio::spawn(async move {
+        match on_upgrade.await {
+            Ok(upgraded) => {
+                let io = hyper_util::rt::TokioIo::new(upgraded);
+                if let Err(e) = spdy_exec(io, runtime, id, q).await {
+                    tracing::debug!(error = %e, "exec over SPDY ended with an error");
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "exec: the SPDY upgrade failed"),
+        }
+    });
+    let mut r = Response::new(Body::empty());
+    *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let h = r.headers_mut();
+    h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    h.insert(
+        header::UPGRADE,
+        HeaderValue::from_static(crate::spdy::UPGRADE),
+    );
+    h.insert(
+        "X-Stream-Protocol-Version",
+        HeaderValue::from_static(SPDY_EXEC_PROTOCOL),
+    );
+    r
+}
+
+/// The SPDY streams of one exec, by the `streamtype` the client gave each.
+#[derive(Default)]
+struct SpdyStreams {
+    error: Option<u32>,
+    stdin: Option<u32>,
+    stdout: Option<u32>,
+    stderr: Option<u32>,
+    resize: Option<u32>,
+}
+
+impl SpdyStreams {
+    fn complete(&self, q: &ExecQuery) -> bool {
+        self.error.is_some()
+            && (!q.stdin || self.stdin.is_some())
+            && (!q.stdout || self.stdout.is_some())
+            && (!q.stderr || q.tty || self.stderr.is_some())
+            && (!q.tty || self.resize.is_some())
+    }
+}
+
+/// One exec over SPDY: waits for the client's streams, runs the command, pumps stdin, output
+/// and terminal sizes, then writes the exit status on the error stream and half-closes the
+/// output streams, as the v4 protocol ends.
+async fn spdy_exec<IO>(
+    io: IO,
+    runtime: Arc<dyn skiff_runtime::ContainerRuntime>,
+    container_id: String,
+    q: ExecQuery,
+) -> std::io::Result<()>
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + 'static,
+{
+    use crate::spdy::Frame;
+    let (rd, wr) = tokio::io::split(io);
+    let mut reader = crate::spdy::Reader::new(rd);
+    let mut writer = crate::spdy::Writer::new(wr);
+
+    // The streams first: client-go opens them all before it sends anything on them.
+    let mut streams = SpdyStreams::default();
+    let mut early: Vec<Frame> = Vec::new();
+    let deadline = tokio::time::Instant::now() + STREAM_CREATION_TIMEOUT;
+    while !streams.complete(&q) {
+        let frame = match tokio::time::timeout_at(deadline, reader.next()).await {
+            Ok(f) => f?,
+            Err(_) => {
+                tracing::debug!("exec over SPDY: the client did not open its streams in time");
+                return writer.shutdown().await;
+            }
+        };
+        match frame {
+            Some(Frame::SynStream { id, headers, .. }) => {
+                let kind = headers
+                    .iter()
+                    .find(|(k, _)| k.eq_ignore_ascii_case("streamtype"))
+                    .map(|(_, v)| v.as_str());
+                let slot = match kind {
+                    Some("error") => &mut streams.error,
+                    Some("stdin") => &mut streams.stdin,
+                    Some("stdout") => &mut streams.stdout,
+                    Some("stderr") => &mut streams.stderr,
+                    Some("resize") => &mut streams.resize,
+                    _ => {
+                        tracing::debug!(?kind, "exec over SPDY: unknown stream type");
+                        continue;
+                    }
+                };
+                *slot = Some(id);
+                writer.syn_reply(id, reader.dictionary()).await?;
+            }
+            Some(Frame::Ping(n)) => writer.ping(n).await?,
+            Some(Frame::RstStream { .. } | Frame::GoAway) | None => return Ok(()),
+            Some(f @ Frame::Data { .. }) => early.push(f),
+            Some(Frame::Other) => {}
+        }
+    }
+    let error_stream = streams.error.expect("complete");
+
+    // The reader runs on its own from here; frames arrive through a channel.
+    let (frames_tx, mut frames) = tokio::sync::mpsc::channel::<std::io::Result<Frame>>(16);
+    for f in early {
+        let _ = frames_tx.try_send(Ok(f));
+    }
+    let reader_task = tokio::spawn(async move {
+        loop {
+            let next = reader.next().await.transpose();
+            let Some(next) = next else { break };
+            let failed = next.is_err();
+            if frames_tx.send(next).await.is_err() || failed {
+                break;
+            }
+        }
+    });
+
+    let session = runtime
+        .exec(&container_id, &q.command, q.tty, q.stdin)
+        .await;
+    let ExecSession {
+        stdin: mut stdin_tx,
+        mut output,
+        exit_code,
+        resize,
+    } = match session {
+        Ok(s) => s,
+        Err(e) => {
+            let status = exit_status(&q.command, Err(e.to_string()));
+            writer
+                .data(error_stream, status.to_string().as_bytes(), true)
+                .await?;
+            reader_task.abort();
+            return writer.shutdown().await;
+        }
+    };
+    let mut resize_buf: Vec<u8> = Vec::new();
+    let mut failure: Option<String> = None;
+    loop {
+        tokio::select! {
+            item = output.next() => match item {
+                Some(Ok((channel, data))) => {
+                    let stream = if q.tty || channel == CH_STDOUT { streams.stdout } else { streams.stderr };
+                    if let Some(stream) = stream {
+                        writer.data(stream, &data, false).await?;
+                    }
+                }
+                Some(Err(e)) => {
+                    failure = Some(e.to_string());
+                    break;
+                }
+                None => break,
+            },
+            frame = frames.recv() => match frame {
+                Some(Ok(Frame::Data { id, fin, data })) => {
+                    if Some(id) == streams.stdin {
+                        if let Some(stdin) = &stdin_tx
+                            && !data.is_empty()
+                        {
+                            let _ = stdin.send(data).await;
+                        }
+                        if fin {
+                            stdin_tx = None;
+                        }
+                    } else if Some(id) == streams.resize {
+                        // client-go writes one JSON object per line: {"Width":W,"Height":H}.
+                        resize_buf.extend_from_slice(&data);
+                        while let Some(end) = resize_buf.iter().position(|b| *b == b'\n') {
+                            let line: Vec<u8> = resize_buf.drain(..=end).collect();
+                            if let (Some(resize), Some(size)) = (&resize, terminal_size(&line)) {
+                                let _ = resize.try_send(size);
+                            }
+                        }
+                    }
+                }
+                Some(Ok(Frame::Ping(n))) => writer.ping(n).await?,
+                Some(Ok(Frame::RstStream { id })) if Some(id) != streams.stdin => {
+                    // The caller went away: nobody reads the output any more.
+                    return Ok(());
+                }
+                Some(Ok(Frame::RstStream { .. })) => stdin_tx = None,
+                Some(Ok(Frame::GoAway)) | Some(Err(_)) | None => return Ok(()),
+                Some(Ok(_)) => {}
+            },
+        }
+    }
+    drop(stdin_tx);
+    let result = match failure {
+        Some(f) => Err(f),
+        None => exit_code
+            .await
+            .map_err(|_| "the command's exit code was lost".to_string()),
+    };
+    let status = exit_status(&q.command, result);
+    writer
+        .data(error_stream, status.to_string().as_bytes(), true)
+        .await?;
+    for stream in [streams.stdout, streams.stderr].into_iter().flatten() {
+        writer.data(stream, &[], true).await?;
+    }
+    // The client closes the connection once it has read everything; answer its pings until
+    // then, and give up after a while.
+    let linger = tokio::time::sleep(Duration::from_secs(10));
+    tokio::pin!(linger);
+    loop {
+        tokio::select! {
+            frame = frames.recv() => match frame {
+                Some(Ok(Frame::Ping(n))) => writer.ping(n).await?,
+                Some(Ok(Frame::GoAway)) | Some(Err(_)) | None => break,
+                Some(Ok(_)) => {}
+            },
+            _ = &mut linger => break,
+        }
+    }
+    reader_task.abort();
+    let _ = writer.goaway(0).await;
+    writer.shutdown().await
 }
 
 /// A close with status 1000: client-go reads anything else (even no status) as an error on

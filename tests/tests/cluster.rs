@@ -7,6 +7,7 @@
 //! The figures the suite prints (`figure: ...`) are recorded in BENCHMARKS.md.
 
 use std::collections::BTreeSet;
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -880,6 +881,89 @@ fn skiffctl_logs_exec_and_drain_on_a_cluster() {
         .expect("script");
     let shown = String::from_utf8_lossy(&sized.stdout).replace('\r', "");
     assert!(shown.contains("45 123"), "stty size in the pod: {shown:?}");
+
+    // kubectl before 1.30 speaks SPDY/3.1 for exec (and newer ones when told to): the
+    // apiserver upgrades the kubelet connection and joins the two; the kubelet speaks SPDY.
+    let old = skiff_e2e::kubectl_versioned_path("1.27");
+    let spdy_exec =
+        |env: &[(&str, &str)], kubectl: &std::path::Path, stdin: &str, args: &[&str]| {
+            let mut child = Command::new(kubectl)
+                .envs(env.iter().copied())
+                .arg("--kubeconfig")
+                .arg(c.kubeconfig())
+                .args(args)
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("kubectl exec");
+            let mut input = child.stdin.take().expect("stdin");
+            std::io::Write::write_all(&mut input, stdin.as_bytes()).expect("stdin");
+            drop(input);
+            child.wait_with_output().expect("kubectl exec")
+        };
+    for (env, kubectl) in [
+        (&[][..], old.as_path()),
+        (
+            &[("KUBECTL_REMOTE_COMMAND_WEBSOCKETS", "false")][..],
+            Path::new("kubectl"),
+        ),
+    ] {
+        let out = spdy_exec(
+            env,
+            kubectl,
+            "",
+            &[
+                "exec",
+                "talker",
+                "--",
+                "sh",
+                "-c",
+                "echo out; echo err >&2; exit 7",
+            ],
+        );
+        assert_eq!(out.status.code(), Some(7), "{kubectl:?} {env:?}: {out:?}");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "out\n");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).starts_with("err\n"),
+            "{out:?}"
+        );
+        // stdin to EOF, and more output than one SPDY window (64 KiB) back.
+        let lines: String = (0..20_000).map(|n| format!("{n}\n")).collect();
+        let out = spdy_exec(
+            env,
+            kubectl,
+            &lines,
+            &[
+                "exec",
+                "-i",
+                "talker",
+                "--",
+                "sh",
+                "-c",
+                "wc -l; seq 1 30000 | wc -c; seq 1 30000",
+            ],
+        );
+        assert!(out.status.success(), "{out:?}");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let expected: String = (1..=30_000).map(|n| format!("{n}\n")).collect();
+        assert_eq!(
+            text,
+            format!("20000\n{}\n{expected}", expected.len()),
+            "{kubectl:?} {env:?}"
+        );
+    }
+    let sized = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "timeout 60 script -qec 'stty cols 123 rows 45; {} --kubeconfig {} exec -it talker -- sh -c \"sleep 1; stty size\"' /dev/null",
+            old.display(),
+            c.kubeconfig().display()
+        ))
+        .output()
+        .expect("script");
+    let shown = String::from_utf8_lossy(&sized.stdout).replace('\r', "");
+    assert!(shown.contains("45 123"), "stty size over SPDY: {shown:?}");
 
     // drain moves a Deployment's pods to the other node.
     c.kubectl_ok(&[
