@@ -4,6 +4,7 @@
 //! ([`worker`]) and reports the pod's real state back ([`status`]). Its HTTPS [`server`] serves
 //! container logs, exec, stats and its pods to the apiserver.
 
+pub mod dns;
 pub mod manager;
 pub mod node;
 pub mod probe;
@@ -50,6 +51,10 @@ pub struct Config {
     pub port: u16,
     /// `--node-lease-duration-seconds`: the heartbeat Lease's duration (renewed every quarter).
     pub node_lease_duration_seconds: i32,
+    /// `--cluster-dns`, `--cluster-domain`, `--resolv-conf`.
+    pub cluster_dns: Vec<String>,
+    pub cluster_domain: String,
+    pub resolv_conf: PathBuf,
 }
 
 /// What every part of the kubelet shares.
@@ -63,6 +68,10 @@ pub struct Context {
     pub pod_network: tokio::sync::watch::Receiver<Option<String>>,
     /// The port the kubelet server listens on (reported as the Node's kubeletEndpoint).
     pub port: u16,
+    /// What pods' resolv.conf is made from.
+    pub dns: dns::DnsSettings,
+    /// Events about pods (`source.component: kubelet`, `host`: the node).
+    pub events: skiff_client::events::Recorder,
 }
 
 /// The label naming the node on everything its kubelet creates in the runtime.
@@ -118,6 +127,19 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         })?;
     let port = listener.local_addr()?.port();
     let (network_tx, network_rx) = tokio::sync::watch::channel(None);
+    let host_resolver = match std::fs::read_to_string(&config.resolv_conf) {
+        Ok(text) => dns::ResolvConf::parse(&text),
+        Err(e) => {
+            tracing::warn!(path = %config.resolv_conf.display(), error = %e, "cannot read the node's resolv.conf; Default-policy pods get an empty one");
+            dns::ResolvConf::default()
+        }
+    };
+    let events = skiff_client::events::Recorder::new(
+        client.clone(),
+        "kubelet",
+        &config.node_name,
+        shutdown.clone(),
+    );
     let ctx = Arc::new(Context {
         client,
         runtime,
@@ -126,6 +148,12 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         root_dir: config.root_dir.clone(),
         pod_network: network_rx,
         port,
+        dns: dns::DnsSettings {
+            cluster_dns: config.cluster_dns.clone(),
+            cluster_domain: config.cluster_domain.clone(),
+            host: host_resolver,
+        },
+        events,
     });
     let server_task = tokio::spawn(server::serve(ctx.clone(), listener, tls, shutdown.clone()));
     tracing::info!(port, "kubelet server listening");

@@ -42,6 +42,16 @@ struct Flags {
     /// Duration of the node's heartbeat Lease; the kubelet renews it every quarter of this.
     #[arg(long, default_value_t = 40, value_parser = clap::value_parser!(i32).range(1..))]
     node_lease_duration_seconds: i32,
+    /// Cluster DNS server addresses (comma-separated) for `dnsPolicy: ClusterFirst` pods.
+    #[arg(long, value_delimiter = ',')]
+    cluster_dns: Vec<String>,
+    /// The cluster's DNS domain: pods search `<namespace>.svc.<domain>`, `svc.<domain>`, `<domain>`.
+    #[arg(long, default_value = "cluster.local")]
+    cluster_domain: String,
+    /// The node's resolver configuration, given to `dnsPolicy: Default` pods (and to
+    /// `ClusterFirst` pods when there is no cluster DNS).
+    #[arg(long, default_value = "/etc/resolv.conf")]
+    resolv_conf: PathBuf,
 }
 
 #[tokio::main]
@@ -70,6 +80,9 @@ async fn main() -> anyhow::Result<()> {
         pod_manifest_path: flags.pod_manifest_path,
         port: flags.port,
         node_lease_duration_seconds: flags.node_lease_duration_seconds,
+        cluster_dns: flags.cluster_dns,
+        cluster_domain: flags.cluster_domain,
+        resolv_conf: flags.resolv_conf,
     };
     let shutdown = skiff_client::shutdown_on_signal();
     skiff_kubelet::run(config, shutdown).await

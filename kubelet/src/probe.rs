@@ -29,6 +29,11 @@ pub struct Tracker {
 }
 
 impl Tracker {
+    /// Consecutive failed attempts so far.
+    pub fn failures(&self) -> i32 {
+        self.failures
+    }
+
     pub fn new() -> Self {
         Tracker {
             started: Instant::now(),

@@ -4,11 +4,13 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::{Container, Pod};
+use k8s_openapi::api::core::v1::{Container, ObjectReference, Pod};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
 use serde_json::{Value, json};
+use skiff_client::events::EventType;
 use skiff_common::Backoff;
 use skiff_runtime::{
     ContainerConfig, ContainerState, Mount, PullPolicy, Resources, RuntimeError, SandboxConfig,
@@ -81,6 +83,32 @@ pub struct Worker {
     sandbox_error: Option<String>,
     /// When configMap/secret/downwardAPI volumes were last re-projected.
     projected_at: Option<Instant>,
+    /// Whether the MissingClusterDNS warning was recorded for this pod.
+    dns_warned: AtomicBool,
+}
+
+/// Whether `last_state` already records attempt `id` (a start error's record carries the
+/// engine's message, which the runtime's state does not).
+fn recorded_attempt(last_state: Option<&Value>, id: &str) -> bool {
+    last_state.is_some_and(|l| l["terminated"]["containerID"] == format!("docker://{id}").as_str())
+}
+
+/// A duration as Go prints one (`850ms`, `1.204s`, `2m3.5s`), for event messages.
+fn go_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms < 1000 {
+        return format!("{ms}ms");
+    }
+    let secs = d.as_secs_f64();
+    let trim = |x: f64| {
+        let s = format!("{x:.3}");
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    };
+    if secs < 60.0 {
+        format!("{}s", trim(secs))
+    } else {
+        format!("{}m{}s", (secs / 60.0) as u64, trim(secs % 60.0))
+    }
 }
 
 fn pull_policy(c: &Container) -> PullPolicy {
@@ -129,7 +157,107 @@ impl Worker {
             reported: None,
             sandbox_error: None,
             projected_at: None,
+            dns_warned: AtomicBool::new(false),
         }
+    }
+
+    /// Records an event about the pod, or about one of its containers (`fieldPath`
+    /// `spec.containers{name}` / `spec.initContainers{name}`), as `kubectl describe` shows them.
+    fn event(&self, container: Option<&str>, type_: EventType, reason: &str, message: String) {
+        let field_path = container.map(|name| {
+            let init = self
+                .pod
+                .spec
+                .as_ref()
+                .and_then(|s| s.init_containers.as_ref())
+                .is_some_and(|cs| cs.iter().any(|c| c.name == name));
+            if init {
+                format!("spec.initContainers{{{name}}}")
+            } else {
+                format!("spec.containers{{{name}}}")
+            }
+        });
+        let object = ObjectReference {
+            api_version: Some("v1".into()),
+            kind: Some("Pod".into()),
+            name: self.pod.metadata.name.clone(),
+            namespace: self.pod.metadata.namespace.clone(),
+            uid: self.pod.metadata.uid.clone(),
+            field_path,
+            ..Default::default()
+        };
+        self.ctx.events.publish(object, type_, reason, message);
+    }
+
+    /// The pod's `/etc/hosts` and `/etc/resolv.conf`, written into its folder (again each time
+    /// a container starts: the pod's address or aliases may be new), as mounts for a container
+    /// that does not mount those paths itself.
+    fn etc_mounts(&self, c: &Container) -> Result<Vec<Mount>, String> {
+        let spec = self.pod.spec.clone().unwrap_or_default();
+        let dir = self.ctx.root_dir.join("pods").join(self.uid());
+        std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+        let (conf, warning) = crate::dns::pod_dns(&self.ctx.dns, &spec, self.namespace());
+        if let Some(w) = warning
+            && !self.dns_warned.swap(true, Ordering::Relaxed)
+        {
+            let pod = format!("{}_{}({})", self.name(), self.namespace(), self.uid());
+            self.event(
+                None,
+                EventType::Warning,
+                "MissingClusterDNS",
+                format!("pod: {pod:?}. {w}"),
+            );
+        }
+        let mut resolv = String::new();
+        if !conf.searches.is_empty() {
+            resolv.push_str(&format!("search {}\n", conf.searches.join(" ")));
+        }
+        for ns in &conf.nameservers {
+            resolv.push_str(&format!("nameserver {ns}\n"));
+        }
+        if !conf.options.is_empty() {
+            resolv.push_str(&format!("options {}\n", conf.options.join(" ")));
+        }
+        let hosts = if spec.host_network.unwrap_or(false) {
+            let node = std::fs::read_to_string("/etc/hosts").unwrap_or_default();
+            Some(crate::dns::host_network_hosts_file(&spec, &node))
+        } else {
+            self.sandbox.as_ref().and_then(|s| s.ip.clone()).map(|ip| {
+                crate::dns::hosts_file(
+                    &spec,
+                    &ip,
+                    self.name(),
+                    self.namespace(),
+                    &self.ctx.dns.cluster_domain,
+                )
+            })
+        };
+        let mounted = |path: &str| {
+            c.volume_mounts
+                .iter()
+                .flatten()
+                .any(|m| m.mount_path.trim_end_matches('/') == path)
+        };
+        let mut mounts = Vec::new();
+        let files = [
+            ("etc-hosts", "/etc/hosts", hosts),
+            ("resolv.conf", "/etc/resolv.conf", Some(resolv)),
+        ];
+        for (file, path, content) in files {
+            let Some(content) = content else { continue };
+            if mounted(path) {
+                continue;
+            }
+            let host = dir.join(file);
+            std::fs::write(&host, content)
+                .map_err(|e| format!("writing {}: {e}", host.display()))?;
+            mounts.push(Mount {
+                host_path: host.display().to_string(),
+                container_path: path.to_string(),
+                read_only: false,
+            });
+        }
+        Ok(mounts)
     }
 
     fn name(&self) -> &str {
@@ -266,6 +394,7 @@ impl Worker {
             .unwrap_or(30)
             .max(0) as u64;
         let pod_name = self.name().to_string();
+        let mut unhealthy: Vec<String> = Vec::new();
         let Some(slot) = self.slots.get_mut(&c.name) else {
             return;
         };
@@ -278,32 +407,61 @@ impl Worker {
         if let Some(p) = &c.startup_probe
             && slot.startup.result != Some(true)
         {
+            let failures = slot.startup.failures();
             probe::step(&mut slot.startup, p, c, &id, ip, &*runtime).await;
-            if slot.startup.result == Some(false) {
-                kill = Some(format!(
+            if slot.startup.failures() > failures {
+                unhealthy.push(format!(
                     "Startup probe failed: {}",
                     slot.startup.message.clone().unwrap_or_default()
                 ));
             }
+            if slot.startup.result == Some(false) {
+                kill = Some("startup");
+            }
         } else {
             if let Some(p) = &c.liveness_probe {
+                let failures = slot.liveness.failures();
                 probe::step(&mut slot.liveness, p, c, &id, ip, &*runtime).await;
-                if slot.liveness.result == Some(false) {
-                    kill = Some(format!(
+                if slot.liveness.failures() > failures {
+                    unhealthy.push(format!(
                         "Liveness probe failed: {}",
                         slot.liveness.message.clone().unwrap_or_default()
                     ));
                 }
+                if slot.liveness.result == Some(false) {
+                    kill = Some("liveness");
+                }
             }
             if let Some(p) = &c.readiness_probe {
+                let failures = slot.readiness.failures();
                 probe::step(&mut slot.readiness, p, c, &id, ip, &*runtime).await;
+                if slot.readiness.failures() > failures {
+                    unhealthy.push(format!(
+                        "Readiness probe failed: {}",
+                        slot.readiness.message.clone().unwrap_or_default()
+                    ));
+                }
             }
         }
-        if let Some(why) = kill {
-            tracing::info!(pod = %pod_name, container = %c.name, "{why}; killing the container");
+        if let Some(probe) = kill {
+            tracing::info!(pod = %pod_name, container = %c.name, "{probe} probe failed; killing the container");
             slot.startup = probe::Tracker::new();
             slot.liveness = probe::Tracker::new();
             slot.readiness = probe::Tracker::new();
+        }
+        for message in unhealthy {
+            self.event(Some(&c.name), EventType::Warning, "Unhealthy", message);
+        }
+        if let Some(probe) = kill {
+            self.event(
+                Some(&c.name),
+                EventType::Normal,
+                "Killing",
+                format!(
+                    "Container {} failed {probe} probe, will be restarted",
+                    c.name
+                ),
+            );
             let _ = runtime
                 .stop_container(&id, Duration::from_secs(grace))
                 .await;
@@ -437,11 +595,26 @@ impl Worker {
                             .restart_backoff
                             .get_or_insert_with(|| Backoff::exact(BACKOFF_START, BACKOFF_MAX))
                             .next_delay();
-                        // While it waits, the attempt that ended is the container's lastState.
-                        if let (Some(id), Some(state)) = (&slot.id, &slot.state) {
+                        // While it waits, the attempt that ended is the container's lastState
+                        // (unless that attempt's record is there already, with the start
+                        // error's message).
+                        if let (Some(id), Some(state)) = (&slot.id, &slot.state)
+                            && !recorded_attempt(slot.last_state.as_ref(), id)
+                        {
                             slot.last_state = Some(state_json(state, id));
                         }
                         slot.not_before = Some(Instant::now() + delay);
+                        let pod = format!("{}_{}({})", self.name(), self.namespace(), self.uid());
+                        self.event(
+                            Some(&c.name),
+                            EventType::Warning,
+                            "BackOff",
+                            format!(
+                                "Back-off restarting failed container {} in pod {pod}",
+                                c.name
+                            ),
+                        );
+                        let slot = self.slots.entry(c.name.clone()).or_default();
                         slot.waiting = Some((
                             "CrashLoopBackOff".into(),
                             format!(
@@ -475,6 +648,7 @@ impl Worker {
         let (old_id, restarts) = {
             let slot = self.slots.entry(c.name.clone()).or_default();
             if let (Some(id), Some(state @ ContainerState::Exited { .. })) = (&slot.id, &slot.state)
+                && !recorded_attempt(slot.last_state.as_ref(), id)
             {
                 slot.last_state = Some(state_json(state, id));
             }
@@ -491,8 +665,34 @@ impl Worker {
         if let Some(id) = old_id {
             self.remove_attempts_except(&c.name, Some(&id)).await;
         }
+        let pull_started = Instant::now();
         let image_id = match runtime.ensure_image(&image, pull_policy(c)).await {
-            Ok(id) => id,
+            Ok(pulled) => {
+                let name = Some(c.name.as_str());
+                if pulled.pulled {
+                    let took = go_duration(pull_started.elapsed());
+                    self.event(
+                        name,
+                        EventType::Normal,
+                        "Pulling",
+                        format!("Pulling image {image:?}"),
+                    );
+                    self.event(
+                        name,
+                        EventType::Normal,
+                        "Pulled",
+                        format!("Successfully pulled image {image:?} in {took} ({took} including waiting)"),
+                    );
+                } else {
+                    self.event(
+                        name,
+                        EventType::Normal,
+                        "Pulled",
+                        format!("Container image {image:?} already present on machine"),
+                    );
+                }
+                pulled.id
+            }
             Err(e) => {
                 let slot = self.slots.entry(c.name.clone()).or_default();
                 slot.id = None;
@@ -509,12 +709,55 @@ impl Worker {
                     .next_delay();
                 slot.not_before = Some(Instant::now() + delay);
                 slot.waiting = Some((reason.into(), e.to_string()));
+                let name = Some(c.name.as_str());
+                match reason {
+                    "ErrImageNeverPull" => self.event(
+                        name,
+                        EventType::Warning,
+                        "ErrImageNeverPull",
+                        format!(
+                            "Container image {image:?} is not present with pull policy of Never"
+                        ),
+                    ),
+                    "ErrImagePull" => {
+                        self.event(
+                            name,
+                            EventType::Normal,
+                            "Pulling",
+                            format!("Pulling image {image:?}"),
+                        );
+                        self.event(
+                            name,
+                            EventType::Warning,
+                            "Failed",
+                            format!("Failed to pull image {image:?}: {e}"),
+                        );
+                    }
+                    _ => self.event(
+                        name,
+                        EventType::Normal,
+                        "BackOff",
+                        format!("Back-off pulling image {image:?}"),
+                    ),
+                }
+                self.event(
+                    name,
+                    EventType::Warning,
+                    "Failed",
+                    format!("Error: {reason}"),
+                );
                 return;
             }
         };
         let cfg = match self.container_config(c, restarts).await {
             Ok(cfg) => cfg,
             Err(message) => {
+                self.event(
+                    Some(&c.name),
+                    EventType::Warning,
+                    "Failed",
+                    format!("Error: {message}"),
+                );
                 let slot = self.slots.entry(c.name.clone()).or_default();
                 slot.waiting = Some(("CreateContainerConfigError".into(), message));
                 slot.not_before = Some(Instant::now() + BACKOFF_START);
@@ -527,6 +770,20 @@ impl Worker {
             .map(|s| s.id.clone())
             .unwrap_or_default();
         let created = runtime.create_container(&sandbox_id, &cfg).await;
+        match &created {
+            Ok(_) => self.event(
+                Some(&c.name),
+                EventType::Normal,
+                "Created",
+                format!("Created container {}", c.name),
+            ),
+            Err(e) => self.event(
+                Some(&c.name),
+                EventType::Warning,
+                "Failed",
+                format!("Error: {e}"),
+            ),
+        }
         let slot = self.slots.entry(c.name.clone()).or_default();
         slot.pull_failures = 0;
         slot.pull_backoff = None;
@@ -548,7 +805,22 @@ impl Worker {
         slot.startup = probe::Tracker::new();
         slot.liveness = probe::Tracker::new();
         slot.readiness = probe::Tracker::new();
-        if let Err(e) = runtime.start_container(&id).await {
+        let started = runtime.start_container(&id).await;
+        match &started {
+            Ok(()) => self.event(
+                Some(&c.name),
+                EventType::Normal,
+                "Started",
+                format!("Started container {}", c.name),
+            ),
+            Err(e) => self.event(
+                Some(&c.name),
+                EventType::Warning,
+                "Failed",
+                format!("Error: {e}"),
+            ),
+        }
+        if let Err(e) = started {
             // A command that cannot run (not found, not executable) fails here, as
             // Kubernetes reports it: the attempt terminated with StartError, and the next
             // one backs off.
@@ -667,6 +939,7 @@ impl Worker {
                 read_only: vm.read_only.unwrap_or(false),
             });
         }
+        mounts.extend(self.etc_mounts(c)?);
         let limits = c
             .resources
             .as_ref()
@@ -1116,6 +1389,14 @@ impl Worker {
         let deadline = std::time::Instant::now() + Duration::from_secs(grace);
         let mut stops = Vec::new();
         for (name, slot) in &self.slots {
+            if matches!(slot.state, Some(ContainerState::Running { .. })) {
+                self.event(
+                    Some(name),
+                    EventType::Normal,
+                    "Killing",
+                    format!("Stopping container {name}"),
+                );
+            }
             if let Some(id) = slot.id.clone() {
                 let runtime = runtime.clone();
                 let pre_stop = spec

@@ -212,6 +212,28 @@ fn a_missing_image_and_a_bad_command_report_kubernetes_reasons() {
         msg.contains("no/such/binary") || last.contains("no/such/binary"),
         "the engine's message is missing: {msg} / {last}"
     );
+    // The same, as events: the reasons and Kubernetes' wording.
+    wait_for_event(
+        &server,
+        "noimage",
+        "ErrImageNeverPull",
+        "Container image \"skiff-test/does-not-exist:1\" is not present with pull policy of Never",
+    );
+    wait_for_event(&server, "noimage", "Failed", "Error: ErrImageNeverPull");
+    wait_for_event(&server, "nocmd", "Failed", "no/such/binary");
+    wait_for_event(
+        &server,
+        "nocmd",
+        "BackOff",
+        "Back-off restarting failed container c in pod nocmd_default(",
+    );
+    // This kubelet has no --cluster-dns: ClusterFirst falls back to the node's resolver, and says so.
+    wait_for_event(
+        &server,
+        "nocmd",
+        "MissingClusterDNS",
+        "kubelet does not have ClusterDNS IP configured and cannot create Pod using \"ClusterFirst\" policy. Falling back to \"Default\" policy.",
+    );
 }
 
 #[test]
@@ -301,6 +323,15 @@ fn readiness_gates_ready_and_liveness_restarts() {
                     .any(|c| c["name"] == "main" && c["restartCount"].as_u64().unwrap_or(0) >= 1)
             })
     });
+    wait_for_event(&server, "probed", "Unhealthy", "Readiness probe failed: ");
+    let (_, _, field) = wait_for_event(&server, "probed", "Unhealthy", "Liveness probe failed: ");
+    assert_eq!(field, "spec.containers{main}");
+    wait_for_event(
+        &server,
+        "probed",
+        "Killing",
+        "Container main failed liveness probe, will be restarted",
+    );
 }
 
 fn ready_condition(server: &ApiServer, node: &str) -> (String, String) {
@@ -515,4 +546,145 @@ fn host_network_and_host_port_pods() {
             .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("via-host-port"))
     });
     assert!(reached, "nothing answered on the hostPort");
+}
+
+/// The events the kubelet recorded about `pod`: (reason, message, fieldPath), oldest first.
+fn events_of(server: &ApiServer, pod: &str) -> Vec<(String, String, String)> {
+    let list = server.kubectl_json(&[
+        "get",
+        "events",
+        "--field-selector",
+        &format!("involvedObject.name={pod}"),
+    ]);
+    list["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["source"]["component"] == "kubelet")
+        .map(|e| {
+            let s = |v: &Value| v.as_str().unwrap_or_default().to_string();
+            (
+                s(&e["reason"]),
+                s(&e["message"]),
+                s(&e["involvedObject"]["fieldPath"]),
+            )
+        })
+        .collect()
+}
+
+/// Waits until the kubelet has recorded an event about `pod` with `reason` whose message
+/// contains `text`; returns it.
+fn wait_for_event(
+    server: &ApiServer,
+    pod: &str,
+    reason: &str,
+    text: &str,
+) -> (String, String, String) {
+    let mut seen = Vec::new();
+    let mut found = None;
+    let ok = wait_until(WAIT, || {
+        seen = events_of(server, pod);
+        found = seen
+            .iter()
+            .find(|(r, m, _)| r == reason && m.contains(text))
+            .cloned();
+        found.is_some()
+    });
+    assert!(
+        ok,
+        "no {reason} event with {text:?} about {pod}; seen: {seen:#?}"
+    );
+    found.expect("found")
+}
+
+#[test]
+fn resolv_conf_hosts_and_events_are_as_kubernetes_writes_them() {
+    ensure_busybox_image();
+    let server = ApiServer::start(Backend::Embedded);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node_resolv = dir.path().join("resolv.conf");
+    std::fs::write(
+        &node_resolv,
+        "# the node's resolver\nnameserver 10.0.0.2\nsearch corp.example\noptions edns0\n",
+    )
+    .expect("resolv.conf");
+    let kubelet = Kubelet::start_with_args(
+        &server,
+        "e2e-dns",
+        "10.244.216.0/24",
+        &[
+            "--cluster-dns",
+            "10.96.0.10",
+            "--resolv-conf",
+            node_resolv.to_str().expect("utf-8"),
+        ],
+    );
+    let sleeper = format!(
+        "  - name: c\n    image: {BUSYBOX}\n    imagePullPolicy: Never\n    command: [\"sh\", \"-c\", \"trap 'exit 0' TERM; sleep 100000 & wait\"]\n"
+    );
+    server.kubectl_stdin_ok(
+        &["apply", "-f", "-"],
+        &pod_yaml(
+            "named",
+            &kubelet.node,
+            &sleeper,
+            "  hostname: web-0\n  subdomain: web\n  hostAliases:\n  - ip: 10.1.2.3\n    hostnames: [foo.local, bar.local]\n",
+        ),
+    );
+    server.kubectl_stdin_ok(
+        &["apply", "-f", "-"],
+        &pod_yaml("plain", &kubelet.node, &sleeper, "  dnsPolicy: Default\n"),
+    );
+    let named = wait_for(&server, "named", "Running", running_and_ready);
+    wait_for(&server, "plain", "Running", running_and_ready);
+    let ip = named["status"]["podIP"]
+        .as_str()
+        .expect("podIP")
+        .to_string();
+
+    let cat = |pod: &str, file: &str| server.kubectl_ok(&["exec", pod, "--", "cat", file]);
+    assert_eq!(
+        cat("named", "/etc/hosts"),
+        format!(
+            "# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n\
+             fe00::0\tip6-localnet\nfe00::0\tip6-mcastprefix\nfe00::1\tip6-allnodes\nfe00::2\tip6-allrouters\n\
+             {ip}\tweb-0.web.default.svc.cluster.local\tweb-0\n\n# Entries added by HostAliases.\n10.1.2.3\tfoo.local\tbar.local\n"
+        )
+    );
+    // ClusterFirst: the cluster DNS, the cluster's searches then the node's, ndots:5.
+    assert_eq!(
+        cat("named", "/etc/resolv.conf"),
+        "search default.svc.cluster.local svc.cluster.local cluster.local corp.example\nnameserver 10.96.0.10\noptions ndots:5\n"
+    );
+    // Default: the node's resolver.
+    assert_eq!(
+        cat("plain", "/etc/resolv.conf"),
+        "search corp.example\nnameserver 10.0.0.2\noptions edns0\n"
+    );
+    let out = server.kubectl_ok(&["exec", "named", "--", "hostname"]);
+    assert_eq!(out, "web-0\n");
+
+    // What the kubelet did is in the pod's events, on the container, as describe shows them.
+    let (_, _, field) = wait_for_event(
+        &server,
+        "named",
+        "Pulled",
+        &format!("Container image \"{BUSYBOX}\" already present on machine"),
+    );
+    assert_eq!(field, "spec.containers{c}");
+    wait_for_event(&server, "named", "Created", "Created container c");
+    wait_for_event(&server, "named", "Started", "Started container c");
+    let described = server.kubectl_ok(&["describe", "pod", "named"]);
+    assert!(
+        described.contains("Started container c") && described.contains("kubelet"),
+        "{described}"
+    );
+    assert!(
+        !events_of(&server, "named")
+            .iter()
+            .any(|(r, _, _)| r == "MissingClusterDNS"),
+        "the kubelet has a cluster DNS"
+    );
+    server.kubectl_ok(&["delete", "pod", "named", "--wait=false"]);
+    wait_for_event(&server, "named", "Killing", "Stopping container c");
 }

@@ -292,11 +292,24 @@ fn kubectl_exec_runs_commands_with_output_stdin_and_exit_codes() {
     assert!(out.status.success(), "{out:?}");
     assert_eq!(String::from_utf8_lossy(&out.stdout), "from stdin\n");
 
-    // kubectl before 1.30 speaks only SPDY, which is not served: it gets a clear error.
-    let out = server.kubectl_v("1.27", &["exec", "shell", "--", "true"]);
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("SPDY is not supported"), "{err}");
+    // kubectl before 1.30 speaks SPDY: the same command, the same results.
+    let out = server.kubectl_v(
+        "1.27",
+        &[
+            "exec",
+            "shell",
+            "--",
+            "sh",
+            "-c",
+            "echo spdy; echo oops >&2; exit 4",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(4), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "spdy\n");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("oops"),
+        "{out:?}"
+    );
 
     let err = server.kubectl_fails(&["exec", "shell", "-c", "nope", "--", "true"]);
     assert!(

@@ -251,7 +251,7 @@ impl ContainerRuntime for DockerRuntime {
         })
     }
 
-    async fn ensure_image(&self, image: &str, policy: PullPolicy) -> Result<String> {
+    async fn ensure_image(&self, image: &str, policy: PullPolicy) -> Result<EnsuredImage> {
         let present = match self.docker.inspect_image(image).await {
             Ok(found) => found.id,
             Err(e) if status_of(&e) == Some(404) => None,
@@ -265,7 +265,9 @@ impl ContainerRuntime for DockerRuntime {
             Err(e) => return Err(engine_err(e)),
         };
         match (policy, present) {
-            (PullPolicy::IfNotPresent | PullPolicy::Never, Some(id)) => return Ok(id),
+            (PullPolicy::IfNotPresent | PullPolicy::Never, Some(id)) => {
+                return Ok(EnsuredImage { id, pulled: false });
+            }
             (PullPolicy::Never, None) => {
                 return Err(RuntimeError::ImageNeverPull {
                     image: image.into(),
@@ -299,7 +301,10 @@ impl ContainerRuntime for DockerRuntime {
                     image: image.into(),
                     message: message(&e),
                 })?;
-        Ok(pulled.id.unwrap_or_default())
+        Ok(EnsuredImage {
+            id: pulled.id.unwrap_or_default(),
+            pulled: true,
+        })
     }
 
     async fn ensure_network(&self, name: &str, subnet: &str) -> Result<()> {
@@ -897,6 +902,18 @@ fn state_of(c: &ContainerInspectResponse) -> ContainerState {
     };
     let started_at = s.started_at.as_deref().and_then(parse_time);
     match s.status {
+        // A start that failed (command not found, ...) leaves the container "created" with
+        // the engine's error: that attempt is over, as CRI reports it (StartError).
+        Some(ContainerStateStatusEnum::CREATED)
+            if s.error.as_deref().is_some_and(|e| !e.is_empty()) =>
+        {
+            ContainerState::Exited {
+                exit_code: s.exit_code.filter(|c| *c != 0).unwrap_or(128),
+                reason: "StartError".into(),
+                started_at: None,
+                finished_at: s.finished_at.as_deref().and_then(parse_time),
+            }
+        }
         Some(ContainerStateStatusEnum::CREATED) => ContainerState::Created,
         Some(
             ContainerStateStatusEnum::RUNNING

@@ -234,7 +234,7 @@ impl ContainerRuntime for FakeRuntime {
         })
     }
 
-    async fn ensure_image(&self, image: &str, policy: PullPolicy) -> Result<String> {
+    async fn ensure_image(&self, image: &str, policy: PullPolicy) -> Result<EnsuredImage> {
         let mut state = self.lock();
         if let Some(message) = invalid_reference(image) {
             return Err(RuntimeError::ImagePull {
@@ -244,7 +244,9 @@ impl ContainerRuntime for FakeRuntime {
         }
         let present = state.images.get(image).cloned();
         match (policy, present) {
-            (PullPolicy::IfNotPresent | PullPolicy::Never, Some(id)) => return Ok(id),
+            (PullPolicy::IfNotPresent | PullPolicy::Never, Some(id)) => {
+                return Ok(EnsuredImage { id, pulled: false });
+            }
             (PullPolicy::Never, None) => {
                 return Err(RuntimeError::ImageNeverPull {
                     image: image.into(),
@@ -260,7 +262,7 @@ impl ContainerRuntime for FakeRuntime {
         }
         let id = image_id(image);
         state.images.insert(image.to_string(), id.clone());
-        Ok(id)
+        Ok(EnsuredImage { id, pulled: true })
     }
 
     async fn ensure_network(&self, name: &str, subnet: &str) -> Result<()> {

@@ -223,13 +223,21 @@ pub struct ContainerStats {
     pub memory_working_set_bytes: u64,
 }
 
+/// An image made available by [`ContainerRuntime::ensure_image`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnsuredImage {
+    pub id: String,
+    /// Pulled now (false: it was already present and the policy allowed using it).
+    pub pulled: bool,
+}
+
 /// A container engine as the kubelet needs it.
 #[async_trait]
 pub trait ContainerRuntime: Send + Sync + 'static {
     async fn version(&self) -> Result<RuntimeVersion>;
 
-    /// Makes `image` available per `policy`; returns its image ID.
-    async fn ensure_image(&self, image: &str, policy: PullPolicy) -> Result<String>;
+    /// Makes `image` available per `policy`: its image ID, and whether it was pulled.
+    async fn ensure_image(&self, image: &str, policy: PullPolicy) -> Result<EnsuredImage>;
 
     /// Creates the node's pod network (a bridge for `subnet`, gateway = its first address) if
     /// missing. Idempotent.

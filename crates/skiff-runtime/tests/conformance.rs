@@ -730,14 +730,15 @@ async fn exec_streams_stdin(c: Arc<Ctx>) {
 }
 
 async fn pull_policies(c: Arc<Ctx>) {
-    let id =
+    let present =
         c.rt.ensure_image(IMAGE, PullPolicy::IfNotPresent)
             .await
             .unwrap();
-    assert!(id.starts_with("sha256:"), "{id}");
+    assert!(present.id.starts_with("sha256:"), "{present:?}");
+    assert!(!present.pulled, "the test image is loaded, not pulled");
     assert_eq!(
         c.rt.ensure_image(IMAGE, PullPolicy::Never).await.unwrap(),
-        id
+        present
     );
 
     let absent = "skiff-test/absent:1";
