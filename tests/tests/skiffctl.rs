@@ -757,7 +757,8 @@ fn describe_shows_details_and_events() {
         "Image:",
         "skiff-test/busybox:1",
         "Ready:          True",
-        "Events:\n  Type    Reason     Age",
+        "Events:\n  Type ",
+        "Reason",
         "Scheduled",
         "Successfully assigned default/",
     ] {
