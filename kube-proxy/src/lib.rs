@@ -89,11 +89,12 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         tracing::warn!(error = %e, "cannot set route_localnet; NodePorts will not answer on 127.0.0.1");
     }
     // Chains left by an earlier run are deleted by the first sync if no longer needed.
-    let mut known: BTreeSet<String> = ipt
+    let mut known: BTreeSet<rules::Name> = ipt
         .chains("nat")
         .unwrap_or_default()
         .into_iter()
         .filter(|c| c.starts_with("SKIFF-SVC-") || c.starts_with("SKIFF-SEP-"))
+        .map(rules::Name::from)
         .collect();
     let mut renderer = rules::Renderer::default();
     // The last ruleset applied; None forces a full restore (at start and every sync period).

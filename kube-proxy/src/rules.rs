@@ -139,16 +139,24 @@ impl Table {
     }
 }
 
+/// One rule (an `iptables-restore` line), shared: a Service's dispatch rule sits in its own
+/// rendering and in `SKIFF-SERVICES` as one allocation.
+pub type Line = Arc<str>;
+
+/// A chain's name, shared between the ruleset, the renderer's memory and the set of chains
+/// an earlier sync made.
+pub type Name = Arc<str>;
+
 /// The rules of one chain, shared between syncs (an unchanged Service keeps the same `Arc`,
 /// so comparing two rulesets is cheap).
-pub type Rules = Arc<[String]>;
+pub type Rules = Arc<[Line]>;
 
 /// The ruleset: every chain Skiff owns with its rules, and the per-Service chains of an
 /// earlier sync that a full restore deletes.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Ruleset {
-    pub chains: BTreeMap<(Table, String), Rules>,
-    pub stale: BTreeSet<String>,
+    pub chains: BTreeMap<(Table, Name), Rules>,
+    pub stale: BTreeSet<Name>,
 }
 
 impl Ruleset {
@@ -157,13 +165,13 @@ impl Ruleset {
     pub fn restore(&self) -> String {
         let mut out = String::with_capacity(self.rule_count() * 120);
         for table in [Table::Nat, Table::Filter] {
-            let chains: Vec<(&String, &Rules)> = self
+            let chains: Vec<(&Name, &Rules)> = self
                 .chains
                 .iter()
                 .filter(|((t, _), _)| *t == table)
                 .map(|((_, c), r)| (c, r))
                 .collect();
-            let stale: Vec<&String> = if table == Table::Nat {
+            let stale: Vec<&Name> = if table == Table::Nat {
                 self.stale
                     .iter()
                     .filter(|c| !self.chains.contains_key(&(Table::Nat, (*c).clone())))
@@ -177,7 +185,7 @@ impl Ruleset {
     }
 
     /// The per-Service chains (the next sync's `stale` candidates).
-    pub fn service_chains(&self) -> BTreeSet<String> {
+    pub fn service_chains(&self) -> BTreeSet<Name> {
         self.chains
             .keys()
             .filter(|(t, c)| *t == Table::Nat && c.starts_with(SVC_PREFIX))
@@ -196,11 +204,40 @@ const SVC_PREFIX: &str = "SKIFF-SVC-";
 #[derive(Debug, Default)]
 struct PortRules {
     /// Its `SKIFF-SVC-*` chain, when it has endpoints.
-    chain: Option<(String, Rules)>,
+    chain: Option<(Name, Rules)>,
+    nat_services: Box<[Line]>,
+    nat_nodeports: Box<[Line]>,
+    filter_services: Box<[Line]>,
+}
+
+/// [`PortRules`] while they are being written.
+#[derive(Default)]
+struct PortText {
+    chain: Option<(String, Vec<String>)>,
     nat_services: Vec<String>,
     nat_nodeports: Vec<String>,
     filter_services: Vec<String>,
 }
+
+impl PortText {
+    fn finish(self) -> PortRules {
+        fn lines<T: FromIterator<Line>>(v: Vec<String>) -> T {
+            v.into_iter().map(Line::from).collect()
+        }
+        PortRules {
+            chain: self
+                .chain
+                .map(|(name, rules)| (Name::from(name), lines(rules))),
+            nat_services: lines(self.nat_services),
+            nat_nodeports: lines(self.nat_nodeports),
+            filter_services: lines(self.filter_services),
+        }
+    }
+}
+
+/// Above this many endpoints in all, per-Service rules carry no comments (kube-proxy's
+/// "large cluster mode"): at 10,000 Services they are a tenth of the restore time.
+pub const LARGE_CLUSTER_ENDPOINTS: usize = 1000;
 
 /// Renders rulesets, remembering what each Service port rendered to: a sync after one change
 /// renders only the ports that changed.
@@ -208,6 +245,8 @@ struct PortRules {
 pub struct Renderer {
     settings: Settings,
     cache: HashMap<ServicePort, Arc<PortRules>>,
+    /// Whether the remembered rules were rendered without comments.
+    large: bool,
 }
 
 impl Renderer {
@@ -215,6 +254,7 @@ impl Renderer {
         Renderer {
             settings,
             cache: HashMap::new(),
+            large: false,
         }
     }
 
@@ -224,7 +264,13 @@ impl Renderer {
 
     /// Renders the whole ruleset. `stale` are per-Service chains from an earlier sync; those
     /// no longer needed are deleted by a full restore.
-    pub fn render(&mut self, ports: &[ServicePort], stale: &BTreeSet<String>) -> Ruleset {
+    pub fn render(&mut self, ports: &[ServicePort], stale: &BTreeSet<Name>) -> Ruleset {
+        let large =
+            ports.iter().map(|p| p.endpoints.len()).sum::<usize>() > LARGE_CLUSTER_ENDPOINTS;
+        if large != self.large {
+            self.cache.clear();
+            self.large = large;
+        }
         let mut sorted: Vec<&ServicePort> = ports.iter().collect();
         sorted.sort_by(|a, b| {
             (&a.namespace, &a.name, &a.port_name, a.protocol).cmp(&(
@@ -235,14 +281,14 @@ impl Renderer {
             ))
         });
         let mut cache = HashMap::with_capacity(sorted.len());
-        let mut chains: BTreeMap<(Table, String), Rules> = BTreeMap::new();
-        let mut nat_services = Vec::new();
-        let mut nat_nodeports = Vec::new();
-        let mut filter_services = Vec::new();
+        let mut chains: BTreeMap<(Table, Name), Rules> = BTreeMap::new();
+        let mut nat_services: Vec<Line> = Vec::new();
+        let mut nat_nodeports: Vec<Line> = Vec::new();
+        let mut filter_services: Vec<Line> = Vec::new();
         for sp in sorted {
             let rendered = match self.cache.remove(sp) {
                 Some(r) => r,
-                None => Arc::new(render_port(sp, &self.settings)),
+                None => Arc::new(render_port(sp, &self.settings, large)),
             };
             if let Some((name, rules)) = &rendered.chain {
                 chains.insert((Table::Nat, name.clone()), rules.clone());
@@ -261,12 +307,16 @@ impl Renderer {
                 0,
                 format!(
                     "-A {SERVICES} ! -s {cluster} -d {services} -m comment --comment \"cluster IPs from outside the cluster\" -j {MARK_MASQ}"
-                ),
+                )
+                .into(),
             );
         }
-        nat_services.push(format!(
-            "-A {SERVICES} -m comment --comment \"skiff service nodeports\" -m addrtype --dst-type LOCAL -j {NODEPORTS}"
-        ));
+        nat_services.push(
+            format!(
+                "-A {SERVICES} -m comment --comment \"skiff service nodeports\" -m addrtype --dst-type LOCAL -j {NODEPORTS}"
+            )
+            .into(),
+        );
         let postrouting = vec![
             format!("-A {POSTROUTING} -m mark ! --mark {MASQ_MARK}/{MASQ_MARK} -j RETURN"),
             format!("-A {POSTROUTING} -j MARK --xor-mark {MASQ_MARK}"),
@@ -287,15 +337,16 @@ impl Renderer {
                 "-A {FORWARD} -d {cidr} -m comment --comment \"skiff pod traffic\" -j ACCEPT"
             ));
         }
+        let lines = |v: Vec<String>| -> Vec<Line> { v.into_iter().map(Line::from).collect() };
         for (table, name, rules) in [
             (Table::Nat, SERVICES, nat_services),
             (Table::Nat, NODEPORTS, nat_nodeports),
-            (Table::Nat, POSTROUTING, postrouting),
-            (Table::Nat, MARK_MASQ, mark),
+            (Table::Nat, POSTROUTING, lines(postrouting)),
+            (Table::Nat, MARK_MASQ, lines(mark)),
             (Table::Filter, SERVICES, filter_services),
-            (Table::Filter, FORWARD, forward),
+            (Table::Filter, FORWARD, lines(forward)),
         ] {
-            chains.insert((table, name.to_string()), rules.into());
+            chains.insert((table, Name::from(name)), rules.into());
         }
         Ruleset {
             chains,
@@ -305,17 +356,41 @@ impl Renderer {
 }
 
 /// Renders a ruleset without remembering anything (tests and one-off use).
-pub fn render(ports: &[ServicePort], settings: &Settings, stale: &BTreeSet<String>) -> Ruleset {
+pub fn render(ports: &[ServicePort], settings: &Settings, stale: &BTreeSet<Name>) -> Ruleset {
     Renderer::new(settings.clone()).render(ports, stale)
 }
 
 /// The rules of one Service port. Its `SKIFF-SVC-*` chain marks what needs masquerading,
 /// then picks an endpoint and DNATs to it in the same rule (no per-endpoint chain: with
 /// iptables-nft, restore time grows with the square of the number of chains).
-fn render_port(sp: &ServicePort, settings: &Settings) -> PortRules {
+fn render_port(sp: &ServicePort, settings: &Settings, large: bool) -> PortRules {
+    let mut text = render_port_text(sp, settings, large);
+    if large {
+        // The empty comments leave double spaces behind.
+        for v in [
+            &mut text.nat_services,
+            &mut text.nat_nodeports,
+            &mut text.filter_services,
+        ] {
+            v.iter_mut().for_each(|r| *r = r.replace("  ", " "));
+        }
+        if let Some((_, rules)) = &mut text.chain {
+            rules.iter_mut().for_each(|r| *r = r.replace("  ", " "));
+        }
+    }
+    text.finish()
+}
+
+fn render_port_text(sp: &ServicePort, settings: &Settings, large: bool) -> PortText {
     let proto = sp.protocol.name();
     let id = sp.id();
-    let comment = |what: &str| format!("-m comment --comment \"{id} {what}\"");
+    let comment = |what: &str| {
+        if large {
+            String::new()
+        } else {
+            format!("-m comment --comment \"{id} {what}\"")
+        }
+    };
     let mut dests: Vec<(Ipv4Addr, &str)> = Vec::new();
     if let Some(ip) = sp.cluster_ip {
         dests.push((ip, "cluster IP"));
@@ -323,7 +398,7 @@ fn render_port(sp: &ServicePort, settings: &Settings) -> PortRules {
     for ip in &sp.external_ips {
         dests.push((*ip, "external IP"));
     }
-    let mut out = PortRules::default();
+    let mut out = PortText::default();
     if sp.endpoints.is_empty() {
         for (ip, what) in &dests {
             out.filter_services.push(format!(
@@ -417,7 +492,7 @@ fn render_port(sp: &ServicePort, settings: &Settings) -> PortRules {
         };
         rules.push(format!("-A {svc} -p {proto}{pick}{remember} {}", dnat(ep)));
     }
-    out.chain = Some((svc, rules.into()));
+    out.chain = Some((svc, rules));
     out
 }
 
@@ -431,8 +506,11 @@ const BATCH: usize = 100;
 /// (which jump to the per-Service ones) and the deletions in a last `COMMIT`. Each commit is
 /// atomic; between them a Service may briefly use new rules while another still uses old
 /// ones, but no rule ever jumps to a chain that is not there.
-fn write_table(out: &mut String, table: Table, chains: &[(&String, &Rules)], delete: &[&String]) {
-    let (leaf, rest): (Vec<_>, Vec<_>) = chains.iter().copied().partition(|(c, _)| *c == MARK_MASQ);
+fn write_table(out: &mut String, table: Table, chains: &[(&Name, &Rules)], delete: &[&Name]) {
+    let (leaf, rest): (Vec<_>, Vec<_>) = chains
+        .iter()
+        .copied()
+        .partition(|(c, _)| &***c == MARK_MASQ);
     let (per_service, top): (Vec<_>, Vec<_>) = rest
         .into_iter()
         .partition(|(c, _)| c.starts_with(SVC_PREFIX));
@@ -447,7 +525,7 @@ fn write_table(out: &mut String, table: Table, chains: &[(&String, &Rules)], del
     }
 }
 
-fn write_commit(out: &mut String, table: Table, chains: &[(&String, &Rules)], delete: &[&String]) {
+fn write_commit(out: &mut String, table: Table, chains: &[(&Name, &Rules)], delete: &[&Name]) {
     let _ = writeln!(out, "*{}", table.name());
     for (c, _) in chains {
         let _ = writeln!(out, ":{c} - [0:0]");
@@ -473,7 +551,7 @@ fn write_commit(out: &mut String, table: Table, chains: &[(&String, &Rules)], de
 pub fn partial(prev: &Ruleset, next: &Ruleset) -> String {
     let mut out = String::new();
     for table in [Table::Nat, Table::Filter] {
-        let changed: Vec<(&String, &Rules)> = next
+        let changed: Vec<(&Name, &Rules)> = next
             .chains
             .iter()
             .filter(|((t, _), _)| *t == table)
@@ -483,7 +561,7 @@ pub fn partial(prev: &Ruleset, next: &Ruleset) -> String {
             })
             .map(|((_, c), rules)| (c, rules))
             .collect();
-        let gone: Vec<&String> = prev
+        let gone: Vec<&Name> = prev
             .chains
             .keys()
             .filter(|k| k.0 == table && !next.chains.contains_key(*k))
@@ -632,6 +710,38 @@ COMMIT
     }
 
     #[test]
+    fn a_large_cluster_gets_no_comments_on_per_service_rules() {
+        let ports: Vec<ServicePort> = (0..=LARGE_CLUSTER_ENDPOINTS / 2)
+            .map(|i| {
+                let ip = [10, 96, (i / 250) as u8, (i % 250) as u8 + 1];
+                port(
+                    &format!("s{i}"),
+                    ip,
+                    &[([10, 0, 0, 1], 80), ([10, 0, 0, 2], 80)],
+                )
+            })
+            .collect();
+        let mut renderer = Renderer::default();
+        let small = renderer.render(&ports[..10], &BTreeSet::new()).restore();
+        assert!(
+            small.contains("--comment \"default/s0:http cluster IP\""),
+            "{small}"
+        );
+        let large = renderer.render(&ports, &BTreeSet::new()).restore();
+        assert!(!large.contains("default/s0:http"), "{large}");
+        assert!(!large.contains("  "), "double spaces left");
+        assert!(
+            large.contains(
+                "-A SKIFF-SERVICES -d 10.96.0.1/32 -p tcp -m tcp --dport 80 -j SKIFF-SVC-"
+            ),
+            "{large}"
+        );
+        // Back under the threshold, the comments come back (the memory is re-rendered).
+        let small_again = renderer.render(&ports[..10], &BTreeSet::new()).restore();
+        assert_eq!(small_again, small);
+    }
+
+    #[test]
     fn no_endpoints_means_reject_and_no_nat() {
         let mut sp = port("empty", [10, 96, 0, 11], &[]);
         sp.node_port = Some(30080);
@@ -713,7 +823,7 @@ COMMIT
         );
         assert_eq!(p, want);
         // The unchanged Service's rules come from the renderer's memory.
-        let key = (Table::Nat, a.svc_chain());
+        let key = (Table::Nat, Name::from(a.svc_chain()));
         assert!(Arc::ptr_eq(&first.chains[&key], &second.chains[&key]));
         // A Service losing its last endpoint changes the filter table too, and its chain goes.
         let mut b3 = b.clone();
