@@ -814,12 +814,7 @@ where
         }
     }
     drop(stdin_tx);
-    let result = match failure {
-        Some(f) => Err(f),
-        None => exit_code
-            .await
-            .map_err(|_| "the command's exit code was lost".to_string()),
-    };
+    let result = outcome(failure, exit_code).await;
     let status = exit_status(&q.command, result);
     writer
         .data(error_stream, status.to_string().as_bytes(), true)
@@ -868,6 +863,19 @@ fn terminal_size(json: &[u8]) -> Option<(u16, u16)> {
     let v: serde_json::Value = serde_json::from_slice(json).ok()?;
     let dim = |k: &str| v.get(k)?.as_u64().and_then(|n| u16::try_from(n).ok());
     Some((dim("Width")?, dim("Height")?))
+}
+
+/// How an exec ended: its output failed, or its exit code.
+async fn outcome(
+    failure: Option<String>,
+    exit_code: tokio::sync::oneshot::Receiver<i64>,
+) -> Result<i64, String> {
+    match failure {
+        Some(f) => Err(f),
+        None => exit_code
+            .await
+            .map_err(|_| "the command's exit code was lost".to_string()),
+    }
 }
 
 fn exit_status(command: &[String], result: Result<i64, String>) -> Value {
@@ -957,12 +965,7 @@ async fn exec_session(
         }
     }
     drop(stdin_tx);
-    let result = match failure {
-        Some(f) => Err(f),
-        None => exit_code
-            .await
-            .map_err(|_| "the command's exit code was lost".to_string()),
-    };
+    let result = outcome(failure, exit_code).await;
     let status = exit_status(command, result);
     let _ = tx
         .send(frame(CH_ERROR, status.to_string().as_bytes()))

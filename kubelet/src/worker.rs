@@ -189,6 +189,30 @@ impl Worker {
         self.ctx.events.publish(object, type_, reason, message);
     }
 
+    /// `<reason> container <name>` when a step on a container worked, `Failed: Error: …` when
+    /// it did not.
+    fn step_event<T, E: std::fmt::Display>(
+        &self,
+        container: &str,
+        result: &Result<T, E>,
+        reason: &str,
+    ) {
+        match result {
+            Ok(_) => self.event(
+                Some(container),
+                EventType::Normal,
+                reason,
+                format!("{reason} container {container}"),
+            ),
+            Err(e) => self.event(
+                Some(container),
+                EventType::Warning,
+                "Failed",
+                format!("Error: {e}"),
+            ),
+        }
+    }
+
     /// The pod's `/etc/hosts` and `/etc/resolv.conf`, written into its folder (again each time
     /// a container starts: the pod's address or aliases may be new), as mounts for a container
     /// that does not mount those paths itself.
@@ -770,20 +794,7 @@ impl Worker {
             .map(|s| s.id.clone())
             .unwrap_or_default();
         let created = runtime.create_container(&sandbox_id, &cfg).await;
-        match &created {
-            Ok(_) => self.event(
-                Some(&c.name),
-                EventType::Normal,
-                "Created",
-                format!("Created container {}", c.name),
-            ),
-            Err(e) => self.event(
-                Some(&c.name),
-                EventType::Warning,
-                "Failed",
-                format!("Error: {e}"),
-            ),
-        }
+        self.step_event(&c.name, &created, "Created");
         let slot = self.slots.entry(c.name.clone()).or_default();
         slot.pull_failures = 0;
         slot.pull_backoff = None;
@@ -806,20 +817,7 @@ impl Worker {
         slot.liveness = probe::Tracker::new();
         slot.readiness = probe::Tracker::new();
         let started = runtime.start_container(&id).await;
-        match &started {
-            Ok(()) => self.event(
-                Some(&c.name),
-                EventType::Normal,
-                "Started",
-                format!("Started container {}", c.name),
-            ),
-            Err(e) => self.event(
-                Some(&c.name),
-                EventType::Warning,
-                "Failed",
-                format!("Error: {e}"),
-            ),
-        }
+        self.step_event(&c.name, &started, "Started");
         if let Err(e) = started {
             // A command that cannot run (not found, not executable) fails here, as
             // Kubernetes reports it: the attempt terminated with StartError, and the next
