@@ -364,31 +364,18 @@ pub fn render(ports: &[ServicePort], settings: &Settings, stale: &BTreeSet<Name>
 /// then picks an endpoint and DNATs to it in the same rule (no per-endpoint chain: with
 /// iptables-nft, restore time grows with the square of the number of chains).
 fn render_port(sp: &ServicePort, settings: &Settings, large: bool) -> PortRules {
-    let mut text = render_port_text(sp, settings, large);
-    if large {
-        // The empty comments leave double spaces behind.
-        for v in [
-            &mut text.nat_services,
-            &mut text.nat_nodeports,
-            &mut text.filter_services,
-        ] {
-            v.iter_mut().for_each(|r| *r = r.replace("  ", " "));
-        }
-        if let Some((_, rules)) = &mut text.chain {
-            rules.iter_mut().for_each(|r| *r = r.replace("  ", " "));
-        }
-    }
-    text.finish()
+    render_port_text(sp, settings, large).finish()
 }
 
 fn render_port_text(sp: &ServicePort, settings: &Settings, large: bool) -> PortText {
     let proto = sp.protocol.name();
     let id = sp.id();
+    // " -m comment ...", or nothing in large-cluster mode.
     let comment = |what: &str| {
         if large {
             String::new()
         } else {
-            format!("-m comment --comment \"{id} {what}\"")
+            format!(" -m comment --comment \"{id} {what}\"")
         }
     };
     let mut dests: Vec<(Ipv4Addr, &str)> = Vec::new();
@@ -402,14 +389,14 @@ fn render_port_text(sp: &ServicePort, settings: &Settings, large: bool) -> PortT
     if sp.endpoints.is_empty() {
         for (ip, what) in &dests {
             out.filter_services.push(format!(
-                "-A {SERVICES} -d {ip}/32 -p {proto} {} -m {proto} --dport {} -j REJECT --reject-with icmp-port-unreachable",
+                "-A {SERVICES} -d {ip}/32 -p {proto}{} -m {proto} --dport {} -j REJECT --reject-with icmp-port-unreachable",
                 comment(&format!("has no endpoints ({what})")),
                 sp.port
             ));
         }
         if let Some(np) = sp.node_port {
             out.filter_services.push(format!(
-                "-A {SERVICES} -m addrtype --dst-type LOCAL -p {proto} {} -m {proto} --dport {np} -j REJECT --reject-with icmp-port-unreachable",
+                "-A {SERVICES} -m addrtype --dst-type LOCAL -p {proto}{} -m {proto} --dport {np} -j REJECT --reject-with icmp-port-unreachable",
                 comment("has no endpoints (node port)")
             ));
         }
@@ -419,19 +406,19 @@ fn render_port_text(sp: &ServicePort, settings: &Settings, large: bool) -> PortT
     let mut rules = Vec::new();
     for (ip, what) in &dests {
         out.nat_services.push(format!(
-            "-A {SERVICES} -d {ip}/32 -p {proto} {} -m {proto} --dport {} -j {svc}",
+            "-A {SERVICES} -d {ip}/32 -p {proto}{} -m {proto} --dport {} -j {svc}",
             comment(what),
             sp.port
         ));
         match (&settings.cluster_cidr, *what == "cluster IP") {
             (Some(_), true) if settings.service_cidr.is_some() => {}
             (Some(cidr), true) => rules.push(format!(
-                "-A {svc} ! -s {cidr} -d {ip}/32 -p {proto} {} -m {proto} --dport {} -j {MARK_MASQ}",
+                "-A {svc} ! -s {cidr} -d {ip}/32 -p {proto}{} -m {proto} --dport {} -j {MARK_MASQ}",
                 comment("cluster IP from outside the cluster"),
                 sp.port
             )),
             (_, false) => rules.push(format!(
-                "-A {svc} -d {ip}/32 -p {proto} {} -m {proto} --dport {} -j {MARK_MASQ}",
+                "-A {svc} -d {ip}/32 -p {proto}{} -m {proto} --dport {} -j {MARK_MASQ}",
                 comment(what),
                 sp.port
             )),
@@ -440,11 +427,11 @@ fn render_port_text(sp: &ServicePort, settings: &Settings, large: bool) -> PortT
     }
     if let Some(np) = sp.node_port {
         out.nat_nodeports.push(format!(
-            "-A {NODEPORTS} -p {proto} {} -m {proto} --dport {np} -j {MARK_MASQ}",
+            "-A {NODEPORTS} -p {proto}{} -m {proto} --dport {np} -j {MARK_MASQ}",
             comment("node port")
         ));
         out.nat_nodeports.push(format!(
-            "-A {NODEPORTS} -p {proto} {} -m {proto} --dport {np} -j {svc}",
+            "-A {NODEPORTS} -p {proto}{} -m {proto} --dport {np} -j {svc}",
             comment("node port")
         ));
     }
@@ -457,7 +444,7 @@ fn render_port_text(sp: &ServicePort, settings: &Settings, large: bool) -> PortT
             .is_none_or(|cidr| cidr.contains(&ep.0));
         if local {
             rules.push(format!(
-                "-A {svc} -s {}/32 {} -j {MARK_MASQ}",
+                "-A {svc} -s {}/32{} -j {MARK_MASQ}",
                 ep.0,
                 comment("hairpin")
             ));
@@ -468,7 +455,7 @@ fn render_port_text(sp: &ServicePort, settings: &Settings, large: bool) -> PortT
     if let Some(seconds) = sp.affinity_seconds {
         for ep in &sp.endpoints {
             rules.push(format!(
-                "-A {svc} -p {proto} {} -m recent --name {} --update --seconds {seconds} --reap {}",
+                "-A {svc} -p {proto}{} -m recent --name {} --update --seconds {seconds} --reap {}",
                 comment("session affinity"),
                 sp.affinity_list(ep),
                 dnat(ep)

@@ -87,6 +87,11 @@ pub struct Worker {
     dns_warned: AtomicBool,
 }
 
+/// The message of a Pulling event.
+fn pulling(image: &str) -> String {
+    format!("Pulling image {image:?}")
+}
+
 /// Whether `last_state` already records attempt `id` (a start error's record carries the
 /// engine's message, which the runtime's state does not).
 fn recorded_attempt(last_state: Option<&Value>, id: &str) -> bool {
@@ -695,12 +700,7 @@ impl Worker {
                 let name = Some(c.name.as_str());
                 if pulled.pulled {
                     let took = go_duration(pull_started.elapsed());
-                    self.event(
-                        name,
-                        EventType::Normal,
-                        "Pulling",
-                        format!("Pulling image {image:?}"),
-                    );
+                    self.event(name, EventType::Normal, "Pulling", pulling(&image));
                     self.event(
                         name,
                         EventType::Normal,
@@ -744,12 +744,7 @@ impl Worker {
                         ),
                     ),
                     "ErrImagePull" => {
-                        self.event(
-                            name,
-                            EventType::Normal,
-                            "Pulling",
-                            format!("Pulling image {image:?}"),
-                        );
+                        self.event(name, EventType::Normal, "Pulling", pulling(&image));
                         self.event(
                             name,
                             EventType::Warning,
