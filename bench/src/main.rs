@@ -35,6 +35,13 @@ enum Cmd {
         /// Creates per concurrency level and target.
         #[arg(long, default_value_t = 3000)]
         count: usize,
+        /// Concurrency levels, comma-separated.
+        #[arg(long, value_delimiter = ',', default_values_t = [1usize, 16, 64])]
+        clients: Vec<usize>,
+        /// Clients share one HTTP/2 connection (as client-go does) instead of one HTTP/1.1
+        /// connection each.
+        #[arg(long)]
+        http2: bool,
     },
     /// Watch fan-out: delivery latency of events to many concurrent watchers.
     Watch {
@@ -136,7 +143,7 @@ where
     Ok((Latencies::new(all), start.elapsed()))
 }
 
-async fn bench_api(count: usize) -> anyhow::Result<()> {
+async fn bench_api(count: usize, levels: Vec<usize>, http2: bool) -> anyhow::Result<()> {
     let etcd = tokio::task::spawn_blocking(skiff_store::testing::TestEtcd::start).await?;
     let raw = etcd_client::Client::connect([etcd.endpoint.as_str()], None)
         .await
@@ -145,8 +152,13 @@ async fn bench_api(count: usize) -> anyhow::Result<()> {
     let embedded = Server::start(Backend::Embedded).await?;
     let payload = bytes::Bytes::from(serde_json::to_vec(&configmap("payload"))?);
     println!(
-        "api: {count} creates of a {}-byte ConfigMap per row",
-        payload.len()
+        "api: {count} creates of a {}-byte ConfigMap per row, {}",
+        payload.len(),
+        if http2 {
+            "clients sharing one HTTP/2 connection"
+        } else {
+            "one HTTP/1.1 connection per client"
+        }
     );
     println!(
         "{:<22} {:>7} {:>10} {:>9} {:>9} {:>14} {:>14} {:>14}",
@@ -159,7 +171,7 @@ async fn bench_api(count: usize) -> anyhow::Result<()> {
         "apisrv µs/op",
         "client µs/op"
     );
-    for clients in [1usize, 16, 64] {
+    for clients in levels {
         let mut rows = Vec::new();
         let raw_c = raw.clone();
         let p = payload.clone();
@@ -220,7 +232,11 @@ async fn bench_api(count: usize) -> anyhow::Result<()> {
                 cpu_seconds(server.pid()),
                 cpu_seconds(std::process::id()),
             );
-            let client = server.client_h1()?;
+            let client = if http2 {
+                server.client()?
+            } else {
+                server.client_h1()?
+            };
             let url = format!("{}/api/v1/namespaces/default/configmaps", server.base);
             let run = format!("c{clients}");
             let (lat, took) = drive(count, clients, move |i| {
@@ -230,6 +246,7 @@ async fn bench_api(count: usize) -> anyhow::Result<()> {
                 async move {
                     let r = client.post(&url).json(&body).send().await?;
                     anyhow::ensure!(r.status().as_u16() == 201, "create failed: {}", r.status());
+                    r.bytes().await?;
                     Ok(())
                 }
             })
@@ -451,7 +468,11 @@ async fn bench_memory(objects: usize) -> anyhow::Result<()> {
 async fn main() {
     let cli = Cli::parse();
     let outcome = match cli.cmd {
-        Cmd::Api { count } => bench_api(count).await,
+        Cmd::Api {
+            count,
+            clients,
+            http2,
+        } => bench_api(count, clients, http2).await,
         Cmd::Watch { watchers, events } => bench_watch(watchers, events).await,
         Cmd::Memory { objects } => bench_memory(objects).await,
         Cmd::PodStart { pods } => pod_start::run(pods).await,

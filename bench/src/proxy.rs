@@ -10,10 +10,10 @@ use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use skiff_proxy::iptables::Iptables;
-use skiff_proxy::rules::{Protocol, Renderer, ServicePort, Settings, partial};
+use skiff_proxy::rules::{Protocol, Renderer, ServicePort, Settings};
 
 use crate::result;
 
@@ -97,9 +97,11 @@ pub async fn run(counts: &[usize]) -> anyhow::Result<()> {
             let rules = rules_in_netns();
             // One endpoint of one Service changes.
             ports[n / 2].endpoints[1].0 = Ipv4Addr::new(10, 245, 0, 1);
+            // As the proxy does it: re-render the one Service, restore what changed.
             let t = Instant::now();
-            let changed = renderer.render(&ports, &full.service_chains());
-            let input = partial(&full, &changed);
+            let sp = ports[n / 2].clone();
+            let delta = renderer.update([((sp.namespace.clone(), sp.name.clone()), vec![sp])]);
+            let input = delta.restore();
             let render_change = t.elapsed();
             let t = Instant::now();
             ipt.restore(&input)?;
@@ -166,6 +168,55 @@ fn metric(name: &str) -> Option<f64> {
     })
 }
 
+/// One endpoint of Service `n / 2` replaced through the API once the proxy's min-sync window
+/// has passed: seconds from the write to the proxy's rules being in place (its
+/// `..._last_timestamp_seconds`), the whole path a user's change takes (watch, model, render,
+/// restore).
+async fn one_change(client: &reqwest::Client, base: &str, n: usize) -> anyhow::Result<f64> {
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let syncs = metric("skiff_proxy_syncs_total").unwrap_or(0.0);
+    let i = n / 2;
+    let moved = Ipv4Addr::new(10, 245, 0, 1);
+    let endpoints: Vec<serde_json::Value> = (0..3u32)
+        .map(|e| {
+            let ip = if e == 1 {
+                moved
+            } else {
+                Ipv4Addr::from(0x0af4_0000u32 + (i as u32) * 4 + e + 1)
+            };
+            serde_json::json!({ "addresses": [ip.to_string()], "conditions": { "ready": true } })
+        })
+        .collect();
+    let sent = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs_f64();
+    let r = client
+        .patch(format!(
+            "{base}/apis/discovery.k8s.io/v1/namespaces/default/endpointslices/svc-{i:05}-1"
+        ))
+        .header("Content-Type", "application/merge-patch+json")
+        .body(serde_json::json!({ "endpoints": endpoints }).to_string())
+        .send()
+        .await?;
+    anyhow::ensure!(r.status().is_success(), "PATCH slice: {}", r.status());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while metric("skiff_proxy_syncs_total").unwrap_or(0.0) <= syncs {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "skiff-proxy did not sync the change"
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let applied = metric("skiff_proxy_sync_proxy_rules_last_timestamp_seconds").unwrap_or(0.0);
+    let saved = Command::new("nsenter")
+        .arg(format!("--net=/run/netns/{NS}"))
+        .args(["iptables-save", "-t", "nat"])
+        .output()?;
+    anyhow::ensure!(
+        String::from_utf8_lossy(&saved.stdout).contains(&format!("--to-destination {moved}:8080")),
+        "the changed endpoint is not in the rules"
+    );
+    Ok(applied - sent)
+}
+
 /// Kills the proxy when the bench ends, however it ends.
 struct Killed(std::process::Child);
 
@@ -208,7 +259,10 @@ async fn live(counts: &[usize]) -> anyhow::Result<()> {
     sh(&["nsenter", &ns, "ip", "link", "set", "uplink", "up"])?;
     sh(&["nsenter", &ns, "ip", "link", "set", "lo", "up"])?;
     println!("proxy: the real skiff-proxy in {NS}, N Services x 3 endpoints in the apiserver");
-    println!("{:>8} {:>16} {:>10}", "services", "first sync s", "RSS MB");
+    println!(
+        "{:>8} {:>16} {:>10} {:>18}",
+        "services", "first sync s", "RSS MB", "API change → rule"
+    );
     for &n in counts {
         let server = Server::start_on(Backend::Embedded, HOST_IP).await?;
         // HTTP/1.1, a connection per request in flight (h2 gives up on 20,000 quick streams).
@@ -287,7 +341,13 @@ async fn live(counts: &[usize]) -> anyhow::Result<()> {
         }
         let first = started.elapsed();
         let rss = rss_mb(proxy.0.id())?;
-        println!("{n:>8} {:>16.2} {rss:>10.1}", first.as_secs_f64());
+        let change = one_change(&client, &base, n).await?;
+        println!(
+            "{n:>8} {:>16.2} {rss:>10.1} {:>15.1} ms",
+            first.as_secs_f64(),
+            change * 1000.0
+        );
+        result(&format!("proxy_live_change_{n}"), change * 1000.0, "ms");
         result(&format!("proxy_first_sync_{n}"), first.as_secs_f64(), "s");
         result(&format!("proxy_rss_{n}"), rss, "MB");
         drop(proxy);

@@ -3,8 +3,8 @@
 //! [`crate::model::Slice`], a Node's name, podCIDR and addresses). A relist replaces the whole map at once, as a reflector's store
 //! does.
 
-use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, RwLock};
 
 use futures::StreamExt as _;
 use kube::runtime::{WatchStreamExt as _, watcher};
@@ -15,7 +15,16 @@ use tokio_util::sync::CancellationToken;
 /// The compact copies of one kind's objects, by `namespace/name`.
 pub struct Cache<T> {
     map: Arc<RwLock<HashMap<String, Arc<T>>>>,
+    changes: Arc<Mutex<Changes>>,
     ready: tokio::sync::watch::Receiver<bool>,
+}
+
+/// What changed since the last [`Cache::take_changes`]: some keys, or (after a relist, and
+/// at first) possibly everything.
+#[derive(Debug, Default)]
+pub struct Changes {
+    pub all: bool,
+    pub keys: HashSet<String>,
 }
 
 impl<T> Cache<T> {
@@ -27,6 +36,26 @@ impl<T> Cache<T> {
             .values()
             .cloned()
             .collect()
+    }
+
+    /// The entry for `key`.
+    pub fn get(&self, key: &str) -> Option<Arc<T>> {
+        self.map.read().expect("cache lock").get(key).cloned()
+    }
+
+    /// Every entry with its key.
+    pub fn entries(&self) -> Vec<(String, Arc<T>)> {
+        self.map
+            .read()
+            .expect("cache lock")
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
+    /// The changes since the last call (the first call says everything changed).
+    pub fn take_changes(&self) -> Changes {
+        std::mem::take(&mut *self.changes.lock().expect("changes lock"))
     }
 
     /// Waits for the first complete list.
@@ -55,6 +84,20 @@ where
     T: Send + Sync + 'static,
 {
     let map: Arc<RwLock<HashMap<String, Arc<T>>>> = Arc::default();
+    let changes = Arc::new(Mutex::new(Changes {
+        all: true,
+        keys: HashSet::new(),
+    }));
+    let noted = changes.clone();
+    let note = move |key: Option<String>| {
+        let mut c = noted.lock().expect("changes lock");
+        match key {
+            Some(k) => {
+                c.keys.insert(k);
+            }
+            None => c.all = true,
+        }
+    };
     let (ready_tx, ready) = tokio::sync::watch::channel(false);
     let shared = map.clone();
     let stream = watcher(api, watcher::Config::default()).default_backoff();
@@ -79,25 +122,36 @@ where
                 Some(Ok(watcher::Event::InitDone)) => {
                     if let Some(buffer) = relist.take() {
                         *shared.write().expect("cache lock") = buffer;
+                        note(None);
                     }
                     let _ = ready_tx.send(true);
                     changed.notify_one();
                 }
                 Some(Ok(watcher::Event::Apply(o))) => {
+                    let k = key(&o);
                     let mut m = shared.write().expect("cache lock");
                     match convert(&o) {
-                        Some(t) => m.insert(key(&o), Arc::new(t)),
-                        None => m.remove(&key(&o)),
+                        Some(t) => m.insert(k.clone(), Arc::new(t)),
+                        None => m.remove(&k),
                     };
                     drop(m);
+                    tracing::debug!(key = %k, "changed");
+                    note(Some(k));
                     changed.notify_one();
                 }
                 Some(Ok(watcher::Event::Delete(o))) => {
-                    shared.write().expect("cache lock").remove(&key(&o));
+                    let k = key(&o);
+                    shared.write().expect("cache lock").remove(&k);
+                    tracing::debug!(key = %k, "changed");
+                    note(Some(k));
                     changed.notify_one();
                 }
             }
         }
     });
-    Cache { map, ready }
+    Cache {
+        map,
+        changes,
+        ready,
+    }
 }

@@ -12,7 +12,7 @@ pub mod model;
 pub mod routes;
 pub mod rules;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -41,6 +41,8 @@ pub struct Config {
 #[derive(Debug, Default)]
 struct Health {
     last_sync: Option<SystemTime>,
+    /// When the last sync's rules were in place in the kernel.
+    last_applied: Option<SystemTime>,
     last_duration: Duration,
     syncs: u64,
     rules: usize,
@@ -97,64 +99,135 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         .map(rules::Name::from)
         .collect();
     let mut renderer = rules::Renderer::default();
-    // The last ruleset applied; None forces a full restore (at start and every sync period).
-    let mut applied: Option<rules::Ruleset> = None;
-    // The UDP ports of the last sync (only UDP flows are cleaned up after a change).
-    let mut applied_udp: Vec<rules::ServicePort> = Vec::new();
-    let mut port_count: usize;
+    let mut index = model::SliceIndex::default();
+    // Whether the kernel holds the renderer's ruleset; if not (at start, after a failure and
+    // every sync period) the next sync restores it whole.
+    let mut applied = false;
+    // Each changed Service's UDP ports before and after the changes not yet applied, for the
+    // conntrack clean-up.
+    let mut udp_before: BTreeMap<rules::ServiceKey, Vec<rules::ServicePort>> = BTreeMap::new();
+    let mut udp_after: BTreeMap<rules::ServiceKey, Vec<rules::ServicePort>> = BTreeMap::new();
     let mut last_full = Instant::now();
     let mut router = routes::Router::new(&config.node_name);
-    let mut last = Instant::now() - config.min_sync_period;
+    // When rules were last written: --min-sync-period spaces writes, not wake-ups (a sync
+    // that finds nothing to change must not hold back the next change).
+    let mut last_write = Instant::now() - config.min_sync_period;
     loop {
-        let wait = config.min_sync_period.saturating_sub(last.elapsed());
+        let wait = config.min_sync_period.saturating_sub(last_write.elapsed());
         if !wait.is_zero() {
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
                 _ = shutdown.cancelled() => break,
             }
         }
-        last = Instant::now();
         let started = Instant::now();
         let settings = rules::Settings {
             cluster_cidr: config.cluster_cidr,
             service_cidr: config.service_cidr,
             local_pod_cidr: local_pod_cidr(&nodes.values(), &config.node_name),
         };
-        if settings != *renderer.settings() {
-            renderer = rules::Renderer::new(settings);
+        // Only the Services that changed (directly or through their slices) are re-rendered;
+        // a relist, new settings or the first sync re-render all.
+        let svc_changes = services.take_changes();
+        let slice_changes = slices.take_changes();
+        let mut dirty: BTreeSet<rules::ServiceKey> = BTreeSet::new();
+        if settings != *renderer.settings() || svc_changes.all || slice_changes.all {
+            if settings != *renderer.settings() {
+                renderer = rules::Renderer::new(settings);
+            }
+            index = model::SliceIndex::default();
+            for (key, slice) in slices.entries() {
+                index.set(&key, Some(model::owner(&slice)));
+            }
+            dirty.extend(renderer.services().cloned());
+            dirty.extend(
+                services
+                    .entries()
+                    .iter()
+                    .map(|(k, _)| model::service_key(k)),
+            );
+        } else {
+            dirty.extend(svc_changes.keys.iter().map(|k| model::service_key(k)));
+            for key in &slice_changes.keys {
+                let owner = slices.get(key).map(|s| model::owner(&s));
+                dirty.extend(index.set(key, owner));
+            }
         }
-        let ports = model::service_ports(&services.values(), &slices.values());
-        let ruleset = renderer.render(&ports, &known);
+        let udp = |p: &&rules::ServicePort| p.protocol == rules::Protocol::Udp;
+        let updates: Vec<(rules::ServiceKey, Vec<rules::ServicePort>)> = dirty
+            .into_iter()
+            .map(|key| {
+                let ports = match services.get(&format!("{}/{}", key.0, key.1)) {
+                    Some(svc) => {
+                        let mine: Vec<Arc<model::Slice>> =
+                            index.slices(&key).filter_map(|k| slices.get(k)).collect();
+                        let mine: Vec<&model::Slice> = mine.iter().map(|s| &**s).collect();
+                        model::ports_of(&svc, &mine)
+                    }
+                    None => Vec::new(),
+                };
+                // The UDP ports as last applied (kept from the first change not yet applied).
+                let before: Vec<_> = renderer.ports(&key).filter(udp).cloned().collect();
+                let after: Vec<_> = ports.iter().filter(udp).cloned().collect();
+                if !before.is_empty() || !after.is_empty() || udp_before.contains_key(&key) {
+                    udp_before.entry(key.clone()).or_insert(before);
+                    udp_after.insert(key.clone(), after);
+                }
+                (key, ports)
+            })
+            .collect();
+        let delta = renderer.update(updates);
         if last_full.elapsed() >= config.sync_period {
-            applied = None;
+            applied = false;
         }
         // A full restore when due, else only the chains that changed (KEP-3453).
-        let outcome = match &applied {
-            None => ipt.apply(&ruleset).map(|()| true),
-            Some(prev) => {
-                let input = rules::partial(prev, &ruleset);
-                ipt.restore(&input).map(|()| !input.is_empty())
-            }
+        let full = !applied;
+        let outcome = if full {
+            let mut ruleset = renderer.ruleset().clone();
+            ruleset.stale = known.clone();
+            ipt.apply(&ruleset).map(|()| true)
+        } else {
+            let input = delta.restore();
+            ipt.restore(&input).map(|()| !input.is_empty())
         };
         match outcome {
             Ok(wrote) => {
-                if applied.is_none() {
+                health.lock().expect("health lock").last_applied = Some(SystemTime::now());
+                if full {
                     last_full = Instant::now();
+                    known = renderer.ruleset().service_chains();
+                } else {
+                    for (table, chain) in &delta.delete {
+                        if *table == rules::Table::Nat {
+                            known.remove(chain);
+                        }
+                    }
+                    known.extend(
+                        delta
+                            .write
+                            .keys()
+                            .filter(|(t, c)| *t == rules::Table::Nat && c.starts_with("SKIFF-SVC-"))
+                            .map(|(_, c)| c.clone()),
+                    );
                 }
-                known = ruleset.service_chains();
-                applied = Some(ruleset);
-                port_count = ports.len();
-                let udp: Vec<rules::ServicePort> = ports
-                    .into_iter()
-                    .filter(|p| p.protocol == rules::Protocol::Udp)
+                applied = true;
+                // Stale UDP flows are cleared whether or not a chain changed (a Service
+                // without endpoints keeps its REJECT, yet its flows may be stale).
+                let before: Vec<rules::ServicePort> = std::mem::take(&mut udp_before)
+                    .into_values()
+                    .flatten()
                     .collect();
-                for filter in conntrack::stale(&applied_udp, &udp) {
+                let after: Vec<rules::ServicePort> = std::mem::take(&mut udp_after)
+                    .into_values()
+                    .flatten()
+                    .collect();
+                for filter in conntrack::stale(&before, &after) {
                     ipt.conntrack_delete(&filter);
                 }
-                applied_udp = udp;
                 if wrote {
+                    last_write = started;
                     tracing::info!(
-                        service_ports = port_count,
+                        service_ports = renderer.port_count(),
                         took_ms = started.elapsed().as_millis() as u64,
                         "rules synced"
                     );
@@ -162,7 +235,15 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             }
             Err(e) => {
                 tracing::error!(error = %e, "applying the rules failed; a full restore follows");
-                applied = None;
+                applied = false;
+                // A partial restore may have stopped half way: learn the chains there now.
+                known.extend(
+                    ipt.chains("nat")
+                        .unwrap_or_default()
+                        .into_iter()
+                        .filter(|c| c.starts_with("SKIFF-SVC-") || c.starts_with("SKIFF-SEP-"))
+                        .map(rules::Name::from),
+                );
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 continue;
             }
@@ -173,8 +254,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             h.last_sync = Some(SystemTime::now());
             h.last_duration = started.elapsed();
             h.syncs += 1;
-            h.rules = applied.as_ref().map(|r| r.rule_count()).unwrap_or(0);
-            h.service_ports = port_count;
+            h.rules = renderer.ruleset().rule_count();
+            h.service_ports = renderer.port_count();
         }
         tokio::select! {
             _ = changed.notified() => {}
@@ -238,10 +319,15 @@ async fn serve_health(addr: SocketAddr, health: Arc<Mutex<Health>>, shutdown: Ca
                     let h = h.lock().expect("health lock");
                     format!(
                         "# TYPE skiff_proxy_sync_proxy_rules_duration_seconds gauge\nskiff_proxy_sync_proxy_rules_duration_seconds {}\n\
+                         # TYPE skiff_proxy_sync_proxy_rules_last_timestamp_seconds gauge\nskiff_proxy_sync_proxy_rules_last_timestamp_seconds {}\n\
                          # TYPE skiff_proxy_syncs_total counter\nskiff_proxy_syncs_total {}\n\
                          # TYPE skiff_proxy_iptables_rules gauge\nskiff_proxy_iptables_rules {}\n\
                          # TYPE skiff_proxy_service_ports gauge\nskiff_proxy_service_ports {}\n",
                         h.last_duration.as_secs_f64(),
+                        h.last_applied
+                            .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
+                            .map(|d| d.as_secs_f64())
+                            .unwrap_or(0.0),
                         h.syncs,
                         h.rules,
                         h.service_ports

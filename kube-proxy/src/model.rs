@@ -10,7 +10,7 @@ use std::sync::Arc;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 
-use crate::rules::{Protocol, ServicePort};
+use crate::rules::{Protocol, ServiceKey, ServicePort};
 
 pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 
@@ -163,9 +163,18 @@ pub fn service_ports(services: &[Arc<Svc>], slices: &[Arc<Slice>]) -> Vec<Servic
             .get(&(svc.namespace.as_str(), svc.name.as_str()))
             .map(Vec::as_slice)
             .unwrap_or_default();
-        for p in &svc.ports {
+        out.extend(ports_of(svc, mine));
+    }
+    out
+}
+
+/// The ports of one Service, with the ready endpoints that `slices` (its own) list for each.
+pub fn ports_of(svc: &Svc, slices: &[&Slice]) -> Vec<ServicePort> {
+    svc.ports
+        .iter()
+        .map(|p| {
             let mut endpoints: BTreeSet<(Ipv4Addr, u16)> = BTreeSet::new();
-            for slice in mine {
+            for slice in slices {
                 let Some((_, _, port)) = slice
                     .ports
                     .iter()
@@ -175,7 +184,7 @@ pub fn service_ports(services: &[Arc<Svc>], slices: &[Arc<Slice>]) -> Vec<Servic
                 };
                 endpoints.extend(slice.ready.iter().map(|ip| (*ip, *port)));
             }
-            out.push(ServicePort {
+            ServicePort {
                 namespace: svc.namespace.clone(),
                 name: svc.name.clone(),
                 port_name: p.name.clone(),
@@ -186,10 +195,62 @@ pub fn service_ports(services: &[Arc<Svc>], slices: &[Arc<Slice>]) -> Vec<Servic
                 external_ips: svc.external_ips.clone(),
                 affinity_seconds: svc.affinity_seconds,
                 endpoints: endpoints.into_iter().collect(),
-            });
+            }
+        })
+        .collect()
+}
+
+/// Which EndpointSlices (by cache key) belong to which Service, kept up to date as slices
+/// change, so that a changed slice re-renders only its Service.
+#[derive(Debug, Default)]
+pub struct SliceIndex {
+    owner: HashMap<String, ServiceKey>,
+    /// Usually one slice per Service: a `Vec` is a tenth of a `BTreeSet`'s size.
+    members: HashMap<ServiceKey, Vec<String>>,
+}
+
+impl SliceIndex {
+    /// Records that slice `key` now belongs to `owner` (`None`: it is gone) and returns the
+    /// Services whose endpoints that may change (its old and new owner).
+    pub fn set(&mut self, key: &str, owner: Option<ServiceKey>) -> Vec<ServiceKey> {
+        let mut affected = Vec::new();
+        if let Some(old) = self.owner.remove(key) {
+            if let Some(m) = self.members.get_mut(&old) {
+                m.retain(|k| k != key);
+                if m.is_empty() {
+                    self.members.remove(&old);
+                }
+            }
+            affected.push(old);
         }
+        if let Some(new) = owner {
+            self.owner.insert(key.to_string(), new.clone());
+            self.members
+                .entry(new.clone())
+                .or_default()
+                .push(key.to_string());
+            if !affected.contains(&new) {
+                affected.push(new);
+            }
+        }
+        affected
     }
-    out
+
+    /// The cache keys of the slices of `service`.
+    pub fn slices(&self, service: &ServiceKey) -> impl Iterator<Item = &String> {
+        self.members.get(service).into_iter().flatten()
+    }
+}
+
+/// The Service a slice belongs to.
+pub fn owner(slice: &Slice) -> ServiceKey {
+    (slice.namespace.clone(), slice.service.clone())
+}
+
+/// A Service cache key (`namespace/name`) as a [`ServiceKey`].
+pub fn service_key(key: &str) -> ServiceKey {
+    let (ns, name) = key.split_once('/').unwrap_or(("", key));
+    (ns.to_string(), name.to_string())
 }
 
 #[cfg(test)]
@@ -271,5 +332,34 @@ mod tests {
         );
         assert_eq!(lb_ports[0].node_port, Some(30001));
         assert_eq!(ports[1].endpoints[0].1, 5353);
+    }
+
+    #[test]
+    fn the_slice_index_names_the_services_a_slice_change_touches() {
+        let web = ("default".to_string(), "web".to_string());
+        let api = ("default".to_string(), "api".to_string());
+        let mut index = SliceIndex::default();
+        assert_eq!(
+            index.set("default/web-1", Some(web.clone())),
+            vec![web.clone()]
+        );
+        assert_eq!(
+            index.set("default/web-2", Some(web.clone())),
+            vec![web.clone()]
+        );
+        assert_eq!(index.slices(&web).count(), 2);
+        // Relabelled to another Service: both are touched.
+        assert_eq!(
+            index.set("default/web-2", Some(api.clone())),
+            vec![web.clone(), api.clone()]
+        );
+        assert_eq!(
+            index.slices(&web).collect::<Vec<_>>(),
+            vec!["default/web-1"]
+        );
+        // Deleted.
+        assert_eq!(index.set("default/web-1", None), vec![web.clone()]);
+        assert_eq!(index.slices(&web).count(), 0);
+        assert_eq!(index.set("default/unknown", None), Vec::<ServiceKey>::new());
     }
 }
