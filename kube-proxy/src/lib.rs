@@ -182,6 +182,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         }
         // A full restore when due, else only the chains that changed (KEP-3453).
         let full = !applied;
+        let writing = Instant::now();
         let outcome = if full {
             let mut ruleset = renderer.ruleset().clone();
             ruleset.stale = known.clone();
@@ -228,7 +229,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
                     last_write = started;
                     tracing::info!(
                         service_ports = renderer.port_count(),
+                        full,
                         took_ms = started.elapsed().as_millis() as u64,
+                        restore_ms = writing.elapsed().as_millis() as u64,
                         "rules synced"
                     );
                 }

@@ -41,7 +41,10 @@ struct Flags {
     cleanup: bool,
 }
 
-#[tokio::main]
+/// One worker thread: the proxy's work is one sync loop and three watches, and with a worker
+/// per core glibc gave each thread its own arena for a full sync's transient buffers (8 MB
+/// more resident at 10,000 Services).
+#[tokio::main(flavor = "multi_thread", worker_threads = 1)]
 async fn main() -> anyhow::Result<()> {
     skiff_client::init();
     let flags = Flags::parse();
