@@ -8,11 +8,6 @@ use skiff_apiserver::Config;
 use skiff_common::parse_duration;
 use tokio_util::sync::CancellationToken;
 
-/// mimalloc instead of glibc's malloc: under a stream of creates glibc's allocator (its arena
-/// locks and consolidation) took about a quarter of the apiserver's CPU.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[derive(Parser, Debug)]
 #[command(
     name = "skiff-apiserver",

@@ -9,7 +9,7 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::response::Response;
 use bytes::Bytes;
-use futures::StreamExt;
+use futures::{FutureExt as _, StreamExt};
 use http::{HeaderValue, header};
 use serde_json::{Value, json};
 use skiff_api::ResourceInfo;
@@ -341,12 +341,32 @@ async fn pump(
                         Err(RecvError::Lagged(_)) | Err(RecvError::Closed) => return,
                     },
                     _ = ticker.tick(), if bookmarks => {
-                        last = last.max(cache.revision());
-                        if tx.send(bookmark(info, last, false)).await.is_err() {
-                            return;
+                        // A bookmark must not claim a revision whose events this client has
+                        // not been sent: the cache queues a revision's events whole before its
+                        // revision can be read, so send what is queued first. If that reached
+                        // into a revision still being queued, wait for the next tick.
+                        let ready = cache.revision();
+                        match drain(&mut live, &send, &tx, &mut last, None).await {
+                            Drained::Stop => return,
+                            Drained::Done if last <= ready => {
+                                last = ready;
+                                if tx.send(bookmark(info, last, false)).await.is_err() {
+                                    return;
+                                }
+                            }
+                            Drained::Done => {}
                         }
                     }
-                    _ = &mut deadline => return,
+                    _ = &mut deadline => {
+                        // End between revisions, never inside one (several keys written in
+                        // one transaction share a revision): the client resumes after the
+                        // last revision it saw, so the rest of that one goes out first.
+                        // Reading the revision waits for a revision being queued to be whole.
+                        let _ = cache.revision();
+                        let until = last;
+                        drain(&mut live, &send, &tx, &mut last, Some(until)).await;
+                        return;
+                    }
                     _ = tx.closed() => return,
                 }
             }
@@ -382,9 +402,59 @@ async fn pump(
                         return;
                     }
                 }
-                _ = &mut deadline => return,
+                _ = &mut deadline => {
+                    // As above: finish the revision the client last saw (etcd sends a
+                    // revision's events in one response, so the rest is ready at once).
+                    while let Some(Some(Ok(ev))) = stream.next().now_or_never() {
+                        let Ok(ev) = store_event(ev) else { return };
+                        if ev.revision > last {
+                            return;
+                        }
+                        if let Some(line) = send(&ev, &mut last)
+                            && tx.send(line).await.is_err()
+                        {
+                            return;
+                        }
+                    }
+                    return;
+                }
                 _ = tx.closed() => return,
             }
         },
+    }
+}
+
+enum Drained {
+    /// The queue is empty (or the next event is past `until`).
+    Done,
+    /// The client left, or the subscription broke: end the stream.
+    Stop,
+}
+
+/// Sends the events already queued for this watcher, up to revision `until` if given (a later
+/// one is dropped: the client gets it again when it resumes).
+async fn drain(
+    live: &mut tokio::sync::broadcast::Receiver<Arc<CacheEvent>>,
+    send: &impl Fn(&CacheEvent, &mut Revision) -> Option<Bytes>,
+    tx: &mpsc::Sender<Bytes>,
+    last: &mut Revision,
+    until: Option<Revision>,
+) -> Drained {
+    use tokio::sync::broadcast::error::TryRecvError;
+    loop {
+        match live.try_recv() {
+            Ok(ev) => {
+                if until.is_some_and(|u| ev.revision > u) {
+                    return Drained::Done;
+                }
+                if let Some(line) = send(&ev, last)
+                    && tx.send(line).await.is_err()
+                {
+                    return Drained::Stop;
+                }
+            }
+            Err(TryRecvError::Empty) => return Drained::Done,
+            Err(_) => return Drained::Stop,
+        }
     }
 }

@@ -13,6 +13,7 @@ skiff_e2e::for_each_backend!(
     watch_from_a_compacted_revision_gets_410_gone,
     idle_watch_with_bookmarks_gets_a_bookmark_at_the_latest_version,
     concurrent_creates_are_each_seen_once_by_watchers_and_lists,
+    watchers_resuming_after_each_timeout_miss_no_create,
 );
 
 const CONFIGMAPS: &str = "/api/v1/namespaces/default/configmaps";
@@ -294,4 +295,64 @@ fn concurrent_creates_are_each_seen_once_by_watchers_and_lists(backend: Backend)
         let items = list["items"].as_array().map(Vec::len).unwrap_or(0);
         assert_eq!(items, N + 1, "list{query} has {items} items");
     }
+}
+
+/// A watch that ends on its timeout ends between revisions, never inside one, so a client
+/// that resumes from the last resourceVersion it saw (as informers do) misses nothing and sees
+/// nothing twice, even while concurrent creates are committed together and share a revision.
+fn watchers_resuming_after_each_timeout_miss_no_create(backend: Backend) {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    const WRITERS: usize = 32;
+    let server = ApiServer::start(backend);
+    let http = server.http();
+    let mut rv = resource_version(&create(&http, config_map("before").build()));
+    // The writers keep creating until the watcher has resumed a few times.
+    let stop = Arc::new(AtomicBool::new(false));
+    let writers: Vec<_> = (0..WRITERS)
+        .map(|w| {
+            let http = http.clone();
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut made = 0;
+                while !stop.load(Ordering::Relaxed) && made < 1000 {
+                    create(&http, config_map(&format!("w{w:02}-{made:04}")).build());
+                    made += 1;
+                }
+                made
+            })
+        })
+        .collect();
+    let mut writers = Some(writers);
+    let mut total = None;
+    let mut seen = std::collections::BTreeSet::new();
+    let mut watches = 0;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while total.is_none_or(|t| seen.len() < t) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "after {watches} watches, {} of {total:?} creates seen",
+            seen.len()
+        );
+        if watches >= 6
+            && let Some(ws) = writers.take()
+        {
+            stop.store(true, Ordering::Relaxed);
+            total = Some(ws.into_iter().map(|w| w.join().expect("writer")).sum());
+        }
+        let mut events = http.watch(&format!(
+            "{CONFIGMAPS}?watch=1&resourceVersion={rv}&timeoutSeconds=1"
+        ));
+        watches += 1;
+        while let Some(ev) = events.next(Duration::from_secs(5)) {
+            assert_eq!(ev["type"], "ADDED", "{ev:#}");
+            rv = resource_version(&ev["object"]);
+            let name = ev["object"]["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            assert!(seen.insert(name.clone()), "{name} delivered twice");
+        }
+    }
+    assert_eq!(Some(seen.len()), total);
 }
