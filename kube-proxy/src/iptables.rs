@@ -89,7 +89,12 @@ impl Iptables {
     /// Applies a ruleset in one `iptables-restore --noflush`, then makes sure the built-in
     /// chains jump into Skiff's (created by the restore if they were missing).
     pub fn apply(&self, ruleset: &rules::Ruleset) -> Result<(), Error> {
-        self.run("iptables-restore", &["--noflush"], Some(&ruleset.restore()))?;
+        self.apply_text(&ruleset.restore())
+    }
+
+    /// Restores a whole ruleset already written as `iptables-restore` input, then the jumps.
+    pub fn apply_text(&self, restore: &str) -> Result<(), Error> {
+        self.run("iptables-restore", &["--noflush"], Some(restore))?;
         self.ensure_jumps()
     }
 

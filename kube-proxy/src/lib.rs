@@ -184,9 +184,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         let full = !applied;
         let writing = Instant::now();
         let outcome = if full {
-            let mut ruleset = renderer.ruleset().clone();
-            ruleset.stale = known.clone();
-            ipt.apply(&ruleset).map(|()| true)
+            ipt.apply_text(&renderer.ruleset().restore_deleting(&known))
+                .map(|()| true)
         } else {
             let input = delta.restore();
             ipt.restore(&input).map(|()| !input.is_empty())

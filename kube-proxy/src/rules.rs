@@ -163,6 +163,11 @@ impl Ruleset {
     /// The whole ruleset as `iptables-restore --noflush` input: every chain is declared (and
     /// so flushed) and rewritten, and the stale chains are deleted.
     pub fn restore(&self) -> String {
+        self.restore_deleting(&self.stale)
+    }
+
+    /// [`Ruleset::restore`] with `stale` as the per-Service chains to delete if unused.
+    pub fn restore_deleting(&self, stale: &BTreeSet<Name>) -> String {
         let mut out = String::with_capacity(self.rule_count() * 120);
         for table in [Table::Nat, Table::Filter] {
             let chains: Vec<(&Name, &Rules)> = self
@@ -172,7 +177,7 @@ impl Ruleset {
                 .map(|((_, c), r)| (c, r))
                 .collect();
             let stale: Vec<&Name> = if table == Table::Nat {
-                self.stale
+                stale
                     .iter()
                     .filter(|c| !self.chains.contains_key(&(Table::Nat, (*c).clone())))
                     .collect()
@@ -243,17 +248,13 @@ pub const LARGE_CLUSTER_ENDPOINTS: usize = 1000;
 pub type ServiceKey = (String, String);
 
 /// A Service's lines in the top-level chains.
-fn top_lines(ports: &[(ServicePort, Arc<PortRules>)]) -> Vec<Line> {
-    ports
-        .iter()
-        .flat_map(|(_, r)| {
-            r.nat_services
-                .iter()
-                .chain(r.nat_nodeports.iter())
-                .chain(r.filter_services.iter())
-                .cloned()
-        })
-        .collect()
+fn top_lines(ports: &[(ServicePort, Arc<PortRules>)]) -> impl Iterator<Item = &Line> + '_ {
+    ports.iter().flat_map(|(_, r)| {
+        r.nat_services
+            .iter()
+            .chain(r.nat_nodeports.iter())
+            .chain(r.filter_services.iter())
+    })
 }
 
 /// The chains one update changed: what a partial restore writes and deletes.
@@ -357,21 +358,46 @@ impl Renderer {
         &mut self,
         changed: impl IntoIterator<Item = (ServiceKey, Vec<ServicePort>)>,
     ) -> Delta {
-        let mut before: BTreeMap<(Table, Name), Rules> = BTreeMap::new();
+        let mut delta = Delta::default();
         let mut top_changed = false;
-        let mut keys = Vec::new();
+        let changed: Vec<(ServiceKey, Vec<ServicePort>)> = changed.into_iter().collect();
+        // Large-cluster mode is decided before rendering, so nothing is rendered twice.
+        let mut endpoints = self.endpoints;
+        for (key, ports) in &changed {
+            endpoints -= self.ports(key).map(|p| p.endpoints.len()).sum::<usize>();
+            endpoints += ports.iter().map(|p| p.endpoints.len()).sum::<usize>();
+        }
+        self.endpoints = endpoints;
+        let large = endpoints > LARGE_CLUSTER_ENDPOINTS;
+        let flipped = large != self.large;
+        if flipped {
+            // Every per-Service rule gains or loses its comment (chain names stay).
+            self.large = large;
+            let changing: BTreeSet<&ServiceKey> = changed.iter().map(|(k, _)| k).collect();
+            let mut rewritten = Vec::new();
+            for (key, ports) in self.services.iter_mut() {
+                if changing.contains(key) {
+                    continue;
+                }
+                for (p, r) in ports.iter_mut() {
+                    *r = Arc::new(render_port(p, &self.settings, large));
+                    rewritten.extend(r.chain.clone());
+                }
+            }
+            for (name, rules) in rewritten {
+                self.write_chain(&mut delta, &name, &rules);
+            }
+            top_changed = true;
+        }
         for (key, mut ports) in changed {
             ports.sort_by(|a, b| (&a.port_name, a.protocol).cmp(&(&b.port_name, b.protocol)));
             let old = self.services.remove(&key).unwrap_or_default();
-            self.endpoints -= old.iter().map(|(p, _)| p.endpoints.len()).sum::<usize>();
-            self.endpoints += ports.iter().map(|p| p.endpoints.len()).sum::<usize>();
-            for (_, r) in &old {
-                if let Some((name, rules)) = &r.chain {
-                    before.insert((Table::Nat, name.clone()), rules.clone());
-                }
-            }
-            let old_top = top_lines(&old);
-            let mut reuse = old;
+            let old_chains: Vec<(Name, Rules)> =
+                old.iter().filter_map(|(_, r)| r.chain.clone()).collect();
+            let old_top: Vec<Line> = top_lines(&old).cloned().collect();
+            // Rendered rules are reused for ports that did not change (not across a change
+            // of mode).
+            let mut reuse = if flipped { Vec::new() } else { old };
             let new: Vec<(ServicePort, Arc<PortRules>)> = ports
                 .into_iter()
                 .map(|p| {
@@ -382,57 +408,31 @@ impl Renderer {
                     (p, rendered)
                 })
                 .collect();
-            top_changed |= top_lines(&new) != old_top;
+            top_changed |= !top_lines(&new).eq(old_top.iter());
+            let new_chains = new.iter().filter_map(|(_, r)| r.chain.as_ref());
+            for (name, rules) in new_chains.clone() {
+                let same = old_chains
+                    .iter()
+                    .any(|(n, r)| n == name && (Arc::ptr_eq(r, rules) || r == rules));
+                if !same {
+                    self.write_chain(&mut delta, name, rules);
+                }
+            }
+            for (name, _) in &old_chains {
+                if !new_chains.clone().any(|(n, _)| n == name) {
+                    let k = (Table::Nat, name.clone());
+                    self.ruleset.chains.remove(&k);
+                    delta.write.remove(&k);
+                    delta.delete.insert(k);
+                }
+            }
             if !new.is_empty() {
-                self.services.insert(key.clone(), new);
+                self.services.insert(key, new);
             }
-            keys.push(key);
-        }
-        let large = self.endpoints > LARGE_CLUSTER_ENDPOINTS;
-        if large != self.large {
-            // Every per-Service rule gains or loses its comment.
-            self.large = large;
-            for ports in self.services.values_mut() {
-                for (p, r) in ports.iter_mut() {
-                    *r = Arc::new(render_port(p, &self.settings, large));
-                }
-            }
-            keys = self.services.keys().cloned().collect();
-            before = self
-                .ruleset
-                .chains
-                .iter()
-                .filter(|((t, c), _)| *t == Table::Nat && c.starts_with(SVC_PREFIX))
-                .map(|(k, r)| (k.clone(), r.clone()))
-                .collect();
-            top_changed = true;
-        }
-        let mut delta = Delta::default();
-        let mut after: BTreeMap<(Table, Name), Rules> = BTreeMap::new();
-        for key in &keys {
-            for (_, r) in self.services.get(key).into_iter().flatten() {
-                if let Some((name, rules)) = &r.chain {
-                    after.insert((Table::Nat, name.clone()), rules.clone());
-                }
-            }
-        }
-        for k in before.keys() {
-            if !after.contains_key(k) {
-                self.ruleset.chains.remove(k);
-                delta.delete.insert(k.clone());
-            }
-        }
-        for (k, rules) in after {
-            let same = before
-                .get(&k)
-                .is_some_and(|old| Arc::ptr_eq(old, &rules) || *old == rules);
-            if !same {
-                delta.write.insert(k.clone(), rules.clone());
-            }
-            self.ruleset.chains.insert(k, rules);
         }
         if top_changed {
-            for (k, rules) in self.top_chains() {
+            for ((table, name), rules) in self.top_chains() {
+                let k = (table, name);
                 if self.ruleset.chains.get(&k) != Some(&rules) {
                     delta.write.insert(k.clone(), rules.clone());
                     self.ruleset.chains.insert(k, rules);
@@ -440,6 +440,13 @@ impl Renderer {
             }
         }
         delta
+    }
+
+    fn write_chain(&mut self, delta: &mut Delta, name: &Name, rules: &Rules) {
+        let k = (Table::Nat, name.clone());
+        delta.delete.remove(&k);
+        delta.write.insert(k.clone(), rules.clone());
+        self.ruleset.chains.insert(k, rules.clone());
     }
 
     /// Replaces every Service's ports with `ports` and returns the whole ruleset; `stale`
