@@ -133,7 +133,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         let mut dirty: BTreeSet<rules::ServiceKey> = BTreeSet::new();
         if settings != *renderer.settings() || svc_changes.all || slice_changes.all {
             if settings != *renderer.settings() {
+                // New settings change rules the renderer cannot diff against (a fresh one
+                // knows nothing of the old): restore everything.
                 renderer = rules::Renderer::new(settings);
+                applied = false;
             }
             index = model::SliceIndex::default();
             for (key, slice) in slices.entries() {
