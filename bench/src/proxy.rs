@@ -20,6 +20,8 @@ use crate::result;
 const NS: &str = "skb-node";
 const HOST_IF: &str = "skb-host";
 const HOST_IP: &str = "10.253.9.1";
+/// The bench node's pod CIDR: the first 64 Services have their endpoints on it.
+const LOCAL_POD_CIDR: &str = "10.244.0.0/24";
 
 fn services(n: usize) -> Vec<ServicePort> {
     (0..n)
@@ -296,6 +298,19 @@ async fn live(counts: &[usize]) -> anyhow::Result<()> {
         // HTTP/1.1, a connection per request in flight (h2 gives up on 20,000 quick streams).
         let client = server.client_h1()?;
         let base = server.base.clone();
+        // The node itself, as the controller-manager's IPAM leaves it: with a pod CIDR, so
+        // only the endpoints in it (its own pods) get a hairpin masquerade rule.
+        let node = serde_json::json!({
+            "apiVersion": "v1", "kind": "Node",
+            "metadata": { "name": NS },
+            "spec": { "podCIDR": LOCAL_POD_CIDR, "podCIDRs": [LOCAL_POD_CIDR] }
+        });
+        let r = client
+            .post(format!("{base}/api/v1/nodes"))
+            .json(&node)
+            .send()
+            .await?;
+        anyhow::ensure!(r.status().is_success(), "POST node: {}", r.status());
         let creates = futures::stream::iter(0..n)
             .map(|i| {
                 let client = client.clone();
