@@ -8,6 +8,11 @@ use skiff_apiserver::Config;
 use skiff_common::parse_duration;
 use tokio_util::sync::CancellationToken;
 
+/// jemalloc instead of glibc's malloc: under a stream of creates, malloc and free took a fifth
+/// of the apiserver's CPU (apiserver CPU per create 90 → 71 µs; idle RSS 20 → 26 MB).
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[derive(Parser, Debug)]
 #[command(
     name = "skiff-apiserver",
