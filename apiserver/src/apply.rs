@@ -186,6 +186,63 @@ mod tests {
             json!({"metadata": {"labels": {"b": null}}, "spec": {"containers": [{"name": "y", "$patch": "delete"}]}})
         );
     }
+
+    /// An update's bookkeeping from no object to `obj`, through leaf paths.
+    fn owned_through_leaves(obj: &Value) -> Value {
+        let mut mine: BTreeSet<FieldPath> = BTreeSet::new();
+        for p in leaves(&tracked_fields(obj, false)) {
+            if p.last().is_some_and(|l| l == ".") || value_at(obj, &p).is_none() {
+                continue;
+            }
+            for (i, el) in p.iter().enumerate() {
+                if el.starts_with("k:") {
+                    let mut item = p[..=i].to_vec();
+                    item.push(".".into());
+                    mine.insert(item);
+                }
+            }
+            mine.insert(p);
+        }
+        from_leaves(&mine)
+    }
+
+    #[test]
+    fn a_create_owns_what_an_update_from_nothing_would() {
+        let objects = [
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": "d", "labels": {"z": "1", "a": "2"}, "resourceVersion": "5"}, "data": {"k": "v", "b": ""}, "binaryData": {}}),
+            json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "w", "annotations": {"x": "y"}, "finalizers": ["f"]},
+                "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "w"}},
+                  "template": {"metadata": {"labels": {"app": "w"}}, "spec": {
+                    "containers": [
+                      {"name": "web", "image": "i", "ports": [{"containerPort": 80, "protocol": "TCP"}], "env": [{"name": "A", "value": "1"}, {"name": "B", "valueFrom": {"fieldRef": {"fieldPath": "x"}}}], "resources": {}},
+                      {"name": "side", "image": "j", "args": ["a", "b"]}
+                    ],
+                    "tolerations": [{"key": "k", "operator": "Exists"}]}}},
+                "status": {"replicas": 1}}),
+            json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"}, "spec": {"ports": [{"port": 80, "targetPort": 8080, "name": "http"}], "selector": {"app": "w"}}}),
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "n"}}),
+        ];
+        for obj in objects {
+            let direct = created_set(tracked_fields(&obj, false), false);
+            let want = owned_through_leaves(&obj);
+            assert_eq!(
+                serde_json::to_string(&direct).unwrap(),
+                serde_json::to_string(&want).unwrap(),
+                "{obj}"
+            );
+            let mut created = obj.clone();
+            track_update(None, &mut created, "m", "v1", None);
+            let entries = entries(&created);
+            if want.as_object().unwrap().is_empty() {
+                assert!(entries.is_empty(), "{created}");
+            } else {
+                assert_eq!(entries.len(), 1);
+                assert_eq!(entries[0]["fieldsV1"], want);
+                assert_eq!(entries[0]["manager"], "m");
+                assert_eq!(entries[0]["operation"], "Update");
+            }
+        }
+    }
 }
 
 /// A path in a field set: elements such as `f:spec`, `k:{"name":"x"}` or `.`.
@@ -313,6 +370,23 @@ fn set_entries(obj: &mut Value, list: Vec<Value>) {
     }
 }
 
+/// What a create's manager owns of the field set `set` (of the whole object): every field,
+/// with `.` (the node itself) kept for list items only, keys in order (as the leaf paths of
+/// an update give it).
+fn created_set(set: Value, item: bool) -> Value {
+    let Value::Object(m) = set else { return set };
+    let mut fields: Vec<(String, Value)> = m
+        .into_iter()
+        .filter(|(k, _)| item || k != ".")
+        .map(|(k, v)| {
+            let item = k.starts_with("k:");
+            (k, created_set(v, item))
+        })
+        .collect();
+    fields.sort_by(|a, b| a.0.cmp(&b.0));
+    Value::Object(fields.into_iter().collect())
+}
+
 /// Records an Update (create, replace, patch) by `manager`: it owns the fields it changed,
 /// which every other manager loses; fields that disappeared are nobody's.
 pub fn track_update(
@@ -323,6 +397,28 @@ pub fn track_update(
     subresource: Option<&str>,
 ) {
     let status = subresource == Some("status");
+    if old.is_none() {
+        // A create: the manager owns every field there is. Same result as below, without
+        // going through leaf paths (a tenth of the apiserver's CPU for a stream of creates).
+        let set = created_set(tracked_fields(new, status), false);
+        let mut list = Vec::new();
+        if set.as_object().is_some_and(|m| !m.is_empty()) {
+            let mut entry = json!({
+                "manager": manager,
+                "operation": "Update",
+                "apiVersion": api_version,
+                "time": crate::objects::now_rfc3339(),
+                "fieldsType": "FieldsV1",
+                "fieldsV1": set,
+            });
+            if let Some(s) = subresource {
+                entry["subresource"] = json!(s);
+            }
+            list.push(entry);
+        }
+        set_entries(new, list);
+        return;
+    }
     let new_set = leaves(&tracked_fields(new, status));
     let old_set = old
         .map(|o| leaves(&tracked_fields(o, status)))

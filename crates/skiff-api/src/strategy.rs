@@ -398,6 +398,10 @@ fn typed_roundtrip<T>(obj: &Value) -> Result<Value, String>
 where
     T: serde::Serialize + serde::de::DeserializeOwned,
 {
+    // Tracking the path costs an allocation per field: only a failure needs it, for its message.
+    if let Ok(typed) = T::deserialize(obj) {
+        return serde_json::to_value(&typed).map_err(|e| e.to_string());
+    }
     let typed: T = serde_path_to_error::deserialize(obj).map_err(|e| {
         let path = e.path().to_string();
         if path.is_empty() || path == "." {
