@@ -62,6 +62,14 @@ fn to_storage(info: &'static ResourceInfo, obj: Value) -> Value {
 
 fn encode(obj: &Value) -> Bytes {
     // resourceVersion is never stored: it comes from the store's revision on read.
+    let unstored = |m: &serde_json::Map<String, Value>| {
+        m.contains_key("resourceVersion") || m.contains_key("selfLink")
+    };
+    let meta = obj.get("metadata").and_then(Value::as_object);
+    if !meta.is_some_and(unstored) {
+        // A create's object has neither: no copy.
+        return Bytes::from(serde_json::to_vec(obj).unwrap_or_default());
+    }
     let mut obj = obj.clone();
     if let Some(m) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
         m.remove("resourceVersion");

@@ -407,9 +407,17 @@ static RESOURCES: &[ResourceInfo] = &[
 
 /// Looks a resource up by group, version and plural.
 pub fn find(group: &str, version: &str, plural: &str) -> Option<&'static ResourceInfo> {
-    all()
-        .iter()
-        .find(|r| r.group == group && r.version == version && r.plural == plural)
+    // Every request looks its resource up, some several times: an index, not a scan.
+    type Index = std::collections::HashMap<(&'static str, &'static str, &'static str), usize>;
+    static INDEX: std::sync::OnceLock<Index> = std::sync::OnceLock::new();
+    let index = INDEX.get_or_init(|| {
+        all()
+            .iter()
+            .enumerate()
+            .map(|(i, r)| ((r.group, r.version, r.plural), i))
+            .collect()
+    });
+    index.get(&(group, version, plural)).map(|i| &all()[*i])
 }
 
 /// Looks a resource up by group, version and kind.
