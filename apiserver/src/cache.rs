@@ -176,6 +176,22 @@ impl ResourceCache {
         self.read().revision
     }
 
+    /// Every event of `revision`, in order, or `None` if the history no longer holds them all.
+    pub fn events_at(&self, revision: Revision) -> Option<Vec<Arc<CacheEvent>>> {
+        let st = self.read();
+        if revision <= st.oldest {
+            return None;
+        }
+        let start = st.history.partition_point(|e| e.revision < revision);
+        Some(
+            st.history
+                .range(start..)
+                .take_while(|e| e.revision == revision)
+                .cloned()
+                .collect(),
+        )
+    }
+
     /// A snapshot of the objects whose key starts with `key_prefix`, and its revision.
     pub fn snapshot(&self, key_prefix: &str) -> (Vec<Arc<Value>>, Revision) {
         let st = self.read();
@@ -463,5 +479,46 @@ impl WatchCache {
         for c in self.caches.values() {
             c.wait_synced().await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use skiff_store::{EventKind, KeyValue, WatchEvent};
+
+    fn put(key: &str, revision: Revision) -> WatchEvent {
+        WatchEvent {
+            kind: EventKind::Put,
+            kv: KeyValue {
+                key: key.into(),
+                value: Bytes::from(format!(r#"{{"metadata":{{"name":"{key}"}}}}"#)),
+                create_revision: revision,
+                mod_revision: revision,
+            },
+            prev: None,
+        }
+    }
+
+    #[test]
+    fn events_at_gives_a_whole_revision_while_history_holds_it() {
+        let cache = ResourceCache::new("/registry/x/".into());
+        cache.apply_group(vec![put("a", 5)]);
+        cache.apply_group(vec![put("b", 6), put("c", 6), put("d", 6)]);
+        cache.apply_group(vec![put("e", 7)]);
+        let keys = |r| -> Option<Vec<String>> {
+            cache
+                .events_at(r)
+                .map(|evs| evs.iter().map(|e| e.key.clone()).collect())
+        };
+        assert_eq!(keys(6), Some(vec!["b".into(), "c".into(), "d".into()]));
+        assert_eq!(keys(7), Some(vec!["e".into()]));
+        assert_eq!(keys(8), Some(vec![]));
+        // Push revision 5 and part of 6 out of the history.
+        let filler: Vec<WatchEvent> = (0..HISTORY - 2).map(|i| put(&format!("f{i}"), 8)).collect();
+        cache.apply_group(filler);
+        assert_eq!(keys(5), None);
+        assert_eq!(keys(6), None);
+        assert_eq!(keys(7), Some(vec!["e".into()]));
     }
 }

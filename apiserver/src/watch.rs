@@ -326,19 +326,26 @@ async fn pump(
             if initial && tx.send(bookmark(info, last, true)).await.is_err() {
                 return;
             }
+            let mut seen = Seen::default();
             loop {
                 tokio::select! {
                     r = live.recv() => match r {
                         Ok(ev) => {
+                            seen.note(&ev);
                             if let Some(line) = send(&ev, &mut last)
                                 && tx.send(line).await.is_err()
                             {
                                 return;
                             }
                         }
-                        // Fell too far behind, or the cache reloaded: end the stream; the client
-                        // re-watches from its last resourceVersion.
-                        Err(RecvError::Lagged(_)) | Err(RecvError::Closed) => return,
+                        // Fell too far behind: end the stream (the client re-watches from its
+                        // last resourceVersion), after the rest of the revision it was in.
+                        Err(RecvError::Lagged(_)) => {
+                            finish_revision(&cache, seen, &send, &tx, &mut last).await;
+                            return;
+                        }
+                        // The cache reloaded: end the stream.
+                        Err(RecvError::Closed) => return,
                     },
                     _ = ticker.tick(), if bookmarks => {
                         // A bookmark must not claim a revision whose events this client has
@@ -346,8 +353,12 @@ async fn pump(
                         // revision can be read, so send what is queued first. If that reached
                         // into a revision still being queued, wait for the next tick.
                         let ready = cache.revision();
-                        match drain(&mut live, &send, &tx, &mut last, None).await {
+                        match drain(&mut live, &send, &tx, &mut last, &mut seen, None).await {
                             Drained::Stop => return,
+                            Drained::Lagged => {
+                                finish_revision(&cache, seen, &send, &tx, &mut last).await;
+                                return;
+                            }
                             Drained::Done if last <= ready => {
                                 last = ready;
                                 if tx.send(bookmark(info, last, false)).await.is_err() {
@@ -364,7 +375,11 @@ async fn pump(
                         // Reading the revision waits for a revision being queued to be whole.
                         let _ = cache.revision();
                         let until = last;
-                        drain(&mut live, &send, &tx, &mut last, Some(until)).await;
+                        let drained =
+                            drain(&mut live, &send, &tx, &mut last, &mut seen, Some(until)).await;
+                        if let Drained::Lagged = drained {
+                            finish_revision(&cache, seen, &send, &tx, &mut last).await;
+                        }
                         return;
                     }
                     _ = tx.closed() => return,
@@ -427,8 +442,60 @@ async fn pump(
 enum Drained {
     /// The queue is empty (or the next event is past `until`).
     Done,
-    /// The client left, or the subscription broke: end the stream.
+    /// The client left, or the cache reloaded: end the stream.
     Stop,
+    /// The watcher fell behind and events were dropped.
+    Lagged,
+}
+
+/// The revision of the last event a watcher received from the cache, and how many of that
+/// revision's events it received (a revision's events arrive together and in order).
+#[derive(Debug, Default, Clone, Copy)]
+struct Seen {
+    revision: Revision,
+    count: usize,
+}
+
+impl Seen {
+    fn note(&mut self, ev: &CacheEvent) {
+        if ev.revision == self.revision {
+            self.count += 1;
+        } else {
+            self.revision = ev.revision;
+            self.count = 1;
+        }
+    }
+}
+
+/// After a watcher fell behind (the events it missed are gone from its queue): sends the rest
+/// of the revision it was in the middle of, from the cache's history, so that a client resuming
+/// from the last resourceVersion it saw misses none of it; if the history no longer holds that
+/// revision, an ERROR 410 instead (the client lists again).
+async fn finish_revision(
+    cache: &crate::cache::ResourceCache,
+    seen: Seen,
+    send: &impl Fn(&CacheEvent, &mut Revision) -> Option<Bytes>,
+    tx: &mpsc::Sender<Bytes>,
+    last: &mut Revision,
+) {
+    if seen.revision == 0 {
+        return;
+    }
+    match cache.events_at(seen.revision) {
+        Some(events) => {
+            for ev in events.iter().skip(seen.count) {
+                if let Some(line) = send(ev, last)
+                    && tx.send(line).await.is_err()
+                {
+                    return;
+                }
+            }
+        }
+        None => {
+            let gone = ApiError::gone(format!("too old resource version: {}", seen.revision));
+            let _ = tx.send(error_line(&gone)).await;
+        }
+    }
 }
 
 /// Sends the events already queued for this watcher, up to revision `until` if given (a later
@@ -438,12 +505,14 @@ async fn drain(
     send: &impl Fn(&CacheEvent, &mut Revision) -> Option<Bytes>,
     tx: &mpsc::Sender<Bytes>,
     last: &mut Revision,
+    seen: &mut Seen,
     until: Option<Revision>,
 ) -> Drained {
     use tokio::sync::broadcast::error::TryRecvError;
     loop {
         match live.try_recv() {
             Ok(ev) => {
+                seen.note(&ev);
                 if until.is_some_and(|u| ev.revision > u) {
                     return Drained::Done;
                 }
@@ -454,6 +523,7 @@ async fn drain(
                 }
             }
             Err(TryRecvError::Empty) => return Drained::Done,
+            Err(TryRecvError::Lagged(_)) => return Drained::Lagged,
             Err(_) => return Drained::Stop,
         }
     }

@@ -111,7 +111,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let mut router = routes::Router::new(&config.node_name);
     // When rules were last written: --min-sync-period spaces writes, not wake-ups (a sync
     // that finds nothing to change must not hold back the next change).
-    let mut last_write = Instant::now() - config.min_sync_period;
+    let mut last_write = Instant::now()
+        .checked_sub(config.min_sync_period)
+        .unwrap_or_else(Instant::now);
+    let udp = |p: &&rules::ServicePort| p.protocol == rules::Protocol::Udp;
     loop {
         let wait = config.min_sync_period.saturating_sub(last_write.elapsed());
         if !wait.is_zero() {
@@ -130,11 +133,21 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         // a relist, new settings or the first sync re-render all.
         let svc_changes = services.take_changes();
         let slice_changes = slices.take_changes();
+        // Routes follow the nodes on every sync; their change log is not needed.
+        let _ = nodes.take_changes();
         let mut dirty: BTreeSet<rules::ServiceKey> = BTreeSet::new();
         if settings != *renderer.settings() || svc_changes.all || slice_changes.all {
             if settings != *renderer.settings() {
                 // New settings change rules the renderer cannot diff against (a fresh one
-                // knows nothing of the old): restore everything.
+                // knows nothing of the old): restore everything. The conntrack clean-up
+                // compares with what was applied, which only the old renderer knows.
+                let keys: Vec<rules::ServiceKey> = renderer.services().cloned().collect();
+                for key in keys {
+                    let before: Vec<_> = renderer.ports(&key).filter(udp).cloned().collect();
+                    if !before.is_empty() {
+                        udp_before.entry(key).or_insert(before);
+                    }
+                }
                 renderer = rules::Renderer::new(settings);
                 applied = false;
             }
@@ -156,14 +169,18 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
                 dirty.extend(index.set(key, owner));
             }
         }
-        let udp = |p: &&rules::ServicePort| p.protocol == rules::Protocol::Udp;
         let updates: Vec<(rules::ServiceKey, Vec<rules::ServicePort>)> = dirty
             .into_iter()
             .map(|key| {
                 let ports = match services.get(&format!("{}/{}", key.0, key.1)) {
                     Some(svc) => {
-                        let mine: Vec<Arc<model::Slice>> =
-                            index.slices(&key).filter_map(|k| slices.get(k)).collect();
+                        // The index may lag a slice relabelled a moment ago (its key not
+                        // recorded yet): only slices that say they are this Service's count.
+                        let mine: Vec<Arc<model::Slice>> = index
+                            .slices(&key)
+                            .filter_map(|k| slices.get(k))
+                            .filter(|s| s.namespace == key.0 && s.service == key.1)
+                            .collect();
                         let mine: Vec<&model::Slice> = mine.iter().map(|s| &**s).collect();
                         model::ports_of(&svc, &mine)
                     }
@@ -241,14 +258,29 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             Err(e) => {
                 tracing::error!(error = %e, "applying the rules failed; a full restore follows");
                 applied = false;
-                // A partial restore may have stopped half way: learn the chains there now.
-                known.extend(
-                    ipt.chains("nat")
-                        .unwrap_or_default()
-                        .into_iter()
-                        .filter(|c| c.starts_with("SKIFF-SVC-") || c.starts_with("SKIFF-SEP-"))
-                        .map(rules::Name::from),
-                );
+                // A partial restore may have stopped half way: learn the chains there now
+                // (or, if they cannot be listed, assume every chain it wrote is there).
+                match ipt.chains("nat") {
+                    Ok(chains) => known.extend(
+                        chains
+                            .into_iter()
+                            .filter(|c| c.starts_with("SKIFF-SVC-") || c.starts_with("SKIFF-SEP-"))
+                            .map(rules::Name::from),
+                    ),
+                    Err(_) => {
+                        known.extend(
+                            delta
+                                .write
+                                .keys()
+                                .filter(|(t, _)| *t == rules::Table::Nat)
+                                .map(|(_, c)| c.clone())
+                                .filter(|c| c.starts_with("SKIFF-SVC-")),
+                        );
+                        if full {
+                            known.extend(renderer.ruleset().service_chains());
+                        }
+                    }
+                }
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 continue;
             }

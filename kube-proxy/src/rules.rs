@@ -1108,6 +1108,86 @@ COMMIT
     }
 
     #[test]
+    fn an_update_crossing_the_large_cluster_threshold_rewrites_every_service() {
+        let key = |p: &ServicePort| (p.namespace.clone(), p.name.clone());
+        // 10 Services with 100 endpoints each: exactly at the threshold, comments kept.
+        let mut ports: Vec<ServicePort> = (0..10u8)
+            .map(|i| {
+                let eps: Vec<([u8; 4], u16)> = (0..100u8).map(|e| ([10, 1, i, e], 80)).collect();
+                port(&format!("s{i}"), [10, 96, 1, i], &eps)
+            })
+            .collect();
+        let mut renderer = Renderer::default();
+        renderer.update(ports.iter().map(|p| (key(p), vec![p.clone()])));
+        assert!(
+            renderer
+                .ruleset()
+                .restore()
+                .contains("-m comment --comment \"default/s3:http")
+        );
+        // One more endpoint on s0 alone crosses it: every per-Service chain loses its
+        // comments, though only s0 changed.
+        ports[0].endpoints.push((Ipv4Addr::new(10, 1, 0, 200), 80));
+        let flipped = renderer.update([(key(&ports[0]), vec![ports[0].clone()])]);
+        for p in &ports {
+            assert!(
+                flipped
+                    .write
+                    .contains_key(&(Table::Nat, Name::from(p.svc_chain()))),
+                "{} not rewritten",
+                p.name
+            );
+        }
+        assert!(!flipped.restore().contains("default/s3:http"));
+        assert_eq!(
+            renderer.ruleset().chains,
+            render(&ports, &Settings::default(), &BTreeSet::new()).chains
+        );
+        // And back.
+        ports[0].endpoints.pop();
+        let back = renderer.update([(key(&ports[0]), vec![ports[0].clone()])]);
+        assert!(back.restore().contains("default/s3:http"));
+        assert_eq!(
+            renderer.ruleset().chains,
+            render(&ports, &Settings::default(), &BTreeSet::new()).chains
+        );
+    }
+
+    #[test]
+    fn an_update_renaming_a_port_swaps_its_chain_in_one_commit() {
+        let key = |p: &ServicePort| (p.namespace.clone(), p.name.clone());
+        let a = port("a", [10, 96, 0, 60], &[([10, 0, 0, 1], 80)]);
+        let mut renderer = Renderer::default();
+        renderer.update([(key(&a), vec![a.clone()])]);
+        let mut renamed = a.clone();
+        renamed.port_name = "web".into();
+        renamed.protocol = Protocol::Udp;
+        assert_ne!(renamed.svc_chain(), a.svc_chain());
+        let delta = renderer.update([(key(&a), vec![renamed.clone()])]);
+        assert!(
+            delta
+                .write
+                .contains_key(&(Table::Nat, Name::from(renamed.svc_chain())))
+        );
+        assert!(
+            delta
+                .delete
+                .contains(&(Table::Nat, Name::from(a.svc_chain())))
+        );
+        let restore = delta.restore();
+        let new_chain = restore.find(&format!(":{} ", renamed.svc_chain())).unwrap();
+        let services = restore.find(":SKIFF-SERVICES").unwrap();
+        let dropped = restore.find(&format!("-X {}", a.svc_chain())).unwrap();
+        assert!(new_chain < services && services < dropped, "{restore}");
+        // The jump and the deletion are in the same (last) commit.
+        assert!(!restore[services..dropped].contains("COMMIT"), "{restore}");
+        assert_eq!(
+            renderer.ruleset().chains,
+            render(&[renamed], &Settings::default(), &BTreeSet::new()).chains
+        );
+    }
+
+    #[test]
     fn chains_of_removed_services_are_deleted_by_a_full_restore() {
         let a = port("a", [10, 96, 0, 20], &[([10, 0, 0, 1], 80)]);
         let b = port("b", [10, 96, 0, 21], &[([10, 0, 0, 2], 80)]);
