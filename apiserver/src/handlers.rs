@@ -18,7 +18,7 @@ use crate::discovery;
 use crate::error::{ApiError, ApiResult};
 use crate::objects;
 use crate::registry::Written;
-use crate::render::{self, respond};
+use crate::render::{self, respond, respond_json};
 use crate::request::{self, ApiPath, Format, Params, Target};
 use crate::server::App;
 use crate::watch;
@@ -43,7 +43,18 @@ pub async fn dispatch(State(app): State<Arc<App>>, req: Request) -> Response {
             if e.code >= 500 {
                 tracing::error!(method = %method, path = %parts.uri.path(), error = %e, "request failed");
             }
-            e.into_response()
+            let too_large = e.code == 413;
+            let mut resp = e.into_response();
+            // The rest of a refused body is never read: an HTTP/1.1 connection cannot carry
+            // another request after it, so say it closes (or the client's next request on it
+            // fails with an incomplete message).
+            if too_large && parts.version <= http::Version::HTTP_11 {
+                resp.headers_mut().insert(
+                    http::header::CONNECTION,
+                    http::HeaderValue::from_static("close"),
+                );
+            }
+            resp
         }
     };
     app.metrics
@@ -185,7 +196,12 @@ async fn other_path(app: &App, parts: &Parts, path: &str) -> ApiResult<Response>
 }
 
 fn written(info: &ResourceInfo, w: Written, format: Format, params: &Params) -> Response {
-    let obj = render::object(info, w.object, format, params);
+    let object = match w.json {
+        Some(json) if format == Format::Json => return respond_json(w.code, json, &w.warnings),
+        Some(json) => serde_json::from_slice(&json).unwrap_or_default(),
+        None => w.object,
+    };
+    let obj = render::object(info, object, format, params);
     respond(
         w.code,
         &obj,
@@ -584,6 +600,7 @@ async fn patch(
             code: 200,
             object: obj,
             warnings,
+            json: None,
         },
         format,
         params,
@@ -713,6 +730,7 @@ async fn server_side_apply(
             code: 200,
             object: obj,
             warnings,
+            json: None,
         },
         format,
         params,

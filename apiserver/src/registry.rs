@@ -25,6 +25,9 @@ pub struct Written {
     pub code: u16,
     pub object: Value,
     pub warnings: Vec<String>,
+    /// The object already encoded as JSON (then `object` is null): a create hands its object
+    /// to the watch cache and answers with the stored bytes plus the resourceVersion.
+    pub json: Option<Bytes>,
 }
 
 /// One page of a list.
@@ -499,17 +502,43 @@ impl Registry {
                 code: 201,
                 object: obj,
                 warnings,
+                json: None,
             });
         }
         let stored = to_storage(info, obj);
-        match self.store.create(&key, encode(&stored)).await {
+        let bytes = encode(&stored);
+        // When the client's version is the stored one, the watch cache takes the object
+        // (it need not decode the store's event) and the answer is the stored bytes.
+        let cache = self
+            .cache
+            .for_resource(info)
+            .filter(|_| storage_info(info).version == info.version);
+        let (_expected, kept) = match cache {
+            Some(cache) => (Some(cache.expect(&key, bytes.clone(), stored)), None),
+            None => (None, Some(stored)),
+        };
+        match self.store.create(&key, bytes.clone()).await {
             Ok(rev) => {
-                let mut out = to_external(info, stored);
-                crate::cache::set_resource_version(&mut out, rev);
+                let (object, json) = match kept {
+                    Some(stored) => {
+                        let mut out = to_external(info, stored);
+                        crate::cache::set_resource_version(&mut out, rev);
+                        (out, None)
+                    }
+                    None => match crate::cache::with_resource_version(&bytes, rev) {
+                        Some(json) => (Value::Null, Some(Bytes::from(json))),
+                        None => (
+                            decode(&bytes, rev)
+                                .map_err(|e| ApiError::from_store(e, info, &name))?,
+                            None,
+                        ),
+                    },
+                };
                 Ok(Written {
                     code: 201,
-                    object: out,
+                    object,
                     warnings,
+                    json,
                 })
             }
             Err(e) => {
@@ -937,6 +966,7 @@ impl Registry {
                 code: 200,
                 object,
                 warnings,
+                json: None,
             }),
             // Some kinds may be created by PUT (as upstream allows for them).
             Err(e)
@@ -1074,6 +1104,7 @@ impl Registry {
                     code: 200,
                     object: to_external(info, current),
                     warnings: vec![],
+                    json: None,
                 });
             }
             if finalizers.is_empty() && grace == 0 && !namespace_pending {
@@ -1086,6 +1117,7 @@ impl Registry {
                             code: 200,
                             object: out,
                             warnings: vec![],
+                            json: None,
                         })
                     }
                     Err(StoreError::Conflict { .. }) => continue,
@@ -1117,6 +1149,7 @@ impl Registry {
                     code: 202,
                     object: to_external(info, current),
                     warnings: vec![],
+                    json: None,
                 });
             }
             match self.store.update(&key, rev, encode(&marked)).await {
@@ -1127,6 +1160,7 @@ impl Registry {
                         code: 200,
                         object: out,
                         warnings: vec![],
+                        json: None,
                     });
                 }
                 Err(StoreError::Conflict { .. }) => continue,

@@ -22,7 +22,16 @@ pub fn respond(code: u16, body: &Value, format: Format, warnings: &[String]) -> 
             "application/json",
         ),
     };
-    let mut resp = Response::new(Body::from(bytes));
+    respond_bytes(code, Body::from(bytes), ct, warnings)
+}
+
+/// A JSON body already encoded.
+pub fn respond_json(code: u16, json: bytes::Bytes, warnings: &[String]) -> Response {
+    respond_bytes(code, Body::from(json), "application/json", warnings)
+}
+
+fn respond_bytes(code: u16, body: Body, ct: &'static str, warnings: &[String]) -> Response {
+    let mut resp = Response::new(body);
     *resp.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::OK);
     resp.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
