@@ -326,32 +326,42 @@ pub fn display_path(path: &[String]) -> String {
     out
 }
 
-/// The fields of an object that ownership is tracked for: everything but identity and
-/// server-owned metadata (and `status` unless `status` is set).
-pub fn tracked_fields(obj: &Value, status: bool) -> Value {
-    let mut v = json!({});
+/// The top-level fields of an object that ownership is tracked for, with their values:
+/// everything but identity and server-owned metadata (and `status` unless `status` is set);
+/// `metadata` reduced to what clients own, and left out when that is nothing.
+fn tracked(obj: &Value, status: bool) -> Vec<(&str, std::borrow::Cow<'_, Value>)> {
+    use std::borrow::Cow;
     let Some(m) = obj.as_object() else {
-        return field_set(&v);
+        return Vec::new();
     };
+    let mut out = Vec::new();
     for (k, child) in m {
         match k.as_str() {
             "apiVersion" | "kind" => {}
             "status" if !status => {}
             "metadata" => {
-                let mut meta = Map::new();
-                for f in ["labels", "annotations", "finalizers", "ownerReferences"] {
-                    if let Some(x) = child.get(f) {
-                        meta.insert(f.into(), x.clone());
-                    }
-                }
+                let meta: Map<String, Value> =
+                    ["labels", "annotations", "finalizers", "ownerReferences"]
+                        .into_iter()
+                        .filter_map(|f| Some((f.to_string(), child.get(f)?.clone())))
+                        .collect();
                 if !meta.is_empty() {
-                    v["metadata"] = Value::Object(meta);
+                    out.push((k.as_str(), Cow::Owned(Value::Object(meta))));
                 }
             }
-            _ => v[k] = child.clone(),
+            _ => out.push((k.as_str(), Cow::Borrowed(child))),
         }
     }
-    field_set(&v)
+    out
+}
+
+/// The field set of what ownership is tracked for in an object (see [`tracked`]).
+pub fn tracked_fields(obj: &Value, status: bool) -> Value {
+    let v: Map<String, Value> = tracked(obj, status)
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.into_owned()))
+        .collect();
+    field_set(&Value::Object(v))
 }
 
 fn entries(obj: &Value) -> Vec<Value> {
@@ -380,29 +390,9 @@ fn set_entries(obj: &mut Value, list: Vec<Value>) {
 /// from nothing records through leaf paths, built in one pass; `None` when a list has two
 /// items with the same key (then only the general bookkeeping knows what to record).
 fn created_fields(obj: &Value, status: bool) -> Option<Value> {
-    let Some(m) = obj.as_object() else {
-        return Some(json!({}));
-    };
     let mut out = BTreeMap::new();
-    for (k, child) in m {
-        match k.as_str() {
-            "apiVersion" | "kind" => {}
-            "status" if !status => {}
-            "metadata" => {
-                let mut meta = BTreeMap::new();
-                for f in ["labels", "annotations", "finalizers", "ownerReferences"] {
-                    if let Some(x) = child.get(f) {
-                        meta.insert(format!("f:{f}"), created_child(x)?);
-                    }
-                }
-                if !meta.is_empty() {
-                    out.insert("f:metadata".to_string(), sorted(meta));
-                }
-            }
-            _ => {
-                out.insert(format!("f:{k}"), created_child(child)?);
-            }
-        }
+    for (k, v) in tracked(obj, status) {
+        out.insert(format!("f:{k}"), created_child(&v)?);
     }
     Some(sorted(out))
 }
@@ -457,18 +447,7 @@ pub fn track_update(
         // going through leaf paths (a tenth of the apiserver's CPU for a stream of creates).
         let mut list = Vec::new();
         if set.as_object().is_some_and(|m| !m.is_empty()) {
-            let mut entry = json!({
-                "manager": manager,
-                "operation": "Update",
-                "apiVersion": api_version,
-                "time": crate::objects::now_rfc3339(),
-                "fieldsType": "FieldsV1",
-                "fieldsV1": set,
-            });
-            if let Some(s) = subresource {
-                entry["subresource"] = json!(s);
-            }
-            list.push(entry);
+            list.push(update_entry(manager, api_version, subresource, set));
         }
         set_entries(new, list);
         return;
@@ -524,20 +503,35 @@ pub fn track_update(
     }
     mine.retain(|p| !removed.contains(p));
     if !mine.is_empty() {
-        let mut entry = json!({
-            "manager": manager,
-            "operation": "Update",
-            "apiVersion": api_version,
-            "time": crate::objects::now_rfc3339(),
-            "fieldsType": "FieldsV1",
-            "fieldsV1": from_leaves(&mine),
-        });
-        if let Some(s) = subresource {
-            entry["subresource"] = json!(s);
-        }
-        list.push(entry);
+        list.push(update_entry(
+            manager,
+            api_version,
+            subresource,
+            from_leaves(&mine),
+        ));
     }
     set_entries(new, list);
+}
+
+/// A `managedFields` entry for an Update by `manager` owning `fields`.
+fn update_entry(
+    manager: &str,
+    api_version: &str,
+    subresource: Option<&str>,
+    fields: Value,
+) -> Value {
+    let mut entry = json!({
+        "manager": manager,
+        "operation": "Update",
+        "apiVersion": api_version,
+        "time": crate::objects::now_rfc3339(),
+        "fieldsType": "FieldsV1",
+        "fieldsV1": fields,
+    });
+    if let Some(s) = subresource {
+        entry["subresource"] = json!(s);
+    }
+    entry
 }
 
 /// One field another manager owns with a different value than an apply wants.
