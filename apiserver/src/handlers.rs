@@ -286,7 +286,17 @@ async fn resource(
         }
         // Served by the pod's kubelet, through the apiserver (`proxy`).
         (_, Some(name), Some(sub @ ("log" | "exec"))) => {
-            crate::proxy::serve(app, parts, ns.unwrap_or("default"), name, sub, &params).await
+            // Boxed: the websocket client makes this future about 10 KB, and every request's
+            // future (copied a few times on its way to the runtime) would otherwise be as big.
+            Box::pin(crate::proxy::serve(
+                app,
+                parts,
+                ns.unwrap_or("default"),
+                name,
+                sub,
+                &params,
+            ))
+            .await
         }
         (&Method::POST, None, None) => {
             let body = request::decode_body(&parts.headers, &read_body(body).await?)?;

@@ -257,12 +257,12 @@ impl Registry {
         let info = resources::find("", "v1", "namespaces").expect("namespaces are served");
         let key = info.storage_key(None, ns);
         let cached = self.cache.for_resource(info).and_then(|c| c.get(&key));
-        let obj = match cached {
-            Some(o) => (*o).clone(),
+        let deleting = match cached {
+            Some(o) => objects::is_deleting(&o),
             // The cache may lag a namespace created a moment ago: ask the store.
-            None => self.read(info, &key, ns).await?.0,
+            None => objects::is_deleting(&self.read(info, &key, ns).await?.0),
         };
-        if creating && objects::is_deleting(&obj) {
+        if creating && deleting {
             return Err(ApiError::forbidden(format!(
                 "unable to create new content in namespace {ns} because it is being terminated"
             )));

@@ -42,6 +42,10 @@ enum Cmd {
         /// connection each.
         #[arg(long)]
         http2: bool,
+        /// Rounds per concurrency level; each round runs every target once, and the figures
+        /// printed last (`result` lines) are the medians over the rounds.
+        #[arg(long, default_value_t = 1)]
+        rounds: usize,
     },
     /// Watch fan-out: delivery latency of events to many concurrent watchers.
     Watch {
@@ -143,7 +147,143 @@ where
     Ok((Latencies::new(all), start.elapsed()))
 }
 
-async fn bench_api(count: usize, levels: Vec<usize>, http2: bool) -> anyhow::Result<()> {
+/// One row of the `api` table: a target's figures at one concurrency level in one round.
+struct ApiRow {
+    label: &'static str,
+    ops: f64,
+    p50: f64,
+    p99: f64,
+    etcd_us: f64,
+    api_us: f64,
+    client_us: f64,
+}
+
+/// CPU seconds of etcd, the apiserver (if any) and this process, for per-operation figures.
+struct CpuMark(f64, f64, f64);
+
+impl CpuMark {
+    fn now(etcd: u32, server: Option<u32>) -> Self {
+        CpuMark(
+            cpu_seconds(etcd),
+            server.map_or(0.0, cpu_seconds),
+            cpu_seconds(std::process::id()),
+        )
+    }
+
+    fn row(
+        &self,
+        label: &'static str,
+        (etcd, server): (u32, Option<u32>),
+        (lat, took): (Latencies, Duration),
+        count: usize,
+    ) -> ApiRow {
+        let end = CpuMark::now(etcd, server);
+        let per_op = |s: f64| s * 1e6 / count as f64;
+        ApiRow {
+            label,
+            ops: count as f64 / took.as_secs_f64(),
+            p50: lat.ms(0.50),
+            p99: lat.ms(0.99),
+            etcd_us: per_op(end.0 - self.0),
+            api_us: per_op(end.1 - self.1),
+            client_us: per_op(end.2 - self.2),
+        }
+    }
+}
+
+/// The middle value (the lower of the two middle ones for an even count).
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len().saturating_sub(1) / 2).copied().unwrap_or(0.0)
+}
+
+/// One round at one concurrency level: raw etcd puts, raw create transactions, then creates
+/// through the apiserver on etcd and on the embedded store, one after the other.
+async fn api_round(
+    count: usize,
+    clients: usize,
+    tag: &str,
+    etcd: &skiff_store::testing::TestEtcd,
+    raw: &etcd_client::Client,
+    servers: [&Server; 2],
+    payload: &bytes::Bytes,
+    http2: bool,
+) -> anyhow::Result<Vec<ApiRow>> {
+    let mut rows = Vec::new();
+    let raw_c = raw.clone();
+    let p = payload.clone();
+    let run = tag.to_string();
+    let mark = CpuMark::now(etcd.pid(), None);
+    let measured = drive(count, clients, move |i| {
+        let mut c = raw_c.clone();
+        let p = p.clone();
+        let key = format!("/bench/raw/{run}/{i}");
+        async move {
+            c.put(key, p.to_vec(), None).await?;
+            Ok(())
+        }
+    })
+    .await?;
+    rows.push(mark.row("raw etcd put", (etcd.pid(), None), measured, count));
+    // The same write as the apiserver makes: create-if-absent in a transaction.
+    let raw_c = raw.clone();
+    let p = payload.clone();
+    let run = tag.to_string();
+    let mark = CpuMark::now(etcd.pid(), None);
+    let measured = drive(count, clients, move |i| {
+        let mut c = raw_c.clone();
+        let p = p.clone();
+        let key = format!("/bench/txn/{run}/{i}");
+        async move {
+            let txn = etcd_client::Txn::new()
+                .when([etcd_client::Compare::create_revision(
+                    key.as_str(),
+                    etcd_client::CompareOp::Equal,
+                    0,
+                )])
+                .and_then([etcd_client::TxnOp::put(key.as_str(), p.to_vec(), None)]);
+            c.txn(txn).await?;
+            Ok(())
+        }
+    })
+    .await?;
+    rows.push(mark.row("raw etcd txn create", (etcd.pid(), None), measured, count));
+    for (label, server) in ["apiserver (etcd)", "apiserver (embedded)"]
+        .into_iter()
+        .zip(servers)
+    {
+        let client = if http2 {
+            server.client()?
+        } else {
+            server.client_h1()?
+        };
+        let url = format!("{}/api/v1/namespaces/default/configmaps", server.base);
+        let run = tag.to_string();
+        let mark = CpuMark::now(etcd.pid(), Some(server.pid()));
+        let measured = drive(count, clients, move |i| {
+            let client = client.clone();
+            let url = url.clone();
+            let body = configmap(&format!("cm-{run}-{i}"));
+            async move {
+                let r = client.post(&url).json(&body).send().await?;
+                anyhow::ensure!(r.status().as_u16() == 201, "create failed: {}", r.status());
+                r.bytes().await?;
+                Ok(())
+            }
+        })
+        .await?;
+        rows.push(mark.row(label, (etcd.pid(), Some(server.pid())), measured, count));
+    }
+    Ok(rows)
+}
+
+async fn bench_api(
+    count: usize,
+    levels: Vec<usize>,
+    rounds: usize,
+    http2: bool,
+) -> anyhow::Result<()> {
+    let rounds = rounds.max(1);
     let etcd = tokio::task::spawn_blocking(skiff_store::testing::TestEtcd::start).await?;
     let raw = etcd_client::Client::connect([etcd.endpoint.as_str()], None)
         .await
@@ -152,7 +292,7 @@ async fn bench_api(count: usize, levels: Vec<usize>, http2: bool) -> anyhow::Res
     let embedded = Server::start(Backend::Embedded).await?;
     let payload = bytes::Bytes::from(serde_json::to_vec(&configmap("payload"))?);
     println!(
-        "api: {count} creates of a {}-byte ConfigMap per row, {}",
+        "api: {count} creates of a {}-byte ConfigMap per row, {}, {rounds} round(s) per level",
         payload.len(),
         if http2 {
             "clients sharing one HTTP/2 connection"
@@ -172,136 +312,77 @@ async fn bench_api(count: usize, levels: Vec<usize>, http2: bool) -> anyhow::Res
         "client µs/op"
     );
     for clients in levels {
-        let mut rows = Vec::new();
-        let raw_c = raw.clone();
-        let p = payload.clone();
-        let run = format!("c{clients}");
-        let etcd_cpu0 = cpu_seconds(etcd.pid());
-        let me0 = cpu_seconds(std::process::id());
-        let (lat, took) = drive(count, clients, move |i| {
-            let mut c = raw_c.clone();
-            let p = p.clone();
-            let key = format!("/bench/raw/{run}/{i}");
-            async move {
-                c.put(key, p.to_vec(), None).await?;
-                Ok(())
-            }
-        })
-        .await?;
-        rows.push(("raw etcd put", lat, took));
-        let mut cpu = vec![(
-            cpu_seconds(etcd.pid()) - etcd_cpu0,
-            0.0,
-            cpu_seconds(std::process::id()) - me0,
-        )];
-        // The same write as the apiserver makes: create-if-absent in a transaction.
-        let raw_c = raw.clone();
-        let p = payload.clone();
-        let run = format!("c{clients}");
-        let etcd_cpu0 = cpu_seconds(etcd.pid());
-        let me0 = cpu_seconds(std::process::id());
-        let (lat, took) = drive(count, clients, move |i| {
-            let mut c = raw_c.clone();
-            let p = p.clone();
-            let key = format!("/bench/txn/{run}/{i}");
-            async move {
-                let txn = etcd_client::Txn::new()
-                    .when([etcd_client::Compare::create_revision(
-                        key.as_str(),
-                        etcd_client::CompareOp::Equal,
-                        0,
-                    )])
-                    .and_then([etcd_client::TxnOp::put(key.as_str(), p.to_vec(), None)]);
-                c.txn(txn).await?;
-                Ok(())
-            }
-        })
-        .await?;
-        rows.push(("raw etcd txn create", lat, took));
-        cpu.push((
-            cpu_seconds(etcd.pid()) - etcd_cpu0,
-            0.0,
-            cpu_seconds(std::process::id()) - me0,
-        ));
-        for (label, server) in [
-            ("apiserver (etcd)", &on_etcd),
-            ("apiserver (embedded)", &embedded),
-        ] {
-            let (e0, a0, me0) = (
-                cpu_seconds(etcd.pid()),
-                cpu_seconds(server.pid()),
-                cpu_seconds(std::process::id()),
-            );
-            let client = if http2 {
-                server.client()?
-            } else {
-                server.client_h1()?
-            };
-            let url = format!("{}/api/v1/namespaces/default/configmaps", server.base);
-            let run = format!("c{clients}");
-            let (lat, took) = drive(count, clients, move |i| {
-                let client = client.clone();
-                let url = url.clone();
-                let body = configmap(&format!("cm-{run}-{i}"));
-                async move {
-                    let r = client.post(&url).json(&body).send().await?;
-                    anyhow::ensure!(r.status().as_u16() == 201, "create failed: {}", r.status());
-                    r.bytes().await?;
-                    Ok(())
-                }
-            })
+        // Every round runs all four targets back to back, and each round's ratio compares the
+        // apiserver with the raw puts of that round: the machine's speed drifts between
+        // rounds (other tenants), and pairing keeps that drift out of the ratio.
+        let mut all: Vec<Vec<ApiRow>> = Vec::new();
+        for round in 0..rounds {
+            let tag = format!("c{clients}r{round}");
+            let rows = api_round(
+                count,
+                clients,
+                &tag,
+                &etcd,
+                &raw,
+                [&on_etcd, &embedded],
+                &payload,
+                http2,
+            )
             .await?;
-            rows.push((label, lat, took));
-            cpu.push((
-                cpu_seconds(etcd.pid()) - e0,
-                cpu_seconds(server.pid()) - a0,
-                cpu_seconds(std::process::id()) - me0,
-            ));
+            for r in &rows {
+                println!(
+                    "{:<22} {clients:>7} {:>10.0} {:>9.2} {:>9.2} {:>14.0} {:>14.0} {:>14.0}",
+                    r.label, r.ops, r.p50, r.p99, r.etcd_us, r.api_us, r.client_us
+                );
+            }
+            let ratio = rows[2].ops / rows[0].ops;
+            println!("{:<22} {clients:>7} {ratio:>10.2}", "ratio apiserver/etcd");
+            all.push(rows);
         }
-        let ops = |took: Duration| count as f64 / took.as_secs_f64();
-        let per_op = |s: f64| s * 1e6 / count as f64;
-        for ((label, lat, took), (etcd_s, api_s, client_s)) in rows.iter().zip(&cpu) {
+        let med =
+            |row: usize, f: fn(&ApiRow) -> f64| median(all.iter().map(|r| f(&r[row])).collect());
+        let ratios: Vec<f64> = all.iter().map(|r| r[2].ops / r[0].ops).collect();
+        if rounds > 1 {
+            let list = ratios
+                .iter()
+                .map(|r| format!("{r:.2}"))
+                .collect::<Vec<_>>()
+                .join(", ");
             println!(
-                "{label:<22} {clients:>7} {:>10.0} {:>9.2} {:>9.2} {:>14.0} {:>14.0} {:>14.0}",
-                ops(*took),
-                lat.ms(0.50),
-                lat.ms(0.99),
-                per_op(*etcd_s),
-                per_op(*api_s),
-                per_op(*client_s)
+                "ratio per round at {clients} clients: {list}; median {:.2}",
+                median(ratios.clone())
             );
         }
-        let ratio = ops(rows[2].2) / ops(rows[0].2);
-        println!("{:<22} {clients:>7} {ratio:>10.2}", "ratio apiserver/etcd");
+        let ratio = median(ratios);
         result(
             &format!("api_create_etcd_ops_c{clients}"),
-            ops(rows[2].2),
+            med(2, |r| r.ops),
             "ops/s",
         );
         result(
             &format!("raw_etcd_txn_ops_c{clients}"),
-            ops(rows[1].2),
+            med(1, |r| r.ops),
             "ops/s",
         );
         result(
             &format!("raw_etcd_put_ops_c{clients}"),
-            ops(rows[0].2),
+            med(0, |r| r.ops),
             "ops/s",
         );
         result(&format!("api_vs_etcd_ratio_c{clients}"), ratio, "x");
         result(
             &format!("api_create_etcd_p99_c{clients}"),
-            rows[2].1.ms(0.99),
+            med(2, |r| r.p99),
             "ms",
         );
         result(
             &format!("api_create_embedded_ops_c{clients}"),
-            ops(rows[3].2),
+            med(3, |r| r.ops),
             "ops/s",
         );
         result(
             &format!("api_create_embedded_p99_c{clients}"),
-            rows[3].1.ms(0.99),
+            med(3, |r| r.p99),
             "ms",
         );
     }
@@ -472,7 +553,8 @@ async fn main() {
             count,
             clients,
             http2,
-        } => bench_api(count, clients, http2).await,
+            rounds,
+        } => bench_api(count, clients, rounds, http2).await,
         Cmd::Watch { watchers, events } => bench_watch(watchers, events).await,
         Cmd::Memory { objects } => bench_memory(objects).await,
         Cmd::PodStart { pods } => pod_start::run(pods).await,
