@@ -513,12 +513,15 @@ impl Registry {
             .cache
             .for_resource(info)
             .filter(|_| storage_info(info).version == info.version);
-        let (_expected, kept) = match cache {
+        let (expected, kept) = match cache {
             Some(cache) => (Some(cache.expect(&key, bytes.clone(), stored)), None),
             None => (None, Some(stored)),
         };
         match self.store.create(&key, bytes.clone()).await {
             Ok(rev) => {
+                if let Some(e) = expected {
+                    e.committed(rev);
+                }
                 let (object, json) = match kept {
                     Some(stored) => {
                         let mut out = to_external(info, stored);

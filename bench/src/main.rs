@@ -197,84 +197,141 @@ fn median(mut v: Vec<f64>) -> f64 {
     v.get(v.len().saturating_sub(1) / 2).copied().unwrap_or(0.0)
 }
 
-/// One round at one concurrency level: raw etcd puts, raw create transactions, then creates
-/// through the apiserver on etcd and on the embedded store, one after the other.
-async fn api_round(
-    count: usize,
-    clients: usize,
-    tag: &str,
-    etcd: &skiff_store::testing::TestEtcd,
-    raw: &etcd_client::Client,
-    servers: [&Server; 2],
-    payload: &bytes::Bytes,
+/// What one `api` row measures.
+#[derive(Clone, Copy)]
+enum ApiTarget {
+    RawPut,
+    RawTxn,
+    /// Creates through `servers[i]` of [`ApiRound`].
+    Apiserver(usize),
+}
+
+/// What a round of `api` runs against.
+struct ApiRound<'a> {
+    etcd: &'a skiff_store::testing::TestEtcd,
+    raw: &'a etcd_client::Client,
+    servers: [(&'static str, &'a Server); 2],
+    payload: &'a bytes::Bytes,
     http2: bool,
-) -> anyhow::Result<Vec<ApiRow>> {
-    let mut rows = Vec::new();
-    let raw_c = raw.clone();
-    let p = payload.clone();
-    let run = tag.to_string();
-    let mark = CpuMark::now(etcd.pid(), None);
-    let measured = drive(count, clients, move |i| {
-        let mut c = raw_c.clone();
-        let p = p.clone();
-        let key = format!("/bench/raw/{run}/{i}");
-        async move {
-            c.put(key, p.to_vec(), None).await?;
-            Ok(())
-        }
-    })
-    .await?;
-    rows.push(mark.row("raw etcd put", (etcd.pid(), None), measured, count));
-    // The same write as the apiserver makes: create-if-absent in a transaction.
-    let raw_c = raw.clone();
-    let p = payload.clone();
-    let run = tag.to_string();
-    let mark = CpuMark::now(etcd.pid(), None);
-    let measured = drive(count, clients, move |i| {
-        let mut c = raw_c.clone();
-        let p = p.clone();
-        let key = format!("/bench/txn/{run}/{i}");
-        async move {
-            let txn = etcd_client::Txn::new()
-                .when([etcd_client::Compare::create_revision(
-                    key.as_str(),
-                    etcd_client::CompareOp::Equal,
-                    0,
-                )])
-                .and_then([etcd_client::TxnOp::put(key.as_str(), p.to_vec(), None)]);
-            c.txn(txn).await?;
-            Ok(())
-        }
-    })
-    .await?;
-    rows.push(mark.row("raw etcd txn create", (etcd.pid(), None), measured, count));
-    for (label, server) in ["apiserver (etcd)", "apiserver (embedded)"]
-        .into_iter()
-        .zip(servers)
-    {
-        let client = if http2 {
-            server.client()?
+}
+
+impl ApiRound<'_> {
+    /// One round at one concurrency level: raw etcd puts, raw create transactions, creates
+    /// through the apiserver on etcd and on the embedded store. Each ratio's two rows run
+    /// next to each other, and odd rounds swap which of the two goes first, so a drift in
+    /// the machine's speed favours neither. The rows come back in that order all the same.
+    async fn run(&self, count: usize, clients: usize, round: usize) -> anyhow::Result<Vec<ApiRow>> {
+        use ApiTarget::*;
+        let order = if round.is_multiple_of(2) {
+            [RawPut, Apiserver(0), RawTxn, Apiserver(1)]
         } else {
-            server.client_h1()?
+            [Apiserver(0), RawPut, Apiserver(1), RawTxn]
         };
-        let url = format!("{}/api/v1/namespaces/default/configmaps", server.base);
-        let run = tag.to_string();
-        let mark = CpuMark::now(etcd.pid(), Some(server.pid()));
-        let measured = drive(count, clients, move |i| {
-            let client = client.clone();
-            let url = url.clone();
-            let body = configmap(&format!("cm-{run}-{i}"));
-            async move {
-                let r = client.post(&url).json(&body).send().await?;
-                anyhow::ensure!(r.status().as_u16() == 201, "create failed: {}", r.status());
-                r.bytes().await?;
-                Ok(())
-            }
-        })
-        .await?;
-        rows.push(mark.row(label, (etcd.pid(), Some(server.pid())), measured, count));
+        let tag = format!("c{clients}r{round}");
+        let mut rows: [Option<ApiRow>; 4] = Default::default();
+        for target in order {
+            let slot = match target {
+                RawPut => 0,
+                RawTxn => 1,
+                Apiserver(i) => 2 + i,
+            };
+            rows[slot] = Some(self.row(target, count, clients, &tag).await?);
+        }
+        Ok(rows.into_iter().flatten().collect())
     }
-    Ok(rows)
+
+    async fn row(
+        &self,
+        target: ApiTarget,
+        count: usize,
+        clients: usize,
+        tag: &str,
+    ) -> anyhow::Result<ApiRow> {
+        let run = tag.to_string();
+        let etcd = self.etcd.pid();
+        match target {
+            ApiTarget::RawPut => {
+                let raw = self.raw.clone();
+                let p = self.payload.clone();
+                let mark = CpuMark::now(etcd, None);
+                let measured = drive(count, clients, move |i| {
+                    let mut c = raw.clone();
+                    let p = p.clone();
+                    let key = format!("/bench/raw/{run}/{i}");
+                    async move {
+                        c.put(key, p.to_vec(), None).await?;
+                        Ok(())
+                    }
+                })
+                .await?;
+                Ok(mark.row("raw etcd put", (etcd, None), measured, count))
+            }
+            // The same write as the apiserver makes: create-if-absent in a transaction.
+            ApiTarget::RawTxn => {
+                let raw = self.raw.clone();
+                let p = self.payload.clone();
+                let mark = CpuMark::now(etcd, None);
+                let measured = drive(count, clients, move |i| {
+                    let mut c = raw.clone();
+                    let p = p.clone();
+                    let key = format!("/bench/txn/{run}/{i}");
+                    async move {
+                        let txn = etcd_client::Txn::new()
+                            .when([etcd_client::Compare::create_revision(
+                                key.as_str(),
+                                etcd_client::CompareOp::Equal,
+                                0,
+                            )])
+                            .and_then([etcd_client::TxnOp::put(key.as_str(), p.to_vec(), None)]);
+                        c.txn(txn).await?;
+                        Ok(())
+                    }
+                })
+                .await?;
+                Ok(mark.row("raw etcd txn create", (etcd, None), measured, count))
+            }
+            ApiTarget::Apiserver(i) => {
+                let (label, server) = self.servers[i];
+                let client = if self.http2 {
+                    server.client()?
+                } else {
+                    server.client_h1()?
+                };
+                let url = format!("{}/api/v1/namespaces/default/configmaps", server.base);
+                // The body is the same JSON each time but for the name, made from a template
+                // as the raw puts send prepared bytes: the client's CPU counts against the
+                // shared cores.
+                let template = serde_json::to_string(&configmap("@NAME@"))?;
+                let (pre, post) = template
+                    .split_once("@NAME@")
+                    .map(|(a, b)| (a.to_string(), b.to_string()))
+                    .context("the ConfigMap template has a name")?;
+                let mark = CpuMark::now(etcd, Some(server.pid()));
+                let measured = drive(count, clients, move |i| {
+                    let client = client.clone();
+                    let url = url.clone();
+                    let body = format!("{pre}cm-{run}-{i}{post}");
+                    async move {
+                        let r = client
+                            .post(&url)
+                            .header(reqwest::header::CONTENT_TYPE, "application/json")
+                            .body(body)
+                            .send()
+                            .await?;
+                        anyhow::ensure!(
+                            r.status().as_u16() == 201,
+                            "create failed: {}",
+                            r.status()
+                        );
+                        r.bytes().await?;
+                        Ok(())
+                    }
+                })
+                .await?;
+                Ok(mark.row(label, (etcd, Some(server.pid())), measured, count))
+            }
+        }
+    }
 }
 
 async fn bench_api(
@@ -291,6 +348,16 @@ async fn bench_api(
     let on_etcd = Server::start(Backend::Etcd(etcd.endpoint.clone())).await?;
     let embedded = Server::start(Backend::Embedded).await?;
     let payload = bytes::Bytes::from(serde_json::to_vec(&configmap("payload"))?);
+    let targets = ApiRound {
+        etcd: &etcd,
+        raw: &raw,
+        servers: [
+            ("apiserver (etcd)", &on_etcd),
+            ("apiserver (embedded)", &embedded),
+        ],
+        payload: &payload,
+        http2,
+    };
     println!(
         "api: {count} creates of a {}-byte ConfigMap per row, {}, {rounds} round(s) per level",
         payload.len(),
@@ -312,23 +379,12 @@ async fn bench_api(
         "client µs/op"
     );
     for clients in levels {
-        // Every round runs all four targets back to back, and each round's ratio compares the
-        // apiserver with the raw puts of that round: the machine's speed drifts between
-        // rounds (other tenants), and pairing keeps that drift out of the ratio.
+        // Every round runs all four targets, and each round's ratio compares the apiserver with
+        // the raw puts of that round: the machine's speed drifts between rounds (other
+        // tenants), and pairing keeps that drift out of the ratio.
         let mut all: Vec<Vec<ApiRow>> = Vec::new();
         for round in 0..rounds {
-            let tag = format!("c{clients}r{round}");
-            let rows = api_round(
-                count,
-                clients,
-                &tag,
-                &etcd,
-                &raw,
-                [&on_etcd, &embedded],
-                &payload,
-                http2,
-            )
-            .await?;
+            let rows = targets.run(count, clients, round).await?;
             for r in &rows {
                 println!(
                     "{:<22} {clients:>7} {:>10.0} {:>9.2} {:>9.2} {:>14.0} {:>14.0} {:>14.0}",
