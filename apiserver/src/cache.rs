@@ -197,13 +197,15 @@ pub struct Expected<'a> {
     cache: &'a ResourceCache,
     key: String,
     bytes: Bytes,
+    /// Set by [`Expected::committed`]: the entry is the cache's to clear now.
+    left: bool,
 }
 
 impl Expected<'_> {
     /// The create was stored at `revision`: the object stays with the cache until the cache
     /// has seen that revision, so the event need not be decoded even when it comes after the
     /// store's answer.
-    pub fn committed(self, revision: Revision) {
+    pub fn committed(mut self, revision: Revision) {
         // Lock order is state, then expected (as `apply_group` takes them).
         let seen = self.cache.read().revision;
         let mut expected = self.cache.expected();
@@ -217,12 +219,15 @@ impl Expected<'_> {
             }
         }
         drop(expected);
-        std::mem::forget(self);
+        self.left = true;
     }
 }
 
 impl Drop for Expected<'_> {
     fn drop(&mut self) {
+        if self.left {
+            return;
+        }
         let mut expected = self.cache.expected();
         if expected
             .get(&self.key)
@@ -269,6 +274,7 @@ impl ResourceCache {
             cache: self,
             key: key.to_string(),
             bytes,
+            left: false,
         }
     }
 
