@@ -250,45 +250,40 @@ impl ApiRound<'_> {
         let run = tag.to_string();
         let etcd = self.etcd.pid();
         match target {
-            ApiTarget::RawPut => {
+            // Plain puts, or the same write as the apiserver makes: create-if-absent in a
+            // transaction.
+            ApiTarget::RawPut | ApiTarget::RawTxn => {
+                let txn = matches!(target, ApiTarget::RawTxn);
                 let raw = self.raw.clone();
                 let p = self.payload.clone();
                 let mark = CpuMark::now(etcd, None);
                 let measured = drive(count, clients, move |i| {
                     let mut c = raw.clone();
-                    let p = p.clone();
-                    let key = format!("/bench/raw/{run}/{i}");
+                    let value = p.to_vec();
+                    let key = format!("/bench/{}/{run}/{i}", if txn { "txn" } else { "raw" });
                     async move {
-                        c.put(key, p.to_vec(), None).await?;
+                        if txn {
+                            let create = etcd_client::Txn::new()
+                                .when([etcd_client::Compare::create_revision(
+                                    key.as_str(),
+                                    etcd_client::CompareOp::Equal,
+                                    0,
+                                )])
+                                .and_then([etcd_client::TxnOp::put(key.as_str(), value, None)]);
+                            c.txn(create).await?;
+                        } else {
+                            c.put(key, value, None).await?;
+                        }
                         Ok(())
                     }
                 })
                 .await?;
-                Ok(mark.row("raw etcd put", (etcd, None), measured, count))
-            }
-            // The same write as the apiserver makes: create-if-absent in a transaction.
-            ApiTarget::RawTxn => {
-                let raw = self.raw.clone();
-                let p = self.payload.clone();
-                let mark = CpuMark::now(etcd, None);
-                let measured = drive(count, clients, move |i| {
-                    let mut c = raw.clone();
-                    let p = p.clone();
-                    let key = format!("/bench/txn/{run}/{i}");
-                    async move {
-                        let txn = etcd_client::Txn::new()
-                            .when([etcd_client::Compare::create_revision(
-                                key.as_str(),
-                                etcd_client::CompareOp::Equal,
-                                0,
-                            )])
-                            .and_then([etcd_client::TxnOp::put(key.as_str(), p.to_vec(), None)]);
-                        c.txn(txn).await?;
-                        Ok(())
-                    }
-                })
-                .await?;
-                Ok(mark.row("raw etcd txn create", (etcd, None), measured, count))
+                let label = if txn {
+                    "raw etcd txn create"
+                } else {
+                    "raw etcd put"
+                };
+                Ok(mark.row(label, (etcd, None), measured, count))
             }
             ApiTarget::Apiserver(i) => {
                 let (label, server) = self.servers[i];
