@@ -82,8 +82,13 @@ impl Server {
         Ok(self.builder()?.http1_only().build()?)
     }
 
+    /// Where the apiserver keeps its CA and the admin's client certificate.
+    pub fn pki_dir(&self) -> PathBuf {
+        self.dir.path().join("pki")
+    }
+
     fn builder(&self) -> anyhow::Result<reqwest::ClientBuilder> {
-        let pki = self.dir.path().join("pki");
+        let pki = self.pki_dir();
         let ca = reqwest::Certificate::from_pem(&std::fs::read(pki.join("ca.crt"))?)?;
         let mut id = std::fs::read(pki.join("admin.crt"))?;
         id.extend(std::fs::read(pki.join("admin.key"))?);
