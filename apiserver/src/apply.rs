@@ -520,18 +520,18 @@ fn update_entry(
     subresource: Option<&str>,
     fields: Value,
 ) -> Value {
-    let mut entry = json!({
-        "manager": manager,
-        "operation": "Update",
-        "apiVersion": api_version,
-        "time": crate::objects::now_rfc3339(),
-        "fieldsType": "FieldsV1",
-        "fieldsV1": fields,
-    });
+    // Built field by field: `json!` would copy `fields` through serialization.
+    let mut entry = Map::new();
+    entry.insert("manager".into(), Value::String(manager.into()));
+    entry.insert("operation".into(), Value::String("Update".into()));
+    entry.insert("apiVersion".into(), Value::String(api_version.into()));
+    entry.insert("time".into(), Value::String(crate::objects::now_rfc3339()));
+    entry.insert("fieldsType".into(), Value::String("FieldsV1".into()));
+    entry.insert("fieldsV1".into(), fields);
     if let Some(s) = subresource {
-        entry["subresource"] = json!(s);
+        entry.insert("subresource".into(), Value::String(s.into()));
     }
-    entry
+    Value::Object(entry)
 }
 
 /// One field another manager owns with a different value than an apply wants.

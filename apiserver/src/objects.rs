@@ -44,9 +44,20 @@ pub fn is_deleting(obj: &Value) -> bool {
 
 /// Now, as Kubernetes writes timestamps (RFC 3339, whole seconds, UTC).
 pub fn now_rfc3339() -> String {
-    jiff::Timestamp::now()
-        .strftime("%Y-%m-%dT%H:%M:%SZ")
-        .to_string()
+    // Formatted once per second per thread: a stream of creates asks for it twice each.
+    thread_local! {
+        static LAST: std::cell::RefCell<(i64, String)> = const {
+            std::cell::RefCell::new((i64::MIN, String::new()))
+        };
+    }
+    let now = jiff::Timestamp::now();
+    LAST.with_borrow_mut(|(second, text)| {
+        if *second != now.as_second() {
+            *second = now.as_second();
+            *text = now.strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
+        }
+        text.clone()
+    })
 }
 
 pub fn rfc3339_in(seconds: i64) -> String {

@@ -253,7 +253,7 @@ pub fn normalize(info: &ResourceInfo, obj: Value) -> Result<(Value, Vec<String>)
         None => return Ok((obj, Vec::new())),
     };
     let mut unknown = Vec::new();
-    find_dropped(&obj, &out, "", &mut unknown);
+    find_dropped(&obj, &out, &mut String::new(), &mut unknown);
     Ok((out, unknown))
 }
 
@@ -413,28 +413,34 @@ where
     serde_json::to_value(&typed).map_err(|e| e.to_string())
 }
 
-/// Appends to `out` the paths of non-null fields in `input` that `output` lacks.
-fn find_dropped(input: &Value, output: &Value, path: &str, out: &mut Vec<String>) {
+/// Appends to `out` the paths of non-null fields in `input` that `output` lacks. `path` is
+/// the path so far, extended and restored in place: a path string is made only for a field
+/// that was dropped.
+fn find_dropped(input: &Value, output: &Value, path: &mut String, out: &mut Vec<String>) {
+    let len = path.len();
     match (input, output) {
         (Value::Object(i), Value::Object(o)) => {
             for (k, v) in i {
                 if v.is_null() {
                     continue;
                 }
-                let p = if path.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{path}.{k}")
-                };
-                match o.get(k) {
-                    None => out.push(p),
-                    Some(ov) => find_dropped(v, ov, &p, out),
+                if !path.is_empty() {
+                    path.push('.');
                 }
+                path.push_str(k);
+                match o.get(k) {
+                    None => out.push(path.clone()),
+                    Some(ov) => find_dropped(v, ov, path, out),
+                }
+                path.truncate(len);
             }
         }
         (Value::Array(i), Value::Array(o)) => {
+            use std::fmt::Write;
             for (n, (iv, ov)) in i.iter().zip(o).enumerate() {
-                find_dropped(iv, ov, &format!("{path}[{n}]"), out);
+                let _ = write!(path, "[{n}]");
+                find_dropped(iv, ov, path, out);
+                path.truncate(len);
             }
         }
         _ => {}
@@ -468,16 +474,23 @@ pub fn convert(info: &ResourceInfo, mut obj: Value, to_version: &str) -> Value {
         }
     }
     if let Some(m) = obj.as_object_mut() {
-        let kind = m.shift_remove("kind");
-        let rest = std::mem::take(m);
-        m.insert("apiVersion".into(), Value::String(api_version));
-        m.insert(
-            "kind".into(),
-            kind.unwrap_or_else(|| Value::String(info.kind.into())),
-        );
-        for (k, v) in rest {
-            if k != "apiVersion" {
-                m.insert(k, v);
+        // Most objects already start with the right apiVersion and then kind: no rebuild.
+        let mut keys = m.keys();
+        let in_place = keys.next().is_some_and(|k| k == "apiVersion")
+            && keys.next().is_some_and(|k| k == "kind")
+            && m.get("apiVersion").and_then(Value::as_str) == Some(api_version.as_str());
+        if !in_place {
+            let kind = m.shift_remove("kind");
+            let rest = std::mem::take(m);
+            m.insert("apiVersion".into(), Value::String(api_version));
+            m.insert(
+                "kind".into(),
+                kind.unwrap_or_else(|| Value::String(info.kind.into())),
+            );
+            for (k, v) in rest {
+                if k != "apiVersion" {
+                    m.insert(k, v);
+                }
             }
         }
     }
