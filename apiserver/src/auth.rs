@@ -15,7 +15,7 @@ pub struct UserInfo {
 
 /// The identity the TLS layer read from a verified client certificate.
 #[derive(Debug, Clone)]
-pub struct PeerIdentity(pub Option<UserInfo>);
+pub struct PeerIdentity(pub Option<std::sync::Arc<UserInfo>>);
 
 /// What a request wants to do, for authorization.
 #[derive(Debug, Clone)]
@@ -137,7 +137,7 @@ pub fn authenticate(
     headers: &http::HeaderMap,
     peer: Option<&PeerIdentity>,
     tokens: &TokenFile,
-) -> Option<UserInfo> {
+) -> Option<std::sync::Arc<UserInfo>> {
     if let Some(token) = headers
         .get(http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -147,7 +147,7 @@ pub fn authenticate(
             if !u.groups.iter().any(|g| g == "system:authenticated") {
                 u.groups.push("system:authenticated".into());
             }
-            u
+            std::sync::Arc::new(u)
         });
     }
     peer.and_then(|p| p.0.clone())

@@ -285,7 +285,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         PeerIdentity(
             certs
                 .and_then(|c| c.first())
-                .and_then(|c| user_from_cert(c)),
+                .and_then(|c| user_from_cert(c))
+                .map(Arc::new),
         )
     })
     .await;
