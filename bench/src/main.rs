@@ -314,7 +314,7 @@ impl ApiRound<'_> {
                 // Connections are open before the CPU mark, as the raw etcd client's is:
                 // otherwise each row also pays a TLS handshake with client certificates per
                 // client, a tenth of the apiserver's CPU in a row of 3,000 creates.
-                let measured = if self.http2 {
+                let (mark, measured) = if self.http2 {
                     let client = server.client()?;
                     let url = format!("{}{PATH}", server.base);
                     let r = client
@@ -353,7 +353,6 @@ impl ApiRound<'_> {
                     .await?;
                     (mark, measured)
                 };
-                let (mark, measured) = measured;
                 Ok(mark.row(label, (etcd, Some(server.pid())), measured, count))
             }
         }
