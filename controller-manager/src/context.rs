@@ -11,7 +11,7 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::{Api, Client};
 use tokio_util::sync::CancellationToken;
 
-use crate::informer::Informer;
+use skiff_client::informer::Informer;
 
 /// Settings the controllers read (from flags).
 #[derive(Debug, Clone)]

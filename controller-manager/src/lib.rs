@@ -1,11 +1,11 @@
-//! `skiff-controller-manager`: many controllers in one process. Shared [`informer`]s keep one
-//! cache per resource type; each controller is a [`controller::Reconciler`] fed by a
-//! [`workqueue::WorkQueue`] of keys; [`controllers`] holds them.
+//! `skiff-controller-manager`: many controllers in one process. Shared informers
+//! ([`skiff_client::informer`]) keep one cache per resource type; each controller is a
+//! [`controller::Reconciler`] fed by a [`workqueue::WorkQueue`] of keys; [`controllers`] holds
+//! them.
 
 pub mod context;
 pub mod controller;
 pub mod controllers;
-pub mod informer;
 pub mod intern;
 pub mod pods;
 pub mod workqueue;

@@ -1,22 +1,21 @@
-//! Compact caches: a watcher per kind keeps, instead of the objects themselves (as a
-//! reflector would), what the proxy needs of each ([`crate::model::Svc`],
-//! [`crate::model::Slice`], a Node's name, podCIDR and addresses). A relist replaces the whole map at once, as a reflector's store
-//! does.
+//! Compact caches: a shared informer ([`skiff_client::informer`]) per kind keeps, instead of
+//! the objects themselves, what the proxy needs of each ([`crate::model::Svc`],
+//! [`crate::model::Slice`], a Node's name, podCIDR and addresses), and this records which keys
+//! changed since the last sync.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex, RwLock};
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 
-use futures::StreamExt as _;
-use kube::runtime::{WatchStreamExt as _, watcher};
-use kube::{Api, ResourceExt as _};
+use kube::Api;
+use kube::runtime::watcher;
+use skiff_client::informer::{Change, Informer, Object};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-/// The compact copies of one kind's objects, by `namespace/name`.
+/// The compact copies of one kind's objects, by `namespace/name` (`name` for Nodes).
 pub struct Cache<T> {
-    map: Arc<RwLock<HashMap<String, Arc<T>>>>,
+    informer: Arc<Informer<T>>,
     changes: Arc<Mutex<Changes>>,
-    ready: tokio::sync::watch::Receiver<bool>,
 }
 
 /// What changed since the last [`Cache::take_changes`]: some keys, or (after a relist, and
@@ -27,30 +26,20 @@ pub struct Changes {
     pub keys: HashSet<String>,
 }
 
-impl<T> Cache<T> {
+impl<T: Send + Sync + 'static> Cache<T> {
     /// Every entry (in no particular order).
     pub fn values(&self) -> Vec<Arc<T>> {
-        self.map
-            .read()
-            .expect("cache lock")
-            .values()
-            .cloned()
-            .collect()
+        self.informer.list()
     }
 
     /// The entry for `key`.
     pub fn get(&self, key: &str) -> Option<Arc<T>> {
-        self.map.read().expect("cache lock").get(key).cloned()
+        self.informer.get_key(key)
     }
 
     /// Every entry with its key.
     pub fn entries(&self) -> Vec<(String, Arc<T>)> {
-        self.map
-            .read()
-            .expect("cache lock")
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect()
+        self.informer.entries()
     }
 
     /// The changes since the last call (the first call says everything changed).
@@ -60,98 +49,36 @@ impl<T> Cache<T> {
 
     /// Waits for the first complete list.
     pub async fn wait_until_ready(&self) {
-        let mut ready = self.ready.clone();
-        let _ = ready.wait_for(|r| *r).await;
+        self.informer.synced().await
     }
 }
 
-/// Starts a watcher on `api` that keeps `convert(object)` for each object (none when it
+/// Starts an informer on `api` that keeps `convert(object)` for each object (none when it
 /// returns `None`) and notifies `changed` after every change, until `stop`.
-pub fn watch<K, T>(
+pub fn watch<K: Object, T: Send + Sync + 'static>(
     api: Api<K>,
     convert: fn(&K) -> Option<T>,
     changed: Arc<Notify>,
     stop: CancellationToken,
-) -> Cache<T>
-where
-    K: kube::Resource<DynamicType = ()>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug
-        + Send
-        + Sync
-        + 'static,
-    T: Send + Sync + 'static,
-{
-    let map: Arc<RwLock<HashMap<String, Arc<T>>>> = Arc::default();
+) -> Cache<T> {
+    let informer = Informer::mapped(api, watcher::Config::default(), move |o: K| convert(&o));
     let changes = Arc::new(Mutex::new(Changes {
         all: true,
         keys: HashSet::new(),
     }));
     let noted = changes.clone();
-    let note = move |key: Option<String>| {
+    informer.on_keyed_change(move |key, change| {
         let mut c = noted.lock().expect("changes lock");
-        match key {
-            Some(k) => {
-                c.keys.insert(k);
+        match (key, change) {
+            (Some(k), Change::Applied { .. } | Change::Deleted(_)) => {
+                tracing::debug!(key = %k, "changed");
+                c.keys.insert(k.to_string());
             }
-            None => c.all = true,
+            _ => c.all = true,
         }
-    };
-    let (ready_tx, ready) = tokio::sync::watch::channel(false);
-    let shared = map.clone();
-    let stream = watcher(api, watcher::Config::default()).default_backoff();
-    tokio::spawn(async move {
-        let mut stream = std::pin::pin!(stream);
-        let mut relist: Option<HashMap<String, Arc<T>>> = None;
-        let key = |o: &K| format!("{}/{}", o.namespace().unwrap_or_default(), o.name_any());
-        loop {
-            let event = tokio::select! {
-                e = stream.next() => e,
-                _ = stop.cancelled() => return,
-            };
-            match event {
-                None => return,
-                Some(Err(e)) => tracing::warn!(error = %e, "watch failed; retrying"),
-                Some(Ok(watcher::Event::Init)) => relist = Some(HashMap::new()),
-                Some(Ok(watcher::Event::InitApply(o))) => {
-                    if let (Some(buffer), Some(t)) = (relist.as_mut(), convert(&o)) {
-                        buffer.insert(key(&o), Arc::new(t));
-                    }
-                }
-                Some(Ok(watcher::Event::InitDone)) => {
-                    if let Some(buffer) = relist.take() {
-                        *shared.write().expect("cache lock") = buffer;
-                        note(None);
-                    }
-                    let _ = ready_tx.send(true);
-                    changed.notify_one();
-                }
-                Some(Ok(watcher::Event::Apply(o))) => {
-                    let k = key(&o);
-                    let mut m = shared.write().expect("cache lock");
-                    match convert(&o) {
-                        Some(t) => m.insert(k.clone(), Arc::new(t)),
-                        None => m.remove(&k),
-                    };
-                    drop(m);
-                    tracing::debug!(key = %k, "changed");
-                    note(Some(k));
-                    changed.notify_one();
-                }
-                Some(Ok(watcher::Event::Delete(o))) => {
-                    let k = key(&o);
-                    shared.write().expect("cache lock").remove(&k);
-                    tracing::debug!(key = %k, "changed");
-                    note(Some(k));
-                    changed.notify_one();
-                }
-            }
-        }
+        drop(c);
+        changed.notify_one();
     });
-    Cache {
-        map,
-        changes,
-        ready,
-    }
+    tokio::spawn(informer.clone().run(stop));
+    Cache { informer, changes }
 }

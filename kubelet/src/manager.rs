@@ -1,60 +1,54 @@
-//! Watches the pods bound to this node and keeps one worker per pod.
+//! Watches the pods bound to this node (a shared informer on `spec.nodeName=<node>`) and keeps
+//! one worker per pod, by uid.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::Api;
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::watcher;
+use skiff_client::informer::{Event, Informer};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::Context;
 use crate::worker::{PodUpdate, Worker};
 
-/// Runs until shutdown: list + watch `spec.nodeName=<node>`, feeding each pod's worker.
+/// Runs until shutdown, feeding each pod's worker.
 pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
     let api: Api<Pod> = Api::all(ctx.client.clone());
     let cfg = watcher::Config::default().fields(&format!("spec.nodeName={}", ctx.node_name));
-    let mut events = watcher(api, cfg).default_backoff().boxed();
+    let pods = Informer::with_config(api, cfg);
+    let mut changes = pods.changes();
+    tokio::spawn(pods.clone().run(shutdown.clone()));
     let mut workers: BTreeMap<String, mpsc::UnboundedSender<PodUpdate>> = BTreeMap::new();
-    let mut listing: Option<BTreeSet<String>> = None;
     let mut first_list_done = false;
     loop {
-        let ev = tokio::select! {
-            ev = events.next() => ev,
+        let change = tokio::select! {
+            c = changes.recv() => c,
             _ = shutdown.cancelled() => return,
         };
-        let Some(ev) = ev else { return };
-        let ev = match ev {
-            Ok(ev) => ev,
-            Err(e) => {
-                tracing::warn!(error = %e, "pod watch failed; retrying");
-                continue;
-            }
-        };
-        match ev {
-            watcher::Event::Init => listing = Some(BTreeSet::new()),
-            watcher::Event::InitApply(pod) | watcher::Event::Apply(pod) => {
-                let Some(uid) = pod.metadata.uid.clone() else {
-                    continue;
-                };
-                if let Some(l) = listing.as_mut() {
-                    l.insert(uid.clone());
-                }
-                dispatch(&ctx, &mut workers, uid, pod, &shutdown);
-            }
-            watcher::Event::Delete(pod) => {
+        let Some(change) = change else { return };
+        match change {
+            Event::Applied { new, .. } => dispatch(&ctx, &mut workers, &new, &shutdown),
+            Event::Deleted(pod) => {
                 if let Some(uid) = pod.metadata.uid.as_deref()
                     && let Some(tx) = workers.remove(uid)
                 {
                     let _ = tx.send(PodUpdate::Gone);
                 }
             }
-            watcher::Event::InitDone => {
-                let present = listing.take().unwrap_or_default();
-                // Pods that vanished while we were not watching.
+            Event::Resynced => {
+                let listed = pods.list();
+                for pod in &listed {
+                    dispatch(&ctx, &mut workers, pod, &shutdown);
+                }
+                // Pods that vanished while we were not watching (another uid under the same
+                // name counts as gone too).
+                let present: BTreeSet<String> = listed
+                    .iter()
+                    .filter_map(|p| p.metadata.uid.clone())
+                    .collect();
                 workers.retain(|uid, tx| {
                     let keep = present.contains(uid);
                     if !keep {
@@ -75,17 +69,19 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
 fn dispatch(
     ctx: &Arc<Context>,
     workers: &mut BTreeMap<String, mpsc::UnboundedSender<PodUpdate>>,
-    uid: String,
-    pod: Pod,
+    pod: &Pod,
     shutdown: &CancellationToken,
 ) {
+    let Some(uid) = pod.metadata.uid.clone() else {
+        return;
+    };
     if let Some(tx) = workers.get(&uid)
         && tx.send(PodUpdate::Changed(Box::new(pod.clone()))).is_ok()
     {
         return;
     }
     let (tx, rx) = mpsc::unbounded_channel();
-    let worker = Worker::new(ctx.clone(), pod, rx);
+    let worker = Worker::new(ctx.clone(), pod.clone(), rx);
     tokio::spawn(worker.run(shutdown.clone()));
     workers.insert(uid, tx);
 }

@@ -13,6 +13,7 @@ use crate::podinfo::{HostPort, PodInfo, Resources};
 /// What the scheduler keeps of a Node object.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NodeData {
+    pub name: String,
     pub labels: BTreeMap<String, String>,
     pub taints: Vec<Taint>,
     pub unschedulable: bool,
@@ -23,6 +24,11 @@ pub struct NodeData {
 }
 
 impl NodeData {
+    /// The node informer's conversion (a node without a name is not kept).
+    pub fn from_node(node: Node) -> Option<NodeData> {
+        node.metadata.name.is_some().then(|| NodeData::new(&node))
+    }
+
     pub fn new(node: &Node) -> NodeData {
         let spec = node.spec.clone().unwrap_or_default();
         let status = node.status.clone().unwrap_or_default();
@@ -37,6 +43,7 @@ impl NodeData {
             .map(|v| v as i64)
             .unwrap_or(110);
         NodeData {
+            name: node.metadata.name.clone().unwrap_or_default(),
             labels: node.metadata.labels.clone().unwrap_or_default(),
             taints: spec.taints.unwrap_or_default(),
             unschedulable: spec.unschedulable.unwrap_or(false),
@@ -120,6 +127,7 @@ impl NodeInfo {
         NodeInfo {
             name: name.into(),
             node: Some(NodeData {
+                name: name.into(),
                 labels: [("kubernetes.io/hostname".to_string(), name.to_string())]
                     .into_iter()
                     .collect(),
@@ -163,22 +171,19 @@ pub struct Cache {
 
 impl Cache {
     /// Adds or updates a node; returns whether anything scheduling depends on changed.
-    pub fn apply_node(&mut self, node: &Node) -> bool {
-        let Some(name) = node.metadata.name.clone() else {
-            return false;
-        };
-        let data = NodeData::new(node);
+    pub fn apply_node(&mut self, data: &NodeData) -> bool {
+        let name = data.name.clone();
         let info = self.nodes.entry(name.clone()).or_insert_with(|| NodeInfo {
             name: name.clone(),
             ..Default::default()
         });
-        if info.node.as_ref() == Some(&data) {
+        if info.node.as_ref() == Some(data) {
             return false;
         }
         if info.node.is_none() {
             self.order.push(name);
         }
-        info.node = Some(data);
+        info.node = Some(data.clone());
         true
     }
 
@@ -294,20 +299,6 @@ impl Cache {
         self.order.iter().map(|n| &self.nodes[n])
     }
 
-    /// Names of the known nodes (for the informer's relist).
-    pub fn node_names(&self) -> Vec<String> {
-        self.order.clone()
-    }
-
-    /// Keys of the pods placed on nodes that the watch has confirmed.
-    pub fn confirmed_pod_keys(&self) -> Vec<String> {
-        self.pods
-            .iter()
-            .filter(|(_, s)| !s.assumed)
-            .map(|(k, _)| k.clone())
-            .collect()
-    }
-
     /// Builds a cache from nodes (for tests).
     pub fn from_nodes(nodes: Vec<NodeInfo>) -> Cache {
         let mut cache = Cache::default();
@@ -374,6 +365,7 @@ mod tests {
             "status": {"allocatable": {"cpu": "2", "memory": "1Gi", "pods": "10"}}
         }))
         .unwrap();
+        let node = NodeData::new(&node);
         assert!(cache.apply_node(&node));
         assert!(!cache.apply_node(&node), "an identical node is no change");
         assert_eq!(cache.node("later").unwrap().requested.milli_cpu, 1000);

@@ -1,11 +1,11 @@
-//! `skiff-scheduler`: binds pending pods to nodes. [`informers`] keep the [`cache`] of nodes
-//! and assigned pods and the scheduling [`queue`] current; the [`scheduler`] loop pops a pod,
+//! `skiff-scheduler`: binds pending pods to nodes. Informers on pods and nodes
+//! ([`skiff_client::informer`]) keep the [`cache`] of nodes and assigned pods and the
+//! scheduling [`queue`] current; the [`scheduler`] loop pops a pod,
 //! runs the [`framework`]'s filter and score [`plugins`] over the cache, assumes the pod on the
 //! chosen node and binds it, or reports why no node fits.
 
 pub mod cache;
 pub mod framework;
-pub mod informers;
 pub mod metrics;
 pub mod plugins;
 pub mod podinfo;
@@ -23,9 +23,16 @@ use std::time::Duration;
 use anyhow::Context as _;
 use axum::Router;
 use axum::routing::get;
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::Api;
+use kube::runtime::watcher;
 use skiff_client::events::Recorder;
+use skiff_client::informer::Informer;
 use skiff_client::leader::{LeaderElection, Leadership};
 use tokio_util::sync::CancellationToken;
+
+use crate::cache::NodeData;
+use crate::podinfo::SeenPod;
 
 pub use scheduler::Scheduler;
 
@@ -87,12 +94,21 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     };
     let work = leadership.work.clone();
 
-    let (pods_tx, pods_rx) = tokio::sync::oneshot::channel();
-    let (nodes_tx, nodes_rx) = tokio::sync::oneshot::channel();
-    tokio::spawn(informers::pods(sched.clone(), pods_tx, work.clone()));
-    tokio::spawn(informers::nodes(sched.clone(), nodes_tx, work.clone()));
+    let pods = Informer::mapped(
+        Api::<Pod>::all(client.clone()),
+        watcher::Config::default(),
+        SeenPod::from_pod,
+    );
+    let nodes = Informer::mapped(
+        Api::<Node>::all(client.clone()),
+        watcher::Config::default(),
+        NodeData::from_node,
+    );
+    sched.follow(&pods, &nodes);
+    tokio::spawn(pods.clone().run(work.clone()));
+    tokio::spawn(nodes.clone().run(work.clone()));
     tokio::select! {
-        r = async { pods_rx.await.and(nodes_rx.await) } => r.context("informers stopped before syncing")?,
+        _ = async { pods.synced().await; nodes.synced().await } => {}
         _ = work.cancelled() => {}
     }
     tracing::info!(scheduler = %config.scheduler_name, "caches synced; scheduling");

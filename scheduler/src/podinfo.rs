@@ -306,6 +306,37 @@ pub struct PendingPod {
     pub info: Arc<PodInfo>,
 }
 
+/// What the scheduler's pod informer keeps of a pod: an assigned pod in the compact form the
+/// cache holds (the same `Arc`), a pod without a node with its object (the same `Arc`s the
+/// queue holds), so the informer's store costs little beyond the cache and the queue.
+#[derive(Debug, Clone)]
+pub enum SeenPod {
+    Assigned(Arc<PodInfo>),
+    Unassigned(PendingPod),
+}
+
+impl SeenPod {
+    /// The pod informer's conversion.
+    pub fn from_pod(pod: Pod) -> Option<SeenPod> {
+        let info = PodInfo::new(&pod);
+        Some(if info.node_name.is_some() {
+            SeenPod::Assigned(Arc::new(info.assigned()))
+        } else {
+            SeenPod::Unassigned(PendingPod {
+                pod: Arc::new(pod),
+                info: Arc::new(info),
+            })
+        })
+    }
+
+    pub fn info(&self) -> &Arc<PodInfo> {
+        match self {
+            SeenPod::Assigned(info) => info,
+            SeenPod::Unassigned(p) => &p.info,
+        }
+    }
+}
+
 impl PendingPod {
     pub fn new(pod: Pod) -> PendingPod {
         let info = Arc::new(PodInfo::new(&pod));

@@ -6,20 +6,21 @@
 
 use std::sync::{Arc, Mutex};
 
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::{Api, Client, Resource};
 use serde_json::json;
 use skiff_client::events::{EventType, Recorder};
+use skiff_client::informer::{Change, Informer};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::cache::Cache;
+use crate::cache::{Cache, NodeData};
 use crate::framework::Framework;
 use crate::metrics::{Metrics, Outcome};
-use crate::podinfo::{PendingPod, PodInfo};
+use crate::podinfo::{PendingPod, SeenPod};
 use crate::queue::{Popped, SchedulingQueue};
 
 /// Binding requests in flight at once (each is one apiserver write).
@@ -201,23 +202,48 @@ impl Scheduler {
         });
     }
 
+    /// Keeps the cache and the queue current from the pod and node informers: registers their
+    /// handlers (before the informers run, so nothing is missed).
+    pub fn follow(
+        self: &Arc<Self>,
+        pods: &Arc<Informer<SeenPod>>,
+        nodes: &Arc<Informer<NodeData>>,
+    ) {
+        let (s, all) = (self.clone(), pods.clone());
+        pods.on_change(move |c| match c {
+            Change::Applied { new, .. } => s.on_pod(new),
+            Change::Deleted(pod) => s.on_pod_deleted(&pod.info().key),
+            // After a relist the informer has reported what vanished; the rest may have changed.
+            Change::Resynced => all.list().iter().for_each(|p| s.on_pod(p)),
+        });
+        let (s, all) = (self.clone(), nodes.clone());
+        nodes.on_change(move |c| match c {
+            Change::Applied { new, .. } => s.on_node(new),
+            Change::Deleted(node) => s.on_node_deleted(&node.name),
+            Change::Resynced => all.list().iter().for_each(|n| s.on_node(n)),
+        });
+    }
+
     /// A pod as the watch shows it.
-    pub fn on_pod(&self, pod: Pod) {
-        let info = PodInfo::new(&pod);
-        if info.node_name.is_some() {
-            self.queue.delete(&info.key);
-            let mut cache = self.cache.lock().expect("cache lock");
-            if info.terminal {
-                // A finished pod frees its resources.
-                if cache.remove_pod(&info.key) {
-                    drop(cache);
-                    self.queue.move_all();
+    pub fn on_pod(&self, pod: &SeenPod) {
+        let pending = match pod {
+            SeenPod::Assigned(info) => {
+                self.queue.delete(&info.key);
+                let mut cache = self.cache.lock().expect("cache lock");
+                if info.terminal {
+                    // A finished pod frees its resources.
+                    if cache.remove_pod(&info.key) {
+                        drop(cache);
+                        self.queue.move_all();
+                    }
+                } else {
+                    cache.apply_pod(info.clone());
                 }
-            } else {
-                cache.apply_pod(Arc::new(info.assigned()));
+                return;
             }
-            return;
-        }
+            SeenPod::Unassigned(pending) => pending,
+        };
+        let info = &pending.info;
         if info.scheduler_name != self.name {
             return;
         }
@@ -229,11 +255,7 @@ impl Scheduler {
         if self.cache.lock().expect("cache lock").is_assumed(&info.key) {
             return;
         }
-        let info = Arc::new(info);
-        self.queue.add_or_update(PendingPod {
-            pod: Arc::new(pod),
-            info,
-        });
+        self.queue.add_or_update(pending.clone());
     }
 
     pub fn on_pod_deleted(&self, key: &str) {
@@ -244,7 +266,7 @@ impl Scheduler {
         }
     }
 
-    pub fn on_node(&self, node: &Node) {
+    pub fn on_node(&self, node: &NodeData) {
         let changed = self.cache.lock().expect("cache lock").apply_node(node);
         if changed {
             self.queue.move_all();

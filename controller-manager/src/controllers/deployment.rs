@@ -29,9 +29,9 @@ use skiff_client::events::{EventType, Recorder};
 use crate::context::Context;
 use crate::controller::{Reconciler, Result};
 use crate::controllers::replicaset::claim;
-use crate::informer::{Change, key_of, split_key};
 use crate::pods;
 use crate::workqueue::WorkQueue;
+use skiff_client::informer::{Change, key_of, split_key};
 
 pub const HASH_LABEL: &str = "pod-template-hash";
 pub const REVISION: &str = "deployment.kubernetes.io/revision";

@@ -19,9 +19,9 @@ use kube::{Api, ResourceExt};
 
 use crate::context::Context;
 use crate::controller::{Reconciler, Result};
-use crate::informer::{Change, key_of, split_key};
 use crate::pods::{self, CachedPod};
 use crate::workqueue::WorkQueue;
+use skiff_client::informer::{Change, key_of, split_key};
 
 pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 pub const MANAGED_BY_LABEL: &str = "endpointslice.kubernetes.io/managed-by";

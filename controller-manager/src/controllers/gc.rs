@@ -26,8 +26,8 @@ use serde_json::json;
 
 use crate::context::Context;
 use crate::controller::{Reconciler, Result};
-use crate::informer::{Change, Informer, Object};
 use crate::workqueue::WorkQueue;
+use skiff_client::informer::{Change, Informer, Object};
 
 /// The kinds the collector knows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

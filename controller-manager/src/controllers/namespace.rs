@@ -15,8 +15,8 @@ use tokio::sync::OnceCell;
 
 use crate::context::Context;
 use crate::controller::{Reconciler, Result};
-use crate::informer::{Change, key_of};
 use crate::workqueue::WorkQueue;
+use skiff_client::informer::{Change, key_of};
 
 pub struct NamespaceController {
     ctx: Arc<Context>,

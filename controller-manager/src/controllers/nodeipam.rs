@@ -14,8 +14,8 @@ use tokio::sync::Mutex;
 
 use crate::context::Context;
 use crate::controller::{Error, Reconciler, Result};
-use crate::informer::{Change, key_of};
 use crate::workqueue::WorkQueue;
+use skiff_client::informer::{Change, key_of};
 
 pub struct NodeIpam {
     ctx: Arc<Context>,

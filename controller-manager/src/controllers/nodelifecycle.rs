@@ -21,8 +21,8 @@ use tokio::time::Instant;
 
 use crate::context::Context;
 use crate::controller::{Reconciler, Result};
-use crate::informer::{Change, key_of};
 use crate::workqueue::WorkQueue;
+use skiff_client::informer::{Change, key_of};
 
 pub const NOT_READY: &str = "node.kubernetes.io/not-ready";
 pub const UNREACHABLE: &str = "node.kubernetes.io/unreachable";

@@ -19,9 +19,9 @@ use skiff_client::events::{EventType, Recorder};
 
 use crate::context::Context;
 use crate::controller::{Expectations, Reconciler, Result};
-use crate::informer::{Change, Informer, Object, key_of, split_key};
 use crate::pods::{self, CachedPod};
 use crate::workqueue::WorkQueue;
+use skiff_client::informer::{Change, Informer, Object, key_of, split_key};
 
 /// At most this many pods are created or deleted in one sync (Kubernetes' burstReplicas).
 pub const BURST: usize = 500;

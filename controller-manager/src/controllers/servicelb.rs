@@ -13,8 +13,8 @@ use serde_json::json;
 
 use crate::context::Context;
 use crate::controller::{Reconciler, Result};
-use crate::informer::{Change, key_of, split_key};
 use crate::workqueue::WorkQueue;
+use skiff_client::informer::{Change, key_of, split_key};
 
 /// The ingress addresses: InternalIPs of the Ready nodes, sorted.
 pub fn ingress_ips(nodes: &[Arc<Node>]) -> Vec<String> {

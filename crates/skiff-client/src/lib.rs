@@ -6,6 +6,7 @@
 
 pub mod events;
 pub mod health;
+pub mod informer;
 pub mod leader;
 pub mod selector;
 pub mod tolerations;

@@ -23,9 +23,9 @@ use skiff_client::events::{EventType, Recorder};
 use self::calc::{Behavior, Bounds, History, PolicyKind, Resource, Rules, Sample, Select, Target};
 use crate::context::Context;
 use crate::controller::{Reconciler, Result};
-use crate::informer::{Change, key_of, split_key};
 use crate::pods::CachedPod;
 use crate::workqueue::WorkQueue;
+use skiff_client::informer::{Change, key_of, split_key};
 
 pub struct HpaController {
     ctx: Arc<Context>,
