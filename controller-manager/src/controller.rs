@@ -12,6 +12,8 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::context::Context;
+use crate::metrics::{Metrics, Outcome};
 use crate::workqueue::WorkQueue;
 
 /// Errors of a reconcile.
@@ -35,11 +37,23 @@ pub trait Reconciler: Send + Sync + 'static {
     fn reconcile(&self, key: &str) -> impl Future<Output = Result<Option<Duration>>> + Send;
 }
 
-/// Runs `workers` workers over `queue` until `shutdown`.
+/// How the controller-manager makes a controller (see [`crate::controllers::ALL`]).
+pub trait Controller: Reconciler + Sized {
+    /// The fewest workers it runs, whatever `--concurrent-syncs` says.
+    const MIN_WORKERS: usize = 1;
+
+    /// Makes the controller, registering its handlers on the shared informers (before they
+    /// start) to fill `queue`.
+    fn build(ctx: &Arc<Context>, queue: Arc<WorkQueue>) -> Arc<Self>;
+}
+
+/// Runs `workers` workers over `queue` until `shutdown`, recording each reconcile in
+/// `metrics`.
 pub async fn run<R: Reconciler>(
     reconciler: Arc<R>,
     queue: Arc<WorkQueue>,
     workers: usize,
+    metrics: Arc<Metrics>,
     shutdown: CancellationToken,
 ) {
     let mut tasks = Vec::new();
@@ -47,20 +61,28 @@ pub async fn run<R: Reconciler>(
         let r = reconciler.clone();
         let q = queue.clone();
         let stop = shutdown.clone();
+        let metrics = metrics.clone();
         tasks.push(tokio::spawn(async move {
             while let Some(key) = q.get(&stop).await {
-                match r.reconcile(&key).await {
+                let started = Instant::now();
+                let outcome = match r.reconcile(&key).await {
                     Ok(again) => {
                         q.forget(&key);
-                        if let Some(d) = again {
-                            q.add_after(key.clone(), d);
+                        match again {
+                            Some(d) => {
+                                q.add_after(key.clone(), d);
+                                Outcome::Requeue
+                            }
+                            None => Outcome::Success,
                         }
                     }
                     Err(e) => {
                         tracing::warn!(controller = R::NAME, %key, error = %e, "reconcile failed; will retry");
                         q.add_rate_limited(&key);
+                        Outcome::Error
                     }
-                }
+                };
+                metrics.reconciled(R::NAME, outcome, started.elapsed());
                 q.done(&key);
             }
         }));

@@ -7,6 +7,7 @@ pub mod context;
 pub mod controller;
 pub mod controllers;
 pub mod intern;
+pub mod metrics;
 pub mod pods;
 pub mod workqueue;
 
@@ -16,14 +17,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use k8s_openapi::api::apps::v1::ReplicaSet;
-use k8s_openapi::api::core::v1::ReplicationController;
 use skiff_client::leader::{LeaderElection, Leadership};
 use tokio_util::sync::CancellationToken;
 
 use crate::context::{Context, Settings};
-use crate::controllers::replicaset::ReplicaController;
-use crate::workqueue::WorkQueue;
+use crate::metrics::Metrics;
 
 /// The controller-manager's configuration, from flags.
 #[derive(Debug, Clone)]
@@ -40,39 +38,27 @@ pub struct Config {
 
 /// Resolves `--controllers` to the set of controllers to run.
 pub fn enabled(spec: &[String]) -> anyhow::Result<BTreeSet<&'static str>> {
-    let mut out = BTreeSet::new();
-    let mut star = false;
-    for s in spec
+    let words: Vec<&str> = spec
         .iter()
         .flat_map(|s| s.split(','))
         .map(str::trim)
         .filter(|s| !s.is_empty())
-    {
-        if s == "*" {
-            star = true;
-            continue;
-        }
-        let name = s.trim_start_matches('-');
-        let Some(known) = controllers::ALL.iter().find(|c| **c == name) else {
+        .collect();
+    let mut out = BTreeSet::new();
+    for w in words.iter().filter(|w| **w != "*") {
+        let name = w.trim_start_matches('-');
+        let Some(known) = controllers::names().find(|c| *c == name) else {
             anyhow::bail!(
                 "unknown controller {name:?} in --controllers; known: {}",
-                controllers::ALL.join(", ")
+                controllers::names().collect::<Vec<_>>().join(", ")
             );
         };
-        if !s.starts_with('-') {
-            out.insert(*known);
+        if !w.starts_with('-') {
+            out.insert(known);
         }
     }
-    if star {
-        for c in controllers::ALL {
-            if !spec
-                .iter()
-                .flat_map(|s| s.split(','))
-                .any(|s| s.trim() == format!("-{c}"))
-            {
-                out.insert(*c);
-            }
-        }
+    if words.contains(&"*") {
+        out.extend(controllers::names().filter(|c| !words.contains(&format!("-{c}").as_str())));
     }
     Ok(out)
 }
@@ -82,11 +68,20 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let enabled = enabled(&config.controllers)?;
     let client = skiff_client::client(&config.kubeconfig).await?;
     let identity = skiff_client::identity();
+    let metrics = Metrics::new();
 
     let listener = skiff_client::health::bind(config.serve_addr).await?;
+    let for_scrape = metrics.clone();
+    let routes = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let m = for_scrape.clone();
+            async move { m.render() }
+        }),
+    );
     let server = tokio::spawn(skiff_client::health::serve(
         listener,
-        axum::Router::new(),
+        routes,
         shutdown.clone(),
     ));
 
@@ -109,113 +104,12 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         config.settings.clone(),
         work.clone(),
     ));
-    let mut tasks = Vec::new();
-    // Handlers are registered before the informers start, so no event is missed.
-    if enabled.contains("replicaset") {
-        let q = Arc::new(WorkQueue::new());
-        let c =
-            ReplicaController::<ReplicaSet>::new(ctx.clone(), ctx.replicasets.clone(), q.clone());
-        tasks.push(tokio::spawn(controller::run(
-            c,
-            q,
-            config.workers,
-            work.clone(),
-        )));
-    }
-    if enabled.contains("replicationcontroller") {
-        let q = Arc::new(WorkQueue::new());
-        let c = ReplicaController::<ReplicationController>::new(
-            ctx.clone(),
-            ctx.replication_controllers.clone(),
-            q.clone(),
-        );
-        tasks.push(tokio::spawn(controller::run(
-            c,
-            q,
-            config.workers,
-            work.clone(),
-        )));
-    }
-    if enabled.contains("deployment") {
-        let q = Arc::new(WorkQueue::new());
-        let c = controllers::deployment::DeploymentController::new(ctx.clone(), q.clone());
-        tasks.push(tokio::spawn(controller::run(
-            c,
-            q,
-            config.workers,
-            work.clone(),
-        )));
-    }
-    if enabled.contains("garbagecollector") {
-        let q = Arc::new(WorkQueue::new());
-        let c = controllers::gc::GarbageCollector::new(ctx.clone(), q.clone());
-        tasks.push(tokio::spawn(controller::run(
-            c,
-            q,
-            config.workers.max(10),
-            work.clone(),
-        )));
-    }
-    if enabled.contains("namespace") {
-        let q = Arc::new(WorkQueue::new());
-        let c = controllers::namespace::NamespaceController::new(ctx.clone(), q.clone());
-        tasks.push(tokio::spawn(controller::run(
-            c,
-            q,
-            config.workers,
-            work.clone(),
-        )));
-    }
-    if enabled.contains("nodeipam") {
-        let q = Arc::new(WorkQueue::new());
-        let c = controllers::nodeipam::NodeIpam::new(ctx.clone(), q.clone());
-        tasks.push(tokio::spawn(controller::run(
-            c,
-            q,
-            config.workers,
-            work.clone(),
-        )));
-    }
-    if enabled.contains("nodelifecycle") {
-        let q = Arc::new(WorkQueue::new());
-        let c = controllers::nodelifecycle::NodeLifecycle::new(ctx.clone(), q.clone());
-        tasks.push(tokio::spawn(controller::run(
-            c,
-            q,
-            config.workers,
-            work.clone(),
-        )));
-    }
-    if enabled.contains("endpoint") {
-        let q = Arc::new(WorkQueue::new());
-        let c = controllers::endpoints::EndpointsController::new(ctx.clone(), q.clone());
-        tasks.push(tokio::spawn(controller::run(
-            c,
-            q,
-            config.workers,
-            work.clone(),
-        )));
-    }
-    if enabled.contains("horizontalpodautoscaling") {
-        let q = Arc::new(WorkQueue::new());
-        let c = controllers::hpa::HpaController::new(ctx.clone(), q.clone());
-        tasks.push(tokio::spawn(controller::run(
-            c,
-            q,
-            config.workers,
-            work.clone(),
-        )));
-    }
-    if enabled.contains("service-lb") {
-        let q = Arc::new(WorkQueue::new());
-        let c = controllers::servicelb::ServiceLb::new(ctx.clone(), q.clone());
-        tasks.push(tokio::spawn(controller::run(
-            c,
-            q,
-            config.workers,
-            work.clone(),
-        )));
-    }
+    // Controllers register their handlers before the informers start, so no event is missed.
+    let tasks: Vec<_> = controllers::ALL
+        .iter()
+        .filter(|c| enabled.contains(c.name))
+        .map(|c| tokio::spawn(c.start(&ctx, &metrics, config.workers, work.clone())))
+        .collect();
     tokio::select! {
         _ = ctx.start_informers() => {}
         _ = work.cancelled() => {}
@@ -240,6 +134,7 @@ mod tests {
     fn controllers_flag() {
         let s = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         assert_eq!(enabled(&s(&["*"])).unwrap().len(), controllers::ALL.len());
+        assert_eq!(controllers::names().count(), 10);
         let e = enabled(&s(&["*,-replicaset"])).unwrap();
         assert!(!e.contains("replicaset") && e.contains("replicationcontroller"));
         assert_eq!(

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{ArgAction, Parser};
-use skiff_client::leader::{LeaderElection, LeaseTimings};
+use skiff_client::leader::LeaderElectFlags;
 use skiff_common::parse_duration;
 use skiff_controller_manager::context::Settings;
 
@@ -23,19 +23,8 @@ struct Flags {
     /// Controllers to run: `*` for all, a name to add one, `-name` to leave one out.
     #[arg(long, default_value = "*", value_delimiter = ',')]
     controllers: Vec<String>,
-    /// Run only while holding the leader Lease, so several replicas can run.
-    #[arg(long, default_value_t = true, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
-    leader_elect: bool,
-    #[arg(long, default_value = "15s", value_parser = parse_duration)]
-    leader_elect_lease_duration: Duration,
-    #[arg(long, default_value = "10s", value_parser = parse_duration)]
-    leader_elect_renew_deadline: Duration,
-    #[arg(long, default_value = "2s", value_parser = parse_duration)]
-    leader_elect_retry_period: Duration,
-    #[arg(long, default_value = "kube-system")]
-    leader_elect_resource_namespace: String,
-    #[arg(long, default_value = "kube-controller-manager")]
-    leader_elect_resource_name: String,
+    #[command(flatten)]
+    leader_election: LeaderElectFlags,
     /// Address of the HTTPS /healthz and /metrics endpoint.
     #[arg(long, default_value = "0.0.0.0")]
     bind_address: IpAddr,
@@ -92,16 +81,7 @@ async fn main() -> anyhow::Result<()> {
     let config = skiff_controller_manager::Config {
         kubeconfig: flags.kubeconfig,
         controllers: flags.controllers,
-        leader_election: LeaderElection {
-            enabled: flags.leader_elect,
-            namespace: flags.leader_elect_resource_namespace,
-            name: flags.leader_elect_resource_name,
-            timings: LeaseTimings {
-                lease_duration: flags.leader_elect_lease_duration,
-                renew_deadline: flags.leader_elect_renew_deadline,
-                retry_period: flags.leader_elect_retry_period,
-            },
-        },
+        leader_election: flags.leader_election.election("kube-controller-manager"),
         serve_addr: SocketAddr::new(flags.bind_address, flags.secure_port),
         workers: flags.concurrent_syncs,
         settings: Settings {

@@ -3,9 +3,8 @@
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
-use clap::{ArgAction, Parser};
-use skiff_client::leader::{LeaderElection, LeaseTimings};
-use skiff_common::parse_duration;
+use clap::Parser;
+use skiff_client::leader::LeaderElectFlags;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -20,19 +19,8 @@ struct Flags {
     /// Schedule the pods whose spec.schedulerName is this.
     #[arg(long, default_value = "default-scheduler")]
     scheduler_name: String,
-    /// Run only while holding the leader Lease, so several replicas can run.
-    #[arg(long, default_value_t = true, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
-    leader_elect: bool,
-    #[arg(long, default_value = "15s", value_parser = parse_duration)]
-    leader_elect_lease_duration: std::time::Duration,
-    #[arg(long, default_value = "10s", value_parser = parse_duration)]
-    leader_elect_renew_deadline: std::time::Duration,
-    #[arg(long, default_value = "2s", value_parser = parse_duration)]
-    leader_elect_retry_period: std::time::Duration,
-    #[arg(long, default_value = "kube-system")]
-    leader_elect_resource_namespace: String,
-    #[arg(long, default_value = "kube-scheduler")]
-    leader_elect_resource_name: String,
+    #[command(flatten)]
+    leader_election: LeaderElectFlags,
     /// Address of the HTTPS /healthz and /metrics endpoint.
     #[arg(long, default_value = "0.0.0.0")]
     bind_address: IpAddr,
@@ -51,16 +39,7 @@ async fn main() -> anyhow::Result<()> {
     let config = skiff_scheduler::Config {
         kubeconfig: flags.kubeconfig,
         scheduler_name: flags.scheduler_name,
-        leader_election: LeaderElection {
-            enabled: flags.leader_elect,
-            namespace: flags.leader_elect_resource_namespace,
-            name: flags.leader_elect_resource_name,
-            timings: LeaseTimings {
-                lease_duration: flags.leader_elect_lease_duration,
-                renew_deadline: flags.leader_elect_renew_deadline,
-                retry_period: flags.leader_elect_retry_period,
-            },
-        },
+        leader_election: flags.leader_election.election("kube-scheduler"),
         serve_addr: SocketAddr::new(flags.bind_address, flags.secure_port),
         percentage_of_nodes_to_score: flags.percentage_of_nodes_to_score,
     };

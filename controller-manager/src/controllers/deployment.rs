@@ -27,7 +27,7 @@ use serde_json::json;
 use skiff_client::events::{EventType, Recorder};
 
 use crate::context::Context;
-use crate::controller::{Reconciler, Result};
+use crate::controller::{Controller, Reconciler, Result};
 use crate::controllers::replicaset::claim;
 use crate::pods;
 use crate::workqueue::WorkQueue;
@@ -924,6 +924,12 @@ pub fn compute_status(
     conds.sort_by_key(|c| if c.type_ == "Available" { 0 } else { 1 });
     status.conditions = Some(conds);
     (status, again)
+}
+
+impl Controller for DeploymentController {
+    fn build(ctx: &Arc<Context>, queue: Arc<WorkQueue>) -> Arc<Self> {
+        Self::new(ctx.clone(), queue)
+    }
 }
 
 impl Reconciler for DeploymentController {

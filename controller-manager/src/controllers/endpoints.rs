@@ -18,7 +18,7 @@ use kube::api::{DeleteParams, PostParams};
 use kube::{Api, ResourceExt};
 
 use crate::context::Context;
-use crate::controller::{Reconciler, Result};
+use crate::controller::{Controller, Reconciler, Result};
 use crate::pods::{self, CachedPod};
 use crate::workqueue::WorkQueue;
 use skiff_client::informer::{Change, key_of, split_key};
@@ -377,6 +377,12 @@ impl EndpointsController {
             }
         }
         Ok(())
+    }
+}
+
+impl Controller for EndpointsController {
+    fn build(ctx: &Arc<Context>, queue: Arc<WorkQueue>) -> Arc<Self> {
+        Self::new(ctx.clone(), queue)
     }
 }
 

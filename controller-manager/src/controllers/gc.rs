@@ -25,7 +25,7 @@ use kube::api::{ApiResource, DeleteParams, DynamicObject, Patch, PatchParams};
 use serde_json::json;
 
 use crate::context::Context;
-use crate::controller::{Reconciler, Result};
+use crate::controller::{Controller, Reconciler, Result};
 use crate::workqueue::WorkQueue;
 use skiff_client::informer::{Change, Informer, Object};
 
@@ -394,6 +394,14 @@ impl GarbageCollector {
             return Ok(Some(Duration::from_secs(1)));
         }
         Ok(None)
+    }
+}
+
+impl Controller for GarbageCollector {
+    const MIN_WORKERS: usize = 10;
+
+    fn build(ctx: &Arc<Context>, queue: Arc<WorkQueue>) -> Arc<Self> {
+        Self::new(ctx.clone(), queue)
     }
 }
 

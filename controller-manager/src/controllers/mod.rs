@@ -1,4 +1,5 @@
-//! The controllers, one module each, and [`ALL`]: the names `--controllers` accepts.
+//! The controllers, one module each, and [`ALL`]: the one table of what `--controllers`
+//! accepts and how each controller is made.
 
 pub mod deployment;
 pub mod endpoints;
@@ -10,16 +11,73 @@ pub mod nodelifecycle;
 pub mod replicaset;
 pub mod servicelb;
 
-/// Every controller, by its `--controllers` name.
-pub const ALL: &[&str] = &[
-    "replicationcontroller",
-    "replicaset",
-    "deployment",
-    "garbagecollector",
-    "namespace",
-    "nodeipam",
-    "nodelifecycle",
-    "endpoint",
-    "horizontalpodautoscaling",
-    "service-lb",
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use k8s_openapi::api::apps::v1::ReplicaSet;
+use k8s_openapi::api::core::v1::ReplicationController;
+use tokio_util::sync::CancellationToken;
+
+use crate::context::Context;
+use crate::controller::{self, Controller};
+use crate::metrics::Metrics;
+use crate::workqueue::WorkQueue;
+
+/// A controller by its `--controllers` name (its [`controller::Reconciler::NAME`]).
+pub struct Entry {
+    pub name: &'static str,
+    start: fn(&Arc<Context>, &Arc<Metrics>, usize, CancellationToken) -> BoxFuture<'static, ()>,
+}
+
+impl Entry {
+    /// Makes the controller (its handlers registered before the informers start) and returns
+    /// its workers, which run until `stop`.
+    pub fn start(
+        &self,
+        ctx: &Arc<Context>,
+        metrics: &Arc<Metrics>,
+        workers: usize,
+        stop: CancellationToken,
+    ) -> BoxFuture<'static, ()> {
+        (self.start)(ctx, metrics, workers, stop)
+    }
+}
+
+const fn entry<C: Controller>() -> Entry {
+    Entry {
+        name: C::NAME,
+        start: start::<C>,
+    }
+}
+
+fn start<C: Controller>(
+    ctx: &Arc<Context>,
+    metrics: &Arc<Metrics>,
+    workers: usize,
+    stop: CancellationToken,
+) -> BoxFuture<'static, ()> {
+    let queue = Arc::new(WorkQueue::new());
+    let c = C::build(ctx, queue.clone());
+    metrics.watch_queue(C::NAME, queue.clone());
+    let workers = workers.max(C::MIN_WORKERS);
+    Box::pin(controller::run(c, queue, workers, metrics.clone(), stop))
+}
+
+/// Every controller.
+pub const ALL: &[Entry] = &[
+    entry::<replicaset::ReplicaController<ReplicationController>>(),
+    entry::<replicaset::ReplicaController<ReplicaSet>>(),
+    entry::<deployment::DeploymentController>(),
+    entry::<gc::GarbageCollector>(),
+    entry::<namespace::NamespaceController>(),
+    entry::<nodeipam::NodeIpam>(),
+    entry::<nodelifecycle::NodeLifecycle>(),
+    entry::<endpoints::EndpointsController>(),
+    entry::<hpa::HpaController>(),
+    entry::<servicelb::ServiceLb>(),
 ];
+
+/// The names `--controllers` accepts.
+pub fn names() -> impl Iterator<Item = &'static str> {
+    ALL.iter().map(|e| e.name)
+}

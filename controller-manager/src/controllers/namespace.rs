@@ -14,7 +14,7 @@ use serde_json::json;
 use tokio::sync::OnceCell;
 
 use crate::context::Context;
-use crate::controller::{Reconciler, Result};
+use crate::controller::{Controller, Reconciler, Result};
 use crate::workqueue::WorkQueue;
 use skiff_client::informer::{Change, key_of};
 
@@ -65,6 +65,12 @@ impl NamespaceController {
             })
             .await
             .map_err(Into::into)
+    }
+}
+
+impl Controller for NamespaceController {
+    fn build(ctx: &Arc<Context>, queue: Arc<WorkQueue>) -> Arc<Self> {
+        Self::new(ctx.clone(), queue)
     }
 }
 

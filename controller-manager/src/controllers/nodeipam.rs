@@ -13,7 +13,7 @@ use kube::api::{Patch, PatchParams};
 use tokio::sync::Mutex;
 
 use crate::context::Context;
-use crate::controller::{Error, Reconciler, Result};
+use crate::controller::{Controller, Error, Reconciler, Result};
 use crate::workqueue::WorkQueue;
 use skiff_client::informer::{Change, key_of};
 
@@ -51,6 +51,12 @@ impl NodeIpam {
             ctx,
             recent: Mutex::new(HashMap::new()),
         })
+    }
+}
+
+impl Controller for NodeIpam {
+    fn build(ctx: &Arc<Context>, queue: Arc<WorkQueue>) -> Arc<Self> {
+        Self::new(ctx.clone(), queue)
     }
 }
 

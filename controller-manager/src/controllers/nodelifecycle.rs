@@ -20,7 +20,7 @@ use skiff_client::tolerations::toleration_matches;
 use tokio::time::Instant;
 
 use crate::context::Context;
-use crate::controller::{Reconciler, Result};
+use crate::controller::{Controller, Reconciler, Result};
 use crate::workqueue::WorkQueue;
 use skiff_client::informer::{Change, key_of};
 
@@ -206,6 +206,12 @@ impl NodeLifecycle {
         );
         tracing::info!(node = %node.name_any(), "node stopped posting status; marked Unknown");
         Ok(())
+    }
+}
+
+impl Controller for NodeLifecycle {
+    fn build(ctx: &Arc<Context>, queue: Arc<WorkQueue>) -> Arc<Self> {
+        Self::new(ctx.clone(), queue)
     }
 }
 

@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 use skiff_client::events::{EventType, Recorder};
 
 use crate::context::Context;
-use crate::controller::{Expectations, Reconciler, Result};
+use crate::controller::{Controller, Expectations, Reconciler, Result};
 use crate::pods::{self, CachedPod};
 use crate::workqueue::WorkQueue;
 use skiff_client::informer::{Change, Informer, Object, key_of, split_key};
@@ -30,7 +30,12 @@ const PARALLEL: usize = 32;
 
 /// What the controller needs from a ReplicaSet or a ReplicationController.
 pub trait ReplicaKind: Object + Resource<Scope = k8s_openapi::NamespaceResourceScope> {
+    /// The controller's `--controllers` name.
+    const NAME: &'static str;
+    /// The component its events are reported by.
     const CONTROLLER: &'static str;
+    /// The shared informer of the owners.
+    fn informer(ctx: &Context) -> Arc<Informer<Self>>;
     fn selector(&self) -> LabelSelector;
     fn replicas(&self) -> i32;
     fn min_ready_seconds(&self) -> i32;
@@ -40,7 +45,11 @@ pub trait ReplicaKind: Object + Resource<Scope = k8s_openapi::NamespaceResourceS
 }
 
 impl ReplicaKind for ReplicaSet {
+    const NAME: &'static str = "replicaset";
     const CONTROLLER: &'static str = "replicaset-controller";
+    fn informer(ctx: &Context) -> Arc<Informer<Self>> {
+        ctx.replicasets.clone()
+    }
     fn selector(&self) -> LabelSelector {
         self.spec
             .as_ref()
@@ -65,7 +74,11 @@ impl ReplicaKind for ReplicaSet {
 }
 
 impl ReplicaKind for ReplicationController {
+    const NAME: &'static str = "replicationcontroller";
     const CONTROLLER: &'static str = "replicationcontroller-controller";
+    fn informer(ctx: &Context) -> Arc<Informer<Self>> {
+        ctx.replication_controllers.clone()
+    }
     fn selector(&self) -> LabelSelector {
         LabelSelector {
             match_labels: self.spec.as_ref().and_then(|s| s.selector.clone()),
@@ -373,8 +386,14 @@ impl<K: ReplicaKind> ReplicaController<K> {
     }
 }
 
+impl<K: ReplicaKind> Controller for ReplicaController<K> {
+    fn build(ctx: &Arc<Context>, queue: Arc<WorkQueue>) -> Arc<Self> {
+        Self::new(ctx.clone(), K::informer(ctx), queue)
+    }
+}
+
 impl<K: ReplicaKind> Reconciler for ReplicaController<K> {
-    const NAME: &'static str = K::CONTROLLER;
+    const NAME: &'static str = K::NAME;
 
     async fn reconcile(&self, key: &str) -> Result<Option<Duration>> {
         let (ns, name) = split_key(key);

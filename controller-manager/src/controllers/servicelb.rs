@@ -12,7 +12,7 @@ use kube::api::{Patch, PatchParams};
 use serde_json::json;
 
 use crate::context::Context;
-use crate::controller::{Reconciler, Result};
+use crate::controller::{Controller, Reconciler, Result};
 use crate::workqueue::WorkQueue;
 use skiff_client::informer::{Change, key_of, split_key};
 
@@ -66,6 +66,12 @@ impl ServiceLb {
             }
         });
         Arc::new(ServiceLb { ctx })
+    }
+}
+
+impl Controller for ServiceLb {
+    fn build(ctx: &Arc<Context>, queue: Arc<WorkQueue>) -> Arc<Self> {
+        Self::new(ctx.clone(), queue)
     }
 }
 

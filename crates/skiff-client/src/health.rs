@@ -8,6 +8,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use axum::Router;
 use axum::routing::get;
+use skiff_common::tls;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -36,15 +37,7 @@ pub async fn serve(
 }
 
 fn self_signed() -> anyhow::Result<Arc<rustls::ServerConfig>> {
-    let names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
-    let cert = rcgen::generate_simple_self_signed(names).context("making a serving certificate")?;
-    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(cert.signing_key.serialize_der().into());
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
-        .with_no_client_auth()
-        .with_single_cert(vec![cert.cert.der().clone()], key)
-        .context("loading the serving certificate")?;
-    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(Arc::new(cfg))
+    let loopback = std::net::IpAddr::from([127, 0, 0, 1]);
+    let identity = tls::Identity::self_signed("localhost", &["localhost"], &[loopback])?;
+    Ok(tls::server_config(identity, None)?)
 }

@@ -231,6 +231,50 @@ pub struct LeaderElection {
     pub timings: LeaseTimings,
 }
 
+/// The leader-election flags kube-scheduler and kube-controller-manager share, to `flatten`
+/// into a program's clap flags. `--leader-elect-resource-name` defaults to the program's own
+/// Lease name, given to [`LeaderElectFlags::election`].
+#[derive(Debug, Clone, clap::Args)]
+pub struct LeaderElectFlags {
+    /// Run only while holding the leader Lease, so several replicas can run.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub leader_elect: bool,
+    /// How long a non-leader waits after the last renewal it saw before taking over.
+    #[arg(long, default_value = "15s", value_parser = skiff_common::parse_duration)]
+    pub leader_elect_lease_duration: Duration,
+    /// How long the leader keeps trying to renew before it gives up leadership.
+    #[arg(long, default_value = "10s", value_parser = skiff_common::parse_duration)]
+    pub leader_elect_renew_deadline: Duration,
+    /// The pause between attempts to acquire or renew.
+    #[arg(long, default_value = "2s", value_parser = skiff_common::parse_duration)]
+    pub leader_elect_retry_period: Duration,
+    /// The namespace of the leader Lease.
+    #[arg(long, default_value = "kube-system")]
+    pub leader_elect_resource_namespace: String,
+    /// The name of the leader Lease (default: the program's, e.g. kube-scheduler).
+    #[arg(long)]
+    pub leader_elect_resource_name: Option<String>,
+}
+
+impl LeaderElectFlags {
+    /// The election these flags ask for; `default_name` is the program's Lease name.
+    pub fn election(&self, default_name: &str) -> LeaderElection {
+        LeaderElection {
+            enabled: self.leader_elect,
+            namespace: self.leader_elect_resource_namespace.clone(),
+            name: self
+                .leader_elect_resource_name
+                .clone()
+                .unwrap_or_else(|| default_name.to_string()),
+            timings: LeaseTimings {
+                lease_duration: self.leader_elect_lease_duration,
+                renew_deadline: self.leader_elect_renew_deadline,
+                retry_period: self.leader_elect_retry_period,
+            },
+        }
+    }
+}
+
 /// What a program that runs only while leading holds: a token cancelled when work must stop
 /// (shutdown or lost leadership), and the task renewing the Lease.
 pub struct Leadership {

@@ -37,35 +37,11 @@ pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
-/// Starts logging to stderr with `RUST_LOG` (default `info`), colored only on a terminal (not in
-/// log files), and installs the TLS provider.
+/// Starts logging ([`skiff_common::init_logging`]) and installs the TLS provider kube's
+/// client needs.
 pub fn init() {
-    use std::io::IsTerminal as _;
-    tracing_subscriber::fmt()
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
+    skiff_common::init_logging();
     install_crypto_provider();
 }
 
-/// A token cancelled on SIGTERM or SIGINT: the start of every program's one shutdown path.
-pub fn shutdown_on_signal() -> tokio_util::sync::CancellationToken {
-    let token = tokio_util::sync::CancellationToken::new();
-    let signal = token.clone();
-    tokio::spawn(async move {
-        let Ok(mut term) =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        else {
-            return;
-        };
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = tokio::signal::ctrl_c() => {}
-        }
-        tracing::info!("shutting down");
-        signal.cancel();
-    });
-    token
-}
+pub use skiff_common::shutdown_on_signal;

@@ -1,12 +1,18 @@
-//! Pieces every Skiff program shares: the one [`Backoff`] type (watch restarts, reconcile
-//! errors, container restarts, image pulls), [`parse_duration`] for Go-style duration flags, and
-//! [`serve_tls`], the HTTPS accept loop of the
-//! apiserver and the kubelet.
+//! Pieces every Skiff program shares, whatever else it is:
+//! - [`Backoff`], the one backoff type (watch restarts, reconcile errors, container restarts,
+//!   image pulls);
+//! - [`parse_duration`] for Go-style duration flags;
+//! - [`program`]: logging and the signal that starts the one shutdown path;
+//! - [`tls`]: the one TLS server configuration builder, and [`serve_tls`], the HTTPS accept
+//!   loop of the apiserver, the kubelet and the components' health endpoints.
 
 mod backoff;
 mod duration;
+pub mod program;
 mod serve;
+pub mod tls;
 
 pub use backoff::Backoff;
 pub use duration::parse_duration;
+pub use program::{init_logging, shutdown_on_signal};
 pub use serve::serve_tls;

@@ -22,7 +22,7 @@ use skiff_client::events::{EventType, Recorder};
 
 use self::calc::{Behavior, Bounds, History, PolicyKind, Resource, Rules, Sample, Select, Target};
 use crate::context::Context;
-use crate::controller::{Reconciler, Result};
+use crate::controller::{Controller, Reconciler, Result};
 use crate::pods::CachedPod;
 use crate::workqueue::WorkQueue;
 use skiff_client::informer::{Change, key_of, split_key};
@@ -66,6 +66,12 @@ impl HpaController {
             selectors: Mutex::new(HashMap::new()),
             ctx,
         })
+    }
+}
+
+impl Controller for HpaController {
+    fn build(ctx: &Arc<Context>, queue: Arc<WorkQueue>) -> Arc<Self> {
+        Self::new(ctx.clone(), queue)
     }
 }
 
