@@ -98,13 +98,6 @@ impl Allocator {
         Err(AllocError::Full("cluster IPs"))
     }
 
-    /// Claims the first IP of the range for the `kubernetes` Service (idempotent).
-    pub async fn claim_first_ip(&self) -> Result<String, AllocError> {
-        let ip = self.first_ip();
-        self.claim(format!("{IP_PREFIX}{ip}")).await?;
-        Ok(ip.to_string())
-    }
-
     pub async fn release_ip(&self, ip: &str) {
         if let Err(e) = self.store.delete(&format!("{IP_PREFIX}{ip}"), None).await
             && !matches!(e, StoreError::NotFound { .. })

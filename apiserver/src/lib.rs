@@ -5,6 +5,7 @@
 //! strategies and talks to the store; [`watch`] streams events fed by the [`cache`].
 
 mod alloc;
+mod app;
 mod apply;
 pub mod auth;
 mod cache;

@@ -13,7 +13,7 @@ use skiff_api::{FieldError, FieldErrorKind, ResourceInfo, resources, strategy};
 use skiff_store::{Revision, Store, StoreError};
 
 use crate::alloc::{AllocError, Allocator};
-use crate::cache::{WatchCache, decode, resource_version_of};
+use crate::cache::{WatchCache, decode};
 use crate::error::{ApiError, ApiResult};
 use crate::objects::{self, meta_mut};
 use crate::request::{FieldValidation, Params};
@@ -1211,19 +1211,6 @@ impl Registry {
             "metadata": {},
             "items": items,
         }))
-    }
-
-    /// The current store revision.
-    pub async fn revision(&self) -> ApiResult<Revision> {
-        self.store
-            .current_revision()
-            .await
-            .map_err(|e| ApiError::internal(e.to_string()))
-    }
-
-    /// The newest resourceVersion of an object, if set.
-    pub fn rv(obj: &Value) -> Option<Revision> {
-        resource_version_of(obj)
     }
 }
 
