@@ -13,6 +13,7 @@ pub mod config;
 mod discovery;
 pub mod error;
 mod handlers;
+mod hooks;
 mod metrics;
 mod objects;
 mod openapi;

@@ -9,12 +9,13 @@ use base64::Engine;
 use bytes::Bytes;
 use serde_json::{Value, json};
 use skiff_api::selectors::{FieldSelector, LabelSelector};
-use skiff_api::{FieldError, FieldErrorKind, ResourceInfo, resources, strategy};
+use skiff_api::{ResourceInfo, resources, strategy};
 use skiff_store::{Revision, Store, StoreError};
 
-use crate::alloc::{AllocError, Allocator};
+use crate::alloc::{Allocator, Claims};
 use crate::cache::{WatchCache, decode};
 use crate::error::{ApiError, ApiResult};
+use crate::hooks::{self, Hooks, KindHooks};
 use crate::objects::{self, meta_mut};
 use crate::request::{FieldValidation, Params};
 
@@ -88,26 +89,6 @@ fn parse_rv(s: &str) -> ApiResult<Revision> {
         .ok_or_else(|| ApiError::bad_request(format!("invalid resource version: {s:?}")))
 }
 
-fn invalid_one(
-    info: &ResourceInfo,
-    name: &str,
-    kind: FieldErrorKind,
-    field: &str,
-    value: Option<String>,
-    detail: &str,
-) -> ApiError {
-    ApiError::invalid(
-        info,
-        name,
-        &[FieldError {
-            kind,
-            field: field.into(),
-            value,
-            detail: detail.into(),
-        }],
-    )
-}
-
 /// Decodes and strictness-checks a body through the kind's schema.
 fn admit_schema(
     info: &ResourceInfo,
@@ -160,37 +141,6 @@ fn check_type(info: &ResourceInfo, obj: &mut Value) -> ApiResult<()> {
         }
     }
     Ok(())
-}
-
-enum Alloc {
-    Ip(String),
-    Port(u16),
-}
-
-/// Whether a Service's type needs node ports.
-fn needs_node_ports(svc: &Value) -> bool {
-    matches!(
-        svc.pointer("/spec/type").and_then(Value::as_str),
-        Some("NodePort" | "LoadBalancer")
-    )
-}
-
-fn node_ports(svc: &Value) -> Vec<u16> {
-    svc.pointer("/spec/ports")
-        .and_then(Value::as_array)
-        .map(|ps| {
-            ps.iter()
-                .filter_map(|p| p.get("nodePort")?.as_u64())
-                .map(|p| p as u16)
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-fn cluster_ip(svc: &Value) -> Option<&str> {
-    svc.pointer("/spec/clusterIP")
-        .and_then(Value::as_str)
-        .filter(|s| !s.is_empty() && *s != "None")
 }
 
 impl Registry {
@@ -251,23 +201,16 @@ impl Registry {
         Ok(to_external(info, obj))
     }
 
-    /// Whether namespace `ns` exists; `Err` with 404 if not, 403 if it is terminating and
-    /// `creating` is set.
-    pub async fn check_namespace(&self, ns: &str, creating: bool) -> ApiResult<()> {
-        let info = resources::find("", "v1", "namespaces").expect("namespaces are served");
+    /// Whether new objects may be created in namespace `ns`: `Err` with 404 if it does not
+    /// exist, 403 if it is being terminated.
+    async fn check_namespace(&self, ns: &str) -> ApiResult<()> {
+        let info = hooks::namespace::resource();
         let key = info.storage_key(None, ns);
-        let cached = self.cache.for_resource(info).and_then(|c| c.get(&key));
-        let deleting = match cached {
-            Some(o) => objects::is_deleting(&o),
+        match self.cache.for_resource(info).and_then(|c| c.get(&key)) {
+            Some(o) => hooks::namespace::admit_content(ns, &o),
             // The cache may lag a namespace created a moment ago: ask the store.
-            None => objects::is_deleting(&self.read(info, &key, ns).await?.0),
-        };
-        if creating && deleting {
-            return Err(ApiError::forbidden(format!(
-                "unable to create new content in namespace {ns} because it is being terminated"
-            )));
+            None => hooks::namespace::admit_content(ns, &self.read(info, &key, ns).await?.0),
         }
-        Ok(())
     }
 
     /// LIST with selectors and pagination.
@@ -487,15 +430,18 @@ impl Registry {
             crate::apply::track_update(None, &mut obj, m, &info.api_version(), None);
         }
         if info.namespaced {
-            self.check_namespace(objects::namespace(&obj).unwrap_or("default"), true)
+            self.check_namespace(objects::namespace(&obj).unwrap_or("default"))
                 .await?;
         }
         let dry_run = params.dry_run()?;
         let key = Self::key(info, objects::namespace(&obj), &name);
-        let allocs = if info.plural == "services" && !dry_run {
-            self.allocate_service(info, &name, &mut obj, None).await?
+        let claims = if dry_run {
+            Claims::default()
         } else {
-            Vec::new()
+            let hooks = Hooks::for_resource(info);
+            hooks
+                .before_create(&self.alloc, info, &name, &mut obj)
+                .await?
         };
         if dry_run {
             return Ok(Written {
@@ -545,192 +491,8 @@ impl Registry {
                 })
             }
             Err(e) => {
-                self.release(allocs).await;
+                self.alloc.release(claims).await;
                 Err(ApiError::from_store(e, info, &name))
-            }
-        }
-    }
-
-    async fn release(&self, allocs: Vec<Alloc>) {
-        for a in allocs {
-            match a {
-                Alloc::Ip(ip) => self.alloc.release_ip(&ip).await,
-                Alloc::Port(p) => self.alloc.release_port(p).await,
-            }
-        }
-    }
-
-    /// Allocates a Service's ClusterIP and node ports, reusing those of `old` on update.
-    /// Returns what was newly claimed, so a failed write can give it back.
-    async fn allocate_service(
-        &self,
-        info: &ResourceInfo,
-        name: &str,
-        svc: &mut Value,
-        old: Option<&Value>,
-    ) -> ApiResult<Vec<Alloc>> {
-        let mut claimed = Vec::new();
-        let result = self.allocate_service_inner(svc, old, &mut claimed).await;
-        match result {
-            Ok(()) => Ok(claimed),
-            Err((field, value, e)) => {
-                self.release(claimed).await;
-                match e {
-                    AllocError::Store(s) => Err(ApiError::from_store(s, info, name)),
-                    e => Err(invalid_one(
-                        info,
-                        name,
-                        FieldErrorKind::Invalid,
-                        &field,
-                        value,
-                        &e.to_string(),
-                    )),
-                }
-            }
-        }
-    }
-
-    async fn allocate_service_inner(
-        &self,
-        svc: &mut Value,
-        old: Option<&Value>,
-        claimed: &mut Vec<Alloc>,
-    ) -> Result<(), (String, Option<String>, AllocError)> {
-        let ty = svc
-            .pointer("/spec/type")
-            .and_then(Value::as_str)
-            .unwrap_or("ClusterIP")
-            .to_string();
-        if ty != "ExternalName" {
-            let requested = svc
-                .pointer("/spec/clusterIP")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_string();
-            let old_ip = old.and_then(cluster_ip).map(String::from);
-            let ip = match (requested.as_str(), old_ip) {
-                ("None", _) => None,
-                ("", Some(o)) => Some(o),
-                (r, Some(o)) if r == o => Some(o),
-                ("", None) => {
-                    let ip = self
-                        .alloc
-                        .allocate_ip(None)
-                        .await
-                        .map_err(|e| ("spec.clusterIP".into(), None, e))?;
-                    claimed.push(Alloc::Ip(ip.clone()));
-                    Some(ip)
-                }
-                (r, _) => {
-                    let ip = self.alloc.allocate_ip(Some(r)).await.map_err(|e| {
-                        (
-                            "spec.clusterIPs".into(),
-                            Some(format!("[]string{{\"{r}\"}}")),
-                            e,
-                        )
-                    })?;
-                    claimed.push(Alloc::Ip(ip.clone()));
-                    Some(ip)
-                }
-            };
-            let spec = svc["spec"].as_object_mut().expect("service spec");
-            match ip {
-                Some(ip) => {
-                    spec.insert("clusterIP".into(), json!(ip));
-                    spec.insert("clusterIPs".into(), json!([ip]));
-                }
-                None => {
-                    spec.insert("clusterIP".into(), json!("None"));
-                    spec.insert("clusterIPs".into(), json!(["None"]));
-                }
-            }
-        }
-        if needs_node_ports(svc) {
-            let old_ports: Vec<(u64, String, u16)> = old
-                .and_then(|o| o.pointer("/spec/ports").and_then(Value::as_array))
-                .map(|ps| {
-                    ps.iter()
-                        .filter_map(|p| {
-                            Some((
-                                p.get("port")?.as_u64()?,
-                                p.get("protocol")
-                                    .and_then(Value::as_str)
-                                    .unwrap_or("TCP")
-                                    .to_string(),
-                                p.get("nodePort")?.as_u64()? as u16,
-                            ))
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
-            let old_node_ports: Vec<u16> = old_ports.iter().map(|p| p.2).collect();
-            let n = svc
-                .pointer("/spec/ports")
-                .and_then(Value::as_array)
-                .map_or(0, Vec::len);
-            for i in 0..n {
-                let port = &svc["spec"]["ports"][i];
-                let requested = port
-                    .get("nodePort")
-                    .and_then(Value::as_u64)
-                    .map(|p| p as u16)
-                    .filter(|p| *p != 0);
-                let svc_port = port.get("port").and_then(Value::as_u64).unwrap_or(0);
-                let proto = port
-                    .get("protocol")
-                    .and_then(Value::as_str)
-                    .unwrap_or("TCP")
-                    .to_string();
-                let np = match requested {
-                    Some(p) if old_node_ports.contains(&p) => p,
-                    Some(p) => {
-                        let p = self.alloc.allocate_port(Some(p)).await.map_err(|e| {
-                            (format!("spec.ports[{i}].nodePort"), Some(p.to_string()), e)
-                        })?;
-                        claimed.push(Alloc::Port(p));
-                        p
-                    }
-                    None => match old_ports
-                        .iter()
-                        .find(|(op, opr, _)| *op == svc_port && *opr == proto)
-                    {
-                        Some((_, _, np)) => *np,
-                        None => {
-                            let p = self
-                                .alloc
-                                .allocate_port(None)
-                                .await
-                                .map_err(|e| (format!("spec.ports[{i}].nodePort"), None, e))?;
-                            claimed.push(Alloc::Port(p));
-                            p
-                        }
-                    },
-                };
-                svc["spec"]["ports"][i]["nodePort"] = json!(np);
-            }
-        } else if let Some(ports) = svc.pointer_mut("/spec/ports").and_then(Value::as_array_mut) {
-            for p in ports {
-                if let Some(m) = p.as_object_mut() {
-                    m.remove("nodePort");
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// After a Service update: gives back what the old version held and the new does not.
-    async fn release_service_diff(&self, old: &Value, new: Option<&Value>) {
-        let old_ip = cluster_ip(old);
-        let new_ip = new.and_then(cluster_ip);
-        if let Some(ip) = old_ip
-            && Some(ip) != new_ip
-        {
-            self.alloc.release_ip(ip).await;
-        }
-        let keep = new.map(node_ports).unwrap_or_default();
-        for p in node_ports(old) {
-            if !keep.contains(&p) {
-                self.alloc.release_port(p).await;
             }
         }
     }
@@ -751,6 +513,7 @@ impl Registry {
         F: FnMut(Value) -> ApiResult<Option<Value>>,
     {
         let key = Self::key(info, ns, name);
+        let hooks = Hooks::for_resource(info);
         for _ in 0..16 {
             let (current, rev) = self.read(info, &key, name).await?;
             let current = to_external(info, current);
@@ -770,12 +533,12 @@ impl Registry {
             if new == current {
                 return Ok(current);
             }
-            let is_service = info.plural == "services";
-            let allocs = if is_service && !dry_run {
-                self.allocate_service(info, name, &mut new, Some(&current))
-                    .await?
+            let claims = if dry_run {
+                Claims::default()
             } else {
-                Vec::new()
+                hooks
+                    .before_update(&self.alloc, info, name, &mut new, &current)
+                    .await?
             };
             if dry_run {
                 return Ok(new);
@@ -792,7 +555,7 @@ impl Registry {
             if finished {
                 return match self.store.delete(&key, Some(rev)).await {
                     Ok((_, del_rev)) => {
-                        self.after_delete(info, &current).await;
+                        hooks.after_delete(&self.alloc, &current).await;
                         let mut out = to_external(info, stored);
                         crate::cache::set_resource_version(&mut out, del_rev);
                         Ok(out)
@@ -803,19 +566,17 @@ impl Registry {
             }
             match self.store.update(&key, rev, encode(&stored)).await {
                 Ok(new_rev) => {
-                    if is_service {
-                        self.release_service_diff(&current, Some(&stored)).await;
-                    }
+                    hooks.after_update(&self.alloc, &current, &stored).await;
                     let mut out = to_external(info, stored);
                     crate::cache::set_resource_version(&mut out, new_rev);
                     return Ok(out);
                 }
                 Err(StoreError::Conflict { .. }) => {
-                    self.release(allocs).await;
+                    self.alloc.release(claims).await;
                     continue;
                 }
                 Err(e) => {
-                    self.release(allocs).await;
+                    self.alloc.release(claims).await;
                     return Err(ApiError::from_store(e, info, name));
                 }
             }
@@ -975,10 +736,7 @@ impl Registry {
             Err(e)
                 if e.code == 404
                     && sub.is_none()
-                    && matches!(
-                        info.plural,
-                        "endpoints" | "events" | "leases" | "endpointslices"
-                    ) =>
+                    && Hooks::for_resource(info).allow_create_on_update() =>
             {
                 let mut body = body;
                 meta_mut(&mut body).insert("name".into(), json!(name));
@@ -1030,14 +788,8 @@ impl Registry {
                 )));
             }
         };
-        if info.plural == "namespaces" && matches!(name, "default" | "kube-system" | "kube-public")
-        {
-            let mut e = ApiError::forbidden(format!(
-                "namespaces \"{name}\" is forbidden: this namespace may not be deleted"
-            ));
-            e.details = Some(json!({ "name": name, "kind": "namespaces" }));
-            return Err(e);
-        }
+        let hooks = Hooks::for_resource(info);
+        hooks.guard_delete(name)?;
         let key = Self::key(info, ns, name);
         for _ in 0..16 {
             let (current, rev) = self.read(info, &key, name).await?;
@@ -1066,42 +818,14 @@ impl Registry {
                     ),
                 ));
             }
-            // Pods on a node terminate gracefully: the kubelet finishes the delete.
-            let grace = if info.plural == "pods" {
-                let scheduled = current
-                    .pointer("/spec/nodeName")
-                    .and_then(Value::as_str)
-                    .is_some_and(|s| !s.is_empty());
-                let finished = matches!(
-                    current.pointer("/status/phase").and_then(Value::as_str),
-                    Some("Succeeded" | "Failed")
-                );
-                if !scheduled || finished {
-                    0
-                } else {
-                    grace_req
-                        .unwrap_or_else(|| {
-                            current
-                                .pointer("/spec/terminationGracePeriodSeconds")
-                                .and_then(Value::as_i64)
-                                .unwrap_or(30)
-                        })
-                        .max(0)
-                }
-            } else {
-                0
-            };
+            let grace = hooks.grace_period(&current, grace_req);
             let mut finalizers = objects::finalizers(&current);
             if let Some(f) = extra_finalizer
                 && !finalizers.iter().any(|x| x == f)
             {
                 finalizers.push(f.to_string());
             }
-            let namespace_pending = info.plural == "namespaces"
-                && current
-                    .pointer("/spec/finalizers")
-                    .and_then(Value::as_array)
-                    .is_some_and(|a| !a.is_empty());
+            let awaits_finalization = hooks.awaits_finalization(&current);
             if dry_run {
                 return Ok(Written {
                     code: 200,
@@ -1110,10 +834,10 @@ impl Registry {
                     json: None,
                 });
             }
-            if finalizers.is_empty() && grace == 0 && !namespace_pending {
+            if finalizers.is_empty() && grace == 0 && !awaits_finalization {
                 return match self.store.delete(&key, Some(rev)).await {
                     Ok((_, del_rev)) => {
-                        self.after_delete(info, &current).await;
+                        hooks.after_delete(&self.alloc, &current).await;
                         let mut out = to_external(info, current);
                         crate::cache::set_resource_version(&mut out, del_rev);
                         Ok(Written {
@@ -1144,9 +868,7 @@ impl Registry {
             if !finalizers.is_empty() {
                 meta.insert("finalizers".into(), json!(finalizers));
             }
-            if info.plural == "namespaces" {
-                marked["status"]["phase"] = json!("Terminating");
-            }
+            hooks.mark_deleting(&mut marked);
             if marked == current {
                 return Ok(Written {
                     code: 202,
@@ -1171,13 +893,6 @@ impl Registry {
             }
         }
         Err(ApiError::modified(info, name))
-    }
-
-    /// What goes when an object is really gone.
-    async fn after_delete(&self, info: &ResourceInfo, obj: &Value) {
-        if info.plural == "services" {
-            self.release_service_diff(obj, None).await;
-        }
     }
 
     /// DELETE on a collection: deletes every matching object.
