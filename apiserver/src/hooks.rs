@@ -190,3 +190,73 @@ impl KindHooks for Hooks {
         each!(self, h => h.after_delete(alloc, obj).await)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::{Hooks, KindHooks};
+
+    #[test]
+    fn resources_outside_the_table_have_no_hooks() {
+        // E.g. a CustomResourceDefinition's resource, added at run time.
+        let hooks = Hooks::of("example.com", "widgets");
+        assert!(matches!(hooks, Hooks::None(_)));
+        let mut obj = json!({ "metadata": { "name": "w" }, "spec": { "finalizers": ["x"] } });
+        assert!(hooks.guard_delete("default").is_ok());
+        assert_eq!(hooks.grace_period(&obj, Some(30)), 0);
+        assert!(!hooks.awaits_finalization(&obj));
+        let before = obj.clone();
+        hooks.mark_deleting(&mut obj);
+        assert_eq!(obj, before);
+        assert!(!hooks.allow_create_on_update());
+    }
+
+    #[test]
+    fn a_put_creates_only_endpoints_events_leases_and_endpoint_slices() {
+        for (group, resource) in [
+            ("", "endpoints"),
+            ("", "events"),
+            ("coordination.k8s.io", "leases"),
+            ("discovery.k8s.io", "endpointslices"),
+        ] {
+            assert!(
+                Hooks::of(group, resource).allow_create_on_update(),
+                "{group}/{resource}"
+            );
+        }
+        for (group, resource) in [
+            ("", "configmaps"),
+            ("", "services"),
+            ("apps", "deployments"),
+        ] {
+            assert!(
+                !Hooks::of(group, resource).allow_create_on_update(),
+                "{group}/{resource}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_served_resource_keeps_its_hooks() {
+        // The resources with hooks are all served, under the group and plural matched above.
+        let with_hooks = skiff_api::resources::all()
+            .iter()
+            .filter(|r| !matches!(Hooks::for_resource(r), Hooks::None(_)))
+            .map(|r| format!("{}/{}", r.group, r.plural))
+            .collect::<Vec<_>>();
+        let mut want = vec![
+            "/namespaces",
+            "/pods",
+            "/services",
+            "/endpoints",
+            "/events",
+            "coordination.k8s.io/leases",
+            "discovery.k8s.io/endpointslices",
+        ];
+        let mut got = with_hooks.iter().map(String::as_str).collect::<Vec<_>>();
+        want.sort();
+        got.sort();
+        assert_eq!(got, want);
+    }
+}

@@ -135,3 +135,101 @@ impl Registry {
         Ok((obj, kv.mod_revision))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::sync::Arc;
+
+    use serde_json::{Value, json};
+    use skiff_api::resources;
+    use skiff_store::{EmbeddedStore, Store};
+    use tokio_util::sync::CancellationToken;
+
+    use super::Registry;
+    use crate::alloc::Allocator;
+    use crate::cache::WatchCache;
+    use crate::request::Params;
+
+    async fn claimed(store: &Arc<dyn Store>) -> usize {
+        let list = store
+            .list("/registry/allocations/", None, 0, None)
+            .await
+            .unwrap();
+        list.items.len()
+    }
+
+    /// A dry run answers as the write would, but claims no ClusterIP or node port.
+    #[tokio::test]
+    async fn dry_run_allocates_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> =
+            Arc::new(EmbeddedStore::open(&dir.path().join("state.redb")).unwrap());
+        let shutdown = CancellationToken::new();
+        let cache = WatchCache::start(store.clone(), resources::all(), shutdown.clone());
+        cache.wait_synced().await;
+        let alloc = Allocator::new(
+            store.clone(),
+            "10.96.0.0/24".parse().unwrap(),
+            (30000, 30009),
+        );
+        let registry = Registry::new(store.clone(), cache, alloc);
+        let none = Params::default();
+        let dry = Params(HashMap::from([("dryRun".into(), "All".into())]));
+
+        let namespaces = resources::find("", "v1", "namespaces").unwrap();
+        let ns =
+            json!({ "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": "default" } });
+        registry
+            .create(namespaces, None, ns, &none, None)
+            .await
+            .unwrap();
+
+        let services = resources::find("", "v1", "services").unwrap();
+        let svc = json!({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": { "name": "web", "namespace": "default" },
+            "spec": { "type": "NodePort", "ports": [{ "port": 80, "protocol": "TCP" }] },
+        });
+        let w = registry
+            .create(services, Some("default"), svc.clone(), &dry, None)
+            .await
+            .unwrap();
+        assert_eq!(w.code, 201);
+        assert_eq!(claimed(&store).await, 0);
+        assert_eq!(
+            registry
+                .get(services, Some("default"), "web", &none)
+                .await
+                .unwrap_err()
+                .code,
+            404
+        );
+
+        registry
+            .create(services, Some("default"), svc, &none, None)
+            .await
+            .unwrap();
+        assert_eq!(claimed(&store).await, 2, "the ClusterIP and the node port");
+
+        let add_port = |mut cur: Value| {
+            let ports = cur["spec"]["ports"].as_array_mut().unwrap();
+            ports.push(json!({ "name": "b", "port": 81, "protocol": "TCP" }));
+            ports[0]["name"] = json!("a");
+            Ok(Some(cur))
+        };
+        let updated = registry
+            .guaranteed_update(services, Some("default"), "web", add_port, true)
+            .await
+            .unwrap();
+        assert_eq!(updated["spec"]["ports"].as_array().unwrap().len(), 2);
+        assert_eq!(claimed(&store).await, 2, "a dry run claims no node port");
+
+        registry
+            .guaranteed_update(services, Some("default"), "web", add_port, false)
+            .await
+            .unwrap();
+        assert_eq!(claimed(&store).await, 3, "the second port's node port");
+        shutdown.cancel();
+    }
+}

@@ -51,3 +51,66 @@ pub fn admit_content(ns: &str, namespace: &Value) -> ApiResult<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use crate::hooks::{Hooks, KindHooks};
+
+    #[test]
+    fn built_in_namespaces_may_not_be_deleted() {
+        let hooks = Hooks::of("", "namespaces");
+        assert!(matches!(hooks, Hooks::Namespace(_)));
+        for name in ["default", "kube-system", "kube-public"] {
+            let e = hooks.guard_delete(name).unwrap_err();
+            assert_eq!(e.code, 403);
+            // The exact Status clients have always been sent.
+            assert_eq!(
+                serde_json::to_string(&e.to_status()).unwrap(),
+                format!(
+                    r#"{{"kind":"Status","apiVersion":"v1","metadata":{{}},"status":"Failure","message":"namespaces \"{name}\" is forbidden: this namespace may not be deleted","reason":"Forbidden","code":403,"details":{{"name":"{name}","kind":"namespaces"}}}}"#
+                )
+            );
+        }
+        for name in ["kube-node-lease", "team-a"] {
+            assert!(hooks.guard_delete(name).is_ok(), "{name}");
+        }
+        // Only the core Namespace resource is guarded.
+        assert!(
+            Hooks::of("example.com", "namespaces")
+                .guard_delete("default")
+                .is_ok()
+        );
+        assert!(Hooks::of("", "configmaps").guard_delete("default").is_ok());
+    }
+
+    #[test]
+    fn deleted_namespace_terminates_until_finalized() {
+        let hooks = Hooks::of("", "namespaces");
+        let mut ns =
+            json!({ "metadata": { "name": "team-a" }, "spec": { "finalizers": ["kubernetes"] } });
+        assert!(hooks.awaits_finalization(&ns));
+        hooks.mark_deleting(&mut ns);
+        assert_eq!(ns["status"]["phase"], "Terminating");
+
+        let finalized = json!({ "metadata": { "name": "team-a" }, "spec": { "finalizers": [] } });
+        assert!(!hooks.awaits_finalization(&finalized));
+        assert!(!hooks.awaits_finalization(&json!({ "metadata": { "name": "team-a" } })));
+    }
+
+    #[test]
+    fn no_new_content_in_a_terminating_namespace() {
+        let live = json!({ "metadata": { "name": "team-a" } });
+        assert!(super::admit_content("team-a", &live).is_ok());
+        let terminating = json!({
+            "metadata": { "name": "team-a", "deletionTimestamp": "2024-01-01T00:00:00Z" },
+        });
+        let e = super::admit_content("team-a", &terminating).unwrap_err();
+        assert_eq!(e.code, 403);
+        assert_eq!(
+            e.message,
+            "unable to create new content in namespace team-a because it is being terminated"
+        );
+    }
+}
