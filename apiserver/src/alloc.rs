@@ -30,6 +30,27 @@ pub enum AllocError {
     Store(#[from] StoreError),
 }
 
+/// What one write claimed, so that a write that fails can give it back
+/// ([`Allocator::release`]).
+#[derive(Debug, Default)]
+pub struct Claims(Vec<Claim>);
+
+#[derive(Debug)]
+enum Claim {
+    Ip(String),
+    Port(u16),
+}
+
+impl Claims {
+    pub fn ip(&mut self, ip: String) {
+        self.0.push(Claim::Ip(ip));
+    }
+
+    pub fn port(&mut self, port: u16) {
+        self.0.push(Claim::Port(port));
+    }
+}
+
 pub struct Allocator {
     store: Arc<dyn Store>,
     ips: Ipv4Net,
@@ -98,13 +119,6 @@ impl Allocator {
         Err(AllocError::Full("cluster IPs"))
     }
 
-    /// Claims the first IP of the range for the `kubernetes` Service (idempotent).
-    pub async fn claim_first_ip(&self) -> Result<String, AllocError> {
-        let ip = self.first_ip();
-        self.claim(format!("{IP_PREFIX}{ip}")).await?;
-        Ok(ip.to_string())
-    }
-
     pub async fn release_ip(&self, ip: &str) {
         if let Err(e) = self.store.delete(&format!("{IP_PREFIX}{ip}"), None).await
             && !matches!(e, StoreError::NotFound { .. })
@@ -144,6 +158,16 @@ impl Allocator {
             && !matches!(e, StoreError::NotFound { .. })
         {
             tracing::warn!(port, error = %e, "could not release node port");
+        }
+    }
+
+    /// Gives back everything a failed write claimed.
+    pub async fn release(&self, claims: Claims) {
+        for c in claims.0 {
+            match c {
+                Claim::Ip(ip) => self.release_ip(&ip).await,
+                Claim::Port(p) => self.release_port(p).await,
+            }
         }
     }
 }

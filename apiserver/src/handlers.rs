@@ -12,6 +12,7 @@ use http::{Method, request::Parts};
 use serde_json::{Value, json};
 use skiff_api::{ResourceInfo, resources};
 
+use crate::app::App;
 use crate::apply;
 use crate::auth::{self, Attributes, PeerIdentity};
 use crate::discovery;
@@ -20,7 +21,6 @@ use crate::objects;
 use crate::registry::Written;
 use crate::render::{self, respond, respond_json};
 use crate::request::{self, ApiPath, Format, Params, Target};
-use crate::server::App;
 use crate::watch;
 
 /// Entry point for every request.

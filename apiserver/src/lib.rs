@@ -1,28 +1,40 @@
 //! `skiff-apiserver`: the Kubernetes REST + watch API over HTTPS, on etcd or an embedded store.
 //!
 //! Request path: [`server`] accepts TLS connections and reads client certificates;
-//! [`handlers`] authenticates, authorizes and routes; [`registry`] runs the per-kind
-//! strategies and talks to the store; [`watch`] streams events fed by the [`cache`].
+//! `handlers` authenticates, authorizes and routes with the shared state of `app`; `registry`
+//! runs the generic create/read/update/delete with the per-kind strategies and `hooks`, on the
+//! store; `watch` streams events fed by the `cache`.
 
-mod alloc;
-mod apply;
-pub mod auth;
-mod cache;
+// Startup and shared state.
+mod app;
 pub mod config;
+pub mod pki;
+pub mod server;
+
+// The HTTP front: authentication, routing, output formats, the documents about the API.
+pub mod auth;
 mod discovery;
 pub mod error;
 mod handlers;
 mod metrics;
-mod objects;
 mod openapi;
-pub mod pki;
-mod proxy;
-mod registry;
 mod render;
 mod request;
-mod resource_metrics;
-pub mod server;
+
+// Objects and their storage.
+mod alloc;
+mod apply;
+mod hooks;
+mod objects;
+mod registry;
+
+// Watching.
+mod cache;
 mod watch;
+
+// Served beside the stored resources: the kubelet proxy and the resource metrics API.
+mod proxy;
+mod resource_metrics;
 
 pub use config::Config;
 pub use server::run;

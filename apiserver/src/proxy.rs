@@ -24,10 +24,10 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::Role;
 use tokio_tungstenite::tungstenite::{self, Message};
 
+use crate::app::App;
 use crate::error::{ApiError, ApiResult};
 use crate::pki::CertKey;
 use crate::request::Params;
-use crate::server::App;
 
 /// The exec subprotocols relayed, newest first.
 const EXEC_PROTOCOLS: [&str; 2] = ["v5.channel.k8s.io", "v4.channel.k8s.io"];

@@ -1,22 +1,27 @@
 //! The generic registry: create, read, update, patch and delete for every resource, on top of
-//! the store, with the per-kind strategies of `skiff_api::strategy` and the few kinds that need
-//! more (Services allocate IPs and ports; Pods bind and delete gracefully; Namespaces
+//! the store, with the per-kind strategies of `skiff_api::strategy` and the per-kind hooks of
+//! [`crate::hooks`] (Services allocate IPs and ports; Pods delete gracefully; Namespaces
 //! terminate).
+//!
+//! One module per verb family ([`read`], [`create`], [`update`], [`delete`]) plus the body
+//! checks they share ([`admit`]); this module holds the state and the storage helpers.
+
+mod admit;
+mod create;
+mod delete;
+mod read;
+mod update;
 
 use std::sync::Arc;
 
-use base64::Engine;
 use bytes::Bytes;
-use serde_json::{Value, json};
-use skiff_api::selectors::{FieldSelector, LabelSelector};
-use skiff_api::{FieldError, FieldErrorKind, ResourceInfo, resources, strategy};
-use skiff_store::{Revision, Store, StoreError};
+use serde_json::Value;
+use skiff_api::{ResourceInfo, resources, strategy};
+use skiff_store::{Revision, Store};
 
-use crate::alloc::{AllocError, Allocator};
-use crate::cache::{WatchCache, decode, resource_version_of};
+use crate::alloc::Allocator;
+use crate::cache::{WatchCache, decode};
 use crate::error::{ApiError, ApiResult};
-use crate::objects::{self, meta_mut};
-use crate::request::{FieldValidation, Params};
 
 /// A successful write: the HTTP code, the object as the client should see it, and warnings
 /// for the `Warning` header.
@@ -39,6 +44,7 @@ pub struct Page {
     pub remaining: Option<i64>,
 }
 
+/// The generic registry over one store, with its watch cache and the Service allocator.
 pub struct Registry {
     pub store: Arc<dyn Store>,
     pub cache: WatchCache,
@@ -63,6 +69,7 @@ fn to_storage(info: &'static ResourceInfo, obj: Value) -> Value {
     strategy::convert(s, obj, s.version)
 }
 
+/// The bytes stored for `obj`.
 fn encode(obj: &Value) -> Bytes {
     // resourceVersion is never stored: it comes from the store's revision on read.
     let unstored = |m: &serde_json::Map<String, Value>| {
@@ -88,111 +95,6 @@ fn parse_rv(s: &str) -> ApiResult<Revision> {
         .ok_or_else(|| ApiError::bad_request(format!("invalid resource version: {s:?}")))
 }
 
-fn invalid_one(
-    info: &ResourceInfo,
-    name: &str,
-    kind: FieldErrorKind,
-    field: &str,
-    value: Option<String>,
-    detail: &str,
-) -> ApiError {
-    ApiError::invalid(
-        info,
-        name,
-        &[FieldError {
-            kind,
-            field: field.into(),
-            value,
-            detail: detail.into(),
-        }],
-    )
-}
-
-/// Decodes and strictness-checks a body through the kind's schema.
-fn admit_schema(
-    info: &ResourceInfo,
-    obj: Value,
-    fv: FieldValidation,
-    warnings: &mut Vec<String>,
-) -> ApiResult<Value> {
-    let (obj, unknown) = strategy::normalize(info, obj).map_err(ApiError::bad_request)?;
-    if !unknown.is_empty() {
-        match fv {
-            FieldValidation::Strict => {
-                let list: Vec<String> = unknown
-                    .iter()
-                    .map(|f| format!("unknown field \"{f}\""))
-                    .collect();
-                return Err(ApiError::bad_request(format!(
-                    "strict decoding error: {}",
-                    list.join(", ")
-                )));
-            }
-            FieldValidation::Warn => {
-                warnings.extend(unknown.iter().map(|f| format!("unknown field \"{f}\"")))
-            }
-            FieldValidation::Ignore => {}
-        }
-    }
-    Ok(obj)
-}
-
-/// Checks (and fills in) `apiVersion` and `kind` against the URL's resource.
-fn check_type(info: &ResourceInfo, obj: &mut Value) -> ApiResult<()> {
-    let want_av = info.api_version();
-    match obj.get("apiVersion").and_then(Value::as_str) {
-        None | Some("") => obj["apiVersion"] = json!(want_av),
-        Some(av) if av == want_av => {}
-        Some(av) => {
-            return Err(ApiError::bad_request(format!(
-                "the API version in the data ({av}) does not match the expected API version ({want_av})"
-            )));
-        }
-    }
-    match obj.get("kind").and_then(Value::as_str) {
-        None | Some("") => obj["kind"] = json!(info.kind),
-        Some(k) if k == info.kind => {}
-        Some(k) => {
-            return Err(ApiError::bad_request(format!(
-                "the kind in the data ({k}) does not match the expected kind ({})",
-                info.kind
-            )));
-        }
-    }
-    Ok(())
-}
-
-enum Alloc {
-    Ip(String),
-    Port(u16),
-}
-
-/// Whether a Service's type needs node ports.
-fn needs_node_ports(svc: &Value) -> bool {
-    matches!(
-        svc.pointer("/spec/type").and_then(Value::as_str),
-        Some("NodePort" | "LoadBalancer")
-    )
-}
-
-fn node_ports(svc: &Value) -> Vec<u16> {
-    svc.pointer("/spec/ports")
-        .and_then(Value::as_array)
-        .map(|ps| {
-            ps.iter()
-                .filter_map(|p| p.get("nodePort")?.as_u64())
-                .map(|p| p as u16)
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-fn cluster_ip(svc: &Value) -> Option<&str> {
-    svc.pointer("/spec/clusterIP")
-        .and_then(Value::as_str)
-        .filter(|s| !s.is_empty() && *s != "None")
-}
-
 impl Registry {
     pub fn new(store: Arc<dyn Store>, cache: WatchCache, alloc: Allocator) -> Self {
         Registry {
@@ -215,6 +117,7 @@ impl Registry {
         }
     }
 
+    /// One object and its revision, straight from the store.
     async fn read(
         &self,
         info: &'static ResourceInfo,
@@ -231,1023 +134,102 @@ impl Registry {
             decode(&kv.value, kv.mod_revision).map_err(|e| ApiError::internal(e.to_string()))?;
         Ok((obj, kv.mod_revision))
     }
+}
 
-    /// GET one object.
-    pub async fn get(
-        &self,
-        info: &'static ResourceInfo,
-        ns: Option<&str>,
-        name: &str,
-        params: &Params,
-    ) -> ApiResult<Value> {
-        let key = Self::key(info, ns, name);
-        if params.get("resourceVersion") == Some("0")
-            && let Some(cache) = self.cache.for_resource(info)
-            && let Some(obj) = cache.get(&key)
-        {
-            return Ok(to_external(info, (*obj).clone()));
-        }
-        let (obj, _) = self.read(info, &key, name).await?;
-        Ok(to_external(info, obj))
-    }
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::sync::Arc;
 
-    /// Whether namespace `ns` exists; `Err` with 404 if not, 403 if it is terminating and
-    /// `creating` is set.
-    pub async fn check_namespace(&self, ns: &str, creating: bool) -> ApiResult<()> {
-        let info = resources::find("", "v1", "namespaces").expect("namespaces are served");
-        let key = info.storage_key(None, ns);
-        let cached = self.cache.for_resource(info).and_then(|c| c.get(&key));
-        let deleting = match cached {
-            Some(o) => objects::is_deleting(&o),
-            // The cache may lag a namespace created a moment ago: ask the store.
-            None => objects::is_deleting(&self.read(info, &key, ns).await?.0),
-        };
-        if creating && deleting {
-            return Err(ApiError::forbidden(format!(
-                "unable to create new content in namespace {ns} because it is being terminated"
-            )));
-        }
-        Ok(())
-    }
+    use serde_json::{Value, json};
+    use skiff_api::resources;
+    use skiff_store::{EmbeddedStore, Store};
+    use tokio_util::sync::CancellationToken;
 
-    /// LIST with selectors and pagination.
-    pub async fn list(
-        &self,
-        info: &'static ResourceInfo,
-        ns: Option<&str>,
-        params: &Params,
-    ) -> ApiResult<Page> {
-        let labels =
-            match params.get("labelSelector") {
-                Some(s) => Some(LabelSelector::parse(s).map_err(|e| {
-                    ApiError::bad_request(format!("unable to parse requirement: {e}"))
-                })?),
-                None => None,
-            };
-        let fields = match params.get("fieldSelector") {
-            Some(s) => Some(FieldSelector::parse(s, info).map_err(ApiError::bad_request)?),
-            None => None,
-        };
-        let keep = |obj: &Value| {
-            labels.as_ref().is_none_or(|l| {
-                l.matches(obj.pointer("/metadata/labels").and_then(Value::as_object))
-            }) && fields.as_ref().is_none_or(|f| f.matches(obj))
-        };
-        let limit = params.int("limit")?.filter(|l| *l > 0).map(|l| l as usize);
-        let prefix = Self::list_prefix(info, ns);
+    use super::Registry;
+    use crate::alloc::Allocator;
+    use crate::cache::WatchCache;
+    use crate::request::Params;
 
-        // resourceVersion=0 without pagination: any recent state will do, serve the cache.
-        if params.get("resourceVersion") == Some("0")
-            && params.get("continue").is_none()
-            && let Some(cache) = self.cache.for_resource(info)
-        {
-            let (snapshot, rev) = cache.snapshot(&prefix);
-            let mut items: Vec<Value> = snapshot
-                .iter()
-                .filter(|o| keep(o))
-                .map(|o| to_external(info, (**o).clone()))
-                .collect();
-            let mut continue_token = None;
-            if let Some(l) = limit
-                && items.len() > l
-            {
-                items.truncate(l);
-                // Later pages come from the store at the same revision.
-                let last = items
-                    .last()
-                    .and_then(|o| objects::name(o))
-                    .unwrap_or_default();
-                let last_ns = items.last().and_then(|o| objects::namespace(o));
-                continue_token = Some(encode_continue(rev, &Self::key(info, last_ns, last)));
-            }
-            return Ok(Page {
-                items,
-                resource_version: rev,
-                continue_token,
-                remaining: None,
-            });
-        }
-
-        let (mut start, mut revision) = match params.get("continue") {
-            Some(token) => {
-                let (rev, start) = decode_continue(token)?;
-                (Some(start), Some(rev))
-            }
-            None => {
-                let rev = match (
-                    params.get("resourceVersion"),
-                    params.get("resourceVersionMatch"),
-                ) {
-                    (Some(rv), Some("Exact")) => Some(parse_rv(rv)?),
-                    _ => None,
-                };
-                (None, rev)
-            }
-        };
-        let mut items = Vec::new();
-        let page_size = limit.map(|l| l.max(100)).unwrap_or(0);
-        loop {
-            let res = self
-                .store
-                .list(&prefix, start.as_deref(), page_size, revision)
-                .await
-                .map_err(|e| match e {
-                    StoreError::Compacted { .. } if params.get("continue").is_some() => ApiError::gone(
-                        "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.",
-                    ),
-                    e => ApiError::from_store(e, info, ""),
-                })?;
-            revision = Some(res.revision);
-            let mut last_key = None;
-            for kv in &res.items {
-                last_key = Some(kv.key.clone());
-                let obj = decode(&kv.value, kv.mod_revision)
-                    .map_err(|e| ApiError::internal(e.to_string()))?;
-                if keep(&obj) {
-                    items.push(to_external(info, obj));
-                    if let Some(l) = limit
-                        && items.len() == l
-                    {
-                        // More may follow: either this page had keys left, or the store said so.
-                        let more = res.more
-                            || kv.key
-                                != res.items.last().map(|k| k.key.clone()).unwrap_or_default();
-                        let token = more.then(|| encode_continue(res.revision, &kv.key));
-                        return Ok(Page {
-                            items,
-                            resource_version: res.revision,
-                            continue_token: token,
-                            remaining: None,
-                        });
-                    }
-                }
-            }
-            if !res.more {
-                break;
-            }
-            start = last_key;
-        }
-        Ok(Page {
-            items,
-            resource_version: revision.unwrap_or(0),
-            continue_token: None,
-            remaining: None,
-        })
-    }
-
-    /// Fills the server-set metadata of a new object and runs the kind's create rules.
-    fn prepare_create(
-        &self,
-        info: &'static ResourceInfo,
-        ns: Option<&str>,
-        obj: &mut Value,
-    ) -> ApiResult<String> {
-        check_type(info, obj)?;
-        let meta = meta_mut(obj);
-        if meta
-            .get("resourceVersion")
-            .and_then(Value::as_str)
-            .is_some_and(|s| !s.is_empty())
-        {
-            return Err(ApiError::bad_request(
-                "resourceVersion should not be set on objects to be created",
-            ));
-        }
-        if info.namespaced {
-            let url_ns = ns.unwrap_or("default");
-            match meta.get("namespace").and_then(Value::as_str) {
-                None | Some("") => {
-                    meta.insert("namespace".into(), json!(url_ns));
-                }
-                Some(n) if n == url_ns => {}
-                Some(_) => {
-                    return Err(ApiError::bad_request(
-                        "the namespace of the provided object does not match the namespace sent on the request",
-                    ));
-                }
-            }
-        } else {
-            meta.remove("namespace");
-        }
-        let has_name = meta
-            .get("name")
-            .and_then(Value::as_str)
-            .is_some_and(|s| !s.is_empty());
-        if !has_name
-            && let Some(base) = meta
-                .get("generateName")
-                .and_then(Value::as_str)
-                .filter(|s| !s.is_empty())
-        {
-            let base = base.chars().take(58).collect::<String>();
-            meta.insert(
-                "name".into(),
-                json!(format!("{base}{}", objects::random_suffix())),
-            );
-        }
-        meta.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
-        meta.insert("creationTimestamp".into(), json!(objects::now_rfc3339()));
-        meta.remove("deletionTimestamp");
-        meta.remove("deletionGracePeriodSeconds");
-        meta.remove("selfLink");
-        meta.remove("generation");
-        let name = meta
-            .get("name")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string();
-        if objects::has_generation(info) {
-            meta_mut(obj).insert("generation".into(), json!(1));
-        }
-        strategy::prepare_for_create(info, obj);
-        strategy::default(info, obj);
-        let errors = strategy::validate_create(info, obj);
-        if !errors.is_empty() {
-            return Err(ApiError::invalid(info, &name, &errors));
-        }
-        Ok(name)
-    }
-
-    /// POST: creates an object. `manager` is the field manager to record as the owner of
-    /// every field (none for server-side apply, which records its own).
-    pub async fn create(
-        &self,
-        info: &'static ResourceInfo,
-        ns: Option<&str>,
-        body: Value,
-        params: &Params,
-        manager: Option<&str>,
-    ) -> ApiResult<Written> {
-        let mut warnings = Vec::new();
-        let mut body = body;
-        check_type(info, &mut body)?;
-        let mut obj = admit_schema(info, body, params.field_validation()?, &mut warnings)?;
-        let name = self.prepare_create(info, ns, &mut obj)?;
-        if let Some(m) = manager {
-            crate::apply::track_update(None, &mut obj, m, &info.api_version(), None);
-        }
-        if info.namespaced {
-            self.check_namespace(objects::namespace(&obj).unwrap_or("default"), true)
-                .await?;
-        }
-        let dry_run = params.dry_run()?;
-        let key = Self::key(info, objects::namespace(&obj), &name);
-        let allocs = if info.plural == "services" && !dry_run {
-            self.allocate_service(info, &name, &mut obj, None).await?
-        } else {
-            Vec::new()
-        };
-        if dry_run {
-            return Ok(Written {
-                code: 201,
-                object: obj,
-                warnings,
-                json: None,
-            });
-        }
-        let stored = to_storage(info, obj);
-        let bytes = encode(&stored);
-        // When the client's version is the stored one, the watch cache takes the object
-        // (it need not decode the store's event) and the answer is the stored bytes.
-        let cache = self
-            .cache
-            .for_resource(info)
-            .filter(|_| storage_info(info).version == info.version);
-        let (expected, kept) = match cache {
-            Some(cache) => (Some(cache.expect(&key, bytes.clone(), stored)), None),
-            None => (None, Some(stored)),
-        };
-        match self.store.create(&key, bytes.clone()).await {
-            Ok(rev) => {
-                if let Some(e) = expected {
-                    e.committed(rev);
-                }
-                let (object, json) = match kept {
-                    Some(stored) => {
-                        let mut out = to_external(info, stored);
-                        crate::cache::set_resource_version(&mut out, rev);
-                        (out, None)
-                    }
-                    None => match crate::cache::with_resource_version(&bytes, rev) {
-                        Some(json) => (Value::Null, Some(Bytes::from(json))),
-                        None => (
-                            decode(&bytes, rev)
-                                .map_err(|e| ApiError::from_store(e, info, &name))?,
-                            None,
-                        ),
-                    },
-                };
-                Ok(Written {
-                    code: 201,
-                    object,
-                    warnings,
-                    json,
-                })
-            }
-            Err(e) => {
-                self.release(allocs).await;
-                Err(ApiError::from_store(e, info, &name))
-            }
-        }
-    }
-
-    async fn release(&self, allocs: Vec<Alloc>) {
-        for a in allocs {
-            match a {
-                Alloc::Ip(ip) => self.alloc.release_ip(&ip).await,
-                Alloc::Port(p) => self.alloc.release_port(p).await,
-            }
-        }
-    }
-
-    /// Allocates a Service's ClusterIP and node ports, reusing those of `old` on update.
-    /// Returns what was newly claimed, so a failed write can give it back.
-    async fn allocate_service(
-        &self,
-        info: &ResourceInfo,
-        name: &str,
-        svc: &mut Value,
-        old: Option<&Value>,
-    ) -> ApiResult<Vec<Alloc>> {
-        let mut claimed = Vec::new();
-        let result = self.allocate_service_inner(svc, old, &mut claimed).await;
-        match result {
-            Ok(()) => Ok(claimed),
-            Err((field, value, e)) => {
-                self.release(claimed).await;
-                match e {
-                    AllocError::Store(s) => Err(ApiError::from_store(s, info, name)),
-                    e => Err(invalid_one(
-                        info,
-                        name,
-                        FieldErrorKind::Invalid,
-                        &field,
-                        value,
-                        &e.to_string(),
-                    )),
-                }
-            }
-        }
-    }
-
-    async fn allocate_service_inner(
-        &self,
-        svc: &mut Value,
-        old: Option<&Value>,
-        claimed: &mut Vec<Alloc>,
-    ) -> Result<(), (String, Option<String>, AllocError)> {
-        let ty = svc
-            .pointer("/spec/type")
-            .and_then(Value::as_str)
-            .unwrap_or("ClusterIP")
-            .to_string();
-        if ty != "ExternalName" {
-            let requested = svc
-                .pointer("/spec/clusterIP")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_string();
-            let old_ip = old.and_then(cluster_ip).map(String::from);
-            let ip = match (requested.as_str(), old_ip) {
-                ("None", _) => None,
-                ("", Some(o)) => Some(o),
-                (r, Some(o)) if r == o => Some(o),
-                ("", None) => {
-                    let ip = self
-                        .alloc
-                        .allocate_ip(None)
-                        .await
-                        .map_err(|e| ("spec.clusterIP".into(), None, e))?;
-                    claimed.push(Alloc::Ip(ip.clone()));
-                    Some(ip)
-                }
-                (r, _) => {
-                    let ip = self.alloc.allocate_ip(Some(r)).await.map_err(|e| {
-                        (
-                            "spec.clusterIPs".into(),
-                            Some(format!("[]string{{\"{r}\"}}")),
-                            e,
-                        )
-                    })?;
-                    claimed.push(Alloc::Ip(ip.clone()));
-                    Some(ip)
-                }
-            };
-            let spec = svc["spec"].as_object_mut().expect("service spec");
-            match ip {
-                Some(ip) => {
-                    spec.insert("clusterIP".into(), json!(ip));
-                    spec.insert("clusterIPs".into(), json!([ip]));
-                }
-                None => {
-                    spec.insert("clusterIP".into(), json!("None"));
-                    spec.insert("clusterIPs".into(), json!(["None"]));
-                }
-            }
-        }
-        if needs_node_ports(svc) {
-            let old_ports: Vec<(u64, String, u16)> = old
-                .and_then(|o| o.pointer("/spec/ports").and_then(Value::as_array))
-                .map(|ps| {
-                    ps.iter()
-                        .filter_map(|p| {
-                            Some((
-                                p.get("port")?.as_u64()?,
-                                p.get("protocol")
-                                    .and_then(Value::as_str)
-                                    .unwrap_or("TCP")
-                                    .to_string(),
-                                p.get("nodePort")?.as_u64()? as u16,
-                            ))
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
-            let old_node_ports: Vec<u16> = old_ports.iter().map(|p| p.2).collect();
-            let n = svc
-                .pointer("/spec/ports")
-                .and_then(Value::as_array)
-                .map_or(0, Vec::len);
-            for i in 0..n {
-                let port = &svc["spec"]["ports"][i];
-                let requested = port
-                    .get("nodePort")
-                    .and_then(Value::as_u64)
-                    .map(|p| p as u16)
-                    .filter(|p| *p != 0);
-                let svc_port = port.get("port").and_then(Value::as_u64).unwrap_or(0);
-                let proto = port
-                    .get("protocol")
-                    .and_then(Value::as_str)
-                    .unwrap_or("TCP")
-                    .to_string();
-                let np = match requested {
-                    Some(p) if old_node_ports.contains(&p) => p,
-                    Some(p) => {
-                        let p = self.alloc.allocate_port(Some(p)).await.map_err(|e| {
-                            (format!("spec.ports[{i}].nodePort"), Some(p.to_string()), e)
-                        })?;
-                        claimed.push(Alloc::Port(p));
-                        p
-                    }
-                    None => match old_ports
-                        .iter()
-                        .find(|(op, opr, _)| *op == svc_port && *opr == proto)
-                    {
-                        Some((_, _, np)) => *np,
-                        None => {
-                            let p = self
-                                .alloc
-                                .allocate_port(None)
-                                .await
-                                .map_err(|e| (format!("spec.ports[{i}].nodePort"), None, e))?;
-                            claimed.push(Alloc::Port(p));
-                            p
-                        }
-                    },
-                };
-                svc["spec"]["ports"][i]["nodePort"] = json!(np);
-            }
-        } else if let Some(ports) = svc.pointer_mut("/spec/ports").and_then(Value::as_array_mut) {
-            for p in ports {
-                if let Some(m) = p.as_object_mut() {
-                    m.remove("nodePort");
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// After a Service update: gives back what the old version held and the new does not.
-    async fn release_service_diff(&self, old: &Value, new: Option<&Value>) {
-        let old_ip = cluster_ip(old);
-        let new_ip = new.and_then(cluster_ip);
-        if let Some(ip) = old_ip
-            && Some(ip) != new_ip
-        {
-            self.alloc.release_ip(ip).await;
-        }
-        let keep = new.map(node_ports).unwrap_or_default();
-        for p in node_ports(old) {
-            if !keep.contains(&p) {
-                self.alloc.release_port(p).await;
-            }
-        }
-    }
-
-    /// Reads, transforms and compare-and-swaps one object until it sticks (Kubernetes'
-    /// GuaranteedUpdate). `f` gets the current object (client's version) and returns the
-    /// desired one, or `None` to leave it as is. With `expected` set, a newer current object
-    /// is a 409 instead of a retry.
-    pub async fn guaranteed_update<F>(
-        &self,
-        info: &'static ResourceInfo,
-        ns: Option<&str>,
-        name: &str,
-        mut f: F,
-        dry_run: bool,
-    ) -> ApiResult<Value>
-    where
-        F: FnMut(Value) -> ApiResult<Option<Value>>,
-    {
-        let key = Self::key(info, ns, name);
-        for _ in 0..16 {
-            let (current, rev) = self.read(info, &key, name).await?;
-            let current = to_external(info, current);
-            let Some(mut new) = f(current.clone())? else {
-                return Ok(current);
-            };
-            // A client-supplied resourceVersion pins the write to that version.
-            if let Some(want) = new
-                .pointer("/metadata/resourceVersion")
-                .and_then(Value::as_str)
-                .filter(|s| !s.is_empty())
-                && parse_rv(want)? != rev
-            {
-                return Err(ApiError::modified(info, name));
-            }
-            crate::cache::set_resource_version(&mut new, rev);
-            if new == current {
-                return Ok(current);
-            }
-            let is_service = info.plural == "services";
-            let allocs = if is_service && !dry_run {
-                self.allocate_service(info, name, &mut new, Some(&current))
-                    .await?
-            } else {
-                Vec::new()
-            };
-            if dry_run {
-                return Ok(new);
-            }
-            // Removing the last finalizer of an object being deleted deletes it.
-            let finished = objects::is_deleting(&new)
-                && objects::finalizers(&new).is_empty()
-                && new
-                    .pointer("/metadata/deletionGracePeriodSeconds")
-                    .and_then(Value::as_i64)
-                    .unwrap_or(0)
-                    == 0;
-            let stored = to_storage(info, new);
-            if finished {
-                return match self.store.delete(&key, Some(rev)).await {
-                    Ok((_, del_rev)) => {
-                        self.after_delete(info, &current).await;
-                        let mut out = to_external(info, stored);
-                        crate::cache::set_resource_version(&mut out, del_rev);
-                        Ok(out)
-                    }
-                    Err(StoreError::Conflict { .. }) => continue,
-                    Err(e) => Err(ApiError::from_store(e, info, name)),
-                };
-            }
-            match self.store.update(&key, rev, encode(&stored)).await {
-                Ok(new_rev) => {
-                    if is_service {
-                        self.release_service_diff(&current, Some(&stored)).await;
-                    }
-                    let mut out = to_external(info, stored);
-                    crate::cache::set_resource_version(&mut out, new_rev);
-                    return Ok(out);
-                }
-                Err(StoreError::Conflict { .. }) => {
-                    self.release(allocs).await;
-                    continue;
-                }
-                Err(e) => {
-                    self.release(allocs).await;
-                    return Err(ApiError::from_store(e, info, name));
-                }
-            }
-        }
-        Err(ApiError::modified(info, name))
-    }
-
-    /// Applies the update rules to `new` given `old`: server-owned metadata is kept, status
-    /// (or for `/status`, everything but status) comes from `old`, generation bumps on spec
-    /// changes, defaults and validation run.
-    pub fn prepare_update(
-        &self,
-        info: &'static ResourceInfo,
-        sub: Option<&str>,
-        mut new: Value,
-        old: &Value,
-        fv: FieldValidation,
-        warnings: &mut Vec<String>,
-    ) -> ApiResult<Option<Value>> {
-        let name = objects::name(old).unwrap_or_default().to_string();
-        check_type(info, &mut new)?;
-        new = admit_schema(info, new, fv, warnings)?;
-        if let Some(n) = objects::name(&new)
-            && n != name
-        {
-            return Err(ApiError::bad_request(format!(
-                "the name of the object ({n}) does not match the name on the URL ({name})"
-            )));
-        }
-        let rv = new.pointer("/metadata/resourceVersion").cloned();
-        let mut result = match sub {
-            Some("status") => {
-                let mut r = old.clone();
-                match new.get("status") {
-                    Some(s) => r["status"] = s.clone(),
-                    None => {
-                        if let Some(m) = r.as_object_mut() {
-                            m.remove("status");
-                        }
-                    }
-                }
-                r
-            }
-            _ => {
-                let mut r = new;
-                if strategy::has_status_subresource(info) {
-                    match old.get("status") {
-                        Some(s) => r["status"] = s.clone(),
-                        None => {
-                            if let Some(m) = r.as_object_mut() {
-                                m.remove("status");
-                            }
-                        }
-                    }
-                }
-                // Server-owned metadata never changes through an update.
-                let old_meta = old.get("metadata").cloned().unwrap_or(json!({}));
-                let meta = meta_mut(&mut r);
-                for f in [
-                    "name",
-                    "namespace",
-                    "uid",
-                    "creationTimestamp",
-                    "deletionTimestamp",
-                    "deletionGracePeriodSeconds",
-                    "generation",
-                ] {
-                    match old_meta.get(f) {
-                        Some(v) => {
-                            meta.insert(f.into(), v.clone());
-                        }
-                        None => {
-                            meta.remove(f);
-                        }
-                    }
-                }
-                if objects::has_generation(info)
-                    && objects::spec_part(&r) != objects::spec_part(old)
-                {
-                    let g = old
-                        .pointer("/metadata/generation")
-                        .and_then(Value::as_i64)
-                        .unwrap_or(0)
-                        + 1;
-                    meta_mut(&mut r).insert("generation".into(), json!(g));
-                }
-                r
-            }
-        };
-        match rv {
-            Some(rv) => {
-                meta_mut(&mut result).insert("resourceVersion".into(), rv);
-            }
-            None => {
-                meta_mut(&mut result).remove("resourceVersion");
-            }
-        }
-        strategy::default(info, &mut result);
-        let errors = strategy::validate_update(info, &result, old);
-        if !errors.is_empty() {
-            return Err(ApiError::invalid(info, &name, &errors));
-        }
-        Ok(Some(result))
-    }
-
-    /// PUT: replaces an object (or its status).
-    pub async fn update(
-        &self,
-        info: &'static ResourceInfo,
-        ns: Option<&str>,
-        name: &str,
-        sub: Option<&str>,
-        body: Value,
-        params: &Params,
-        manager: &str,
-    ) -> ApiResult<Written> {
-        let fv = params.field_validation()?;
-        let mut warnings = Vec::new();
-        let body_ref = &body;
-        let warnings_ref = &mut warnings;
-        let result = self
-            .guaranteed_update(
-                info,
-                ns,
-                name,
-                |current| {
-                    let new = self.prepare_update(
-                        info,
-                        sub,
-                        body_ref.clone(),
-                        &current,
-                        fv,
-                        warnings_ref,
-                    )?;
-                    Ok(new.map(|mut n| {
-                        crate::apply::track_update(
-                            Some(&current),
-                            &mut n,
-                            manager,
-                            &info.api_version(),
-                            sub,
-                        );
-                        n
-                    }))
-                },
-                params.dry_run()?,
-            )
-            .await;
-        match result {
-            Ok(object) => Ok(Written {
-                code: 200,
-                object,
-                warnings,
-                json: None,
-            }),
-            // Some kinds may be created by PUT (as upstream allows for them).
-            Err(e)
-                if e.code == 404
-                    && sub.is_none()
-                    && matches!(
-                        info.plural,
-                        "endpoints" | "events" | "leases" | "endpointslices"
-                    ) =>
-            {
-                let mut body = body;
-                meta_mut(&mut body).insert("name".into(), json!(name));
-                meta_mut(&mut body).remove("resourceVersion");
-                self.create(info, ns, body, params, Some(manager)).await
-            }
-            Err(e) => Err(e),
-        }
-    }
-
-    /// DELETE of one object, with grace period, propagation policy and preconditions.
-    pub async fn delete(
-        &self,
-        info: &'static ResourceInfo,
-        ns: Option<&str>,
-        name: &str,
-        opts: &Value,
-        params: &Params,
-    ) -> ApiResult<Written> {
-        let dry_run = params.dry_run()?
-            || opts
-                .get("dryRun")
-                .and_then(Value::as_array)
-                .is_some_and(|a| !a.is_empty());
-        let grace_req = params
-            .int("gracePeriodSeconds")?
-            .or_else(|| opts.get("gracePeriodSeconds").and_then(Value::as_i64));
-        let propagation = params
-            .get("propagationPolicy")
-            .map(String::from)
-            .or_else(|| {
-                opts.get("propagationPolicy")
-                    .and_then(Value::as_str)
-                    .map(String::from)
-            })
-            .or_else(
-                || match opts.get("orphanDependents").and_then(Value::as_bool) {
-                    Some(true) => Some("Orphan".into()),
-                    _ => None,
-                },
-            );
-        let extra_finalizer = match propagation.as_deref() {
-            None | Some("Background") => None,
-            Some("Orphan") => Some("orphan"),
-            Some("Foreground") => Some("foregroundDeletion"),
-            Some(other) => {
-                return Err(ApiError::bad_request(format!(
-                    "unsupported propagationPolicy {other:?}: use Background, Foreground or Orphan"
-                )));
-            }
-        };
-        if info.plural == "namespaces" && matches!(name, "default" | "kube-system" | "kube-public")
-        {
-            let mut e = ApiError::forbidden(format!(
-                "namespaces \"{name}\" is forbidden: this namespace may not be deleted"
-            ));
-            e.details = Some(json!({ "name": name, "kind": "namespaces" }));
-            return Err(e);
-        }
-        let key = Self::key(info, ns, name);
-        for _ in 0..16 {
-            let (current, rev) = self.read(info, &key, name).await?;
-            if let Some(uid) = opts.pointer("/preconditions/uid").and_then(Value::as_str)
-                && objects::meta_str(&current, "uid") != Some(uid)
-            {
-                return Err(ApiError::conflict(
-                    info,
-                    name,
-                    &format!(
-                        "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
-                        objects::meta_str(&current, "uid").unwrap_or("")
-                    ),
-                ));
-            }
-            if let Some(want) = opts
-                .pointer("/preconditions/resourceVersion")
-                .and_then(Value::as_str)
-                && parse_rv(want)? != rev
-            {
-                return Err(ApiError::conflict(
-                    info,
-                    name,
-                    &format!(
-                        "Precondition failed: ResourceVersion in precondition: {want}, ResourceVersion in object meta: {rev}"
-                    ),
-                ));
-            }
-            // Pods on a node terminate gracefully: the kubelet finishes the delete.
-            let grace = if info.plural == "pods" {
-                let scheduled = current
-                    .pointer("/spec/nodeName")
-                    .and_then(Value::as_str)
-                    .is_some_and(|s| !s.is_empty());
-                let finished = matches!(
-                    current.pointer("/status/phase").and_then(Value::as_str),
-                    Some("Succeeded" | "Failed")
-                );
-                if !scheduled || finished {
-                    0
-                } else {
-                    grace_req
-                        .unwrap_or_else(|| {
-                            current
-                                .pointer("/spec/terminationGracePeriodSeconds")
-                                .and_then(Value::as_i64)
-                                .unwrap_or(30)
-                        })
-                        .max(0)
-                }
-            } else {
-                0
-            };
-            let mut finalizers = objects::finalizers(&current);
-            if let Some(f) = extra_finalizer
-                && !finalizers.iter().any(|x| x == f)
-            {
-                finalizers.push(f.to_string());
-            }
-            let namespace_pending = info.plural == "namespaces"
-                && current
-                    .pointer("/spec/finalizers")
-                    .and_then(Value::as_array)
-                    .is_some_and(|a| !a.is_empty());
-            if dry_run {
-                return Ok(Written {
-                    code: 200,
-                    object: to_external(info, current),
-                    warnings: vec![],
-                    json: None,
-                });
-            }
-            if finalizers.is_empty() && grace == 0 && !namespace_pending {
-                return match self.store.delete(&key, Some(rev)).await {
-                    Ok((_, del_rev)) => {
-                        self.after_delete(info, &current).await;
-                        let mut out = to_external(info, current);
-                        crate::cache::set_resource_version(&mut out, del_rev);
-                        Ok(Written {
-                            code: 200,
-                            object: out,
-                            warnings: vec![],
-                            json: None,
-                        })
-                    }
-                    Err(StoreError::Conflict { .. }) => continue,
-                    Err(e) => Err(ApiError::from_store(e, info, name)),
-                };
-            }
-            // Graceful or finalized deletion: mark the object and let its owners finish.
-            let mut marked = current.clone();
-            let already = objects::is_deleting(&current);
-            let old_grace = current
-                .pointer("/metadata/deletionGracePeriodSeconds")
-                .and_then(Value::as_i64);
-            let meta = meta_mut(&mut marked);
-            if !already || old_grace.is_some_and(|g| grace < g) {
-                meta.insert(
-                    "deletionTimestamp".into(),
-                    json!(objects::rfc3339_in(grace)),
-                );
-                meta.insert("deletionGracePeriodSeconds".into(), json!(grace));
-            }
-            if !finalizers.is_empty() {
-                meta.insert("finalizers".into(), json!(finalizers));
-            }
-            if info.plural == "namespaces" {
-                marked["status"]["phase"] = json!("Terminating");
-            }
-            if marked == current {
-                return Ok(Written {
-                    code: 202,
-                    object: to_external(info, current),
-                    warnings: vec![],
-                    json: None,
-                });
-            }
-            match self.store.update(&key, rev, encode(&marked)).await {
-                Ok(new_rev) => {
-                    let mut out = to_external(info, marked);
-                    crate::cache::set_resource_version(&mut out, new_rev);
-                    return Ok(Written {
-                        code: 200,
-                        object: out,
-                        warnings: vec![],
-                        json: None,
-                    });
-                }
-                Err(StoreError::Conflict { .. }) => continue,
-                Err(e) => return Err(ApiError::from_store(e, info, name)),
-            }
-        }
-        Err(ApiError::modified(info, name))
-    }
-
-    /// What goes when an object is really gone.
-    async fn after_delete(&self, info: &ResourceInfo, obj: &Value) {
-        if info.plural == "services" {
-            self.release_service_diff(obj, None).await;
-        }
-    }
-
-    /// DELETE on a collection: deletes every matching object.
-    pub async fn delete_collection(
-        &self,
-        info: &'static ResourceInfo,
-        ns: Option<&str>,
-        opts: &Value,
-        params: &Params,
-    ) -> ApiResult<Value> {
-        let mut list_params = params.clone();
-        list_params.0.remove("limit");
-        list_params.0.remove("continue");
-        list_params.0.remove("resourceVersion");
-        let page = self.list(info, ns, &list_params).await?;
-        let mut items = Vec::new();
-        for obj in page.items {
-            let name = objects::name(&obj).unwrap_or_default().to_string();
-            match self
-                .delete(info, objects::namespace(&obj), &name, opts, params)
-                .await
-            {
-                Ok(w) => items.push(w.object),
-                Err(e) if e.code == 404 => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(json!({
-            "kind": info.list_kind(),
-            "apiVersion": info.api_version(),
-            "metadata": {},
-            "items": items,
-        }))
-    }
-
-    /// The current store revision.
-    pub async fn revision(&self) -> ApiResult<Revision> {
-        self.store
-            .current_revision()
+    async fn claimed(store: &Arc<dyn Store>) -> usize {
+        let list = store
+            .list("/registry/allocations/", None, 0, None)
             .await
-            .map_err(|e| ApiError::internal(e.to_string()))
+            .unwrap();
+        list.items.len()
     }
 
-    /// The newest resourceVersion of an object, if set.
-    pub fn rv(obj: &Value) -> Option<Revision> {
-        resource_version_of(obj)
+    /// A dry run answers as the write would, but claims no ClusterIP or node port.
+    #[tokio::test]
+    async fn dry_run_allocates_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> =
+            Arc::new(EmbeddedStore::open(&dir.path().join("state.redb")).unwrap());
+        let shutdown = CancellationToken::new();
+        let cache = WatchCache::start(store.clone(), resources::all(), shutdown.clone());
+        cache.wait_synced().await;
+        let alloc = Allocator::new(
+            store.clone(),
+            "10.96.0.0/24".parse().unwrap(),
+            (30000, 30009),
+        );
+        let registry = Registry::new(store.clone(), cache, alloc);
+        let none = Params::default();
+        let dry = Params(HashMap::from([("dryRun".into(), "All".into())]));
+
+        let namespaces = resources::find("", "v1", "namespaces").unwrap();
+        let ns =
+            json!({ "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": "default" } });
+        registry
+            .create(namespaces, None, ns, &none, None)
+            .await
+            .unwrap();
+
+        let services = resources::find("", "v1", "services").unwrap();
+        let svc = json!({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": { "name": "web", "namespace": "default" },
+            "spec": { "type": "NodePort", "ports": [{ "port": 80, "protocol": "TCP" }] },
+        });
+        let w = registry
+            .create(services, Some("default"), svc.clone(), &dry, None)
+            .await
+            .unwrap();
+        assert_eq!(w.code, 201);
+        assert_eq!(claimed(&store).await, 0);
+        assert_eq!(
+            registry
+                .get(services, Some("default"), "web", &none)
+                .await
+                .unwrap_err()
+                .code,
+            404
+        );
+
+        registry
+            .create(services, Some("default"), svc, &none, None)
+            .await
+            .unwrap();
+        assert_eq!(claimed(&store).await, 2, "the ClusterIP and the node port");
+
+        let add_port = |mut cur: Value| {
+            let ports = cur["spec"]["ports"].as_array_mut().unwrap();
+            ports.push(json!({ "name": "b", "port": 81, "protocol": "TCP" }));
+            ports[0]["name"] = json!("a");
+            Ok(Some(cur))
+        };
+        let updated = registry
+            .guaranteed_update(services, Some("default"), "web", add_port, true)
+            .await
+            .unwrap();
+        assert_eq!(updated["spec"]["ports"].as_array().unwrap().len(), 2);
+        assert_eq!(claimed(&store).await, 2, "a dry run claims no node port");
+
+        registry
+            .guaranteed_update(services, Some("default"), "web", add_port, false)
+            .await
+            .unwrap();
+        assert_eq!(claimed(&store).await, 3, "the second port's node port");
+        shutdown.cancel();
     }
-}
-
-fn encode_continue(rev: Revision, key: &str) -> String {
-    let raw = serde_json::to_vec(&json!({ "v": "skiff/v1", "rv": rev, "start": key }))
-        .unwrap_or_default();
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
-}
-
-fn decode_continue(token: &str) -> ApiResult<(Revision, String)> {
-    let bad = || {
-        ApiError::bad_request(
-            "continue key is not valid: start a new list without the continue parameter",
-        )
-    };
-    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(token)
-        .map_err(|_| bad())?;
-    let v: Value = serde_json::from_slice(&raw).map_err(|_| bad())?;
-    let rev = v.get("rv").and_then(Value::as_i64).ok_or_else(bad)?;
-    let start = v
-        .get("start")
-        .and_then(Value::as_str)
-        .ok_or_else(bad)?
-        .to_string();
-    Ok((rev, start))
 }

@@ -14,10 +14,10 @@ use serde_json::{Map, Value, json};
 use skiff_api::resources;
 use tokio_util::sync::CancellationToken;
 
+use crate::app::App;
 use crate::error::{ApiError, ApiResult};
 use crate::render::respond;
 use crate::request::{Format, Params};
-use crate::server::App;
 
 pub const GROUP: &str = "metrics.k8s.io";
 pub const VERSION: &str = "v1beta1";

@@ -15,27 +15,14 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::alloc::Allocator;
-use crate::auth::{AllowAuthenticated, Authorizer, PeerIdentity, TokenFile, user_from_cert};
+use crate::app::App;
+use crate::auth::{AllowAuthenticated, PeerIdentity, TokenFile, user_from_cert};
 use crate::cache::WatchCache;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::pki::{self, Pki};
 use crate::registry::Registry;
 use crate::request::Params;
-
-/// Shared state of the running apiserver.
-pub struct App {
-    pub registry: Arc<Registry>,
-    pub tokens: TokenFile,
-    pub authz: Box<dyn Authorizer>,
-    pub metrics: Metrics,
-    /// `host:port` clients should use, for `/api` discovery.
-    pub advertise: String,
-    /// Calls kubelets for `pods/log` and `pods/exec`.
-    pub kubelet: crate::proxy::KubeletClient,
-    /// Node and pod usage scraped from the kubelets (`metrics.k8s.io`).
-    pub resource_metrics: crate::resource_metrics::MetricsStore,
-}
 
 /// Opens the configured store.
 pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {

@@ -1,0 +1,267 @@
+//! PUT and the read-modify-write loop under every update and patch: optimistic concurrency on
+//! the resourceVersion, server-owned metadata kept, status and spec updated separately,
+//! generation bumped on spec changes, and the kind's hooks around the write.
+
+use serde_json::{Value, json};
+use skiff_api::{ResourceInfo, strategy};
+use skiff_store::StoreError;
+
+use super::admit::{admit_schema, check_type};
+use super::{Registry, Written, encode, parse_rv, to_external, to_storage};
+use crate::alloc::Claims;
+use crate::error::{ApiError, ApiResult};
+use crate::hooks::{Hooks, KindHooks};
+use crate::objects::{self, meta_mut};
+use crate::request::{FieldValidation, Params};
+
+impl Registry {
+    /// Reads, transforms and compare-and-swaps one object until it sticks (Kubernetes'
+    /// GuaranteedUpdate). `f` gets the current object (client's version) and returns the
+    /// desired one, or `None` to leave it as is. With `expected` set, a newer current object
+    /// is a 409 instead of a retry.
+    pub async fn guaranteed_update<F>(
+        &self,
+        info: &'static ResourceInfo,
+        ns: Option<&str>,
+        name: &str,
+        mut f: F,
+        dry_run: bool,
+    ) -> ApiResult<Value>
+    where
+        F: FnMut(Value) -> ApiResult<Option<Value>>,
+    {
+        let key = Self::key(info, ns, name);
+        let hooks = Hooks::for_resource(info);
+        for _ in 0..16 {
+            let (current, rev) = self.read(info, &key, name).await?;
+            let current = to_external(info, current);
+            let Some(mut new) = f(current.clone())? else {
+                return Ok(current);
+            };
+            // A client-supplied resourceVersion pins the write to that version.
+            if let Some(want) = new
+                .pointer("/metadata/resourceVersion")
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+                && parse_rv(want)? != rev
+            {
+                return Err(ApiError::modified(info, name));
+            }
+            crate::cache::set_resource_version(&mut new, rev);
+            if new == current {
+                return Ok(current);
+            }
+            let claims = if dry_run {
+                Claims::default()
+            } else {
+                hooks
+                    .before_update(&self.alloc, info, name, &mut new, &current)
+                    .await?
+            };
+            if dry_run {
+                return Ok(new);
+            }
+            // Removing the last finalizer of an object being deleted deletes it.
+            let finished = objects::is_deleting(&new)
+                && objects::finalizers(&new).is_empty()
+                && new
+                    .pointer("/metadata/deletionGracePeriodSeconds")
+                    .and_then(Value::as_i64)
+                    .unwrap_or(0)
+                    == 0;
+            let stored = to_storage(info, new);
+            if finished {
+                return match self.store.delete(&key, Some(rev)).await {
+                    Ok((_, del_rev)) => {
+                        hooks.after_delete(&self.alloc, &current).await;
+                        let mut out = to_external(info, stored);
+                        crate::cache::set_resource_version(&mut out, del_rev);
+                        Ok(out)
+                    }
+                    Err(StoreError::Conflict { .. }) => continue,
+                    Err(e) => Err(ApiError::from_store(e, info, name)),
+                };
+            }
+            match self.store.update(&key, rev, encode(&stored)).await {
+                Ok(new_rev) => {
+                    hooks.after_update(&self.alloc, &current, &stored).await;
+                    let mut out = to_external(info, stored);
+                    crate::cache::set_resource_version(&mut out, new_rev);
+                    return Ok(out);
+                }
+                Err(StoreError::Conflict { .. }) => {
+                    self.alloc.release(claims).await;
+                    continue;
+                }
+                Err(e) => {
+                    self.alloc.release(claims).await;
+                    return Err(ApiError::from_store(e, info, name));
+                }
+            }
+        }
+        Err(ApiError::modified(info, name))
+    }
+
+    /// Applies the update rules to `new` given `old`: server-owned metadata is kept, status
+    /// (or for `/status`, everything but status) comes from `old`, generation bumps on spec
+    /// changes, defaults and validation run.
+    pub fn prepare_update(
+        &self,
+        info: &'static ResourceInfo,
+        sub: Option<&str>,
+        mut new: Value,
+        old: &Value,
+        fv: FieldValidation,
+        warnings: &mut Vec<String>,
+    ) -> ApiResult<Option<Value>> {
+        let name = objects::name(old).unwrap_or_default().to_string();
+        check_type(info, &mut new)?;
+        new = admit_schema(info, new, fv, warnings)?;
+        if let Some(n) = objects::name(&new)
+            && n != name
+        {
+            return Err(ApiError::bad_request(format!(
+                "the name of the object ({n}) does not match the name on the URL ({name})"
+            )));
+        }
+        let rv = new.pointer("/metadata/resourceVersion").cloned();
+        let mut result = match sub {
+            Some("status") => {
+                let mut r = old.clone();
+                match new.get("status") {
+                    Some(s) => r["status"] = s.clone(),
+                    None => {
+                        if let Some(m) = r.as_object_mut() {
+                            m.remove("status");
+                        }
+                    }
+                }
+                r
+            }
+            _ => {
+                let mut r = new;
+                if strategy::has_status_subresource(info) {
+                    match old.get("status") {
+                        Some(s) => r["status"] = s.clone(),
+                        None => {
+                            if let Some(m) = r.as_object_mut() {
+                                m.remove("status");
+                            }
+                        }
+                    }
+                }
+                // Server-owned metadata never changes through an update.
+                let old_meta = old.get("metadata").cloned().unwrap_or(json!({}));
+                let meta = meta_mut(&mut r);
+                for f in [
+                    "name",
+                    "namespace",
+                    "uid",
+                    "creationTimestamp",
+                    "deletionTimestamp",
+                    "deletionGracePeriodSeconds",
+                    "generation",
+                ] {
+                    match old_meta.get(f) {
+                        Some(v) => {
+                            meta.insert(f.into(), v.clone());
+                        }
+                        None => {
+                            meta.remove(f);
+                        }
+                    }
+                }
+                if objects::has_generation(info)
+                    && objects::spec_part(&r) != objects::spec_part(old)
+                {
+                    let g = old
+                        .pointer("/metadata/generation")
+                        .and_then(Value::as_i64)
+                        .unwrap_or(0)
+                        + 1;
+                    meta_mut(&mut r).insert("generation".into(), json!(g));
+                }
+                r
+            }
+        };
+        match rv {
+            Some(rv) => {
+                meta_mut(&mut result).insert("resourceVersion".into(), rv);
+            }
+            None => {
+                meta_mut(&mut result).remove("resourceVersion");
+            }
+        }
+        strategy::default(info, &mut result);
+        let errors = strategy::validate_update(info, &result, old);
+        if !errors.is_empty() {
+            return Err(ApiError::invalid(info, &name, &errors));
+        }
+        Ok(Some(result))
+    }
+
+    /// PUT: replaces an object (or its status).
+    pub async fn update(
+        &self,
+        info: &'static ResourceInfo,
+        ns: Option<&str>,
+        name: &str,
+        sub: Option<&str>,
+        body: Value,
+        params: &Params,
+        manager: &str,
+    ) -> ApiResult<Written> {
+        let fv = params.field_validation()?;
+        let mut warnings = Vec::new();
+        let body_ref = &body;
+        let warnings_ref = &mut warnings;
+        let result = self
+            .guaranteed_update(
+                info,
+                ns,
+                name,
+                |current| {
+                    let new = self.prepare_update(
+                        info,
+                        sub,
+                        body_ref.clone(),
+                        &current,
+                        fv,
+                        warnings_ref,
+                    )?;
+                    Ok(new.map(|mut n| {
+                        crate::apply::track_update(
+                            Some(&current),
+                            &mut n,
+                            manager,
+                            &info.api_version(),
+                            sub,
+                        );
+                        n
+                    }))
+                },
+                params.dry_run()?,
+            )
+            .await;
+        match result {
+            Ok(object) => Ok(Written {
+                code: 200,
+                object,
+                warnings,
+                json: None,
+            }),
+            // Some kinds may be created by PUT (as upstream allows for them).
+            Err(e)
+                if e.code == 404
+                    && sub.is_none()
+                    && Hooks::for_resource(info).allow_create_on_update() =>
+            {
+                let mut body = body;
+                meta_mut(&mut body).insert("name".into(), json!(name));
+                meta_mut(&mut body).remove("resourceVersion");
+                self.create(info, ns, body, params, Some(manager)).await
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
