@@ -10,6 +10,7 @@ use anyhow::Context;
 use axum::Router;
 use serde_json::json;
 use skiff_api::resources;
+use skiff_common::tls;
 use skiff_store::{EmbeddedStore, EtcdStore, Store};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -62,30 +63,11 @@ fn advertise_ip(config: &Config) -> IpAddr {
         .unwrap_or(IpAddr::from([127, 0, 0, 1]))
 }
 
+/// TLS with the apiserver's serving certificate; clients may present one from the cluster CA.
 fn tls_config(pki: &Pki) -> anyhow::Result<Arc<rustls::ServerConfig>> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls_pemfile::certs(&mut pki.ca.cert_pem.as_bytes()) {
-        roots.add(cert.context("reading the CA certificate")?)?;
-    }
-    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
-        Arc::new(roots),
-        provider.clone(),
-    )
-    .allow_unauthenticated()
-    .build()
-    .context("building the client certificate verifier")?;
-    let certs = rustls_pemfile::certs(&mut pki.serving.cert_pem.as_bytes())
-        .collect::<Result<Vec<_>, _>>()?;
-    let key = rustls_pemfile::private_key(&mut pki.serving.key_pem.as_bytes())?
-        .context("no private key in apiserver.key")?;
-    let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
-        .with_client_cert_verifier(verifier)
-        .with_single_cert(certs, key)
-        .context("loading the serving certificate")?;
-    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(Arc::new(cfg))
+    let identity = tls::Identity::from_pem(&pki.serving.cert_pem, &pki.serving.key_pem)
+        .context("loading apiserver.crt and apiserver.key")?;
+    Ok(tls::server_config(identity, Some(&pki.ca.cert_pem))?)
 }
 
 /// Creates the built-in namespaces and the `kubernetes` Service, if missing.

@@ -1,4 +1,5 @@
-//! The Deployment controller. A Deployment owns ReplicaSets, one per pod template, named by a
+//! The Deployment controller (one concern, kept in one file: the rollout rules read best side
+//! by side with the reconcile that applies them). A Deployment owns ReplicaSets, one per pod template, named by a
 //! hash of the template (`<name>-<pod-template-hash>`); the one whose template matches the
 //! Deployment's is the *new* ReplicaSet, the others are *old*. Each sync:
 //!

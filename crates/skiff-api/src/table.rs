@@ -1,4 +1,5 @@
-//! Server-side printing: the `Table` columns and cells kubectl shows for each resource.
+//! Server-side printing: the `Table` columns and cells kubectl shows for each resource (one
+//! concern, a long table: every served kind has its columns here).
 //!
 //! Columns and cells follow upstream's `pkg/printers/internalversion` for Kubernetes 1.33.
 //! Column names are upstream's wire names ("Name", "Nominated Node"); kubectl upper-cases

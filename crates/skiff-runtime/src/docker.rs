@@ -1,4 +1,5 @@
-//! [`DockerRuntime`]: the [`ContainerRuntime`] on a Docker engine, through bollard.
+//! [`DockerRuntime`]: the [`ContainerRuntime`] on a Docker engine, through bollard (one
+//! concern: every trait method's Docker calls, side by side).
 //!
 //! A sandbox is a pause container ([`PAUSE_IMAGE`], built and loaded by this module when
 //! missing) that owns the pod's network, IPC and UTS namespaces; app containers join it with

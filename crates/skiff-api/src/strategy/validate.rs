@@ -1,4 +1,5 @@
-//! Validation with Kubernetes' field paths and wording (upstream `pkg/apis/*/validation`).
+//! Validation with Kubernetes' field paths and wording (upstream `pkg/apis/*/validation`): one
+//! concern, a long file because every served kind has its rules here.
 
 use std::collections::{BTreeMap, HashSet};
 
