@@ -6,6 +6,7 @@
 
 pub mod dns;
 pub mod manager;
+pub mod metrics;
 pub mod node;
 pub mod probe;
 pub mod server;
