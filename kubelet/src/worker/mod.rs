@@ -15,6 +15,8 @@ pub mod status;
 mod volumes;
 
 #[cfg(test)]
+mod testing;
+#[cfg(test)]
 mod tests;
 
 use std::collections::BTreeMap;
