@@ -285,3 +285,32 @@ impl PodApi for FakeApi {
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merge_patches_objects_replaces_arrays_and_removes_nulls() {
+        let mut target = json!({ "a": { "b": 1, "c": [1, 2] }, "d": "x" });
+        merge(
+            &mut target,
+            &json!({ "a": { "c": [3], "e": true }, "d": null }),
+        );
+        assert_eq!(target, json!({ "a": { "b": 1, "c": [3], "e": true } }));
+    }
+
+    #[tokio::test]
+    async fn the_fake_deletes_only_with_the_right_uid() {
+        let api = FakeApi::new();
+        let mut pod = Pod::default();
+        pod.metadata.name = Some("p".into());
+        pod.metadata.uid = Some("u1".into());
+        api.add_pod(pod);
+        assert!(api.delete_pod("default", "p", "u2").await.is_err());
+        assert!(api.pod("default", "p").is_some());
+        api.delete_pod("default", "p", "u1").await.unwrap();
+        assert!(api.pod("default", "p").is_none());
+        assert_eq!(api.deleted(), vec![("default".into(), "p".into())]);
+    }
+}

@@ -262,3 +262,347 @@ impl Worker {
         Err("unsupported env valueFrom".into())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use k8s_openapi::ByteString;
+    use k8s_openapi::api::core::v1::{
+        ConfigMap, ConfigMapEnvSource, ConfigMapKeySelector, EnvFromSource, EnvVar, EnvVarSource,
+        ObjectFieldSelector, PodSpec, ResourceFieldSelector, ResourceRequirements, Secret,
+        SecretEnvSource, SecretKeySelector, Service, ServicePort, ServiceSpec,
+    };
+    use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+    use kube::api::ObjectMeta;
+
+    use super::super::testing::{Node, container, pod, pod_with};
+
+    fn meta(namespace: &str, name: &str) -> ObjectMeta {
+        ObjectMeta {
+            name: Some(name.into()),
+            namespace: Some(namespace.into()),
+            ..Default::default()
+        }
+    }
+
+    fn value_from(source: EnvVarSource) -> Option<EnvVarSource> {
+        Some(source)
+    }
+
+    fn var(name: &str, from: Option<EnvVarSource>) -> EnvVar {
+        EnvVar {
+            name: name.into(),
+            value: None,
+            value_from: from,
+        }
+    }
+
+    fn field(path: &str) -> EnvVarSource {
+        EnvVarSource {
+            field_ref: Some(ObjectFieldSelector {
+                field_path: path.into(),
+                api_version: None,
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn resource(resource: &str, divisor: Option<&str>) -> EnvVarSource {
+        EnvVarSource {
+            resource_field_ref: Some(ResourceFieldSelector {
+                resource: resource.into(),
+                divisor: divisor.map(|d| Quantity(d.into())),
+                container_name: None,
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn service(namespace: &str, name: &str, ip: &str, ports: &[(Option<&str>, i32)]) -> Service {
+        Service {
+            metadata: meta(namespace, name),
+            spec: Some(ServiceSpec {
+                cluster_ip: Some(ip.into()),
+                ports: Some(
+                    ports
+                        .iter()
+                        .map(|(n, p)| ServicePort {
+                            name: n.map(String::from),
+                            port: *p,
+                            ..Default::default()
+                        })
+                        .collect(),
+                ),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn with_sources(node: &Node) {
+        node.api.add_config_map(ConfigMap {
+            metadata: meta("default", "settings"),
+            data: Some(BTreeMap::from([
+                ("MODE".to_string(), "fast".to_string()),
+                ("LEVEL".to_string(), "3".to_string()),
+            ])),
+            ..Default::default()
+        });
+        node.api.add_secret(Secret {
+            metadata: meta("default", "creds"),
+            data: Some(BTreeMap::from([(
+                "password".to_string(),
+                ByteString(b"hunter2".to_vec()),
+            )])),
+            ..Default::default()
+        });
+    }
+
+    #[tokio::test]
+    async fn env_from_literals_value_from_and_env_from_in_kubernetes_order() {
+        let node = Node::new();
+        with_sources(&node);
+        let mut app = container("app", &["sleep", "infinity"]);
+        app.env_from = Some(vec![
+            EnvFromSource {
+                config_map_ref: Some(ConfigMapEnvSource {
+                    name: "settings".into(),
+                    optional: None,
+                }),
+                prefix: Some("CFG_".into()),
+                secret_ref: None,
+            },
+            EnvFromSource {
+                secret_ref: Some(SecretEnvSource {
+                    name: "creds".into(),
+                    optional: None,
+                }),
+                ..Default::default()
+            },
+            EnvFromSource {
+                config_map_ref: Some(ConfigMapEnvSource {
+                    name: "absent".into(),
+                    optional: Some(true),
+                }),
+                ..Default::default()
+            },
+        ]);
+        app.resources = Some(ResourceRequirements {
+            limits: Some(BTreeMap::from([
+                ("cpu".to_string(), Quantity("1500m".into())),
+                ("memory".to_string(), Quantity("64Mi".into())),
+            ])),
+            requests: Some(BTreeMap::from([(
+                "cpu".to_string(),
+                Quantity("250m".into()),
+            )])),
+            ..Default::default()
+        });
+        app.env = Some(vec![
+            EnvVar {
+                name: "LITERAL".into(),
+                value: Some("plain".into()),
+                value_from: None,
+            },
+            var(
+                "FROM_CM",
+                value_from(EnvVarSource {
+                    config_map_key_ref: Some(ConfigMapKeySelector {
+                        name: "settings".into(),
+                        key: "MODE".into(),
+                        optional: None,
+                    }),
+                    ..Default::default()
+                }),
+            ),
+            var(
+                "FROM_SECRET",
+                value_from(EnvVarSource {
+                    secret_key_ref: Some(SecretKeySelector {
+                        name: "creds".into(),
+                        key: "password".into(),
+                        optional: None,
+                    }),
+                    ..Default::default()
+                }),
+            ),
+            var("POD_NAME", value_from(field("metadata.name"))),
+            var("POD_NAMESPACE", value_from(field("metadata.namespace"))),
+            var("POD_UID", value_from(field("metadata.uid"))),
+            var("NODE", value_from(field("spec.nodeName"))),
+            var("HOST_IP", value_from(field("status.hostIP"))),
+            var("POD_IP", value_from(field("status.podIP"))),
+            var("APP", value_from(field("metadata.labels['app']"))),
+            var("CPU_LIMIT", value_from(resource("limits.cpu", None))),
+            var(
+                "CPU_REQUEST_M",
+                value_from(resource("requests.cpu", Some("1m"))),
+            ),
+            var(
+                "MEM_LIMIT_MI",
+                value_from(resource("limits.memory", Some("1Mi"))),
+            ),
+            var("EMPTY", None),
+            // Explicit env overrides what envFrom brought (it comes later).
+            EnvVar {
+                name: "CFG_LEVEL".into(),
+                value: Some("9".into()),
+                value_from: None,
+            },
+        ]);
+        let (w, _tx) = node.worker(pod_with(app.clone(), "Always"));
+        let env = w.container_env(&app).await.unwrap();
+        let expected: Vec<(String, String)> = [
+            ("CFG_LEVEL", "3"),
+            ("CFG_MODE", "fast"),
+            ("password", "hunter2"),
+            ("LITERAL", "plain"),
+            ("FROM_CM", "fast"),
+            ("FROM_SECRET", "hunter2"),
+            ("POD_NAME", "web"),
+            ("POD_NAMESPACE", "default"),
+            ("POD_UID", "uid-web"),
+            ("NODE", "node-1"),
+            ("HOST_IP", "192.0.2.10"),
+            // No sandbox yet, so no pod IP.
+            ("POD_IP", ""),
+            ("APP", "web"),
+            // CPU rounds up to whole cores by default.
+            ("CPU_LIMIT", "2"),
+            ("CPU_REQUEST_M", "250"),
+            ("MEM_LIMIT_MI", "64"),
+            ("EMPTY", ""),
+            ("CFG_LEVEL", "9"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        assert_eq!(env, expected);
+    }
+
+    #[tokio::test]
+    async fn missing_sources_are_errors_unless_optional() {
+        let node = Node::new();
+        with_sources(&node);
+        let cases: [(EnvVarSource, &str); 4] = [
+            (
+                EnvVarSource {
+                    config_map_key_ref: Some(ConfigMapKeySelector {
+                        name: "settings".into(),
+                        key: "NOPE".into(),
+                        optional: None,
+                    }),
+                    ..Default::default()
+                },
+                "couldn't find key NOPE in ConfigMap default/settings",
+            ),
+            (
+                EnvVarSource {
+                    secret_key_ref: Some(SecretKeySelector {
+                        name: "creds".into(),
+                        key: "token".into(),
+                        optional: None,
+                    }),
+                    ..Default::default()
+                },
+                "couldn't find key token in Secret default/creds",
+            ),
+            (
+                EnvVarSource {
+                    config_map_key_ref: Some(ConfigMapKeySelector {
+                        name: "absent".into(),
+                        key: "K".into(),
+                        optional: None,
+                    }),
+                    ..Default::default()
+                },
+                "configmap \"absent\" not found: configmap default/absent not found",
+            ),
+            (
+                field("spec.schedulerName"),
+                "unsupported fieldRef \"spec.schedulerName\"",
+            ),
+        ];
+        for (source, message) in cases {
+            let mut app = container("app", &["true"]);
+            app.env = Some(vec![var("X", Some(source))]);
+            let (w, _tx) = node.worker(pod_with(app.clone(), "Always"));
+            assert_eq!(w.container_env(&app).await, Err(message.to_string()));
+        }
+        let mut app = container("app", &["true"]);
+        app.env_from = Some(vec![EnvFromSource {
+            secret_ref: Some(SecretEnvSource {
+                name: "absent".into(),
+                optional: None,
+            }),
+            ..Default::default()
+        }]);
+        let (w, _tx) = node.worker(pod_with(app.clone(), "Always"));
+        assert_eq!(
+            w.container_env(&app).await,
+            Err("secret \"absent\" not found: secret default/absent not found".into())
+        );
+    }
+
+    #[tokio::test]
+    async fn service_env_vars_name_the_namespaces_services_and_kubernetes() {
+        let node = Node::new();
+        node.api.add_service(service(
+            "default",
+            "kubernetes",
+            "10.96.0.1",
+            &[(Some("https"), 443)],
+        ));
+        node.api
+            .add_service(service("default", "other", "10.96.0.7", &[(None, 80)]));
+        node.api.add_service(service(
+            "shop",
+            "db-main",
+            "10.96.0.5",
+            &[(Some("pg"), 5432), (None, 9187)],
+        ));
+        node.api
+            .add_service(service("shop", "headless", "None", &[(None, 80)]));
+        let app = container("app", &["true"]);
+        let mut p = pod(PodSpec {
+            containers: vec![app.clone()],
+            ..Default::default()
+        });
+        p.metadata.namespace = Some("shop".into());
+        let (w, _tx) = node.worker(p.clone());
+        let env: BTreeMap<String, String> =
+            w.container_env(&app).await.unwrap().into_iter().collect();
+        let expected: BTreeMap<String, String> = [
+            ("DB_MAIN_SERVICE_HOST", "10.96.0.5"),
+            ("DB_MAIN_SERVICE_PORT", "5432"),
+            ("DB_MAIN_SERVICE_PORT_PG", "5432"),
+            ("DB_MAIN_PORT", "tcp://10.96.0.5:5432"),
+            ("DB_MAIN_PORT_5432_TCP", "tcp://10.96.0.5:5432"),
+            ("DB_MAIN_PORT_5432_TCP_PROTO", "tcp"),
+            ("DB_MAIN_PORT_5432_TCP_PORT", "5432"),
+            ("DB_MAIN_PORT_5432_TCP_ADDR", "10.96.0.5"),
+            ("DB_MAIN_PORT_9187_TCP", "tcp://10.96.0.5:9187"),
+            ("DB_MAIN_PORT_9187_TCP_PROTO", "tcp"),
+            ("DB_MAIN_PORT_9187_TCP_PORT", "9187"),
+            ("DB_MAIN_PORT_9187_TCP_ADDR", "10.96.0.5"),
+            ("KUBERNETES_SERVICE_HOST", "10.96.0.1"),
+            ("KUBERNETES_SERVICE_PORT", "443"),
+            ("KUBERNETES_SERVICE_PORT_HTTPS", "443"),
+            ("KUBERNETES_PORT", "tcp://10.96.0.1:443"),
+            ("KUBERNETES_PORT_443_TCP", "tcp://10.96.0.1:443"),
+            ("KUBERNETES_PORT_443_TCP_PROTO", "tcp"),
+            ("KUBERNETES_PORT_443_TCP_PORT", "443"),
+            ("KUBERNETES_PORT_443_TCP_ADDR", "10.96.0.1"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        assert_eq!(env, expected);
+
+        // enableServiceLinks: false drops them all.
+        p.spec.as_mut().unwrap().enable_service_links = Some(false);
+        let (w, _tx) = node.worker(p);
+        assert_eq!(w.container_env(&app).await, Ok(Vec::new()));
+    }
+}

@@ -339,3 +339,71 @@ async fn shutdown_leaves_the_pod_running_and_a_gone_pod_is_stopped_but_not_delet
     assert!(node.runtime.list_sandboxes().await.unwrap().is_empty());
     assert!(node.api.deleted().is_empty());
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_failing_pull_backs_off_as_err_image_pull_then_image_pull_back_off() {
+    let node = Node::new();
+    node.runtime.fail_pull("busybox", "manifest unknown");
+    let pod = pod_with(container("app", &["sleep", "infinity"]), "Always");
+    let (mut w, _tx) = node.worker(pod.clone());
+    let waiting_reason = |node: &Node| {
+        node.status(&pod)["containerStatuses"][0]["state"]["waiting"]["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    w.sync().await;
+    w.report().await;
+    assert_eq!(waiting_reason(&node), "ErrImagePull");
+    // Nothing is retried before the 10 s backoff is over.
+    tokio::time::advance(Duration::from_secs(9)).await;
+    w.sync().await;
+    w.report().await;
+    assert_eq!(waiting_reason(&node), "ErrImagePull");
+    tokio::time::advance(Duration::from_secs(1)).await;
+    w.sync().await;
+    w.report().await;
+    assert_eq!(waiting_reason(&node), "ImagePullBackOff");
+    let reasons: Vec<String> = node.api.events().into_iter().map(|e| e.reason).collect();
+    assert_eq!(
+        reasons,
+        ["Pulling", "Failed", "Failed", "BackOff", "Failed"],
+        "{reasons:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn init_containers_run_in_order_before_the_app() {
+    let node = Node::new();
+    let pod = super::testing::pod(k8s_openapi::api::core::v1::PodSpec {
+        init_containers: Some(vec![
+            container("first", &["sh", "-c", "exit 0"]),
+            container("second", &["sleep", "infinity"]),
+        ]),
+        containers: vec![container("app", &["sleep", "infinity"])],
+        ..Default::default()
+    });
+    let (mut w, _tx) = node.worker(pod.clone());
+    w.sync().await;
+    assert!(state(&w, "first").is_some());
+    assert!(state(&w, "second").is_none(), "one at a time");
+    w.sync().await;
+    assert!(state(&w, "second").is_some());
+    w.sync().await;
+    assert!(state(&w, "app").is_none(), "second is still running");
+    w.report().await;
+    let status = node.status(&pod);
+    assert_eq!(condition(&status, "Initialized"), "False");
+    assert_eq!(status["phase"], "Pending");
+
+    let second = w.slots["second"].id.clone().unwrap();
+    node.runtime.exit(&second, 0).unwrap();
+    w.sync().await;
+    assert!(state(&w, "app").is_some());
+    w.sync().await;
+    w.report().await;
+    let status = node.status(&pod);
+    assert_eq!(condition(&status, "Initialized"), "True");
+    assert_eq!(condition(&status, "Ready"), "True");
+    assert_eq!(status["phase"], "Running");
+}

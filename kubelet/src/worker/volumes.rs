@@ -261,3 +261,358 @@ fn mount_tmpfs(dir: &Path, size: Option<&str>) -> Result<(), String> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::os::unix::fs::PermissionsExt;
+    use std::path::Path;
+    use std::time::Duration;
+
+    use k8s_openapi::ByteString;
+    use k8s_openapi::api::core::v1::{
+        ConfigMap, ConfigMapVolumeSource, Container, DownwardAPIVolumeFile,
+        DownwardAPIVolumeSource, HostPathVolumeSource, KeyToPath, ObjectFieldSelector, PodSpec,
+        ResourceFieldSelector, ResourceRequirements, Secret, SecretVolumeSource, Volume,
+        VolumeMount,
+    };
+    use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+    use kube::api::ObjectMeta;
+
+    use super::super::testing::{Node, container, pod};
+
+    fn mount(name: &str, path: &str) -> VolumeMount {
+        VolumeMount {
+            name: name.into(),
+            mount_path: path.into(),
+            ..Default::default()
+        }
+    }
+
+    fn volume(name: &str) -> Volume {
+        Volume {
+            name: name.into(),
+            ..Default::default()
+        }
+    }
+
+    fn read(path: &Path) -> (String, u32) {
+        let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path:?}: {e}"));
+        let mode = std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+        (text, mode)
+    }
+
+    fn settings() -> ConfigMap {
+        ConfigMap {
+            metadata: ObjectMeta {
+                name: Some("settings".into()),
+                namespace: Some("default".into()),
+                ..Default::default()
+            },
+            data: Some(BTreeMap::from([
+                ("mode".to_string(), "fast".to_string()),
+                ("level".to_string(), "3".to_string()),
+            ])),
+            binary_data: Some(BTreeMap::from([(
+                "blob".to_string(),
+                ByteString(vec![1, 2, 3]),
+            )])),
+            ..Default::default()
+        }
+    }
+
+    fn app_with(mounts: Vec<VolumeMount>) -> Container {
+        let mut app = container("app", &["sleep", "infinity"]);
+        app.volume_mounts = Some(mounts);
+        app
+    }
+
+    #[tokio::test]
+    async fn config_map_and_secret_volumes_write_keys_items_and_modes() {
+        let node = Node::new();
+        node.api.add_config_map(settings());
+        node.api.add_secret(Secret {
+            metadata: ObjectMeta {
+                name: Some("creds".into()),
+                namespace: Some("default".into()),
+                ..Default::default()
+            },
+            data: Some(BTreeMap::from([(
+                "password".to_string(),
+                ByteString(b"hunter2".to_vec()),
+            )])),
+            ..Default::default()
+        });
+        let all = Volume {
+            config_map: Some(ConfigMapVolumeSource {
+                name: "settings".into(),
+                ..Default::default()
+            }),
+            ..volume("all")
+        };
+        let picked = Volume {
+            config_map: Some(ConfigMapVolumeSource {
+                name: "settings".into(),
+                default_mode: Some(0o600),
+                items: Some(vec![
+                    KeyToPath {
+                        key: "mode".into(),
+                        path: "conf/mode.txt".into(),
+                        mode: Some(0o400),
+                    },
+                    KeyToPath {
+                        key: "level".into(),
+                        path: "level".into(),
+                        mode: None,
+                    },
+                ]),
+                ..Default::default()
+            }),
+            ..volume("picked")
+        };
+        let secret = Volume {
+            secret: Some(SecretVolumeSource {
+                secret_name: Some("creds".into()),
+                default_mode: Some(0o440),
+                ..Default::default()
+            }),
+            ..volume("secret")
+        };
+        let missing = Volume {
+            config_map: Some(ConfigMapVolumeSource {
+                name: "absent".into(),
+                optional: Some(true),
+                ..Default::default()
+            }),
+            ..volume("missing")
+        };
+        let mut ro = mount("secret", "/secret");
+        ro.read_only = Some(true);
+        let app = app_with(vec![
+            mount("all", "/all"),
+            mount("picked", "/picked"),
+            ro,
+            mount("missing", "/missing"),
+        ]);
+        let (w, _tx) = node.worker(pod(PodSpec {
+            containers: vec![app.clone()],
+            volumes: Some(vec![all, picked, secret, missing]),
+            ..Default::default()
+        }));
+        let mounts = w.volume_mounts(&app).await.unwrap();
+        let volumes = node.root.path().join("pods/uid-web/volumes");
+        let seen: Vec<(String, String, bool)> = mounts
+            .iter()
+            .map(|m| (m.host_path.clone(), m.container_path.clone(), m.read_only))
+            .collect();
+        let at = |name: &str| volumes.join(name).display().to_string();
+        assert_eq!(
+            seen,
+            vec![
+                (at("all"), "/all".into(), false),
+                (at("picked"), "/picked".into(), false),
+                (at("secret"), "/secret".into(), true),
+                (at("missing"), "/missing".into(), false),
+            ]
+        );
+        assert_eq!(read(&volumes.join("all/mode")), ("fast".into(), 0o644));
+        assert_eq!(read(&volumes.join("all/level")), ("3".into(), 0o644));
+        assert_eq!(
+            std::fs::read(volumes.join("all/blob")).unwrap(),
+            vec![1, 2, 3]
+        );
+        assert_eq!(
+            read(&volumes.join("picked/conf/mode.txt")),
+            ("fast".into(), 0o400)
+        );
+        assert_eq!(read(&volumes.join("picked/level")), ("3".into(), 0o600));
+        assert!(!volumes.join("picked/blob").exists(), "only the items");
+        assert_eq!(
+            read(&volumes.join("secret/password")),
+            ("hunter2".into(), 0o440)
+        );
+        assert_eq!(
+            std::fs::read_dir(volumes.join("missing")).unwrap().count(),
+            0
+        );
+    }
+
+    #[tokio::test]
+    async fn downward_api_volumes_write_fields_labels_and_resources() {
+        let node = Node::new();
+        let file =
+            |path: &str, field: Option<&str>, resource: Option<&str>| DownwardAPIVolumeFile {
+                path: path.into(),
+                field_ref: field.map(|f| ObjectFieldSelector {
+                    field_path: f.into(),
+                    api_version: None,
+                }),
+                resource_field_ref: resource.map(|r| ResourceFieldSelector {
+                    resource: r.into(),
+                    divisor: Some(Quantity("1m".into())),
+                    container_name: None,
+                }),
+                mode: None,
+            };
+        let mut name_file = file("name", Some("metadata.name"), None);
+        name_file.mode = Some(0o400);
+        let info = Volume {
+            downward_api: Some(DownwardAPIVolumeSource {
+                items: Some(vec![
+                    file("labels", Some("metadata.labels"), None),
+                    name_file,
+                    file("cpu_limit", None, Some("limits.cpu")),
+                ]),
+                default_mode: None,
+            }),
+            ..volume("info")
+        };
+        let mut app = app_with(vec![mount("info", "/etc/podinfo")]);
+        app.resources = Some(ResourceRequirements {
+            limits: Some(BTreeMap::from([(
+                "cpu".to_string(),
+                Quantity("500m".into()),
+            )])),
+            ..Default::default()
+        });
+        let mut p = pod(PodSpec {
+            containers: vec![app.clone()],
+            volumes: Some(vec![info]),
+            ..Default::default()
+        });
+        p.metadata
+            .labels
+            .as_mut()
+            .unwrap()
+            .insert("tier".into(), "front".into());
+        let (w, _tx) = node.worker(p);
+        w.volume_mounts(&app).await.unwrap();
+        let dir = node.root.path().join("pods/uid-web/volumes/info");
+        assert_eq!(
+            read(&dir.join("labels")),
+            ("app=\"web\"\ntier=\"front\"\n".into(), 0o644)
+        );
+        assert_eq!(read(&dir.join("name")), ("web".into(), 0o400));
+        assert_eq!(read(&dir.join("cpu_limit")), ("500".into(), 0o644));
+    }
+
+    #[tokio::test]
+    async fn host_paths_and_sub_paths_mount_where_they_point() {
+        let node = Node::new();
+        let host = Volume {
+            host_path: Some(HostPathVolumeSource {
+                path: "/var/log".into(),
+                type_: None,
+            }),
+            ..volume("logs")
+        };
+        let scratch = Volume {
+            empty_dir: Some(Default::default()),
+            ..volume("scratch")
+        };
+        let mut sub = mount("scratch", "/work/cache");
+        sub.sub_path = Some("cache".into());
+        let app = app_with(vec![mount("logs", "/host-logs"), sub]);
+        let (w, _tx) = node.worker(pod(PodSpec {
+            containers: vec![app.clone()],
+            volumes: Some(vec![host, scratch]),
+            ..Default::default()
+        }));
+        let mounts = w.volume_mounts(&app).await.unwrap();
+        let scratch_dir = node.root.path().join("pods/uid-web/volumes/scratch");
+        assert_eq!(mounts[0].host_path, "/var/log");
+        assert_eq!(mounts[0].container_path, "/host-logs");
+        assert_eq!(
+            mounts[1].host_path,
+            scratch_dir.join("cache").display().to_string()
+        );
+        assert_eq!(mounts[1].container_path, "/work/cache");
+        assert!(scratch_dir.is_dir());
+    }
+
+    #[tokio::test]
+    async fn bad_volumes_are_errors_that_name_the_cause() {
+        let node = Node::new();
+        node.api.add_config_map(settings());
+        let cm = |items: Vec<KeyToPath>, name: &str| Volume {
+            config_map: Some(ConfigMapVolumeSource {
+                name: name.into(),
+                items: Some(items),
+                ..Default::default()
+            }),
+            ..volume("v")
+        };
+        let item = |key: &str, path: &str| KeyToPath {
+            key: key.into(),
+            path: path.into(),
+            mode: None,
+        };
+        let cases = [
+            (
+                Some(cm(vec![item("nope", "x")], "settings")),
+                "couldn't find key nope in the volume's source",
+            ),
+            (
+                Some(cm(vec![item("mode", "../escape")], "settings")),
+                "invalid path \"../escape\" in a volume item",
+            ),
+            (
+                Some(cm(vec![item("mode", "/abs")], "settings")),
+                "invalid path \"/abs\" in a volume item",
+            ),
+            (
+                Some(cm(vec![], "absent")),
+                "configmap \"absent\" not found: configmap default/absent not found",
+            ),
+            (None, "volume \"v\" not found"),
+        ];
+        for (vol, message) in cases {
+            let app = app_with(vec![mount("v", "/v")]);
+            let (w, _tx) = node.worker(pod(PodSpec {
+                containers: vec![app.clone()],
+                volumes: vol.map(|v| vec![v]),
+                ..Default::default()
+            }));
+            assert_eq!(
+                w.volume_mounts(&app).await.map(|_| ()),
+                Err(message.to_string())
+            );
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn projections_follow_their_source_every_five_seconds() {
+        let node = Node::new();
+        node.api.add_config_map(settings());
+        let vol = Volume {
+            config_map: Some(ConfigMapVolumeSource {
+                name: "settings".into(),
+                ..Default::default()
+            }),
+            ..volume("conf")
+        };
+        let app = app_with(vec![mount("conf", "/conf")]);
+        let (mut w, _tx) = node.worker(pod(PodSpec {
+            containers: vec![app.clone()],
+            volumes: Some(vec![vol]),
+            ..Default::default()
+        }));
+        w.volume_mounts(&app).await.unwrap();
+        w.refresh_projections().await;
+        let file = node.root.path().join("pods/uid-web/volumes/conf/mode");
+        let mut changed = settings();
+        changed
+            .data
+            .as_mut()
+            .unwrap()
+            .insert("mode".into(), "slow".into());
+        node.api.add_config_map(changed);
+
+        tokio::time::advance(Duration::from_secs(4)).await;
+        w.refresh_projections().await;
+        assert_eq!(read(&file).0, "fast", "not yet");
+        tokio::time::advance(Duration::from_secs(1)).await;
+        w.refresh_projections().await;
+        assert_eq!(read(&file).0, "slow");
+    }
+}
