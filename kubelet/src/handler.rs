@@ -55,14 +55,14 @@ impl<'a> Action<'a> {
         }
     }
 
-    /// A lifecycle hook's action (exec, httpGet, tcpSocket or sleep), if it has one.
+    /// A lifecycle hook's action (exec, httpGet or sleep), if it has one. A hook's
+    /// `tcpSocket` is accepted by the API for compatibility only and never run, as in
+    /// Kubernetes.
     pub fn of_hook(h: &'a LifecycleHandler) -> Option<Action<'a>> {
         if let Some(e) = &h.exec {
             Some(Action::Exec(e))
         } else if let Some(g) = &h.http_get {
             Some(Action::HttpGet(g))
-        } else if let Some(t) = &h.tcp_socket {
-            Some(Action::TcpSocket(t))
         } else {
             h.sleep.as_ref().map(Action::Sleep)
         }
@@ -179,7 +179,7 @@ pub async fn run(
         }
         None => Err(match caller {
             Caller::Probe => "the probe has no handler (exec, httpGet or tcpSocket)".into(),
-            Caller::Hook => "the hook has no handler (exec, httpGet, tcpSocket or sleep)".into(),
+            Caller::Hook => "the hook has no handler (exec, httpGet or sleep)".into(),
         }),
     }
 }
@@ -392,5 +392,10 @@ mod tests {
             ..Default::default()
         };
         assert!(matches!(Action::of_hook(&hook), Some(Action::Sleep(_))));
+        let tcp_hook = LifecycleHandler {
+            tcp_socket: Some(TCPSocketAction::default()),
+            ..Default::default()
+        };
+        assert!(Action::of_hook(&tcp_hook).is_none());
     }
 }

@@ -1,9 +1,9 @@
 //! `skiff-kubelet`: the node agent. It registers its Node and keeps its status and heartbeat
 //! Lease current ([`node`]), watches the pods bound to it and gives each a worker
 //! ([`manager`]) that drives the pod's sandbox and containers through the container runtime
-//! ([`worker`]) and reports the pod's real state back ([`worker::status`]). A worker reaches
-//! the API only through the narrow [`api::PodApi`], and runs probes and lifecycle hooks through
-//! one [`handler`]. Its HTTPS [`server`] serves container logs, exec, stats, its pods and
+//! and reports the pod's real state back ([`worker`]). A worker reaches the API only through
+//! the narrow [`api::PodApi`], and runs probes ([`probe`]) and lifecycle hooks through one
+//! [`handler`]. Its HTTPS [`server`] serves container logs, exec, stats, its pods and
 //! [`metrics`] to the apiserver.
 
 pub mod api;

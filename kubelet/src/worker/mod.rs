@@ -3,15 +3,15 @@
 //! on deletion stops everything gracefully and removes the pod object.
 //!
 //! This module is the worker's lifecycle (its loop, sync, adoption and termination); the
-//! concerns it delegates to live beside it: [`start`] (starting and restarting containers),
-//! [`container`] (the runtime's container config), [`env`], [`volumes`], [`probes`] and
-//! [`status`].
+//! concerns it delegates to live beside it: `start` (starting and restarting containers),
+//! `container` (the runtime's container config), `env`, `volumes`, `probes` and
+//! `status`.
 
 mod container;
 mod env;
 mod probes;
 mod start;
-pub mod status;
+mod status;
 mod volumes;
 
 #[cfg(test)]
