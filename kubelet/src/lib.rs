@@ -1,17 +1,21 @@
 //! `skiff-kubelet`: the node agent. It registers its Node and keeps its status and heartbeat
 //! Lease current ([`node`]), watches the pods bound to it and gives each a worker
 //! ([`manager`]) that drives the pod's sandbox and containers through the container runtime
-//! ([`worker`]) and reports the pod's real state back ([`status`]). Its HTTPS [`server`] serves
-//! container logs, exec, stats and its pods to the apiserver.
+//! and reports the pod's real state back ([`worker`]). A worker reaches the API only through
+//! the narrow [`api::PodApi`], and runs probes ([`probe`]) and lifecycle hooks through one
+//! [`handler`]. Its HTTPS [`server`] serves container logs, exec, stats, its pods and
+//! [`metrics`] to the apiserver.
 
+pub mod api;
 pub mod dns;
+pub mod handler;
 pub mod manager;
+pub mod metrics;
 pub mod node;
 pub mod probe;
 pub mod server;
 pub mod spdy;
 pub mod static_pods;
-pub mod status;
 pub mod sysinfo;
 pub mod worker;
 
@@ -59,7 +63,12 @@ pub struct Config {
 
 /// What every part of the kubelet shares.
 pub struct Context {
+    /// The API client of the node agent, the manager's watch, static pods and the server.
     pub client: kube::Client,
+    /// What pod workers read and write through the API (ConfigMaps, Secrets, Services, their
+    /// pod's status and deletion), and the Events about pods (`source.component: kubelet`,
+    /// `host`: the node).
+    pub api: Arc<dyn api::PodApi>,
     pub runtime: Arc<dyn ContainerRuntime>,
     pub node_name: String,
     pub node_ip: IpAddr,
@@ -70,8 +79,6 @@ pub struct Context {
     pub port: u16,
     /// What pods' resolv.conf is made from.
     pub dns: dns::DnsSettings,
-    /// Events about pods (`source.component: kubelet`, `host`: the node).
-    pub events: skiff_client::events::Recorder,
 }
 
 /// The label naming the node on everything its kubelet creates in the runtime.
@@ -141,6 +148,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         shutdown.clone(),
     );
     let ctx = Arc::new(Context {
+        api: Arc::new(api::KubeApi::new(client.clone(), events)),
         client,
         runtime,
         node_name: config.node_name.clone(),
@@ -153,7 +161,6 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             cluster_domain: config.cluster_domain.clone(),
             host: host_resolver,
         },
-        events,
     });
     let server_task = tokio::spawn(server::serve(ctx.clone(), listener, tls, shutdown.clone()));
     tracing::info!(port, "kubelet server listening");

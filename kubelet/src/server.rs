@@ -10,7 +10,6 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -136,8 +135,7 @@ struct State_ {
     ctx: Arc<Context>,
     /// The last node CPU sample (when, cumulative ns), for `usageNanoCores`.
     cpu_sample: Mutex<Option<(Instant, u64)>>,
-    requests: AtomicU64,
-    unauthorized: AtomicU64,
+    metrics: crate::metrics::Metrics,
 }
 
 type Shared = Arc<State_>;
@@ -166,8 +164,7 @@ pub async fn serve(
     let state = Arc::new(State_ {
         ctx,
         cpu_sample: Mutex::new(None),
-        requests: AtomicU64::new(0),
-        unauthorized: AtomicU64::new(0),
+        metrics: crate::metrics::Metrics::new(),
     });
     let router =
         router(state.clone()).layer(axum::middleware::from_fn_with_state(state, authenticate));
@@ -189,10 +186,10 @@ async fn authenticate(
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    state.requests.fetch_add(1, Ordering::Relaxed);
+    state.metrics.request();
     let authenticated = req.extensions().get::<ClientCert>().is_some_and(|c| c.0);
     if !authenticated && req.uri().path() != "/healthz" {
-        state.unauthorized.fetch_add(1, Ordering::Relaxed);
+        state.metrics.unauthorized();
         return (StatusCode::UNAUTHORIZED, "Unauthorized\n").into_response();
     }
     next.run(req).await
@@ -469,27 +466,11 @@ async fn metrics(State(state): State<Shared>) -> Response {
         .iter()
         .filter(|s| ctx.owns(&s.labels) && s.ready)
         .count();
-    let text = format!(
-        "# HELP kubelet_running_pods Number of pods that have a running pod sandbox.\n\
-         # TYPE kubelet_running_pods gauge\n\
-         kubelet_running_pods {pods}\n\
-         # HELP kubelet_running_containers Number of containers currently running.\n\
-         # TYPE kubelet_running_containers gauge\n\
-         kubelet_running_containers{{container_state=\"running\"}} {}\n\
-         # HELP kubelet_server_requests_total Requests to the kubelet's HTTPS server.\n\
-         # TYPE kubelet_server_requests_total counter\n\
-         kubelet_server_requests_total {}\n\
-         # HELP kubelet_server_unauthorized_requests_total Requests refused for want of a client certificate.\n\
-         # TYPE kubelet_server_unauthorized_requests_total counter\n\
-         kubelet_server_unauthorized_requests_total {}\n",
-        running.len(),
-        state.requests.load(Ordering::Relaxed),
-        state.unauthorized.load(Ordering::Relaxed),
-    );
+    let text = state.metrics.render(pods, running.len());
     let mut r = text.into_response();
     r.headers_mut().insert(
         header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
     );
     r
 }

@@ -1,0 +1,316 @@
+//! The slice of the Kubernetes API a pod worker uses, behind one narrow trait: the ConfigMaps
+//! and Secrets it reads env from or projects into volumes, the Services it turns into env
+//! vars, its pod's status patches and final delete, and Events about the pod. [`KubeApi`] is
+//! the kube-rs implementation; [`FakeApi`] keeps everything in memory for unit tests.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use async_trait::async_trait;
+use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference, Pod, Secret, Service};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
+use serde_json::{Value, json};
+use skiff_client::events::{EventType, Recorder};
+
+/// Why a call to the API failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error(transparent)]
+    Kube(#[from] kube::Error),
+    /// What [`FakeApi`] answers for an object it does not hold.
+    #[error("{kind} {namespace}/{name} not found")]
+    NotFound {
+        kind: &'static str,
+        namespace: String,
+        name: String,
+    },
+}
+
+/// What a pod worker reads from and writes to the API.
+#[async_trait]
+pub trait PodApi: Send + Sync {
+    async fn config_map(&self, namespace: &str, name: &str) -> Result<ConfigMap, ApiError>;
+    async fn secret(&self, namespace: &str, name: &str) -> Result<Secret, ApiError>;
+    /// Every Service of `namespace`.
+    async fn services(&self, namespace: &str) -> Result<Vec<Service>, ApiError>;
+    /// Merge-patches the pod's `status` subresource; returns the pod as stored.
+    async fn patch_pod_status(
+        &self,
+        namespace: &str,
+        name: &str,
+        status: &Value,
+    ) -> Result<Pod, ApiError>;
+    /// Deletes the pod object at once (grace 0), only if it still has `uid`.
+    async fn delete_pod(&self, namespace: &str, name: &str, uid: &str) -> Result<(), ApiError>;
+    /// Records an Event about `object`; never blocks (events are reports, not work).
+    fn event(&self, object: ObjectReference, type_: EventType, reason: &str, message: String);
+}
+
+/// [`PodApi`] on a kube-rs client, with Events through the kubelet's recorder.
+pub struct KubeApi {
+    client: kube::Client,
+    events: Recorder,
+}
+
+impl KubeApi {
+    pub fn new(client: kube::Client, events: Recorder) -> KubeApi {
+        KubeApi { client, events }
+    }
+}
+
+#[async_trait]
+impl PodApi for KubeApi {
+    async fn config_map(&self, namespace: &str, name: &str) -> Result<ConfigMap, ApiError> {
+        let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), namespace);
+        Ok(api.get(name).await?)
+    }
+
+    async fn secret(&self, namespace: &str, name: &str) -> Result<Secret, ApiError> {
+        let api: Api<Secret> = Api::namespaced(self.client.clone(), namespace);
+        Ok(api.get(name).await?)
+    }
+
+    async fn services(&self, namespace: &str) -> Result<Vec<Service>, ApiError> {
+        let api: Api<Service> = Api::namespaced(self.client.clone(), namespace);
+        Ok(api.list(&Default::default()).await?.items)
+    }
+
+    async fn patch_pod_status(
+        &self,
+        namespace: &str,
+        name: &str,
+        status: &Value,
+    ) -> Result<Pod, ApiError> {
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
+        let patch = json!({ "status": status });
+        Ok(api
+            .patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await?)
+    }
+
+    async fn delete_pod(&self, namespace: &str, name: &str, uid: &str) -> Result<(), ApiError> {
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
+        let params = DeleteParams {
+            grace_period_seconds: Some(0),
+            preconditions: Some(Preconditions {
+                uid: Some(uid.to_string()),
+                resource_version: None,
+            }),
+            ..DeleteParams::default()
+        };
+        api.delete(name, &params).await?;
+        Ok(())
+    }
+
+    fn event(&self, object: ObjectReference, type_: EventType, reason: &str, message: String) {
+        self.events.publish(object, type_, reason, message);
+    }
+}
+
+/// One Event that [`FakeApi`] recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordedEvent {
+    /// The object's `fieldPath` (`spec.containers{name}`), if the event is about a container.
+    pub field_path: Option<String>,
+    pub type_: EventType,
+    pub reason: String,
+    pub message: String,
+}
+
+#[derive(Default)]
+struct FakeState {
+    config_maps: BTreeMap<(String, String), ConfigMap>,
+    secrets: BTreeMap<(String, String), Secret>,
+    services: BTreeMap<(String, String), Service>,
+    pods: BTreeMap<(String, String), Pod>,
+    deleted: Vec<(String, String)>,
+    events: Vec<RecordedEvent>,
+}
+
+/// An in-memory [`PodApi`] for unit tests. Cloning shares the state.
+#[derive(Clone, Default)]
+pub struct FakeApi {
+    state: Arc<Mutex<FakeState>>,
+}
+
+fn key(namespace: &str, name: &str) -> (String, String) {
+    (namespace.to_string(), name.to_string())
+}
+
+fn meta_key(meta: &kube::api::ObjectMeta) -> (String, String) {
+    key(
+        meta.namespace.as_deref().unwrap_or("default"),
+        meta.name.as_deref().unwrap_or_default(),
+    )
+}
+
+/// RFC 7386 JSON merge patch: objects merge key by key, `null` removes, anything else replaces.
+fn merge(target: &mut Value, patch: &Value) {
+    match (target.as_object_mut(), patch.as_object()) {
+        (Some(t), Some(p)) => {
+            for (k, v) in p {
+                if v.is_null() {
+                    t.remove(k);
+                } else {
+                    merge(t.entry(k.clone()).or_insert(Value::Null), v);
+                }
+            }
+        }
+        _ => *target = patch.clone(),
+    }
+}
+
+impl FakeApi {
+    pub fn new() -> FakeApi {
+        FakeApi::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, FakeState> {
+        self.state.lock().expect("fake API state poisoned")
+    }
+
+    /// Stores a ConfigMap (namespace `default` unless its metadata names one).
+    pub fn add_config_map(&self, cm: ConfigMap) {
+        self.lock().config_maps.insert(meta_key(&cm.metadata), cm);
+    }
+
+    pub fn add_secret(&self, secret: Secret) {
+        self.lock()
+            .secrets
+            .insert(meta_key(&secret.metadata), secret);
+    }
+
+    pub fn add_service(&self, svc: Service) {
+        self.lock().services.insert(meta_key(&svc.metadata), svc);
+    }
+
+    pub fn add_pod(&self, pod: Pod) {
+        self.lock().pods.insert(meta_key(&pod.metadata), pod);
+    }
+
+    /// The pod as stored (with the status patches applied).
+    pub fn pod(&self, namespace: &str, name: &str) -> Option<Pod> {
+        self.lock().pods.get(&key(namespace, name)).cloned()
+    }
+
+    /// The pods deleted so far, as (namespace, name).
+    pub fn deleted(&self) -> Vec<(String, String)> {
+        self.lock().deleted.clone()
+    }
+
+    /// The events recorded so far, oldest first.
+    pub fn events(&self) -> Vec<RecordedEvent> {
+        self.lock().events.clone()
+    }
+}
+
+#[async_trait]
+impl PodApi for FakeApi {
+    async fn config_map(&self, namespace: &str, name: &str) -> Result<ConfigMap, ApiError> {
+        self.lock()
+            .config_maps
+            .get(&key(namespace, name))
+            .cloned()
+            .ok_or_else(|| ApiError::NotFound {
+                kind: "configmap",
+                namespace: namespace.into(),
+                name: name.into(),
+            })
+    }
+
+    async fn secret(&self, namespace: &str, name: &str) -> Result<Secret, ApiError> {
+        self.lock()
+            .secrets
+            .get(&key(namespace, name))
+            .cloned()
+            .ok_or_else(|| ApiError::NotFound {
+                kind: "secret",
+                namespace: namespace.into(),
+                name: name.into(),
+            })
+    }
+
+    async fn services(&self, namespace: &str) -> Result<Vec<Service>, ApiError> {
+        Ok(self
+            .lock()
+            .services
+            .iter()
+            .filter(|((ns, _), _)| ns == namespace)
+            .map(|(_, s)| s.clone())
+            .collect())
+    }
+
+    async fn patch_pod_status(
+        &self,
+        namespace: &str,
+        name: &str,
+        status: &Value,
+    ) -> Result<Pod, ApiError> {
+        let mut state = self.lock();
+        let Some(pod) = state.pods.get_mut(&key(namespace, name)) else {
+            return Err(ApiError::NotFound {
+                kind: "pod",
+                namespace: namespace.into(),
+                name: name.into(),
+            });
+        };
+        let mut value = serde_json::to_value(&*pod).expect("a pod serializes");
+        merge(&mut value, &json!({ "status": status }));
+        *pod = serde_json::from_value(value).expect("a merged pod status deserializes");
+        Ok(pod.clone())
+    }
+
+    async fn delete_pod(&self, namespace: &str, name: &str, uid: &str) -> Result<(), ApiError> {
+        let mut state = self.lock();
+        let k = key(namespace, name);
+        let stored_uid = state.pods.get(&k).and_then(|p| p.metadata.uid.clone());
+        if stored_uid.as_deref() != Some(uid) {
+            return Err(ApiError::NotFound {
+                kind: "pod",
+                namespace: namespace.into(),
+                name: name.into(),
+            });
+        }
+        state.pods.remove(&k);
+        state.deleted.push(k);
+        Ok(())
+    }
+
+    fn event(&self, object: ObjectReference, type_: EventType, reason: &str, message: String) {
+        self.lock().events.push(RecordedEvent {
+            field_path: object.field_path,
+            type_,
+            reason: reason.to_string(),
+            message,
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merge_patches_objects_replaces_arrays_and_removes_nulls() {
+        let mut target = json!({ "a": { "b": 1, "c": [1, 2] }, "d": "x" });
+        merge(
+            &mut target,
+            &json!({ "a": { "c": [3], "e": true }, "d": null }),
+        );
+        assert_eq!(target, json!({ "a": { "b": 1, "c": [3], "e": true } }));
+    }
+
+    #[tokio::test]
+    async fn the_fake_deletes_only_with_the_right_uid() {
+        let api = FakeApi::new();
+        let mut pod = Pod::default();
+        pod.metadata.name = Some("p".into());
+        pod.metadata.uid = Some("u1".into());
+        api.add_pod(pod);
+        assert!(api.delete_pod("default", "p", "u2").await.is_err());
+        assert!(api.pod("default", "p").is_some());
+        api.delete_pod("default", "p", "u1").await.unwrap();
+        assert!(api.pod("default", "p").is_none());
+        assert_eq!(api.deleted(), vec![("default".into(), "p".into())]);
+    }
+}
