@@ -26,9 +26,9 @@ use futures::{SinkExt, StreamExt};
 use http::{HeaderValue, StatusCode, header};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams};
-use rcgen::{CertificateParams, DnType, KeyPair, SanType};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use skiff_common::tls;
 use skiff_runtime::{ContainerState, ContainerStatus, ExecSession, LogOptions};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -87,47 +87,23 @@ pub fn tls_config(
     node_ip: IpAddr,
     ca_pem: &str,
 ) -> anyhow::Result<Arc<rustls::ServerConfig>> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls_pemfile::certs(&mut ca_pem.as_bytes()) {
-        roots.add(cert.context("reading the cluster CA certificate")?)?;
-    }
-    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
-        Arc::new(roots),
-        provider.clone(),
-    )
-    .allow_unauthenticated()
-    .build()
-    .context("building the client certificate verifier")?;
-
-    let key = KeyPair::generate()?;
-    let mut params = CertificateParams::new(Vec::<String>::new())?;
     let stamp = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .unwrap_or_default()
         .as_secs();
-    // The kubelet's own self-signed certificates are named "<host>@<unix time>".
-    params
-        .distinguished_name
-        .push(DnType::CommonName, format!("{node_name}@{stamp}"));
-    let mut sans = vec![
-        SanType::DnsName(node_name.to_string().try_into()?),
-        SanType::DnsName("localhost".to_string().try_into()?),
-        SanType::IpAddress(node_ip),
-    ];
-    if node_ip != IpAddr::from([127, 0, 0, 1]) {
-        sans.push(SanType::IpAddress(IpAddr::from([127, 0, 0, 1])));
+    let loopback = IpAddr::from([127, 0, 0, 1]);
+    let mut ips = vec![node_ip];
+    if node_ip != loopback {
+        ips.push(loopback);
     }
-    params.subject_alt_names = sans;
-    let cert = params.self_signed(&key)?;
-    let key_der = rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into());
-    let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
-        .with_client_cert_verifier(verifier)
-        .with_single_cert(vec![cert.der().clone()], key_der)
-        .context("loading the kubelet's serving certificate")?;
-    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(Arc::new(cfg))
+    // The kubelet's own self-signed certificates are named "<host>@<unix time>".
+    let identity = tls::Identity::self_signed(
+        &format!("{node_name}@{stamp}"),
+        &[node_name, "localhost"],
+        &ips,
+    )
+    .context("making the kubelet's serving certificate")?;
+    tls::server_config(identity, Some(ca_pem)).context("loading the kubelet's serving certificate")
 }
 
 /// What the handlers share.
