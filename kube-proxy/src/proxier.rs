@@ -415,3 +415,598 @@ fn local_pod_cidr(nodes: &[Arc<Node>], name: &str) -> Option<ipnet::Ipv4Net> {
         .find(|n| n.metadata.name.as_deref() == Some(name))
         .and_then(|n| n.spec.as_ref()?.pod_cidr.as_deref()?.parse().ok())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+    use std::net::Ipv4Addr;
+    use std::sync::Mutex;
+
+    use crate::model::SvcPort;
+    use crate::routes;
+    use crate::rules::Protocol;
+
+    /// A call the proxier made to the kernel side.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    enum Call {
+        Restore(String),
+        EnsureJumps,
+        Conntrack(Vec<String>),
+        Route(String, String),
+        Unroute(String),
+    }
+
+    #[derive(Debug, Default)]
+    struct Recorded {
+        calls: Vec<Call>,
+        /// When each restore was attempted.
+        restores: Vec<Instant>,
+        chains: BTreeSet<String>,
+        /// How many of the next restores fail.
+        failing: usize,
+    }
+
+    /// The recording fake of both writers (one log, so their order shows).
+    #[derive(Debug, Clone, Default)]
+    struct Fake(Arc<Mutex<Recorded>>);
+
+    impl Fake {
+        fn with_chains(chains: &[&str]) -> Fake {
+            let fake = Fake::default();
+            fake.0.lock().unwrap().chains = chains.iter().map(|c| c.to_string()).collect();
+            fake
+        }
+
+        fn fail_next(&self, n: usize) {
+            self.0.lock().unwrap().failing = n;
+        }
+
+        fn take(&self) -> Vec<Call> {
+            std::mem::take(&mut self.0.lock().unwrap().calls)
+        }
+
+        fn restores(&self) -> Vec<Instant> {
+            self.0.lock().unwrap().restores.clone()
+        }
+
+        fn record(&self, call: Call) {
+            self.0.lock().unwrap().calls.push(call);
+        }
+    }
+
+    impl RuleWriter for Fake {
+        fn restore(&self, input: &str) -> Result<(), iptables::Error> {
+            let mut r = self.0.lock().unwrap();
+            r.calls.push(Call::Restore(input.to_string()));
+            r.restores.push(Instant::now());
+            if r.failing > 0 {
+                r.failing -= 1;
+                return Err(iptables::Error::Failed {
+                    cmd: "iptables-restore --noflush".into(),
+                    stderr: "iptables-restore: line 3 failed".into(),
+                });
+            }
+            Ok(())
+        }
+
+        fn ensure_jumps(&self) -> Result<(), iptables::Error> {
+            self.record(Call::EnsureJumps);
+            Ok(())
+        }
+
+        fn chains(&self, _table: &str) -> Result<BTreeSet<String>, iptables::Error> {
+            Ok(self.0.lock().unwrap().chains.clone())
+        }
+
+        fn conntrack_delete(&self, filter: &[String]) {
+            self.record(Call::Conntrack(filter.to_vec()));
+        }
+    }
+
+    impl RouteWriter for Fake {
+        fn replace(&self, cidr: &str, via: &str) -> Result<(), routes::Error> {
+            self.record(Call::Route(cidr.into(), via.into()));
+            Ok(())
+        }
+
+        fn delete(&self, cidr: &str) {
+            self.record(Call::Unroute(cidr.into()));
+        }
+    }
+
+    /// Services, slices and nodes in memory; every change is recorded as a cache records it.
+    /// Changed through `&self`, as a cache is, so a test can change it while the loop runs.
+    struct Memory(Mutex<Objects>);
+
+    #[derive(Default)]
+    struct Objects {
+        services: HashMap<String, Arc<Svc>>,
+        slices: HashMap<String, Arc<Slice>>,
+        nodes: Vec<Arc<Node>>,
+        changes: Changes,
+    }
+
+    impl Memory {
+        /// Empty, and (as a cache after its first list) saying everything changed.
+        fn new() -> Memory {
+            let mut objects = Objects::default();
+            objects.changes.all = true;
+            Memory(Mutex::new(objects))
+        }
+
+        /// Service `name` (namespace `default`) with one port `p` (80), endpoints in slice
+        /// `<name>-1` (target port 8080).
+        fn put_service(&self, name: &str, ip: [u8; 4], protocol: Protocol, ready: &[[u8; 4]]) {
+            let svc = Svc {
+                namespace: "default".into(),
+                name: name.into(),
+                cluster_ip: ip.into(),
+                ports: vec![SvcPort {
+                    name: "p".into(),
+                    protocol,
+                    port: 80,
+                    node_port: None,
+                }],
+                external_ips: vec![],
+                affinity_seconds: None,
+            };
+            let key = format!("default/{name}");
+            let mut o = self.0.lock().unwrap();
+            o.services.insert(key.clone(), Arc::new(svc));
+            o.changes.services.insert(key);
+            drop(o);
+            self.put_endpoints(name, protocol, ready);
+        }
+
+        fn put_endpoints(&self, name: &str, protocol: Protocol, ready: &[[u8; 4]]) {
+            let slice = Slice {
+                namespace: "default".into(),
+                service: name.into(),
+                ports: vec![("p".into(), protocol, 8080)],
+                ready: ready.iter().map(|a| Ipv4Addr::from(*a)).collect(),
+            };
+            let key = format!("default/{name}-1");
+            let mut o = self.0.lock().unwrap();
+            o.slices.insert(key.clone(), Arc::new(slice));
+            o.changes.slices.insert(key);
+        }
+
+        fn delete_service(&self, name: &str) {
+            let key = format!("default/{name}");
+            let mut o = self.0.lock().unwrap();
+            o.services.remove(&key);
+            o.changes.services.insert(key);
+        }
+
+        fn put_node(&self, name: &str, pod_cidr: Option<&str>, ip: &str) {
+            let mut v = serde_json::json!({
+                "metadata": {"name": name},
+                "status": {"addresses": [{"type": "InternalIP", "address": ip}]}
+            });
+            if let Some(c) = pod_cidr {
+                v["spec"] = serde_json::json!({"podCIDR": c});
+            }
+            self.delete_node(name);
+            let node = Arc::new(serde_json::from_value(v).unwrap());
+            self.0.lock().unwrap().nodes.push(node);
+        }
+
+        fn delete_node(&self, name: &str) {
+            self.0
+                .lock()
+                .unwrap()
+                .nodes
+                .retain(|n| n.metadata.name.as_deref() != Some(name));
+        }
+    }
+
+    impl Inputs for Memory {
+        fn service(&self, key: &str) -> Option<Arc<Svc>> {
+            self.0.lock().unwrap().services.get(key).cloned()
+        }
+
+        fn service_keys(&self) -> Vec<String> {
+            self.0.lock().unwrap().services.keys().cloned().collect()
+        }
+
+        fn slice(&self, key: &str) -> Option<Arc<Slice>> {
+            self.0.lock().unwrap().slices.get(key).cloned()
+        }
+
+        fn slices(&self) -> Vec<(String, Arc<Slice>)> {
+            let o = self.0.lock().unwrap();
+            o.slices
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()
+        }
+
+        fn nodes(&self) -> Vec<Arc<Node>> {
+            self.0.lock().unwrap().nodes.clone()
+        }
+
+        fn take_changes(&self) -> Changes {
+            std::mem::take(&mut self.0.lock().unwrap().changes)
+        }
+    }
+
+    fn config() -> Config {
+        Config {
+            kubeconfig: Default::default(),
+            node_name: "me".into(),
+            cluster_cidr: Some("10.244.0.0/16".parse().unwrap()),
+            service_cidr: None,
+            min_sync_period: Duration::from_secs(1),
+            sync_period: Duration::from_secs(30),
+            healthz_addr: "127.0.0.1:0".parse().unwrap(),
+        }
+    }
+
+    fn proxier(fake: &Fake) -> Proxier<Fake, Fake> {
+        Proxier::new(&config(), fake.clone(), fake.clone(), Metrics::new())
+    }
+
+    /// The one restore among `calls`.
+    fn restored(calls: &[Call]) -> &str {
+        let inputs: Vec<&str> = calls
+            .iter()
+            .filter_map(|c| match c {
+                Call::Restore(input) => Some(input.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(inputs.len(), 1, "one restore: {calls:?}");
+        inputs[0]
+    }
+
+    /// Inputs with two TCP Services, `web` (one endpoint) and `api` (one endpoint), synced
+    /// once; the fake's log is empty again.
+    fn synced_once(fake: &Fake) -> (Proxier<Fake, Fake>, Memory) {
+        let inputs = Memory::new();
+        inputs.put_service("web", [10, 96, 0, 10], Protocol::Tcp, &[[10, 244, 1, 5]]);
+        inputs.put_service("api", [10, 96, 0, 11], Protocol::Tcp, &[[10, 244, 2, 5]]);
+        let mut p = proxier(fake);
+        assert_eq!(p.sync(&inputs), Outcome::Full);
+        fake.take();
+        (p, inputs)
+    }
+
+    #[test]
+    fn the_first_sync_restores_everything_and_then_the_jumps() {
+        let fake = Fake::default();
+        let inputs = Memory::new();
+        inputs.put_service("web", [10, 96, 0, 10], Protocol::Tcp, &[[10, 244, 1, 5]]);
+        let mut p = proxier(&fake);
+        assert_eq!(p.sync(&inputs), Outcome::Full);
+        let calls = fake.take();
+        assert_eq!(calls.len(), 2, "{calls:?}");
+        assert_eq!(calls[1], Call::EnsureJumps);
+        let input = restored(&calls);
+        for part in [
+            "*nat\n",
+            ":SKIFF-SERVICES - [0:0]",
+            ":SKIFF-NODEPORTS - [0:0]",
+            "--to-destination 10.244.1.5:8080",
+            "*filter\n",
+            ":SKIFF-FORWARD - [0:0]",
+        ] {
+            assert!(input.contains(part), "{part} in:\n{input}");
+        }
+        let metrics = p.metrics.render();
+        assert!(metrics.contains("skiff_proxy_syncs_total 1\n"), "{metrics}");
+        assert!(
+            metrics.contains("skiff_proxy_service_ports 1\n"),
+            "{metrics}"
+        );
+        assert_eq!(p.metrics.healthz().0, 200);
+    }
+
+    #[test]
+    fn a_changed_service_writes_only_its_chains() {
+        let fake = Fake::default();
+        let (mut p, inputs) = synced_once(&fake);
+        inputs.put_endpoints("web", Protocol::Tcp, &[[10, 244, 1, 5], [10, 244, 1, 6]]);
+        assert_eq!(p.sync(&inputs), Outcome::Partial);
+        let calls = fake.take();
+        assert_eq!(calls.len(), 1, "no jumps checked: {calls:?}");
+        let input = restored(&calls);
+        assert!(
+            input.contains("--to-destination 10.244.1.6:8080"),
+            "{input}"
+        );
+        assert!(
+            !input.contains("10.244.2.5"),
+            "api is not rewritten:\n{input}"
+        );
+        assert!(
+            !input.contains("SKIFF-SERVICES"),
+            "the top-level chains are unchanged:\n{input}"
+        );
+
+        // A Service gone: its chain is deleted, and it leaves the top-level chains.
+        inputs.delete_service("api");
+        assert_eq!(p.sync(&inputs), Outcome::Partial);
+        let calls = fake.take();
+        let input = restored(&calls);
+        assert!(input.contains("\n-X SKIFF-SVC-"), "{input}");
+        assert!(input.contains(":SKIFF-SERVICES - [0:0]"), "{input}");
+        assert!(!input.contains("10.96.0.11"), "{input}");
+    }
+
+    #[test]
+    fn nothing_changed_writes_nothing() {
+        let fake = Fake::default();
+        let (mut p, inputs) = synced_once(&fake);
+        assert_eq!(p.sync(&inputs), Outcome::Unchanged);
+        assert_eq!(fake.take(), []);
+        // A change that renders the same rules (a slice written again as it was).
+        inputs.put_endpoints("web", Protocol::Tcp, &[[10, 244, 1, 5]]);
+        assert_eq!(p.sync(&inputs), Outcome::Unchanged);
+        assert_eq!(fake.take(), []);
+        let metrics = p.metrics.render();
+        assert!(metrics.contains("skiff_proxy_syncs_total 3\n"), "{metrics}");
+    }
+
+    #[test]
+    fn a_failed_write_makes_the_next_sync_a_full_restore() {
+        let fake = Fake::default();
+        let (mut p, inputs) = synced_once(&fake);
+        inputs.put_endpoints("web", Protocol::Tcp, &[[10, 244, 1, 6]]);
+        fake.fail_next(1);
+        assert_eq!(p.sync(&inputs), Outcome::Failed);
+        assert!(!restored(&fake.take()).contains("10.244.2.5"));
+
+        assert_eq!(p.sync(&inputs), Outcome::Full);
+        let calls = fake.take();
+        assert_eq!(calls.last(), Some(&Call::EnsureJumps));
+        let input = restored(&calls);
+        assert!(
+            input.contains("--to-destination 10.244.1.6:8080"),
+            "{input}"
+        );
+        assert!(
+            input.contains("--to-destination 10.244.2.5:8080"),
+            "{input}"
+        );
+
+        assert_eq!(p.sync(&inputs), Outcome::Unchanged);
+    }
+
+    #[test]
+    fn a_failed_first_sync_is_not_healthy() {
+        let fake = Fake::default();
+        let inputs = Memory::new();
+        inputs.put_service("web", [10, 96, 0, 10], Protocol::Tcp, &[[10, 244, 1, 5]]);
+        inputs.put_node("me", Some("10.244.0.0/24"), "10.0.0.1");
+        inputs.put_node("two", Some("10.244.1.0/24"), "10.0.0.2");
+        let mut p = proxier(&fake);
+        fake.fail_next(1);
+        assert_eq!(p.sync(&inputs), Outcome::Failed);
+        let calls = fake.take();
+        assert_eq!(calls.len(), 1, "no jumps, no routes: {calls:?}");
+        assert_eq!(p.metrics.healthz().0, 503);
+        assert!(p.metrics.render().contains("skiff_proxy_syncs_total 0\n"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_sync_period_forces_a_full_restore() {
+        let fake = Fake::default();
+        let (mut p, inputs) = synced_once(&fake);
+        tokio::time::advance(Duration::from_secs(29)).await;
+        assert_eq!(p.sync(&inputs), Outcome::Unchanged);
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert_eq!(p.sync(&inputs), Outcome::Full);
+        let calls = fake.take();
+        assert!(restored(&calls).contains("10.244.2.5"));
+        assert_eq!(p.sync(&inputs), Outcome::Unchanged);
+    }
+
+    #[test]
+    fn chains_left_by_an_earlier_run_are_deleted() {
+        let fake = Fake::with_chains(&[
+            "SKIFF-SERVICES",
+            "SKIFF-SVC-LEFTBYANEARLIER",
+            "SKIFF-SEP-OLDLAYOUT0000",
+        ]);
+        let (mut p, _) = synced_once(&fake);
+        // The first restore deleted them; later full restores no longer name them.
+        let _ = p.sync(&Memory::new());
+        let calls = fake.take();
+        let input = restored(&calls);
+        assert!(!input.contains("LEFTBYANEARLIER"), "{input}");
+
+        let fake = Fake::with_chains(&["SKIFF-SVC-LEFTBYANEARLIER", "SKIFF-SEP-OLDLAYOUT0000"]);
+        let mut p = proxier(&fake);
+        let inputs = Memory::new();
+        inputs.put_service("web", [10, 96, 0, 10], Protocol::Tcp, &[[10, 244, 1, 5]]);
+        assert_eq!(p.sync(&inputs), Outcome::Full);
+        let calls = fake.take();
+        let input = restored(&calls);
+        assert!(
+            input.contains("\n-X SKIFF-SVC-LEFTBYANEARLIER\n"),
+            "{input}"
+        );
+        assert!(input.contains("\n-X SKIFF-SEP-OLDLAYOUT0000\n"), "{input}");
+        assert!(!input.contains("-X SKIFF-SERVICES"), "{input}");
+    }
+
+    #[test]
+    fn a_udp_endpoint_removal_clears_its_flows() {
+        let fake = Fake::default();
+        let inputs = Memory::new();
+        let dns = [10, 96, 0, 10];
+        inputs.put_service(
+            "dns",
+            dns,
+            Protocol::Udp,
+            &[[10, 244, 1, 5], [10, 244, 1, 6]],
+        );
+        let mut p = proxier(&fake);
+        assert_eq!(p.sync(&inputs), Outcome::Full);
+        // Flows sent to the port while it had no endpoints (rejected) are cleared too.
+        assert_eq!(
+            fake.take()[2..],
+            [Call::Conntrack(
+                ["--orig-dst", "10.96.0.10", "--orig-port-dst", "80"]
+                    .map(String::from)
+                    .to_vec()
+            )]
+        );
+
+        inputs.put_endpoints("dns", Protocol::Udp, &[[10, 244, 1, 6]]);
+        assert_eq!(p.sync(&inputs), Outcome::Partial);
+        let flushed = |ep: &str| {
+            Call::Conntrack(
+                ["--orig-dst", "10.96.0.10", "--dst-nat", ep]
+                    .map(String::from)
+                    .to_vec(),
+            )
+        };
+        let calls = fake.take();
+        assert!(
+            matches!(calls[0], Call::Restore(_)),
+            "rules first: {calls:?}"
+        );
+        assert_eq!(calls[1..], [flushed("10.244.1.5")]);
+
+        // A removal whose write fails is cleared after the write that succeeds.
+        inputs.put_endpoints("dns", Protocol::Udp, &[]);
+        fake.fail_next(1);
+        assert_eq!(p.sync(&inputs), Outcome::Failed);
+        assert!(!fake.take().contains(&flushed("10.244.1.6")));
+        assert_eq!(p.sync(&inputs), Outcome::Full);
+        assert!(fake.take().contains(&flushed("10.244.1.6")));
+    }
+
+    #[test]
+    fn routes_follow_the_nodes_pod_cidrs() {
+        let fake = Fake::default();
+        let inputs = Memory::new();
+        inputs.put_node("me", Some("10.244.0.0/24"), "10.0.0.1");
+        inputs.put_node("two", Some("10.244.1.0/24"), "10.0.0.2");
+        inputs.put_node("three", None, "10.0.0.3");
+        let mut p = proxier(&fake);
+        assert_eq!(p.sync(&inputs), Outcome::Full);
+        let routes = |calls: Vec<Call>| -> Vec<Call> {
+            calls
+                .into_iter()
+                .filter(|c| matches!(c, Call::Route(..) | Call::Unroute(_)))
+                .collect()
+        };
+        let route = |cidr: &str, via: &str| Call::Route(cidr.into(), via.into());
+        assert_eq!(routes(fake.take()), [route("10.244.1.0/24", "10.0.0.2")]);
+
+        // Node changes need no recorded change: every sync reads the nodes.
+        inputs.put_node("three", Some("10.244.2.0/24"), "10.0.0.3");
+        inputs.delete_node("two");
+        assert_eq!(p.sync(&inputs), Outcome::Unchanged);
+        assert_eq!(
+            routes(fake.take()),
+            [
+                route("10.244.2.0/24", "10.0.0.3"),
+                Call::Unroute("10.244.1.0/24".into())
+            ]
+        );
+        assert_eq!(p.sync(&inputs), Outcome::Unchanged);
+        assert_eq!(fake.take(), []);
+    }
+
+    #[test]
+    fn this_nodes_pod_cidr_arriving_restores_everything() {
+        let fake = Fake::default();
+        let (mut p, inputs) = synced_once(&fake);
+        // Only endpoints in the node's own pod CIDR keep a hairpin rule: new settings.
+        inputs.put_node("me", Some("10.244.1.0/24"), "10.0.0.1");
+        assert_eq!(p.sync(&inputs), Outcome::Full);
+        let calls = fake.take();
+        let input = restored(&calls);
+        assert!(input.contains("-s 10.244.1.5/32"), "{input}");
+        assert!(!input.contains("-s 10.244.2.5/32"), "{input}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_loop_spaces_writes_and_retries_a_failed_one() {
+        let fake = Fake::default();
+        let inputs = Memory::new();
+        inputs.put_service("web", [10, 96, 0, 10], Protocol::Tcp, &[[10, 244, 1, 5]]);
+        let mut p = proxier(&fake);
+        let changed = Notify::new();
+        let shutdown = CancellationToken::new();
+        let start = Instant::now();
+        fake.fail_next(1);
+        let drive = async {
+            // The first write fails: retried (whole) a second later.
+            while fake.restores().len() < 2 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            // A change right away waits for the min-sync window after that write.
+            inputs.put_endpoints("web", Protocol::Tcp, &[[10, 244, 1, 6]]);
+            changed.notify_one();
+            while fake.restores().len() < 3 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            shutdown.cancel();
+        };
+        tokio::join!(p.run(&inputs, &changed, &shutdown), drive);
+        let at: Vec<Duration> = fake.restores().iter().map(|t| *t - start).collect();
+        assert_eq!(
+            at,
+            [
+                Duration::ZERO,
+                Duration::from_secs(1),
+                Duration::from_secs(2)
+            ]
+        );
+        let calls = fake.take();
+        assert_eq!(
+            calls.iter().filter(|c| **c == Call::EnsureJumps).count(),
+            1,
+            "the retry is a full restore, the change a partial one: {calls:?}"
+        );
+        assert!(restored(&calls[calls.len() - 1..]).contains("10.244.1.6:8080"));
+    }
+
+    /// Where the loop is waiting when shutdown comes.
+    #[derive(Debug, Clone, Copy)]
+    enum Waiting {
+        /// A second before retrying a failed write.
+        Retry,
+        /// For a change or the sync period.
+        Change,
+        /// For the min-sync window after a write, a change pending.
+        MinSync,
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn shutdown_ends_every_wait_at_once() {
+        for waiting in [Waiting::Retry, Waiting::Change, Waiting::MinSync] {
+            let fake = Fake::default();
+            let inputs = Memory::new();
+            inputs.put_service("web", [10, 96, 0, 10], Protocol::Tcp, &[[10, 244, 1, 5]]);
+            let changed = Notify::new();
+            let mut p = proxier(&fake);
+            if let Waiting::Retry = waiting {
+                fake.fail_next(1);
+            }
+            let shutdown = CancellationToken::new();
+            let start = Instant::now();
+            let stop = async {
+                while fake.restores().is_empty() {
+                    tokio::task::yield_now().await;
+                }
+                if let Waiting::MinSync = waiting {
+                    inputs.put_endpoints("web", Protocol::Tcp, &[[10, 244, 1, 6]]);
+                    changed.notify_one();
+                    for _ in 0..10 {
+                        tokio::task::yield_now().await;
+                    }
+                }
+                shutdown.cancel();
+            };
+            tokio::join!(p.run(&inputs, &changed, &shutdown), stop);
+            assert_eq!(start.elapsed(), Duration::ZERO, "{waiting:?}");
+            assert_eq!(fake.restores().len(), 1, "{waiting:?}");
+        }
+    }
+}
