@@ -32,6 +32,47 @@ pub fn wanted(me: &str, nodes: &[Arc<Node>]) -> BTreeMap<String, String> {
     out
 }
 
+/// Sets and removes this node's routes (`ip route`; a fake in tests).
+pub trait RouteWriter {
+    /// `ip route replace <cidr> via <via>`.
+    fn replace(&self, cidr: &str, via: &str) -> Result<(), Error>;
+    /// `ip route del <cidr>`; a route already gone is fine.
+    fn delete(&self, cidr: &str);
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot run ip: {0}; is iproute2 installed?")]
+    Spawn(std::io::Error),
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// The real routes, through the `ip` command.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct IpRoute;
+
+impl RouteWriter for IpRoute {
+    fn replace(&self, cidr: &str, via: &str) -> Result<(), Error> {
+        let out = Command::new("ip")
+            .args(["route", "replace", cidr, "via", via])
+            .output()
+            .map_err(Error::Spawn)?;
+        if !out.status.success() {
+            return Err(Error::Failed(
+                String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            ));
+        }
+        Ok(())
+    }
+
+    fn delete(&self, cidr: &str) {
+        let _ = Command::new("ip").args(["route", "del", cidr]).output();
+    }
+}
+
+/// The routes this node installed, kept in line with the nodes' pod CIDRs.
+#[derive(Debug)]
 pub struct Router {
     me: String,
     installed: BTreeMap<String, String>,
@@ -45,24 +86,23 @@ impl Router {
         }
     }
 
-    pub fn sync(&mut self, nodes: &[Arc<Node>]) {
+    /// Installs the routes `nodes` call for and removes the ones they no longer do. A route
+    /// that cannot be installed is tried again on the next sync.
+    pub fn sync(&mut self, nodes: &[Arc<Node>], writer: &impl RouteWriter) {
         let want = wanted(&self.me, nodes);
         for (cidr, via) in &want {
             if self.installed.get(cidr) == Some(via) {
                 continue;
             }
-            match Command::new("ip")
-                .args(["route", "replace", cidr, "via", via])
-                .output()
-            {
-                Ok(o) if o.status.success() => {
+            match writer.replace(cidr, via) {
+                Ok(()) => {
                     tracing::info!(%cidr, %via, "pod route installed");
                     self.installed.insert(cidr.clone(), via.clone());
                 }
-                Ok(o) => {
-                    tracing::warn!(%cidr, %via, error = %String::from_utf8_lossy(&o.stderr).trim(), "cannot install pod route")
+                Err(Error::Failed(e)) => {
+                    tracing::warn!(%cidr, %via, error = %e, "cannot install pod route")
                 }
-                Err(e) => tracing::warn!(error = %e, "cannot run ip"),
+                Err(Error::Spawn(e)) => tracing::warn!(error = %e, "cannot run ip"),
             }
         }
         let stale: Vec<String> = self
@@ -72,7 +112,7 @@ impl Router {
             .cloned()
             .collect();
         for cidr in stale {
-            let _ = Command::new("ip").args(["route", "del", &cidr]).output();
+            writer.delete(&cidr);
             self.installed.remove(&cidr);
         }
     }
