@@ -12,6 +12,7 @@ use axum::response::Response;
 use http::Method;
 use serde_json::{Map, Value, json};
 use skiff_api::{Quantity, quantity, resources};
+use skiff_common::time::rfc3339;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{ApiError, ApiResult};
@@ -295,10 +296,6 @@ fn go_duration(d: Duration) -> String {
     }
 }
 
-fn rfc3339(t: jiff::Timestamp) -> String {
-    t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
-}
-
 fn usage_json(u: &Usage) -> Value {
     // As the metrics server writes them: CPU in decimal nano-cores, memory in binary bytes.
     let cpu = Quantity::from_nanos(u.nano_cores.into(), quantity::Format::DecimalSI);
@@ -405,7 +402,7 @@ pub async fn serve(
     }
     let segs: Vec<&str> = rest.trim_matches('/').split('/').collect();
     let ok = |v: &Value| Ok(respond(200, v, format, &[]));
-    let now = rfc3339(jiff::Timestamp::now());
+    let now = skiff_common::time::now();
     // Objects are listed from the apiserver's cache, with the caller's selectors.
     let mut list_params = cached();
     for k in ["labelSelector", "fieldSelector"] {

@@ -745,7 +745,7 @@ impl HpaController {
             .and_then(Value::as_array)
             .cloned()
             .unwrap_or_default();
-        let stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
+        let stamp = skiff_common::time::rfc3339(now);
         let mut conditions: Vec<Value> = Vec::new();
         for (type_, status, reason, message) in &out.conditions {
             let status = if *status { "True" } else { "False" };
