@@ -139,7 +139,7 @@ pub fn record(obj: &mut Value, manager: &str, api_version: &str, fields: Value) 
         "manager": manager,
         "operation": "Apply",
         "apiVersion": api_version,
-        "time": crate::objects::now_rfc3339(),
+        "time": skiff_common::time::now(),
         "fieldsType": "FieldsV1",
         "fieldsV1": fields,
     });
@@ -525,7 +525,7 @@ fn update_entry(
     entry.insert("manager".into(), Value::String(manager.into()));
     entry.insert("operation".into(), Value::String("Update".into()));
     entry.insert("apiVersion".into(), Value::String(api_version.into()));
-    entry.insert("time".into(), Value::String(crate::objects::now_rfc3339()));
+    entry.insert("time".into(), Value::String(skiff_common::time::now()));
     entry.insert("fieldsType".into(), Value::String("FieldsV1".into()));
     entry.insert("fieldsV1".into(), fields);
     if let Some(s) = subresource {

@@ -839,7 +839,7 @@ async fn bind(
                 return Err(ApiError::conflict(info, name, &format!("pod {name} is already assigned to node \"{existing}\"")));
             }
             pod["spec"]["nodeName"] = json!(node);
-            let cond = json!({ "type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": objects::now_rfc3339() });
+            let cond = json!({ "type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": skiff_common::time::now() });
             let conds = pod["status"]["conditions"].as_array().cloned().unwrap_or_default();
             let mut conds: Vec<Value> = conds.into_iter().filter(|c| c.get("type").and_then(Value::as_str) != Some("PodScheduled")).collect();
             conds.push(cond);

@@ -42,28 +42,8 @@ pub fn is_deleting(obj: &Value) -> bool {
     meta_str(obj, "deletionTimestamp").is_some()
 }
 
-/// Now, as Kubernetes writes timestamps (RFC 3339, whole seconds, UTC).
-pub fn now_rfc3339() -> String {
-    // Formatted once per second per thread: a stream of creates asks for it twice each.
-    thread_local! {
-        static LAST: std::cell::RefCell<(i64, String)> = const {
-            std::cell::RefCell::new((i64::MIN, String::new()))
-        };
-    }
-    let now = jiff::Timestamp::now();
-    LAST.with_borrow_mut(|(second, text)| {
-        if *second != now.as_second() {
-            *second = now.as_second();
-            *text = now.strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
-        }
-        text.clone()
-    })
-}
-
-pub fn rfc3339_in(seconds: i64) -> String {
-    let ts = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(seconds);
-    ts.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
-}
+// The registry still calls these by their old names; they are `skiff_common::time`'s.
+pub use skiff_common::time::{now as now_rfc3339, rfc3339_in};
 
 /// The object without `metadata` and `status`: what a `metadata.generation` bump tracks.
 pub fn spec_part(obj: &Value) -> Map<String, Value> {

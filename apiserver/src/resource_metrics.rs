@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 use axum::response::Response;
 use http::Method;
 use serde_json::{Map, Value, json};
-use skiff_api::resources;
+use skiff_api::{Quantity, quantity, resources};
+use skiff_common::time::rfc3339;
 use tokio_util::sync::CancellationToken;
 
 use crate::app::App;
@@ -295,53 +296,14 @@ fn go_duration(d: Duration) -> String {
     }
 }
 
-fn rfc3339(t: jiff::Timestamp) -> String {
-    t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
-}
-
-/// `n` in Kubernetes' canonical DecimalSI form, `n` counted in units of 10^`exp`
-/// (exp a multiple of 3, -9 to 0): the largest SI suffix that keeps the number whole.
-fn decimal_quantity(mut n: u64, mut exp: i32) -> String {
-    if n == 0 {
-        return "0".into();
-    }
-    while exp < 18 && n.is_multiple_of(1000) {
-        n /= 1000;
-        exp += 3;
-    }
-    let suffix = match exp {
-        -9 => "n",
-        -6 => "u",
-        -3 => "m",
-        0 => "",
-        3 => "k",
-        6 => "M",
-        9 => "G",
-        12 => "T",
-        15 => "P",
-        _ => "E",
-    };
-    format!("{n}{suffix}")
-}
-
-/// Bytes in Kubernetes' canonical BinarySI form: the largest binary suffix that keeps the
-/// number whole (`1Mi`, `828Ki`, `1025`); below 1 KiB, the DecimalSI form (`1k`).
-fn memory_quantity(bytes: u64) -> String {
-    if bytes < 1024 {
-        return decimal_quantity(bytes, 0);
-    }
-    let mut n = bytes;
-    let mut i = 0;
-    const SUFFIXES: [&str; 7] = ["", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei"];
-    while i < SUFFIXES.len() - 1 && n.is_multiple_of(1024) {
-        n /= 1024;
-        i += 1;
-    }
-    format!("{n}{}", SUFFIXES[i])
-}
-
 fn usage_json(u: &Usage) -> Value {
-    json!({ "cpu": decimal_quantity(u.nano_cores, -9), "memory": memory_quantity(u.memory_bytes) })
+    // As the metrics server writes them: CPU in decimal nano-cores, memory in binary bytes.
+    let cpu = Quantity::from_nanos(u.nano_cores.into(), quantity::Format::DecimalSI);
+    let memory = Quantity::from_value(
+        i64::try_from(u.memory_bytes).unwrap_or(i64::MAX),
+        quantity::Format::BinarySI,
+    );
+    json!({ "cpu": cpu.to_string(), "memory": memory.to_string() })
 }
 
 fn metadata(obj: &Value, now: &str) -> Value {
@@ -440,7 +402,7 @@ pub async fn serve(
     }
     let segs: Vec<&str> = rest.trim_matches('/').split('/').collect();
     let ok = |v: &Value| Ok(respond(200, v, format, &[]));
-    let now = rfc3339(jiff::Timestamp::now());
+    let now = skiff_common::time::now();
     // Objects are listed from the apiserver's cache, with the caller's selectors.
     let mut list_params = cached();
     for k in ["labelSelector", "fieldSelector"] {
@@ -641,14 +603,12 @@ mod tests {
     fn quantities_as_kubernetes_prints_them() {
         assert_eq!(go_duration(Duration::from_secs(15)), "15s");
         assert_eq!(go_duration(Duration::from_millis(15_040)), "15.04s");
-        assert_eq!(memory_quantity(2048), "2Ki");
-        assert_eq!(memory_quantity(1 << 20), "1Mi");
-        assert_eq!(memory_quantity(1025), "1025");
-        assert_eq!(memory_quantity(1000), "1k");
-        assert_eq!(memory_quantity(0), "0");
-        assert_eq!(decimal_quantity(200_345_109, -9), "200345109n");
-        assert_eq!(decimal_quantity(250_000_000, -9), "250m");
-        assert_eq!(decimal_quantity(2_000_000_000, -9), "2");
-        assert_eq!(decimal_quantity(0, -9), "0");
+        let usage = usage_json(&Usage {
+            nano_cores: 200_345_109,
+            memory_bytes: 1000,
+            window: Duration::from_secs(15),
+            timestamp: jiff::Timestamp::UNIX_EPOCH,
+        });
+        assert_eq!(usage, json!({ "cpu": "200345109n", "memory": "1k" }));
     }
 }

@@ -9,21 +9,10 @@ use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Node;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
+use skiff_common::time::{now, now_micro};
 use tokio_util::sync::CancellationToken;
 
 use crate::{Context, sysinfo};
-
-fn now() -> String {
-    jiff::Timestamp::now()
-        .strftime("%Y-%m-%dT%H:%M:%SZ")
-        .to_string()
-}
-
-fn now_micro() -> String {
-    jiff::Timestamp::now()
-        .strftime("%Y-%m-%dT%H:%M:%S.%6fZ")
-        .to_string()
-}
 
 /// One node condition as the kubelet judges it.
 #[derive(Debug, Clone, PartialEq, Eq)]

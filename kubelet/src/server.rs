@@ -337,17 +337,11 @@ fn node_cpu_nanos() -> Option<u64> {
     Some(busy * 10_000_000)
 }
 
-fn rfc3339_now() -> String {
-    jiff::Timestamp::now()
-        .strftime("%Y-%m-%dT%H:%M:%SZ")
-        .to_string()
-}
-
 /// `GET /stats/summary`: node CPU and memory from /proc, and per pod and container from the
 /// runtime, in the Summary API's shape (`kubectl top` and metrics-server read this).
 async fn stats_summary(State(state): State<Shared>) -> Response {
     let ctx = &state.ctx;
-    let now = rfc3339_now();
+    let now = skiff_common::time::now();
     let cpu_now = node_cpu_nanos().unwrap_or(0);
     let nano_cores = {
         let mut last = state.cpu_sample.lock().expect("cpu sample lock");
@@ -390,7 +384,7 @@ async fn stats_summary(State(state): State<Shared>) -> Response {
         entry.2.push(json!({
             "name": c.name,
             "startTime": match c.state {
-                ContainerState::Running { started_at } => jiff::Timestamp::try_from(started_at).map(|t| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()).unwrap_or_default(),
+                ContainerState::Running { started_at } => jiff::Timestamp::try_from(started_at).map(skiff_common::time::rfc3339).unwrap_or_default(),
                 _ => String::new(),
             },
             "cpu": { "time": now, "usageCoreNanoSeconds": s.cpu_usage_nanos },

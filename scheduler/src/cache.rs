@@ -39,8 +39,8 @@ impl NodeData {
             .unwrap_or_default();
         let allowed_pods = alloc
             .get("pods")
-            .and_then(|q| skiff_api::validation::parse_quantity(&q.0))
-            .map(|v| v as i64)
+            .and_then(|q| skiff_api::Quantity::try_from(q).ok())
+            .map(|q| q.value())
             .unwrap_or(110);
         NodeData {
             name: node.metadata.name.clone().unwrap_or_default(),

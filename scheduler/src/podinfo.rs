@@ -30,16 +30,17 @@ impl Resources {
     pub fn from_list(list: &BTreeMap<String, Quantity>) -> Resources {
         let mut r = Resources::default();
         for (name, q) in list {
-            let Some(v) = skiff_api::validation::parse_quantity(&q.0) else {
+            let Ok(q) = skiff_api::Quantity::try_from(q) else {
                 continue;
             };
+            // Rounded up as Kubernetes' MilliValue() and Value() round.
             match name.as_str() {
-                "cpu" => r.milli_cpu = (v * 1000.0).ceil() as i64,
-                "memory" => r.memory = v.ceil() as i64,
-                "ephemeral-storage" => r.ephemeral_storage = v.ceil() as i64,
+                "cpu" => r.milli_cpu = q.milli_value(),
+                "memory" => r.memory = q.value(),
+                "ephemeral-storage" => r.ephemeral_storage = q.value(),
                 "pods" => {}
                 other => {
-                    r.scalar.insert(other.to_string(), v.ceil() as i64);
+                    r.scalar.insert(other.to_string(), q.value());
                 }
             }
         }

@@ -4,32 +4,15 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{NodeSelectorRequirement, NodeSelectorTerm};
+use skiff_api::selectors::LabelOp;
 
 pub use skiff_client::selector::matches as matches_label_selector;
 
-/// Whether one node selector requirement holds for a value (`None`: the label is absent).
+/// Whether one node selector requirement holds for a value (`None`: the label is absent);
+/// an unknown operator matches nothing.
 fn requirement_holds(r: &NodeSelectorRequirement, have: Option<&str>) -> bool {
-    let values = r.values.as_deref().unwrap_or_default();
-    match r.operator.as_str() {
-        "In" => have.is_some_and(|v| values.iter().any(|x| x == v)),
-        "NotIn" => have.is_none_or(|v| !values.iter().any(|x| x == v)),
-        "Exists" => have.is_some(),
-        "DoesNotExist" => have.is_none(),
-        "Gt" | "Lt" => {
-            let (Some(have), Some(want)) = (
-                have.and_then(|v| v.parse::<i64>().ok()),
-                values.first().and_then(|v| v.parse::<i64>().ok()),
-            ) else {
-                return false;
-            };
-            if r.operator == "Gt" {
-                have > want
-            } else {
-                have < want
-            }
-        }
-        _ => false,
-    }
+    LabelOp::from_api(&r.operator)
+        .is_some_and(|op| op.holds(r.values.as_deref().unwrap_or_default(), have))
 }
 
 /// Whether a node (its name and labels) satisfies one term: all its expressions and fields.

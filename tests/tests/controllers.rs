@@ -612,6 +612,115 @@ spec:
     );
 }
 
+/// kubectl describe svc dereferences every EndpointSlice port's `name`, which Kubernetes always
+/// sets (`""` for an unnamed port): slices without it made the real kubectl panic.
+#[test]
+fn kubectl_describe_svc_prints_endpoints_of_unnamed_and_named_ports() {
+    let server = ApiServer::start(Backend::Embedded);
+    let _cm = ControllerManager::start(&server);
+    server.kubectl_stdin_ok(
+        &["apply", "-f", "-"],
+        "apiVersion: v1
+kind: Service
+metadata:
+  name: plain
+spec:
+  selector: {app: web}
+  ports:
+  - {port: 80, targetPort: 8080}
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: named
+spec:
+  selector: {app: web}
+  ports:
+  - {name: http, port: 80, targetPort: http}
+  - {name: metrics, port: 9090, targetPort: 9090}
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: lonely
+spec:
+  selector: {app: nobody}
+  ports:
+  - {port: 80}
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: web-1
+  labels: {app: web}
+spec:
+  containers:
+  - name: c
+    image: x
+    ports: [{name: http, containerPort: 8080}]
+",
+    );
+    make_ready(&server, "default", "web-1");
+    let ready_endpoints = |svc: &str| {
+        let list = server.kubectl_json(&[
+            "get",
+            "endpointslices",
+            "-l",
+            &format!("kubernetes.io/service-name={svc}"),
+        ]);
+        list["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|s| s["endpoints"].as_array().cloned().unwrap_or_default())
+            .filter(|e| e["conditions"]["ready"] == true)
+            .count()
+    };
+    assert!(
+        wait_until(WAIT, || ready_endpoints("plain") == 1
+            && ready_endpoints("named") == 1),
+        "slices with the ready pod: {}",
+        server.kubectl_json(&["get", "endpointslices"])
+    );
+    let describe = |svc: &str| {
+        let out = server.kubectl(&["describe", "svc", svc]);
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        );
+        assert!(
+            out.status.success(),
+            "kubectl describe svc {svc}: {stdout}{stderr}"
+        );
+        stdout
+    };
+    let endpoints_lines = |text: &str| -> Vec<String> {
+        text.lines()
+            .filter(|l| l.starts_with("Endpoints:"))
+            .map(|l| l.split_whitespace().skip(1).collect::<Vec<_>>().join(" "))
+            .collect()
+    };
+    let plain = describe("plain");
+    assert_eq!(endpoints_lines(&plain), ["10.244.9.9:8080"], "{plain}");
+    let named = describe("named");
+    assert_eq!(
+        endpoints_lines(&named),
+        ["10.244.9.9:8080", "10.244.9.9:9090"],
+        "{named}"
+    );
+    // Without endpoints there is still the placeholder slice (no ports), as in Kubernetes,
+    // so kubectl prints an empty list rather than `<none>`.
+    let lonely = describe("lonely");
+    assert_eq!(endpoints_lines(&lonely), [""], "{lonely}");
+    let slices = server.kubectl_json(&[
+        "get",
+        "endpointslices",
+        "-l",
+        "kubernetes.io/service-name=plain",
+    ]);
+    assert_eq!(slices["items"][0]["ports"][0]["name"], "", "{slices}");
+}
+
 #[test]
 fn a_node_that_stops_renewing_its_lease_is_tainted_and_its_pods_move() {
     let server = ApiServer::start(Backend::Embedded);

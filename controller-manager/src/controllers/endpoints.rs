@@ -175,21 +175,9 @@ pub fn slices(svc: &Service, backends: &[Backend]) -> Vec<EndpointSlice> {
     labels.insert(MANAGED_BY_LABEL.into(), MANAGED_BY.into());
     let mut groups = by_ports(backends);
     if groups.is_empty() {
-        // An empty slice still names the Service's ports, as Kubernetes keeps one.
-        let ports: Vec<EndpointPort> = svc
-            .spec
-            .as_ref()
-            .and_then(|s| s.ports.clone())
-            .unwrap_or_default()
-            .into_iter()
-            .map(|p| EndpointPort {
-                name: p.name,
-                port: 0,
-                protocol: p.protocol,
-                app_protocol: None,
-            })
-            .collect();
-        groups.insert(String::new(), (ports, Vec::new()));
+        // A Service without endpoints keeps one placeholder slice, with no ports, as
+        // Kubernetes' EndpointSlice reconciler writes it.
+        groups.insert(String::new(), (Vec::new(), Vec::new()));
     }
     groups
         .into_iter()
@@ -220,8 +208,10 @@ pub fn slices(svc: &Service, backends: &[Backend]) -> Vec<EndpointSlice> {
                 ports
                     .into_iter()
                     .map(|p| k8s_openapi::api::discovery::v1::EndpointPort {
-                        name: p.name,
-                        port: (p.port > 0).then_some(p.port),
+                        // Kubernetes always sets the name, `""` for an unnamed port (kubectl
+                        // describe dereferences it); Endpoints leave it out instead.
+                        name: Some(p.name.unwrap_or_default()),
+                        port: Some(p.port),
                         protocol: p.protocol,
                         app_protocol: p.app_protocol,
                     })
@@ -498,10 +488,31 @@ mod tests {
         assert_eq!(s[0].ports.as_ref().unwrap()[0].port, 8080);
         let none: Vec<Arc<CachedPod>> = vec![];
         assert!(subsets(&backends(&svc(json!(80)), &none)).is_empty());
-        assert_eq!(
-            slices(&svc(json!(80)), &[]).len(),
-            1,
-            "an empty slice remains"
-        );
+        let placeholder = slices(&svc(json!(80)), &[]);
+        assert_eq!(placeholder.len(), 1, "an empty slice remains");
+        assert_eq!(placeholder[0].ports, Some(vec![]), "with no ports");
+        assert!(placeholder[0].endpoints.is_empty());
+    }
+
+    #[test]
+    fn slice_ports_always_have_a_name_as_kubernetes_writes_them() {
+        let unnamed: Service = serde_json::from_value(json!({
+            "metadata": {"name": "web", "namespace": "default", "uid": "s1"},
+            "spec": {"selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": 8080}]}
+        }))
+        .unwrap();
+        let pods = vec![pod("a", Some("10.0.0.1"), true, "web", 8080)];
+        let found = backends(&unnamed, &pods);
+        let written = slices(&unnamed, &found);
+        let port = &written[0].ports.as_ref().unwrap()[0];
+        assert_eq!(port.name.as_deref(), Some(""));
+        assert_eq!(port.port, Some(8080));
+        assert_eq!(port.protocol.as_deref(), Some("TCP"));
+        // The Endpoints object leaves an empty name out, as Kubernetes' does.
+        assert_eq!(subsets(&found)[0].ports.as_ref().unwrap()[0].name, None);
+        let named = backends(&svc(json!("web")), &pods);
+        let written = slices(&svc(json!("web")), &named);
+        let port = &written[0].ports.as_ref().unwrap()[0];
+        assert_eq!(port.name.as_deref(), Some("http"));
     }
 }

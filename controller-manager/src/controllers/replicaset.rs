@@ -450,7 +450,7 @@ impl<K: ReplicaKind> Reconciler for ReplicaController<K> {
             (Some(msg), Some(c)) if c["message"] == json!(msg) => json!([c]),
             (Some(msg), _) => json!([{
                 "type": "ReplicaFailure", "status": "True", "reason": "FailedCreate",
-                "message": msg, "lastTransitionTime": jiff::Timestamp::now().to_string(),
+                "message": msg, "lastTransitionTime": skiff_common::time::now(),
             }]),
             (None, _) => Value::Null,
         };

@@ -7,7 +7,8 @@
 //! - [`selectors`]: label and field selectors.
 //! - [`patch`]: strategic merge patch with Kubernetes' merge keys.
 //! - [`table`]: server-side `Table` columns and rows, as kubectl prints them.
-//! - [`validation`]: name, label and quantity checks with Kubernetes' wording.
+//! - [`quantity`]: the exact resource [`Quantity`] (`100m`, `1.5Gi`), as apimachinery's.
+//! - [`validation`]: name and label checks with Kubernetes' wording.
 //! - [`openapi`]: OpenAPI v2/v3 documents generated from the `k8s-openapi` types.
 //! - [`protobuf`]: decoding of `application/vnd.kubernetes.protobuf` request bodies into JSON.
 //!
@@ -17,12 +18,14 @@
 pub mod openapi;
 pub mod patch;
 pub mod protobuf;
+pub mod quantity;
 pub mod resources;
 pub mod selectors;
 pub mod strategy;
 pub mod table;
 pub mod validation;
 
+pub use quantity::Quantity;
 pub use resources::ResourceInfo;
 pub use selectors::{FieldSelector, LabelSelector};
 pub use strategy::{FieldError, FieldErrorKind};

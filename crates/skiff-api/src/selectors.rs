@@ -27,6 +27,49 @@ pub enum LabelOp {
     LessThan,
 }
 
+impl LabelOp {
+    /// The operator of a `matchExpressions` entry (`In`, `NotIn`, `Exists`, `DoesNotExist`)
+    /// or of a node selector requirement (also `Gt`, `Lt`), as the API spells it.
+    pub fn from_api(s: &str) -> Option<LabelOp> {
+        Some(match s {
+            "In" => LabelOp::In,
+            "NotIn" => LabelOp::NotIn,
+            "Exists" => LabelOp::Exists,
+            "DoesNotExist" => LabelOp::DoesNotExist,
+            "Gt" => LabelOp::GreaterThan,
+            "Lt" => LabelOp::LessThan,
+            _ => return None,
+        })
+    }
+
+    /// Whether a requirement with this operator and `values` holds for a label's value
+    /// (`None`: the label is absent). This is the one place label operators are matched:
+    /// string selectors, `matchExpressions` and node selector terms all come here.
+    pub fn holds(self, values: &[String], have: Option<&str>) -> bool {
+        match self {
+            LabelOp::Equals | LabelOp::In => have.is_some_and(|v| values.iter().any(|x| x == v)),
+            LabelOp::NotEquals | LabelOp::NotIn => {
+                have.is_none_or(|v| !values.iter().any(|x| x == v))
+            }
+            LabelOp::Exists => have.is_some(),
+            LabelOp::DoesNotExist => have.is_none(),
+            LabelOp::GreaterThan | LabelOp::LessThan => {
+                let (Some(have), Some(bound)) = (
+                    have.and_then(|v| v.parse::<i64>().ok()),
+                    values.first().and_then(|v| v.parse::<i64>().ok()),
+                ) else {
+                    return false;
+                };
+                if self == LabelOp::GreaterThan {
+                    have > bound
+                } else {
+                    have < bound
+                }
+            }
+        }
+    }
+}
+
 /// One requirement of a label selector.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LabelRequirement {
@@ -84,29 +127,7 @@ impl LabelRequirement {
         let value = labels
             .and_then(|l| l.get(&self.key))
             .map(|v| v.as_str().unwrap_or(""));
-        match self.op {
-            LabelOp::Equals | LabelOp::In => {
-                value.is_some_and(|v| self.values.iter().any(|x| x == v))
-            }
-            LabelOp::NotEquals | LabelOp::NotIn => {
-                value.is_none_or(|v| !self.values.iter().any(|x| x == v))
-            }
-            LabelOp::Exists => value.is_some(),
-            LabelOp::DoesNotExist => value.is_none(),
-            LabelOp::GreaterThan | LabelOp::LessThan => {
-                let (Some(v), Ok(bound)) = (
-                    value.and_then(|v| v.parse::<i64>().ok()),
-                    self.values[0].parse::<i64>(),
-                ) else {
-                    return false;
-                };
-                if self.op == LabelOp::GreaterThan {
-                    v > bound
-                } else {
-                    v < bound
-                }
-            }
-        }
+        self.op.holds(&self.values, value)
     }
 }
 
@@ -422,15 +443,11 @@ impl LabelSelector {
                 .flatten()
             {
                 let key = e.get("key").and_then(Value::as_str).unwrap_or("");
-                let op = match e.get("operator").and_then(Value::as_str).unwrap_or("") {
-                    "In" => LabelOp::In,
-                    "NotIn" => LabelOp::NotIn,
-                    "Exists" => LabelOp::Exists,
-                    "DoesNotExist" => LabelOp::DoesNotExist,
-                    other => {
-                        return Err(format!("{other:?} is not a valid label selector operator"));
-                    }
-                };
+                let op = e.get("operator").and_then(Value::as_str).unwrap_or("");
+                // Gt and Lt belong to node selectors only.
+                let op = LabelOp::from_api(op)
+                    .filter(|op| !matches!(op, LabelOp::GreaterThan | LabelOp::LessThan))
+                    .ok_or_else(|| format!("{op:?} is not a valid label selector operator"))?;
                 let values = e
                     .get("values")
                     .and_then(Value::as_array)
@@ -702,6 +719,36 @@ mod tests {
 
     fn labels(v: Value) -> Map<String, Value> {
         v.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn operators_hold_as_kubernetes_matches_them() {
+        let v = |xs: &[&str]| xs.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        // (operator, values, label value, holds)
+        let cases: &[(&str, &[&str], Option<&str>, bool)] = &[
+            ("In", &["a", "b"], Some("b"), true),
+            ("In", &["a"], Some("c"), false),
+            ("In", &["a"], None, false),
+            ("NotIn", &["a"], Some("c"), true),
+            ("NotIn", &["a"], Some("a"), false),
+            ("NotIn", &["a"], None, true),
+            ("Exists", &[], Some(""), true),
+            ("Exists", &[], None, false),
+            ("DoesNotExist", &[], None, true),
+            ("DoesNotExist", &[], Some("x"), false),
+            ("Gt", &["4"], Some("8"), true),
+            ("Gt", &["4"], Some("4"), false),
+            ("Gt", &["4"], Some("x"), false),
+            ("Gt", &["x"], Some("8"), false),
+            ("Gt", &[], Some("8"), false),
+            ("Lt", &["4"], Some("3"), true),
+            ("Lt", &["4"], None, false),
+        ];
+        for (op, values, have, want) in cases {
+            let got = LabelOp::from_api(op).unwrap().holds(&v(values), *have);
+            assert_eq!(got, *want, "{op} {values:?} {have:?}");
+        }
+        assert_eq!(LabelOp::from_api("Equals"), None);
     }
 
     #[test]

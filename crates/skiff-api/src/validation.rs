@@ -268,50 +268,6 @@ pub fn go_value(v: &Value) -> String {
     }
 }
 
-/// Parses a Kubernetes quantity (`100m`, `1.5Gi`, `2e3`, `1k`) into a float; `None` when it
-/// is not a quantity. Precise enough for comparisons of requests and limits.
-pub fn parse_quantity(s: &str) -> Option<f64> {
-    let s = s.trim();
-    if s.is_empty() {
-        return None;
-    }
-    let end = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+' || c == '-'))
-        .unwrap_or(s.len());
-    let (num, suffix) = s.split_at(end);
-    let n: f64 = num.parse().ok()?;
-    let mult = match suffix {
-        "" => 1.0,
-        "n" => 1e-9,
-        "u" => 1e-6,
-        "m" => 1e-3,
-        "k" => 1e3,
-        "M" => 1e6,
-        "G" => 1e9,
-        "T" => 1e12,
-        "P" => 1e15,
-        "E" => 1e18,
-        "Ki" => 1024.0,
-        "Mi" => 1024f64.powi(2),
-        "Gi" => 1024f64.powi(3),
-        "Ti" => 1024f64.powi(4),
-        "Pi" => 1024f64.powi(5),
-        "Ei" => 1024f64.powi(6),
-        e if e.starts_with('e') || e.starts_with('E') => 10f64.powi(e[1..].parse().ok()?),
-        _ => return None,
-    };
-    Some(n * mult)
-}
-
-/// A quantity as JSON (string or number) in float form.
-pub fn quantity_value(v: &Value) -> Option<f64> {
-    match v {
-        Value::String(s) => parse_quantity(s),
-        Value::Number(n) => n.as_f64(),
-        _ => None,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -366,24 +322,6 @@ mod tests {
             is_valid_label_value("a b")[0],
             "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')"
         );
-    }
-
-    #[test]
-    fn quantities() {
-        let cases: &[(&str, Option<f64>)] = &[
-            ("100m", Some(0.1)),
-            ("1", Some(1.0)),
-            ("1.5", Some(1.5)),
-            ("1Ki", Some(1024.0)),
-            ("128Mi", Some(128.0 * 1024.0 * 1024.0)),
-            ("1k", Some(1000.0)),
-            ("2e3", Some(2000.0)),
-            ("abc", None),
-            ("1Xi", None),
-        ];
-        for (s, want) in cases {
-            assert_eq!(parse_quantity(s), *want, "{s}");
-        }
     }
 
     #[test]

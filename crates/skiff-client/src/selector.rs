@@ -1,9 +1,11 @@
 //! Typed label selectors (`matchLabels` + `matchExpressions`) matched against labels, for
-//! programs that hold k8s-openapi objects (the scheduler, the controllers).
+//! programs that hold k8s-openapi objects (the scheduler, the controllers). The operators are
+//! matched by `skiff_api::selectors::LabelOp`, as for every other selector.
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use skiff_api::selectors::LabelOp;
 
 /// Whether `labels` match `selector`. An empty selector matches everything, as in Kubernetes.
 pub fn matches(selector: &LabelSelector, labels: &BTreeMap<String, String>) -> bool {
@@ -13,15 +15,13 @@ pub fn matches(selector: &LabelSelector, labels: &BTreeMap<String, String>) -> b
         return false;
     }
     selector.match_expressions.iter().flatten().all(|e| {
-        let values = e.values.as_deref().unwrap_or_default();
-        let have = labels.get(&e.key);
-        match e.operator.as_str() {
-            "In" => have.is_some_and(|v| values.contains(v)),
-            "NotIn" => have.is_none_or(|v| !values.contains(v)),
-            "Exists" => have.is_some(),
-            "DoesNotExist" => have.is_none(),
-            _ => false,
-        }
+        // Gt and Lt are node selector operators; in a label selector they match nothing.
+        LabelOp::from_api(&e.operator)
+            .filter(|op| !matches!(op, LabelOp::GreaterThan | LabelOp::LessThan))
+            .is_some_and(|op| {
+                let values = e.values.as_deref().unwrap_or_default();
+                op.holds(values, labels.get(&e.key).map(String::as_str))
+            })
     })
 }
 

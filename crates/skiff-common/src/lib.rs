@@ -2,6 +2,7 @@
 //! - [`Backoff`], the one backoff type (watch restarts, reconcile errors, container restarts,
 //!   image pulls);
 //! - [`parse_duration`] for Go-style duration flags;
+//! - [`time`]: timestamps as Kubernetes writes them, and the one "now";
 //! - [`program`]: logging and the signal that starts the one shutdown path;
 //! - [`tls`]: the one TLS server configuration builder, and [`serve_tls`], the HTTPS accept
 //!   loop of the apiserver, the kubelet and the components' health endpoints.
@@ -10,6 +11,7 @@ mod backoff;
 mod duration;
 pub mod program;
 mod serve;
+pub mod time;
 pub mod tls;
 
 pub use backoff::Backoff;

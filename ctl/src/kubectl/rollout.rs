@@ -254,9 +254,7 @@ pub async fn run(s: &Session, cmd: &RolloutCmd) -> anyhow::Result<()> {
         }
         RolloutCmd::Restart { args } => {
             let (path, name) = deployment(s, args).await?;
-            let now = jiff::Timestamp::now()
-                .strftime("%Y-%m-%dT%H:%M:%SZ")
-                .to_string();
+            let now = skiff_common::time::now();
             patch(
                 s,
                 &path,

@@ -5,6 +5,8 @@
 use anyhow::bail;
 use serde_json::Value;
 
+use skiff_api::Quantity;
+
 use super::Session;
 use super::get::tabulate;
 
@@ -41,46 +43,13 @@ pub struct TopArgs {
     use_protocol_buffers: bool,
 }
 
-/// A quantity in nano-units (exact for everything `kubectl top` meets).
-fn nanos(q: &str) -> i128 {
-    let q = q.trim();
-    let split = q
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(q.len());
-    let (num, suffix) = q.split_at(split);
-    let scale: i128 = match suffix {
-        "n" => 1,
-        "u" => 1_000,
-        "m" => 1_000_000,
-        "" => 1_000_000_000,
-        "k" => 1_000_000_000_000,
-        "M" => 1_000_000_000_000_000,
-        "G" => 1_000_000_000_000_000_000,
-        "Ki" => 1024 * 1_000_000_000,
-        "Mi" => (1 << 20) * 1_000_000_000,
-        "Gi" => (1 << 30) * 1_000_000_000,
-        "Ti" => (1 << 40) * 1_000_000_000,
-        _ => return 0,
-    };
-    let (whole, frac) = num.split_once('.').unwrap_or((num, ""));
-    let whole: i128 = whole.parse().unwrap_or(0);
-    let frac_value: i128 = frac.parse().unwrap_or(0);
-    let frac_scale = 10i128.pow(frac.len() as u32);
-    whole * scale + frac_value * scale / frac_scale
-}
-
-/// Millicores, rounded up (Quantity.MilliValue).
-fn milli(n: i128) -> i128 {
-    (n + 999_999).div_euclid(1_000_000)
-}
-
-/// Whole bytes, rounded up (Quantity.Value).
-fn bytes(n: i128) -> i128 {
-    (n + 999_999_999).div_euclid(1_000_000_000)
-}
-
-fn usage(v: &Value, resource: &str) -> i128 {
-    nanos(v[resource].as_str().unwrap_or("0"))
+/// A usage or capacity figure (zero when absent or not a quantity). kubectl prints CPU as
+/// `MilliValue()` and memory as `Value()`, both rounded up.
+fn usage(v: &Value, resource: &str) -> Quantity {
+    v[resource]
+        .as_str()
+        .and_then(|q| Quantity::parse(q).ok())
+        .unwrap_or(Quantity::ZERO)
 }
 
 fn query(selector: &Option<String>, fields: &Option<String>) -> String {
@@ -110,7 +79,7 @@ fn print(mut lines: Vec<Vec<String>>, no_headers: bool) {
     print!("{}", tabulate(&lines));
 }
 
-fn sort(rows: &mut [(Vec<String>, i128, i128)], by: Option<&str>) {
+fn sort(rows: &mut [(Vec<String>, Quantity, Quantity)], by: Option<&str>) {
     match by {
         Some("cpu") => rows.sort_by_key(|r| std::cmp::Reverse(r.1)),
         Some("memory") => rows.sort_by_key(|r| std::cmp::Reverse(r.2)),
@@ -199,8 +168,8 @@ async fn nodes(s: &Session, args: &TopArgs) -> anyhow::Result<()> {
                     unknown.clone(),
                     unknown,
                 ],
-                -1,
-                -1,
+                Quantity::ZERO,
+                Quantity::ZERO,
             ));
             continue;
         };
@@ -220,10 +189,13 @@ async fn nodes(s: &Session, args: &TopArgs) -> anyhow::Result<()> {
         rows.push((
             vec![
                 name.to_string(),
-                format!("{}m", milli(cpu)),
-                percent(milli(cpu), milli(usage(alloc, "cpu"))),
-                format!("{}Mi", bytes(mem) / (1 << 20)),
-                percent(mem, usage(alloc, "memory")),
+                format!("{}m", cpu.milli_value()),
+                percent(
+                    cpu.milli_value().into(),
+                    usage(alloc, "cpu").milli_value().into(),
+                ),
+                format!("{}Mi", mem.value() / (1 << 20)),
+                percent(mem.as_nanos(), usage(alloc, "memory").as_nanos()),
             ],
             cpu,
             mem,
@@ -312,11 +284,11 @@ async fn pods(s: &Session, args: &TopArgs) -> anyhow::Result<()> {
             prefix.push(namespace);
         }
         prefix.push(name);
-        let line = |extra: Vec<String>, cpu: i128, mem: i128| {
+        let line = |extra: Vec<String>, cpu: Quantity, mem: Quantity| {
             let mut l = prefix.clone();
             l.extend(extra);
-            l.push(format!("{}m", milli(cpu)));
-            l.push(format!("{}Mi", bytes(mem) / (1 << 20)));
+            l.push(format!("{}m", cpu.milli_value()));
+            l.push(format!("{}Mi", mem.value() / (1 << 20)));
             (l, cpu, mem)
         };
         if args.containers {
@@ -348,7 +320,7 @@ async fn pods(s: &Session, args: &TopArgs) -> anyhow::Result<()> {
     });
     let blanks = header.len() - 2;
     let mut lines = vec![header.into_iter().map(String::from).collect::<Vec<_>>()];
-    let (cpu, mem): (i128, i128) = (
+    let (cpu, mem): (Quantity, Quantity) = (
         rows.iter().map(|r| r.1).sum(),
         rows.iter().map(|r| r.2).sum(),
     );
@@ -361,8 +333,8 @@ async fn pods(s: &Session, args: &TopArgs) -> anyhow::Result<()> {
         };
         lines.push(row("________".into(), "________".into()));
         lines.push(row(
-            format!("{}m", milli(cpu)),
-            format!("{}Mi", bytes(mem) / (1 << 20)),
+            format!("{}m", cpu.milli_value()),
+            format!("{}Mi", mem.value() / (1 << 20)),
         ));
     }
     print(lines, args.no_headers);
@@ -375,12 +347,14 @@ mod tests {
 
     #[test]
     fn quantities_round_as_kubectl_does() {
-        assert_eq!(milli(nanos("200345109n")), 201);
-        assert_eq!(milli(nanos("250m")), 250);
-        assert_eq!(milli(nanos("1.5")), 1500);
-        assert_eq!(bytes(nanos("828Ki")) / (1 << 20), 0);
-        assert_eq!(bytes(nanos("2Gi")) / (1 << 20), 2048);
-        assert_eq!(bytes(nanos("1048577")), 1_048_577);
+        let q = |s: &str| usage(&serde_json::json!({ "cpu": s }), "cpu");
+        assert_eq!(q("200345109n").milli_value(), 201);
+        assert_eq!(q("250m").milli_value(), 250);
+        assert_eq!(q("1.5").milli_value(), 1500);
+        assert_eq!(q("828Ki").value() / (1 << 20), 0);
+        assert_eq!(q("2Gi").value() / (1 << 20), 2048);
+        assert_eq!(q("1048577").value(), 1_048_577);
+        assert_eq!(q("bad"), Quantity::ZERO);
         assert_eq!(go_age(45), "45s");
         assert_eq!(go_age(150), "2m30s");
         assert_eq!(go_age(3605), "1h0m5s");

@@ -138,23 +138,11 @@ fn api_resource(group: &str, version: &str, kind: &str, plural: &str) -> ApiReso
     }
 }
 
-/// A quantity in milli-units, as Kubernetes' canonical DecimalSI form prints it.
-pub fn milli_quantity(milli: i64) -> String {
-    if milli % 1000 != 0 {
-        return format!("{milli}m");
-    }
-    let mut n = milli / 1000;
-    let mut suffix = 0;
-    const SUFFIXES: [&str; 7] = ["", "k", "M", "G", "T", "P", "E"];
-    while n != 0 && n % 1000 == 0 && suffix < SUFFIXES.len() - 1 {
-        n /= 1000;
-        suffix += 1;
-    }
-    format!("{n}{}", SUFFIXES[suffix])
-}
-
+/// A quantity in milli-units, rounded up as Kubernetes' `MilliValue()` rounds.
 fn quantity_milli(q: &Quantity) -> Option<i64> {
-    skiff_api::validation::parse_quantity(&q.0).map(|v| (v * 1000.0).round() as i64)
+    skiff_api::Quantity::try_from(q)
+        .ok()
+        .map(|q| q.milli_value())
 }
 
 fn rules(r: Option<&HPAScalingRules>, default: &Rules) -> Rules {
@@ -273,8 +261,8 @@ fn samples(items: &[DynamicObject], resource: Resource) -> HashMap<String, Sampl
             let v = c
                 .pointer(&format!("/usage/{}", resource.name()))
                 .and_then(Value::as_str)
-                .and_then(skiff_api::validation::parse_quantity)
-                .map(|v| (v * 1000.0 - 1e-6).ceil().max(0.0) as i64);
+                .and_then(|q| skiff_api::Quantity::parse(q).ok())
+                .map(|q| q.milli_value().max(0));
             sum = sum.zip(v).map(|(a, b)| a + b);
         }
         if let Some(milli) = sum {
@@ -732,7 +720,9 @@ impl HpaController {
             now,
         )
         .map_err(|e| failed(what, e))?;
-        let mut current_value = json!({ "averageValue": milli_quantity(estimate.average_milli) });
+        let mut current_value = json!({
+            "averageValue": skiff_api::Quantity::from_milli(estimate.average_milli).to_string()
+        });
         let name = match estimate.utilization {
             Some(u) => {
                 current_value["averageUtilization"] = json!(u);
@@ -761,7 +751,7 @@ impl HpaController {
             .and_then(Value::as_array)
             .cloned()
             .unwrap_or_default();
-        let stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
+        let stamp = skiff_common::time::rfc3339(now);
         let mut conditions: Vec<Value> = Vec::new();
         for (type_, status, reason, message) in &out.conditions {
             let status = if *status { "True" } else { "False" };
@@ -836,11 +826,17 @@ mod tests {
 
     #[test]
     fn quantities_in_canonical_form() {
+        let milli_quantity = |m| skiff_api::Quantity::from_milli(m).to_string();
         assert_eq!(milli_quantity(200), "200m");
         assert_eq!(milli_quantity(1000), "1");
         assert_eq!(milli_quantity(1500), "1500m");
         assert_eq!(milli_quantity(2_000_000), "2k");
         assert_eq!(milli_quantity(0), "0");
+        let q = |s: &str| quantity_milli(&Quantity(s.into()));
+        assert_eq!(q("250m"), Some(250));
+        assert_eq!(q("1.5"), Some(1500));
+        assert_eq!(q("200345109n"), Some(201));
+        assert_eq!(q("x"), None);
     }
 
     #[test]

@@ -6,6 +6,7 @@ use serde_json::{Map, Value, json};
 
 use super::child;
 use crate::ResourceInfo;
+use crate::quantity::Quantity;
 
 /// Sets `m[key] = value` when the key is absent or null.
 fn set_default(m: &mut Map<String, Value>, key: &str, value: Value) {
@@ -644,8 +645,8 @@ fn generate_job_selector(m: &mut Map<String, Value>) {
 /// A Pod's QoS class from its containers' cpu and memory requests and limits, as upstream's
 /// `ComputePodQOS` (requests missing for a limited resource count as equal to the limit).
 pub(crate) fn pod_qos(spec: &Value) -> &'static str {
-    let mut requests: std::collections::BTreeMap<String, f64> = Default::default();
-    let mut limits: std::collections::BTreeMap<String, f64> = Default::default();
+    let mut requests: std::collections::BTreeMap<String, Quantity> = Default::default();
+    let mut limits: std::collections::BTreeMap<String, Quantity> = Default::default();
     let mut guaranteed = true;
     let containers = ["initContainers", "containers"]
         .iter()
@@ -666,18 +667,18 @@ pub(crate) fn pod_qos(spec: &Value) -> &'static str {
         }
         for (k, v) in &req {
             if (k == "cpu" || k == "memory")
-                && let Some(q) = crate::validation::quantity_value(v).filter(|q| *q != 0.0)
+                && let Some(q) = Quantity::from_json(v).filter(|q| !q.is_zero())
             {
-                *requests.entry(k.clone()).or_default() += q;
+                *requests.entry(k.clone()).or_insert(Quantity::ZERO) += q;
             }
         }
         let mut found = 0;
         if let Some(lim) = lim {
             for (k, v) in lim {
                 if (k == "cpu" || k == "memory")
-                    && let Some(q) = crate::validation::quantity_value(v).filter(|q| *q != 0.0)
+                    && let Some(q) = Quantity::from_json(v).filter(|q| !q.is_zero())
                 {
-                    *limits.entry(k.clone()).or_default() += q;
+                    *limits.entry(k.clone()).or_insert(Quantity::ZERO) += q;
                     found += 1;
                 }
             }
@@ -691,9 +692,7 @@ pub(crate) fn pod_qos(spec: &Value) -> &'static str {
     }
     if guaranteed
         && requests.len() == limits.len()
-        && requests
-            .iter()
-            .all(|(k, r)| limits.get(k).is_some_and(|l| (l - r).abs() < 1e-9))
+        && requests.iter().all(|(k, r)| limits.get(k) == Some(r))
     {
         return "Guaranteed";
     }

@@ -7,6 +7,7 @@ use serde_json::{Map, Value, json};
 
 use super::FieldError;
 use crate::ResourceInfo;
+use crate::quantity::Quantity;
 use crate::selectors::LabelSelector;
 use crate::validation as v;
 
@@ -688,6 +689,7 @@ fn validate_protocol(port: &Value, pp: &str, errs: &mut Errs) {
     }
 }
 
+/// Kubernetes reports every unparsable quantity with the grammar's regular expression.
 const QUANTITY_REGEX: &str =
     "quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'";
 
@@ -701,17 +703,17 @@ fn quantity_str(q: &Value) -> String {
 /// Requests and limits: valid, non-negative quantities, requests ≤ limits.
 fn validate_resources(res: Option<&Value>, p: &str, errs: &mut Errs) {
     let Some(res) = res else { return };
-    let mut parsed: BTreeMap<(&str, String), f64> = BTreeMap::new();
+    let mut parsed: BTreeMap<(&str, String), Quantity> = BTreeMap::new();
     for part in ["limits", "requests"] {
         for (name, q) in obj_map(res, part).into_iter().flatten() {
             let fp = format!("{p}.{part}[{name}]");
-            match v::quantity_value(q) {
+            match Quantity::from_json(q) {
                 None => errs.push(FieldError::invalid(
                     fp,
                     &json!(quantity_str(q)),
                     QUANTITY_REGEX,
                 )),
-                Some(x) if x < 0.0 => errs.push(FieldError::invalid(
+                Some(x) if x.is_negative() => errs.push(FieldError::invalid(
                     fp,
                     &json!(quantity_str(q)),
                     "must be greater than or equal to 0",
@@ -730,7 +732,7 @@ fn validate_resources(res: Option<&Value>, p: &str, errs: &mut Errs) {
             let req_s = quantity_str(&res["requests"][name]);
             let lim_s = quantity_str(&res["limits"][name]);
             let overcommit = name == "cpu" || name == "memory" || name == "ephemeral-storage";
-            if !overcommit && (req - lim).abs() > 1e-12 {
+            if !overcommit && req != lim {
                 errs.push(FieldError::invalid(
                     format!("{p}.requests"),
                     &json!(req_s),
