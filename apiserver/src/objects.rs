@@ -42,9 +42,6 @@ pub fn is_deleting(obj: &Value) -> bool {
     meta_str(obj, "deletionTimestamp").is_some()
 }
 
-// The registry still calls these by their old names; they are `skiff_common::time`'s.
-pub use skiff_common::time::{now as now_rfc3339, rfc3339_in};
-
 /// The object without `metadata` and `status`: what a `metadata.generation` bump tracks.
 pub fn spec_part(obj: &Value) -> Map<String, Value> {
     obj.as_object()

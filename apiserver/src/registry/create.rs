@@ -79,7 +79,7 @@ impl Registry {
             );
         }
         meta.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
-        meta.insert("creationTimestamp".into(), json!(objects::now_rfc3339()));
+        meta.insert("creationTimestamp".into(), json!(skiff_common::time::now()));
         meta.remove("deletionTimestamp");
         meta.remove("deletionGracePeriodSeconds");
         meta.remove("selfLink");

@@ -127,7 +127,7 @@ impl Registry {
             if !already || old_grace.is_some_and(|g| grace < g) {
                 meta.insert(
                     "deletionTimestamp".into(),
-                    json!(objects::rfc3339_in(grace)),
+                    json!(skiff_common::time::rfc3339_in(grace)),
                 );
                 meta.insert("deletionGracePeriodSeconds".into(), json!(grace));
             }

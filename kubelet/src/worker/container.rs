@@ -3,6 +3,7 @@
 //! policy, and the sandbox's host port mappings.
 
 use k8s_openapi::api::core::v1::{Container, PodSpec};
+use skiff_api::Quantity;
 use skiff_client::events::EventType;
 use skiff_runtime::{ContainerConfig, Mount, PortMapping, PullPolicy, Resources};
 
@@ -16,30 +17,14 @@ pub(super) fn pull_policy(c: &Container) -> PullPolicy {
     }
 }
 
+/// Millicores in a CPU quantity (rounded up, as Kubernetes' `MilliValue`).
 pub(super) fn quantity_millis(q: &str) -> Option<u64> {
-    match q.strip_suffix('m') {
-        Some(m) => m.parse().ok(),
-        None => q.parse::<f64>().ok().map(|c| (c * 1000.0) as u64),
-    }
+    Quantity::parse(q).ok()?.milli_value_unsigned()
 }
 
+/// Bytes in a memory or storage quantity (rounded up, as Kubernetes' `Value`).
 pub(super) fn quantity_bytes(q: &str) -> Option<i64> {
-    const UNITS: &[(&str, f64)] = &[
-        ("Ki", 1024.0),
-        ("Mi", 1048576.0),
-        ("Gi", 1073741824.0),
-        ("Ti", 1099511627776.0),
-        ("k", 1e3),
-        ("M", 1e6),
-        ("G", 1e9),
-        ("T", 1e12),
-    ];
-    for (suffix, mult) in UNITS {
-        if let Some(n) = q.strip_suffix(suffix) {
-            return n.parse::<f64>().ok().map(|v| (v * mult) as i64);
-        }
-    }
-    q.parse::<f64>().ok().map(|v| v as i64)
+    Some(Quantity::parse(q).ok()?.value())
 }
 
 /// The host ports the sandbox publishes: every container port with a `hostPort`.

@@ -212,7 +212,7 @@ impl Worker {
             .status
             .as_ref()
             .and_then(|s| s.start_time.as_ref())
-            .map(|t| t.0.strftime("%Y-%m-%dT%H:%M:%SZ").to_string());
+            .map(|t| skiff_common::time::rfc3339(t.0));
         let exit = loop {
             if self.pod.metadata.deletion_timestamp.is_some() {
                 break Exit::Deleted;
@@ -343,7 +343,7 @@ impl Worker {
             Ok(s) => {
                 self.sandbox = Sandbox::Ready(s);
                 if self.start_time.is_none() {
-                    self.start_time = Some(status::now());
+                    self.start_time = Some(skiff_common::time::now());
                 }
                 true
             }

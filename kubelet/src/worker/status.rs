@@ -1,27 +1,12 @@
 //! Pod status as Kubernetes reports it: phase, conditions and container statuses, built from
 //! what the worker knows about each container, and written when it changes.
 
-use std::time::SystemTime;
-
 use k8s_openapi::api::core::v1::Container;
 use serde_json::{Value, json};
+use skiff_common::time::{now, rfc3339_system as rfc3339};
 use skiff_runtime::ContainerState;
 
 use super::{Sandbox, Slot, Worker};
-
-pub fn rfc3339(t: SystemTime) -> String {
-    let secs = t
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
-    jiff::Timestamp::from_second(secs)
-        .map(|ts| ts.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())
-        .unwrap_or_default()
-}
-
-pub fn now() -> String {
-    rfc3339(SystemTime::now())
-}
 
 /// A container's `state` (or `lastState`) object.
 pub fn state_json(state: &ContainerState, container_id: &str) -> Value {
