@@ -1,0 +1,145 @@
+//! The controller-manager's configuration and [`run`]: which controllers run (`--controllers`),
+//! the health endpoint, leader election and the shared informers wired together.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use skiff_client::leader::{LeaderElection, Leadership};
+use tokio_util::sync::CancellationToken;
+
+use crate::context::{Context, Settings};
+use crate::controllers;
+use crate::metrics::Metrics;
+
+/// The controller-manager's configuration, from flags.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub kubeconfig: PathBuf,
+    /// `--controllers`: `*` (all), names, and `-name` to leave one out.
+    pub controllers: Vec<String>,
+    pub leader_election: LeaderElection,
+    pub serve_addr: SocketAddr,
+    /// Workers per controller (`--concurrent-*-syncs`).
+    pub workers: usize,
+    pub settings: Settings,
+}
+
+/// Resolves `--controllers` to the set of controllers to run.
+pub fn enabled(spec: &[String]) -> anyhow::Result<BTreeSet<&'static str>> {
+    let words: Vec<&str> = spec
+        .iter()
+        .flat_map(|s| s.split(','))
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect();
+    let mut out = BTreeSet::new();
+    for w in words.iter().filter(|w| **w != "*") {
+        let name = w.trim_start_matches('-');
+        let Some(known) = controllers::names().find(|c| *c == name) else {
+            anyhow::bail!(
+                "unknown controller {name:?} in --controllers; known: {}",
+                controllers::names().collect::<Vec<_>>().join(", ")
+            );
+        };
+        if !w.starts_with('-') {
+            out.insert(known);
+        }
+    }
+    if words.contains(&"*") {
+        out.extend(controllers::names().filter(|c| !words.contains(&format!("-{c}").as_str())));
+    }
+    Ok(out)
+}
+
+/// Runs the enabled controllers until `shutdown` (Ok) or until leadership is lost (Err).
+pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let enabled = enabled(&config.controllers)?;
+    let client = skiff_client::client(&config.kubeconfig).await?;
+    let identity = skiff_client::identity();
+    let metrics = Metrics::new();
+
+    let listener = skiff_client::health::bind(config.serve_addr).await?;
+    let for_scrape = metrics.clone();
+    let routes = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let m = for_scrape.clone();
+            async move { m.render() }
+        }),
+    );
+    let server = tokio::spawn(skiff_client::health::serve(
+        listener,
+        routes,
+        shutdown.clone(),
+    ));
+
+    // Work stops on shutdown, or when leadership is lost.
+    let Some(leadership) = Leadership::start(
+        client.clone(),
+        &config.leader_election,
+        &identity,
+        &shutdown,
+    )
+    .await
+    else {
+        return Ok(());
+    };
+    let work = leadership.work.clone();
+
+    let ctx = Arc::new(Context::new(
+        client,
+        identity,
+        config.settings.clone(),
+        work.clone(),
+    ));
+    // Controllers register their handlers before the informers start, so no event is missed.
+    let tasks: Vec<_> = controllers::ALL
+        .iter()
+        .filter(|c| enabled.contains(c.name))
+        .map(|c| tokio::spawn(c.start(&ctx, &metrics, config.workers, work.clone())))
+        .collect();
+    tokio::select! {
+        _ = ctx.start_informers() => {}
+        _ = work.cancelled() => {}
+    }
+    tracing::info!(controllers = ?enabled, "caches synced; controllers running");
+    for t in tasks {
+        let _ = t.await;
+    }
+    leadership
+        .finish()
+        .await
+        .context("stopping: another controller-manager may take over")?;
+    let _ = server.await;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn controllers_flag() {
+        let s = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(enabled(&s(&["*"])).unwrap().len(), controllers::ALL.len());
+        assert_eq!(controllers::names().count(), 10);
+        let e = enabled(&s(&["*,-replicaset"])).unwrap();
+        assert!(!e.contains("replicaset") && e.contains("replicationcontroller"));
+        assert_eq!(
+            enabled(&s(&["replicaset"]))
+                .unwrap()
+                .into_iter()
+                .collect::<Vec<_>>(),
+            ["replicaset"]
+        );
+        assert!(
+            enabled(&s(&["nope"]))
+                .unwrap_err()
+                .to_string()
+                .contains("unknown controller")
+        );
+    }
+}

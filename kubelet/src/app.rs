@@ -1,0 +1,166 @@
+//! The kubelet's configuration, the [`Context`] every part shares, and [`run`]: the node, the
+//! pod manager, static pods and the server started together.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::{api, dns, manager, node, server, static_pods, sysinfo};
+use anyhow::Context as _;
+use skiff_runtime::ContainerRuntime;
+use tokio_util::sync::CancellationToken;
+
+/// Which container runtime drives the pods.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RuntimeKind {
+    Docker,
+    /// In-memory containers, for hollow nodes (scale tests) and unit tests.
+    Fake,
+}
+
+/// The kubelet's configuration, from flags.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub kubeconfig: PathBuf,
+    pub node_name: String,
+    pub node_ip: Option<IpAddr>,
+    pub pod_cidr: Option<String>,
+    pub runtime: RuntimeKind,
+    /// `--container-runtime-endpoint`: the Docker engine's socket (`unix:///path`); default
+    /// `$DOCKER_HOST` or `/var/run/docker.sock`.
+    pub runtime_endpoint: Option<String>,
+    pub root_dir: PathBuf,
+    pub status_report_every: Duration,
+    /// Folder of static pod manifests (`--pod-manifest-path`).
+    pub pod_manifest_path: Option<PathBuf>,
+    /// The kubelet server's port (10250; 0 = any free port).
+    pub port: u16,
+    /// `--node-lease-duration-seconds`: the heartbeat Lease's duration (renewed every quarter).
+    pub node_lease_duration_seconds: i32,
+    /// `--cluster-dns`, `--cluster-domain`, `--resolv-conf`.
+    pub cluster_dns: Vec<String>,
+    pub cluster_domain: String,
+    pub resolv_conf: PathBuf,
+}
+
+/// What every part of the kubelet shares.
+pub struct Context {
+    /// The API client of the node agent, the manager's watch, static pods and the server.
+    pub client: kube::Client,
+    /// What pod workers read and write through the API (ConfigMaps, Secrets, Services, their
+    /// pod's status and deletion), and the Events about pods (`source.component: kubelet`,
+    /// `host`: the node).
+    pub api: Arc<dyn api::PodApi>,
+    pub runtime: Arc<dyn ContainerRuntime>,
+    pub node_name: String,
+    pub node_ip: IpAddr,
+    pub root_dir: PathBuf,
+    /// The Docker network pods join (the node's pod subnet).
+    pub pod_network: tokio::sync::watch::Receiver<Option<String>>,
+    /// The port the kubelet server listens on (reported as the Node's kubeletEndpoint).
+    pub port: u16,
+    /// What pods' resolv.conf is made from.
+    pub dns: dns::DnsSettings,
+}
+
+/// The label naming the node on everything its kubelet creates in the runtime.
+pub const LABEL_NODE: &str = "io.skiff.node";
+
+/// Labels this node's kubelet puts on every sandbox and container.
+pub fn node_labels(node: &str) -> std::collections::BTreeMap<String, String> {
+    std::iter::once((LABEL_NODE.to_string(), node.to_string())).collect()
+}
+
+impl Context {
+    /// Whether a runtime object with these labels belongs to this node's kubelet.
+    pub fn owns(&self, labels: &std::collections::BTreeMap<String, String>) -> bool {
+        labels.get(LABEL_NODE) == Some(&self.node_name)
+    }
+}
+
+/// Runs the kubelet until `shutdown`.
+pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let client = skiff_client::client(&config.kubeconfig).await?;
+    let runtime: Arc<dyn ContainerRuntime> = match config.runtime {
+        RuntimeKind::Docker => Arc::new(match &config.runtime_endpoint {
+            Some(endpoint) => {
+                let path = endpoint.strip_prefix("unix://").unwrap_or(endpoint);
+                skiff_runtime::DockerRuntime::connect_socket(path)
+                    .await
+                    .with_context(|| {
+                        format!("connecting to Docker at {path}; is dockerd running?")
+                    })?
+            }
+            None => skiff_runtime::DockerRuntime::connect()
+                .await
+                .context("connecting to Docker at /var/run/docker.sock; is dockerd running?")?,
+        }),
+        RuntimeKind::Fake => Arc::new(skiff_runtime::FakeRuntime::new()),
+    };
+    let node_ip = match config.node_ip {
+        Some(ip) => ip,
+        None => sysinfo::default_route_ip().unwrap_or(IpAddr::from([127, 0, 0, 1])),
+    };
+    std::fs::create_dir_all(&config.root_dir)
+        .with_context(|| format!("creating {}", config.root_dir.display()))?;
+    // The server is bound before the Node is registered, so the Node names the real port.
+    let ca = server::cluster_ca(&config.kubeconfig)?;
+    let tls = server::tls_config(&config.node_name, node_ip, &ca)?;
+    let listener = tokio::net::TcpListener::bind((std::net::Ipv4Addr::UNSPECIFIED, config.port))
+        .await
+        .with_context(|| {
+            format!(
+                "binding the kubelet server on port {}; is another kubelet running? (--port 0 picks a free port)",
+                config.port
+            )
+        })?;
+    let port = listener.local_addr()?.port();
+    let (network_tx, network_rx) = tokio::sync::watch::channel(None);
+    let host_resolver = match std::fs::read_to_string(&config.resolv_conf) {
+        Ok(text) => dns::ResolvConf::parse(&text),
+        Err(e) => {
+            tracing::warn!(path = %config.resolv_conf.display(), error = %e, "cannot read the node's resolv.conf; Default-policy pods get an empty one");
+            dns::ResolvConf::default()
+        }
+    };
+    let events = skiff_client::events::Recorder::new(
+        client.clone(),
+        "kubelet",
+        &config.node_name,
+        shutdown.clone(),
+    );
+    let ctx = Arc::new(Context {
+        api: Arc::new(api::KubeApi::new(client.clone(), events)),
+        client,
+        runtime,
+        node_name: config.node_name.clone(),
+        node_ip,
+        root_dir: config.root_dir.clone(),
+        pod_network: network_rx,
+        port,
+        dns: dns::DnsSettings {
+            cluster_dns: config.cluster_dns.clone(),
+            cluster_domain: config.cluster_domain.clone(),
+            host: host_resolver,
+        },
+    });
+    let server_task = tokio::spawn(server::serve(ctx.clone(), listener, tls, shutdown.clone()));
+    tracing::info!(port, "kubelet server listening");
+    let agent = node::NodeAgent::new(
+        ctx.clone(),
+        config.pod_cidr.clone(),
+        config.status_report_every,
+        config.node_lease_duration_seconds,
+    );
+    agent.register().await.context("registering the Node")?;
+    tracing::info!(node = %ctx.node_name, ip = %node_ip, "node registered");
+    let agent_task = tokio::spawn(agent.run(network_tx, shutdown.clone()));
+    if let Some(dir) = config.pod_manifest_path.clone() {
+        tokio::spawn(static_pods::run(ctx.clone(), dir, shutdown.clone()));
+    }
+    manager::run(ctx, shutdown.clone()).await;
+    let _ = agent_task.await;
+    let _ = server_task.await;
+    Ok(())
+}

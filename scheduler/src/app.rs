@@ -1,0 +1,120 @@
+//! The scheduler's configuration and [`run`]: its informers, health endpoint, leader election
+//! and scheduling loop wired together.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use axum::Router;
+use axum::routing::get;
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::Api;
+use kube::runtime::watcher;
+use skiff_client::events::Recorder;
+use skiff_client::informer::Informer;
+use skiff_client::leader::{LeaderElection, Leadership};
+use tokio_util::sync::CancellationToken;
+
+use crate::cache::NodeData;
+use crate::podinfo::SeenPod;
+use crate::{Scheduler, plugins};
+
+/// The scheduler's configuration, from flags.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub kubeconfig: PathBuf,
+    /// Pods whose `spec.schedulerName` is this are ours.
+    pub scheduler_name: String,
+    pub leader_election: LeaderElection,
+    /// Where `/healthz` and `/metrics` are served (HTTPS).
+    pub serve_addr: SocketAddr,
+    /// 0 = Kubernetes' adaptive default.
+    pub percentage_of_nodes_to_score: u32,
+}
+
+/// Runs the scheduler until `shutdown` (Ok) or until it loses leadership (Err).
+pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let client = skiff_client::client(&config.kubeconfig).await?;
+    let identity = skiff_client::identity();
+    let recorder = Recorder::new(
+        client.clone(),
+        &config.scheduler_name,
+        &identity,
+        shutdown.clone(),
+    );
+    let sched = Arc::new(Scheduler::new(
+        client.clone(),
+        &config.scheduler_name,
+        plugins::registry(config.percentage_of_nodes_to_score),
+        recorder,
+    ));
+
+    let listener = skiff_client::health::bind(config.serve_addr).await?;
+    let for_metrics = sched.clone();
+    let routes = Router::new().route(
+        "/metrics",
+        get(move || {
+            let s = for_metrics.clone();
+            async move { s.metrics.render(s.queue.stats(), s.recorder.dropped()) }
+        }),
+    );
+    let server = tokio::spawn(skiff_client::health::serve(
+        listener,
+        routes,
+        shutdown.clone(),
+    ));
+
+    // Work stops on shutdown, or when leadership is lost.
+    let Some(leadership) = Leadership::start(
+        client.clone(),
+        &config.leader_election,
+        &identity,
+        &shutdown,
+    )
+    .await
+    else {
+        return Ok(());
+    };
+    let work = leadership.work.clone();
+
+    let pods = Informer::mapped(
+        Api::<Pod>::all(client.clone()),
+        watcher::Config::default(),
+        SeenPod::from_pod,
+    );
+    let nodes = Informer::mapped(
+        Api::<Node>::all(client.clone()),
+        watcher::Config::default(),
+        NodeData::from_node,
+    );
+    sched.follow(&pods, &nodes);
+    tokio::spawn(pods.clone().run(work.clone()));
+    tokio::spawn(nodes.clone().run(work.clone()));
+    tokio::select! {
+        _ = async { pods.synced().await; nodes.synced().await } => {}
+        _ = work.cancelled() => {}
+    }
+    tracing::info!(scheduler = %config.scheduler_name, "caches synced; scheduling");
+
+    let flusher = sched.clone();
+    let flush_stop = work.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(30));
+        loop {
+            tokio::select! {
+                _ = tick.tick() => flusher.queue.flush_stale(),
+                _ = flush_stop.cancelled() => return,
+            }
+        }
+    });
+
+    sched.run(work).await;
+    leadership
+        .finish()
+        .await
+        .context("stopping: another scheduler may take over")?;
+    let _ = server.await;
+    Ok(())
+}
