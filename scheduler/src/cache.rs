@@ -25,8 +25,12 @@ pub struct NodeData {
 
 impl NodeData {
     /// The node informer's conversion (a node without a name is not kept).
-    pub fn from_node(node: Node) -> Option<NodeData> {
-        node.metadata.name.is_some().then(|| NodeData::new(&node))
+    /// Shared (`Arc`) with the cache, so each node is kept once.
+    pub fn from_node(node: Node) -> Option<Arc<NodeData>> {
+        node.metadata
+            .name
+            .is_some()
+            .then(|| Arc::new(NodeData::new(&node)))
     }
 
     pub fn new(node: &Node) -> NodeData {
@@ -64,7 +68,7 @@ impl NodeData {
 pub struct NodeInfo {
     pub name: String,
     /// None for a node the cache has pods for but whose object it has not seen (yet).
-    pub node: Option<NodeData>,
+    pub node: Option<Arc<NodeData>>,
     pub pods: HashMap<String, Arc<PodInfo>>,
     pub requested: Resources,
     pub nonzero_requested: Resources,
@@ -126,7 +130,7 @@ impl NodeInfo {
     pub fn for_test(name: &str, cpu: i64, memory: i64, pods: i64) -> NodeInfo {
         NodeInfo {
             name: name.into(),
-            node: Some(NodeData {
+            node: Some(Arc::new(NodeData {
                 name: name.into(),
                 labels: [("kubernetes.io/hostname".to_string(), name.to_string())]
                     .into_iter()
@@ -140,7 +144,7 @@ impl NodeInfo {
                     ..Default::default()
                 },
                 allowed_pods: pods,
-            }),
+            })),
             ..Default::default()
         }
     }
@@ -171,13 +175,13 @@ pub struct Cache {
 
 impl Cache {
     /// Adds or updates a node; returns whether anything scheduling depends on changed.
-    pub fn apply_node(&mut self, data: &NodeData) -> bool {
+    pub fn apply_node(&mut self, data: &Arc<NodeData>) -> bool {
         let name = data.name.clone();
         let info = self.nodes.entry(name.clone()).or_insert_with(|| NodeInfo {
             name: name.clone(),
             ..Default::default()
         });
-        if info.node.as_ref() == Some(data) {
+        if info.node.as_deref() == Some(&**data) {
             return false;
         }
         if info.node.is_none() {
@@ -365,7 +369,7 @@ mod tests {
             "status": {"allocatable": {"cpu": "2", "memory": "1Gi", "pods": "10"}}
         }))
         .unwrap();
-        let node = NodeData::new(&node);
+        let node = Arc::new(NodeData::new(&node));
         assert!(cache.apply_node(&node));
         assert!(!cache.apply_node(&node), "an identical node is no change");
         assert_eq!(cache.node("later").unwrap().requested.milli_cpu, 1000);

@@ -207,7 +207,7 @@ impl Scheduler {
     pub fn follow(
         self: &Arc<Self>,
         pods: &Arc<Informer<SeenPod>>,
-        nodes: &Arc<Informer<NodeData>>,
+        nodes: &Arc<Informer<Arc<NodeData>>>,
     ) {
         let (s, all) = (self.clone(), pods.clone());
         pods.on_change(move |c| match c {
@@ -266,7 +266,7 @@ impl Scheduler {
         }
     }
 
-    pub fn on_node(&self, node: &NodeData) {
+    pub fn on_node(&self, node: &Arc<NodeData>) {
         let changed = self.cache.lock().expect("cache lock").apply_node(node);
         if changed {
             self.queue.move_all();

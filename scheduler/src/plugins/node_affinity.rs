@@ -89,9 +89,7 @@ mod tests {
     fn labelled(name: &str, labels: &[(&str, &str)]) -> NodeInfo {
         let mut n = NodeInfo::for_test(name, 1000, 1 << 30, 10);
         for (k, v) in labels {
-            n.node
-                .as_mut()
-                .unwrap()
+            std::sync::Arc::make_mut(n.node.as_mut().unwrap())
                 .labels
                 .insert(k.to_string(), v.to_string());
         }

@@ -60,7 +60,7 @@ mod tests {
     fn ready_condition_decides() {
         let node = |ready: Option<&str>| {
             let mut n = NodeInfo::for_test("n", 1000, 1 << 30, 10);
-            n.node.as_mut().unwrap().ready = ready.map(String::from);
+            std::sync::Arc::make_mut(n.node.as_mut().unwrap()).ready = ready.map(String::from);
             n
         };
         let plain = || PodBuilder::new("p");

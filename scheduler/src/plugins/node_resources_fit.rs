@@ -101,10 +101,7 @@ mod tests {
             )
         };
         let mut gpu_node = NodeInfo::for_test("g", 2000, 2 * GI, 10);
-        gpu_node
-            .node
-            .as_mut()
-            .unwrap()
+        std::sync::Arc::make_mut(gpu_node.node.as_mut().unwrap())
             .allocatable
             .scalar
             .insert("example.com/gpu".into(), 1);

@@ -48,7 +48,7 @@ mod tests {
     fn cordoned_nodes_refuse_unless_tolerated() {
         let cordoned = || {
             let mut n = NodeInfo::for_test("n", 1000, 1 << 30, 10);
-            n.node.as_mut().unwrap().unschedulable = true;
+            std::sync::Arc::make_mut(n.node.as_mut().unwrap()).unschedulable = true;
             n
         };
         let cases = [

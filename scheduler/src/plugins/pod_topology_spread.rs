@@ -232,7 +232,9 @@ mod tests {
     #[test]
     fn nodes_without_the_key_are_refused() {
         let mut n = NodeInfo::for_test("x", 1000, 1 << 30, 10);
-        n.node.as_mut().unwrap().labels.clear();
+        std::sync::Arc::make_mut(n.node.as_mut().unwrap())
+            .labels
+            .clear();
         let pod = PodBuilder::new("p")
             .label("app", "web")
             .spread(constraint(1, "DoNotSchedule"))

@@ -62,7 +62,8 @@ mod tests {
 
     fn tainted(taints: Value) -> NodeInfo {
         let mut n = NodeInfo::for_test("n", 1000, 1 << 30, 10);
-        n.node.as_mut().unwrap().taints = serde_json::from_value(taints).unwrap();
+        std::sync::Arc::make_mut(n.node.as_mut().unwrap()).taints =
+            serde_json::from_value(taints).unwrap();
         n
     }
 
