@@ -61,20 +61,13 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let identity = skiff_client::identity();
     let metrics = Metrics::new();
 
-    let listener = skiff_client::health::bind(config.serve_addr).await?;
     let for_scrape = metrics.clone();
-    let routes = axum::Router::new().route(
-        "/metrics",
-        axum::routing::get(move || {
-            let m = for_scrape.clone();
-            async move { m.render() }
-        }),
-    );
-    let server = tokio::spawn(skiff_client::health::serve(
-        listener,
-        routes,
+    let server = skiff_client::health::spawn(
+        config.serve_addr,
+        move || for_scrape.render(),
         shutdown.clone(),
-    ));
+    )
+    .await?;
 
     // Work stops on shutdown, or when leadership is lost.
     let Some(leadership) = Leadership::start(

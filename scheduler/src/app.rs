@@ -7,8 +7,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use axum::Router;
-use axum::routing::get;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::Api;
 use kube::runtime::watcher;
@@ -51,20 +49,13 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         recorder,
     ));
 
-    let listener = skiff_client::health::bind(config.serve_addr).await?;
-    let for_metrics = sched.clone();
-    let routes = Router::new().route(
-        "/metrics",
-        get(move || {
-            let s = for_metrics.clone();
-            async move { s.metrics.render(s.queue.stats(), s.recorder.dropped()) }
-        }),
-    );
-    let server = tokio::spawn(skiff_client::health::serve(
-        listener,
-        routes,
+    let s = sched.clone();
+    let server = skiff_client::health::spawn(
+        config.serve_addr,
+        move || s.metrics.render(s.queue.stats(), s.recorder.dropped()),
         shutdown.clone(),
-    ));
+    )
+    .await?;
 
     // Work stops on shutdown, or when leadership is lost.
     let Some(leadership) = Leadership::start(

@@ -21,6 +21,27 @@ pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
     Ok(listener)
 }
 
+/// Binds `addr` and serves the health endpoints and `/metrics` (the text `metrics` renders at
+/// each scrape) there until `shutdown`, in a task of its own.
+pub async fn spawn<F>(
+    addr: SocketAddr,
+    metrics: F,
+    shutdown: CancellationToken,
+) -> anyhow::Result<tokio::task::JoinHandle<anyhow::Result<()>>>
+where
+    F: Fn() -> String + Clone + Send + Sync + 'static,
+{
+    let listener = bind(addr).await?;
+    let routes = Router::new().route(
+        "/metrics",
+        get(move || {
+            let render = metrics.clone();
+            async move { render() }
+        }),
+    );
+    Ok(tokio::spawn(serve(listener, routes, shutdown)))
+}
+
 /// Serves `routes` plus the health endpoints on `listener` until `shutdown`.
 pub async fn serve(
     listener: TcpListener,
