@@ -268,11 +268,18 @@ impl<T: Send + Sync + 'static> Informer<T> {
                 Some(Ok(Item::Done)) => self.replace(relist.take().unwrap_or_default()),
                 Some(Ok(Item::Applied(key, Some(v)))) => {
                     let new = Arc::new(v);
-                    let old = self
-                        .store
-                        .write()
-                        .expect("store lock")
-                        .insert(key.clone(), new.clone());
+                    // An update replaces the value in place: the key is copied only for a new
+                    // object (updates are most of the events).
+                    let old = {
+                        let mut store = self.store.write().expect("store lock");
+                        match store.get_mut(&key) {
+                            Some(slot) => Some(std::mem::replace(slot, new.clone())),
+                            None => {
+                                store.insert(key.clone(), new.clone());
+                                None
+                            }
+                        }
+                    };
                     self.notify(Some(&key), Event::Applied { old, new });
                 }
                 Some(Ok(Item::Applied(key, None) | Item::Deleted(key))) => {
