@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use crate::auth::{Authorizer, TokenFile};
+use crate::auth::{AUTHENTICATED, Authorizer, TokenFile, UserInfo};
 use crate::metrics::Metrics;
 use crate::registry::Registry;
 
@@ -13,6 +13,8 @@ pub struct App {
     pub registry: Arc<Registry>,
     pub tokens: TokenFile,
     pub authz: Box<dyn Authorizer>,
+    /// Requests without credentials run as `system:anonymous` (`--anonymous-auth`).
+    pub anonymous: bool,
     pub metrics: Metrics,
     /// `host:port` clients should use, for `/api` discovery.
     pub advertise: String,
@@ -20,4 +22,15 @@ pub struct App {
     pub kubelet: crate::proxy::KubeletClient,
     /// Node and pod usage scraped from the kubelets (`metrics.k8s.io`).
     pub resource_metrics: crate::resource_metrics::MetricsStore,
+}
+
+impl App {
+    /// The user a bearer token names, as a `TokenReview` answers it.
+    pub fn authenticate_token(&self, token: &str) -> Option<UserInfo> {
+        let mut user = self.tokens.lookup(token)?.clone();
+        if !user.in_group(AUTHENTICATED) {
+            user.groups.push(AUTHENTICATED.into());
+        }
+        Some(user)
+    }
 }

@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use ipnet::Ipv4Net;
 
+use crate::auth::AuthorizationMode;
+
 #[derive(Debug, Clone)]
 pub struct Config {
     /// etcd endpoints; empty means the embedded store in `data_dir`.
@@ -17,6 +19,10 @@ pub struct Config {
     pub service_cluster_ip_range: Ipv4Net,
     pub service_node_port_range: (u16, u16),
     pub token_auth_file: Option<PathBuf>,
+    /// The authorizers, asked in order (`--authorization-mode`, default `Node,RBAC`).
+    pub authorization_modes: Vec<AuthorizationMode>,
+    /// Requests without credentials run as `system:anonymous` (`--anonymous-auth`).
+    pub anonymous_auth: bool,
     pub write_kubeconfig: Option<PathBuf>,
     /// How often old revisions are compacted away (kube-apiserver's
     /// `--etcd-compaction-interval`); zero disables compaction.
@@ -39,6 +45,8 @@ impl Config {
             service_cluster_ip_range: "10.96.0.0/12".parse().expect("valid default range"),
             service_node_port_range: (30000, 32767),
             token_auth_file: None,
+            authorization_modes: vec![AuthorizationMode::Node, AuthorizationMode::Rbac],
+            anonymous_auth: true,
             write_kubeconfig: None,
             ready_file: None,
             compaction_interval: Duration::from_secs(300),

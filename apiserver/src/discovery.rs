@@ -4,10 +4,15 @@
 use serde_json::{Value, json};
 use skiff_api::{ResourceInfo, resources};
 
+/// Every resource discovery lists: the stored ones, then the reviews.
+fn served() -> impl Iterator<Item = &'static ResourceInfo> {
+    resources::all().iter().chain(resources::reviews())
+}
+
 /// Groups in the order discovery lists them, each with its versions, preferred first.
 pub fn groups() -> Vec<(&'static str, Vec<&'static str>)> {
     let mut out: Vec<(&'static str, Vec<&'static str>)> = Vec::new();
-    for r in resources::all().iter().filter(|r| !r.group.is_empty()) {
+    for r in served().filter(|r| !r.group.is_empty()) {
         match out.iter_mut().find(|(g, _)| *g == r.group) {
             Some((_, vs)) => {
                 if !vs.contains(&r.version) {
@@ -84,8 +89,7 @@ fn subresource_doc(r: &ResourceInfo, sub: &str) -> Value {
 }
 
 pub fn api_resource_list(group: &str, version: &str) -> Option<Value> {
-    let rs: Vec<&ResourceInfo> = resources::all()
-        .iter()
+    let rs: Vec<&ResourceInfo> = served()
         .filter(|r| r.group == group && r.version == version)
         .collect();
     if rs.is_empty() {

@@ -55,6 +55,42 @@ impl ApiError {
         Self::new(403, "Forbidden", message)
     }
 
+    /// 403 for a request the authorizers did not allow, worded as kube-apiserver words it:
+    /// `pods "web" is forbidden: User "bob" cannot delete resource "pods" in API group "" in
+    /// the namespace "default"`, with the authorizers' reason appended when they gave one.
+    pub fn forbidden_request(user: &str, attrs: &crate::auth::Attributes<'_>, reason: &str) -> Self {
+        let mut why = attrs.forbidden_message(user);
+        if !reason.is_empty() {
+            why = format!("{why}: {reason}");
+        }
+        if !attrs.resource_request {
+            return ApiError {
+                details: Some(json!({})),
+                ..Self::forbidden(format!("forbidden: {why}"))
+            };
+        }
+        let qualified = if attrs.group.is_empty() {
+            attrs.resource.to_string()
+        } else {
+            format!("{}.{}", attrs.resource, attrs.group)
+        };
+        let mut details = json!({ "kind": attrs.resource });
+        if !attrs.group.is_empty() {
+            details["group"] = json!(attrs.group);
+        }
+        let message = match attrs.name.filter(|n| !n.is_empty()) {
+            Some(name) => {
+                details["name"] = json!(name);
+                format!("{qualified} \"{name}\" is forbidden: {why}")
+            }
+            None => format!("{qualified} is forbidden: {why}"),
+        };
+        ApiError {
+            details: Some(details),
+            ..Self::forbidden(message)
+        }
+    }
+
     pub fn not_found(info: &ResourceInfo, name: &str) -> Self {
         ApiError {
             details: Some(details(info, name)),

@@ -14,7 +14,7 @@ use skiff_api::{ResourceInfo, resources};
 
 use crate::app::App;
 use crate::apply;
-use crate::auth::{self, Attributes, PeerIdentity};
+use crate::auth::{self, Attributes, Authenticated, Decision, PeerIdentity, UserInfo};
 use crate::discovery;
 use crate::error::{ApiError, ApiResult};
 use crate::objects;
@@ -77,6 +77,42 @@ fn verb_of(method: &Method, target: Option<&Target>, params: &Params) -> &'stati
     }
 }
 
+/// What a resource request asks, for the authorizers. As kube-apiserver: a namespace's own
+/// name is its namespace, and a list or watch narrowed to one name by
+/// `fieldSelector=metadata.name=x` names it.
+fn resource_attributes<'a>(
+    t: &'a Target,
+    verb: &'a str,
+    params: &'a Params,
+    path: &'a str,
+) -> Attributes<'a> {
+    let mut name = t.name.as_deref();
+    if name.is_none() && matches!(verb, "list" | "watch") {
+        name = params.get("fieldSelector").and_then(|sel| {
+            sel.split(',').find_map(|term| {
+                term.strip_prefix("metadata.name==")
+                    .or_else(|| term.strip_prefix("metadata.name="))
+            })
+        });
+    }
+    let namespace = if t.info.plural == "namespaces" && t.info.group.is_empty() {
+        t.name.as_deref()
+    } else {
+        t.namespace.as_deref()
+    };
+    Attributes {
+        verb,
+        resource_request: true,
+        group: t.info.group,
+        version: t.info.version,
+        resource: t.info.plural,
+        subresource: t.subresource.as_deref(),
+        namespace,
+        name,
+        path,
+    }
+}
+
 async fn read_body(body: Body) -> ApiResult<Bytes> {
     axum::body::to_bytes(body, request::MAX_BODY)
         .await
@@ -96,8 +132,12 @@ async fn handle(app: &Arc<App>, parts: &Parts, body: Body) -> ApiResult<Response
         _ => {}
     }
     let peer = parts.extensions.get::<PeerIdentity>();
-    let user =
-        auth::authenticate(&parts.headers, peer, &app.tokens).ok_or_else(ApiError::unauthorized)?;
+    let user = match auth::authenticate(&parts.headers, peer, &app.tokens) {
+        Authenticated::User(u) => u,
+        Authenticated::None if app.anonymous => Arc::new(UserInfo::anonymous()),
+        Authenticated::None | Authenticated::Invalid => return Err(ApiError::unauthorized()),
+    };
+    let user = crate::impersonate::apply(app.authz.as_ref(), &parts.headers, user)?;
     let params = Params::parse(parts.uri.query());
     // The resource metrics API is served apart from the stored resources.
     let metrics_path = path
@@ -115,26 +155,20 @@ async fn handle(app: &Arc<App>, parts: &Parts, body: Body) -> ApiResult<Response
         _ => None,
     };
     let verb = verb_of(&parts.method, target, &params);
-    let attrs = Attributes {
-        verb,
-        group: target.map_or("", |t| t.info.group),
-        resource: target.map_or("", |t| t.info.plural),
-        subresource: target.and_then(|t| t.subresource.as_deref()),
-        namespace: target.and_then(|t| t.namespace.as_deref()),
-        name: target.and_then(|t| t.name.as_deref()),
-        path,
+    let attrs = match target {
+        Some(t) => resource_attributes(t, verb, &params, path),
+        None => Attributes {
+            verb,
+            path,
+            ..Default::default()
+        },
     };
-    app.authz.authorize(&user, &attrs).map_err(|reason| {
-        ApiError::forbidden(format!(
-            "user \"{}\" cannot {verb} {}: {reason}",
-            user.name,
-            if attrs.resource.is_empty() {
-                path
-            } else {
-                attrs.resource
-            }
-        ))
-    })?;
+    match app.authz.authorize(&user, &attrs) {
+        Decision::Allow => {}
+        Decision::Deny(reason) | Decision::NoOpinion(reason) => {
+            return Err(ApiError::forbidden_request(&user.name, &attrs, &reason));
+        }
+    }
 
     let format = request::negotiate(&parts.headers)?;
     let json_fmt = if format == Format::Yaml {
@@ -162,6 +196,18 @@ async fn handle(app: &Arc<App>, parts: &Parts, body: Body) -> ApiResult<Response
         ApiPath::GroupVersion(g, v) => discovery::api_resource_list(g, v)
             .map(|d| respond(200, &d, json_fmt, &[]))
             .ok_or_else(ApiError::path_not_found),
+        ApiPath::Resource(t) if !t.info.is_stored() => {
+            if parts.method != Method::POST || t.name.is_some() || t.subresource.is_some() {
+                return Err(ApiError::method_not_allowed(format!(
+                    "the server does not allow this method on the requested resource ({})",
+                    parts.method
+                )));
+            }
+            let body = request::decode_body(&parts.headers, &read_body(body).await?)?;
+            let out =
+                crate::reviews::answer(app, t.info, t.namespace.as_deref(), &user, body)?;
+            Ok(respond(201, &out, json_fmt, &[]))
+        }
         ApiPath::Resource(t) => resource(app, parts, body, t, params, format).await,
     }
 }

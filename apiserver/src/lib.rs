@@ -11,8 +11,14 @@ pub mod config;
 pub mod pki;
 pub mod server;
 
-// The HTTP front: authentication, routing, output formats, the documents about the API.
+// Who may do what: authentication, impersonation, authorization and the reviews that ask.
 pub mod auth;
+mod impersonate;
+mod node_authz;
+mod rbac;
+mod reviews;
+
+// The HTTP front: routing, output formats, the documents about the API.
 mod discovery;
 pub mod error;
 mod handlers;

@@ -40,6 +40,12 @@ struct Flags {
     /// Bearer tokens, one per line: token,user,uid,"group1,group2".
     #[arg(long)]
     token_auth_file: Option<PathBuf>,
+    /// Authorizers to ask, in order: Node, RBAC, AlwaysAllow, AlwaysDeny.
+    #[arg(long, value_delimiter = ',', default_value = "Node,RBAC")]
+    authorization_mode: Vec<skiff_apiserver::auth::AuthorizationMode>,
+    /// Let requests without credentials in as system:anonymous (RBAC decides what they see).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    anonymous_auth: bool,
     /// Where to write the admin kubeconfig (default <data-dir>/admin.kubeconfig).
     #[arg(long)]
     write_kubeconfig: Option<PathBuf>,
@@ -75,6 +81,8 @@ async fn main() -> anyhow::Result<()> {
     config.service_cluster_ip_range = flags.service_cluster_ip_range;
     config.service_node_port_range = parse_range(&flags.service_node_port_range)?;
     config.token_auth_file = flags.token_auth_file;
+    config.authorization_modes = flags.authorization_mode;
+    config.anonymous_auth = flags.anonymous_auth;
     config.write_kubeconfig = flags.write_kubeconfig;
     config.ready_file = flags.ready_file;
     config.compaction_interval = flags.etcd_compaction_interval;

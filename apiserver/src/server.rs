@@ -17,7 +17,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::alloc::Allocator;
 use crate::app::App;
-use crate::auth::{AllowAuthenticated, PeerIdentity, TokenFile, user_from_cert};
+use crate::auth::{
+    AlwaysAllow, AlwaysDeny, AuthorizationMode, Authorizer, PeerIdentity, TokenFile, Union,
+    user_from_cert,
+};
 use crate::cache::WatchCache;
 use crate::config::Config;
 use crate::metrics::Metrics;
@@ -160,6 +163,32 @@ async fn compactor(store: Arc<dyn Store>, interval: Duration, shutdown: Cancella
     }
 }
 
+/// The union of the authorizers `--authorization-mode` names, in its order.
+fn authorizer(
+    modes: &[AuthorizationMode],
+    registry: &Registry,
+    shutdown: &CancellationToken,
+) -> Box<dyn Authorizer> {
+    let authorizers = modes
+        .iter()
+        .map(|m| -> Box<dyn Authorizer> {
+            match m {
+                AuthorizationMode::AlwaysAllow => Box::new(AlwaysAllow),
+                AuthorizationMode::AlwaysDeny => Box::new(AlwaysDeny),
+                AuthorizationMode::Node => Box::new(crate::node_authz::NodeAuthorizer::start(
+                    &registry.cache,
+                    Vec::new(),
+                    shutdown.clone(),
+                )),
+                AuthorizationMode::Rbac => {
+                    Box::new(crate::rbac::Rbac::start(&registry.cache, shutdown.clone()))
+                }
+            }
+        })
+        .collect();
+    Box::new(Union { authorizers })
+}
+
 /// Runs the apiserver until `shutdown` is cancelled.
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     let store = open_store(&config).await?;
@@ -217,10 +246,12 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let kc_path = config.kubeconfig_path();
     pki::write_kubeconfig(&kc_path, &kubeconfig)?;
 
+    let authz = authorizer(&config.authorization_modes, &registry, &shutdown);
     let app = Arc::new(App {
         registry,
         tokens,
-        authz: Box::new(AllowAuthenticated),
+        authz,
+        anonymous: config.anonymous_auth,
         metrics: Metrics::default(),
         advertise: format!("{advertise}:{}", local.port()),
         kubelet: crate::proxy::KubeletClient::new(&pki.kubelet_client)?,

@@ -136,6 +136,22 @@ impl Http {
             .unwrap_or_else(|e| panic!("{method} {path}: no response: {e}"))
     }
 
+    /// Sends a request with extra headers (e.g. `Impersonate-User`) and a JSON body, if any.
+    pub fn send_with_headers(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&serde_json::Value>,
+        headers: &[(&str, &str)],
+    ) -> Reply {
+        let (ct, bytes) = match body {
+            Some(b) => (Some("application/json"), b.to_string().into_bytes()),
+            None => (None, Vec::new()),
+        };
+        self.request(method, path, ct, bytes, headers)
+            .unwrap_or_else(|e| panic!("{method} {path}: no response: {e}"))
+    }
+
     /// Sends a request; `Err` if no response came (connection refused, reset, timeout).
     pub fn try_send(
         &self,
@@ -144,8 +160,22 @@ impl Http {
         content_type: Option<&str>,
         body: Vec<u8>,
     ) -> Result<Reply, String> {
+        self.request(method, path, content_type, body, &[])
+    }
+
+    fn request(
+        &self,
+        method: &str,
+        path: &str,
+        content_type: Option<&str>,
+        body: Vec<u8>,
+        headers: &[(&str, &str)],
+    ) -> Result<Reply, String> {
         let method: reqwest::Method = method.parse().expect("an HTTP method");
         let mut request = self.client.request(method, format!("{}{path}", self.base));
+        for (k, v) in headers {
+            request = request.header(*k, *v);
+        }
         if let Some(ct) = content_type {
             request = request.header(CONTENT_TYPE, ct);
         }

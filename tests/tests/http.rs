@@ -7,7 +7,7 @@ use skiff_e2e::{ApiServer, Backend, Http};
 
 skiff_e2e::for_each_backend!(
     bad_input_gets_a_4xx_status_and_changes_nothing,
-    unauthenticated_requests_get_401,
+    unauthenticated_requests_are_refused,
     bearer_tokens_from_the_token_file_authenticate,
     health_version_and_metrics_endpoints,
 );
@@ -259,22 +259,24 @@ fn truncate(body: &str) -> String {
     }
 }
 
-fn unauthenticated_requests_get_401(backend: Backend) {
+fn unauthenticated_requests_are_refused(backend: Backend) {
     let server = ApiServer::start(backend);
     let admin = server.http();
     let before = stored_state(&admin);
-    for (who, http) in [
-        ("anonymous", server.http_anonymous()),
-        ("an unknown token", server.http_with_token("not-a-token")),
+    // Wrong credentials: 401. No credentials: the anonymous user, whom RBAC grants nothing
+    // here (403), as on Kubernetes with --anonymous-auth on.
+    for (who, http, code, reason) in [
+        ("an unknown token", server.http_with_token("not-a-token"), 401, "Unauthorized"),
+        ("anonymous", server.http_anonymous(), 403, "Forbidden"),
     ] {
         let list = http.get(CONFIGMAPS);
         let create = http.post_json(CONFIGMAPS, &config_map("sneaky").build());
         for (what, reply) in [("list", list), ("create", create)] {
-            assert_eq!(reply.status, 401, "{what} by {who}: {}", reply.body);
+            assert_eq!(reply.status, code, "{what} by {who}: {}", reply.body);
             let status = reply.json();
             assert_eq!(status["kind"], "Status", "{what} by {who}");
-            assert_eq!(status["code"], 401, "{what} by {who}");
-            assert_eq!(status["reason"], "Unauthorized", "{what} by {who}");
+            assert_eq!(status["code"], code, "{what} by {who}");
+            assert_eq!(status["reason"], reason, "{what} by {who}");
         }
     }
     assert_eq!(
@@ -287,8 +289,34 @@ fn unauthenticated_requests_get_401(backend: Backend) {
 fn bearer_tokens_from_the_token_file_authenticate(backend: Backend) {
     let server = ApiServer::start_with_tokens(backend, "s3cret-token,alice,1001,\"devs,ops\"\n");
     let alice = server.http_with_token("s3cret-token");
+    // Authenticated, but RBAC grants alice nothing yet.
     let reply = alice.get("/api/v1/namespaces");
-    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(reply.status, 403, "{}", reply.body);
+    assert_eq!(
+        reply.json()["message"],
+        "namespaces is forbidden: User \"alice\" cannot list resource \"namespaces\" in API group \"\" at the cluster scope"
+    );
+    // Her group is bound to a role that may: she may now list and create.
+    server.kubectl_ok(&[
+        "create",
+        "clusterrole",
+        "cm-editor",
+        "--verb=get,list,create",
+        "--resource=configmaps,namespaces",
+    ]);
+    server.kubectl_ok(&[
+        "create",
+        "clusterrolebinding",
+        "devs-edit",
+        "--clusterrole=cm-editor",
+        "--group=devs",
+    ]);
+    assert!(
+        skiff_e2e::wait_until(std::time::Duration::from_secs(10), || {
+            alice.get(CONFIGMAPS).status == 200
+        }),
+        "the binding never took effect"
+    );
     let created = alice.post_json(CONFIGMAPS, &config_map("from-alice").build());
     assert_eq!(created.status, 201, "{}", created.body);
     assert_eq!(

@@ -405,19 +405,114 @@ static RESOURCES: &[ResourceInfo] = &[
     ),
 ];
 
-/// Looks a resource up by group, version and plural.
+/// The verbs of a review: created, answered and never stored.
+const CREATE_ONLY: &[&str] = &["create"];
+
+/// A review resource: the answer is computed from the request and nothing is stored.
+const fn review(
+    group: &'static str,
+    version: &'static str,
+    kind: &'static str,
+    plural: &'static str,
+    singular: &'static str,
+    namespaced: bool,
+) -> ResourceInfo {
+    ResourceInfo {
+        verbs: CREATE_ONLY,
+        ..res(group, version, kind, plural, singular, &[], namespaced, NONE, NONE)
+    }
+}
+
+/// Resources that are only created and answered (`kubectl auth can-i`, `kubectl auth whoami`,
+/// token and access reviews): served and discovered, never stored or watched.
+static REVIEWS: &[ResourceInfo] = &[
+    review(
+        "authentication.k8s.io",
+        "v1",
+        "SelfSubjectReview",
+        "selfsubjectreviews",
+        "selfsubjectreview",
+        false,
+    ),
+    review(
+        "authentication.k8s.io",
+        "v1",
+        "TokenReview",
+        "tokenreviews",
+        "tokenreview",
+        false,
+    ),
+    // kubectl 1.27 asks for whoami in v1beta1.
+    review(
+        "authentication.k8s.io",
+        "v1beta1",
+        "SelfSubjectReview",
+        "selfsubjectreviews",
+        "selfsubjectreview",
+        false,
+    ),
+    review(
+        "authorization.k8s.io",
+        "v1",
+        "LocalSubjectAccessReview",
+        "localsubjectaccessreviews",
+        "localsubjectaccessreview",
+        true,
+    ),
+    review(
+        "authorization.k8s.io",
+        "v1",
+        "SelfSubjectAccessReview",
+        "selfsubjectaccessreviews",
+        "selfsubjectaccessreview",
+        false,
+    ),
+    review(
+        "authorization.k8s.io",
+        "v1",
+        "SelfSubjectRulesReview",
+        "selfsubjectrulesreviews",
+        "selfsubjectrulesreview",
+        false,
+    ),
+    review(
+        "authorization.k8s.io",
+        "v1",
+        "SubjectAccessReview",
+        "subjectaccessreviews",
+        "subjectaccessreview",
+        false,
+    ),
+];
+
+/// The review resources (see [`REVIEWS`]); [`all`] lists only stored resources.
+pub fn reviews() -> &'static [ResourceInfo] {
+    REVIEWS
+}
+
+impl ResourceInfo {
+    /// Whether objects of this resource are stored (false for reviews).
+    pub fn is_stored(&self) -> bool {
+        self.verbs != CREATE_ONLY
+    }
+}
+
+/// Looks a resource up by group, version and plural: stored resources and reviews.
 pub fn find(group: &str, version: &str, plural: &str) -> Option<&'static ResourceInfo> {
     // Every request looks its resource up, some several times: an index, not a scan.
-    type Index = std::collections::HashMap<(&'static str, &'static str, &'static str), usize>;
+    type Index = std::collections::HashMap<
+        (&'static str, &'static str, &'static str),
+        &'static ResourceInfo,
+    >;
     static INDEX: std::sync::OnceLock<Index> = std::sync::OnceLock::new();
     let index = INDEX.get_or_init(|| {
         all()
             .iter()
-            .enumerate()
-            .map(|(i, r)| ((r.group, r.version, r.plural), i))
+            .chain(reviews())
+            .map(|r| ((r.group, r.version, r.plural), r))
             .collect()
     });
-    index.get(&(group, version, plural)).map(|i| &all()[*i])
+    index.get(&(group, version, plural)).copied()
 }
 
 /// Looks a resource up by group, version and kind.

@@ -4,11 +4,13 @@
 //! - [`parse_duration`] for Go-style duration flags;
 //! - [`time`]: timestamps as Kubernetes writes them, and the one "now";
 //! - [`program`]: logging and the signal that starts the one shutdown path;
+//! - [`pki`]: the cluster CA, the certificates it issues, private key files and kubeconfigs;
 //! - [`tls`]: the one TLS server configuration builder, and [`serve_tls`], the HTTPS accept
 //!   loop of the apiserver, the kubelet and the components' health endpoints.
 
 mod backoff;
 mod duration;
+pub mod pki;
 pub mod program;
 mod serve;
 pub mod time;

@@ -6,6 +6,7 @@
 //! file under the cluster's data dir.
 
 mod host;
+mod identity;
 mod kubeconfig;
 pub mod layout;
 
@@ -338,20 +339,21 @@ fn build(
         &opts.apiserver_args,
     )?);
     state.save(&l.root)?;
-    let kc = l.admin_kubeconfig();
-    let kc_arg = kc.display().to_string();
-    // Both talk to the apiserver with the admin kubeconfig and serve health on loopback.
-    let client_args = [
-        "--kubeconfig",
-        kc_arg.as_str(),
-        "--bind-address",
-        "127.0.0.1",
-        "--secure-port",
-        "0",
-    ];
-    spawn(l, "scheduler", None, &bins.scheduler, &client_args)?;
+    let server = state.server.clone().unwrap_or_default();
+    // Each talks to the apiserver as itself and serves health on loopback.
+    let scheduler_kc = identity::kubeconfig(l, &server, &identity::SCHEDULER)?
+        .display()
+        .to_string();
+    let cm_kc = identity::kubeconfig(l, &server, &identity::CONTROLLER_MANAGER)?
+        .display()
+        .to_string();
+    let local = ["--bind-address", "127.0.0.1", "--secure-port", "0"];
+    let mut scheduler_args = vec!["--kubeconfig", scheduler_kc.as_str()];
+    scheduler_args.extend(local);
+    spawn(l, "scheduler", None, &bins.scheduler, &scheduler_args)?;
     let grace = format!("{}s", state.grace_seconds);
-    let mut cm_args = client_args.to_vec();
+    let mut cm_args = vec!["--kubeconfig", cm_kc.as_str()];
+    cm_args.extend(local);
     cm_args.extend([
         "--cluster-cidr",
         CLUSTER_CIDR,
@@ -601,7 +603,13 @@ fn start_agents(
     kubelet: &Path,
     proxy: &Path,
 ) -> anyhow::Result<()> {
-    let kc = l.admin_kubeconfig().display().to_string();
+    let server = state.server.clone().unwrap_or_default();
+    let kubelet_kc = identity::kubelet(l, &server, &node.name)?
+        .display()
+        .to_string();
+    let proxy_kc = identity::kubeconfig(l, &server, &identity::PROXY)?
+        .display()
+        .to_string();
     let ns = node.netns_path();
     let ip = node.ip.to_string();
     spawn(
@@ -611,7 +619,7 @@ fn start_agents(
         kubelet,
         &[
             "--kubeconfig",
-            &kc,
+            &kubelet_kc,
             "--hostname-override",
             &node.name,
             "--node-ip",
@@ -631,7 +639,7 @@ fn start_agents(
         proxy,
         &[
             "--kubeconfig",
-            &kc,
+            &proxy_kc,
             "--hostname-override",
             &node.name,
             "--cluster-cidr",

@@ -1,0 +1,292 @@
+//! Authorization as users see it through the real kubectl: RBAC decisions and Kubernetes'
+//! 403 messages, `kubectl auth can-i` agreeing with what is enforced, impersonation, the
+//! Node authorizer, anonymous requests and the bootstrap policy.
+
+use std::time::Duration;
+
+use serde_json::json;
+use skiff_e2e::{ApiServer, Backend, wait_until};
+
+const BOT: &str = "system:serviceaccount:team:bot";
+
+/// A namespace `team` with pods, a secret, and a ServiceAccount `bot` bound to a Role that
+/// may read pods (and their logs) only.
+fn team(server: &ApiServer) {
+    server.kubectl_ok(&["create", "namespace", "team"]);
+    server.kubectl_ok(&["create", "serviceaccount", "bot", "-n", "team"]);
+    server.kubectl_ok(&[
+        "create",
+        "role",
+        "pod-reader",
+        "-n",
+        "team",
+        "--verb=get,list,watch",
+        "--resource=pods,pods/log",
+    ]);
+    server.kubectl_ok(&[
+        "create",
+        "rolebinding",
+        "bot-reads",
+        "-n",
+        "team",
+        "--role=pod-reader",
+        "--serviceaccount=team:bot",
+    ]);
+    server.kubectl_ok(&["create", "secret", "generic", "db", "-n", "team", "--from-literal=pw=x"]);
+    let pod = json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "web", "namespace": "team"},
+        "spec": {"containers": [{"name": "c", "image": "busybox"}]}});
+    server.kubectl_create(&[pod]);
+}
+
+/// Waits until the authorizer has seen the bindings just written (it follows the watch cache).
+fn wait_allowed(server: &ApiServer, args: &[&str]) {
+    assert!(
+        wait_until(Duration::from_secs(10), || server.kubectl(args).status.success()),
+        "kubectl {} never succeeded:\n{}",
+        args.join(" "),
+        String::from_utf8_lossy(&server.kubectl(args).stderr)
+    );
+}
+
+#[test]
+fn a_role_grants_what_it_lists_and_403s_say_why_as_kubernetes_does() {
+    let server = ApiServer::start(Backend::Embedded);
+    team(&server);
+    wait_allowed(&server, &["get", "pods", "-n", "team", "--as", BOT]);
+    let out = server.kubectl_ok(&["get", "pods", "-n", "team", "--as", BOT]);
+    assert!(out.contains("web"), "{out}");
+
+    let err = server.kubectl_fails(&["delete", "pod", "web", "-n", "team", "--as", BOT]);
+    assert!(
+        err.contains(
+            "Error from server (Forbidden): pods \"web\" is forbidden: User \"system:serviceaccount:team:bot\" cannot delete resource \"pods\" in API group \"\" in the namespace \"team\""
+        ),
+        "{err}"
+    );
+    let err = server.kubectl_fails(&["get", "secrets", "-n", "team", "--as", BOT]);
+    assert!(
+        err.contains(
+            "secrets is forbidden: User \"system:serviceaccount:team:bot\" cannot list resource \"secrets\" in API group \"\" in the namespace \"team\""
+        ),
+        "{err}"
+    );
+    let err = server.kubectl_fails(&["get", "pods", "-n", "default", "--as", BOT]);
+    assert!(err.contains("in the namespace \"default\""), "{err}");
+    let err = server.kubectl_fails(&["get", "nodes", "--as", BOT]);
+    assert!(
+        err.contains(
+            "nodes is forbidden: User \"system:serviceaccount:team:bot\" cannot list resource \"nodes\" in API group \"\" at the cluster scope"
+        ),
+        "{err}"
+    );
+    // Nothing a refused request asked for happened.
+    server.kubectl_ok(&["get", "pod", "web", "-n", "team"]);
+
+    // The Status carries the resource and name, as client libraries read them.
+    let reply = server
+        .http()
+        .send_with_headers(
+            "DELETE",
+            "/api/v1/namespaces/team/pods/web",
+            None,
+            &[("Impersonate-User", BOT)],
+        );
+    assert_eq!(reply.status, 403, "{}", reply.body);
+    let status = reply.json();
+    assert_eq!(status["reason"], "Forbidden");
+    assert_eq!(status["details"], json!({"name": "web", "kind": "pods"}));
+}
+
+#[test]
+fn kubectl_auth_can_i_agrees_with_what_is_enforced() {
+    let server = ApiServer::start(Backend::Embedded);
+    team(&server);
+    wait_allowed(&server, &["get", "pods", "-n", "team", "--as", BOT]);
+    // (verb, resource, namespace, path of one request it stands for, method)
+    let cases: &[(&str, &str, &str, &str, &str, bool)] = &[
+        ("get", "pods", "team", "GET", "/api/v1/namespaces/team/pods/web", true),
+        ("list", "pods", "team", "GET", "/api/v1/namespaces/team/pods", true),
+        ("get", "pods/log", "team", "GET", "/api/v1/namespaces/team/pods/web/log", true),
+        ("delete", "pods", "team", "DELETE", "/api/v1/namespaces/team/pods/web", false),
+        ("create", "pods", "team", "POST", "/api/v1/namespaces/team/pods", false),
+        ("get", "secrets", "team", "GET", "/api/v1/namespaces/team/secrets/db", false),
+        ("list", "pods", "default", "GET", "/api/v1/namespaces/default/pods", false),
+        ("get", "pods/exec", "team", "GET", "/api/v1/namespaces/team/pods/web/exec", false),
+        ("list", "deployments.apps", "team", "GET", "/apis/apps/v1/namespaces/team/deployments", false),
+    ];
+    let http = server.http();
+    for (verb, resource, ns, method, path, want) in cases {
+        let out = server.kubectl(&["auth", "can-i", verb, resource, "-n", ns, "--as", BOT]);
+        let said = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        assert_eq!(
+            (said.as_str(), out.status.success()),
+            (if *want { "yes" } else { "no" }, *want),
+            "kubectl auth can-i {verb} {resource} -n {ns}"
+        );
+        let reply = http.send_with_headers(method, path, Some(&json!({})), &[("Impersonate-User", BOT)]);
+        assert_eq!(
+            reply.status == 403,
+            !want,
+            "{method} {path} as the bot gave {}: {}",
+            reply.status,
+            reply.body
+        );
+    }
+    let list = server.kubectl_ok(&["auth", "can-i", "--list", "-n", "team", "--as", BOT]);
+    let pods = list
+        .lines()
+        .find(|l| l.starts_with("pods "))
+        .unwrap_or_else(|| panic!("no pods row:\n{list}"));
+    assert!(pods.contains("[get list watch]"), "{list}");
+    assert!(list.contains("selfsubjectaccessreviews.authorization.k8s.io"), "{list}");
+    assert!(!list.lines().any(|l| l.starts_with("secrets ")), "{list}");
+
+    let me = server.kubectl_ok(&["auth", "whoami", "--as", BOT, "-o", "json"]);
+    let me: serde_json::Value = serde_json::from_str(&me).unwrap();
+    assert_eq!(me["status"]["userInfo"]["username"], BOT);
+    assert_eq!(
+        me["status"]["userInfo"]["groups"],
+        json!(["system:serviceaccounts", "system:serviceaccounts:team", "system:authenticated"])
+    );
+    // kubectl 1.27 asks in v1beta1.
+    let old = server.kubectl_v_ok("1.27", &["auth", "whoami"]);
+    assert!(old.contains("admin") && old.contains("system:masters"), "{old}");
+}
+
+#[test]
+fn impersonation_needs_the_impersonate_verb() {
+    let server = ApiServer::start(Backend::Embedded);
+    team(&server);
+    wait_allowed(&server, &["get", "pods", "-n", "team", "--as", BOT]);
+    let err = server.kubectl_fails(&["get", "pods", "-n", "team", "--as", "alice", "--as-group", "x"]);
+    assert!(err.contains("Forbidden"), "{err}");
+    // The bot may not pass itself off as someone else.
+    let err = server.kubectl_fails(&[
+        "get",
+        "pods",
+        "-n",
+        "team",
+        "--as",
+        BOT,
+        "--as-group",
+        "system:masters",
+    ]);
+    assert!(err.contains("Forbidden"), "{err}");
+}
+
+/// A pod bound to `node`, using a secret and a config map.
+fn pod_on(name: &str, node: &str, secret: &str) -> serde_json::Value {
+    json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {"nodeName": node, "containers": [{"name": "c", "image": "busybox",
+            "env": [{"name": "PW", "valueFrom": {"secretKeyRef": {"name": secret, "key": "pw"}}}]}]}})
+}
+
+#[test]
+fn a_node_touches_only_its_own_pods_and_what_they_use() {
+    let server = ApiServer::start(Backend::Embedded);
+    for s in ["s1", "s2", "unused"] {
+        server.kubectl_ok(&["create", "secret", "generic", s, "--from-literal=pw=x"]);
+    }
+    server.kubectl_create(&[pod_on("a", "n1", "s1"), pod_on("b", "n2", "s2")]);
+    let n1 = ["--as", "system:node:n1", "--as-group", "system:nodes"];
+    let as_n1 = |args: &[&str]| -> Vec<String> {
+        args.iter().chain(n1.iter()).map(|s| s.to_string()).collect()
+    };
+    let run = |args: Vec<String>| server.kubectl(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let patch = r#"{"status":{"message":"seen by n1"}}"#;
+    assert!(
+        wait_until(Duration::from_secs(10), || run(as_n1(&[
+            "patch", "pod", "a", "--subresource=status", "--type=merge", "-p", patch
+        ]))
+        .status
+        .success()),
+        "node n1 could not patch the status of its pod"
+    );
+    let out = run(as_n1(&["patch", "pod", "b", "--subresource=status", "--type=merge", "-p", patch]));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("pods \"b\" is forbidden: User \"system:node:n1\" cannot patch resource \"pods/status\" in API group \"\" in the namespace \"default\": no relationship found between node 'n1' and this object"),
+        "{err}"
+    );
+    assert!(run(as_n1(&["get", "secret", "s1"])).status.success());
+    for s in ["s2", "unused"] {
+        let out = run(as_n1(&["get", "secret", s]));
+        assert!(!out.status.success(), "n1 read secret {s}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("Forbidden"));
+    }
+    assert!(!run(as_n1(&["get", "secrets"])).status.success(), "n1 listed secrets");
+    assert_eq!(
+        server.kubectl_ok(&["get", "pod", "b", "-o", "jsonpath={.status.message}"]),
+        ""
+    );
+}
+
+#[test]
+fn anonymous_requests_see_only_public_information() {
+    let server = ApiServer::start(Backend::Embedded);
+    let anon = server.http_anonymous();
+    assert!(
+        wait_until(Duration::from_secs(10), || anon.get("/version").status == 200),
+        "/version is public"
+    );
+    let reply = anon.get("/api/v1/namespaces/default/configmaps");
+    assert_eq!(reply.status, 403, "{}", reply.body);
+    assert_eq!(
+        reply.json()["message"],
+        "configmaps is forbidden: User \"system:anonymous\" cannot list resource \"configmaps\" in API group \"\" in the namespace \"default\""
+    );
+    let reply = anon.get("/apis");
+    assert_eq!(reply.status, 403, "discovery is for authenticated users: {}", reply.body);
+    assert_eq!(
+        reply.json()["message"],
+        "forbidden: User \"system:anonymous\" cannot get path \"/apis\""
+    );
+
+    let closed = ApiServer::start_with_args(Backend::Embedded, &["--anonymous-auth=false"]);
+    let reply = closed.http_anonymous().get("/version");
+    assert_eq!(reply.status, 401, "{}", reply.body);
+}
+
+#[test]
+fn the_bootstrap_policy_is_there_and_comes_back() {
+    let mut server = ApiServer::start(Backend::Embedded);
+    let roles = [
+        "cluster-admin",
+        "admin",
+        "edit",
+        "view",
+        "system:node",
+        "system:kube-scheduler",
+        "system:kube-controller-manager",
+        "system:node-proxier",
+        "system:discovery",
+        "system:basic-user",
+        "system:public-info-viewer",
+    ];
+    let mut args = vec!["get", "clusterroles"];
+    args.extend(roles);
+    server.kubectl_ok(&args);
+    // view is aggregated: the controller-manager fills it in; the apiserver keeps the rule.
+    let view = server.kubectl_json(&["get", "clusterrole", "view"]);
+    assert_eq!(
+        view["aggregationRule"]["clusterRoleSelectors"][0]["matchLabels"]["rbac.authorization.k8s.io/aggregate-to-view"],
+        "true"
+    );
+    server.kubectl_ok(&["get", "clusterrolebinding", "cluster-admin", "system:basic-user"]);
+    server.kubectl_ok(&["delete", "clusterrole", "system:basic-user"]);
+    server.kubectl_ok(&[
+        "patch",
+        "clusterrolebinding",
+        "system:discovery",
+        "--type=json",
+        "-p",
+        r#"[{"op":"replace","path":"/subjects","value":[]}]"#,
+    ]);
+    server.restart();
+    server.kubectl_ok(&["get", "clusterrole", "system:basic-user"]);
+    let discovery = server.kubectl_json(&["get", "clusterrolebinding", "system:discovery"]);
+    assert_eq!(discovery["subjects"][0]["name"], "system:authenticated");
+}
