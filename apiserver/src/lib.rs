@@ -18,6 +18,7 @@ pub mod error;
 mod handlers;
 mod metrics;
 mod openapi;
+pub mod rbac;
 mod render;
 mod request;
 
