@@ -1990,3 +1990,1080 @@ pub fn reconcile_role_binding(
 ) -> Option<BindingChange<RoleBinding>> {
     reconcile_binding(existing, expected)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // -- helpers --------------------------------------------------------------------------------
+
+    fn find_cluster_role(name: &str) -> ClusterRole {
+        cluster_roles()
+            .into_iter()
+            .find(|r| r.metadata.name.as_deref() == Some(name))
+            .unwrap_or_else(|| panic!("no cluster role {name}"))
+    }
+
+    fn find_binding(name: &str) -> ClusterRoleBinding {
+        cluster_role_bindings()
+            .into_iter()
+            .find(|b| b.metadata.name.as_deref() == Some(name))
+            .unwrap_or_else(|| panic!("no cluster role binding {name}"))
+    }
+
+    /// The rules a cluster role grants once the aggregation controller has filled it: its own
+    /// rules, or those of every role its selectors match (recursively, as aggregated roles are
+    /// themselves labelled into larger ones).
+    fn effective_rules(name: &str) -> Vec<PolicyRule> {
+        let role = find_cluster_role(name);
+        let Some(aggregation) = &role.aggregation_rule else {
+            return role.rules.unwrap_or_default();
+        };
+        let mut rules = Vec::new();
+        for selector in selectors(Some(aggregation)) {
+            let wanted = selector.match_labels.clone().unwrap_or_default();
+            for other in cluster_roles() {
+                let labels = other.metadata.labels.clone().unwrap_or_default();
+                if wanted.iter().all(|(k, v)| labels.get(k) == Some(v)) {
+                    rules.extend(effective_rules(other.metadata.name.as_deref().unwrap()));
+                }
+            }
+        }
+        rules
+    }
+
+    /// Whether `rules` allow `verb` on `group`/`resource` (a `res/sub` path for subresources),
+    /// optionally for one object name.
+    fn allows(
+        rules: &[PolicyRule],
+        verb: &str,
+        group: &str,
+        resource: &str,
+        name: Option<&str>,
+    ) -> bool {
+        let mut request = allow(&[verb]).groups(&[group]).resources(&[resource]);
+        if let Some(name) = name {
+            request = request.names(&[name]);
+        }
+        covers(rules, &[request]).is_empty()
+    }
+
+    fn allows_url(rules: &[PolicyRule], verb: &str, url: &str) -> bool {
+        covers(rules, &[allow(&[verb]).urls(&[url])]).is_empty()
+    }
+
+    fn all_metadata() -> Vec<ObjectMeta> {
+        let mut all: Vec<ObjectMeta> = cluster_roles().into_iter().map(|o| o.metadata).collect();
+        all.extend(cluster_role_bindings().into_iter().map(|o| o.metadata));
+        all.extend(namespaced_roles().into_iter().map(|o| o.metadata));
+        all.extend(namespaced_role_bindings().into_iter().map(|o| o.metadata));
+        all
+    }
+
+    // -- the policy -----------------------------------------------------------------------------
+
+    #[test]
+    fn every_object_carries_the_bootstrapping_label_and_autoupdate_annotation() {
+        for meta in all_metadata() {
+            let labels = meta.labels.clone().unwrap_or_default();
+            let annotations = meta.annotations.clone().unwrap_or_default();
+            assert_eq!(
+                labels.get(BOOTSTRAPPING_LABEL).map(String::as_str),
+                Some("rbac-defaults"),
+                "{meta:?}"
+            );
+            assert_eq!(
+                annotations.get(AUTOUPDATE_ANNOTATION).map(String::as_str),
+                Some("true"),
+                "{meta:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn names_are_unique_and_namespaced_objects_have_a_kube_namespace() {
+        let mut seen = std::collections::BTreeSet::new();
+        for r in cluster_roles() {
+            assert!(
+                seen.insert(("ClusterRole", None, r.metadata.name.clone())),
+                "{r:?}"
+            );
+        }
+        for b in cluster_role_bindings() {
+            assert!(
+                seen.insert(("ClusterRoleBinding", None, b.metadata.name.clone())),
+                "{b:?}"
+            );
+        }
+        for r in namespaced_roles() {
+            let ns = r.metadata.namespace.clone();
+            assert!(matches!(ns.as_deref(), Some("kube-system" | "kube-public")));
+            assert!(seen.insert(("Role", ns, r.metadata.name.clone())), "{r:?}");
+        }
+        for b in namespaced_role_bindings() {
+            let ns = b.metadata.namespace.clone();
+            assert!(matches!(ns.as_deref(), Some("kube-system" | "kube-public")));
+            assert!(
+                seen.insert(("RoleBinding", ns, b.metadata.name.clone())),
+                "{b:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_binding_refers_to_a_bootstrapped_role() {
+        let cluster: Vec<String> = cluster_roles()
+            .into_iter()
+            .filter_map(|r| r.metadata.name)
+            .collect();
+        for b in cluster_role_bindings() {
+            assert_eq!(b.role_ref.api_group, RBAC_GROUP);
+            assert_eq!(b.role_ref.kind, "ClusterRole");
+            assert!(cluster.contains(&b.role_ref.name), "{b:?}");
+        }
+        let roles: Vec<(Option<String>, Option<String>)> = namespaced_roles()
+            .into_iter()
+            .map(|r| (r.metadata.namespace, r.metadata.name))
+            .collect();
+        for b in namespaced_role_bindings() {
+            assert_eq!(b.role_ref.api_group, RBAC_GROUP);
+            let found = match b.role_ref.kind.as_str() {
+                "Role" => {
+                    roles.contains(&(b.metadata.namespace.clone(), Some(b.role_ref.name.clone())))
+                }
+                "ClusterRole" => cluster.contains(&b.role_ref.name),
+                _ => false,
+            };
+            assert!(found, "{b:?}");
+        }
+    }
+
+    #[test]
+    fn the_roles_kubernetes_clusters_have_are_all_there() {
+        for name in [
+            "cluster-admin",
+            "admin",
+            "edit",
+            "view",
+            "system:aggregate-to-admin",
+            "system:aggregate-to-edit",
+            "system:aggregate-to-view",
+            "system:discovery",
+            "system:basic-user",
+            "system:public-info-viewer",
+            "system:monitoring",
+            "system:node",
+            "system:node-proxier",
+            "system:node-bootstrapper",
+            "system:kube-scheduler",
+            "system:volume-scheduler",
+            "system:kube-controller-manager",
+            "system:kube-dns",
+            "system:auth-delegator",
+            "system:heapster",
+            "system:kubelet-api-admin",
+            "system:service-account-issuer-discovery",
+            "system:certificates.k8s.io:certificatesigningrequests:nodeclient",
+            "system:certificates.k8s.io:certificatesigningrequests:selfnodeclient",
+            "system:certificates.k8s.io:kubelet-serving-approver",
+            "system:certificates.k8s.io:kube-apiserver-client-approver",
+            "system:certificates.k8s.io:kube-apiserver-client-kubelet-approver",
+            "system:certificates.k8s.io:legacy-unknown-approver",
+        ] {
+            find_cluster_role(name);
+        }
+        for controller in [
+            "attachdetach-controller",
+            "clusterrole-aggregation-controller",
+            "cronjob-controller",
+            "daemon-set-controller",
+            "deployment-controller",
+            "disruption-controller",
+            "endpoint-controller",
+            "endpointslice-controller",
+            "endpointslicemirroring-controller",
+            "ephemeral-volume-controller",
+            "expand-controller",
+            "generic-garbage-collector",
+            "horizontal-pod-autoscaler",
+            "job-controller",
+            "namespace-controller",
+            "node-controller",
+            "persistent-volume-binder",
+            "pod-garbage-collector",
+            "pv-protection-controller",
+            "pvc-protection-controller",
+            "replicaset-controller",
+            "replication-controller",
+            "resourcequota-controller",
+            "root-ca-cert-publisher",
+            "route-controller",
+            "service-account-controller",
+            "service-controller",
+            "statefulset-controller",
+            "ttl-after-finished-controller",
+            "ttl-controller",
+            "certificate-controller",
+            "legacy-service-account-token-cleaner",
+            "validatingadmissionpolicy-status-controller",
+        ] {
+            let name = format!("system:controller:{controller}");
+            find_cluster_role(&name);
+            let binding = find_binding(&name);
+            assert_eq!(binding.role_ref.name, name);
+            assert_eq!(
+                binding.subjects,
+                Some(vec![Subject {
+                    api_group: None,
+                    kind: "ServiceAccount".into(),
+                    name: controller.into(),
+                    namespace: Some("kube-system".into()),
+                }])
+            );
+        }
+    }
+
+    #[test]
+    fn cluster_role_bindings_bind_the_upstream_subjects() {
+        let subjects = |name: &str| find_binding(name).subjects.unwrap_or_default();
+        assert_eq!(subjects("cluster-admin"), vec![group("system:masters")]);
+        assert_eq!(
+            subjects("system:discovery"),
+            vec![group("system:authenticated")]
+        );
+        assert_eq!(
+            subjects("system:basic-user"),
+            vec![group("system:authenticated")]
+        );
+        assert_eq!(
+            subjects("system:public-info-viewer"),
+            vec![
+                group("system:authenticated"),
+                group("system:unauthenticated")
+            ]
+        );
+        assert_eq!(
+            subjects("system:node-proxier"),
+            vec![user("system:kube-proxy")]
+        );
+        assert_eq!(
+            subjects("system:kube-scheduler"),
+            vec![user("system:kube-scheduler")]
+        );
+        assert_eq!(
+            subjects("system:volume-scheduler"),
+            vec![user("system:kube-scheduler")]
+        );
+        assert_eq!(
+            subjects("system:kube-dns"),
+            vec![service_account("kube-system", "kube-dns")]
+        );
+        assert_eq!(
+            subjects("system:monitoring"),
+            vec![group("system:monitoring")]
+        );
+        assert_eq!(
+            subjects("system:service-account-issuer-discovery"),
+            vec![group("system:serviceaccounts")]
+        );
+        // Nodes get their access from the Node authorizer, not from this binding.
+        assert_eq!(find_binding("system:node").subjects, None);
+    }
+
+    #[test]
+    fn user_facing_roles_are_aggregated_and_serialize_as_upstream() {
+        for (name, target) in [("admin", "admin"), ("edit", "edit"), ("view", "view")] {
+            let role = find_cluster_role(name);
+            assert_eq!(role.rules, None, "{name}");
+            let json = serde_json::to_value(&role).unwrap();
+            assert_eq!(
+                json["aggregationRule"],
+                serde_json::json!({"clusterRoleSelectors": [
+                    {"matchLabels": {format!("rbac.authorization.k8s.io/aggregate-to-{target}"): "true"}}
+                ]}),
+                "{name}"
+            );
+            assert!(json.get("rules").is_none(), "{name}");
+        }
+        // view is part of edit, which is part of admin.
+        let label = |role: &str, key: &str| {
+            find_cluster_role(role)
+                .metadata
+                .labels
+                .unwrap()
+                .get(key)
+                .cloned()
+        };
+        assert_eq!(
+            label("view", &aggregate_to("edit")).as_deref(),
+            Some("true")
+        );
+        assert_eq!(
+            label("edit", &aggregate_to("admin")).as_deref(),
+            Some("true")
+        );
+        assert_eq!(label("admin", &aggregate_to("admin")), None);
+        for target in ["admin", "edit", "view"] {
+            let name = format!("system:aggregate-to-{target}");
+            assert_eq!(label(&name, &aggregate_to(target)).as_deref(), Some("true"));
+        }
+    }
+
+    #[test]
+    fn view_reads_workloads_but_not_secrets() {
+        let view = effective_rules("view");
+        for verb in ["get", "list", "watch"] {
+            assert!(allows(&view, verb, "", "pods", None), "{verb} pods");
+            assert!(allows(&view, verb, "apps", "deployments", None));
+            assert!(allows(&view, verb, "", "pods/log", None));
+        }
+        assert!(!allows(&view, "get", "", "secrets", None));
+        assert!(!allows(&view, "create", "", "pods", None));
+        assert!(!allows(&view, "create", "", "pods/exec", None));
+        assert!(!allows(
+            &view,
+            "get",
+            "rbac.authorization.k8s.io",
+            "roles",
+            None
+        ));
+        // No rule in view's contributor mentions secrets at all.
+        let contributor = find_cluster_role("system:aggregate-to-view").rules.unwrap();
+        assert!(
+            contributor
+                .iter()
+                .all(|r| !list(&r.resources).contains(&"secrets".to_string()))
+        );
+    }
+
+    #[test]
+    fn edit_and_admin_build_on_view() {
+        let edit = effective_rules("edit");
+        assert!(allows(&edit, "get", "", "pods", None));
+        assert!(allows(&edit, "get", "", "secrets", None));
+        assert!(allows(&edit, "create", "", "pods/exec", None));
+        assert!(allows(&edit, "delete", "apps", "deployments", None));
+        assert!(!allows(&edit, "create", "", "endpoints", None));
+        assert!(!allows(
+            &edit,
+            "create",
+            "rbac.authorization.k8s.io",
+            "rolebindings",
+            None
+        ));
+        let admin = effective_rules("admin");
+        assert!(allows(&admin, "get", "", "pods", None));
+        assert!(allows(
+            &admin,
+            "create",
+            "rbac.authorization.k8s.io",
+            "rolebindings",
+            None
+        ));
+        assert!(allows(
+            &admin,
+            "create",
+            "authorization.k8s.io",
+            "localsubjectaccessreviews",
+            None
+        ));
+        assert!(!allows(&admin, "create", "", "namespaces", None));
+    }
+
+    #[test]
+    fn node_proxier_reads_services_and_endpointslices_and_writes_events() {
+        let rules = find_cluster_role("system:node-proxier").rules.unwrap();
+        for verb in ["list", "watch"] {
+            assert!(allows(&rules, verb, "", "services", None));
+            assert!(allows(&rules, verb, "", "endpoints", None));
+            assert!(allows(
+                &rules,
+                verb,
+                "discovery.k8s.io",
+                "endpointslices",
+                None
+            ));
+        }
+        assert!(allows(&rules, "get", "", "nodes", None));
+        assert!(allows(&rules, "create", "", "events", None));
+        assert!(allows(&rules, "create", "events.k8s.io", "events", None));
+        assert!(!allows(&rules, "get", "", "services", None));
+        assert!(!allows(&rules, "get", "", "secrets", None));
+    }
+
+    #[test]
+    fn kube_scheduler_binds_pods_and_holds_only_its_own_lease() {
+        let rules = find_cluster_role("system:kube-scheduler").rules.unwrap();
+        assert!(allows(&rules, "create", "", "pods/binding", None));
+        assert!(allows(&rules, "create", "", "bindings", None));
+        assert!(allows(&rules, "patch", "", "pods/status", None));
+        assert!(allows(&rules, "watch", "", "nodes", None));
+        assert!(allows(
+            &rules,
+            "create",
+            "coordination.k8s.io",
+            "leases",
+            None
+        ));
+        assert!(allows(
+            &rules,
+            "update",
+            "coordination.k8s.io",
+            "leases",
+            Some("kube-scheduler")
+        ));
+        assert!(!allows(
+            &rules,
+            "update",
+            "coordination.k8s.io",
+            "leases",
+            Some("other")
+        ));
+        assert!(!allows(
+            &rules,
+            "update",
+            "coordination.k8s.io",
+            "leases",
+            None
+        ));
+        assert!(!allows(&rules, "create", "", "pods", None));
+    }
+
+    #[test]
+    fn non_resource_roles() {
+        let discovery = find_cluster_role("system:discovery").rules.unwrap();
+        assert!(allows_url(&discovery, "get", "/apis/apps/v1"));
+        assert!(allows_url(&discovery, "get", "/version"));
+        assert!(allows_url(&discovery, "get", "/openapi/v3"));
+        assert!(!allows_url(&discovery, "get", "/metrics"));
+        assert!(!allows_url(&discovery, "post", "/api"));
+        let public = find_cluster_role("system:public-info-viewer")
+            .rules
+            .unwrap();
+        assert!(allows_url(&public, "get", "/healthz"));
+        assert!(!allows_url(&public, "get", "/healthz/etcd"));
+        assert!(!allows_url(&public, "get", "/api"));
+        let monitoring = find_cluster_role("system:monitoring").rules.unwrap();
+        assert!(allows_url(&monitoring, "get", "/metrics"));
+        assert!(allows_url(&monitoring, "get", "/readyz/etcd"));
+        let admin = find_cluster_role("cluster-admin").rules.unwrap();
+        assert!(allows_url(&admin, "post", "/anything/at/all"));
+        assert!(allows(
+            &admin,
+            "escalate",
+            "rbac.authorization.k8s.io",
+            "clusterroles",
+            None
+        ));
+    }
+
+    #[test]
+    fn namespaced_policy_matches_upstream() {
+        let roles = namespaced_roles();
+        let signer_public = roles
+            .iter()
+            .find(|r| {
+                r.metadata.namespace.as_deref() == Some("kube-public")
+                    && r.metadata.name.as_deref() == Some("system:controller:bootstrap-signer")
+            })
+            .unwrap();
+        let rules = signer_public.rules.clone().unwrap();
+        assert!(allows(
+            &rules,
+            "update",
+            "",
+            "configmaps",
+            Some("cluster-info")
+        ));
+        assert!(!allows(&rules, "update", "", "configmaps", Some("other")));
+        let reader = roles
+            .iter()
+            .find(|r| {
+                r.metadata.name.as_deref() == Some("extension-apiserver-authentication-reader")
+            })
+            .unwrap();
+        assert_eq!(reader.metadata.namespace.as_deref(), Some("kube-system"));
+        let rules = reader.rules.clone().unwrap();
+        assert!(allows(
+            &rules,
+            "get",
+            "",
+            "configmaps",
+            Some("extension-apiserver-authentication")
+        ));
+        assert!(!allows(&rules, "list", "", "configmaps", None));
+
+        let binding = namespaced_role_bindings()
+            .into_iter()
+            .find(|b| {
+                b.metadata.name.as_deref() == Some("system::leader-locking-kube-controller-manager")
+            })
+            .unwrap();
+        assert_eq!(
+            binding.subjects.unwrap(),
+            vec![
+                user("system:kube-controller-manager"),
+                service_account("kube-system", "kube-controller-manager"),
+                service_account("kube-system", "leader-election-controller"),
+            ]
+        );
+    }
+
+    #[test]
+    fn rule_lists_are_sorted_as_upstream_writes_them() {
+        let rules = find_cluster_role("system:aggregate-to-admin")
+            .rules
+            .unwrap();
+        assert_eq!(
+            rules[1].verbs,
+            [
+                "create",
+                "delete",
+                "deletecollection",
+                "get",
+                "list",
+                "patch",
+                "update",
+                "watch"
+            ]
+        );
+        assert_eq!(
+            rules[1].resources,
+            Some(vec!["rolebindings".into(), "roles".into()])
+        );
+        let event = events_rule();
+        assert_eq!(
+            event.api_groups,
+            Some(vec!["".into(), "events.k8s.io".into()])
+        );
+    }
+
+    // -- covers ---------------------------------------------------------------------------------
+
+    #[test]
+    fn breakdown_yields_one_rule_per_combination() {
+        let rule = allow(&["get", "list", "watch"])
+            .groups(&["", "apps"])
+            .resources(&["pods", "deployments"])
+            .names(&["a", "b"]);
+        let atoms = breakdown(&rule);
+        assert_eq!(atoms.len(), 2 * 2 * 3 * 2);
+        assert!(atoms.iter().all(|a| a.verbs.len() == 1
+            && list(&a.api_groups).len() == 1
+            && list(&a.resources).len() == 1
+            && list(&a.resource_names).len() == 1));
+        let urls = allow(&["get", "post"]).urls(&["/a", "/b/*"]);
+        assert_eq!(breakdown(&urls).len(), 4);
+        // A rule naming no resource names yields atoms without names.
+        let unnamed = breakdown(&allow(&["get"]).groups(&[""]).resources(&["pods"]));
+        assert_eq!(
+            unnamed,
+            vec![allow(&["get"]).groups(&[""]).resources(&["pods"])]
+        );
+    }
+
+    #[test]
+    fn covers_returns_the_uncovered_atomic_parts() {
+        let owner = vec![allow(&["get"]).groups(&[""]).resources(&["pods"])];
+        let requested = vec![
+            allow(&["get", "list"])
+                .groups(&[""])
+                .resources(&["pods", "services"]),
+        ];
+        let uncovered = covers(&owner, &requested);
+        assert_eq!(
+            uncovered,
+            vec![
+                allow(&["list"]).groups(&[""]).resources(&["pods"]),
+                allow(&["get"]).groups(&[""]).resources(&["services"]),
+                allow(&["list"]).groups(&[""]).resources(&["services"]),
+            ]
+        );
+        assert!(covers(&owner, &owner).is_empty());
+        assert!(covers(&owner, &[]).is_empty());
+        assert_eq!(covers(&[], &owner), owner);
+    }
+
+    #[test]
+    fn covers_wildcards() {
+        let cases: &[(PolicyRule, PolicyRule, bool)] = &[
+            // verbs
+            (
+                allow(&["*"]).groups(&[""]).resources(&["pods"]),
+                allow(&["delete"]).groups(&[""]).resources(&["pods"]),
+                true,
+            ),
+            (
+                allow(&["get"]).groups(&[""]).resources(&["pods"]),
+                allow(&["*"]).groups(&[""]).resources(&["pods"]),
+                false,
+            ),
+            // groups
+            (
+                allow(&["get"]).groups(&["*"]).resources(&["pods"]),
+                allow(&["get"]).groups(&["apps"]).resources(&["pods"]),
+                true,
+            ),
+            (
+                allow(&["get"]).groups(&[""]).resources(&["pods"]),
+                allow(&["get"]).groups(&["apps"]).resources(&["pods"]),
+                false,
+            ),
+            // resources
+            (
+                allow(&["get"]).groups(&[""]).resources(&["*"]),
+                allow(&["get"]).groups(&[""]).resources(&["pods/log"]),
+                true,
+            ),
+            (
+                allow(&["get"]).groups(&[""]).resources(&["pods"]),
+                allow(&["get"]).groups(&[""]).resources(&["pods/log"]),
+                false,
+            ),
+            (
+                allow(&["get"]).groups(&["*"]).resources(&["*/scale"]),
+                allow(&["get"])
+                    .groups(&["apps"])
+                    .resources(&["deployments/scale"]),
+                true,
+            ),
+            (
+                allow(&["get"]).groups(&["*"]).resources(&["*/scale"]),
+                allow(&["get"])
+                    .groups(&["apps"])
+                    .resources(&["deployments"]),
+                false,
+            ),
+            (
+                allow(&["get"]).groups(&["*"]).resources(&["*/scale"]),
+                allow(&["get"])
+                    .groups(&["apps"])
+                    .resources(&["deployments/status"]),
+                false,
+            ),
+            // Kubernetes has no `resource/*` wildcard: it is a literal resource name.
+            (
+                allow(&["get"]).groups(&[""]).resources(&["pods/*"]),
+                allow(&["get"]).groups(&[""]).resources(&["pods/exec"]),
+                false,
+            ),
+            (
+                allow(&["get"]).groups(&[""]).resources(&["pods/*"]),
+                allow(&["get"]).groups(&[""]).resources(&["pods/*"]),
+                true,
+            ),
+            // resource names
+            (
+                allow(&["get"]).groups(&[""]).resources(&["pods"]),
+                allow(&["get"])
+                    .groups(&[""])
+                    .resources(&["pods"])
+                    .names(&["a"]),
+                true,
+            ),
+            (
+                allow(&["get"])
+                    .groups(&[""])
+                    .resources(&["pods"])
+                    .names(&["a", "b"]),
+                allow(&["get"])
+                    .groups(&[""])
+                    .resources(&["pods"])
+                    .names(&["b"]),
+                true,
+            ),
+            (
+                allow(&["get"])
+                    .groups(&[""])
+                    .resources(&["pods"])
+                    .names(&["a"]),
+                allow(&["get"])
+                    .groups(&[""])
+                    .resources(&["pods"])
+                    .names(&["b"]),
+                false,
+            ),
+            (
+                allow(&["get"])
+                    .groups(&[""])
+                    .resources(&["pods"])
+                    .names(&["a"]),
+                allow(&["get"]).groups(&[""]).resources(&["pods"]),
+                false,
+            ),
+            // non-resource URLs
+            (
+                allow(&["get"]).urls(&["/apis/*"]),
+                allow(&["get"]).urls(&["/apis/apps/v1"]),
+                true,
+            ),
+            (
+                allow(&["get"]).urls(&["/apis/*"]),
+                allow(&["get"]).urls(&["/apis"]),
+                false,
+            ),
+            (
+                allow(&["get"]).urls(&["/apis*"]),
+                allow(&["get"]).urls(&["/apis"]),
+                true,
+            ),
+            (
+                allow(&["get"]).urls(&["*"]),
+                allow(&["get"]).urls(&["/healthz/etcd"]),
+                true,
+            ),
+            (
+                allow(&["get"]).urls(&["/healthz"]),
+                allow(&["get"]).urls(&["/healthz/etcd"]),
+                false,
+            ),
+            (
+                allow(&["get"]).urls(&["/healthz"]),
+                allow(&["post"]).urls(&["/healthz"]),
+                false,
+            ),
+            // resource rules and URL rules never cover each other
+            (
+                allow(&["*"]).groups(&["*"]).resources(&["*"]),
+                allow(&["get"]).urls(&["/healthz"]),
+                false,
+            ),
+            (
+                allow(&["*"]).urls(&["*"]),
+                allow(&["get"]).groups(&[""]).resources(&["pods"]),
+                false,
+            ),
+            // a rule without verbs grants nothing
+            (
+                allow(&[]).groups(&["*"]).resources(&["*"]),
+                allow(&["get"]).groups(&[""]).resources(&["pods"]),
+                false,
+            ),
+        ];
+        for (owner, requested, expected) in cases {
+            assert_eq!(
+                covers(std::slice::from_ref(owner), std::slice::from_ref(requested)).is_empty(),
+                *expected,
+                "owner {owner:?} requested {requested:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn covers_combines_several_owner_rules() {
+        let owner = vec![
+            allow(&["get", "list"]).groups(&[""]).resources(&["pods"]),
+            allow(&["watch"]).groups(&["*"]).resources(&["*"]),
+        ];
+        assert!(covers(&owner, &[allow(READ).groups(&[""]).resources(&["pods"])]).is_empty());
+        assert_eq!(
+            covers(
+                &owner,
+                &[allow(READ).groups(&["apps"]).resources(&["deployments"])]
+            )
+            .len(),
+            2
+        );
+    }
+
+    #[test]
+    fn cluster_admin_covers_every_bootstrap_role() {
+        let admin = find_cluster_role("cluster-admin").rules.unwrap();
+        for role in cluster_roles() {
+            assert!(covers(&admin, role.rules.as_deref().unwrap_or_default()).is_empty());
+        }
+        for role in namespaced_roles() {
+            assert!(covers(&admin, role.rules.as_deref().unwrap_or_default()).is_empty());
+        }
+    }
+
+    // -- reconciliation -------------------------------------------------------------------------
+
+    fn stored<T: Clone>(object: &T, edit: impl FnOnce(&mut T)) -> T {
+        let mut copy = object.clone();
+        edit(&mut copy);
+        copy
+    }
+
+    #[test]
+    fn missing_objects_are_created_and_up_to_date_ones_left_alone() {
+        for role in cluster_roles() {
+            assert_eq!(reconcile_cluster_role(None, &role), Some(role.clone()));
+            assert_eq!(reconcile_cluster_role(Some(&role), &role), None);
+        }
+        for role in namespaced_roles() {
+            assert_eq!(reconcile_role(None, &role), Some(role.clone()));
+            assert_eq!(reconcile_role(Some(&role), &role), None);
+        }
+        for binding in cluster_role_bindings() {
+            assert_eq!(
+                reconcile_cluster_role_binding(None, &binding),
+                Some(BindingChange::Create(binding.clone()))
+            );
+            assert_eq!(
+                reconcile_cluster_role_binding(Some(&binding), &binding),
+                None
+            );
+        }
+        for binding in namespaced_role_bindings() {
+            assert_eq!(
+                reconcile_role_binding(None, &binding),
+                Some(BindingChange::Create(binding.clone()))
+            );
+            assert_eq!(reconcile_role_binding(Some(&binding), &binding), None);
+        }
+    }
+
+    #[test]
+    fn missing_rules_are_added_and_rules_an_admin_added_are_kept() {
+        let expected = find_cluster_role("system:node-proxier");
+        let admin_rule = allow(&["get"]).groups(&[""]).resources(&["configmaps"]);
+        let existing = stored(&expected, |r| {
+            r.metadata.resource_version = Some("42".into());
+            let rules = r.rules.as_mut().unwrap();
+            rules.retain(|rule| list(&rule.api_groups) != [DISCOVERY.to_string()]);
+            rules.push(admin_rule.clone());
+        });
+        let updated = reconcile_cluster_role(Some(&existing), &expected).expect("an update");
+        let rules = updated.rules.clone().unwrap();
+        assert!(rules.contains(&admin_rule));
+        assert!(covers(&rules, expected.rules.as_deref().unwrap()).is_empty());
+        // Added in atomic form, after what was stored.
+        assert_eq!(
+            &rules[..existing.rules.as_ref().unwrap().len()],
+            existing.rules.as_deref().unwrap()
+        );
+        assert!(
+            rules.contains(
+                &allow(&["list"])
+                    .groups(&[DISCOVERY])
+                    .resources(&["endpointslices"])
+            )
+        );
+        // The stored object's metadata is kept, so the write is an update of that version.
+        assert_eq!(updated.metadata.resource_version.as_deref(), Some("42"));
+        // Once written, nothing more to do.
+        assert_eq!(reconcile_cluster_role(Some(&updated), &expected), None);
+    }
+
+    #[test]
+    fn rules_already_covered_by_broader_stored_rules_are_not_added() {
+        let expected = find_cluster_role("system:kube-dns");
+        let existing = stored(&expected, |r| {
+            r.rules = Some(vec![allow(&["*"]).groups(&[""]).resources(&["*"])]);
+        });
+        assert_eq!(reconcile_cluster_role(Some(&existing), &expected), None);
+    }
+
+    #[test]
+    fn autoupdate_false_is_left_alone() {
+        let expected = find_cluster_role("system:basic-user");
+        let existing = stored(&expected, |r| {
+            r.rules = Some(vec![]);
+            r.metadata.labels = None;
+            r.metadata
+                .annotations
+                .as_mut()
+                .unwrap()
+                .insert(AUTOUPDATE_ANNOTATION.into(), "false".into());
+        });
+        assert_eq!(reconcile_cluster_role(Some(&existing), &expected), None);
+
+        let expected = find_binding("system:basic-user");
+        let protect = |b: &mut ClusterRoleBinding| {
+            b.metadata.annotations = Some(BTreeMap::from([(
+                AUTOUPDATE_ANNOTATION.into(),
+                "false".into(),
+            )]));
+        };
+        let no_subjects = stored(&expected, |b| {
+            protect(b);
+            b.subjects = None;
+        });
+        assert_eq!(
+            reconcile_cluster_role_binding(Some(&no_subjects), &expected),
+            None
+        );
+        let other_role = stored(&expected, |b| {
+            protect(b);
+            b.role_ref.name = "view".into();
+        });
+        assert_eq!(
+            reconcile_cluster_role_binding(Some(&other_role), &expected),
+            None
+        );
+
+        let expected = namespaced_roles().remove(0);
+        let existing = stored(&expected, |r| {
+            r.rules = None;
+            r.metadata.annotations = Some(BTreeMap::from([(
+                AUTOUPDATE_ANNOTATION.into(),
+                "false".into(),
+            )]));
+        });
+        assert_eq!(reconcile_role(Some(&existing), &expected), None);
+    }
+
+    #[test]
+    fn missing_labels_and_annotations_are_added_without_overwriting() {
+        let expected = find_cluster_role("system:aggregate-to-view");
+        let existing = stored(&expected, |r| {
+            r.metadata.labels = Some(BTreeMap::from([(
+                BOOTSTRAPPING_LABEL.into(),
+                "mine".into(),
+            )]));
+            r.metadata.annotations = None;
+        });
+        let updated = reconcile_cluster_role(Some(&existing), &expected).expect("an update");
+        let labels = updated.metadata.labels.unwrap();
+        assert_eq!(labels[BOOTSTRAPPING_LABEL], "mine");
+        assert_eq!(labels[&aggregate_to("view")], "true");
+        assert_eq!(
+            updated.metadata.annotations.unwrap()[AUTOUPDATE_ANNOTATION],
+            "true"
+        );
+        assert_eq!(updated.rules, expected.rules);
+    }
+
+    #[test]
+    fn aggregated_roles_get_missing_selectors_and_keep_their_aggregated_rules() {
+        let expected = find_cluster_role("view");
+        let aggregated = effective_rules("view");
+        let extra = LabelSelector {
+            match_labels: Some(BTreeMap::from([(
+                "example.com/aggregate-to-view".into(),
+                "true".into(),
+            )])),
+            ..LabelSelector::default()
+        };
+        let existing = stored(&expected, |r| {
+            r.rules = Some(aggregated.clone());
+            r.aggregation_rule = Some(AggregationRule {
+                cluster_role_selectors: Some(vec![extra.clone()]),
+            });
+        });
+        let updated = reconcile_cluster_role(Some(&existing), &expected).expect("an update");
+        assert_eq!(updated.rules, Some(aggregated.clone()));
+        let mut want = vec![extra];
+        want.extend(
+            selectors(expected.aggregation_rule.as_ref())
+                .iter()
+                .cloned(),
+        );
+        assert_eq!(
+            selectors(updated.aggregation_rule.as_ref()),
+            want.as_slice()
+        );
+        assert_eq!(reconcile_cluster_role(Some(&updated), &expected), None);
+
+        // Filled by the aggregation controller and with the expected selector: up to date.
+        let filled = stored(&expected, |r| r.rules = Some(aggregated));
+        assert_eq!(reconcile_cluster_role(Some(&filled), &expected), None);
+    }
+
+    #[test]
+    fn a_stored_aggregation_on_a_plain_bootstrap_role_is_removed() {
+        let expected = find_cluster_role("system:kube-dns");
+        let existing = stored(&expected, |r| {
+            r.aggregation_rule = Some(AggregationRule::default());
+        });
+        let updated = reconcile_cluster_role(Some(&existing), &expected).expect("an update");
+        assert_eq!(updated.aggregation_rule, None);
+        assert_eq!(updated.rules, expected.rules);
+    }
+
+    #[test]
+    fn namespaced_roles_reconcile_like_cluster_roles() {
+        let expected = namespaced_roles()
+            .into_iter()
+            .find(|r| r.metadata.name.as_deref() == Some("system::leader-locking-kube-scheduler"))
+            .unwrap();
+        let old_rule = allow(&["get", "update"])
+            .groups(&[""])
+            .resources(&["configmaps"])
+            .names(&["kube-scheduler"]);
+        let existing = stored(&expected, |r| r.rules = Some(vec![old_rule.clone()]));
+        let updated = reconcile_role(Some(&existing), &expected).expect("an update");
+        let rules = updated.rules.unwrap();
+        assert_eq!(rules[0], old_rule);
+        assert!(covers(&rules, expected.rules.as_deref().unwrap()).is_empty());
+        assert_eq!(updated.metadata.namespace.as_deref(), Some("kube-system"));
+    }
+
+    #[test]
+    fn missing_subjects_are_added_and_extra_ones_kept() {
+        let expected = find_binding("system:public-info-viewer");
+        let extra = user("alice");
+        let existing = stored(&expected, |b| {
+            b.metadata.resource_version = Some("7".into());
+            b.subjects = Some(vec![extra.clone(), group("system:authenticated")]);
+        });
+        let Some(BindingChange::Update(updated)) =
+            reconcile_cluster_role_binding(Some(&existing), &expected)
+        else {
+            panic!("expected an update");
+        };
+        assert_eq!(
+            updated.subjects.clone().unwrap(),
+            vec![
+                extra,
+                group("system:authenticated"),
+                group("system:unauthenticated")
+            ]
+        );
+        assert_eq!(updated.metadata.resource_version.as_deref(), Some("7"));
+        assert_eq!(
+            reconcile_cluster_role_binding(Some(&updated), &expected),
+            None
+        );
+
+        let expected = namespaced_role_bindings().remove(0);
+        let existing = stored(&expected, |b| b.subjects = None);
+        let Some(BindingChange::Update(updated)) =
+            reconcile_role_binding(Some(&existing), &expected)
+        else {
+            panic!("expected an update");
+        };
+        assert_eq!(updated.subjects, expected.subjects);
+    }
+
+    #[test]
+    fn stored_subjects_without_defaulted_api_group_are_the_same_subjects() {
+        let expected = find_binding("system:discovery");
+        let existing = stored(&expected, |b| {
+            b.subjects.as_mut().unwrap()[0].api_group = None;
+        });
+        assert_eq!(
+            reconcile_cluster_role_binding(Some(&existing), &expected),
+            None
+        );
+        let expected = find_binding("system:kube-dns");
+        let existing = stored(&expected, |b| {
+            b.subjects.as_mut().unwrap()[0].api_group = Some(String::new());
+        });
+        assert_eq!(
+            reconcile_cluster_role_binding(Some(&existing), &expected),
+            None
+        );
+    }
+
+    #[test]
+    fn a_changed_role_ref_means_recreating_the_binding() {
+        let expected = find_binding("system:kube-scheduler");
+        let existing = stored(&expected, |b| {
+            b.metadata.resource_version = Some("9".into());
+            b.role_ref.name = "system:node".into();
+            b.subjects = Some(vec![user("bob")]);
+        });
+        assert_eq!(
+            reconcile_cluster_role_binding(Some(&existing), &expected),
+            Some(BindingChange::Recreate(expected.clone()))
+        );
+        let expected = namespaced_role_bindings().remove(0);
+        let existing = stored(&expected, |b| b.role_ref.kind = "ClusterRole".into());
+        assert_eq!(
+            reconcile_role_binding(Some(&existing), &expected),
+            Some(BindingChange::Recreate(expected.clone()))
+        );
+    }
+}
