@@ -976,7 +976,7 @@ fn controller_roles() -> Vec<(&'static str, Vec<PolicyRule>)> {
             "endpoint-controller",
             vec![
                 allow(READ).groups(&[CORE]).resources(&["services", "pods"]),
-                allow(&["get", "list", "create", "update", "delete"])
+                allow(&["get", "list", "watch", "create", "update", "delete"])
                     .groups(&[CORE])
                     .resources(&["endpoints"]),
                 // Endpoints pointing at addresses that ordinary users may not use.
@@ -996,7 +996,7 @@ fn controller_roles() -> Vec<(&'static str, Vec<PolicyRule>)> {
                 allow(&["update"])
                     .groups(&[CORE])
                     .resources(&["services/finalizers"]),
-                allow(&["get", "list", "create", "update", "delete"])
+                allow(&["get", "list", "watch", "create", "update", "delete"])
                     .groups(&[DISCOVERY])
                     .resources(&["endpointslices"]),
                 events_rule(),
@@ -1014,7 +1014,7 @@ fn controller_roles() -> Vec<(&'static str, Vec<PolicyRule>)> {
                 allow(&["update"])
                     .groups(&[CORE])
                     .resources(&["endpoints/finalizers"]),
-                allow(&["get", "list", "create", "update", "delete"])
+                allow(&["get", "list", "watch", "create", "update", "delete"])
                     .groups(&[DISCOVERY])
                     .resources(&["endpointslices"]),
                 events_rule(),
