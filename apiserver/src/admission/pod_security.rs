@@ -715,10 +715,8 @@ impl Config {
             );
             return decision;
         }
-        if let Some(old) = old_pod {
-            if !significant_pod_update(pod, old) {
-                return Decision::default();
-            }
+        if old_pod.is_some_and(|old| !significant_pod_update(pod, old)) {
+            return Decision::default();
         }
         let meta = field(pod, "metadata").unwrap_or(&NULL);
         let spec = field(pod, "spec").unwrap_or(&NULL);
@@ -1151,7 +1149,7 @@ fn host_path_volumes(pod: &PodView<'_>, _: u64) -> Option<Violation> {
     let volumes: Vec<&str> = array(pod.spec, "volumes")
         .iter()
         .filter(|v| field(v, "hostPath").is_some())
-        .map(|v| container_name(v))
+        .map(container_name)
         .collect();
     if volumes.is_empty() {
         return None;
@@ -1807,4 +1805,1130 @@ fn aggregate(messages: Vec<String>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
+
+    fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    /// Runs one check, by its upstream ID, at the newest policy version.
+    fn run(id: &str, meta: Value, spec: Value) -> Option<(String, String)> {
+        let check = CHECKS.iter().find(|c| c.id == id).expect("known check");
+        (check.run)(
+            &PodView {
+                meta: &meta,
+                spec: &spec,
+            },
+            NEWEST_POLICY_MINOR,
+        )
+        .map(|v| (v.reason, v.detail))
+    }
+
+    fn fails(id: &str, spec: Value) -> (String, String) {
+        run(id, json!({}), spec).unwrap_or_else(|| panic!("{id} should fail"))
+    }
+
+    fn passes(id: &str, spec: Value) {
+        assert_eq!(run(id, json!({}), spec), None, "{id} should pass");
+    }
+
+    fn pair(reason: &str, detail: &str) -> (String, String) {
+        (reason.to_string(), detail.to_string())
+    }
+
+    /// A container with this securityContext.
+    fn c(name: &str, security_context: Value) -> Value {
+        json!({"name": name, "image": "busybox", "securityContext": security_context})
+    }
+
+    /// A pod that passes the restricted level.
+    fn restricted_spec() -> Value {
+        json!({
+            "securityContext": {"runAsNonRoot": true, "seccompProfile": {"type": "RuntimeDefault"}},
+            "containers": [c("app", json!({
+                "allowPrivilegeEscalation": false,
+                "capabilities": {"drop": ["ALL"]},
+            }))],
+        })
+    }
+
+    fn policy(pairs: &[(&str, &str)]) -> NamespacePolicy {
+        namespace_policy(&labels(pairs), &Defaults::default())
+    }
+
+    #[test]
+    fn checks_run_in_upstream_order() {
+        // Upstream sorts check IDs (bytewise) within a level, baseline first.
+        for level in [Level::Baseline, Level::Restricted] {
+            let ids: Vec<&str> = CHECKS
+                .iter()
+                .filter(|c| c.level == level)
+                .map(|c| c.id)
+                .collect();
+            let mut sorted = ids.clone();
+            sorted.sort();
+            assert_eq!(ids, sorted);
+        }
+        assert!(
+            CHECKS
+                .iter()
+                .take_while(|c| c.level == Level::Baseline)
+                .count()
+                == 11
+        );
+    }
+
+    #[test]
+    fn app_armor_profile() {
+        passes(
+            "appArmorProfile",
+            json!({
+                "securityContext": {"appArmorProfile": {"type": "RuntimeDefault"}},
+                "containers": [c("a", json!({"appArmorProfile": {"type": "Localhost", "localhostProfile": "p"}}))],
+            }),
+        );
+        assert_eq!(
+            fails(
+                "appArmorProfile",
+                json!({"securityContext": {"appArmorProfile": {"type": "Unconfined"}}})
+            ),
+            pair(
+                "forbidden AppArmor profile",
+                r#"pod must not set AppArmor profile type to "Unconfined""#
+            )
+        );
+        assert_eq!(
+            fails(
+                "appArmorProfile",
+                json!({
+                    "securityContext": {"appArmorProfile": {"type": "Unconfined"}},
+                    "containers": [c("foo", json!({"appArmorProfile": {"type": "Unconfined"}}))],
+                })
+            ),
+            pair(
+                "forbidden AppArmor profile",
+                r#"pod and container "foo" must not set AppArmor profile type to "Unconfined""#
+            )
+        );
+        let meta = json!({"annotations": {
+            "container.apparmor.security.beta.kubernetes.io/a": "unconfined",
+            "container.apparmor.security.beta.kubernetes.io/b": "runtime/default",
+            "container.apparmor.security.beta.kubernetes.io/c": "localhost/x",
+            "container.apparmor.security.beta.kubernetes.io/d": "",
+            "container.apparmor.security.beta.kubernetes.io/e": "bogus",
+        }});
+        assert_eq!(
+            run("appArmorProfile", meta, json!({})),
+            Some(pair(
+                "forbidden AppArmor profiles",
+                r#"annotations must not set AppArmor profile type to "container.apparmor.security.beta.kubernetes.io/a="unconfined"", "container.apparmor.security.beta.kubernetes.io/e="bogus"""#
+            ))
+        );
+    }
+
+    #[test]
+    fn capabilities_baseline() {
+        passes(
+            "capabilities_baseline",
+            json!({"containers": [c("a", json!({"capabilities": {"add": ["CHOWN", "NET_BIND_SERVICE"]}}))]}),
+        );
+        assert_eq!(
+            fails(
+                "capabilities_baseline",
+                json!({"containers": [
+                    c("a", json!({"capabilities": {"add": ["FOO", "BAR"]}})),
+                    c("b", json!({"capabilities": {"add": ["BAR", "BAZ"]}})),
+                ]})
+            ),
+            pair(
+                "non-default capabilities",
+                r#"containers "a", "b" must not include "BAR", "BAZ", "FOO" in securityContext.capabilities.add"#
+            )
+        );
+    }
+
+    #[test]
+    fn host_namespaces() {
+        passes(
+            "hostNamespaces",
+            json!({"hostNetwork": false, "hostPID": null}),
+        );
+        assert_eq!(
+            fails(
+                "hostNamespaces",
+                json!({"hostNetwork": true, "hostPID": true, "hostIPC": true})
+            ),
+            pair(
+                "host namespaces",
+                "hostNetwork=true, hostPID=true, hostIPC=true"
+            )
+        );
+        assert_eq!(
+            fails("hostNamespaces", json!({"hostIPC": true})),
+            pair("host namespaces", "hostIPC=true")
+        );
+    }
+
+    #[test]
+    fn host_path_volumes() {
+        passes(
+            "hostPathVolumes",
+            json!({"volumes": [{"name": "c", "emptyDir": {}}]}),
+        );
+        assert_eq!(
+            fails(
+                "hostPathVolumes",
+                json!({"volumes": [
+                    {"name": "a", "hostPath": {"path": "/"}},
+                    {"name": "b", "hostPath": {}},
+                    {"name": "c", "emptyDir": {}},
+                ]})
+            ),
+            pair("hostPath volumes", r#"volumes "a", "b""#)
+        );
+        assert_eq!(
+            fails(
+                "hostPathVolumes",
+                json!({"volumes": [{"name": "h", "hostPath": {"path": "/"}}]})
+            ),
+            pair("hostPath volumes", r#"volume "h""#)
+        );
+    }
+
+    #[test]
+    fn host_ports() {
+        passes(
+            "hostPorts",
+            json!({"containers": [{"name": "a", "ports": [{"containerPort": 80, "hostPort": 0}]}]}),
+        );
+        assert_eq!(
+            fails(
+                "hostPorts",
+                json!({"containers": [
+                    {"name": "a", "ports": [{"hostPort": 0}]},
+                    {"name": "b", "ports": [{"hostPort": 0}, {"hostPort": 20}]},
+                ]})
+            ),
+            pair("hostPort", r#"container "b" uses hostPort 20"#)
+        );
+        assert_eq!(
+            fails(
+                "hostPorts",
+                json!({"initContainers": [
+                    {"name": "b", "ports": [{"hostPort": 10}, {"hostPort": 20}]},
+                ], "containers": [
+                    {"name": "c", "ports": [{"hostPort": 10}, {"hostPort": 30}]},
+                ]})
+            ),
+            pair(
+                "hostPort",
+                r#"containers "b", "c" use hostPorts 10, 20, 30"#
+            )
+        );
+    }
+
+    #[test]
+    fn privileged() {
+        passes(
+            "privileged",
+            json!({"containers": [c("a", json!({"privileged": false})), {"name": "b"}]}),
+        );
+        assert_eq!(
+            fails(
+                "privileged",
+                json!({"containers": [
+                {"name": "a"},
+                c("b", json!({})),
+                c("c", json!({"privileged": false})),
+                c("d", json!({"privileged": true})),
+            ], "ephemeralContainers": [c("e", json!({"privileged": true}))]})
+            ),
+            pair(
+                "privileged",
+                r#"containers "d", "e" must not set securityContext.privileged=true"#
+            )
+        );
+    }
+
+    #[test]
+    fn proc_mount() {
+        passes(
+            "procMount",
+            json!({"containers": [c("a", json!({"procMount": "Default"})), c("b", json!({"procMount": null}))]}),
+        );
+        assert_eq!(
+            fails(
+                "procMount",
+                json!({"containers": [
+                    c("c", json!({"procMount": "Default"})),
+                    c("d", json!({"procMount": "Unmasked"})),
+                    c("e", json!({"procMount": "other"})),
+                ]})
+            ),
+            pair(
+                "procMount",
+                r#"containers "d", "e" must not set securityContext.procMount to "Unmasked", "other""#
+            )
+        );
+    }
+
+    #[test]
+    fn se_linux_options() {
+        passes(
+            "seLinuxOptions",
+            json!({
+                "securityContext": {"seLinuxOptions": {"type": "container_t", "level": "s0:c1"}},
+                "containers": [c("a", json!({"seLinuxOptions": {"type": "container_engine_t"}}))],
+            }),
+        );
+        assert_eq!(
+            fails(
+                "seLinuxOptions",
+                json!({
+                    "securityContext": {"seLinuxOptions": {"type": "foo_t"}},
+                    "containers": [
+                        c("a", json!({"seLinuxOptions": {"type": "bar_t", "user": "u"}})),
+                        c("b", json!({"seLinuxOptions": {"role": "r"}})),
+                    ],
+                })
+            ),
+            pair(
+                "seLinuxOptions",
+                r#"pod and containers "a", "b" set forbidden securityContext.seLinuxOptions: types "bar_t", "foo_t"; user may not be set; role may not be set"#
+            )
+        );
+        // container_engine_t is allowed from policy version 1.31 on.
+        let spec = json!({"securityContext": {"seLinuxOptions": {"type": "container_engine_t"}}});
+        let pod = PodView {
+            meta: &NULL,
+            spec: &spec,
+        };
+        assert!(
+            violations(LevelVersion::new(Level::Baseline, Version::V1(30)), &pod)
+                .iter()
+                .any(|v| v.reason == "seLinuxOptions")
+        );
+        assert!(violations(LevelVersion::new(Level::Baseline, Version::V1(31)), &pod).is_empty());
+    }
+
+    #[test]
+    fn seccomp_profile_baseline() {
+        passes(
+            "seccompProfile_baseline",
+            json!({
+                "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
+                "containers": [c("a", json!({"seccompProfile": {"type": "Localhost", "localhostProfile": "p"}})), {"name": "b"}],
+            }),
+        );
+        assert_eq!(
+            fails(
+                "seccompProfile_baseline",
+                json!({
+                    "securityContext": {"seccompProfile": {"type": "Unconfined"}},
+                    "containers": [c("a", json!({"seccompProfile": {"type": "Unconfined"}})), c("b", json!({"seccompProfile": {"type": "Other"}}))],
+                })
+            ),
+            pair(
+                "seccompProfile",
+                r#"pod and containers "a", "b" must not set securityContext.seccompProfile.type to "Other", "Unconfined""#
+            )
+        );
+        // Policy versions before 1.19 read the alpha annotations instead.
+        let meta = json!({"annotations": {
+            "seccomp.security.alpha.kubernetes.io/pod": "unconfined",
+            "container.seccomp.security.alpha.kubernetes.io/a": "docker/default",
+            "container.seccomp.security.alpha.kubernetes.io/b": "bogus",
+        }});
+        let spec = json!({"containers": [{"name": "a"}, {"name": "b"}]});
+        let found = violations(
+            LevelVersion::new(Level::Baseline, Version::V1(18)),
+            &PodView {
+                meta: &meta,
+                spec: &spec,
+            },
+        );
+        assert_eq!(
+            forbidden_detail(&found),
+            r#"seccompProfile (forbidden annotations container.seccomp.security.alpha.kubernetes.io/b="bogus", seccomp.security.alpha.kubernetes.io/pod="unconfined")"#
+        );
+    }
+
+    #[test]
+    fn sysctls() {
+        passes(
+            "sysctls",
+            json!({"securityContext": {"sysctls": [
+                {"name": "kernel.shm_rmid_forced", "value": "0"},
+                {"name": "net.ipv4.tcp_rmem", "value": "4096 87380 16777216"},
+            ]}}),
+        );
+        assert_eq!(
+            fails(
+                "sysctls",
+                json!({"securityContext": {"sysctls": [
+                    {"name": "net.ipv4.ip_forward"},
+                    {"name": "net.ipv4.tcp_syncookies"},
+                    {"name": "kernel.msgmax"},
+                ]}})
+            ),
+            pair("forbidden sysctls", "net.ipv4.ip_forward, kernel.msgmax")
+        );
+        // tcp_rmem joined the safe list in policy version 1.32.
+        let spec = json!({"securityContext": {"sysctls": [{"name": "net.ipv4.tcp_rmem"}]}});
+        let pod = PodView {
+            meta: &NULL,
+            spec: &spec,
+        };
+        assert_eq!(
+            violations(LevelVersion::new(Level::Baseline, Version::V1(31)), &pod).len(),
+            1
+        );
+        assert!(violations(LevelVersion::new(Level::Baseline, Version::V1(32)), &pod).is_empty());
+    }
+
+    #[test]
+    fn windows_host_process() {
+        passes(
+            "windowsHostProcess",
+            json!({"securityContext": {"windowsOptions": {"hostProcess": false}}}),
+        );
+        assert_eq!(
+            fails(
+                "windowsHostProcess",
+                json!({
+                    "securityContext": {"windowsOptions": {"hostProcess": true}},
+                    "containers": [c("a", json!({"windowsOptions": {"hostProcess": true}})), c("b", json!({"windowsOptions": {"hostProcess": false}}))],
+                })
+            ),
+            pair(
+                "hostProcess",
+                r#"pod and container "a" must not set securityContext.windowsOptions.hostProcess=true"#
+            )
+        );
+    }
+
+    #[test]
+    fn allow_privilege_escalation() {
+        passes(
+            "allowPrivilegeEscalation",
+            json!({"containers": [c("a", json!({"allowPrivilegeEscalation": false}))]}),
+        );
+        // Windows pods are exempt.
+        passes(
+            "allowPrivilegeEscalation",
+            json!({"os": {"name": "windows"}, "containers": [{"name": "a"}]}),
+        );
+        assert_eq!(
+            fails(
+                "allowPrivilegeEscalation",
+                json!({"containers": [
+                    {"name": "a"},
+                    c("b", json!({"allowPrivilegeEscalation": null})),
+                    c("c", json!({"allowPrivilegeEscalation": true})),
+                    c("d", json!({"allowPrivilegeEscalation": false})),
+                ]})
+            ),
+            pair(
+                "allowPrivilegeEscalation != false",
+                r#"containers "a", "b", "c" must set securityContext.allowPrivilegeEscalation=false"#
+            )
+        );
+    }
+
+    #[test]
+    fn capabilities_restricted() {
+        passes(
+            "capabilities_restricted",
+            json!({"containers": [c("a", json!({"capabilities": {"drop": ["ALL"], "add": ["NET_BIND_SERVICE"]}}))]}),
+        );
+        assert_eq!(
+            fails(
+                "capabilities_restricted",
+                json!({"containers": [
+                    c("a", json!({"capabilities": {"add": ["FOO", "BAR"]}})),
+                    c("b", json!({"capabilities": {"add": ["BAR", "BAZ"]}})),
+                    c("c", json!({"capabilities": {"add": ["NET_BIND_SERVICE", "CHOWN"], "drop": ["ALL", "FOO"]}})),
+                ]})
+            ),
+            pair(
+                "unrestricted capabilities",
+                r#"containers "a", "b" must set securityContext.capabilities.drop=["ALL"]; containers "a", "b", "c" must not include "BAR", "BAZ", "CHOWN", "FOO" in securityContext.capabilities.add"#
+            )
+        );
+        assert_eq!(
+            fails(
+                "capabilities_restricted",
+                json!({"os": {"name": "linux"}, "containers": [{"name": "a"}]})
+            ),
+            pair(
+                "unrestricted capabilities",
+                r#"container "a" must set securityContext.capabilities.drop=["ALL"]"#
+            )
+        );
+    }
+
+    #[test]
+    fn restricted_volumes() {
+        passes(
+            "restrictedVolumes",
+            json!({"volumes": [
+                {"name": "a", "configMap": {"name": "x"}},
+                {"name": "b", "emptyDir": {}},
+                {"name": "c", "projected": {"sources": []}},
+                {"name": "d", "persistentVolumeClaim": {"claimName": "x"}},
+                {"name": "e", "image": {"reference": "x"}},
+            ]}),
+        );
+        assert_eq!(
+            fails(
+                "restrictedVolumes",
+                json!({"volumes": [
+                    {"name": "a", "emptyDir": {}},
+                    {"name": "b", "hostPath": {"path": "/"}},
+                    {"name": "c", "nfs": {"server": "s", "path": "/"}},
+                    {"name": "d", "hostPath": {"path": "/x"}},
+                    {"name": "e"},
+                ]})
+            ),
+            pair(
+                "restricted volume types",
+                r#"volumes "b", "c", "d", "e" use restricted volume types "hostPath", "nfs", "unknown""#
+            )
+        );
+        assert_eq!(
+            fails(
+                "restrictedVolumes",
+                json!({"volumes": [{"name": "g", "gitRepo": {"repository": "r"}}]})
+            ),
+            pair(
+                "restricted volume types",
+                r#"volume "g" uses restricted volume type "gitRepo""#
+            )
+        );
+    }
+
+    #[test]
+    fn run_as_non_root() {
+        passes(
+            "runAsNonRoot",
+            json!({"securityContext": {"runAsNonRoot": true}, "containers": [{"name": "a"}]}),
+        );
+        passes(
+            "runAsNonRoot",
+            json!({"containers": [c("a", json!({"runAsNonRoot": true}))]}),
+        );
+        assert_eq!(
+            fails(
+                "runAsNonRoot",
+                json!({"containers": [{"name": "a"}, c("b", json!({"runAsNonRoot": true})), c("c", json!({}))]})
+            ),
+            pair(
+                "runAsNonRoot != true",
+                r#"pod or containers "a", "c" must set securityContext.runAsNonRoot=true"#
+            )
+        );
+        // Explicit false is reported instead of missing values.
+        assert_eq!(
+            fails(
+                "runAsNonRoot",
+                json!({
+                    "securityContext": {"runAsNonRoot": false},
+                    "containers": [c("a", json!({"runAsNonRoot": false})), {"name": "b"}],
+                })
+            ),
+            pair(
+                "runAsNonRoot != true",
+                r#"pod and container "a" must not set securityContext.runAsNonRoot=false"#
+            )
+        );
+    }
+
+    #[test]
+    fn run_as_user() {
+        passes(
+            "runAsUser",
+            json!({"securityContext": {"runAsUser": 1000}, "containers": [c("a", json!({"runAsUser": 1}))]}),
+        );
+        assert_eq!(
+            fails(
+                "runAsUser",
+                json!({
+                    "securityContext": {"runAsUser": 0},
+                    "containers": [c("a", json!({"runAsUser": 0})), c("b", json!({"runAsUser": 0})), c("c", json!({"runAsUser": 1}))],
+                })
+            ),
+            pair(
+                "runAsUser=0",
+                r#"pod and containers "a", "b" must not set runAsUser=0"#
+            )
+        );
+    }
+
+    #[test]
+    fn seccomp_profile_restricted() {
+        passes(
+            "seccompProfile_restricted",
+            json!({"securityContext": {"seccompProfile": {"type": "RuntimeDefault"}}, "containers": [{"name": "a"}]}),
+        );
+        passes(
+            "seccompProfile_restricted",
+            json!({"containers": [c("a", json!({"seccompProfile": {"type": "Localhost"}}))]}),
+        );
+        passes(
+            "seccompProfile_restricted",
+            json!({"os": {"name": "windows"}, "containers": [{"name": "a"}]}),
+        );
+        assert_eq!(
+            fails(
+                "seccompProfile_restricted",
+                json!({"containers": [{"name": "a"}, {"name": "b"}]})
+            ),
+            pair(
+                "seccompProfile",
+                r#"pod or containers "a", "b" must set securityContext.seccompProfile.type to "RuntimeDefault" or "Localhost""#
+            )
+        );
+        assert_eq!(
+            fails(
+                "seccompProfile_restricted",
+                json!({
+                    "securityContext": {"seccompProfile": {"type": "Unconfined"}},
+                    "containers": [c("a", json!({"seccompProfile": {"type": "Unconfined"}})), {"name": "b"}],
+                })
+            ),
+            pair(
+                "seccompProfile",
+                r#"pod and container "a" must not set securityContext.seccompProfile.type to "Unconfined""#
+            )
+        );
+    }
+
+    #[test]
+    fn baseline_enforce_error_lists_every_violation_in_order() {
+        let meta = json!({"name": "p", "namespace": "ns"});
+        let spec = json!({
+            "hostNetwork": true,
+            "volumes": [{"name": "h", "hostPath": {"path": "/"}}],
+            "containers": [c("c", json!({"privileged": true}))],
+        });
+        let decision = check_pod(&policy(&[(ENFORCE_LEVEL_LABEL, "baseline")]), &meta, &spec);
+        assert_eq!(
+            decision.enforce_error.as_deref(),
+            Some(
+                r#"pods "p" is forbidden: violates PodSecurity "baseline:latest": host namespaces (hostNetwork=true), hostPath volumes (volume "h"), privileged (container "c" must not set securityContext.privileged=true)"#
+            )
+        );
+        // A refused request gets no warnings; the enforced policy is always recorded.
+        assert!(decision.warnings.is_empty());
+        assert_eq!(
+            decision.audit_annotations,
+            BTreeMap::from([(
+                ENFORCE_POLICY_ANNOTATION.to_string(),
+                "baseline:latest".to_string()
+            )])
+        );
+    }
+
+    #[test]
+    fn restricted_messages_for_a_plain_pod_match_kubectl_output() {
+        // The pod of the Kubernetes documentation's Pod Security examples.
+        let meta = json!({"name": "nginx"});
+        let spec = json!({"containers": [{"name": "nginx", "image": "nginx"}]});
+        let expected = r#"allowPrivilegeEscalation != false (container "nginx" must set securityContext.allowPrivilegeEscalation=false), unrestricted capabilities (container "nginx" must set securityContext.capabilities.drop=["ALL"]), runAsNonRoot != true (pod or container "nginx" must set securityContext.runAsNonRoot=true), seccompProfile (pod or container "nginx" must set securityContext.seccompProfile.type to "RuntimeDefault" or "Localhost")"#;
+
+        let enforced = check_pod(
+            &policy(&[(ENFORCE_LEVEL_LABEL, "restricted")]),
+            &meta,
+            &spec,
+        );
+        assert_eq!(
+            enforced.enforce_error,
+            Some(format!(
+                r#"pods "nginx" is forbidden: violates PodSecurity "restricted:latest": {expected}"#
+            ))
+        );
+
+        let warned = check_pod(
+            &policy(&[
+                (WARN_LEVEL_LABEL, "restricted"),
+                (AUDIT_LEVEL_LABEL, "restricted"),
+                (AUDIT_VERSION_LABEL, "v1.30"),
+            ]),
+            &meta,
+            &spec,
+        );
+        assert!(warned.allowed());
+        assert_eq!(
+            warned.warnings,
+            vec![format!(
+                r#"would violate PodSecurity "restricted:latest": {expected}"#
+            )]
+        );
+        assert_eq!(
+            warned.audit_annotations.get(AUDIT_VIOLATIONS_ANNOTATION),
+            Some(&format!(
+                r#"would violate PodSecurity "restricted:v1.30": {expected}"#
+            ))
+        );
+        assert_eq!(
+            warned
+                .audit_annotations
+                .get(ENFORCE_POLICY_ANNOTATION)
+                .map(String::as_str),
+            Some("privileged:latest")
+        );
+    }
+
+    #[test]
+    fn restricted_includes_baseline_checks_first_and_replaces_overridden_ones() {
+        let meta = json!({"name": "p"});
+        let mut spec = restricted_spec();
+        spec["volumes"] = json!([{"name": "h", "hostPath": {"path": "/"}}]);
+        spec["containers"][0]["securityContext"]["privileged"] = json!(true);
+        spec["containers"][0]["securityContext"]["capabilities"]["add"] = json!(["SYS_ADMIN"]);
+        let decision = check_pod(
+            &policy(&[
+                (ENFORCE_LEVEL_LABEL, "restricted"),
+                (ENFORCE_VERSION_LABEL, "v1.33"),
+            ]),
+            &meta,
+            &spec,
+        );
+        assert_eq!(
+            decision.enforce_error.as_deref(),
+            Some(
+                r#"pods "p" is forbidden: violates PodSecurity "restricted:v1.33": privileged (container "app" must not set securityContext.privileged=true), unrestricted capabilities (container "app" must not include "SYS_ADMIN" in securityContext.capabilities.add), restricted volume types (volume "h" uses restricted volume type "hostPath")"#
+            )
+        );
+        assert!(
+            check_pod(
+                &policy(&[(ENFORCE_LEVEL_LABEL, "restricted")]),
+                &meta,
+                &restricted_spec()
+            )
+            .allowed()
+        );
+    }
+
+    #[test]
+    fn pod_without_a_name_yet() {
+        let spec = json!({"hostPID": true});
+        let decision = check_pod(
+            &policy(&[(ENFORCE_LEVEL_LABEL, "baseline")]),
+            &json!({"generateName": "x-"}),
+            &spec,
+        );
+        assert_eq!(
+            decision.enforce_error.as_deref(),
+            Some(
+                r#"pods is forbidden: violates PodSecurity "baseline:latest": host namespaces (hostPID=true)"#
+            )
+        );
+    }
+
+    #[test]
+    fn policy_from_labels_and_defaults() {
+        let defaults = Defaults {
+            enforce: Level::Baseline,
+            enforce_version: Version::V1(30),
+            ..Defaults::default()
+        };
+        let p = namespace_policy(&BTreeMap::new(), &defaults);
+        assert_eq!(p.enforce.to_string(), "baseline:v1.30");
+        assert_eq!(p.warn.to_string(), "privileged:latest");
+
+        // An enforce label alone also sets warn to the same level and version.
+        let p = policy(&[
+            (ENFORCE_LEVEL_LABEL, "baseline"),
+            (ENFORCE_VERSION_LABEL, "v1.29"),
+        ]);
+        assert_eq!(
+            (
+                p.enforce.to_string(),
+                p.warn.to_string(),
+                p.audit.to_string()
+            ),
+            (
+                "baseline:v1.29".into(),
+                "baseline:v1.29".into(),
+                "privileged:latest".into()
+            )
+        );
+        let p = policy(&[
+            (ENFORCE_LEVEL_LABEL, "restricted"),
+            (WARN_VERSION_LABEL, "v1.25"),
+        ]);
+        assert_eq!(p.warn.to_string(), "restricted:v1.25");
+        let p = policy(&[
+            (ENFORCE_LEVEL_LABEL, "baseline"),
+            (WARN_LEVEL_LABEL, "privileged"),
+        ]);
+        assert_eq!(p.warn.level, Level::Privileged);
+        assert!(p.errors.is_empty());
+    }
+
+    #[test]
+    fn invalid_labels_fail_closed_for_enforce_and_open_for_audit_and_warn() {
+        let p = policy(&[
+            (ENFORCE_LEVEL_LABEL, "bogus"),
+            (ENFORCE_VERSION_LABEL, "v1.01"),
+            (AUDIT_LEVEL_LABEL, "x"),
+            (WARN_LEVEL_LABEL, "y"),
+            (WARN_VERSION_LABEL, "1.30"),
+        ]);
+        assert_eq!(p.enforce.to_string(), "restricted:latest");
+        assert_eq!(p.audit.level, Level::Privileged);
+        assert_eq!(p.warn.to_string(), "privileged:latest");
+        assert_eq!(
+            p.errors.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            vec![
+                r#"metadata.labels[pod-security.kubernetes.io/enforce]: Invalid value: "bogus": must be one of privileged, baseline, restricted"#,
+                r#"metadata.labels[pod-security.kubernetes.io/enforce-version]: Invalid value: "v1.01": must be "latest" or "v1.x""#,
+                r#"metadata.labels[pod-security.kubernetes.io/audit]: Invalid value: "x": must be one of privileged, baseline, restricted"#,
+                r#"metadata.labels[pod-security.kubernetes.io/warn]: Invalid value: "y": must be one of privileged, baseline, restricted"#,
+                r#"metadata.labels[pod-security.kubernetes.io/warn-version]: Invalid value: "1.30": must be "latest" or "v1.x""#,
+            ]
+        );
+        // The pod is evaluated with the fallback policy and the errors are audited.
+        let decision = check_pod(&p, &json!({"name": "p"}), &restricted_spec());
+        assert!(decision.allowed());
+        assert!(decision.audit_annotations[ERROR_ANNOTATION].starts_with(
+            r#"Failed to parse policy: [metadata.labels[pod-security.kubernetes.io/enforce]: Invalid value: "bogus": "#
+        ));
+        let one = policy(&[(ENFORCE_LEVEL_LABEL, "bogus")]);
+        assert_eq!(
+            invalid_namespace_message("ns", &one.errors),
+            r#"Namespace "ns" is invalid: metadata.labels[pod-security.kubernetes.io/enforce]: Invalid value: "bogus": must be one of privileged, baseline, restricted"#
+        );
+        assert_eq!(
+            namespace_label_errors(&labels(&[(ENFORCE_LEVEL_LABEL, "baseline")])),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            namespace_label_errors(&labels(&[(AUDIT_VERSION_LABEL, "v2.0")])).len(),
+            1
+        );
+    }
+
+    #[test]
+    fn versions_parse_as_upstream() {
+        assert_eq!("latest".parse(), Ok(Version::Latest));
+        assert_eq!("v1.0".parse(), Ok(Version::V1(0)));
+        assert_eq!("v1.33".parse(), Ok(Version::V1(33)));
+        for bad in ["", "v1.", "v1.01", "v2.1", "1.30", "v1.3a", "Latest"] {
+            assert_eq!(bad.parse::<Version>(), Err(ParseError::Version), "{bad}");
+        }
+        assert_eq!("Baseline".parse::<Level>(), Err(ParseError::Level));
+    }
+
+    #[test]
+    fn old_policy_versions_skip_newer_checks() {
+        // runAsUser=0 is only checked from 1.23, dropping capabilities only from 1.22.
+        let mut spec = restricted_spec();
+        spec["securityContext"]["runAsUser"] = json!(0);
+        spec["containers"][0]["securityContext"]["capabilities"] = json!({"add": ["SYS_TIME"]});
+        let pod = PodView {
+            meta: &NULL,
+            spec: &spec,
+        };
+        let at = |minor| {
+            forbidden_reasons(&violations(
+                LevelVersion::new(Level::Restricted, Version::V1(minor)),
+                &pod,
+            ))
+        };
+        assert_eq!(at(21), "non-default capabilities");
+        assert_eq!(at(22), "unrestricted capabilities");
+        assert_eq!(at(23), "unrestricted capabilities, runAsUser=0");
+    }
+
+    #[test]
+    fn workloads_warn_and_audit_but_never_enforce() {
+        let deployment = json!({
+            "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
+            "spec": {"template": {"metadata": {"labels": {"app": "web"}}, "spec": {"hostIPC": true, "containers": [{"name": "web"}]}}},
+        });
+        let decision = check_template(
+            &policy(&[(ENFORCE_LEVEL_LABEL, "baseline")]),
+            "Deployment",
+            &deployment,
+        );
+        assert_eq!(
+            decision,
+            Decision {
+                enforce_error: None,
+                warnings: vec![r#"would violate PodSecurity "baseline:latest": host namespaces (hostIPC=true)"#.to_string()],
+                audit_annotations: BTreeMap::new(),
+            }
+        );
+        let cronjob = json!({"spec": {"jobTemplate": {"spec": {"template": {"spec": {"containers": [c("x", json!({"privileged": true}))]}}}}}});
+        let decision = check_template(
+            &policy(&[(AUDIT_LEVEL_LABEL, "baseline")]),
+            "CronJob",
+            &cronjob,
+        );
+        assert_eq!(
+            decision
+                .audit_annotations
+                .get(AUDIT_VIOLATIONS_ANNOTATION)
+                .map(String::as_str),
+            Some(
+                r#"would violate PodSecurity "baseline:latest": privileged (container "x" must not set securityContext.privileged=true)"#
+            )
+        );
+        assert!(decision.warnings.is_empty());
+        // A ReplicationController without a template has nothing to check.
+        assert_eq!(
+            pod_template("ReplicationController", &json!({"spec": {}})),
+            None
+        );
+        assert!(is_workload("batch", "Job") && !is_workload("apps", "Job"));
+    }
+
+    #[test]
+    fn admission_flow_applies_exemptions_and_short_cuts() {
+        let config = Config {
+            defaults: Defaults::default(),
+            exemptions: Exemptions {
+                usernames: vec!["system:serviceaccount:kube-system:daemon-set-controller".into()],
+                runtime_classes: vec!["kata".into()],
+                namespaces: vec!["kube-system".into()],
+            },
+        };
+        let strict = labels(&[(ENFORCE_LEVEL_LABEL, "restricted")]);
+        let none = BTreeMap::new();
+        let request = |namespace, namespace_labels, username, subresource| Request {
+            namespace,
+            namespace_labels,
+            username,
+            subresource,
+        };
+        let bad = json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "a", "image": "x"}]}});
+
+        let d = config.admit_pod(&request("default", &strict, "alice", ""), &bad, None);
+        assert!(!d.allowed());
+        // Subresources that cannot change the spec are not evaluated; ephemeralcontainers is.
+        assert_eq!(
+            config.admit_pod(&request("default", &strict, "alice", "status"), &bad, None),
+            Decision::default()
+        );
+        assert!(
+            !config
+                .admit_pod(
+                    &request("default", &strict, "alice", "ephemeralcontainers"),
+                    &bad,
+                    None
+                )
+                .allowed()
+        );
+        assert_eq!(
+            config.admit_pod(&request("kube-system", &strict, "alice", ""), &bad, None),
+            Decision::exempt("namespace")
+        );
+        assert_eq!(
+            config.admit_pod(
+                &request(
+                    "default",
+                    &strict,
+                    "system:serviceaccount:kube-system:daemon-set-controller",
+                    ""
+                ),
+                &bad,
+                None
+            ),
+            Decision::exempt("user")
+        );
+        let mut kata = bad.clone();
+        kata["spec"]["runtimeClassName"] = json!("kata");
+        assert_eq!(
+            config.admit_pod(&request("default", &strict, "alice", ""), &kata, None),
+            Decision::exempt("runtimeClass")
+        );
+        // A fully privileged namespace records privileged:latest.
+        assert_eq!(
+            config
+                .admit_pod(&request("default", &none, "alice", ""), &bad, None)
+                .audit_annotations,
+            BTreeMap::from([(
+                ENFORCE_POLICY_ANNOTATION.to_string(),
+                "privileged:latest".to_string()
+            )])
+        );
+        // An update that changes no image is let through.
+        let mut relabelled = bad.clone();
+        relabelled["metadata"]["labels"] = json!({"x": "y"});
+        assert_eq!(
+            config.admit_pod(
+                &request("default", &strict, "alice", ""),
+                &relabelled,
+                Some(&bad)
+            ),
+            Decision::default()
+        );
+        let mut new_image = bad.clone();
+        new_image["spec"]["containers"][0]["image"] = json!("y");
+        assert!(
+            !config
+                .admit_pod(
+                    &request("default", &strict, "alice", ""),
+                    &new_image,
+                    Some(&bad)
+                )
+                .allowed()
+        );
+
+        // Workloads: warnings only, and nothing at all for privileged warn+audit.
+        let rs = json!({"spec": {"template": {"spec": {"containers": [{"name": "a"}]}}}});
+        let d = config.admit_workload(&request("default", &strict, "alice", ""), "ReplicaSet", &rs);
+        assert!(d.allowed() && d.warnings.len() == 1);
+        let enforce_only = labels(&[
+            (ENFORCE_LEVEL_LABEL, "restricted"),
+            (WARN_LEVEL_LABEL, "privileged"),
+        ]);
+        assert_eq!(
+            config.admit_workload(
+                &request("default", &enforce_only, "alice", ""),
+                "ReplicaSet",
+                &rs
+            ),
+            Decision::default()
+        );
+        assert_eq!(
+            config.admit_workload(
+                &request("default", &strict, "alice", "scale"),
+                "ReplicaSet",
+                &rs
+            ),
+            Decision::default()
+        );
+    }
+
+    #[test]
+    fn significant_updates() {
+        let pod = json!({"spec": {"containers": [{"name": "a", "image": "x"}], "ephemeralContainers": [{"name": "e", "image": "x"}]}});
+        assert!(!significant_pod_update(&pod, &pod));
+        let mut added = pod.clone();
+        added["spec"]["ephemeralContainers"] =
+            json!([{"name": "e", "image": "x"}, {"name": "f", "image": "x"}]);
+        assert!(significant_pod_update(&added, &pod));
+        let mut init = pod.clone();
+        init["spec"]["initContainers"] = json!([{"name": "i"}]);
+        assert!(significant_pod_update(&init, &pod));
+    }
+
+    #[test]
+    fn namespace_review() {
+        let config = Config {
+            exemptions: Exemptions {
+                namespaces: vec!["kube-system".into()],
+                ..Exemptions::default()
+            },
+            ..Config::default()
+        };
+        let bogus = labels(&[(ENFORCE_LEVEL_LABEL, "bogus")]);
+        let baseline = labels(&[(ENFORCE_LEVEL_LABEL, "baseline")]);
+        let restricted = labels(&[(ENFORCE_LEVEL_LABEL, "restricted")]);
+
+        // Create: invalid labels are refused; nothing else to check.
+        assert_eq!(config.review_namespace("ns", &bogus, None).invalid.len(), 1);
+        assert_eq!(
+            config.review_namespace("ns", &restricted, None),
+            NamespaceReview::default()
+        );
+        // Update: refused when the invalid labels are new, tolerated when unchanged.
+        assert_eq!(
+            config
+                .review_namespace("ns", &bogus, Some(&baseline))
+                .invalid
+                .len(),
+            1
+        );
+        let mut bogus_relabelled = bogus.clone();
+        bogus_relabelled.insert("team".into(), "a".into());
+        assert_eq!(
+            config
+                .review_namespace("ns", &bogus_relabelled, Some(&bogus))
+                .invalid
+                .len(),
+            0
+        );
+        // Stricter enforce: check existing pods; looser or same: nothing.
+        assert_eq!(
+            config
+                .review_namespace("ns", &restricted, Some(&baseline))
+                .check_existing_pods,
+            Some(LevelVersion::new(Level::Restricted, Version::Latest))
+        );
+        assert_eq!(
+            config.review_namespace("ns", &baseline, Some(&restricted)),
+            NamespaceReview::default()
+        );
+        let pinned = labels(&[
+            (ENFORCE_LEVEL_LABEL, "baseline"),
+            (ENFORCE_VERSION_LABEL, "v1.30"),
+        ]);
+        assert!(
+            config
+                .review_namespace("ns", &pinned, Some(&baseline))
+                .check_existing_pods
+                .is_some()
+        );
+        // Exempt namespaces are told their labels are ignored.
+        assert_eq!(
+            config
+                .review_namespace("kube-system", &restricted, None)
+                .warnings,
+            vec![
+                r#"namespace "kube-system" is exempt from Pod Security, and the policy (enforce=restricted:latest) will be ignored"#
+            ]
+        );
+    }
+
+    #[test]
+    fn warnings_about_existing_pods() {
+        let pod = |name: &str, owner: Option<&str>, spec: Value| {
+            let mut meta = json!({"name": name, "namespace": "ns"});
+            if let Some(uid) = owner {
+                meta["ownerReferences"] =
+                    json!([{"uid": uid, "controller": true, "kind": "ReplicaSet", "name": "rs"}]);
+            }
+            json!({"metadata": meta, "spec": spec})
+        };
+        let host_net = json!({"hostNetwork": true, "containers": [{"name": "a"}]});
+        let privileged = json!({"containers": [c("a", json!({"privileged": true}))]});
+        let pods = vec![
+            pod("web-2", Some("u1"), host_net.clone()),
+            pod("web-1", Some("u1"), host_net.clone()),
+            pod("web-3", Some("u1"), host_net.clone()),
+            pod("db", None, privileged),
+            pod("ok", None, json!({"containers": [{"name": "a"}]})),
+        ];
+        let enforce = LevelVersion::new(Level::Baseline, Version::Latest);
+        assert_eq!(
+            namespace_warnings("ns", &enforce, &pods),
+            vec![
+                r#"existing pods in namespace "ns" violate the new PodSecurity enforce level "baseline:latest""#,
+                "db: privileged",
+                "web-1 (and 2 other pods): host namespaces",
+            ]
+        );
+        assert_eq!(
+            namespace_warnings("ns", &enforce, &pods[..2]),
+            vec![
+                r#"existing pods in namespace "ns" violate the new PodSecurity enforce level "baseline:latest""#,
+                "web-1 (and 1 other pod): host namespaces",
+            ]
+        );
+        assert!(namespace_warnings("ns", &enforce, &pods[4..]).is_empty());
+    }
+
+    #[test]
+    fn go_quoting() {
+        assert_eq!(go_quote(r#"a"b\c"#), r#""a\"b\\c""#);
+        assert_eq!(go_quote("x\ny\u{1}"), r#""x\ny\x01""#);
+        assert_eq!(go_quote("ünï"), "\"ünï\"");
+    }
 }
