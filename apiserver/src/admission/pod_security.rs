@@ -2926,6 +2926,22 @@ mod tests {
     }
 
     #[test]
+    fn namespace_check_stops_at_3000_pods() {
+        let pods: Vec<Value> = (0..3001)
+            .map(|i| json!({"metadata": {"name": format!("p{i:04}")}, "spec": {"hostPID": true}}))
+            .collect();
+        let enforce = LevelVersion::new(Level::Baseline, Version::V1(33));
+        assert_eq!(
+            namespace_warnings("big", &enforce, &pods),
+            vec![
+                "new PodSecurity enforce level only checked against the first 3000 of 3001 existing pods",
+                r#"existing pods in namespace "big" violate the new PodSecurity enforce level "baseline:v1.33""#,
+                "p0000 (and 2999 other pods): host namespaces",
+            ]
+        );
+    }
+
+    #[test]
     fn go_quoting() {
         assert_eq!(go_quote(r#"a"b\c"#), r#""a\"b\\c""#);
         assert_eq!(go_quote("x\ny\u{1}"), r#""x\ny\x01""#);
