@@ -28,6 +28,7 @@ mod render;
 mod request;
 
 // Objects and their storage.
+pub mod admission;
 mod alloc;
 mod apply;
 mod hooks;
