@@ -20,6 +20,7 @@ mod metrics;
 mod openapi;
 mod render;
 mod request;
+pub mod serviceaccount;
 
 // Objects and their storage.
 mod alloc;
