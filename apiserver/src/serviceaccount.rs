@@ -80,6 +80,8 @@ pub enum Error {
     /// The token spec breaks upstream's static validation (messages as `field.Error`).
     #[error("{}", join_field_errors(.0))]
     Invalid(Vec<FieldError>),
+    #[error("cannot generate a service account signing key: {0}")]
+    Generate(String),
     #[error("failed to generate token: {0}")]
     Sign(String),
     /// Not a JWT, or one from another issuer: another authenticator may accept it (upstream
@@ -350,7 +352,7 @@ impl SigningKey {
                 reason: format!("cannot parse it as a PKCS#8 private key PEM: {e}"),
             })?,
             None => {
-                let key = KeyPair::generate().map_err(|e| Error::Sign(e.to_string()))?;
+                let key = KeyPair::generate().map_err(|e| Error::Generate(e.to_string()))?;
                 write_new(&key_path, &key.serialize_pem(), 0o600)?;
                 key
             }
@@ -372,14 +374,17 @@ impl SigningKey {
                 });
             }
         }
-        Self::from_key_pair(&key)
+        Self::from_key_pair(&key, &key_path)
     }
 
-    fn from_key_pair(key: &KeyPair) -> Result<SigningKey, Error> {
+    fn from_key_pair(key: &KeyPair, path: &Path) -> Result<SigningKey, Error> {
         // The raw public key is the uncompressed point: 0x04, then X and Y (32 bytes each).
         let point = key.public_key_raw();
         if point.len() != 65 || point[0] != 4 {
-            return Err(Error::Sign("unexpected P-256 public key encoding".into()));
+            return Err(Error::Key {
+                path: path.to_owned(),
+                reason: "unexpected P-256 public key encoding".into(),
+            });
         }
         let x = URL_SAFE_NO_PAD.encode(&point[1..33]);
         let y = URL_SAFE_NO_PAD.encode(&point[33..65]);
