@@ -11,12 +11,15 @@ pub mod config;
 pub mod pki;
 pub mod server;
 
-// Who may do what: authentication, impersonation, authorization and the reviews that ask.
+// Who may do what: authentication (certificates, tokens, ServiceAccount tokens),
+// impersonation, authorization (Node, RBAC), admission, and the reviews that ask.
+mod admission;
 pub mod auth;
 mod impersonate;
 mod node_authz;
 mod rbac;
 mod reviews;
+mod serviceaccount;
 
 // The HTTP front: routing, output formats, the documents about the API.
 mod discovery;
@@ -28,7 +31,6 @@ mod render;
 mod request;
 
 // Objects and their storage.
-pub mod admission;
 mod alloc;
 mod apply;
 mod hooks;
