@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use crate::auth::{AUTHENTICATED, Authorizer, TokenFile, UserInfo};
+use crate::auth::{AUTHENTICATED, Authenticated, Authorizer, PeerIdentity, TokenFile, UserInfo};
 use crate::metrics::Metrics;
 use crate::registry::Registry;
 
@@ -12,7 +12,9 @@ use crate::registry::Registry;
 pub struct App {
     pub registry: Arc<Registry>,
     pub tokens: TokenFile,
-    pub authz: Box<dyn Authorizer>,
+    /// ServiceAccount tokens: the key they are signed with and the audiences accepted.
+    pub sa_tokens: Option<crate::sa_tokens::Tokens>,
+    pub authz: Arc<dyn Authorizer>,
     /// Requests without credentials run as `system:anonymous` (`--anonymous-auth`).
     pub anonymous: bool,
     pub metrics: Metrics,
@@ -25,12 +27,35 @@ pub struct App {
 }
 
 impl App {
-    /// The user a bearer token names, as a `TokenReview` answers it.
-    pub fn authenticate_token(&self, token: &str) -> Option<UserInfo> {
-        let mut user = self.tokens.lookup(token)?.clone();
-        if !user.in_group(AUTHENTICATED) {
-            user.groups.push(AUTHENTICATED.into());
+    /// Who a request is: its bearer token's user (a token that names nobody is refused, even
+    /// with anonymous requests allowed) or its client certificate's.
+    pub fn authenticate(
+        &self,
+        headers: &http::HeaderMap,
+        peer: Option<&PeerIdentity>,
+    ) -> Authenticated {
+        if let Some(token) = crate::auth::bearer_token(headers) {
+            return match self.authenticate_token(token) {
+                Some(u) => Authenticated::User(Arc::new(u)),
+                None => Authenticated::Invalid,
+            };
         }
-        Some(user)
+        match peer.and_then(|p| p.0.clone()) {
+            Some(u) => Authenticated::User(u),
+            None => Authenticated::None,
+        }
+    }
+
+    /// The user a bearer token names (the token file, then ServiceAccount tokens), as a
+    /// `TokenReview` answers it.
+    pub fn authenticate_token(&self, token: &str) -> Option<UserInfo> {
+        if let Some(user) = self.tokens.lookup(token) {
+            let mut user = user.clone();
+            if !user.in_group(AUTHENTICATED) {
+                user.groups.push(AUTHENTICATED.into());
+            }
+            return Some(user);
+        }
+        self.service_account_user(token)
     }
 }

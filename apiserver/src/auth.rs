@@ -346,30 +346,6 @@ pub enum Authenticated {
     None,
 }
 
-/// Reads the user from a bearer token or, failing that, the client certificate.
-pub fn authenticate(
-    headers: &http::HeaderMap,
-    peer: Option<&PeerIdentity>,
-    tokens: &TokenFile,
-) -> Authenticated {
-    if let Some(token) = bearer_token(headers) {
-        return match tokens.lookup(token) {
-            Some(u) => {
-                let mut u = u.clone();
-                if !u.in_group(AUTHENTICATED) {
-                    u.groups.push(AUTHENTICATED.into());
-                }
-                Authenticated::User(Arc::new(u))
-            }
-            None => Authenticated::Invalid,
-        };
-    }
-    match peer.and_then(|p| p.0.clone()) {
-        Some(u) => Authenticated::User(u),
-        None => Authenticated::None,
-    }
-}
-
 /// The bearer token of a request, if it carries one.
 pub fn bearer_token(headers: &http::HeaderMap) -> Option<&str> {
     headers

@@ -23,6 +23,8 @@ pub struct Config {
     pub authorization_modes: Vec<AuthorizationMode>,
     /// Requests without credentials run as `system:anonymous` (`--anonymous-auth`).
     pub anonymous_auth: bool,
+    /// Pod Security admission's cluster-wide defaults and exemptions.
+    pub pod_security: crate::admission::pod_security::Config,
     pub write_kubeconfig: Option<PathBuf>,
     /// How often old revisions are compacted away (kube-apiserver's
     /// `--etcd-compaction-interval`); zero disables compaction.
@@ -47,6 +49,7 @@ impl Config {
             token_auth_file: None,
             authorization_modes: vec![AuthorizationMode::Node, AuthorizationMode::Rbac],
             anonymous_auth: true,
+            pod_security: Default::default(),
             write_kubeconfig: None,
             ready_file: None,
             compaction_interval: Duration::from_secs(300),

@@ -72,6 +72,12 @@ fn subresource_doc(r: &ResourceInfo, sub: &str) -> Value {
         "log" => ("Pod", None, None, &["get"]),
         "exec" => ("PodExecOptions", None, None, &["create", "get"]),
         "finalize" => (r.kind, None, None, &["update"]),
+        "token" => (
+            "TokenRequest",
+            Some("authentication.k8s.io"),
+            Some("v1"),
+            &["create"],
+        ),
         _ => (r.kind, None, None, &["get", "patch", "update"]),
     };
     let mut doc = json!({

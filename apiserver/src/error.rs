@@ -58,7 +58,11 @@ impl ApiError {
     /// 403 for a request the authorizers did not allow, worded as kube-apiserver words it:
     /// `pods "web" is forbidden: User "bob" cannot delete resource "pods" in API group "" in
     /// the namespace "default"`, with the authorizers' reason appended when they gave one.
-    pub fn forbidden_request(user: &str, attrs: &crate::auth::Attributes<'_>, reason: &str) -> Self {
+    pub fn forbidden_request(
+        user: &str,
+        attrs: &crate::auth::Attributes<'_>,
+        reason: &str,
+    ) -> Self {
         let mut why = attrs.forbidden_message(user);
         if !reason.is_empty() {
             why = format!("{why}: {reason}");

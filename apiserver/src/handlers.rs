@@ -14,7 +14,7 @@ use skiff_api::{ResourceInfo, resources};
 
 use crate::app::App;
 use crate::apply;
-use crate::auth::{self, Attributes, Authenticated, Decision, PeerIdentity, UserInfo};
+use crate::auth::{Attributes, Authenticated, Decision, PeerIdentity, UserInfo};
 use crate::discovery;
 use crate::error::{ApiError, ApiResult};
 use crate::objects;
@@ -132,13 +132,13 @@ async fn handle(app: &Arc<App>, parts: &Parts, body: Body) -> ApiResult<Response
         _ => {}
     }
     let peer = parts.extensions.get::<PeerIdentity>();
-    let user = match auth::authenticate(&parts.headers, peer, &app.tokens) {
+    let user = match app.authenticate(&parts.headers, peer) {
         Authenticated::User(u) => u,
         Authenticated::None if app.anonymous => Arc::new(UserInfo::anonymous()),
         Authenticated::None | Authenticated::Invalid => return Err(ApiError::unauthorized()),
     };
     let user = crate::impersonate::apply(app.authz.as_ref(), &parts.headers, user)?;
-    let params = Params::parse(parts.uri.query());
+    let params = Params::parse(parts.uri.query()).by(user.clone());
     // The resource metrics API is served apart from the stored resources.
     let metrics_path = path
         .strip_prefix("/apis/metrics.k8s.io")
@@ -204,8 +204,7 @@ async fn handle(app: &Arc<App>, parts: &Parts, body: Body) -> ApiResult<Response
                 )));
             }
             let body = request::decode_body(&parts.headers, &read_body(body).await?)?;
-            let out =
-                crate::reviews::answer(app, t.info, t.namespace.as_deref(), &user, body)?;
+            let out = crate::reviews::answer(app, t.info, t.namespace.as_deref(), &user, body)?;
             Ok(respond(201, &out, json_fmt, &[]))
         }
         ApiPath::Resource(t) => resource(app, parts, body, t, params, format).await,
@@ -234,11 +233,46 @@ async fn other_path(app: &App, parts: &Parts, path: &str) -> ApiResult<Response>
     match (parts.method.clone(), path) {
         (Method::GET, "/version") => Ok(respond(200, &discovery::version(), Format::Json, &[])),
         (Method::GET, "/metrics") => Ok(app.metrics.render()),
+        (
+            Method::GET,
+            crate::serviceaccount::OPENID_CONFIG_PATH | crate::serviceaccount::JWKS_PATH,
+        ) => service_account_issuer(app, path),
         (Method::GET, p) if p == "/openapi/v2" || p.starts_with("/openapi/v3") => {
             crate::openapi::serve(p, &parts.headers)
         }
         _ => Err(ApiError::path_not_found()),
     }
+}
+
+/// The ServiceAccount issuer's OIDC discovery document and public keys, for systems that
+/// verify Skiff's ServiceAccount tokens themselves.
+fn service_account_issuer(app: &App, path: &str) -> ApiResult<Response> {
+    use crate::serviceaccount::{self as sa, DISCOVERY_MAX_AGE_SECONDS};
+    let tokens = app
+        .sa_tokens
+        .as_ref()
+        .ok_or_else(ApiError::path_not_found)?;
+    let (doc, content_type) = if path == sa::JWKS_PATH {
+        (tokens.key.jwks(), sa::JWKS_CONTENT_TYPE)
+    } else {
+        let uri = sa::default_jwks_uri(&app.advertise);
+        let doc = tokens
+            .key
+            .openid_configuration(&uri)
+            .map_err(|_| ApiError::path_not_found())?;
+        (doc, "application/json")
+    };
+    Ok((
+        [
+            (http::header::CONTENT_TYPE, content_type.to_string()),
+            (
+                http::header::CACHE_CONTROL,
+                format!("public, max-age={DISCOVERY_MAX_AGE_SECONDS}"),
+            ),
+        ],
+        doc.to_string(),
+    )
+        .into_response())
 }
 
 fn written(info: &ResourceInfo, w: Written, format: Format, params: &Params) -> Response {
@@ -352,6 +386,17 @@ async fn resource(
         (&Method::POST, Some(name), Some("binding")) => {
             let body = request::decode_body(&parts.headers, &read_body(body).await?)?;
             bind(app, ns, name, body, &params).await
+        }
+        (&Method::POST, Some(name), Some("token")) if info.plural == "serviceaccounts" => {
+            let body = request::decode_body(&parts.headers, &read_body(body).await?)?;
+            let (out, warnings) = crate::sa_tokens::request(
+                app,
+                params.user(),
+                ns.unwrap_or("default"),
+                name,
+                &body,
+            )?;
+            Ok(respond(201, &out, out_fmt, &warnings))
         }
         (&Method::POST, Some(name), Some("eviction")) => {
             let body = request::decode_body(&parts.headers, &read_body(body).await?)?;
@@ -546,6 +591,7 @@ async fn scale(
                     new,
                     &cur,
                     request::FieldValidation::Ignore,
+                    params.user(),
                     &mut warnings,
                 )?;
                 Ok(new.map(|mut n| {
@@ -639,9 +685,15 @@ async fn patch(
             name,
             |cur| {
                 let patched = apply_patch(info, ct, &cur, &patch)?;
-                let new =
-                    app.registry
-                        .prepare_update(info, sub, patched, &cur, fv, &mut warnings)?;
+                let new = app.registry.prepare_update(
+                    info,
+                    sub,
+                    patched,
+                    &cur,
+                    fv,
+                    params.user(),
+                    &mut warnings,
+                )?;
                 Ok(new.map(|mut n| {
                     apply::track_update(Some(&cur), &mut n, manager, &info.api_version(), sub);
                     n
@@ -771,9 +823,15 @@ async fn server_side_apply(
                 if applied.pointer("/metadata/resourceVersion").is_none() {
                     objects::meta_mut(&mut merged).remove("resourceVersion");
                 }
-                let new =
-                    app.registry
-                        .prepare_update(info, None, merged, &cur, fv, &mut warnings)?;
+                let new = app.registry.prepare_update(
+                    info,
+                    None,
+                    merged,
+                    &cur,
+                    fv,
+                    params.user(),
+                    &mut warnings,
+                )?;
                 // A re-apply that changes nothing but the timestamp is no change.
                 Ok(new.filter(|n| strip_times(n) != strip_times(&cur)))
             },

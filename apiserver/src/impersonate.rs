@@ -206,9 +206,16 @@ mod tests {
             e.message,
             "users \"jane\" is forbidden: User \"admin\" cannot impersonate resource \"users\" in API group \"\" at the cluster scope: Everything is forbidden."
         );
-        let no_user = apply(&AlwaysAllow, &headers(&[("Impersonate-Group", "g")]), admin());
+        let no_user = apply(
+            &AlwaysAllow,
+            &headers(&[("Impersonate-Group", "g")]),
+            admin(),
+        );
         assert_eq!(no_user.unwrap_err().code, 500);
         // No impersonation: the caller itself.
-        assert_eq!(apply(&AlwaysDeny, &HeaderMap::new(), admin()).unwrap().name, "admin");
+        assert_eq!(
+            apply(&AlwaysDeny, &HeaderMap::new(), admin()).unwrap().name,
+            "admin"
+        );
     }
 }

@@ -13,13 +13,14 @@ pub mod server;
 
 // Who may do what: authentication (certificates, tokens, ServiceAccount tokens),
 // impersonation, authorization (Node, RBAC), admission, and the reviews that ask.
-mod admission;
+pub mod admission;
 pub mod auth;
 mod impersonate;
 mod node_authz;
-mod rbac;
+pub mod rbac;
 mod reviews;
-mod serviceaccount;
+mod sa_tokens;
+pub mod serviceaccount;
 
 // The HTTP front: routing, output formats, the documents about the API.
 mod discovery;

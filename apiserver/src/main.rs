@@ -46,6 +46,10 @@ struct Flags {
     /// Let requests without credentials in as system:anonymous (RBAC decides what they see).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     anonymous_auth: bool,
+    /// The Pod Security level enforced in namespaces without a
+    /// `pod-security.kubernetes.io/enforce` label: privileged, baseline or restricted.
+    #[arg(long, default_value = "privileged")]
+    pod_security_default_enforce: skiff_apiserver::admission::pod_security::Level,
     /// Where to write the admin kubeconfig (default <data-dir>/admin.kubeconfig).
     #[arg(long)]
     write_kubeconfig: Option<PathBuf>,
@@ -83,6 +87,7 @@ async fn main() -> anyhow::Result<()> {
     config.token_auth_file = flags.token_auth_file;
     config.authorization_modes = flags.authorization_mode;
     config.anonymous_auth = flags.anonymous_auth;
+    config.pod_security.defaults.enforce = flags.pod_security_default_enforce;
     config.write_kubeconfig = flags.write_kubeconfig;
     config.ready_file = flags.ready_file;
     config.compaction_interval = flags.etcd_compaction_interval;

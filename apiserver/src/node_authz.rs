@@ -295,7 +295,8 @@ impl Authorizer for NodeAuthorizer {
             }
             // Its own heartbeat Lease.
             ("coordination.k8s.io", "leases", _)
-                if ns == "kube-node-lease" && !matches!(attrs.verb, "list" | "watch" | "create") =>
+                if ns == "kube-node-lease"
+                    && !matches!(attrs.verb, "list" | "watch" | "create") =>
             {
                 if named == node {
                     Decision::Allow
@@ -376,15 +377,27 @@ mod tests {
     #[test]
     fn a_node_reads_only_what_its_pods_use() {
         let a = authz();
-        assert!(a.authorize(&node("n1"), &attrs("get", "secrets", None, "s1")).allowed());
+        assert!(
+            a.authorize(&node("n1"), &attrs("get", "secrets", None, "s1"))
+                .allowed()
+        );
         let other = a.authorize(&node("n1"), &attrs("get", "secrets", None, "s2"));
         assert_eq!(
             other,
             Decision::NoOpinion("no relationship found between node 'n1' and this object".into())
         );
-        assert!(a.authorize(&node("n2"), &attrs("get", "configmaps", None, "cm-b")).allowed());
-        assert!(!a.authorize(&node("n2"), &attrs("get", "configmaps", None, "cm-a")).allowed());
-        assert!(!a.authorize(&node("n1"), &attrs("delete", "secrets", None, "s1")).allowed());
+        assert!(
+            a.authorize(&node("n2"), &attrs("get", "configmaps", None, "cm-b"))
+                .allowed()
+        );
+        assert!(
+            !a.authorize(&node("n2"), &attrs("get", "configmaps", None, "cm-a"))
+                .allowed()
+        );
+        assert!(
+            !a.authorize(&node("n1"), &attrs("delete", "secrets", None, "s1"))
+                .allowed()
+        );
         let mut list = attrs("list", "secrets", None, "");
         list.name = None;
         assert!(!a.authorize(&node("n1"), &list).allowed());
@@ -393,19 +406,37 @@ mod tests {
     #[test]
     fn a_node_writes_only_its_own_pods_status() {
         let a = authz();
-        assert!(a.authorize(&node("n1"), &attrs("patch", "pods", Some("status"), "a")).allowed());
-        assert!(!a.authorize(&node("n1"), &attrs("patch", "pods", Some("status"), "b")).allowed());
-        assert!(a.authorize(&node("n2"), &attrs("delete", "pods", None, "b")).allowed());
-        assert!(!a.authorize(&node("n1"), &attrs("delete", "pods", None, "b")).allowed());
+        assert!(
+            a.authorize(&node("n1"), &attrs("patch", "pods", Some("status"), "a"))
+                .allowed()
+        );
+        assert!(
+            !a.authorize(&node("n1"), &attrs("patch", "pods", Some("status"), "b"))
+                .allowed()
+        );
+        assert!(
+            a.authorize(&node("n2"), &attrs("delete", "pods", None, "b"))
+                .allowed()
+        );
+        assert!(
+            !a.authorize(&node("n1"), &attrs("delete", "pods", None, "b"))
+                .allowed()
+        );
         // Reads come from the role's rules.
-        assert!(a.authorize(&node("n1"), &attrs("get", "pods", None, "b")).allowed());
+        assert!(
+            a.authorize(&node("n1"), &attrs("get", "pods", None, "b"))
+                .allowed()
+        );
         // A pod moving away (deleted) takes its grants with it.
         a.write().apply(
             EventType::Deleted,
             &json!({"metadata": {"name": "a", "namespace": "d"}, "spec": {"nodeName": "n1"}}),
         );
-        assert!(!a.authorize(&node("n1"), &attrs("get", "secrets", None, "s1")).allowed());
-        assert!(a.read().uses.get("n1").is_none());
+        assert!(
+            !a.authorize(&node("n1"), &attrs("get", "secrets", None, "s1"))
+                .allowed()
+        );
+        assert!(!a.read().uses.contains_key("n1"));
     }
 
     #[test]

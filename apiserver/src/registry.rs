@@ -49,6 +49,9 @@ pub struct Registry {
     pub store: Arc<dyn Store>,
     pub cache: WatchCache,
     pub alloc: Allocator,
+    /// The admission chain, set once the authorizers exist (writes before that are the
+    /// apiserver's own).
+    pub admission: std::sync::OnceLock<crate::admission::Admission>,
 }
 
 /// The resource version objects of `info` are stored in.
@@ -101,6 +104,33 @@ impl Registry {
             store,
             cache,
             alloc,
+            admission: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Runs the admission chain on a write by `user` (none: the apiserver's own write).
+    pub fn admit(
+        &self,
+        op: crate::admission::Operation,
+        info: &'static ResourceInfo,
+        subresource: Option<&str>,
+        user: Option<&crate::auth::UserInfo>,
+        new: &mut Value,
+        old: Option<&Value>,
+    ) -> ApiResult<Vec<String>> {
+        match (self.admission.get(), user) {
+            (Some(admission), Some(user)) => admission.admit(
+                self,
+                &crate::admission::Request {
+                    op,
+                    info,
+                    subresource,
+                    user,
+                },
+                new,
+                old,
+            ),
+            _ => Ok(Vec::new()),
         }
     }
 
@@ -175,7 +205,7 @@ mod tests {
         );
         let registry = Registry::new(store.clone(), cache, alloc);
         let none = Params::default();
-        let dry = Params(HashMap::from([("dryRun".into(), "All".into())]));
+        let dry = Params(HashMap::from([("dryRun".into(), "All".into())]), None);
 
         let namespaces = resources::find("", "v1", "namespaces").unwrap();
         let ns =

@@ -97,9 +97,13 @@ pub fn parse_path(path: &str) -> ApiResult<ApiPath<'_>> {
     Ok(ApiPath::Resource(target))
 }
 
-/// Query parameters, decoded.
+/// Query parameters, decoded, and the user the request acts as (`None` for the apiserver's
+/// own writes), which admission reads.
 #[derive(Debug, Default, Clone)]
-pub struct Params(pub HashMap<String, String>);
+pub struct Params(
+    pub HashMap<String, String>,
+    pub Option<std::sync::Arc<crate::auth::UserInfo>>,
+);
 
 impl Params {
     pub fn parse(query: Option<&str>) -> Self {
@@ -107,7 +111,19 @@ impl Params {
             form_urlencoded::parse(query.unwrap_or("").as_bytes())
                 .into_owned()
                 .collect(),
+            None,
         )
+    }
+
+    /// The same parameters, for a request by `user`.
+    pub fn by(mut self, user: std::sync::Arc<crate::auth::UserInfo>) -> Self {
+        self.1 = Some(user);
+        self
+    }
+
+    /// The user the request acts as.
+    pub fn user(&self) -> Option<&crate::auth::UserInfo> {
+        self.1.as_deref()
     }
 
     pub fn get(&self, key: &str) -> Option<&str> {

@@ -218,7 +218,10 @@ fn scrapable(node: &Value) -> bool {
 }
 
 fn cached() -> Params {
-    Params(HashMap::from([("resourceVersion".into(), "0".into())]))
+    Params(
+        HashMap::from([("resourceVersion".into(), "0".into())]),
+        None,
+    )
 }
 
 fn nodes_info() -> &'static skiff_api::ResourceInfo {

@@ -65,7 +65,11 @@ pub fn user_info(user: &UserInfo) -> Value {
 }
 
 fn invalid(info: &ResourceInfo, field: &str, value: &Value, why: &str) -> ApiError {
-    ApiError::invalid(info, "", &[skiff_api::FieldError::invalid(field, value, why)])
+    ApiError::invalid(
+        info,
+        "",
+        &[skiff_api::FieldError::invalid(field, value, why)],
+    )
 }
 
 /// The user a `SubjectAccessReview` asks about.
@@ -220,7 +224,10 @@ fn rules_review(app: &App, user: &UserInfo, spec: &Value) -> Value {
 }
 
 fn token_review(app: &App, spec: &Value) -> Value {
-    let token = spec.get("token").and_then(Value::as_str).unwrap_or_default();
+    let token = spec
+        .get("token")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     match app.authenticate_token(token) {
         Some(user) => json!({ "authenticated": true, "user": user_info(&user) }),
         None => json!({ "user": {} , "error": "[invalid bearer token]" }),

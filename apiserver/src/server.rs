@@ -141,6 +141,45 @@ async fn bootstrap(
         }
         Err(e) => return Err(anyhow::anyhow!("creating the kubernetes Endpoints: {e}")),
     }
+    // In-cluster clients and skiff-proxy read EndpointSlices: the `kubernetes` Service gets
+    // one with this apiserver's address, as kube-apiserver's endpoint reconciler writes it.
+    let slice_info = resources::find("discovery.k8s.io", "v1", "endpointslices")
+        .context("endpointslices not served")?;
+    let slice = json!({
+        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+        "metadata": { "name": "kubernetes", "namespace": "default", "labels": { "kubernetes.io/service-name": "kubernetes" } },
+        "addressType": if advertise.is_ipv4() { "IPv4" } else { "IPv6" },
+        "endpoints": [{ "addresses": [advertise.to_string()], "conditions": { "ready": true } }],
+        "ports": [{ "name": "https", "port": port, "protocol": "TCP" }],
+    });
+    match registry
+        .create(slice_info, Some("default"), slice.clone(), &params, None)
+        .await
+    {
+        Ok(_) => {}
+        Err(e) if e.code == 409 => {
+            registry
+                .guaranteed_update(
+                    slice_info,
+                    Some("default"),
+                    "kubernetes",
+                    |mut cur| {
+                        cur["endpoints"] = slice["endpoints"].clone();
+                        cur["ports"] = slice["ports"].clone();
+                        cur["addressType"] = slice["addressType"].clone();
+                        Ok(Some(cur))
+                    },
+                    false,
+                )
+                .await
+                .map_err(|e| anyhow::anyhow!("updating the kubernetes EndpointSlice: {e}"))?;
+        }
+        Err(e) => {
+            return Err(anyhow::anyhow!(
+                "creating the kubernetes EndpointSlice: {e}"
+            ));
+        }
+    }
     let _ = config;
     Ok(())
 }
@@ -163,12 +202,14 @@ async fn compactor(store: Arc<dyn Store>, interval: Duration, shutdown: Cancella
     }
 }
 
-/// The union of the authorizers `--authorization-mode` names, in its order.
+/// The union of the authorizers `--authorization-mode` names, in its order, and the RBAC
+/// authorizer among them (admission's escalation checks read its roles).
 fn authorizer(
     modes: &[AuthorizationMode],
     registry: &Registry,
     shutdown: &CancellationToken,
-) -> Box<dyn Authorizer> {
+) -> (Arc<dyn Authorizer>, Option<Arc<crate::rbac::Rbac>>) {
+    let mut rbac = None;
     let authorizers = modes
         .iter()
         .map(|m| -> Box<dyn Authorizer> {
@@ -177,16 +218,18 @@ fn authorizer(
                 AuthorizationMode::AlwaysDeny => Box::new(AlwaysDeny),
                 AuthorizationMode::Node => Box::new(crate::node_authz::NodeAuthorizer::start(
                     &registry.cache,
-                    Vec::new(),
+                    crate::rbac::bootstrap::node_rules(),
                     shutdown.clone(),
                 )),
                 AuthorizationMode::Rbac => {
-                    Box::new(crate::rbac::Rbac::start(&registry.cache, shutdown.clone()))
+                    let r = crate::rbac::Rbac::start(&registry.cache, shutdown.clone());
+                    rbac = Some(r.clone());
+                    Box::new(r)
                 }
             }
         })
         .collect();
-    Box::new(Union { authorizers })
+    (Arc::new(Union { authorizers }), rbac)
 }
 
 /// Runs the apiserver until `shutdown` is cancelled.
@@ -231,6 +274,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         })?;
     let local = listener.local_addr()?;
     bootstrap(&registry, &config, local.port(), advertise).await?;
+    crate::rbac::bootstrap_policy(&registry)
+        .await
+        .map_err(|e| anyhow::anyhow!("writing the bootstrap RBAC policy: {e}"))?;
 
     let tokens = match &config.token_auth_file {
         Some(p) => TokenFile::load(p)?,
@@ -246,10 +292,21 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let kc_path = config.kubeconfig_path();
     pki::write_kubeconfig(&kc_path, &kubeconfig)?;
 
-    let authz = authorizer(&config.authorization_modes, &registry, &shutdown);
+    let (authz, rbac) = authorizer(&config.authorization_modes, &registry, &shutdown);
+    let _ = registry.admission.set(crate::admission::Admission {
+        authz: authz.clone(),
+        rbac,
+        pod_security: config.pod_security.clone(),
+    });
+    let sa_key = crate::serviceaccount::SigningKey::load_or_create(&pki.dir)
+        .context("loading the service account signing key (sa.key)")?;
     let app = Arc::new(App {
         registry,
         tokens,
+        sa_tokens: Some(crate::sa_tokens::Tokens {
+            key: sa_key,
+            audiences: Vec::new(),
+        }),
         authz,
         anonymous: config.anonymous_auth,
         metrics: Metrics::default(),

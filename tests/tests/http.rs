@@ -266,7 +266,12 @@ fn unauthenticated_requests_are_refused(backend: Backend) {
     // Wrong credentials: 401. No credentials: the anonymous user, whom RBAC grants nothing
     // here (403), as on Kubernetes with --anonymous-auth on.
     for (who, http, code, reason) in [
-        ("an unknown token", server.http_with_token("not-a-token"), 401, "Unauthorized"),
+        (
+            "an unknown token",
+            server.http_with_token("not-a-token"),
+            401,
+            "Unauthorized",
+        ),
         ("anonymous", server.http_anonymous(), 403, "Forbidden"),
     ] {
         let list = http.get(CONFIGMAPS);

@@ -123,10 +123,12 @@ impl Kind {
 
 fn object_key(obj: &Value) -> Option<String> {
     let name = obj.pointer("/metadata/name")?.as_str()?;
-    Some(match obj.pointer("/metadata/namespace").and_then(Value::as_str) {
-        Some(ns) if !ns.is_empty() => format!("{ns}/{name}"),
-        _ => name.to_string(),
-    })
+    Some(
+        match obj.pointer("/metadata/namespace").and_then(Value::as_str) {
+            Some(ns) if !ns.is_empty() => format!("{ns}/{name}"),
+            _ => name.to_string(),
+        },
+    )
 }
 
 /// A binding's subjects as user names and groups; a ServiceAccount is the user
@@ -323,7 +325,8 @@ pub fn rule_allows(rule: &PolicyRule, attrs: &Attributes<'_>) -> bool {
         r == "*"
             || (sub.is_empty() && r == attrs.resource)
             || (!sub.is_empty()
-                && (r.strip_prefix(attrs.resource)
+                && (r
+                    .strip_prefix(attrs.resource)
                     .and_then(|rest| rest.strip_prefix('/'))
                     == Some(sub)
                     || r.strip_prefix("*/") == Some(sub)))
@@ -406,6 +409,22 @@ impl Rbac {
 
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, Index> {
         self.index.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The rules of a ClusterRole (`cluster`) or of a Role in `namespace`, if it exists.
+    pub fn role_rules(
+        &self,
+        cluster: bool,
+        namespace: &str,
+        name: &str,
+    ) -> Option<Vec<PolicyRule>> {
+        let index = self.read();
+        let rules = if cluster {
+            index.cluster_roles.get(name)
+        } else {
+            index.roles.get(&format!("{namespace}/{name}"))
+        };
+        rules.map(|r| r.to_vec())
     }
 
     /// Applies one object directly (unit tests, and the bootstrap before the cache has it).
@@ -499,10 +518,22 @@ mod tests {
     fn a_role_binding_grants_its_rules_in_its_namespace_only() {
         let r = rbac();
         let bot = user("system:serviceaccount:dev:bot", &["system:serviceaccounts"]);
-        assert!(r.authorize(&bot, &req("list", "pods", Some("dev"))).allowed());
-        assert!(!r.authorize(&bot, &req("delete", "pods", Some("dev"))).allowed());
-        assert!(!r.authorize(&bot, &req("list", "pods", Some("prod"))).allowed());
-        assert!(!r.authorize(&bot, &req("list", "secrets", Some("dev"))).allowed());
+        assert!(
+            r.authorize(&bot, &req("list", "pods", Some("dev")))
+                .allowed()
+        );
+        assert!(
+            !r.authorize(&bot, &req("delete", "pods", Some("dev")))
+                .allowed()
+        );
+        assert!(
+            !r.authorize(&bot, &req("list", "pods", Some("prod")))
+                .allowed()
+        );
+        assert!(
+            !r.authorize(&bot, &req("list", "secrets", Some("dev")))
+                .allowed()
+        );
         assert!(!r.authorize(&bot, &req("list", "pods", None)).allowed());
         let mut log = req("get", "pods", Some("dev"));
         log.subresource = Some("log");
@@ -538,19 +569,28 @@ mod tests {
     fn deleting_a_binding_or_its_role_revokes() {
         let r = rbac();
         let alice = user("alice", &[]);
-        assert!(r.authorize(&alice, &req("get", "pods", Some("dev"))).allowed());
+        assert!(
+            r.authorize(&alice, &req("get", "pods", Some("dev")))
+                .allowed()
+        );
         r.write().apply(
             Kind::Role,
             EventType::Deleted,
             &json!({"metadata": {"name": "pod-reader", "namespace": "dev"}}),
         );
-        assert!(!r.authorize(&alice, &req("get", "pods", Some("dev"))).allowed());
+        assert!(
+            !r.authorize(&alice, &req("get", "pods", Some("dev")))
+                .allowed()
+        );
         r.put(
             "roles",
             &json!({"metadata": {"name": "pod-reader", "namespace": "dev"},
                 "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["*"]}]}),
         );
-        assert!(r.authorize(&alice, &req("delete", "pods", Some("dev"))).allowed());
+        assert!(
+            r.authorize(&alice, &req("delete", "pods", Some("dev")))
+                .allowed()
+        );
         // A changed binding drops the subjects it no longer names.
         r.put(
             "rolebindings",
@@ -558,7 +598,10 @@ mod tests {
                 "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "pod-reader"},
                 "subjects": [{"kind": "ServiceAccount", "name": "bot"}]}),
         );
-        assert!(!r.authorize(&alice, &req("get", "pods", Some("dev"))).allowed());
+        assert!(
+            !r.authorize(&alice, &req("get", "pods", Some("dev")))
+                .allowed()
+        );
         assert!(r.read().namespace_subjects["dev"].users.len() == 1);
     }
 

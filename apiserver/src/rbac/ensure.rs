@@ -7,7 +7,8 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use skiff_api::{ResourceInfo, resources};
 
-use super::bootstrap::{self, BindingChange};
+use super::bootstrap;
+use super::reconcile::{self, BindingChange};
 use crate::error::{ApiError, ApiResult};
 use crate::registry::Registry;
 use crate::request::Params;
@@ -32,7 +33,10 @@ async fn stored<T: DeserializeOwned>(
     namespace: Option<&str>,
     name: &str,
 ) -> ApiResult<Option<T>> {
-    match registry.get(info, namespace, name, &Params::default()).await {
+    match registry
+        .get(info, namespace, name, &Params::default())
+        .await
+    {
         Ok(v) => Ok(serde_json::from_value(v).ok()),
         Err(e) if e.code == 404 => Ok(None),
         Err(e) => Err(e),
@@ -139,7 +143,7 @@ pub async fn bootstrap_policy(registry: &Registry) -> Result<(), ApiError> {
             None,
             &name,
             &r,
-            bootstrap::reconcile_cluster_role,
+            reconcile::reconcile_cluster_role,
         )
         .await?;
     }
@@ -151,7 +155,7 @@ pub async fn bootstrap_policy(registry: &Registry) -> Result<(), ApiError> {
             None,
             &name,
             &b,
-            bootstrap::reconcile_cluster_role_binding,
+            reconcile::reconcile_cluster_role_binding,
         )
         .await?;
     }
@@ -164,7 +168,7 @@ pub async fn bootstrap_policy(registry: &Registry) -> Result<(), ApiError> {
             ns.as_deref(),
             &name,
             &r,
-            bootstrap::reconcile_role,
+            reconcile::reconcile_role,
         )
         .await?;
     }
@@ -177,7 +181,7 @@ pub async fn bootstrap_policy(registry: &Registry) -> Result<(), ApiError> {
             ns.as_deref(),
             &name,
             &b,
-            bootstrap::reconcile_role_binding,
+            reconcile::reconcile_role_binding,
         )
         .await?;
     }

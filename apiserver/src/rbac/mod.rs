@@ -3,7 +3,9 @@
 
 mod authorizer;
 pub mod bootstrap;
+pub mod coverage;
 mod ensure;
+pub mod reconcile;
 
 pub use authorizer::{Rbac, rule_allows};
 pub use ensure::bootstrap_policy;

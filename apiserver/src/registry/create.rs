@@ -116,6 +116,14 @@ impl Registry {
         check_type(info, &mut body)?;
         let mut obj = admit_schema(info, body, params.field_validation()?, &mut warnings)?;
         let name = self.prepare_create(info, ns, &mut obj)?;
+        warnings.extend(self.admit(
+            crate::admission::Operation::Create,
+            info,
+            None,
+            params.user(),
+            &mut obj,
+            None,
+        )?);
         if let Some(m) = manager {
             crate::apply::track_update(None, &mut obj, m, &info.api_version(), None);
         }

@@ -112,6 +112,7 @@ impl Registry {
         mut new: Value,
         old: &Value,
         fv: FieldValidation,
+        user: Option<&crate::auth::UserInfo>,
         warnings: &mut Vec<String>,
     ) -> ApiResult<Option<Value>> {
         let name = objects::name(old).unwrap_or_default().to_string();
@@ -193,6 +194,14 @@ impl Registry {
             }
         }
         strategy::default(info, &mut result);
+        warnings.extend(self.admit(
+            crate::admission::Operation::Update,
+            info,
+            sub,
+            user,
+            &mut result,
+            Some(old),
+        )?);
         let errors = strategy::validate_update(info, &result, old);
         if !errors.is_empty() {
             return Err(ApiError::invalid(info, &name, &errors));
@@ -227,6 +236,7 @@ impl Registry {
                         body_ref.clone(),
                         &current,
                         fv,
+                        params.user(),
                         warnings_ref,
                     )?;
                     Ok(new.map(|mut n| {

@@ -235,7 +235,7 @@ static RESOURCES: &[ResourceInfo] = &[
         "serviceaccount",
         &["sa"],
         true,
-        NONE,
+        &["token"],
         NONE,
     ),
     // apps/v1
@@ -419,7 +419,17 @@ const fn review(
 ) -> ResourceInfo {
     ResourceInfo {
         verbs: CREATE_ONLY,
-        ..res(group, version, kind, plural, singular, &[], namespaced, NONE, NONE)
+        ..res(
+            group,
+            version,
+            kind,
+            plural,
+            singular,
+            &[],
+            namespaced,
+            NONE,
+            NONE,
+        )
     }
 }
 

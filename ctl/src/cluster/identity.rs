@@ -44,7 +44,8 @@ fn ca(l: &Layout) -> anyhow::Result<CertKey> {
     let pki_dir = l.apiserver_dir().join("pki");
     let read = |f: &str| -> anyhow::Result<String> {
         let p = pki_dir.join(f);
-        std::fs::read_to_string(&p).with_context(|| format!("reading the cluster CA {}", p.display()))
+        std::fs::read_to_string(&p)
+            .with_context(|| format!("reading the cluster CA {}", p.display()))
     };
     Ok(CertKey {
         cert_pem: read("ca.crt")?,
@@ -59,7 +60,10 @@ pub fn kubeconfig(l: &Layout, server: &str, id: &Identity<'_>) -> anyhow::Result
     let dir = dir(l);
     let cert = pki::load_or(&dir, id.file, || pki::issue(&ca, id.user, id.groups, &[]))?;
     let path = dir.join(format!("{}.kubeconfig", id.file));
-    pki::write_kubeconfig(&path, &pki::kubeconfig(server, &ca.cert_pem, &cert, id.user))?;
+    pki::write_kubeconfig(
+        &path,
+        &pki::kubeconfig(server, &ca.cert_pem, &cert, id.user),
+    )?;
     Ok(path)
 }
 
