@@ -1,14 +1,18 @@
 //! The slice of the Kubernetes API a pod worker uses, behind one narrow trait: the ConfigMaps
-//! and Secrets it reads env from or projects into volumes, the Services it turns into env
-//! vars, its pod's status patches and final delete, and Events about the pod. [`KubeApi`] is
+//! and Secrets it reads env from or projects into volumes, the ServiceAccount tokens it
+//! projects, the Services it turns into env vars, its pod's status patches and final delete,
+//! and Events about the pod. [`KubeApi`] is
 //! the kube-rs implementation; [`FakeApi`] keeps everything in memory for unit tests.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
-use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference, Pod, Secret, Service};
-use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
+use k8s_openapi::api::authentication::v1::{BoundObjectReference, TokenRequest, TokenRequestSpec};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, ObjectReference, Pod, Secret, Service, ServiceAccount,
+};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use serde_json::{Value, json};
 use skiff_client::events::{EventType, Recorder};
 
@@ -24,6 +28,21 @@ pub enum ApiError {
         namespace: String,
         name: String,
     },
+    /// Any other failure: an answer the kubelet cannot use, or what [`FakeApi`] was told to
+    /// answer.
+    #[error("{0}")]
+    Other(String),
+}
+
+impl ApiError {
+    /// Whether the object asked for does not exist (a 404), as opposed to the API failing.
+    pub fn is_not_found(&self) -> bool {
+        match self {
+            ApiError::NotFound { .. } => true,
+            ApiError::Kube(kube::Error::Api(status)) => status.code == 404,
+            ApiError::Kube(_) | ApiError::Other(_) => false,
+        }
+    }
 }
 
 /// What a pod worker reads from and writes to the API.
@@ -31,6 +50,19 @@ pub enum ApiError {
 pub trait PodApi: Send + Sync {
     async fn config_map(&self, namespace: &str, name: &str) -> Result<ConfigMap, ApiError>;
     async fn secret(&self, namespace: &str, name: &str) -> Result<Secret, ApiError>;
+    /// A token of ServiceAccount `service_account` bound to the pod `pod_name`/`pod_uid`
+    /// (the TokenRequest subresource, `POST .../serviceaccounts/{name}/token`), valid for
+    /// `audiences` (none: the apiserver's own) for about `expiration_seconds`. Returns the
+    /// token and when it expires, as the apiserver says.
+    async fn request_token(
+        &self,
+        namespace: &str,
+        service_account: &str,
+        audiences: Vec<String>,
+        expiration_seconds: i64,
+        pod_name: &str,
+        pod_uid: &str,
+    ) -> Result<(String, jiff::Timestamp), ApiError>;
     /// Every Service of `namespace`.
     async fn services(&self, namespace: &str) -> Result<Vec<Service>, ApiError>;
     /// Merge-patches the pod's `status` subresource; returns the pod as stored.
@@ -68,6 +100,42 @@ impl PodApi for KubeApi {
     async fn secret(&self, namespace: &str, name: &str) -> Result<Secret, ApiError> {
         let api: Api<Secret> = Api::namespaced(self.client.clone(), namespace);
         Ok(api.get(name).await?)
+    }
+
+    async fn request_token(
+        &self,
+        namespace: &str,
+        service_account: &str,
+        audiences: Vec<String>,
+        expiration_seconds: i64,
+        pod_name: &str,
+        pod_uid: &str,
+    ) -> Result<(String, jiff::Timestamp), ApiError> {
+        let api: Api<ServiceAccount> = Api::namespaced(self.client.clone(), namespace);
+        let request = TokenRequest {
+            metadata: Default::default(),
+            spec: TokenRequestSpec {
+                audiences,
+                expiration_seconds: Some(expiration_seconds),
+                bound_object_ref: Some(BoundObjectReference {
+                    api_version: Some("v1".into()),
+                    kind: Some("Pod".into()),
+                    name: Some(pod_name.into()),
+                    uid: Some(pod_uid.into()),
+                }),
+            },
+            status: None,
+        };
+        let answer = api
+            .create_token_request(service_account, &PostParams::default(), &request)
+            .await?;
+        let status = answer.status.ok_or_else(|| {
+            ApiError::Other(format!(
+                "the apiserver answered the token request for serviceaccount \
+                 {namespace}/{service_account} without a status"
+            ))
+        })?;
+        Ok((status.token, status.expiration_timestamp.0))
     }
 
     async fn services(&self, namespace: &str) -> Result<Vec<Service>, ApiError> {
@@ -117,6 +185,18 @@ pub struct RecordedEvent {
     pub message: String,
 }
 
+/// One token request that [`FakeApi`] answered (or refused).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordedTokenRequest {
+    pub namespace: String,
+    pub service_account: String,
+    pub audiences: Vec<String>,
+    pub expiration_seconds: i64,
+    /// The bound object: always a Pod.
+    pub pod_name: String,
+    pub pod_uid: String,
+}
+
 #[derive(Default)]
 struct FakeState {
     config_maps: BTreeMap<(String, String), ConfigMap>,
@@ -125,6 +205,9 @@ struct FakeState {
     pods: BTreeMap<(String, String), Pod>,
     deleted: Vec<(String, String)>,
     events: Vec<RecordedEvent>,
+    token_requests: Vec<RecordedTokenRequest>,
+    /// What token requests fail with, while set.
+    token_error: Option<String>,
 }
 
 /// An in-memory [`PodApi`] for unit tests. Cloning shares the state.
@@ -202,6 +285,17 @@ impl FakeApi {
     pub fn events(&self) -> Vec<RecordedEvent> {
         self.lock().events.clone()
     }
+
+    /// The token requests so far, oldest first. The n-th one (from 1) was answered with the
+    /// token `fake-token-<n>`, unless it failed.
+    pub fn token_requests(&self) -> Vec<RecordedTokenRequest> {
+        self.lock().token_requests.clone()
+    }
+
+    /// Makes token requests fail with `message` from now on (None: succeed again).
+    pub fn fail_token_requests(&self, message: Option<&str>) {
+        self.lock().token_error = message.map(String::from);
+    }
 }
 
 #[async_trait]
@@ -228,6 +322,34 @@ impl PodApi for FakeApi {
                 namespace: namespace.into(),
                 name: name.into(),
             })
+    }
+
+    /// Answers `fake-token-<n>`, valid for `expiration_seconds` from now (wall-clock time, as
+    /// the apiserver's answer is).
+    async fn request_token(
+        &self,
+        namespace: &str,
+        service_account: &str,
+        audiences: Vec<String>,
+        expiration_seconds: i64,
+        pod_name: &str,
+        pod_uid: &str,
+    ) -> Result<(String, jiff::Timestamp), ApiError> {
+        let mut state = self.lock();
+        state.token_requests.push(RecordedTokenRequest {
+            namespace: namespace.into(),
+            service_account: service_account.into(),
+            audiences,
+            expiration_seconds,
+            pod_name: pod_name.into(),
+            pod_uid: pod_uid.into(),
+        });
+        if let Some(message) = &state.token_error {
+            return Err(ApiError::Other(message.clone()));
+        }
+        let token = format!("fake-token-{}", state.token_requests.len());
+        let expires = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(expiration_seconds);
+        Ok((token, expires))
     }
 
     async fn services(&self, namespace: &str) -> Result<Vec<Service>, ApiError> {
