@@ -435,4 +435,96 @@ mod tests {
         assert!(api.pod("default", "p").is_none());
         assert_eq!(api.deleted(), vec![("default".into(), "p".into())]);
     }
+
+    /// Serves one HTTP request on 127.0.0.1 with `answer` (JSON) and returns the request's
+    /// head and body.
+    async fn one_request(answer: &'static str) -> (u16, tokio::task::JoinHandle<(String, Value)>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let task = tokio::spawn(async move {
+            let (mut conn, _) = listener.accept().await.unwrap();
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 4096];
+            let (head, body_start, length) = loop {
+                let n = conn.read(&mut chunk).await.unwrap();
+                assert!(n > 0, "the client hung up");
+                buf.extend_from_slice(&chunk[..n]);
+                if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                    let head = String::from_utf8_lossy(&buf[..end]).to_lowercase();
+                    let length = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length: "))
+                        .and_then(|v| v.trim().parse::<usize>().ok())
+                        .unwrap_or(0);
+                    break (head, end + 4, length);
+                }
+            };
+            while buf.len() < body_start + length {
+                let n = conn.read(&mut chunk).await.unwrap();
+                assert!(n > 0, "the client hung up");
+                buf.extend_from_slice(&chunk[..n]);
+            }
+            let reply = format!(
+                "HTTP/1.1 201 Created\r\ncontent-type: application/json\r\n\
+                 content-length: {}\r\nconnection: close\r\n\r\n{answer}",
+                answer.len()
+            );
+            conn.write_all(reply.as_bytes()).await.unwrap();
+            let body = serde_json::from_slice(&buf[body_start..body_start + length]).unwrap();
+            (head, body)
+        });
+        (port, task)
+    }
+
+    #[tokio::test]
+    async fn request_token_posts_a_token_request_bound_to_the_pod() {
+        let (port, request) = one_request(
+            r#"{"apiVersion":"authentication.k8s.io/v1","kind":"TokenRequest",
+                "metadata":{"name":"builder","namespace":"apps"},
+                "spec":{"audiences":["https://kubernetes.default.svc.cluster.local"],
+                        "expirationSeconds":3607},
+                "status":{"token":"eyJhbGciOi.x.y","expirationTimestamp":"2030-01-02T03:04:05Z"}}"#,
+        )
+        .await;
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let config = kube::Config::new(format!("http://127.0.0.1:{port}").parse().unwrap());
+        let client = kube::Client::try_from(config).unwrap();
+        let events = Recorder::new(
+            client.clone(),
+            "kubelet",
+            "node-1",
+            tokio_util::sync::CancellationToken::new(),
+        );
+        let api = KubeApi::new(client, events);
+        let (token, expires) = api
+            .request_token("apps", "builder", vec![], 3607, "web", "uid-web")
+            .await
+            .unwrap();
+        assert_eq!(token, "eyJhbGciOi.x.y");
+        assert_eq!(expires, "2030-01-02T03:04:05Z".parse().unwrap());
+        let (head, body) = request.await.unwrap();
+        assert!(
+            head.starts_with("post /api/v1/namespaces/apps/serviceaccounts/builder/token"),
+            "{head}"
+        );
+        assert_eq!(
+            body,
+            json!({
+                "apiVersion": "authentication.k8s.io/v1",
+                "kind": "TokenRequest",
+                "metadata": {},
+                "spec": {
+                    "audiences": [],
+                    "expirationSeconds": 3607,
+                    "boundObjectRef": {
+                        "apiVersion": "v1",
+                        "kind": "Pod",
+                        "name": "web",
+                        "uid": "uid-web"
+                    }
+                }
+            })
+        );
+    }
 }
