@@ -1,14 +1,18 @@
 //! The slice of the Kubernetes API a pod worker uses, behind one narrow trait: the ConfigMaps
-//! and Secrets it reads env from or projects into volumes, the Services it turns into env
-//! vars, its pod's status patches and final delete, and Events about the pod. [`KubeApi`] is
+//! and Secrets it reads env from or projects into volumes, the ServiceAccount tokens it
+//! projects, the Services it turns into env vars, its pod's status patches and final delete,
+//! and Events about the pod. [`KubeApi`] is
 //! the kube-rs implementation; [`FakeApi`] keeps everything in memory for unit tests.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
-use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference, Pod, Secret, Service};
-use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
+use k8s_openapi::api::authentication::v1::{BoundObjectReference, TokenRequest, TokenRequestSpec};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, ObjectReference, Pod, Secret, Service, ServiceAccount,
+};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use serde_json::{Value, json};
 use skiff_client::events::{EventType, Recorder};
 
@@ -24,6 +28,21 @@ pub enum ApiError {
         namespace: String,
         name: String,
     },
+    /// Any other failure: an answer the kubelet cannot use, or what [`FakeApi`] was told to
+    /// answer.
+    #[error("{0}")]
+    Other(String),
+}
+
+impl ApiError {
+    /// Whether the object asked for does not exist (a 404), as opposed to the API failing.
+    pub fn is_not_found(&self) -> bool {
+        match self {
+            ApiError::NotFound { .. } => true,
+            ApiError::Kube(kube::Error::Api(status)) => status.code == 404,
+            ApiError::Kube(_) | ApiError::Other(_) => false,
+        }
+    }
 }
 
 /// What a pod worker reads from and writes to the API.
@@ -31,6 +50,19 @@ pub enum ApiError {
 pub trait PodApi: Send + Sync {
     async fn config_map(&self, namespace: &str, name: &str) -> Result<ConfigMap, ApiError>;
     async fn secret(&self, namespace: &str, name: &str) -> Result<Secret, ApiError>;
+    /// A token of ServiceAccount `service_account` bound to the pod `pod_name`/`pod_uid`
+    /// (the TokenRequest subresource, `POST .../serviceaccounts/{name}/token`), valid for
+    /// `audiences` (none: the apiserver's own) for about `expiration_seconds`. Returns the
+    /// token and when it expires, as the apiserver says.
+    async fn request_token(
+        &self,
+        namespace: &str,
+        service_account: &str,
+        audiences: Vec<String>,
+        expiration_seconds: i64,
+        pod_name: &str,
+        pod_uid: &str,
+    ) -> Result<(String, jiff::Timestamp), ApiError>;
     /// Every Service of `namespace`.
     async fn services(&self, namespace: &str) -> Result<Vec<Service>, ApiError>;
     /// Merge-patches the pod's `status` subresource; returns the pod as stored.
@@ -68,6 +100,42 @@ impl PodApi for KubeApi {
     async fn secret(&self, namespace: &str, name: &str) -> Result<Secret, ApiError> {
         let api: Api<Secret> = Api::namespaced(self.client.clone(), namespace);
         Ok(api.get(name).await?)
+    }
+
+    async fn request_token(
+        &self,
+        namespace: &str,
+        service_account: &str,
+        audiences: Vec<String>,
+        expiration_seconds: i64,
+        pod_name: &str,
+        pod_uid: &str,
+    ) -> Result<(String, jiff::Timestamp), ApiError> {
+        let api: Api<ServiceAccount> = Api::namespaced(self.client.clone(), namespace);
+        let request = TokenRequest {
+            metadata: Default::default(),
+            spec: TokenRequestSpec {
+                audiences,
+                expiration_seconds: Some(expiration_seconds),
+                bound_object_ref: Some(BoundObjectReference {
+                    api_version: Some("v1".into()),
+                    kind: Some("Pod".into()),
+                    name: Some(pod_name.into()),
+                    uid: Some(pod_uid.into()),
+                }),
+            },
+            status: None,
+        };
+        let answer = api
+            .create_token_request(service_account, &PostParams::default(), &request)
+            .await?;
+        let status = answer.status.ok_or_else(|| {
+            ApiError::Other(format!(
+                "the apiserver answered the token request for serviceaccount \
+                 {namespace}/{service_account} without a status"
+            ))
+        })?;
+        Ok((status.token, status.expiration_timestamp.0))
     }
 
     async fn services(&self, namespace: &str) -> Result<Vec<Service>, ApiError> {
@@ -117,6 +185,18 @@ pub struct RecordedEvent {
     pub message: String,
 }
 
+/// One token request that [`FakeApi`] answered (or refused).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordedTokenRequest {
+    pub namespace: String,
+    pub service_account: String,
+    pub audiences: Vec<String>,
+    pub expiration_seconds: i64,
+    /// The bound object: always a Pod.
+    pub pod_name: String,
+    pub pod_uid: String,
+}
+
 #[derive(Default)]
 struct FakeState {
     config_maps: BTreeMap<(String, String), ConfigMap>,
@@ -125,6 +205,9 @@ struct FakeState {
     pods: BTreeMap<(String, String), Pod>,
     deleted: Vec<(String, String)>,
     events: Vec<RecordedEvent>,
+    token_requests: Vec<RecordedTokenRequest>,
+    /// What token requests fail with, while set.
+    token_error: Option<String>,
 }
 
 /// An in-memory [`PodApi`] for unit tests. Cloning shares the state.
@@ -202,6 +285,17 @@ impl FakeApi {
     pub fn events(&self) -> Vec<RecordedEvent> {
         self.lock().events.clone()
     }
+
+    /// The token requests so far, oldest first. The n-th one (from 1) was answered with the
+    /// token `fake-token-<n>`, unless it failed.
+    pub fn token_requests(&self) -> Vec<RecordedTokenRequest> {
+        self.lock().token_requests.clone()
+    }
+
+    /// Makes token requests fail with `message` from now on (None: succeed again).
+    pub fn fail_token_requests(&self, message: Option<&str>) {
+        self.lock().token_error = message.map(String::from);
+    }
 }
 
 #[async_trait]
@@ -228,6 +322,34 @@ impl PodApi for FakeApi {
                 namespace: namespace.into(),
                 name: name.into(),
             })
+    }
+
+    /// Answers `fake-token-<n>`, valid for `expiration_seconds` from now (wall-clock time, as
+    /// the apiserver's answer is).
+    async fn request_token(
+        &self,
+        namespace: &str,
+        service_account: &str,
+        audiences: Vec<String>,
+        expiration_seconds: i64,
+        pod_name: &str,
+        pod_uid: &str,
+    ) -> Result<(String, jiff::Timestamp), ApiError> {
+        let mut state = self.lock();
+        state.token_requests.push(RecordedTokenRequest {
+            namespace: namespace.into(),
+            service_account: service_account.into(),
+            audiences,
+            expiration_seconds,
+            pod_name: pod_name.into(),
+            pod_uid: pod_uid.into(),
+        });
+        if let Some(message) = &state.token_error {
+            return Err(ApiError::Other(message.clone()));
+        }
+        let token = format!("fake-token-{}", state.token_requests.len());
+        let expires = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(expiration_seconds);
+        Ok((token, expires))
     }
 
     async fn services(&self, namespace: &str) -> Result<Vec<Service>, ApiError> {
@@ -312,5 +434,97 @@ mod tests {
         api.delete_pod("default", "p", "u1").await.unwrap();
         assert!(api.pod("default", "p").is_none());
         assert_eq!(api.deleted(), vec![("default".into(), "p".into())]);
+    }
+
+    /// Serves one HTTP request on 127.0.0.1 with `answer` (JSON) and returns the request's
+    /// head and body.
+    async fn one_request(answer: &'static str) -> (u16, tokio::task::JoinHandle<(String, Value)>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let task = tokio::spawn(async move {
+            let (mut conn, _) = listener.accept().await.unwrap();
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 4096];
+            let (head, body_start, length) = loop {
+                let n = conn.read(&mut chunk).await.unwrap();
+                assert!(n > 0, "the client hung up");
+                buf.extend_from_slice(&chunk[..n]);
+                if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                    let head = String::from_utf8_lossy(&buf[..end]).to_lowercase();
+                    let length = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length: "))
+                        .and_then(|v| v.trim().parse::<usize>().ok())
+                        .unwrap_or(0);
+                    break (head, end + 4, length);
+                }
+            };
+            while buf.len() < body_start + length {
+                let n = conn.read(&mut chunk).await.unwrap();
+                assert!(n > 0, "the client hung up");
+                buf.extend_from_slice(&chunk[..n]);
+            }
+            let reply = format!(
+                "HTTP/1.1 201 Created\r\ncontent-type: application/json\r\n\
+                 content-length: {}\r\nconnection: close\r\n\r\n{answer}",
+                answer.len()
+            );
+            conn.write_all(reply.as_bytes()).await.unwrap();
+            let body = serde_json::from_slice(&buf[body_start..body_start + length]).unwrap();
+            (head, body)
+        });
+        (port, task)
+    }
+
+    #[tokio::test]
+    async fn request_token_posts_a_token_request_bound_to_the_pod() {
+        let (port, request) = one_request(
+            r#"{"apiVersion":"authentication.k8s.io/v1","kind":"TokenRequest",
+                "metadata":{"name":"builder","namespace":"apps"},
+                "spec":{"audiences":["https://kubernetes.default.svc.cluster.local"],
+                        "expirationSeconds":3607},
+                "status":{"token":"eyJhbGciOi.x.y","expirationTimestamp":"2030-01-02T03:04:05Z"}}"#,
+        )
+        .await;
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let config = kube::Config::new(format!("http://127.0.0.1:{port}").parse().unwrap());
+        let client = kube::Client::try_from(config).unwrap();
+        let events = Recorder::new(
+            client.clone(),
+            "kubelet",
+            "node-1",
+            tokio_util::sync::CancellationToken::new(),
+        );
+        let api = KubeApi::new(client, events);
+        let (token, expires) = api
+            .request_token("apps", "builder", vec![], 3607, "web", "uid-web")
+            .await
+            .unwrap();
+        assert_eq!(token, "eyJhbGciOi.x.y");
+        assert_eq!(expires, "2030-01-02T03:04:05Z".parse().unwrap());
+        let (head, body) = request.await.unwrap();
+        assert!(
+            head.starts_with("post /api/v1/namespaces/apps/serviceaccounts/builder/token"),
+            "{head}"
+        );
+        assert_eq!(
+            body,
+            json!({
+                "apiVersion": "authentication.k8s.io/v1",
+                "kind": "TokenRequest",
+                "metadata": {},
+                "spec": {
+                    "audiences": [],
+                    "expirationSeconds": 3607,
+                    "boundObjectRef": {
+                        "apiVersion": "v1",
+                        "kind": "Pod",
+                        "name": "web",
+                        "uid": "uid-web"
+                    }
+                }
+            })
+        );
     }
 }

@@ -4,14 +4,15 @@
 //!
 //! This module is the worker's lifecycle (its loop, sync, adoption and termination); the
 //! concerns it delegates to live beside it: `start` (starting and restarting containers),
-//! `container` (the runtime's container config), `env`, `volumes`, `probes` and
-//! `status`.
+//! `container` (the runtime's container config), `env`, `volumes` (with `tokens`, the pod's
+//! ServiceAccount tokens), `probes` and `status`.
 
 mod container;
 mod env;
 mod probes;
 mod start;
 mod status;
+mod tokens;
 mod volumes;
 
 #[cfg(test)]
@@ -111,8 +112,10 @@ pub struct Worker {
     slots: BTreeMap<String, Slot>,
     start_time: Option<String>,
     reported: Option<Value>,
-    /// When configMap/secret/downwardAPI volumes were last re-projected.
+    /// When configMap/secret/downwardAPI/projected volumes were last re-projected.
     projected_at: Option<Instant>,
+    /// The ServiceAccount tokens projected into the pod's volumes.
+    tokens: tokens::Tokens,
     /// Whether the MissingClusterDNS warning was recorded for this pod.
     dns_warned: bool,
 }
@@ -128,6 +131,7 @@ impl Worker {
             start_time: None,
             reported: None,
             projected_at: None,
+            tokens: tokens::Tokens::default(),
             dns_warned: false,
         }
     }

@@ -407,3 +407,67 @@ async fn init_containers_run_in_order_before_the_app() {
     assert_eq!(condition(&status, "Ready"), "True");
     assert_eq!(status["phase"], "Running");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_token_that_cannot_be_fetched_keeps_the_container_waiting_with_the_reason() {
+    use k8s_openapi::api::core::v1::{
+        ProjectedVolumeSource, ServiceAccountTokenProjection, Volume, VolumeMount, VolumeProjection,
+    };
+    let node = Node::new();
+    node.api
+        .fail_token_requests(Some("serviceaccounts \"default\" not found"));
+    let mut app = container("app", &["sleep", "infinity"]);
+    app.volume_mounts = Some(vec![VolumeMount {
+        name: "kube-api-access-x9k2p".into(),
+        mount_path: "/var/run/secrets/kubernetes.io/serviceaccount".into(),
+        read_only: Some(true),
+        ..Default::default()
+    }]);
+    let mut pod = pod_with(app, "Always");
+    pod.spec.as_mut().unwrap().volumes = Some(vec![Volume {
+        name: "kube-api-access-x9k2p".into(),
+        projected: Some(ProjectedVolumeSource {
+            default_mode: Some(0o644),
+            sources: Some(vec![VolumeProjection {
+                service_account_token: Some(ServiceAccountTokenProjection {
+                    path: "token".into(),
+                    expiration_seconds: Some(3607),
+                    audience: None,
+                }),
+                ..Default::default()
+            }]),
+        }),
+        ..Default::default()
+    }]);
+    let (mut w, _tx) = node.worker(pod.clone());
+    w.sync().await;
+    w.report().await;
+    let waiting = &node.status(&pod)["containerStatuses"][0]["state"]["waiting"];
+    assert_eq!(waiting["reason"], "CreateContainerConfigError");
+    assert_eq!(
+        waiting["message"],
+        "failed to fetch token: serviceaccounts \"default\" not found"
+    );
+    assert!(
+        node.api
+            .events()
+            .iter()
+            .any(|e| e.type_ == EventType::Warning
+                && e.reason == "Failed"
+                && e.message
+                    == "Error: failed to fetch token: serviceaccounts \"default\" not found"),
+        "{:?}",
+        node.api.events()
+    );
+
+    // The apiserver answers again: the next attempt (after the 10 s backoff) starts it.
+    node.api.fail_token_requests(None);
+    tokio::time::advance(Duration::from_secs(12)).await;
+    w.sync().await;
+    assert!(state(&w, "app").is_some());
+    let token = node
+        .root
+        .path()
+        .join("pods/uid-web/volumes/kube-api-access-x9k2p/token");
+    assert_eq!(std::fs::read_to_string(token).unwrap(), "fake-token-2");
+}

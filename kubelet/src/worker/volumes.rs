@@ -1,26 +1,58 @@
 //! Pod volumes on the node: emptyDir (a tmpfs for `medium: Memory`), hostPath, and the
-//! configMap, secret and downwardAPI projections written into the pod's folder and refreshed
-//! while the pod runs.
+//! configMap, secret, downwardAPI and projected (those three plus ServiceAccount tokens)
+//! volumes written into the pod's folder and refreshed while the pod runs.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{
-    Container, DownwardAPIVolumeFile, EnvVarSource, KeyToPath, Volume,
+    ConfigMap, Container, DownwardAPIVolumeFile, EnvVarSource, KeyToPath, ProjectedVolumeSource,
+    Secret, ServiceAccountTokenProjection, Volume, VolumeProjection,
 };
+use skiff_client::events::EventType;
 use skiff_runtime::Mount;
 use tokio::time::Instant;
 
 use super::Worker;
 use super::container::quantity_bytes;
+use super::tokens::TokenSpec;
 
-/// How often projected volumes (configMap, secret, downwardAPI) are refreshed.
+/// How often projected volumes (configMap, secret, downwardAPI, projected) are refreshed.
 const PROJECTION_REFRESH: Duration = Duration::from_secs(5);
+
+/// The API's defaults for a volume's `defaultMode` and a token's `expirationSeconds`, for
+/// objects that reach the kubelet without them.
+const DEFAULT_MODE: i32 = 0o644;
+const DEFAULT_TOKEN_EXPIRATION_SECONDS: i64 = 3600;
+
+/// One file of a volume: its content and permission bits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct FileProjection {
+    data: Vec<u8>,
+    mode: u32,
+}
+
+/// A volume's files, by path relative to the volume.
+type Payload = BTreeMap<String, FileProjection>;
+
+/// How [`write_files`] lays a payload out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Layout {
+    /// Each file written where it is seen, one after the other (configMap, secret and
+    /// downwardAPI volumes, for now).
+    InPlace,
+    /// Kubernetes' atomic writer: the files in a hidden timestamped folder, `..data` a symlink
+    /// to it, and each top-level name a symlink into `..data`, so that an update (a new folder
+    /// and one rename of `..data`) is seen whole or not at all.
+    Atomic,
+}
 
 impl Worker {
     /// The container's volume mounts, preparing each volume: hostPath as is; emptyDir (a
-    /// tmpfs for `medium: Memory`), configMap, secret and downwardAPI as a folder of the pod.
+    /// tmpfs for `medium: Memory`), configMap, secret, downwardAPI and projected as a folder
+    /// of the pod.
     pub(super) async fn volume_mounts(&self, c: &Container) -> Result<Vec<Mount>, String> {
         let mut mounts = Vec::new();
         let spec = self.pod.spec.clone().unwrap_or_default();
@@ -59,9 +91,13 @@ impl Worker {
         Ok(mounts)
     }
 
-    /// Writes a configMap, secret or downwardAPI volume's files into `dir` (no-op for other
-    /// volume types).
+    /// Writes a configMap, secret, downwardAPI or projected volume's files into `dir` (no-op
+    /// for other volume types).
     async fn project(&self, vol: &Volume, c: &Container, dir: &Path) -> Result<(), String> {
+        if let Some(p) = &vol.projected {
+            let payload = self.projected_payload(p, c).await?;
+            write_files(dir, &payload, Layout::Atomic)?;
+        }
         if let Some(cm) = &vol.config_map {
             let data = match self.config_map_data(&cm.name).await {
                 Err(_) if cm.optional == Some(true) => BTreeMap::new(),
@@ -88,8 +124,9 @@ impl Worker {
         Ok(())
     }
 
-    /// Re-projects configMap, secret and downwardAPI volumes so running containers see their
-    /// sources' changes (as the kubelet's periodic volume sync does).
+    /// Re-projects configMap, secret, downwardAPI and projected volumes so running containers
+    /// see their sources' changes and fresh tokens (as the kubelet's periodic volume sync
+    /// does).
     pub(super) async fn refresh_projections(&mut self) {
         if self
             .projected_at
@@ -103,7 +140,11 @@ impl Worker {
             return;
         };
         for vol in spec.volumes.iter().flatten() {
-            if vol.config_map.is_none() && vol.secret.is_none() && vol.downward_api.is_none() {
+            if vol.config_map.is_none()
+                && vol.secret.is_none()
+                && vol.downward_api.is_none()
+                && vol.projected.is_none()
+            {
                 continue;
             }
             let dir = self.volumes_dir().join(&vol.name);
@@ -112,6 +153,16 @@ impl Worker {
             }
             if let Err(e) = self.project(vol, &first, &dir).await {
                 tracing::debug!(pod = %self.name(), volume = %vol.name, error = %e, "volume refresh failed");
+                // A projected volume holds the pod's token: a running pod whose token could
+                // not be renewed must say so, as the kubelet's FailedMount does.
+                if vol.projected.is_some() {
+                    self.event(
+                        None,
+                        EventType::Warning,
+                        "FailedMount",
+                        format!("MountVolume.SetUp failed for volume {:?} : {e}", vol.name),
+                    );
+                }
             }
         }
     }
@@ -126,19 +177,7 @@ impl Worker {
             .config_map(self.namespace(), name)
             .await
             .map_err(|e| format!("configmap {name:?} not found: {e}"))?;
-        let mut data: BTreeMap<String, Vec<u8>> = cm
-            .data
-            .unwrap_or_default()
-            .into_iter()
-            .map(|(k, v)| (k, v.into_bytes()))
-            .collect();
-        data.extend(
-            cm.binary_data
-                .unwrap_or_default()
-                .into_iter()
-                .map(|(k, v)| (k, v.0)),
-        );
-        Ok(data)
+        Ok(config_map_bytes(cm))
     }
 
     pub(super) async fn secret_data(
@@ -151,11 +190,124 @@ impl Worker {
             .secret(self.namespace(), name)
             .await
             .map_err(|e| format!("secret {name:?} not found: {e}"))?;
-        Ok(s.data
-            .unwrap_or_default()
-            .into_iter()
-            .map(|(k, v)| (k, v.0))
-            .collect())
+        Ok(secret_bytes(s))
+    }
+
+    /// A projected volume's files, every source's together, as Kubernetes' projected volume
+    /// collects them. Any source that fails fails the volume (nothing is written), with every
+    /// source's error.
+    async fn projected_payload(
+        &self,
+        p: &ProjectedVolumeSource,
+        c: &Container,
+    ) -> Result<Payload, String> {
+        let default_mode = p.default_mode.unwrap_or(DEFAULT_MODE);
+        let mut payload = Payload::new();
+        let mut errors = Vec::new();
+        for source in p.sources.iter().flatten() {
+            match self.projection(source, c, default_mode).await {
+                Ok(files) => payload.extend(files),
+                Err(e) => errors.push(e),
+            }
+        }
+        match errors.len() {
+            0 => Ok(payload),
+            1 => Err(errors.remove(0)),
+            // As Kubernetes prints an aggregate of errors.
+            _ => Err(format!("[{}]", errors.join(", "))),
+        }
+    }
+
+    /// The files of one source of a projected volume.
+    async fn projection(
+        &self,
+        source: &VolumeProjection,
+        c: &Container,
+        default_mode: i32,
+    ) -> Result<Payload, String> {
+        if let Some(cm) = &source.config_map {
+            let optional = cm.optional == Some(true);
+            let data = match self.ctx.api.config_map(self.namespace(), &cm.name).await {
+                Ok(found) => config_map_bytes(found),
+                Err(e) if e.is_not_found() && optional => return Ok(Payload::new()),
+                Err(e) if e.is_not_found() => {
+                    return Err(format!("configmap {:?} not found: {e}", cm.name));
+                }
+                Err(e) => return Err(format!("couldn't get configmap {:?}: {e}", cm.name)),
+            };
+            let missing = "configmap references non-existent config key";
+            make_payload(&data, cm.items.as_deref(), default_mode, optional, missing)
+        } else if let Some(secret) = &source.secret {
+            let optional = secret.optional == Some(true);
+            let data = match self.ctx.api.secret(self.namespace(), &secret.name).await {
+                Ok(found) => secret_bytes(found),
+                Err(e) if e.is_not_found() && optional => return Ok(Payload::new()),
+                Err(e) if e.is_not_found() => {
+                    return Err(format!("secret {:?} not found: {e}", secret.name));
+                }
+                Err(e) => return Err(format!("couldn't get secret {:?}: {e}", secret.name)),
+            };
+            let missing = "references non-existent secret key";
+            make_payload(
+                &data,
+                secret.items.as_deref(),
+                default_mode,
+                optional,
+                missing,
+            )
+        } else if let Some(d) = &source.downward_api {
+            let items = d.items.as_deref().unwrap_or_default();
+            let (data, items) = self.downward_data(c, items).await?;
+            make_payload(&data, Some(&items), default_mode, false, "no such field")
+        } else if let Some(t) = &source.service_account_token {
+            let token = self.token(t).await?;
+            // The token takes the volume's defaultMode. (Kubernetes writes it 0600 when the
+            // pod has an fsGroup, then hands it to that group; Skiff does not chown volumes,
+            // so it keeps defaultMode, which containers of any user can read.)
+            let file = FileProjection {
+                data: token.into_bytes(),
+                mode: default_mode as u32,
+            };
+            Ok(Payload::from([(t.path.clone(), file)]))
+        } else {
+            // clusterTrustBundle and podCertificate sources.
+            Err(
+                "unsupported projected volume source: Skiff projects serviceAccountToken, \
+                 configMap, secret and downwardAPI"
+                    .to_string(),
+            )
+        }
+    }
+
+    /// The token of a serviceAccountToken projection: the pod's ServiceAccount's, bound to
+    /// the pod, from the worker's token cache.
+    async fn token(&self, t: &ServiceAccountTokenProjection) -> Result<String, String> {
+        let spec = self.pod.spec.as_ref();
+        let service_account = spec
+            .and_then(|s| {
+                s.service_account_name
+                    .as_deref()
+                    .or(s.service_account.as_deref())
+            })
+            .filter(|s| !s.is_empty())
+            .unwrap_or("default");
+        let token = TokenSpec {
+            namespace: self.namespace().to_string(),
+            service_account: service_account.to_string(),
+            // No audience: the apiserver's own.
+            audiences: t
+                .audience
+                .iter()
+                .filter(|a| !a.is_empty())
+                .cloned()
+                .collect(),
+            expiration_seconds: t
+                .expiration_seconds
+                .unwrap_or(DEFAULT_TOKEN_EXPIRATION_SECONDS),
+        };
+        self.tokens
+            .get(&*self.ctx.api, &token, self.name(), self.uid())
+            .await
     }
 
     /// The files of a downwardAPI volume: each item's fieldRef or resourceFieldRef value.
@@ -196,12 +348,11 @@ impl Worker {
 /// Writes a configMap, secret or downwardAPI volume: every key (or just `items`, at their
 /// paths and modes), with `defaultMode` (0644 by default) otherwise.
 fn write_projection(
-    dir: &std::path::Path,
+    dir: &Path,
     data: &BTreeMap<String, Vec<u8>>,
     items: Option<&Vec<KeyToPath>>,
     default_mode: Option<i32>,
 ) -> Result<(), String> {
-    use std::os::unix::fs::PermissionsExt;
     let files: Vec<(String, String, Option<i32>)> = match items {
         Some(items) => items
             .iter()
@@ -209,23 +360,251 @@ fn write_projection(
             .collect(),
         None => data.keys().map(|k| (k.clone(), k.clone(), None)).collect(),
     };
+    let mut payload = Payload::new();
     for (key, path, mode) in files {
         let Some(value) = data.get(&key) else {
             return Err(format!("couldn't find key {key} in the volume's source"));
         };
-        if path.split('/').any(|p| p == "..") || path.starts_with('/') {
+        let mode = mode.or(default_mode).unwrap_or(DEFAULT_MODE) as u32;
+        payload.insert(
+            path,
+            FileProjection {
+                data: value.clone(),
+                mode,
+            },
+        );
+    }
+    write_files(dir, &payload, Layout::InPlace)
+}
+
+/// A configMap's or secret's files as Kubernetes makes their payload: every key (`items`
+/// absent or empty) or just the items, at their paths; an item whose key is missing is
+/// skipped when the source is optional, else an error (`missing`: the key).
+fn make_payload(
+    data: &BTreeMap<String, Vec<u8>>,
+    items: Option<&[KeyToPath]>,
+    default_mode: i32,
+    optional: bool,
+    missing: &str,
+) -> Result<Payload, String> {
+    let file = |data: &[u8], mode: Option<i32>| FileProjection {
+        data: data.to_vec(),
+        mode: mode.unwrap_or(default_mode) as u32,
+    };
+    let items = items.unwrap_or_default();
+    if items.is_empty() {
+        return Ok(data
+            .iter()
+            .map(|(k, v)| (k.clone(), file(v, None)))
+            .collect());
+    }
+    let mut payload = Payload::new();
+    for item in items {
+        match data.get(&item.key) {
+            Some(v) => {
+                payload.insert(item.path.clone(), file(v, item.mode));
+            }
+            None if optional => {}
+            None => return Err(format!("{missing}: {}", item.key)),
+        }
+    }
+    Ok(payload)
+}
+
+/// A ConfigMap's `data` and `binaryData` as bytes.
+fn config_map_bytes(cm: ConfigMap) -> BTreeMap<String, Vec<u8>> {
+    let mut data: BTreeMap<String, Vec<u8>> = cm
+        .data
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| (k, v.into_bytes()))
+        .collect();
+    data.extend(
+        cm.binary_data
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(k, v)| (k, v.0)),
+    );
+    data
+}
+
+/// A Secret's `data`.
+fn secret_bytes(secret: Secret) -> BTreeMap<String, Vec<u8>> {
+    secret
+        .data
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| (k, v.0))
+        .collect()
+}
+
+/// Writes a volume's files into `dir`: the one place volume files are written, so that every
+/// volume type can move to [`Layout::Atomic`] here.
+fn write_files(dir: &Path, payload: &Payload, layout: Layout) -> Result<(), String> {
+    for path in payload.keys() {
+        // `..data` and the timestamped folders are the atomic writer's own names.
+        let reserved = layout == Layout::Atomic && path.starts_with("..");
+        if path.is_empty()
+            || path.starts_with('/')
+            || path.split('/').any(|p| p == "..")
+            || reserved
+        {
             return Err(format!("invalid path {path:?} in a volume item"));
         }
-        let file = dir.join(&path);
-        if let Some(parent) = file.parent() {
-            std::fs::create_dir_all(parent).map_err(|e| e.to_string())?;
+    }
+    match layout {
+        Layout::InPlace => write_payload(dir, payload),
+        Layout::Atomic => write_atomic(dir, payload),
+    }
+    .map_err(|e| format!("writing volume files in {}: {e}", dir.display()))
+}
+
+/// Writes each file of `payload` under `dir`, creating folders as needed, with its mode
+/// whatever the umask.
+fn write_payload(dir: &Path, payload: &Payload) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    for (path, file) in payload {
+        let full = dir.join(path);
+        if let Some(parent) = full.parent() {
+            std::fs::create_dir_all(parent)?;
         }
-        std::fs::write(&file, value).map_err(|e| e.to_string())?;
-        let mode = mode.or(default_mode).unwrap_or(0o644) as u32;
-        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode))
-            .map_err(|e| e.to_string())?;
+        std::fs::write(&full, &file.data)?;
+        std::fs::set_permissions(&full, std::fs::Permissions::from_mode(file.mode))?;
     }
     Ok(())
+}
+
+/// The atomic writer's link to the current data, and the link that replaces it.
+const DATA_DIR: &str = "..data";
+const NEW_DATA_DIR: &str = "..data_tmp";
+
+/// Kubernetes' atomic writer (see [`Layout::Atomic`]). Nothing is rewritten when the files
+/// are what they were; otherwise a new timestamped folder gets the files, the top-level
+/// symlinks are made, `..data` is switched with a rename, and then names gone from the
+/// payload and the old folder are removed.
+fn write_atomic(dir: &Path, payload: &Payload) -> io::Result<()> {
+    use std::os::unix::fs::symlink;
+    let data_link = dir.join(DATA_DIR);
+    let old = match std::fs::read_link(&data_link) {
+        Ok(target) => Some(dir.join(target)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+        Err(e) => return Err(e),
+    };
+    let mut stale = BTreeSet::new();
+    if let Some(old) = &old {
+        // Every path of the old version that the new one does not have (nor as a folder).
+        let mut wanted = BTreeSet::new();
+        for path in payload.keys() {
+            let mut prefix = String::new();
+            for part in path.split('/') {
+                if !prefix.is_empty() {
+                    prefix.push('/');
+                }
+                prefix.push_str(part);
+                wanted.insert(prefix.clone());
+            }
+        }
+        stale = relative_paths(old, "")?
+            .into_iter()
+            .filter(|p| !wanted.contains(p))
+            .collect();
+        if stale.is_empty() && payload.iter().all(|(p, f)| same_file(&old.join(p), f)) {
+            return Ok(());
+        }
+    }
+
+    let ts_name = new_timestamp_dir(dir)?;
+    let ts = dir.join(&ts_name);
+    if let Err(e) = write_payload(&ts, payload) {
+        let _ = std::fs::remove_dir_all(&ts);
+        return Err(e);
+    }
+    // The user-visible names: one symlink per top-level name, into `..data`.
+    let top: BTreeSet<&str> = payload
+        .keys()
+        .map(|p| p.split('/').next().unwrap_or(p))
+        .collect();
+    for name in top {
+        let visible = dir.join(name);
+        if std::fs::symlink_metadata(&visible).is_err() {
+            symlink(Path::new(DATA_DIR).join(name), &visible)?;
+        }
+    }
+    let new_link = dir.join(NEW_DATA_DIR);
+    let _ = std::fs::remove_file(&new_link);
+    let switched =
+        symlink(&ts_name, &new_link).and_then(|()| std::fs::rename(&new_link, &data_link));
+    if let Err(e) = switched {
+        let _ = std::fs::remove_file(&new_link);
+        let _ = std::fs::remove_dir_all(&ts);
+        return Err(e);
+    }
+    for path in stale.iter().filter(|p| !p.contains('/')) {
+        std::fs::remove_file(dir.join(path))?;
+    }
+    if let Some(old) = old {
+        std::fs::remove_dir_all(old)?;
+    }
+    Ok(())
+}
+
+/// Creates `..<UTC time>.<suffix>` under `dir` (Kubernetes' timestamped data folder) and
+/// returns its name.
+fn new_timestamp_dir(dir: &Path) -> io::Result<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let now = jiff::Timestamp::now();
+    let stamp = now.strftime("..%Y_%m_%d_%H_%M_%S");
+    for attempt in 0u32..100 {
+        let name = format!("{stamp}.{}{attempt}", now.subsec_nanosecond());
+        let path = dir.join(&name);
+        match std::fs::create_dir(&path) {
+            Ok(()) => {
+                // Searchable by any container user, whatever the kubelet's umask.
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))?;
+                return Ok(name);
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(io::Error::new(
+        io::ErrorKind::AlreadyExists,
+        "no free name for a timestamped data folder",
+    ))
+}
+
+/// Every file and folder under `root`, as paths relative to it.
+fn relative_paths(root: &Path, prefix: &str) -> io::Result<Vec<String>> {
+    let mut out = Vec::new();
+    let entries = match std::fs::read_dir(root.join(prefix)) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let path = if prefix.is_empty() {
+            name
+        } else {
+            format!("{prefix}/{name}")
+        };
+        if entry.file_type()?.is_dir() {
+            out.extend(relative_paths(root, &path)?);
+        }
+        out.push(path);
+    }
+    Ok(out)
+}
+
+/// Whether the file at `path` has `file`'s content and mode already.
+fn same_file(path: &Path, file: &FileProjection) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return false;
+    };
+    meta.permissions().mode() & 0o7777 == file.mode
+        && std::fs::read(path).is_ok_and(|data| data == file.data)
 }
 
 /// `key="value"` lines, as the downward API writes label and annotation maps.
@@ -271,15 +650,18 @@ mod tests {
 
     use k8s_openapi::ByteString;
     use k8s_openapi::api::core::v1::{
-        ConfigMap, ConfigMapVolumeSource, Container, DownwardAPIVolumeFile,
-        DownwardAPIVolumeSource, HostPathVolumeSource, KeyToPath, ObjectFieldSelector, PodSpec,
-        ResourceFieldSelector, ResourceRequirements, Secret, SecretVolumeSource, Volume,
-        VolumeMount,
+        ConfigMap, ConfigMapProjection, ConfigMapVolumeSource, Container, DownwardAPIProjection,
+        DownwardAPIVolumeFile, DownwardAPIVolumeSource, HostPathVolumeSource, KeyToPath,
+        ObjectFieldSelector, PodSpec, ProjectedVolumeSource, ResourceFieldSelector,
+        ResourceRequirements, Secret, SecretProjection, SecretVolumeSource,
+        ServiceAccountTokenProjection, Volume, VolumeMount, VolumeProjection,
     };
     use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
     use kube::api::ObjectMeta;
+    use skiff_client::events::EventType;
 
     use super::super::testing::{Node, container, pod};
+    use crate::api::RecordedTokenRequest;
 
     fn mount(name: &str, path: &str) -> VolumeMount {
         VolumeMount {
@@ -614,5 +996,360 @@ mod tests {
         tokio::time::advance(Duration::from_secs(1)).await;
         w.refresh_projections().await;
         assert_eq!(read(&file).0, "slow");
+    }
+
+    fn creds() -> Secret {
+        Secret {
+            metadata: ObjectMeta {
+                name: Some("creds".into()),
+                namespace: Some("default".into()),
+                ..Default::default()
+            },
+            data: Some(BTreeMap::from([(
+                "password".to_string(),
+                ByteString(b"hunter2".to_vec()),
+            )])),
+            ..Default::default()
+        }
+    }
+
+    fn token_source(path: &str, audience: Option<&str>, seconds: Option<i64>) -> VolumeProjection {
+        VolumeProjection {
+            service_account_token: Some(ServiceAccountTokenProjection {
+                path: path.into(),
+                audience: audience.map(String::from),
+                expiration_seconds: seconds,
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn config_map_source(
+        name: &str,
+        items: Option<Vec<KeyToPath>>,
+        optional: bool,
+    ) -> VolumeProjection {
+        VolumeProjection {
+            config_map: Some(ConfigMapProjection {
+                name: name.into(),
+                items,
+                optional: optional.then_some(true),
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn projected(name: &str, default_mode: Option<i32>, sources: Vec<VolumeProjection>) -> Volume {
+        Volume {
+            projected: Some(ProjectedVolumeSource {
+                default_mode,
+                sources: Some(sources),
+            }),
+            ..volume(name)
+        }
+    }
+
+    fn item(key: &str, path: &str, mode: Option<i32>) -> KeyToPath {
+        KeyToPath {
+            key: key.into(),
+            path: path.into(),
+            mode,
+        }
+    }
+
+    /// What the symlink at `path` points to.
+    fn link(path: &Path) -> String {
+        std::fs::read_link(path)
+            .unwrap_or_else(|e| panic!("{path:?}: {e}"))
+            .display()
+            .to_string()
+    }
+
+    /// The kube-api-access volume the ServiceAccount admission adds to pods.
+    fn kube_api_access() -> Volume {
+        let namespace = DownwardAPIVolumeFile {
+            path: "namespace".into(),
+            field_ref: Some(ObjectFieldSelector {
+                field_path: "metadata.namespace".into(),
+                api_version: Some("v1".into()),
+            }),
+            ..Default::default()
+        };
+        projected(
+            "kube-api-access-x9k2p",
+            Some(0o644),
+            vec![
+                token_source("token", None, Some(3607)),
+                config_map_source(
+                    "kube-root-ca.crt",
+                    Some(vec![item("ca.crt", "ca.crt", None)]),
+                    false,
+                ),
+                VolumeProjection {
+                    downward_api: Some(DownwardAPIProjection {
+                        items: Some(vec![namespace]),
+                    }),
+                    ..Default::default()
+                },
+            ],
+        )
+    }
+
+    fn root_ca() -> ConfigMap {
+        ConfigMap {
+            metadata: ObjectMeta {
+                name: Some("kube-root-ca.crt".into()),
+                namespace: Some("default".into()),
+                ..Default::default()
+            },
+            data: Some(BTreeMap::from([(
+                "ca.crt".to_string(),
+                "-----BEGIN CERTIFICATE-----\n".to_string(),
+            )])),
+            ..Default::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn projected_volumes_write_every_source_with_modes_in_the_atomic_layout() {
+        let node = Node::new();
+        node.api.add_config_map(settings());
+        node.api.add_config_map(root_ca());
+        node.api.add_secret(creds());
+        let vault = projected(
+            "vault",
+            Some(0o440),
+            vec![
+                token_source("vault/token", Some("vault"), None),
+                VolumeProjection {
+                    secret: Some(SecretProjection {
+                        name: "creds".into(),
+                        items: None,
+                        optional: None,
+                    }),
+                    ..Default::default()
+                },
+                config_map_source(
+                    "settings",
+                    Some(vec![item("mode", "conf/mode", Some(0o400))]),
+                    false,
+                ),
+            ],
+        );
+        let mut api_mount = mount(
+            "kube-api-access-x9k2p",
+            "/var/run/secrets/kubernetes.io/serviceaccount",
+        );
+        api_mount.read_only = Some(true);
+        let app = app_with(vec![api_mount, mount("vault", "/vault")]);
+        let (w, _tx) = node.worker(pod(PodSpec {
+            containers: vec![app.clone()],
+            volumes: Some(vec![kube_api_access(), vault]),
+            service_account_name: Some("builder".into()),
+            ..Default::default()
+        }));
+        let mounts = w.volume_mounts(&app).await.unwrap();
+        assert_eq!(
+            mounts[0].container_path,
+            "/var/run/secrets/kubernetes.io/serviceaccount"
+        );
+        assert!(mounts[0].read_only);
+
+        let request = |audiences: &[&str], expiration_seconds| RecordedTokenRequest {
+            namespace: "default".into(),
+            service_account: "builder".into(),
+            audiences: audiences.iter().map(|a| a.to_string()).collect(),
+            expiration_seconds,
+            pod_name: "web".into(),
+            pod_uid: "uid-web".into(),
+        };
+        assert_eq!(
+            node.api.token_requests(),
+            vec![request(&[], 3607), request(&["vault"], 3600)]
+        );
+
+        let volumes = node.root.path().join("pods/uid-web/volumes");
+        let api = volumes.join("kube-api-access-x9k2p");
+        assert_eq!(read(&api.join("token")), ("fake-token-1".into(), 0o644));
+        assert_eq!(
+            read(&api.join("ca.crt")),
+            ("-----BEGIN CERTIFICATE-----\n".into(), 0o644)
+        );
+        assert_eq!(read(&api.join("namespace")), ("default".into(), 0o644));
+        assert_eq!(link(&api.join("token")), "..data/token");
+        assert!(link(&api.join("..data")).starts_with(".."));
+
+        let vault = volumes.join("vault");
+        assert_eq!(
+            read(&vault.join("vault/token")),
+            ("fake-token-2".into(), 0o440)
+        );
+        assert_eq!(read(&vault.join("password")), ("hunter2".into(), 0o440));
+        assert_eq!(read(&vault.join("conf/mode")), ("fast".into(), 0o400));
+        assert_eq!(link(&vault.join("vault")), "..data/vault");
+        assert_eq!(link(&vault.join("conf")), "..data/conf");
+        let mut visible: Vec<String> = std::fs::read_dir(&vault)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| !n.starts_with(".."))
+            .collect();
+        visible.sort();
+        assert_eq!(visible, ["conf", "password", "vault"]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn projected_tokens_are_rewritten_after_80_percent_of_their_lifetime() {
+        let node = Node::new();
+        let vol = projected("sa", None, vec![token_source("token", None, None)]);
+        let app = app_with(vec![mount("sa", "/sa")]);
+        let (mut w, _tx) = node.worker(pod(PodSpec {
+            containers: vec![app.clone()],
+            volumes: Some(vec![vol]),
+            ..Default::default()
+        }));
+        w.volume_mounts(&app).await.unwrap();
+        w.refresh_projections().await;
+        let dir = node.root.path().join("pods/uid-web/volumes/sa");
+        let first = link(&dir.join("..data"));
+        assert_eq!(read(&dir.join("token")), ("fake-token-1".into(), 0o644));
+
+        // 48 minutes is 80% of the hour: until then the same token, and no rewrite.
+        tokio::time::advance(Duration::from_secs(2870)).await;
+        w.refresh_projections().await;
+        assert_eq!(read(&dir.join("token")).0, "fake-token-1");
+        assert_eq!(link(&dir.join("..data")), first);
+        tokio::time::advance(Duration::from_secs(10)).await;
+        w.refresh_projections().await;
+        assert_eq!(read(&dir.join("token")), ("fake-token-2".into(), 0o644));
+        assert_ne!(link(&dir.join("..data")), first);
+        assert!(!dir.join(&first).exists(), "the old data folder is removed");
+        let requests = node.api.token_requests();
+        assert_eq!(requests.len(), 2);
+        assert_eq!(requests[1].service_account, "default");
+        assert_eq!(requests[1].expiration_seconds, 3600);
+        assert!(requests[1].audiences.is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_token_that_cannot_be_renewed_is_kept_until_it_expires_then_reported() {
+        let node = Node::new();
+        let vol = projected("sa", None, vec![token_source("token", None, None)]);
+        let app = app_with(vec![mount("sa", "/sa")]);
+        let (mut w, _tx) = node.worker(pod(PodSpec {
+            containers: vec![app.clone()],
+            volumes: Some(vec![vol]),
+            ..Default::default()
+        }));
+        w.volume_mounts(&app).await.unwrap();
+        w.refresh_projections().await;
+        let token = node.root.path().join("pods/uid-web/volumes/sa/token");
+        node.api.fail_token_requests(Some("apiserver unavailable"));
+        let failed_mounts = |node: &Node| {
+            node.api
+                .events()
+                .into_iter()
+                .filter(|e| e.reason == "FailedMount")
+                .map(|e| (e.type_, e.message))
+                .collect::<Vec<_>>()
+        };
+
+        tokio::time::advance(Duration::from_secs(2880)).await;
+        w.refresh_projections().await;
+        assert_eq!(read(&token).0, "fake-token-1", "still valid: kept");
+        assert!(failed_mounts(&node).is_empty());
+
+        tokio::time::advance(Duration::from_secs(720)).await;
+        w.refresh_projections().await;
+        assert_eq!(read(&token).0, "fake-token-1");
+        assert_eq!(
+            failed_mounts(&node),
+            vec![(
+                EventType::Warning,
+                "MountVolume.SetUp failed for volume \"sa\" : token for serviceaccount \
+                 default/default expired and refresh failed: apiserver unavailable"
+                    .to_string()
+            )]
+        );
+    }
+
+    #[tokio::test]
+    async fn projected_config_maps_and_secrets_may_be_optional_else_their_absence_is_named() {
+        let node = Node::new();
+        node.api.add_config_map(settings());
+        let app = app_with(vec![mount("v", "/v")]);
+        let try_mount = |sources: Vec<VolumeProjection>| {
+            let (w, _tx) = node.worker(pod(PodSpec {
+                containers: vec![app.clone()],
+                volumes: Some(vec![projected("v", None, sources)]),
+                ..Default::default()
+            }));
+            let app = app.clone();
+            async move { w.volume_mounts(&app).await.map(|_| ()) }
+        };
+        let optional_secret = VolumeProjection {
+            secret: Some(SecretProjection {
+                name: "absent".into(),
+                items: None,
+                optional: Some(true),
+            }),
+            ..Default::default()
+        };
+
+        // Optional and absent: skipped, the other sources are written.
+        try_mount(vec![
+            config_map_source("absent", None, true),
+            optional_secret,
+            config_map_source(
+                "settings",
+                Some(vec![item("mode", "mode", None), item("nope", "nope", None)]),
+                true,
+            ),
+        ])
+        .await
+        .unwrap();
+        let dir = node.root.path().join("pods/uid-web/volumes/v");
+        assert_eq!(read(&dir.join("mode")).0, "fast");
+        assert!(!dir.join("nope").exists());
+
+        let cases = [
+            (
+                vec![config_map_source("absent", None, false)],
+                "configmap \"absent\" not found: configmap default/absent not found",
+            ),
+            (
+                vec![config_map_source(
+                    "settings",
+                    Some(vec![item("nope", "x", None)]),
+                    false,
+                )],
+                "configmap references non-existent config key: nope",
+            ),
+            (
+                vec![
+                    config_map_source("absent", None, false),
+                    VolumeProjection {
+                        secret: Some(SecretProjection {
+                            name: "gone".into(),
+                            items: None,
+                            optional: None,
+                        }),
+                        ..Default::default()
+                    },
+                ],
+                "[configmap \"absent\" not found: configmap default/absent not found, \
+                 secret \"gone\" not found: secret default/gone not found]",
+            ),
+            (
+                vec![config_map_source(
+                    "settings",
+                    Some(vec![item("mode", "..data", None)]),
+                    false,
+                )],
+                "invalid path \"..data\" in a volume item",
+            ),
+        ];
+        for (sources, message) in cases {
+            assert_eq!(try_mount(sources).await, Err(message.to_string()));
+        }
     }
 }
