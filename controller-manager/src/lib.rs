@@ -7,6 +7,7 @@ mod app;
 pub mod context;
 pub mod controller;
 pub mod controllers;
+pub mod credentials;
 pub mod intern;
 pub mod metrics;
 pub mod pods;
