@@ -11,6 +11,8 @@ pub mod credentials;
 pub mod intern;
 pub mod metrics;
 pub mod pods;
+#[cfg(test)]
+mod testing;
 pub mod workqueue;
 
 pub use app::{Config, enabled, run};

@@ -134,3 +134,118 @@ impl Reconciler for ClusterRoleAggregation {
         Ok(None)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::context::Settings;
+    use crate::testing::FakeApi;
+    use serde_json::{Value, json};
+    use tokio_util::sync::CancellationToken;
+
+    const TO_VIEW: &str = "rbac.authorization.k8s.io/aggregate-to-view";
+
+    fn rule(resource: &str, verbs: &[&str]) -> Value {
+        json!({"apiGroups": [""], "resources": [resource], "verbs": verbs})
+    }
+
+    fn role(name: &str, labels: Value, rules: Vec<Value>) -> Value {
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+               "metadata": {"name": name, "labels": labels}, "rules": rules})
+    }
+
+    fn view() -> Value {
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+               "metadata": {"name": "view"},
+               "aggregationRule": {"clusterRoleSelectors": [{"matchLabels": {TO_VIEW: "true"}}]},
+               "rules": []})
+    }
+
+    #[tokio::test]
+    async fn an_aggregated_role_follows_the_roles_it_selects() {
+        let api = FakeApi::new();
+        api.create("clusterroles", None, view());
+        // `b` sorts after `a`: its rules come second, the shared one once.
+        api.create(
+            "clusterroles",
+            None,
+            role(
+                "b-pods",
+                json!({TO_VIEW: "true"}),
+                vec![rule("pods", &["get"]), rule("services", &["list"])],
+            ),
+        );
+        api.create(
+            "clusterroles",
+            None,
+            role(
+                "a-config",
+                json!({TO_VIEW: "true"}),
+                vec![rule("configmaps", &["get"]), rule("pods", &["get"])],
+            ),
+        );
+        api.create(
+            "clusterroles",
+            None,
+            role("other", json!({}), vec![rule("secrets", &["get"])]),
+        );
+        let stop = CancellationToken::new();
+        let ctx = api.context(Settings::default(), &stop);
+        api.start(&ctx, &[ClusterRoleAggregation::NAME], &stop)
+            .await;
+        let union = json!([
+            rule("configmaps", &["get"]),
+            rule("pods", &["get"]),
+            rule("services", &["list"])
+        ]);
+        api.wait_for("clusterroles", None, "view", "aggregated", |r| {
+            r["rules"] == union
+        })
+        .await;
+
+        // A source role loses a rule: so does the aggregate.
+        let mut a = api.get("clusterroles", None, "a-config").unwrap();
+        a["rules"] = json!([rule("pods", &["get"])]);
+        api.replace("clusterroles", None, a);
+        let less = json!([rule("pods", &["get"]), rule("services", &["list"])]);
+        api.wait_for("clusterroles", None, "view", "shrunk", |r| {
+            r["rules"] == less
+        })
+        .await;
+
+        // A role that starts matching adds its rules.
+        let mut other = api.get("clusterroles", None, "other").unwrap();
+        other["metadata"]["labels"] = json!({TO_VIEW: "true"});
+        api.replace("clusterroles", None, other);
+        // Roles in name order: `other` comes last.
+        let more = json!([
+            rule("pods", &["get"]),
+            rule("services", &["list"]),
+            rule("secrets", &["get"])
+        ]);
+        api.wait_for("clusterroles", None, "view", "grown", |r| {
+            r["rules"] == more
+        })
+        .await;
+        stop.cancel();
+    }
+
+    #[test]
+    fn roles_without_an_aggregation_rule_are_left_alone_and_empty_lists_are_absent_ones() {
+        let parse = |v: Value| Arc::new(serde_json::from_value::<ClusterRole>(v).unwrap());
+        let plain = parse(role("plain", json!({}), vec![rule("pods", &["get"])]));
+        assert!(aggregated_rules(&plain, std::slice::from_ref(&plain)).is_none());
+        let mut with_names = rule("pods", &["get"]);
+        with_names["resourceNames"] = json!([]);
+        let sources = vec![
+            parse(role(
+                "x",
+                json!({TO_VIEW: "true"}),
+                vec![rule("pods", &["get"])],
+            )),
+            parse(role("y", json!({TO_VIEW: "true"}), vec![with_names])),
+        ];
+        let rules = aggregated_rules(&parse(view()), &sources).unwrap();
+        assert_eq!(rules.len(), 1);
+    }
+}

@@ -204,3 +204,99 @@ pub fn kubeconfig_ca(kubeconfig: &std::path::Path) -> anyhow::Result<Option<Stri
     check_bundle(&pem).context("the kubeconfig's certificate authority")?;
     Ok(Some(pem))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::context::Settings;
+    use crate::testing::{FakeApi, namespace};
+    use serde_json::json;
+    use tokio_util::sync::CancellationToken;
+
+    const CA: &str = "-----BEGIN CERTIFICATE-----\nMIIBdjCCAR2gAwIBAgIBADAKBggqhkjOPQQDAjAjMSEwHwYDVQQDDBhrM3Mtc2Vy\n-----END CERTIFICATE-----\n";
+
+    fn published(cm: &serde_json::Value) -> bool {
+        cm["data"] == json!({ CA_KEY: CA })
+            && cm["metadata"]["annotations"][DESCRIPTION_ANNOTATION] == DESCRIPTION
+    }
+
+    #[tokio::test]
+    async fn every_namespace_gets_the_bundle_and_keeps_it() {
+        let api = FakeApi::new();
+        api.create("namespaces", None, namespace("default", false));
+        let stop = CancellationToken::new();
+        let settings = Settings {
+            root_ca: Some(CA.into()),
+            ..Default::default()
+        };
+        let ctx = api.context(settings, &stop);
+        api.start(&ctx, &[RootCaCertPublisher::NAME], &stop).await;
+        api.wait_for(
+            "configmaps",
+            Some("default"),
+            ROOT_CA_CONFIG_MAP,
+            "published",
+            published,
+        )
+        .await;
+
+        api.create("namespaces", None, namespace("team-a", false));
+        api.wait_for(
+            "configmaps",
+            Some("team-a"),
+            ROOT_CA_CONFIG_MAP,
+            "published",
+            published,
+        )
+        .await;
+
+        // A changed bundle is put back; other annotations and labels stay.
+        let mut cm = api
+            .get("configmaps", Some("team-a"), ROOT_CA_CONFIG_MAP)
+            .unwrap();
+        cm["data"] = json!({ CA_KEY: "tampered", "extra": "x" });
+        cm["metadata"]["labels"] = json!({ "team": "a" });
+        api.replace("configmaps", Some("team-a"), cm);
+        let cm = api
+            .wait_for(
+                "configmaps",
+                Some("team-a"),
+                ROOT_CA_CONFIG_MAP,
+                "restored",
+                published,
+            )
+            .await;
+        assert_eq!(cm["metadata"]["labels"], json!({ "team": "a" }));
+
+        // A deleted one comes back.
+        api.delete("configmaps", Some("team-a"), ROOT_CA_CONFIG_MAP);
+        api.wait_for(
+            "configmaps",
+            Some("team-a"),
+            ROOT_CA_CONFIG_MAP,
+            "recreated",
+            published,
+        )
+        .await;
+        stop.cancel();
+    }
+
+    #[test]
+    fn only_a_differing_or_undescribed_config_map_is_written() {
+        let fresh = desired("a", CA, None).unwrap();
+        assert_eq!(fresh.metadata.name.as_deref(), Some(ROOT_CA_CONFIG_MAP));
+        assert_eq!(fresh.metadata.namespace.as_deref(), Some("a"));
+        assert!(desired("a", CA, Some(&fresh)).is_none());
+        let mut undescribed = fresh.clone();
+        undescribed.metadata.annotations = None;
+        let fixed = desired("a", CA, Some(&undescribed)).unwrap();
+        assert_eq!(fixed, fresh);
+        assert!(desired("a", "another CA", Some(&fresh)).is_some());
+    }
+
+    #[test]
+    fn bundles_must_hold_certificates() {
+        assert!(check_bundle("not a certificate").is_err());
+        assert!(check_bundle("").is_err());
+    }
+}

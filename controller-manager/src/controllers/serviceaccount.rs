@@ -103,3 +103,80 @@ impl Reconciler for ServiceAccountsController {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::context::Settings;
+    use crate::testing::{FakeApi, namespace};
+    use tokio_util::sync::CancellationToken;
+
+    #[tokio::test]
+    async fn every_active_namespace_gets_default_again_after_a_deletion() {
+        let api = FakeApi::new();
+        api.create("namespaces", None, namespace("kube-system", false));
+        let stop = CancellationToken::new();
+        let ctx = api.context(Settings::default(), &stop);
+        api.start(&ctx, &[ServiceAccountsController::NAME], &stop)
+            .await;
+        // Namespaces that existed before the controller started get one.
+        api.wait_for(
+            "serviceaccounts",
+            Some("kube-system"),
+            "default",
+            "created",
+            |_| true,
+        )
+        .await;
+
+        api.create("namespaces", None, namespace("team-a", false));
+        let sa = api
+            .wait_for(
+                "serviceaccounts",
+                Some("team-a"),
+                "default",
+                "created",
+                |_| true,
+            )
+            .await;
+        assert_eq!(sa["metadata"]["namespace"], "team-a");
+
+        api.delete("serviceaccounts", Some("team-a"), "default");
+        api.wait_for(
+            "serviceaccounts",
+            Some("team-a"),
+            "default",
+            "created again",
+            |_| true,
+        )
+        .await;
+
+        // Nothing is created in a namespace being terminated (the Active one created after
+        // it shows that the controller had its turn).
+        api.create("namespaces", None, namespace("leaving", true));
+        api.create("namespaces", None, namespace("team-b", false));
+        api.wait_for(
+            "serviceaccounts",
+            Some("team-b"),
+            "default",
+            "created",
+            |_| true,
+        )
+        .await;
+        assert!(
+            api.get("serviceaccounts", Some("leaving"), "default")
+                .is_none()
+        );
+        assert_eq!(
+            api.changes("serviceaccounts"),
+            [
+                "ADDED kube-system/default",
+                "ADDED team-a/default",
+                "DELETED team-a/default",
+                "ADDED team-a/default",
+                "ADDED team-b/default",
+            ]
+        );
+        stop.cancel();
+    }
+}
