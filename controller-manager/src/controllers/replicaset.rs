@@ -34,6 +34,8 @@ pub trait ReplicaKind: Object + Resource<Scope = k8s_openapi::NamespaceResourceS
     const NAME: &'static str;
     /// The component its events are reported by.
     const CONTROLLER: &'static str;
+    /// Its ServiceAccount ([`Controller::SERVICE_ACCOUNT`]).
+    const SERVICE_ACCOUNT: &'static str;
     /// The shared informer of the owners.
     fn informer(ctx: &Context) -> Arc<Informer<Self>>;
     fn selector(&self) -> LabelSelector;
@@ -47,6 +49,7 @@ pub trait ReplicaKind: Object + Resource<Scope = k8s_openapi::NamespaceResourceS
 impl ReplicaKind for ReplicaSet {
     const NAME: &'static str = "replicaset";
     const CONTROLLER: &'static str = "replicaset-controller";
+    const SERVICE_ACCOUNT: &'static str = "replicaset-controller";
     fn informer(ctx: &Context) -> Arc<Informer<Self>> {
         ctx.replicasets.clone()
     }
@@ -76,6 +79,7 @@ impl ReplicaKind for ReplicaSet {
 impl ReplicaKind for ReplicationController {
     const NAME: &'static str = "replicationcontroller";
     const CONTROLLER: &'static str = "replicationcontroller-controller";
+    const SERVICE_ACCOUNT: &'static str = "replication-controller";
     fn informer(ctx: &Context) -> Arc<Informer<Self>> {
         ctx.replication_controllers.clone()
     }
@@ -390,7 +394,7 @@ impl<K: ReplicaKind> ReplicaController<K> {
 }
 
 impl<K: ReplicaKind> Controller for ReplicaController<K> {
-    const SERVICE_ACCOUNT: &'static str = K::CONTROLLER;
+    const SERVICE_ACCOUNT: &'static str = K::SERVICE_ACCOUNT;
 
     fn build(ctx: &Arc<Context>, queue: Arc<WorkQueue>) -> Arc<Self> {
         Self::new(ctx.clone(), K::informer(ctx), queue)
