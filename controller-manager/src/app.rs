@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::context::{Context, Settings};
 use crate::controllers;
+use crate::credentials::{Credentials, TokenRequests};
 use crate::metrics::Metrics;
 
 /// The controller-manager's configuration, from flags.
@@ -25,6 +26,45 @@ pub struct Config {
     /// Workers per controller (`--concurrent-*-syncs`).
     pub workers: usize,
     pub settings: Settings,
+    /// `--root-ca-file`: the CA bundle published as `kube-root-ca.crt`; without it, the
+    /// kubeconfig's certificate authority.
+    pub root_ca_file: Option<PathBuf>,
+    /// `--use-service-account-credentials`: each controller writes as its own ServiceAccount
+    /// ([`crate::credentials`]).
+    pub use_service_account_credentials: bool,
+}
+
+/// The cluster CA bundle to publish: `--root-ca-file` (which must be readable), else the
+/// kubeconfig's certificate authority, else none.
+pub fn root_ca(
+    root_ca_file: Option<&std::path::Path>,
+    kubeconfig: &std::path::Path,
+) -> anyhow::Result<Option<String>> {
+    if let Some(path) = root_ca_file {
+        return controllers::rootcacert::read_root_ca_file(path).map(Some);
+    }
+    controllers::rootcacert::kubeconfig_ca(kubeconfig)
+}
+
+/// Controllers' clients: the controller-manager's own, or one per ServiceAccount made from
+/// the kubeconfig's connection settings.
+async fn credentials(
+    config: &Config,
+    client: &kube::Client,
+    shutdown: CancellationToken,
+) -> anyhow::Result<Credentials> {
+    if !config.use_service_account_credentials {
+        return Ok(Credentials::shared(client.clone()));
+    }
+    let kc = kube::config::Kubeconfig::read_from(&config.kubeconfig)
+        .with_context(|| format!("reading kubeconfig {}", config.kubeconfig.display()))?;
+    let base = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+        .await
+        .with_context(|| format!("loading kubeconfig {}", config.kubeconfig.display()))?;
+    let source = Arc::new(TokenRequests {
+        client: client.clone(),
+    });
+    Ok(Credentials::per_account(base, source, shutdown)?)
 }
 
 /// Resolves `--controllers` to the set of controllers to run.
@@ -57,6 +97,8 @@ pub fn enabled(spec: &[String]) -> anyhow::Result<BTreeSet<&'static str>> {
 /// Runs the enabled controllers until `shutdown` (Ok) or until leadership is lost (Err).
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     let enabled = enabled(&config.controllers)?;
+    let mut settings = config.settings.clone();
+    settings.root_ca = root_ca(config.root_ca_file.as_deref(), &config.kubeconfig)?;
     let client = skiff_client::client(&config.kubeconfig).await?;
     let identity = skiff_client::identity();
     let metrics = Metrics::new();
@@ -82,18 +124,24 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     };
     let work = leadership.work.clone();
 
-    let ctx = Arc::new(Context::new(
-        client,
-        identity,
-        config.settings.clone(),
-        work.clone(),
-    ));
+    let credentials = credentials(&config, &client, work.clone()).await?;
+    let ctx = Arc::new(
+        Context::new(client, identity, settings, work.clone()).with_credentials(credentials),
+    );
     // Controllers register their handlers before the informers start, so no event is missed.
     let tasks: Vec<_> = controllers::ALL
         .iter()
         .filter(|c| enabled.contains(c.name))
         .map(|c| tokio::spawn(c.start(&ctx, &metrics, config.workers, work.clone())))
         .collect();
+    if ctx.credentials.per_controller() {
+        // Controllers act on what the informers show: let them have their tokens first.
+        tracing::info!(accounts = ?ctx.credentials.accounts(), "getting the controllers' ServiceAccount tokens");
+        tokio::select! {
+            _ = ctx.credentials.ready() => {}
+            _ = work.cancelled() => {}
+        }
+    }
     tokio::select! {
         _ = ctx.start_informers() => {}
         _ = work.cancelled() => {}
@@ -115,10 +163,74 @@ mod tests {
     use super::*;
 
     #[test]
+    fn controllers_write_as_kube_controller_managers_service_accounts() {
+        let accounts: Vec<(&str, &str)> = controllers::ALL
+            .iter()
+            .map(|e| (e.name, e.service_account))
+            .collect();
+        assert_eq!(
+            accounts,
+            [
+                ("replicationcontroller", "replication-controller"),
+                ("replicaset", "replicaset-controller"),
+                ("deployment", "deployment-controller"),
+                ("garbagecollector", "generic-garbage-collector"),
+                ("namespace", "namespace-controller"),
+                ("nodeipam", "node-controller"),
+                ("nodelifecycle", "node-controller"),
+                ("endpoint", "endpoint-controller"),
+                ("horizontalpodautoscaling", "horizontal-pod-autoscaler"),
+                ("service-lb", "service-controller"),
+                ("serviceaccount", "service-account-controller"),
+                ("root-ca-cert-publisher", "root-ca-cert-publisher"),
+                (
+                    "clusterrole-aggregation",
+                    "clusterrole-aggregation-controller"
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn the_root_ca_comes_from_the_flag_or_the_kubeconfig() {
+        use base64::Engine as _;
+        let ca = "-----BEGIN CERTIFICATE-----\nMIIBdjCCAR2gAwIBAgIBADAKBggqhkjOPQQDAjAjMSEwHwYDVQQDDBhrM3Mtc2Vy\n-----END CERTIFICATE-----\n";
+        let dir = std::env::temp_dir().join(format!("skiff-cm-ca-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let kubeconfig = |data: Option<&str>| {
+            let ca_line = data
+                .map(|d| format!("    certificate-authority-data: {d}\n"))
+                .unwrap_or_default();
+            format!(
+                "apiVersion: v1\nkind: Config\ncurrent-context: c\nclusters:\n- name: skiff\n  cluster:\n    server: https://127.0.0.1:6443\n{ca_line}contexts:\n- name: c\n  context:\n    cluster: skiff\n    user: u\nusers:\n- name: u\n  user:\n    token: t\n"
+            )
+        };
+        let with_ca = dir.join("with-ca.kubeconfig");
+        let encoded = base64::engine::general_purpose::STANDARD.encode(ca);
+        std::fs::write(&with_ca, kubeconfig(Some(&encoded))).unwrap();
+        let without_ca = dir.join("without-ca.kubeconfig");
+        std::fs::write(&without_ca, kubeconfig(None)).unwrap();
+        let flag = dir.join("ca.crt");
+        std::fs::write(&flag, ca.replace("MIIB", "MIIC")).unwrap();
+        let bad = dir.join("bad.crt");
+        std::fs::write(&bad, "not a certificate").unwrap();
+
+        assert_eq!(root_ca(None, &with_ca).unwrap().as_deref(), Some(ca));
+        assert_eq!(
+            root_ca(Some(&flag), &with_ca).unwrap(),
+            Some(ca.replace("MIIB", "MIIC"))
+        );
+        assert_eq!(root_ca(None, &without_ca).unwrap(), None);
+        let err = root_ca(Some(&bad), &without_ca).unwrap_err();
+        assert!(format!("{err:#}").contains("--root-ca-file"), "{err:#}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn controllers_flag() {
         let s = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         assert_eq!(enabled(&s(&["*"])).unwrap().len(), controllers::ALL.len());
-        assert_eq!(controllers::names().count(), 10);
+        assert_eq!(controllers::names().count(), 13);
         let e = enabled(&s(&["*,-replicaset"])).unwrap();
         assert!(!e.contains("replicaset") && e.contains("replicationcontroller"));
         assert_eq!(

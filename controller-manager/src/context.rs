@@ -1,17 +1,26 @@
-//! What every controller shares: the client, the shared informers, the configuration.
+//! What every controller shares: the client, the shared informers, the configuration, and
+//! each controller's client for its writes ([`Context::client_for`]).
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Endpoints, Namespace, Node, ReplicationController, Service};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, Endpoints, Namespace, Node, ReplicationController, Service, ServiceAccount,
+};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::rbac::v1::ClusterRole;
+use kube::runtime::watcher;
 use kube::{Api, Client};
 use tokio_util::sync::CancellationToken;
 
-use skiff_client::informer::Informer;
+use skiff_client::informer::{Informer, Object};
+
+use crate::controllers::rootcacert::ROOT_CA_CONFIG_MAP;
+use crate::controllers::serviceaccount::DEFAULT_SERVICE_ACCOUNT;
+use crate::credentials::Credentials;
 
 /// Settings the controllers read (from flags).
 #[derive(Debug, Clone)]
@@ -29,6 +38,10 @@ pub struct Settings {
     /// Autoscalers without `spec.behavior`: how long scale-downs are stabilized.
     pub hpa_downscale_stabilization: Duration,
     pub hpa_tuning: crate::controllers::hpa::calc::Tuning,
+    /// The cluster CA bundle (PEM) published as `kube-root-ca.crt` in every namespace:
+    /// `--root-ca-file`, else the kubeconfig's certificate authority. None: the publisher
+    /// does not run.
+    pub root_ca: Option<String>,
 }
 
 impl Default for Settings {
@@ -42,12 +55,42 @@ impl Default for Settings {
             hpa_sync_period: Duration::from_secs(15),
             hpa_downscale_stabilization: Duration::from_secs(300),
             hpa_tuning: Default::default(),
+            root_ca: None,
         }
     }
 }
 
+/// An informer made on first use, so that a type only some controllers read is not watched
+/// (and cached) when they are off.
+struct Lazy<K> {
+    cell: OnceLock<Arc<Informer<K>>>,
+}
+
+impl<K: Object> Lazy<K> {
+    fn new() -> Self {
+        Lazy {
+            cell: OnceLock::new(),
+        }
+    }
+
+    fn get_or_init(&self, make: impl FnOnce() -> Arc<Informer<K>>) -> Arc<Informer<K>> {
+        self.cell.get_or_init(make).clone()
+    }
+
+    /// Starts the informer if it was made; returns it to wait on.
+    fn start(&self, stop: &CancellationToken) -> Option<Arc<Informer<K>>> {
+        let informer = self.cell.get()?;
+        tokio::spawn(informer.clone().run(stop.clone()));
+        Some(informer.clone())
+    }
+}
+
 pub struct Context {
+    /// The controller-manager's own client: informers and leader election. Controllers write
+    /// with [`Context::client_for`].
     pub client: Client,
+    /// Each controller's client by its ServiceAccount name (`--use-service-account-credentials`).
+    pub credentials: Credentials,
     /// This process's identity (Lease holder, event reporting instance).
     pub identity: String,
     pub shutdown: CancellationToken,
@@ -65,6 +108,9 @@ pub struct Context {
     /// Node heartbeats (`kube-node-lease`).
     pub node_leases: Arc<Informer<Lease>>,
     pub hpas: Arc<Informer<HorizontalPodAutoscaler>>,
+    default_service_accounts: Lazy<ServiceAccount>,
+    root_ca_config_maps: Lazy<ConfigMap>,
+    cluster_roles: Lazy<ClusterRole>,
 }
 
 impl Context {
@@ -86,6 +132,10 @@ impl Context {
             endpoint_slices: Informer::new(Api::all(client.clone())),
             node_leases: Informer::new(Api::namespaced(client.clone(), "kube-node-lease")),
             hpas: Informer::new(Api::all(client.clone())),
+            default_service_accounts: Lazy::new(),
+            root_ca_config_maps: Lazy::new(),
+            cluster_roles: Lazy::new(),
+            credentials: Credentials::shared(client.clone()),
             client,
             identity,
             shutdown,
@@ -93,9 +143,55 @@ impl Context {
         }
     }
 
-    /// Starts every informer; returns once all have listed.
+    /// The same context with controllers writing through `credentials`.
+    pub fn with_credentials(self, credentials: Credentials) -> Context {
+        Context {
+            credentials,
+            ..self
+        }
+    }
+
+    /// The client the controller running as ServiceAccount `kube-system/<account>` writes with
+    /// (the controller-manager's own unless `--use-service-account-credentials`).
+    pub fn client_for(&self, account: &str) -> Client {
+        self.credentials.client(account)
+    }
+
+    /// The ServiceAccounts named `default` (and no others: a cluster may hold many).
+    pub fn default_service_accounts(&self) -> Arc<Informer<ServiceAccount>> {
+        self.default_service_accounts.get_or_init(|| {
+            let only = format!("metadata.name={DEFAULT_SERVICE_ACCOUNT}");
+            Informer::with_config(
+                Api::all(self.client.clone()),
+                watcher::Config::default().fields(&only),
+            )
+        })
+    }
+
+    /// The ConfigMaps named `kube-root-ca.crt`, one per namespace: the field selector keeps
+    /// every other ConfigMap out of the cache.
+    pub fn root_ca_config_maps(&self) -> Arc<Informer<ConfigMap>> {
+        self.root_ca_config_maps.get_or_init(|| {
+            let only = format!("metadata.name={ROOT_CA_CONFIG_MAP}");
+            Informer::with_config(
+                Api::all(self.client.clone()),
+                watcher::Config::default().fields(&only),
+            )
+        })
+    }
+
+    pub fn cluster_roles(&self) -> Arc<Informer<ClusterRole>> {
+        self.cluster_roles
+            .get_or_init(|| Informer::new(Api::all(self.client.clone())))
+    }
+
+    /// Starts every informer (the lazy ones if a controller asked for them); returns once all
+    /// have listed.
     pub async fn start_informers(&self) {
         let stop = self.shutdown.clone();
+        let service_accounts = self.default_service_accounts.start(&stop);
+        let config_maps = self.root_ca_config_maps.start(&stop);
+        let cluster_roles = self.cluster_roles.start(&stop);
         tokio::spawn(self.pods.clone().run(stop.clone()));
         tokio::spawn(self.replicasets.clone().run(stop.clone()));
         tokio::spawn(self.replication_controllers.clone().run(stop.clone()));
@@ -118,5 +214,14 @@ impl Context {
         self.endpoint_slices.synced().await;
         self.node_leases.synced().await;
         self.hpas.synced().await;
+        if let Some(i) = service_accounts {
+            i.synced().await;
+        }
+        if let Some(i) = config_maps {
+            i.synced().await;
+        }
+        if let Some(i) = cluster_roles {
+            i.synced().await;
+        }
     }
 }

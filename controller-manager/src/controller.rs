@@ -42,6 +42,16 @@ pub trait Controller: Reconciler + Sized {
     /// The fewest workers it runs, whatever `--concurrent-syncs` says.
     const MIN_WORKERS: usize = 1;
 
+    /// The ServiceAccount (in `kube-system`) it writes as with
+    /// `--use-service-account-credentials`: kube-controller-manager's name for it, which the
+    /// bootstrap policy grants the role `system:controller:<name>`.
+    const SERVICE_ACCOUNT: &'static str;
+
+    /// Why it cannot run with this configuration (it is then not started), if so.
+    fn disabled(_ctx: &Context) -> Option<String> {
+        None
+    }
+
     /// Makes the controller, registering its handlers on the shared informers (before they
     /// start) to fill `queue`.
     fn build(ctx: &Arc<Context>, queue: Arc<WorkQueue>) -> Arc<Self>;

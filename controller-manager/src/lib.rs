@@ -7,9 +7,12 @@ mod app;
 pub mod context;
 pub mod controller;
 pub mod controllers;
+pub mod credentials;
 pub mod intern;
 pub mod metrics;
 pub mod pods;
+#[cfg(test)]
+mod testing;
 pub mod workqueue;
 
 pub use app::{Config, enabled, run};

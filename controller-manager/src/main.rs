@@ -65,6 +65,14 @@ struct Flags {
     /// After a pod starts, how long a not-ready pod may still become ready for the first time.
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     horizontal_pod_autoscaler_initial_readiness_delay: Duration,
+    /// The CA bundle published to every namespace as ConfigMap kube-root-ca.crt; default: the
+    /// kubeconfig's certificate authority.
+    #[arg(long)]
+    root_ca_file: Option<PathBuf>,
+    /// Each controller writes as its own ServiceAccount in kube-system (with a TokenRequest
+    /// token), so RBAC applies to it; otherwise all use this process's credentials.
+    #[arg(long, default_value_t = false, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    use_service_account_credentials: bool,
 }
 
 #[tokio::main]
@@ -98,7 +106,10 @@ async fn main() -> anyhow::Result<()> {
                     .horizontal_pod_autoscaler_cpu_initialization_period,
                 initial_readiness_delay: flags.horizontal_pod_autoscaler_initial_readiness_delay,
             },
+            root_ca: None,
         },
+        root_ca_file: flags.root_ca_file,
+        use_service_account_credentials: flags.use_service_account_credentials,
     };
     let shutdown = skiff_client::shutdown_on_signal();
     skiff_controller_manager::run(config, shutdown).await

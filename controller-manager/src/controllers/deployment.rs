@@ -324,6 +324,8 @@ pub fn proportional_sizes(d: &Deployment, active: &[&ReplicaSet]) -> Vec<(String
 
 pub struct DeploymentController {
     ctx: Arc<Context>,
+    /// What it writes with ([`Context::client_for`]).
+    client: kube::Client,
     recorder: Recorder,
 }
 
@@ -376,8 +378,9 @@ impl DeploymentController {
             }
         });
         Arc::new(DeploymentController {
+            client: ctx.client_for(Self::SERVICE_ACCOUNT),
             recorder: Recorder::new(
-                ctx.client.clone(),
+                ctx.client_for(Self::SERVICE_ACCOUNT),
                 "deployment-controller",
                 &ctx.identity,
                 ctx.shutdown.clone(),
@@ -387,7 +390,7 @@ impl DeploymentController {
     }
 
     fn rs_api(&self, ns: &str) -> Api<ReplicaSet> {
-        Api::namespaced(self.ctx.client.clone(), ns)
+        Api::namespaced(self.client.clone(), ns)
     }
 
     /// Sets a ReplicaSet's size and its replica annotations; emits ScalingReplicaSet.
@@ -597,7 +600,7 @@ impl DeploymentController {
                     return Ok(other.map(Arc::new));
                 }
                 let patch = json!({ "status": { "collisionCount": collisions + 1 } });
-                Api::<Deployment>::namespaced(self.ctx.client.clone(), &ns)
+                Api::<Deployment>::namespaced(self.client.clone(), &ns)
                     .patch_status(
                         &d.name_any(),
                         &PatchParams::default(),
@@ -633,7 +636,7 @@ impl DeploymentController {
             jiff::Timestamp::now(),
         );
         let patch = json!({ "status": { "conditions": conds } });
-        Api::<Deployment>::namespaced(self.ctx.client.clone(), &d.namespace().unwrap_or_default())
+        Api::<Deployment>::namespaced(self.client.clone(), &d.namespace().unwrap_or_default())
             .patch_status(
                 &d.name_any(),
                 &PatchParams::default(),
@@ -650,7 +653,7 @@ impl DeploymentController {
             return Ok(());
         }
         let patch = json!({ "metadata": { "annotations": { REVISION: want.to_string() } } });
-        Api::<Deployment>::namespaced(self.ctx.client.clone(), &d.namespace().unwrap_or_default())
+        Api::<Deployment>::namespaced(self.client.clone(), &d.namespace().unwrap_or_default())
             .patch(
                 &d.name_any(),
                 &PatchParams::default(),
@@ -725,16 +728,13 @@ impl DeploymentController {
         let wanted = serde_json::to_value(&status).unwrap_or_default();
         if current != wanted {
             let patch = json!({ "status": wanted });
-            Api::<Deployment>::namespaced(
-                self.ctx.client.clone(),
-                &d.namespace().unwrap_or_default(),
-            )
-            .patch_status(
-                &d.name_any(),
-                &PatchParams::default(),
-                &Patch::Merge(&patch),
-            )
-            .await?;
+            Api::<Deployment>::namespaced(self.client.clone(), &d.namespace().unwrap_or_default())
+                .patch_status(
+                    &d.name_any(),
+                    &PatchParams::default(),
+                    &Patch::Merge(&patch),
+                )
+                .await?;
         }
         Ok(again)
     }
@@ -928,6 +928,8 @@ pub fn compute_status(
 }
 
 impl Controller for DeploymentController {
+    const SERVICE_ACCOUNT: &'static str = "deployment-controller";
+
     fn build(ctx: &Arc<Context>, queue: Arc<WorkQueue>) -> Arc<Self> {
         Self::new(ctx.clone(), queue)
     }
@@ -955,11 +957,11 @@ impl Reconciler for DeploymentController {
             self.ctx.replicasets.list_in(ns),
         );
         for rs in &claims.release {
-            pods::set_controller(&self.ctx.client, d.as_ref(), rs.as_ref(), false).await?;
+            pods::set_controller(&self.client, d.as_ref(), rs.as_ref(), false).await?;
         }
         let mut owned = claims.owned;
         for rs in claims.adopt {
-            pods::set_controller(&self.ctx.client, d.as_ref(), rs.as_ref(), true).await?;
+            pods::set_controller(&self.client, d.as_ref(), rs.as_ref(), true).await?;
             owned.push(rs);
         }
         if deleting {

@@ -26,6 +26,8 @@ use skiff_client::informer::{Change, key_of, split_key};
 pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 pub const MANAGED_BY_LABEL: &str = "endpointslice.kubernetes.io/managed-by";
 pub const MANAGED_BY: &str = "endpointslice-controller.k8s.io";
+/// The ServiceAccount EndpointSlices are written as (the Endpoints' is the controller's).
+pub const SLICE_SERVICE_ACCOUNT: &str = "endpointslice-controller";
 
 /// One pod's place in a Service: its address, readiness and resolved ports.
 #[derive(Debug, Clone)]
@@ -223,6 +225,10 @@ pub fn slices(svc: &Service, backends: &[Backend]) -> Vec<EndpointSlice> {
 
 pub struct EndpointsController {
     ctx: Arc<Context>,
+    /// What it writes with ([`Context::client_for`]).
+    client: kube::Client,
+    /// EndpointSlices are written as upstream's EndpointSlice controller.
+    slice_client: kube::Client,
 }
 
 impl EndpointsController {
@@ -262,7 +268,11 @@ impl EndpointsController {
                 }
             }
         });
-        Arc::new(EndpointsController { ctx })
+        Arc::new(EndpointsController {
+            client: ctx.client_for(Self::SERVICE_ACCOUNT),
+            slice_client: ctx.client_for(SLICE_SERVICE_ACCOUNT),
+            ctx,
+        })
     }
 
     async fn write_endpoints(
@@ -272,7 +282,7 @@ impl EndpointsController {
         svc: &Service,
         subsets: Vec<EndpointSubset>,
     ) -> Result<()> {
-        let api: Api<Endpoints> = Api::namespaced(self.ctx.client.clone(), ns);
+        let api: Api<Endpoints> = Api::namespaced(self.client.clone(), ns);
         let current = self.ctx.endpoints.get(Some(ns), name);
         let subsets = (!subsets.is_empty()).then_some(subsets);
         if let Some(cur) = &current
@@ -315,7 +325,7 @@ impl EndpointsController {
         svc: &Service,
         wanted: Vec<EndpointSlice>,
     ) -> Result<()> {
-        let api: Api<EndpointSlice> = Api::namespaced(self.ctx.client.clone(), ns);
+        let api: Api<EndpointSlice> = Api::namespaced(self.slice_client.clone(), ns);
         let name = svc.name_any();
         let existing: Vec<Arc<EndpointSlice>> = self
             .ctx
@@ -371,6 +381,8 @@ impl EndpointsController {
 }
 
 impl Controller for EndpointsController {
+    const SERVICE_ACCOUNT: &'static str = "endpoint-controller";
+
     fn build(ctx: &Arc<Context>, queue: Arc<WorkQueue>) -> Arc<Self> {
         Self::new(ctx.clone(), queue)
     }
@@ -385,7 +397,7 @@ impl Reconciler for EndpointsController {
         let Some(svc) = self.ctx.services.get(Some(ns), name) else {
             // The Service is gone: so are its Endpoints (slices go with their owner, by GC).
             if self.ctx.endpoints.get(Some(ns), name).is_some() {
-                let api: Api<Endpoints> = Api::namespaced(self.ctx.client.clone(), ns);
+                let api: Api<Endpoints> = Api::namespaced(self.client.clone(), ns);
                 match api.delete(name, &DeleteParams::default()).await {
                     Ok(_) | Err(kube::Error::Api(_)) => {}
                     Err(e) => return Err(e.into()),

@@ -96,6 +96,8 @@ struct Dependent {
 
 pub struct GarbageCollector {
     ctx: Arc<Context>,
+    /// What it writes with ([`Context::client_for`]).
+    client: kube::Client,
 }
 
 fn meta_of<K: Object>(informer: &Informer<K>, ns: &str, name: &str) -> Option<ObjectMeta> {
@@ -172,7 +174,10 @@ impl GarbageCollector {
         );
         watch_owners(&ctx.services, Kind::Service, queue.clone());
         watch_owners(&ctx.pods, Kind::Pod, queue.clone());
-        Arc::new(GarbageCollector { ctx })
+        Arc::new(GarbageCollector {
+            client: ctx.client_for(Self::SERVICE_ACCOUNT),
+            ctx,
+        })
     }
 
     fn cached(&self, kind: Kind, ns: &str, name: &str) -> Option<ObjectMeta> {
@@ -224,7 +229,7 @@ impl GarbageCollector {
     }
 
     fn api(&self, kind: Kind, ns: &str) -> Api<DynamicObject> {
-        Api::namespaced_with(self.ctx.client.clone(), ns, &kind.api_resource())
+        Api::namespaced_with(self.client.clone(), ns, &kind.api_resource())
     }
 
     /// Whether the owner a reference names exists (same uid): the cache first, then a live read
@@ -398,6 +403,8 @@ impl GarbageCollector {
 }
 
 impl Controller for GarbageCollector {
+    const SERVICE_ACCOUNT: &'static str = "generic-garbage-collector";
+
     const MIN_WORKERS: usize = 10;
 
     fn build(ctx: &Arc<Context>, queue: Arc<WorkQueue>) -> Arc<Self> {

@@ -1,6 +1,7 @@
 //! The controllers, one module each, and [`ALL`]: the one table of what `--controllers`
 //! accepts and how each controller is made.
 
+pub mod clusterroleaggregation;
 pub mod deployment;
 pub mod endpoints;
 pub mod gc;
@@ -9,6 +10,8 @@ pub mod namespace;
 pub mod nodeipam;
 pub mod nodelifecycle;
 pub mod replicaset;
+pub mod rootcacert;
+pub mod serviceaccount;
 pub mod servicelb;
 
 use std::sync::Arc;
@@ -26,6 +29,8 @@ use crate::workqueue::WorkQueue;
 /// A controller by its `--controllers` name (its [`controller::Reconciler::NAME`]).
 pub struct Entry {
     pub name: &'static str,
+    /// Its ServiceAccount ([`Controller::SERVICE_ACCOUNT`]).
+    pub service_account: &'static str,
     start: fn(&Arc<Context>, &Arc<Metrics>, usize, CancellationToken) -> BoxFuture<'static, ()>,
 }
 
@@ -46,6 +51,7 @@ impl Entry {
 const fn entry<C: Controller>() -> Entry {
     Entry {
         name: C::NAME,
+        service_account: C::SERVICE_ACCOUNT,
         start: start::<C>,
     }
 }
@@ -56,6 +62,10 @@ fn start<C: Controller>(
     workers: usize,
     stop: CancellationToken,
 ) -> BoxFuture<'static, ()> {
+    if let Some(why) = C::disabled(ctx) {
+        tracing::warn!(controller = C::NAME, "not starting: {why}");
+        return Box::pin(async {});
+    }
     let queue = Arc::new(WorkQueue::new());
     let c = C::build(ctx, queue.clone());
     metrics.watch_queue(C::NAME, queue.clone());
@@ -75,6 +85,9 @@ pub const ALL: &[Entry] = &[
     entry::<endpoints::EndpointsController>(),
     entry::<hpa::HpaController>(),
     entry::<servicelb::ServiceLb>(),
+    entry::<serviceaccount::ServiceAccountsController>(),
+    entry::<rootcacert::RootCaCertPublisher>(),
+    entry::<clusterroleaggregation::ClusterRoleAggregation>(),
 ];
 
 /// The names `--controllers` accepts.

@@ -20,6 +20,8 @@ use skiff_client::informer::{Change, key_of};
 
 pub struct NamespaceController {
     ctx: Arc<Context>,
+    /// What it writes with ([`Context::client_for`]).
+    client: kube::Client,
     resources: OnceCell<Vec<ApiResource>>,
 }
 
@@ -39,6 +41,7 @@ impl NamespaceController {
                 .for_each(|n| q.add(key_of(n.as_ref()))),
         });
         Arc::new(NamespaceController {
+            client: ctx.client_for(Self::SERVICE_ACCOUNT),
             ctx,
             resources: OnceCell::new(),
         })
@@ -48,7 +51,7 @@ impl NamespaceController {
     async fn resources(&self) -> Result<&Vec<ApiResource>> {
         self.resources
             .get_or_try_init(|| async {
-                let discovery = Discovery::new(self.ctx.client.clone()).run().await?;
+                let discovery = Discovery::new(self.client.clone()).run().await?;
                 let mut out = Vec::new();
                 for group in discovery.groups() {
                     for (ar, caps) in group.recommended_resources() {
@@ -69,6 +72,8 @@ impl NamespaceController {
 }
 
 impl Controller for NamespaceController {
+    const SERVICE_ACCOUNT: &'static str = "namespace-controller";
+
     fn build(ctx: &Arc<Context>, queue: Arc<WorkQueue>) -> Arc<Self> {
         Self::new(ctx.clone(), queue)
     }
@@ -94,7 +99,7 @@ impl Reconciler for NamespaceController {
         }
         let mut remaining = 0usize;
         for ar in self.resources().await? {
-            let api: Api<DynamicObject> = Api::namespaced_with(self.ctx.client.clone(), key, ar);
+            let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), key, ar);
             let list = match api.list_metadata(&ListParams::default()).await {
                 Ok(l) => l,
                 Err(kube::Error::Api(s)) if s.code == 404 || s.code == 405 => continue,
@@ -131,7 +136,7 @@ impl Reconciler for NamespaceController {
             serde_json::to_vec(&body).unwrap_or_default(),
         );
         let request = request.map_err(kube::Error::BuildRequest)?;
-        match self.ctx.client.request_text(request).await {
+        match self.client.request_text(request).await {
             Ok(_) => {
                 tracing::info!(namespace = %key, "namespace emptied; finalized");
                 Ok(None)

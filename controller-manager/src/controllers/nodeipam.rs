@@ -19,6 +19,8 @@ use skiff_client::informer::{Change, key_of};
 
 pub struct NodeIpam {
     ctx: Arc<Context>,
+    /// What it writes with ([`Context::client_for`]).
+    client: kube::Client,
     /// Blocks handed out whose nodes the cache may not show yet. Allocation is serialized.
     /// Entries older than a minute are forgotten (their write was lost or the node is gone).
     recent: Mutex<HashMap<Ipv4Net, (String, std::time::Instant)>>,
@@ -48,6 +50,7 @@ impl NodeIpam {
             Change::Resynced => all.list().iter().for_each(|n| q.add(key_of(n.as_ref()))),
         });
         Arc::new(NodeIpam {
+            client: ctx.client_for(Self::SERVICE_ACCOUNT),
             ctx,
             recent: Mutex::new(HashMap::new()),
         })
@@ -55,6 +58,8 @@ impl NodeIpam {
 }
 
 impl Controller for NodeIpam {
+    const SERVICE_ACCOUNT: &'static str = "node-controller";
+
     fn build(ctx: &Arc<Context>, queue: Arc<WorkQueue>) -> Arc<Self> {
         Self::new(ctx.clone(), queue)
     }
@@ -106,7 +111,7 @@ impl Reconciler for NodeIpam {
                 settings.node_cidr_mask_size, settings.cluster_cidr
             )));
         };
-        let api: Api<Node> = Api::all(self.ctx.client.clone());
+        let api: Api<Node> = Api::all(self.client.clone());
         let patch = serde_json::json!({ "spec": { "podCIDR": block.to_string(), "podCIDRs": [block.to_string()] } });
         api.patch(key, &PatchParams::default(), &Patch::Merge(&patch))
             .await?;

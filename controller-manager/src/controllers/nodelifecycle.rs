@@ -100,6 +100,8 @@ pub fn eviction_time(
 
 pub struct NodeLifecycle {
     ctx: Arc<Context>,
+    /// What it writes with ([`Context::client_for`]).
+    client: kube::Client,
     /// Per node: the last heartbeat marker seen, and when this process saw it change.
     observed: Mutex<HashMap<String, (String, Instant)>>,
     recorder: Recorder,
@@ -115,8 +117,9 @@ impl NodeLifecycle {
             Change::Resynced => all.list().iter().for_each(|n| q.add(key_of(n.as_ref()))),
         });
         Arc::new(NodeLifecycle {
+            client: ctx.client_for(Self::SERVICE_ACCOUNT),
             recorder: Recorder::new(
-                ctx.client.clone(),
+                ctx.client_for(Self::SERVICE_ACCOUNT),
                 "node-controller",
                 &ctx.identity,
                 ctx.shutdown.clone(),
@@ -191,7 +194,7 @@ impl NodeLifecycle {
                 last_heartbeat_time: None,
             });
         }
-        let api: Api<Node> = Api::all(self.ctx.client.clone());
+        let api: Api<Node> = Api::all(self.client.clone());
         api.patch_status(
             &node.name_any(),
             &PatchParams::default(),
@@ -210,6 +213,8 @@ impl NodeLifecycle {
 }
 
 impl Controller for NodeLifecycle {
+    const SERVICE_ACCOUNT: &'static str = "node-controller";
+
     fn build(ctx: &Arc<Context>, queue: Arc<WorkQueue>) -> Arc<Self> {
         Self::new(ctx.clone(), queue)
     }
@@ -254,7 +259,7 @@ impl Reconciler for NodeLifecycle {
                 })
         };
         if !same(&current, &taints) {
-            let api: Api<Node> = Api::all(self.ctx.client.clone());
+            let api: Api<Node> = Api::all(self.client.clone());
             let patch = json!({ "metadata": { "resourceVersion": node.metadata.resource_version }, "spec": { "taints": taints } });
             api.patch(key, &PatchParams::default(), &Patch::Merge(&patch))
                 .await?;
@@ -272,7 +277,7 @@ impl Reconciler for NodeLifecycle {
                 };
                 if at <= now {
                     let ns = pod.namespace().unwrap_or_default();
-                    let api: Api<Pod> = Api::namespaced(self.ctx.client.clone(), &ns);
+                    let api: Api<Pod> = Api::namespaced(self.client.clone(), &ns);
                     match api.delete(&pod.name_any(), &DeleteParams::default()).await {
                         Ok(_) | Err(kube::Error::Api(_)) => {}
                         Err(e) => return Err(e.into()),

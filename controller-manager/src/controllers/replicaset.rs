@@ -34,6 +34,8 @@ pub trait ReplicaKind: Object + Resource<Scope = k8s_openapi::NamespaceResourceS
     const NAME: &'static str;
     /// The component its events are reported by.
     const CONTROLLER: &'static str;
+    /// Its ServiceAccount ([`Controller::SERVICE_ACCOUNT`]).
+    const SERVICE_ACCOUNT: &'static str;
     /// The shared informer of the owners.
     fn informer(ctx: &Context) -> Arc<Informer<Self>>;
     fn selector(&self) -> LabelSelector;
@@ -47,6 +49,7 @@ pub trait ReplicaKind: Object + Resource<Scope = k8s_openapi::NamespaceResourceS
 impl ReplicaKind for ReplicaSet {
     const NAME: &'static str = "replicaset";
     const CONTROLLER: &'static str = "replicaset-controller";
+    const SERVICE_ACCOUNT: &'static str = "replicaset-controller";
     fn informer(ctx: &Context) -> Arc<Informer<Self>> {
         ctx.replicasets.clone()
     }
@@ -76,6 +79,7 @@ impl ReplicaKind for ReplicaSet {
 impl ReplicaKind for ReplicationController {
     const NAME: &'static str = "replicationcontroller";
     const CONTROLLER: &'static str = "replicationcontroller-controller";
+    const SERVICE_ACCOUNT: &'static str = "replication-controller";
     fn informer(ctx: &Context) -> Arc<Informer<Self>> {
         ctx.replication_controllers.clone()
     }
@@ -205,6 +209,8 @@ pub fn compute_status(
 
 pub struct ReplicaController<K: ReplicaKind> {
     ctx: Arc<Context>,
+    /// What it writes with ([`Context::client_for`]).
+    client: kube::Client,
     owners: Arc<Informer<K>>,
     expectations: Arc<Expectations>,
     recorder: Recorder,
@@ -269,8 +275,9 @@ impl<K: ReplicaKind> ReplicaController<K> {
             }
         });
         Arc::new(ReplicaController {
+            client: ctx.client_for(Self::SERVICE_ACCOUNT),
             recorder: Recorder::new(
-                ctx.client.clone(),
+                ctx.client_for(Self::SERVICE_ACCOUNT),
                 K::CONTROLLER,
                 &ctx.identity,
                 ctx.shutdown.clone(),
@@ -286,7 +293,7 @@ impl<K: ReplicaKind> ReplicaController<K> {
             return Some("the template is missing".into());
         };
         let ns = owner.namespace().unwrap_or_default();
-        let api: Api<Pod> = Api::namespaced(self.ctx.client.clone(), &ns);
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), &ns);
         let pod = pods::pod_from_template(
             template,
             &ns,
@@ -347,7 +354,7 @@ impl<K: ReplicaKind> ReplicaController<K> {
 
     async fn delete_pods(&self, key: &str, owner: &K, names: Vec<String>) {
         let ns = owner.namespace().unwrap_or_default();
-        let api: Api<Pod> = Api::namespaced(self.ctx.client.clone(), &ns);
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), &ns);
         self.expectations
             .expect_deletions(key, names.iter().map(|n| format!("{ns}/{n}")));
         let results: Vec<_> = futures::stream::iter(names)
@@ -387,6 +394,8 @@ impl<K: ReplicaKind> ReplicaController<K> {
 }
 
 impl<K: ReplicaKind> Controller for ReplicaController<K> {
+    const SERVICE_ACCOUNT: &'static str = K::SERVICE_ACCOUNT;
+
     fn build(ctx: &Arc<Context>, queue: Arc<WorkQueue>) -> Arc<Self> {
         Self::new(ctx.clone(), K::informer(ctx), queue)
     }
@@ -410,11 +419,11 @@ impl<K: ReplicaKind> Reconciler for ReplicaController<K> {
         let deleting = owner.meta().deletion_timestamp.is_some();
         let claims = claim(&uid, &selector, deleting, self.ctx.pods.list_in(ns));
         for p in &claims.release {
-            pods::set_controller(&self.ctx.client, owner.as_ref(), p.as_ref(), false).await?;
+            pods::set_controller(&self.client, owner.as_ref(), p.as_ref(), false).await?;
         }
         let mut owned = claims.owned;
         for p in claims.adopt {
-            pods::set_controller(&self.ctx.client, owner.as_ref(), p.as_ref(), true).await?;
+            pods::set_controller(&self.client, owner.as_ref(), p.as_ref(), true).await?;
             owned.push(p);
         }
         let active: Vec<Arc<CachedPod>> =
@@ -465,7 +474,7 @@ impl<K: ReplicaKind> Reconciler for ReplicaController<K> {
         .any(|f| current.get(*f).cloned().unwrap_or(json!(0)) != status[*f])
             || current.get("conditions").cloned().unwrap_or(Value::Null) != status["conditions"];
         if changed {
-            let api: Api<K> = Api::namespaced(self.ctx.client.clone(), ns);
+            let api: Api<K> = Api::namespaced(self.client.clone(), ns);
             let patch = json!({ "status": status });
             match api
                 .patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))

@@ -41,6 +41,8 @@ pub fn ingress_ips(nodes: &[Arc<Node>]) -> Vec<String> {
 
 pub struct ServiceLb {
     ctx: Arc<Context>,
+    /// What it writes with ([`Context::client_for`]).
+    client: kube::Client,
 }
 
 impl ServiceLb {
@@ -65,11 +67,16 @@ impl ServiceLb {
                 }
             }
         });
-        Arc::new(ServiceLb { ctx })
+        Arc::new(ServiceLb {
+            client: ctx.client_for(Self::SERVICE_ACCOUNT),
+            ctx,
+        })
     }
 }
 
 impl Controller for ServiceLb {
+    const SERVICE_ACCOUNT: &'static str = "service-controller";
+
     fn build(ctx: &Arc<Context>, queue: Arc<WorkQueue>) -> Arc<Self> {
         Self::new(ctx.clone(), queue)
     }
@@ -108,7 +115,7 @@ impl Reconciler for ServiceLb {
             return Ok(None);
         }
         let patch = json!({ "status": { "loadBalancer": { "ingress": want } } });
-        let api: Api<Service> = Api::namespaced(self.ctx.client.clone(), ns);
+        let api: Api<Service> = Api::namespaced(self.client.clone(), ns);
         api.patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
             .await?;
         Ok(None)

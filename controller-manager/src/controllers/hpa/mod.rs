@@ -29,6 +29,8 @@ use skiff_client::informer::{Change, key_of, split_key};
 
 pub struct HpaController {
     ctx: Arc<Context>,
+    /// What it writes with ([`Context::client_for`]).
+    client: kube::Client,
     recorder: Recorder,
     /// Per autoscaler: recent recommendations and rescales (kept in memory, as upstream).
     history: Mutex<HashMap<String, History>>,
@@ -56,8 +58,9 @@ impl HpaController {
             Change::Resynced => all.list().iter().for_each(|h| q.add(key_of(h.as_ref()))),
         });
         Arc::new(HpaController {
+            client: ctx.client_for(Self::SERVICE_ACCOUNT),
             recorder: Recorder::new(
-                ctx.client.clone(),
+                ctx.client_for(Self::SERVICE_ACCOUNT),
                 "horizontal-pod-autoscaler",
                 &ctx.identity,
                 ctx.shutdown.clone(),
@@ -70,6 +73,8 @@ impl HpaController {
 }
 
 impl Controller for HpaController {
+    const SERVICE_ACCOUNT: &'static str = "horizontal-pod-autoscaler";
+
     fn build(ctx: &Arc<Context>, queue: Arc<WorkQueue>) -> Arc<Self> {
         Self::new(ctx.clone(), queue)
     }
@@ -312,7 +317,7 @@ impl HpaController {
             return self.write_status(hpa, out, now).await;
         };
         let scales: Api<DynamicObject> = Api::namespaced_with(
-            self.ctx.client.clone(),
+            self.client.clone(),
             &ns,
             &api_resource(group, version, &target.kind, plural),
         );
@@ -642,7 +647,7 @@ impl HpaController {
         selector: &str,
     ) -> std::result::Result<Vec<DynamicObject>, String> {
         let api: Api<DynamicObject> = Api::namespaced_with(
-            self.ctx.client.clone(),
+            self.client.clone(),
             ns,
             &api_resource("metrics.k8s.io", "v1beta1", "PodMetrics", "pods"),
         );
@@ -797,10 +802,8 @@ impl HpaController {
         if status == old {
             return Ok(());
         }
-        let api: Api<HorizontalPodAutoscaler> = Api::namespaced(
-            self.ctx.client.clone(),
-            &hpa.namespace().unwrap_or_default(),
-        );
+        let api: Api<HorizontalPodAutoscaler> =
+            Api::namespaced(self.client.clone(), &hpa.namespace().unwrap_or_default());
         // A merge patch replaces the lists whole, as an update would.
         api.patch_status(
             &hpa.name_any(),
