@@ -60,6 +60,9 @@ OUTPUT = os.path.join(ROOT, "crates/skiff-api/src/protobuf/schema.json")
 # Request bodies of subresources, which are not kinds of their own in the resource table:
 # pods/binding, pods/eviction and */scale.
 EXTRA_KINDS = [("", "v1", "Binding"), ("policy", "v1", "Eviction"), ("autoscaling", "v1", "Scale")]
+# The review kinds (`resources::reviews()`) and TokenRequest (serviceaccounts/token) were added
+# to schema.json by hand from k8s-pb's authentication/authorization messages (request fields
+# only); add them here before regenerating.
 
 # Messages whose JSON form is not an object of their fields.
 SPECIAL = {

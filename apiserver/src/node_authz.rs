@@ -281,7 +281,7 @@ impl Authorizer for NodeAuthorizer {
                 Decision::NoOpinion("can only create tokens for individual service accounts".into())
             }
             // Its pods' status, and deleting its pods once they have stopped.
-            ("", "pods", Some("status")) if !matches!(attrs.verb, "get" | "list" | "watch") => {
+            ("", "pods", Some("status")) if attrs.verb != "list" && attrs.verb != "watch" => {
                 self.related(node, Ref::Pod, ns, named)
             }
             ("", "pods", None) if attrs.verb == "delete" => self.related(node, Ref::Pod, ns, named),

@@ -104,6 +104,34 @@ impl ApiServer {
         self.data_dir().join("admin.kubeconfig")
     }
 
+    /// A kubeconfig for `user` in `groups`, with a client certificate from this server's CA:
+    /// each component under test runs as itself (`system:kube-scheduler`,
+    /// `system:node:<name>` in `system:nodes`, ...), as in a real cluster. Issued once per
+    /// server and user.
+    pub fn identity_kubeconfig(&self, user: &str, groups: &[&str]) -> PathBuf {
+        use skiff_common::pki;
+        let pki_dir = self.data_dir().join("pki");
+        let read = |f: &str| {
+            std::fs::read_to_string(pki_dir.join(f))
+                .unwrap_or_else(|e| panic!("read the server's {f}: {e}"))
+        };
+        let ca = pki::CertKey {
+            cert_pem: read("ca.crt"),
+            key_pem: read("ca.key"),
+        };
+        let file = user.replace(':', "-");
+        let dir = self.dir.path().join("identities");
+        let cert = pki::load_or(&dir, &file, || pki::issue(&ca, user, groups, &[]))
+            .expect("issue a client certificate");
+        let path = dir.join(format!("{file}.kubeconfig"));
+        pki::write_kubeconfig(
+            &path,
+            &pki::kubeconfig(&self.url(), &ca.cert_pem, &cert, user),
+        )
+        .expect("write the kubeconfig");
+        path
+    }
+
     /// This server's private temporary directory.
     pub fn dir(&self) -> &Path {
         self.dir.path()

@@ -54,9 +54,19 @@ impl Component {
         let log = dir.path().join(format!("{name}.log"));
         let port = free_port();
         let out = std::fs::File::create(&log).expect("create the log");
+        // Each runs as itself; the controller-manager's controllers as their ServiceAccounts.
+        let (user, extra): (&str, &[&str]) = match name {
+            "skiff-scheduler" => ("system:kube-scheduler", &[]),
+            "skiff-controller-manager" => (
+                "system:kube-controller-manager",
+                &["--use-service-account-credentials=true"],
+            ),
+            other => panic!("no identity for {other}"),
+        };
         let child = Command::new(sibling_binary(name))
             .arg("--kubeconfig")
-            .arg(server.kubeconfig())
+            .arg(server.identity_kubeconfig(user, &[]))
+            .args(extra)
             .args([
                 "--secure-port",
                 &port.to_string(),

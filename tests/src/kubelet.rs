@@ -104,7 +104,10 @@ impl Kubelet {
         let log = dir.path().join("kubelet.log");
         let mut args = vec![
             "--kubeconfig".to_string(),
-            server.kubeconfig().display().to_string(),
+            server
+                .identity_kubeconfig(&format!("system:node:{node}"), &["system:nodes"])
+                .display()
+                .to_string(),
             "--hostname-override".into(),
             node.into(),
             "--pod-cidr".into(),

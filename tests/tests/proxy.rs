@@ -330,9 +330,11 @@ fn start_proxy(
         &format!("ip addr add {net}.2/30 dev uplink && ip link set uplink up"),
     );
     let port = forward(&format!("{net}.1"), server.addr());
-    let mut kc: serde_yaml::Value =
-        serde_yaml::from_str(&std::fs::read_to_string(server.kubeconfig()).expect("kubeconfig"))
-            .expect("yaml");
+    let mut kc: serde_yaml::Value = serde_yaml::from_str(
+        &std::fs::read_to_string(server.identity_kubeconfig("system:kube-proxy", &[]))
+            .expect("kubeconfig"),
+    )
+    .expect("yaml");
     let cluster = &mut kc["clusters"][0]["cluster"];
     cluster["server"] = format!("https://{net}.1:{port}").into();
     cluster["tls-server-name"] = "127.0.0.1".into();

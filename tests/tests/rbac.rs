@@ -349,11 +349,21 @@ fn kubectl_auth_can_i_agrees_with_what_is_enforced() {
     let server = ApiServer::start(Backend::Embedded);
     team(&server);
     wait_allowed(&server, &["get", "pods", "-n", "team", "--as", BOT]);
-    // (verb, resource, namespace, path of one request it stands for, method)
-    let cases: &[(&str, &str, &str, &str, &str, bool)] = &[
+    // (verb, resource, subresource, namespace, and one request it stands for)
+    type Case = (
+        &'static str,
+        &'static str,
+        &'static str,
+        &'static str,
+        &'static str,
+        &'static str,
+        bool,
+    );
+    let cases: &[Case] = &[
         (
             "get",
             "pods",
+            "",
             "team",
             "GET",
             "/api/v1/namespaces/team/pods/web",
@@ -362,6 +372,7 @@ fn kubectl_auth_can_i_agrees_with_what_is_enforced() {
         (
             "list",
             "pods",
+            "",
             "team",
             "GET",
             "/api/v1/namespaces/team/pods",
@@ -369,7 +380,8 @@ fn kubectl_auth_can_i_agrees_with_what_is_enforced() {
         ),
         (
             "get",
-            "pods/log",
+            "pods",
+            "log",
             "team",
             "GET",
             "/api/v1/namespaces/team/pods/web/log",
@@ -378,6 +390,7 @@ fn kubectl_auth_can_i_agrees_with_what_is_enforced() {
         (
             "delete",
             "pods",
+            "",
             "team",
             "DELETE",
             "/api/v1/namespaces/team/pods/web",
@@ -386,6 +399,7 @@ fn kubectl_auth_can_i_agrees_with_what_is_enforced() {
         (
             "create",
             "pods",
+            "",
             "team",
             "POST",
             "/api/v1/namespaces/team/pods",
@@ -394,6 +408,7 @@ fn kubectl_auth_can_i_agrees_with_what_is_enforced() {
         (
             "get",
             "secrets",
+            "",
             "team",
             "GET",
             "/api/v1/namespaces/team/secrets/db",
@@ -402,6 +417,7 @@ fn kubectl_auth_can_i_agrees_with_what_is_enforced() {
         (
             "list",
             "pods",
+            "",
             "default",
             "GET",
             "/api/v1/namespaces/default/pods",
@@ -409,7 +425,8 @@ fn kubectl_auth_can_i_agrees_with_what_is_enforced() {
         ),
         (
             "get",
-            "pods/exec",
+            "pods",
+            "exec",
             "team",
             "GET",
             "/api/v1/namespaces/team/pods/web/exec",
@@ -418,6 +435,7 @@ fn kubectl_auth_can_i_agrees_with_what_is_enforced() {
         (
             "list",
             "deployments.apps",
+            "",
             "team",
             "GET",
             "/apis/apps/v1/namespaces/team/deployments",
@@ -425,13 +443,19 @@ fn kubectl_auth_can_i_agrees_with_what_is_enforced() {
         ),
     ];
     let http = server.http();
-    for (verb, resource, ns, method, path, want) in cases {
-        let out = server.kubectl(&["auth", "can-i", verb, resource, "-n", ns, "--as", BOT]);
+    for (verb, resource, sub, ns, method, path, want) in cases {
+        let mut args = vec!["auth", "can-i", verb, resource, "-n", ns, "--as", BOT];
+        let flag = format!("--subresource={sub}");
+        if !sub.is_empty() {
+            args.push(&flag);
+        }
+        let out = server.kubectl(&args);
         let said = String::from_utf8_lossy(&out.stdout).trim().to_string();
         assert_eq!(
             (said.as_str(), out.status.success()),
             (if *want { "yes" } else { "no" }, *want),
-            "kubectl auth can-i {verb} {resource} -n {ns}"
+            "kubectl {}",
+            args.join(" ")
         );
         let reply =
             http.send_with_headers(method, path, Some(&json!({})), &[("Impersonate-User", BOT)]);
@@ -478,30 +502,57 @@ fn kubectl_auth_can_i_agrees_with_what_is_enforced() {
 fn impersonation_needs_the_impersonate_verb() {
     let server = ApiServer::start(Backend::Embedded);
     team(&server);
-    wait_allowed(&server, &["get", "pods", "-n", "team", "--as", BOT]);
-    let err = server.kubectl_fails(&[
-        "get",
-        "pods",
-        "-n",
-        "team",
-        "--as",
-        "alice",
-        "--as-group",
-        "x",
+    let token = server
+        .kubectl_ok(&["create", "token", "bot", "-n", "team"])
+        .trim()
+        .to_string();
+    let as_bot = |extra: &[&str]| {
+        let mut args = vec!["get", "pods", "-n", "team", "--token", token.as_str()];
+        args.extend(extra);
+        server.kubectl(&args)
+    };
+    assert!(
+        wait_until(Duration::from_secs(10), || as_bot(&[]).status.success()),
+        "the bot cannot list pods with its token"
+    );
+    // The bot may not pass itself off as someone else, nor add itself to a group.
+    for extra in [
+        &["--as", "alice"][..],
+        &["--as", BOT, "--as-group", "system:masters"][..],
+    ] {
+        let out = as_bot(extra);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{extra:?}");
+        assert!(
+            err.contains(
+                "is forbidden: User \"system:serviceaccount:team:bot\" cannot impersonate resource"
+            ),
+            "{extra:?}: {err}"
+        );
+    }
+    // Once allowed to impersonate alice, it may, and then acts as alice (who may do nothing).
+    server.kubectl_ok(&[
+        "create",
+        "clusterrole",
+        "impersonate-alice",
+        "--verb=impersonate",
+        "--resource=users",
+        "--resource-name=alice",
     ]);
-    assert!(err.contains("Forbidden"), "{err}");
-    // The bot may not pass itself off as someone else.
-    let err = server.kubectl_fails(&[
-        "get",
-        "pods",
-        "-n",
-        "team",
-        "--as",
-        BOT,
-        "--as-group",
-        "system:masters",
+    server.kubectl_ok(&[
+        "create",
+        "clusterrolebinding",
+        "bot-as-alice",
+        "--clusterrole=impersonate-alice",
+        "--serviceaccount=team:bot",
     ]);
-    assert!(err.contains("Forbidden"), "{err}");
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            String::from_utf8_lossy(&as_bot(&["--as", "alice"]).stderr)
+                .contains("User \"alice\" cannot list resource \"pods\"")
+        }),
+        "impersonating alice was not allowed, or did not act as alice"
+    );
 }
 
 /// A pod bound to `node`, using a secret and a config map.
@@ -555,7 +606,8 @@ fn a_node_touches_only_its_own_pods_and_what_they_use() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(
-        err.contains("pods \"b\" is forbidden: User \"system:node:n1\" cannot patch resource \"pods/status\" in API group \"\" in the namespace \"default\": no relationship found between node 'n1' and this object"),
+        err.contains("pods \"b\" is forbidden: User \"system:node:n1\" cannot ")
+            && err.contains("resource \"pods/status\" in API group \"\" in the namespace \"default\": no relationship found between node 'n1' and this object"),
         "{err}"
     );
     assert!(run(as_n1(&["get", "secret", "s1"])).status.success());

@@ -177,7 +177,17 @@ async fn allocate_inner(
             .pointer("/spec/ports")
             .and_then(Value::as_array)
             .map_or(0, Vec::len);
-        for i in 0..n {
+        // Ports asked for by number first, as Kubernetes allocates them: a port picked at
+        // random must not take one that a later entry names.
+        let asks = |i: usize| {
+            svc["spec"]["ports"][i]
+                .get("nodePort")
+                .and_then(Value::as_u64)
+                .is_some_and(|p| p != 0)
+        };
+        let mut order: Vec<usize> = (0..n).filter(|i| asks(*i)).collect();
+        order.extend((0..n).filter(|i| !asks(*i)));
+        for i in order {
             let port = &svc["spec"]["ports"][i];
             let requested = port
                 .get("nodePort")

@@ -920,10 +920,12 @@ fn controller_roles() -> Vec<(&'static str, Vec<PolicyRule>)> {
         (
             "deployment-controller",
             vec![
-                allow(&["get", "list", "watch", "update"])
+                // Skiff: Kubernetes' controllers write these with update; Skiff's write them
+                // with merge patches, so its roles also allow patch.
+                allow(&["get", "list", "watch", "update", "patch"])
                     .groups(&[EXTENSIONS, APPS])
                     .resources(&["deployments"]),
-                allow(&["update"])
+                allow(&["update", "patch"])
                     .groups(&[EXTENSIONS, APPS])
                     .resources(&["deployments/status"]),
                 allow(&["update"])
@@ -1061,10 +1063,12 @@ fn controller_roles() -> Vec<(&'static str, Vec<PolicyRule>)> {
                 allow(READ)
                     .groups(&[AUTOSCALING])
                     .resources(&["horizontalpodautoscalers"]),
-                allow(&["update"])
+                // Skiff: Kubernetes' controllers write these with update; Skiff's write them
+                // with merge patches, so its roles also allow patch.
+                allow(&["update", "patch"])
                     .groups(&[AUTOSCALING])
                     .resources(&["horizontalpodautoscalers/status"]),
-                allow(&["get", "update"])
+                allow(&["get", "update", "patch"])
                     .groups(&["*"])
                     .resources(&["*/scale"]),
                 allow(&["list", "watch"])
@@ -1205,7 +1209,9 @@ fn controller_roles() -> Vec<(&'static str, Vec<PolicyRule>)> {
                 allow(&["get", "list", "watch", "update"])
                     .groups(&[APPS, EXTENSIONS])
                     .resources(&["replicasets"]),
-                allow(&["update"])
+                // Skiff: Kubernetes' controllers write these with update; Skiff's write them
+                // with merge patches, so its roles also allow patch.
+                allow(&["update", "patch"])
                     .groups(&[APPS, EXTENSIONS])
                     .resources(&["replicasets/status"]),
                 allow(&["update"])
@@ -1223,7 +1229,9 @@ fn controller_roles() -> Vec<(&'static str, Vec<PolicyRule>)> {
                 allow(&["get", "list", "watch", "update"])
                     .groups(&[CORE])
                     .resources(&["replicationcontrollers"]),
-                allow(&["update"])
+                // Skiff: Kubernetes' controllers write these with update; Skiff's write them
+                // with merge patches, so its roles also allow patch.
+                allow(&["update", "patch"])
                     .groups(&[CORE])
                     .resources(&["replicationcontrollers/status"]),
                 allow(&["update"])

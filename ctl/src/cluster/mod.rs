@@ -352,7 +352,11 @@ fn build(
     scheduler_args.extend(local);
     spawn(l, "scheduler", None, &bins.scheduler, &scheduler_args)?;
     let grace = format!("{}s", state.grace_seconds);
-    let mut cm_args = vec!["--kubeconfig", cm_kc.as_str()];
+    let mut cm_args = vec![
+        "--kubeconfig",
+        cm_kc.as_str(),
+        "--use-service-account-credentials=true",
+    ];
     cm_args.extend(local);
     cm_args.extend([
         "--cluster-cidr",

@@ -97,7 +97,10 @@ fn decoded(body: &[u8]) -> Value {
 #[test]
 fn the_schema_loads_and_covers_every_served_kind() {
     let schema = schema();
-    for r in crate::resources::all() {
+    for r in crate::resources::all()
+        .iter()
+        .chain(crate::resources::reviews())
+    {
         assert!(
             schema
                 .kinds
@@ -111,6 +114,7 @@ fn the_schema_loads_and_covers_every_served_kind() {
         ("v1", "Binding"),
         ("policy/v1", "Eviction"),
         ("autoscaling/v1", "Scale"),
+        ("authentication.k8s.io/v1", "TokenRequest"),
     ] {
         assert!(
             schema
