@@ -1027,3 +1027,110 @@ fn skiffctl_logs_exec_and_drain_on_a_cluster() {
         format!("node/{node} uncordoned\n")
     );
 }
+
+/// An image with the real (static) kubectl on top of the test busybox.
+const KUBECTL_IMAGE: &str = "skiff-test/kubectl:1";
+
+fn ensure_kubectl_image() {
+    ensure_busybox_image();
+    let present = Command::new("docker")
+        .args(["image", "inspect", KUBECTL_IMAGE])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if present {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kubectl = std::fs::canonicalize(
+        Command::new("sh")
+            .args(["-c", "command -v kubectl"])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .expect("find kubectl"),
+    )
+    .expect("resolve kubectl");
+    std::fs::copy(&kubectl, dir.path().join("kubectl")).expect("copy kubectl");
+    std::fs::write(
+        dir.path().join("Dockerfile"),
+        format!("FROM {BUSYBOX}\nCOPY kubectl /bin/kubectl\n"),
+    )
+    .expect("write Dockerfile");
+    let out = Command::new("docker")
+        .args(["build", "-q", "-t", KUBECTL_IMAGE])
+        .arg(dir.path())
+        .output()
+        .expect("docker build");
+    assert!(
+        out.status.success(),
+        "docker build: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A pod whose ServiceAccount is bound to `view` runs the real kubectl inside the cluster with
+/// its projected token (in-cluster config: `KUBERNETES_SERVICE_HOST`, the token, `ca.crt`):
+/// it may list pods and is refused a delete, with Kubernetes' message.
+#[test]
+fn a_pod_uses_the_api_with_its_service_account_token() {
+    ensure_kubectl_image();
+    let c = LocalCluster::create("e2e-sa", 1, false, &[]);
+    c.skiffctl_ok("load-image", &[KUBECTL_IMAGE]);
+    c.kubectl_ok(&["create", "serviceaccount", "reader"]);
+    c.kubectl_ok(&[
+        "create",
+        "rolebinding",
+        "reader-view",
+        "--clusterrole=view",
+        "--serviceaccount=default:reader",
+    ]);
+    let pod = serde_json::json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "inside"},
+        "spec": {"serviceAccountName": "reader", "terminationGracePeriodSeconds": 1,
+            "containers": [{"name": "c", "image": KUBECTL_IMAGE, "imagePullPolicy": "Never",
+                "command": ["sh", "-c", SLEEPER]}]}});
+    c.kubectl_stdin(&["create", "-f", "-"], &pod.to_string());
+    c.kubectl_ok(&[
+        "wait",
+        "--for=condition=Ready",
+        "pod/inside",
+        "--timeout=90s",
+    ]);
+    // The token, the CA and the namespace are where in-cluster clients look.
+    let files = c.kubectl_ok(&[
+        "exec",
+        "inside",
+        "--",
+        "sh",
+        "-c",
+        "cd /var/run/secrets/kubernetes.io/serviceaccount && cat namespace && echo && wc -c < token && head -1 ca.crt",
+    ]);
+    assert!(
+        files.starts_with("default\n") && files.contains("-----BEGIN CERTIFICATE-----"),
+        "{files}"
+    );
+    let exec = |script: &str| c.kubectl(&["exec", "inside", "--", "sh", "-c", script]);
+    // `view` is filled in by the controller-manager's aggregation: wait for it.
+    assert!(
+        wait_until(Duration::from_secs(60), || {
+            let out = exec("kubectl get pods -o name");
+            out.status.success() && String::from_utf8_lossy(&out.stdout).contains("pod/inside")
+        }),
+        "kubectl in the pod could not list pods: {}",
+        String::from_utf8_lossy(&exec("kubectl get pods -o name 2>&1").stdout)
+    );
+    let out = exec("kubectl delete pod inside 2>&1; echo rc=$?");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("Error from server (Forbidden): pods \"inside\" is forbidden: User \"system:serviceaccount:default:reader\" cannot delete resource \"pods\" in API group \"\" in the namespace \"default\"")
+            && text.contains("rc=1"),
+        "{text}"
+    );
+    let me = exec("kubectl auth whoami -o json");
+    let me: Value = serde_json::from_slice(&me.stdout).expect("whoami prints JSON");
+    let user = &me["status"]["userInfo"];
+    assert_eq!(user["username"], "system:serviceaccount:default:reader");
+    assert_eq!(
+        user["extra"]["authentication.kubernetes.io/pod-name"][0],
+        "inside"
+    );
+}

@@ -472,6 +472,30 @@ fn node_network(l: &Layout, node: &NodeLayout) -> anyhow::Result<()> {
         "ip",
         &["route", "add", "default", "via", &l.host_ip().to_string()],
     )?;
+    // Pods reach addresses outside the pod range (the control plane on the host: the
+    // apiserver behind the `kubernetes` Service) from the node's address, as a CNI's ip-masq
+    // does: the host has no routes back to pod IPs.
+    host::run_in(
+        &ns,
+        "iptables",
+        &[
+            "-t",
+            "nat",
+            "-A",
+            "POSTROUTING",
+            "-s",
+            CLUSTER_CIDR,
+            "!",
+            "-d",
+            CLUSTER_CIDR,
+            "-m",
+            "comment",
+            "--comment",
+            "skiff: pods to outside the pod range",
+            "-j",
+            "MASQUERADE",
+        ],
+    )?;
     Ok(())
 }
 
