@@ -658,6 +658,153 @@ mod tests {
         (port, task)
     }
 
+    /// A [`KubeApi`] on the apiserver at 127.0.0.1:`port`.
+    fn kube_api(port: u16) -> KubeApi {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let config = kube::Config::new(format!("http://127.0.0.1:{port}").parse().unwrap());
+        let client = kube::Client::try_from(config).unwrap();
+        let events = Recorder::new(
+            client.clone(),
+            "kubelet",
+            "node-1",
+            tokio_util::sync::CancellationToken::new(),
+        );
+        KubeApi::new(client, events)
+    }
+
+    #[tokio::test]
+    async fn token_review_posts_the_token_and_reads_the_user() {
+        let (port, request) = one_request(
+            r#"{"apiVersion":"authentication.k8s.io/v1","kind":"TokenReview",
+                "metadata":{"creationTimestamp":null},"spec":{"token":"abc"},
+                "status":{"authenticated":true,"user":{
+                    "username":"system:serviceaccount:monitoring:scraper","uid":"u-1",
+                    "groups":["system:serviceaccounts","system:authenticated"],
+                    "extra":{"authentication.kubernetes.io/pod-name":["scraper-0"]}}}}"#,
+        )
+        .await;
+        let user = kube_api(port).token_review("abc").await.unwrap().unwrap();
+        assert_eq!(user.username, "system:serviceaccount:monitoring:scraper");
+        assert_eq!(user.uid, "u-1");
+        assert_eq!(
+            user.groups,
+            ["system:serviceaccounts", "system:authenticated"]
+        );
+        assert_eq!(
+            user.extra["authentication.kubernetes.io/pod-name"],
+            ["scraper-0"]
+        );
+        let (head, body) = request.await.unwrap();
+        assert!(
+            head.starts_with("post /apis/authentication.k8s.io/v1/tokenreviews"),
+            "{head}"
+        );
+        assert_eq!(
+            body,
+            json!({
+                "apiVersion": "authentication.k8s.io/v1",
+                "kind": "TokenReview",
+                "metadata": {},
+                "spec": { "token": "abc" }
+            })
+        );
+    }
+
+    #[tokio::test]
+    async fn a_token_the_apiserver_does_not_authenticate_names_no_one() {
+        let (port, _request) = one_request(
+            r#"{"apiVersion":"authentication.k8s.io/v1","kind":"TokenReview",
+                "metadata":{},"spec":{"token":"abc"},
+                "status":{"authenticated":false,"user":{},"error":"token has expired"}}"#,
+        )
+        .await;
+        assert_eq!(kube_api(port).token_review("abc").await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn access_review_posts_a_subject_access_review_for_the_node() {
+        let (port, request) = one_request(
+            r#"{"apiVersion":"authorization.k8s.io/v1","kind":"SubjectAccessReview",
+                "metadata":{"creationTimestamp":null},"spec":{},
+                "status":{"allowed":true,"reason":"RBAC: allowed"}}"#,
+        )
+        .await;
+        let user = UserInfo::new("kube-apiserver-kubelet-client", &["system:masters"]);
+        let attributes = ResourceAttributes {
+            verb: Some("create".into()),
+            version: Some("v1".into()),
+            resource: Some("nodes".into()),
+            subresource: Some("proxy".into()),
+            name: Some("node-1".into()),
+            ..ResourceAttributes::default()
+        };
+        assert!(
+            kube_api(port)
+                .access_review(&user, &attributes)
+                .await
+                .unwrap()
+        );
+        let (head, body) = request.await.unwrap();
+        assert!(
+            head.starts_with("post /apis/authorization.k8s.io/v1/subjectaccessreviews"),
+            "{head}"
+        );
+        assert_eq!(
+            body,
+            json!({
+                "apiVersion": "authorization.k8s.io/v1",
+                "kind": "SubjectAccessReview",
+                "metadata": {},
+                "spec": {
+                    "user": "kube-apiserver-kubelet-client",
+                    "groups": ["system:masters"],
+                    "resourceAttributes": {
+                        "verb": "create",
+                        "version": "v1",
+                        "resource": "nodes",
+                        "subresource": "proxy",
+                        "name": "node-1"
+                    }
+                }
+            })
+        );
+    }
+
+    #[tokio::test]
+    async fn the_fake_allows_what_it_was_granted() {
+        let api = FakeApi::new();
+        api.grant("system:masters", "*", "*");
+        api.grant("alice", "get", "stats");
+        let attrs = |verb: &str, sub: &str| ResourceAttributes {
+            verb: Some(verb.into()),
+            resource: Some("nodes".into()),
+            subresource: Some(sub.into()),
+            ..ResourceAttributes::default()
+        };
+        let master = UserInfo::new("apiserver", &["system:masters"]);
+        let alice = UserInfo::new("alice", &[]);
+        assert!(
+            api.access_review(&master, &attrs("create", "proxy"))
+                .await
+                .unwrap()
+        );
+        assert!(
+            api.access_review(&alice, &attrs("get", "stats"))
+                .await
+                .unwrap()
+        );
+        assert!(
+            !api.access_review(&alice, &attrs("get", "proxy"))
+                .await
+                .unwrap()
+        );
+        assert!(
+            !api.access_review(&alice, &attrs("create", "stats"))
+                .await
+                .unwrap()
+        );
+    }
+
     #[tokio::test]
     async fn request_token_posts_a_token_request_bound_to_the_pod() {
         let (port, request) = one_request(
