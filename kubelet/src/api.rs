@@ -1,14 +1,21 @@
 //! The slice of the Kubernetes API a pod worker uses, behind one narrow trait: the ConfigMaps
 //! and Secrets it reads env from or projects into volumes, the ServiceAccount tokens it
 //! projects, the Services it turns into env vars, its pod's status patches and final delete,
-//! and Events about the pod. [`KubeApi`] is
-//! the kube-rs implementation; [`FakeApi`] keeps everything in memory for unit tests.
+//! and Events about the pod. Beside it, [`ReviewApi`]: the TokenReviews and
+//! SubjectAccessReviews through which the kubelet's server asks the apiserver who a caller is
+//! and what it may do. [`KubeApi`] is the kube-rs implementation of both; [`FakeApi`] keeps
+//! everything in memory for unit tests.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
-use k8s_openapi::api::authentication::v1::{BoundObjectReference, TokenRequest, TokenRequestSpec};
+use k8s_openapi::api::authentication::v1::{
+    BoundObjectReference, TokenRequest, TokenRequestSpec, TokenReview, TokenReviewSpec,
+};
+use k8s_openapi::api::authorization::v1::{
+    ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
+};
 use k8s_openapi::api::core::v1::{
     ConfigMap, ObjectReference, Pod, Secret, Service, ServiceAccount,
 };
@@ -78,7 +85,43 @@ pub trait PodApi: Send + Sync {
     fn event(&self, object: ObjectReference, type_: EventType, reason: &str, message: String);
 }
 
-/// [`PodApi`] on a kube-rs client, with Events through the kubelet's recorder.
+/// A user as the authentication API describes one: who a caller of the kubelet's server is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UserInfo {
+    pub username: String,
+    pub uid: String,
+    pub groups: Vec<String>,
+    pub extra: BTreeMap<String, Vec<String>>,
+}
+
+impl UserInfo {
+    /// A user with a name and groups, as a client certificate names one (CN and O).
+    pub fn new(username: &str, groups: &[&str]) -> UserInfo {
+        UserInfo {
+            username: username.into(),
+            groups: groups.iter().map(|g| g.to_string()).collect(),
+            ..UserInfo::default()
+        }
+    }
+}
+
+/// What the kubelet's server asks the apiserver about its callers: the reviews a kubelet
+/// makes with `--authentication-token-webhook` and `--authorization-mode=Webhook`.
+#[async_trait]
+pub trait ReviewApi: Send + Sync {
+    /// Who a bearer token belongs to (a TokenReview): `None` if the apiserver says it
+    /// authenticates no one.
+    async fn token_review(&self, token: &str) -> Result<Option<UserInfo>, ApiError>;
+    /// Whether `user` may do what `attributes` describe (a SubjectAccessReview).
+    async fn access_review(
+        &self,
+        user: &UserInfo,
+        attributes: &ResourceAttributes,
+    ) -> Result<bool, ApiError>;
+}
+
+/// [`PodApi`] and [`ReviewApi`] on a kube-rs client, with Events through the kubelet's
+/// recorder.
 pub struct KubeApi {
     client: kube::Client,
     events: Recorder,
@@ -175,6 +218,71 @@ impl PodApi for KubeApi {
     }
 }
 
+#[async_trait]
+impl ReviewApi for KubeApi {
+    async fn token_review(&self, token: &str) -> Result<Option<UserInfo>, ApiError> {
+        let api: Api<TokenReview> = Api::all(self.client.clone());
+        // No audiences: the kubelet accepts tokens meant for the apiserver, as a kubelet
+        // started without an audience of its own does.
+        let review = TokenReview {
+            metadata: Default::default(),
+            spec: TokenReviewSpec {
+                token: Some(token.to_string()),
+                audiences: None,
+            },
+            status: None,
+        };
+        let answer = api.create(&PostParams::default(), &review).await?;
+        let Some(status) = answer.status else {
+            return Err(ApiError::Other(
+                "the apiserver answered a token review without a status".into(),
+            ));
+        };
+        if status.authenticated != Some(true) {
+            return Ok(None);
+        }
+        let user = status.user.unwrap_or_default();
+        Ok(Some(UserInfo {
+            username: user.username.unwrap_or_default(),
+            uid: user.uid.unwrap_or_default(),
+            groups: user.groups.unwrap_or_default(),
+            extra: user.extra.unwrap_or_default(),
+        }))
+    }
+
+    async fn access_review(
+        &self,
+        user: &UserInfo,
+        attributes: &ResourceAttributes,
+    ) -> Result<bool, ApiError> {
+        let api: Api<SubjectAccessReview> = Api::all(self.client.clone());
+        let review = SubjectAccessReview {
+            metadata: Default::default(),
+            spec: access_review_spec(user, attributes),
+            status: None,
+        };
+        let answer = api.create(&PostParams::default(), &review).await?;
+        Ok(answer.status.is_some_and(|s| s.allowed))
+    }
+}
+
+/// The spec of a SubjectAccessReview asking whether `user` may do `attributes`; empty
+/// fields are left out, as client-go leaves them.
+pub fn access_review_spec(
+    user: &UserInfo,
+    attributes: &ResourceAttributes,
+) -> SubjectAccessReviewSpec {
+    let some = |s: &str| Some(s.to_string()).filter(|s| !s.is_empty());
+    SubjectAccessReviewSpec {
+        user: some(&user.username),
+        uid: some(&user.uid),
+        groups: Some(user.groups.clone()).filter(|g| !g.is_empty()),
+        extra: Some(user.extra.clone()).filter(|e| !e.is_empty()),
+        resource_attributes: Some(attributes.clone()),
+        non_resource_attributes: None,
+    }
+}
+
 /// One Event that [`FakeApi`] recorded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordedEvent {
@@ -208,6 +316,16 @@ struct FakeState {
     token_requests: Vec<RecordedTokenRequest>,
     /// What token requests fail with, while set.
     token_error: Option<String>,
+    /// The users bearer tokens belong to.
+    tokens: BTreeMap<String, UserInfo>,
+    /// Who may do what: (user or group, verb, subresource), `*` for any.
+    grants: Vec<(String, String, String)>,
+    /// The tokens reviewed so far, oldest first.
+    token_reviews: Vec<String>,
+    /// The access reviews so far, oldest first: (username, verb, subresource).
+    access_reviews: Vec<(String, String, String)>,
+    /// What reviews fail with, while set.
+    review_error: Option<String>,
 }
 
 /// An in-memory [`PodApi`] for unit tests. Cloning shares the state.
@@ -295,6 +413,69 @@ impl FakeApi {
     /// Makes token requests fail with `message` from now on (None: succeed again).
     pub fn fail_token_requests(&self, message: Option<&str>) {
         self.lock().token_error = message.map(String::from);
+    }
+
+    /// Makes `token` authenticate as `user` in token reviews.
+    pub fn add_token(&self, token: &str, user: UserInfo) {
+        self.lock().tokens.insert(token.into(), user);
+    }
+
+    /// Lets `subject` (a username or a group) do `verb` on `subresource` of nodes in access
+    /// reviews; `*` stands for any verb or subresource.
+    pub fn grant(&self, subject: &str, verb: &str, subresource: &str) {
+        self.lock()
+            .grants
+            .push((subject.into(), verb.into(), subresource.into()));
+    }
+
+    /// The tokens reviewed so far, oldest first.
+    pub fn token_reviews(&self) -> Vec<String> {
+        self.lock().token_reviews.clone()
+    }
+
+    /// The access reviews so far, oldest first, as (username, verb, subresource).
+    pub fn access_reviews(&self) -> Vec<(String, String, String)> {
+        self.lock().access_reviews.clone()
+    }
+
+    /// Makes token and access reviews fail with `message` from now on (None: answer again).
+    pub fn fail_reviews(&self, message: Option<&str>) {
+        self.lock().review_error = message.map(String::from);
+    }
+}
+
+#[async_trait]
+impl ReviewApi for FakeApi {
+    async fn token_review(&self, token: &str) -> Result<Option<UserInfo>, ApiError> {
+        let mut state = self.lock();
+        state.token_reviews.push(token.into());
+        if let Some(message) = &state.review_error {
+            return Err(ApiError::Other(message.clone()));
+        }
+        Ok(state.tokens.get(token).cloned())
+    }
+
+    async fn access_review(
+        &self,
+        user: &UserInfo,
+        attributes: &ResourceAttributes,
+    ) -> Result<bool, ApiError> {
+        let mut state = self.lock();
+        let verb = attributes.verb.clone().unwrap_or_default();
+        let subresource = attributes.subresource.clone().unwrap_or_default();
+        state
+            .access_reviews
+            .push((user.username.clone(), verb.clone(), subresource.clone()));
+        if let Some(message) = &state.review_error {
+            return Err(ApiError::Other(message.clone()));
+        }
+        let matches = |want: &str, have: &str| want == "*" || want == have;
+        Ok(attributes.resource.as_deref() == Some("nodes")
+            && state.grants.iter().any(|(subject, v, sub)| {
+                (*subject == user.username || user.groups.contains(subject))
+                    && matches(v, &verb)
+                    && matches(sub, &subresource)
+            }))
     }
 }
 
@@ -475,6 +656,153 @@ mod tests {
             (head, body)
         });
         (port, task)
+    }
+
+    /// A [`KubeApi`] on the apiserver at 127.0.0.1:`port`.
+    fn kube_api(port: u16) -> KubeApi {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let config = kube::Config::new(format!("http://127.0.0.1:{port}").parse().unwrap());
+        let client = kube::Client::try_from(config).unwrap();
+        let events = Recorder::new(
+            client.clone(),
+            "kubelet",
+            "node-1",
+            tokio_util::sync::CancellationToken::new(),
+        );
+        KubeApi::new(client, events)
+    }
+
+    #[tokio::test]
+    async fn token_review_posts_the_token_and_reads_the_user() {
+        let (port, request) = one_request(
+            r#"{"apiVersion":"authentication.k8s.io/v1","kind":"TokenReview",
+                "metadata":{"creationTimestamp":null},"spec":{"token":"abc"},
+                "status":{"authenticated":true,"user":{
+                    "username":"system:serviceaccount:monitoring:scraper","uid":"u-1",
+                    "groups":["system:serviceaccounts","system:authenticated"],
+                    "extra":{"authentication.kubernetes.io/pod-name":["scraper-0"]}}}}"#,
+        )
+        .await;
+        let user = kube_api(port).token_review("abc").await.unwrap().unwrap();
+        assert_eq!(user.username, "system:serviceaccount:monitoring:scraper");
+        assert_eq!(user.uid, "u-1");
+        assert_eq!(
+            user.groups,
+            ["system:serviceaccounts", "system:authenticated"]
+        );
+        assert_eq!(
+            user.extra["authentication.kubernetes.io/pod-name"],
+            ["scraper-0"]
+        );
+        let (head, body) = request.await.unwrap();
+        assert!(
+            head.starts_with("post /apis/authentication.k8s.io/v1/tokenreviews"),
+            "{head}"
+        );
+        assert_eq!(
+            body,
+            json!({
+                "apiVersion": "authentication.k8s.io/v1",
+                "kind": "TokenReview",
+                "metadata": {},
+                "spec": { "token": "abc" }
+            })
+        );
+    }
+
+    #[tokio::test]
+    async fn a_token_the_apiserver_does_not_authenticate_names_no_one() {
+        let (port, _request) = one_request(
+            r#"{"apiVersion":"authentication.k8s.io/v1","kind":"TokenReview",
+                "metadata":{},"spec":{"token":"abc"},
+                "status":{"authenticated":false,"user":{},"error":"token has expired"}}"#,
+        )
+        .await;
+        assert_eq!(kube_api(port).token_review("abc").await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn access_review_posts_a_subject_access_review_for_the_node() {
+        let (port, request) = one_request(
+            r#"{"apiVersion":"authorization.k8s.io/v1","kind":"SubjectAccessReview",
+                "metadata":{"creationTimestamp":null},"spec":{},
+                "status":{"allowed":true,"reason":"RBAC: allowed"}}"#,
+        )
+        .await;
+        let user = UserInfo::new("kube-apiserver-kubelet-client", &["system:masters"]);
+        let attributes = ResourceAttributes {
+            verb: Some("create".into()),
+            version: Some("v1".into()),
+            resource: Some("nodes".into()),
+            subresource: Some("proxy".into()),
+            name: Some("node-1".into()),
+            ..ResourceAttributes::default()
+        };
+        assert!(
+            kube_api(port)
+                .access_review(&user, &attributes)
+                .await
+                .unwrap()
+        );
+        let (head, body) = request.await.unwrap();
+        assert!(
+            head.starts_with("post /apis/authorization.k8s.io/v1/subjectaccessreviews"),
+            "{head}"
+        );
+        assert_eq!(
+            body,
+            json!({
+                "apiVersion": "authorization.k8s.io/v1",
+                "kind": "SubjectAccessReview",
+                "metadata": {},
+                "spec": {
+                    "user": "kube-apiserver-kubelet-client",
+                    "groups": ["system:masters"],
+                    "resourceAttributes": {
+                        "verb": "create",
+                        "version": "v1",
+                        "resource": "nodes",
+                        "subresource": "proxy",
+                        "name": "node-1"
+                    }
+                }
+            })
+        );
+    }
+
+    #[tokio::test]
+    async fn the_fake_allows_what_it_was_granted() {
+        let api = FakeApi::new();
+        api.grant("system:masters", "*", "*");
+        api.grant("alice", "get", "stats");
+        let attrs = |verb: &str, sub: &str| ResourceAttributes {
+            verb: Some(verb.into()),
+            resource: Some("nodes".into()),
+            subresource: Some(sub.into()),
+            ..ResourceAttributes::default()
+        };
+        let master = UserInfo::new("apiserver", &["system:masters"]);
+        let alice = UserInfo::new("alice", &[]);
+        assert!(
+            api.access_review(&master, &attrs("create", "proxy"))
+                .await
+                .unwrap()
+        );
+        assert!(
+            api.access_review(&alice, &attrs("get", "stats"))
+                .await
+                .unwrap()
+        );
+        assert!(
+            !api.access_review(&alice, &attrs("get", "proxy"))
+                .await
+                .unwrap()
+        );
+        assert!(
+            !api.access_review(&alice, &attrs("create", "stats"))
+                .await
+                .unwrap()
+        );
     }
 
     #[tokio::test]

@@ -52,6 +52,8 @@ pub struct Context {
     /// pod's status and deletion), and the Events about pods (`source.component: kubelet`,
     /// `host`: the node).
     pub api: Arc<dyn api::PodApi>,
+    /// Whom the server asks who its callers are and what they may do (the apiserver).
+    pub reviews: Arc<dyn api::ReviewApi>,
     pub runtime: Arc<dyn ContainerRuntime>,
     pub node_name: String,
     pub node_ip: IpAddr,
@@ -130,8 +132,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         &config.node_name,
         shutdown.clone(),
     );
+    let kube_api = Arc::new(api::KubeApi::new(client.clone(), events));
     let ctx = Arc::new(Context {
-        api: Arc::new(api::KubeApi::new(client.clone(), events)),
+        api: kube_api.clone(),
+        reviews: kube_api,
         client,
         runtime,
         node_name: config.node_name.clone(),

@@ -4,10 +4,11 @@
 //! and reports the pod's real state back ([`worker`]). A worker reaches the API only through
 //! the narrow [`api::PodApi`], and runs probes ([`probe`]) and lifecycle hooks through one
 //! [`handler`]. Its HTTPS [`server`] serves container logs, exec, stats, its pods and
-//! [`metrics`] to the apiserver.
+//! [`metrics`] to the apiserver, and to the callers the apiserver vouches for ([`auth`]).
 
 pub mod api;
 mod app;
+pub mod auth;
 pub mod dns;
 pub mod handler;
 pub mod manager;

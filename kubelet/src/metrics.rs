@@ -54,7 +54,7 @@ impl Metrics {
         );
         registry.register(
             "kubelet_server_unauthorized_requests",
-            "Requests refused for want of a client certificate",
+            "Requests refused for want of credentials the kubelet accepts",
             unauthorized.clone(),
         );
         Metrics {
@@ -71,7 +71,7 @@ impl Metrics {
         self.requests.inc();
     }
 
-    /// Counts one request refused for want of a client certificate.
+    /// Counts one request refused (401) for want of credentials the kubelet accepts.
     pub fn unauthorized(&self) {
         self.unauthorized.inc();
     }

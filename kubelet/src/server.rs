@@ -3,9 +3,10 @@
 //! `pods/exec` here.
 //!
 //! Like a kubelet started without `--tls-cert-file`, it serves a self-signed certificate made
-//! at start. Every caller but one of `/healthz` must present a client certificate signed by
-//! the cluster CA (the `certificate-authority-data` of the kubelet's kubeconfig); the
-//! apiserver does, with its `kube-apiserver-kubelet-client` certificate.
+//! at start. Callers authenticate with a client certificate signed by the cluster CA (the
+//! `certificate-authority-data` of the kubelet's kubeconfig) or a bearer token, and every
+//! request but `/healthz` is authorized by the apiserver ([`crate::auth`]). The apiserver
+//! itself calls with its `kube-apiserver-kubelet-client` certificate.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -34,6 +35,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::Context;
+use crate::auth::{self, Auth, ClientCert};
 
 /// The exec subprotocols spoken, newest first (`v5` adds the stdin close signal).
 const EXEC_PROTOCOLS: [&str; 2] = ["v5.channel.k8s.io", "v4.channel.k8s.io"];
@@ -80,8 +82,8 @@ pub fn cluster_ca(kubeconfig: &Path) -> anyhow::Result<String> {
 }
 
 /// TLS for the server: a fresh self-signed serving certificate for the node's name and IP,
-/// and client certificates checked against `ca_pem` (optional at the TLS layer, so that
-/// `/healthz` answers anyone; every other path requires one).
+/// and client certificates checked against `ca_pem` (optional at the TLS layer: `/healthz`
+/// answers anyone, and a caller may bring a bearer token instead).
 pub fn tls_config(
     node_name: &str,
     node_ip: IpAddr,
@@ -142,33 +144,28 @@ pub async fn serve(
         cpu_sample: Mutex::new(None),
         metrics: crate::metrics::Metrics::new(),
     });
-    let router =
-        router(state.clone()).layer(axum::middleware::from_fn_with_state(state, authenticate));
-    // The verifier only lets a client certificate through if the cluster CA signed it, so its
-    // presence is the authentication.
-    skiff_common::serve_tls(listener, tls, router, shutdown, |certs| {
-        ClientCert(certs.is_some())
-    })
-    .await;
+    let auth = Arc::new(Auth::new(state.ctx.reviews.clone(), &state.ctx.node_name));
+    // The outer layer counts every request, the inner one turns callers away.
+    let router = router(state.clone())
+        .layer(axum::middleware::from_fn_with_state(auth, auth::filter))
+        .layer(axum::middleware::from_fn_with_state(state, count));
+    // The verifier only lets a client certificate through if the cluster CA signed it, so the
+    // user it names is authenticated.
+    skiff_common::serve_tls(listener, tls, router, shutdown, ClientCert::from_chain).await;
 }
 
-/// Whether the connection presented a (CA-verified) client certificate; set per connection.
-#[derive(Debug, Clone, Copy)]
-struct ClientCert(bool);
-
-/// Counts requests and turns away everything but `/healthz` without a client certificate.
-async fn authenticate(
+/// Counts requests, and those turned away for want of credentials.
+async fn count(
     State(state): State<Shared>,
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
     state.metrics.request();
-    let authenticated = req.extensions().get::<ClientCert>().is_some_and(|c| c.0);
-    if !authenticated && req.uri().path() != "/healthz" {
+    let response = next.run(req).await;
+    if response.status() == StatusCode::UNAUTHORIZED {
         state.metrics.unauthorized();
-        return (StatusCode::UNAUTHORIZED, "Unauthorized\n").into_response();
     }
-    next.run(req).await
+    response
 }
 
 fn plain(code: StatusCode, message: impl Into<String>) -> Response {

@@ -44,6 +44,7 @@ impl Node {
         let ctx = Arc::new(Context {
             client,
             api: Arc::new(api.clone()),
+            reviews: Arc::new(api.clone()),
             runtime: Arc::new(runtime.clone()),
             node_name: NODE.into(),
             node_ip: IpAddr::from(NODE_IP),
