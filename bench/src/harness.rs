@@ -38,6 +38,15 @@ impl Server {
 
     /// Like [`Server::start`], listening on `bind` (an address of this machine).
     pub async fn start_on(backend: Backend, bind: &str) -> anyhow::Result<Server> {
+        Self::start_with(backend, bind, &[]).await
+    }
+
+    /// Like [`Server::start_on`], with extra flags.
+    pub async fn start_with(
+        backend: Backend,
+        bind: &str,
+        extra: &[String],
+    ) -> anyhow::Result<Server> {
         let dir = tempfile::tempdir()?;
         let ready = dir.path().join("ready");
         let mut cmd = Command::new(sibling("skiff-apiserver")?);
@@ -48,6 +57,7 @@ impl Server {
         if let Backend::Etcd(ep) = &backend {
             cmd.args(["--etcd-servers", ep]);
         }
+        cmd.args(extra);
         let log = std::fs::File::create(dir.path().join("apiserver.log"))?;
         let child = cmd
             .stdout(Stdio::null())
@@ -85,6 +95,23 @@ impl Server {
     /// Where the apiserver keeps its CA and the admin's client certificate.
     pub fn pki_dir(&self) -> PathBuf {
         self.dir.path().join("pki")
+    }
+
+    /// An HTTP/2 client that authenticates with a bearer token instead of the admin's
+    /// certificate.
+    pub fn client_with_token(&self, token: &str) -> anyhow::Result<reqwest::Client> {
+        let pki = self.pki_dir();
+        let ca = reqwest::Certificate::from_pem(&std::fs::read(pki.join("ca.crt"))?)?;
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(
+            reqwest::header::AUTHORIZATION,
+            format!("Bearer {token}").parse()?,
+        );
+        Ok(reqwest::Client::builder()
+            .add_root_certificate(ca)
+            .default_headers(headers)
+            .pool_max_idle_per_host(256)
+            .build()?)
     }
 
     fn builder(&self) -> anyhow::Result<reqwest::ClientBuilder> {

@@ -4,6 +4,7 @@
 //! `cargo build --release -p skiff-apiserver -p skiff-kubelet -p skiff-bench`: the apiserver
 //! and kubelet binaries are taken from the same folder as this one.
 
+mod authz;
 mod controllers;
 mod h1;
 mod harness;
@@ -31,6 +32,21 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// What authorization costs: apiserver CPU per create with RBAC vs AlwaysAllow.
+    Authz {
+        /// Creates per row.
+        #[arg(long, default_value_t = 5000)]
+        count: usize,
+        /// Concurrent clients.
+        #[arg(long, default_value_t = 16)]
+        clients: usize,
+        /// Rounds (each runs both authorizers).
+        #[arg(long, default_value_t = 5)]
+        rounds: usize,
+        /// Other users with a Role and RoleBinding each, so the index is not trivial.
+        #[arg(long, default_value_t = 1000)]
+        others: usize,
+    },
     /// Create throughput and latency through the apiserver (etcd and embedded) vs raw etcd puts.
     Api {
         /// Creates per concurrency level and target.
@@ -636,6 +652,12 @@ async fn main() {
             http2,
             rounds,
         } => bench_api(count, clients, rounds, http2).await,
+        Cmd::Authz {
+            count,
+            clients,
+            rounds,
+            others,
+        } => authz::run(count, clients, rounds, others).await,
         Cmd::Watch { watchers, events } => bench_watch(watchers, events).await,
         Cmd::Memory { objects } => bench_memory(objects).await,
         Cmd::PodStart { pods } => pod_start::run(pods).await,
