@@ -114,7 +114,80 @@ async fn stream(
     Ok((cpu * 1e6 / count as f64, count as f64 / secs))
 }
 
+/// The decision alone, in process: the RBAC index as the apiserver builds it, asked about the
+/// bench user's create (found through its RoleBinding) and about a stranger (nothing found).
+fn decisions(others: usize) -> (f64, f64) {
+    use skiff_apiserver::auth::{Attributes, Authorizer, UserInfo};
+    let rbac = skiff_apiserver::rbac::Rbac::default();
+    for i in 0..=others {
+        let (role, subject) = if i == others {
+            ("bench-writer".to_string(), USER.to_string())
+        } else {
+            (format!("role-{i}"), format!("user-{i}"))
+        };
+        rbac.insert(
+            "roles",
+            &json!({"metadata": {"name": role, "namespace": "bench"},
+                "rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["create", "get", "list"]}]}),
+        );
+        rbac.insert(
+            "rolebindings",
+            &json!({"metadata": {"name": role, "namespace": "bench"},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role},
+                "subjects": [{"kind": "User", "name": subject}]}),
+        );
+    }
+    for b in skiff_apiserver::rbac::bootstrap::cluster_roles() {
+        rbac.insert("clusterroles", &serde_json::to_value(b).unwrap_or_default());
+    }
+    for b in skiff_apiserver::rbac::bootstrap::cluster_role_bindings() {
+        rbac.insert(
+            "clusterrolebindings",
+            &serde_json::to_value(b).unwrap_or_default(),
+        );
+    }
+    let attrs = Attributes {
+        verb: "create",
+        resource_request: true,
+        version: "v1",
+        resource: "configmaps",
+        namespace: Some("bench"),
+        path: "/api/v1/namespaces/bench/configmaps",
+        ..Default::default()
+    };
+    let time = |user: &UserInfo, want: bool| {
+        let n = 200_000;
+        let started = Instant::now();
+        for _ in 0..n {
+            assert_eq!(rbac.authorize(user, &attrs).allowed(), want);
+        }
+        started.elapsed().as_secs_f64() * 1e9 / n as f64
+    };
+    let groups = vec![
+        "bench-group".to_string(),
+        "system:authenticated".to_string(),
+    ];
+    let user = UserInfo {
+        name: USER.into(),
+        groups: groups.clone(),
+        ..Default::default()
+    };
+    let stranger = UserInfo {
+        name: "stranger".into(),
+        groups,
+        ..Default::default()
+    };
+    (time(&user, true), time(&stranger, false))
+}
+
 pub async fn run(count: usize, clients: usize, rounds: usize, others: usize) -> anyhow::Result<()> {
+    let (allowed_ns, denied_ns) = decisions(others);
+    println!(
+        "authz: one RBAC decision in process (the bootstrap policy and {others} other users' roles and \
+         bindings): allowed {allowed_ns:.0} ns, denied {denied_ns:.0} ns"
+    );
+    result("authz_decision_allowed_ns", allowed_ns, "ns");
+    result("authz_decision_denied_ns", denied_ns, "ns");
     let dir = tempfile::tempdir()?;
     let allow = start(&dir, "AlwaysAllow").await?;
     let rbac = start(&dir, "Node,RBAC").await?;

@@ -270,6 +270,48 @@ fn the_kubelet_port_wants_a_cluster_client_certificate_and_serves_stats_and_pods
         .send()
         .expect("GET /containerLogs");
     assert_eq!(log.status(), 200);
+
+    // A certificate from the cluster CA proves who the caller is, not what it may do: the
+    // kubelet asks the apiserver (SubjectAccessReview on nodes/<subresource>).
+    let bob_kc = server.identity_kubeconfig("bob", &[]);
+    let kc: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(&bob_kc).expect("bob's kubeconfig"))
+            .expect("yaml");
+    let b64 = |field: &str| {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD
+            .decode(kc["users"][0]["user"][field].as_str().expect("a field"))
+            .expect("base64")
+    };
+    let mut pem = b64("client-certificate-data");
+    pem.extend_from_slice(b"\n");
+    pem.extend(b64("client-key-data"));
+    let bob = https_client(Some(reqwest::Identity::from_pem(&pem).expect("PEM")));
+    let r = bob
+        .get(format!("{base}/pods"))
+        .send()
+        .expect("GET /pods as bob");
+    assert_eq!(r.status(), 403);
+    assert_eq!(
+        r.text().unwrap().trim_end(),
+        "Forbidden (user=bob, verb=get, resource=nodes, subresource(s)=[proxy])"
+    );
+    // Bound to the role Kubernetes gives kubelet API clients, bob gets in (the kubelet caches
+    // a denial for 30 s, as upstream's webhook authorizer does).
+    server.kubectl_ok(&[
+        "create",
+        "clusterrolebinding",
+        "bob-kubelet",
+        "--clusterrole=system:kubelet-api-admin",
+        "--user=bob",
+    ]);
+    assert!(
+        wait_until(Duration::from_secs(45), || bob
+            .get(format!("{base}/stats/summary"))
+            .send()
+            .is_ok_and(|r| r.status() == 200)),
+        "bob, bound to system:kubelet-api-admin, was still refused"
+    );
 }
 
 #[test]

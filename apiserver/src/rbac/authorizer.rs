@@ -427,9 +427,9 @@ impl Rbac {
         rules.map(|r| r.to_vec())
     }
 
-    /// Applies one object directly (unit tests, and the bootstrap before the cache has it).
-    #[cfg(test)]
-    fn put(&self, plural: &str, obj: &Value) {
+    /// Indexes one Role, ClusterRole or binding (`plural` names its kind) directly, without
+    /// a watch cache: unit tests and the authorizer benchmark.
+    pub fn insert(&self, plural: &str, obj: &Value) {
         let kind = Kind::ALL
             .into_iter()
             .find(|k| k.plural() == plural)
@@ -488,24 +488,24 @@ mod tests {
 
     fn rbac() -> Rbac {
         let r = Rbac::default();
-        r.put(
+        r.insert(
             "roles",
             &json!({"metadata": {"name": "pod-reader", "namespace": "dev"},
                 "rules": [{"apiGroups": [""], "resources": ["pods", "pods/log"], "verbs": ["get", "list", "watch"]}]}),
         );
-        r.put(
+        r.insert(
             "rolebindings",
             &json!({"metadata": {"name": "read", "namespace": "dev"},
                 "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "pod-reader"},
                 "subjects": [{"kind": "ServiceAccount", "name": "bot"}, {"kind": "User", "name": "alice"}]}),
         );
-        r.put(
+        r.insert(
             "clusterroles",
             &json!({"metadata": {"name": "health"},
                 "rules": [{"nonResourceURLs": ["/healthz", "/logs/*"], "verbs": ["get"]},
                           {"apiGroups": ["apps"], "resources": ["deployments/scale"], "verbs": ["update"], "resourceNames": ["web"]}]}),
         );
-        r.put(
+        r.insert(
             "clusterrolebindings",
             &json!({"metadata": {"name": "health"},
                 "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "health"},
@@ -582,7 +582,7 @@ mod tests {
             !r.authorize(&alice, &req("get", "pods", Some("dev")))
                 .allowed()
         );
-        r.put(
+        r.insert(
             "roles",
             &json!({"metadata": {"name": "pod-reader", "namespace": "dev"},
                 "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["*"]}]}),
@@ -592,7 +592,7 @@ mod tests {
                 .allowed()
         );
         // A changed binding drops the subjects it no longer names.
-        r.put(
+        r.insert(
             "rolebindings",
             &json!({"metadata": {"name": "read", "namespace": "dev"},
                 "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "pod-reader"},
