@@ -614,10 +614,10 @@ deployments.apps/scale                          []                  [web]       
         assert_eq!(
             whoami_table(&review),
             "\
-ATTRIBUTE   VALUE
-Username    system:serviceaccount:dev:bot
-UID         1234
-Groups      [system:serviceaccounts system:authenticated]
+ATTRIBUTE       VALUE
+Username        system:serviceaccount:dev:bot
+UID             1234
+Groups          [system:serviceaccounts system:authenticated]
 Extra: a.io/y   [1 3]
 Extra: b.io/x   [2]
 "

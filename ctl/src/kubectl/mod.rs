@@ -88,11 +88,16 @@ pub fn load_kubeconfig(explicit: Option<&std::path::Path>) -> anyhow::Result<Kub
 }
 
 /// `--as`, `--as-group` and `--as-uid` as impersonation headers (they replace the kubeconfig's
-/// `as`/`as-groups`, as kubectl's flags do). Groups or a UID need a user, as in client-go.
-fn impersonate(auth: &mut kube::config::AuthInfo, g: &Globals) -> anyhow::Result<()> {
+/// `as`/`as-groups`, as kubectl's flags do). Groups or a UID need a user, as client-go checks
+/// (naming the kubeconfig user in its message).
+fn impersonate(
+    auth: &mut kube::config::AuthInfo,
+    g: &Globals,
+    kubeconfig_user: &str,
+) -> anyhow::Result<()> {
     if g.as_user.is_none() && (!g.as_group.is_empty() || g.as_uid.is_some()) {
         anyhow::bail!(
-            "requesting uid, groups or user-extra for impersonation without specifying username"
+            "requesting uid, groups or user-extra for {kubeconfig_user} without impersonating a user"
         );
     }
     if let Some(user) = &g.as_user {
@@ -122,10 +127,18 @@ impl Session {
             context: g.context.clone(),
             ..Default::default()
         };
+        let context = g.context.clone().or_else(|| kc.current_context.clone());
+        let kubeconfig_user = kc
+            .contexts
+            .iter()
+            .find(|c| Some(&c.name) == context.as_ref())
+            .and_then(|c| c.context.as_ref())
+            .and_then(|c| c.user.clone())
+            .unwrap_or_default();
         let mut config = kube::Config::from_custom_kubeconfig(kc, &options)
             .await
             .map_err(|e| anyhow!("{e}"))?;
-        impersonate(&mut config.auth_info, g)?;
+        impersonate(&mut config.auth_info, g, &kubeconfig_user)?;
         if let Some(t) = &g.request_timeout {
             let timeout = parse_timeout(t)?;
             config.read_timeout = timeout;

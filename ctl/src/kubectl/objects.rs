@@ -18,8 +18,22 @@ pub enum Shape {
     SelfSubjectReview,
 }
 
-/// A struct's fields in Go order: (JSON name, its shape, printed even when absent as null).
-type Fields = &'static [(&'static str, Field, bool)];
+/// A struct's fields in Go order: (JSON name, its shape, what Go prints when it is unset).
+type Fields = &'static [(&'static str, Field, Absent)];
+
+/// What encoding/json writes for an unset field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Absent {
+    /// Nothing (`omitempty`).
+    Omit,
+    /// `null`: a nil pointer, slice or map, or a zero `metav1.Time`, without `omitempty`.
+    Null,
+    /// The struct with its own unset fields: a struct value (never omitted).
+    Empty,
+    /// `""`: a string without `omitempty`.
+    Str,
+}
+use Absent::{Empty, Null, Omit, Str};
 
 #[derive(Debug, Clone, Copy)]
 enum Field {
@@ -30,114 +44,114 @@ enum Field {
 }
 
 const OBJECT_META: Fields = &[
-    ("name", Field::Leaf, false),
-    ("generateName", Field::Leaf, false),
-    ("namespace", Field::Leaf, false),
-    ("selfLink", Field::Leaf, false),
-    ("uid", Field::Leaf, false),
-    ("resourceVersion", Field::Leaf, false),
-    ("generation", Field::Leaf, false),
-    ("creationTimestamp", Field::Leaf, true),
-    ("deletionTimestamp", Field::Leaf, false),
-    ("deletionGracePeriodSeconds", Field::Leaf, false),
-    ("labels", Field::Leaf, false),
-    ("annotations", Field::Leaf, false),
-    ("ownerReferences", Field::Leaf, false),
-    ("finalizers", Field::Leaf, false),
-    ("managedFields", Field::Leaf, false),
+    ("name", Field::Leaf, Omit),
+    ("generateName", Field::Leaf, Omit),
+    ("namespace", Field::Leaf, Omit),
+    ("selfLink", Field::Leaf, Omit),
+    ("uid", Field::Leaf, Omit),
+    ("resourceVersion", Field::Leaf, Omit),
+    ("generation", Field::Leaf, Omit),
+    ("creationTimestamp", Field::Leaf, Null),
+    ("deletionTimestamp", Field::Leaf, Omit),
+    ("deletionGracePeriodSeconds", Field::Leaf, Omit),
+    ("labels", Field::Leaf, Omit),
+    ("annotations", Field::Leaf, Omit),
+    ("ownerReferences", Field::Leaf, Omit),
+    ("finalizers", Field::Leaf, Omit),
+    ("managedFields", Field::Leaf, Omit),
 ];
 
 const POLICY_RULE: Fields = &[
-    ("verbs", Field::Leaf, true),
-    ("apiGroups", Field::Leaf, false),
-    ("resources", Field::Leaf, false),
-    ("resourceNames", Field::Leaf, false),
-    ("nonResourceURLs", Field::Leaf, false),
+    ("verbs", Field::Leaf, Null),
+    ("apiGroups", Field::Leaf, Omit),
+    ("resources", Field::Leaf, Omit),
+    ("resourceNames", Field::Leaf, Omit),
+    ("nonResourceURLs", Field::Leaf, Omit),
 ];
 
 const LABEL_SELECTOR: Fields = &[
-    ("matchLabels", Field::Leaf, false),
-    ("matchExpressions", Field::Leaf, false),
+    ("matchLabels", Field::Leaf, Omit),
+    ("matchExpressions", Field::Leaf, Omit),
 ];
 
 const SUBJECT: Fields = &[
-    ("kind", Field::Leaf, true),
-    ("apiGroup", Field::Leaf, false),
-    ("name", Field::Leaf, true),
-    ("namespace", Field::Leaf, false),
+    ("kind", Field::Leaf, Str),
+    ("apiGroup", Field::Leaf, Omit),
+    ("name", Field::Leaf, Str),
+    ("namespace", Field::Leaf, Omit),
 ];
 
 const ROLE_REF: Fields = &[
-    ("apiGroup", Field::Leaf, true),
-    ("kind", Field::Leaf, true),
-    ("name", Field::Leaf, true),
+    ("apiGroup", Field::Leaf, Str),
+    ("kind", Field::Leaf, Str),
+    ("name", Field::Leaf, Str),
 ];
 
 const BOUND_OBJECT_REF: Fields = &[
-    ("kind", Field::Leaf, false),
-    ("apiVersion", Field::Leaf, false),
-    ("name", Field::Leaf, false),
-    ("uid", Field::Leaf, false),
+    ("kind", Field::Leaf, Omit),
+    ("apiVersion", Field::Leaf, Omit),
+    ("name", Field::Leaf, Omit),
+    ("uid", Field::Leaf, Omit),
 ];
 
 const USER_INFO: Fields = &[
-    ("username", Field::Leaf, false),
-    ("uid", Field::Leaf, false),
-    ("groups", Field::Leaf, false),
-    ("extra", Field::Leaf, false),
+    ("username", Field::Leaf, Omit),
+    ("uid", Field::Leaf, Omit),
+    ("groups", Field::Leaf, Omit),
+    ("extra", Field::Leaf, Omit),
 ];
 
 impl Shape {
     fn fields(self) -> Fields {
-        const META: (&str, Field, bool) = ("metadata", Field::Struct(OBJECT_META), true);
+        const META: (&str, Field, Absent) = ("metadata", Field::Struct(OBJECT_META), Empty);
         match self {
-            Shape::Role => &[META, ("rules", Field::List(POLICY_RULE), true)],
+            Shape::Role => &[META, ("rules", Field::List(POLICY_RULE), Null)],
             Shape::ClusterRole => &[
                 META,
-                ("rules", Field::List(POLICY_RULE), true),
+                ("rules", Field::List(POLICY_RULE), Null),
                 (
                     "aggregationRule",
-                    Field::Struct(&[("clusterRoleSelectors", Field::List(LABEL_SELECTOR), false)]),
-                    false,
+                    Field::Struct(&[("clusterRoleSelectors", Field::List(LABEL_SELECTOR), Omit)]),
+                    Omit,
                 ),
             ],
             Shape::RoleBinding => &[
                 META,
-                ("subjects", Field::List(SUBJECT), false),
-                ("roleRef", Field::Struct(ROLE_REF), true),
+                ("subjects", Field::List(SUBJECT), Omit),
+                ("roleRef", Field::Struct(ROLE_REF), Empty),
             ],
             Shape::ServiceAccount => &[
                 META,
-                ("secrets", Field::Leaf, false),
-                ("imagePullSecrets", Field::Leaf, false),
-                ("automountServiceAccountToken", Field::Leaf, false),
+                ("secrets", Field::Leaf, Omit),
+                ("imagePullSecrets", Field::Leaf, Omit),
+                ("automountServiceAccountToken", Field::Leaf, Omit),
             ],
             Shape::TokenRequest => &[
                 META,
                 (
                     "spec",
                     Field::Struct(&[
-                        ("audiences", Field::Leaf, true),
-                        ("expirationSeconds", Field::Leaf, false),
-                        ("boundObjectRef", Field::Struct(BOUND_OBJECT_REF), false),
+                        ("audiences", Field::Leaf, Null),
+                        ("expirationSeconds", Field::Leaf, Omit),
+                        ("boundObjectRef", Field::Struct(BOUND_OBJECT_REF), Null),
                     ]),
-                    true,
+                    Empty,
                 ),
                 (
                     "status",
                     Field::Struct(&[
-                        ("token", Field::Leaf, true),
-                        ("expirationTimestamp", Field::Leaf, true),
+                        ("token", Field::Leaf, Str),
+                        ("expirationTimestamp", Field::Leaf, Null),
                     ]),
-                    true,
+                    Empty,
                 ),
             ],
             Shape::SelfSubjectReview => &[
                 META,
                 (
                     "status",
-                    Field::Struct(&[("userInfo", Field::Struct(USER_INFO), true)]),
-                    true,
+                    Field::Struct(&[("userInfo", Field::Struct(USER_INFO), Empty)]),
+                    Empty,
                 ),
             ],
         }
@@ -173,15 +187,21 @@ fn order_struct(fields: Fields, v: &Value) -> Value {
     let empty = Map::new();
     let m = v.as_object().unwrap_or(&empty);
     let mut out = Map::new();
-    for (name, field, always) in fields {
+    for (name, field, absent) in fields {
         match (m.get(*name), field) {
-            (None | Some(Value::Null), Field::Struct(inner)) if *always => {
+            (None | Some(Value::Null), Field::Struct(inner)) if *absent == Empty => {
                 out.insert((*name).into(), order_struct(inner, &Value::Null));
             }
-            (None, _) if *always => {
-                out.insert((*name).into(), Value::Null);
-            }
-            (None, _) => {}
+            // A null decodes as unset, so it prints as unset does.
+            (None | Some(Value::Null), _) => match absent {
+                Omit => {}
+                Str => {
+                    out.insert((*name).into(), Value::String(String::new()));
+                }
+                Null | Empty => {
+                    out.insert((*name).into(), Value::Null);
+                }
+            },
             (Some(v), Field::Leaf) => {
                 out.insert((*name).into(), super::sorted(v.clone()));
             }

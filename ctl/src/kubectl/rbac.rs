@@ -365,7 +365,7 @@ fn aggregation_labels(values: &[String]) -> anyhow::Result<Map<String, Value>> {
         for pair in value.split(',') {
             let (k, v) = pair.split_once('=').ok_or_else(|| {
                 anyhow!(
-                    "invalid argument \"{value}\" for \"--aggregation-rule\" flag: malformed pair, expect string=string"
+                    "invalid argument \"{value}\" for \"--aggregation-rule\" flag: malformed pair, expect string=string\nSee 'skiffctl create clusterrole --help' for usage."
                 )
             })?;
             out.insert(k.trim().into(), Value::String(v.trim().into()));
@@ -531,7 +531,9 @@ fn binding_object(words: &[String], b: Binding, who: &SubjectArgs) -> anyhow::Re
 /// Nanoseconds in a Go duration (`1h30m`, `-5s`, `0`), or the error pflag reports for it.
 fn go_duration(s: &str) -> anyhow::Result<i128> {
     let invalid = || {
-        anyhow!("invalid argument \"{s}\" for \"--duration\" flag: time: invalid duration \"{s}\"")
+        anyhow!(
+            "invalid argument \"{s}\" for \"--duration\" flag: time: invalid duration \"{s}\"\nSee 'skiffctl create token --help' for usage."
+        )
     };
     let (negative, mut rest) = match s.strip_prefix('-') {
         Some(r) => (true, r),
@@ -559,7 +561,7 @@ fn go_duration(s: &str) -> anyhow::Result<i128> {
         let unit = &tail[..unit_end];
         let scale = match unit {
             "" => bail!(
-                "invalid argument \"{s}\" for \"--duration\" flag: time: missing unit in duration \"{s}\""
+                "invalid argument \"{s}\" for \"--duration\" flag: time: missing unit in duration \"{s}\"\nSee 'skiffctl create token --help' for usage."
             ),
             "ns" => 1.0,
             "us" | "µs" | "μs" => 1e3,
@@ -568,7 +570,7 @@ fn go_duration(s: &str) -> anyhow::Result<i128> {
             "m" => 60e9,
             "h" => 3600e9,
             other => bail!(
-                "invalid argument \"{s}\" for \"--duration\" flag: time: unknown unit \"{other}\" in duration \"{s}\""
+                "invalid argument \"{s}\" for \"--duration\" flag: time: unknown unit \"{other}\" in duration \"{s}\"\nSee 'skiffctl create token --help' for usage."
             ),
         };
         total += n * scale;
@@ -1127,7 +1129,7 @@ mod tests {
         );
         assert_eq!(
             err(&|a| a.duration = "10".into()),
-            "invalid argument \"10\" for \"--duration\" flag: time: missing unit in duration \"10\""
+            "invalid argument \"10\" for \"--duration\" flag: time: missing unit in duration \"10\"\nSee 'skiffctl create token --help' for usage."
         );
         assert_eq!(
             err(&|a| a.bound_object_name = "x".into()),
