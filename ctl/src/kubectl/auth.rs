@@ -497,8 +497,10 @@ pub async fn whoami(s: &Session, output: Option<&str>) -> anyhow::Result<()> {
     let got = super::objects::go_order(Shape::SelfSubjectReview, &got);
     match output {
         None => print!("{}", whoami_table(&got)),
-        // The review has no name: kubectl prints the kind alone.
-        Some(Output::Name) => println!("selfsubjectreview.authentication.k8s.io/"),
+        Some(Output::Name) => println!(
+            "selfsubjectreview.authentication.k8s.io/{}",
+            super::objects::name_of(&got)
+        ),
         Some(o) => print!("{}", super::objects::render(&got, o == Output::Json)?),
     }
     Ok(())

@@ -252,6 +252,14 @@ impl Output {
     }
 }
 
+/// The object's name as `-o name` prints it: `<unknown>` when it has none (a review).
+pub fn name_of(obj: &Value) -> &str {
+    obj["metadata"]["name"]
+        .as_str()
+        .filter(|n| !n.is_empty())
+        .unwrap_or("<unknown>")
+}
+
 /// `obj` (already in Go order) as `-o json` or `-o yaml` prints it; managedFields left out,
 /// as kubectl does unless `--show-managed-fields`.
 pub fn render(obj: &Value, json: bool) -> anyhow::Result<String> {

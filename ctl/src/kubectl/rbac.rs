@@ -699,7 +699,7 @@ async fn submit(
             };
             println!("{shown_kind}/{name} created{suffix}");
         }
-        Some(Output::Name) => println!("{shown_kind}/{name}"),
+        Some(Output::Name) => println!("{shown_kind}/{}", super::objects::name_of(&obj)),
         Some(o) => print!("{}", render(&go_order(shape, &obj), o == Output::Json)?),
     }
     Ok(())
@@ -827,7 +827,7 @@ pub async fn create_token(s: &Session, a: &TokenArgs) -> anyhow::Result<()> {
         Some(Output::Name) => writeln!(
             out,
             "tokenrequest.authentication.k8s.io/{}",
-            got["metadata"]["name"].as_str().unwrap_or_default()
+            super::objects::name_of(&got)
         ),
         Some(o) => write!(
             out,
