@@ -29,7 +29,8 @@ enum Command {
     /// Display one or many resources (server-side tables, as kubectl).
     Get(kubectl::get::GetArgs),
     /// Create objects from manifests (`-f FILE|DIR|-`), or one of a kind:
-    /// `create deployment|namespace|configmap|secret generic|service`.
+    /// `create deployment|namespace|configmap|secret generic|service|serviceaccount|token|role|
+    /// clusterrole|rolebinding|clusterrolebinding`.
     Create(CreateArgs),
     /// Run a pod: `run NAME --image=IMAGE [-- COMMAND...]`.
     Run(kubectl::make::RunArgs),
@@ -122,6 +123,9 @@ enum Command {
     ApiResources,
     /// Where the control plane runs.
     ClusterInfo,
+    /// Inspect authorization: `auth can-i VERB TYPE[/NAME]`, `auth can-i --list`, `auth whoami`.
+    #[command(subcommand)]
+    Auth(kubectl::auth::AuthCmd),
     /// Read and switch kubeconfig contexts.
     #[command(subcommand)]
     Config(kubectl::config::ConfigCmd),
@@ -179,7 +183,7 @@ fn main() {
     };
     if let Err(e) = outcome {
         let text = format!("{e:#}");
-        if text.starts_with("Error from server") {
+        if text.starts_with("Error from server") || e.is::<kubectl::Unprefixed>() {
             eprintln!("{text}");
         } else {
             eprintln!("error: {text}");
@@ -202,7 +206,7 @@ fn run_remote(globals: &kubectl::Globals, command: Command) -> anyhow::Result<()
             }
             Command::Create(CreateArgs { files, sub: None }) => {
                 if files.is_empty() {
-                    anyhow::bail!("must specify one of -f and -k, or a kind to create (deployment, namespace, configmap, secret, service)");
+                    anyhow::bail!("must specify one of -f and -k, or a kind to create (deployment, namespace, configmap, secret, service, serviceaccount, token, role, clusterrole, rolebinding, clusterrolebinding)");
                 }
                 kubectl::write::create(&session, &files).await
             }
@@ -230,6 +234,16 @@ fn run_remote(globals: &kubectl::Globals, command: Command) -> anyhow::Result<()
                 kubectl::write::set_image(&session, &args).await
             }
             Command::Rollout(cmd) => kubectl::rollout::run(&session, &cmd).await,
+            Command::Auth(kubectl::auth::AuthCmd::CanI(args)) => {
+                let code = kubectl::auth::can_i(&session, &args).await?;
+                if code != 0 {
+                    std::process::exit(code);
+                }
+                Ok(())
+            }
+            Command::Auth(kubectl::auth::AuthCmd::Whoami { output }) => {
+                kubectl::auth::whoami(&session, output.as_deref()).await
+            }
             Command::Logs(args) => kubectl::pods::logs(&session, &args).await,
             Command::Autoscale(args) => kubectl::make::autoscale(&session, &args).await,
             Command::Edit { args } => kubectl::make::edit(&session, &args).await,

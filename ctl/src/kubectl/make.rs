@@ -1,5 +1,6 @@
 //! The generators and small editors: `create deployment|namespace|configmap|secret
-//! generic|service`, `run`, `expose`, `patch`, `replace -f` and `wait`, building the same
+//! generic|service` (and, through `rbac`, `create serviceaccount|token|role|clusterrole|
+//! rolebinding|clusterrolebinding`), `run`, `expose`, `patch`, `replace -f` and `wait`, building the same
 //! objects kubectl builds and printing what it prints.
 
 use std::time::{Duration, Instant};
@@ -10,6 +11,7 @@ use clap::Subcommand;
 use serde_json::{Map, Value, json};
 
 use super::Session;
+use super::rbac;
 use super::resources;
 use super::write::targets;
 
@@ -50,6 +52,24 @@ pub enum CreateSub {
         #[command(subcommand)]
         kind: ServiceKind,
     },
+    /// A ServiceAccount.
+    #[command(alias = "sa")]
+    Serviceaccount(rbac::ServiceAccountArgs),
+    /// A ServiceAccount token (TokenRequest), printed: `create token SA [--duration 10m]
+    /// [--audience A]... [--bound-object-kind Pod --bound-object-name N]`.
+    Token(rbac::TokenArgs),
+    /// A Role with one rule: `create role NAME --verb=get,list --resource=pods,rs.apps
+    /// [--resource-name=N]...`.
+    Role(rbac::RoleArgs),
+    /// A ClusterRole: `create clusterrole NAME --verb ... --resource ... [--non-resource-url
+    /// /logs/*]`, or `--aggregation-rule k=v`.
+    Clusterrole(rbac::ClusterRoleArgs),
+    /// A RoleBinding: `create rolebinding NAME --role=R|--clusterrole=R [--user U]... [--group
+    /// G]... [--serviceaccount NS:NAME]...`.
+    Rolebinding(rbac::RoleBindingArgs),
+    /// A ClusterRoleBinding: `create clusterrolebinding NAME --clusterrole=R [--user U]...
+    /// [--group G]... [--serviceaccount NS:NAME]...`.
+    Clusterrolebinding(rbac::ClusterRoleBindingArgs),
 }
 
 #[derive(Subcommand, Debug, Clone)]
@@ -133,6 +153,12 @@ fn ports_of(tcp: &[String]) -> anyhow::Result<Vec<Value>> {
 pub async fn create(s: &Session, sub: &CreateSub) -> anyhow::Result<()> {
     let ns = &s.namespace;
     let (path, body, shown) = match sub {
+        CreateSub::Serviceaccount(a) => return rbac::create_serviceaccount(s, a).await,
+        CreateSub::Token(a) => return rbac::create_token(s, a).await,
+        CreateSub::Role(a) => return rbac::create_role(s, a, None).await,
+        CreateSub::Clusterrole(a) => return rbac::create_role(s, &a.role, Some(a)).await,
+        CreateSub::Rolebinding(a) => return rbac::create_rolebinding(s, a).await,
+        CreateSub::Clusterrolebinding(a) => return rbac::create_clusterrolebinding(s, a).await,
         CreateSub::Deployment {
             name,
             image,

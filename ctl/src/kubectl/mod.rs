@@ -1,13 +1,16 @@
 //! The kubectl-like commands: the same flags, kubeconfig handling and output as kubectl, on
 //! kube-rs (client, kubeconfig) and the apiserver's discovery and server-side Tables.
 
+pub mod auth;
 pub mod config;
 pub mod describe;
 pub mod get;
 pub mod jsonpath;
 pub mod make;
 pub mod nodes;
+pub mod objects;
 pub mod pods;
+pub mod rbac;
 pub mod resources;
 pub mod rollout;
 pub mod top;
@@ -39,6 +42,15 @@ pub struct Globals {
     /// Log level; 6 and above log each request.
     #[arg(short = 'v', long = "v", global = true, default_value_t = 0)]
     pub verbosity: u8,
+    /// Username to impersonate for the operation (a user or `system:serviceaccount:NS:NAME`).
+    #[arg(long = "as", global = true)]
+    pub as_user: Option<String>,
+    /// Group to impersonate for the operation; repeat it for several groups.
+    #[arg(long = "as-group", global = true)]
+    pub as_group: Vec<String>,
+    /// UID to impersonate for the operation.
+    #[arg(long = "as-uid", global = true)]
+    pub as_uid: Option<String>,
 }
 
 /// A connection to the cluster the kubeconfig names.
@@ -46,6 +58,8 @@ pub struct Session {
     pub client: kube::Client,
     /// The namespace commands act in (`-n`, else the context's, else `default`).
     pub namespace: String,
+    /// Whether `-n` named the namespace (kubectl then writes it into generated objects).
+    pub namespace_given: bool,
     pub server: String,
     pub verbosity: u8,
 }
@@ -73,6 +87,27 @@ pub fn load_kubeconfig(explicit: Option<&std::path::Path>) -> anyhow::Result<Kub
         .with_context(|| format!("reading the kubeconfig {}", path.display()))
 }
 
+/// `--as`, `--as-group` and `--as-uid` as impersonation headers (they replace the kubeconfig's
+/// `as`/`as-groups`, as kubectl's flags do). Groups or a UID need a user, as client-go checks
+/// (naming the kubeconfig user in its message).
+fn impersonate(
+    auth: &mut kube::config::AuthInfo,
+    g: &Globals,
+    kubeconfig_user: &str,
+) -> anyhow::Result<()> {
+    if g.as_user.is_none() && (!g.as_group.is_empty() || g.as_uid.is_some()) {
+        anyhow::bail!(
+            "requesting uid, groups or user-extra for {kubeconfig_user} without impersonating a user"
+        );
+    }
+    if let Some(user) = &g.as_user {
+        auth.impersonate = Some(user.clone());
+        auth.impersonate_groups = (!g.as_group.is_empty()).then(|| g.as_group.clone());
+        auth.impersonate_uid = g.as_uid.clone();
+    }
+    Ok(())
+}
+
 fn parse_timeout(s: &str) -> anyhow::Result<Option<Duration>> {
     if s == "0" {
         return Ok(None);
@@ -92,9 +127,18 @@ impl Session {
             context: g.context.clone(),
             ..Default::default()
         };
+        let context = g.context.clone().or_else(|| kc.current_context.clone());
+        let kubeconfig_user = kc
+            .contexts
+            .iter()
+            .find(|c| Some(&c.name) == context.as_ref())
+            .and_then(|c| c.context.as_ref())
+            .and_then(|c| c.user.clone())
+            .unwrap_or_default();
         let mut config = kube::Config::from_custom_kubeconfig(kc, &options)
             .await
             .map_err(|e| anyhow!("{e}"))?;
+        impersonate(&mut config.auth_info, g, &kubeconfig_user)?;
         if let Some(t) = &g.request_timeout {
             let timeout = parse_timeout(t)?;
             config.read_timeout = timeout;
@@ -113,6 +157,7 @@ impl Session {
         Ok(Session {
             client,
             namespace,
+            namespace_given: g.namespace.is_some(),
             server,
             verbosity: g.verbosity,
         })
@@ -168,6 +213,19 @@ impl Session {
             .map_err(|e| explain(e, &self.server))
     }
 }
+
+/// An error kubectl prints as it is, without `error: ` before it (its messages for
+/// resource types discovery does not know, in the generators).
+#[derive(Debug)]
+pub struct Unprefixed(pub String);
+
+impl std::fmt::Display for Unprefixed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Unprefixed {}
 
 /// An error as kubectl words it: `Error from server (NotFound): pods "x" not found`, or a
 /// plain sentence for a server that cannot be reached.
