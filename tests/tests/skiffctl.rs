@@ -895,3 +895,109 @@ fn autoscale_edit_and_top_match_kubectl() {
     pair(&["edit", "deployment", "NAME"], Some("true"));
     pair(&["top", "nodes"], None);
 }
+
+#[test]
+fn auth_commands_and_rbac_generators_match_kubectl() {
+    let server = ApiServer::start(Backend::Embedded);
+    // The generators create the same objects (each tool makes its own, then both are compared).
+    for tool in ["k", "s"] {
+        let run = |args: &[&str]| {
+            if tool == "k" {
+                server.kubectl(args)
+            } else {
+                skiffctl(&server, args)
+            }
+        };
+        for args in [
+            vec!["create", "namespace", &format!("team-{tool}")][..].to_vec(),
+            vec![
+                "create",
+                "serviceaccount",
+                "bot",
+                "-n",
+                &format!("team-{tool}"),
+            ],
+            vec![
+                "create",
+                "role",
+                "reader",
+                "-n",
+                &format!("team-{tool}"),
+                "--verb=get,list,watch",
+                "--resource=pods,pods/log,deployments.apps",
+            ],
+            vec![
+                "create",
+                "rolebinding",
+                "bot-reads",
+                "-n",
+                &format!("team-{tool}"),
+                "--role=reader",
+                "--serviceaccount",
+                &format!("team-{tool}:bot"),
+                "--user=alice",
+            ],
+        ] {
+            let out = run(&args);
+            assert!(out.status.success(), "{tool} {args:?}: {}", text(&out));
+        }
+    }
+    for (what, name) in [("role", "reader"), ("rolebinding", "bot-reads")] {
+        let strip = |tool: &str| {
+            let mut v = json_of(&server, &["get", what, name, "-n", &format!("team-{tool}")]);
+            v["metadata"] = serde_json::Value::Null;
+            let text = v.to_string();
+            text.replace(&format!("team-{tool}"), "team")
+        };
+        assert_eq!(strip("s"), strip("k"), "{what}");
+    }
+    // What a user may do, asked both ways, as both print it.
+    let bot = "system:serviceaccount:team-k:bot";
+    same(
+        &server,
+        &["auth", "can-i", "--list", "-n", "team-k", "--as", bot],
+    );
+    same(
+        &server,
+        &["auth", "can-i", "get", "pods", "-n", "team-k", "--as", bot],
+    );
+    same(
+        &server,
+        &[
+            "auth", "can-i", "delete", "pods", "-n", "team-k", "--as", bot,
+        ],
+    );
+    same(
+        &server,
+        &[
+            "auth",
+            "can-i",
+            "get",
+            "pods",
+            "--subresource=log",
+            "-n",
+            "team-k",
+            "--as",
+            "alice",
+        ],
+    );
+    same(&server, &["auth", "whoami"]);
+    same(
+        &server,
+        &["auth", "whoami", "--as", bot, "--as-group", "extra"],
+    );
+    same(&server, &["get", "secrets", "-n", "team-k", "--as", bot]);
+    // A token from skiffctl works for kubectl.
+    let out = skiffctl(&server, &["create", "token", "bot", "-n", "team-k"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let token = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let who = server.kubectl_ok(&[
+        "auth",
+        "whoami",
+        "--token",
+        &token,
+        "-o",
+        "jsonpath={.status.userInfo.username}",
+    ]);
+    assert_eq!(who, bot);
+}
