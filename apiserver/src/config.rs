@@ -23,6 +23,9 @@ pub struct Config {
     pub authorization_modes: Vec<AuthorizationMode>,
     /// Requests without credentials run as `system:anonymous` (`--anonymous-auth`).
     pub anonymous_auth: bool,
+    /// CA that kubelets' serving certificates must come from (`--kubelet-certificate-authority`);
+    /// none: any certificate is accepted, as kube-apiserver does without the flag.
+    pub kubelet_certificate_authority: Option<PathBuf>,
     /// Pod Security admission's cluster-wide defaults and exemptions.
     pub pod_security: crate::admission::pod_security::Config,
     pub write_kubeconfig: Option<PathBuf>,
@@ -50,6 +53,7 @@ impl Config {
             authorization_modes: vec![AuthorizationMode::Node, AuthorizationMode::Rbac],
             anonymous_auth: true,
             pod_security: Default::default(),
+            kubelet_certificate_authority: None,
             write_kubeconfig: None,
             ready_file: None,
             compaction_interval: Duration::from_secs(300),

@@ -50,6 +50,9 @@ struct Flags {
     /// `pod-security.kubernetes.io/enforce` label: privileged, baseline or restricted.
     #[arg(long, default_value = "privileged")]
     pod_security_default_enforce: skiff_apiserver::admission::pod_security::Level,
+    /// Verify kubelets' serving certificates against this CA (PEM); without it any is accepted.
+    #[arg(long)]
+    kubelet_certificate_authority: Option<PathBuf>,
     /// Where to write the admin kubeconfig (default <data-dir>/admin.kubeconfig).
     #[arg(long)]
     write_kubeconfig: Option<PathBuf>,
@@ -87,6 +90,7 @@ async fn main() -> anyhow::Result<()> {
     config.token_auth_file = flags.token_auth_file;
     config.authorization_modes = flags.authorization_mode;
     config.anonymous_auth = flags.anonymous_auth;
+    config.kubelet_certificate_authority = flags.kubelet_certificate_authority;
     config.pod_security.defaults.enforce = flags.pod_security_default_enforce;
     config.write_kubeconfig = flags.write_kubeconfig;
     config.ready_file = flags.ready_file;

@@ -101,7 +101,10 @@ impl ServerCertVerifier for AnyKubeletCert {
 }
 
 impl KubeletClient {
-    pub fn new(cert: &CertKey) -> anyhow::Result<KubeletClient> {
+    /// A client presenting `cert`. With `kubelet_ca` (PEM, kube-apiserver's
+    /// `--kubelet-certificate-authority`) a kubelet must serve a certificate that CA issued for
+    /// the address it is reached at; without it any certificate is accepted, as upstream.
+    pub fn new(cert: &CertKey, kubelet_ca: Option<&str>) -> anyhow::Result<KubeletClient> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let certs =
             rustls_pemfile::certs(&mut cert.cert_pem.as_bytes()).collect::<Result<Vec<_>, _>>()?;
@@ -109,11 +112,32 @@ impl KubeletClient {
             .ok_or_else(|| anyhow::anyhow!("no private key in kubelet-client.key"))?;
         // HTTP/1.1 only (no ALPN): WebSocket upgrades need it, and log streams do not gain
         // from HTTP/2.
-        let tls = rustls::ClientConfig::builder_with_provider(provider.clone())
-            .with_safe_default_protocol_versions()?
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AnyKubeletCert(provider)))
-            .with_client_auth_cert(certs, key)?;
+        let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()?;
+        let tls = match kubelet_ca {
+            Some(ca) => {
+                let mut roots = rustls::RootCertStore::empty();
+                for c in rustls_pemfile::certs(&mut ca.as_bytes()) {
+                    roots.add(c?)?;
+                }
+                anyhow::ensure!(
+                    !roots.is_empty(),
+                    "--kubelet-certificate-authority holds no certificate"
+                );
+                let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
+                    Arc::new(roots),
+                    provider,
+                )
+                .build()?;
+                builder
+                    .with_webpki_verifier(verifier)
+                    .with_client_auth_cert(certs, key)?
+            }
+            None => builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(AnyKubeletCert(provider)))
+                .with_client_auth_cert(certs, key)?,
+        };
         let http = reqwest::Client::builder()
             .use_preconfigured_tls(tls.clone())
             .connect_timeout(std::time::Duration::from_secs(10))

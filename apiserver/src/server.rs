@@ -298,6 +298,13 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         rbac,
         pod_security: config.pod_security.clone(),
     });
+    let kubelet_ca =
+        match &config.kubelet_certificate_authority {
+            Some(p) => Some(std::fs::read_to_string(p).with_context(|| {
+                format!("reading --kubelet-certificate-authority {}", p.display())
+            })?),
+            None => None,
+        };
     let sa_key = crate::serviceaccount::SigningKey::load_or_create(&pki.dir)
         .context("loading the service account signing key (sa.key)")?;
     let app = Arc::new(App {
@@ -311,7 +318,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         anonymous: config.anonymous_auth,
         metrics: Metrics::default(),
         advertise: format!("{advertise}:{}", local.port()),
-        kubelet: crate::proxy::KubeletClient::new(&pki.kubelet_client)?,
+        kubelet: crate::proxy::KubeletClient::new(&pki.kubelet_client, kubelet_ca.as_deref())?,
         resource_metrics: Default::default(),
     });
     if !config.metric_resolution.is_zero() {

@@ -36,6 +36,10 @@ pub struct Config {
     pub pod_manifest_path: Option<PathBuf>,
     /// The kubelet server's port (10250; 0 = any free port).
     pub port: u16,
+    /// `--tls-cert-file` and `--tls-private-key-file`: a serving certificate (from the cluster
+    /// CA, so the apiserver can verify it) instead of a self-signed one.
+    pub tls_cert_file: Option<PathBuf>,
+    pub tls_private_key_file: Option<PathBuf>,
     /// `--node-lease-duration-seconds`: the heartbeat Lease's duration (renewed every quarter).
     pub node_lease_duration_seconds: i32,
     /// `--cluster-dns`, `--cluster-domain`, `--resolv-conf`.
@@ -108,7 +112,14 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         .with_context(|| format!("creating {}", config.root_dir.display()))?;
     // The server is bound before the Node is registered, so the Node names the real port.
     let ca = server::cluster_ca(&config.kubeconfig)?;
-    let tls = server::tls_config(&config.node_name, node_ip, &ca)?;
+    let serving = match (&config.tls_cert_file, &config.tls_private_key_file) {
+        (Some(cert), Some(key)) => Some((
+            std::fs::read_to_string(cert).with_context(|| format!("reading {}", cert.display()))?,
+            std::fs::read_to_string(key).with_context(|| format!("reading {}", key.display()))?,
+        )),
+        _ => None,
+    };
+    let tls = server::tls_config(&config.node_name, node_ip, &ca, serving)?;
     let listener = tokio::net::TcpListener::bind((std::net::Ipv4Addr::UNSPECIFIED, config.port))
         .await
         .with_context(|| {

@@ -39,6 +39,13 @@ struct Flags {
     /// Port of the kubelet's HTTPS server (logs, exec, stats); 0 picks a free one.
     #[arg(long, default_value_t = 10250)]
     port: u16,
+    /// Serving certificate (PEM) for the HTTPS server; without it the kubelet makes a
+    /// self-signed one, as Kubernetes' does.
+    #[arg(long, requires = "tls_private_key_file")]
+    tls_cert_file: Option<PathBuf>,
+    /// The serving certificate's private key (PEM).
+    #[arg(long, requires = "tls_cert_file")]
+    tls_private_key_file: Option<PathBuf>,
     /// Duration of the node's heartbeat Lease; the kubelet renews it every quarter of this.
     #[arg(long, default_value_t = 40, value_parser = clap::value_parser!(i32).range(1..))]
     node_lease_duration_seconds: i32,
@@ -79,6 +86,8 @@ async fn main() -> anyhow::Result<()> {
         status_report_every: std::time::Duration::from_secs(flags.node_status_report_frequency),
         pod_manifest_path: flags.pod_manifest_path,
         port: flags.port,
+        tls_cert_file: flags.tls_cert_file,
+        tls_private_key_file: flags.tls_private_key_file,
         node_lease_duration_seconds: flags.node_lease_duration_seconds,
         cluster_dns: flags.cluster_dns,
         cluster_domain: flags.cluster_domain,

@@ -81,14 +81,21 @@ pub fn cluster_ca(kubeconfig: &Path) -> anyhow::Result<String> {
     )
 }
 
-/// TLS for the server: a fresh self-signed serving certificate for the node's name and IP,
-/// and client certificates checked against `ca_pem` (optional at the TLS layer: `/healthz`
-/// answers anyone, and a caller may bring a bearer token instead).
+/// TLS for the server: the given serving certificate and key (PEM), or a fresh self-signed
+/// one for the node's name and IP; client certificates are checked against `ca_pem` (optional
+/// at the TLS layer: `/healthz` answers anyone, and a caller may bring a bearer token instead).
 pub fn tls_config(
     node_name: &str,
     node_ip: IpAddr,
     ca_pem: &str,
+    serving: Option<(String, String)>,
 ) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+    if let Some((cert, key)) = serving {
+        let identity = tls::Identity::from_pem(&cert, &key)
+            .context("loading --tls-cert-file and --tls-private-key-file")?;
+        return tls::server_config(identity, Some(ca_pem))
+            .context("loading the kubelet's serving certificate");
+    }
     let stamp = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .unwrap_or_default()

@@ -168,6 +168,13 @@ impl ApiServer {
         }
     }
 
+    /// Restarts the server with `args` added to its flags (for flags that name files the first
+    /// start created, such as its CA).
+    pub fn restart_with_args(&mut self, args: &[&str]) {
+        self.extra_args.extend(args.iter().map(|a| a.to_string()));
+        self.restart();
+    }
+
     /// Kills the server if it still runs and starts it again on the same data directory (and
     /// the same etcd). It may listen on another port; the kubeconfig is rewritten.
     pub fn restart(&mut self) {

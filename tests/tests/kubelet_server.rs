@@ -359,3 +359,74 @@ fn kubectl_exec_runs_commands_with_output_stdin_and_exit_codes() {
         "{err}"
     );
 }
+
+/// With `--kubelet-certificate-authority`, the apiserver talks only to kubelets whose serving
+/// certificate that CA issued for their address: a self-signed kubelet is refused, one with a
+/// certificate from the cluster CA serves `kubectl logs`.
+#[test]
+fn the_apiserver_verifies_kubelet_serving_certificates() {
+    ensure_busybox_image();
+    let mut server = ApiServer::start(Backend::Embedded);
+    let ca = server.data_dir().join("pki").join("ca.crt");
+    server.restart_with_args(&["--kubelet-certificate-authority", &ca.display().to_string()]);
+
+    let self_signed = Kubelet::start(&server, "e2e-kubelet-selfsigned", "10.244.210.0/24");
+    run_pod(
+        &server,
+        "plain",
+        &self_signed.node,
+        "echo hello; sleep 3600",
+        "",
+    );
+    wait_for(&server, "plain", "running", running);
+    let err = server.kubectl_fails(&["logs", "plain"]);
+    assert!(err.contains("cannot reach the kubelet"), "{err}");
+    drop(self_signed);
+
+    // A serving certificate from the cluster CA for 127.0.0.1 (where the kubelet is reached).
+    let pki = server.data_dir().join("pki");
+    let ca_pair = skiff_common::pki::CertKey {
+        cert_pem: std::fs::read_to_string(pki.join("ca.crt")).expect("ca.crt"),
+        key_pem: std::fs::read_to_string(pki.join("ca.key")).expect("ca.key"),
+    };
+    let node = "e2e-kubelet-verified";
+    let serving = skiff_common::pki::issue(
+        &ca_pair,
+        &format!("system:node:{node}"),
+        &["system:nodes"],
+        &["127.0.0.1".to_string(), node.to_string()],
+    )
+    .expect("issue a serving certificate");
+    let cert = server.write_file("serving.crt", &serving.cert_pem);
+    let key = server.write_file("serving.key", &serving.key_pem);
+    let verified = Kubelet::start_with_args(
+        &server,
+        node,
+        "10.244.212.0/24",
+        &[
+            // Reached at the address the certificate names.
+            "--node-ip",
+            "127.0.0.1",
+            "--tls-cert-file",
+            &cert.display().to_string(),
+            "--tls-private-key-file",
+            &key.display().to_string(),
+        ],
+    );
+    run_pod(
+        &server,
+        "greeter",
+        &verified.node,
+        "echo hello; sleep 3600",
+        "",
+    );
+    wait_for(&server, "greeter", "running", running);
+    assert!(
+        wait_until(WAIT, || server
+            .kubectl(&["logs", "greeter"])
+            .stdout
+            .starts_with(b"hello")),
+        "kubectl logs through a verified kubelet: {}",
+        String::from_utf8_lossy(&server.kubectl(&["logs", "greeter"]).stderr)
+    );
+}

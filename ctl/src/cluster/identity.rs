@@ -81,3 +81,24 @@ pub fn kubelet(l: &Layout, server: &str, node: &str) -> anyhow::Result<PathBuf> 
         },
     )
 }
+
+/// The serving certificate of node `name`'s kubelet, issued by the cluster CA for the node's
+/// name and address (the apiserver verifies it: `--kubelet-certificate-authority`). Returns the
+/// certificate and key files.
+pub fn kubelet_serving(l: &Layout, node: &str, ip: &str) -> anyhow::Result<(PathBuf, PathBuf)> {
+    let ca = ca(l)?;
+    let dir = dir(l);
+    let file = format!("kubelet-{node}-serving");
+    pki::load_or(&dir, &file, || {
+        pki::issue(
+            &ca,
+            &format!("system:node:{node}"),
+            &["system:nodes"],
+            &[ip.to_string(), node.to_string()],
+        )
+    })?;
+    Ok((
+        dir.join(format!("{file}.crt")),
+        dir.join(format!("{file}.key")),
+    ))
+}

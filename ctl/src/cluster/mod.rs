@@ -552,7 +552,16 @@ fn start_apiserver(
     let data = l.apiserver_dir().display().to_string();
     let ready_arg = ready.display().to_string();
     let host_ip = l.host_ip().to_string();
+    // Kubelets serve certificates from the cluster CA, which the apiserver then checks.
+    let kubelet_ca = l
+        .apiserver_dir()
+        .join("pki")
+        .join("ca.crt")
+        .display()
+        .to_string();
     let mut args = vec![
+        "--kubelet-certificate-authority",
+        &kubelet_ca,
         "--data-dir",
         &data,
         "--bind-address",
@@ -640,6 +649,9 @@ fn start_agents(
         .to_string();
     let ns = node.netns_path();
     let ip = node.ip.to_string();
+    let (serving_cert, serving_key) = identity::kubelet_serving(l, &node.name, &ip)?;
+    let serving_cert = serving_cert.display().to_string();
+    let serving_key = serving_key.display().to_string();
     spawn(
         l,
         &format!("{}-kubelet", node.name),
@@ -658,6 +670,10 @@ fn start_agents(
             &format!("unix://{}", node.docker_socket().display()),
             "--node-lease-duration-seconds",
             &state.grace_seconds.to_string(),
+            "--tls-cert-file",
+            &serving_cert,
+            "--tls-private-key-file",
+            &serving_key,
         ],
     )?;
     spawn(
