@@ -1,7 +1,8 @@
 //! The kubelet's HTTPS server and the apiserver's `pods/log` and `pods/exec` proxy, driven by
 //! the real kubectl against a real kubelet on the machine's Docker engine: `kubectl logs`
 //! (`-f`, `--tail`, `--previous`), `kubectl exec`, and the kubelet's own endpoints, which
-//! only callers with a client certificate from the cluster CA may use.
+//! only authenticated callers that the apiserver authorizes may use; and the apiserver checking
+//! the kubelet's serving certificate when told to.
 //!
 //! Each test runs its own apiserver and kubelet (own node name and pod subnet 10.244.206-209).
 
