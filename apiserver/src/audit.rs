@@ -177,12 +177,10 @@ pub struct RequestConfig {
 /// Why a policy file was refused; the apiserver does not start with one.
 #[derive(Debug, thiserror::Error)]
 pub enum PolicyError {
-    #[error("loading audit policy file: failed to read file path {path:?}: {source}")]
-    Read {
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
+    // The cause is in the message, as kube-apiserver words it, rather than a chained source
+    // that error reports would print twice.
+    #[error("loading audit policy file: failed to read file path {path:?}: {error}")]
+    Read { path: PathBuf, error: io::Error },
     #[error("loading audit policy file: {message}: from file {path}")]
     Invalid { path: PathBuf, message: String },
 }
@@ -290,9 +288,9 @@ fn validate_rule(r: &RuleFile, p: &str, errs: &mut Vec<String>) -> Option<Level>
 impl Policy {
     /// Reads and validates a policy file (YAML or JSON).
     pub fn load(path: &Path) -> Result<Policy, PolicyError> {
-        let text = std::fs::read(path).map_err(|source| PolicyError::Read {
+        let text = std::fs::read(path).map_err(|error| PolicyError::Read {
             path: path.to_path_buf(),
-            source,
+            error,
         })?;
         Policy::parse(&text).map_err(|message| PolicyError::Invalid {
             path: path.to_path_buf(),
@@ -700,10 +698,14 @@ fn strip_managed_fields(v: &mut Value) {
     }
 }
 
-/// A body as JSON (YAML bodies too); `None` when it is neither.
+/// A body as JSON: protobuf bodies (kubectl's typed creates) in the form a JSON client would
+/// have sent, YAML too; `None` when it is none of these.
 fn decode(bytes: &[u8]) -> Option<Value> {
     if bytes.is_empty() {
         return None;
+    }
+    if let Ok((_, _, obj)) = skiff_api::protobuf::decode(bytes) {
+        return Some(obj);
     }
     serde_json::from_slice(bytes)
         .ok()

@@ -573,6 +573,17 @@ async fn a_create_is_received_then_completed_with_its_object() {
     );
 }
 
+#[test]
+fn request_bodies_decode_from_json_and_yaml() {
+    let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web"}});
+    assert_eq!(decode(pod.to_string().as_bytes()), Some(pod.clone()));
+    assert_eq!(
+        decode(b"apiVersion: v1\nkind: Pod\nmetadata:\n  name: web\n"),
+        Some(pod.clone())
+    );
+    assert_eq!(decode(b""), None);
+}
+
 #[tokio::test]
 async fn a_forbidden_request_records_the_decision_and_status() {
     let (auditor, rx) = test_auditor("- level: Metadata\n", 10);
