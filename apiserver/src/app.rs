@@ -24,6 +24,8 @@ pub struct App {
     pub kubelet: crate::proxy::KubeletClient,
     /// Node and pod usage scraped from the kubelets (`metrics.k8s.io`).
     pub resource_metrics: crate::resource_metrics::MetricsStore,
+    /// The audit policy and log (`--audit-policy-file`, `--audit-log-path`), when set.
+    pub audit: Option<Arc<crate::audit::Auditor>>,
 }
 
 impl App {

@@ -38,6 +38,8 @@ pub struct Config {
     /// Where to announce the listening address (`host:port`) once bound, for tests that use
     /// port 0.
     pub ready_file: Option<PathBuf>,
+    /// The audit policy and log (`--audit-policy-file`, `--audit-log-*`).
+    pub audit: crate::audit::Options,
 }
 
 impl Config {
@@ -58,6 +60,7 @@ impl Config {
             ready_file: None,
             compaction_interval: Duration::from_secs(300),
             metric_resolution: Duration::from_secs(15),
+            audit: Default::default(),
         }
     }
 

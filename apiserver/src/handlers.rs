@@ -28,11 +28,14 @@ pub async fn dispatch(State(app): State<Arc<App>>, req: Request) -> Response {
     let started = std::time::Instant::now();
     let method = req.method().clone();
     let (parts, body) = req.into_parts();
+    let mut audit = crate::audit::Record::start(app.audit.as_ref(), &parts);
+    let body = audit.capture(body);
     // A bug in one request must not take the connection (or the process) down with it.
-    let result = std::panic::AssertUnwindSafe(handle(&app, &parts, body))
+    let result = std::panic::AssertUnwindSafe(handle(&app, &parts, body, &mut audit))
         .catch_unwind()
         .await;
-    let result = result.unwrap_or_else(|_| {
+    let result = result.unwrap_or_else(|panic| {
+        audit.panicked(panic.as_ref());
         Err(ApiError::internal(
             "the server hit an internal error handling this request; see its log",
         ))
@@ -43,6 +46,7 @@ pub async fn dispatch(State(app): State<Arc<App>>, req: Request) -> Response {
             if e.code >= 500 {
                 tracing::error!(method = %method, path = %parts.uri.path(), error = %e, "request failed");
             }
+            audit.failed(&e);
             let too_large = e.code == 413;
             let mut resp = e.into_response();
             // The rest of a refused body is never read: an HTTP/1.1 connection cannot carry
@@ -57,6 +61,7 @@ pub async fn dispatch(State(app): State<Arc<App>>, req: Request) -> Response {
             resp
         }
     };
+    let resp = audit.finish(resp).await;
     app.metrics
         .observe(method.as_str(), resp.status().as_u16(), started.elapsed());
     resp
@@ -124,34 +129,35 @@ async fn read_body(body: Body) -> ApiResult<Bytes> {
         })
 }
 
-async fn handle(app: &Arc<App>, parts: &Parts, body: Body) -> ApiResult<Response> {
+async fn handle(
+    app: &Arc<App>,
+    parts: &Parts,
+    body: Body,
+    audit: &mut crate::audit::Record,
+) -> ApiResult<Response> {
     let path = parts.uri.path();
-    // Health endpoints answer everyone, as load balancers and probes need them.
-    match path {
-        "/healthz" | "/livez" | "/readyz" => return Ok(health(app, path).await),
-        _ => {}
+    // Health endpoints answer everyone, as load balancers and probes need them (and, when
+    // audited, as the user their credentials name, if any).
+    let health_path = matches!(path, "/healthz" | "/livez" | "/readyz");
+    if health_path && app.audit.is_none() {
+        return Ok(health(app, path).await);
     }
-    let peer = parts.extensions.get::<PeerIdentity>();
-    let user = match app.authenticate(&parts.headers, peer) {
-        Authenticated::User(u) => u,
-        Authenticated::None if app.anonymous => Arc::new(UserInfo::anonymous()),
-        Authenticated::None | Authenticated::Invalid => return Err(ApiError::unauthorized()),
-    };
-    let user = crate::impersonate::apply(app.authz.as_ref(), &parts.headers, user)?;
-    let params = Params::parse(parts.uri.query()).by(user.clone());
+    let params = Params::parse(parts.uri.query());
     // The resource metrics API is served apart from the stored resources.
     let metrics_path = path
         .strip_prefix("/apis/metrics.k8s.io")
         .filter(|rest| rest.is_empty() || rest.starts_with('/'));
+    // Parsed before authentication so that even a refused request's audit event says what it
+    // asked for; a path naming no resource is still refused only once the caller is known.
     let parsed = if metrics_path.is_some() {
         None
     } else if path.starts_with("/api/") || path == "/api" || path.starts_with("/apis") {
-        Some(request::parse_path(path)?)
+        Some(request::parse_path(path))
     } else {
         None
     };
     let target = match &parsed {
-        Some(ApiPath::Resource(t)) => Some(t),
+        Some(Ok(ApiPath::Resource(t))) => Some(t),
         _ => None,
     };
     let verb = verb_of(&parts.method, target, &params);
@@ -163,12 +169,39 @@ async fn handle(app: &Arc<App>, parts: &Parts, body: Body) -> ApiResult<Response
             ..Default::default()
         },
     };
-    match app.authz.authorize(&user, &attrs) {
+    let peer = parts.extensions.get::<PeerIdentity>();
+    let user = match app.authenticate(&parts.headers, peer) {
+        Authenticated::User(u) => u,
+        Authenticated::None if app.anonymous => Arc::new(UserInfo::anonymous()),
+        _ if health_path => Arc::new(UserInfo::anonymous()),
+        Authenticated::None | Authenticated::Invalid => {
+            let had_cert = peer.is_some_and(|p| p.0.is_some());
+            audit.unauthenticated(&parts.headers, had_cert, &attrs);
+            return Err(ApiError::unauthorized());
+        }
+    };
+    audit.begin(&user, &attrs);
+    if health_path {
+        return Ok(health(app, path).await);
+    }
+    let acting = crate::impersonate::apply(app.authz.as_ref(), &parts.headers, user.clone())?;
+    if !Arc::ptr_eq(&acting, &user) {
+        audit.impersonated(&acting);
+    }
+    let user = acting;
+    if let Some(Err(e)) = &parsed {
+        return Err(e.clone());
+    }
+    let decision = app.authz.authorize(&user, &attrs);
+    audit.authorized(&decision);
+    match decision {
         Decision::Allow => {}
         Decision::Deny(reason) | Decision::NoOpinion(reason) => {
             return Err(ApiError::forbidden_request(&user.name, &attrs, &reason));
         }
     }
+    let params = params.by(user.clone());
+    let parsed = parsed.and_then(Result::ok);
 
     let format = request::negotiate(&parts.headers)?;
     let json_fmt = if format == Format::Yaml {

@@ -12,8 +12,10 @@ pub mod pki;
 pub mod server;
 
 // Who may do what: authentication (certificates, tokens, ServiceAccount tokens),
-// impersonation, authorization (Node, RBAC), admission, and the reviews that ask.
+// impersonation, authorization (Node, RBAC), admission, the reviews that ask, and the audit
+// log of who did what.
 pub mod admission;
+pub mod audit;
 pub mod auth;
 mod impersonate;
 mod node_authz;

@@ -63,6 +63,28 @@ struct Flags {
     /// HPA); 0 to never.
     #[arg(long, default_value = "15s", value_parser = parse_duration)]
     metric_resolution: std::time::Duration,
+    /// The audit policy (an audit.k8s.io/v1 Policy, YAML or JSON): which requests the audit
+    /// log records, and how much of each. Without it nothing is audited.
+    #[arg(long)]
+    audit_policy_file: Option<PathBuf>,
+    /// If set, requests the audit policy selects are logged to this file, one JSON event per
+    /// line; '-' means standard out.
+    #[arg(long)]
+    audit_log_path: Option<PathBuf>,
+    /// The maximum size in megabytes of the audit log file before it gets rotated (0: 100).
+    #[arg(long, default_value_t = 0)]
+    audit_log_maxsize: u64,
+    /// The maximum number of old audit log files to retain (0: all).
+    #[arg(long, default_value_t = 0)]
+    audit_log_maxbackup: usize,
+    /// The maximum number of days to retain old audit log files, by the time in their name
+    /// (0: no limit).
+    #[arg(long, default_value_t = 0)]
+    audit_log_maxage: u64,
+    /// Events waiting to be written before new ones are dropped (counted in
+    /// apiserver_audit_error_total{plugin="buffered"}).
+    #[arg(long, default_value_t = skiff_apiserver::audit::DEFAULT_BUFFER_SIZE)]
+    audit_log_batch_buffer_size: usize,
     /// Write the bound address (host:port) to this file once serving.
     #[arg(long, hide = true)]
     ready_file: Option<PathBuf>,
@@ -96,6 +118,14 @@ async fn main() -> anyhow::Result<()> {
     config.ready_file = flags.ready_file;
     config.compaction_interval = flags.etcd_compaction_interval;
     config.metric_resolution = flags.metric_resolution;
+    config.audit = skiff_apiserver::audit::Options {
+        policy_file: flags.audit_policy_file,
+        log_path: flags.audit_log_path,
+        max_size_mb: flags.audit_log_maxsize,
+        max_backups: flags.audit_log_maxbackup,
+        max_age_days: flags.audit_log_maxage,
+        buffer_size: flags.audit_log_batch_buffer_size,
+    };
 
     let shutdown = skiff_common::shutdown_on_signal();
     skiff_apiserver::run(config, shutdown).await

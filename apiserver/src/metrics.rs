@@ -65,6 +65,19 @@ impl Metrics {
             .observe(took.as_secs_f64());
     }
 
+    /// Adds a metric kept elsewhere (the audit log's counters) to those served.
+    pub fn register(
+        &self,
+        name: &str,
+        help: &str,
+        metric: impl prometheus_client::registry::Metric,
+    ) {
+        self.registry
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .register(name, help, metric);
+    }
+
     pub fn render(&self) -> Response {
         let mut out = String::new();
         let reg = self.registry.lock().unwrap_or_else(|e| e.into_inner());

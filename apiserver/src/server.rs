@@ -234,6 +234,9 @@ fn authorizer(
 
 /// Runs the apiserver until `shutdown` is cancelled.
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    // A bad audit policy stops the apiserver before it serves anything.
+    let metrics = Metrics::default();
+    let audit = crate::audit::Auditor::start(&config.audit, &metrics)?;
     let store = open_store(&config).await?;
     let advertise = advertise_ip(&config);
     let mut sans: Vec<String> = vec![
@@ -316,10 +319,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         }),
         authz,
         anonymous: config.anonymous_auth,
-        metrics: Metrics::default(),
+        metrics,
         advertise: format!("{advertise}:{}", local.port()),
         kubelet: crate::proxy::KubeletClient::new(&pki.kubelet_client, kubelet_ca.as_deref())?,
         resource_metrics: Default::default(),
+        audit: audit.clone(),
     });
     if !config.metric_resolution.is_zero() {
         tokio::spawn(crate::resource_metrics::scrape_loop(
@@ -354,6 +358,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         )
     })
     .await;
+    if let Some(audit) = audit {
+        tokio::task::spawn_blocking(move || audit.sync(Duration::from_secs(5)))
+            .await
+            .ok();
+    }
     tracing::info!("skiff-apiserver stopped");
     Ok(())
 }

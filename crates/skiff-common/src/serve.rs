@@ -14,7 +14,8 @@ use tower::ServiceExt;
 
 /// Serves `router` on `listener` until `shutdown`, then gives in-flight requests up to 5 s.
 /// `identify` turns the client's verified certificate chain (if it sent one) into a value that
-/// every request of that connection carries as an extension.
+/// every request of that connection carries as an extension, beside the peer's address
+/// (`axum::extract::ConnectInfo<SocketAddr>`).
 pub async fn serve_tls<E, F>(
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
@@ -57,6 +58,8 @@ pub async fn serve_tls<E, F>(
             let identity = identify(tls.get_ref().1.peer_certificates());
             let svc = hyper::service::service_fn(move |mut req: http::Request<Incoming>| {
                 req.extensions_mut().insert(identity.clone());
+                req.extensions_mut()
+                    .insert(axum::extract::ConnectInfo(peer));
                 router.clone().oneshot(req)
             });
             let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
