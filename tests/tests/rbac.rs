@@ -702,3 +702,69 @@ fn the_bootstrap_policy_is_there_and_comes_back() {
     let discovery = server.kubectl_json(&["get", "clusterrolebinding", "system:discovery"]);
     assert_eq!(discovery["subjects"][0]["name"], "system:authenticated");
 }
+
+#[test]
+fn the_audit_log_records_who_did_what_as_kubernetes_writes_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let policy = dir.path().join("policy.yaml");
+    std::fs::write(
+        &policy,
+        "apiVersion: audit.k8s.io/v1\nkind: Policy\nomitStages: [RequestReceived]\nrules:\n- level: None\n  nonResourceURLs: [\"/healthz*\", \"/version\"]\n- level: RequestResponse\n  resources:\n  - group: \"\"\n    resources: [\"configmaps\"]\n- level: Metadata\n",
+    )
+    .expect("write the policy");
+    let log = dir.path().join("audit.log");
+    let server = ApiServer::start_with_args(
+        Backend::Embedded,
+        &[
+            "--audit-policy-file",
+            &policy.display().to_string(),
+            "--audit-log-path",
+            &log.display().to_string(),
+        ],
+    );
+    server.kubectl_ok(&["create", "configmap", "audited", "--from-literal=k=v"]);
+    let _ = server.kubectl(&["get", "pods", "--as", "nobody"]);
+    let lines = || -> Vec<serde_json::Value> {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    };
+    let find = |pred: &dyn Fn(&serde_json::Value) -> bool| {
+        let mut found = None;
+        wait_until(Duration::from_secs(10), || {
+            found = lines().into_iter().find(|e| pred(e));
+            found.is_some()
+        });
+        found
+    };
+    let create = find(&|e| e["verb"] == "create" && e["objectRef"]["name"] == "audited")
+        .expect("no audit event for the create");
+    assert_eq!(create["kind"], "Event");
+    assert_eq!(create["apiVersion"], "audit.k8s.io/v1");
+    assert_eq!(create["level"], "RequestResponse");
+    assert_eq!(create["stage"], "ResponseComplete");
+    assert_eq!(create["user"]["username"], "admin");
+    assert_eq!(create["objectRef"]["resource"], "configmaps");
+    assert_eq!(create["objectRef"]["namespace"], "default");
+    assert_eq!(create["responseStatus"]["code"], 201);
+    assert_eq!(create["requestObject"]["data"]["k"], "v");
+    assert_eq!(create["responseObject"]["metadata"]["name"], "audited");
+    assert_eq!(
+        create["annotations"]["authorization.k8s.io/decision"],
+        "allow"
+    );
+    let denied = find(&|e| e["impersonatedUser"]["username"] == "nobody" && e["verb"] == "list")
+        .expect("no audit event for the refused list");
+    assert_eq!(denied["level"], "Metadata");
+    assert_eq!(denied["responseStatus"]["code"], 403);
+    assert_eq!(
+        denied["annotations"]["authorization.k8s.io/decision"],
+        "forbid"
+    );
+    assert!(denied.get("requestObject").is_none());
+    // The stages the policy leaves out, and the URLs it does not audit, are not there.
+    assert!(lines().iter().all(|e| e["stage"] != "RequestReceived"));
+    assert!(lines().iter().all(|e| e["requestURI"] != "/version"));
+}
