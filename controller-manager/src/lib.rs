@@ -13,6 +13,8 @@ pub mod metrics;
 pub mod pods;
 #[cfg(test)]
 mod testing;
+/// Status writes through the `update` verb.
+pub mod update;
 pub mod workqueue;
 
 pub use app::{Config, enabled, run};

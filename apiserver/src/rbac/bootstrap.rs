@@ -920,12 +920,10 @@ fn controller_roles() -> Vec<(&'static str, Vec<PolicyRule>)> {
         (
             "deployment-controller",
             vec![
-                // Skiff: Kubernetes' controllers write these with update; Skiff's write them
-                // with merge patches, so its roles also allow patch.
-                allow(&["get", "list", "watch", "update", "patch"])
+                allow(&["get", "list", "watch", "update"])
                     .groups(&[EXTENSIONS, APPS])
                     .resources(&["deployments"]),
-                allow(&["update", "patch"])
+                allow(&["update"])
                     .groups(&[EXTENSIONS, APPS])
                     .resources(&["deployments/status"]),
                 allow(&["update"])
@@ -1063,12 +1061,10 @@ fn controller_roles() -> Vec<(&'static str, Vec<PolicyRule>)> {
                 allow(READ)
                     .groups(&[AUTOSCALING])
                     .resources(&["horizontalpodautoscalers"]),
-                // Skiff: Kubernetes' controllers write these with update; Skiff's write them
-                // with merge patches, so its roles also allow patch.
-                allow(&["update", "patch"])
+                allow(&["update"])
                     .groups(&[AUTOSCALING])
                     .resources(&["horizontalpodautoscalers/status"]),
-                allow(&["get", "update", "patch"])
+                allow(&["get", "update"])
                     .groups(&["*"])
                     .resources(&["*/scale"]),
                 allow(&["list", "watch"])
@@ -1209,9 +1205,7 @@ fn controller_roles() -> Vec<(&'static str, Vec<PolicyRule>)> {
                 allow(&["get", "list", "watch", "update"])
                     .groups(&[APPS, EXTENSIONS])
                     .resources(&["replicasets"]),
-                // Skiff: Kubernetes' controllers write these with update; Skiff's write them
-                // with merge patches, so its roles also allow patch.
-                allow(&["update", "patch"])
+                allow(&["update"])
                     .groups(&[APPS, EXTENSIONS])
                     .resources(&["replicasets/status"]),
                 allow(&["update"])
@@ -1229,9 +1223,7 @@ fn controller_roles() -> Vec<(&'static str, Vec<PolicyRule>)> {
                 allow(&["get", "list", "watch", "update"])
                     .groups(&[CORE])
                     .resources(&["replicationcontrollers"]),
-                // Skiff: Kubernetes' controllers write these with update; Skiff's write them
-                // with merge patches, so its roles also allow patch.
-                allow(&["update", "patch"])
+                allow(&["update"])
                     .groups(&[CORE])
                     .resources(&["replicationcontrollers/status"]),
                 allow(&["update"])

@@ -599,14 +599,17 @@ impl DeploymentController {
                 if same && mine {
                     return Ok(other.map(Arc::new));
                 }
-                let patch = json!({ "status": { "collisionCount": collisions + 1 } });
-                Api::<Deployment>::namespaced(self.client.clone(), &ns)
-                    .patch_status(
-                        &d.name_any(),
-                        &PatchParams::default(),
-                        &Patch::Merge(&patch),
-                    )
-                    .await?;
+                let mut status = serde_json::to_value(&d.status).unwrap_or_else(|_| json!({}));
+                if !status.is_object() {
+                    status = json!({});
+                }
+                status["collisionCount"] = json!(collisions + 1);
+                crate::update::status(
+                    &Api::<Deployment>::namespaced(self.client.clone(), &ns),
+                    &d.name_any(),
+                    &status,
+                )
+                .await?;
                 Err(crate::controller::Error::Invalid(format!(
                     "replica set {name} exists with another template; retrying with a new hash"
                 )))
@@ -635,14 +638,17 @@ impl DeploymentController {
             message,
             jiff::Timestamp::now(),
         );
-        let patch = json!({ "status": { "conditions": conds } });
-        Api::<Deployment>::namespaced(self.client.clone(), &d.namespace().unwrap_or_default())
-            .patch_status(
-                &d.name_any(),
-                &PatchParams::default(),
-                &Patch::Merge(&patch),
-            )
-            .await?;
+        let mut status = serde_json::to_value(&d.status).unwrap_or_else(|_| json!({}));
+        if !status.is_object() {
+            status = json!({});
+        }
+        status["conditions"] = json!(conds);
+        crate::update::status(
+            &Api::<Deployment>::namespaced(self.client.clone(), &d.namespace().unwrap_or_default()),
+            &d.name_any(),
+            &status,
+        )
+        .await?;
         Ok(())
     }
 
@@ -652,13 +658,16 @@ impl DeploymentController {
         if want == 0 || revision_of(&d.metadata) == want {
             return Ok(());
         }
-        let patch = json!({ "metadata": { "annotations": { REVISION: want.to_string() } } });
+        // An update of the Deployment as cached, guarded by its resourceVersion (a conflict
+        // retries the sync), as the upstream role grants update and not patch.
+        let mut updated = d.clone();
+        updated
+            .metadata
+            .annotations
+            .get_or_insert_with(Default::default)
+            .insert(REVISION.to_string(), want.to_string());
         Api::<Deployment>::namespaced(self.client.clone(), &d.namespace().unwrap_or_default())
-            .patch(
-                &d.name_any(),
-                &PatchParams::default(),
-                &Patch::Merge(&patch),
-            )
+            .replace(&d.name_any(), &PostParams::default(), &updated)
             .await?;
         Ok(())
     }
@@ -727,14 +736,15 @@ impl DeploymentController {
         let current = serde_json::to_value(&d.status).unwrap_or_default();
         let wanted = serde_json::to_value(&status).unwrap_or_default();
         if current != wanted {
-            let patch = json!({ "status": wanted });
-            Api::<Deployment>::namespaced(self.client.clone(), &d.namespace().unwrap_or_default())
-                .patch_status(
-                    &d.name_any(),
-                    &PatchParams::default(),
-                    &Patch::Merge(&patch),
-                )
-                .await?;
+            crate::update::status(
+                &Api::<Deployment>::namespaced(
+                    self.client.clone(),
+                    &d.namespace().unwrap_or_default(),
+                ),
+                &d.name_any(),
+                &wanted,
+            )
+            .await?;
         }
         Ok(again)
     }

@@ -12,7 +12,7 @@ use futures::StreamExt;
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec, ReplicationController};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
-use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{DeleteParams, PostParams};
 use kube::{Api, Resource, ResourceExt};
 use serde_json::{Value, json};
 use skiff_client::events::{EventType, Recorder};
@@ -29,7 +29,9 @@ pub const BURST: usize = 500;
 const PARALLEL: usize = 32;
 
 /// What the controller needs from a ReplicaSet or a ReplicationController.
-pub trait ReplicaKind: Object + Resource<Scope = k8s_openapi::NamespaceResourceScope> {
+pub trait ReplicaKind:
+    Object + Resource<Scope = k8s_openapi::NamespaceResourceScope> + serde::Serialize
+{
     /// The controller's `--controllers` name.
     const NAME: &'static str;
     /// The component its events are reported by.
@@ -475,11 +477,7 @@ impl<K: ReplicaKind> Reconciler for ReplicaController<K> {
             || current.get("conditions").cloned().unwrap_or(Value::Null) != status["conditions"];
         if changed {
             let api: Api<K> = Api::namespaced(self.client.clone(), ns);
-            let patch = json!({ "status": status });
-            match api
-                .patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
-                .await
-            {
+            match crate::update::status(&api, name, &status).await {
                 Ok(_) | Err(kube::Error::Api(_)) => {}
                 Err(e) => return Err(e.into()),
             }

@@ -14,7 +14,7 @@ use k8s_openapi::api::autoscaling::v2::{
     HPAScalingRules, HorizontalPodAutoscaler, HorizontalPodAutoscalerBehavior, MetricSpec,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use kube::api::{ApiResource, DynamicObject, ListParams, Patch, PatchParams};
+use kube::api::{ApiResource, DynamicObject, ListParams, PostParams};
 use kube::{Api, Resource as _, ResourceExt};
 use serde_json::{Map, Value, json};
 use skiff_api::selectors::LabelSelector;
@@ -428,9 +428,19 @@ impl HpaController {
             rescale = desired != current;
         }
         if rescale {
-            let patch = json!({ "spec": { "replicas": desired } });
+            // An update of the scale subresource, as the upstream role grants.
+            let scale = k8s_openapi::api::autoscaling::v1::Scale {
+                metadata: kube::api::ObjectMeta {
+                    name: Some(target.name.clone()),
+                    ..Default::default()
+                },
+                spec: Some(k8s_openapi::api::autoscaling::v1::ScaleSpec {
+                    replicas: Some(desired),
+                }),
+                status: None,
+            };
             if let Err(e) = scales
-                .patch_scale(&target.name, &PatchParams::default(), &Patch::Merge(&patch))
+                .replace_scale(&target.name, &PostParams::default(), &scale)
                 .await
             {
                 let message = kube_message(&e);
@@ -804,13 +814,7 @@ impl HpaController {
         }
         let api: Api<HorizontalPodAutoscaler> =
             Api::namespaced(self.client.clone(), &hpa.namespace().unwrap_or_default());
-        // A merge patch replaces the lists whole, as an update would.
-        api.patch_status(
-            &hpa.name_any(),
-            &PatchParams::default(),
-            &Patch::Merge(&json!({ "status": status })),
-        )
-        .await?;
+        crate::update::status(&api, &hpa.name_any(), &status).await?;
         Ok(())
     }
 }
