@@ -604,6 +604,51 @@ pub fn resource_version_of(obj: &Value) -> Option<Revision> {
         .ok()
 }
 
+/// What [`ResourceCache::follow`] hands a consumer.
+pub enum Feed<'a> {
+    /// Forget everything: the state follows (at start, and after falling behind).
+    Reset,
+    /// One object as of a change (for `Deleted`, its last state).
+    Apply(EventType, &'a Value),
+}
+
+impl ResourceCache {
+    /// Keeps an in-process index in step with this cache: calls `on` with [`Feed::Reset`] and
+    /// every object now (before returning), then from a task with every change until
+    /// `shutdown`. A consumer that falls behind the fan-out gets a reset and the state again.
+    pub fn follow(
+        self: &Arc<Self>,
+        shutdown: CancellationToken,
+        mut on: impl FnMut(Feed<'_>) + Send + 'static,
+    ) {
+        let mut live = self.replay(&mut on);
+        let cache = self.clone();
+        tokio::spawn(async move {
+            loop {
+                let event = tokio::select! {
+                    e = live.recv() => e,
+                    _ = shutdown.cancelled() => return,
+                };
+                match event {
+                    Ok(e) => on(Feed::Apply(e.ty, &e.object)),
+                    Err(broadcast::error::RecvError::Lagged(_)) => live = cache.replay(&mut on),
+                    Err(broadcast::error::RecvError::Closed) => return,
+                }
+            }
+        });
+    }
+
+    /// A reset and the current state for `on`; returns the channel of later changes.
+    fn replay(&self, on: &mut dyn FnMut(Feed<'_>)) -> broadcast::Receiver<Arc<CacheEvent>> {
+        let sub = self.subscribe_with_state("");
+        on(Feed::Reset);
+        for e in &sub.replay {
+            on(Feed::Apply(e.ty, &e.object));
+        }
+        sub.live
+    }
+}
+
 /// All resource caches, by storage prefix.
 pub struct WatchCache {
     caches: BTreeMap<String, Arc<ResourceCache>>,

@@ -10,11 +10,10 @@ use std::sync::{Arc, RwLock};
 use k8s_openapi::api::rbac::v1::PolicyRule;
 use serde_json::Value;
 use skiff_api::resources;
-use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::{Attributes, Authorizer, Decision, RuleList, UserInfo};
-use crate::cache::{CacheEvent, EventType, ResourceCache, WatchCache};
+use crate::cache::{EventType, Feed, WatchCache};
 
 /// The group every kubelet identity is in.
 pub const NODES_GROUP: &str = "system:nodes";
@@ -170,42 +169,15 @@ impl NodeAuthorizer {
             rules,
         });
         let info = resources::find("", "v1", "pods").expect("pods are served");
-        let cache = cache
+        let me = authz.clone();
+        cache
             .for_resource(info)
             .expect("every served resource has a cache")
-            .clone();
-        let live = authz.load(&cache);
-        tokio::spawn(authz.clone().follow(cache, live, shutdown));
+            .follow(shutdown, move |feed| match feed {
+                Feed::Reset => *me.write() = Graph::default(),
+                Feed::Apply(ty, pod) => me.write().apply(ty, pod),
+            });
         authz
-    }
-
-    fn load(&self, cache: &ResourceCache) -> tokio::sync::broadcast::Receiver<Arc<CacheEvent>> {
-        let sub = cache.subscribe_with_state("");
-        let mut graph = self.write();
-        *graph = Graph::default();
-        for e in &sub.replay {
-            graph.apply(e.ty, &e.object);
-        }
-        sub.live
-    }
-
-    async fn follow(
-        self: Arc<Self>,
-        cache: Arc<ResourceCache>,
-        mut live: tokio::sync::broadcast::Receiver<Arc<CacheEvent>>,
-        shutdown: CancellationToken,
-    ) {
-        loop {
-            let event = tokio::select! {
-                e = live.recv() => e,
-                _ = shutdown.cancelled() => return,
-            };
-            match event {
-                Ok(e) => self.write().apply(e.ty, &e.object),
-                Err(RecvError::Lagged(_)) => live = self.load(&cache),
-                Err(RecvError::Closed) => return,
-            }
-        }
     }
 
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, Graph> {

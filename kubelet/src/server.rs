@@ -21,7 +21,6 @@ use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path as UrlPath, Query, RawQuery, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use base64::Engine as _;
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
 use http::{HeaderValue, StatusCode, header};
@@ -51,34 +50,12 @@ const CH_CLOSE: u8 = 255;
 /// The cluster CA (PEM) from the kubeconfig: `certificate-authority-data`, or the file
 /// `certificate-authority` names, of the current context's cluster.
 pub fn cluster_ca(kubeconfig: &Path) -> anyhow::Result<String> {
-    let kc = kube::config::Kubeconfig::read_from(kubeconfig)
-        .with_context(|| format!("reading kubeconfig {}", kubeconfig.display()))?;
-    let cluster_name = kc
-        .contexts
-        .iter()
-        .find(|c| Some(&c.name) == kc.current_context.as_ref())
-        .and_then(|c| c.context.as_ref())
-        .map(|c| c.cluster.clone());
-    let cluster = kc
-        .clusters
-        .iter()
-        .find(|c| Some(&c.name) == cluster_name.as_ref())
-        .or(kc.clusters.first())
-        .and_then(|c| c.cluster.as_ref())
-        .with_context(|| format!("kubeconfig {} names no cluster", kubeconfig.display()))?;
-    if let Some(data) = &cluster.certificate_authority_data {
-        let pem = base64::engine::general_purpose::STANDARD
-            .decode(data.trim())
-            .context("certificate-authority-data is not base64")?;
-        return String::from_utf8(pem).context("certificate-authority-data is not PEM");
-    }
-    if let Some(path) = &cluster.certificate_authority {
-        return std::fs::read_to_string(path).with_context(|| format!("reading the CA {path}"));
-    }
-    anyhow::bail!(
-        "kubeconfig {} has no certificate-authority(-data): the kubelet needs the cluster CA to check who calls its server",
-        kubeconfig.display()
-    )
+    skiff_client::kubeconfig_ca(kubeconfig)?.with_context(|| {
+        format!(
+            "kubeconfig {} has no certificate-authority(-data): the kubelet needs the cluster CA to check who calls its server",
+            kubeconfig.display()
+        )
+    })
 }
 
 /// TLS for the server: the given serving certificate and key (PEM), or a fresh self-signed

@@ -8,11 +8,10 @@ use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, Ro
 use serde::Deserialize;
 use serde_json::Value;
 use skiff_api::resources;
-use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::{Attributes, Authorizer, Decision, RuleList, UserInfo};
-use crate::cache::{EventType, ResourceCache, WatchCache};
+use crate::cache::{EventType, Feed, WatchCache};
 
 /// The rules of one role, shared by every binding that names it.
 type Rules = Arc<[PolicyRule]>;
@@ -356,51 +355,16 @@ impl Rbac {
         for kind in Kind::ALL {
             let info = resources::find("rbac.authorization.k8s.io", "v1", kind.plural())
                 .expect("the RBAC kinds are served");
-            let cache = cache
+            let me = rbac.clone();
+            cache
                 .for_resource(info)
                 .expect("every served resource has a cache")
-                .clone();
-            let live = rbac.load(kind, &cache);
-            tokio::spawn(rbac.clone().follow(kind, cache, live, shutdown.clone()));
+                .follow(shutdown.clone(), move |feed| match feed {
+                    Feed::Reset => me.write().clear(kind),
+                    Feed::Apply(ty, obj) => me.write().apply(kind, ty, obj),
+                });
         }
         rbac
-    }
-
-    /// Replaces what the index holds of `kind` with the cache's state; returns the channel
-    /// of later changes.
-    fn load(
-        &self,
-        kind: Kind,
-        cache: &ResourceCache,
-    ) -> tokio::sync::broadcast::Receiver<Arc<crate::cache::CacheEvent>> {
-        let sub = cache.subscribe_with_state("");
-        let mut index = self.write();
-        index.clear(kind);
-        for e in &sub.replay {
-            index.apply(kind, e.ty, &e.object);
-        }
-        sub.live
-    }
-
-    async fn follow(
-        self: Arc<Self>,
-        kind: Kind,
-        cache: Arc<ResourceCache>,
-        mut live: tokio::sync::broadcast::Receiver<Arc<crate::cache::CacheEvent>>,
-        shutdown: CancellationToken,
-    ) {
-        loop {
-            let event = tokio::select! {
-                e = live.recv() => e,
-                _ = shutdown.cancelled() => return,
-            };
-            match event {
-                Ok(e) => self.write().apply(kind, e.ty, &e.object),
-                // Fell behind the cache: start again from its state.
-                Err(RecvError::Lagged(_)) => live = self.load(kind, &cache),
-                Err(RecvError::Closed) => return,
-            }
-        }
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Index> {

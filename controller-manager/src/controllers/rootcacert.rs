@@ -163,42 +163,11 @@ pub fn check_bundle(pem: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The CA bundle of the cluster the kubeconfig's current context names
-/// (`certificate-authority-data`, or the `certificate-authority` file), if it has one.
+/// The CA bundle of the cluster the kubeconfig's current context names, if it has one
+/// ([`skiff_client::kubeconfig_ca`]), checked to hold a certificate.
 pub fn kubeconfig_ca(kubeconfig: &std::path::Path) -> anyhow::Result<Option<String>> {
     use anyhow::Context as _;
-    use base64::Engine as _;
-    let kc = kube::config::Kubeconfig::read_from(kubeconfig)
-        .with_context(|| format!("reading kubeconfig {}", kubeconfig.display()))?;
-    let cluster_name = kc
-        .current_context
-        .as_ref()
-        .and_then(|current| kc.contexts.iter().find(|c| &c.name == current))
-        .or(kc.contexts.first())
-        .and_then(|c| c.context.as_ref())
-        .map(|c| c.cluster.clone());
-    let cluster = kc
-        .clusters
-        .iter()
-        .find(|c| Some(&c.name) == cluster_name.as_ref())
-        .or(kc.clusters.first())
-        .and_then(|c| c.cluster.as_ref());
-    let Some(cluster) = cluster else {
-        return Ok(None);
-    };
-    let pem = if let Some(data) = &cluster.certificate_authority_data {
-        let bytes = base64::engine::general_purpose::STANDARD
-            .decode(data.trim())
-            .context("the kubeconfig's certificate-authority-data is not base64")?;
-        String::from_utf8(bytes).context("the kubeconfig's certificate-authority-data")?
-    } else if let Some(file) = &cluster.certificate_authority {
-        let path = kubeconfig
-            .parent()
-            .map(|dir| dir.join(file))
-            .unwrap_or_else(|| file.into());
-        std::fs::read_to_string(&path)
-            .with_context(|| format!("reading the kubeconfig's CA {}", path.display()))?
-    } else {
+    let Some(pem) = skiff_client::kubeconfig_ca(kubeconfig)? else {
         return Ok(None);
     };
     check_bundle(&pem).context("the kubeconfig's certificate authority")?;
