@@ -26,11 +26,21 @@ pub fn qualified(info: &ResourceInfo) -> String {
 }
 
 fn details(info: &ResourceInfo, name: &str) -> Value {
-    let mut d = json!({ "name": name, "kind": info.plural });
-    if !info.group.is_empty() {
-        d["group"] = json!(info.group);
+    status_details(Some(name), info.group, info.plural)
+}
+
+/// A Status's `details` in the order kube-apiserver writes `StatusDetails`: `name`, `group`
+/// (both left out when empty), `kind`.
+pub fn status_details(name: Option<&str>, group: &str, kind: &str) -> Value {
+    let mut d = serde_json::Map::new();
+    if let Some(name) = name.filter(|n| !n.is_empty()) {
+        d.insert("name".into(), json!(name));
     }
-    d
+    if !group.is_empty() {
+        d.insert("group".into(), json!(group));
+    }
+    d.insert("kind".into(), json!(kind));
+    Value::Object(d)
 }
 
 impl ApiError {
@@ -78,15 +88,10 @@ impl ApiError {
         } else {
             format!("{}.{}", attrs.resource, attrs.group)
         };
-        let mut details = json!({ "kind": attrs.resource });
-        if !attrs.group.is_empty() {
-            details["group"] = json!(attrs.group);
-        }
-        let message = match attrs.name.filter(|n| !n.is_empty()) {
-            Some(name) => {
-                details["name"] = json!(name);
-                format!("{qualified} \"{name}\" is forbidden: {why}")
-            }
+        let name = attrs.name.filter(|n| !n.is_empty());
+        let details = status_details(name, attrs.group, attrs.resource);
+        let message = match name {
+            Some(name) => format!("{qualified} \"{name}\" is forbidden: {why}"),
             None => format!("{qualified} is forbidden: {why}"),
         };
         ApiError {
@@ -234,6 +239,7 @@ impl ApiError {
 
     /// The `Status` object.
     pub fn to_status(&self) -> Value {
+        // Field order as kube-apiserver writes metav1.Status: details come before code.
         let mut s = json!({
             "kind": "Status",
             "apiVersion": "v1",
@@ -241,11 +247,11 @@ impl ApiError {
             "status": "Failure",
             "message": self.message,
             "reason": self.reason,
-            "code": self.code,
         });
         if let Some(d) = &self.details {
             s["details"] = d.clone();
         }
+        s["code"] = json!(self.code);
         s
     }
 }
@@ -272,3 +278,27 @@ impl IntoResponse for ApiError {
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forbidden_status_has_kube_apiservers_shape() {
+        let attrs = crate::auth::Attributes {
+            verb: "delete",
+            resource_request: true,
+            group: "apps",
+            version: "v1",
+            resource: "deployments",
+            namespace: Some("team"),
+            name: Some("web"),
+            ..Default::default()
+        };
+        let status = ApiError::forbidden_request("bob", &attrs, "").to_status();
+        assert_eq!(
+            status.to_string(),
+            r#"{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"deployments.apps \"web\" is forbidden: User \"bob\" cannot delete resource \"deployments\" in API group \"apps\" in the namespace \"team\"","reason":"Forbidden","details":{"name":"web","group":"apps","kind":"deployments"},"code":403}"#
+        );
+    }
+}

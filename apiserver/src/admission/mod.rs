@@ -74,12 +74,12 @@ fn namespace_of(obj: &Value) -> &str {
 /// `resource "name" is forbidden: why`, as admission plugins refuse.
 fn forbidden(info: &ResourceInfo, name: &str, why: &str) -> ApiError {
     let qualified = crate::error::qualified(info);
-    let mut details = json!({ "name": name, "kind": info.plural });
-    if !info.group.is_empty() {
-        details["group"] = json!(info.group);
-    }
     ApiError {
-        details: Some(details),
+        details: Some(crate::error::status_details(
+            Some(name),
+            info.group,
+            info.plural,
+        )),
         ..ApiError::forbidden(format!("{qualified} \"{name}\" is forbidden: {why}"))
     }
 }

@@ -65,11 +65,11 @@ mod tests {
         for name in ["default", "kube-system", "kube-public"] {
             let e = hooks.guard_delete(name).unwrap_err();
             assert_eq!(e.code, 403);
-            // The exact Status clients have always been sent.
+            // The exact Status kube-apiserver sends (details before code).
             assert_eq!(
                 serde_json::to_string(&e.to_status()).unwrap(),
                 format!(
-                    r#"{{"kind":"Status","apiVersion":"v1","metadata":{{}},"status":"Failure","message":"namespaces \"{name}\" is forbidden: this namespace may not be deleted","reason":"Forbidden","code":403,"details":{{"name":"{name}","kind":"namespaces"}}}}"#
+                    r#"{{"kind":"Status","apiVersion":"v1","metadata":{{}},"status":"Failure","message":"namespaces \"{name}\" is forbidden: this namespace may not be deleted","reason":"Forbidden","details":{{"name":"{name}","kind":"namespaces"}},"code":403}}"#
                 )
             );
         }
