@@ -54,14 +54,17 @@ pub fn answer(
 
 /// A `UserInfo` as the authentication API writes it.
 pub fn user_info(user: &UserInfo) -> Value {
-    let mut u = json!({ "username": user.name, "groups": user.groups });
+    // Field order as authentication.k8s.io's UserInfo: username, uid, groups, extra.
+    let mut u = serde_json::Map::new();
+    u.insert("username".into(), json!(user.name));
     if !user.uid.is_empty() {
-        u["uid"] = json!(user.uid);
+        u.insert("uid".into(), json!(user.uid));
     }
+    u.insert("groups".into(), json!(user.groups));
     if !user.extra.is_empty() {
-        u["extra"] = json!(user.extra);
+        u.insert("extra".into(), json!(user.extra));
     }
-    u
+    Value::Object(u)
 }
 
 fn invalid(info: &ResourceInfo, field: &str, value: &Value, why: &str) -> ApiError {
