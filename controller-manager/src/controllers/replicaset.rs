@@ -312,7 +312,13 @@ impl<K: ReplicaKind> ReplicaController<K> {
                 .map(|_| {
                     let api = api.clone();
                     let pod = pod.clone();
-                    async move { api.create(&PostParams::default(), &pod).await }
+                    // Only the name is kept: a batch of full pods held until the batch ends
+                    // is a transient the allocator keeps as resident memory.
+                    async move {
+                        api.create(&PostParams::default(), &pod)
+                            .await
+                            .map(|p| p.metadata.name.unwrap_or_default())
+                    }
                 })
                 .buffer_unordered(PARALLEL)
                 .collect()
@@ -320,11 +326,11 @@ impl<K: ReplicaKind> ReplicaController<K> {
             let mut failure = None;
             for r in results {
                 match r {
-                    Ok(p) => self.recorder.publish(
+                    Ok(name) => self.recorder.publish(
                         owner.object_ref(&()),
                         EventType::Normal,
                         "SuccessfulCreate",
-                        format!("Created pod: {}", p.name_any()),
+                        format!("Created pod: {name}"),
                     ),
                     Err(e) => {
                         self.expectations.creation_observed(key);
@@ -363,7 +369,7 @@ impl<K: ReplicaKind> ReplicaController<K> {
             .map(|name| {
                 let api = api.clone();
                 async move {
-                    let r = api.delete(&name, &DeleteParams::default()).await;
+                    let r = api.delete(&name, &DeleteParams::default()).await.map(drop);
                     (name, r)
                 }
             })
