@@ -433,6 +433,14 @@ fn skiff_proxy_follows_services_and_endpoint_slices() {
         Ok("skq-b1"),
         "the NodePort answers on 127.0.0.1"
     );
+    // ... which route_localnet allows, with the guard against other traffic to 127.0.0.0/8
+    // in place (installed before route_localnet was turned on).
+    let filter = in_ns_ok(node, "iptables-save -t filter");
+    assert!(
+        filter.contains("-A INPUT -m comment --comment \"skiff firewall rules\" -j SKIFF-FIREWALL")
+            && filter.contains("--comment \"block incoming localnet connections\""),
+        "{filter}"
+    );
 
     // A second endpoint: traffic spreads to it.
     server.kubectl_stdin_ok(
