@@ -8,6 +8,14 @@ use ipnet::Ipv4Net;
 
 use crate::auth::AuthorizationMode;
 
+/// The admission plugins Skiff runs, by Kubernetes' names.
+pub const ADMISSION_PLUGINS: [&str; 4] = [
+    "ServiceAccount",
+    "NodeRestriction",
+    "PodSecurity",
+    crate::admission::external_ips::PLUGIN_NAME,
+];
+
 #[derive(Debug, Clone)]
 pub struct Config {
     /// etcd endpoints; empty means the embedded store in `data_dir`.
@@ -26,6 +34,8 @@ pub struct Config {
     /// CA that kubelets' serving certificates must come from (`--kubelet-certificate-authority`);
     /// none: any certificate is accepted, as kube-apiserver does without the flag.
     pub kubelet_certificate_authority: Option<PathBuf>,
+    /// `DenyServiceExternalIPs`: on unless `--disable-admission-plugins` names it.
+    pub deny_service_external_ips: bool,
     /// Pod Security admission's cluster-wide defaults and exemptions.
     pub pod_security: crate::admission::pod_security::Config,
     pub write_kubeconfig: Option<PathBuf>,
@@ -54,6 +64,7 @@ impl Config {
             token_auth_file: None,
             authorization_modes: vec![AuthorizationMode::Node, AuthorizationMode::Rbac],
             anonymous_auth: true,
+            deny_service_external_ips: true,
             pod_security: Default::default(),
             kubelet_certificate_authority: None,
             write_kubeconfig: None,
@@ -64,10 +75,78 @@ impl Config {
         }
     }
 
+    /// Applies `--enable-admission-plugins` and `--disable-admission-plugins`. Skiff's
+    /// plugins are all on by default (`DenyServiceExternalIPs` too, unlike kube-apiserver);
+    /// only `DenyServiceExternalIPs` can be turned off. A name Skiff does not know is an error,
+    /// as kube-apiserver refuses one.
+    pub fn admission_plugins(
+        &mut self,
+        enable: &[String],
+        disable: &[String],
+    ) -> Result<(), String> {
+        for name in enable.iter().chain(disable) {
+            if !ADMISSION_PLUGINS.contains(&name.as_str()) {
+                return Err(format!(
+                    "admission plugin {name:?} is unknown; Skiff's are {}",
+                    ADMISSION_PLUGINS.join(", ")
+                ));
+            }
+        }
+        if let Some(both) = enable.iter().find(|n| disable.contains(n)) {
+            return Err(format!(
+                "{both} is in both --enable-admission-plugins and --disable-admission-plugins"
+            ));
+        }
+        for name in disable {
+            if name != crate::admission::external_ips::PLUGIN_NAME {
+                return Err(format!(
+                    "admission plugin {name:?} cannot be disabled in Skiff; only {} can",
+                    crate::admission::external_ips::PLUGIN_NAME
+                ));
+            }
+            self.deny_service_external_ips = false;
+        }
+        Ok(())
+    }
+
     /// The kubeconfig path: `--write-kubeconfig`, or `<data-dir>/admin.kubeconfig`.
     pub fn kubeconfig_path(&self) -> PathBuf {
         self.write_kubeconfig
             .clone()
             .unwrap_or_else(|| self.data_dir.join("admin.kubeconfig"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn deny_service_external_ips_is_on_unless_disabled() {
+        let mut c = Config::new(PathBuf::from("/tmp"));
+        assert!(c.deny_service_external_ips);
+        c.admission_plugins(&names(&["PodSecurity"]), &[]).unwrap();
+        assert!(c.deny_service_external_ips);
+        c.admission_plugins(&[], &names(&["DenyServiceExternalIPs"]))
+            .unwrap();
+        assert!(!c.deny_service_external_ips);
+    }
+
+    #[test]
+    fn unknown_or_fixed_plugins_are_refused() {
+        let mut c = Config::new(PathBuf::from("/tmp"));
+        let e = c.admission_plugins(&names(&["Nope"]), &[]).unwrap_err();
+        assert!(e.contains("\"Nope\" is unknown"), "{e}");
+        let e = c
+            .admission_plugins(&[], &names(&["NodeRestriction"]))
+            .unwrap_err();
+        assert!(e.contains("cannot be disabled"), "{e}");
+        let both = names(&["DenyServiceExternalIPs"]);
+        let e = c.admission_plugins(&both, &both).unwrap_err();
+        assert!(e.contains("in both"), "{e}");
     }
 }

@@ -50,6 +50,14 @@ struct Flags {
     /// `pod-security.kubernetes.io/enforce` label: privileged, baseline or restricted.
     #[arg(long, default_value = "privileged")]
     pod_security_default_enforce: skiff_apiserver::admission::pod_security::Level,
+    /// Admission plugins to turn on in addition to the default ones (Skiff's are all on:
+    /// ServiceAccount, NodeRestriction, PodSecurity, DenyServiceExternalIPs).
+    #[arg(long, value_delimiter = ',')]
+    enable_admission_plugins: Vec<String>,
+    /// Admission plugins to turn off. Only DenyServiceExternalIPs can be: off, Services may
+    /// have spec.externalIPs (never a node's or the apiserver's address).
+    #[arg(long, value_delimiter = ',')]
+    disable_admission_plugins: Vec<String>,
     /// Verify kubelets' serving certificates against this CA (PEM); without it any is accepted.
     #[arg(long)]
     kubelet_certificate_authority: Option<PathBuf>,
@@ -113,6 +121,12 @@ async fn main() -> anyhow::Result<()> {
     config.authorization_modes = flags.authorization_mode;
     config.anonymous_auth = flags.anonymous_auth;
     config.kubelet_certificate_authority = flags.kubelet_certificate_authority;
+    config
+        .admission_plugins(
+            &flags.enable_admission_plugins,
+            &flags.disable_admission_plugins,
+        )
+        .map_err(anyhow::Error::msg)?;
     config.pod_security.defaults.enforce = flags.pod_security_default_enforce;
     config.write_kubeconfig = flags.write_kubeconfig;
     config.ready_file = flags.ready_file;

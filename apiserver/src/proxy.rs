@@ -273,6 +273,48 @@ pub fn kubelet_base(node: &Value) -> Option<String> {
     Some(format!("https://{host}:{port}"))
 }
 
+/// The most of a kubelet's answer held in memory at once: a `/stats/summary` of a full node
+/// is well under a megabyte. A node's addresses are the node's to set, so whatever answers
+/// there must not make the apiserver buffer without end.
+pub const MAX_BUFFERED_BODY: usize = 16 << 20;
+/// The most of a kubelet's error text passed on to the client.
+const MAX_ERROR_TEXT: usize = 64 << 10;
+
+/// A body larger than the apiserver buffers.
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    #[error("the answer is larger than {limit} bytes")]
+    TooLarge { limit: usize },
+    #[error("reading the answer: {0}")]
+    Read(#[from] reqwest::Error),
+}
+
+/// Reads at most `limit` bytes of `resp`'s body; more is an error (`truncate`: the first
+/// `limit` bytes are kept instead).
+pub async fn read_bounded(
+    resp: reqwest::Response,
+    limit: usize,
+    truncate: bool,
+) -> Result<Vec<u8>, BodyError> {
+    if !truncate && resp.content_length().is_some_and(|n| n > limit as u64) {
+        return Err(BodyError::TooLarge { limit });
+    }
+    let mut body = Vec::new();
+    let mut chunks = resp.bytes_stream();
+    while let Some(chunk) = chunks.next().await {
+        let chunk = chunk?;
+        if body.len() + chunk.len() > limit {
+            if truncate {
+                body.extend_from_slice(&chunk[..limit - body.len()]);
+                return Ok(body);
+            }
+            return Err(BodyError::TooLarge { limit });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
 /// The kubelet's error, passed on with its code and text.
 fn kubelet_error(code: u16, text: &str) -> ApiError {
     let reason = match code {
@@ -312,8 +354,13 @@ async fn logs(app: &App, target: &Target, params: &Params) -> ApiResult<Response
         .map_err(|e| unreachable(target, e))?;
     let status = resp.status();
     if !status.is_success() {
-        let text = resp.text().await.unwrap_or_default();
-        return Err(kubelet_error(status.as_u16(), &text));
+        let text = read_bounded(resp, MAX_ERROR_TEXT, true)
+            .await
+            .unwrap_or_default();
+        return Err(kubelet_error(
+            status.as_u16(),
+            &String::from_utf8_lossy(&text),
+        ));
     }
     let mut r = Response::new(Body::from_stream(resp.bytes_stream()));
     r.headers_mut()

@@ -274,7 +274,9 @@ async fn scrape_one(app: &App, node: &str, base: &str, timeout: Duration) {
         if !resp.status().is_success() {
             return Err(format!("status {}", resp.status()));
         }
-        let body = resp.bytes().await.map_err(|e| e.to_string())?;
+        let body = crate::proxy::read_bounded(resp, crate::proxy::MAX_BUFFERED_BODY, false)
+            .await
+            .map_err(|e| e.to_string())?;
         serde_json::from_slice::<Value>(&body).map_err(|e| e.to_string())
     };
     match fetched.await {

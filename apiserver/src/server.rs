@@ -66,6 +66,18 @@ fn advertise_ip(config: &Config) -> IpAddr {
         .unwrap_or(IpAddr::from([127, 0, 0, 1]))
 }
 
+/// The addresses this apiserver answers on: its bind address, or every local one when bound
+/// to all, and the address it advertises.
+fn own_ips(config: &Config, advertise: IpAddr) -> std::collections::BTreeSet<IpAddr> {
+    let mut ips: std::collections::BTreeSet<IpAddr> = if config.bind_address.is_unspecified() {
+        local_ips().into_iter().collect()
+    } else {
+        [config.bind_address].into()
+    };
+    ips.insert(advertise);
+    ips
+}
+
 /// TLS with the apiserver's serving certificate; clients may present one from the cluster CA.
 fn tls_config(pki: &Pki) -> anyhow::Result<Arc<rustls::ServerConfig>> {
     let identity = tls::Identity::from_pem(&pki.serving.cert_pem, &pki.serving.key_pem)
@@ -300,6 +312,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         authz: authz.clone(),
         rbac,
         pod_security: config.pod_security.clone(),
+        external_ips: crate::admission::external_ips::Config {
+            deny: config.deny_service_external_ips,
+            apiserver_ips: own_ips(&config, advertise),
+        },
     });
     let kubelet_ca =
         match &config.kubelet_certificate_authority {

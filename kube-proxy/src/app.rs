@@ -67,8 +67,17 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
 
     // NodePorts answer on 127.0.0.1 too (as kube-proxy allows): packets to and from the
     // loopback address may then be routed after DNAT (and are masqueraded on the way out).
-    if let Err(e) = std::fs::write("/proc/sys/net/ipv4/conf/all/route_localnet", "1") {
-        tracing::warn!(error = %e, "cannot set route_localnet; NodePorts will not answer on 127.0.0.1");
+    // The firewall against other traffic to 127.0.0.0/8 (CVE-2020-8558) goes in first; without
+    // it route_localnet stays off.
+    match iptables::Iptables::new().install_firewall() {
+        Ok(()) => {
+            if let Err(e) = std::fs::write("/proc/sys/net/ipv4/conf/all/route_localnet", "1") {
+                tracing::warn!(error = %e, "cannot set route_localnet; NodePorts will not answer on 127.0.0.1");
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot install the localnet firewall; route_localnet stays off and NodePorts will not answer on 127.0.0.1");
+        }
     }
     let mut proxier = Proxier::new(&config, iptables::Iptables::new(), routes::IpRoute, metrics);
     proxier.run(&watched, &changed, &shutdown).await;

@@ -111,10 +111,24 @@ impl Iptables {
     /// its chain exists. Each chain is listed on its own (`-S CHAIN`): with iptables-nft, `-C`
     /// reads the whole table, which takes tens of milliseconds once there are 10,000 Services.
     pub fn ensure_jumps(&self) -> Result<(), Error> {
-        let jumps = rules::jumps();
+        self.ensure(&rules::jumps())
+    }
+
+    /// Installs `SKIFF-FIREWALL` and its jumps alone (before the first sync, which writes
+    /// the rest).
+    pub fn install_firewall(&self) -> Result<(), Error> {
+        self.restore(&rules::firewall_restore())?;
+        let jumps: Vec<rules::Jump> = rules::jumps()
+            .into_iter()
+            .filter(|j| j.spec.last() == Some(&rules::FIREWALL))
+            .collect();
+        self.ensure(&jumps)
+    }
+
+    fn ensure(&self, jumps: &[rules::Jump]) -> Result<(), Error> {
         let mut listed: std::collections::BTreeMap<(&str, &str), Option<String>> =
             std::collections::BTreeMap::new();
-        for jump in &jumps {
+        for jump in jumps {
             let listing = listed.entry((jump.table, jump.chain)).or_insert_with(|| {
                 self.run(
                     "iptables",

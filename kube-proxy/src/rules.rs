@@ -11,7 +11,11 @@
 //! `SKIFF-POSTROUTING`. In the filter table, `SKIFF-SERVICES` REJECTs (ICMP port-unreachable)
 //! every port of a Service with no ready endpoint, so no packet to a Service IP ever leaves the
 //! node, and `SKIFF-FORWARD` accepts forwarded service and pod traffic (reached from `FORWARD`
-//! and, ahead of Docker's isolation rules, from `DOCKER-USER`).
+//! and, ahead of Docker's isolation rules, from `DOCKER-USER`). `SKIFF-FIREWALL` (from `INPUT`
+//! and `OUTPUT`, as the kubelet's `KUBE-FIREWALL`) drops packets to 127.0.0.0/8 from anywhere
+//! else that no NodePort DNAT explains: the proxy turns on `route_localnet` so that NodePorts
+//! answer on 127.0.0.1, which without this rule would let a neighbour on the node's network
+//! reach services bound to the node's loopback (CVE-2020-8558).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -26,6 +30,7 @@ pub const NODEPORTS: &str = "SKIFF-NODEPORTS";
 pub const POSTROUTING: &str = "SKIFF-POSTROUTING";
 pub const MARK_MASQ: &str = "SKIFF-MARK-MASQ";
 pub const FORWARD: &str = "SKIFF-FORWARD";
+pub const FIREWALL: &str = "SKIFF-FIREWALL";
 /// The fwmark bit that asks for masquerading (kube-proxy's 0x4000).
 pub const MASQ_MARK: &str = "0x4000";
 
@@ -534,12 +539,34 @@ impl Renderer {
             ((Table::Nat, Name::from(POSTROUTING)), lines(postrouting)),
             ((Table::Nat, Name::from(MARK_MASQ)), lines(mark)),
             ((Table::Filter, Name::from(FORWARD)), lines(forward)),
+            (
+                (Table::Filter, Name::from(FIREWALL)),
+                lines(vec![firewall_rule()]),
+            ),
         ]
         .into_iter()
         .collect();
         chains.extend(self.top_chains());
         chains
     }
+}
+
+/// The `SKIFF-FIREWALL` rule. Connections DNATed to a NodePort's endpoint (the `DNAT` state)
+/// and their replies are what route_localnet is on for; anything else to 127.0.0.0/8 from
+/// outside it is not.
+fn firewall_rule() -> String {
+    format!(
+        "-A {FIREWALL} -d 127.0.0.0/8 ! -s 127.0.0.0/8 -m comment --comment \"block incoming localnet connections\" -m conntrack ! --ctstate RELATED,ESTABLISHED,DNAT -j DROP"
+    )
+}
+
+/// `iptables-restore` input for `SKIFF-FIREWALL` alone: installed (with its jumps) before
+/// route_localnet is turned on, so there is no moment with one and not the other.
+pub fn firewall_restore() -> String {
+    format!(
+        "*filter\n:{FIREWALL} - [0:0]\n{}\nCOMMIT\n",
+        firewall_rule()
+    )
 }
 
 /// Renders a ruleset without remembering anything (tests and one-off use).
@@ -806,6 +833,7 @@ pub fn jumps() -> Vec<Jump> {
     let portals = "skiff service portals";
     let no_endpoints = "skiff services without endpoints";
     let forwarding = "skiff forwarding rules";
+    let firewall = "skiff firewall rules";
     vec![
         jump("nat", "PREROUTING", portals, SERVICES, false, false),
         jump("nat", "OUTPUT", portals, SERVICES, false, false),
@@ -822,6 +850,8 @@ pub fn jumps() -> Vec<Jump> {
         jump("filter", "FORWARD", no_endpoints, SERVICES, true, false),
         jump("filter", "FORWARD", forwarding, FORWARD, false, false),
         jump("filter", "DOCKER-USER", forwarding, FORWARD, false, true),
+        jump("filter", "INPUT", firewall, FIREWALL, false, false),
+        jump("filter", "OUTPUT", firewall, FIREWALL, false, false),
     ]
 }
 
@@ -885,8 +915,10 @@ COMMIT
 -A SKIFF-SERVICES -m comment --comment \"skiff service nodeports\" -m addrtype --dst-type LOCAL -j SKIFF-NODEPORTS
 COMMIT
 *filter
+:SKIFF-FIREWALL - [0:0]
 :SKIFF-FORWARD - [0:0]
 :SKIFF-SERVICES - [0:0]
+-A SKIFF-FIREWALL -d 127.0.0.0/8 ! -s 127.0.0.0/8 -m comment --comment \"block incoming localnet connections\" -m conntrack ! --ctstate RELATED,ESTABLISHED,DNAT -j DROP
 -A SKIFF-FORWARD -m mark --mark 0x4000/0x4000 -j ACCEPT
 -A SKIFF-FORWARD -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
 -A SKIFF-FORWARD -s 10.244.0.0/16 -m comment --comment \"skiff pod traffic\" -j ACCEPT

@@ -21,8 +21,10 @@ struct Flags {
     scheduler_name: String,
     #[command(flatten)]
     leader_election: LeaderElectFlags,
-    /// Address of the HTTPS /healthz and /metrics endpoint.
-    #[arg(long, default_value = "0.0.0.0")]
+    /// Address of the HTTPS /healthz and /metrics endpoint. Loopback by default (where
+    /// kube-* binds all addresses): the endpoint asks no client for credentials, so reaching
+    /// it from elsewhere is a choice (`--bind-address 0.0.0.0`).
+    #[arg(long, default_value = "127.0.0.1")]
     bind_address: IpAddr,
     /// Port of the HTTPS /healthz and /metrics endpoint; 0 picks a free one.
     #[arg(long, default_value_t = 10259)]
@@ -45,4 +47,16 @@ async fn main() -> anyhow::Result<()> {
     };
     let shutdown = skiff_client::shutdown_on_signal();
     skiff_scheduler::run(config, shutdown).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn health_and_metrics_listen_on_loopback_by_default() {
+        let flags = Flags::parse_from(["skiff-scheduler", "--kubeconfig", "k"]);
+        assert!(flags.bind_address.is_loopback(), "{}", flags.bind_address);
+        assert_eq!(flags.secure_port, 10259);
+    }
 }

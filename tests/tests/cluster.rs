@@ -687,6 +687,59 @@ fn cluster_lifecycle_and_errors() {
     let logs = c.skiffctl_ok("logs", &[&c.node_name(1)]);
     assert!(logs.contains("node registered"), "{logs}");
     let netns = format!("skiff-{name}-node-1");
+
+    // From the node's network (where pods' traffic to the host comes from, masqueraded) the
+    // host answers on the apiserver's port only: not on a port the test listens on at the
+    // bridge address.
+    let server = c.kubectl_ok(&[
+        "config",
+        "view",
+        "--minify",
+        "-o",
+        "jsonpath={.clusters[0].cluster.server}",
+    ]);
+    let (host_ip, api_port) = server
+        .trim()
+        .trim_start_matches("https://")
+        .rsplit_once(':')
+        .expect("the server is host:port");
+    let listener = std::net::TcpListener::bind((host_ip, 0)).expect("listen on the bridge address");
+    let port = listener.local_addr().expect("bound").port().to_string();
+    assert!(
+        std::net::TcpStream::connect((host_ip, port.parse::<u16>().unwrap())).is_ok(),
+        "the listener answers on the host"
+    );
+    let connect_from_node = |port: &str| {
+        Command::new("nsenter")
+            .arg(format!("--net=/run/netns/{netns}"))
+            .args(["timeout", "5", "bash", "-c"])
+            .arg(format!("exec 3<>/dev/tcp/{host_ip}/{port}"))
+            .status()
+            .expect("nsenter")
+            .success()
+    };
+    assert!(
+        connect_from_node(api_port),
+        "the apiserver's port is reachable"
+    );
+    assert!(
+        !connect_from_node(&port),
+        "port {port} of the host is not reachable from the node"
+    );
+    drop(listener);
+    let index = host_ip.split('.').nth(2).expect("172.28.K.1").to_string();
+    let input_chain = format!("SKIFF-CLUSTER-{index}-INPUT");
+    let host_rules = || {
+        String::from_utf8_lossy(
+            &Command::new("iptables")
+                .args(["-w", "-S"])
+                .output()
+                .expect("iptables -S")
+                .stdout,
+        )
+        .into_owned()
+    };
+    assert!(host_rules().contains(&format!("-A INPUT -i skiff{index} -j {input_chain}")));
     let socket = c.docker_socket(1);
     let dir = c.dir();
     drop(c);
@@ -704,6 +757,8 @@ fn cluster_lifecycle_and_errors() {
     );
     let list = String::from_utf8_lossy(&skiffctl(&["cluster", "list"]).stdout).into_owned();
     assert!(!list.contains(name), "{list}");
+    let rules = host_rules();
+    assert!(!rules.contains(&input_chain), "{rules}");
     // Deleting again is fine.
     assert!(
         skiffctl(&["cluster", "delete", "--name", name])

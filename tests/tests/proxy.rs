@@ -210,6 +210,31 @@ fn cluster_ips_and_node_ports_on_real_iptables_in_namespaces() {
             .starts_with("skp-b")
     );
 
+    // route_localnet's guard (CVE-2020-8558): traffic to 127.0.0.0/8 from elsewhere is
+    // dropped unless a NodePort DNAT explains it, for packets in and out of the node.
+    let filter = in_ns_ok(NODE, "iptables-save -t filter");
+    let drop = filter
+        .lines()
+        .find(|l| l.starts_with("-A SKIFF-FIREWALL "))
+        .unwrap_or_else(|| panic!("no SKIFF-FIREWALL rule: {filter}"));
+    for part in [
+        "! -s 127.0.0.0/8",
+        "-d 127.0.0.0/8",
+        "--comment \"block incoming localnet connections\"",
+        "! --ctstate RELATED,ESTABLISHED,DNAT",
+        "-j DROP",
+    ] {
+        assert!(drop.contains(part), "{part} in {drop}");
+    }
+    for chain in ["INPUT", "OUTPUT"] {
+        assert!(
+            filter
+                .lines()
+                .any(|l| l.starts_with(&format!("-A {chain} ")) && l.ends_with("-j SKIFF-FIREWALL")),
+            "{chain} jumps to SKIFF-FIREWALL: {filter}"
+        );
+    }
+
     // No endpoints: refused at once, for the ClusterIP and the NodePort.
     for url in ["http://10.96.100.2/", "http://10.250.0.1:30081/"] {
         let started = Instant::now();
@@ -407,6 +432,14 @@ fn skiff_proxy_follows_services_and_endpoint_slices() {
         get_in(node, "http://127.0.0.1:30090/").as_deref(),
         Ok("skq-b1"),
         "the NodePort answers on 127.0.0.1"
+    );
+    // ... which route_localnet allows, with the guard against other traffic to 127.0.0.0/8
+    // in place (installed before route_localnet was turned on).
+    let filter = in_ns_ok(node, "iptables-save -t filter");
+    assert!(
+        filter.contains("-A INPUT -m comment --comment \"skiff firewall rules\" -j SKIFF-FIREWALL")
+            && filter.contains("--comment \"block incoming localnet connections\""),
+        "{filter}"
     );
 
     // A second endpoint: traffic spreads to it.

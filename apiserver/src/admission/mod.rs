@@ -7,10 +7,12 @@
 //! - RBAC's privilege-escalation prevention: a role may hold, and a binding grant, only what
 //!   the caller already holds (unless it has the `escalate` or `bind` verb);
 //! - `PodSecurity` ([`pod_security`]): namespace labels choose a Pod Security Standard level
-//!   to enforce, audit and warn about.
+//!   to enforce, audit and warn about;
+//! - `DenyServiceExternalIPs` and the addresses no Service may take ([`external_ips`]).
 //!
 //! Writes the apiserver makes itself carry no user and are not admitted.
 
+pub mod external_ips;
 pub mod pod_security;
 
 use std::collections::BTreeMap;
@@ -47,6 +49,7 @@ pub struct Admission {
     /// Present when RBAC authorizes: escalation prevention reads its roles.
     pub rbac: Option<Arc<Rbac>>,
     pub pod_security: pod_security::Config,
+    pub external_ips: external_ips::Config,
 }
 
 fn string_map(v: Option<&Value>) -> BTreeMap<String, String> {
@@ -104,6 +107,10 @@ impl Admission {
                 self.pod_security_pod(registry, req, new, old, &mut warnings)?;
             }
             ("", "nodes") => self.node_updates_node(req, new, old)?,
+            ("", "services") => {
+                self.external_ips
+                    .admit(registry, req.info, req.subresource, new, old)?
+            }
             ("", "namespaces") => {
                 self.pod_security_namespace(registry, req, new, old, &mut warnings)?
             }

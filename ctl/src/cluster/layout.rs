@@ -104,6 +104,12 @@ impl Layout {
         format!("SKIFF-CLUSTER-{}", self.index)
     }
 
+    /// The chain (jumped to from INPUT for packets from the bridge) that limits what the
+    /// nodes and their pods reach on the host.
+    pub fn host_input_chain(&self) -> String {
+        format!("SKIFF-CLUSTER-{}-INPUT", self.index)
+    }
+
     pub fn node(&self, i: u32) -> NodeLayout {
         let name = format!("{}-node-{i}", self.name);
         NodeLayout {

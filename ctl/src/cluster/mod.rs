@@ -340,6 +340,7 @@ fn build(
     )?);
     state.save(&l.root)?;
     let server = state.server.clone().unwrap_or_default();
+    host_input(l, &server)?;
     // Each talks to the apiserver as itself and serves health on loopback.
     let scheduler_kc = identity::kubeconfig(l, &server, &identity::SCHEDULER)?
         .display()
@@ -434,6 +435,83 @@ fn host_network(l: &Layout) -> anyhow::Result<()> {
         host::run("iptables", &args)?;
     }
     host::run("iptables", ["-w", "-I", "FORWARD", "1", "-j", &chain])?;
+    Ok(())
+}
+
+/// What the nodes (and their pods, masqueraded to the node's address) reach on the host: the
+/// apiserver's port on the bridge address, and DNS (port 53), nothing else. Without this a pod
+/// could reach every service of the host that listens on all addresses, other local
+/// clusters' apiservers among them. Replies to connections the host opened (the apiserver to
+/// the kubelets) pass.
+fn host_input(l: &Layout, server: &str) -> anyhow::Result<()> {
+    let port = server
+        .rsplit_once(':')
+        .map(|(_, p)| p.trim_end_matches('/'))
+        .filter(|p| p.parse::<u16>().is_ok())
+        .ok_or_else(|| anyhow!("the apiserver's URL {server:?} has no port"))?;
+    let br = l.bridge();
+    let host_ip = l.host_ip().to_string();
+    let chain = l.host_input_chain();
+    let _ = host::run("iptables", ["-w", "-N", &chain]);
+    host::run("iptables", ["-w", "-F", &chain])?;
+    for rule in [
+        vec![
+            "-m",
+            "conntrack",
+            "--ctstate",
+            "RELATED,ESTABLISHED",
+            "-j",
+            "ACCEPT",
+        ],
+        vec![
+            "-d",
+            &host_ip,
+            "-p",
+            "tcp",
+            "--dport",
+            port,
+            "-m",
+            "comment",
+            "--comment",
+            "skiff: the apiserver",
+            "-j",
+            "ACCEPT",
+        ],
+        vec![
+            "-p",
+            "udp",
+            "--dport",
+            "53",
+            "-m",
+            "comment",
+            "--comment",
+            "skiff: DNS",
+            "-j",
+            "ACCEPT",
+        ],
+        vec![
+            "-p",
+            "tcp",
+            "--dport",
+            "53",
+            "-m",
+            "comment",
+            "--comment",
+            "skiff: DNS",
+            "-j",
+            "ACCEPT",
+        ],
+        vec!["-p", "tcp", "-j", "REJECT", "--reject-with", "tcp-reset"],
+        vec!["-j", "REJECT"],
+    ] {
+        let mut args = vec!["-w", "-A", &chain];
+        args.extend(rule);
+        host::run("iptables", &args)?;
+    }
+    host::run(
+        "iptables",
+        ["-w", "-I", "INPUT", "1", "-i", &br, "-j", &chain],
+    )?;
     Ok(())
 }
 
@@ -845,6 +923,10 @@ fn teardown(
         while host::run("iptables", ["-w", "-D", "FORWARD", "-j", &chain]).is_ok() {}
         let _ = host::run("iptables", ["-w", "-F", &chain]);
         let _ = host::run("iptables", ["-w", "-X", &chain]);
+        let input = l.host_input_chain();
+        while host::run("iptables", ["-w", "-D", "INPUT", "-i", &br, "-j", &input]).is_ok() {}
+        let _ = host::run("iptables", ["-w", "-F", &input]);
+        let _ = host::run("iptables", ["-w", "-X", &input]);
     }
     let written = kubeconfig
         .map(Path::to_path_buf)
