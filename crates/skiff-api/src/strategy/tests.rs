@@ -747,6 +747,19 @@ fn validate_create_cases() {
             ],
         ),
         (
+            svc,
+            json!({"metadata": {"name": "web"}, "spec": {"ports": [{"port": 80}],
+                "externalIPs": ["198.51.100.7", "127.0.0.1", "169.254.1.1", "224.0.0.5", "0.0.0.0", "::1", "nope"]}}),
+            vec![
+                "spec.externalIPs[1]: Invalid value: \"127.0.0.1\": may not be in the loopback range (127.0.0.0/8, ::1/128)",
+                "spec.externalIPs[2]: Invalid value: \"169.254.1.1\": may not be in the link-local range (169.254.0.0/16, fe80::/10)",
+                "spec.externalIPs[3]: Invalid value: \"224.0.0.5\": may not be in the link-local multicast range (224.0.0.0/24, ff02::/10)",
+                "spec.externalIPs[4]: Invalid value: \"0.0.0.0\": may not be unspecified (0.0.0.0)",
+                "spec.externalIPs[5]: Invalid value: \"::1\": may not be in the loopback range (127.0.0.0/8, ::1/128)",
+                "spec.externalIPs[6]: Invalid value: \"nope\": must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)",
+            ],
+        ),
+        (
             hpa,
             json!({"metadata": {"name": "h"}, "spec": {"scaleTargetRef": {"kind": "Deployment", "name": "d"}, "minReplicas": 5, "maxReplicas": 2}}),
             vec![

@@ -1156,6 +1156,22 @@ fn validate_service(spec: &Value, errs: &mut Errs) {
             }
         }
     }
+    for (i, ip) in arr(spec, "externalIPs").iter().enumerate() {
+        let field = format!("spec.externalIPs[{i}]");
+        let text = ip.as_str().unwrap_or_default();
+        match text.parse::<std::net::IpAddr>() {
+            Err(_) => errs.push(FieldError::invalid(
+                &field,
+                ip,
+                "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)",
+            )),
+            Ok(addr) => {
+                if let Some(why) = special_ip(addr) {
+                    errs.push(FieldError::invalid(&field, ip, why));
+                }
+            }
+        }
+    }
     let sa = get_str(spec, &["sessionAffinity"]);
     if !sa.is_empty() && !matches!(sa, "ClientIP" | "None") {
         errs.push(FieldError::not_supported(
@@ -1176,6 +1192,35 @@ fn validate_service(spec: &Value, errs: &mut Errs) {
                 &["Cluster", "Local"],
             ));
         }
+    }
+}
+
+/// Why `ip` may not be a Service's external IP, as Kubernetes' `ValidateNonSpecialIP`: every
+/// node would capture traffic meant for its own loopback, link-local or multicast addresses.
+fn special_ip(ip: std::net::IpAddr) -> Option<&'static str> {
+    use std::net::IpAddr;
+    let link_local_multicast = match ip {
+        IpAddr::V4(a) => a.octets()[..3] == [224, 0, 0],
+        IpAddr::V6(a) => a.segments()[0] == 0xff02,
+    };
+    let link_local = match ip {
+        IpAddr::V4(a) => a.is_link_local(),
+        IpAddr::V6(a) => a.segments()[0] & 0xffc0 == 0xfe80,
+    };
+    if ip.is_unspecified() {
+        Some(if ip.is_ipv4() {
+            "may not be unspecified (0.0.0.0)"
+        } else {
+            "may not be unspecified (::)"
+        })
+    } else if ip.is_loopback() {
+        Some("may not be in the loopback range (127.0.0.0/8, ::1/128)")
+    } else if link_local {
+        Some("may not be in the link-local range (169.254.0.0/16, fe80::/10)")
+    } else if link_local_multicast {
+        Some("may not be in the link-local multicast range (224.0.0.0/24, ff02::/10)")
+    } else {
+        None
     }
 }
 
