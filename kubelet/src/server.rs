@@ -135,7 +135,15 @@ pub async fn serve(
         .layer(axum::middleware::from_fn_with_state(state, count));
     // The verifier only lets a client certificate through if the cluster CA signed it, so the
     // user it names is authenticated.
-    skiff_common::serve_tls(listener, tls, router, shutdown, ClientCert::from_chain).await;
+    skiff_common::serve_tls(
+        listener,
+        tls,
+        router,
+        skiff_common::ServeLimits::default(),
+        shutdown,
+        ClientCert::from_chain,
+    )
+    .await;
 }
 
 /// Counts requests, and those turned away for want of credentials.
@@ -626,7 +634,13 @@ where
     let deadline = tokio::time::Instant::now() + STREAM_CREATION_TIMEOUT;
     while !streams.complete(&q) {
         let frame = match tokio::time::timeout_at(deadline, reader.next()).await {
-            Ok(f) => f?,
+            Ok(Ok(f)) => f,
+            Ok(Err(e)) => {
+                // A frame that cannot be read (such as a header block past the inflate cap)
+                // leaves the stream of frames undecodable: say so and close the connection.
+                let _ = writer.goaway(0).await;
+                return Err(e);
+            }
             Err(_) => {
                 tracing::debug!("exec over SPDY: the client did not open its streams in time");
                 return writer.shutdown().await;
