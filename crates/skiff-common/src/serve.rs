@@ -454,6 +454,131 @@ mod tests {
         );
     }
 
+    /// A response body that sends a line every 100 ms, `left` times: a watch, in short.
+    struct Drip {
+        left: u32,
+        tick: tokio::time::Interval,
+    }
+
+    impl hyper::body::Body for Drip {
+        type Data = hyper::body::Bytes;
+        type Error = std::convert::Infallible;
+
+        fn poll_frame(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+            if self.left == 0 {
+                return std::task::Poll::Ready(None);
+            }
+            std::task::ready!(self.tick.poll_tick(cx));
+            self.left -= 1;
+            let line = hyper::body::Bytes::from_static(b"tick\n");
+            std::task::Poll::Ready(Some(Ok(hyper::body::Frame::data(line))))
+        }
+    }
+
+    /// Reads until the server closes the connection (or `within` passes: `None`).
+    async fn read_to_close(
+        io: &mut (impl tokio::io::AsyncRead + Unpin),
+        within: Duration,
+    ) -> Option<Vec<u8>> {
+        use tokio::io::AsyncReadExt;
+        let mut all = Vec::new();
+        let read = async {
+            let mut buf = [0u8; 4096];
+            loop {
+                match io.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => all.extend_from_slice(&buf[..n]),
+                }
+            }
+        };
+        tokio::time::timeout(within, read).await.ok()?;
+        Some(all)
+    }
+
+    #[tokio::test]
+    async fn silent_and_idle_connections_are_closed_but_a_long_response_is_not() {
+        use tokio::io::AsyncWriteExt;
+        let ip: IpAddr = "127.0.0.1".parse().unwrap();
+        let id = crate::tls::Identity::self_signed("t", &["localhost"], &[ip]).unwrap();
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(id.chain[0].clone()).unwrap();
+        let server_tls = crate::tls::server_config(id, None).unwrap();
+        let client_tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        let connector = tokio_rustls::TlsConnector::from(Arc::new(client_tls));
+
+        let limits = ServeLimits {
+            header_read_timeout: Duration::from_millis(300),
+            idle_timeout: Duration::from_millis(600),
+            ..ServeLimits::default()
+        };
+        let router = Router::new()
+            .route("/fast", axum::routing::get(|| async { "ok" }))
+            .route(
+                "/drip",
+                axum::routing::get(|| async {
+                    let tick = tokio::time::interval(Duration::from_millis(100));
+                    axum::body::Body::new(Drip { left: 15, tick })
+                }),
+            );
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let shutdown = CancellationToken::new();
+        let server = tokio::spawn(serve_tls(
+            listener,
+            server_tls,
+            router,
+            limits,
+            shutdown.clone(),
+            |_| (),
+        ));
+        let tls = || async {
+            let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+            connector
+                .connect("localhost".try_into().unwrap(), tcp)
+                .await
+                .unwrap()
+        };
+        let within = Duration::from_secs(3);
+
+        // No TLS handshake at all.
+        let mut raw = tokio::net::TcpStream::connect(addr).await.unwrap();
+        assert!(read_to_close(&mut raw, within).await.is_some());
+        // A handshake, then nothing.
+        let mut silent = tls().await;
+        assert_eq!(read_to_close(&mut silent, within).await, Some(Vec::new()));
+        // Half a request line.
+        let mut half = tls().await;
+        half.write_all(b"GET /fast HT").await.unwrap();
+        assert!(read_to_close(&mut half, within).await.is_some());
+        // A request answered, then an idle keep-alive connection.
+        let mut idle = tls().await;
+        idle.write_all(b"GET /fast HTTP/1.1\r\nhost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let answer = read_to_close(&mut idle, within).await.unwrap();
+        assert!(answer.starts_with(b"HTTP/1.1 200"), "{answer:?}");
+        // A response streaming for 1.5 s, past both timeouts, comes whole.
+        let mut drip = tls().await;
+        drip.write_all(b"GET /drip HTTP/1.1\r\nhost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let answer = read_to_close(&mut drip, within).await.unwrap();
+        let text = String::from_utf8_lossy(&answer);
+        assert_eq!(text.matches("tick").count(), 15, "{text}");
+
+        shutdown.cancel();
+        server.await.unwrap();
+    }
+
     #[tokio::test(start_paused = true)]
     async fn idle_deadline_is_the_header_timeout_first_then_the_idle_timeout() {
         let l = ServeLimits::default();
