@@ -1090,4 +1090,64 @@ mod tests {
         // The result must parse as a selector.
         assert!(LabelSelector::parse("a=b,t in (1,2)").is_ok());
     }
+
+    #[test]
+    fn request_kinds_come_from_fixed_sets() {
+        let kind = |method: &str, uri: &str, content_type: &str| {
+            let mut req = http::Request::builder().method(method).uri(uri);
+            if !content_type.is_empty() {
+                req = req.header(http::header::CONTENT_TYPE, content_type);
+            }
+            let (parts, ()) = req.body(()).unwrap().into_parts();
+            let params = Params::parse(parts.uri.query());
+            let parsed = request::parse_path(parts.uri.path());
+            let target = match &parsed {
+                Ok(ApiPath::Resource(t)) => Some(t),
+                _ => None,
+            };
+            let verb = verb_of(&parts.method, target, &params);
+            let k = request_kind(&parts, target, verb);
+            (k.verb, k.resource, k.subresource, k.scope)
+        };
+        let pods = "/api/v1/namespaces/default/pods";
+        assert_eq!(kind("GET", pods, ""), ("LIST", "pods", "", "namespace"));
+        assert_eq!(
+            kind("GET", &format!("{pods}?watch=true"), ""),
+            ("WATCH", "pods", "", "namespace")
+        );
+        assert_eq!(kind("POST", pods, ""), ("POST", "pods", "", "namespace"));
+        assert_eq!(
+            kind(
+                "PATCH",
+                &format!("{pods}/p"),
+                "application/apply-patch+yaml"
+            ),
+            ("APPLY", "pods", "", "namespace")
+        );
+        assert_eq!(
+            kind("POST", &format!("{pods}/p/exec"), ""),
+            ("CONNECT", "pods", "exec", "namespace")
+        );
+        assert_eq!(
+            kind("GET", "/api/v1/nodes/n1", ""),
+            ("GET", "nodes", "", "resource")
+        );
+        assert_eq!(
+            kind("GET", "/api/v1/nodes", ""),
+            ("LIST", "nodes", "", "cluster")
+        );
+        assert_eq!(
+            kind("GET", "/api/v1/namespaces/kube-system", ""),
+            ("GET", "namespaces", "", "namespace")
+        );
+        // Made-up methods, resources and paths all land on the same few values.
+        assert_eq!(kind("BREW", pods, ""), ("other", "pods", "", "namespace"));
+        assert_eq!(kind("BREW", "/no/such/path", ""), ("other", "", "", ""));
+        assert_eq!(
+            kind("GET", "/api/v1/namespaces/default/teapots", ""),
+            ("GET", "", "", "")
+        );
+        assert_eq!(kind("GET", "/healthz", ""), ("GET", "", "/healthz", ""));
+        assert_eq!(kind("HEAD", "/version", ""), ("GET", "", "/version", ""));
+    }
 }
