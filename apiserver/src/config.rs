@@ -50,6 +50,8 @@ pub struct Config {
     pub ready_file: Option<PathBuf>,
     /// The audit policy and log (`--audit-policy-file`, `--audit-log-*`).
     pub audit: crate::audit::Options,
+    /// Connection limits and timeouts (`--max-connections`, `--max-connections-per-ip`).
+    pub serve_limits: skiff_common::ServeLimits,
 }
 
 impl Config {
@@ -72,6 +74,7 @@ impl Config {
             compaction_interval: Duration::from_secs(300),
             metric_resolution: Duration::from_secs(15),
             audit: Default::default(),
+            serve_limits: Default::default(),
         }
     }
 

@@ -17,6 +17,7 @@ use crate::apply;
 use crate::auth::{Attributes, Authenticated, Decision, PeerIdentity, UserInfo};
 use crate::discovery;
 use crate::error::{ApiError, ApiResult};
+use crate::metrics::{self, AuthResult, RequestKind};
 use crate::objects;
 use crate::registry::Written;
 use crate::render::{self, respond, respond_json};
@@ -31,7 +32,9 @@ pub async fn dispatch(State(app): State<Arc<App>>, req: Request) -> Response {
     let mut audit = crate::audit::Record::start(app.audit.as_ref(), &parts);
     let body = audit.capture(body);
     // A bug in one request must not take the connection (or the process) down with it.
-    let result = std::panic::AssertUnwindSafe(handle(&app, &parts, body, &mut audit))
+    // Set once the caller is authenticated (or needs not be): only then is the request counted.
+    let mut kind = None;
+    let result = std::panic::AssertUnwindSafe(handle(&app, &parts, body, &mut audit, &mut kind))
         .catch_unwind()
         .await;
     let result = result.unwrap_or_else(|panic| {
@@ -62,9 +65,80 @@ pub async fn dispatch(State(app): State<Arc<App>>, req: Request) -> Response {
         }
     };
     let resp = audit.finish(resp).await;
-    app.metrics
-        .observe(method.as_str(), resp.status().as_u16(), started.elapsed());
+    if let Some(kind) = kind {
+        app.metrics
+            .observe(&kind, resp.status().as_u16(), started.elapsed());
+    }
     resp
+}
+
+/// The paths outside the resource tree that request metrics name (kube-apiserver labels a
+/// non-resource request by its path); any other is labelled "" so that the label set stays
+/// what the server routes, not what clients send.
+const NON_RESOURCE_PATHS: &[&str] = &[
+    "/api",
+    "/apis",
+    "/healthz",
+    "/livez",
+    "/readyz",
+    "/version",
+    "/metrics",
+    "/openapi/v2",
+    crate::serviceaccount::OPENID_CONFIG_PATH,
+    crate::serviceaccount::JWKS_PATH,
+];
+
+/// What a request is, for its metrics, from the parsed request only (see [`RequestKind`]).
+fn request_kind(parts: &Parts, target: Option<&Target>, verb: &str) -> RequestKind {
+    let Some(t) = target else {
+        let path = parts.uri.path();
+        return RequestKind {
+            verb: metrics::clean_verb(parts.method.as_str()),
+            subresource: NON_RESOURCE_PATHS
+                .iter()
+                .find(|p| **p == path)
+                .copied()
+                .unwrap_or(""),
+            ..RequestKind::default()
+        };
+    };
+    let subresource = t
+        .subresource
+        .as_deref()
+        .and_then(|sub| t.info.subresources.iter().find(|s| **s == sub).copied())
+        .unwrap_or("");
+    let apply = parts
+        .headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/apply-patch"));
+    // The verbs kube-apiserver's routes are registered with: writes by HTTP method, reads and
+    // the streaming subresources by what they do.
+    let verb = match verb {
+        "unknown" => metrics::OTHER_VERB,
+        _ if matches!(subresource, "exec" | "attach" | "portforward" | "proxy") => "CONNECT",
+        "create" => "POST",
+        "update" => "PUT",
+        "patch" if apply => "APPLY",
+        v => metrics::clean_verb(v),
+    };
+    let scope = if t.namespace.is_some()
+        || (t.info.plural == "namespaces" && t.info.group.is_empty() && t.name.is_some())
+    {
+        "namespace"
+    } else if t.name.is_some() {
+        "resource"
+    } else {
+        "cluster"
+    };
+    RequestKind {
+        verb,
+        group: t.info.group,
+        version: t.info.version,
+        resource: t.info.plural,
+        subresource,
+        scope,
+    }
 }
 
 fn verb_of(method: &Method, target: Option<&Target>, params: &Params) -> &'static str {
@@ -118,12 +192,14 @@ fn resource_attributes<'a>(
     }
 }
 
+/// The body, up to kube-apiserver's `MaxRequestBodyBytes` (3 MiB), refused past it with
+/// kube-apiserver's 413 and message.
 async fn read_body(body: Body) -> ApiResult<Bytes> {
     axum::body::to_bytes(body, request::MAX_BODY)
         .await
         .map_err(|_| {
             ApiError::too_large(format!(
-                "the request body is larger than the {} byte limit",
+                "Request entity too large: limit is {}",
                 request::MAX_BODY
             ))
         })
@@ -134,12 +210,14 @@ async fn handle(
     parts: &Parts,
     body: Body,
     audit: &mut crate::audit::Record,
+    kind: &mut Option<RequestKind>,
 ) -> ApiResult<Response> {
     let path = parts.uri.path();
     // Health endpoints answer everyone, as load balancers and probes need them (and, when
     // audited, as the user their credentials name, if any).
     let health_path = matches!(path, "/healthz" | "/livez" | "/readyz");
     if health_path && app.audit.is_none() {
+        *kind = Some(request_kind(parts, None, ""));
         return Ok(health(app, path).await);
     }
     let params = Params::parse(parts.uri.query());
@@ -170,7 +248,14 @@ async fn handle(
         },
     };
     let peer = parts.extensions.get::<PeerIdentity>();
-    let user = match app.authenticate(&parts.headers, peer) {
+    let authenticated = app.authenticate(&parts.headers, peer);
+    app.metrics.authenticated(match &authenticated {
+        Authenticated::User(_) => AuthResult::Success,
+        Authenticated::None if app.anonymous => AuthResult::Success,
+        Authenticated::None => AuthResult::Failure,
+        Authenticated::Invalid => AuthResult::Error,
+    });
+    let user = match authenticated {
         Authenticated::User(u) => u,
         Authenticated::None if app.anonymous => Arc::new(UserInfo::anonymous()),
         _ if health_path => Arc::new(UserInfo::anonymous()),
@@ -180,6 +265,7 @@ async fn handle(
             return Err(ApiError::unauthorized());
         }
     };
+    *kind = Some(request_kind(parts, target, verb));
     audit.begin(&user, &attrs);
     if health_path {
         return Ok(health(app, path).await);
@@ -1003,5 +1089,65 @@ mod tests {
         );
         // The result must parse as a selector.
         assert!(LabelSelector::parse("a=b,t in (1,2)").is_ok());
+    }
+
+    #[test]
+    fn request_kinds_come_from_fixed_sets() {
+        let kind = |method: &str, uri: &str, content_type: &str| {
+            let mut req = http::Request::builder().method(method).uri(uri);
+            if !content_type.is_empty() {
+                req = req.header(http::header::CONTENT_TYPE, content_type);
+            }
+            let (parts, ()) = req.body(()).unwrap().into_parts();
+            let params = Params::parse(parts.uri.query());
+            let parsed = request::parse_path(parts.uri.path());
+            let target = match &parsed {
+                Ok(ApiPath::Resource(t)) => Some(t),
+                _ => None,
+            };
+            let verb = verb_of(&parts.method, target, &params);
+            let k = request_kind(&parts, target, verb);
+            (k.verb, k.resource, k.subresource, k.scope)
+        };
+        let pods = "/api/v1/namespaces/default/pods";
+        assert_eq!(kind("GET", pods, ""), ("LIST", "pods", "", "namespace"));
+        assert_eq!(
+            kind("GET", &format!("{pods}?watch=true"), ""),
+            ("WATCH", "pods", "", "namespace")
+        );
+        assert_eq!(kind("POST", pods, ""), ("POST", "pods", "", "namespace"));
+        assert_eq!(
+            kind(
+                "PATCH",
+                &format!("{pods}/p"),
+                "application/apply-patch+yaml"
+            ),
+            ("APPLY", "pods", "", "namespace")
+        );
+        assert_eq!(
+            kind("POST", &format!("{pods}/p/exec"), ""),
+            ("CONNECT", "pods", "exec", "namespace")
+        );
+        assert_eq!(
+            kind("GET", "/api/v1/nodes/n1", ""),
+            ("GET", "nodes", "", "resource")
+        );
+        assert_eq!(
+            kind("GET", "/api/v1/nodes", ""),
+            ("LIST", "nodes", "", "cluster")
+        );
+        assert_eq!(
+            kind("GET", "/api/v1/namespaces/kube-system", ""),
+            ("GET", "namespaces", "", "namespace")
+        );
+        // Made-up methods, resources and paths all land on the same few values.
+        assert_eq!(kind("BREW", pods, ""), ("other", "pods", "", "namespace"));
+        assert_eq!(kind("BREW", "/no/such/path", ""), ("other", "", "", ""));
+        assert_eq!(
+            kind("GET", "/api/v1/namespaces/default/teapots", ""),
+            ("GET", "", "", "")
+        );
+        assert_eq!(kind("GET", "/healthz", ""), ("GET", "", "/healthz", ""));
+        assert_eq!(kind("HEAD", "/version", ""), ("GET", "", "/version", ""));
     }
 }

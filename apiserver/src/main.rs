@@ -93,6 +93,13 @@ struct Flags {
     /// apiserver_audit_error_total{plugin="buffered"}).
     #[arg(long, default_value_t = skiff_apiserver::audit::DEFAULT_BUFFER_SIZE)]
     audit_log_batch_buffer_size: usize,
+    /// Connections held open at once from all clients; beyond it new ones are closed at once
+    /// (loopback clients may go beyond it, within their own per-address share).
+    #[arg(long, default_value_t = skiff_common::ServeLimits::default().max_connections)]
+    max_connections: usize,
+    /// Connections held open at once from one client address (an IPv6 /64); loopback too.
+    #[arg(long, default_value_t = skiff_common::ServeLimits::default().max_connections_per_ip)]
+    max_connections_per_ip: usize,
     /// Write the bound address (host:port) to this file once serving.
     #[arg(long, hide = true)]
     ready_file: Option<PathBuf>,
@@ -132,6 +139,8 @@ async fn main() -> anyhow::Result<()> {
     config.ready_file = flags.ready_file;
     config.compaction_interval = flags.etcd_compaction_interval;
     config.metric_resolution = flags.metric_resolution;
+    config.serve_limits.max_connections = flags.max_connections;
+    config.serve_limits.max_connections_per_ip = flags.max_connections_per_ip;
     config.audit = skiff_apiserver::audit::Options {
         policy_file: flags.audit_policy_file,
         log_path: flags.audit_log_path,

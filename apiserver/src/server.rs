@@ -365,14 +365,21 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     }
     tracing::info!(address = %local, kubeconfig = %kc_path.display(), "skiff-apiserver is serving");
     // The verified client certificate (if any) names the user: CN, with O as groups.
-    skiff_common::serve_tls(listener, tls, router, shutdown, |certs| {
-        PeerIdentity(
-            certs
-                .and_then(|c| c.first())
-                .and_then(|c| user_from_cert(c))
-                .map(Arc::new),
-        )
-    })
+    skiff_common::serve_tls(
+        listener,
+        tls,
+        router,
+        config.serve_limits,
+        shutdown,
+        |certs| {
+            PeerIdentity(
+                certs
+                    .and_then(|c| c.first())
+                    .and_then(|c| user_from_cert(c))
+                    .map(Arc::new),
+            )
+        },
+    )
     .await;
     if let Some(audit) = audit {
         tokio::task::spawn_blocking(move || audit.sync(Duration::from_secs(5)))

@@ -135,7 +135,15 @@ pub async fn serve(
         .layer(axum::middleware::from_fn_with_state(state, count));
     // The verifier only lets a client certificate through if the cluster CA signed it, so the
     // user it names is authenticated.
-    skiff_common::serve_tls(listener, tls, router, shutdown, ClientCert::from_chain).await;
+    skiff_common::serve_tls(
+        listener,
+        tls,
+        router,
+        skiff_common::ServeLimits::default(),
+        shutdown,
+        ClientCert::from_chain,
+    )
+    .await;
 }
 
 /// Counts requests, and those turned away for want of credentials.
@@ -524,6 +532,10 @@ async fn exec(
 /// terminal sizes on the resize stream).
 const SPDY_EXEC_PROTOCOL: &str = "v4.channel.k8s.io";
 
+/// How many data frames, and bytes, a SPDY client may send before its streams are all open.
+const EARLY_FRAMES: usize = 16;
+const EARLY_BYTES: usize = 1024 * 1024;
+
 /// How long a SPDY client has to open the streams its query asked for.
 const STREAM_CREATION_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -623,10 +635,17 @@ where
     // The streams first: client-go opens them all before it sends anything on them.
     let mut streams = SpdyStreams::default();
     let mut early: Vec<Frame> = Vec::new();
+    let mut early_bytes = 0usize;
     let deadline = tokio::time::Instant::now() + STREAM_CREATION_TIMEOUT;
     while !streams.complete(&q) {
         let frame = match tokio::time::timeout_at(deadline, reader.next()).await {
-            Ok(f) => f?,
+            Ok(Ok(f)) => f,
+            Ok(Err(e)) => {
+                // A frame that cannot be read (such as a header block past the inflate cap)
+                // leaves the stream of frames undecodable: say so and close the connection.
+                let _ = writer.goaway(0).await;
+                return Err(e);
+            }
             Err(_) => {
                 tracing::debug!("exec over SPDY: the client did not open its streams in time");
                 return writer.shutdown().await;
@@ -654,14 +673,28 @@ where
             }
             Some(Frame::Ping(n)) => writer.ping(n).await?,
             Some(Frame::RstStream { .. } | Frame::GoAway) | None => return Ok(()),
-            Some(f @ Frame::Data { .. }) => early.push(f),
+            Some(f @ Frame::Data { .. }) => {
+                // Data before the streams are all open waits here; a client that sends more
+                // than the hand-over channel holds (or a MiB) is not one that waits its turn.
+                early_bytes += match &f {
+                    Frame::Data { data, .. } => data.len(),
+                    _ => 0,
+                };
+                if early.len() >= EARLY_FRAMES || early_bytes > EARLY_BYTES {
+                    tracing::debug!("exec over SPDY: too much data before the streams were open");
+                    let _ = writer.goaway(0).await;
+                    return writer.shutdown().await;
+                }
+                early.push(f);
+            }
             Some(Frame::Other) => {}
         }
     }
     let error_stream = streams.error.expect("complete");
 
     // The reader runs on its own from here; frames arrive through a channel.
-    let (frames_tx, mut frames) = tokio::sync::mpsc::channel::<std::io::Result<Frame>>(16);
+    let (frames_tx, mut frames) =
+        tokio::sync::mpsc::channel::<std::io::Result<Frame>>(EARLY_FRAMES);
     for f in early {
         let _ = frames_tx.try_send(Ok(f));
     }

@@ -29,6 +29,11 @@ const HEADERS: u16 = 8;
 /// Data frames are cut at this size.
 pub const MAX_DATA: usize = 32 * 1024;
 
+/// The most a header block may inflate to. zlib expands up to ~1000:1, so a 16 MiB control
+/// frame (the most SPDY's 24-bit length allows) could otherwise become gigabytes; a remote
+/// command's headers are a few bytes.
+pub const MAX_HEADER_BLOCK: usize = 1024 * 1024;
+
 /// A frame as the session sees it (the frames it ignores come back as `Other`).
 #[derive(Debug, PartialEq)]
 pub enum Frame {
@@ -252,8 +257,11 @@ impl<R: AsyncRead + Unpin> Reader<R> {
         }))
     }
 
+    /// Inflates one header block, refusing one that inflates past [`MAX_HEADER_BLOCK`]. The
+    /// zlib context is shared by all blocks of the connection, so after that error the
+    /// connection cannot go on: the caller closes it.
     fn inflate(&mut self, mut input: &[u8]) -> io::Result<Vec<u8>> {
-        let mut out = Vec::with_capacity(input.len() * 4 + 256);
+        let mut out = Vec::with_capacity((input.len() * 4 + 256).min(MAX_HEADER_BLOCK + 1));
         loop {
             let before = self.inflate.total_in();
             let result = self
@@ -263,7 +271,16 @@ impl<R: AsyncRead + Unpin> Reader<R> {
             match result {
                 Ok(Status::StreamEnd) => return Ok(out),
                 Ok(_) if input.is_empty() && out.len() < out.capacity() => return Ok(out),
-                Ok(_) => out.reserve(out.capacity().max(256)),
+                Ok(_) if out.len() > MAX_HEADER_BLOCK => {
+                    return Err(invalid(format!(
+                        "header block: inflates past the {MAX_HEADER_BLOCK} byte limit"
+                    )));
+                }
+                // One byte past the limit is room enough to tell that it is exceeded.
+                Ok(_) => {
+                    let room = (MAX_HEADER_BLOCK + 1).saturating_sub(out.len());
+                    out.reserve(out.capacity().max(256).min(room.max(1)));
+                }
                 Err(e) => {
                     let wanted = e
                         .needs_dictionary()
@@ -464,6 +481,31 @@ mod tests {
             assert_eq!(r.next().await.unwrap(), None);
             assert_eq!(r.dictionary(), Some(&dict[..]));
         }
+    }
+
+    #[tokio::test]
+    async fn a_header_block_inflating_past_the_cap_is_refused() {
+        let dict = &dictionaries()[0];
+        let mut c = Compress::new(Compression::best(), true);
+        c.set_dictionary(dict).unwrap();
+        // A few KiB on the wire (zeros compress about 1000:1) that inflate to 4 MiB.
+        let big = "x".repeat(4 * MAX_HEADER_BLOCK);
+        let wire = syn_stream(&mut c, 1, &[("streamtype", &big)]);
+        assert!(wire.len() < 64 * 1024, "{} bytes on the wire", wire.len());
+        let err = Reader::new(&wire[..]).next().await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+        assert!(err.to_string().contains("limit"), "{err}");
+
+        // Just under the cap still inflates.
+        let mut c = Compress::new(Compression::best(), true);
+        c.set_dictionary(dict).unwrap();
+        let fits = "x".repeat(MAX_HEADER_BLOCK - 64);
+        let wire = syn_stream(&mut c, 1, &[("streamtype", &fits)]);
+        let Some(Frame::SynStream { headers, .. }) = Reader::new(&wire[..]).next().await.unwrap()
+        else {
+            panic!("a SYN_STREAM");
+        };
+        assert_eq!(headers[0].1.len(), fits.len());
     }
 
     #[tokio::test]

@@ -159,6 +159,11 @@ impl ApiServer {
         std::fs::read_to_string(self.dir.path().join("apiserver.log")).unwrap_or_default()
     }
 
+    /// The running process's id (for reading `/proc/PID/status`).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("the apiserver is running").id()
+    }
+
     /// `kill -9`: no chance to flush or shut down cleanly.
     pub fn kill9(&mut self) {
         if let Some(mut child) = self.child.take() {

@@ -50,6 +50,11 @@ impl ApiServer {
         self.http_client(Credentials::AdminCertificate)
     }
 
+    /// The PEM of the CA that signed the server's certificate (from the admin kubeconfig).
+    pub fn ca_pem(&self) -> Vec<u8> {
+        KubeconfigPems::read(&self.kubeconfig()).ca
+    }
+
     /// A client that presents no credentials at all.
     pub fn http_anonymous(&self) -> Http {
         self.http_client(Credentials::None)

@@ -159,7 +159,7 @@ fn bad_input_gets_a_4xx_status_and_changes_nothing(backend: Backend) {
             body: json_body(huge),
             code: 413,
             reason: "RequestEntityTooLarge",
-            mentions: "",
+            mentions: "Request entity too large: limit is 3145728",
         },
         Case {
             what: "an unknown field under fieldValidation=Strict",

@@ -53,7 +53,15 @@ pub async fn serve(
         .route("/healthz", get(|| async { "ok" }))
         .route("/livez", get(|| async { "ok" }))
         .route("/readyz", get(|| async { "ok" }));
-    skiff_common::serve_tls(listener, tls, router, shutdown, |_| ()).await;
+    skiff_common::serve_tls(
+        listener,
+        tls,
+        router,
+        skiff_common::ServeLimits::default(),
+        shutdown,
+        |_| (),
+    )
+    .await;
     Ok(())
 }
 

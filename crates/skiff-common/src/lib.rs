@@ -19,4 +19,4 @@ pub mod tls;
 pub use backoff::Backoff;
 pub use duration::parse_duration;
 pub use program::{init_logging, shutdown_on_signal};
-pub use serve::serve_tls;
+pub use serve::{ServeLimits, serve_tls};
