@@ -141,6 +141,8 @@ enum WriteOutcome {
     Written(Revision),
     Deleted(KeyValue, Revision),
     Compacted,
+    /// The keys whose TTL ran out were deleted (nobody waits for this answer).
+    Expired,
 }
 
 struct WriteRequest {
@@ -623,7 +625,7 @@ fn apply_ops(txn: &WriteTransaction, ops: Vec<WriteOp>) -> Result<Committed, Sto
                         delete_row(&mut kv, &mut log, &mut events, &prev, rev)?;
                     }
                 }
-                Ok(WriteOutcome::Compacted)
+                Ok(WriteOutcome::Expired)
             }
             WriteOp::Compact { revision } => {
                 if revision > rev {
