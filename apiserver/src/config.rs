@@ -42,6 +42,8 @@ pub struct Config {
     /// How often old revisions are compacted away (kube-apiserver's
     /// `--etcd-compaction-interval`); zero disables compaction.
     pub compaction_interval: Duration,
+    /// How long Events are kept after their last write (kube-apiserver's `--event-ttl`).
+    pub event_ttl: Duration,
     /// How often kubelets are scraped for the resource metrics API (metrics-server's
     /// `--metric-resolution`); zero disables scraping.
     pub metric_resolution: Duration,
@@ -73,6 +75,7 @@ impl Config {
             ready_file: None,
             compaction_interval: Duration::from_secs(300),
             metric_resolution: Duration::from_secs(15),
+            event_ttl: crate::registry::DEFAULT_EVENT_TTL,
             audit: Default::default(),
             serve_limits: Default::default(),
         }

@@ -233,6 +233,8 @@ impl ApiError {
             StoreError::FutureRevision { .. } => {
                 Self::new(504, "Timeout", format!("Too large resource version: {err}"))
             }
+            // kube-apiserver answers etcd's "request is too large" with 413 and etcd's words.
+            StoreError::RequestTooLarge { .. } => Self::too_large(err.to_string()),
             StoreError::Backend(m) => Self::internal(format!("storage error: {m}")),
         }
     }

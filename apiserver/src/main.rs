@@ -67,6 +67,9 @@ struct Flags {
     /// How often to compact old revisions away: 5m, 30s, 0 to never.
     #[arg(long, default_value = "5m", value_parser = parse_duration)]
     etcd_compaction_interval: std::time::Duration,
+    /// How long to keep Events after their last write: 1h0m0s, 30s.
+    #[arg(long, default_value = "1h0m0s", value_parser = parse_duration)]
+    event_ttl: std::time::Duration,
     /// How often to scrape the kubelets for the resource metrics API (`kubectl top`, the
     /// HPA); 0 to never.
     #[arg(long, default_value = "15s", value_parser = parse_duration)]
@@ -141,6 +144,7 @@ async fn main() -> anyhow::Result<()> {
     config.metric_resolution = flags.metric_resolution;
     config.serve_limits.max_connections = flags.max_connections;
     config.serve_limits.max_connections_per_ip = flags.max_connections_per_ip;
+    config.event_ttl = flags.event_ttl;
     config.audit = skiff_apiserver::audit::Options {
         policy_file: flags.audit_policy_file,
         log_path: flags.audit_log_path,

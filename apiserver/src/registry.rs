@@ -13,6 +13,7 @@ mod read;
 mod update;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use serde_json::Value;
@@ -52,7 +53,12 @@ pub struct Registry {
     /// The admission chain, set once the authorizers exist (writes before that are the
     /// apiserver's own).
     pub admission: std::sync::OnceLock<crate::admission::Admission>,
+    /// How long Events live after their last write (`--event-ttl`).
+    pub event_ttl: Duration,
 }
+
+/// kube-apiserver's default `--event-ttl`.
+pub const DEFAULT_EVENT_TTL: Duration = Duration::from_secs(3600);
 
 /// The resource version objects of `info` are stored in.
 pub fn storage_info(info: &'static ResourceInfo) -> &'static ResourceInfo {
@@ -105,7 +111,15 @@ impl Registry {
             cache,
             alloc,
             admission: std::sync::OnceLock::new(),
+            event_ttl: DEFAULT_EVENT_TTL,
         }
+    }
+
+    /// The TTL objects of `info` are stored with: Events (core and events.k8s.io) expire
+    /// `event_ttl` after their last write, as in Kubernetes; nothing else does.
+    fn ttl(&self, info: &'static ResourceInfo) -> Option<Duration> {
+        let events = info.plural == "events" && matches!(info.group, "" | "events.k8s.io");
+        events.then_some(self.event_ttl)
     }
 
     /// Runs the admission chain on a write by `user` (none: the apiserver's own write).

@@ -277,7 +277,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
 
     let cache = WatchCache::start(store.clone(), resources::all(), shutdown.clone());
     cache.wait_synced().await;
-    let registry = Arc::new(Registry::new(store.clone(), cache, allocator));
+    let mut registry = Registry::new(store.clone(), cache, allocator);
+    registry.event_ttl = config.event_ttl;
+    let registry = Arc::new(registry);
 
     let listener = TcpListener::bind(SocketAddr::new(config.bind_address, config.secure_port))
         .await

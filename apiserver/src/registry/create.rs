@@ -161,7 +161,11 @@ impl Registry {
             Some(cache) => (Some(cache.expect(&key, bytes.clone(), stored)), None),
             None => (None, Some(stored)),
         };
-        match self.store.create(&key, bytes.clone()).await {
+        match self
+            .store
+            .create_with_ttl(&key, bytes.clone(), self.ttl(info))
+            .await
+        {
             Ok(rev) => {
                 if let Some(e) = expected {
                     e.committed(rev);

@@ -143,7 +143,11 @@ impl Registry {
                     json: None,
                 });
             }
-            match self.store.update(&key, rev, encode(&marked)).await {
+            match self
+                .store
+                .update_with_ttl(&key, rev, encode(&marked), self.ttl(info))
+                .await
+            {
                 Ok(new_rev) => {
                     let mut out = to_external(info, marked);
                     crate::cache::set_resource_version(&mut out, new_rev);

@@ -82,7 +82,11 @@ impl Registry {
                     Err(e) => Err(ApiError::from_store(e, info, name)),
                 };
             }
-            match self.store.update(&key, rev, encode(&stored)).await {
+            match self
+                .store
+                .update_with_ttl(&key, rev, encode(&stored), self.ttl(info))
+                .await
+            {
                 Ok(new_rev) => {
                     hooks.after_update(&self.alloc, &current, &stored).await;
                     let mut out = to_external(info, stored);

@@ -87,6 +87,8 @@ conformance!(
     concurrent_creates_all_succeed_and_are_each_seen_once,
     concurrent_updates_of_one_key_have_one_winner,
     watch_from_the_future_waits_for_it,
+    keys_with_a_ttl_expire_with_a_delete_event,
+    watch_replays_a_large_history_in_order,
 );
 
 fn b(s: &str) -> Bytes {
@@ -636,6 +638,71 @@ async fn watch_from_the_future_waits_for_it(s: Arc<dyn Store>) -> Result<()> {
     let third = s.create("/fut/c", b("3")).await?;
     let e = next_event(&mut watch).await?;
     assert_eq!((e.kv.key.as_str(), e.revision()), ("/fut/c", third));
+    assert_quiet(&mut watch).await?;
+    Ok(())
+}
+
+async fn keys_with_a_ttl_expire_with_a_delete_event(s: Arc<dyn Store>) -> Result<()> {
+    const TTL: Duration = Duration::from_secs(1);
+    let start = s.current_revision().await?;
+    let mut watch = s.watch("/ttl/", start).await?;
+    // Given a TTL, then written again without one: it no longer expires.
+    let kept = s.create_with_ttl("/ttl/kept", b("k"), Some(TTL)).await?;
+    s.update("/ttl/kept", kept, b("k2")).await?;
+    s.create("/ttl/plain", b("p")).await?;
+    let expiring = s.create_with_ttl("/ttl/gone", b("g"), Some(TTL)).await?;
+    // Renewed by an update: expires a TTL after it.
+    let renewed = s.create_with_ttl("/ttl/renewed", b("r"), Some(TTL)).await?;
+    let renewed = s
+        .update_with_ttl("/ttl/renewed", renewed, b("r2"), Some(TTL))
+        .await?;
+    // The six writes above.
+    for _ in 0..6 {
+        next_event(&mut watch).await?;
+    }
+
+    // Expiry shows as deletes carrying the last values (etcd's lease expiry does the same).
+    let mut deleted = std::collections::BTreeMap::new();
+    let deadline = tokio::time::Instant::now() + EVENT_DEADLINE;
+    while deleted.len() < 2 {
+        let e = tokio::time::timeout_at(deadline, next_event(&mut watch))
+            .await
+            .context("the keys with a TTL did not expire in time")??;
+        ensure!(e.kind == EventKind::Delete, "unexpected {e:?}");
+        ensure!(e.revision() > renewed, "{e:?}");
+        deleted.insert(e.kv.key.clone(), e.kv.value.clone());
+    }
+    let want: std::collections::BTreeMap<_, _> = [
+        ("/ttl/gone".to_owned(), b("g")),
+        ("/ttl/renewed".to_owned(), b("r2")),
+    ]
+    .into();
+    assert_eq!(deleted, want);
+    assert_eq!(s.get("/ttl/gone").await?, None);
+    assert!(expiring < renewed);
+    let left = s.list("/ttl/", None, 0, None).await?;
+    assert_eq!(keys(&left.items), ["/ttl/kept", "/ttl/plain"]);
+    Ok(())
+}
+
+async fn watch_replays_a_large_history_in_order(s: Arc<dyn Store>) -> Result<()> {
+    // 24 writes of 512 KiB: 12 MiB of history, more than one replay page or gRPC message.
+    const N: usize = 24;
+    let start = s.current_revision().await?;
+    let mut revisions = Vec::new();
+    for i in 0..N {
+        let value = Bytes::from(vec![b'a' + (i % 26) as u8; 512 << 10]);
+        revisions.push(s.create(&format!("/big/{i:02}"), value).await?);
+    }
+    let (_, deleted) = s.delete("/big/00", None).await?;
+    revisions.push(deleted);
+    let mut watch = s.watch("/big/", start).await?;
+    for (i, rev) in revisions.iter().enumerate() {
+        let e = next_event(&mut watch).await?;
+        assert_eq!(e.revision(), *rev);
+        assert_eq!(e.kv.value.len(), 512 << 10);
+        assert_eq!(e.kv.key, format!("/big/{:02}", i % N));
+    }
     assert_quiet(&mut watch).await?;
     Ok(())
 }

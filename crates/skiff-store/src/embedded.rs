@@ -5,7 +5,9 @@
 //! - `kv`: key → (create revision, mod revision, value), the current state;
 //! - `log`: revision → the write made at it, with the key's state just before, so watches
 //!   can resume from any revision and a list at an old revision can undo newer writes;
-//! - `meta`: the current revision and the compaction revision.
+//! - `meta`: the current revision and the compaction revision;
+//! - `deadlines` and `expiry`: for keys written with a TTL, key → deadline and (deadline, key),
+//!   so the writer finds what is due in deadline order and deletes it (see [`Store::create_with_ttl`]).
 //!
 //! Writes go through one writer thread that commits whatever is queued in one durable
 //! transaction (group commit): each write still gets its own revision and its own result, but
@@ -17,6 +19,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, mpsc};
 use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -42,6 +45,10 @@ const KV: TableDefinition<&str, Row<'static>> = TableDefinition::new("kv");
 /// revision → the write made at it.
 const LOG: TableDefinition<i64, LogEntry<'static>> = TableDefinition::new("log");
 const META: TableDefinition<&str, i64> = TableDefinition::new("meta");
+/// key → when it expires (milliseconds since the Unix epoch), for keys written with a TTL.
+const DEADLINES: TableDefinition<&str, i64> = TableDefinition::new("deadlines");
+/// (deadline, key) → (): the same, in the order the keys fall due.
+const EXPIRY: TableDefinition<(i64, &str), ()> = TableDefinition::new("expiry");
 
 const META_REVISION: &str = "revision";
 const META_COMPACTED: &str = "compacted";
@@ -53,6 +60,13 @@ const INITIAL_REVISION: Revision = 1;
 
 /// Most writes committed in one transaction; bounds the latency a large queue adds.
 const MAX_BATCH: usize = 1024;
+
+/// How much a watch that resumes from an old revision reads from the log at a time: values
+/// (and the previous values deletes and updates carry) up to this many bytes, and at most
+/// `REPLAY_PAGE_ENTRIES` log entries looked at, so a replay over a long or large history holds
+/// one page in memory, and reads the next only when the watcher has taken this one.
+const REPLAY_PAGE_BYTES: usize = 4 << 20;
+const REPLAY_PAGE_ENTRIES: usize = 10_000;
 
 /// Commits (not events) a watcher may fall behind before its stream ends with an error. Slots
 /// free their events once every receiver has seen them, so this bounds memory only for slow
@@ -102,11 +116,17 @@ enum WriteOp {
     Create {
         key: String,
         value: Bytes,
+        ttl: Option<Duration>,
     },
     Update {
         key: String,
         expected: Revision,
         value: Bytes,
+        ttl: Option<Duration>,
+    },
+    /// Deletes every key whose deadline is at or before `now` (ms since the epoch).
+    Expire {
+        now: i64,
     },
     Delete {
         key: String,
@@ -121,6 +141,8 @@ enum WriteOutcome {
     Written(Revision),
     Deleted(KeyValue, Revision),
     Compacted,
+    /// The keys whose TTL ran out were deleted (nobody waits for this answer).
+    Expired,
 }
 
 struct WriteRequest {
@@ -167,12 +189,18 @@ impl EmbeddedStore {
         let revision = {
             txn.open_table(KV).map_err(backend)?;
             txn.open_table(LOG).map_err(backend)?;
+            txn.open_table(DEADLINES).map_err(backend)?;
+            txn.open_table(EXPIRY).map_err(backend)?;
             let meta = txn.open_table(META).map_err(backend)?;
             read_meta(&meta, META_REVISION)?.unwrap_or(INITIAL_REVISION)
         };
         txn.commit().map_err(backend)?;
 
         let db = Arc::new(db);
+        let next_deadline = {
+            let txn = db.begin_read().map_err(backend)?;
+            earliest_deadline(&txn.open_table(EXPIRY).map_err(backend)?)?
+        };
         let revision = Arc::new(AtomicI64::new(revision));
         let (events, _) = broadcast::channel(watch_capacity);
         let (writer, requests) = mpsc::channel();
@@ -180,7 +208,7 @@ impl EmbeddedStore {
             let (db, events, revision) = (db.clone(), events.clone(), revision.clone());
             std::thread::Builder::new()
                 .name("skiff-store-writer".into())
-                .spawn(move || run_writer(&db, &requests, &events, &revision))
+                .spawn(move || run_writer(&db, &requests, &events, &revision, next_deadline))
                 .map_err(|e| StoreError::Backend(format!("cannot start the writer thread: {e}")))?
         };
         Ok(Self {
@@ -285,25 +313,71 @@ fn event_from_log(revision: Revision, entry: LogEntry<'_>) -> WatchEvent {
     }
 }
 
+/// Milliseconds since the Unix epoch: deadlines are wall-clock times, so they keep their meaning
+/// across restarts.
+fn now_millis() -> i64 {
+    let since = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// The deadline of a write with `ttl` made at `now`.
+fn deadline(now: i64, ttl: Duration) -> i64 {
+    now.saturating_add(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX))
+}
+
+fn earliest_deadline(
+    expiry: &impl ReadableTable<(i64, &'static str), ()>,
+) -> Result<Option<i64>, StoreError> {
+    Ok(expiry
+        .first()
+        .map_err(backend)?
+        .map(|(due, _)| due.value().0))
+}
+
 /// The writer thread: drains the queue, applies everything in one transaction, commits once,
-/// then publishes the events and answers the callers. It stops when every sender is gone.
+/// then publishes the events and answers the callers. When a key's TTL runs out it also
+/// deletes the expired keys, as one more write of a batch. It stops when every sender is gone.
 fn run_writer(
     db: &Database,
     requests: &mpsc::Receiver<WriteRequest>,
     events: &broadcast::Sender<Arc<[WatchEvent]>>,
     revision: &AtomicI64,
+    mut next_deadline: Option<i64>,
 ) {
-    while let Ok(first) = requests.recv() {
-        let mut batch = vec![first];
+    loop {
+        // Sleep until a request comes or the earliest deadline passes.
+        let first = match next_deadline {
+            None => requests
+                .recv()
+                .map_err(|_| mpsc::RecvTimeoutError::Disconnected),
+            Some(due) => {
+                let wait = u64::try_from(due.saturating_sub(now_millis())).unwrap_or(0);
+                requests.recv_timeout(Duration::from_millis(wait))
+            }
+        };
+        let mut batch = match first {
+            Ok(request) => vec![request],
+            Err(mpsc::RecvTimeoutError::Timeout) => Vec::new(),
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        };
         while batch.len() < MAX_BATCH {
             match requests.try_recv() {
                 Ok(request) => batch.push(request),
                 Err(_) => break,
             }
         }
-        let (ops, replies): (Vec<_>, Vec<_>) = batch.into_iter().map(|r| (r.op, r.reply)).unzip();
+        let (mut ops, mut replies): (Vec<_>, Vec<_>) =
+            batch.into_iter().map(|r| (r.op, Some(r.reply))).unzip();
+        let now = now_millis();
+        if next_deadline.is_some_and(|due| due <= now) {
+            ops.push(WriteOp::Expire { now });
+            replies.push(None);
+        }
         match commit_batch(db, ops) {
             Ok(committed) => {
+                next_deadline = committed.next_deadline;
                 // Publish the revision before the events, and both before answering: a caller
                 // that hears "written at N" then asks for the current revision or watches from
                 // N-1 must see N.
@@ -315,14 +389,20 @@ fn run_writer(
                 for (reply, result) in replies.into_iter().zip(committed.results) {
                     // The caller may have given up waiting; the write stands regardless (as in
                     // etcd, a cancelled request may still have been applied).
-                    let _ = reply.send(result);
+                    if let Some(reply) = reply {
+                        let _ = reply.send(result);
+                    }
                 }
             }
             Err(e) => {
                 tracing::error!(error = %e, "embedded store commit failed");
                 let message = e.to_string();
-                for reply in replies {
+                for reply in replies.into_iter().flatten() {
                     let _ = reply.send(Err(StoreError::Backend(message.clone())));
+                }
+                // Try the expiry again a little later rather than in a tight loop.
+                if next_deadline.is_some() {
+                    next_deadline = Some(now_millis() + 1000);
                 }
             }
         }
@@ -333,6 +413,80 @@ struct Committed {
     results: Vec<Result<WriteOutcome, StoreError>>,
     events: Vec<WatchEvent>,
     revision: Revision,
+    /// When the next key expires, after this batch.
+    next_deadline: Option<i64>,
+}
+
+type KvTable<'t> = redb::Table<'t, &'static str, Row<'static>>;
+type LogTable<'t> = redb::Table<'t, i64, LogEntry<'static>>;
+
+/// A key's TTL bookkeeping: the deadline of each key written with a TTL, and the same in
+/// deadline order.
+struct Ttls<'t> {
+    deadlines: redb::Table<'t, &'static str, i64>,
+    expiry: redb::Table<'t, (i64, &'static str), ()>,
+}
+
+impl Ttls<'_> {
+    /// Gives `key` the deadline `due`, or none, replacing the one it had.
+    fn set(&mut self, key: &str, due: Option<i64>) -> Result<(), StoreError> {
+        let old = self
+            .deadlines
+            .remove(key)
+            .map_err(backend)?
+            .map(|d| d.value());
+        if let Some(old) = old {
+            self.expiry.remove((old, key)).map_err(backend)?;
+        }
+        if let Some(due) = due {
+            self.deadlines.insert(key, due).map_err(backend)?;
+            self.expiry.insert((due, key), ()).map_err(backend)?;
+        }
+        Ok(())
+    }
+
+    /// The keys due at or before `now`.
+    fn due(&self, now: i64) -> Result<Vec<String>, StoreError> {
+        let mut keys = Vec::new();
+        for entry in self
+            .expiry
+            .range(..(now.saturating_add(1), ""))
+            .map_err(backend)?
+        {
+            let (due, _) = entry.map_err(backend)?;
+            let (when, key) = due.value();
+            if when > now {
+                break;
+            }
+            keys.push(key.to_owned());
+        }
+        Ok(keys)
+    }
+}
+
+/// Deletes the existing key `prev` at revision `rev`: the row goes, the log and the watchers
+/// hear of it.
+fn delete_row(
+    kv: &mut KvTable<'_>,
+    log: &mut LogTable<'_>,
+    events: &mut Vec<WatchEvent>,
+    prev: &KeyValue,
+    rev: Revision,
+) -> Result<(), StoreError> {
+    let key = prev.key.as_str();
+    kv.remove(key).map_err(backend)?;
+    let before = Some((prev.create_revision, prev.mod_revision, &prev.value[..]));
+    log.insert(rev, (LOG_DELETE, key, &[][..], 0, before))
+        .map_err(backend)?;
+    events.push(WatchEvent {
+        kind: EventKind::Delete,
+        kv: KeyValue {
+            mod_revision: rev,
+            ..prev.clone()
+        },
+        prev: Some(prev.clone()),
+    });
+    Ok(())
 }
 
 /// Applies `ops` in one durable transaction. A failed precondition fails only its own op; a
@@ -357,6 +511,11 @@ fn apply_ops(txn: &WriteTransaction, ops: Vec<WriteOp>) -> Result<Committed, Sto
     let mut kv = txn.open_table(KV).map_err(backend)?;
     let mut log = txn.open_table(LOG).map_err(backend)?;
     let mut meta = txn.open_table(META).map_err(backend)?;
+    let mut ttls = Ttls {
+        deadlines: txn.open_table(DEADLINES).map_err(backend)?,
+        expiry: txn.open_table(EXPIRY).map_err(backend)?,
+    };
+    let now = now_millis();
     let mut rev = read_meta(&meta, META_REVISION)?.unwrap_or(INITIAL_REVISION);
     let mut compacted = read_meta(&meta, META_COMPACTED)?.unwrap_or(0);
     let mut results = Vec::with_capacity(ops.len());
@@ -364,11 +523,12 @@ fn apply_ops(txn: &WriteTransaction, ops: Vec<WriteOp>) -> Result<Committed, Sto
 
     for op in ops {
         let result = match op {
-            WriteOp::Create { key, value } => {
+            WriteOp::Create { key, value, ttl } => {
                 if kv.get(key.as_str()).map_err(backend)?.is_some() {
                     Err(StoreError::AlreadyExists { key })
                 } else {
                     rev += 1;
+                    ttls.set(&key, ttl.map(|ttl| deadline(now, ttl)))?;
                     kv.insert(key.as_str(), (rev, rev, value.as_ref()))
                         .map_err(backend)?;
                     log.insert(rev, (LOG_PUT, key.as_str(), value.as_ref(), rev, None))
@@ -390,6 +550,7 @@ fn apply_ops(txn: &WriteTransaction, ops: Vec<WriteOp>) -> Result<Committed, Sto
                 key,
                 expected,
                 value,
+                ttl,
             } => {
                 let current = kv
                     .get(key.as_str())
@@ -406,6 +567,7 @@ fn apply_ops(txn: &WriteTransaction, ops: Vec<WriteOp>) -> Result<Committed, Sto
                     }
                     Some(prev) => {
                         rev += 1;
+                        ttls.set(&key, ttl.map(|ttl| deadline(now, ttl)))?;
                         let create = prev.create_revision;
                         kv.insert(key.as_str(), (create, rev, value.as_ref()))
                             .map_err(backend)?;
@@ -443,22 +605,27 @@ fn apply_ops(txn: &WriteTransaction, ops: Vec<WriteOp>) -> Result<Committed, Sto
                     }
                     (Some(prev), _) => {
                         rev += 1;
-                        kv.remove(key.as_str()).map_err(backend)?;
-                        let before =
-                            Some((prev.create_revision, prev.mod_revision, &prev.value[..]));
-                        log.insert(rev, (LOG_DELETE, key.as_str(), &[][..], 0, before))
-                            .map_err(backend)?;
-                        events.push(WatchEvent {
-                            kind: EventKind::Delete,
-                            kv: KeyValue {
-                                mod_revision: rev,
-                                ..prev.clone()
-                            },
-                            prev: Some(prev.clone()),
-                        });
+                        ttls.set(&key, None)?;
+                        delete_row(&mut kv, &mut log, &mut events, &prev, rev)?;
                         Ok(WriteOutcome::Deleted(prev, rev))
                     }
                 }
+            }
+            WriteOp::Expire { now } => {
+                // Each expired key is deleted at its own revision, as etcd does when a lease
+                // runs out.
+                for key in ttls.due(now)? {
+                    ttls.set(&key, None)?;
+                    let current = kv
+                        .get(key.as_str())
+                        .map_err(backend)?
+                        .map(|row| kv_from_row(&key, row.value()));
+                    if let Some(prev) = current {
+                        rev += 1;
+                        delete_row(&mut kv, &mut log, &mut events, &prev, rev)?;
+                    }
+                }
+                Ok(WriteOutcome::Expired)
             }
             WriteOp::Compact { revision } => {
                 if revision > rev {
@@ -485,6 +652,7 @@ fn apply_ops(txn: &WriteTransaction, ops: Vec<WriteOp>) -> Result<Committed, Sto
         results,
         events,
         revision: rev,
+        next_deadline: earliest_deadline(&ttls.expiry)?,
     })
 }
 
@@ -566,6 +734,126 @@ fn list_in(
     Ok((items, false))
 }
 
+/// One page of a watch's replay of the log.
+#[derive(Debug)]
+struct ReplayPage {
+    /// The events for the watched prefix, in revision order.
+    events: Vec<WatchEvent>,
+    /// The last revision this page looked at: the next page starts after it.
+    through: Revision,
+}
+
+/// Reads the log from revision `from` up to `until` (both included) for keys with `prefix`,
+/// stopping early once the events hold `max_bytes` of values (a page holds at least one event,
+/// however large) or `max_entries` entries were looked at. Fails with `Compacted` if history
+/// from `from` on is no longer complete.
+fn replay_page(
+    txn: &ReadTransaction,
+    prefix: &str,
+    from: Revision,
+    until: Revision,
+    max_bytes: usize,
+    max_entries: usize,
+) -> Result<ReplayPage, StoreError> {
+    let (_, compacted) = read_revisions(txn)?;
+    if from < compacted {
+        return Err(StoreError::Compacted {
+            requested: from,
+            compacted,
+        });
+    }
+    let log = txn.open_table(LOG).map_err(backend)?;
+    let mut events = Vec::new();
+    let mut bytes = 0;
+    let mut through = until;
+    for (looked, entry) in log.range(from..=until).map_err(backend)?.enumerate() {
+        let (rev, entry) = entry.map_err(backend)?;
+        let (rev, entry) = (rev.value(), entry.value());
+        if looked == max_entries {
+            through = rev - 1;
+            break;
+        }
+        if !entry.1.starts_with(prefix) {
+            continue;
+        }
+        let size = entry.2.len() + entry.4.map_or(0, |row| row.2.len());
+        if !events.is_empty() && bytes + size > max_bytes {
+            through = rev - 1;
+            break;
+        }
+        bytes += size;
+        events.push(event_from_log(rev, entry));
+    }
+    Ok(ReplayPage { events, through })
+}
+
+/// A watch's progress: first replaying the log up to the revision it started at, a page at a
+/// time, then following the broadcast of new commits.
+struct WatchState {
+    prefix: String,
+    live: broadcast::Receiver<Arc<[WatchEvent]>>,
+    /// The last revision delivered (or looked at, during the replay).
+    last: Revision,
+    /// While replaying: the database and the revision the replay ends at. Dropped once done,
+    /// so a watch that follows does not keep the file open.
+    replay: Option<(Arc<Database>, Revision)>,
+}
+
+impl WatchState {
+    /// The next events: a page of the replay, or the next commit's events for the prefix.
+    async fn next_batch(&mut self) -> Result<Vec<WatchEvent>, StoreError> {
+        while let Some((db, until)) = &self.replay {
+            if self.last >= *until {
+                self.replay = None;
+                break;
+            }
+            let (db, until, from) = (db.clone(), *until, self.last + 1);
+            let prefix = self.prefix.clone();
+            let page = tokio::task::spawn_blocking(move || {
+                let txn = db.begin_read().map_err(backend)?;
+                replay_page(
+                    &txn,
+                    &prefix,
+                    from,
+                    until,
+                    REPLAY_PAGE_BYTES,
+                    REPLAY_PAGE_ENTRIES,
+                )
+            })
+            .await
+            .map_err(|e| StoreError::Backend(format!("embedded store read task failed: {e}")))??;
+            self.last = page.through;
+            if !page.events.is_empty() {
+                return Ok(page.events);
+            }
+        }
+        loop {
+            match self.live.recv().await {
+                Ok(batch) => {
+                    let events: Vec<_> = batch
+                        .iter()
+                        .filter(|e| e.revision() > self.last && e.kv.key.starts_with(&self.prefix))
+                        .cloned()
+                        .collect();
+                    if let Some(e) = events.last() {
+                        self.last = e.revision();
+                        return Ok(events);
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(missed)) => {
+                    return Err(StoreError::Backend(format!(
+                        "watch fell {missed} commits behind and was closed; \
+                         watch again from the last revision seen"
+                    )));
+                }
+                Err(broadcast::error::RecvError::Closed) => {
+                    return Err(StoreError::Backend("embedded store closed".into()));
+                }
+            }
+        }
+    }
+}
+
 #[async_trait]
 impl Store for EmbeddedStore {
     async fn get(&self, key: &str) -> Result<Option<KeyValue>, StoreError> {
@@ -636,11 +924,17 @@ impl Store for EmbeddedStore {
         .await
     }
 
-    async fn create(&self, key: &str, value: Bytes) -> Result<Revision, StoreError> {
+    async fn create_with_ttl(
+        &self,
+        key: &str,
+        value: Bytes,
+        ttl: Option<Duration>,
+    ) -> Result<Revision, StoreError> {
         match self
             .write(WriteOp::Create {
                 key: key.to_owned(),
                 value,
+                ttl,
             })
             .await?
         {
@@ -651,17 +945,19 @@ impl Store for EmbeddedStore {
         }
     }
 
-    async fn update(
+    async fn update_with_ttl(
         &self,
         key: &str,
         expected: Revision,
         value: Bytes,
+        ttl: Option<Duration>,
     ) -> Result<Revision, StoreError> {
         match self
             .write(WriteOp::Update {
                 key: key.to_owned(),
                 expected,
                 value,
+                ttl,
             })
             .await?
         {
@@ -693,12 +989,11 @@ impl Store for EmbeddedStore {
 
     async fn watch(&self, prefix: &str, after: Revision) -> Result<WatchStream, StoreError> {
         let after = after.max(0);
-        // Subscribe before reading the log: every commit is then either in the snapshot we
-        // read or broadcast to us afterwards (or both; the revision filter drops the repeats).
+        // Subscribe before reading the log: every commit is then either in the history the
+        // replay reads or broadcast to us afterwards (or both; the revision filter drops the
+        // repeats).
         let live = self.inner.events.subscribe();
-        let prefix = prefix.to_owned();
-        let replay_prefix = prefix.clone();
-        let (replay, snapshot) = self
+        let snapshot = self
             .read(move |txn| {
                 let (current, compacted) = read_revisions(txn)?;
                 if after + 1 < compacted {
@@ -707,59 +1002,24 @@ impl Store for EmbeddedStore {
                         compacted,
                     });
                 }
-                let log = txn.open_table(LOG).map_err(backend)?;
-                let mut replay = Vec::new();
-                for entry in log.range(after + 1..).map_err(backend)? {
-                    let (rev, entry) = entry.map_err(backend)?;
-                    let entry = entry.value();
-                    if entry.1.starts_with(replay_prefix.as_str()) {
-                        replay.push(Ok(event_from_log(rev.value(), entry)));
-                    }
-                }
-                Ok((replay, current))
+                Ok(current)
             })
             .await?;
-
-        // The receiver and the last revision delivered travel in the unfold state; `None`
-        // after an error ends the stream.
-        let follow = futures::stream::unfold(Some((live, after.max(snapshot))), move |state| {
-            let prefix = prefix.clone();
-            async move {
-                let (mut live, mut last) = state?;
-                loop {
-                    match live.recv().await {
-                        Ok(batch) => {
-                            let events: Vec<_> = batch
-                                .iter()
-                                .filter(|e| e.revision() > last && e.kv.key.starts_with(&prefix))
-                                .cloned()
-                                .map(Ok)
-                                .collect();
-                            if let Some(Ok(e)) = events.last() {
-                                last = e.revision();
-                            }
-                            if !events.is_empty() {
-                                return Some((events, Some((live, last))));
-                            }
-                        }
-                        Err(broadcast::error::RecvError::Lagged(missed)) => {
-                            let e = StoreError::Backend(format!(
-                                "watch fell {missed} commits behind and was closed; \
-                                     watch again from the last revision seen"
-                            ));
-                            return Some((vec![Err(e)], None));
-                        }
-                        Err(broadcast::error::RecvError::Closed) => {
-                            let e = StoreError::Backend("embedded store closed".into());
-                            return Some((vec![Err(e)], None));
-                        }
-                    }
-                }
+        let state = WatchState {
+            prefix: prefix.to_owned(),
+            live,
+            last: after,
+            replay: (after < snapshot).then(|| (self.inner.db.clone(), snapshot)),
+        };
+        // `None` after an error ends the stream.
+        let events = futures::stream::unfold(Some(state), |state| async move {
+            let mut state = state?;
+            match state.next_batch().await {
+                Ok(events) => Some((events.into_iter().map(Ok).collect(), Some(state))),
+                Err(e) => Some((vec![Err(e)], None)),
             }
         });
-        Ok(futures::stream::iter(replay)
-            .chain(follow.flat_map(futures::stream::iter))
-            .boxed())
+        Ok(events.flat_map(futures::stream::iter).boxed())
     }
 
     async fn current_revision(&self) -> Result<Revision, StoreError> {
@@ -816,6 +1076,87 @@ mod tests {
         // New writes continue from the stored revision.
         assert_eq!(store.create("/c", b("c1")).await?, r4 + 1);
         assert_eq!(watch.next().await.context("ended")??.revision(), r4 + 1);
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn replay_pages_are_bounded_by_bytes_and_entries() -> Result<()> {
+        let dir = tempfile::tempdir()?;
+        let store = EmbeddedStore::open(&dir.path().join("s.redb"))?;
+        let start = store.current_revision().await?;
+        let big = Bytes::from(vec![b'x'; 100 << 10]);
+        for i in 0..20 {
+            store.create(&format!("/big/{i:02}"), big.clone()).await?;
+            store.create(&format!("/other/{i:02}"), b("o")).await?;
+        }
+        let end = store.current_revision().await?;
+        let pages = store
+            .read(move |txn| {
+                let mut pages = Vec::new();
+                let mut from = start + 1;
+                while from <= end {
+                    let page = replay_page(txn, "/big/", from, end, 350 << 10, 1000)?;
+                    from = page.through + 1;
+                    pages.push(page);
+                }
+                Ok(pages)
+            })
+            .await?;
+        // 350 KiB holds three 100 KiB values: seven pages, the last with two.
+        let sizes: Vec<_> = pages.iter().map(|p| p.events.len()).collect();
+        assert_eq!(sizes, [3, 3, 3, 3, 3, 3, 2]);
+        let keys: Vec<_> = pages
+            .iter()
+            .flat_map(|p| &p.events)
+            .map(|e| e.kv.key.clone())
+            .collect();
+        let want: Vec<_> = (0..20).map(|i| format!("/big/{i:02}")).collect();
+        assert_eq!(keys, want);
+
+        // A value larger than the budget still makes progress, alone in its page; and a page
+        // stops after looking at `max_entries` log entries, matching or not.
+        let (one, few) = store
+            .read(move |txn| {
+                Ok((
+                    replay_page(txn, "/big/", start + 1, end, 1, 1000)?,
+                    replay_page(txn, "/big/", start + 1, end, usize::MAX, 5)?,
+                ))
+            })
+            .await?;
+        assert_eq!((one.events.len(), one.through), (1, start + 2));
+        assert_eq!((few.events.len(), few.through), (3, start + 5));
+
+        // A page that starts below the compaction point fails rather than skip history.
+        store.compact(end).await?;
+        let compacted = store
+            .read(move |txn| replay_page(txn, "/big/", start + 1, end, 1 << 20, 1000))
+            .await;
+        assert!(
+            matches!(compacted, Err(StoreError::Compacted { .. })),
+            "{compacted:?}"
+        );
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn expiry_deadlines_survive_a_restart() -> Result<()> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("s.redb");
+        {
+            let store = EmbeddedStore::open(&path)?;
+            store
+                .create_with_ttl("/ev/a", b("a"), Some(Duration::from_millis(500)))
+                .await?;
+        }
+        let store = EmbeddedStore::open(&path)?;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while store.get("/ev/a").await?.is_some() {
+            if tokio::time::Instant::now() > deadline {
+                bail!("/ev/a did not expire after a restart");
+            }
+            // Polling interval while waiting for a condition with a deadline.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         Ok(())
     }
 

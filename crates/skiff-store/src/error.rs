@@ -23,6 +23,10 @@ pub enum StoreError {
     /// The requested revision is newer than anything the store has.
     #[error("revision {requested} is in the future (current is {current})")]
     FutureRevision { requested: i64, current: i64 },
+    /// The write is larger than the backend accepts in one request (etcd's `--max-request-bytes`,
+    /// 1.5 MiB by default). The message is etcd's, which Kubernetes shows its clients.
+    #[error("etcdserver: request is too large")]
+    RequestTooLarge { key: String },
     /// The backend failed (I/O, etcd unavailable, corrupt data...).
     #[error("storage backend error: {0}")]
     Backend(String),

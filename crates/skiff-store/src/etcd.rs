@@ -1,14 +1,18 @@
 //! The etcd backend: [`Store`] mapped onto etcd v3's KV, Txn and Watch APIs, for production
 //! clusters where several apiservers share one etcd cluster.
 
-use std::collections::HashSet;
+mod lease;
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use etcd_client::{
     Client, CompactionOptions, Compare, CompareOp, ConnectOptions, DeleteOptions, EventType,
-    GetOptions, Txn, TxnOp, TxnOpResponse, TxnResponse, WatchOptions,
+    GetOptions, KvClient, PutOptions, Txn, TxnOp, TxnOpResponse, TxnResponse, WatchClient,
+    WatchOptions,
 };
 use futures::StreamExt;
 use tokio::sync::{mpsc, oneshot};
@@ -30,18 +34,61 @@ const COMPACT_REVISION_TIMEOUT: Duration = Duration::from_secs(2);
 /// concurrent requests and watches.
 #[derive(Clone)]
 pub struct EtcdStore {
-    client: Client,
+    /// The KV and watch clients with the response limits below.
+    kv: KvClient,
+    watch: WatchClient,
+    leases: Arc<lease::LeaseManager>,
     creates: mpsc::Sender<CreateRequest>,
 }
 
 /// Most creates one transaction carries (etcd's default `--max-txn-ops`).
 const MAX_BATCH: usize = 128;
 
+/// Most bytes of creates one transaction carries. etcd refuses a request over its
+/// `--max-request-bytes` (1.5 MiB by default) whole; staying under 1 MiB leaves room for the
+/// transaction's own overhead and for etcds run with a somewhat lower limit.
+const MAX_BATCH_BYTES: usize = 1 << 20;
+
+/// Largest KV response the client accepts (gRPC's default is 4 MiB, less than a page of large
+/// objects). A list whose page would be larger is read in smaller pages (see `list`), so this
+/// bounds the memory one read takes, not what can be listed.
+const MAX_KV_RESPONSE_BYTES: usize = 64 << 20;
+
+/// Largest watch response the client accepts. etcd packs up to 1,000 revisions into one watch
+/// response and a watch cannot be paged, so this is etcd's own client's limit (2 GiB).
+const MAX_WATCH_RESPONSE_BYTES: usize = i32::MAX as usize;
+
 /// A create waiting for its batch.
 struct CreateRequest {
     key: String,
     value: Bytes,
+    /// The lease the key is attached to, for a create with a TTL.
+    lease: Option<i64>,
     reply: oneshot::Sender<Result<Revision, StoreError>>,
+}
+
+impl CreateRequest {
+    /// Roughly what the create adds to a transaction: the key thrice (compare, put and the
+    /// else branch's get), the value, and some framing.
+    fn txn_bytes(&self) -> usize {
+        3 * self.key.len() + self.value.len() + 32
+    }
+}
+
+/// How many of the creates whose transaction sizes are `sizes` (in queue order) go in the next
+/// transaction: as many as fit in `max_bytes` and `max_ops`, and always at least one (a create
+/// too large for any transaction then fails alone).
+fn batch_len(sizes: impl IntoIterator<Item = usize>, max_bytes: usize, max_ops: usize) -> usize {
+    let mut total = 0;
+    let mut count = 0;
+    for size in sizes {
+        if count == max_ops || (count > 0 && total + size > max_bytes) {
+            break;
+        }
+        total += size;
+        count += 1;
+    }
+    count
 }
 
 /// Group commit for creates. etcd 3.4 spends about three times the CPU on a one-key
@@ -55,20 +102,42 @@ struct CreateRequest {
 /// concurrent creates that gave 12,400–12,900 creates/s where four transactions in flight
 /// gave 9,300–10,200: fuller transactions cost etcd less per key (40 instead of 65 µs of
 /// CPU) and the apiserver fewer watch messages to decode.
-async fn batch_creates(client: Client, mut requests: mpsc::Receiver<CreateRequest>) {
-    while let Some(first) = requests.recv().await {
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
+///
+/// Batches are also bounded by bytes ([`MAX_BATCH_BYTES`]): creates that would overflow one wait
+/// for the next. Should a batch of several still fail (etcd refusing its size, or anything
+/// else), each of its creates is tried alone, so one bad create fails only itself.
+async fn batch_creates(kv: KvClient, mut requests: mpsc::Receiver<CreateRequest>) {
+    let mut queue = VecDeque::new();
+    loop {
+        if queue.is_empty() {
+            match requests.recv().await {
+                Some(first) => queue.push_back(first),
+                None => return,
+            }
+        }
+        while queue.len() < MAX_BATCH {
             match requests.try_recv() {
-                Ok(r) => batch.push(r),
+                Ok(r) => queue.push_back(r),
                 Err(_) => break,
             }
         }
-        commit_creates(&client, batch).await;
+        let take = batch_len(
+            queue.iter().map(CreateRequest::txn_bytes),
+            MAX_BATCH_BYTES,
+            MAX_BATCH,
+        );
+        let batch: Vec<_> = queue.drain(..take).collect();
+        for one in commit_creates(&kv, batch).await {
+            // Alone, a create is always answered: nothing comes back.
+            commit_creates(&kv, vec![one]).await;
+        }
     }
 }
 
-async fn commit_creates(client: &Client, mut batch: Vec<CreateRequest>) {
+/// Commits `batch` in as many transactions as duplicates and existing keys need, answering
+/// each create. If a transaction of more than one create fails, its creates (and any still
+/// waiting behind them) are handed back unanswered, to be tried alone.
+async fn commit_creates(kv: &KvClient, mut batch: Vec<CreateRequest>) -> Vec<CreateRequest> {
     while !batch.is_empty() {
         // etcd refuses a transaction that puts one key twice: later duplicates wait a round.
         let mut keys = HashSet::new();
@@ -82,7 +151,10 @@ async fn commit_creates(client: &Client, mut batch: Vec<CreateRequest>) {
             )
             .and_then(
                 now.iter()
-                    .map(|r| TxnOp::put(r.key.as_str(), r.value.to_vec(), None))
+                    .map(|r| {
+                        let options = r.lease.map(|id| PutOptions::new().with_lease(id));
+                        TxnOp::put(r.key.as_str(), r.value.to_vec(), options)
+                    })
                     .collect::<Vec<_>>(),
             )
             .or_else(
@@ -91,11 +163,15 @@ async fn commit_creates(client: &Client, mut batch: Vec<CreateRequest>) {
                     .collect::<Vec<_>>(),
             );
         let mut retry = Vec::new();
-        match client.kv_client().txn(txn).await {
+        match kv.clone().txn(txn).await {
+            Err(_) if now.len() > 1 => {
+                let mut unanswered = now;
+                unanswered.extend(later);
+                return unanswered;
+            }
             Err(e) => {
-                let msg = format!("etcd: {e}");
                 for r in now {
-                    let _ = r.reply.send(Err(StoreError::Backend(msg.clone())));
+                    let _ = r.reply.send(Err(write_error(&e, &r.key)));
                 }
             }
             Ok(resp) if resp.succeeded() => {
@@ -119,15 +195,42 @@ async fn commit_creates(client: &Client, mut batch: Vec<CreateRequest>) {
         retry.extend(later);
         batch = retry;
     }
+    Vec::new()
 }
 
 impl EtcdStore {
     fn with_client(client: Client) -> Self {
+        Self::with_response_limit(client, MAX_KV_RESPONSE_BYTES)
+    }
+
+    /// `with_client` with another limit on KV responses (tests use a small one).
+    fn with_response_limit(client: Client, max_kv_response: usize) -> Self {
+        let kv = client
+            .kv_client()
+            .max_decoding_message_size(max_kv_response);
+        let watch = client
+            .watch_client()
+            .max_decoding_message_size(MAX_WATCH_RESPONSE_BYTES);
         let (tx, rx) = mpsc::channel(4096);
-        tokio::spawn(batch_creates(client.clone(), rx));
+        tokio::spawn(batch_creates(kv.clone(), rx));
         EtcdStore {
-            client,
+            leases: Arc::new(lease::LeaseManager::new(client.lease_client())),
+            kv,
+            watch,
             creates: tx,
+        }
+    }
+
+    /// The KV client (a cheap clone of one channel).
+    fn kv(&self) -> KvClient {
+        self.kv.clone()
+    }
+
+    /// The lease a write with `ttl` attaches its key to.
+    async fn lease_for(&self, ttl: Option<Duration>) -> Result<Option<i64>, StoreError> {
+        match ttl {
+            None => Ok(None),
+            Some(ttl) => self.leases.lease(ttl).await.map(Some).map_err(backend),
         }
     }
 }
@@ -189,11 +292,7 @@ impl EtcdStore {
     async fn compact_revision(&self, compacted_start: Revision) -> Revision {
         let ask = async {
             let options = WatchOptions::new().with_start_revision(compacted_start.max(1));
-            let mut stream = self
-                .client
-                .watch_client()
-                .watch(vec![0u8], Some(options))
-                .await?;
+            let mut stream = self.watch.clone().watch(vec![0u8], Some(options)).await?;
             while let Some(resp) = stream.message().await? {
                 if resp.compact_revision() > 0 {
                     return Ok(resp.compact_revision());
@@ -247,6 +346,28 @@ fn classify(err: &etcd_client::Error) -> ErrorClass {
 
 fn backend(err: etcd_client::Error) -> StoreError {
     StoreError::Backend(format!("etcd: {err}"))
+}
+
+/// Whether etcd refused a request for its size: etcd's own check ("etcdserver: request is too
+/// large", over `--max-request-bytes`) or, far over it, gRPC's ("larger than max").
+fn is_request_too_large(err: &etcd_client::Error) -> bool {
+    let text = err.to_string();
+    text.contains("request is too large") || text.contains("larger than max")
+}
+
+/// Whether a response was larger than the client accepts (tonic's "decoded message length too
+/// large").
+fn is_response_too_large(err: &etcd_client::Error) -> bool {
+    err.to_string().contains("message length too large")
+}
+
+/// The error of a failed write of `key`.
+fn write_error(err: &etcd_client::Error, key: &str) -> StoreError {
+    if is_request_too_large(err) {
+        StoreError::RequestTooLarge { key: key.into() }
+    } else {
+        StoreError::Backend(format!("etcd: {err}"))
+    }
 }
 
 fn header_revision(header: Option<&etcd_client::ResponseHeader>) -> Result<Revision, StoreError> {
@@ -372,12 +493,7 @@ fn convert_response(
 #[async_trait]
 impl Store for EtcdStore {
     async fn get(&self, key: &str) -> Result<Option<KeyValue>, StoreError> {
-        let mut resp = self
-            .client
-            .kv_client()
-            .get(key, None)
-            .await
-            .map_err(backend)?;
+        let mut resp = self.kv().get(key, None).await.map_err(backend)?;
         resp.take_kvs()
             .into_iter()
             .next()
@@ -392,54 +508,81 @@ impl Store for EtcdStore {
         limit: usize,
         revision: Option<Revision>,
     ) -> Result<ListResult, StoreError> {
-        let (start, end) = key_range(prefix, start_after);
-        let mut options = GetOptions::new()
-            .with_range(end)
-            .with_limit(i64::try_from(limit).unwrap_or(i64::MAX));
-        let at = revision.filter(|r| *r > 0);
-        if let Some(rev) = at {
-            options = options.with_revision(rev);
-        }
-        let mut resp = match self.client.kv_client().get(start, Some(options)).await {
-            Ok(resp) => resp,
-            Err(e) => return Err(self.read_error(e, at.unwrap_or(0)).await),
-        };
-        let served = match at {
+        let (mut start, end) = key_range(prefix, start_after);
+        let requested = revision.filter(|r| *r > 0);
+        // The revision the pages are read at: the one asked for, else the first page's.
+        let mut at = requested;
+        // How many keys one read asks for: the caller's limit (0: all) until a response is
+        // too large for the client, then halves of what was too much.
+        let mut page = limit;
+        let mut items: Vec<KeyValue> = Vec::new();
+        loop {
+            let want = match (limit, page) {
+                (0, page) => page,
+                (limit, page) => page.min(limit - items.len()),
+            };
+            let mut options = GetOptions::new()
+                .with_range(end.clone())
+                .with_limit(i64::try_from(want).unwrap_or(i64::MAX));
+            if let Some(rev) = at {
+                options = options.with_revision(rev);
+            }
+            let mut resp = match self.kv().get(start.clone(), Some(options)).await {
+                Ok(resp) => resp,
+                Err(e) if is_response_too_large(&e) && want != 1 => {
+                    // Objects can be up to 1.5 MiB, so a page of 1,000 can be far larger
+                    // than any limit worth setting: read the range in smaller pages instead.
+                    page = if want == 0 { 512 } else { want / 2 };
+                    continue;
+                }
+                Err(e) => return Err(self.read_error(e, requested.unwrap_or(0)).await),
+            };
             // etcd's header names its newest revision, not the one the read was served at.
-            Some(rev) => rev,
-            None => header_revision(resp.header())?,
-        };
-        let more = resp.more();
-        let items = resp
-            .take_kvs()
-            .into_iter()
-            .map(convert_kv)
-            .collect::<Result<_, _>>()?;
-        Ok(ListResult {
-            items,
-            revision: served,
-            more,
-        })
+            let served = match at {
+                Some(rev) => rev,
+                None => header_revision(resp.header())?,
+            };
+            at = Some(served);
+            let more = resp.more();
+            for kv in resp.take_kvs() {
+                items.push(convert_kv(kv)?);
+            }
+            let full = limit > 0 && items.len() >= limit;
+            match items.last() {
+                Some(last) if more && !full => {
+                    start = last.key.as_bytes().to_vec();
+                    start.push(0);
+                }
+                _ => {
+                    return Ok(ListResult {
+                        items,
+                        revision: served,
+                        more,
+                    });
+                }
+            }
+        }
     }
 
     async fn count(&self, prefix: &str) -> Result<usize, StoreError> {
         let (start, end) = key_range(prefix, None);
         let options = GetOptions::new().with_range(end).with_count_only();
-        let resp = self
-            .client
-            .kv_client()
-            .get(start, Some(options))
-            .await
-            .map_err(backend)?;
+        let resp = self.kv().get(start, Some(options)).await.map_err(backend)?;
         usize::try_from(resp.count())
             .map_err(|_| StoreError::Backend(format!("etcd returned count {}", resp.count())))
     }
 
-    async fn create(&self, key: &str, value: Bytes) -> Result<Revision, StoreError> {
+    async fn create_with_ttl(
+        &self,
+        key: &str,
+        value: Bytes,
+        ttl: Option<Duration>,
+    ) -> Result<Revision, StoreError> {
         let (reply, answer) = oneshot::channel();
         let request = CreateRequest {
             key: key.to_string(),
             value,
+            lease: self.lease_for(ttl).await?,
             reply,
         };
         let gone = || StoreError::Backend("etcd store is shutting down".into());
@@ -447,12 +590,18 @@ impl Store for EtcdStore {
         answer.await.map_err(|_| gone())?
     }
 
-    async fn update(
+    async fn update_with_ttl(
         &self,
         key: &str,
         expected: Revision,
         value: Bytes,
+        ttl: Option<Duration>,
     ) -> Result<Revision, StoreError> {
+        // Without a lease the put detaches the key from any lease it had: it no longer expires.
+        let put = self
+            .lease_for(ttl)
+            .await?
+            .map(|id| PutOptions::new().with_lease(id));
         // A missing key has mod revision 0, so without the create-revision guard an update
         // expecting 0 would create the key.
         let txn = Txn::new()
@@ -460,9 +609,9 @@ impl Store for EtcdStore {
                 Compare::mod_revision(key, CompareOp::Equal, expected),
                 Compare::create_revision(key, CompareOp::Greater, 0),
             ])
-            .and_then([TxnOp::put(key, Vec::from(value), None)])
+            .and_then([TxnOp::put(key, Vec::from(value), put)])
             .or_else([TxnOp::get(key, None)]);
-        let resp = self.client.kv_client().txn(txn).await.map_err(backend)?;
+        let resp = self.kv().txn(txn).await.map_err(|e| write_error(&e, key))?;
         if resp.succeeded() {
             return header_revision(resp.header());
         }
@@ -484,12 +633,7 @@ impl Store for EtcdStore {
         let delete = DeleteOptions::new().with_prev_key();
         let (mut deleted, revision) = match expected {
             None => {
-                let mut resp = self
-                    .client
-                    .kv_client()
-                    .delete(key, Some(delete))
-                    .await
-                    .map_err(backend)?;
+                let mut resp = self.kv().delete(key, Some(delete)).await.map_err(backend)?;
                 (resp.take_prev_kvs(), header_revision(resp.header())?)
             }
             Some(expected) => {
@@ -500,7 +644,7 @@ impl Store for EtcdStore {
                     ])
                     .and_then([TxnOp::delete(key, Some(delete))])
                     .or_else([TxnOp::get(key, None)]);
-                let resp = self.client.kv_client().txn(txn).await.map_err(backend)?;
+                let resp = self.kv().txn(txn).await.map_err(backend)?;
                 if !resp.succeeded() {
                     return Err(match else_get(&resp)? {
                         Some(current) => StoreError::Conflict {
@@ -540,12 +684,7 @@ impl Store for EtcdStore {
             .with_range(end.clone())
             .with_count_only()
             .with_revision(start_revision);
-        if let Err(e) = self
-            .client
-            .kv_client()
-            .get(start.clone(), Some(probe))
-            .await
-        {
+        if let Err(e) = self.kv().get(start.clone(), Some(probe)).await {
             match classify(&e) {
                 ErrorClass::Compacted => {
                     return Err(StoreError::Compacted {
@@ -564,8 +703,8 @@ impl Store for EtcdStore {
             .with_start_revision(start_revision)
             .with_prev_key();
         let mut stream = self
-            .client
-            .watch_client()
+            .watch
+            .clone()
             .watch(start, Some(options))
             .await
             .map_err(backend)?;
@@ -617,8 +756,7 @@ impl Store for EtcdStore {
     async fn current_revision(&self) -> Result<Revision, StoreError> {
         let options = GetOptions::new().with_count_only();
         let resp = self
-            .client
-            .kv_client()
+            .kv()
             .get(vec![0u8], Some(options))
             .await
             .map_err(backend)?;
@@ -627,8 +765,7 @@ impl Store for EtcdStore {
 
     async fn compact(&self, revision: Revision) -> Result<(), StoreError> {
         match self
-            .client
-            .kv_client()
+            .kv()
             .compact(revision, Some(CompactionOptions::new()))
             .await
         {
@@ -669,6 +806,149 @@ mod tests {
         assert_eq!(key_range("/a/", Some("/a/x")).0, b"/a/x\0".to_vec());
         assert_eq!(key_range("/a/", Some("/")).0, b"/a/".to_vec());
         assert_eq!(key_range("", None), (vec![0], vec![0]));
+    }
+
+    #[test]
+    fn batches_fill_up_to_the_byte_and_op_limits() {
+        let cases: &[(&[usize], usize, usize, usize)] = &[
+            // (sizes in queue order, max bytes, max ops, expected batch length)
+            (&[], 100, 10, 0),
+            (&[10, 10, 10], 100, 10, 3),
+            (&[40, 40, 40], 100, 10, 2),
+            (&[50, 50, 1], 100, 10, 2),
+            (&[10, 10, 10], 100, 2, 2),
+            // An oversized create goes alone, first or not at all until it is first.
+            (&[500, 10], 100, 10, 1),
+            (&[10, 500, 10], 100, 10, 1),
+            // Exactly at the limit fits.
+            (&[60, 40], 100, 10, 2),
+        ];
+        for (sizes, max_bytes, max_ops, want) in cases {
+            assert_eq!(
+                batch_len(sizes.iter().copied(), *max_bytes, *max_ops),
+                *want,
+                "sizes {sizes:?}, max {max_bytes} bytes, {max_ops} ops"
+            );
+        }
+    }
+
+    #[test]
+    fn ten_objects_of_900_kib_go_in_ten_transactions() {
+        let value = Bytes::from(vec![0u8; 900 << 10]);
+        let (reply, _) = oneshot::channel();
+        let big = CreateRequest {
+            key: "/registry/configmaps/default/big".into(),
+            value,
+            lease: None,
+            reply,
+        };
+        let sizes = std::iter::repeat_n(big.txn_bytes(), 10);
+        assert_eq!(batch_len(sizes, MAX_BATCH_BYTES, MAX_BATCH), 1);
+        let small = std::iter::repeat_n(200, 200);
+        assert_eq!(batch_len(small, MAX_BATCH_BYTES, MAX_BATCH), MAX_BATCH);
+    }
+
+    /// Large creates at once with small ones: each too-large one fails alone with etcd's
+    /// "request is too large", the rest succeed, and a list of them all (far over gRPC's
+    /// default 4 MiB message) works, also in pages.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn large_creates_fail_alone_and_large_lists_work() -> anyhow::Result<()> {
+        let etcd = tokio::task::spawn_blocking(TestEtcd::start).await?;
+        let store = EtcdStore::connect(std::slice::from_ref(&etcd.endpoint)).await?;
+        let mut tasks = Vec::new();
+        for i in 0..10 {
+            let store = store.clone();
+            let key = format!("/cm/big{i}");
+            tasks.push(tokio::spawn(async move {
+                (
+                    key.clone(),
+                    store.create(&key, Bytes::from(vec![b'b'; 900 << 10])).await,
+                )
+            }));
+        }
+        for i in 0..40 {
+            let store = store.clone();
+            let key = format!("/cm/small{i:02}");
+            tasks.push(tokio::spawn(async move {
+                (
+                    key.clone(),
+                    store.create(&key, Bytes::from_static(b"s")).await,
+                )
+            }));
+        }
+        for i in 0..2 {
+            let store = store.clone();
+            let key = format!("/cm/huge{i}");
+            tasks.push(tokio::spawn(async move {
+                (
+                    key.clone(),
+                    store.create(&key, Bytes::from(vec![b'h'; 2 << 20])).await,
+                )
+            }));
+        }
+        for task in tasks {
+            let (key, result) = task.await?;
+            if key.starts_with("/cm/huge") {
+                assert!(
+                    matches!(&result, Err(StoreError::RequestTooLarge { key: k }) if *k == key),
+                    "{key}: {result:?}"
+                );
+            } else {
+                assert!(result.is_ok(), "{key}: {result:?}");
+            }
+        }
+        // An update too large fails the same way.
+        let small = store.get("/cm/small00").await?.expect("created");
+        let too_big = store
+            .update(
+                "/cm/small00",
+                small.mod_revision,
+                Bytes::from(vec![0; 2 << 20]),
+            )
+            .await;
+        assert!(
+            matches!(too_big, Err(StoreError::RequestTooLarge { .. })),
+            "{too_big:?}"
+        );
+
+        let all = store.list("/cm/", None, 0, None).await?;
+        assert_eq!(all.items.len(), 50);
+        assert!(!all.more);
+        // The watch cache's pages of 1,000 keys.
+        let page = store.list("/cm/", None, 1000, None).await?;
+        assert_eq!((page.items.len(), page.more), (50, false));
+        let first = store.list("/cm/", None, 5, None).await?;
+        assert_eq!((first.items.len(), first.more), (5, true));
+        Ok(())
+    }
+
+    /// A page larger than the client takes is read in smaller pages: with gRPC's default
+    /// 4 MiB, a list of ten 900 KiB values (9 MiB) still works, whole or paged, at one
+    /// revision.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn lists_larger_than_a_response_are_read_in_smaller_pages() -> anyhow::Result<()> {
+        let etcd = tokio::task::spawn_blocking(TestEtcd::start).await?;
+        let client = Client::connect([etcd.endpoint.as_str()], None).await?;
+        let store = EtcdStore::with_response_limit(client, 4 << 20);
+        for i in 0..10 {
+            store
+                .create(&format!("/big/{i}"), Bytes::from(vec![b'v'; 900 << 10]))
+                .await?;
+        }
+        let at = store.current_revision().await?;
+        // Written after the list's revision: not in it.
+        store.create("/big/later", Bytes::from_static(b"x")).await?;
+        let all = store.list("/big/", None, 0, Some(at)).await?;
+        assert_eq!((all.items.len(), all.more, all.revision), (10, false, at));
+        let latest = store.list("/big/", None, 1000, None).await?;
+        assert_eq!((latest.items.len(), latest.more), (11, false));
+        let page = store.list("/big/", None, 8, None).await?;
+        assert_eq!((page.items.len(), page.more), (8, true));
+        let rest = store
+            .list("/big/", Some(&page.items[7].key), 8, Some(page.revision))
+            .await?;
+        assert_eq!((rest.items.len(), rest.more), (3, false));
+        Ok(())
     }
 
     #[tokio::test]

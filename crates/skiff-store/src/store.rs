@@ -1,5 +1,7 @@
 //! The [`Store`] trait: the revisioned key-value contract both backends implement.
 
+use std::time::Duration;
+
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::stream::BoxStream;
@@ -90,7 +92,20 @@ pub trait Store: Send + Sync + 'static {
 
     /// Creates `key` if absent; returns the new revision. [`StoreError::AlreadyExists`] if
     /// present.
-    async fn create(&self, key: &str, value: Bytes) -> Result<Revision, StoreError>;
+    async fn create(&self, key: &str, value: Bytes) -> Result<Revision, StoreError> {
+        self.create_with_ttl(key, value, None).await
+    }
+
+    /// `create`, and with a `ttl` the key is deleted (a watch sees a `Delete`) once `ttl` has
+    /// passed since this write, unless a later write gave it another TTL (Kubernetes stores
+    /// Events this way, see `--event-ttl`). Expiry is not exact: a key may outlive its TTL by
+    /// a few seconds, or by a few percent of it on etcd, where writes share leases.
+    async fn create_with_ttl(
+        &self,
+        key: &str,
+        value: Bytes,
+        ttl: Option<Duration>,
+    ) -> Result<Revision, StoreError>;
 
     /// Replaces `key` if its mod revision is `expected`; returns the new revision.
     /// [`StoreError::Conflict`] if it differs, [`StoreError::NotFound`] if the key is absent.
@@ -99,6 +114,18 @@ pub trait Store: Send + Sync + 'static {
         key: &str,
         expected: Revision,
         value: Bytes,
+    ) -> Result<Revision, StoreError> {
+        self.update_with_ttl(key, expected, value, None).await
+    }
+
+    /// `update` with the TTL semantics of `create_with_ttl`: the key expires `ttl` after this
+    /// write; without one it no longer expires.
+    async fn update_with_ttl(
+        &self,
+        key: &str,
+        expected: Revision,
+        value: Bytes,
+        ttl: Option<Duration>,
     ) -> Result<Revision, StoreError>;
 
     /// Deletes `key`, if its mod revision is `expected` when given. Returns the deleted value
