@@ -122,22 +122,33 @@ fn write_valid(dir: &Path, payload: &Payload) -> io::Result<bool> {
         symlink(&want, &visible)?;
     }
 
-    // Names the payload no longer has, and every data folder but the new one (the old one,
-    // and leftovers of an interrupted write).
+    // Links of names the payload no longer has, and every data folder but the new one (the
+    // old one, and leftovers of an interrupted write). Anything else is not the writer's (a
+    // subPath folder the kubelet made, say) and stays.
     for entry in fs::read_dir(dir)? {
         let entry = entry?;
         let name = entry.file_name();
         let name = name.to_string_lossy();
-        let keep = if name.starts_with("..") {
-            name == DATA_DIR || name == ts_name
+        let stale = if name.starts_with("..") {
+            name != DATA_DIR && name != ts_name && is_writer_name(&name)
         } else {
-            top.contains(name.as_ref())
+            !top.contains(name.as_ref()) && entry.file_type()?.is_symlink()
         };
-        if !keep {
+        if stale {
             remove_entry(&entry.path())?;
         }
     }
     Ok(true)
+}
+
+/// Whether `name` is one the writer makes: `..data`, `..data_tmp`, or a timestamped folder
+/// (`..` and a digit).
+fn is_writer_name(name: &str) -> bool {
+    name == DATA_DIR
+        || name == NEW_DATA_DIR
+        || name
+            .strip_prefix("..")
+            .is_some_and(|rest| rest.starts_with(|c: char| c.is_ascii_digit()))
 }
 
 /// The data folder `..data` names, if it is one: a link to a sibling `..` folder that is a
@@ -411,6 +422,16 @@ mod tests {
         assert_ne!(second, first);
         assert_eq!(read(&dir.path().join("key")), ("v2".into(), 0o600));
         assert_eq!(entries(dir.path()), [second.as_str(), "..data", "key"]);
+
+        // What the writer did not make stays (a subPath folder), leftovers of its own go.
+        fs::create_dir(dir.path().join("made-for-a-sub-path")).unwrap();
+        fs::create_dir(dir.path().join("..2020_01_01_00_00_00.000000001")).unwrap();
+        assert!(write(dir.path(), &payload(&[("key", "v3", 0o600)])).unwrap());
+        let third = link(&dir.path().join("..data"));
+        assert_eq!(
+            entries(dir.path()),
+            [third.as_str(), "..data", "key", "made-for-a-sub-path"]
+        );
 
         // A mode change alone is a change.
         assert!(write(dir.path(), &payload(&[("key", "v2", 0o644)])).unwrap());

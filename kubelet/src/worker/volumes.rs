@@ -44,6 +44,7 @@ impl Worker {
                 PathBuf::from(&hp.path)
             } else {
                 let dir = self.volumes_dir().join(&vol.name);
+                let fresh = !dir.exists();
                 std::fs::create_dir_all(&dir)
                     .map_err(|e| format!("creating volume {}: {e}", vol.name))?;
                 if let Some(ed) = &vol.empty_dir
@@ -51,7 +52,9 @@ impl Worker {
                 {
                     mount_tmpfs(&dir, "0777", ed.size_limit.as_ref().map(|q| q.0.as_str()))?;
                 }
-                if memory_backed(vol) {
+                // Only on a new folder: one that has files is in use by running containers
+                // (adopted after a kubelet restart), which would not see a tmpfs put over it.
+                if fresh && memory_backed(vol) {
                     self.mount_memory_volume(&vol.name, &dir);
                 }
                 self.project(vol, c, &dir).await?;
