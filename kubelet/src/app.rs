@@ -68,6 +68,9 @@ pub struct Context {
     pub port: u16,
     /// What pods' resolv.conf is made from.
     pub dns: dns::DnsSettings,
+    /// Whether secret and projected volumes get a tmpfs each (as Kubernetes'); off on the
+    /// fake runtime and in unit tests, whose kubelet root is removed without unmounting.
+    pub memory_volumes: bool,
 }
 
 /// The label naming the node on everything its kubelet creates in the runtime.
@@ -159,6 +162,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             cluster_domain: config.cluster_domain.clone(),
             host: host_resolver,
         },
+        // Hollow nodes (the fake runtime) have no containers to keep secrets from the disk
+        // for, and are many to a machine: no mounts, as Kubernetes' hollow kubelet's fake
+        // mounter.
+        memory_volumes: matches!(config.runtime, RuntimeKind::Docker),
     });
     let server_task = tokio::spawn(server::serve(ctx.clone(), listener, tls, shutdown.clone()));
     tracing::info!(port, "kubelet server listening");

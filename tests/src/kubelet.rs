@@ -190,6 +190,23 @@ impl Kubelet {
         }
     }
 
+    /// The kubelet's `--root-dir` (its pods' folders and volumes).
+    pub fn root_dir(&self) -> PathBuf {
+        self._dir.path().join("root")
+    }
+
+    /// Unmounts the tmpfs mounts the kubelet left under its root (secret, projected and
+    /// memory emptyDir volumes of pods it did not get to remove), so its folder can go.
+    fn unmount_volumes(&self) {
+        let root = self.root_dir().display().to_string();
+        let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
+        for target in mounts.lines().filter_map(|l| l.split_whitespace().nth(1)) {
+            if target.starts_with(&format!("{root}/")) {
+                let _ = Command::new("umount").arg(target).output();
+            }
+        }
+    }
+
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
@@ -248,6 +265,7 @@ impl Drop for Kubelet {
             );
         }
         self.remove_leftovers();
+        self.unmount_volumes();
         if self.docker {
             let _ = Command::new("docker")
                 .args(["network", "rm", &format!("skiff-{}", self.node)])

@@ -417,6 +417,13 @@ fn volumes_and_env_project_config_maps_secrets_and_the_downward_api() {
         sh("grep ' /scratch ' /proc/mounts").contains("tmpfs"),
         "medium: Memory is a tmpfs"
     );
+    // Secrets stay off the node's disk, and the kubelet's volumes are read-only.
+    let sec_mount = sh("grep ' /etc/sec ' /proc/mounts");
+    assert!(
+        sec_mount.contains("tmpfs") && sec_mount.contains(" ro,"),
+        "{sec_mount}"
+    );
+    assert!(sh("grep ' /etc/cfg ' /proc/mounts").contains(" ro,"));
     assert_eq!(
         sh("echo $CFG_color-$CFG_size-$PASSWORD-$MEM_LIMIT").trim(),
         "blue-large-s3cret-64"
@@ -433,6 +440,107 @@ fn volumes_and_env_project_config_maps_secrets_and_the_downward_api() {
     ]);
     let updated = wait_until(WAIT, || sh("cat /etc/cfg/nested/colour").trim() == "green");
     assert!(updated, "the configMap volume kept the old value");
+}
+
+/// A container must not be able to make the kubelet (root on the host) write a host file
+/// through a symlink in a configMap volume: the volume is read-only in the container, and
+/// even links planted in the volume's folder on the host are replaced, never followed, by
+/// the next update. A subPath that climbs out of its volume is refused at the API.
+#[test]
+fn config_map_volumes_are_read_only_and_updates_follow_no_planted_symlink() {
+    use std::os::unix::fs::{PermissionsExt, symlink};
+    let (server, kubelet) = setup("e2e-escape", 229);
+    let host = tempfile::tempdir().expect("tempdir");
+    let sentinel = host.path().join("sentinel");
+    std::fs::write(&sentinel, "host file\n").unwrap();
+    std::fs::set_permissions(&sentinel, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let host_folder = host.path().join("folder");
+    std::fs::create_dir(&host_folder).unwrap();
+    server.kubectl_ok(&["create", "configmap", "escape", "--from-literal=key=v1"]);
+    let containers = format!(
+        "  - name: main\n    image: {BUSYBOX}\n    imagePullPolicy: Never\n    command: [\"sh\", \"-c\", \"while true; do sleep 1; done\"]\n    volumeMounts:\n    - {{name: cfg, mountPath: /cfg}}\n"
+    );
+    let extra = "  volumes:\n  - name: cfg\n    configMap: {name: escape}\n";
+    let yaml = pod_yaml("escape", &kubelet.node, &containers, extra);
+    server.kubectl_stdin_ok(&["apply", "-f", "-"], &yaml);
+    let p = wait_for(&server, "escape", "Running and Ready", running_and_ready);
+    let sh = |cmd: &str| server.kubectl(&["exec", "escape", "--", "sh", "-c", cmd]);
+    let out = |o: std::process::Output| String::from_utf8_lossy(&o.stdout).trim().to_string();
+
+    // From inside the container: the volume cannot be changed.
+    let attempt = sh(&format!(
+        "rm /cfg/key; ln -s {} /cfg/key",
+        sentinel.display()
+    ));
+    assert!(
+        !attempt.status.success(),
+        "the container changed its configMap volume"
+    );
+    assert!(
+        String::from_utf8_lossy(&attempt.stderr).contains("Read-only file system"),
+        "{attempt:?}"
+    );
+    assert_eq!(out(sh("cat /cfg/key")), "v1");
+
+    // On the host, what a container could have planted were the volume writable: the
+    // visible name and `..data` as links out of the volume.
+    let uid = p["metadata"]["uid"].as_str().expect("a uid");
+    let volume = kubelet
+        .root_dir()
+        .join("pods")
+        .join(uid)
+        .join("volumes/cfg");
+    // (Each made aside and renamed over the entry: the kubelet may be refreshing the volume.)
+    let plant = |target: &std::path::Path, name: &str| {
+        let aside = volume.join(format!("plant{}", name.replace('.', "_")));
+        symlink(target, &aside).unwrap();
+        std::fs::rename(&aside, volume.join(name)).unwrap();
+    };
+    plant(&sentinel, "key");
+    plant(&host_folder, "..data");
+    server.kubectl_ok(&[
+        "patch",
+        "configmap",
+        "escape",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"data":{"key":"v2"}}"#,
+    ]);
+    let updated = wait_until(WAIT, || out(sh("cat /cfg/key")) == "v2");
+    assert!(updated, "the new value did not reach the container");
+    assert_eq!(std::fs::read_to_string(&sentinel).unwrap(), "host file\n");
+    let mode = std::fs::metadata(&sentinel).unwrap().permissions().mode();
+    assert_eq!(mode & 0o7777, 0o600, "the host file was chmodded");
+    assert_eq!(std::fs::read_dir(&host_folder).unwrap().count(), 0);
+    assert_eq!(
+        std::fs::read_link(volume.join("key")).unwrap(),
+        std::path::Path::new("..data/key")
+    );
+
+    // A subPath out of the volume: refused by validation (422, the field named).
+    let bad = yaml
+        .replace("name: escape\nspec", "name: climber\nspec")
+        .replace("mountPath: /cfg}", "mountPath: /cfg, subPath: ../../etc}");
+    let refused = server.kubectl_stdin_fails(&["create", "-f", "-"], &bad);
+    assert!(
+        refused.contains(
+            "spec.containers[0].volumeMounts[0].subPath: Invalid value: \"../../etc\": must not contain '..'"
+        ),
+        "{refused}"
+    );
+    let mut pod_json: Value = serde_yaml::from_str(&bad).expect("the pod's YAML");
+    pod_json["metadata"]["namespace"] = "default".into();
+    let reply = server
+        .http()
+        .post_json("/api/v1/namespaces/default/pods", &pod_json);
+    assert_eq!(reply.status, 422, "{}", reply.body);
+    let status = reply.json();
+    assert_eq!(status["reason"], "Invalid");
+    assert_eq!(
+        status["details"]["causes"][0]["field"],
+        "spec.containers[0].volumeMounts[0].subPath"
+    );
 }
 
 #[test]

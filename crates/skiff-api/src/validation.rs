@@ -208,6 +208,40 @@ pub fn is_config_map_key(s: &str) -> Vec<String> {
     errs
 }
 
+/// A path inside a volume (a volumeMount's `subPath`): relative, and without a `..` element
+/// (one message for any number of them), as Kubernetes' `validateLocalDescendingPath`.
+pub fn is_local_descending_path(s: &str) -> Vec<String> {
+    let mut errs = Vec::new();
+    if s.starts_with('/') {
+        errs.push("must be a relative path".to_string());
+    }
+    if s.split('/').any(|p| p == "..") {
+        errs.push("must not contain '..'".to_string());
+    }
+    errs
+}
+
+/// A file path of a configMap, secret, downwardAPI or projected volume: a descending path
+/// that does not start with `..` either (the kubelet's atomic writer keeps its own `..data`
+/// and timestamped folders there), as Kubernetes' `validateLocalNonReservedPath`.
+pub fn is_local_non_reserved_path(s: &str) -> Vec<String> {
+    let mut errs = is_local_descending_path(s);
+    // `../x` has its message already.
+    if s.starts_with("..") && !s.starts_with("../") {
+        errs.push("must not start with '..'".to_string());
+    }
+    errs
+}
+
+/// Kubernetes' message for a volume file's `mode` or `defaultMode` out of range.
+pub const FILE_MODE_ERROR: &str = "must be a number between 0 and 0777 (octal), both inclusive";
+
+/// Whether `mode` is a volume file's permission bits: 0 to 0777. Setuid, setgid and sticky
+/// bits are refused: the kubelet writes these files as root.
+pub fn is_valid_file_mode(mode: i64) -> bool {
+    (0..=0o777).contains(&mode)
+}
+
 /// An IANA service name (a named port): at most 15 characters of `[-a-z0-9]`, at least one
 /// letter, no leading, trailing or double hyphen.
 pub fn is_valid_port_name(s: &str) -> Vec<String> {

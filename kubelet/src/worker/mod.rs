@@ -5,8 +5,9 @@
 //! This module is the worker's lifecycle (its loop, sync, adoption and termination); the
 //! concerns it delegates to live beside it: `start` (starting and restarting containers),
 //! `container` (the runtime's container config), `env`, `volumes` (with `tokens`, the pod's
-//! ServiceAccount tokens), `probes` and `status`.
+//! ServiceAccount tokens, and `atomic_writer`, how their files are written), `probes` and `status`.
 
+mod atomic_writer;
 mod container;
 mod env;
 mod probes;
@@ -449,7 +450,8 @@ impl Worker {
             let _ = runtime.remove_sandbox(&sandbox.id).await;
             self.sandbox = Sandbox::Pending;
         }
-        // Memory-backed emptyDirs are tmpfs mounts: unmount before removing.
+        // Memory-backed emptyDirs, secret and projected volumes are tmpfs mounts: unmount
+        // before removing.
         if let Ok(vols) = std::fs::read_dir(self.volumes_dir()) {
             for v in vols.flatten() {
                 let _ = std::process::Command::new("umount").arg(v.path()).output();

@@ -56,6 +56,7 @@ impl Node {
                 cluster_domain: "cluster.local".into(),
                 host: Default::default(),
             },
+            memory_volumes: false,
         });
         Node {
             runtime,

@@ -471,3 +471,46 @@ async fn a_token_that_cannot_be_fetched_keeps_the_container_waiting_with_the_rea
         .join("pods/uid-web/volumes/kube-api-access-x9k2p/token");
     assert_eq!(std::fs::read_to_string(token).unwrap(), "fake-token-2");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_sub_path_out_of_its_volume_keeps_the_container_waiting_with_the_reason() {
+    use k8s_openapi::api::core::v1::{Volume, VolumeMount};
+    let node = Node::new();
+    let mut app = container("app", &["sleep", "infinity"]);
+    app.volume_mounts = Some(vec![VolumeMount {
+        name: "scratch".into(),
+        mount_path: "/work".into(),
+        sub_path: Some("escape".into()),
+        ..Default::default()
+    }]);
+    let mut pod = pod_with(app, "Always");
+    pod.spec.as_mut().unwrap().volumes = Some(vec![Volume {
+        name: "scratch".into(),
+        empty_dir: Some(Default::default()),
+        ..Default::default()
+    }]);
+    // What another container of the pod could leave in the shared emptyDir.
+    let scratch = node.root.path().join("pods/uid-web/volumes/scratch");
+    std::fs::create_dir_all(&scratch).unwrap();
+    std::os::unix::fs::symlink("/etc", scratch.join("escape")).unwrap();
+
+    let (mut w, _tx) = node.worker(pod.clone());
+    w.sync().await;
+    w.report().await;
+    let message =
+        "failed to create subPath directory for volumeMount \"scratch\" of container \"app\"";
+    let waiting = &node.status(&pod)["containerStatuses"][0]["state"]["waiting"];
+    assert_eq!(waiting["reason"], "CreateContainerConfigError");
+    assert_eq!(waiting["message"], message);
+    assert!(state(&w, "app").is_none(), "the container was not created");
+    assert!(
+        node.api
+            .events()
+            .iter()
+            .any(|e| e.type_ == EventType::Warning
+                && e.reason == "Failed"
+                && e.message == format!("Error: {message}")),
+        "{:?}",
+        node.api.events()
+    );
+}

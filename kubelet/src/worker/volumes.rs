@@ -2,7 +2,7 @@
 //! configMap, secret, downwardAPI and projected (those three plus ServiceAccount tokens)
 //! volumes written into the pod's folder and refreshed while the pod runs.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -16,6 +16,7 @@ use skiff_runtime::Mount;
 use tokio::time::Instant;
 
 use super::Worker;
+use super::atomic_writer::{self, FileProjection, Payload};
 use super::container::quantity_bytes;
 use super::tokens::TokenSpec;
 
@@ -27,32 +28,11 @@ const PROJECTION_REFRESH: Duration = Duration::from_secs(5);
 const DEFAULT_MODE: i32 = 0o644;
 const DEFAULT_TOKEN_EXPIRATION_SECONDS: i64 = 3600;
 
-/// One file of a volume: its content and permission bits.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct FileProjection {
-    data: Vec<u8>,
-    mode: u32,
-}
-
-/// A volume's files, by path relative to the volume.
-type Payload = BTreeMap<String, FileProjection>;
-
-/// How [`write_files`] lays a payload out.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Layout {
-    /// Each file written where it is seen, one after the other (configMap, secret and
-    /// downwardAPI volumes, for now).
-    InPlace,
-    /// Kubernetes' atomic writer: the files in a hidden timestamped folder, `..data` a symlink
-    /// to it, and each top-level name a symlink into `..data`, so that an update (a new folder
-    /// and one rename of `..data`) is seen whole or not at all.
-    Atomic,
-}
-
 impl Worker {
     /// The container's volume mounts, preparing each volume: hostPath as is; emptyDir (a
     /// tmpfs for `medium: Memory`), configMap, secret, downwardAPI and projected as a folder
-    /// of the pod.
+    /// of the pod. The last four are mounted read-only whatever the volumeMount says, as
+    /// Kubernetes does: the kubelet rewrites their files, so a container must not change them.
     pub(super) async fn volume_mounts(&self, c: &Container) -> Result<Vec<Mount>, String> {
         let mut mounts = Vec::new();
         let spec = self.pod.spec.clone().unwrap_or_default();
@@ -64,48 +44,92 @@ impl Worker {
                 PathBuf::from(&hp.path)
             } else {
                 let dir = self.volumes_dir().join(&vol.name);
+                let fresh = !dir.exists();
                 std::fs::create_dir_all(&dir)
                     .map_err(|e| format!("creating volume {}: {e}", vol.name))?;
-                self.project(vol, c, &dir).await?;
                 if let Some(ed) = &vol.empty_dir
                     && ed.medium.as_deref() == Some("Memory")
                 {
-                    mount_tmpfs(&dir, ed.size_limit.as_ref().map(|q| q.0.as_str()))?;
+                    mount_tmpfs(&dir, "0777", ed.size_limit.as_ref().map(|q| q.0.as_str()))?;
                 }
+                // Only on a new folder: one that has files is in use by running containers
+                // (adopted after a kubelet restart), which would not see a tmpfs put over it.
+                if fresh && memory_backed(vol) {
+                    self.mount_memory_volume(&vol.name, &dir);
+                }
+                self.project(vol, c, &dir).await?;
                 dir
             };
-            let mut container_path = vm.mount_path.clone();
-            let mut host_path = host;
-            if let Some(sub) = vm.sub_path.as_deref().filter(|s| !s.is_empty()) {
-                host_path = host_path.join(sub);
-                if !container_path.is_empty() {
-                    container_path = vm.mount_path.clone();
-                }
-            }
+            let host_path = match vm.sub_path.as_deref().filter(|s| !s.is_empty()) {
+                None => host,
+                Some(sub) => self.sub_path(&host, sub, &vm.name, &c.name)?,
+            };
             mounts.push(Mount {
                 host_path: host_path.display().to_string(),
-                container_path,
-                read_only: vm.read_only.unwrap_or(false),
+                container_path: vm.mount_path.clone(),
+                read_only: vm.read_only.unwrap_or(false) || projected_kind(vol),
             });
         }
         Ok(mounts)
     }
 
-    /// Writes a configMap, secret, downwardAPI or projected volume's files into `dir` (no-op
-    /// for other volume types).
-    async fn project(&self, vol: &Volume, c: &Container, dir: &Path) -> Result<(), String> {
-        if let Some(p) = &vol.projected {
-            let payload = self.projected_payload(p, c).await?;
-            write_files(dir, &payload, Layout::Atomic)?;
+    /// Gives a secret or projected volume its own tmpfs, so that its content never reaches
+    /// the node's disk, as Kubernetes' kubelet does. Without one (mount refused, or a kubelet
+    /// told not to), the files go to disk, and the log says so.
+    fn mount_memory_volume(&self, name: &str, dir: &Path) {
+        if !self.ctx.memory_volumes {
+            return;
         }
-        if let Some(cm) = &vol.config_map {
+        if let Err(e) = mount_tmpfs(dir, "0755", None) {
+            tracing::warn!(
+                pod = %self.name(), volume = name, error = %e,
+                "secret volume on the node's disk: mounting a tmpfs failed"
+            );
+        }
+    }
+
+    /// The host path of `volumeMount` `mount`'s `subPath` `sub` in the volume at `root`,
+    /// created as a folder if missing (as Kubernetes' SafeMakeDir does). A subPath that is
+    /// absolute, climbs with `..`, or leads out of the volume through a symlink (one a
+    /// container planted in an emptyDir, say) is refused; the container does not start.
+    /// The answer has every symlink resolved, so the runtime mounts what was checked.
+    fn sub_path(
+        &self,
+        root: &Path,
+        sub: &str,
+        mount: &str,
+        container: &str,
+    ) -> Result<PathBuf, String> {
+        if Path::new(sub).is_absolute() {
+            return Err(format!(
+                "error SubPath `{sub}` must not be an absolute path"
+            ));
+        }
+        if sub.split('/').any(|p| p == "..") {
+            return Err(format!(
+                "unable to provision SubPath `{sub}`: must not contain '..'"
+            ));
+        }
+        resolve_sub_path(root, sub).map_err(|e| {
+            // As Kubernetes, the pod's status does not describe the node's filesystem; the
+            // kubelet's log does.
+            tracing::warn!(pod = %self.name(), volume_mount = mount, container, sub_path = sub, error = %e, "refused a subPath");
+            format!("failed to create subPath directory for volumeMount {mount:?} of container {container:?}")
+        })
+    }
+
+    /// Writes a configMap, secret, downwardAPI or projected volume's files into `dir` with the
+    /// atomic writer (no-op for other volume types).
+    async fn project(&self, vol: &Volume, c: &Container, dir: &Path) -> Result<(), String> {
+        let payload = if let Some(p) = &vol.projected {
+            self.projected_payload(p, c).await?
+        } else if let Some(cm) = &vol.config_map {
             let data = match self.config_map_data(&cm.name).await {
                 Err(_) if cm.optional == Some(true) => BTreeMap::new(),
                 other => other?,
             };
-            write_projection(dir, &data, cm.items.as_ref(), cm.default_mode)?;
-        }
-        if let Some(secret) = &vol.secret {
+            key_payload(&data, cm.items.as_ref(), cm.default_mode)?
+        } else if let Some(secret) = &vol.secret {
             let data = match self
                 .secret_data(secret.secret_name.as_deref().unwrap_or_default())
                 .await
@@ -113,14 +137,16 @@ impl Worker {
                 Err(_) if secret.optional == Some(true) => BTreeMap::new(),
                 other => other?,
             };
-            write_projection(dir, &data, secret.items.as_ref(), secret.default_mode)?;
-        }
-        if let Some(d) = &vol.downward_api {
+            key_payload(&data, secret.items.as_ref(), secret.default_mode)?
+        } else if let Some(d) = &vol.downward_api {
             let (data, items) = self
                 .downward_data(c, d.items.as_deref().unwrap_or_default())
                 .await?;
-            write_projection(dir, &data, Some(&items), d.default_mode)?;
-        }
+            key_payload(&data, Some(&items), d.default_mode)?
+        } else {
+            return Ok(());
+        };
+        atomic_writer::write(dir, &payload).map_err(|e| e.to_string())?;
         Ok(())
     }
 
@@ -345,14 +371,29 @@ impl Worker {
     }
 }
 
-/// Writes a configMap, secret or downwardAPI volume: every key (or just `items`, at their
-/// paths and modes), with `defaultMode` (0644 by default) otherwise.
-fn write_projection(
-    dir: &Path,
+/// Whether a volume's files are written by the kubelet (configMap, secret, downwardAPI,
+/// projected): those are mounted read-only.
+fn projected_kind(vol: &Volume) -> bool {
+    vol.config_map.is_some()
+        || vol.secret.is_some()
+        || vol.downward_api.is_some()
+        || vol.projected.is_some()
+}
+
+/// Whether a volume lives on its own tmpfs: secrets, and projected volumes (which hold
+/// ServiceAccount tokens and may hold secrets), as Kubernetes' secret and projected plugins
+/// put them on memory-backed emptyDirs.
+fn memory_backed(vol: &Volume) -> bool {
+    vol.secret.is_some() || vol.projected.is_some()
+}
+
+/// The payload of a configMap, secret or downwardAPI volume: every key (or just `items`, at
+/// their paths and modes), with `defaultMode` (0644 by default) otherwise.
+fn key_payload(
     data: &BTreeMap<String, Vec<u8>>,
     items: Option<&Vec<KeyToPath>>,
     default_mode: Option<i32>,
-) -> Result<(), String> {
+) -> Result<Payload, String> {
     let files: Vec<(String, String, Option<i32>)> = match items {
         Some(items) => items
             .iter()
@@ -374,7 +415,7 @@ fn write_projection(
             },
         );
     }
-    write_files(dir, &payload, Layout::InPlace)
+    Ok(payload)
 }
 
 /// A configMap's or secret's files as Kubernetes makes their payload: every key (`items`
@@ -438,183 +479,60 @@ fn secret_bytes(secret: Secret) -> BTreeMap<String, Vec<u8>> {
         .collect()
 }
 
-/// Writes a volume's files into `dir`: the one place volume files are written, so that every
-/// volume type can move to [`Layout::Atomic`] here.
-fn write_files(dir: &Path, payload: &Payload, layout: Layout) -> Result<(), String> {
-    for path in payload.keys() {
-        // `..data` and the timestamped folders are the atomic writer's own names.
-        let reserved = layout == Layout::Atomic && path.starts_with("..");
-        if path.is_empty()
-            || path.starts_with('/')
-            || path.split('/').any(|p| p == "..")
-            || reserved
-        {
-            return Err(format!("invalid path {path:?} in a volume item"));
-        }
-    }
-    match layout {
-        Layout::InPlace => write_payload(dir, payload),
-        Layout::Atomic => write_atomic(dir, payload),
-    }
-    .map_err(|e| format!("writing volume files in {}: {e}", dir.display()))
-}
-
-/// Writes each file of `payload` under `dir`, creating folders as needed, with its mode
-/// whatever the umask.
-fn write_payload(dir: &Path, payload: &Payload) -> io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    for (path, file) in payload {
-        let full = dir.join(path);
-        if let Some(parent) = full.parent() {
-            std::fs::create_dir_all(parent)?;
-        }
-        std::fs::write(&full, &file.data)?;
-        std::fs::set_permissions(&full, std::fs::Permissions::from_mode(file.mode))?;
-    }
-    Ok(())
-}
-
-/// The atomic writer's link to the current data, and the link that replaces it.
-const DATA_DIR: &str = "..data";
-const NEW_DATA_DIR: &str = "..data_tmp";
-
-/// Kubernetes' atomic writer (see [`Layout::Atomic`]). Nothing is rewritten when the files
-/// are what they were; otherwise a new timestamped folder gets the files, the top-level
-/// symlinks are made, `..data` is switched with a rename, and then names gone from the
-/// payload and the old folder are removed.
-fn write_atomic(dir: &Path, payload: &Payload) -> io::Result<()> {
-    use std::os::unix::fs::symlink;
-    let data_link = dir.join(DATA_DIR);
-    let old = match std::fs::read_link(&data_link) {
-        Ok(target) => Some(dir.join(target)),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => None,
-        Err(e) => return Err(e),
-    };
-    let mut stale = BTreeSet::new();
-    if let Some(old) = &old {
-        // Every path of the old version that the new one does not have (nor as a folder).
-        let mut wanted = BTreeSet::new();
-        for path in payload.keys() {
-            let mut prefix = String::new();
-            for part in path.split('/') {
-                if !prefix.is_empty() {
-                    prefix.push('/');
-                }
-                prefix.push_str(part);
-                wanted.insert(prefix.clone());
-            }
-        }
-        stale = relative_paths(old, "")?
-            .into_iter()
-            .filter(|p| !wanted.contains(p))
-            .collect();
-        if stale.is_empty() && payload.iter().all(|(p, f)| same_file(&old.join(p), f)) {
-            return Ok(());
-        }
-    }
-
-    let ts_name = new_timestamp_dir(dir)?;
-    let ts = dir.join(&ts_name);
-    if let Err(e) = write_payload(&ts, payload) {
-        let _ = std::fs::remove_dir_all(&ts);
-        return Err(e);
-    }
-    // The user-visible names: one symlink per top-level name, into `..data`.
-    let top: BTreeSet<&str> = payload
-        .keys()
-        .map(|p| p.split('/').next().unwrap_or(p))
-        .collect();
-    for name in top {
-        let visible = dir.join(name);
-        if std::fs::symlink_metadata(&visible).is_err() {
-            symlink(Path::new(DATA_DIR).join(name), &visible)?;
-        }
-    }
-    let new_link = dir.join(NEW_DATA_DIR);
-    let _ = std::fs::remove_file(&new_link);
-    let switched =
-        symlink(&ts_name, &new_link).and_then(|()| std::fs::rename(&new_link, &data_link));
-    if let Err(e) = switched {
-        let _ = std::fs::remove_file(&new_link);
-        let _ = std::fs::remove_dir_all(&ts);
-        return Err(e);
-    }
-    for path in stale.iter().filter(|p| !p.contains('/')) {
-        std::fs::remove_file(dir.join(path))?;
-    }
-    if let Some(old) = old {
-        std::fs::remove_dir_all(old)?;
-    }
-    Ok(())
-}
-
-/// Creates `..<UTC time>.<suffix>` under `dir` (Kubernetes' timestamped data folder) and
-/// returns its name.
-fn new_timestamp_dir(dir: &Path) -> io::Result<String> {
-    use std::os::unix::fs::PermissionsExt;
-    let now = jiff::Timestamp::now();
-    let stamp = now.strftime("..%Y_%m_%d_%H_%M_%S");
-    for attempt in 0u32..100 {
-        let name = format!("{stamp}.{}{attempt}", now.subsec_nanosecond());
-        let path = dir.join(&name);
-        match std::fs::create_dir(&path) {
-            Ok(()) => {
-                // Searchable by any container user, whatever the kubelet's umask.
-                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))?;
-                return Ok(name);
-            }
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(e),
-        }
-    }
-    Err(io::Error::new(
-        io::ErrorKind::AlreadyExists,
-        "no free name for a timestamped data folder",
-    ))
-}
-
-/// Every file and folder under `root`, as paths relative to it.
-fn relative_paths(root: &Path, prefix: &str) -> io::Result<Vec<String>> {
-    let mut out = Vec::new();
-    let entries = match std::fs::read_dir(root.join(prefix)) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
-        Err(e) => return Err(e),
-    };
-    for entry in entries {
-        let entry = entry?;
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let path = if prefix.is_empty() {
-            name
-        } else {
-            format!("{prefix}/{name}")
-        };
-        if entry.file_type()?.is_dir() {
-            out.extend(relative_paths(root, &path)?);
-        }
-        out.push(path);
-    }
-    Ok(out)
-}
-
-/// Whether the file at `path` has `file`'s content and mode already.
-fn same_file(path: &Path, file: &FileProjection) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    let Ok(meta) = std::fs::symlink_metadata(path) else {
-        return false;
-    };
-    meta.permissions().mode() & 0o7777 == file.mode
-        && std::fs::read(path).is_ok_and(|data| data == file.data)
-}
-
 /// `key="value"` lines, as the downward API writes label and annotation maps.
 fn map_lines(m: Option<&BTreeMap<String, String>>) -> String {
     m.map(|m| m.iter().map(|(k, v)| format!("{k}={v:?}\n")).collect())
         .unwrap_or_default()
 }
 
-/// Mounts a tmpfs (an emptyDir with `medium: Memory`) on `dir`, unless one is there already.
-fn mount_tmpfs(dir: &Path, size: Option<&str>) -> Result<(), String> {
+/// Resolves the relative, `..`-free `sub` inside the volume at `root`: each missing element is
+/// made a folder (0755), each existing one is followed, and wherever a symlink leads it must
+/// stay inside the volume. Returns the path with every symlink resolved.
+fn resolve_sub_path(root: &Path, sub: &str) -> io::Result<PathBuf> {
+    let base = root.canonicalize()?;
+    let outside = |p: &Path| {
+        io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!(
+                "{} is outside of the volume {}",
+                p.display(),
+                base.display()
+            ),
+        )
+    };
+    let mut current = base.clone();
+    for part in sub.split('/').filter(|p| !p.is_empty() && *p != ".") {
+        let next = current.join(part);
+        match std::fs::symlink_metadata(&next) {
+            Ok(m) if m.file_type().is_symlink() => {
+                // A dangling link cannot be followed, nor made a folder without writing
+                // where it points: refused too.
+                let target = next.canonicalize()?;
+                if !target.starts_with(&base) {
+                    return Err(outside(&next));
+                }
+                current = target;
+            }
+            Ok(_) => current = next,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                use std::os::unix::fs::DirBuilderExt;
+                std::fs::DirBuilder::new().mode(0o755).create(&next)?;
+                current = next;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    // Checked once more whole, as the runtime will see it.
+    let resolved = current.canonicalize()?;
+    if !resolved.starts_with(&base) {
+        return Err(outside(&resolved));
+    }
+    Ok(resolved)
+}
+
+/// Mounts a tmpfs whose root has `mode` (an emptyDir with `medium: Memory`, a secret or
+/// projected volume) on `dir`, unless one is there already.
+fn mount_tmpfs(dir: &Path, mode: &str, size: Option<&str>) -> Result<(), String> {
     let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
     let target = dir.display().to_string();
     if mounts
@@ -623,7 +541,7 @@ fn mount_tmpfs(dir: &Path, size: Option<&str>) -> Result<(), String> {
     {
         return Ok(());
     }
-    let mut opts = "mode=0777".to_string();
+    let mut opts = format!("mode={mode}");
     if let Some(bytes) = size.and_then(quantity_bytes) {
         opts.push_str(&format!(",size={bytes}"));
     }
@@ -788,13 +706,14 @@ mod tests {
             .map(|m| (m.host_path.clone(), m.container_path.clone(), m.read_only))
             .collect();
         let at = |name: &str| volumes.join(name).display().to_string();
+        // Read-only whatever the volumeMount says: the kubelet owns these files.
         assert_eq!(
             seen,
             vec![
-                (at("all"), "/all".into(), false),
-                (at("picked"), "/picked".into(), false),
+                (at("all"), "/all".into(), true),
+                (at("picked"), "/picked".into(), true),
                 (at("secret"), "/secret".into(), true),
-                (at("missing"), "/missing".into(), false),
+                (at("missing"), "/missing".into(), true),
             ]
         );
         assert_eq!(read(&volumes.join("all/mode")), ("fast".into(), 0o644));
@@ -813,10 +732,17 @@ mod tests {
             read(&volumes.join("secret/password")),
             ("hunter2".into(), 0o440)
         );
-        assert_eq!(
-            std::fs::read_dir(volumes.join("missing")).unwrap().count(),
-            0
-        );
+        let visible = std::fs::read_dir(volumes.join("missing"))
+            .unwrap()
+            .filter(|e| {
+                !e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with("..")
+            })
+            .count();
+        assert_eq!(visible, 0);
     }
 
     #[tokio::test]
@@ -910,6 +836,59 @@ mod tests {
         );
         assert_eq!(mounts[1].container_path, "/work/cache");
         assert!(scratch_dir.is_dir());
+    }
+
+    #[tokio::test]
+    async fn sub_paths_stay_inside_their_volume() {
+        let node = Node::new();
+        let scratch = Volume {
+            empty_dir: Some(Default::default()),
+            ..volume("scratch")
+        };
+        let scratch_dir = node.root.path().join("pods/uid-web/volumes/scratch");
+        let outside = tempfile::tempdir().unwrap();
+        let try_mount = |sub: &str| {
+            let mut m = mount("scratch", "/work");
+            m.sub_path = Some(sub.into());
+            let app = app_with(vec![m]);
+            let (w, _tx) = node.worker(pod(PodSpec {
+                containers: vec![app.clone()],
+                volumes: Some(vec![scratch.clone()]),
+                ..Default::default()
+            }));
+            async move { w.volume_mounts(&app).await.map(|m| m[0].host_path.clone()) }
+        };
+        try_mount("data").await.unwrap();
+        // Links a container could have made in its emptyDir: one within, two out.
+        std::os::unix::fs::symlink("data", scratch_dir.join("within")).unwrap();
+        std::os::unix::fs::symlink(outside.path(), scratch_dir.join("out")).unwrap();
+        std::os::unix::fs::symlink("../../../../..", scratch_dir.join("up")).unwrap();
+
+        let inside = scratch_dir.canonicalize().unwrap().join("data");
+        assert_eq!(try_mount("within").await, Ok(inside.display().to_string()));
+        assert_eq!(
+            try_mount("within/deeper").await,
+            Ok(inside.join("deeper").display().to_string())
+        );
+        let refused = "failed to create subPath directory for volumeMount \"scratch\" of \
+                       container \"app\"";
+        for sub in ["out", "out/made", "up/etc", "data/../up"] {
+            let want = if sub.contains("..") {
+                format!("unable to provision SubPath `{sub}`: must not contain '..'")
+            } else {
+                refused.to_string()
+            };
+            assert_eq!(try_mount(sub).await, Err(want), "{sub}");
+        }
+        assert_eq!(
+            try_mount("/etc").await,
+            Err("error SubPath `/etc` must not be an absolute path".into())
+        );
+        assert_eq!(
+            std::fs::read_dir(outside.path()).unwrap().count(),
+            0,
+            "nothing was made outside the volume"
+        );
     }
 
     #[tokio::test]

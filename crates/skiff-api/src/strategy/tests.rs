@@ -917,3 +917,71 @@ fn hpa_conversion_round_trips() {
     let d = convert(deployments(), deployment("d"), "v1");
     assert_eq!(d, deployment("d"));
 }
+
+#[test]
+fn volume_paths_must_stay_inside_and_modes_within_0777() {
+    let with_volumes = |volumes: Value, mounts: Value| {
+        with(
+            with(pod("p"), "/spec/volumes", volumes),
+            "/spec/containers/0/volumeMounts",
+            mounts,
+        )
+    };
+    let cfg = json!([{"name": "cfg", "configMap": {"name": "settings"}}]);
+    let cases: Vec<(Value, Vec<&str>)> = vec![
+        (
+            with_volumes(
+                cfg.clone(),
+                json!([{"name": "cfg", "mountPath": "/cfg", "subPath": "conf"}]),
+            ),
+            vec![],
+        ),
+        (
+            with_volumes(
+                cfg.clone(),
+                json!([{"name": "cfg", "mountPath": "/cfg", "subPath": "../../etc"}]),
+            ),
+            vec![
+                "spec.containers[0].volumeMounts[0].subPath: Invalid value: \"../../etc\": must not contain '..'",
+            ],
+        ),
+        (
+            with_volumes(
+                cfg.clone(),
+                json!([{"name": "cfg", "mountPath": "/cfg", "subPath": "/etc/shadow"}]),
+            ),
+            vec![
+                "spec.containers[0].volumeMounts[0].subPath: Invalid value: \"/etc/shadow\": must be a relative path",
+            ],
+        ),
+        (
+            with_volumes(
+                json!([
+                    {"name": "cfg", "configMap": {"name": "settings", "defaultMode": 0o4755,
+                        "items": [{"key": "k", "path": "..data/k", "mode": 0o1777}]}},
+                    {"name": "sec", "secret": {"secretName": "creds", "defaultMode": 0o640,
+                        "items": [{"key": "", "path": "/abs"}]}},
+                    {"name": "info", "downwardAPI": {"items": [
+                        {"path": "a/../../b", "mode": -1, "fieldRef": {"fieldPath": "metadata.name"}}]}},
+                    {"name": "all", "projected": {"defaultMode": 0o1000, "sources": [
+                        {"secret": {"name": "creds", "items": [{"key": "k", "path": "k", "mode": 0o4755}]}}]}}
+                ]),
+                json!([]),
+            ),
+            vec![
+                "spec.volumes[0].configMap.defaultMode: Invalid value: 2541: must be a number between 0 and 0777 (octal), both inclusive",
+                "spec.volumes[0].configMap.items[0].path: Invalid value: \"..data/k\": must not start with '..'",
+                "spec.volumes[0].configMap.items[0].mode: Invalid value: 1023: must be a number between 0 and 0777 (octal), both inclusive",
+                "spec.volumes[1].secret.items[0].key: Required value",
+                "spec.volumes[1].secret.items[0].path: Invalid value: \"/abs\": must be a relative path",
+                "spec.volumes[2].downwardAPI.items[0].path: Invalid value: \"a/../../b\": must not contain '..'",
+                "spec.volumes[2].downwardAPI.items[0].mode: Invalid value: -1: must be a number between 0 and 0777 (octal), both inclusive",
+                "spec.volumes[3].projected.defaultMode: Invalid value: 512: must be a number between 0 and 0777 (octal), both inclusive",
+                "spec.volumes[3].projected.sources[0].secret.items[0].mode: Invalid value: 2541: must be a number between 0 and 0777 (octal), both inclusive",
+            ],
+        ),
+    ];
+    for (obj, want) in cases {
+        assert_eq!(create_errors(pods(), obj), want);
+    }
+}

@@ -453,6 +453,7 @@ fn validate_pod_spec(spec: &Value, path: &str, errs: &mut Errs) {
                     .count()
             })
             .unwrap_or(0);
+        validate_volume_files(vol, &p, errs);
         if sources == 0 {
             errs.push(FieldError::required(
                 p.clone(),
@@ -663,6 +664,15 @@ fn validate_container(
         } else if !volumes.contains(mname) {
             errs.push(FieldError::not_found(format!("{mp}.name"), &json!(mname)));
         }
+        let sub_path = get_str(m, &["subPath"]);
+        if !sub_path.is_empty() {
+            push_msgs(
+                errs,
+                &format!("{mp}.subPath"),
+                &json!(sub_path),
+                v::is_local_descending_path(sub_path),
+            );
+        }
         let path = get_str(m, &["mountPath"]);
         if path.is_empty() {
             errs.push(FieldError::required(format!("{mp}.mountPath"), ""));
@@ -673,6 +683,65 @@ fn validate_container(
                 "must be unique",
             ));
         }
+    }
+}
+
+/// The files of configMap, secret, downwardAPI and projected volumes (volume `p`): modes
+/// within 0777 and paths that stay inside the volume, as Kubernetes' `validateKeyToPath`,
+/// `validateDownwardAPIVolumeFile` and their `defaultMode` checks.
+fn validate_volume_files(vol: &Value, p: &str, errs: &mut Errs) {
+    for kind in ["configMap", "secret", "downwardAPI", "projected"] {
+        let Some(source) = get(vol, &[kind]) else {
+            continue;
+        };
+        let sp = format!("{p}.{kind}");
+        validate_file_mode(source, "defaultMode", &sp, errs);
+        if kind == "projected" {
+            for (i, s) in arr(source, "sources").iter().enumerate() {
+                for inner in ["configMap", "secret", "downwardAPI"] {
+                    if let Some(proj) = get(s, &[inner]) {
+                        let pp = format!("{sp}.sources[{i}].{inner}");
+                        validate_volume_items(proj, inner == "downwardAPI", &pp, errs);
+                    }
+                }
+            }
+        } else {
+            validate_volume_items(source, kind == "downwardAPI", &sp, errs);
+        }
+    }
+}
+
+/// A source's `items`: KeyToPaths (`key`, `path`, `mode`) or, for the downward API, files
+/// (`path`, `mode`).
+fn validate_volume_items(source: &Value, downward: bool, sp: &str, errs: &mut Errs) {
+    for (j, item) in arr(source, "items").iter().enumerate() {
+        let ip = format!("{sp}.items[{j}]");
+        if !downward && get_str(item, &["key"]).is_empty() {
+            errs.push(FieldError::required(format!("{ip}.key"), ""));
+        }
+        let path = get_str(item, &["path"]);
+        if path.is_empty() {
+            errs.push(FieldError::required(format!("{ip}.path"), ""));
+        }
+        push_msgs(
+            errs,
+            &format!("{ip}.path"),
+            &json!(path),
+            v::is_local_non_reserved_path(path),
+        );
+        validate_file_mode(item, "mode", &ip, errs);
+    }
+}
+
+fn validate_file_mode(obj: &Value, key: &str, p: &str, errs: &mut Errs) {
+    if let Some(mode) = obj.get(key).and_then(Value::as_i64)
+        && !v::is_valid_file_mode(mode)
+    {
+        errs.push(FieldError::invalid(
+            format!("{p}.{key}"),
+            &json!(mode),
+            v::FILE_MODE_ERROR,
+        ));
     }
 }
 
