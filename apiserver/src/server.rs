@@ -11,7 +11,7 @@ use axum::Router;
 use serde_json::json;
 use skiff_api::resources;
 use skiff_common::tls;
-use skiff_store::{EmbeddedStore, EtcdStore, Store};
+use skiff_store::{EmbeddedStore, EtcdStore, EtcdTls, Store};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -23,28 +23,64 @@ use crate::auth::{
 };
 use crate::cache::WatchCache;
 use crate::config::Config;
+use crate::encryption::{EncryptingStore, EncryptionConfig};
 use crate::metrics::Metrics;
 use crate::pki::{self, Pki};
 use crate::registry::Registry;
 use crate::request::Params;
 
-/// Opens the configured store.
+/// Opens the configured store, behind the encryption-at-rest transformers when
+/// `--encryption-provider-config` is given (a bad configuration stops the start here).
 pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
-    if config.etcd_servers.is_empty() {
-        let path = config.data_dir.join("db").join("state.redb");
-        std::fs::create_dir_all(path.parent().expect("has a parent"))
-            .with_context(|| format!("creating {}", config.data_dir.display()))?;
+    let encryption = match &config.encryption_provider_config {
+        Some(path) => Some(EncryptionConfig::load(path)?),
+        None => None,
+    };
+    let store: Arc<dyn Store> = if config.etcd_servers.is_empty() {
+        let dir = config.data_dir.join("db");
+        skiff_common::pki::create_private_dir(&dir)
+            .with_context(|| format!("creating {}", dir.display()))?;
+        let path = dir.join("state.redb");
         let store = EmbeddedStore::open(&path)
             .with_context(|| format!("opening the embedded store {}", path.display()))?;
         tracing::info!(path = %path.display(), "using the embedded store");
-        Ok(Arc::new(store))
+        Arc::new(store)
     } else {
-        let store = EtcdStore::connect(&config.etcd_servers)
+        let tls = etcd_tls(&config.etcd_tls)?;
+        let store = EtcdStore::connect_with_tls(&config.etcd_servers, tls)
             .await
             .with_context(|| format!("connecting to etcd at {}", config.etcd_servers.join(",")))?;
         tracing::info!(endpoints = %config.etcd_servers.join(","), "using etcd");
-        Ok(Arc::new(store))
-    }
+        Arc::new(store)
+    };
+    Ok(match encryption {
+        Some(encryption) => {
+            tracing::info!(?encryption, "encrypting at rest");
+            Arc::new(EncryptingStore::new(store, encryption))
+        }
+        None => store,
+    })
+}
+
+/// Reads the `--etcd-*file` flags' files; none given: plain connections.
+fn etcd_tls(files: &crate::config::EtcdTls) -> anyhow::Result<Option<EtcdTls>> {
+    let read = |flag: &str, path: &Option<PathBuf>| -> anyhow::Result<Option<String>> {
+        path.as_ref()
+            .map(|p| {
+                std::fs::read_to_string(p)
+                    .with_context(|| format!("reading --{flag} {}", p.display()))
+            })
+            .transpose()
+    };
+    let ca_pem = read("etcd-cafile", &files.ca_file)?;
+    let cert = read("etcd-certfile", &files.cert_file)?;
+    let key = read("etcd-keyfile", &files.key_file)?;
+    let client_pem = match (cert, key) {
+        (Some(c), Some(k)) => Some((c, k)),
+        (None, None) => None,
+        _ => anyhow::bail!("--etcd-certfile and --etcd-keyfile go together: give both or neither"),
+    };
+    Ok((ca_pem.is_some() || client_pem.is_some()).then_some(EtcdTls { ca_pem, client_pem }))
 }
 
 /// The addresses of this machine's interfaces (for certificate SANs and the `kubernetes`

@@ -6,7 +6,7 @@
 use std::fs;
 use std::io::Write;
 use std::net::IpAddr;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use base64::Engine;
@@ -54,7 +54,7 @@ pub fn write(path: &Path, contents: &str, private: bool) -> Result<(), PkiError>
         source,
     };
     if let Some(parent) = path.parent() {
-        fs::create_dir_all(parent).map_err(io)?;
+        create_private_dir(parent).map_err(io)?;
     }
     let tmp = path.with_extension("tmp");
     let _ = fs::remove_file(&tmp);
@@ -67,6 +67,19 @@ pub fn write(path: &Path, contents: &str, private: bool) -> Result<(), PkiError>
     file.write_all(contents.as_bytes()).map_err(io)?;
     file.sync_all().map_err(io)?;
     fs::rename(&tmp, path).map_err(io)
+}
+
+/// Creates `dir` and any missing parents readable by their owner only (0700) from the start,
+/// so no other user can list or open what goes in them, not even for a moment. A folder that
+/// already exists keeps its mode.
+pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    if dir.as_os_str().is_empty() {
+        return Ok(());
+    }
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
 }
 
 pub fn load_or(
