@@ -268,6 +268,28 @@ fn authorizer(
     (Arc::new(Union { authorizers }), rbac)
 }
 
+/// Writes the admin kubeconfig unless the one there already names this server, this CA and
+/// the current admin certificate (which [`Pki::ensure`] renews before it expires): a file the
+/// user added contexts to, or one an admin is reading, is left alone across restarts.
+fn write_admin_kubeconfig(
+    path: &std::path::Path,
+    kubeconfig: &str,
+    server_url: &str,
+    pki: &Pki,
+) -> anyhow::Result<()> {
+    use base64::Engine;
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let current = std::fs::read_to_string(path).unwrap_or_default();
+    let up_to_date = current.contains(&format!("server: {server_url}\n"))
+        && current.contains(&b64(&pki.ca.cert_pem))
+        && current.contains(&b64(&pki.admin.cert_pem))
+        && current.contains(&b64(&pki.admin.key_pem));
+    if !up_to_date {
+        pki::write_kubeconfig(path, kubeconfig)?;
+    }
+    Ok(())
+}
+
 /// Runs the apiserver until `shutdown` is cancelled.
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     // A bad audit policy stops the apiserver before it serves anything.
@@ -329,7 +351,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let server_url = format!("https://{client_host}:{}", local.port());
     let kubeconfig = pki::kubeconfig(&server_url, &pki.ca.cert_pem, &pki.admin, "admin");
     let kc_path = config.kubeconfig_path();
-    pki::write_kubeconfig(&kc_path, &kubeconfig)?;
+    write_admin_kubeconfig(&kc_path, &kubeconfig, &server_url, &pki)?;
 
     let (authz, rbac) = authorizer(&config.authorization_modes, &registry, &shutdown);
     let _ = registry.admission.set(crate::admission::Admission {
