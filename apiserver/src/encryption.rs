@@ -560,6 +560,20 @@ impl EncryptionConfig {
             .map(|(_, c)| &**c)
     }
 
+    /// Whether a stored value is not what a write now stores (another key or provider wrote
+    /// it): Kubernetes' "stale" read, which makes an update that changes nothing still write.
+    fn is_stale(&self, key: &str, stored: &[u8]) -> bool {
+        let Some(chain) = self.chain(key) else {
+            return false;
+        };
+        let first = &chain.transformers[0];
+        if first.prefix.is_empty() {
+            stored.starts_with(ENCRYPTED_PREFIX)
+        } else {
+            !stored.starts_with(&first.prefix)
+        }
+    }
+
     fn seal(&self, key: &str, value: Bytes) -> Result<Bytes, StoreError> {
         match self.chain(key) {
             Some(chain) => chain.seal(key, &value).map_err(|e| transform_error(key, e)),
@@ -615,6 +629,22 @@ impl EncryptingStore {
             inner,
             config: Arc::new(config),
         }
+    }
+}
+
+impl EncryptingStore {
+    /// Whether `key`'s stored value was written with another key or provider than the one
+    /// writes use now, so that an update which changes nothing must still rewrite it (this is
+    /// what `kubectl replace` of every Secret relies on to re-encrypt with a new key).
+    pub async fn is_stale(&self, key: &str) -> Result<bool, StoreError> {
+        if self.config.chain(key).is_none() {
+            return Ok(false);
+        }
+        Ok(self
+            .inner
+            .get(key)
+            .await?
+            .is_some_and(|kv| self.config.is_stale(key, &kv.value)))
     }
 }
 
@@ -844,6 +874,24 @@ mod tests {
         ));
         assert_eq!(new.chain(KEY).unwrap().open(KEY, &v2).unwrap(), PLAIN);
         assert!(new.chain(KEY).unwrap().open(KEY, &v1).is_err());
+    }
+
+    #[test]
+    fn values_from_an_older_key_or_provider_are_stale() {
+        let old = config(&format!(
+            "- aesgcm:\n      keys: [{{name: key1, secret: {KEY32}}}]\n"
+        ));
+        let v1 = old.seal(KEY, Bytes::from_static(PLAIN)).unwrap();
+        assert!(!old.is_stale(KEY, &v1));
+        let both = config(&format!(
+            "- aesgcm:\n      keys: [{{name: key2, secret: {OTHER32}}}, {{name: key1, secret: {KEY32}}}]\n"
+        ));
+        assert!(both.is_stale(KEY, &v1));
+        assert!(both.is_stale(KEY, PLAIN));
+        let decrypting = config("- identity: {}\n");
+        assert!(decrypting.is_stale(KEY, &v1));
+        assert!(!decrypting.is_stale(KEY, PLAIN));
+        assert!(!both.is_stale("/registry/pods/default/p", b"plain"));
     }
 
     #[test]

@@ -52,6 +52,9 @@ pub struct Registry {
     /// The admission chain, set once the authorizers exist (writes before that are the
     /// apiserver's own).
     pub admission: std::sync::OnceLock<crate::admission::Admission>,
+    /// The encryption-at-rest layer under `store`, when configured: an update that changes
+    /// nothing still rewrites a value an older key encrypted (key rotation).
+    pub encryption: std::sync::OnceLock<Arc<crate::encryption::EncryptingStore>>,
 }
 
 /// The resource version objects of `info` are stored in.
@@ -105,6 +108,7 @@ impl Registry {
             cache,
             alloc,
             admission: std::sync::OnceLock::new(),
+            encryption: std::sync::OnceLock::new(),
         }
     }
 

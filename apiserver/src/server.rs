@@ -30,8 +30,11 @@ use crate::registry::Registry;
 use crate::request::Params;
 
 /// Opens the configured store, behind the encryption-at-rest transformers when
-/// `--encryption-provider-config` is given (a bad configuration stops the start here).
-pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+/// `--encryption-provider-config` is given (a bad configuration stops the start here); the
+/// encryption layer is returned too, for the registry.
+pub async fn open_store(
+    config: &Config,
+) -> anyhow::Result<(Arc<dyn Store>, Option<Arc<EncryptingStore>>)> {
     let encryption = match &config.encryption_provider_config {
         Some(path) => Some(EncryptionConfig::load(path)?),
         None => None,
@@ -56,9 +59,10 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
     Ok(match encryption {
         Some(encryption) => {
             tracing::info!(?encryption, "encrypting at rest");
-            Arc::new(EncryptingStore::new(store, encryption))
+            let encrypting = Arc::new(EncryptingStore::new(store, encryption));
+            (encrypting.clone(), Some(encrypting))
         }
-        None => store,
+        None => (store, None),
     })
 }
 
@@ -295,7 +299,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     // A bad audit policy stops the apiserver before it serves anything.
     let metrics = Metrics::default();
     let audit = crate::audit::Auditor::start(&config.audit, &metrics)?;
-    let store = open_store(&config).await?;
+    let (store, encryption) = open_store(&config).await?;
     let advertise = advertise_ip(&config);
     let mut sans: Vec<String> = vec![
         "localhost".into(),
@@ -324,6 +328,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let cache = WatchCache::start(store.clone(), resources::all(), shutdown.clone());
     cache.wait_synced().await;
     let registry = Arc::new(Registry::new(store.clone(), cache, allocator));
+    if let Some(encryption) = encryption {
+        let _ = registry.encryption.set(encryption);
+    }
 
     let listener = TcpListener::bind(SocketAddr::new(config.bind_address, config.secure_port))
         .await
@@ -428,4 +435,31 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
 /// The data dir to use when none is given.
 pub fn default_data_dir() -> PathBuf {
     PathBuf::from("/var/lib/skiff")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_admin_kubeconfig_is_rewritten_only_when_what_it_names_changed() {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = Pki::ensure(dir.path(), &["localhost".into()]).unwrap();
+        let path = dir.path().join("admin.kubeconfig");
+        let url = "https://127.0.0.1:6443";
+        let write = |url: &str| {
+            let kubeconfig = pki::kubeconfig(url, &pki.ca.cert_pem, &pki.admin, "admin");
+            write_admin_kubeconfig(&path, &kubeconfig, url, &pki).unwrap();
+        };
+        write(url);
+        // A line the user added survives a restart that changed nothing ...
+        let edited = std::fs::read_to_string(&path).unwrap() + "# mine\n";
+        std::fs::write(&path, &edited).unwrap();
+        write(url);
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), edited);
+        // ... and a new address is written.
+        write("https://127.0.0.1:7443");
+        let now = std::fs::read_to_string(&path).unwrap();
+        assert!(now.contains("server: https://127.0.0.1:7443\n"), "{now}");
+    }
 }
