@@ -1050,6 +1050,6 @@ mod tests {
         assert_eq!(deleted.value, PLAIN);
         let events: Vec<_> = watch.take(3).collect().await;
         let values: Vec<_> = events.into_iter().map(|e| e.unwrap().kv.value).collect();
-        assert_eq!(values, [&PLAIN[..], &b"pod"[..], PLAIN]);
+        assert_eq!(values, [PLAIN, &b"pod"[..], PLAIN]);
     }
 }
