@@ -16,10 +16,25 @@ pub const ADMISSION_PLUGINS: [&str; 4] = [
     crate::admission::external_ips::PLUGIN_NAME,
 ];
 
+/// The files for TLS to etcd, as kube-apiserver's `--etcd-*file` flags name them.
+#[derive(Debug, Clone, Default)]
+pub struct EtcdTls {
+    /// CA that etcd's serving certificate must come from.
+    pub ca_file: Option<PathBuf>,
+    /// Client certificate and key presented to etcd (`--client-cert-auth`).
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     /// etcd endpoints; empty means the embedded store in `data_dir`.
     pub etcd_servers: Vec<String>,
+    /// TLS to etcd (`--etcd-cafile`, `--etcd-certfile`, `--etcd-keyfile`).
+    pub etcd_tls: EtcdTls,
+    /// Encryption at rest (`--encryption-provider-config`): a Kubernetes
+    /// `EncryptionConfiguration` file; none stores values as they are.
+    pub encryption_provider_config: Option<PathBuf>,
     pub data_dir: PathBuf,
     pub bind_address: IpAddr,
     /// 0 picks a free port (tests).
@@ -60,6 +75,8 @@ impl Config {
     pub fn new(data_dir: PathBuf) -> Self {
         Config {
             etcd_servers: Vec::new(),
+            etcd_tls: EtcdTls::default(),
+            encryption_provider_config: None,
             data_dir,
             bind_address: IpAddr::from([0, 0, 0, 0]),
             secure_port: 6443,

@@ -36,6 +36,7 @@ mod request;
 // Objects and their storage.
 mod alloc;
 mod apply;
+pub mod encryption;
 mod hooks;
 mod objects;
 mod registry;

@@ -22,6 +22,20 @@ struct Flags {
     /// etcd endpoints (comma-separated). Without it, state lives in an embedded store in --data-dir.
     #[arg(long, value_delimiter = ',')]
     etcd_servers: Vec<String>,
+    /// SSL Certificate Authority file used to secure etcd communication.
+    #[arg(long)]
+    etcd_cafile: Option<PathBuf>,
+    /// SSL certification file used to secure etcd communication.
+    #[arg(long)]
+    etcd_certfile: Option<PathBuf>,
+    /// SSL key file used to secure etcd communication.
+    #[arg(long)]
+    etcd_keyfile: Option<PathBuf>,
+    /// The file with the configuration for encryption providers (an
+    /// apiserver.config.k8s.io/v1 EncryptionConfiguration) for storing secrets (and any other
+    /// resource it lists) encrypted in the store.
+    #[arg(long)]
+    encryption_provider_config: Option<PathBuf>,
     /// Where the embedded store, the certificates and the admin kubeconfig live.
     #[arg(long, default_value = "/var/lib/skiff")]
     data_dir: PathBuf,
@@ -123,6 +137,12 @@ async fn main() -> anyhow::Result<()> {
     let flags = Flags::parse();
     let mut config = Config::new(flags.data_dir);
     config.etcd_servers = flags.etcd_servers;
+    config.etcd_tls = skiff_apiserver::config::EtcdTls {
+        ca_file: flags.etcd_cafile,
+        cert_file: flags.etcd_certfile,
+        key_file: flags.etcd_keyfile,
+    };
+    config.encryption_provider_config = flags.encryption_provider_config;
     config.bind_address = flags.bind_address;
     config.secure_port = flags.secure_port;
     config.service_cluster_ip_range = flags.service_cluster_ip_range;

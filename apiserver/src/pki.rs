@@ -1,11 +1,12 @@
 //! The zero-setup PKI (as k3s does it): on first start a cluster CA, a serving certificate and
-//! an admin client certificate (and the apiserver's client certificate for kubelets) are created in `<data-dir>/pki`; later starts reuse them. Also
+//! an admin client certificate (and the apiserver's client certificate for kubelets) are created in `<data-dir>/pki`; later starts reuse them, issuing anew a certificate about to expire
+//! (certificates last a year, the CA ten). Also
 //! writes the admin kubeconfig that the real kubectl uses.
 
 use std::path::{Path, PathBuf};
 
 pub use skiff_common::pki::{CertKey, PkiError, issue, kubeconfig, write_kubeconfig};
-use skiff_common::pki::{load_or, new_ca};
+use skiff_common::pki::{load_or, load_or_issue, new_ca};
 
 /// The cluster's certificates.
 #[derive(Clone, Debug)]
@@ -25,13 +26,13 @@ impl Pki {
     pub fn ensure(data_dir: &Path, sans: &[String]) -> Result<Pki, PkiError> {
         let dir = data_dir.join("pki");
         let ca = load_or(&dir, "ca", new_ca)?;
-        let serving = load_or(&dir, "apiserver", || {
+        let serving = load_or_issue(&dir, "apiserver", &ca, || {
             issue(&ca, "kube-apiserver", &[], sans)
         })?;
-        let admin = load_or(&dir, "admin", || {
+        let admin = load_or_issue(&dir, "admin", &ca, || {
             issue(&ca, "admin", &["system:masters"], &[])
         })?;
-        let kubelet_client = load_or(&dir, "kubelet-client", || {
+        let kubelet_client = load_or_issue(&dir, "kubelet-client", &ca, || {
             issue(
                 &ca,
                 "kube-apiserver-kubelet-client",

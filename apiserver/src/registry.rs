@@ -55,6 +55,9 @@ pub struct Registry {
     pub admission: std::sync::OnceLock<crate::admission::Admission>,
     /// How long Events live after their last write (`--event-ttl`).
     pub event_ttl: Duration,
+    /// The encryption-at-rest layer under `store`, when configured: an update that changes
+    /// nothing still rewrites a value an older key encrypted (key rotation).
+    pub encryption: std::sync::OnceLock<Arc<crate::encryption::EncryptingStore>>,
 }
 
 /// kube-apiserver's default `--event-ttl`.
@@ -112,6 +115,7 @@ impl Registry {
             alloc,
             admission: std::sync::OnceLock::new(),
             event_ttl: DEFAULT_EVENT_TTL,
+            encryption: std::sync::OnceLock::new(),
         }
     }
 

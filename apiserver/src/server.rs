@@ -11,7 +11,7 @@ use axum::Router;
 use serde_json::json;
 use skiff_api::resources;
 use skiff_common::tls;
-use skiff_store::{EmbeddedStore, EtcdStore, Store};
+use skiff_store::{EmbeddedStore, EtcdStore, EtcdTls, Store};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -23,28 +23,68 @@ use crate::auth::{
 };
 use crate::cache::WatchCache;
 use crate::config::Config;
+use crate::encryption::{EncryptingStore, EncryptionConfig};
 use crate::metrics::Metrics;
 use crate::pki::{self, Pki};
 use crate::registry::Registry;
 use crate::request::Params;
 
-/// Opens the configured store.
-pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
-    if config.etcd_servers.is_empty() {
-        let path = config.data_dir.join("db").join("state.redb");
-        std::fs::create_dir_all(path.parent().expect("has a parent"))
-            .with_context(|| format!("creating {}", config.data_dir.display()))?;
+/// Opens the configured store, behind the encryption-at-rest transformers when
+/// `--encryption-provider-config` is given (a bad configuration stops the start here); the
+/// encryption layer is returned too, for the registry.
+pub async fn open_store(
+    config: &Config,
+) -> anyhow::Result<(Arc<dyn Store>, Option<Arc<EncryptingStore>>)> {
+    let encryption = match &config.encryption_provider_config {
+        Some(path) => Some(EncryptionConfig::load(path)?),
+        None => None,
+    };
+    let store: Arc<dyn Store> = if config.etcd_servers.is_empty() {
+        let dir = config.data_dir.join("db");
+        skiff_common::pki::create_private_dir(&dir)
+            .with_context(|| format!("creating {}", dir.display()))?;
+        let path = dir.join("state.redb");
         let store = EmbeddedStore::open(&path)
             .with_context(|| format!("opening the embedded store {}", path.display()))?;
         tracing::info!(path = %path.display(), "using the embedded store");
-        Ok(Arc::new(store))
+        Arc::new(store)
     } else {
-        let store = EtcdStore::connect(&config.etcd_servers)
+        let tls = etcd_tls(&config.etcd_tls)?;
+        let store = EtcdStore::connect_with_tls(&config.etcd_servers, tls)
             .await
             .with_context(|| format!("connecting to etcd at {}", config.etcd_servers.join(",")))?;
         tracing::info!(endpoints = %config.etcd_servers.join(","), "using etcd");
-        Ok(Arc::new(store))
-    }
+        Arc::new(store)
+    };
+    Ok(match encryption {
+        Some(encryption) => {
+            tracing::info!(?encryption, "encrypting at rest");
+            let encrypting = Arc::new(EncryptingStore::new(store, encryption));
+            (encrypting.clone(), Some(encrypting))
+        }
+        None => (store, None),
+    })
+}
+
+/// Reads the `--etcd-*file` flags' files; none given: plain connections.
+fn etcd_tls(files: &crate::config::EtcdTls) -> anyhow::Result<Option<EtcdTls>> {
+    let read = |flag: &str, path: &Option<PathBuf>| -> anyhow::Result<Option<String>> {
+        path.as_ref()
+            .map(|p| {
+                std::fs::read_to_string(p)
+                    .with_context(|| format!("reading --{flag} {}", p.display()))
+            })
+            .transpose()
+    };
+    let ca_pem = read("etcd-cafile", &files.ca_file)?;
+    let cert = read("etcd-certfile", &files.cert_file)?;
+    let key = read("etcd-keyfile", &files.key_file)?;
+    let client_pem = match (cert, key) {
+        (Some(c), Some(k)) => Some((c, k)),
+        (None, None) => None,
+        _ => anyhow::bail!("--etcd-certfile and --etcd-keyfile go together: give both or neither"),
+    };
+    Ok((ca_pem.is_some() || client_pem.is_some()).then_some(EtcdTls { ca_pem, client_pem }))
 }
 
 /// The addresses of this machine's interfaces (for certificate SANs and the `kubernetes`
@@ -244,12 +284,34 @@ fn authorizer(
     (Arc::new(Union { authorizers }), rbac)
 }
 
+/// Writes the admin kubeconfig unless the one there already names this server, this CA and
+/// the current admin certificate (which [`Pki::ensure`] renews before it expires): a file the
+/// user added contexts to, or one an admin is reading, is left alone across restarts.
+fn write_admin_kubeconfig(
+    path: &std::path::Path,
+    kubeconfig: &str,
+    server_url: &str,
+    pki: &Pki,
+) -> anyhow::Result<()> {
+    use base64::Engine;
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let current = std::fs::read_to_string(path).unwrap_or_default();
+    let up_to_date = current.contains(&format!("server: {server_url}\n"))
+        && current.contains(&b64(&pki.ca.cert_pem))
+        && current.contains(&b64(&pki.admin.cert_pem))
+        && current.contains(&b64(&pki.admin.key_pem));
+    if !up_to_date {
+        pki::write_kubeconfig(path, kubeconfig)?;
+    }
+    Ok(())
+}
+
 /// Runs the apiserver until `shutdown` is cancelled.
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     // A bad audit policy stops the apiserver before it serves anything.
     let metrics = Metrics::default();
     let audit = crate::audit::Auditor::start(&config.audit, &metrics)?;
-    let store = open_store(&config).await?;
+    let (store, encryption) = open_store(&config).await?;
     let advertise = advertise_ip(&config);
     let mut sans: Vec<String> = vec![
         "localhost".into(),
@@ -280,6 +342,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let mut registry = Registry::new(store.clone(), cache, allocator);
     registry.event_ttl = config.event_ttl;
     let registry = Arc::new(registry);
+    if let Some(encryption) = encryption {
+        let _ = registry.encryption.set(encryption);
+    }
 
     let listener = TcpListener::bind(SocketAddr::new(config.bind_address, config.secure_port))
         .await
@@ -307,7 +372,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let server_url = format!("https://{client_host}:{}", local.port());
     let kubeconfig = pki::kubeconfig(&server_url, &pki.ca.cert_pem, &pki.admin, "admin");
     let kc_path = config.kubeconfig_path();
-    pki::write_kubeconfig(&kc_path, &kubeconfig)?;
+    write_admin_kubeconfig(&kc_path, &kubeconfig, &server_url, &pki)?;
 
     let (authz, rbac) = authorizer(&config.authorization_modes, &registry, &shutdown);
     let _ = registry.admission.set(crate::admission::Admission {
@@ -395,4 +460,31 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
 /// The data dir to use when none is given.
 pub fn default_data_dir() -> PathBuf {
     PathBuf::from("/var/lib/skiff")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_admin_kubeconfig_is_rewritten_only_when_what_it_names_changed() {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = Pki::ensure(dir.path(), &["localhost".into()]).unwrap();
+        let path = dir.path().join("admin.kubeconfig");
+        let url = "https://127.0.0.1:6443";
+        let write = |url: &str| {
+            let kubeconfig = pki::kubeconfig(url, &pki.ca.cert_pem, &pki.admin, "admin");
+            write_admin_kubeconfig(&path, &kubeconfig, url, &pki).unwrap();
+        };
+        write(url);
+        // A line the user added survives a restart that changed nothing ...
+        let edited = std::fs::read_to_string(&path).unwrap() + "# mine\n";
+        std::fs::write(&path, &edited).unwrap();
+        write(url);
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), edited);
+        // ... and a new address is written.
+        write("https://127.0.0.1:7443");
+        let now = std::fs::read_to_string(&path).unwrap();
+        assert!(now.contains("server: https://127.0.0.1:7443\n"), "{now}");
+    }
 }

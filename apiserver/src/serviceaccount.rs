@@ -343,7 +343,7 @@ impl SigningKey {
     /// `--service-account-key-file`. The issuer is [`DEFAULT_ISSUER`] until
     /// [`with_issuer`](Self::with_issuer).
     pub fn load_or_create(pki_dir: &Path) -> Result<SigningKey, Error> {
-        fs::create_dir_all(pki_dir).map_err(io_error(pki_dir))?;
+        skiff_common::pki::create_private_dir(pki_dir).map_err(io_error(pki_dir))?;
         let key_path = pki_dir.join(KEY_FILE);
         let pub_path = pki_dir.join(PUB_FILE);
         let key = match read_optional(&key_path)? {

@@ -68,11 +68,27 @@ impl ApiServer {
         Self::start_in(dir, backend, args.iter().map(|a| a.to_string()).collect())
     }
 
+    /// Starts an apiserver on `etcd` (one the test started, e.g. with TLS) with extra flags.
+    pub fn start_on_etcd(etcd: TestEtcd, args: &[&str]) -> ApiServer {
+        let dir = tempfile::tempdir().expect("create a temporary directory");
+        let args = args.iter().map(|a| a.to_string()).collect();
+        Self::start_with_etcd(dir, Backend::Etcd, Some(etcd), args)
+    }
+
     fn start_in(dir: TempDir, backend: Backend, extra_args: Vec<String>) -> ApiServer {
         let etcd = match backend {
             Backend::Embedded => None,
             Backend::Etcd => Some(TestEtcd::start()),
         };
+        Self::start_with_etcd(dir, backend, etcd, extra_args)
+    }
+
+    fn start_with_etcd(
+        dir: TempDir,
+        backend: Backend,
+        etcd: Option<TestEtcd>,
+        extra_args: Vec<String>,
+    ) -> ApiServer {
         let mut server = ApiServer {
             backend,
             child: None,

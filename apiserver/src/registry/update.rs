@@ -48,7 +48,7 @@ impl Registry {
                 return Err(ApiError::modified(info, name));
             }
             crate::cache::set_resource_version(&mut new, rev);
-            if new == current {
+            if new == current && !self.stale(&key).await? {
                 return Ok(current);
             }
             let claims = if dry_run {
@@ -104,6 +104,18 @@ impl Registry {
             }
         }
         Err(ApiError::modified(info, name))
+    }
+
+    /// Whether the stored value of `key` must be rewritten even by an update that changes
+    /// nothing: it was encrypted with a key or provider writes no longer use.
+    async fn stale(&self, key: &str) -> ApiResult<bool> {
+        match self.encryption.get() {
+            Some(encryption) => encryption
+                .is_stale(key)
+                .await
+                .map_err(|e| ApiError::internal(e.to_string())),
+            None => Ok(false),
+        }
     }
 
     /// Applies the update rules to `new` given `old`: server-owned metadata is kept, status

@@ -6,8 +6,9 @@
 use std::fs;
 use std::io::Write;
 use std::net::IpAddr;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
 
 use base64::Engine;
 use rcgen::{
@@ -54,7 +55,7 @@ pub fn write(path: &Path, contents: &str, private: bool) -> Result<(), PkiError>
         source,
     };
     if let Some(parent) = path.parent() {
-        fs::create_dir_all(parent).map_err(io)?;
+        create_private_dir(parent).map_err(io)?;
     }
     let tmp = path.with_extension("tmp");
     let _ = fs::remove_file(&tmp);
@@ -67,6 +68,19 @@ pub fn write(path: &Path, contents: &str, private: bool) -> Result<(), PkiError>
     file.write_all(contents.as_bytes()).map_err(io)?;
     file.sync_all().map_err(io)?;
     fs::rename(&tmp, path).map_err(io)
+}
+
+/// Creates `dir` and any missing parents readable by their owner only (0700) from the start,
+/// so no other user can list or open what goes in them, not even for a moment. A folder that
+/// already exists keeps its mode.
+pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    if dir.as_os_str().is_empty() {
+        return Ok(());
+    }
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
 }
 
 pub fn load_or(
@@ -85,13 +99,79 @@ pub fn load_or(
     Ok(made)
 }
 
+/// How long an issued (leaf) certificate is valid: a year, as kubeadm's.
+pub const LEAF_VALIDITY: Duration = Duration::from_secs(365 * 24 * 3600);
+/// How long the CA is valid: ten years, as kubeadm's.
+pub const CA_VALIDITY: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+/// A certificate with less than this left is issued anew when its program starts (k3s
+/// renews within 90 days of expiry; a month leaves room for a cluster restarted rarely).
+pub const RENEW_BEFORE: Duration = Duration::from_secs(30 * 24 * 3600);
+/// Certificates start this long before they are made, so a node whose clock lags a little
+/// accepts them at once.
+const CLOCK_SKEW: Duration = Duration::from_secs(5 * 60);
+
+fn set_validity(params: &mut CertificateParams, valid_for: Duration) {
+    let now = SystemTime::now();
+    params.not_before = (now - CLOCK_SKEW).into();
+    params.not_after = (now + valid_for).into();
+}
+
+/// Whether `cert_pem` was signed by `ca_pem` and has more than [`RENEW_BEFORE`] left; false
+/// too for anything that does not parse.
+pub fn still_good(cert_pem: &str, ca_pem: &str) -> bool {
+    let parse = |pem: &str| {
+        x509_parser::pem::parse_x509_pem(pem.as_bytes())
+            .ok()
+            .map(|(_, pem)| pem)
+    };
+    let (Some(cert), Some(ca)) = (parse(cert_pem), parse(ca_pem)) else {
+        return false;
+    };
+    let (Ok(cert), Ok(ca)) = (cert.parse_x509(), ca.parse_x509()) else {
+        return false;
+    };
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let left = cert.validity().not_after.timestamp() - now;
+    cert.verify_signature(Some(ca.public_key())).is_ok() && left > RENEW_BEFORE.as_secs() as i64
+}
+
+/// Loads certificate `name` from `dir` if `ca` signed it and it is not about to expire;
+/// otherwise issues it anew with `make` (a new CA, or a certificate expiring within
+/// [`RENEW_BEFORE`], gets a fresh one at start).
+pub fn load_or_issue(
+    dir: &Path,
+    name: &str,
+    ca: &CertKey,
+    make: impl FnOnce() -> Result<CertKey, PkiError>,
+) -> Result<CertKey, PkiError> {
+    let cert_path = dir.join(format!("{name}.crt"));
+    let key_path = dir.join(format!("{name}.key"));
+    if let (Some(cert_pem), Some(key_pem)) = (read(&cert_path)?, read(&key_path)?) {
+        if still_good(&cert_pem, &ca.cert_pem) {
+            return Ok(CertKey { cert_pem, key_pem });
+        }
+        tracing::info!(cert = %cert_path.display(), "certificate expiring or not from the current CA: issuing it anew");
+    }
+    let made = make()?;
+    write(&key_path, &made.key_pem, true)?;
+    write(&cert_path, &made.cert_pem, false)?;
+    Ok(made)
+}
+
+/// The cluster CA (`CN=skiff-ca`).
 pub fn new_ca() -> Result<CertKey, PkiError> {
+    new_ca_named("skiff-ca")
+}
+
+/// A CA named `cn`: a second CA (etcd's) keeps its clients apart from the cluster's.
+pub fn new_ca_named(cn: &str) -> Result<CertKey, PkiError> {
     let key = KeyPair::generate()?;
     let mut params = CertificateParams::new(Vec::<String>::new())?;
-    params
-        .distinguished_name
-        .push(DnType::CommonName, "skiff-ca");
+    params.distinguished_name.push(DnType::CommonName, cn);
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    set_validity(&mut params, CA_VALIDITY);
     params.key_usages = vec![
         KeyUsagePurpose::KeyCertSign,
         KeyUsagePurpose::CrlSign,
@@ -119,6 +199,7 @@ pub fn issue(ca: &CertKey, cn: &str, orgs: &[&str], sans: &[String]) -> Result<C
         KeyUsagePurpose::DigitalSignature,
         KeyUsagePurpose::KeyEncipherment,
     ];
+    set_validity(&mut params, LEAF_VALIDITY);
     if sans.is_empty() {
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
     } else {
@@ -151,4 +232,67 @@ pub fn kubeconfig(server: &str, ca_pem: &str, client: &CertKey, user: &str) -> S
 /// Writes a kubeconfig file readable only by its owner.
 pub fn write_kubeconfig(path: &Path, contents: &str) -> Result<(), PkiError> {
     write(path, contents, true)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    fn days_left(pem: &str) -> i64 {
+        let (_, pem) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).unwrap();
+        let cert = pem.parse_x509().unwrap();
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        (cert.validity().not_after.timestamp() - now) / 86400
+    }
+
+    fn mode(path: &Path) -> u32 {
+        fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn leaf_certificates_last_a_year_and_the_ca_ten() {
+        let ca = new_ca().unwrap();
+        let leaf = issue(&ca, "admin", &["system:masters"], &[]).unwrap();
+        assert!((3649..=3650).contains(&days_left(&ca.cert_pem)));
+        assert!((364..=365).contains(&days_left(&leaf.cert_pem)));
+        assert!(still_good(&leaf.cert_pem, &ca.cert_pem));
+        let other = new_ca().unwrap();
+        assert!(!still_good(&leaf.cert_pem, &other.cert_pem));
+        assert!(!still_good("not a certificate", &ca.cert_pem));
+    }
+
+    #[test]
+    fn a_certificate_from_another_ca_is_issued_anew() {
+        let dir = tempfile::tempdir().unwrap();
+        let (old_ca, new) = (new_ca().unwrap(), new_ca().unwrap());
+        let first =
+            load_or_issue(dir.path(), "x", &old_ca, || issue(&old_ca, "x", &[], &[])).unwrap();
+        let again = load_or_issue(dir.path(), "x", &old_ca, || unreachable!("still good")).unwrap();
+        assert_eq!(first.cert_pem, again.cert_pem);
+        let renewed = load_or_issue(dir.path(), "x", &new, || issue(&new, "x", &[], &[])).unwrap();
+        assert!(still_good(&renewed.cert_pem, &new.cert_pem));
+        assert_eq!(
+            read(&dir.path().join("x.crt")).unwrap().unwrap(),
+            renewed.cert_pem
+        );
+    }
+
+    #[test]
+    fn keys_and_kubeconfigs_are_private_from_creation_and_so_are_new_folders() {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = dir.path().join("a/pki");
+        let ca = load_or(&pki, "ca", new_ca).unwrap();
+        write_kubeconfig(&pki.join("admin.kubeconfig"), "k").unwrap();
+        assert_eq!(mode(&pki.join("ca.key")), 0o600);
+        assert_eq!(mode(&pki.join("ca.crt")), 0o644);
+        assert_eq!(mode(&pki.join("admin.kubeconfig")), 0o600);
+        assert_eq!(mode(&pki), 0o700);
+        assert_eq!(mode(&dir.path().join("a")), 0o700);
+        assert!(!ca.key_pem.is_empty());
+    }
 }

@@ -167,14 +167,28 @@ impl EmbeddedStore {
 
     /// `open` with a chosen watch buffer, so tests can make a watcher lag cheaply.
     fn open_with_capacity(path: &Path, watch_capacity: usize) -> Result<Self, StoreError> {
+        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+        // The store holds every object, Secrets included: its folder (0700) and file (0600)
+        // are private from their creation on, never chmodded after the fact.
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| {
-                StoreError::Backend(format!(
-                    "cannot create the data directory {}: {e}",
-                    dir.display()
-                ))
-            })?;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(|e| {
+                    StoreError::Backend(format!(
+                        "cannot create the data directory {}: {e}",
+                        dir.display()
+                    ))
+                })?;
         }
+        // redb initialises an empty file as a new database.
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(path)
+            .map_err(|e| StoreError::Backend(format!("cannot create {}: {e}", path.display())))?;
         let db = Database::create(path).map_err(|e| match e {
             redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Backend(format!(
                 "{} is already open: is another apiserver using this data directory?",

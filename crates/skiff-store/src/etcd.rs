@@ -198,6 +198,26 @@ async fn commit_creates(kv: &KvClient, mut batch: Vec<CreateRequest>) -> Vec<Cre
     Vec::new()
 }
 
+/// PEM material for TLS to etcd (kube-apiserver's `--etcd-cafile`, `--etcd-certfile` and
+/// `--etcd-keyfile`, read).
+#[derive(Clone, Default)]
+pub struct EtcdTls {
+    /// The CA etcd's serving certificate must come from; none: the system's roots.
+    pub ca_pem: Option<String>,
+    /// Client certificate and key, for an etcd with `--client-cert-auth`.
+    pub client_pem: Option<(String, String)>,
+}
+
+impl std::fmt::Debug for EtcdTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the key.
+        f.debug_struct("EtcdTls")
+            .field("ca", &self.ca_pem.is_some())
+            .field("client_certificate", &self.client_pem.is_some())
+            .finish()
+    }
+}
+
 impl EtcdStore {
     fn with_client(client: Client) -> Self {
         Self::with_response_limit(client, MAX_KV_RESPONSE_BYTES)
@@ -245,6 +265,16 @@ impl EtcdStore {
     /// Connects to etcd at `endpoints` (`http://host:port` or `host:port`) and checks that it
     /// answers, so that a wrong address fails at startup rather than on the first request.
     pub async fn connect(endpoints: &[String]) -> Result<Self, StoreError> {
+        Self::connect_with_tls(endpoints, None).await
+    }
+
+    /// [`EtcdStore::connect`] over TLS (`https://` endpoints): etcd's certificate checked
+    /// against `tls.ca_pem`, and a client certificate presented when etcd runs with
+    /// `--client-cert-auth`.
+    pub async fn connect_with_tls(
+        endpoints: &[String],
+        tls: Option<EtcdTls>,
+    ) -> Result<Self, StoreError> {
         if endpoints.is_empty() {
             return Err(StoreError::Backend(
                 "no etcd endpoints given: pass --etcd-servers=http://HOST:2379".into(),
@@ -258,6 +288,19 @@ impl EtcdStore {
             .with_keep_alive_while_idle(true)
             // Without this a member that lost its quorum keeps watches open but silent.
             .with_require_leader(true);
+        let options = match tls {
+            None => options,
+            Some(tls) => {
+                let mut config = etcd_client::TlsOptions::new();
+                if let Some(ca) = tls.ca_pem {
+                    config = config.ca_certificate(etcd_client::Certificate::from_pem(ca));
+                }
+                if let Some((cert, key)) = tls.client_pem {
+                    config = config.identity(etcd_client::Identity::from_pem(cert, key));
+                }
+                options.with_tls(config)
+            }
+        };
         let client = Client::connect(endpoints, Some(options))
             .await
             .map_err(|e| {

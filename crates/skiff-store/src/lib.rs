@@ -23,5 +23,5 @@ mod conformance;
 
 pub use embedded::EmbeddedStore;
 pub use error::StoreError;
-pub use etcd::EtcdStore;
+pub use etcd::{EtcdStore, EtcdTls};
 pub use store::{EventKind, KeyValue, ListResult, Revision, Store, WatchEvent, WatchStream};

@@ -19,9 +19,18 @@ const START_DEADLINE: Duration = Duration::from_secs(30);
 /// Start attempts: a port picked as free can be taken by someone else before etcd binds it.
 const START_ATTEMPTS: usize = 3;
 
+/// The files of an etcd that speaks TLS ([`TestEtcd::start_tls`]): the CA its clients'
+/// certificates must come from, and its serving certificate (for 127.0.0.1) and key.
+#[derive(Debug, Clone)]
+pub struct TestEtcdTls {
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
 /// A running etcd, killed (and its data directory removed) on drop.
 pub struct TestEtcd {
-    /// The client URL, `http://127.0.0.1:PORT`, for [`crate::EtcdStore::connect`].
+    /// The client URL, `http://127.0.0.1:PORT` (`https://` with TLS), for [`crate::EtcdStore::connect`].
     pub endpoint: String,
     child: Child,
     // Dropped after `child` is killed (see `Drop`), so etcd never sees its files vanish.
@@ -43,9 +52,19 @@ impl TestEtcd {
     /// The binary is `$SKIFF_ETCD_BIN` if set, else `etcd` on `PATH` (`apt-get install -y
     /// etcd-server`). Panics if etcd cannot be started: this is test code.
     pub fn start() -> TestEtcd {
+        Self::start_with(None)
+    }
+
+    /// Starts etcd serving TLS with `tls`'s certificate and asking clients for a certificate
+    /// from `tls.ca` (`--client-cert-auth`); [`TestEtcd::endpoint`] is then `https://`.
+    pub fn start_tls(tls: &TestEtcdTls) -> TestEtcd {
+        Self::start_with(Some(tls))
+    }
+
+    fn start_with(tls: Option<&TestEtcdTls>) -> TestEtcd {
         let mut failures = Vec::new();
         for _ in 0..START_ATTEMPTS {
-            match Self::try_start() {
+            match Self::try_start(tls) {
                 Ok(etcd) => return etcd,
                 Err(e) => failures.push(e),
             }
@@ -63,11 +82,32 @@ impl TestEtcd {
         self.dir.path().to_owned()
     }
 
-    fn try_start() -> Result<TestEtcd, String> {
+    fn try_start(tls: Option<&TestEtcdTls>) -> Result<TestEtcd, String> {
         let binary = std::env::var("SKIFF_ETCD_BIN").unwrap_or_else(|_| "etcd".into());
         let dir = tempfile::tempdir().map_err(|e| format!("tempdir: {e}"))?;
         let (client_port, peer_port) = (free_port()?, free_port()?);
-        let client = format!("http://127.0.0.1:{client_port}");
+        // With TLS, health is asked on a plain metrics port (clients need a certificate).
+        let health_port = if tls.is_some() {
+            free_port()?
+        } else {
+            client_port
+        };
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let client = format!("{scheme}://127.0.0.1:{client_port}");
+        let mut tls_args: Vec<String> = Vec::new();
+        if let Some(tls) = tls {
+            tls_args.extend([
+                "--client-cert-auth".to_string(),
+                "--trusted-ca-file".into(),
+                tls.ca.display().to_string(),
+                "--cert-file".into(),
+                tls.cert.display().to_string(),
+                "--key-file".into(),
+                tls.key.display().to_string(),
+                "--listen-metrics-urls".into(),
+                format!("http://127.0.0.1:{health_port}"),
+            ]);
+        }
         let peer = format!("http://127.0.0.1:{peer_port}");
         let log_path = dir.path().join("etcd.log");
         let log = std::fs::File::create(&log_path).map_err(|e| format!("etcd.log: {e}"))?;
@@ -81,6 +121,7 @@ impl TestEtcd {
             .args(["--listen-peer-urls", &peer])
             .args(["--initial-advertise-peer-urls", &peer])
             .args(["--initial-cluster", &format!("default={peer}")])
+            .args(&tls_args)
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log_err)
@@ -102,7 +143,7 @@ impl TestEtcd {
                 let tail: Vec<_> = log.lines().rev().take(5).collect();
                 return Err(format!("etcd exited with {status}: {}", tail.join(" | ")));
             }
-            if healthy(client_port) {
+            if healthy(health_port) {
                 return Ok(etcd);
             }
             if Instant::now() > deadline {

@@ -54,11 +54,13 @@ fn ca(l: &Layout) -> anyhow::Result<CertKey> {
 }
 
 /// Writes (or rewrites, for a new server address) the kubeconfig of `id` for `server`; the
-/// certificate is issued once and reused.
+/// certificate is issued once and reused until it nears expiry.
 pub fn kubeconfig(l: &Layout, server: &str, id: &Identity<'_>) -> anyhow::Result<PathBuf> {
     let ca = ca(l)?;
     let dir = dir(l);
-    let cert = pki::load_or(&dir, id.file, || pki::issue(&ca, id.user, id.groups, &[]))?;
+    let cert = pki::load_or_issue(&dir, id.file, &ca, || {
+        pki::issue(&ca, id.user, id.groups, &[])
+    })?;
     let path = dir.join(format!("{}.kubeconfig", id.file));
     pki::write_kubeconfig(
         &path,
@@ -89,7 +91,7 @@ pub fn kubelet_serving(l: &Layout, node: &str, ip: &str) -> anyhow::Result<(Path
     let ca = ca(l)?;
     let dir = dir(l);
     let file = format!("kubelet-{node}-serving");
-    pki::load_or(&dir, &file, || {
+    pki::load_or_issue(&dir, &file, &ca, || {
         pki::issue(
             &ca,
             &format!("system:node:{node}"),

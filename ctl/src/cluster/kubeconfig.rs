@@ -47,7 +47,8 @@ fn load(path: &Path) -> anyhow::Result<Mapping> {
 fn save(path: &Path, config: &Mapping) -> anyhow::Result<()> {
     use std::os::unix::fs::OpenOptionsExt as _;
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        skiff_common::pki::create_private_dir(dir)
+            .with_context(|| format!("creating {}", dir.display()))?;
     }
     let text = serde_yaml::to_string(config)?;
     let tmp = path.with_extension("skiff-tmp");

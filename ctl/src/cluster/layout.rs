@@ -207,7 +207,8 @@ impl State {
     pub fn save(&self, root: &Path) -> anyhow::Result<()> {
         let path = state_file(root, &self.name);
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
+            // The cluster's folder: private, as everything the cluster keeps in it.
+            skiff_common::pki::create_private_dir(dir)?;
         }
         let tmp = path.with_extension("json.tmp");
         std::fs::write(&tmp, serde_json::to_vec_pretty(self)?)?;
