@@ -807,7 +807,7 @@ impl Gen {
 fn deep(depth: usize) -> Value {
     let mut v = json!("bottom");
     for i in 0..depth {
-        v = if i % 2 == 0 {
+        v = if i.is_multiple_of(2) {
             json!([v])
         } else {
             json!({"d": v})

@@ -85,7 +85,7 @@ fn fields(kind: &str, variant: usize) -> Value {
                 }
                 _ => json!({"kind": "ServiceAccount", "name": "default", "namespace": "fuzz"}),
             };
-            let role_kind = if kind == "RoleBinding" && variant % 2 == 0 {
+            let role_kind = if kind == "RoleBinding" && variant.is_multiple_of(2) {
                 "Role"
             } else {
                 "ClusterRole"
