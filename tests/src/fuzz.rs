@@ -115,7 +115,7 @@ impl Report {
             Ok(response) => {
                 *self.statuses.entry(response.status).or_default() += 1;
                 let body = response.body_text();
-                let kubernetes_too = kubernetes_answers_so(response.status, &body);
+                let kubernetes_too = kubernetes_answers_so(request, response.status, &body);
                 if kubernetes_too {
                     self.kubernetes_5xx += 1;
                 }
@@ -512,10 +512,12 @@ impl Fuzzer {
 }
 
 /// The 5xx answers kube-apiserver itself gives, which Skiff matches on purpose.
-fn kubernetes_answers_so(status: u16, body: &str) -> bool {
-    // Impersonate-Group, -Uid or -Extra-* without Impersonate-User: kube-apiserver's
-    // impersonation filter answers with an InternalError.
-    let impersonation = status == 500 && body.contains("without impersonating a user");
+fn kubernetes_answers_so(request: &Request, status: u16, body: &str) -> bool {
+    // Impersonate-Uid or -Extra-* without Impersonate-User: kube-apiserver's impersonation
+    // filter answers with an InternalError (with no body to show for a HEAD).
+    let impersonation = status == 500
+        && request.impersonates_without_user()
+        && (request.method == "HEAD" || body.contains("without impersonating a user"));
     // A resourceVersion the store has not reached yet: a Timeout client-go retries.
     let future_version = status == 504 && body.contains("\"ResourceVersionTooLarge\"");
     impersonation || future_version

@@ -982,6 +982,18 @@ impl Request {
         self.identity == Identity::AdminAsFuzzer
     }
 
+    /// Whether the request asks to impersonate a uid or extra fields but names no user.
+    pub fn impersonates_without_user(&self) -> bool {
+        let names_user = matches!(
+            self.identity,
+            Identity::AdminAsFuzzer | Identity::FuzzerImpersonatingAdmin
+        );
+        !names_user
+            && self.headers.iter().any(|(k, _)| {
+                k.eq_ignore_ascii_case("Impersonate-Uid") || k.starts_with("Impersonate-Extra-")
+            })
+    }
+
     /// Whether the server may rightly close the connection without answering: the request's
     /// framing promised more body than came.
     pub fn may_go_unanswered(&self) -> bool {
