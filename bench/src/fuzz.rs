@@ -1,7 +1,7 @@
 //! `skiff-bench fuzz`: the apiserver under a long fuzz run (the e2e suite's fuzzer, many more
 //! requests): mutated requests for every resource and verb must get no 5xx and no dropped
-//! connection, the server must stay ready and not panic, and the namespace the fuzzer may not
-//! write must be unchanged. Prints the status counts and `result` lines; fails otherwise.
+//! connection, the server must stay ready and not panic, what was stored must still list and
+//! print, and the namespace the fuzzer may not write must be unchanged. Prints the status counts and `result` lines; fails otherwise.
 
 use std::net::SocketAddr;
 
@@ -39,7 +39,7 @@ pub async fn run(config: Config, etcd: bool) -> anyhow::Result<()> {
         .context("the apiserver's address")?;
     let pki = server.pki_dir();
     // The fuzzer is blocking (one thread per connection): keep it off the runtime's threads.
-    let (report, ready, changes) = tokio::task::spawn_blocking(move || {
+    let (report, ready, unreadable, changes) = tokio::task::spawn_blocking(move || {
         let fuzzer = Fuzzer::prepare(Target::from_pki_dir(addr, &pki));
         println!(
             "fuzzing {} resources and subresources with {} requests (seed {}, {} connections)",
@@ -49,7 +49,8 @@ pub async fn run(config: Config, etcd: bool) -> anyhow::Result<()> {
             config.workers
         );
         let report = fuzzer.run(config);
-        (report, fuzzer.ready(), fuzzer.guarded_changes())
+        let unreadable = fuzzer.unreadable_lists();
+        (report, fuzzer.ready(), unreadable, fuzzer.guarded_changes())
     })
     .await?;
     println!("{}", report.summary());
@@ -73,11 +74,19 @@ pub async fn run(config: Config, etcd: bool) -> anyhow::Result<()> {
         "the apiserver panicked {panics} times; its log:\n{log}"
     );
     anyhow::ensure!(
+        unreadable.is_empty(),
+        "after the run, lists fail:\n{}",
+        unreadable.join("\n")
+    );
+    anyhow::ensure!(
         changes.is_empty(),
         "the fuzzer changed namespace {}:\n{}",
         fuzz::GUARDED_NAMESPACE,
         changes.join("\n")
     );
-    println!("no 5xx, no dropped requests, /readyz answers, namespace guarded unchanged");
+    println!(
+        "no 5xx, no dropped requests, /readyz answers, every list reads and prints, \
+         namespace guarded unchanged"
+    );
     Ok(())
 }

@@ -467,6 +467,40 @@ impl Fuzzer {
         changes
     }
 
+    /// Lists every listable resource in all namespaces as the admin, as JSON and as the
+    /// Table kubectl asks for: what the fuzzer stored must still be readable and printable.
+    /// Returns the lists that failed.
+    pub fn unreadable_lists(&self) -> Vec<String> {
+        let mut failed = Vec::new();
+        let listable = self
+            .resources
+            .iter()
+            .filter(|r| r.subresource.is_none() && r.verbs.iter().any(|v| v == "list"));
+        for r in listable {
+            let path = format!("{}/{}", r.prefix(), r.name);
+            for accept in [
+                "application/json",
+                "application/json;as=Table;v=v1;g=meta.k8s.io",
+            ] {
+                let outcome = self
+                    .admin
+                    .get(self.url(&path))
+                    .header("Accept", accept)
+                    .send()
+                    .and_then(|r| Ok((r.status().as_u16(), r.text()?)));
+                match outcome {
+                    Ok((200, body)) if serde_json::from_str::<Value>(&body).is_ok() => {}
+                    Ok((status, body)) => failed.push(format!(
+                        "GET {path} ({accept}): HTTP {status}: {}",
+                        shorten(&body, 300)
+                    )),
+                    Err(e) => failed.push(format!("GET {path} ({accept}): {e}")),
+                }
+            }
+        }
+        failed
+    }
+
     /// Whether the apiserver answers `/readyz` with 200.
     pub fn ready(&self) -> bool {
         self.admin
