@@ -223,6 +223,23 @@ impl ApiError {
         Self::new(503, "ServiceUnavailable", message)
     }
 
+    /// A read at a resourceVersion the store has not reached, as kube-apiserver words it:
+    /// client-go's reflector recognises the case by the `ResourceVersionTooLarge` cause and
+    /// retries after `retryAfterSeconds` instead of failing.
+    pub fn too_large_resource_version(requested: i64, current: i64) -> Self {
+        ApiError {
+            details: Some(json!({
+                "causes": [{"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}],
+                "retryAfterSeconds": 1,
+            })),
+            ..Self::new(
+                504,
+                "Timeout",
+                format!("Timeout: Too large resource version: {requested}, current: {current}"),
+            )
+        }
+    }
+
     /// Maps a store error for resource `info`/`name` to the API error users expect.
     pub fn from_store(err: StoreError, info: &ResourceInfo, name: &str) -> Self {
         match err {
@@ -230,8 +247,8 @@ impl ApiError {
             StoreError::NotFound { .. } => Self::not_found(info, name),
             StoreError::Conflict { .. } => Self::modified(info, name),
             StoreError::Compacted { .. } => Self::gone(format!("too old resource version: {err}")),
-            StoreError::FutureRevision { .. } => {
-                Self::new(504, "Timeout", format!("Too large resource version: {err}"))
+            StoreError::FutureRevision { requested, current } => {
+                Self::too_large_resource_version(requested, current)
             }
             // kube-apiserver answers etcd's "request is too large" with 413 and etcd's words.
             StoreError::RequestTooLarge { .. } => Self::too_large(err.to_string()),
@@ -301,6 +318,21 @@ mod tests {
         assert_eq!(
             status.to_string(),
             r#"{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"deployments.apps \"web\" is forbidden: User \"bob\" cannot delete resource \"deployments\" in API group \"apps\" in the namespace \"team\"","reason":"Forbidden","details":{"name":"web","group":"apps","kind":"deployments"},"code":403}"#
+        );
+    }
+
+    #[test]
+    fn a_future_resource_version_is_a_timeout_client_go_retries() {
+        let err = StoreError::FutureRevision {
+            requested: 99,
+            current: 7,
+        };
+        let info =
+            skiff_api::resources::find("", "v1", "configmaps").expect("configmaps are served");
+        let status = ApiError::from_store(err, info, "").to_status();
+        assert_eq!(
+            status.to_string(),
+            r#"{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"Timeout: Too large resource version: 99, current: 7","reason":"Timeout","details":{"causes":[{"reason":"ResourceVersionTooLarge","message":"Too large resource version"}],"retryAfterSeconds":1},"code":504}"#
         );
     }
 }

@@ -739,6 +739,14 @@ fn apply_patch(info: &ResourceInfo, ct: &str, current: &Value, patch: &Value) ->
             let mut doc = current.clone();
             json_patch::patch(&mut doc, &p)
                 .map_err(|e| rejected(format!("the JSON patch could not be applied: {e}")))?;
+            // An operation on the root ("path": "") can replace the object with any value;
+            // kube-apiserver fails to decode the result and answers Invalid.
+            if !doc.is_object() {
+                return Err(rejected(format!(
+                    "\"\" is invalid: patch: Invalid value: {:?}: the patched object is not a JSON object",
+                    doc.to_string()
+                )));
+            }
             Ok(doc)
         }
         "application/merge-patch+json" => {

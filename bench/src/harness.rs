@@ -134,6 +134,11 @@ impl Server {
         self.dir.path().join("admin.kubeconfig")
     }
 
+    /// What the apiserver wrote to stderr so far (its log).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("apiserver.log")).unwrap_or_default()
+    }
+
     /// The apiserver's resident set size in MB.
     pub fn rss_mb(&self) -> anyhow::Result<f64> {
         rss_mb(self.child.id())

@@ -6,6 +6,7 @@
 
 mod authz;
 mod controllers;
+mod fuzz;
 mod h1;
 mod harness;
 mod hollow;
@@ -107,6 +108,22 @@ enum Cmd {
     Proxy {
         #[arg(long, value_delimiter = ',', default_value = "1000,10000")]
         services: Vec<usize>,
+    },
+    /// The apiserver under a fuzz run: mutated requests for every resource and verb (JSON, YAML
+    /// and protobuf bodies, odd headers and paths) must get no 5xx and no dropped connection,
+    /// and must change nothing in a namespace the fuzzer may not write.
+    Fuzz {
+        #[arg(long, default_value_t = 20_000)]
+        requests: usize,
+        /// The run's seed: the same seed sends the same requests (the e2e test uses 21).
+        #[arg(long, default_value_t = 21)]
+        seed: u64,
+        /// Concurrent connections.
+        #[arg(long, default_value_t = 4)]
+        workers: usize,
+        /// Run the apiserver on etcd instead of the embedded store.
+        #[arg(long)]
+        etcd: bool,
     },
     /// Many hollow kubelets (`--runtime fake`) on one apiserver: registration and leases.
     HollowNodes {
@@ -668,6 +685,19 @@ async fn main() {
         } => controllers::run(replicas, memory_pods).await,
         Cmd::Proxy { services } => proxy::run(&services).await,
         Cmd::HollowNodes { nodes, seconds } => hollow::run(nodes, seconds).await,
+        Cmd::Fuzz {
+            requests,
+            seed,
+            workers,
+            etcd,
+        } => {
+            let config = skiff_e2e::fuzz::Config {
+                seed,
+                requests,
+                workers,
+            };
+            fuzz::run(config, etcd).await
+        }
     };
     if let Err(e) = outcome {
         eprintln!("skiff-bench: {e:#}");

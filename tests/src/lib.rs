@@ -15,6 +15,7 @@ mod apiserver;
 mod cluster;
 mod components;
 pub mod fixtures;
+pub mod fuzz;
 mod http;
 mod kubectl;
 mod kubelet;
