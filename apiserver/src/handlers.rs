@@ -289,6 +289,11 @@ async fn handle(
     let params = params.by(user.clone());
     let parsed = parsed.and_then(Result::ok);
 
+    // Paths outside the API (`/version`, `/openapi/*`, ...) answer in their own formats:
+    // kubectl asks for `/openapi/v2` in protobuf only, to validate a `kind: List`.
+    if parsed.is_none() && metrics_path.is_none() {
+        return other_path(app, parts, path).await;
+    }
     let format = request::negotiate(&parts.headers)?;
     let json_fmt = if format == Format::Yaml {
         Format::Yaml

@@ -135,11 +135,10 @@ fn keys_rotate_by_listing_the_new_key_first_and_replacing_every_secret() {
         &format!("--from-literal=v={new}"),
     ]);
 
-    // Rewrite every Secret with the new key, as Kubernetes' documentation says. Without
-    // --validate=false kubectl asks for the OpenAPI v2 document (in protobuf) to validate a
-    // `kind: List`, which Skiff does not serve yet.
+    // Rewrite every Secret with the new key, with the command Kubernetes' documentation gives
+    // (kubectl validates the `kind: List` against the OpenAPI v2 document, in protobuf).
     let all = server.kubectl_ok(&["get", "secrets", "-A", "-o", "json"]);
-    server.kubectl_stdin_ok(&["replace", "--validate=false", "-f", "-"], &all);
+    server.kubectl_stdin_ok(&["replace", "-f", "-"], &all);
 
     // Only the new key: everything still reads.
     write(&aesgcm(&[("key2", KEY2)]));
