@@ -9,12 +9,14 @@
 //! - [`table`]: server-side `Table` columns and rows, as kubectl prints them.
 //! - [`quantity`]: the exact resource [`Quantity`] (`100m`, `1.5Gi`), as apimachinery's.
 //! - [`validation`]: name and label checks with Kubernetes' wording.
+//! - [`bootstrap_token`]: bootstrap tokens and the Secrets holding them (`kubeadm join`).
 //! - [`openapi`]: OpenAPI v2/v3 documents generated from the `k8s-openapi` types.
 //! - [`protobuf`]: decoding of `application/vnd.kubernetes.protobuf` request bodies into JSON.
 //!
 //! Objects travel as `serde_json::Value`; typed `k8s-openapi` structs are used where a kind's
 //! rules need them.
 
+pub mod bootstrap_token;
 pub mod openapi;
 pub mod patch;
 pub mod protobuf;
