@@ -17,6 +17,9 @@ pub struct App {
     pub authz: Arc<dyn Authorizer>,
     /// Requests without credentials run as `system:anonymous` (`--anonymous-auth`).
     pub anonymous: bool,
+    /// Bearer tokens `<id>.<secret>` are checked against `bootstrap-token-<id>` Secrets
+    /// (`--enable-bootstrap-token-auth`).
+    pub bootstrap_token_auth: bool,
     pub metrics: Metrics,
     /// `host:port` clients should use, for `/api` discovery.
     pub advertise: String,
@@ -48,7 +51,8 @@ impl App {
         }
     }
 
-    /// The user a bearer token names (the token file, then ServiceAccount tokens), as a
+    /// The user a bearer token names (the token file, then bootstrap tokens, then
+    /// ServiceAccount tokens), as a
     /// `TokenReview` answers it.
     pub fn authenticate_token(&self, token: &str) -> Option<UserInfo> {
         if let Some(user) = self.tokens.lookup(token) {
@@ -58,6 +62,7 @@ impl App {
             }
             return Some(user);
         }
-        self.service_account_user(token)
+        self.bootstrap_token_user(token)
+            .or_else(|| self.service_account_user(token))
     }
 }

@@ -46,6 +46,9 @@ pub struct Config {
     pub authorization_modes: Vec<AuthorizationMode>,
     /// Requests without credentials run as `system:anonymous` (`--anonymous-auth`).
     pub anonymous_auth: bool,
+    /// Bootstrap tokens authenticate (`--enable-bootstrap-token-auth`; off by default as in
+    /// kube-apiserver, kubeadm turns it on).
+    pub enable_bootstrap_token_auth: bool,
     /// CA that kubelets' serving certificates must come from (`--kubelet-certificate-authority`);
     /// none: any certificate is accepted, as kube-apiserver does without the flag.
     pub kubelet_certificate_authority: Option<PathBuf>,
@@ -85,6 +88,7 @@ impl Config {
             token_auth_file: None,
             authorization_modes: vec![AuthorizationMode::Node, AuthorizationMode::Rbac],
             anonymous_auth: true,
+            enable_bootstrap_token_auth: false,
             deny_service_external_ips: true,
             pod_security: Default::default(),
             kubelet_certificate_authority: None,

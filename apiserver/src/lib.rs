@@ -17,6 +17,7 @@ pub mod server;
 pub mod admission;
 pub mod audit;
 pub mod auth;
+mod bootstrap_tokens;
 mod impersonate;
 mod node_authz;
 pub mod rbac;

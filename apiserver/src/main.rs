@@ -60,6 +60,11 @@ struct Flags {
     /// Let requests without credentials in as system:anonymous (RBAC decides what they see).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     anonymous_auth: bool,
+    /// Let bootstrap tokens (`<id>.<secret>`, held by `bootstrap-token-<id>` Secrets in
+    /// kube-system) authenticate, as `kubeadm join` uses them.
+    #[arg(long, default_value_t = false, num_args = 0..=1, default_missing_value = "true",
+          action = clap::ArgAction::Set)]
+    enable_bootstrap_token_auth: bool,
     /// The Pod Security level enforced in namespaces without a
     /// `pod-security.kubernetes.io/enforce` label: privileged, baseline or restricted.
     #[arg(long, default_value = "privileged")]
@@ -150,6 +155,7 @@ async fn main() -> anyhow::Result<()> {
     config.token_auth_file = flags.token_auth_file;
     config.authorization_modes = flags.authorization_mode;
     config.anonymous_auth = flags.anonymous_auth;
+    config.enable_bootstrap_token_auth = flags.enable_bootstrap_token_auth;
     config.kubelet_certificate_authority = flags.kubelet_certificate_authority;
     config
         .admission_plugins(

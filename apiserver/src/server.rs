@@ -402,6 +402,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         }),
         authz,
         anonymous: config.anonymous_auth,
+        bootstrap_token_auth: config.enable_bootstrap_token_auth,
         metrics,
         advertise: format!("{advertise}:{}", local.port()),
         kubelet: crate::proxy::KubeletClient::new(&pki.kubelet_client, kubelet_ca.as_deref())?,

@@ -89,7 +89,13 @@ pub fn enabled(spec: &[String]) -> anyhow::Result<BTreeSet<&'static str>> {
         }
     }
     if words.contains(&"*") {
-        out.extend(controllers::names().filter(|c| !words.contains(&format!("-{c}").as_str())));
+        out.extend(
+            controllers::ALL
+                .iter()
+                .filter(|c| c.enabled_by_default)
+                .map(|c| c.name)
+                .filter(|c| !words.contains(&format!("-{c}").as_str())),
+        );
     }
     Ok(out)
 }
@@ -187,6 +193,8 @@ mod tests {
                     "clusterrole-aggregation",
                     "clusterrole-aggregation-controller"
                 ),
+                ("bootstrapsigner", "bootstrap-signer"),
+                ("tokencleaner", "token-cleaner"),
             ]
         );
     }
@@ -229,8 +237,13 @@ mod tests {
     #[test]
     fn controllers_flag() {
         let s = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        assert_eq!(enabled(&s(&["*"])).unwrap().len(), controllers::ALL.len());
-        assert_eq!(controllers::names().count(), 13);
+        // Upstream's `*` leaves the bootstrap-token controllers out; kubeadm names them.
+        let all = enabled(&s(&["*"])).unwrap();
+        assert_eq!(all.len(), controllers::ALL.len() - 2);
+        assert!(!all.contains("bootstrapsigner") && !all.contains("tokencleaner"));
+        let kubeadm = enabled(&s(&["*,bootstrapsigner,tokencleaner"])).unwrap();
+        assert_eq!(kubeadm.len(), controllers::ALL.len());
+        assert_eq!(controllers::names().count(), 15);
         let e = enabled(&s(&["*,-replicaset"])).unwrap();
         assert!(!e.contains("replicaset") && e.contains("replicationcontroller"));
         assert_eq!(

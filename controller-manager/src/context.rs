@@ -8,7 +8,8 @@ use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{
-    ConfigMap, Endpoints, Namespace, Node, ReplicationController, Service, ServiceAccount,
+    ConfigMap, Endpoints, Namespace, Node, ReplicationController, Secret, Service,
+    ServiceAccount,
 };
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::rbac::v1::ClusterRole;
@@ -111,6 +112,8 @@ pub struct Context {
     default_service_accounts: Lazy<ServiceAccount>,
     root_ca_config_maps: Lazy<ConfigMap>,
     cluster_roles: Lazy<ClusterRole>,
+    bootstrap_token_secrets: Lazy<Secret>,
+    cluster_info: Lazy<ConfigMap>,
 }
 
 impl Context {
@@ -135,6 +138,8 @@ impl Context {
             default_service_accounts: Lazy::new(),
             root_ca_config_maps: Lazy::new(),
             cluster_roles: Lazy::new(),
+            bootstrap_token_secrets: Lazy::new(),
+            cluster_info: Lazy::new(),
             credentials: Credentials::shared(client.clone()),
             client,
             identity,
@@ -185,6 +190,31 @@ impl Context {
             .get_or_init(|| Informer::new(Api::all(self.client.clone())))
     }
 
+    /// The Secrets of `kube-system`, where bootstrap tokens live (the bootstrap-token
+    /// controllers' roles let them read no other namespace's).
+    pub fn bootstrap_token_secrets(&self) -> Arc<Informer<Secret>> {
+        self.bootstrap_token_secrets.get_or_init(|| {
+            Informer::new(Api::namespaced(
+                self.client.clone(),
+                skiff_api::bootstrap_token::NAMESPACE,
+            ))
+        })
+    }
+
+    /// `kube-public/cluster-info`, the one ConfigMap the bootstrap signer writes.
+    pub fn cluster_info(&self) -> Arc<Informer<ConfigMap>> {
+        self.cluster_info.get_or_init(|| {
+            let only = format!("metadata.name={}", skiff_api::bootstrap_token::CLUSTER_INFO);
+            Informer::with_config(
+                Api::namespaced(
+                    self.client.clone(),
+                    skiff_api::bootstrap_token::CLUSTER_INFO_NAMESPACE,
+                ),
+                watcher::Config::default().fields(&only),
+            )
+        })
+    }
+
     /// Starts every informer (the lazy ones if a controller asked for them); returns once all
     /// have listed.
     pub async fn start_informers(&self) {
@@ -192,6 +222,8 @@ impl Context {
         let service_accounts = self.default_service_accounts.start(&stop);
         let config_maps = self.root_ca_config_maps.start(&stop);
         let cluster_roles = self.cluster_roles.start(&stop);
+        let token_secrets = self.bootstrap_token_secrets.start(&stop);
+        let cluster_info = self.cluster_info.start(&stop);
         tokio::spawn(self.pods.clone().run(stop.clone()));
         tokio::spawn(self.replicasets.clone().run(stop.clone()));
         tokio::spawn(self.replication_controllers.clone().run(stop.clone()));
@@ -221,6 +253,12 @@ impl Context {
             i.synced().await;
         }
         if let Some(i) = cluster_roles {
+            i.synced().await;
+        }
+        if let Some(i) = token_secrets {
+            i.synced().await;
+        }
+        if let Some(i) = cluster_info {
             i.synced().await;
         }
     }

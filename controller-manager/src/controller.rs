@@ -47,6 +47,10 @@ pub trait Controller: Reconciler + Sized {
     /// bootstrap policy grants the role `system:controller:<name>`.
     const SERVICE_ACCOUNT: &'static str;
 
+    /// Whether `--controllers=*` runs it; those that are not (kube-controller-manager's
+    /// `bootstrapsigner` and `tokencleaner`) run only when named.
+    const ENABLED_BY_DEFAULT: bool = true;
+
     /// Why it cannot run with this configuration (it is then not started), if so.
     fn disabled(_ctx: &Context) -> Option<String> {
         None

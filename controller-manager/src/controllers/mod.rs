@@ -1,6 +1,7 @@
 //! The controllers, one module each, and [`ALL`]: the one table of what `--controllers`
 //! accepts and how each controller is made.
 
+pub mod bootstrap;
 pub mod clusterroleaggregation;
 pub mod deployment;
 pub mod endpoints;
@@ -31,6 +32,8 @@ pub struct Entry {
     pub name: &'static str,
     /// Its ServiceAccount ([`Controller::SERVICE_ACCOUNT`]).
     pub service_account: &'static str,
+    /// Whether `*` in `--controllers` includes it ([`Controller::ENABLED_BY_DEFAULT`]).
+    pub enabled_by_default: bool,
     start: fn(&Arc<Context>, &Arc<Metrics>, usize, CancellationToken) -> BoxFuture<'static, ()>,
 }
 
@@ -52,6 +55,7 @@ const fn entry<C: Controller>() -> Entry {
     Entry {
         name: C::NAME,
         service_account: C::SERVICE_ACCOUNT,
+        enabled_by_default: C::ENABLED_BY_DEFAULT,
         start: start::<C>,
     }
 }
@@ -88,6 +92,8 @@ pub const ALL: &[Entry] = &[
     entry::<serviceaccount::ServiceAccountsController>(),
     entry::<rootcacert::RootCaCertPublisher>(),
     entry::<clusterroleaggregation::ClusterRoleAggregation>(),
+    entry::<bootstrap::BootstrapSigner>(),
+    entry::<bootstrap::TokenCleaner>(),
 ];
 
 /// The names `--controllers` accepts.

@@ -113,6 +113,50 @@ pub fn signature_is_valid(jws: &str, content: &str, id: &str, secret: &str) -> b
     )
 }
 
+/// The name of the Role and RoleBinding that let anonymous clients read `cluster-info`.
+pub const CLUSTER_INFO_ROLE: &str = "kubeadm:bootstrap-signer-clusterinfo";
+
+/// The Role and RoleBinding in `kube-public` that `kubeadm init` creates (they are not part
+/// of the apiserver's bootstrap policy) so that `kubeadm join`, which has no credential yet,
+/// can read `cluster-info` as `system:anonymous`. skiffadm creates these two.
+pub fn cluster_info_rbac() -> (
+    k8s_openapi::api::rbac::v1::Role,
+    k8s_openapi::api::rbac::v1::RoleBinding,
+) {
+    use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+    let meta = || ObjectMeta {
+        name: Some(CLUSTER_INFO_ROLE.into()),
+        namespace: Some(CLUSTER_INFO_NAMESPACE.into()),
+        ..Default::default()
+    };
+    let role = Role {
+        metadata: meta(),
+        rules: Some(vec![PolicyRule {
+            verbs: vec!["get".into()],
+            api_groups: Some(vec![String::new()]),
+            resources: Some(vec!["configmaps".into()]),
+            resource_names: Some(vec![CLUSTER_INFO.into()]),
+            ..Default::default()
+        }]),
+    };
+    let binding = RoleBinding {
+        metadata: meta(),
+        role_ref: RoleRef {
+            api_group: "rbac.authorization.k8s.io".into(),
+            kind: "Role".into(),
+            name: CLUSTER_INFO_ROLE.into(),
+        },
+        subjects: Some(vec![Subject {
+            api_group: Some("rbac.authorization.k8s.io".into()),
+            kind: "User".into(),
+            name: "system:anonymous".into(),
+            ..Default::default()
+        }]),
+    };
+    (role, binding)
+}
+
 /// What a bootstrap-token Secret says, its data decoded.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TokenSecret {
