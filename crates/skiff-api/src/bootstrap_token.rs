@@ -53,7 +53,9 @@ fn valid_part(s: &str, len: usize) -> bool {
 /// Whether `group` may be an extra group of a token (cluster-bootstrap's
 /// `system:bootstrappers:[a-z0-9:-]{0,255}[a-z0-9]`); the error is upstream's wording.
 pub fn validate_group(group: &str) -> Result<(), String> {
-    let rest = group.strip_prefix(DEFAULT_GROUP).and_then(|r| r.strip_prefix(':'));
+    let rest = group
+        .strip_prefix(DEFAULT_GROUP)
+        .and_then(|r| r.strip_prefix(':'));
     let ok = rest.is_some_and(|r| {
         !r.is_empty()
             && r.len() <= 256
@@ -188,7 +190,12 @@ impl TokenSecret {
     /// Reads a Secret as the API serves it (JSON, `data` values base64). Values that do not
     /// decode count as absent.
     pub fn from_value(secret: &Value) -> TokenSecret {
-        let text = |p: &str| secret.pointer(p).and_then(Value::as_str).unwrap_or_default();
+        let text = |p: &str| {
+            secret
+                .pointer(p)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+        };
         let data = secret
             .get("data")
             .and_then(Value::as_object)
@@ -206,7 +213,9 @@ impl TokenSecret {
         TokenSecret {
             name: text("/metadata/name").to_string(),
             type_: text("/type").to_string(),
-            deleting: secret.pointer("/metadata/deletionTimestamp").is_some_and(|t| !t.is_null()),
+            deleting: secret
+                .pointer("/metadata/deletionTimestamp")
+                .is_some_and(|t| !t.is_null()),
             data,
         }
     }
@@ -492,15 +501,31 @@ mod tests {
             detached_signature(content, id, ""),
             "eyJhbGciOiJIUzI1NiIsImtpZCI6Impvc2h1YSJ9..UfkqvDGiIFxrMnFseDj9LYJOLNrvjW8aHhF71mvvAs8"
         );
-        let jws = "eyJhbGciOiJIUzI1NiIsImtpZCI6ImFiY2RlZiJ9..vH_kT4yiol-nrAWgjfCYqvum5wsKETXe0S7OOp1VgnE";
+        let jws =
+            "eyJhbGciOiJIUzI1NiIsImtpZCI6ImFiY2RlZiJ9..vH_kT4yiol-nrAWgjfCYqvum5wsKETXe0S7OOp1VgnE";
         let kubeconfig = "apiVersion: v1\nkind: Config\n";
         assert_eq!(
             detached_signature(kubeconfig, "abcdef", "0123456789abcdef"),
             jws
         );
-        assert!(signature_is_valid(jws, kubeconfig, "abcdef", "0123456789abcdef"));
-        assert!(!signature_is_valid(jws, kubeconfig, "abcdef", "0123456789abcdee"));
-        assert!(!signature_is_valid(jws, "changed", "abcdef", "0123456789abcdef"));
+        assert!(signature_is_valid(
+            jws,
+            kubeconfig,
+            "abcdef",
+            "0123456789abcdef"
+        ));
+        assert!(!signature_is_valid(
+            jws,
+            kubeconfig,
+            "abcdef",
+            "0123456789abcdee"
+        ));
+        assert!(!signature_is_valid(
+            jws,
+            "changed",
+            "abcdef",
+            "0123456789abcdef"
+        ));
     }
 
     #[test]
