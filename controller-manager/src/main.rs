@@ -20,7 +20,8 @@ struct Flags {
     /// kubeconfig to reach the apiserver with.
     #[arg(long)]
     kubeconfig: PathBuf,
-    /// Controllers to run: `*` for all, a name to add one, `-name` to leave one out.
+    /// Controllers to run: `*` for all but the off-by-default ones (bootstrapsigner,
+    /// tokencleaner), a name to add one, `-name` to leave one out.
     #[arg(long, default_value = "*", value_delimiter = ',')]
     controllers: Vec<String>,
     #[command(flatten)]
