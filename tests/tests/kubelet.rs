@@ -970,6 +970,8 @@ fn image_gc_removes_unused_images_and_keeps_used_and_pause_images() {
         "10.244.234.0/24",
         &[("DOCKER_HOST", host.as_str())],
         &[
+            // The test harness turns image GC off unless told.
+            "--image-gc-high-threshold=85",
             "--image-fs-usage-override=90",
             "--image-gc-period=1s",
             "--minimum-image-ttl-duration=20s",

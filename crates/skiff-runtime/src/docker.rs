@@ -1251,6 +1251,18 @@ mod tests {
     }
 
     #[test]
+    fn log_rotation_names_json_file_and_its_limits_in_bytes() {
+        let c = log_config(LogRotation {
+            max_size_bytes: 10 << 20,
+            max_files: 5,
+        });
+        assert_eq!(c.typ.as_deref(), Some("json-file"));
+        let options = c.config.unwrap();
+        assert_eq!(options["max-size"], "10485760");
+        assert_eq!(options["max-file"], "5");
+    }
+
+    #[test]
     fn docker_zero_time_is_none() {
         assert_eq!(parse_time("0001-01-01T00:00:00Z"), None);
         assert!(parse_time("2024-05-01T10:00:00.123456789Z").is_some());
