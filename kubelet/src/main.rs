@@ -75,7 +75,8 @@ struct Flags {
     /// Percent of the image filesystem's use image GC frees space down to.
     #[arg(long, default_value_t = 80, value_parser = clap::value_parser!(u8).range(0..=100))]
     image_gc_low_threshold: u8,
-    /// How long an image is kept after the kubelet first sees it, used or not (1h2m3s, 2m).
+    /// Minimum age of an unused image before image GC may remove it, counted from when the
+    /// kubelet first saw it (1h2m3s, 2m).
     #[arg(long, default_value = "2m", value_parser = parse_duration)]
     minimum_image_ttl_duration: Duration,
     /// Test hook: how often image GC runs (Kubernetes: every 5 minutes).
