@@ -54,6 +54,9 @@ pub async fn run(pods: usize) -> anyhow::Result<()> {
             // Each kubelet serves on a free port (it reports it in its Node).
             "--port".into(),
             "0".into(),
+            // The machine's engine is shared: image GC would remove others' images when its
+            // disk is full.
+            "--image-gc-high-threshold=100".into(),
         ],
         &root.path().join("kubelet.log"),
     )?;

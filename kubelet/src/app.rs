@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::{api, dns, manager, node, server, static_pods, sysinfo};
+use crate::{api, dns, image_gc, manager, node, server, static_pods, sysinfo};
 use anyhow::Context as _;
 use skiff_runtime::ContainerRuntime;
 use tokio_util::sync::CancellationToken;
@@ -46,6 +46,15 @@ pub struct Config {
     pub cluster_dns: Vec<String>,
     pub cluster_domain: String,
     pub resolv_conf: PathBuf,
+    /// `--container-log-max-size` and `--container-log-max-files`: each container's log is
+    /// rotated by the engine at that size, keeping that many files.
+    pub container_log: skiff_runtime::LogRotation,
+    /// `--image-gc-high-threshold`, `--image-gc-low-threshold`, `--minimum-image-ttl-duration`.
+    pub image_gc: image_gc::ImageGcPolicy,
+    /// How often image GC runs ([`image_gc::DEFAULT_PERIOD`]; shorter only in tests).
+    pub image_gc_period: Duration,
+    /// Test hook: image GC sees the image filesystem this percent full, whatever it is.
+    pub image_fs_usage_override: Option<u8>,
 }
 
 /// What every part of the kubelet shares.
@@ -90,21 +99,28 @@ impl Context {
 
 /// Runs the kubelet until `shutdown`.
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    config
+        .image_gc
+        .validate()
+        .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
     let client = skiff_client::client(&config.kubeconfig).await?;
     let runtime: Arc<dyn ContainerRuntime> = match config.runtime {
-        RuntimeKind::Docker => Arc::new(match &config.runtime_endpoint {
-            Some(endpoint) => {
-                let path = endpoint.strip_prefix("unix://").unwrap_or(endpoint);
-                skiff_runtime::DockerRuntime::connect_socket(path)
+        RuntimeKind::Docker => Arc::new(
+            match &config.runtime_endpoint {
+                Some(endpoint) => {
+                    let path = endpoint.strip_prefix("unix://").unwrap_or(endpoint);
+                    skiff_runtime::DockerRuntime::connect_socket(path)
+                        .await
+                        .with_context(|| {
+                            format!("connecting to Docker at {path}; is dockerd running?")
+                        })?
+                }
+                None => skiff_runtime::DockerRuntime::connect()
                     .await
-                    .with_context(|| {
-                        format!("connecting to Docker at {path}; is dockerd running?")
-                    })?
+                    .context("connecting to Docker at /var/run/docker.sock; is dockerd running?")?,
             }
-            None => skiff_runtime::DockerRuntime::connect()
-                .await
-                .context("connecting to Docker at /var/run/docker.sock; is dockerd running?")?,
-        }),
+            .with_log_rotation(config.container_log),
+        ),
         RuntimeKind::Fake => Arc::new(skiff_runtime::FakeRuntime::new()),
     };
     let node_ip = match config.node_ip {
@@ -178,6 +194,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     agent.register().await.context("registering the Node")?;
     tracing::info!(node = %ctx.node_name, ip = %node_ip, "node registered");
     let agent_task = tokio::spawn(agent.run(network_tx, shutdown.clone()));
+    tokio::spawn(run_image_gc(ctx.clone(), &config, shutdown.clone()));
     if let Some(dir) = config.pod_manifest_path.clone() {
         tokio::spawn(static_pods::run(ctx.clone(), dir, shutdown.clone()));
     }
@@ -185,4 +202,50 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let _ = agent_task.await;
     let _ = server_task.await;
     Ok(())
+}
+
+/// Starts image GC on the engine's image filesystem; a runtime whose images take no disk (the
+/// fake) has none. Image GC is off at a high threshold of 100, as in Kubernetes.
+fn run_image_gc(
+    ctx: Arc<Context>,
+    config: &Config,
+    shutdown: CancellationToken,
+) -> impl std::future::Future<Output = ()> + Send + 'static {
+    let (policy, period, usage_override) = (
+        config.image_gc,
+        config.image_gc_period,
+        config.image_fs_usage_override,
+    );
+    async move {
+        if policy.high_threshold_percent >= 100 {
+            tracing::info!("--image-gc-high-threshold is 100: image garbage collection is off");
+            return;
+        }
+        let path = loop {
+            match ctx.runtime.image_fs_path().await {
+                Ok(Some(path)) => break path,
+                Ok(None) => return,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot find the image filesystem; retrying");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        _ = tokio::time::sleep(Duration::from_secs(10)) => {}
+                    }
+                }
+            }
+        };
+        let real = image_gc::Statvfs { path };
+        let disk: Box<dyn image_gc::DiskUsage> = match usage_override {
+            Some(percent) => Box::new(image_gc::FixedUsage { real, percent }),
+            None => Box::new(real),
+        };
+        let gc = image_gc::ImageGc::new(
+            ctx.runtime.clone(),
+            ctx.api.clone(),
+            disk,
+            &ctx.node_name,
+            policy,
+        );
+        gc.run(period, shutdown).await;
+    }
 }

@@ -3,7 +3,11 @@
 use std::net::IpAddr;
 use std::path::PathBuf;
 
+use std::time::Duration;
+
 use clap::Parser;
+use skiff_common::parse_duration;
+use skiff_kubelet::image_gc::ImageGcPolicy;
 use skiff_kubelet::{Config, RuntimeKind};
 
 #[derive(Parser, Debug)]
@@ -59,6 +63,37 @@ struct Flags {
     /// `ClusterFirst` pods when there is no cluster DNS).
     #[arg(long, default_value = "/etc/resolv.conf")]
     resolv_conf: PathBuf,
+    /// The size at which a container's log is rotated (a quantity: 10Mi, 500Ki, ...).
+    #[arg(long, default_value = "10Mi", value_parser = parse_size)]
+    container_log_max_size: u64,
+    /// How many log files (the live one included) are kept per container.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(2..))]
+    container_log_max_files: u32,
+    /// Percent of the image filesystem's use at or above which image GC runs (100: never).
+    #[arg(long, default_value_t = 85, value_parser = clap::value_parser!(u8).range(0..=100))]
+    image_gc_high_threshold: u8,
+    /// Percent of the image filesystem's use image GC frees space down to.
+    #[arg(long, default_value_t = 80, value_parser = clap::value_parser!(u8).range(0..=100))]
+    image_gc_low_threshold: u8,
+    /// Minimum age of an unused image before image GC may remove it, counted from when the
+    /// kubelet first saw it (1h2m3s, 2m).
+    #[arg(long, default_value = "2m", value_parser = parse_duration)]
+    minimum_image_ttl_duration: Duration,
+    /// Test hook: how often image GC runs (Kubernetes: every 5 minutes).
+    #[arg(long, hide = true, default_value = "5m", value_parser = parse_duration)]
+    image_gc_period: Duration,
+    /// Test hook: image GC sees the image filesystem this percent full.
+    #[arg(long, hide = true, value_parser = clap::value_parser!(u8).range(0..=100))]
+    image_fs_usage_override: Option<u8>,
+}
+
+/// A byte size as a Kubernetes quantity (`10Mi`), as `--container-log-max-size` takes it.
+fn parse_size(s: &str) -> Result<u64, String> {
+    let q = skiff_api::Quantity::parse(s).map_err(|e| format!("{s:?} is not a quantity: {e}"))?;
+    u64::try_from(q.value())
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(|| format!("{s:?} must be a positive size like 10Mi"))
 }
 
 #[tokio::main]
@@ -92,6 +127,17 @@ async fn main() -> anyhow::Result<()> {
         cluster_dns: flags.cluster_dns,
         cluster_domain: flags.cluster_domain,
         resolv_conf: flags.resolv_conf,
+        container_log: skiff_runtime::LogRotation {
+            max_size_bytes: flags.container_log_max_size,
+            max_files: flags.container_log_max_files,
+        },
+        image_gc: ImageGcPolicy {
+            high_threshold_percent: flags.image_gc_high_threshold,
+            low_threshold_percent: flags.image_gc_low_threshold,
+            minimum_image_ttl: flags.minimum_image_ttl_duration,
+        },
+        image_gc_period: flags.image_gc_period,
+        image_fs_usage_override: flags.image_fs_usage_override,
     };
     let shutdown = skiff_client::shutdown_on_signal();
     skiff_kubelet::run(config, shutdown).await

@@ -75,6 +75,17 @@ impl Kubelet {
         Self::launch(server, node, pod_cidr, true, &[], extra)
     }
 
+    /// Like [`Kubelet::start`], with extra environment and extra flags.
+    pub fn start_with_env_and_args(
+        server: &ApiServer,
+        node: &str,
+        pod_cidr: &str,
+        env: &[(&str, &str)],
+        extra: &[&str],
+    ) -> Kubelet {
+        Self::launch(server, node, pod_cidr, true, env, extra)
+    }
+
     /// Starts a hollow kubelet (`--runtime fake`, as kubemark's hollow nodes) for `server` as
     /// node `node` with pod subnet `pod_cidr`, and waits for the node to be Ready. Its pods
     /// "run" in memory; pulls succeed for any image.
@@ -121,6 +132,15 @@ impl Kubelet {
         ];
         if !docker {
             args.extend(["--runtime".into(), "fake".into()]);
+        }
+        // Image GC would remove the images of other tests (and other users) of the machine's
+        // engine whenever its disk is full: off, unless the test sets it.
+        if docker
+            && !extra
+                .iter()
+                .any(|a| a.starts_with("--image-gc-high-threshold"))
+        {
+            args.push("--image-gc-high-threshold=100".into());
         }
         args.extend(extra.iter().map(|a| a.to_string()));
         let mut k = Kubelet {

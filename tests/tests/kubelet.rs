@@ -796,3 +796,227 @@ fn resolv_conf_hosts_and_events_are_as_kubernetes_writes_them() {
     server.kubectl_ok(&["delete", "pod", "named", "--wait=false"]);
     wait_for_event(&server, "named", "Killing", "Stopping container c");
 }
+
+/// The container's Docker ID from a `docker://<id>` containerID.
+fn docker_id(container_id: &Value) -> String {
+    container_id
+        .as_str()
+        .unwrap_or_default()
+        .trim_start_matches("docker://")
+        .to_string()
+}
+
+/// The json-file log files Docker keeps for a container (the live one and rotated ones), with
+/// their sizes.
+fn log_files(id: &str) -> Vec<(String, u64)> {
+    let out = std::process::Command::new("docker")
+        .args(["inspect", "-f", "{{.LogPath}}", id])
+        .output()
+        .expect("docker inspect");
+    let path = std::path::PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        panic!("container {id} has no log path");
+    };
+    let name = name.to_string_lossy().to_string();
+    let mut files: Vec<(String, u64)> = std::fs::read_dir(dir)
+        .expect("read the container's folder")
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(&name))
+        .map(|e| {
+            let size = e.metadata().map(|m| m.len()).unwrap_or(0);
+            (e.file_name().to_string_lossy().to_string(), size)
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn container_logs_rotate_and_kubectl_logs_still_shows_the_latest_lines() {
+    ensure_busybox_image();
+    let server = ApiServer::start(Backend::Embedded);
+    let kubelet = Kubelet::start_with_args(
+        &server,
+        "e2e-logrotate",
+        "10.244.233.0/24",
+        &[
+            "--container-log-max-size=32Ki",
+            "--container-log-max-files=3",
+        ],
+    );
+    // The first run writes about 600 KiB of log and fails; the second (an emptyDir remembers
+    // the first) says so and stays up, so `--previous` has a rotated log to show.
+    let script = "if [ -e /data/ran ]; then echo second-run; exec sleep 3600; fi; touch /data/ran; pad=$(printf '%0200d' 0); i=0; while [ $i -lt 3000 ]; do i=$((i+1)); echo line $i $pad; done; echo first-run-done; exit 1";
+    let containers = format!(
+        "  - name: main\n    image: {BUSYBOX}\n    imagePullPolicy: Never\n    command: [\"sh\", \"-c\", \"{script}\"]\n    volumeMounts: [{{name: data, mountPath: /data}}]\n"
+    );
+    let extra = "  volumes:\n  - {name: data, emptyDir: {}}\n";
+    server.kubectl_stdin_ok(
+        &["apply", "-f", "-"],
+        &pod_yaml("chatty", &kubelet.node, &containers, extra),
+    );
+    let p = wait_for(&server, "chatty", "restarted and Running", |p| {
+        running_and_ready(p)
+            && p["status"]["containerStatuses"][0]["restartCount"]
+                .as_u64()
+                .unwrap_or(0)
+                >= 1
+    });
+    let previous =
+        docker_id(&p["status"]["containerStatuses"][0]["lastState"]["terminated"]["containerID"]);
+    assert!(
+        !previous.is_empty(),
+        "no previous container: {:#}",
+        p["status"]
+    );
+
+    // Docker kept at most 3 files of at most 32 KiB each (a file may pass the limit by the
+    // line that crossed it).
+    let files = log_files(&previous);
+    assert!(
+        !files.is_empty() && files.len() <= 3,
+        "expected 1 to 3 log files, found {files:?}"
+    );
+    let total: u64 = files.iter().map(|(_, size)| size).sum();
+    assert!(
+        total <= 3 * (32 * 1024 + 1024),
+        "the log is not bounded: {files:?}"
+    );
+
+    // kubectl logs reads across the rotated files: the latest lines are there, the oldest
+    // were rotated away.
+    let logs = server.kubectl_ok(&["logs", "chatty", "--previous"]);
+    let lines: Vec<&str> = logs.lines().collect();
+    assert_eq!(lines.last().copied(), Some("first-run-done"));
+    assert!(
+        lines.iter().any(|l| l.starts_with("line 3000 ")),
+        "the last lines are missing"
+    );
+    assert!(
+        !lines.iter().any(|l| l.starts_with("line 1 ")),
+        "the first lines should have been rotated away"
+    );
+    assert!(lines.len() < 3000, "{} lines kept", lines.len());
+    let tail = server.kubectl_ok(&["logs", "chatty", "--previous", "--tail=2"]);
+    assert_eq!(
+        tail.lines().next().map(|l| l.starts_with("line 3000 ")),
+        Some(true),
+        "{tail}"
+    );
+    assert_eq!(server.kubectl_ok(&["logs", "chatty"]).trim(), "second-run");
+}
+
+/// `docker` against the engine at `host`, which must succeed.
+fn docker_at(host: &str, args: &[&str]) -> String {
+    let out = std::process::Command::new("docker")
+        .args(args)
+        .env("DOCKER_HOST", host)
+        .output()
+        .expect("run docker");
+    assert!(
+        out.status.success(),
+        "docker {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+#[test]
+fn image_gc_removes_unused_images_and_keeps_used_and_pause_images() {
+    // The kubelet's built-in pause image (skiff_runtime::PAUSE_IMAGE).
+    const PAUSE_IMAGE: &str = "skiff/pause:3.9";
+    ensure_busybox_image();
+    // Its own engine: image GC removes every unused image it may, which on the machine's
+    // engine would be other tests' images. Its images go with it.
+    let docker = skiff_e2e::PrivateDocker::start();
+    let host = docker.host();
+    let saved = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "docker save {BUSYBOX} | DOCKER_HOST={host} docker load"
+        ))
+        .output()
+        .expect("docker save | docker load");
+    assert!(
+        saved.status.success(),
+        "copying {BUSYBOX} into the private engine: {}",
+        String::from_utf8_lossy(&saved.stderr)
+    );
+    let unused = "skiff-test/gc-unused:1";
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("Dockerfile"),
+        format!("FROM {BUSYBOX}\nLABEL io.skiff.test=image-gc\n"),
+    )
+    .expect("write Dockerfile");
+    docker_at(
+        &host,
+        &[
+            "build",
+            "-q",
+            "-t",
+            unused,
+            &dir.path().display().to_string(),
+        ],
+    );
+
+    let server = ApiServer::start(Backend::Embedded);
+    // The disk always looks 90% full, so every run removes what it may and reports that it
+    // could not free enough. Images are first seen at start: the pod uses busybox well
+    // within their 20 s of grace.
+    let kubelet = Kubelet::start_with_env_and_args(
+        &server,
+        "e2e-imagegc",
+        "10.244.234.0/24",
+        &[("DOCKER_HOST", host.as_str())],
+        &[
+            // The test harness turns image GC off unless told.
+            "--image-gc-high-threshold=85",
+            "--image-fs-usage-override=90",
+            "--image-gc-period=1s",
+            "--minimum-image-ttl-duration=20s",
+        ],
+    );
+    let containers = format!(
+        "  - name: main\n    image: {BUSYBOX}\n    imagePullPolicy: Never\n    command: [\"sleep\", \"3600\"]\n"
+    );
+    server.kubectl_stdin_ok(
+        &["apply", "-f", "-"],
+        &pod_yaml("user", &kubelet.node, &containers, "  hostNetwork: true\n"),
+    );
+    wait_for(&server, "user", "Running and Ready", running_and_ready);
+
+    let images = || {
+        let mut tags: Vec<String> =
+            docker_at(&host, &["images", "--format", "{{.Repository}}:{{.Tag}}"])
+                .lines()
+                .map(String::from)
+                .collect();
+        tags.sort();
+        tags
+    };
+    let gone = wait_until(WAIT, || !images().iter().any(|t| t == unused));
+    assert!(gone, "{unused} was not collected; images: {:?}", images());
+    let left = images();
+    assert!(
+        left.iter().any(|t| t == BUSYBOX),
+        "the used image went: {left:?}"
+    );
+    assert!(
+        left.iter().any(|t| t == PAUSE_IMAGE),
+        "the pause image went: {left:?}"
+    );
+
+    // The disk stays "full": the Node hears it, in Kubernetes' words.
+    let mut seen = Vec::new();
+    let reported = wait_until(WAIT, || {
+        seen = events_of(&server, &kubelet.node);
+        ["FreeDiskSpaceFailed", "ImageGCFailed"]
+            .iter()
+            .all(|reason| seen.iter().any(|(r, m, _)| r == reason && m.starts_with("Failed to garbage collect required amount of images. Attempted to free ")))
+    });
+    assert!(
+        reported,
+        "no FreeDiskSpaceFailed and ImageGCFailed events: {seen:#?}"
+    );
+}

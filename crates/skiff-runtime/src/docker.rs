@@ -13,8 +13,9 @@
 //! into the bridge; accepting those (a `DOCKER-USER` rule for the cluster CIDR) belongs to
 //! whoever programs the node's routes, not to this crate.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::hash::{BuildHasher, RandomState};
+use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
@@ -24,12 +25,13 @@ use bollard::container::LogOutput;
 use bollard::errors::Error as DockerError;
 use bollard::exec::{CreateExecOptions, ResizeExecOptions, StartExecOptions, StartExecResults};
 use bollard::models::{
-    ContainerCreateBody, ContainerInspectResponse, ContainerStateStatusEnum, HostConfig, Ipam,
-    IpamConfig, NetworkCreateRequest, PortBinding,
+    ContainerCreateBody, ContainerInspectResponse, ContainerStateStatusEnum, HostConfig,
+    HostConfigLogConfig, Ipam, IpamConfig, NetworkCreateRequest, PortBinding,
 };
 use bollard::query_parameters::{
     CreateContainerOptions, CreateImageOptions, ImportImageOptions, KillContainerOptions,
-    ListContainersOptions, LogsOptions, RemoveContainerOptions, StatsOptions,
+    ListContainersOptions, ListImagesOptions, LogsOptions, RemoveContainerOptions,
+    RemoveImageOptions, StatsOptions,
 };
 use futures::StreamExt;
 use futures::stream::BoxStream;
@@ -51,6 +53,8 @@ pub struct DockerRuntime {
     /// Image ID → the ID Kubernetes reports (`docker-pullable://repo@sha256:...` when the image
     /// has a repo digest). Image IDs are content addresses, so entries never go stale.
     image_ids: Mutex<HashMap<String, String>>,
+    /// The json-file log limits set on every app container (None: the engine's defaults).
+    log_rotation: Option<LogRotation>,
 }
 
 impl std::fmt::Debug for DockerRuntime {
@@ -82,7 +86,16 @@ impl DockerRuntime {
             pause_ready: tokio::sync::Mutex::new(false),
             network_lock: tokio::sync::Mutex::new(()),
             image_ids: Mutex::new(HashMap::new()),
+            log_rotation: None,
         })
+    }
+
+    /// Bounds the log of every app container created from now on: Docker's json-file driver
+    /// rotates it at `max_size_bytes` and keeps `max_files` files, and `docker logs` (so
+    /// `kubectl logs`) reads across the files it keeps.
+    pub fn with_log_rotation(mut self, rotation: LogRotation) -> Self {
+        self.log_rotation = Some(rotation);
+        self
     }
 
     /// The bollard client, for callers that need an engine call the trait does not cover.
@@ -522,6 +535,7 @@ impl ContainerRuntime for DockerRuntime {
                 memory_swap: r.memory_limit_bytes,
                 privileged: Some(config.privileged),
                 readonly_rootfs: Some(config.read_only_root_fs),
+                log_config: self.log_rotation.map(log_config),
                 ..Default::default()
             }),
             ..Default::default()
@@ -845,6 +859,88 @@ impl ContainerRuntime for DockerRuntime {
             memory_working_set_bytes: memory.unwrap_or(0),
         })
     }
+
+    async fn list_images(&self) -> Result<Vec<ImageInfo>> {
+        let images = self
+            .docker
+            .list_images(Some(ListImagesOptions::default()))
+            .await
+            .map_err(engine_err)?;
+        Ok(images
+            .into_iter()
+            .map(|i| ImageInfo {
+                id: i.id,
+                // Docker lists a dangling image's tags as `<none>:<none>`.
+                repo_tags: i
+                    .repo_tags
+                    .into_iter()
+                    .filter(|t| t != "<none>:<none>")
+                    .collect(),
+                size_bytes: u64::try_from(i.size).unwrap_or(0),
+            })
+            .collect())
+    }
+
+    async fn images_in_use(&self) -> Result<BTreeSet<String>> {
+        let options = ListContainersOptions {
+            all: true,
+            ..Default::default()
+        };
+        let list = self
+            .docker
+            .list_containers(Some(options))
+            .await
+            .map_err(engine_err)?;
+        Ok(list.into_iter().filter_map(|c| c.image_id).collect())
+    }
+
+    async fn remove_image(&self, id: &str) -> Result<()> {
+        // An image with several tags cannot be removed by ID without force, and force would
+        // also take it from under stopped containers: untag it first, then remove it, as
+        // dockershim did.
+        let tags = match self.docker.inspect_image(id).await {
+            Ok(image) => image.repo_tags.unwrap_or_default(),
+            Err(e) if status_of(&e) == Some(404) => return Ok(()),
+            Err(e) => return Err(engine_err(e)),
+        };
+        for name in tags.iter().map(String::as_str).chain([id]) {
+            match self
+                .docker
+                .remove_image(name, Some(RemoveImageOptions::default()), None)
+                .await
+            {
+                Ok(_) => {}
+                Err(e) if status_of(&e) == Some(404) => {}
+                Err(e) => {
+                    return Err(RuntimeError::Other(format!(
+                        "removing image {id} ({name}): {}",
+                        message(&e)
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn image_fs_path(&self) -> Result<Option<PathBuf>> {
+        let info = self.docker.info().await.map_err(engine_err)?;
+        Ok(Some(PathBuf::from(
+            info.docker_root_dir
+                .unwrap_or_else(|| "/var/lib/docker".into()),
+        )))
+    }
+}
+
+/// json-file with rotation: the driver is named, not left to the engine's default, because
+/// `max-size` and `max-file` mean nothing to (and are refused by) most other drivers.
+fn log_config(rotation: LogRotation) -> HostConfigLogConfig {
+    HostConfigLogConfig {
+        typ: Some("json-file".into()),
+        config: Some(HashMap::from([
+            ("max-size".to_string(), rotation.max_size_bytes.to_string()),
+            ("max-file".to_string(), rotation.max_files.to_string()),
+        ])),
+    }
 }
 
 async fn remove(docker: &Docker, id: &str) -> Result<()> {
@@ -1152,6 +1248,18 @@ mod tests {
         assert_eq!(cpu_shares(0), 2);
         assert_eq!(cpu_shares(1000), 1024);
         assert_eq!(cpu_shares(250), 256);
+    }
+
+    #[test]
+    fn log_rotation_names_json_file_and_its_limits_in_bytes() {
+        let c = log_config(LogRotation {
+            max_size_bytes: 10 << 20,
+            max_files: 5,
+        });
+        assert_eq!(c.typ.as_deref(), Some("json-file"));
+        let options = c.config.unwrap();
+        assert_eq!(options["max-size"], "10485760");
+        assert_eq!(options["max-file"], "5");
     }
 
     #[test]

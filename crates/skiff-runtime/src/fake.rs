@@ -50,6 +50,8 @@ struct State {
     next_id: u64,
     /// image reference → image ID.
     images: BTreeMap<String, String>,
+    /// image ID → its size in bytes (0 when not given).
+    image_sizes: HashMap<String, u64>,
     /// image reference → the message its pull fails with.
     failing_pulls: HashMap<String, String>,
     /// network name → (base address, prefix length).
@@ -118,6 +120,19 @@ impl FakeRuntime {
         self.lock()
             .images
             .insert(image.to_string(), image_id(image));
+    }
+
+    /// Makes `image` present with a size, for the image garbage collector.
+    pub fn add_image_of_size(&self, image: &str, size_bytes: u64) {
+        let mut state = self.lock();
+        let id = image_id(image);
+        state.images.insert(image.to_string(), id.clone());
+        state.image_sizes.insert(id, size_bytes);
+    }
+
+    /// The image ID `image` has (or would have) in this runtime.
+    pub fn image_id(image: &str) -> String {
+        image_id(image)
     }
 
     /// Makes every later pull of `image` fail with `message`.
@@ -551,6 +566,49 @@ impl ContainerRuntime for FakeRuntime {
             cpu_usage_nanos: if running { 1_000_000 } else { 0 },
             memory_working_set_bytes: if running { 1 << 20 } else { 0 },
         })
+    }
+
+    async fn list_images(&self) -> Result<Vec<ImageInfo>> {
+        let state = self.lock();
+        let mut by_id: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+        for (reference, id) in &state.images {
+            by_id.entry(id).or_default().push(reference.clone());
+        }
+        Ok(by_id
+            .into_iter()
+            .map(|(id, repo_tags)| ImageInfo {
+                id: id.to_string(),
+                repo_tags,
+                size_bytes: state.image_sizes.get(id).copied().unwrap_or(0),
+            })
+            .collect())
+    }
+
+    async fn images_in_use(&self) -> Result<BTreeSet<String>> {
+        Ok(self
+            .lock()
+            .containers
+            .values()
+            .map(|c| c.status.image_id.clone())
+            .collect())
+    }
+
+    async fn remove_image(&self, id: &str) -> Result<()> {
+        let mut state = self.lock();
+        // Docker's refusal (409) of an image a container, even a stopped one, still uses.
+        if state.containers.values().any(|c| c.status.image_id == id) {
+            return Err(RuntimeError::Other(format!(
+                "conflict: unable to delete {id} - image is being used by a container"
+            )));
+        }
+        state.images.retain(|_, image| image != id);
+        state.image_sizes.remove(id);
+        Ok(())
+    }
+
+    async fn image_fs_path(&self) -> Result<Option<std::path::PathBuf>> {
+        // Fake images take no disk: hollow nodes have nothing to collect.
+        Ok(None)
     }
 }
 

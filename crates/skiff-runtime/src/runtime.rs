@@ -1,6 +1,7 @@
 //! The [`ContainerRuntime`] trait and the types it speaks.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
@@ -231,6 +232,27 @@ pub struct EnsuredImage {
     pub pulled: bool,
 }
 
+/// An image the engine holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageInfo {
+    /// The image ID (`sha256:...`).
+    pub id: String,
+    /// Every `name:tag` pointing at it (empty for a dangling image).
+    pub repo_tags: Vec<String>,
+    /// What removing it would free at most (Docker's size, shared layers included).
+    pub size_bytes: u64,
+}
+
+/// How the engine should bound each container's log: Docker's json-file `max-size` and
+/// `max-file`, from the kubelet's `--container-log-max-size` and `--container-log-max-files`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogRotation {
+    /// A log file is rotated once it reaches this many bytes.
+    pub max_size_bytes: u64,
+    /// At most this many files (the live one included) are kept per container.
+    pub max_files: u32,
+}
+
 /// A container engine as the kubelet needs it.
 #[async_trait]
 pub trait ContainerRuntime: Send + Sync + 'static {
@@ -299,4 +321,19 @@ pub trait ContainerRuntime: Send + Sync + 'static {
     ) -> Result<(i64, Vec<u8>)>;
 
     async fn stats(&self, id: &str) -> Result<ContainerStats>;
+
+    /// Every image the engine holds.
+    async fn list_images(&self) -> Result<Vec<ImageInfo>>;
+
+    /// The IDs of the images of every container the engine holds, running or not, Skiff's or
+    /// not: those images must not be removed.
+    async fn images_in_use(&self) -> Result<BTreeSet<String>>;
+
+    /// Removes an image by ID, with all its tags. Missing is fine; an image a container uses
+    /// is an error.
+    async fn remove_image(&self, id: &str) -> Result<()>;
+
+    /// The folder on the filesystem where the engine keeps images (Docker's data root), for
+    /// the image garbage collector's disk usage; `None` when images take no disk (fake).
+    async fn image_fs_path(&self) -> Result<Option<PathBuf>>;
 }
