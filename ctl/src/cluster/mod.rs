@@ -803,6 +803,11 @@ fn start_agents(
             &serving_cert,
             "--tls-private-key-file",
             &serving_key,
+            // No image garbage collection, as kind's nodes: images come in with `load-image`
+            // and no registry could bring back one the collector removed; every node shares
+            // the host's disk, so its usage says nothing about one node anyway.
+            "--image-gc-high-threshold",
+            "100",
         ],
     )?;
     spawn(
