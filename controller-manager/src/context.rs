@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{
     ConfigMap, Endpoints, Namespace, Node, ReplicationController, Service, ServiceAccount,
@@ -42,7 +43,15 @@ pub struct Settings {
     /// `--root-ca-file`, else the kubeconfig's certificate authority. None: the publisher
     /// does not run.
     pub root_ca: Option<String>,
+    /// The CA the CSR signer issues certificates with (`--cluster-signing-cert-file` and
+    /// `--cluster-signing-key-file`). None: the signer does not run.
+    pub cluster_signing: Option<skiff_common::pki::CertKey>,
+    /// The longest certificate the CSR signer issues (`--cluster-signing-duration`).
+    pub cluster_signing_duration: Duration,
 }
+
+/// kube-controller-manager's default `--cluster-signing-duration`: a year.
+pub const DEFAULT_CLUSTER_SIGNING_DURATION: Duration = Duration::from_secs(8760 * 3600);
 
 impl Default for Settings {
     fn default() -> Self {
@@ -56,6 +65,8 @@ impl Default for Settings {
             hpa_downscale_stabilization: Duration::from_secs(300),
             hpa_tuning: Default::default(),
             root_ca: None,
+            cluster_signing: None,
+            cluster_signing_duration: DEFAULT_CLUSTER_SIGNING_DURATION,
         }
     }
 }
@@ -111,6 +122,7 @@ pub struct Context {
     default_service_accounts: Lazy<ServiceAccount>,
     root_ca_config_maps: Lazy<ConfigMap>,
     cluster_roles: Lazy<ClusterRole>,
+    csrs: Lazy<CertificateSigningRequest>,
 }
 
 impl Context {
@@ -135,6 +147,7 @@ impl Context {
             default_service_accounts: Lazy::new(),
             root_ca_config_maps: Lazy::new(),
             cluster_roles: Lazy::new(),
+            csrs: Lazy::new(),
             credentials: Credentials::shared(client.clone()),
             client,
             identity,
@@ -185,6 +198,12 @@ impl Context {
             .get_or_init(|| Informer::new(Api::all(self.client.clone())))
     }
 
+    /// CertificateSigningRequests (read by the CSR approver and signer).
+    pub fn csrs(&self) -> Arc<Informer<CertificateSigningRequest>> {
+        self.csrs
+            .get_or_init(|| Informer::new(Api::all(self.client.clone())))
+    }
+
     /// Starts every informer (the lazy ones if a controller asked for them); returns once all
     /// have listed.
     pub async fn start_informers(&self) {
@@ -192,6 +211,7 @@ impl Context {
         let service_accounts = self.default_service_accounts.start(&stop);
         let config_maps = self.root_ca_config_maps.start(&stop);
         let cluster_roles = self.cluster_roles.start(&stop);
+        let csrs = self.csrs.start(&stop);
         tokio::spawn(self.pods.clone().run(stop.clone()));
         tokio::spawn(self.replicasets.clone().run(stop.clone()));
         tokio::spawn(self.replication_controllers.clone().run(stop.clone()));
@@ -221,6 +241,9 @@ impl Context {
             i.synced().await;
         }
         if let Some(i) = cluster_roles {
+            i.synced().await;
+        }
+        if let Some(i) = csrs {
             i.synced().await;
         }
     }

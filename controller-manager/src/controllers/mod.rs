@@ -2,6 +2,8 @@
 //! accepts and how each controller is made.
 
 pub mod clusterroleaggregation;
+pub mod csrapproving;
+pub mod csrsigning;
 pub mod deployment;
 pub mod endpoints;
 pub mod gc;
@@ -88,6 +90,8 @@ pub const ALL: &[Entry] = &[
     entry::<serviceaccount::ServiceAccountsController>(),
     entry::<rootcacert::RootCaCertPublisher>(),
     entry::<clusterroleaggregation::ClusterRoleAggregation>(),
+    entry::<csrapproving::CsrApprover>(),
+    entry::<csrsigning::CsrSigner>(),
 ];
 
 /// The names `--controllers` accepts.

@@ -122,6 +122,100 @@ pub fn parse_request(pem: &[u8]) -> Result<Request, RequestError> {
     Ok(out)
 }
 
+/// The usages a kubelet client certificate has: client auth and digital signature, with key
+/// encipherment for RSA keys (upstream's `kubeletClientRequiredUsages` and its no-RSA form).
+const KUBELET_CLIENT_USAGES: [&[&str]; 2] = [
+    &["client auth", "digital signature", "key encipherment"],
+    &["client auth", "digital signature"],
+];
+const KUBELET_SERVING_USAGES: [&[&str]; 2] = [
+    &["digital signature", "key encipherment", "server auth"],
+    &["digital signature", "server auth"],
+];
+
+/// Whether `usages` is, as a set, one of `allowed`.
+fn usages_match(usages: &[String], allowed: [&[&str]; 2]) -> bool {
+    let mut set: Vec<&str> = usages.iter().map(String::as_str).collect();
+    set.sort_unstable();
+    set.dedup();
+    allowed.iter().any(|a| set == *a)
+}
+
+fn nodes_group_and_name(req: &Request) -> Result<(), String> {
+    if req.organizations != ["system:nodes"] {
+        return Err("subject organization is not system:nodes".into());
+    }
+    if !req.common_name.starts_with("system:node:") {
+        return Err("subject common name does not begin with system:node:".into());
+    }
+    Ok(())
+}
+
+/// Whether a request is a kubelet's client certificate (`CN=system:node:<name>`,
+/// `O=system:nodes`, no alternative names, client usages), as upstream's
+/// `ValidateKubeletClientCSR`; the error says what is wrong.
+pub fn check_kubelet_client(req: &Request, usages: &[String]) -> Result<(), String> {
+    nodes_group_and_name(req)?;
+    if !req.dns_names.is_empty() {
+        return Err("dnsNames are not allowed".into());
+    }
+    if !req.email_addresses.is_empty() {
+        return Err("email addresses are not allowed".into());
+    }
+    if !req.ip_addresses.is_empty() {
+        return Err("IP addresses are not allowed".into());
+    }
+    if !req.uris.is_empty() {
+        return Err("URIs are not allowed".into());
+    }
+    if !usages_match(usages, KUBELET_CLIENT_USAGES) {
+        return Err(format!(
+            "usages did not match {:?}",
+            KUBELET_CLIENT_USAGES[0]
+        ));
+    }
+    Ok(())
+}
+
+/// Whether a request is a kubelet's serving certificate (node subject, a DNS or IP name, no
+/// email or URI names, serving usages), as upstream's `ValidateKubeletServingCSR`.
+pub fn check_kubelet_serving(req: &Request, usages: &[String]) -> Result<(), String> {
+    nodes_group_and_name(req)?;
+    if req.dns_names.is_empty() && req.ip_addresses.is_empty() {
+        return Err("DNS or IP subjectAltName is required".into());
+    }
+    if !req.email_addresses.is_empty() {
+        return Err("Email subjectAltNames are forbidden".into());
+    }
+    if !req.uris.is_empty() {
+        return Err("URI subjectAltNames are forbidden".into());
+    }
+    if !usages_match(usages, KUBELET_SERVING_USAGES) {
+        return Err(format!(
+            "usages did not match {:?}",
+            KUBELET_SERVING_USAGES[0]
+        ));
+    }
+    Ok(())
+}
+
+/// Whether a request suits `signer`, one of the three built-in signers the controller-manager
+/// signs for; `Err` says why not (upstream's signer checks).
+pub fn check_for_signer(signer: &str, req: &Request, usages: &[String]) -> Result<(), String> {
+    match signer {
+        KUBELET_CLIENT_SIGNER => check_kubelet_client(req, usages),
+        KUBELET_SERVING_SIGNER => check_kubelet_serving(req, usages),
+        CLIENT_SIGNER => {
+            const ALLOWED: &[&str] = &["client auth", "digital signature", "key encipherment"];
+            match usages.iter().find(|u| !ALLOWED.contains(&u.as_str())) {
+                Some(u) => Err(format!("invalid usage for client certificate: {u}")),
+                None => Ok(()),
+            }
+        }
+        other => Err(format!("unknown signerName {other:?}")),
+    }
+}
+
 /// The PEM bytes of a CSR's `spec.request` (base64 in JSON); empty when absent or not base64.
 pub fn request_pem(csr: &Value) -> Vec<u8> {
     csr.pointer("/spec/request")
