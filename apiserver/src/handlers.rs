@@ -475,7 +475,7 @@ async fn resource(
             )
             .await
         }
-        (&Method::GET, Some(name), None | Some("status")) => {
+        (&Method::GET, Some(name), None | Some("status" | "approval")) => {
             let obj = reg.get(info, ns, name, &params).await?;
             Ok(respond(
                 200,
@@ -528,7 +528,7 @@ async fn resource(
             reg.delete(info, ns, name, &opts, &params).await?;
             Ok(respond(201, &render::success(201), Format::Json, &[]))
         }
-        (&Method::PUT, Some(name), sub @ (None | Some("status"))) => {
+        (&Method::PUT, Some(name), sub @ (None | Some("status" | "approval"))) => {
             let body = request::decode_body(&parts.headers, &read_body(body).await?)?;
             let w = reg
                 .update(info, ns, name, sub, body, &params, &manager)
@@ -802,7 +802,7 @@ async fn patch(
         })
         .await;
     }
-    if !matches!(sub, None | Some("status")) {
+    if !matches!(sub, None | Some("status" | "approval")) {
         return Err(ApiError::method_not_allowed(
             "PATCH is not supported on this subresource",
         ));

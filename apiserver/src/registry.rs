@@ -71,6 +71,12 @@ pub fn storage_info(info: &'static ResourceInfo) -> &'static ResourceInfo {
     resources::find(info.group, info.storage_version, info.plural).unwrap_or(info)
 }
 
+/// Whether `info` is `certificates.k8s.io` CertificateSigningRequests, whose create records
+/// the requester and whose updates follow their own strategies.
+pub fn is_csr(info: &ResourceInfo) -> bool {
+    (info.group, info.plural) == ("certificates.k8s.io", "certificatesigningrequests")
+}
+
 /// Converts a stored object to the version the client asked for.
 pub fn to_external(info: &ResourceInfo, obj: Value) -> Value {
     strategy::convert(info, obj, info.version)

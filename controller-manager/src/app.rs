@@ -32,6 +32,31 @@ pub struct Config {
     /// `--use-service-account-credentials`: each controller writes as its own ServiceAccount
     /// ([`crate::credentials`]).
     pub use_service_account_credentials: bool,
+    /// `--cluster-signing-cert-file` and `--cluster-signing-key-file`: the CA the CSR signer
+    /// issues with (both or neither).
+    pub cluster_signing_cert_file: Option<PathBuf>,
+    pub cluster_signing_key_file: Option<PathBuf>,
+}
+
+/// The CSR signer's CA from `--cluster-signing-cert-file` and `--cluster-signing-key-file`:
+/// none without them; both must be given and readable.
+pub fn cluster_signing(
+    cert: Option<&std::path::Path>,
+    key: Option<&std::path::Path>,
+) -> anyhow::Result<Option<skiff_common::pki::CertKey>> {
+    let read = |p: &std::path::Path, flag: &str| {
+        std::fs::read_to_string(p).with_context(|| format!("reading {flag} {}", p.display()))
+    };
+    match (cert, key) {
+        (None, None) => Ok(None),
+        (Some(c), Some(k)) => Ok(Some(skiff_common::pki::CertKey {
+            cert_pem: read(c, "--cluster-signing-cert-file")?,
+            key_pem: read(k, "--cluster-signing-key-file")?,
+        })),
+        _ => anyhow::bail!(
+            "--cluster-signing-cert-file and --cluster-signing-key-file go together: give both or neither"
+        ),
+    }
 }
 
 /// The cluster CA bundle to publish: `--root-ca-file` (which must be readable), else the
@@ -105,6 +130,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let enabled = enabled(&config.controllers)?;
     let mut settings = config.settings.clone();
     settings.root_ca = root_ca(config.root_ca_file.as_deref(), &config.kubeconfig)?;
+    settings.cluster_signing = cluster_signing(
+        config.cluster_signing_cert_file.as_deref(),
+        config.cluster_signing_key_file.as_deref(),
+    )?;
     let client = skiff_client::client(&config.kubeconfig).await?;
     let identity = skiff_client::identity();
     let metrics = Metrics::new();
@@ -195,6 +224,8 @@ mod tests {
                 ),
                 ("bootstrapsigner", "bootstrap-signer"),
                 ("tokencleaner", "token-cleaner"),
+                ("csrapproving", "certificate-controller"),
+                ("csrsigning", "certificate-controller"),
             ]
         );
     }
@@ -243,7 +274,7 @@ mod tests {
         assert!(!all.contains("bootstrapsigner") && !all.contains("tokencleaner"));
         let kubeadm = enabled(&s(&["*,bootstrapsigner,tokencleaner"])).unwrap();
         assert_eq!(kubeadm.len(), controllers::ALL.len());
-        assert_eq!(controllers::names().count(), 15);
+        assert_eq!(controllers::names().count(), 17);
         let e = enabled(&s(&["*,-replicaset"])).unwrap();
         assert!(!e.contains("replicaset") && e.contains("replicationcontroller"));
         assert_eq!(

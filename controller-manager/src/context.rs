@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{
     ConfigMap, Endpoints, Namespace, Node, ReplicationController, Secret, Service, ServiceAccount,
@@ -42,7 +43,15 @@ pub struct Settings {
     /// `--root-ca-file`, else the kubeconfig's certificate authority. None: the publisher
     /// does not run.
     pub root_ca: Option<String>,
+    /// The CA the CSR signer issues certificates with (`--cluster-signing-cert-file` and
+    /// `--cluster-signing-key-file`). None: the signer does not run.
+    pub cluster_signing: Option<skiff_common::pki::CertKey>,
+    /// The longest certificate the CSR signer issues (`--cluster-signing-duration`).
+    pub cluster_signing_duration: Duration,
 }
+
+/// kube-controller-manager's default `--cluster-signing-duration`: a year.
+pub const DEFAULT_CLUSTER_SIGNING_DURATION: Duration = Duration::from_secs(8760 * 3600);
 
 impl Default for Settings {
     fn default() -> Self {
@@ -56,6 +65,8 @@ impl Default for Settings {
             hpa_downscale_stabilization: Duration::from_secs(300),
             hpa_tuning: Default::default(),
             root_ca: None,
+            cluster_signing: None,
+            cluster_signing_duration: DEFAULT_CLUSTER_SIGNING_DURATION,
         }
     }
 }
@@ -113,6 +124,7 @@ pub struct Context {
     cluster_roles: Lazy<ClusterRole>,
     bootstrap_token_secrets: Lazy<Secret>,
     cluster_info: Lazy<ConfigMap>,
+    csrs: Lazy<CertificateSigningRequest>,
 }
 
 impl Context {
@@ -139,6 +151,7 @@ impl Context {
             cluster_roles: Lazy::new(),
             bootstrap_token_secrets: Lazy::new(),
             cluster_info: Lazy::new(),
+            csrs: Lazy::new(),
             credentials: Credentials::shared(client.clone()),
             client,
             identity,
@@ -214,6 +227,12 @@ impl Context {
         })
     }
 
+    /// CertificateSigningRequests (read by the CSR approver and signer).
+    pub fn csrs(&self) -> Arc<Informer<CertificateSigningRequest>> {
+        self.csrs
+            .get_or_init(|| Informer::new(Api::all(self.client.clone())))
+    }
+
     /// Starts every informer (the lazy ones if a controller asked for them); returns once all
     /// have listed.
     pub async fn start_informers(&self) {
@@ -223,6 +242,7 @@ impl Context {
         let cluster_roles = self.cluster_roles.start(&stop);
         let token_secrets = self.bootstrap_token_secrets.start(&stop);
         let cluster_info = self.cluster_info.start(&stop);
+        let csrs = self.csrs.start(&stop);
         tokio::spawn(self.pods.clone().run(stop.clone()));
         tokio::spawn(self.replicasets.clone().run(stop.clone()));
         tokio::spawn(self.replication_controllers.clone().run(stop.clone()));
@@ -258,6 +278,9 @@ impl Context {
             i.synced().await;
         }
         if let Some(i) = cluster_info {
+            i.synced().await;
+        }
+        if let Some(i) = csrs {
             i.synced().await;
         }
     }

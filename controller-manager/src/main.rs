@@ -76,6 +76,16 @@ struct Flags {
     /// token), so RBAC applies to it; otherwise all use this process's credentials.
     #[arg(long, default_value_t = false, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     use_service_account_credentials: bool,
+    /// PEM CA certificate the CSR signer issues cluster-scoped certificates with.
+    #[arg(long)]
+    cluster_signing_cert_file: Option<PathBuf>,
+    /// PEM private key of --cluster-signing-cert-file.
+    #[arg(long)]
+    cluster_signing_key_file: Option<PathBuf>,
+    /// The longest certificate the CSR signer issues; a CSR's spec.expirationSeconds may ask
+    /// for less.
+    #[arg(long, default_value = "8760h", value_parser = parse_duration)]
+    cluster_signing_duration: Duration,
 }
 
 #[tokio::main]
@@ -110,9 +120,13 @@ async fn main() -> anyhow::Result<()> {
                 initial_readiness_delay: flags.horizontal_pod_autoscaler_initial_readiness_delay,
             },
             root_ca: None,
+            cluster_signing: None,
+            cluster_signing_duration: flags.cluster_signing_duration,
         },
         root_ca_file: flags.root_ca_file,
         use_service_account_credentials: flags.use_service_account_credentials,
+        cluster_signing_cert_file: flags.cluster_signing_cert_file,
+        cluster_signing_key_file: flags.cluster_signing_key_file,
     };
     let shutdown = skiff_client::shutdown_on_signal();
     skiff_controller_manager::run(config, shutdown).await

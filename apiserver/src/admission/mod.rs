@@ -8,6 +8,10 @@
 //!   the caller already holds (unless it has the `escalate` or `bind` verb);
 //! - `PodSecurity` ([`pod_security`]): namespace labels choose a Pod Security Standard level
 //!   to enforce, audit and warn about;
+//! - `CertificateApproval`, `CertificateSigning` and `CertificateSubjectRestriction`: approving
+//!   a CSR takes the `approve` verb, and issuing its certificate the `sign` verb, on the
+//!   `signers` resource named by its signer; no `kube-apiserver-client` certificate for the
+//!   `system:masters` group;
 //! - `DenyServiceExternalIPs` and the addresses no Service may take ([`external_ips`]).
 //!
 //! Writes the apiserver makes itself carry no user and are not admitted.
@@ -114,6 +118,9 @@ impl Admission {
             ("", "namespaces") => {
                 self.pod_security_namespace(registry, req, new, old, &mut warnings)?
             }
+            ("certificates.k8s.io", "certificatesigningrequests") => {
+                self.certificates(req, new, old)?
+            }
             ("rbac.authorization.k8s.io", "roles" | "clusterroles") => {
                 self.no_escalation(req, new, old)?
             }
@@ -137,6 +144,72 @@ impl Admission {
             _ => {}
         }
         Ok(warnings)
+    }
+
+    /// Upstream's three `certificates.k8s.io` plugins.
+    fn certificates(&self, req: &Request<'_>, new: &Value, old: Option<&Value>) -> ApiResult<()> {
+        let signer = new
+            .pointer("/spec/signerName")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let name = name_of(new);
+        match (req.op, req.subresource) {
+            (Operation::Create, None) if signer == skiff_api::certificates::CLIENT_SIGNER => {
+                let pem = skiff_api::certificates::request_pem(new);
+                let masters = skiff_api::certificates::parse_request(&pem)
+                    .is_ok_and(|r| r.organizations.iter().any(|o| o == "system:masters"));
+                if masters {
+                    return Err(forbidden(
+                        req.info,
+                        name,
+                        &format!("use of {signer} signer with system:masters group is not allowed"),
+                    ));
+                }
+            }
+            (Operation::Update, Some("approval"))
+                if !self.may_for_signer(req.user, "approve", signer) =>
+            {
+                return Err(forbidden(
+                    req.info,
+                    name,
+                    &format!("user not permitted to approve requests with signerName {signer:?}"),
+                ));
+            }
+            (Operation::Update, Some("status")) => {
+                let cert = |o: &Value| o.pointer("/status/certificate").cloned();
+                if old.map(cert) != Some(cert(new))
+                    && !self.may_for_signer(req.user, "sign", signer)
+                {
+                    return Err(forbidden(
+                        req.info,
+                        name,
+                        &format!("user not permitted to sign requests with signerName {signer:?}"),
+                    ));
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Whether `user` may `verb` the `signers` resource named `signer`, or `<domain>/*` (as
+    /// upstream's `IsAuthorizedForSignerName`).
+    fn may_for_signer(&self, user: &UserInfo, verb: &str, signer: &str) -> bool {
+        let wildcard = signer.split_once('/').map(|(d, _)| format!("{d}/*"));
+        std::iter::once(signer)
+            .chain(wildcard.as_deref())
+            .any(|name| {
+                let a = Attributes {
+                    verb,
+                    resource_request: true,
+                    group: "certificates.k8s.io",
+                    version: "*",
+                    resource: "signers",
+                    name: Some(name),
+                    ..Default::default()
+                };
+                self.authz.authorize(user, &a).allowed()
+            })
     }
 
     fn pod_security_pod(

@@ -116,6 +116,12 @@ impl Registry {
         check_type(info, &mut body)?;
         let mut obj = admit_schema(info, body, params.field_validation()?, &mut warnings)?;
         let name = self.prepare_create(info, ns, &mut obj)?;
+        if super::is_csr(info) {
+            // The requester is whoever authenticated, never what the client wrote.
+            let anonymous = crate::auth::UserInfo::default();
+            let u = params.user().unwrap_or(&anonymous);
+            skiff_api::certificates::prepare_create(&mut obj, &u.name, &u.uid, &u.groups, &u.extra);
+        }
         warnings.extend(self.admit(
             crate::admission::Operation::Create,
             info,

@@ -3,11 +3,11 @@
 //! generation bumped on spec changes, and the kind's hooks around the write.
 
 use serde_json::{Value, json};
-use skiff_api::{ResourceInfo, strategy};
+use skiff_api::{ResourceInfo, certificates, strategy};
 use skiff_store::StoreError;
 
 use super::admit::{admit_schema, check_type};
-use super::{Registry, Written, encode, parse_rv, to_external, to_storage};
+use super::{Registry, Written, encode, is_csr, parse_rv, to_external, to_storage};
 use crate::alloc::Claims;
 use crate::error::{ApiError, ApiResult};
 use crate::hooks::{Hooks, KindHooks};
@@ -142,6 +142,14 @@ impl Registry {
             )));
         }
         let rv = new.pointer("/metadata/resourceVersion").cloned();
+        // A CSR's three strategies (main, status, approval) each change only their part.
+        let csr = is_csr(info);
+        if csr {
+            let now = jiff::Timestamp::now()
+                .round(jiff::Unit::Second)
+                .unwrap_or_else(|_| jiff::Timestamp::now());
+            certificates::prepare_update(sub, &mut new, old, &now.to_string());
+        }
         let mut result = match sub {
             Some("status") => {
                 let mut r = old.clone();
@@ -157,7 +165,7 @@ impl Registry {
             }
             _ => {
                 let mut r = new;
-                if strategy::has_status_subresource(info) {
+                if strategy::has_status_subresource(info) && !csr {
                     match old.get("status") {
                         Some(s) => r["status"] = s.clone(),
                         None => {

@@ -3,6 +3,8 @@
 
 pub mod bootstrap;
 pub mod clusterroleaggregation;
+pub mod csrapproving;
+pub mod csrsigning;
 pub mod deployment;
 pub mod endpoints;
 pub mod gc;
@@ -94,6 +96,8 @@ pub const ALL: &[Entry] = &[
     entry::<clusterroleaggregation::ClusterRoleAggregation>(),
     entry::<bootstrap::BootstrapSigner>(),
     entry::<bootstrap::TokenCleaner>(),
+    entry::<csrapproving::CsrApprover>(),
+    entry::<csrsigning::CsrSigner>(),
 ];
 
 /// The names `--controllers` accepts.

@@ -1,5 +1,7 @@
 //! Skiff's API machinery: everything about Kubernetes objects that involves no I/O.
 //!
+//! - [`certificates`]: CertificateSigningRequests: parsing the PKCS#10 request, the
+//!   built-in signers, the CSR strategy's rules.
 //! - [`resources`]: the one resource table that drives routing, discovery, storage keys and
 //!   printing.
 //! - [`strategy`]: per-kind defaulting, validation and update rules, as in Kubernetes'
@@ -17,6 +19,7 @@
 //! rules need them.
 
 pub mod bootstrap_token;
+pub mod certificates;
 pub mod openapi;
 pub mod patch;
 pub mod protobuf;

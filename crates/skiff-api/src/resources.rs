@@ -322,6 +322,18 @@ static RESOURCES: &[ResourceInfo] = &[
     },
     // batch/v1
     res("batch", "v1", "Job", "jobs", "job", &[], true, STATUS, ALL),
+    // certificates.k8s.io/v1
+    res(
+        "certificates.k8s.io",
+        "v1",
+        "CertificateSigningRequest",
+        "certificatesigningrequests",
+        "certificatesigningrequest",
+        &["csr"],
+        false,
+        &["status", "approval"],
+        NONE,
+    ),
     // coordination.k8s.io/v1
     res(
         "coordination.k8s.io",

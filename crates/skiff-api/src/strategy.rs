@@ -343,6 +343,10 @@ macro_rules! with_typed {
                 type $t = api::batch::v1::Job;
                 $body
             }
+            ("certificates.k8s.io", "v1", "CertificateSigningRequest") => {
+                type $t = api::certificates::v1::CertificateSigningRequest;
+                $body
+            }
             ("coordination.k8s.io", "v1", "Lease") => {
                 type $t = api::coordination::v1::Lease;
                 $body

@@ -393,6 +393,30 @@ pub fn columns(info: &ResourceInfo) -> Vec<Column> {
             ),
             AGE,
         ],
+        ("certificates.k8s.io", "certificatesigningrequests") => vec![
+            NAME,
+            AGE,
+            c(
+                "SignerName",
+                "string",
+                "Only used if a signer is set: the name of the signer.",
+            ),
+            c(
+                "Requestor",
+                "string",
+                "Name of the user who requested the certificate.",
+            ),
+            c(
+                "RequestedDuration",
+                "string",
+                "The requested duration of the certificate.",
+            ),
+            c(
+                "Condition",
+                "string",
+                "The current state of the certificate signing request.",
+            ),
+        ],
         ("coordination.k8s.io", "leases") => vec![
             NAME,
             c(
@@ -742,6 +766,7 @@ pub fn cells(info: &ResourceInfo, obj: &Value, now_unix: i64) -> Vec<Value> {
                 age(obj, now),
             ]
         }
+        ("certificates.k8s.io", "certificatesigningrequests") => csr_cells(obj, now),
         ("coordination.k8s.io", "leases") => {
             vec![
                 name,
@@ -1412,3 +1437,39 @@ fn ingress_cells(ing: &Value, now: i64) -> Vec<Value> {
 
 #[cfg(test)]
 mod tests;
+
+/// A CertificateSigningRequest's row, as kubectl prints it: the signer, who asked, the
+/// requested duration (`<none>` without one) and the state: `Denied`, `Approved` or
+/// `Pending`, then `,Failed` and `,Issued` when those apply.
+fn csr_cells(obj: &Value, now: i64) -> Vec<Value> {
+    let duration = get(obj, &["spec", "expirationSeconds"])
+        .and_then(Value::as_i64)
+        .map_or("<none>".to_string(), human_duration);
+    let has = |t: &str| {
+        list(obj, &["status", "conditions"])
+            .iter()
+            .any(|c| s(c, &["type"]) == t)
+    };
+    let mut condition = if has("Denied") {
+        "Denied"
+    } else if has("Approved") {
+        "Approved"
+    } else {
+        "Pending"
+    }
+    .to_string();
+    if has("Failed") {
+        condition.push_str(",Failed");
+    }
+    if !s(obj, &["status", "certificate"]).is_empty() {
+        condition.push_str(",Issued");
+    }
+    vec![
+        json!(s(obj, &["metadata", "name"])),
+        age(obj, now),
+        json!(s(obj, &["spec", "signerName"])),
+        json!(s(obj, &["spec", "username"])),
+        json!(duration),
+        json!(condition),
+    ]
+}

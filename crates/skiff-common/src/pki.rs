@@ -27,6 +27,10 @@ pub enum PkiError {
     },
     #[error("certificate generation failed: {0}")]
     Rcgen(#[from] rcgen::Error),
+    #[error("the signing CA certificate does not parse as PEM X.509")]
+    BadCa,
+    #[error("unknown key usage {0:?}")]
+    UnknownUsage(String),
 }
 
 /// PEM-encoded certificate and key.
@@ -218,6 +222,85 @@ pub fn issue(ca: &CertKey, cn: &str, orgs: &[&str], sans: &[String]) -> Result<C
     })
 }
 
+/// Issues a certificate for a PKCS#10 request (PEM), signed by `ca`, as kube-controller-manager's
+/// CSR signer does: the request's subject and alternative names, the key usages named by
+/// `usages` (the CSR API's words: "client auth", "digital signature", ...) and nothing else the
+/// request asks for, valid from a few minutes ago for `valid_for` but never past the CA's own
+/// expiry. Returns the certificate's PEM.
+pub fn sign_request(
+    ca: &CertKey,
+    request_pem: &str,
+    usages: &[String],
+    valid_for: Duration,
+) -> Result<String, PkiError> {
+    let ca_not_after = x509_parser::pem::parse_x509_pem(ca.cert_pem.as_bytes())
+        .ok()
+        .and_then(|(_, pem)| {
+            let cert = pem.parse_x509().ok()?;
+            let secs = cert.validity().not_after.timestamp();
+            Some(SystemTime::UNIX_EPOCH + Duration::from_secs(u64::try_from(secs).ok()?))
+        })
+        .ok_or(PkiError::BadCa)?;
+    let ca_key = KeyPair::from_pem(&ca.key_pem)?;
+    let issuer = Issuer::from_ca_cert_pem(&ca.cert_pem, ca_key)?;
+    let mut csr = rcgen::CertificateSigningRequestParams::from_pem(request_pem)?;
+    let params = &mut csr.params;
+    params.key_usages.clear();
+    params.extended_key_usages.clear();
+    params.is_ca = IsCa::ExplicitNoCa;
+    // A random serial, as upstream's signer: rcgen's default derives it from the public key,
+    // and a kubelet renewing with the same key would get the same serial twice.
+    let mut serial: [u8; 16] = rand::random();
+    serial[0] &= 0x7f;
+    params.serial_number = Some(rcgen::SerialNumber::from_slice(&serial));
+    for u in usages {
+        match key_usage(u)? {
+            Usage::Key(k) => params.key_usages.push(k),
+            Usage::Extended(e) => params.extended_key_usages.push(e),
+        }
+    }
+    let now = SystemTime::now();
+    params.not_before = (now - CLOCK_SKEW).into();
+    params.not_after = (now + valid_for).min(ca_not_after).into();
+    Ok(csr.signed_by(&issuer)?.pem())
+}
+
+enum Usage {
+    Key(KeyUsagePurpose),
+    Extended(ExtendedKeyUsagePurpose),
+}
+
+/// A `certificates.k8s.io` key usage as the X.509 extension bit or purpose it stands for
+/// (upstream's `keyUsageDict` and `extKeyUsageDict`).
+fn key_usage(name: &str) -> Result<Usage, PkiError> {
+    use ExtendedKeyUsagePurpose as E;
+    use KeyUsagePurpose as K;
+    Ok(match name {
+        "signing" | "digital signature" => Usage::Key(K::DigitalSignature),
+        "content commitment" => Usage::Key(K::ContentCommitment),
+        "key encipherment" => Usage::Key(K::KeyEncipherment),
+        "key agreement" => Usage::Key(K::KeyAgreement),
+        "data encipherment" => Usage::Key(K::DataEncipherment),
+        "cert sign" => Usage::Key(K::KeyCertSign),
+        "crl sign" => Usage::Key(K::CrlSign),
+        "encipher only" => Usage::Key(K::EncipherOnly),
+        "decipher only" => Usage::Key(K::DecipherOnly),
+        "any" => Usage::Extended(E::Any),
+        "server auth" => Usage::Extended(E::ServerAuth),
+        "client auth" => Usage::Extended(E::ClientAuth),
+        "code signing" => Usage::Extended(E::CodeSigning),
+        "email protection" | "s/mime" => Usage::Extended(E::EmailProtection),
+        "timestamping" => Usage::Extended(E::TimeStamping),
+        "ocsp signing" => Usage::Extended(E::OcspSigning),
+        "ipsec end system" => Usage::Extended(E::Other(vec![1, 3, 6, 1, 5, 5, 7, 3, 5])),
+        "ipsec tunnel" => Usage::Extended(E::Other(vec![1, 3, 6, 1, 5, 5, 7, 3, 6])),
+        "ipsec user" => Usage::Extended(E::Other(vec![1, 3, 6, 1, 5, 5, 7, 3, 7])),
+        "microsoft sgc" => Usage::Extended(E::Other(vec![1, 3, 6, 1, 4, 1, 311, 10, 3, 3])),
+        "netscape sgc" => Usage::Extended(E::Other(vec![2, 16, 840, 1, 113730, 4, 1])),
+        other => return Err(PkiError::UnknownUsage(other.to_string())),
+    })
+}
+
 /// A kubeconfig for `server` that authenticates with a client certificate.
 pub fn kubeconfig(server: &str, ca_pem: &str, client: &CertKey, user: &str) -> String {
     let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
@@ -294,5 +377,49 @@ mod tests {
         assert_eq!(mode(&pki), 0o700);
         assert_eq!(mode(&dir.path().join("a")), 0o700);
         assert!(!ca.key_pem.is_empty());
+    }
+
+    #[test]
+    fn a_request_is_signed_with_its_subject_and_the_usages_asked_for() {
+        let ca = new_ca().unwrap();
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(vec!["n1.example".to_string()]).unwrap();
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "system:node:n1");
+        params
+            .distinguished_name
+            .push(DnType::OrganizationName, "system:nodes");
+        // Asked for in the request, not granted: only the CSR's usages count.
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        let request = params.serialize_request(&key).unwrap().pem().unwrap();
+        let usages = ["digital signature".to_string(), "client auth".to_string()];
+        let hour = Duration::from_secs(3600);
+        let pem = sign_request(&ca, &request, &usages, hour).unwrap();
+
+        let (_, block) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).unwrap();
+        let cert = block.parse_x509().unwrap();
+        let (_, ca_block) = x509_parser::pem::parse_x509_pem(ca.cert_pem.as_bytes()).unwrap();
+        let ca_cert = ca_block.parse_x509().unwrap();
+        assert!(cert.verify_signature(Some(ca_cert.public_key())).is_ok());
+        assert_eq!(
+            cert.subject().to_string(),
+            "CN=system:node:n1, O=system:nodes"
+        );
+        let eku = cert.extended_key_usage().unwrap().unwrap().value;
+        assert!(eku.client_auth && !eku.server_auth);
+        assert!(cert.key_usage().unwrap().unwrap().value.digital_signature());
+        let lifetime =
+            cert.validity().not_after.timestamp() - cert.validity().not_before.timestamp();
+        assert_eq!(lifetime, (hour + CLOCK_SKEW).as_secs() as i64);
+
+        // Never past the CA's own expiry.
+        let pem = sign_request(&ca, &request, &usages, CA_VALIDITY * 2).unwrap();
+        let (_, block) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).unwrap();
+        let cert = block.parse_x509().unwrap();
+        assert!(cert.validity().not_after <= ca_cert.validity().not_after);
+
+        let err = sign_request(&ca, &request, &["flying".to_string()], hour).unwrap_err();
+        assert_eq!(err.to_string(), "unknown key usage \"flying\"");
     }
 }

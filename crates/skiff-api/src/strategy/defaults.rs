@@ -598,6 +598,7 @@ pub(super) fn prepare_for_create(info: &ResourceInfo, obj: &mut Value) {
             }
         }
         ("networking.k8s.io", "Ingress") => Some(json!({"loadBalancer": {}})),
+        ("certificates.k8s.io", "CertificateSigningRequest") => Some(json!({})),
         _ => None,
     };
     if let Some(s) = status {

@@ -203,6 +203,9 @@ fn validate_kind(info: &ResourceInfo, obj: &Value, errs: &mut Errs) {
         ("", "ConfigMap") => validate_config_map(obj, errs),
         ("", "Secret") => validate_secret(obj, errs),
         ("autoscaling", "HorizontalPodAutoscaler") => validate_hpa(&spec, errs),
+        ("certificates.k8s.io", "CertificateSigningRequest") => {
+            errs.extend(crate::certificates::validate(obj))
+        }
         ("", "Namespace") => {
             for (i, f) in arr(&spec, "finalizers").iter().enumerate() {
                 let s = f.as_str().unwrap_or_default();
@@ -238,6 +241,9 @@ fn validate_kind_update(info: &ResourceInfo, new: &Value, old: &Value, errs: &mu
     let ns = new.get("spec").cloned().unwrap_or(Value::Null);
     let os = old.get("spec").cloned().unwrap_or(Value::Null);
     match (info.group, info.kind) {
+        ("certificates.k8s.io", "CertificateSigningRequest") => {
+            errs.extend(crate::certificates::validate_update(new, old))
+        }
         ("apps", "Deployment" | "ReplicaSet" | "DaemonSet" | "StatefulSet") => {
             if ns.get("selector") != os.get("selector") {
                 let sel = ns.get("selector").cloned().unwrap_or(Value::Null);
