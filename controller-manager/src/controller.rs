@@ -27,6 +27,27 @@ pub enum Error {
 
 pub type Result<T> = std::result::Result<T, Error>;
 
+/// Queues the key of every object of `informer` that is added or updated, and of all of them
+/// after a relist: the wiring of a controller that reconciles each object of one kind.
+pub fn queue_every_change<K>(
+    informer: &Arc<skiff_client::informer::Informer<K>>,
+    queue: Arc<WorkQueue>,
+) where
+    K: kube::Resource + Send + Sync + 'static,
+{
+    let all = informer.clone();
+    informer.on_change(move |c| match c {
+        skiff_client::informer::Change::Applied { new, .. } => {
+            queue.add(skiff_client::informer::key_of(*new))
+        }
+        skiff_client::informer::Change::Deleted(_) => {}
+        skiff_client::informer::Change::Resynced => all
+            .list()
+            .iter()
+            .for_each(|o| queue.add(skiff_client::informer::key_of(o.as_ref()))),
+    });
+}
+
 /// One controller's reconcile function.
 pub trait Reconciler: Send + Sync + 'static {
     /// The controller's name, as `--controllers` spells it.

@@ -18,9 +18,9 @@ use k8s_openapi::api::certificates::v1::{
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::PostParams;
-use kube::{Api, Client, ResourceExt};
+use kube::{Api, Client};
 use skiff_api::certificates::{self as certs, KUBELET_CLIENT_SIGNER};
-use skiff_client::informer::{Change, Informer};
+use skiff_client::informer::Informer;
 
 use crate::context::Context;
 use crate::controller::{Controller, Error, Reconciler, Result};
@@ -123,12 +123,7 @@ impl Controller for CsrApprover {
 
     fn build(ctx: &Arc<Context>, queue: Arc<WorkQueue>) -> Arc<Self> {
         let csrs = ctx.csrs();
-        let all = csrs.clone();
-        csrs.on_change(move |c| match c {
-            Change::Applied { new, .. } => queue.add(new.name_any()),
-            Change::Deleted(_) => {}
-            Change::Resynced => all.list().iter().for_each(|o| queue.add(o.name_any())),
-        });
+        crate::controller::queue_every_change(&csrs, queue);
         Arc::new(CsrApprover {
             csrs,
             client: ctx.client_for(Self::SERVICE_ACCOUNT),

@@ -18,7 +18,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::PostParams;
 use kube::{Api, Client, ResourceExt};
 use skiff_api::certificates as certs;
-use skiff_client::informer::{Change, Informer};
+use skiff_client::informer::Informer;
 use skiff_common::pki::CertKey;
 
 use crate::context::Context;
@@ -112,12 +112,7 @@ impl Controller for CsrSigner {
 
     fn build(ctx: &Arc<Context>, queue: Arc<WorkQueue>) -> Arc<Self> {
         let csrs = ctx.csrs();
-        let all = csrs.clone();
-        csrs.on_change(move |c| match c {
-            Change::Applied { new, .. } => queue.add(new.name_any()),
-            Change::Deleted(_) => {}
-            Change::Resynced => all.list().iter().for_each(|o| queue.add(o.name_any())),
-        });
+        crate::controller::queue_every_change(&csrs, queue);
         Arc::new(CsrSigner {
             csrs,
             client: ctx.client_for(Self::SERVICE_ACCOUNT),

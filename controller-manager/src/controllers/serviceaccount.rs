@@ -44,13 +44,7 @@ pub struct ServiceAccountsController {
 
 impl ServiceAccountsController {
     pub fn new(ctx: Arc<Context>, queue: Arc<WorkQueue>) -> Arc<Self> {
-        let q = queue.clone();
-        let all = ctx.namespaces.clone();
-        ctx.namespaces.on_change(move |c| match c {
-            Change::Applied { new, .. } => q.add(new.name_any()),
-            Change::Deleted(_) => {}
-            Change::Resynced => all.list().iter().for_each(|n| q.add(n.name_any())),
-        });
+        crate::controller::queue_every_change(&ctx.namespaces, queue.clone());
         let q = queue.clone();
         ctx.default_service_accounts().on_change(move |c| {
             if let Change::Deleted(sa) = c

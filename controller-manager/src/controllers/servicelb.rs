@@ -116,13 +116,7 @@ pub struct ServiceLb {
 
 impl ServiceLb {
     pub fn new(ctx: Arc<Context>, queue: Arc<WorkQueue>) -> Arc<Self> {
-        let q = queue.clone();
-        let all = ctx.services.clone();
-        ctx.services.on_change(move |c| match c {
-            Change::Applied { new, .. } => q.add(key_of(*new)),
-            Change::Deleted(_) => {}
-            Change::Resynced => all.list().iter().for_each(|s| q.add(key_of(s.as_ref()))),
-        });
+        crate::controller::queue_every_change(&ctx.services, queue.clone());
         // Node changes can change every LoadBalancer's addresses.
         let q = queue.clone();
         let services = ctx.services.clone();
