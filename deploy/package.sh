@@ -73,12 +73,12 @@ work=$(mktemp -d "$out_dir/.skiff-package.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 root=$work/root
 
-# Binaries, stripped of their debug info (line tables) but not of their symbols, so that a
-# panic's backtrace still names its functions.
+# Binaries stripped as Debian strips them (dh_strip): a panic still says where it happened,
+# its backtrace no longer names functions.
 install -d -m 0755 "$root/usr/bin"
 for b in "${BINARIES[@]}"; do
     install -m 0755 "$bin_dir/$b" "$root/usr/bin/$b"
-    strip --strip-debug --remove-section=.comment "$root/usr/bin/$b"
+    strip --remove-section=.comment --remove-section=.note "$root/usr/bin/$b"
 done
 
 install -d -m 0755 "$root/lib/systemd/system" "$root/etc/default" "$root/usr/share/doc/skiff"
@@ -89,6 +89,16 @@ done
 # The units' Documentation= points here.
 install -m 0644 README.md "$root/usr/share/doc/skiff/README.md"
 install -m 0644 deploy/debian/copyright "$root/usr/share/doc/skiff/copyright"
+# A native package's changelog (Debian's format, one entry per version), dated by the last
+# commit so that the same sources make the same package.
+date=$(date -R -d "@${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || date +%s)}")
+printf 'skiff (%s) unstable; urgency=medium\n\n  * Skiff %s.\n\n -- %s  %s\n' \
+    "$version" "$version" "$(sed -n 's/^Maintainer: //p' deploy/debian/control)" "$date" |
+    gzip -9n >"$root/usr/share/doc/skiff/changelog.gz"
+chmod 0644 "$root/usr/share/doc/skiff/changelog.gz"
+
+install -d -m 0755 "$root/usr/share/lintian/overrides"
+install -m 0644 deploy/debian/lintian-overrides "$root/usr/share/lintian/overrides/skiff"
 
 install -d -m 0755 "$root/DEBIAN"
 for script in postinst prerm postrm; do
