@@ -108,7 +108,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             }
             Box::new(routes::Router::new(&config.node_name, routes::IpRoute))
         }
-        PodNetwork::Vxlan => Box::new(vxlan::Overlay::new(&config.node_name, vxlan::IpVxlan)),
+        PodNetwork::Vxlan => Box::new(vxlan::Overlay::new(
+            &config.node_name,
+            vxlan::IpVxlan,
+            config.sync_period,
+        )),
     };
     let mut proxier = Proxier::new(&config, iptables::Iptables::new(), network, metrics);
     proxier.run(&watched, &changed, &shutdown).await;

@@ -15,6 +15,7 @@ use std::fmt;
 use std::net::Ipv4Addr;
 use std::process::Command;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use ipnet::Ipv4Net;
 use k8s_openapi::api::core::v1::Node;
@@ -434,16 +435,23 @@ impl VxlanWriter for IpVxlan {
 pub struct Overlay<W> {
     me: String,
     writer: W,
-    /// The device as last made; `None` before that (or after it failed).
-    device: Option<Device>,
+    /// How often the device and its entries are read back from the kernel.
+    recheck: Duration,
+    /// The device as last made and when it was last checked; `None` before that (or after
+    /// it failed).
+    device: Option<(Device, Instant)>,
     installed: BTreeSet<Entry>,
 }
 
 impl<W: VxlanWriter> Overlay<W> {
-    pub fn new(me: &str, writer: W) -> Overlay<W> {
+    /// The overlay of node `me`, written through `writer`. Every `recheck` (the proxy's
+    /// `--sync-period`) the device and its entries are read back, so what someone else
+    /// deleted or changed (the device itself included) is made again.
+    pub fn new(me: &str, writer: W, recheck: Duration) -> Overlay<W> {
         Overlay {
             me: me.to_string(),
             writer,
+            recheck,
             device: None,
             installed: BTreeSet::new(),
         }
@@ -456,10 +464,14 @@ impl<W: VxlanWriter> Overlay<W> {
         let Some(device) = want.device else {
             return;
         };
-        if self.device.as_ref() != Some(&device) {
+        let current = self
+            .device
+            .as_ref()
+            .is_some_and(|(d, checked)| *d == device && checked.elapsed() < self.recheck);
+        if !current {
             match self.writer.ensure_device(&device) {
                 Ok(present) => {
-                    self.device = Some(device);
+                    self.device = Some((device, Instant::now()));
                     self.installed = present;
                 }
                 Err(e) => {
@@ -598,7 +610,7 @@ mod tests {
             present: BTreeSet::from([leftover]),
             ..Default::default()
         };
-        let mut o = Overlay::new("me", fake.clone());
+        let mut o = Overlay::new("me", fake.clone(), Duration::from_secs(3600));
         let mut nodes = vec![
             node("me", Some("10.244.0.0/24"), "10.0.0.1"),
             node("two", Some("10.244.1.0/24"), "10.1.0.2"),
@@ -632,5 +644,32 @@ mod tests {
         assert!(matches!(&calls[0], Call::Device(d) if d.local == ip("10.0.0.9")));
         // The fake's device still holds its leftover, which goes again.
         assert_eq!(calls[1..], [Call::Remove(leftover)]);
+    }
+
+    #[test]
+    fn what_someone_else_removed_is_set_again_at_the_next_recheck() {
+        let nodes = vec![
+            node("me", Some("10.244.0.0/24"), "10.0.0.1"),
+            node("two", Some("10.244.1.0/24"), "10.1.0.2"),
+        ];
+        let mut fake = Fake::default();
+        let mut o = Overlay::new("me", fake.clone(), Duration::ZERO);
+        o.sync(&nodes);
+        assert_eq!(fake.take().len(), 4, "device and three entries");
+        // The kernel now holds two of the three entries (a neighbour was flushed).
+        let route = Entry::Route("10.244.1.0/24".parse().unwrap(), ip("10.244.1.0"));
+        let fdb = Entry::Fdb(vtep_mac(ip("10.1.0.2")), ip("10.1.0.2"));
+        fake.present = BTreeSet::from([route, fdb]);
+        o.writer = fake.clone();
+        o.sync(&nodes);
+        let calls = fake.take();
+        assert!(matches!(calls[0], Call::Device(_)), "{calls:?}");
+        assert_eq!(
+            calls[1..],
+            [Call::Set(Entry::Neigh(
+                ip("10.244.1.0"),
+                vtep_mac(ip("10.1.0.2"))
+            ))]
+        );
     }
 }
