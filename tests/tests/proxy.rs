@@ -2,7 +2,8 @@
 //! "node" namespace with a bridge, and two backend namespaces running busybox httpd. A client
 //! (curl) in the node namespace reaches the ClusterIP and the NodePort; load spreads over both
 //! backends; a removed backend stops getting traffic; a Service with no endpoints refuses at
-//! once; ClientIP affinity sticks. All traffic stays inside the test's namespaces.
+//! once; ClientIP affinity sticks. Pod routes (host-gw) and the VXLAN overlay carry pod
+//! traffic between node namespaces. All traffic stays inside the test's namespaces.
 
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
@@ -829,6 +830,7 @@ fn vxlan_overlay_carries_pod_traffic_between_subnets() {
     .expect("cgi");
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&peer, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    std::fs::write(www.join("big"), "x".repeat(300_000)).expect("big");
     guard.0.push(
         Command::new("nsenter")
             .arg("--net=/run/netns/skx-p2")
@@ -933,6 +935,38 @@ fn vxlan_overlay_carries_pod_traffic_between_subnets() {
         "the device is made again: {:?}\n{}",
         get_in("skx-p1", url),
         logs()
+    );
+
+    // Pods send 1500-byte packets (their links' MTU, as Docker's bridge gives them) into a
+    // 1450-byte tunnel: path MTU discovery fits a large response in.
+    let big = get_in("skx-p1", "http://10.248.2.11:8080/big").unwrap_or_default();
+    assert_eq!(big.len(), 300_000, "a 300 kB response crosses whole");
+
+    // Services reach endpoints across the overlay: a pod's ClusterIP connection keeps its
+    // address; a NodePort connection from outside is masqueraded to node 1's overlay address.
+    server.kubectl_stdin_ok(
+        &["apply", "-f", "-"],
+        &format!(
+            "apiVersion: v1\nkind: Service\nmetadata:\n  name: web\nspec:\n  type: NodePort\n  ports: [{{name: http, port: 80, targetPort: 8080, nodePort: 30095}}]\n---\n{}",
+            slice(&["10.248.2.11"])
+        ),
+    );
+    let cip = server.kubectl_ok(&["get", "svc", "web", "-o", "jsonpath={.spec.clusterIP}"]);
+    let cluster_url = format!("http://{cip}/cgi-bin/peer");
+    assert!(
+        wait_until(wait, || get_in("skx-p1", &cluster_url)
+            .is_ok_and(|peer| peer.contains("10.248.1.11"))),
+        "the ClusterIP reaches the pod on node 2: {:?}",
+        get_in("skx-p1", &cluster_url)
+    );
+    assert!(
+        wait_until(wait, || get_in(
+            "skx-rt",
+            "http://10.247.1.2:30095/cgi-bin/peer"
+        )
+        .is_ok_and(|peer| peer.contains("10.248.1.0"))),
+        "node 1's NodePort reaches the pod on node 2: {:?}",
+        get_in("skx-rt", "http://10.247.1.2:30095/cgi-bin/peer")
     );
 
     // The ghost goes while node 1's proxy is down: node 2's removes its entries at once, node
