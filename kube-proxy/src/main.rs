@@ -36,7 +36,12 @@ struct Flags {
     /// Address of the HTTP /healthz and /metrics endpoint.
     #[arg(long, default_value = "0.0.0.0:10256")]
     healthz_bind_address: SocketAddr,
-    /// Remove every rule and chain Skiff installed, then exit.
+    /// How pods reach other nodes' pods: host-gw (a route to each node's pod CIDR via its
+    /// InternalIP; the nodes share an L2 segment) or vxlan (an overlay on UDP port 8472
+    /// through the `skiff.1` device; the nodes need only reach each other over IPv4).
+    #[arg(long, value_enum, default_value_t)]
+    pod_network: skiff_proxy::PodNetwork,
+    /// Remove every rule and chain Skiff installed, and the VXLAN device, then exit.
     #[arg(long)]
     cleanup: bool,
 }
@@ -51,6 +56,12 @@ async fn main() -> anyhow::Result<()> {
     if flags.cleanup {
         skiff_proxy::iptables::Iptables::new().cleanup()?;
         println!("skiff-proxy: removed Skiff's iptables rules and chains");
+        if skiff_proxy::vxlan::delete_device()? {
+            println!(
+                "skiff-proxy: removed the VXLAN device {}",
+                skiff_proxy::vxlan::DEVICE
+            );
+        }
         return Ok(());
     }
     let node_name = match flags.hostname_override {
@@ -65,6 +76,7 @@ async fn main() -> anyhow::Result<()> {
         min_sync_period: flags.min_sync_period,
         sync_period: flags.sync_period,
         healthz_addr: flags.healthz_bind_address,
+        pod_network: flags.pod_network,
     };
     let shutdown = skiff_client::shutdown_on_signal();
     skiff_proxy::run(config, shutdown).await
