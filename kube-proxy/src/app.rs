@@ -17,6 +17,11 @@ use tokio_util::sync::CancellationToken;
 #[derive(Debug, Clone)]
 pub struct Config {
     pub kubeconfig: PathBuf,
+    /// `--bootstrap-kubeconfig`: requests the `system:kube-proxy` client certificate when
+    /// `kubeconfig` has none valid ([`skiff_client::tls_bootstrap`]).
+    pub bootstrap_kubeconfig: Option<PathBuf>,
+    /// `--cert-dir`: where `kube-proxy-client-*.pem` are kept.
+    pub cert_dir: PathBuf,
     pub node_name: String,
     pub cluster_cidr: Option<ipnet::Ipv4Net>,
     /// `--service-cluster-ip-range`: lets one rule mark outside traffic to every ClusterIP.
@@ -28,7 +33,18 @@ pub struct Config {
 
 /// Runs the proxy until `shutdown`.
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let client = skiff_client::client(&config.kubeconfig).await?;
+    use skiff_client::tls_bootstrap;
+    let client = tls_bootstrap::ClientBootstrap {
+        bootstrap_kubeconfig: config.bootstrap_kubeconfig.clone(),
+        kubeconfig: config.kubeconfig.clone(),
+        cert_dir: config.cert_dir.clone(),
+        prefix: "kube-proxy-client".into(),
+        request: tls_bootstrap::CertRequest::proxy_client(),
+        wait: tls_bootstrap::DEFAULT_WAIT,
+    }
+    .load()
+    .await?
+    .client;
     let changed = Arc::new(Notify::new());
     let watched = Watched {
         services: cache::watch(
