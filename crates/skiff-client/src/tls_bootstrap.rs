@@ -672,14 +672,24 @@ pub fn write_kubeconfig(bootstrap: &Path, kubeconfig: &Path, cert: &Path) -> Res
         .or(kc.contexts.first())
         .and_then(|c| c.context.as_ref())
         .map(|c| c.cluster.clone());
-    let server = kc
+    let cluster = kc
         .clusters
         .iter()
         .find(|c| Some(&c.name) == cluster_name.as_ref())
         .or(kc.clusters.first())
         .and_then(|c| c.cluster.as_ref())
-        .and_then(|c| c.server.clone())
+        .ok_or_else(|| bad("it names no cluster".into()))?;
+    let server = cluster
+        .server
+        .clone()
         .ok_or_else(|| bad("it names no cluster server".into()))?;
+    // A bootstrap kubeconfig that reaches the apiserver by an address its certificate does
+    // not name says which name to check instead; the node's kubeconfig must too.
+    let server_name = cluster
+        .tls_server_name
+        .as_ref()
+        .map(|n| format!("\n    tls-server-name: {n}"))
+        .unwrap_or_default();
     let ca = crate::kubeconfig_ca(bootstrap)
         .map_err(|e| bad(format!("{e:#}")))?
         .ok_or_else(|| bad("it has no certificate-authority(-data) for the cluster".into()))?;
@@ -687,7 +697,7 @@ pub fn write_kubeconfig(bootstrap: &Path, kubeconfig: &Path, cert: &Path) -> Res
     let cert = cert.display();
     // The names are the kubelet's (default-cluster, default-auth, default-context).
     let text = format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: default-cluster\n  cluster:\n    server: {server}\n    certificate-authority-data: {ca}\nusers:\n- name: default-auth\n  user:\n    client-certificate: {cert}\n    client-key: {cert}\ncontexts:\n- name: default-context\n  context:\n    cluster: default-cluster\n    user: default-auth\n    namespace: default\ncurrent-context: default-context\n"
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: default-cluster\n  cluster:\n    server: {server}{server_name}\n    certificate-authority-data: {ca}\nusers:\n- name: default-auth\n  user:\n    client-certificate: {cert}\n    client-key: {cert}\ncontexts:\n- name: default-context\n  context:\n    cluster: default-cluster\n    user: default-auth\n    namespace: default\ncurrent-context: default-context\n"
     );
     skiff_common::pki::write(kubeconfig, &text, true)?;
     Ok(())
