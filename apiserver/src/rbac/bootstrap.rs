@@ -1384,11 +1384,17 @@ fn controller_roles() -> Vec<(&'static str, Vec<PolicyRule>)> {
                     "certificatesigningrequests/approval",
                 ]),
                 // It auto-approves kubelet client certificates and signs for the built-in
-                // signers.
+                // signers. Skiff's approver also approves kubelet serving certificates and
+                // skiff-proxy's client certificate (upstream leaves both to an external
+                // approver), so it may approve for those signers too.
                 allow(&["approve"])
                     .groups(&[CERTIFICATES])
                     .resources(&["signers"])
-                    .names(&["kubernetes.io/kube-apiserver-client-kubelet"]),
+                    .names(&[
+                        "kubernetes.io/kube-apiserver-client-kubelet",
+                        "kubernetes.io/kubelet-serving",
+                        "kubernetes.io/kube-apiserver-client",
+                    ]),
                 allow(&["sign"])
                     .groups(&[CERTIFICATES])
                     .resources(&["signers"])
