@@ -29,9 +29,9 @@ use rustls::pki_types::CertificateDer;
 use rustls::sign::CertifiedKey;
 use tokio_util::sync::CancellationToken;
 
-/// How long a program waits for its request to be approved and signed, as the kubelet's
-/// bootstrap waits (an hour) would hide a missing approver for too long: a few minutes, then a
-/// clear error, and the supervisor restarts the program.
+/// How long a program waits for its request to be approved and signed. The kubelet waits an
+/// hour, which hides a missing approver for too long; after a few minutes the error says what
+/// to check, and the supervisor (systemd, `skiffadm supervise`) starts the program again.
 pub const DEFAULT_WAIT: Duration = Duration::from_secs(5 * 60);
 
 /// Why no certificate could be had.
@@ -320,11 +320,16 @@ impl Loaded {
         let time = |t: x509_parser::time::ASN1Time| {
             SystemTime::UNIX_EPOCH + Duration::from_secs(u64::try_from(t.timestamp()).unwrap_or(0))
         };
+        let key = CertifiedKey::new(chain.clone(), signer);
+        // A certificate issued for another key would fail every handshake: refuse it here,
+        // where the message can say so.
+        key.keys_match()
+            .map_err(|e| format!("the certificate is not for the private key: {e}"))?;
         Ok(Loaded {
             not_before: time(cert.validity().not_before),
             not_after: time(cert.validity().not_after),
             obtained,
-            key: Arc::new(CertifiedKey::new(chain, signer)),
+            key: Arc::new(key),
         })
     }
 
@@ -785,6 +790,22 @@ mod tests {
                 .unwrap()
                 .unwrap()
                 .valid(SystemTime::now())
+        );
+    }
+
+    #[test]
+    fn a_certificate_for_another_key_is_refused() {
+        let pem = issued(Duration::from_secs(3600));
+        let cert = &pem[..pem.find("-----BEGIN PRIVATE KEY").unwrap()];
+        let other = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let err = Loaded::parse(
+            &format!("{cert}{}", other.serialize_pem()),
+            SystemTime::now(),
+        )
+        .unwrap_err();
+        assert!(
+            err.starts_with("the certificate is not for the private key"),
+            "{err}"
         );
     }
 
