@@ -34,7 +34,7 @@ pub struct Config {
 /// Runs the proxy until `shutdown`.
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     use skiff_client::tls_bootstrap;
-    let client = tls_bootstrap::ClientBootstrap {
+    let bootstrapped = tls_bootstrap::ClientBootstrap {
         bootstrap_kubeconfig: config.bootstrap_kubeconfig.clone(),
         kubeconfig: config.kubeconfig.clone(),
         cert_dir: config.cert_dir.clone(),
@@ -43,8 +43,13 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         wait: tls_bootstrap::DEFAULT_WAIT,
     }
     .load()
-    .await?
-    .client;
+    .await?;
+    let client = bootstrapped.client;
+    // A certificate from the cert dir is renewed before it expires, as the kubelet's with
+    // --rotate-certificates (kube-proxy has no such flag; a proxy has no reason not to).
+    if let Some(manager) = bootstrapped.manager {
+        tokio::spawn(manager.rotate(client.clone(), shutdown.clone()));
+    }
     let changed = Arc::new(Notify::new());
     let watched = Watched {
         services: cache::watch(

@@ -21,7 +21,8 @@ struct Flags {
     #[arg(long, required_unless_present = "cleanup")]
     kubeconfig: Option<PathBuf>,
     /// kubeconfig for TLS bootstrapping (a bootstrap token): used to request the proxy's
-    /// client certificate (system:kube-proxy) when --kubeconfig has none valid.
+    /// client certificate (system:kube-proxy) when --kubeconfig has none valid. A certificate
+    /// from --cert-dir is renewed 70-90% through its life.
     #[arg(long)]
     bootstrap_kubeconfig: Option<PathBuf>,
     /// Where the proxy keeps the certificate it requested.

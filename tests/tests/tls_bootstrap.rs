@@ -2,7 +2,7 @@
 //! token's kubeconfig request their own certificates, the controller-manager approves and
 //! signs them, and they end up as `system:node:<name>` and `system:kube-proxy`; the kubelet
 //! serves with a certificate from an approved `kubernetes.io/kubelet-serving` request, and
-//! with 30-second certificates it rotates both and keeps working.
+//! with 30-second certificates it rotates them and keeps working; the proxy rotates its own.
 //!
 //! The proxy runs in a network namespace this test creates (its iptables rules stay there),
 //! reaching the apiserver through a veth on 10.253.9.0/30 and a forwarder.
@@ -463,4 +463,16 @@ fn a_kubelet_and_a_proxy_bootstrap_their_identities_and_the_kubelet_rotates_its_
     );
     assert!(ready());
     assert_eq!(whoami(&api, &kubeconfig), Ok(format!("system:node:{NODE}")));
+
+    // The proxy renewed its certificate too, as itself.
+    let proxy_pki = dir.path().join("proxy-pki");
+    assert!(
+        wait_until(WAIT, || pems(&proxy_pki, "kube-proxy-client").len() >= 2),
+        "the proxy's certificate was not rotated; proxy log:\n{}",
+        log(&proxy_log)
+    );
+    assert_eq!(
+        whoami(&api, &proxy_kubeconfig),
+        Ok("system:kube-proxy".to_string())
+    );
 }

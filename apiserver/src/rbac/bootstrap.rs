@@ -1452,6 +1452,12 @@ pub fn cluster_role_bindings() -> Vec<ClusterRoleBinding> {
             ],
         ),
         cluster_binding("system:node-proxier", vec![user("system:kube-proxy")]),
+        // skiff-proxy renews its own client certificate (Kubernetes' kube-proxy does not):
+        // it may create and watch CertificateSigningRequests as a bootstrapping node may.
+        ClusterRoleBinding {
+            metadata: bootstrap_meta("skiff:kube-proxy-certificate-rotation", None, &[]),
+            ..cluster_binding("system:node-bootstrapper", vec![user("system:kube-proxy")])
+        },
         cluster_binding(
             "system:kube-controller-manager",
             vec![user("system:kube-controller-manager")],

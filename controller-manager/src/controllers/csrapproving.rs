@@ -23,9 +23,10 @@
 //!   when ([`check_proxy_client`]) the subject is exactly `CN=system:kube-proxy` with no
 //!   organization and no alternative names, the usages are `client auth` (with `digital
 //!   signature`/`key encipherment` at most), and the requester is in `system:bootstrappers` or
-//!   `system:nodes`. This grants nothing new: such a requester can already obtain a node's
-//!   client certificate, and `system:kube-proxy` may only read Services, EndpointSlices and
-//!   Nodes (which a node may read anyway) and write Events.
+//!   `system:nodes`, or is `system:kube-proxy` itself (renewing). This grants nothing new: such
+//!   a requester can already obtain a node's client certificate, and `system:kube-proxy` may
+//!   only read Services, EndpointSlices and Nodes (which a node may read anyway) and write
+//!   Events (and request its own renewal).
 //!
 //! A request that does not match is left pending with nothing written (not denied), as
 //! upstream leaves requests it does not recognize to other approvers or a person
@@ -223,9 +224,10 @@ pub fn check_proxy_client(
     {
         return Err("usages are not client auth (with digital signature, key encipherment)".into());
     }
-    if !requester_in(csr, BOOTSTRAPPERS_GROUP) && !requester_in(csr, NODES_GROUP) {
+    let renewal = csr.spec.username.as_deref() == Some(PROXY_USER);
+    if !renewal && !requester_in(csr, BOOTSTRAPPERS_GROUP) && !requester_in(csr, NODES_GROUP) {
         return Err(format!(
-            "the requester is in neither {BOOTSTRAPPERS_GROUP} nor {NODES_GROUP}"
+            "the requester is not {PROXY_USER} and in neither {BOOTSTRAPPERS_GROUP} nor {NODES_GROUP}"
         ));
     }
     Ok(())
@@ -654,7 +656,7 @@ mod tests {
     }
 
     #[test]
-    fn the_proxy_identity_is_approved_for_bootstrappers_and_nodes_only() {
+    fn the_proxy_identity_is_approved_for_bootstrappers_nodes_and_its_renewal_only() {
         let proxy = request("system:kube-proxy", &[], &[]);
         let client = &["digital signature", "client auth"][..];
         let from = |groups: &[&str], usages: &[&str]| {
@@ -674,7 +676,7 @@ mod tests {
             (
                 from(&["people"], client),
                 proxy.clone(),
-                "the requester is in neither system:bootstrappers nor system:nodes",
+                "the requester is not system:kube-proxy and in neither system:bootstrappers nor system:nodes",
             ),
             (
                 from(&["system:nodes"], client),
@@ -705,6 +707,10 @@ mod tests {
         for (c, r, why) in cases {
             assert_eq!(check_proxy_client(&c, &r), Err(why.to_string()));
         }
+        // The proxy renewing its own certificate.
+        let mut renewal = from(&["system:authenticated"], client);
+        renewal.spec.username = Some("system:kube-proxy".into());
+        assert_eq!(check_proxy_client(&renewal, &proxy), Ok(()));
         let mut other = from(&["system:nodes"], client);
         other.spec.signer_name = KUBELET_CLIENT_SIGNER.into();
         assert!(check_proxy_client(&other, &proxy).is_err());

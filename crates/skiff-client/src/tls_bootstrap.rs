@@ -721,11 +721,21 @@ pub async fn rotating_client(kubeconfig: &Path, cert: Arc<CurrentCert>) -> Resul
         .map_err(|e| bad(e.to_string()))?;
     let mut tls = config.rustls_client_config()?;
     tls.client_auth_cert_resolver = cert;
-    let https = hyper_rustls::HttpsConnectorBuilder::new()
+    let mut builder = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(tls)
-        .https_or_http()
-        .enable_http1()
-        .build();
+        .https_or_http();
+    // The kubeconfig's tls-server-name: the name to check the apiserver's certificate for
+    // when it is reached by another address (as kube's own connector does).
+    if let Some(name) = &config.tls_server_name {
+        let name = rustls::pki_types::ServerName::try_from(name.clone())
+            .map_err(|e| bad(format!("tls-server-name {name:?}: {e}")))?;
+        builder =
+            builder.with_server_name_resolver(hyper_rustls::FixedServerNameResolver::new(name));
+    }
+    let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
+    connector.enforce_http(false);
+    connector.set_connect_timeout(config.connect_timeout);
+    let https = builder.enable_http1().wrap_connector(connector);
     let http = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .build(https);
     let service = tower::ServiceBuilder::new()
