@@ -18,6 +18,11 @@ use tokio_util::sync::CancellationToken;
 #[derive(Debug, Clone)]
 pub struct Config {
     pub kubeconfig: PathBuf,
+    /// `--bootstrap-kubeconfig`: requests the `system:kube-proxy` client certificate when
+    /// `kubeconfig` has none valid ([`skiff_client::tls_bootstrap`]).
+    pub bootstrap_kubeconfig: Option<PathBuf>,
+    /// `--cert-dir`: where `kube-proxy-client-*.pem` are kept.
+    pub cert_dir: PathBuf,
     pub node_name: String,
     pub cluster_cidr: Option<ipnet::Ipv4Net>,
     /// `--service-cluster-ip-range`: lets one rule mark outside traffic to every ClusterIP.
@@ -43,7 +48,23 @@ pub enum PodNetwork {
 
 /// Runs the proxy until `shutdown`.
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let client = skiff_client::client(&config.kubeconfig).await?;
+    use skiff_client::tls_bootstrap;
+    let bootstrapped = tls_bootstrap::ClientBootstrap {
+        bootstrap_kubeconfig: config.bootstrap_kubeconfig.clone(),
+        kubeconfig: config.kubeconfig.clone(),
+        cert_dir: config.cert_dir.clone(),
+        prefix: "kube-proxy-client".into(),
+        request: tls_bootstrap::CertRequest::proxy_client(),
+        wait: tls_bootstrap::DEFAULT_WAIT,
+    }
+    .load()
+    .await?;
+    let client = bootstrapped.client;
+    // A certificate from the cert dir is renewed before it expires, as the kubelet's with
+    // --rotate-certificates (kube-proxy has no such flag; a proxy has no reason not to).
+    if let Some(manager) = bootstrapped.manager {
+        tokio::spawn(manager.rotate(client.clone(), shutdown.clone()));
+    }
     let changed = Arc::new(Notify::new());
     let watched = Watched {
         services: cache::watch(

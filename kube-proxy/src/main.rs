@@ -14,9 +14,20 @@ use skiff_common::parse_duration;
     about = "Skiff's proxy: Services as iptables rules"
 )]
 struct Flags {
-    /// kubeconfig to reach the apiserver with (not needed with --cleanup).
+    /// kubeconfig to reach the apiserver with (not needed with --cleanup). With
+    /// --bootstrap-kubeconfig it is written by the proxy (pointing at
+    /// <cert-dir>/kube-proxy-client-current.pem) when it does not exist or its client
+    /// certificate is no longer valid.
     #[arg(long, required_unless_present = "cleanup")]
     kubeconfig: Option<PathBuf>,
+    /// kubeconfig for TLS bootstrapping (a bootstrap token): used to request the proxy's
+    /// client certificate (system:kube-proxy) when --kubeconfig has none valid. A certificate
+    /// from --cert-dir is renewed 70-90% through its life.
+    #[arg(long)]
+    bootstrap_kubeconfig: Option<PathBuf>,
+    /// Where the proxy keeps the certificate it requested.
+    #[arg(long, default_value = "/var/lib/skiff/proxy/pki")]
+    cert_dir: PathBuf,
     /// This node's name (default: the hostname); its own pod CIDR gets no route.
     #[arg(long)]
     hostname_override: Option<String>,
@@ -70,6 +81,8 @@ async fn main() -> anyhow::Result<()> {
     };
     let config = skiff_proxy::Config {
         kubeconfig: flags.kubeconfig.unwrap_or_default(),
+        bootstrap_kubeconfig: flags.bootstrap_kubeconfig,
+        cert_dir: flags.cert_dir,
         node_name,
         cluster_cidr: flags.cluster_cidr,
         service_cidr: flags.service_cluster_ip_range,

@@ -658,6 +658,8 @@ mod tests {
     fn config() -> Config {
         Config {
             kubeconfig: Default::default(),
+            bootstrap_kubeconfig: None,
+            cert_dir: Default::default(),
             node_name: "me".into(),
             cluster_cidr: Some("10.244.0.0/16".parse().unwrap()),
             service_cidr: None,
