@@ -167,13 +167,15 @@ async fn fetch(
     resp.json().await.map_err(err)
 }
 
-/// Runs discovery against `endpoint`: the untrusted fetch and its checks, then the fetch
+/// Runs discovery against `endpoint`: the untrusted fetch and its checks (tried again until
+/// `timeout` while the signature is missing or the server unreachable), then the fetch
 /// verified with the CA found, which must give the same kubeconfig.
 pub async fn discover(
     endpoint: &str,
     token: &str,
     pins: &[String],
     skip_ca_verification: bool,
+    timeout: Duration,
 ) -> Result<ClusterInfo, DiscoveryError> {
     let fetch_err = |source| DiscoveryError::Fetch {
         endpoint: endpoint.to_string(),
@@ -186,12 +188,31 @@ pub async fn discover(
         .timeout(Duration::from_secs(10))
         .build()
         .map_err(fetch_err)?;
-    let info = verify(
-        &fetch(insecure, endpoint).await?,
-        token,
-        pins,
-        skip_ca_verification,
-    )?;
+    // The bootstrapsigner signs a new token within moments, and an apiserver may still be
+    // starting: a missing signature or an unreachable server is tried again until
+    // `timeout`, as kubeadm does; a bad signature or pin is final.
+    let deadline = std::time::Instant::now() + timeout;
+    let info = loop {
+        let outcome = match fetch(insecure.clone(), endpoint).await {
+            Ok(cm) => verify(&cm, token, pins, skip_ca_verification),
+            Err(e) => Err(e),
+        };
+        match outcome {
+            Ok(info) => break info,
+            Err(
+                e @ (DiscoveryError::NoSignature(_)
+                | DiscoveryError::Fetch { .. }
+                | DiscoveryError::Status { .. }),
+            ) => {
+                if std::time::Instant::now() >= deadline {
+                    return Err(e);
+                }
+                tracing::info!(error = %e, "retrying discovery");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    };
     let ca = reqwest::Certificate::from_pem(info.ca_pem.as_bytes()).map_err(fetch_err)?;
     let secure = reqwest::Client::builder()
         .tls_built_in_root_certs(false)

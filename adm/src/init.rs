@@ -426,6 +426,10 @@ pub async fn run(p: &Paths, args: &InitArgs) -> anyhow::Result<()> {
         println!("[bootstrap-token] Using token: {}", s.token);
         create_token(&client, &s.token, s.token_ttl, Some(&s.token_description)).await?;
         bootstrap_rbac(&client).await?;
+        wait_signed(&client, &s.token, args.timeout, || {
+            manager.log_hint(p, Unit::ControllerManager)
+        })
+        .await?;
         println!(
             "[bootstrap-token] Configured RBAC rules to allow Node Bootstrap tokens to post CSRs, auto-approve them, and rotate node client certificates"
         );
@@ -702,6 +706,37 @@ pub async fn create_token(
         .await
         .context("creating the bootstrap token")?;
     Ok(())
+}
+
+/// Waits until the controller-manager's bootstrapsigner has signed `cluster-info` for
+/// `token`, so that the join command printed next works at once.
+async fn wait_signed(
+    client: &kube::Client,
+    token: &str,
+    timeout: Duration,
+    log: impl Fn() -> String,
+) -> anyhow::Result<()> {
+    use skiff_api::bootstrap_token as bt;
+    let (id, _) = crate::token::parse(token)?;
+    let key = format!("{}{id}", bt::JWS_KEY_PREFIX);
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), bt::CLUSTER_INFO_NAMESPACE);
+    let deadline = Instant::now() + timeout;
+    loop {
+        let cm = api.get_opt(bt::CLUSTER_INFO).await.ok().flatten();
+        if cm
+            .and_then(|c| c.data)
+            .is_some_and(|d| d.contains_key(&key))
+        {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "[bootstrap-token] cluster-info was not signed for the token within {timeout:?}: is the controller-manager's bootstrapsigner running? See its log: {}",
+                log()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
 }
 
 fn taints(s: &Settings) -> Vec<Taint> {

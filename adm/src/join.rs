@@ -42,6 +42,10 @@ pub struct JoinArgs {
     /// host-gw or vxlan (default: what init recorded in the kubeadm-config ConfigMap).
     #[arg(long, value_parser = ["host-gw", "vxlan"])]
     pub pod_network: Option<String>,
+    /// How long to keep trying discovery while cluster-info has no signature for the token
+    /// (a new token is signed within moments) or the apiserver does not answer.
+    #[arg(long, default_value = "5m", value_parser = skiff_common::parse_duration)]
+    pub discovery_timeout: Duration,
     /// Skip the pre-flight checks.
     #[arg(long)]
     pub skip_preflight: bool,
@@ -156,6 +160,7 @@ pub async fn run(p: &Paths, args: &JoinArgs) -> anyhow::Result<()> {
         &args.token,
         &pins,
         args.discovery_token_unsafe_skip_ca_verification,
+        args.discovery_timeout,
     )
     .await
     .map_err(|e| {

@@ -53,6 +53,30 @@ fn unmount_under(dir: &std::path::Path) {
     }
 }
 
+/// Removes `path`: a file, or a folder with everything in it. A folder that is a mount
+/// point (a machine's own filesystem for /etc/skiff) is emptied and stays.
+fn remove(path: &std::path::Path) -> std::io::Result<()> {
+    let gone = |r: std::io::Result<()>| match r {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        other => other,
+    };
+    if !path.is_dir() {
+        return gone(std::fs::remove_file(path));
+    }
+    for entry in std::fs::read_dir(path)? {
+        let entry = entry?.path();
+        if entry.is_dir() && !entry.is_symlink() {
+            gone(std::fs::remove_dir_all(&entry))?;
+        } else {
+            gone(std::fs::remove_file(&entry))?;
+        }
+    }
+    match std::fs::remove_dir(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::ResourceBusy => Ok(()),
+        other => gone(other),
+    }
+}
+
 /// Runs `skiffadm reset` (after the user agreed).
 pub fn run_reset(p: &Paths) -> anyhow::Result<()> {
     // Read before the files go: the kubelet's runtime endpoint and node name.
@@ -117,15 +141,8 @@ pub fn run_reset(p: &Paths) -> anyhow::Result<()> {
     unmount_under(&p.kubelet_dir());
     for path in removed(p) {
         println!("[reset] Deleting {}", path.display());
-        let outcome = if path.is_dir() {
-            std::fs::remove_dir_all(&path)
-        } else {
-            std::fs::remove_file(&path)
-        };
-        match outcome {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => eprintln!("[reset] W: deleting {}: {e}", path.display()),
+        if let Err(e) = remove(&path) {
+            eprintln!("[reset] W: deleting {}: {e}", path.display());
         }
     }
     println!(
