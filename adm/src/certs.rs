@@ -113,12 +113,22 @@ pub fn create(
     // kubelet-finalize phase leaves it; kubelet.conf points at the file.
     let user = format!("system:node:{node_name}");
     let kubelet = pki::issue(&ca, &user, &["system:nodes"], &[])?;
-    let current = p.kubelet_cert_dir().join("kubelet-client-current.pem");
+    // The kubelet's own file names: a timestamped file and the `-current` link to it, which
+    // its rotation later points at a new file.
+    let dir = p.kubelet_cert_dir();
+    let stamp = jiff::Timestamp::now()
+        .strftime("%Y-%m-%d-%H-%M-%S")
+        .to_string();
+    let file = dir.join(format!("kubelet-client-{stamp}.pem"));
     pki::write(
-        &current,
+        &file,
         &format!("{}{}", kubelet.cert_pem, kubelet.key_pem),
         true,
     )?;
+    let current = dir.join("kubelet-client-current.pem");
+    let _ = std::fs::remove_file(&current);
+    std::os::unix::fs::symlink(&file, &current)
+        .with_context(|| format!("linking {}", current.display()))?;
     pki::write_kubeconfig(
         &p.conf("kubelet"),
         &pki::file_kubeconfig(server, &ca.cert_pem, &user, &current),
