@@ -85,7 +85,13 @@ pub fn run_reset(p: &Paths) -> anyhow::Result<()> {
         "SKIFF_ARGS",
     );
     let runtime = flag_value(&kubelet_args, "--container-runtime-endpoint").map(String::from);
-    let node = flag_value(&kubelet_args, "--hostname-override").map(String::from);
+    let node = flag_value(&kubelet_args, "--hostname-override")
+        .map(String::from)
+        .or_else(|| {
+            hostname::get()
+                .ok()
+                .map(|h| h.to_string_lossy().to_lowercase())
+        });
 
     println!("[reset] Stopping the Skiff services");
     crate::services::stop_all(p)?;
@@ -115,8 +121,10 @@ pub fn run_reset(p: &Paths) -> anyhow::Result<()> {
                 .chain(extra.iter().map(|s| s.to_string()))
                 .collect()
         };
-        let label = format!("label={KIND_LABEL}");
-        let ps = with(&["ps", "-aq", "--filter", &label]);
+        // Only this node's: an engine may be shared (tests run several kubelets on one).
+        let kind = format!("label={KIND_LABEL}");
+        let mine = format!("label={NODE_LABEL}={}", node.as_deref().unwrap_or_default());
+        let ps = with(&["ps", "-aq", "--filter", &kind, "--filter", &mine]);
         let ps: Vec<&str> = ps.iter().map(String::as_str).collect();
         match run("docker", &ps) {
             Ok(ids) if !ids.trim().is_empty() => {
@@ -130,7 +138,7 @@ pub fn run_reset(p: &Paths) -> anyhow::Result<()> {
             Ok(_) => {}
             Err(e) => eprintln!("[reset] W: listing pod containers: {e}"),
         }
-        if let Some(node) = node {
+        if let Some(node) = &node {
             let net = format!("skiff-{node}");
             let rm = with(&["network", "rm", &net]);
             let rm: Vec<&str> = rm.iter().map(String::as_str).collect();
@@ -155,6 +163,8 @@ pub fn run_reset(p: &Paths) -> anyhow::Result<()> {
 /// The label the kubelet puts on every container it makes (skiff-runtime's `LABEL_KIND`;
 /// named here rather than linking the runtime crate and Docker's client for one string).
 const KIND_LABEL: &str = "io.skiff.kind";
+/// The label naming the node whose kubelet made a container (the kubelet's `LABEL_NODE`).
+const NODE_LABEL: &str = "io.skiff.node";
 
 #[cfg(test)]
 mod tests {
