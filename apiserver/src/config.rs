@@ -36,7 +36,14 @@ pub struct Config {
     /// `EncryptionConfiguration` file; none stores values as they are.
     pub encryption_provider_config: Option<PathBuf>,
     pub data_dir: PathBuf,
+    /// Where the PKI lives (kube-apiserver's `--cert-dir`); none: `<data-dir>/pki`. skiffadm
+    /// points it at `/etc/skiff/pki`, which it fills before the apiserver starts.
+    pub cert_dir: Option<PathBuf>,
     pub bind_address: IpAddr,
+    /// The address announced to the cluster (`--advertise-address`, the `kubernetes`
+    /// Service's endpoint); none: the bind address, or the first non-loopback IPv4 address
+    /// when bound to all.
+    pub advertise_address: Option<IpAddr>,
     /// 0 picks a free port (tests).
     pub secure_port: u16,
     pub service_cluster_ip_range: Ipv4Net,
@@ -81,7 +88,9 @@ impl Config {
             etcd_tls: EtcdTls::default(),
             encryption_provider_config: None,
             data_dir,
+            cert_dir: None,
             bind_address: IpAddr::from([0, 0, 0, 0]),
+            advertise_address: None,
             secure_port: 6443,
             service_cluster_ip_range: "10.96.0.0/12".parse().expect("valid default range"),
             service_node_port_range: (30000, 32767),
@@ -134,6 +143,13 @@ impl Config {
             self.deny_service_external_ips = false;
         }
         Ok(())
+    }
+
+    /// The PKI folder: `--cert-dir`, or `<data-dir>/pki`.
+    pub fn cert_dir(&self) -> PathBuf {
+        self.cert_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("pki"))
     }
 
     /// The kubeconfig path: `--write-kubeconfig`, or `<data-dir>/admin.kubeconfig`.

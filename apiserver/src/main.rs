@@ -39,9 +39,17 @@ struct Flags {
     /// Where the embedded store, the certificates and the admin kubeconfig live.
     #[arg(long, default_value = "/var/lib/skiff")]
     data_dir: PathBuf,
+    /// The directory of the PKI (CA, serving certificate, service account keys); what is
+    /// missing is made. Default: <data-dir>/pki.
+    #[arg(long)]
+    cert_dir: Option<PathBuf>,
     /// Address to listen on.
     #[arg(long, default_value = "0.0.0.0")]
     bind_address: IpAddr,
+    /// The address to advertise to the cluster (the `kubernetes` Service's endpoint).
+    /// Default: --bind-address, or the first non-loopback IPv4 address when that is 0.0.0.0.
+    #[arg(long)]
+    advertise_address: Option<IpAddr>,
     /// HTTPS port (0 picks a free one).
     #[arg(long, default_value_t = 6443)]
     secure_port: u16,
@@ -149,6 +157,8 @@ async fn main() -> anyhow::Result<()> {
     };
     config.encryption_provider_config = flags.encryption_provider_config;
     config.bind_address = flags.bind_address;
+    config.cert_dir = flags.cert_dir;
+    config.advertise_address = flags.advertise_address;
     config.secure_port = flags.secure_port;
     config.service_cluster_ip_range = flags.service_cluster_ip_range;
     config.service_node_port_range = parse_range(&flags.service_node_port_range)?;

@@ -24,7 +24,13 @@ impl Pki {
     /// Loads the PKI from `<data_dir>/pki`, creating whatever is missing. `sans` are the
     /// serving certificate's names and IPs.
     pub fn ensure(data_dir: &Path, sans: &[String]) -> Result<Pki, PkiError> {
-        let dir = data_dir.join("pki");
+        Pki::ensure_in(&data_dir.join("pki"), sans)
+    }
+
+    /// Loads the PKI from `dir` (`--cert-dir`), creating whatever is missing: certificates
+    /// put there beforehand (by skiffadm) are used as long as the CA there signed them.
+    pub fn ensure_in(dir: &Path, sans: &[String]) -> Result<Pki, PkiError> {
+        let dir = dir.to_path_buf();
         let ca = load_or(&dir, "ca", new_ca)?;
         let serving = load_or_issue(&dir, "apiserver", &ca, || {
             issue(&ca, "kube-apiserver", &[], sans)

@@ -97,6 +97,9 @@ fn local_ips() -> Vec<IpAddr> {
 
 /// The IP other cluster members reach this apiserver on.
 fn advertise_ip(config: &Config) -> IpAddr {
+    if let Some(ip) = config.advertise_address {
+        return ip;
+    }
     if !config.bind_address.is_unspecified() {
         return config.bind_address;
     }
@@ -334,7 +337,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     );
     sans.push(allocator.first_ip().to_string());
     sans.dedup();
-    let pki = Pki::ensure(&config.data_dir, &sans)?;
+    let pki = Pki::ensure_in(&config.cert_dir(), &sans)?;
     let tls = tls_config(&pki)?;
 
     let cache = WatchCache::start(store.clone(), resources::all(), shutdown.clone());

@@ -312,6 +312,41 @@ pub fn kubeconfig(server: &str, ca_pem: &str, client: &CertKey, user: &str) -> S
     )
 }
 
+/// A kubeconfig for `server` that authenticates with a bearer token (a bootstrap token, as
+/// kubeadm's `bootstrap-kubelet.conf`).
+pub fn token_kubeconfig(server: &str, ca_pem: &str, user: &str, token: &str) -> String {
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: skiff\n  cluster:\n    server: {server}\n    certificate-authority-data: {ca}\nusers:\n- name: {user}\n  user:\n    token: {token}\ncontexts:\n- name: skiff\n  context:\n    cluster: skiff\n    user: {user}\ncurrent-context: skiff\n",
+        ca = b64(ca_pem),
+    )
+}
+
+/// A kubeconfig for `server` whose client certificate and key are in `pem_file` (both in one
+/// file), as the kubelet's rotating `kubelet-client-current.pem`.
+pub fn file_kubeconfig(server: &str, ca_pem: &str, user: &str, pem_file: &Path) -> String {
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: skiff\n  cluster:\n    server: {server}\n    certificate-authority-data: {ca}\nusers:\n- name: {user}\n  user:\n    client-certificate: {file}\n    client-key: {file}\ncontexts:\n- name: skiff\n  context:\n    cluster: skiff\n    user: {user}\ncurrent-context: skiff\n",
+        ca = b64(ca_pem),
+        file = pem_file.display(),
+    )
+}
+
+/// An `apiserver.config.k8s.io/v1` EncryptionConfiguration with a new random key: Secrets
+/// are stored with secretbox (XSalsa20-Poly1305). Of the providers that keep the key on the
+/// host, Kubernetes' documentation rates secretbox strong and fast, while aescbc is open to
+/// padding-oracle attacks and aesgcm's random 96-bit nonces call for a new key every 200,000
+/// writes; secretbox's 192-bit nonces have no such limit. `identity` comes second so objects
+/// written before encryption was on still read. Write it private: it holds the key.
+pub fn encryption_config() -> String {
+    let key: [u8; 32] = rand::random();
+    let key = base64::engine::general_purpose::STANDARD.encode(key);
+    format!(
+        "apiVersion: apiserver.config.k8s.io/v1\nkind: EncryptionConfiguration\nresources:\n- resources:\n  - secrets\n  providers:\n  - secretbox:\n      keys:\n      - name: key1\n        secret: {key}\n  - identity: {{}}\n"
+    )
+}
+
 /// Writes a kubeconfig file readable only by its owner.
 pub fn write_kubeconfig(path: &Path, contents: &str) -> Result<(), PkiError> {
     write(path, contents, true)

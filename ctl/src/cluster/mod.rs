@@ -583,26 +583,14 @@ fn node_network(l: &Layout, node: &NodeLayout) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Writes the cluster's encryption-at-rest configuration once, with a new random key:
-/// Secrets are stored with secretbox (XSalsa20-Poly1305). Of the providers that keep the key
-/// on the host, Kubernetes' documentation rates secretbox strong and fast, while aescbc is
-/// open to padding-oracle attacks and aesgcm's random 96-bit nonces call for a new key every
-/// 200,000 writes; secretbox's 192-bit nonces have no such limit. `identity` comes second so
-/// objects written before encryption was on still read. The file holds the key: 0600.
+/// Writes the cluster's encryption-at-rest configuration once, with a new random key (see
+/// [`pki::encryption_config`]). The file holds the key: 0600.
 fn encryption_config(l: &Layout) -> anyhow::Result<PathBuf> {
-    use base64::Engine as _;
-    use rand::RngCore as _;
     let path = l.apiserver_dir().join("encryption-config.yaml");
     if path.exists() {
         return Ok(path);
     }
-    let mut key = [0u8; 32];
-    rand::rng().fill_bytes(&mut key);
-    let key = base64::engine::general_purpose::STANDARD.encode(key);
-    let config = format!(
-        "apiVersion: apiserver.config.k8s.io/v1\nkind: EncryptionConfiguration\nresources:\n- resources:\n  - secrets\n  providers:\n  - secretbox:\n      keys:\n      - name: key1\n        secret: {key}\n  - identity: {{}}\n"
-    );
-    pki::write(&path, &config, true)?;
+    pki::write(&path, &pki::encryption_config(), true)?;
     Ok(path)
 }
 
