@@ -19,6 +19,7 @@ pub mod fuzz;
 mod http;
 mod kubectl;
 mod kubelet;
+pub mod machines;
 mod wait;
 
 pub use apiserver::{ApiServer, Backend, sibling_binary};
