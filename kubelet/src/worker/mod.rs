@@ -293,9 +293,7 @@ impl Worker {
             if self.pod.metadata.deletion_timestamp.is_some() {
                 break Exit::Deleted;
             }
-            if self.terminal.is_none() {
-                self.sync().await;
-            }
+            self.sync().await;
             self.report().await;
             tokio::select! {
                 msg = self.rx.recv() => match msg {
@@ -352,6 +350,10 @@ impl Worker {
     }
 
     async fn sync(&mut self) {
+        // An evicted or rejected pod runs nothing any more.
+        if self.terminal.is_some() {
+            return;
+        }
         if self.sandbox.ready().is_none() && !self.start_sandbox().await {
             return;
         }
