@@ -398,6 +398,94 @@ pub fn condition_words(condition: PressureCondition, active: bool) -> (&'static 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::FakeApi;
+    use skiff_runtime::{ContainerRuntime, FakeRuntime};
+
+    /// A manager on the fake runtime whose signals come from `overrides`, with image reclaim
+    /// on the fake engine's images.
+    fn manager(
+        runtime: &FakeRuntime,
+        hard: &str,
+        overrides: &std::path::Path,
+        root: &std::path::Path,
+    ) -> (EvictionManager, Pressure, mpsc::UnboundedReceiver<Eviction>) {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        // Nothing here reaches the API: the pod informer is never run (no pods).
+        let config = kube::Config::new("http://127.0.0.1:9".parse().expect("a URL"));
+        let client = kube::Client::try_from(config).expect("a kube client");
+        let api = Arc::new(FakeApi::new());
+        let (_tx, pod_network) = watch::channel(None);
+        let ctx = Arc::new(Context {
+            client: client.clone(),
+            api: api.clone(),
+            reviews: api,
+            runtime: Arc::new(runtime.clone()),
+            node_name: "n1".into(),
+            node_ip: std::net::IpAddr::from([127, 0, 0, 1]),
+            root_dir: root.to_path_buf(),
+            pod_network,
+            port: 10250,
+            dns: crate::dns::DnsSettings {
+                cluster_dns: Vec::new(),
+                cluster_domain: "cluster.local".into(),
+                host: Default::default(),
+            },
+            memory_volumes: false,
+        });
+        let policy = ImageGcPolicy {
+            minimum_image_ttl: Duration::ZERO,
+            ..Default::default()
+        };
+        let config = EvictionConfig {
+            thresholds: parse_thresholds(hard, "", "", "").unwrap(),
+            pressure_transition_period: Duration::from_secs(300),
+            max_pod_grace_period_seconds: 0,
+            monitoring_interval: DEFAULT_MONITORING_INTERVAL,
+            signal_overrides_file: Some(overrides.to_path_buf()),
+            image_fs_usage_override: None,
+            image_gc_policy: policy,
+        };
+        let pods = crate::manager::pod_informer(&ctx);
+        let (ptx, prx, etx, erx) = channels();
+        let mut m = EvictionManager::new(ctx.clone(), config, pods, ptx, etx);
+        m.images = Some(ImageGc::new(
+            ctx.runtime.clone(),
+            ctx.api.clone(),
+            Box::new(Statvfs {
+                path: root.to_path_buf(),
+            }),
+            "n1",
+            policy,
+        ));
+        (m, prx, erx)
+    }
+
+    #[tokio::test]
+    async fn disk_pressure_removes_unused_images_before_any_pod_and_reports_the_condition() {
+        let runtime = FakeRuntime::new();
+        runtime.add_image_of_size("unused:1", 1 << 20);
+        let dir = tempfile::tempdir().unwrap();
+        let overrides = dir.path().join("signals");
+        std::fs::write(&overrides, "nodefs.available=1%\n").unwrap();
+        let (mut m, pressure, mut evictions) = manager(
+            &runtime,
+            "memory.available<1Ki,nodefs.available<10%",
+            &overrides,
+            dir.path(),
+        );
+        m.pass().await;
+        assert_eq!(
+            *pressure.borrow(),
+            BTreeSet::from([PressureCondition::DiskPressure])
+        );
+        assert!(runtime.list_images().await.unwrap().is_empty());
+        // The override keeps the disk full, but no pod is there to evict.
+        assert!(evictions.try_recv().is_err());
+        // Cleared: the condition holds for the transition period.
+        std::fs::write(&overrides, "").unwrap();
+        m.pass().await;
+        assert_eq!(pressure.borrow().len(), 1);
+    }
 
     #[test]
     fn overrides_replace_the_measured_amounts() {
