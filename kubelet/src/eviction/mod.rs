@@ -56,7 +56,8 @@ pub struct EvictionConfig {
     pub signal_overrides_file: Option<PathBuf>,
     /// Test hook shared with image GC: the image filesystem is this percent full.
     pub image_fs_usage_override: Option<u8>,
-    /// Which images are old enough for the reclaim under disk pressure.
+    /// Which images are old enough for the reclaim under disk pressure; none is reclaimed
+    /// when image GC is off (a high threshold of 100).
     pub image_gc_policy: ImageGcPolicy,
 }
 
@@ -125,13 +126,18 @@ impl EvictionManager {
     pub async fn run(mut self, shutdown: CancellationToken) {
         match self.ctx.runtime.image_fs_path().await {
             Ok(Some(path)) => {
-                self.images = Some(ImageGc::new(
-                    self.ctx.runtime.clone(),
-                    self.ctx.api.clone(),
-                    Box::new(Statvfs { path: path.clone() }),
-                    &self.ctx.node_name,
-                    self.config.image_gc_policy,
-                ));
+                // `--image-gc-high-threshold=100` says this engine's images must stay (local
+                // clusters load theirs, tests share the machine's engine): then disk pressure
+                // goes straight to pods. Upstream reclaims images regardless.
+                if self.config.image_gc_policy.high_threshold_percent < 100 {
+                    self.images = Some(ImageGc::new(
+                        self.ctx.runtime.clone(),
+                        self.ctx.api.clone(),
+                        Box::new(Statvfs { path: path.clone() }),
+                        &self.ctx.node_name,
+                        self.config.image_gc_policy,
+                    ));
+                }
                 self.image_fs = Some(path);
             }
             Ok(None) => {}
