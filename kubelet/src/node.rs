@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::Node;
+use k8s_openapi::api::core::v1::{Node, ObjectReference};
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 use skiff_common::time::{now, now_micro};
@@ -270,6 +270,20 @@ impl NodeAgent {
                 tracing::warn!(error = %e, "could not renew the node lease");
             }
             let conditions = self.conditions().await;
+            // As the kubelet, a Normal event on the Node when a pressure condition is first
+            // set or turns: NodeHasInsufficientMemory, NodeHasNoDiskPressure, ...
+            for c in conditions
+                .iter()
+                .filter(|c| c.ty == "MemoryPressure" || c.ty == "DiskPressure")
+            {
+                let before = reported
+                    .as_ref()
+                    .and_then(|(prev, _)| prev.iter().find(|(o, _)| o.ty == c.ty))
+                    .map(|(o, _)| o.status);
+                if before != Some(c.status) {
+                    self.node_event(&c.reason.replacen("Kubelet", "Node", 1));
+                }
+            }
             let changed = reported.as_ref().is_none_or(|(prev, at)| {
                 at.elapsed() >= self.report_every
                     || prev.iter().map(|(c, _)| c).ne(conditions.iter())
@@ -287,6 +301,23 @@ impl NodeAgent {
                 self.ensure_pod_network(&network).await;
             }
         }
+    }
+
+    /// Records a Normal event on the Node: `Node <name> status is now: <reason>`.
+    fn node_event(&self, reason: &str) {
+        let node = ObjectReference {
+            kind: Some("Node".into()),
+            name: Some(self.ctx.node_name.clone()),
+            uid: Some(self.ctx.node_name.clone()),
+            ..Default::default()
+        };
+        let message = format!("Node {} status is now: {reason}", self.ctx.node_name);
+        self.ctx.api.event(
+            node,
+            skiff_client::events::EventType::Normal,
+            reason,
+            message,
+        );
     }
 
     /// Creates the node's pod network once `spec.podCIDR` is known.

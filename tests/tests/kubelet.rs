@@ -1154,6 +1154,12 @@ fn memory_pressure_evicts_best_effort_pods_taints_the_node_and_clears() {
             "kubelet has insufficient memory available".into()
         )
     );
+    wait_for_event(
+        &server,
+        &node,
+        "NodeHasInsufficientMemory",
+        &format!("Node {node} status is now: NodeHasInsufficientMemory"),
+    );
     let taint = "node.kubernetes.io/memory-pressure:NoSchedule";
     assert!(
         wait_until(WAIT, || node_taints(&server, &node)
