@@ -16,6 +16,12 @@ command -v conntrack >/dev/null || missing+=(conntrack)
 command -v nsenter >/dev/null || missing+=(util-linux)
 command -v cc >/dev/null || missing+=(build-essential)
 command -v pkg-config >/dev/null || missing+=(pkg-config)
+# The packaging and its tests: systemd-analyze verifies the units, dpkg-shlibdeps (dpkg-dev)
+# finds the package's library dependencies, debootstrap makes the Debian root the .deb is
+# installed in.
+command -v systemd-analyze >/dev/null || missing+=(systemd)
+command -v dpkg-shlibdeps >/dev/null || missing+=(dpkg-dev)
+command -v debootstrap >/dev/null || missing+=(debootstrap)
 python3 -m pip --version >/dev/null 2>&1 || missing+=(python3-pip)
 if [ ${#missing[@]} -gt 0 ]; then
     echo "== installing ${missing[*]}"

@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::{Inputs, Proxier, cache, health, iptables, model, proxier, routes};
+use crate::proxier::Network;
+use crate::{Inputs, Proxier, cache, health, iptables, model, proxier, routes, vxlan};
 use k8s_openapi::api::core::v1::{Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::Api;
@@ -17,6 +18,11 @@ use tokio_util::sync::CancellationToken;
 #[derive(Debug, Clone)]
 pub struct Config {
     pub kubeconfig: PathBuf,
+    /// `--bootstrap-kubeconfig`: requests the `system:kube-proxy` client certificate when
+    /// `kubeconfig` has none valid ([`skiff_client::tls_bootstrap`]).
+    pub bootstrap_kubeconfig: Option<PathBuf>,
+    /// `--cert-dir`: where `kube-proxy-client-*.pem` are kept.
+    pub cert_dir: PathBuf,
     pub node_name: String,
     pub cluster_cidr: Option<ipnet::Ipv4Net>,
     /// `--service-cluster-ip-range`: lets one rule mark outside traffic to every ClusterIP.
@@ -24,11 +30,41 @@ pub struct Config {
     pub min_sync_period: Duration,
     pub sync_period: Duration,
     pub healthz_addr: SocketAddr,
+    /// `--pod-network`: how pods reach the pods of other nodes.
+    pub pod_network: PodNetwork,
+}
+
+/// How pods reach the pods of other nodes (`--pod-network`, named after flannel's backends).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum PodNetwork {
+    /// A route to every other node's pod CIDR via its InternalIP: the nodes must share an L2
+    /// segment.
+    #[default]
+    HostGw,
+    /// A VXLAN overlay (the `skiff.1` device, UDP port 8472) between the nodes' InternalIPs,
+    /// which need only reach each other over IP.
+    Vxlan,
 }
 
 /// Runs the proxy until `shutdown`.
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let client = skiff_client::client(&config.kubeconfig).await?;
+    use skiff_client::tls_bootstrap;
+    let bootstrapped = tls_bootstrap::ClientBootstrap {
+        bootstrap_kubeconfig: config.bootstrap_kubeconfig.clone(),
+        kubeconfig: config.kubeconfig.clone(),
+        cert_dir: config.cert_dir.clone(),
+        prefix: "kube-proxy-client".into(),
+        request: tls_bootstrap::CertRequest::proxy_client(),
+        wait: tls_bootstrap::DEFAULT_WAIT,
+    }
+    .load()
+    .await?;
+    let client = bootstrapped.client;
+    // A certificate from the cert dir is renewed before it expires, as the kubelet's with
+    // --rotate-certificates (kube-proxy has no such flag; a proxy has no reason not to).
+    if let Some(manager) = bootstrapped.manager {
+        tokio::spawn(manager.rotate(client.clone(), shutdown.clone()));
+    }
     let changed = Arc::new(Notify::new());
     let watched = Watched {
         services: cache::watch(
@@ -79,7 +115,27 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             tracing::warn!(error = %e, "cannot install the localnet firewall; route_localnet stays off and NodePorts will not answer on 127.0.0.1");
         }
     }
-    let mut proxier = Proxier::new(&config, iptables::Iptables::new(), routes::IpRoute, metrics);
+    let network: Box<dyn Network + Send> = match config.pod_network {
+        PodNetwork::HostGw => {
+            // Switching from vxlan: the device goes, and every overlay route with it. (The
+            // other way, the overlay's routes replace host-gw's for every node with a pod CIDR.)
+            match vxlan::delete_device() {
+                Ok(true) => tracing::info!(
+                    device = vxlan::DEVICE,
+                    "removed the VXLAN device: the pod network is host-gw"
+                ),
+                Ok(false) => {}
+                Err(e) => tracing::warn!(error = %e, "cannot remove the VXLAN device"),
+            }
+            Box::new(routes::Router::new(&config.node_name, routes::IpRoute))
+        }
+        PodNetwork::Vxlan => Box::new(vxlan::Overlay::new(
+            &config.node_name,
+            vxlan::IpVxlan,
+            config.sync_period,
+        )),
+    };
+    let mut proxier = Proxier::new(&config, iptables::Iptables::new(), network, metrics);
     proxier.run(&watched, &changed, &shutdown).await;
     Ok(())
 }

@@ -3,8 +3,9 @@
 //! loop; a [`Proxier`] (at most one write per `--min-sync-period`) turns the changed Services
 //! into ports ([`model`]), renders their rules ([`rules`]) and writes only the chains that
 //! changed, or everything every `--sync-period` ([`iptables`]), clears stale UDP flows
-//! ([`conntrack`]) and keeps a route to every other node's pod CIDR ([`routes`], flannel's
-//! host-gw model). [`health`] serves `/healthz` and `/metrics`.
+//! ([`conntrack`]) and keeps every other node's pods reachable: a route to each node's pod
+//! CIDR ([`routes`], flannel's host-gw model) or a VXLAN overlay ([`vxlan`], flannel's vxlan
+//! backend), as `--pod-network` says. [`health`] serves `/healthz` and `/metrics`.
 
 mod app;
 mod cache;
@@ -15,7 +16,8 @@ pub mod model;
 pub mod proxier;
 pub mod routes;
 pub mod rules;
+pub mod vxlan;
 
-pub use app::{Config, run};
-pub use proxier::{Inputs, Outcome, Proxier, RuleWriter};
+pub use app::{Config, PodNetwork, run};
+pub use proxier::{Inputs, Network, Outcome, Proxier, RuleWriter};
 pub use routes::RouteWriter;

@@ -1,8 +1,8 @@
 //! The sync: one pass from the watched Services, EndpointSlices and Nodes to the kernel. A
 //! [`Proxier`] decides between a full restore and a partial one (KEP-3453), re-renders the
 //! Services that changed, writes the rules, clears the UDP flows the change made stale,
-//! keeps the pod routes and records the health figures; [`Proxier::run`] is the loop that
-//! calls it. The kernel is behind [`RuleWriter`] and [`RouteWriter`] and the caches behind
+//! keeps the pod network and records the health figures; [`Proxier::run`] is the loop that
+//! calls it. The kernel is behind [`RuleWriter`] and [`Network`] and the caches behind
 //! [`Inputs`], so the decisions are unit-tested with fakes.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
@@ -19,6 +19,7 @@ use crate::iptables::{self, Iptables};
 use crate::model::{self, Slice, SliceIndex, Svc};
 use crate::routes::{RouteWriter, Router};
 use crate::rules::{self, Name, Renderer, ServiceKey, ServicePort, Table};
+use crate::vxlan::{Overlay, VxlanWriter};
 use crate::{Config, conntrack};
 
 /// How long after a failed write the (full) restore is tried again.
@@ -51,6 +52,31 @@ impl RuleWriter for Iptables {
 
     fn conntrack_delete(&self, filter: &[String]) {
         Iptables::conntrack_delete(self, filter)
+    }
+}
+
+/// What keeps other nodes' pods reachable from this node's, from the Nodes' pod CIDRs and
+/// addresses (`--pod-network`): host-gw routes ([`Router`]) or the VXLAN overlay
+/// ([`Overlay`]). Every sync calls it with every Node; it writes only what changed.
+pub trait Network {
+    fn sync(&mut self, nodes: &[Arc<Node>]);
+}
+
+impl<W: RouteWriter> Network for Router<W> {
+    fn sync(&mut self, nodes: &[Arc<Node>]) {
+        Router::sync(self, nodes)
+    }
+}
+
+impl<W: VxlanWriter> Network for Overlay<W> {
+    fn sync(&mut self, nodes: &[Arc<Node>]) {
+        Overlay::sync(self, nodes)
+    }
+}
+
+impl<N: Network + ?Sized> Network for Box<N> {
+    fn sync(&mut self, nodes: &[Arc<Node>]) {
+        (**self).sync(nodes)
     }
 }
 
@@ -99,14 +125,14 @@ pub enum Outcome {
 }
 
 /// The proxy's state between syncs.
-pub struct Proxier<W, R> {
+pub struct Proxier<W, N> {
     node_name: String,
     cluster_cidr: Option<ipnet::Ipv4Net>,
     service_cidr: Option<ipnet::Ipv4Net>,
     min_sync_period: Duration,
     sync_period: Duration,
     rules: W,
-    routes: R,
+    network: N,
     metrics: Arc<Metrics>,
     renderer: Renderer,
     index: SliceIndex,
@@ -118,7 +144,6 @@ pub struct Proxier<W, R> {
     udp_before: BTreeMap<ServiceKey, Vec<ServicePort>>,
     udp_after: BTreeMap<ServiceKey, Vec<ServicePort>>,
     last_full: Instant,
-    router: Router,
     /// When rules were last written: --min-sync-period spaces writes, not wake-ups (a sync
     /// that finds nothing to change must not hold back the next change).
     last_write: Instant,
@@ -127,10 +152,10 @@ pub struct Proxier<W, R> {
     known: BTreeSet<Name>,
 }
 
-impl<W: RuleWriter, R: RouteWriter> Proxier<W, R> {
-    /// A proxier for `config` writing through `rules` and `routes`. It lists the chains there
+impl<W: RuleWriter, N: Network> Proxier<W, N> {
+    /// A proxier for `config` writing through `rules` and `network`. It lists the chains there
     /// now: those left by an earlier run are deleted by the first sync if no longer needed.
-    pub fn new(config: &Config, rules: W, routes: R, metrics: Arc<Metrics>) -> Proxier<W, R> {
+    pub fn new(config: &Config, rules: W, network: N, metrics: Arc<Metrics>) -> Proxier<W, N> {
         let known = service_chains(rules.chains("nat").unwrap_or_default()).collect();
         Proxier {
             node_name: config.node_name.clone(),
@@ -138,9 +163,8 @@ impl<W: RuleWriter, R: RouteWriter> Proxier<W, R> {
             service_cidr: config.service_cidr,
             min_sync_period: config.min_sync_period,
             sync_period: config.sync_period,
-            router: Router::new(&config.node_name),
             rules,
-            routes,
+            network,
             metrics,
             renderer: Renderer::default(),
             index: SliceIndex::default(),
@@ -193,7 +217,7 @@ impl<W: RuleWriter, R: RouteWriter> Proxier<W, R> {
     }
 
     /// One sync: re-renders what changed in `inputs` since the last, writes it (everything
-    /// when a full restore is due), clears stale UDP flows, and sets the routes.
+    /// when a full restore is due), clears stale UDP flows, and keeps the pod network.
     pub fn sync(&mut self, inputs: &impl Inputs) -> Outcome {
         let started = Instant::now();
         let settings = rules::Settings {
@@ -264,7 +288,7 @@ impl<W: RuleWriter, R: RouteWriter> Proxier<W, R> {
                 "rules synced"
             );
         }
-        self.router.sync(&inputs.nodes(), &self.routes);
+        self.network.sync(&inputs.nodes());
         self.metrics.synced(
             SystemTime::now(),
             started.elapsed(),
@@ -634,17 +658,25 @@ mod tests {
     fn config() -> Config {
         Config {
             kubeconfig: Default::default(),
+            bootstrap_kubeconfig: None,
+            cert_dir: Default::default(),
             node_name: "me".into(),
             cluster_cidr: Some("10.244.0.0/16".parse().unwrap()),
             service_cidr: None,
             min_sync_period: Duration::from_secs(1),
             sync_period: Duration::from_secs(30),
             healthz_addr: "127.0.0.1:0".parse().unwrap(),
+            pod_network: Default::default(),
         }
     }
 
-    fn proxier(fake: &Fake) -> Proxier<Fake, Fake> {
-        Proxier::new(&config(), fake.clone(), fake.clone(), Metrics::new())
+    fn proxier(fake: &Fake) -> Proxier<Fake, Router<Fake>> {
+        Proxier::new(
+            &config(),
+            fake.clone(),
+            Router::new("me", fake.clone()),
+            Metrics::new(),
+        )
     }
 
     /// The one restore among `calls`.
@@ -662,7 +694,7 @@ mod tests {
 
     /// Inputs with two TCP Services, `web` (one endpoint) and `api` (one endpoint), synced
     /// once; the fake's log is empty again.
-    fn synced_once(fake: &Fake) -> (Proxier<Fake, Fake>, Memory) {
+    fn synced_once(fake: &Fake) -> (Proxier<Fake, Router<Fake>>, Memory) {
         let inputs = Memory::new();
         inputs.put_service("web", [10, 96, 0, 10], Protocol::Tcp, &[[10, 244, 1, 5]]);
         inputs.put_service("api", [10, 96, 0, 11], Protocol::Tcp, &[[10, 244, 2, 5]]);

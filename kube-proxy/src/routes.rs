@@ -73,22 +73,25 @@ impl RouteWriter for IpRoute {
 
 /// The routes this node installed, kept in line with the nodes' pod CIDRs.
 #[derive(Debug)]
-pub struct Router {
+pub struct Router<W> {
     me: String,
+    writer: W,
     installed: BTreeMap<String, String>,
 }
 
-impl Router {
-    pub fn new(me: &str) -> Router {
+impl<W: RouteWriter> Router<W> {
+    pub fn new(me: &str, writer: W) -> Router<W> {
         Router {
             me: me.to_string(),
+            writer,
             installed: BTreeMap::new(),
         }
     }
 
     /// Installs the routes `nodes` call for and removes the ones they no longer do. A route
     /// that cannot be installed is tried again on the next sync.
-    pub fn sync(&mut self, nodes: &[Arc<Node>], writer: &impl RouteWriter) {
+    pub fn sync(&mut self, nodes: &[Arc<Node>]) {
+        let writer = &self.writer;
         let want = wanted(&self.me, nodes);
         for (cidr, via) in &want {
             if self.installed.get(cidr) == Some(via) {

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use crate::{api, dns, eviction, image_gc, manager, node, server, static_pods, sysinfo};
 use anyhow::Context as _;
+use skiff_client::tls_bootstrap;
 use skiff_runtime::ContainerRuntime;
 use tokio_util::sync::CancellationToken;
 
@@ -23,6 +24,17 @@ pub enum RuntimeKind {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub kubeconfig: PathBuf,
+    /// `--bootstrap-kubeconfig`: requests the client certificate when `kubeconfig` has none
+    /// valid ([`skiff_client::tls_bootstrap`]).
+    pub bootstrap_kubeconfig: Option<PathBuf>,
+    /// `--cert-dir`: `kubelet-client-*.pem` and `kubelet-server-*.pem` (default
+    /// `<root-dir>/pki`).
+    pub cert_dir: PathBuf,
+    /// `--rotate-certificates`: renew the client certificate before it expires.
+    pub rotate_certificates: bool,
+    /// `--rotate-server-certificates`: serve with a certificate from a
+    /// `kubernetes.io/kubelet-serving` request, renewed before it expires.
+    pub rotate_server_certificates: bool,
     pub node_name: String,
     pub node_ip: Option<IpAddr>,
     pub pod_cidr: Option<String>,
@@ -105,7 +117,28 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         .image_gc
         .validate()
         .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
-    let client = skiff_client::client(&config.kubeconfig).await?;
+    let bootstrapped = tls_bootstrap::ClientBootstrap {
+        bootstrap_kubeconfig: config.bootstrap_kubeconfig.clone(),
+        kubeconfig: config.kubeconfig.clone(),
+        cert_dir: config.cert_dir.clone(),
+        prefix: "kubelet-client".into(),
+        request: tls_bootstrap::CertRequest::kubelet_client(&config.node_name),
+        wait: tls_bootstrap::DEFAULT_WAIT,
+    }
+    .load()
+    .await
+    .context("loading the kubelet's client credentials")?;
+    let client = bootstrapped.client;
+    match (config.rotate_certificates, bootstrapped.manager) {
+        (true, Some(manager)) => {
+            tokio::spawn(manager.rotate(client.clone(), shutdown.clone()));
+        }
+        (true, None) => tracing::warn!(
+            kubeconfig = %config.kubeconfig.display(),
+            "--rotate-certificates: the kubeconfig's credentials are not the cert dir's kubelet-client-current.pem; not rotating them"
+        ),
+        (false, _) => {}
+    }
     let runtime: Arc<dyn ContainerRuntime> = match config.runtime {
         RuntimeKind::Docker => Arc::new(
             match &config.runtime_endpoint {
@@ -140,7 +173,23 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         )),
         _ => None,
     };
-    let tls = server::tls_config(&config.node_name, node_ip, &ca, serving)?;
+    // With --rotate-server-certificates the server presents whatever the serving certificate
+    // manager holds; until the first one is issued (after the Node exists, for the approver
+    // checks the names against it), handshakes fail, as Kubernetes' kubelet's do.
+    let serving_manager = if config.rotate_server_certificates {
+        Some(tls_bootstrap::CertificateManager::new(
+            tls_bootstrap::CertStore::new(&config.cert_dir, "kubelet-server"),
+            serving_request(&config.node_name, node_ip),
+            tls_bootstrap::DEFAULT_WAIT,
+        )?)
+    } else {
+        None
+    };
+    let tls = match &serving_manager {
+        Some(m) => skiff_common::tls::server_config_with_resolver(m.resolver(), Some(&ca))
+            .context("building the kubelet server's TLS configuration")?,
+        None => server::tls_config(&config.node_name, node_ip, &ca, serving)?,
+    };
     let listener = tokio::net::TcpListener::bind((std::net::Ipv4Addr::UNSPECIFIED, config.port))
         .await
         .with_context(|| {
@@ -198,6 +247,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     agent.register().await.context("registering the Node")?;
     tracing::info!(node = %ctx.node_name, ip = %node_ip, "node registered");
     let agent_task = tokio::spawn(agent.run(network_tx, shutdown.clone()));
+    if let Some(manager) = serving_manager {
+        tokio::spawn(manager.rotate(ctx.client.clone(), shutdown.clone()));
+    }
     tokio::spawn(run_image_gc(ctx.clone(), &config, shutdown.clone()));
     if let Some(dir) = config.pod_manifest_path.clone() {
         tokio::spawn(static_pods::run(ctx.clone(), dir, shutdown.clone()));
@@ -215,6 +267,19 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let _ = agent_task.await;
     let _ = server_task.await;
     Ok(())
+}
+
+/// The serving certificate a node asks for: its name and hostname (the Node's `Hostname`
+/// address) as DNS names and its IP, the names the approver finds on the Node.
+pub fn serving_request(node_name: &str, node_ip: IpAddr) -> tls_bootstrap::CertRequest {
+    let mut dns = vec![node_name.to_string()];
+    if let Ok(host) = hostname::get() {
+        let host = host.to_string_lossy().into_owned();
+        if !host.is_empty() && !dns.contains(&host) {
+            dns.push(host);
+        }
+    }
+    tls_bootstrap::CertRequest::kubelet_serving(node_name, dns, vec![node_ip])
 }
 
 /// Starts image GC on the engine's image filesystem; a runtime whose images take no disk (the

@@ -14,9 +14,26 @@ use skiff_kubelet::{Config, RuntimeKind};
 #[derive(Parser, Debug)]
 #[command(name = "skiff-kubelet", version, about = "Skiff's node agent")]
 struct Flags {
-    /// kubeconfig to reach the apiserver with.
+    /// kubeconfig to reach the apiserver with. With --bootstrap-kubeconfig it is written by
+    /// the kubelet (pointing at <cert-dir>/kubelet-client-current.pem) when it does not exist
+    /// or its client certificate is no longer valid.
     #[arg(long)]
     kubeconfig: PathBuf,
+    /// kubeconfig for TLS bootstrapping (a bootstrap token): used to request the kubelet's
+    /// client certificate with a CertificateSigningRequest when --kubeconfig has none valid.
+    #[arg(long)]
+    bootstrap_kubeconfig: Option<PathBuf>,
+    /// Where the kubelet keeps the certificates it requested (default: <root-dir>/pki).
+    #[arg(long)]
+    cert_dir: Option<PathBuf>,
+    /// Request a new client certificate before the current one expires (70-90% through its
+    /// life) and use it without restarting.
+    #[arg(long)]
+    rotate_certificates: bool,
+    /// Serve with a certificate from a kubernetes.io/kubelet-serving CertificateSigningRequest
+    /// (rotated the same way) instead of a self-signed one.
+    #[arg(long)]
+    rotate_server_certificates: bool,
     /// Node name (default: the hostname).
     #[arg(long)]
     hostname_override: Option<String>,
@@ -155,6 +172,10 @@ async fn main() -> anyhow::Result<()> {
     };
     let config = Config {
         kubeconfig: flags.kubeconfig,
+        bootstrap_kubeconfig: flags.bootstrap_kubeconfig,
+        cert_dir: flags.cert_dir.unwrap_or_else(|| flags.root_dir.join("pki")),
+        rotate_certificates: flags.rotate_certificates,
+        rotate_server_certificates: flags.rotate_server_certificates,
         node_name,
         node_ip: flags.node_ip,
         pod_cidr: flags.pod_cidr,

@@ -2,7 +2,8 @@
 //! "node" namespace with a bridge, and two backend namespaces running busybox httpd. A client
 //! (curl) in the node namespace reaches the ClusterIP and the NodePort; load spreads over both
 //! backends; a removed backend stops getting traffic; a Service with no endpoints refuses at
-//! once; ClientIP affinity sticks. All traffic stays inside the test's namespaces.
+//! once; ClientIP affinity sticks. Pod routes (host-gw) and the VXLAN overlay carry pod
+//! traffic between node namespaces. All traffic stays inside the test's namespaces.
 
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
@@ -751,4 +752,287 @@ fn udp_flows_to_a_removed_endpoint_are_flushed() {
         "flushed: the flow moves"
     );
     ipt.cleanup().expect("cleanup");
+}
+
+/// `--pod-network vxlan` between two nodes on two subnets joined only by a router namespace
+/// (no shared L2 segment, and the router knows no pod subnet: only the overlay carries pod
+/// traffic). Each node has a pod behind a bridge in its pod CIDR; a third Node object stands
+/// for a machine that is not there.
+#[test]
+fn vxlan_overlay_carries_pod_traffic_between_subnets() {
+    use skiff_e2e::{ApiServer, wait_until};
+    const NAMES: [&str; 5] = ["skx-rt", "skx-n1", "skx-n2", "skx-p1", "skx-p2"];
+    for n in NAMES {
+        let _ = ip(&["netns", "del", n]);
+    }
+    /// Kills the proxies and the server, then removes the namespaces (and so every link,
+    /// route and device in them); the host ends of the uplinks go with their peers.
+    struct Cleanup(Vec<Child>);
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            for c in &mut self.0 {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+            for n in NAMES {
+                let _ = ip(&["netns", "del", n]);
+            }
+        }
+    }
+    let mut guard = Cleanup(Vec::new());
+    let server = ApiServer::start(skiff_e2e::Backend::Embedded);
+    let dir = tempfile::tempdir().expect("tempdir");
+    for n in NAMES {
+        assert!(
+            ip(&["netns", "add", n]).status.success(),
+            "ip netns add {n}"
+        );
+        in_ns_ok(n, "ip link set lo up");
+    }
+    // The router: 10.247.1.0/24 to node 1, 10.247.2.0/24 to node 2.
+    in_ns_ok("skx-rt", "echo 1 > /proc/sys/net/ipv4/ip_forward");
+    for i in 1..=2 {
+        in_ns_ok(
+            "skx-rt",
+            &format!(
+                "ip link add r{i} type veth peer name eth0 netns skx-n{i} \
+                 && ip addr add 10.247.{i}.1/24 dev r{i} && ip link set r{i} up"
+            ),
+        );
+        in_ns_ok(
+            &format!("skx-n{i}"),
+            &format!(
+                "ip addr add 10.247.{i}.2/24 dev eth0 && ip link set eth0 up \
+                 && ip route add default via 10.247.{i}.1 \
+                 && echo 1 > /proc/sys/net/ipv4/ip_forward \
+                 && ip link add cbr0 type bridge && ip addr add 10.248.{i}.1/24 dev cbr0 \
+                 && ip link set cbr0 up \
+                 && ip link add vp type veth peer name eth0 netns skx-p{i} \
+                 && ip link set vp master cbr0 up"
+            ),
+        );
+        in_ns_ok(
+            &format!("skx-p{i}"),
+            &format!(
+                "ip addr add 10.248.{i}.11/24 dev eth0 && ip link set eth0 up \
+                 && ip route add default via 10.248.{i}.1"
+            ),
+        );
+    }
+    // Pod 2 answers with the address it sees the request come from.
+    let www = dir.path().join("www");
+    std::fs::create_dir_all(www.join("cgi-bin")).expect("www");
+    let peer = www.join("cgi-bin/peer");
+    std::fs::write(
+        &peer,
+        "#!/bin/sh\nprintf 'Content-Type: text/plain\\r\\n\\r\\n%s\\n' \"$REMOTE_ADDR\"\n",
+    )
+    .expect("cgi");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&peer, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    std::fs::write(www.join("big"), "x".repeat(300_000)).expect("big");
+    guard.0.push(
+        Command::new("nsenter")
+            .arg("--net=/run/netns/skx-p2")
+            .args(["/bin/busybox", "httpd", "-f", "-p", "8080", "-h"])
+            .arg(&www)
+            .spawn()
+            .expect("httpd"),
+    );
+    let url = "http://10.248.2.11:8080/cgi-bin/peer";
+    assert!(get_in("skx-p1", url).is_err(), "no way across yet");
+
+    for (name, ip, cidr) in [
+        ("skx-n1", "10.247.1.2", "10.248.1.0/24"),
+        ("skx-n2", "10.247.2.2", "10.248.2.0/24"),
+        ("skx-ghost", "10.247.2.9", "10.248.9.0/24"),
+    ] {
+        skiff_e2e::node(name).internal_ip(ip).create(&server);
+        server.kubectl_ok(&[
+            "patch",
+            "node",
+            name,
+            "-p",
+            &format!(r#"{{"spec":{{"podCIDR":"{cidr}"}}}}"#),
+        ]);
+    }
+    // A short --sync-period: the overlay is read back from the kernel that often.
+    let vxlan = [
+        "--pod-network",
+        "vxlan",
+        "--cluster-cidr",
+        "10.248.0.0/16",
+        "--sync-period",
+        "2s",
+    ];
+    let (p1, log1) = start_proxy(&server, dir.path(), "skx-n1", "skx-up1", "10.253.5", &vxlan);
+    guard.0.push(p1);
+    let (p2, log2) = start_proxy(&server, dir.path(), "skx-n2", "skx-up2", "10.253.6", &vxlan);
+    guard.0.push(p2);
+    let logs = || {
+        format!(
+            "node 1:\n{}\nnode 2:\n{}",
+            std::fs::read_to_string(&log1).unwrap_or_default(),
+            std::fs::read_to_string(&log2).unwrap_or_default()
+        )
+    };
+    let wait = Duration::from_secs(30);
+    assert!(
+        wait_until(wait, || get_in("skx-p1", url)
+            .is_ok_and(|peer| peer.contains("10.248.1.11"))),
+        "pod 1 reaches pod 2 through the overlay, seen with its own address (no masquerade): \
+         {:?}\n{}",
+        get_in("skx-p1", url),
+        logs()
+    );
+
+    // The device as flannel's: VNI 1, port 8472, the InternalIP as local end, no learning,
+    // the MAC derived from the InternalIP, the underlay's MTU minus 50, the pod CIDR's .0.
+    let link = in_ns_ok("skx-n1", "ip -d addr show skiff.1");
+    for want in [
+        "mtu 1450",
+        "link/ether 0a:58:0a:f7:01:02",
+        "vxlan id 1 local 10.247.1.2",
+        "dstport 8472",
+        "nolearning",
+        "inet 10.248.1.0/32",
+    ] {
+        assert!(link.contains(want), "{want}: {link}");
+    }
+    // One route, neighbour and forwarding entry per other node (the ghost's included).
+    let entries = |ns: &str| {
+        in_ns_ok(
+            ns,
+            "ip route show dev skiff.1; ip neigh show dev skiff.1; bridge fdb show dev skiff.1",
+        )
+    };
+    let ghost = [
+        "10.248.9.0/24 via 10.248.9.0 onlink",
+        "10.248.9.0 lladdr 0a:58:0a:f7:02:09 PERMANENT",
+        "0a:58:0a:f7:02:09 dst 10.247.2.9 self permanent",
+    ];
+    let on1 = entries("skx-n1");
+    for want in [
+        "10.248.2.0/24 via 10.248.2.0 onlink",
+        "10.248.2.0 lladdr 0a:58:0a:f7:02:02 PERMANENT",
+        "0a:58:0a:f7:02:02 dst 10.247.2.2 self permanent",
+    ]
+    .iter()
+    .chain(&ghost)
+    {
+        assert!(on1.contains(want), "{want}: {on1}");
+    }
+    assert!(
+        !on1.contains("10.248.1.0/24"),
+        "none to its own pods: {on1}"
+    );
+
+    // Someone deletes node 2's device: the next recheck makes it and its entries again.
+    in_ns_ok("skx-n2", "ip link del skiff.1");
+    assert!(
+        wait_until(wait, || get_in("skx-p1", url)
+            .is_ok_and(|peer| peer.contains("10.248.1.11"))),
+        "the device is made again: {:?}\n{}",
+        get_in("skx-p1", url),
+        logs()
+    );
+
+    // Pods send 1500-byte packets (their links' MTU, as Docker's bridge gives them) into a
+    // 1450-byte tunnel: path MTU discovery fits a large response in.
+    let big = get_in("skx-p1", "http://10.248.2.11:8080/big").unwrap_or_default();
+    assert_eq!(big.len(), 300_000, "a 300 kB response crosses whole");
+
+    // Services reach endpoints across the overlay: a pod's ClusterIP connection keeps its
+    // address; a NodePort connection from outside is masqueraded to node 1's overlay address.
+    server.kubectl_stdin_ok(
+        &["apply", "-f", "-"],
+        &format!(
+            "apiVersion: v1\nkind: Service\nmetadata:\n  name: web\nspec:\n  type: NodePort\n  ports: [{{name: http, port: 80, targetPort: 8080, nodePort: 30095}}]\n---\n{}",
+            slice(&["10.248.2.11"])
+        ),
+    );
+    let cip = server.kubectl_ok(&["get", "svc", "web", "-o", "jsonpath={.spec.clusterIP}"]);
+    let cluster_url = format!("http://{cip}/cgi-bin/peer");
+    assert!(
+        wait_until(wait, || get_in("skx-p1", &cluster_url)
+            .is_ok_and(|peer| peer.contains("10.248.1.11"))),
+        "the ClusterIP reaches the pod on node 2: {:?}",
+        get_in("skx-p1", &cluster_url)
+    );
+    assert!(
+        wait_until(wait, || get_in(
+            "skx-rt",
+            "http://10.247.1.2:30095/cgi-bin/peer"
+        )
+        .is_ok_and(|peer| peer.contains("10.248.1.0"))),
+        "node 1's NodePort reaches the pod on node 2: {:?}",
+        get_in("skx-rt", "http://10.247.1.2:30095/cgi-bin/peer")
+    );
+
+    // The ghost goes while node 1's proxy is down: node 2's removes its entries at once, node
+    // 1's when it starts again and finds them on the device it left behind.
+    let mut p1 = guard.0.remove(1);
+    let _ = p1.kill();
+    let _ = p1.wait();
+    server.kubectl_ok(&["delete", "node", "skx-ghost"]);
+    assert!(
+        wait_until(wait, || {
+            let on2 = entries("skx-n2");
+            ghost.iter().all(|g| !on2.contains(g))
+        }),
+        "node 2 removed the ghost's entries: {}\n{}",
+        entries("skx-n2"),
+        logs()
+    );
+    let (p1, log1) = start_proxy(&server, dir.path(), "skx-n1", "skx-up1", "10.253.5", &vxlan);
+    guard.0.push(p1);
+    assert!(
+        wait_until(wait, || {
+            let on1 = entries("skx-n1");
+            ghost.iter().all(|g| !on1.contains(g))
+        }),
+        "node 1 removed the ghost's entries after a restart: {}\n{}",
+        entries("skx-n1"),
+        std::fs::read_to_string(&log1).unwrap_or_default()
+    );
+    assert!(
+        get_in("skx-p1", url).is_ok_and(|peer| peer.contains("10.248.1.11")),
+        "pod traffic still crosses: {:?}",
+        get_in("skx-p1", url)
+    );
+
+    // --cleanup removes the device, and every overlay entry with it.
+    let mut p1 = guard.0.pop().expect("proxy 1");
+    let _ = p1.kill();
+    let _ = p1.wait();
+    let cleanup = Command::new("nsenter")
+        .arg("--net=/run/netns/skx-n1")
+        .arg(skiff_e2e::sibling_binary("skiff-proxy"))
+        .arg("--cleanup")
+        .output()
+        .expect("skiff-proxy --cleanup");
+    assert!(
+        cleanup.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cleanup.stderr)
+    );
+    assert!(!in_ns("skx-n1", "ip link show skiff.1").status.success());
+    let routes = in_ns_ok("skx-n1", "ip route");
+    assert!(!routes.contains("10.248.2.0/24"), "{routes}");
+    assert!(get_in("skx-p1", url).is_err(), "no overlay, no way across");
+
+    // Node 2's proxy restarted with the default host-gw removes the device it made in vxlan
+    // mode.
+    let mut p2 = guard.0.remove(1);
+    let _ = p2.kill();
+    let _ = p2.wait();
+    let (p2, log2) = start_proxy(&server, dir.path(), "skx-n2", "skx-up2", "10.253.6", &[]);
+    guard.0.push(p2);
+    assert!(
+        wait_until(wait, || !in_ns("skx-n2", "ip link show skiff.1")
+            .status
+            .success()),
+        "host-gw removes the VXLAN device: {}",
+        std::fs::read_to_string(&log2).unwrap_or_default()
+    );
 }

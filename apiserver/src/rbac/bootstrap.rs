@@ -1384,11 +1384,17 @@ fn controller_roles() -> Vec<(&'static str, Vec<PolicyRule>)> {
                     "certificatesigningrequests/approval",
                 ]),
                 // It auto-approves kubelet client certificates and signs for the built-in
-                // signers.
+                // signers. Skiff's approver also approves kubelet serving certificates and
+                // skiff-proxy's client certificate (upstream leaves both to an external
+                // approver), so it may approve for those signers too.
                 allow(&["approve"])
                     .groups(&[CERTIFICATES])
                     .resources(&["signers"])
-                    .names(&["kubernetes.io/kube-apiserver-client-kubelet"]),
+                    .names(&[
+                        "kubernetes.io/kube-apiserver-client-kubelet",
+                        "kubernetes.io/kubelet-serving",
+                        "kubernetes.io/kube-apiserver-client",
+                    ]),
                 allow(&["sign"])
                     .groups(&[CERTIFICATES])
                     .resources(&["signers"])
@@ -1446,6 +1452,12 @@ pub fn cluster_role_bindings() -> Vec<ClusterRoleBinding> {
             ],
         ),
         cluster_binding("system:node-proxier", vec![user("system:kube-proxy")]),
+        // skiff-proxy renews its own client certificate (Kubernetes' kube-proxy does not):
+        // it may create and watch CertificateSigningRequests as a bootstrapping node may.
+        ClusterRoleBinding {
+            metadata: bootstrap_meta("skiff:kube-proxy-certificate-rotation", None, &[]),
+            ..cluster_binding("system:node-bootstrapper", vec![user("system:kube-proxy")])
+        },
         cluster_binding(
             "system:kube-controller-manager",
             vec![user("system:kube-controller-manager")],

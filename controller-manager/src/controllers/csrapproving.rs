@@ -4,8 +4,33 @@
 //! O=system:nodes`, client usages only) when a SubjectAccessReview says the requester may
 //! `create` `certificatesigningrequests/selfnodeclient` (a node renewing its own certificate)
 //! or `certificatesigningrequests/nodeclient` (a bootstrapping node: the bootstrap policy
-//! grants that to `system:bootstrappers` once bound as kubeadm binds it). Anything else waits
-//! for a person (`kubectl certificate approve`) or another approver.
+//! grants that to `system:bootstrappers` once bound as kubeadm binds it).
+//!
+//! Two more kinds are approved by checking the request itself, with no SubjectAccessReview
+//! (Kubernetes leaves both to an external approver; Skiff's installer needs them):
+//!
+//! - **A kubelet's serving certificate** (signer `kubernetes.io/kubelet-serving`), when all
+//!   of these hold ([`check_kubelet_serving`]):
+//!   the requester is `system:node:<X>` in group `system:nodes`; the subject's CN is exactly
+//!   that user and its O exactly `[system:nodes]`; the usages are within `digital signature`,
+//!   `key encipherment`, `server auth` and include `server auth`; there are no email or URI
+//!   names and at least one DNS or IP name; every DNS name is Node X's name or one of its
+//!   `Hostname`/`InternalDNS`/`ExternalDNS` addresses, and every IP one of its
+//!   `InternalIP`/`ExternalIP` addresses. So a node gets a serving certificate only for the
+//!   names the cluster already routes to it, and cannot impersonate another node or a Service.
+//!   While Node X is not in the cache yet the request is looked at again shortly.
+//! - **skiff-proxy's client certificate** (signer `kubernetes.io/kube-apiserver-client`),
+//!   when ([`check_proxy_client`]) the subject is exactly `CN=system:kube-proxy` with no
+//!   organization and no alternative names, the usages are `client auth` (with `digital
+//!   signature`/`key encipherment` at most), and the requester is in `system:bootstrappers` or
+//!   `system:nodes`, or is `system:kube-proxy` itself (renewing). This grants nothing new: such
+//!   a requester can already obtain a node's client certificate, and `system:kube-proxy` may
+//!   only read Services, EndpointSlices and Nodes (which a node may read anyway) and write
+//!   Events (and request its own renewal).
+//!
+//! A request that does not match is left pending with nothing written (not denied), as
+//! upstream leaves requests it does not recognize to other approvers or a person
+//! (`kubectl certificate approve`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,10 +41,13 @@ use k8s_openapi::api::authorization::v1::{
 use k8s_openapi::api::certificates::v1::{
     CertificateSigningRequest, CertificateSigningRequestCondition,
 };
+use k8s_openapi::api::core::v1::Node;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::PostParams;
 use kube::{Api, Client};
-use skiff_api::certificates::{self as certs, KUBELET_CLIENT_SIGNER};
+use skiff_api::certificates::{
+    self as certs, CLIENT_SIGNER, KUBELET_CLIENT_SIGNER, KUBELET_SERVING_SIGNER,
+};
 use skiff_client::informer::Informer;
 
 use crate::context::Context;
@@ -75,6 +103,136 @@ pub fn recognize(csr: &CertificateSigningRequest, req: &certs::Request) -> Vec<P
     out
 }
 
+/// The `Approved` message of a kubelet serving certificate.
+pub const SERVING_MESSAGE: &str =
+    "Auto approving kubelet serving certificate: its names and addresses are the Node's.";
+/// The `Approved` message of skiff-proxy's client certificate.
+pub const PROXY_MESSAGE: &str = "Auto approving kube-proxy client certificate.";
+
+const NODES_GROUP: &str = "system:nodes";
+const BOOTSTRAPPERS_GROUP: &str = "system:bootstrappers";
+const PROXY_USER: &str = "system:kube-proxy";
+
+fn requester_in(csr: &CertificateSigningRequest, group: &str) -> bool {
+    csr.spec
+        .groups
+        .as_ref()
+        .is_some_and(|g| g.iter().any(|g| g == group))
+}
+
+/// The node a kubelet serving request is for: `X` of a requester `system:node:X` in
+/// `system:nodes`, if the request is for that signer and from such a requester.
+pub fn serving_node(csr: &CertificateSigningRequest) -> Option<&str> {
+    if csr.spec.signer_name != KUBELET_SERVING_SIGNER || !requester_in(csr, NODES_GROUP) {
+        return None;
+    }
+    csr.spec
+        .username
+        .as_deref()?
+        .strip_prefix("system:node:")
+        .filter(|n| !n.is_empty())
+}
+
+/// Whether a kubelet serving request from Node `node`'s kubelet asks only for what the Node
+/// is (the checks of the module doc); `Err` says what does not match.
+pub fn check_kubelet_serving(
+    csr: &CertificateSigningRequest,
+    req: &certs::Request,
+    node: &Node,
+) -> std::result::Result<(), String> {
+    let name = node.metadata.name.as_deref().unwrap_or_default();
+    let user = format!("system:node:{name}");
+    if csr.spec.username.as_deref() != Some(user.as_str()) || !requester_in(csr, NODES_GROUP) {
+        return Err(format!("the requester is not {user} in {NODES_GROUP}"));
+    }
+    if req.common_name != user {
+        return Err(format!("the subject's common name is not {user}"));
+    }
+    if req.organizations != [NODES_GROUP] {
+        return Err(format!(
+            "the subject's organization is not exactly [{NODES_GROUP}]"
+        ));
+    }
+    let usages = csr.spec.usages.clone().unwrap_or_default();
+    const ALLOWED: &[&str] = &["digital signature", "key encipherment", "server auth"];
+    if let Some(u) = usages.iter().find(|u| !ALLOWED.contains(&u.as_str())) {
+        return Err(format!("usage {u:?} is not for a serving certificate"));
+    }
+    if !usages.iter().any(|u| u == "server auth") {
+        return Err("usages do not include server auth".into());
+    }
+    if !req.email_addresses.is_empty() || !req.uris.is_empty() {
+        return Err("email and URI names are not allowed".into());
+    }
+    if req.dns_names.is_empty() && req.ip_addresses.is_empty() {
+        return Err("no DNS or IP name".into());
+    }
+    let addresses = node
+        .status
+        .as_ref()
+        .and_then(|s| s.addresses.as_ref())
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    let of = |kinds: &[&str]| -> Vec<&str> {
+        addresses
+            .iter()
+            .filter(|a| kinds.contains(&a.type_.as_str()))
+            .map(|a| a.address.as_str())
+            .collect()
+    };
+    let hostnames = of(&["Hostname", "InternalDNS", "ExternalDNS"]);
+    if let Some(dns) = req
+        .dns_names
+        .iter()
+        .find(|d| d.as_str() != name && !hostnames.contains(&d.as_str()))
+    {
+        return Err(format!("DNS name {dns:?} is not one of Node {name}'s"));
+    }
+    let ips = of(&["InternalIP", "ExternalIP"]);
+    if let Some(ip) = req.ip_addresses.iter().find(|ip| {
+        !ips.iter()
+            .any(|a| a.parse::<std::net::IpAddr>().is_ok_and(|a| a == **ip))
+    }) {
+        return Err(format!("IP address {ip} is not one of Node {name}'s"));
+    }
+    Ok(())
+}
+
+/// Whether a request is skiff-proxy's client certificate from a bootstrapping or running
+/// node (the checks of the module doc); `Err` says what does not match.
+pub fn check_proxy_client(
+    csr: &CertificateSigningRequest,
+    req: &certs::Request,
+) -> std::result::Result<(), String> {
+    if csr.spec.signer_name != CLIENT_SIGNER {
+        return Err(format!("the signer is not {CLIENT_SIGNER}"));
+    }
+    if req.common_name != PROXY_USER || !req.organizations.is_empty() {
+        return Err(format!("the subject is not exactly CN={PROXY_USER}"));
+    }
+    if !req.dns_names.is_empty()
+        || !req.ip_addresses.is_empty()
+        || !req.email_addresses.is_empty()
+        || !req.uris.is_empty()
+    {
+        return Err("alternative names are not allowed".into());
+    }
+    let usages = csr.spec.usages.clone().unwrap_or_default();
+    const ALLOWED: &[&str] = &["digital signature", "key encipherment", "client auth"];
+    if usages.iter().any(|u| !ALLOWED.contains(&u.as_str()))
+        || !usages.iter().any(|u| u == "client auth")
+    {
+        return Err("usages are not client auth (with digital signature, key encipherment)".into());
+    }
+    let renewal = csr.spec.username.as_deref() == Some(PROXY_USER);
+    if !renewal && !requester_in(csr, BOOTSTRAPPERS_GROUP) && !requester_in(csr, NODES_GROUP) {
+        return Err(format!(
+            "the requester is not {PROXY_USER} and in neither {BOOTSTRAPPERS_GROUP} nor {NODES_GROUP}"
+        ));
+    }
+    Ok(())
+}
+
 /// Whether `csr` is decided already (approved, denied) or issued: nothing to do.
 pub fn settled(csr: &CertificateSigningRequest) -> bool {
     let status = csr.status.as_ref();
@@ -115,7 +273,33 @@ pub fn review(csr: &CertificateSigningRequest, permission: Permission) -> Subjec
 
 pub struct CsrApprover {
     csrs: Arc<Informer<CertificateSigningRequest>>,
+    nodes: Arc<Informer<Node>>,
     client: Client,
+}
+
+impl CsrApprover {
+    /// Adds the `Approved` condition through the approval subresource.
+    async fn approve(&self, csr: &CertificateSigningRequest, message: &str) -> Result<()> {
+        let mut approved = csr.clone();
+        let status = approved.status.get_or_insert_with(Default::default);
+        status
+            .conditions
+            .get_or_insert_with(Vec::new)
+            .push(CertificateSigningRequestCondition {
+                type_: "Approved".into(),
+                status: "True".into(),
+                reason: Some("AutoApproved".into()),
+                message: Some(message.into()),
+                last_update_time: Some(Time(jiff::Timestamp::now())),
+                ..Default::default()
+            });
+        let name = csr.metadata.name.clone().unwrap_or_default();
+        let api: Api<CertificateSigningRequest> = Api::all(self.client.clone());
+        api.replace_subresource("approval", &name, &PostParams::default(), &approved)
+            .await?;
+        tracing::info!(csr = %name, signer = %csr.spec.signer_name, message, "approved");
+        Ok(())
+    }
 }
 
 impl Controller for CsrApprover {
@@ -126,6 +310,7 @@ impl Controller for CsrApprover {
         crate::controller::queue_every_change(&csrs, queue);
         Arc::new(CsrApprover {
             csrs,
+            nodes: ctx.nodes.clone(),
             client: ctx.client_for(Self::SERVICE_ACCOUNT),
         })
     }
@@ -143,6 +328,27 @@ impl Reconciler for CsrApprover {
         }
         let req = certs::parse_request(&csr.spec.request.0)
             .map_err(|e| Error::Invalid(format!("unable to parse csr {key:?}: {e}")))?;
+        if let Some(node) = serving_node(&csr) {
+            let Some(node) = self.nodes.get(None, node) else {
+                // The Node may not be in the cache yet (a kubelet asks right after
+                // registering): look again shortly rather than never.
+                return Ok(Some(Duration::from_secs(5)));
+            };
+            match check_kubelet_serving(&csr, &req, &node) {
+                Ok(()) => self.approve(&csr, SERVING_MESSAGE).await?,
+                Err(why) => {
+                    tracing::info!(csr = %key, reason = %why, "kubelet serving request left pending")
+                }
+            }
+            return Ok(None);
+        }
+        if csr.spec.signer_name == CLIENT_SIGNER {
+            match check_proxy_client(&csr, &req) {
+                Ok(()) => self.approve(&csr, PROXY_MESSAGE).await?,
+                Err(why) => tracing::debug!(csr = %key, reason = %why, "not a kube-proxy request"),
+            }
+            return Ok(None);
+        }
         let tried = recognize(&csr, &req);
         let reviews: Api<SubjectAccessReview> = Api::all(self.client.clone());
         for &permission in &tried {
@@ -152,22 +358,7 @@ impl Reconciler for CsrApprover {
             if !answer.status.is_some_and(|s| s.allowed) {
                 continue;
             }
-            let mut approved = (*csr).clone();
-            let status = approved.status.get_or_insert_with(Default::default);
-            status.conditions.get_or_insert_with(Vec::new).push(
-                CertificateSigningRequestCondition {
-                    type_: "Approved".into(),
-                    status: "True".into(),
-                    reason: Some("AutoApproved".into()),
-                    message: Some(permission.message().into()),
-                    last_update_time: Some(Time(jiff::Timestamp::now())),
-                    ..Default::default()
-                },
-            );
-            let api: Api<CertificateSigningRequest> = Api::all(self.client.clone());
-            api.replace_subresource("approval", key, &PostParams::default(), &approved)
-                .await?;
-            tracing::info!(csr = %key, permission = permission.subresource(), "approved");
+            self.approve(&csr, permission.message()).await?;
             return Ok(None);
         }
         if tried.is_empty() {
@@ -313,5 +504,215 @@ mod tests {
             ..Default::default()
         });
         assert!(settled(&c));
+    }
+
+    fn node(name: &str, addresses: &[(&str, &str)]) -> Node {
+        use k8s_openapi::api::core::v1::{NodeAddress, NodeStatus};
+        Node {
+            metadata: kube::api::ObjectMeta {
+                name: Some(name.into()),
+                ..Default::default()
+            },
+            status: Some(NodeStatus {
+                addresses: Some(
+                    addresses
+                        .iter()
+                        .map(|(t, a)| NodeAddress {
+                            type_: t.to_string(),
+                            address: a.to_string(),
+                        })
+                        .collect(),
+                ),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn serving_csr(username: &str, groups: &[&str], usages: &[&str]) -> CertificateSigningRequest {
+        let mut c = csr(KUBELET_SERVING_SIGNER, username, usages);
+        c.spec.groups = Some(groups.iter().map(|s| s.to_string()).collect());
+        c
+    }
+
+    fn serving_request(cn: &str, orgs: &[&str], dns: &[&str], ips: &[&str]) -> certs::Request {
+        certs::Request {
+            ip_addresses: ips.iter().map(|s| s.parse().unwrap()).collect(),
+            ..request(cn, orgs, dns)
+        }
+    }
+
+    const SERVING: &[&str] = &["digital signature", "key encipherment", "server auth"];
+
+    #[test]
+    fn a_serving_request_is_approved_only_for_the_nodes_own_names_and_addresses() {
+        let n1 = node(
+            "n1",
+            &[
+                ("InternalIP", "10.0.0.5"),
+                ("ExternalIP", "203.0.113.7"),
+                ("Hostname", "host-1"),
+                ("InternalDNS", "n1.internal"),
+            ],
+        );
+        let good = serving_csr("system:node:n1", &["system:nodes"], SERVING);
+        assert_eq!(serving_node(&good), Some("n1"));
+        let ok = serving_request(
+            "system:node:n1",
+            &["system:nodes"],
+            &["n1", "host-1", "n1.internal"],
+            &["10.0.0.5", "203.0.113.7"],
+        );
+        assert_eq!(check_kubelet_serving(&good, &ok, &n1), Ok(()));
+        // ECDSA keys: no key encipherment.
+        let ecdsa = serving_csr(
+            "system:node:n1",
+            &["system:nodes"],
+            &["digital signature", "server auth"],
+        );
+        assert_eq!(check_kubelet_serving(&ecdsa, &ok, &n1), Ok(()));
+
+        let sub = |dns: &[&str], ips: &[&str]| {
+            serving_request("system:node:n1", &["system:nodes"], dns, ips)
+        };
+        let email = certs::Request {
+            email_addresses: vec!["a@b.c".into()],
+            ..sub(&["n1"], &[])
+        };
+        let uri = certs::Request {
+            uris: vec!["spiffe://x".into()],
+            ..sub(&["n1"], &[])
+        };
+        let cases: Vec<(CertificateSigningRequest, certs::Request, &str)> = vec![
+            (
+                good.clone(),
+                sub(&["n2"], &[]),
+                "DNS name \"n2\" is not one of Node n1's",
+            ),
+            (
+                good.clone(),
+                sub(&["kubernetes.default.svc"], &["10.0.0.5"]),
+                "DNS name \"kubernetes.default.svc\" is not one of Node n1's",
+            ),
+            (
+                good.clone(),
+                sub(&[], &["10.0.0.6"]),
+                "IP address 10.0.0.6 is not one of Node n1's",
+            ),
+            (good.clone(), sub(&[], &[]), "no DNS or IP name"),
+            (good.clone(), email, "email and URI names are not allowed"),
+            (good.clone(), uri, "email and URI names are not allowed"),
+            (
+                good.clone(),
+                serving_request("system:node:n2", &["system:nodes"], &["n1"], &[]),
+                "the subject's common name is not system:node:n1",
+            ),
+            (
+                good.clone(),
+                serving_request(
+                    "system:node:n1",
+                    &["system:nodes", "system:masters"],
+                    &["n1"],
+                    &[],
+                ),
+                "the subject's organization is not exactly [system:nodes]",
+            ),
+            (
+                serving_csr(
+                    "system:node:n1",
+                    &["system:nodes"],
+                    &["digital signature", "server auth", "client auth"],
+                ),
+                sub(&["n1"], &[]),
+                "usage \"client auth\" is not for a serving certificate",
+            ),
+            (
+                serving_csr("system:node:n1", &["system:nodes"], &["digital signature"]),
+                sub(&["n1"], &[]),
+                "usages do not include server auth",
+            ),
+            (
+                serving_csr("system:node:n2", &["system:nodes"], SERVING),
+                sub(&["n1"], &[]),
+                "the requester is not system:node:n1 in system:nodes",
+            ),
+        ];
+        for (c, r, why) in cases {
+            assert_eq!(check_kubelet_serving(&c, &r, &n1), Err(why.to_string()));
+        }
+        // Not a node's own request: not this approver's.
+        assert_eq!(
+            serving_node(&serving_csr("system:node:n1", &["people"], SERVING)),
+            None
+        );
+        assert_eq!(
+            serving_node(&serving_csr("alice", &["system:nodes"], SERVING)),
+            None
+        );
+        assert_eq!(
+            serving_node(&csr(KUBELET_CLIENT_SIGNER, "system:node:n1", SERVING)),
+            None
+        );
+    }
+
+    #[test]
+    fn the_proxy_identity_is_approved_for_bootstrappers_nodes_and_its_renewal_only() {
+        let proxy = request("system:kube-proxy", &[], &[]);
+        let client = &["digital signature", "client auth"][..];
+        let from = |groups: &[&str], usages: &[&str]| {
+            let mut c = csr(certs::CLIENT_SIGNER, "system:bootstrap:abcdef", usages);
+            c.spec.groups = Some(groups.iter().map(|s| s.to_string()).collect());
+            c
+        };
+        assert_eq!(
+            check_proxy_client(&from(&["system:bootstrappers"], client), &proxy),
+            Ok(())
+        );
+        assert_eq!(
+            check_proxy_client(&from(&["system:nodes"], CLIENT), &proxy),
+            Ok(())
+        );
+        let cases = [
+            (
+                from(&["people"], client),
+                proxy.clone(),
+                "the requester is not system:kube-proxy and in neither system:bootstrappers nor system:nodes",
+            ),
+            (
+                from(&["system:nodes"], client),
+                request("system:kube-proxy", &["system:masters"], &[]),
+                "the subject is not exactly CN=system:kube-proxy",
+            ),
+            (
+                from(&["system:nodes"], client),
+                request("admin", &[], &[]),
+                "the subject is not exactly CN=system:kube-proxy",
+            ),
+            (
+                from(&["system:nodes"], client),
+                request("system:kube-proxy", &[], &["x"]),
+                "alternative names are not allowed",
+            ),
+            (
+                from(&["system:nodes"], &["client auth", "server auth"]),
+                proxy.clone(),
+                "usages are not client auth (with digital signature, key encipherment)",
+            ),
+            (
+                from(&["system:nodes"], &["digital signature"]),
+                proxy.clone(),
+                "usages are not client auth (with digital signature, key encipherment)",
+            ),
+        ];
+        for (c, r, why) in cases {
+            assert_eq!(check_proxy_client(&c, &r), Err(why.to_string()));
+        }
+        // The proxy renewing its own certificate.
+        let mut renewal = from(&["system:authenticated"], client);
+        renewal.spec.username = Some("system:kube-proxy".into());
+        assert_eq!(check_proxy_client(&renewal, &proxy), Ok(()));
+        let mut other = from(&["system:nodes"], client);
+        other.spec.signer_name = KUBELET_CLIENT_SIGNER.into();
+        assert!(check_proxy_client(&other, &proxy).is_err());
     }
 }

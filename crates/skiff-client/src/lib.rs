@@ -2,13 +2,16 @@
 //! [`kube::Client`], the [`events::Recorder`] that writes core/v1 Events as kubectl describes
 //! them, [`leader::LeaderElector`] (Lease-based leader election, as client-go's), and
 //! [`health::serve`], the HTTPS `/healthz` + `/metrics` endpoint of the scheduler and the
-//! controller-manager, typed label [`selector`] matching and [`tolerations`].
+//! controller-manager, typed label [`selector`] matching, [`tolerations`], and
+//! [`tls_bootstrap`] (a client certificate from a CertificateSigningRequest, rotated before it
+//! expires).
 
 pub mod events;
 pub mod health;
 pub mod informer;
 pub mod leader;
 pub mod selector;
+pub mod tls_bootstrap;
 pub mod tolerations;
 
 use anyhow::Context as _;

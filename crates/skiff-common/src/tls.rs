@@ -88,6 +88,36 @@ pub fn server_config(
     identity: Identity,
     client_ca_pem: Option<&str>,
 ) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    let cfg = server_builder(client_ca_pem)?
+        .with_single_cert(identity.chain, identity.key)
+        .map_err(|source| TlsError::Rustls {
+            what: "loading the serving certificate",
+            source,
+        })?;
+    Ok(finish(cfg))
+}
+
+/// Like [`server_config`], with the certificate chosen per handshake by `resolver`: a
+/// certificate that is rotated while the program runs (the kubelet's serving certificate
+/// from a CSR) takes effect for the next connection.
+pub fn server_config_with_resolver(
+    resolver: Arc<dyn rustls::server::ResolvesServerCert>,
+    client_ca_pem: Option<&str>,
+) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    Ok(finish(
+        server_builder(client_ca_pem)?.with_cert_resolver(resolver),
+    ))
+}
+
+fn finish(mut cfg: rustls::ServerConfig) -> Arc<rustls::ServerConfig> {
+    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Arc::new(cfg)
+}
+
+fn server_builder(
+    client_ca_pem: Option<&str>,
+) -> Result<rustls::ConfigBuilder<rustls::ServerConfig, rustls::server::WantsServerCert>, TlsError>
+{
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
@@ -95,7 +125,7 @@ pub fn server_config(
             what: "choosing the protocol versions",
             source,
         })?;
-    let builder = match client_ca_pem {
+    Ok(match client_ca_pem {
         None => builder.with_no_client_auth(),
         Some(ca_pem) => {
             let mut roots = rustls::RootCertStore::empty();
@@ -117,15 +147,7 @@ pub fn server_config(
             .build()?;
             builder.with_client_cert_verifier(verifier)
         }
-    };
-    let mut cfg = builder
-        .with_single_cert(identity.chain, identity.key)
-        .map_err(|source| TlsError::Rustls {
-            what: "loading the serving certificate",
-            source,
-        })?;
-    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(Arc::new(cfg))
+    })
 }
 
 #[cfg(test)]
