@@ -51,6 +51,9 @@ pub async fn run(nodes: usize, seconds: u64) -> anyhow::Result<()> {
                 // Each kubelet serves on a free port (it reports it in its Node).
                 "--port".into(),
                 "0".into(),
+                // The machine's disk is shared and nearly full: no disk eviction thresholds,
+                // or every hollow node would be under DiskPressure.
+                "--eviction-hard=memory.available<100Mi".into(),
             ],
             &dir.join("kubelet.log"),
         )?);

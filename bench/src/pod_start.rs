@@ -57,6 +57,8 @@ pub async fn run(pods: usize) -> anyhow::Result<()> {
             // The machine's engine is shared: image GC would remove others' images when its
             // disk is full.
             "--image-gc-high-threshold=100".into(),
+            // Nor disk eviction thresholds: the shared disk's usage says nothing of this node.
+            "--eviction-hard=memory.available<100Mi".into(),
         ],
         &root.path().join("kubelet.log"),
     )?;

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::{api, dns, image_gc, manager, node, server, static_pods, sysinfo};
+use crate::{api, dns, eviction, image_gc, manager, node, server, static_pods, sysinfo};
 use anyhow::Context as _;
 use skiff_client::tls_bootstrap;
 use skiff_runtime::ContainerRuntime;
@@ -67,6 +67,8 @@ pub struct Config {
     pub image_gc_period: Duration,
     /// Test hook: image GC sees the image filesystem this percent full, whatever it is.
     pub image_fs_usage_override: Option<u8>,
+    /// The eviction manager's thresholds and periods (`--eviction-*`).
+    pub eviction: eviction::EvictionConfig,
 }
 
 /// What every part of the kubelet shares.
@@ -234,11 +236,13 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     });
     let server_task = tokio::spawn(server::serve(ctx.clone(), listener, tls, shutdown.clone()));
     tracing::info!(port, "kubelet server listening");
+    let (pressure_tx, pressure, evictions_tx, evictions) = eviction::channels();
     let agent = node::NodeAgent::new(
         ctx.clone(),
         config.pod_cidr.clone(),
         config.status_report_every,
         config.node_lease_duration_seconds,
+        pressure.clone(),
     );
     agent.register().await.context("registering the Node")?;
     tracing::info!(node = %ctx.node_name, ip = %node_ip, "node registered");
@@ -250,7 +254,16 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     if let Some(dir) = config.pod_manifest_path.clone() {
         tokio::spawn(static_pods::run(ctx.clone(), dir, shutdown.clone()));
     }
-    manager::run(ctx, shutdown.clone()).await;
+    let pods = manager::pod_informer(&ctx);
+    let evictor = eviction::EvictionManager::new(
+        ctx.clone(),
+        config.eviction.clone(),
+        pods.clone(),
+        pressure_tx,
+        evictions_tx,
+    );
+    tokio::spawn(evictor.run(shutdown.clone()));
+    manager::run(ctx, pods, pressure, evictions, shutdown.clone()).await;
     let _ = agent_task.await;
     let _ = server_task.await;
     Ok(())

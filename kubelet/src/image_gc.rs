@@ -256,6 +256,24 @@ impl ImageGc {
         Ok(removed)
     }
 
+    /// Refreshes what the collector knows of the engine's images (when each was first seen
+    /// and last used), for a collector that is not run on a period (the eviction manager's).
+    pub async fn observe(&mut self, now: Instant) -> Result<(), RuntimeError> {
+        self.detect(now).await
+    }
+
+    /// Removes every unused, unpinned image old enough, whatever the thresholds: the
+    /// eviction manager's reclaim under disk pressure (upstream's `DeleteUnusedImages`).
+    /// Returns the bytes freed.
+    pub async fn delete_unused_images(&mut self, now: Instant) -> Result<u64, GcError> {
+        self.detect(now).await?;
+        let (_, freed, failures) = self.free(u64::MAX, now).await;
+        if !failures.is_empty() {
+            return Err(GcError::Removals(failures));
+        }
+        Ok(freed)
+    }
+
     /// Removes unused, unpinned images old enough, least recently used (then first detected)
     /// first, until `wanted` bytes are freed. Returns what it removed, the bytes freed and the
     /// removals that failed.

@@ -5,12 +5,14 @@
 //! the narrow [`api::PodApi`], and runs probes ([`probe`]) and lifecycle hooks through one
 //! [`handler`]. Its HTTPS [`server`] serves container logs, exec, stats, its pods and
 //! [`metrics`] to the apiserver, and to the callers the apiserver vouches for ([`auth`]).
-//! [`image_gc`] removes unused images when the image filesystem fills up.
+//! [`image_gc`] removes unused images when the image filesystem fills up; the [`eviction`]
+//! manager reports memory and disk pressure and evicts pods to relieve it.
 
 pub mod api;
 mod app;
 pub mod auth;
 pub mod dns;
+pub mod eviction;
 pub mod handler;
 pub mod image_gc;
 pub mod manager;

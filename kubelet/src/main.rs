@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use skiff_common::parse_duration;
+use skiff_kubelet::eviction::{DEFAULT_EVICTION_HARD, EvictionConfig, parse_thresholds};
 use skiff_kubelet::image_gc::ImageGcPolicy;
 use skiff_kubelet::{Config, RuntimeKind};
 
@@ -102,6 +103,36 @@ struct Flags {
     /// Test hook: image GC sees the image filesystem this percent full.
     #[arg(long, hide = true, value_parser = clap::value_parser!(u8).range(0..=100))]
     image_fs_usage_override: Option<u8>,
+    /// Hard eviction thresholds: pods are evicted at once when one is met
+    /// (`<signal><<quantity or percent>`, comma-separated; an empty value: none). Signals:
+    /// memory.available, nodefs.available, nodefs.inodesFree, imagefs.available,
+    /// imagefs.inodesFree.
+    #[arg(long, default_value = DEFAULT_EVICTION_HARD)]
+    eviction_hard: String,
+    /// Soft eviction thresholds, in the same form; each needs a grace period.
+    #[arg(long, default_value = "")]
+    eviction_soft: String,
+    /// How long each soft threshold must hold before pods are evicted
+    /// (`memory.available=1m30s`, comma-separated).
+    #[arg(long, default_value = "")]
+    eviction_soft_grace_period: String,
+    /// How long the kubelet keeps a pressure condition after its signal clears.
+    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    eviction_pressure_transition_period: Duration,
+    /// The longest grace period (seconds) a soft eviction gives a pod.
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
+    eviction_max_pod_grace_period: i64,
+    /// How much more than a threshold must be available before it counts as resolved
+    /// (`nodefs.available=500Mi`, comma-separated).
+    #[arg(long, default_value = "")]
+    eviction_minimum_reclaim: String,
+    /// Test hook: how often the eviction manager measures (Kubernetes: every 10 seconds).
+    #[arg(long, hide = true, default_value = "10s", value_parser = parse_duration)]
+    eviction_monitoring_interval: Duration,
+    /// Test hook: a file of `<signal>=<quantity or percent>` lines that replace the measured
+    /// available amounts (read at every pass).
+    #[arg(long, hide = true)]
+    eviction_signal_overrides_file: Option<PathBuf>,
 }
 
 /// A byte size as a Kubernetes quantity (`10Mi`), as `--container-log-max-size` takes it.
@@ -126,6 +157,18 @@ async fn main() -> anyhow::Result<()> {
     let node_name = match flags.hostname_override {
         Some(n) => n,
         None => hostname::get()?.to_string_lossy().to_lowercase(),
+    };
+    let thresholds = parse_thresholds(
+        &flags.eviction_hard,
+        &flags.eviction_soft,
+        &flags.eviction_soft_grace_period,
+        &flags.eviction_minimum_reclaim,
+    )
+    .map_err(|e| anyhow::anyhow!("invalid eviction flags: {e}"))?;
+    let image_gc = ImageGcPolicy {
+        high_threshold_percent: flags.image_gc_high_threshold,
+        low_threshold_percent: flags.image_gc_low_threshold,
+        minimum_image_ttl: flags.minimum_image_ttl_duration,
     };
     let config = Config {
         kubeconfig: flags.kubeconfig,
@@ -152,13 +195,18 @@ async fn main() -> anyhow::Result<()> {
             max_size_bytes: flags.container_log_max_size,
             max_files: flags.container_log_max_files,
         },
-        image_gc: ImageGcPolicy {
-            high_threshold_percent: flags.image_gc_high_threshold,
-            low_threshold_percent: flags.image_gc_low_threshold,
-            minimum_image_ttl: flags.minimum_image_ttl_duration,
-        },
+        image_gc,
         image_gc_period: flags.image_gc_period,
         image_fs_usage_override: flags.image_fs_usage_override,
+        eviction: EvictionConfig {
+            thresholds,
+            pressure_transition_period: flags.eviction_pressure_transition_period,
+            max_pod_grace_period_seconds: flags.eviction_max_pod_grace_period,
+            monitoring_interval: flags.eviction_monitoring_interval,
+            signal_overrides_file: flags.eviction_signal_overrides_file,
+            image_fs_usage_override: flags.image_fs_usage_override,
+            image_gc_policy: image_gc,
+        },
     };
     let shutdown = skiff_client::shutdown_on_signal();
     skiff_kubelet::run(config, shutdown).await

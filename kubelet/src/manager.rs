@@ -1,5 +1,6 @@
 //! Watches the pods bound to this node (a shared informer on `spec.nodeName=<node>`) and keeps
-//! one worker per pod, by uid.
+//! one worker per pod, by uid; passes the eviction manager's evictions to their workers, and
+//! turns away new pods while node pressure forbids them.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -12,25 +13,45 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::Context;
+use crate::eviction::{self, Eviction, Pressure};
 use crate::worker::{PodUpdate, Worker};
 
-/// Runs until shutdown, feeding each pod's worker.
-pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
+/// The informer of the pods bound to this node (not yet running).
+pub fn pod_informer(ctx: &Context) -> Arc<Informer<Pod>> {
     let api: Api<Pod> = Api::all(ctx.client.clone());
     let cfg = watcher::Config::default().fields(&format!("spec.nodeName={}", ctx.node_name));
-    let pods = Informer::with_config(api, cfg);
+    Informer::with_config(api, cfg)
+}
+
+/// Runs until shutdown, feeding each pod's worker.
+pub async fn run(
+    ctx: Arc<Context>,
+    pods: Arc<Informer<Pod>>,
+    pressure: Pressure,
+    mut evictions: mpsc::UnboundedReceiver<Eviction>,
+    shutdown: CancellationToken,
+) {
     let mut changes = pods.changes();
     tokio::spawn(pods.clone().run(shutdown.clone()));
     let mut workers: BTreeMap<String, mpsc::UnboundedSender<PodUpdate>> = BTreeMap::new();
     let mut first_list_done = false;
+    let feed = |workers: &mut BTreeMap<String, mpsc::UnboundedSender<PodUpdate>>, pod: &Pod| {
+        dispatch(&ctx, &pressure, workers, pod, &shutdown)
+    };
     loop {
         let change = tokio::select! {
             c = changes.recv() => c,
+            Some(e) = evictions.recv() => {
+                if let Some(tx) = workers.get(&e.uid) {
+                    let _ = tx.send(PodUpdate::Evict(e));
+                }
+                continue;
+            }
             _ = shutdown.cancelled() => return,
         };
         let Some(change) = change else { return };
         match change {
-            Event::Applied { new, .. } => dispatch(&ctx, &mut workers, &new, &shutdown),
+            Event::Applied { new, .. } => feed(&mut workers, &new),
             Event::Deleted(pod) => {
                 if let Some(uid) = pod.metadata.uid.as_deref()
                     && let Some(tx) = workers.remove(uid)
@@ -41,7 +62,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
             Event::Resynced => {
                 let listed = pods.list();
                 for pod in &listed {
-                    dispatch(&ctx, &mut workers, pod, &shutdown);
+                    feed(&mut workers, pod);
                 }
                 // Pods that vanished while we were not watching (another uid under the same
                 // name counts as gone too).
@@ -68,6 +89,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
 
 fn dispatch(
     ctx: &Arc<Context>,
+    pressure: &Pressure,
     workers: &mut BTreeMap<String, mpsc::UnboundedSender<PodUpdate>>,
     pod: &Pod,
     shutdown: &CancellationToken,
@@ -81,7 +103,16 @@ fn dispatch(
         return;
     }
     let (tx, rx) = mpsc::unbounded_channel();
-    let worker = Worker::new(ctx.clone(), pod.clone(), rx);
+    let mut worker = Worker::new(ctx.clone(), pod.clone(), rx);
+    // A pod not started yet is admitted only if node pressure allows it (one already running
+    // when the kubelet restarted stays).
+    let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
+    if matches!(phase, None | Some("Pending"))
+        && let Err(message) = eviction::admit_new(pressure, pod)
+    {
+        tracing::info!(pod = ?pod.metadata.name, %message, "pod rejected under node pressure");
+        worker.reject("Evicted", message);
+    }
     tokio::spawn(worker.run(shutdown.clone()));
     workers.insert(uid, tx);
 }

@@ -6,12 +6,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::Node;
+use k8s_openapi::api::core::v1::{Node, ObjectReference};
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 use skiff_common::time::{now, now_micro};
 use tokio_util::sync::CancellationToken;
 
+use crate::eviction::{self, Pressure, PressureCondition};
 use crate::{Context, sysinfo};
 
 /// One node condition as the kubelet judges it.
@@ -30,6 +31,8 @@ pub struct NodeAgent {
     report_every: Duration,
     /// The Lease's duration; it is renewed every quarter of it (10 s for the default 40 s).
     lease_duration_seconds: i32,
+    /// The conditions the eviction manager holds True.
+    pressure: Pressure,
 }
 
 impl NodeAgent {
@@ -38,12 +41,14 @@ impl NodeAgent {
         pod_cidr: Option<String>,
         report_every: Duration,
         lease_duration_seconds: i32,
+        pressure: Pressure,
     ) -> Self {
         NodeAgent {
             ctx,
             pod_cidr,
             report_every,
             lease_duration_seconds: lease_duration_seconds.max(1),
+            pressure,
         }
     }
 
@@ -108,36 +113,23 @@ impl NodeAgent {
                 message: format!("container runtime is down: {e}"),
             },
         };
-        let avail = sysinfo::memory_available_kib();
-        let memory = if avail > 0 && avail < 100 * 1024 {
+        // Memory and disk pressure are the eviction manager's verdicts, kept True for the
+        // pressure transition period after their signals clear.
+        let held = self.pressure.borrow().clone();
+        let [memory, disk] = [
+            PressureCondition::MemoryPressure,
+            PressureCondition::DiskPressure,
+        ]
+        .map(|c| {
+            let active = held.contains(&c);
+            let (reason, message) = eviction::condition_words(c, active);
             Condition {
-                ty: "MemoryPressure",
-                status: true,
-                reason: "KubeletHasInsufficientMemory".into(),
-                message: format!("kubelet has insufficient memory available ({avail}Ki)"),
+                ty: c.type_name(),
+                status: active,
+                reason: reason.into(),
+                message: message.into(),
             }
-        } else {
-            Condition {
-                ty: "MemoryPressure",
-                status: false,
-                reason: "KubeletHasSufficientMemory".into(),
-                message: "kubelet has sufficient memory available".into(),
-            }
-        };
-        let disk = match sysinfo::disk_free_fraction(&self.ctx.root_dir).await {
-            Some(f) if f < 0.10 => Condition {
-                ty: "DiskPressure",
-                status: true,
-                reason: "KubeletHasDiskPressure".into(),
-                message: format!("kubelet has disk pressure ({:.0}% free)", f * 100.0),
-            },
-            _ => Condition {
-                ty: "DiskPressure",
-                status: false,
-                reason: "KubeletHasNoDiskPressure".into(),
-                message: "kubelet has no disk pressure".into(),
-            },
-        };
+        });
         let pid = match sysinfo::pids() {
             Some((used, max)) if used * 10 > max * 9 => Condition {
                 ty: "PIDPressure",
@@ -266,15 +258,32 @@ impl NodeAgent {
         let mut tick = tokio::time::interval(Duration::from_millis(
             self.lease_duration_seconds as u64 * 250,
         ));
+        let mut pressure = self.pressure.clone();
         loop {
+            // A pressure condition that turns is reported at once, not at the next tick.
             tokio::select! {
                 _ = tick.tick() => {}
+                Ok(()) = pressure.changed() => {}
                 _ = shutdown.cancelled() => return,
             }
             if let Err(e) = self.renew_lease().await {
                 tracing::warn!(error = %e, "could not renew the node lease");
             }
             let conditions = self.conditions().await;
+            // As the kubelet, a Normal event on the Node when a pressure condition is first
+            // set or turns: NodeHasInsufficientMemory, NodeHasNoDiskPressure, ...
+            for c in conditions
+                .iter()
+                .filter(|c| c.ty == "MemoryPressure" || c.ty == "DiskPressure")
+            {
+                let before = reported
+                    .as_ref()
+                    .and_then(|(prev, _)| prev.iter().find(|(o, _)| o.ty == c.ty))
+                    .map(|(o, _)| o.status);
+                if before != Some(c.status) {
+                    self.node_event(&c.reason.replacen("Kubelet", "Node", 1));
+                }
+            }
             let changed = reported.as_ref().is_none_or(|(prev, at)| {
                 at.elapsed() >= self.report_every
                     || prev.iter().map(|(c, _)| c).ne(conditions.iter())
@@ -292,6 +301,23 @@ impl NodeAgent {
                 self.ensure_pod_network(&network).await;
             }
         }
+    }
+
+    /// Records a Normal event on the Node: `Node <name> status is now: <reason>`.
+    fn node_event(&self, reason: &str) {
+        let node = ObjectReference {
+            kind: Some("Node".into()),
+            name: Some(self.ctx.node_name.clone()),
+            uid: Some(self.ctx.node_name.clone()),
+            ..Default::default()
+        };
+        let message = format!("Node {} status is now: {reason}", self.ctx.node_name);
+        self.ctx.api.event(
+            node,
+            skiff_client::events::EventType::Normal,
+            reason,
+            message,
+        );
     }
 
     /// Creates the node's pod network once `spec.podCIDR` is known.

@@ -29,6 +29,25 @@ pub fn memory_available_kib() -> u64 {
     meminfo_kib("MemAvailable").unwrap_or(0)
 }
 
+/// The machine's memory working set in bytes, as the kubelet's memory.available counts it:
+/// the root memory cgroup's usage less its inactive file pages (cgroup v1), which the kernel
+/// can reclaim. None without a v1 memory cgroup.
+pub fn memory_working_set_bytes() -> Option<u64> {
+    let root = std::path::Path::new("/sys/fs/cgroup/memory");
+    let usage: u64 = std::fs::read_to_string(root.join("memory.usage_in_bytes"))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    let stat = std::fs::read_to_string(root.join("memory.stat")).ok()?;
+    let inactive_file: u64 = stat
+        .lines()
+        .find_map(|l| l.strip_prefix("total_inactive_file "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    Some(usage.saturating_sub(inactive_file))
+}
+
 pub fn kernel_version() -> String {
     std::fs::read_to_string("/proc/sys/kernel/osrelease")
         .map(|s| s.trim().to_string())
@@ -79,23 +98,6 @@ pub fn pids() -> Option<(u64, u64)> {
         .parse()
         .ok()?;
     Some((total, max))
-}
-
-/// Free fraction of the filesystem holding `path` (from `df`, run without blocking the
-/// runtime), for disk pressure.
-pub async fn disk_free_fraction(path: &std::path::Path) -> Option<f64> {
-    let out = tokio::process::Command::new("df")
-        .arg("-Pk")
-        .arg(path)
-        .output()
-        .await
-        .ok()?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    let line = text.lines().nth(1)?;
-    let f: Vec<&str> = line.split_whitespace().collect();
-    let size: f64 = f.get(1)?.parse().ok()?;
-    let avail: f64 = f.get(3)?.parse().ok()?;
-    (size > 0.0).then_some(avail / size)
 }
 
 /// The address of the interface that holds the default route.

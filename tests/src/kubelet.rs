@@ -16,6 +16,10 @@ use crate::wait::wait_until;
 /// The test image: busybox (from Debian's busybox-static) on an empty base, built locally.
 pub const BUSYBOX: &str = "skiff-test/busybox:1";
 
+/// The eviction thresholds of test kubelets: memory.available as upstream, no disk ones (the
+/// machine's disk is shared and nearly full).
+pub const TEST_EVICTION_HARD: &str = "memory.available<100Mi";
+
 /// Builds [`BUSYBOX`] if the engine lacks it (no registry is reachable).
 pub fn ensure_busybox_image() {
     static DONE: OnceLock<()> = OnceLock::new();
@@ -141,6 +145,12 @@ impl Kubelet {
                 .any(|a| a.starts_with("--image-gc-high-threshold"))
         {
             args.push("--image-gc-high-threshold=100".into());
+        }
+        // This machine's disk is nearly full and shared: the default nodefs/imagefs
+        // thresholds would put every test node under DiskPressure. Memory only, unless the
+        // test sets its own.
+        if !extra.iter().any(|a| a.starts_with("--eviction-hard")) {
+            args.push(format!("--eviction-hard={TEST_EVICTION_HARD}"));
         }
         args.extend(extra.iter().map(|a| a.to_string()));
         let mut k = Kubelet {

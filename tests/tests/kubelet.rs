@@ -1020,3 +1020,193 @@ fn image_gc_removes_unused_images_and_keeps_used_and_pause_images() {
         "no FreeDiskSpaceFailed and ImageGCFailed events: {seen:#?}"
     );
 }
+
+/// The node's condition of this type: (status, reason, message).
+fn node_condition(server: &ApiServer, node: &str, ty: &str) -> (String, String, String) {
+    let n = server.kubectl_json(&["get", "node", node]);
+    n["status"]["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["type"] == ty)
+        .map(|c| {
+            let s = |v: &Value| v.as_str().unwrap_or_default().to_string();
+            (s(&c["status"]), s(&c["reason"]), s(&c["message"]))
+        })
+        .unwrap_or_default()
+}
+
+fn node_taints(server: &ApiServer, node: &str) -> Vec<String> {
+    let n = server.kubectl_json(&["get", "node", node]);
+    n["spec"]["taints"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|t| {
+            format!(
+                "{}:{}",
+                t["key"].as_str().unwrap_or(""),
+                t["effect"].as_str().unwrap_or("")
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn memory_pressure_evicts_best_effort_pods_taints_the_node_and_clears() {
+    ensure_busybox_image();
+    let server = ApiServer::start(Backend::Embedded);
+    // The node lifecycle controller turns the MemoryPressure condition into a taint.
+    let _cm = skiff_e2e::ControllerManager::start(&server);
+    // The kubelet measures memory.available from this file while it says so.
+    let overrides = tempfile::tempdir().expect("tempdir");
+    let file = overrides.path().join("signals");
+    std::fs::write(&file, "").expect("write overrides");
+    let file_arg = format!("--eviction-signal-overrides-file={}", file.display());
+    let kubelet = Kubelet::start_with_args(
+        &server,
+        "e2e-evict",
+        "10.244.235.0/24",
+        &[
+            &file_arg,
+            // One pass every 5 s: time enough to lift the pressure between the first
+            // eviction and the next.
+            "--eviction-monitoring-interval=5s",
+            "--eviction-pressure-transition-period=15s",
+        ],
+    );
+    let node = kubelet.node.clone();
+    let (status, reason, message) = node_condition(&server, &node, "MemoryPressure");
+    assert_eq!(
+        (status.as_str(), reason.as_str(), message.as_str()),
+        (
+            "False",
+            "KubeletHasSufficientMemory",
+            "kubelet has sufficient memory available"
+        )
+    );
+    let sleeper = |resources: &str| {
+        format!(
+            "  - name: main\n    image: {BUSYBOX}\n    imagePullPolicy: Never\n    command: [\"sleep\", \"3600\"]\n{resources}"
+        )
+    };
+    let guaranteed = sleeper(
+        "    resources:\n      requests: {cpu: 10m, memory: 64Mi}\n      limits: {cpu: 10m, memory: 64Mi}\n",
+    );
+    for (name, containers) in [("guaranteed", guaranteed), ("besteffort", sleeper(""))] {
+        server.kubectl_stdin_ok(
+            &["apply", "-f", "-"],
+            &pod_yaml(name, &node, &containers, "  hostNetwork: true\n"),
+        );
+    }
+    wait_for(
+        &server,
+        "guaranteed",
+        "Running and Ready",
+        running_and_ready,
+    );
+    wait_for(
+        &server,
+        "besteffort",
+        "Running and Ready",
+        running_and_ready,
+    );
+
+    // Under the 100Mi hard threshold: the BestEffort pod goes first.
+    std::fs::write(&file, "memory.available=50Mi\n").expect("write overrides");
+    let evicted = wait_for(&server, "besteffort", "evicted", |p| {
+        p["status"]["phase"] == "Failed"
+    });
+    // Lift the pressure before the next pass would take the Guaranteed pod too.
+    std::fs::write(&file, "").expect("clear overrides");
+    assert_eq!(
+        evicted["status"]["reason"], "Evicted",
+        "{:#}",
+        evicted["status"]
+    );
+    let message = evicted["status"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.starts_with(
+            "The node was low on resource: memory. Threshold quantity: 100Mi, available: 50Mi. Container main was using "
+        ) && message.ends_with(", request is 0, has larger consumption of memory. "),
+        "{message:?}"
+    );
+    let disruption = evicted["status"]["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["type"] == "DisruptionTarget")
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(disruption["status"], "True", "{:#}", evicted["status"]);
+    assert_eq!(disruption["reason"], "TerminationByKubelet");
+    wait_for_event(
+        &server,
+        "besteffort",
+        "Evicted",
+        "The node was low on resource: memory.",
+    );
+    assert_eq!(
+        node_condition(&server, &node, "MemoryPressure"),
+        (
+            "True".into(),
+            "KubeletHasInsufficientMemory".into(),
+            "kubelet has insufficient memory available".into()
+        )
+    );
+    wait_for_event(
+        &server,
+        &node,
+        "NodeHasInsufficientMemory",
+        &format!("Node {node} status is now: NodeHasInsufficientMemory"),
+    );
+    let taint = "node.kubernetes.io/memory-pressure:NoSchedule";
+    assert!(
+        wait_until(WAIT, || node_taints(&server, &node)
+            .iter()
+            .any(|t| t == taint)),
+        "no {taint}: {:?}",
+        node_taints(&server, &node)
+    );
+    // The evicted pod's sandbox and container are gone: the Guaranteed pod's two are left.
+    assert!(
+        wait_until(WAIT, || kubelet.containers().len() == 2),
+        "containers left: {:?}",
+        kubelet.containers()
+    );
+
+    // Still within the transition period: a new BestEffort pod is turned away, as upstream.
+    server.kubectl_stdin_ok(
+        &["apply", "-f", "-"],
+        &pod_yaml("late", &node, &sleeper(""), "  hostNetwork: true\n"),
+    );
+    let late = wait_for(&server, "late", "rejected", |p| {
+        p["status"]["phase"] == "Failed"
+    });
+    assert_eq!(late["status"]["reason"], "Evicted");
+    assert_eq!(
+        late["status"]["message"],
+        "The node had condition: [MemoryPressure]. "
+    );
+
+    // The condition clears once the transition period has passed, and the taint with it.
+    let cleared = wait_until(WAIT, || {
+        node_condition(&server, &node, "MemoryPressure").0 == "False"
+    });
+    assert!(
+        cleared,
+        "{:?}",
+        node_condition(&server, &node, "MemoryPressure")
+    );
+    assert!(
+        wait_until(WAIT, || !node_taints(&server, &node)
+            .iter()
+            .any(|t| t == taint)),
+        "{taint} stayed: {:?}",
+        node_taints(&server, &node)
+    );
+    // The Guaranteed pod was never touched.
+    let g = pod(&server, "guaranteed");
+    assert!(running_and_ready(&g), "{:#}", g["status"]);
+    assert_eq!(g["status"]["containerStatuses"][0]["restartCount"], 0);
+}

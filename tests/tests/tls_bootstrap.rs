@@ -247,6 +247,8 @@ fn a_kubelet_and_a_proxy_bootstrap_their_identities_and_the_kubelet_rotates_its_
                 "8",
                 "--rotate-certificates",
                 "--rotate-server-certificates",
+                // The machine's disk is shared and nearly full: no disk eviction thresholds.
+                "--eviction-hard=memory.available<100Mi",
             ])
             .stdin(Stdio::null())
             .stdout(out.try_clone().unwrap())

@@ -4,13 +4,16 @@
 //! Kubernetes does it: `node.kubernetes.io/not-ready` (Ready=False) or
 //! `node.kubernetes.io/unreachable` (Unknown), each with NoSchedule and NoExecute. Pods on a
 //! node with NoExecute taints are evicted once their tolerations run out (every pod tolerates
-//! these two for 300 s by default), so their controllers recreate them elsewhere.
+//! these two for 300 s by default), so their controllers recreate them elsewhere. The pressure
+//! conditions become NoSchedule taints too, as upstream's TaintNodesByCondition:
+//! `node.kubernetes.io/memory-pressure`, `disk-pressure` and `pid-pressure` while
+//! MemoryPressure, DiskPressure or PIDPressure is True.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Node, Pod, Taint};
+use k8s_openapi::api::core::v1::{Node, NodeCondition, Pod, Taint};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::{Api, Resource, ResourceExt};
@@ -55,6 +58,46 @@ pub fn desired_taints(current: &[Taint], ready: Option<&str>, now: jiff::Timesta
                     time_added: (effect == "NoExecute").then_some(Time(now)),
                 });
             }
+        }
+    }
+    out
+}
+
+/// The NoSchedule taints each pressure condition calls for while True.
+pub const CONDITION_TAINTS: [(&str, &str); 3] = [
+    ("MemoryPressure", "node.kubernetes.io/memory-pressure"),
+    ("DiskPressure", "node.kubernetes.io/disk-pressure"),
+    ("PIDPressure", "node.kubernetes.io/pid-pressure"),
+];
+
+/// The node's taints with the pressure taints set to what its conditions call for (others
+/// kept).
+pub fn condition_taints(current: &[Taint], conditions: &[NodeCondition]) -> Vec<Taint> {
+    let wanted: Vec<&str> = CONDITION_TAINTS
+        .iter()
+        .filter(|(ty, _)| {
+            conditions
+                .iter()
+                .any(|c| c.type_ == *ty && c.status == "True")
+        })
+        .map(|(_, key)| *key)
+        .collect();
+    let managed = |key: &str| CONDITION_TAINTS.iter().any(|(_, k)| *k == key);
+    let mut out: Vec<Taint> = current
+        .iter()
+        .filter(|t| {
+            !managed(&t.key) || (wanted.contains(&t.key.as_str()) && t.effect == "NoSchedule")
+        })
+        .cloned()
+        .collect();
+    for key in wanted {
+        if !out.iter().any(|t| t.key == key) {
+            out.push(Taint {
+                key: key.into(),
+                effect: "NoSchedule".into(),
+                value: None,
+                time_added: None,
+            });
         }
     }
     out
@@ -250,7 +293,15 @@ impl Reconciler for NodeLifecycle {
             .as_ref()
             .and_then(|s| s.taints.clone())
             .unwrap_or_default();
-        let taints = desired_taints(&current, ready.as_deref(), now);
+        let conditions = node
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.clone())
+            .unwrap_or_default();
+        let taints = condition_taints(
+            &desired_taints(&current, ready.as_deref(), now),
+            &conditions,
+        );
         let same = |a: &[Taint], b: &[Taint]| {
             a.len() == b.len()
                 && a.iter().all(|t| {
@@ -354,6 +405,64 @@ mod tests {
             ]
         );
         assert!(desired_taints(&unknown, Some("True"), now).is_empty());
+    }
+
+    #[test]
+    fn pressure_conditions_become_no_schedule_taints() {
+        let cond = |ty: &str, status: &str| NodeCondition {
+            type_: ty.into(),
+            status: status.into(),
+            ..Default::default()
+        };
+        let keys = |ts: &[Taint]| {
+            ts.iter()
+                .map(|t| format!("{}:{}", t.key, t.effect))
+                .collect::<Vec<_>>()
+        };
+        let other = Taint {
+            key: "dedicated".into(),
+            effect: "NoSchedule".into(),
+            value: None,
+            time_added: None,
+        };
+        let pressed = condition_taints(
+            std::slice::from_ref(&other),
+            &[
+                cond("Ready", "True"),
+                cond("MemoryPressure", "True"),
+                cond("DiskPressure", "False"),
+            ],
+        );
+        assert_eq!(
+            keys(&pressed),
+            [
+                "dedicated:NoSchedule",
+                "node.kubernetes.io/memory-pressure:NoSchedule"
+            ]
+        );
+        // Unchanged when nothing changed; gone when the condition clears (or is Unknown).
+        assert_eq!(
+            condition_taints(&pressed, &[cond("MemoryPressure", "True")]),
+            pressed
+        );
+        let both = condition_taints(
+            &pressed,
+            &[
+                cond("MemoryPressure", "Unknown"),
+                cond("DiskPressure", "True"),
+            ],
+        );
+        assert_eq!(
+            keys(&both),
+            [
+                "dedicated:NoSchedule",
+                "node.kubernetes.io/disk-pressure:NoSchedule"
+            ]
+        );
+        assert_eq!(
+            keys(&condition_taints(&both, &[])),
+            ["dedicated:NoSchedule"]
+        );
     }
 
     #[test]

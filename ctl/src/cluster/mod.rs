@@ -796,6 +796,10 @@ fn start_agents(
             // the host's disk, so its usage says nothing about one node anyway.
             "--image-gc-high-threshold",
             "100",
+            // Nor disk eviction thresholds (kind turns off nodefs/imagefs eviction too): the
+            // shared disk's usage says nothing of one node. Memory eviction stays as upstream.
+            "--eviction-hard",
+            "memory.available<100Mi",
         ],
     )?;
     spawn(

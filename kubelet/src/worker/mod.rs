@@ -1,6 +1,7 @@
 //! One worker per pod: it brings the pod's sandbox and containers to what the spec asks,
 //! restarts containers per the restart policy with Kubernetes' backoff, reports status, and
-//! on deletion stops everything gracefully and removes the pod object.
+//! on deletion stops everything gracefully and removes the pod object. A pod the eviction
+//! manager evicts (or the node turned away) is stopped for good and left `Failed`.
 //!
 //! This module is the worker's lifecycle (its loop, sync, adoption and termination); the
 //! concerns it delegates to live beside it: `start` (starting and restarting containers),
@@ -45,6 +46,18 @@ pub enum PodUpdate {
     Changed(Box<Pod>),
     /// The pod object is gone from the API.
     Gone,
+    /// The eviction manager evicts the pod.
+    Evict(crate::eviction::Eviction),
+}
+
+/// Why the kubelet stopped a pod for good while its object stays: an eviction, or admission
+/// refused under node pressure. The pod's status says so (`phase: Failed`).
+struct Terminal {
+    reason: String,
+    message: String,
+    /// Whether the status carries a `DisruptionTarget` condition (evictions, as upstream's
+    /// `TerminationByKubelet`; rejections have none).
+    disruption: bool,
 }
 
 /// How often a worker re-checks its containers when nothing happens.
@@ -119,10 +132,26 @@ pub struct Worker {
     tokens: tokens::Tokens,
     /// Whether the MissingClusterDNS warning was recorded for this pod.
     dns_warned: bool,
+    /// Set once the pod is evicted or rejected: nothing runs any more.
+    terminal: Option<Terminal>,
 }
 
 impl Worker {
     pub fn new(ctx: Arc<Context>, pod: Pod, rx: mpsc::UnboundedReceiver<PodUpdate>) -> Self {
+        // An evicted or rejected pod stays stopped across kubelet restarts.
+        let terminal = pod.status.as_ref().and_then(|s| {
+            (s.phase.as_deref() == Some("Failed") && s.reason.as_deref() == Some("Evicted")).then(
+                || Terminal {
+                    reason: "Evicted".into(),
+                    message: s.message.clone().unwrap_or_default(),
+                    disruption: s
+                        .conditions
+                        .iter()
+                        .flatten()
+                        .any(|c| c.type_ == "DisruptionTarget" && c.status == "True"),
+                },
+            )
+        });
         Worker {
             ctx,
             pod,
@@ -134,7 +163,49 @@ impl Worker {
             projected_at: None,
             tokens: tokens::Tokens::default(),
             dns_warned: false,
+            terminal,
         }
+    }
+
+    /// Refuses the pod before it starts (admission under node pressure): its status becomes
+    /// `Failed` with this reason and message, and nothing of it runs.
+    pub fn reject(&mut self, reason: &str, message: String) {
+        self.terminal = Some(Terminal {
+            reason: reason.into(),
+            message,
+            disruption: false,
+        });
+    }
+
+    /// Carries out an eviction: the Warning `Evicted` event, the containers stopped within
+    /// the eviction's grace period, and the pod left `Failed` (its controller replaces it).
+    async fn evict(&mut self, eviction: crate::eviction::Eviction) {
+        if self.terminal.is_some() {
+            return;
+        }
+        self.event(
+            None,
+            EventType::Warning,
+            "Evicted",
+            eviction.message.clone(),
+        );
+        self.terminate(Some(eviction.grace)).await;
+        let now = std::time::SystemTime::now();
+        for slot in self.slots.values_mut() {
+            if let Some(ContainerState::Running { started_at }) = slot.state {
+                slot.state = Some(ContainerState::Exited {
+                    exit_code: 137,
+                    reason: "Error".into(),
+                    started_at: Some(started_at),
+                    finished_at: Some(now),
+                });
+            }
+        }
+        self.terminal = Some(Terminal {
+            reason: "Evicted".into(),
+            message: eviction.message,
+            disruption: true,
+        });
     }
 
     /// Records an event about the pod, or about one of its containers (`fieldPath`
@@ -227,6 +298,7 @@ impl Worker {
             tokio::select! {
                 msg = self.rx.recv() => match msg {
                     Some(PodUpdate::Changed(p)) => self.pod = *p,
+                    Some(PodUpdate::Evict(e)) => self.evict(e).await,
                     Some(PodUpdate::Gone) | None => break Exit::Gone,
                 },
                 _ = tokio::time::sleep(RESYNC) => {}
@@ -235,9 +307,9 @@ impl Worker {
         };
         match exit {
             Exit::Shutdown => {}
-            Exit::Gone => self.terminate().await,
+            Exit::Gone => self.terminate(None).await,
             Exit::Deleted => {
-                self.terminate().await;
+                self.terminate(None).await;
                 if let Err(e) = self
                     .ctx
                     .api
@@ -278,6 +350,10 @@ impl Worker {
     }
 
     async fn sync(&mut self) {
+        // An evicted or rejected pod runs nothing any more.
+        if self.terminal.is_some() {
+            return;
+        }
         if self.sandbox.ready().is_none() && !self.start_sandbox().await {
             return;
         }
@@ -383,7 +459,8 @@ impl Worker {
     }
 
     /// Stops every container (preStop, SIGTERM, the grace period, SIGKILL), then the sandbox.
-    async fn terminate(&mut self) {
+    /// The grace period is the deletion's or the pod's, unless an eviction sets its own.
+    async fn terminate(&mut self, grace_override: Option<Duration>) {
         let grace = self
             .pod
             .metadata
@@ -396,7 +473,7 @@ impl Worker {
             })
             .unwrap_or(30)
             .max(0) as u64;
-        let grace = Duration::from_secs(grace);
+        let grace = grace_override.unwrap_or(Duration::from_secs(grace));
         let runtime = self.ctx.runtime.clone();
         let spec = self.pod.spec.clone().unwrap_or_default();
         let pod_ip = self.sandbox.ip();

@@ -195,6 +195,23 @@ impl Worker {
         if let Sandbox::Failed(msg) = &self.sandbox {
             status["message"] = json!(msg);
         }
+        if let Some(t) = &self.terminal {
+            status["phase"] = json!("Failed");
+            status["reason"] = json!(t.reason);
+            status["message"] = json!(t.message);
+            if t.disruption
+                && let Some(conditions) = status["conditions"].as_array_mut()
+            {
+                let mut c = condition(
+                    old_ref,
+                    "DisruptionTarget",
+                    true,
+                    Some("TerminationByKubelet"),
+                );
+                c["message"] = json!(t.message);
+                conditions.push(c);
+            }
+        }
         status
     }
 

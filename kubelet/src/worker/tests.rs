@@ -514,3 +514,80 @@ async fn a_sub_path_out_of_its_volume_keeps_the_container_waiting_with_the_reaso
         node.api.events()
     );
 }
+
+#[tokio::test]
+async fn an_evicted_pod_stops_for_good_as_failed_evicted_with_a_disruption_target() {
+    let node = Node::new();
+    let pod = pod_with(container("app", &["sleep", "infinity"]), "Always");
+    let (mut w, _tx) = node.worker(pod.clone());
+    w.sync().await; // starts the container
+    w.sync().await; // sees it running
+    w.report().await;
+    assert_eq!(node.status(&pod)["phase"], "Running");
+
+    let message =
+        "The node was low on resource: memory. Threshold quantity: 100Mi, available: 50Mi. ";
+    w.evict(crate::eviction::Eviction {
+        uid: "uid-web".into(),
+        message: message.into(),
+        grace: Duration::from_secs(1),
+    })
+    .await;
+    w.report().await;
+    assert!(node.runtime.list_containers().await.unwrap().is_empty());
+    assert!(node.runtime.list_sandboxes().await.unwrap().is_empty());
+    let status = node.status(&pod);
+    assert_eq!(status["phase"], "Failed");
+    assert_eq!(status["reason"], "Evicted");
+    assert_eq!(status["message"], message);
+    assert_eq!(condition(&status, "DisruptionTarget"), "True");
+    assert_eq!(condition(&status, "Ready"), "False");
+    assert_eq!(
+        status["containerStatuses"][0]["state"]["terminated"]["exitCode"],
+        137
+    );
+    let evicted = node
+        .api
+        .events()
+        .into_iter()
+        .find(|e| e.reason == "Evicted")
+        .expect("an Evicted event");
+    assert_eq!(evicted.type_, EventType::Warning);
+    assert_eq!(evicted.message, message);
+
+    // Nothing restarts it, not even a new kubelet's worker reading the Failed status.
+    w.sync().await;
+    assert!(node.runtime.list_containers().await.unwrap().is_empty());
+    let mut stored = pod.clone();
+    stored.status = Some(serde_json::from_value(status).unwrap());
+    let (next, updates) = node.worker(stored);
+    assert!(next.terminal.is_some());
+    drop(updates);
+    next.run(CancellationToken::new()).await;
+    assert!(node.runtime.list_containers().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_rejected_pod_never_starts() {
+    let node = Node::new();
+    let pod = pod_with(container("app", &["sleep", "infinity"]), "Always");
+    let (mut w, updates) = node.worker(pod.clone());
+    w.reject("Evicted", "The node had condition: [DiskPressure]. ".into());
+    let run = tokio::spawn(w.run(CancellationToken::new()));
+    let stored = loop {
+        let s = node.status(&pod);
+        if s["phase"] == "Failed" {
+            break s;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    assert_eq!(stored["reason"], "Evicted");
+    assert_eq!(
+        stored["message"],
+        "The node had condition: [DiskPressure]. "
+    );
+    assert_eq!(condition(&stored, "DisruptionTarget"), "");
+    assert!(node.runtime.list_sandboxes().await.unwrap().is_empty());
+    drop(updates);
+    run.await.unwrap();
+}
