@@ -14,6 +14,8 @@ static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 #[derive(Parser, Debug)]
 #[command(
+    // A flag given again (SKIFF_EXTRA_ARGS after skiffadm's SKIFF_ARGS) wins, as in Kubernetes.
+    args_override_self = true,
     name = "skiff-apiserver",
     version,
     about = "Skiff's apiserver: the Kubernetes API on etcd or an embedded store"

@@ -12,6 +12,8 @@ use skiff_controller_manager::context::Settings;
 
 #[derive(Parser, Debug)]
 #[command(
+    // A flag given again (SKIFF_EXTRA_ARGS after skiffadm's SKIFF_ARGS) wins, as in Kubernetes.
+    args_override_self = true,
     name = "skiff-controller-manager",
     version,
     about = "Skiff's controller-manager"

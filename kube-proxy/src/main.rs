@@ -9,6 +9,8 @@ use skiff_common::parse_duration;
 
 #[derive(Parser, Debug)]
 #[command(
+    // A flag given again (SKIFF_EXTRA_ARGS after skiffadm's SKIFF_ARGS) wins, as in Kubernetes.
+    args_override_self = true,
     name = "skiff-proxy",
     version,
     about = "Skiff's proxy: Services as iptables rules"

@@ -12,7 +12,13 @@ use skiff_kubelet::image_gc::ImageGcPolicy;
 use skiff_kubelet::{Config, RuntimeKind};
 
 #[derive(Parser, Debug)]
-#[command(name = "skiff-kubelet", version, about = "Skiff's node agent")]
+#[command(
+    name = "skiff-kubelet",
+    version,
+    about = "Skiff's node agent",
+    // A flag given again (SKIFF_EXTRA_ARGS after skiffadm's SKIFF_ARGS) wins, as in Kubernetes.
+    args_override_self = true
+)]
 struct Flags {
     /// kubeconfig to reach the apiserver with. With --bootstrap-kubeconfig it is written by
     /// the kubelet (pointing at <cert-dir>/kubelet-client-current.pem) when it does not exist

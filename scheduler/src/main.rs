@@ -8,6 +8,8 @@ use skiff_client::leader::LeaderElectFlags;
 
 #[derive(Parser, Debug)]
 #[command(
+    // A flag given again (SKIFF_EXTRA_ARGS after skiffadm's SKIFF_ARGS) wins, as in Kubernetes.
+    args_override_self = true,
     name = "skiff-scheduler",
     version,
     about = "Skiff's scheduler: binds pending pods to nodes"

@@ -135,13 +135,28 @@ impl Machine {
         );
         in_netns(
             &lan.router,
-            &["ip", "link", "set", &port, "master", &format!("br{subnet}"), "up"],
+            &[
+                "ip",
+                "link",
+                "set",
+                &port,
+                "master",
+                &format!("br{subnet}"),
+                "up",
+            ],
         );
         for args in [
             vec!["ip", "link", "set", "lo", "up"],
             vec!["ip", "addr", "add", &format!("{ip}/24"), "dev", "eth0"],
             vec!["ip", "link", "set", "eth0", "up"],
-            vec!["ip", "route", "add", "default", "via", &format!("10.123.{subnet}.1")],
+            vec![
+                "ip",
+                "route",
+                "add",
+                "default",
+                "via",
+                &format!("10.123.{subnet}.1"),
+            ],
             vec!["sysctl", "-qw", "net.ipv4.ip_forward=1"],
         ] {
             in_netns(&netns, &args);
@@ -215,7 +230,14 @@ impl Machine {
     /// A command that runs inside the machine's network and mount namespaces.
     pub fn command(&self, program: &str) -> Command {
         let mut c = Command::new("nsenter");
-        c.args(["-t", &self.holder.id().to_string(), "-m", "-n", "--", program]);
+        c.args([
+            "-t",
+            &self.holder.id().to_string(),
+            "-m",
+            "-n",
+            "--",
+            program,
+        ]);
         c
     }
 
@@ -266,16 +288,14 @@ impl Machine {
     /// The processes in this machine's mount namespace, except the holder and `dockerd`.
     pub fn processes(&self) -> Vec<(u32, String)> {
         let mine = std::fs::read_link(format!("/proc/{}/ns/mnt", self.holder.id())).ok();
-        let keep = [
-            Some(self.holder.id()),
-            self.dockerd.as_ref().map(Child::id),
-        ];
+        let keep = [Some(self.holder.id()), self.dockerd.as_ref().map(Child::id)];
         let mut out = Vec::new();
         for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
             let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
                 continue;
             };
-            if keep.contains(&Some(pid)) || std::fs::read_link(e.path().join("ns/mnt")).ok() != mine {
+            if keep.contains(&Some(pid)) || std::fs::read_link(e.path().join("ns/mnt")).ok() != mine
+            {
                 continue;
             }
             let cmd = std::fs::read(e.path().join("cmdline"))
@@ -320,7 +340,11 @@ impl Drop for Machine {
         let _ = self.holder.wait();
         Self::remove_leftovers(&self.netns, &self.dir);
         // dockerd made the cgroup parent under every v1 controller.
-        for c in std::fs::read_dir("/sys/fs/cgroup").into_iter().flatten().flatten() {
+        for c in std::fs::read_dir("/sys/fs/cgroup")
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
             let _ = std::fs::remove_dir(c.path().join(&self.cgroup_parent));
         }
     }

@@ -85,7 +85,10 @@ fn join_args(init_output: &str) -> Vec<String> {
         .lines()
         .find(|l| l.trim_start().starts_with("skiffadm join "))
         .unwrap_or_else(|| panic!("no join line in:\n{init_output}"));
-    line.split_whitespace().skip(1).map(str::to_string).collect()
+    line.split_whitespace()
+        .skip(1)
+        .map(str::to_string)
+        .collect()
 }
 
 fn with(args: &[String], extra: &[&str]) -> Vec<String> {
@@ -102,7 +105,11 @@ fn strs(v: &[String]) -> Vec<&str> {
 /// Replaces the value after `flag` in a join line.
 fn replaced(args: &[String], flag: &str, value: &str) -> Vec<String> {
     let mut out = args.to_vec();
-    let i = out.iter().position(|a| a == flag).expect("flag in join line") + 1;
+    let i = out
+        .iter()
+        .position(|a| a == flag)
+        .expect("flag in join line")
+        + 1;
     out[i] = value.to_string();
     out
 }
@@ -137,7 +144,15 @@ fn init(m: &Machine, extra: &[&str]) -> Vec<String> {
         out.contains("Your Kubernetes control-plane has initialized successfully!"),
         "{out}"
     );
-    assert!(out.contains("cp -i /etc/skiff/admin.conf $HOME/.kube/config"), "{out}");
+    // No systemd in a machine: skiffadm says so and supervises the same command lines.
+    assert!(
+        out.contains("systemd is not running") && out.contains("skiffadm supervise"),
+        "{out}"
+    );
+    assert!(
+        out.contains("cp -i /etc/skiff/admin.conf $HOME/.kube/config"),
+        "{out}"
+    );
     join_args(&out)
 }
 
@@ -165,7 +180,10 @@ fn join_ok(m: &Machine, line: &[String]) {
         m.name,
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(stdout.contains("This node has joined the cluster"), "{stdout}");
+    assert!(
+        stdout.contains("This node has joined the cluster"),
+        "{stdout}"
+    );
 }
 
 fn join_refused(m: &Machine, line: &[String], expected: &str) {
@@ -173,7 +191,11 @@ fn join_refused(m: &Machine, line: &[String], expected: &str) {
     let out = join(m, &with(line, &["--discovery-timeout", "5s"]));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{}: {stderr}", m.name);
-    assert!(stderr.contains(expected), "{}: wanted {expected:?} in: {stderr}", m.name);
+    assert!(
+        stderr.contains(expected),
+        "{}: wanted {expected:?} in: {stderr}",
+        m.name
+    );
     // A refused join starts nothing and leaves no credential.
     assert!(!m.path("/etc/skiff/kubelet.conf").exists());
     assert!(m.processes().iter().all(|(_, c)| !c.contains("skiff-")));
@@ -278,15 +300,14 @@ fn web_pods(cp: &Machine, n: usize) -> Vec<(String, String, String)> {
 fn pods_reach_each_other(cp: &Machine, pods: &[(String, String, String)]) {
     for (from, from_node, _) in pods {
         for (to, to_node, ip) in pods {
+            // nc, not busybox's wget: that static build crashes in any address lookup.
             let out = cp.kubectl_ok(&[
                 "exec",
                 from,
                 "--",
-                "wget",
-                "-qO-",
-                "-T",
-                "5",
-                &format!("http://{ip}:8080/"),
+                "sh",
+                "-c",
+                &format!("printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 5 {ip} 8080 | tail -n 1"),
             ]);
             assert_eq!(
                 out.trim(),
@@ -308,9 +329,14 @@ fn three_machines_on_one_subnet_install_join_serve_and_reset() {
     // A wrong token or CA hash is refused before anything is written or started.
     join_refused(
         &workers[0],
-        &replaced(&line, "--token", "abcdef.0123456789abcdef"),
-        "abcdef",
+        &replaced(&line, "--token", "zzzzzz.0123456789abcdef"),
+        "could not find a JWS signature in the cluster-info ConfigMap for token ID \"zzzzzz\"",
     );
+    let hash = &line[line
+        .iter()
+        .position(|a| a == "--discovery-token-ca-cert-hash")
+        .unwrap()
+        + 1];
     join_refused(
         &workers[0],
         &replaced(
@@ -318,7 +344,27 @@ fn three_machines_on_one_subnet_install_join_serve_and_reset() {
             "--discovery-token-ca-cert-hash",
             &format!("sha256:{}", "0".repeat(64)),
         ),
-        "are pinned",
+        &format!("none of the public keys \"{hash}\" are pinned"),
+    );
+
+    // The admin is kubeadm's `kubernetes-admin`; tokens and certificates are listed as
+    // kubeadm lists them.
+    let who = cp.kubectl_ok(&[
+        "auth",
+        "whoami",
+        "-o",
+        "jsonpath={.status.userInfo.username}",
+    ]);
+    assert_eq!(who, "kubernetes-admin");
+    let tokens = skiffadm_ok(cp, &["token", "list"]);
+    assert!(
+        tokens.contains("system:bootstrappers:kubeadm:default-node-token"),
+        "{tokens}"
+    );
+    let certs = skiffadm_ok(cp, &["certs", "check-expiration"]);
+    assert!(
+        certs.contains("CERTIFICATE AUTHORITY") && certs.contains("admin.conf"),
+        "{certs}"
     );
 
     for w in workers {
@@ -330,15 +376,42 @@ fn three_machines_on_one_subnet_install_join_serve_and_reset() {
         cp.kubectl_ok(&["get", "nodes", "-o", "wide"])
     );
     let labels = cp.kubectl_ok(&["get", "node", &cp.name, "-o", "jsonpath={.metadata.labels}"]);
-    assert!(labels.contains("node-role.kubernetes.io/control-plane"), "{labels}");
+    assert!(
+        labels.contains("node-role.kubernetes.io/control-plane"),
+        "{labels}"
+    );
+    let taints = cp.kubectl_ok(&["get", "node", &cp.name, "-o", "jsonpath={.spec.taints}"]);
+    assert!(
+        taints.contains("node-role.kubernetes.io/control-plane") && taints.contains("NoSchedule"),
+        "{taints}"
+    );
 
     // Each worker acts as its node and holds no system:masters credential.
     for w in workers {
-        let who = w.kubectl_as("/etc/skiff/kubelet.conf", &["auth", "whoami", "-o", "jsonpath={.status.userInfo.username}"]);
-        assert_eq!(String::from_utf8_lossy(&who.stdout), format!("system:node:{}", w.name), "{who:?}");
+        let who = w.kubectl_as(
+            "/etc/skiff/kubelet.conf",
+            &[
+                "auth",
+                "whoami",
+                "-o",
+                "jsonpath={.status.userInfo.username}",
+            ],
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&who.stdout),
+            format!("system:node:{}", w.name),
+            "{who:?}"
+        );
         let subjects = certificate_subjects(w);
-        assert!(subjects.contains(&format!("CN = system:node:{}", w.name)), "{subjects}");
-        assert!(!subjects.contains("system:masters"), "{}: {subjects}", w.name);
+        assert!(
+            subjects.contains(&format!("CN = system:node:{}", w.name)),
+            "{subjects}"
+        );
+        assert!(
+            !subjects.contains("system:masters"),
+            "{}: {subjects}",
+            w.name
+        );
         assert!(!w.path("/etc/skiff/admin.conf").exists());
     }
     let csrs = cp.kubectl_ok(&["get", "csr"]);
@@ -349,26 +422,50 @@ fn three_machines_on_one_subnet_install_join_serve_and_reset() {
     let pods = web_pods(cp, 3);
     let nodes: std::collections::BTreeSet<&str> = pods.iter().map(|p| p.1.as_str()).collect();
     assert_eq!(nodes.len(), 3, "{pods:?}");
-    let port = cp.kubectl_ok(&["get", "svc", "web", "-o", "jsonpath={.spec.ports[0].nodePort}"]);
+    let port = cp.kubectl_ok(&[
+        "get",
+        "svc",
+        "web",
+        "-o",
+        "jsonpath={.spec.ports[0].nodePort}",
+    ]);
     for m in &ms {
         let mut answered = std::collections::BTreeSet::new();
         let ok = wait_until(Duration::from_secs(30), || {
-            let out = lan.router_cmd(&["curl", "-sS", "--max-time", "3", &format!("http://{}:{port}/", m.ip)]);
+            let out = lan.router_cmd(&[
+                "curl",
+                "-sS",
+                "--max-time",
+                "3",
+                &format!("http://{}:{port}/", m.ip),
+            ]);
             if out.status.success() {
                 answered.insert(String::from_utf8_lossy(&out.stdout).trim().to_string());
             }
             answered.len() >= 2
         });
-        assert!(ok, "NodePort {port} on {}: answered by {answered:?}", m.name);
+        assert!(
+            ok,
+            "NodePort {port} on {}: answered by {answered:?}",
+            m.name
+        );
     }
     pods_reach_each_other(cp, &pods);
 
     // reset leaves nothing of Skiff on the machine, and the node can no longer act.
     let last = &workers[1];
-    skiffadm_ok(last, &["reset", "-f"]);
+    let reset = skiffadm_ok(last, &["reset", "-f"]);
+    assert!(
+        reset.contains("The reset process does not clean your kubeconfig files"),
+        "{reset}"
+    );
     let left = last.sh_ok("find /etc/skiff /var/lib/skiff /var/log/skiff -mindepth 1 -not -path '/var/lib/skiff/docker*' | head; ls /run/skiff 2>/dev/null; iptables-save | grep -i skiff | head -3; ip -o link | grep -E 'skiff|cbr' | head -3");
     assert_eq!(left.trim(), "", "left behind by reset");
-    assert!(last.processes().iter().all(|(_, c)| !c.contains("skiff")), "{:?}", last.processes());
+    assert!(
+        last.processes().iter().all(|(_, c)| !c.contains("skiff")),
+        "{:?}",
+        last.processes()
+    );
     let containers = std::process::Command::new("docker")
         .args(["-H", &last.docker_host(), "ps", "-aq"])
         .output()
@@ -376,11 +473,18 @@ fn three_machines_on_one_subnet_install_join_serve_and_reset() {
     assert_eq!(String::from_utf8_lossy(&containers.stdout).trim(), "");
 
     // An expired token no longer joins.
-    let short = skiffadm_ok(cp, &["token", "create", "--ttl", "2s", "--print-join-command"]);
+    let short = skiffadm_ok(
+        cp,
+        &["token", "create", "--ttl", "2s", "--print-join-command"],
+    );
     let short_line = join_args(&short);
     let token = short_line[short_line.iter().position(|a| a == "--token").unwrap() + 1].clone();
     assert!(
-        wait_until(Duration::from_secs(60), || !skiffadm_ok(cp, &["token", "list"]).contains(&token)),
+        wait_until(Duration::from_secs(60), || !skiffadm_ok(
+            cp,
+            &["token", "list"]
+        )
+        .contains(&token)),
         "the expired token is still listed"
     );
     join_refused(last, &short_line, &token[..6]);
