@@ -26,6 +26,23 @@ pub async fn client(kubeconfig: &std::path::Path) -> anyhow::Result<kube::Client
     Ok(kube::Client::try_from(cfg)?)
 }
 
+/// The cluster the kubeconfig's current context names (else its first context's, else its
+/// first cluster).
+pub fn current_cluster(kc: &kube::config::Kubeconfig) -> Option<&kube::config::Cluster> {
+    let cluster_name = kc
+        .current_context
+        .as_ref()
+        .and_then(|current| kc.contexts.iter().find(|c| &c.name == current))
+        .or(kc.contexts.first())
+        .and_then(|c| c.context.as_ref())
+        .map(|c| c.cluster.as_str());
+    kc.clusters
+        .iter()
+        .find(|c| Some(c.name.as_str()) == cluster_name)
+        .or(kc.clusters.first())
+        .and_then(|c| c.cluster.as_ref())
+}
+
 /// The CA bundle (PEM) of the cluster the kubeconfig's current context names
 /// (`certificate-authority-data`, or the `certificate-authority` file, relative to the
 /// kubeconfig), if it has one: the cluster CA, for programs that check who calls them.
@@ -33,20 +50,7 @@ pub fn kubeconfig_ca(kubeconfig: &std::path::Path) -> anyhow::Result<Option<Stri
     use base64::Engine as _;
     let kc = kube::config::Kubeconfig::read_from(kubeconfig)
         .with_context(|| format!("reading kubeconfig {}", kubeconfig.display()))?;
-    let cluster_name = kc
-        .current_context
-        .as_ref()
-        .and_then(|current| kc.contexts.iter().find(|c| &c.name == current))
-        .or(kc.contexts.first())
-        .and_then(|c| c.context.as_ref())
-        .map(|c| c.cluster.clone());
-    let cluster = kc
-        .clusters
-        .iter()
-        .find(|c| Some(&c.name) == cluster_name.as_ref())
-        .or(kc.clusters.first())
-        .and_then(|c| c.cluster.as_ref());
-    let Some(cluster) = cluster else {
+    let Some(cluster) = current_cluster(&kc) else {
         return Ok(None);
     };
     let pem = if let Some(data) = &cluster.certificate_authority_data {

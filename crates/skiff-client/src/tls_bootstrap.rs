@@ -670,20 +670,7 @@ pub fn write_kubeconfig(bootstrap: &Path, kubeconfig: &Path, cert: &Path) -> Res
         message,
     };
     let kc = Kubeconfig::read_from(bootstrap).map_err(|e| bad(e.to_string()))?;
-    let cluster_name = kc
-        .current_context
-        .as_ref()
-        .and_then(|current| kc.contexts.iter().find(|c| &c.name == current))
-        .or(kc.contexts.first())
-        .and_then(|c| c.context.as_ref())
-        .map(|c| c.cluster.clone());
-    let cluster = kc
-        .clusters
-        .iter()
-        .find(|c| Some(&c.name) == cluster_name.as_ref())
-        .or(kc.clusters.first())
-        .and_then(|c| c.cluster.as_ref())
-        .ok_or_else(|| bad("it names no cluster".into()))?;
+    let cluster = crate::current_cluster(&kc).ok_or_else(|| bad("it names no cluster".into()))?;
     let server = cluster
         .server
         .clone()
