@@ -1,6 +1,7 @@
 //! kubeadm's configuration file (`kubeadm init --config`): the `InitConfiguration` and
-//! `ClusterConfiguration` documents of `kubeadm.k8s.io/v1beta3` and `v1beta4`, read for the
-//! fields that mean something to Skiff. Other fields and kinds are reported as warnings and
+//! `ClusterConfiguration` documents of `kubeadm.k8s.io/v1beta2` (what seed 002 writes, the same
+//! shape as v1beta3 in the fields read here), `v1beta3` and `v1beta4`, read for the fields that
+//! mean something to Skiff. Other fields and kinds are reported as warnings and
 //! otherwise ignored, as kubeadm tolerates unknown fields.
 
 use std::collections::BTreeMap;
@@ -19,8 +20,25 @@ pub enum ConfigError {
         field: String,
         want: &'static str,
     },
-    #[error("unsupported apiVersion {0:?} (use kubeadm.k8s.io/v1beta3 or v1beta4)")]
+    #[error("unsupported apiVersion {0:?} (use kubeadm.k8s.io/v1beta2, v1beta3 or v1beta4)")]
     ApiVersion(String),
+}
+
+/// The kubelet's runtime endpoint for `nodeRegistration.criSocket`. Skiff's kubelet talks to
+/// Docker's Engine API itself, so dockershim's socket (older kubeadm files, seed 002's) means
+/// Docker's; a bare path gets the `unix://` scheme, as kubeadm adds it.
+fn runtime_endpoint(socket: &str, warnings: &mut Vec<String>) -> String {
+    if socket.contains("dockershim") {
+        warnings.push(format!(
+            "nodeRegistration.criSocket {socket:?} is dockershim's; Skiff's kubelet talks to \
+             Docker directly: using unix:///var/run/docker.sock"
+        ));
+        return "unix:///var/run/docker.sock".into();
+    }
+    if socket.starts_with('/') {
+        return format!("unix://{socket}");
+    }
+    socket.to_string()
 }
 
 /// A node taint as `nodeRegistration.taints` lists it.
@@ -113,7 +131,7 @@ impl KubeadmConfig {
             }
             if !matches!(
                 api_version.as_str(),
-                "kubeadm.k8s.io/v1beta3" | "kubeadm.k8s.io/v1beta4"
+                "kubeadm.k8s.io/v1beta2" | "kubeadm.k8s.io/v1beta3" | "kubeadm.k8s.io/v1beta4"
             ) {
                 return Err(ConfigError::ApiVersion(api_version));
             }
@@ -171,7 +189,9 @@ impl KubeadmConfig {
             w,
         );
         self.node_name = s(&reg["name"]).or(self.node_name.take());
-        self.cri_socket = s(&reg["criSocket"]).or(self.cri_socket.take());
+        if let Some(socket) = s(&reg["criSocket"]) {
+            self.cri_socket = Some(runtime_endpoint(&socket, w));
+        }
         if let Some(taints) = reg.get("taints") {
             let list = match taints {
                 Value::Null => Vec::new(),
@@ -393,8 +413,82 @@ kind: KubeletConfiguration
                 .unwrap();
         assert_eq!(none.taints, None);
         assert!(
-            KubeadmConfig::parse("apiVersion: kubeadm.k8s.io/v1beta2\nkind: InitConfiguration\n")
+            KubeadmConfig::parse("apiVersion: kubeadm.k8s.io/v1beta1\nkind: InitConfiguration\n")
                 .is_err()
+        );
+    }
+
+    /// The file seed 002 writes (kubeadm 1.18's `kubeadm config print init-defaults`, edited).
+    #[test]
+    fn seed_002s_v1beta2_file_applies() {
+        let text = "apiVersion: kubeadm.k8s.io/v1beta2
+bootstrapTokens:
+- groups:
+  - system:bootstrappers:kubeadm:default-node-token
+  token: abcdef.0123456789abcdef
+  ttl: 24h0m0s
+  usages:
+  - signing
+  - authentication
+kind: InitConfiguration
+localAPIEndpoint:
+  advertiseAddress: 192.168.1.60
+  bindPort: 6443
+nodeRegistration:
+  criSocket: /var/run/dockershim.sock
+  name: kubernetes-master
+  taints:
+  - effect: NoSchedule
+    key: node-role.kubernetes.io/master
+---
+apiServer:
+  timeoutForControlPlane: 4m0s
+apiVersion: kubeadm.k8s.io/v1beta2
+certificatesDir: /etc/kubernetes/pki
+clusterName: kubernetes
+controllerManager: {}
+dns:
+  type: CoreDNS
+etcd:
+  local:
+    dataDir: /var/lib/etcd
+imageRepository: registry.aliyuncs.com/google_containers
+kind: ClusterConfiguration
+kubernetesVersion: v1.18.0
+networking:
+  dnsDomain: cluster.local
+  podSubnet: \"10.244.0.0/16\"
+  serviceSubnet: 10.96.0.0/12
+scheduler: {}
+";
+        let c = KubeadmConfig::parse(text).unwrap();
+        assert_eq!(c.advertise_address.as_deref(), Some("192.168.1.60"));
+        assert_eq!(c.bind_port, Some(6443));
+        assert_eq!(c.node_name.as_deref(), Some("kubernetes-master"));
+        assert_eq!(c.cri_socket.as_deref(), Some("unix:///var/run/docker.sock"));
+        assert_eq!(
+            c.taints,
+            Some(vec![Taint {
+                key: "node-role.kubernetes.io/master".into(),
+                value: None,
+                effect: "NoSchedule".into()
+            }])
+        );
+        assert_eq!(c.pod_subnet.as_deref(), Some("10.244.0.0/16"));
+        assert_eq!(c.service_subnet.as_deref(), Some("10.96.0.0/12"));
+        assert_eq!(
+            c.bootstrap_token.as_ref().and_then(|t| t.token.as_deref()),
+            Some("abcdef.0123456789abcdef")
+        );
+        assert!(
+            c.warnings.iter().any(|w| w.contains("dockershim")),
+            "{:?}",
+            c.warnings
+        );
+        assert!(
+            c.warnings.iter().any(|w| w.contains("imageRepository")),
+            "{:?}",
+            c.warnings
         );
     }
 }
