@@ -84,7 +84,10 @@ pub enum Change {
 /// `csr` with `decision`'s condition added, or why not: the opposite condition already there
 /// is an error even with `--force` (the apiserver refuses both at once anyway).
 pub fn decide(mut csr: Value, decision: Decision, now: &str) -> anyhow::Result<Change> {
-    let name = csr["metadata"]["name"].as_str().unwrap_or_default().to_string();
+    let name = csr["metadata"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     let conditions = csr["status"]["conditions"]
         .as_array()
         .cloned()
