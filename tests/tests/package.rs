@@ -523,7 +523,8 @@ fn deb_installs_runs_removes_and_purges_in_a_debian_root() {
     assert_eq!(
         calls(),
         [
-            format!("stop {} {all_units}", RENEW_UNITS.join(" ")),
+            // The timer first, so that it cannot start its service meanwhile.
+            format!("stop skiff-certs-renew.timer skiff-certs-renew.service {all_units}"),
             "daemon-reload".to_string()
         ]
     );
