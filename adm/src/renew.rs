@@ -102,6 +102,22 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_window_goes_with_all_needs_the_ca_key_and_restarting_needs_systemd() {
+        let root = tempfile::tempdir().unwrap();
+        let p = Paths::under(root.path());
+        let month = Some(skiff_common::pki::RENEW_BEFORE);
+        // A joined node (no CA key): nothing to do, no error for the daily job.
+        run(&p, "all", month, false).unwrap();
+        certs::create(&p, &["cp1".to_string()], "https://10.0.0.1:6443", "cp1").unwrap();
+        run(&p, "all", month, false).unwrap();
+        let err = run(&p, "apiserver", month, false).unwrap_err();
+        assert!(err.to_string().contains("goes with `all`"), "{err}");
+        // This root has no /run/systemd/system.
+        let err = run(&p, "all", month, true).unwrap_err();
+        assert!(err.to_string().contains("needs systemd"), "{err}");
+    }
+
+    #[test]
     fn services_are_named_as_a_sentence() {
         assert_eq!(names(&[Unit::Apiserver]), "skiff-apiserver");
         assert_eq!(
