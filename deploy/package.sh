@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Builds Skiff's Debian package: every binary in /usr/bin, the systemd units in
-# /lib/systemd/system, the operators' flag files in /etc/default (conffiles). The result is
+# Builds Skiff's Debian package: every binary in /usr/bin, the systemd units (and the
+# certificate renewal timer) in /lib/systemd/system, the operators' flag files in /etc/default (conffiles). The result is
 # <target dir>/debian/skiff_<version>_<arch>.deb, the version being the workspace's.
 #
 #   deploy/package.sh                    cargo build --release, then package target/release/
@@ -19,6 +19,8 @@ cd "$(dirname "$0")/.."
 
 BINARIES=(skiff-apiserver skiff-scheduler skiff-controller-manager skiff-kubelet skiff-proxy skiffctl skiffadm)
 UNITS=(skiff-apiserver skiff-scheduler skiff-controller-manager skiff-kubelet skiff-proxy)
+# The control plane's daily certificate renewal (no /etc/default file: it takes no flags).
+RENEW_UNITS=(skiff-certs-renew.service skiff-certs-renew.timer)
 
 target_dir=${CARGO_TARGET_DIR:-target}
 bin_dir=${SKIFF_BIN_DIR:-}
@@ -85,6 +87,9 @@ install -d -m 0755 "$root/lib/systemd/system" "$root/etc/default" "$root/usr/sha
 for u in "${UNITS[@]}"; do
     install -m 0644 "deploy/systemd/$u.service" "$root/lib/systemd/system/$u.service"
     install -m 0644 "deploy/systemd/default/$u" "$root/etc/default/$u"
+done
+for u in "${RENEW_UNITS[@]}"; do
+    install -m 0644 "deploy/systemd/$u" "$root/lib/systemd/system/$u"
 done
 # The units' Documentation= points here.
 install -m 0644 README.md "$root/usr/share/doc/skiff/README.md"

@@ -1,20 +1,24 @@
 //! The machine's PKI as `kubeadm init` lays it out (under `/etc/skiff`): the cluster CA, the
 //! apiserver's serving certificate, the service account key pair, the front-proxy CA, and a
 //! kubeconfig with its own client certificate for each identity; plus `certs
-//! check-expiration` and `certs renew`.
+//! check-expiration` and `certs renew` (all, one, or those expiring soon, which a daily timer
+//! or `skiffadm supervise` runs).
 //!
 //! Admins are kubeadm 1.29's: `admin.conf` is `kubernetes-admin` in `kubeadm:cluster-admins`
 //! (bound to `cluster-admin` by a ClusterRoleBinding, so it can be revoked), and
 //! `super-admin.conf` is `kubernetes-super-admin` in `system:masters`, which init uses until
 //! that binding exists. Neither ever leaves the control-plane machine.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::{Context as _, anyhow};
 use base64::Engine as _;
 use skiff_common::pki::{self, CertKey};
 
 use crate::Paths;
+use crate::components::Unit;
 
 /// A kubeconfig with an embedded client certificate that init writes and `certs renew`
 /// renews.
@@ -204,8 +208,10 @@ pub fn managed(p: &Paths) -> Vec<Managed> {
                 cert: p.pki().join(file),
             }),
         )
+        // A kubeconfig that points at a certificate file (a joined node's proxy.conf) holds no
+        // certificate of ours: the component rotates that one itself.
         .filter(|m| match m {
-            Managed::Kubeconfig { path, .. } => path.exists(),
+            Managed::Kubeconfig { path, .. } => path.exists() && kubeconfig_cert(path).is_ok(),
             Managed::Pair { cert, .. } => cert.exists(),
         })
         .collect();
@@ -372,6 +378,70 @@ fn reissue(ca: &CertKey, pem: &str) -> anyhow::Result<CertKey> {
     Ok(pki::issue(ca, &cn, &orgs, &sans)?)
 }
 
+/// The services that read `m`'s certificate at start, and so must restart to use a renewed
+/// one. The admins' kubeconfigs belong to people and skiffadm: no service reads them.
+pub fn readers(m: &Managed) -> &'static [Unit] {
+    match m.name() {
+        "apiserver" | "apiserver-kubelet-client" => &[Unit::Apiserver],
+        "scheduler.conf" => &[Unit::Scheduler],
+        "controller-manager.conf" => &[Unit::ControllerManager],
+        "proxy.conf" => &[Unit::Proxy],
+        _ => &[],
+    }
+}
+
+/// The services to restart after renewing `renewed`, in start order, each once.
+pub fn to_restart<'a>(renewed: impl IntoIterator<Item = &'a Managed>) -> Vec<Unit> {
+    let set: BTreeSet<Unit> = renewed
+        .into_iter()
+        .flat_map(|m| readers(m))
+        .copied()
+        .collect();
+    set.into_iter().collect()
+}
+
+/// Whether this machine holds the CA key that the control plane's certificates are renewed
+/// with (a control plane made by `skiffadm init`; a joined node has only the CA certificate).
+pub fn can_renew(p: &Paths) -> bool {
+    p.pki().join("ca.key").exists()
+}
+
+/// Which of `certs` (each with its expiry, Unix seconds) expire within `within` of `now`: the
+/// due ones and the others.
+pub fn choose(certs: Vec<(Managed, i64)>, now: i64, within: Duration) -> Due {
+    let limit = now.saturating_add(i64::try_from(within.as_secs()).unwrap_or(i64::MAX));
+    let (due, later) = certs.into_iter().partition(|(_, end)| *end <= limit);
+    Due { due, later }
+}
+
+/// Certificates split by [`choose`], each with its expiry (Unix seconds).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Due {
+    pub due: Vec<(Managed, i64)>,
+    pub later: Vec<(Managed, i64)>,
+}
+
+/// Renews the certificates that expire within `within` of `now` (Unix seconds); returns them
+/// renewed and the others untouched. Running it daily with [`RENEW_BEFORE`] as `within`
+/// keeps every control-plane certificate valid (the apiserver applies the same margin to the
+/// certificates it loads at start).
+///
+/// [`RENEW_BEFORE`]: skiff_common::pki::RENEW_BEFORE
+pub fn renew_expiring(p: &Paths, within: Duration, now: i64) -> anyhow::Result<Due> {
+    let ca = load_ca(p)?;
+    let mut certs = Vec::new();
+    for m in managed(p) {
+        let end = not_after(&cert_of(&m)?)
+            .with_context(|| format!("reading certificate {}", m.name()))?;
+        certs.push((m, end));
+    }
+    let chosen = choose(certs, now, within);
+    for (m, _) in &chosen.due {
+        renew_one(&ca, m).with_context(|| format!("renewing certificate {}", m.name()))?;
+    }
+    Ok(chosen)
+}
+
 /// Renews the named certificate (`all`: every one); returns the names renewed.
 pub fn renew(p: &Paths, which: &str) -> anyhow::Result<Vec<String>> {
     let ca = load_ca(p)?;
@@ -389,26 +459,32 @@ pub fn renew(p: &Paths, which: &str) -> anyhow::Result<Vec<String>> {
     }
     let mut done = Vec::new();
     for m in chosen {
-        match m {
-            Managed::Kubeconfig { path, .. } => {
-                let (pem, mut kc) = kubeconfig_cert(path)?;
-                let new = reissue(&ca, &pem)?;
-                let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
-                let user = &mut kc["users"][0]["user"];
-                user["client-certificate-data"] = b64(&new.cert_pem).into();
-                user["client-key-data"] = b64(&new.key_pem).into();
-                pki::write_kubeconfig(path, &serde_yaml::to_string(&kc)?)?;
-            }
-            Managed::Pair { cert, .. } => {
-                let pem = std::fs::read_to_string(cert)?;
-                let new = reissue(&ca, &pem)?;
-                pki::write(&cert.with_extension("key"), &new.key_pem, true)?;
-                pki::write(cert, &new.cert_pem, false)?;
-            }
-        }
+        renew_one(&ca, m)?;
         done.push(m.name().to_string());
     }
     Ok(done)
+}
+
+/// Issues `m` again from `ca`, in place.
+fn renew_one(ca: &CertKey, m: &Managed) -> anyhow::Result<()> {
+    match m {
+        Managed::Kubeconfig { path, .. } => {
+            let (pem, mut kc) = kubeconfig_cert(path)?;
+            let new = reissue(ca, &pem)?;
+            let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+            let user = &mut kc["users"][0]["user"];
+            user["client-certificate-data"] = b64(&new.cert_pem).into();
+            user["client-key-data"] = b64(&new.key_pem).into();
+            pki::write_kubeconfig(path, &serde_yaml::to_string(&kc)?)?;
+        }
+        Managed::Pair { cert, .. } => {
+            let pem = std::fs::read_to_string(cert)?;
+            let new = reissue(ca, &pem)?;
+            pki::write(&cert.with_extension("key"), &new.key_pem, true)?;
+            pki::write(cert, &new.cert_pem, false)?;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -462,5 +538,197 @@ mod tests {
             vec!["kubeadm:cluster-admins".to_string()]
         );
         assert!(renew(&p, "nope").is_err());
+    }
+
+    fn cert(name: &str) -> Managed {
+        Managed::Pair {
+            name: name.into(),
+            cert: PathBuf::from(format!("/pki/{name}.crt")),
+        }
+    }
+
+    #[test]
+    fn renewal_chooses_what_expires_within_the_window_and_what_is_already_expired() {
+        const DAY: i64 = 24 * 3600;
+        let now = 1_000 * DAY;
+        let within = Duration::from_secs(30 * DAY as u64);
+        let certs = vec![
+            (cert("expired"), now - DAY),
+            (cert("in-ten-days"), now + 10 * DAY),
+            (cert("on-the-edge"), now + 30 * DAY),
+            (cert("in-31-days"), now + 31 * DAY),
+            (cert("in-a-year"), now + 365 * DAY),
+        ];
+        let chosen = choose(certs, now, within);
+        let names = |v: &[(Managed, i64)]| {
+            v.iter()
+                .map(|(m, _)| m.name().to_string())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            names(&chosen.due),
+            ["expired", "in-ten-days", "on-the-edge"]
+        );
+        assert_eq!(names(&chosen.later), ["in-31-days", "in-a-year"]);
+        // Nothing is due in a zero window but what has expired.
+        let chosen = choose(
+            vec![(cert("a"), now + 1), (cert("b"), now - 1)],
+            now,
+            Duration::ZERO,
+        );
+        assert_eq!(names(&chosen.due), ["b"]);
+    }
+
+    #[test]
+    fn renewed_certificates_restart_the_services_that_read_them() {
+        let kc = |name: &str| Managed::Kubeconfig {
+            name: format!("{name}.conf"),
+            path: PathBuf::from(format!("/etc/skiff/{name}.conf")),
+        };
+        assert_eq!(to_restart(&[kc("admin"), kc("super-admin")]), []);
+        assert_eq!(
+            to_restart(&[
+                kc("proxy"),
+                cert("apiserver-kubelet-client"),
+                kc("scheduler"),
+                cert("apiserver"),
+                kc("controller-manager"),
+            ]),
+            [
+                Unit::Apiserver,
+                Unit::Scheduler,
+                Unit::ControllerManager,
+                Unit::Proxy
+            ]
+        );
+    }
+
+    /// `pem`'s certificate issued again by `ca`, valid only until `until`.
+    fn short_lived(ca: &CertKey, pem: &str, until: std::time::SystemTime) -> CertKey {
+        let (cn, orgs, sans) = subject(pem).unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(sans).unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, cn);
+        for o in orgs {
+            params
+                .distinguished_name
+                .push(rcgen::DnType::OrganizationName, o);
+        }
+        params.not_before = (std::time::SystemTime::now() - Duration::from_secs(3600)).into();
+        params.not_after = until.into();
+        let issuer = rcgen::Issuer::from_ca_cert_pem(
+            &ca.cert_pem,
+            rcgen::KeyPair::from_pem(&ca.key_pem).unwrap(),
+        )
+        .unwrap();
+        CertKey {
+            cert_pem: params.signed_by(&key, &issuer).unwrap().pem(),
+            key_pem: key.serialize_pem(),
+        }
+    }
+
+    #[test]
+    fn renew_expiring_renews_only_the_short_lived_certificates_of_a_pki() {
+        let root = tempfile::tempdir().unwrap();
+        let p = Paths::under(root.path());
+        let sans = apiserver_sans("10.0.0.1", None, "cp1", "10.96.0.1", "cluster.local");
+        let ca = create(&p, &sans, "https://10.0.0.1:6443", "cp1").unwrap();
+        // The apiserver's kubelet client certificate, which the apiserver makes in its
+        // --cert-dir at its first start.
+        let kubelet_client = pki::issue(
+            &ca,
+            "kube-apiserver-kubelet-client",
+            &["system:masters"],
+            &[],
+        )
+        .unwrap();
+        pki::write(
+            &p.pki().join("kubelet-client.key"),
+            &kubelet_client.key_pem,
+            true,
+        )
+        .unwrap();
+        pki::write(
+            &p.pki().join("kubelet-client.crt"),
+            &kubelet_client.cert_pem,
+            false,
+        )
+        .unwrap();
+
+        // The serving certificate expires in a day, the scheduler's expired an hour ago.
+        let now = std::time::SystemTime::now();
+        let serving_path = p.pki().join("apiserver.crt");
+        let serving = short_lived(
+            &ca,
+            &std::fs::read_to_string(&serving_path).unwrap(),
+            now + Duration::from_secs(24 * 3600),
+        );
+        pki::write(&p.pki().join("apiserver.key"), &serving.key_pem, true).unwrap();
+        pki::write(&serving_path, &serving.cert_pem, false).unwrap();
+        let (scheduler_pem, mut kc) = kubeconfig_cert(&p.conf("scheduler")).unwrap();
+        let expired = short_lived(&ca, &scheduler_pem, now - Duration::from_secs(3600));
+        let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+        kc["users"][0]["user"]["client-certificate-data"] = b64(&expired.cert_pem).into();
+        kc["users"][0]["user"]["client-key-data"] = b64(&expired.key_pem).into();
+        pki::write_kubeconfig(&p.conf("scheduler"), &serde_yaml::to_string(&kc).unwrap()).unwrap();
+        let admin_before = std::fs::read_to_string(p.conf("admin")).unwrap();
+
+        let now = jiff::Timestamp::now().as_second();
+        let within = skiff_common::pki::RENEW_BEFORE;
+        let done = renew_expiring(&p, within, now).unwrap();
+        let names: Vec<&str> = done.due.iter().map(|(m, _)| m.name()).collect();
+        assert_eq!(names, ["apiserver", "scheduler.conf"]);
+        let later: Vec<&str> = done.later.iter().map(|(m, _)| m.name()).collect();
+        assert_eq!(
+            later,
+            [
+                "admin.conf",
+                "apiserver-kubelet-client",
+                "controller-manager.conf",
+                "proxy.conf",
+                "super-admin.conf"
+            ]
+        );
+        assert_eq!(
+            to_restart(done.due.iter().map(|(m, _)| m)),
+            [Unit::Apiserver, Unit::Scheduler]
+        );
+
+        // Renewed: a year again, the same names, the new key beside the certificate.
+        let serving_now = std::fs::read_to_string(&serving_path).unwrap();
+        assert!(pki::still_good(&serving_now, &ca.cert_pem));
+        assert_eq!(
+            subject(&serving_now).unwrap(),
+            subject(&serving.cert_pem).unwrap()
+        );
+        let key = std::fs::read_to_string(p.pki().join("apiserver.key")).unwrap();
+        assert_ne!(key, serving.key_pem);
+        let (scheduler_now, _) = kubeconfig_cert(&p.conf("scheduler")).unwrap();
+        assert!(pki::still_good(&scheduler_now, &ca.cert_pem));
+        assert_eq!(subject(&scheduler_now).unwrap().0, "system:kube-scheduler");
+        // The rest is untouched.
+        assert_eq!(
+            std::fs::read_to_string(p.conf("admin")).unwrap(),
+            admin_before
+        );
+        assert_eq!(
+            std::fs::read_to_string(p.pki().join("kubelet-client.crt")).unwrap(),
+            kubelet_client.cert_pem
+        );
+
+        // A second run finds nothing due.
+        let again = renew_expiring(&p, within, now).unwrap();
+        assert!(again.due.is_empty(), "{:?}", again.due);
+    }
+
+    #[test]
+    fn only_a_machine_with_the_ca_key_renews() {
+        let root = tempfile::tempdir().unwrap();
+        let p = Paths::under(root.path());
+        assert!(!can_renew(&p));
+        create(&p, &["cp1".to_string()], "https://10.0.0.1:6443", "cp1").unwrap();
+        assert!(can_renew(&p));
     }
 }

@@ -11,6 +11,7 @@ pub mod init;
 pub mod join;
 pub mod kubeadm_config;
 pub mod paths;
+pub mod renew;
 pub mod reset;
 pub mod services;
 pub mod supervise;

@@ -70,7 +70,17 @@ enum CertsCmd {
     /// Show when each certificate expires.
     CheckExpiration,
     /// Issue certificates again with the same CA and names: `all` or one name.
-    Renew { which: String },
+    Renew {
+        which: String,
+        /// Renew only the certificates that expire within this long (e.g. 720h), saying
+        /// which; the daily skiff-certs-renew.timer runs `all --expiring-within 720h`.
+        #[arg(long, value_parser = skiff_common::parse_duration)]
+        expiring_within: Option<Duration>,
+        /// Afterwards restart (`systemctl try-restart`) the services whose certificates were
+        /// renewed, so that they read them (needs systemd; `skiffadm supervise` does its own).
+        #[arg(long)]
+        restart_services: bool,
+    },
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -122,15 +132,11 @@ fn main() -> anyhow::Result<()> {
                 );
                 Ok(())
             }
-            CertsCmd::Renew { which } => {
-                for name in skiffadm::certs::renew(&p, &which)? {
-                    println!("certificate {name} renewed");
-                }
-                println!(
-                    "\nDone renewing certificates. You must restart skiff-apiserver, skiff-controller-manager and skiff-scheduler so that they can use the new certificates."
-                );
-                Ok(())
-            }
+            CertsCmd::Renew {
+                which,
+                expiring_within,
+                restart_services,
+            } => skiffadm::renew::run(&p, &which, expiring_within, restart_services),
         },
         Cmd::Reset { force } => {
             if !force {

@@ -106,7 +106,11 @@ impl Paths {
 
     /// Where the package installs the units.
     pub fn unit_file(&self, unit: &str) -> PathBuf {
-        self.at("/lib/systemd/system")
-            .join(format!("{unit}.service"))
+        self.systemd_unit(&format!("{unit}.service"))
+    }
+
+    /// Where the package installs the systemd unit `file` (a `.service`, a `.timer`).
+    pub fn systemd_unit(&self, file: &str) -> PathBuf {
+        self.at("/lib/systemd/system").join(file)
     }
 }

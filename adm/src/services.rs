@@ -1,5 +1,6 @@
 //! Starting and stopping the Skiff services on a machine: with systemd as PID 1, the
-//! package's units (`systemctl enable --now`); otherwise the detached `skiffadm supervise`,
+//! package's units (`systemctl enable --now`, and the certificate renewal timer on a control
+//! plane); otherwise the detached `skiffadm supervise`,
 //! which runs the same command lines.
 
 use std::process::{Command, Stdio};
@@ -9,6 +10,10 @@ use anyhow::{Context as _, bail};
 
 use crate::Paths;
 use crate::components::{self, Unit};
+
+/// The timer that renews the control plane's certificates before they expire (daily,
+/// `skiffadm certs renew all --expiring-within 720h --restart-services`).
+pub const RENEW_TIMER: &str = "skiff-certs-renew.timer";
 
 /// Who runs the services.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,6 +102,11 @@ pub fn start(p: &Paths, units: &[Unit]) -> anyhow::Result<Manager> {
                 .map(|u| format!("{}.service", u.name()))
                 .collect();
             args.extend(names.iter().map(String::as_str));
+            // A control plane renews its certificates daily; a node's components rotate
+            // their own.
+            if units.contains(&Unit::Apiserver) && p.systemd_unit(RENEW_TIMER).exists() {
+                args.push(RENEW_TIMER);
+            }
             systemctl(&args)?;
         }
         Manager::Supervisor => {
@@ -160,9 +170,26 @@ pub fn stop_supervisor(p: &Paths) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Restarts those of `units` that are running (`systemctl try-restart`), so that they read
+/// renewed certificates.
+pub fn try_restart(units: &[Unit]) -> anyhow::Result<()> {
+    let names: Vec<String> = units
+        .iter()
+        .map(|u| format!("{}.service", u.name()))
+        .collect();
+    let mut args = vec!["try-restart"];
+    args.extend(names.iter().map(String::as_str));
+    systemctl(&args)
+}
+
 /// Stops and disables every Skiff service (reset).
 pub fn stop_all(p: &Paths) -> anyhow::Result<()> {
     if p.systemd_running() {
+        if p.systemd_unit(RENEW_TIMER).exists()
+            && let Err(e) = systemctl(&["disable", "--now", RENEW_TIMER])
+        {
+            eprintln!("[reset] {e:#}");
+        }
         for u in Unit::ALL {
             if p.unit_file(u.name()).exists() {
                 let unit = format!("{}.service", u.name());

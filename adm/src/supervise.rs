@@ -3,22 +3,28 @@
 //! `/etc/skiff/<unit>.env` and `/etc/default/<unit>`), one child per unit whose `.env` file
 //! exists, restarted with backoff when it exits; each child's output goes to
 //! `/var/log/skiff/<unit>.log`. SIGTERM stops the children (SIGTERM, then SIGKILL after a
-//! grace period) and then the supervisor.
+//! grace period) and then the supervisor. On a control plane it also does the daily job of
+//! skiff-certs-renew.timer: at start and then once a day it renews the certificates that
+//! expire within 30 days and restarts the children that read them.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::Paths;
+use crate::certs;
 use crate::components::{Unit, env_var};
 
 /// How long a stopped child has to exit before it is killed.
 const STOP_GRACE: Duration = Duration::from_secs(15);
 /// A child that ran this long is restarted at once after its next exit.
 const HEALTHY_RUN: Duration = Duration::from_secs(60);
+/// How often to look for certificates about to expire (skiff-certs-renew.timer's `daily`).
+const RENEW_EVERY: Duration = Duration::from_secs(24 * 3600);
 
 /// The directory of this executable: the Skiff binaries are installed beside `skiffadm`.
 pub fn binary_dir() -> Option<PathBuf> {
@@ -75,15 +81,67 @@ pub async fn run(p: Paths, shutdown: CancellationToken) -> anyhow::Result<()> {
         .filter(|u| p.env_file(u.name()).exists())
         .collect();
     tracing::info!(?units, "supervising");
-    let tasks: Vec<_> = units
+    // Renewed before the children start, they read the new certificates: nothing to restart.
+    renew_due(&p);
+    let mut restarts = Vec::new();
+    let mut tasks: Vec<_> = units
         .into_iter()
-        .map(|u| tokio::spawn(keep_running(p.clone(), u, shutdown.clone())))
+        .map(|u| {
+            let (tx, rx) = watch::channel(0u64);
+            restarts.push((u, tx));
+            tokio::spawn(keep_running(p.clone(), u, shutdown.clone(), rx))
+        })
         .collect();
+    if certs::can_renew(&p) {
+        tasks.push(tokio::spawn(renew_daily(p.clone(), restarts, shutdown)));
+    }
     for t in tasks {
         let _ = t.await;
     }
     let _ = std::fs::remove_file(p.supervise_pid());
     Ok(())
+}
+
+/// Renews the control plane's certificates that expire within
+/// [`RENEW_BEFORE`](skiff_common::pki::RENEW_BEFORE) (none on a node without the CA key);
+/// returns the services that must restart to read them. Failures are logged: the next day
+/// tries again, and the apiserver renews its own certificates at start with the same margin.
+fn renew_due(p: &Paths) -> Vec<Unit> {
+    if !certs::can_renew(p) {
+        return Vec::new();
+    }
+    let now = jiff::Timestamp::now().as_second();
+    match certs::renew_expiring(p, skiff_common::pki::RENEW_BEFORE, now) {
+        Ok(chosen) => {
+            for (m, expires) in &chosen.due {
+                tracing::info!(certificate = m.name(), expires, "certificate renewed");
+            }
+            certs::to_restart(chosen.due.iter().map(|(m, _)| m))
+        }
+        Err(e) => {
+            tracing::error!("renewing the certificates that expire soon: {e:#}");
+            Vec::new()
+        }
+    }
+}
+
+/// Once a day, renews what expires soon and asks the children that read it to restart.
+async fn renew_daily(
+    p: Paths,
+    restarts: Vec<(Unit, watch::Sender<u64>)>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(RENEW_EVERY) => {}
+            _ = shutdown.cancelled() => return,
+        }
+        for unit in renew_due(&p) {
+            if let Some((_, tx)) = restarts.iter().find(|(u, _)| *u == unit) {
+                tx.send_modify(|generation| *generation += 1);
+            }
+        }
+    }
 }
 
 fn log_line(log: &mut std::fs::File, text: &str) {
@@ -95,7 +153,12 @@ fn log_line(log: &mut std::fs::File, text: &str) {
     );
 }
 
-async fn keep_running(p: Paths, unit: Unit, shutdown: CancellationToken) {
+async fn keep_running(
+    p: Paths,
+    unit: Unit,
+    shutdown: CancellationToken,
+    mut restart: watch::Receiver<u64>,
+) {
     let mut backoff = skiff_common::Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
     while !shutdown.is_cancelled() {
         let Ok(mut log) = std::fs::OpenOptions::new()
@@ -121,15 +184,20 @@ async fn keep_running(p: Paths, unit: Unit, shutdown: CancellationToken) {
                     &mut log,
                     &format!("starting {} {}", bin.display(), args.join(" ")),
                 );
-                run_once(&bin, &args, &log, &shutdown).await
+                run_once(&bin, &args, &log, &shutdown, &mut restart).await
             }
         };
         match outcome {
-            Ok(None) => {
+            Ok(Ended::Stopped) => {
                 log_line(&mut log, "stopped");
                 return;
             }
-            Ok(Some(status)) => log_line(&mut log, &format!("exited: {status}")),
+            Ok(Ended::Restart) => {
+                log_line(&mut log, "stopped to read its renewed certificate");
+                backoff.reset();
+                continue;
+            }
+            Ok(Ended::Exited(status)) => log_line(&mut log, &format!("exited: {status}")),
             Err(e) => log_line(&mut log, &format!("could not start: {e}")),
         }
         if started.elapsed() >= HEALTHY_RUN {
@@ -143,13 +211,27 @@ async fn keep_running(p: Paths, unit: Unit, shutdown: CancellationToken) {
     }
 }
 
-/// Runs the child until it exits (`Some(status)`) or `shutdown` stops it (`None`).
+/// How one run of a child ended.
+#[derive(Debug)]
+enum Ended {
+    /// It exited by itself.
+    Exited(std::process::ExitStatus),
+    /// It was stopped to be started again (its certificate was renewed).
+    Restart,
+    /// It was stopped for good (shutdown).
+    Stopped,
+}
+
+/// Runs the child until it exits, `restart` changes, or `shutdown` stops it.
 async fn run_once(
     bin: &Path,
     args: &[String],
     log: &std::fs::File,
     shutdown: &CancellationToken,
-) -> Result<Option<std::process::ExitStatus>, String> {
+    restart: &mut watch::Receiver<u64>,
+) -> Result<Ended, String> {
+    // Only a renewal after this start restarts the child: one before it was read at start.
+    restart.borrow_and_update();
     let out = log.try_clone().map_err(|e| e.to_string())?;
     let err = log.try_clone().map_err(|e| e.to_string())?;
     let mut child = tokio::process::Command::new(bin)
@@ -160,16 +242,71 @@ async fn run_once(
         .kill_on_drop(true)
         .spawn()
         .map_err(|e| e.to_string())?;
-    tokio::select! {
-        status = child.wait() => status.map(Some).map_err(|e| e.to_string()),
-        _ = shutdown.cancelled() => {
-            if let Some(pid) = child.id().and_then(|id| rustix::process::Pid::from_raw(id as i32)) {
-                let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
-            }
-            if tokio::time::timeout(STOP_GRACE, child.wait()).await.is_err() {
-                let _ = child.kill().await;
-            }
-            Ok(None)
-        }
+    let ended = tokio::select! {
+        status = child.wait() => return status.map(Ended::Exited).map_err(|e| e.to_string()),
+        _ = shutdown.cancelled() => Ended::Stopped,
+        // A dropped sender (the supervisor going down) is no request to restart.
+        Ok(()) = restart.changed() => Ended::Restart,
+    };
+    if let Some(pid) = child
+        .id()
+        .and_then(|id| rustix::process::Pid::from_raw(id as i32))
+    {
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+    }
+    if tokio::time::timeout(STOP_GRACE, child.wait())
+        .await
+        .is_err()
+    {
+        let _ = child.kill().await;
+    }
+    Ok(ended)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sleeper(
+        restart: watch::Receiver<u64>,
+        shutdown: CancellationToken,
+    ) -> tokio::task::JoinHandle<Result<Ended, String>> {
+        let log = tempfile::tempfile().unwrap();
+        let mut restart = restart;
+        tokio::spawn(async move {
+            run_once(
+                Path::new("/bin/sleep"),
+                &["600".to_string()],
+                &log,
+                &shutdown,
+                &mut restart,
+            )
+            .await
+        })
+    }
+
+    #[tokio::test]
+    async fn a_renewed_certificate_restarts_the_child_and_shutdown_stops_it() {
+        let (tx, rx) = watch::channel(0u64);
+        let shutdown = CancellationToken::new();
+        // A renewal before the child starts does not restart it.
+        tx.send_modify(|g| *g += 1);
+        let run = sleeper(rx.clone(), shutdown.clone());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(!run.is_finished(), "the child ended without a reason");
+        tx.send_modify(|g| *g += 1);
+        let ended = tokio::time::timeout(Duration::from_secs(10), run)
+            .await
+            .expect("the child was not stopped for its restart")
+            .unwrap();
+        assert!(matches!(ended, Ok(Ended::Restart)), "{ended:?}");
+
+        let run = sleeper(rx, shutdown.clone());
+        shutdown.cancel();
+        let ended = tokio::time::timeout(Duration::from_secs(10), run)
+            .await
+            .expect("shutdown did not stop the child")
+            .unwrap();
+        assert!(matches!(ended, Ok(Ended::Stopped)), "{ended:?}");
     }
 }

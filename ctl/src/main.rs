@@ -114,6 +114,9 @@ enum Command {
     Uncordon { node: String },
     /// Cordon a node and evict its pods.
     Drain(kubectl::nodes::DrainArgs),
+    /// Approve or deny CertificateSigningRequests: `certificate approve|deny NAME... [--force]`.
+    #[command(subcommand)]
+    Certificate(kubectl::certificate::CertificateCmd),
     /// Manage Deployment rollouts: status, history, undo, restart, pause, resume.
     #[command(subcommand)]
     Rollout(kubectl::rollout::RolloutCmd),
@@ -252,6 +255,7 @@ fn run_remote(globals: &kubectl::Globals, command: Command) -> anyhow::Result<()
             Command::Cordon { node } => kubectl::nodes::cordon(&session, &node, true).await,
             Command::Uncordon { node } => kubectl::nodes::cordon(&session, &node, false).await,
             Command::Drain(args) => kubectl::nodes::drain(&session, &args).await,
+            Command::Certificate(cmd) => kubectl::certificate::run(&session, &cmd).await,
             Command::Exec(args) => {
                 let code = kubectl::pods::exec(&session, &args).await?;
                 if code != 0 {

@@ -369,3 +369,139 @@ fn kubectl_certificate_approve_and_deny_need_the_approve_verb_on_the_signer() {
         reply.body
     );
 }
+
+/// Runs skiffctl with `server`'s kubeconfig.
+fn skiffctl(server: &ApiServer, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(skiff_e2e::sibling_binary("skiffctl"))
+        .arg("--kubeconfig")
+        .arg(server.kubeconfig())
+        .args(args)
+        .output()
+        .expect("run skiffctl")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).trim().to_string()
+}
+
+/// A request's conditions without their times, which differ between runs.
+fn conditions(server: &ApiServer, name: &str) -> Vec<Value> {
+    let obj = server.kubectl_json(&["get", "csr", name]);
+    obj["status"]["conditions"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|mut c| {
+            let map = c.as_object_mut().unwrap();
+            map.remove("lastUpdateTime");
+            map.remove("lastTransitionTime");
+            c
+        })
+        .collect()
+}
+
+#[test]
+fn skiffctl_certificate_approve_and_deny_as_kubectl_does() {
+    let server = ApiServer::start(Backend::Embedded);
+    let mut objects = Vec::new();
+    for name in ["ours", "theirs", "refused", "refused-by-kubectl"] {
+        let (_, pem) = request(name, &[]);
+        objects.push(csr(name, "example.com/custom", &pem, &["client auth"]));
+    }
+    server.kubectl_create(&objects);
+
+    // Approving: the same line, the same condition as kubectl's.
+    let out = skiffctl(&server, &["certificate", "approve", "ours"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        "certificatesigningrequest.certificates.k8s.io/ours approved"
+    );
+    server.kubectl_ok(&["certificate", "approve", "theirs"]);
+    let approved = conditions(&server, "ours");
+    assert_eq!(
+        approved,
+        [json!({
+            "type": "Approved",
+            "status": "True",
+            "reason": "KubectlApprove",
+            "message": "This CSR was approved by kubectl certificate approve.",
+        })]
+    );
+    assert_eq!(approved, conditions(&server, "theirs"));
+
+    // Denying, likewise.
+    let out = skiffctl(&server, &["certificate", "deny", "refused"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        "certificatesigningrequest.certificates.k8s.io/refused denied"
+    );
+    server.kubectl_ok(&["certificate", "deny", "refused-by-kubectl"]);
+    assert_eq!(
+        conditions(&server, "refused"),
+        [json!({
+            "type": "Denied",
+            "status": "True",
+            "reason": "KubectlDeny",
+            "message": "This CSR was denied by kubectl certificate deny.",
+        })]
+    );
+    assert_eq!(
+        conditions(&server, "refused"),
+        conditions(&server, "refused-by-kubectl")
+    );
+
+    // Approving again is quietly the same, with or without --force; the condition stays one.
+    for args in [
+        &["certificate", "approve", "ours"][..],
+        &["certificate", "approve", "ours", "--force"],
+    ] {
+        let ours = skiffctl(&server, args);
+        let theirs = server.kubectl(args);
+        assert!(ours.status.success(), "{}", text(&ours.stderr));
+        assert_eq!(text(&ours.stdout), text(&theirs.stdout), "{args:?}");
+        assert_eq!(conditions(&server, "ours"), approved);
+    }
+
+    // The opposite decision, even forced, and a missing request fail as kubectl's do.
+    for args in [
+        &["certificate", "approve", "refused"][..],
+        &["certificate", "deny", "ours", "--force"],
+        &["certificate", "approve", "nobody"],
+    ] {
+        let ours = skiffctl(&server, args);
+        let theirs = server.kubectl(args);
+        assert_eq!(ours.status.code(), Some(1), "{args:?}");
+        assert_eq!(text(&ours.stderr), text(&theirs.stderr), "{args:?}");
+    }
+    assert_eq!(
+        text(&skiffctl(&server, &["certificate", "approve", "refused"]).stderr),
+        "error: certificate signing request \"refused\" is already Denied"
+    );
+
+    // skiffctl get csr shows the CONDITION column as kubectl does.
+    let out = skiffctl(&server, &["get", "csr"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let ours = String::from_utf8_lossy(&out.stdout).to_string();
+    let theirs = server.kubectl_ok(&["get", "csr"]);
+    let column = |table: &str| -> Vec<(String, String)> {
+        table
+            .lines()
+            .map(|l| {
+                let cells: Vec<&str> = l.split_whitespace().collect();
+                (cells[0].to_string(), cells[cells.len() - 1].to_string())
+            })
+            .collect()
+    };
+    assert_eq!(column(&ours), column(&theirs), "{ours}\n{theirs}");
+    assert!(
+        column(&ours).contains(&("refused".to_string(), "Denied".to_string())),
+        "{ours}"
+    );
+    assert!(
+        column(&ours).contains(&("ours".to_string(), "Approved".to_string())),
+        "{ours}"
+    );
+}

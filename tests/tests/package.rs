@@ -20,6 +20,8 @@ const UNITS: [&str; 5] = [
     "skiff-kubelet",
     "skiff-proxy",
 ];
+/// The control plane's daily certificate renewal: a oneshot service and its timer.
+const RENEW_UNITS: [&str; 2] = ["skiff-certs-renew.service", "skiff-certs-renew.timer"];
 const BINARIES: [&str; 7] = [
     "skiff-apiserver",
     "skiff-scheduler",
@@ -118,6 +120,40 @@ fn units_read_skiffadm_flags_then_the_operators() {
     }
 }
 
+/// The renewal runs daily, catches up after downtime, only on a control plane, and restarts
+/// only what it renewed.
+#[test]
+fn the_certificate_renewal_timer_runs_skiffadm_daily_on_a_control_plane() {
+    let read = |f: &str| fs::read_to_string(repo().join("deploy/systemd").join(f)).unwrap();
+    let service = read("skiff-certs-renew.service");
+    let lines: Vec<&str> = service.lines().collect();
+    for want in [
+        "Type=oneshot",
+        "ConditionPathExists=/etc/skiff/pki/ca.key",
+        "ExecStart=/usr/bin/skiffadm certs renew all --expiring-within 720h --restart-services",
+        "Documentation=file:/usr/share/doc/skiff/README.md",
+    ] {
+        assert!(
+            lines.contains(&want),
+            "skiff-certs-renew.service: no `{want}`"
+        );
+    }
+    // Started by its timer only.
+    assert!(!service.contains("[Install]"), "{service}");
+    let timer = read("skiff-certs-renew.timer");
+    let lines: Vec<&str> = timer.lines().collect();
+    for want in [
+        "OnCalendar=daily",
+        "Persistent=true",
+        "WantedBy=timers.target",
+    ] {
+        assert!(
+            lines.contains(&want),
+            "skiff-certs-renew.timer: no `{want}`"
+        );
+    }
+}
+
 /// `systemd-analyze verify` on the units in a scratch root holding systemd's own units and the
 /// built binaries (it checks that ExecStart's program exists), so the host's /usr/bin is not
 /// involved. Warnings (an unknown key, say) do not fail `verify`, so its output must be empty.
@@ -141,26 +177,38 @@ fn units_pass_systemd_analyze_verify() {
         )
         .unwrap();
     }
-    let verify = |unit: &str| {
+    let verify = |file: &str| {
         Command::new("systemd-analyze")
             .arg("verify")
             .arg(format!("--root={}", root.path().display()))
-            .arg(units.join(format!("{unit}.service")))
+            .arg(units.join(file))
             .output()
             .expect("run systemd-analyze (apt-get install systemd)")
     };
     for unit in UNITS {
-        let out = verify(unit);
+        let out = verify(&format!("{unit}.service"));
         assert!(
             out.status.success() && text(&out).is_empty(),
             "systemd-analyze verify {unit}.service:\n{}",
             text(&out)
         );
     }
+    link_or_copy(&sibling_binary("skiffadm"), &bin.join("skiffadm"));
+    for file in RENEW_UNITS {
+        fs::copy(repo().join("deploy/systemd").join(file), units.join(file)).unwrap();
+    }
+    for file in RENEW_UNITS {
+        let out = verify(file);
+        assert!(
+            out.status.success() && text(&out).is_empty(),
+            "systemd-analyze verify {file}:\n{}",
+            text(&out)
+        );
+    }
 
     // And it does look at the binaries: without one, its unit fails.
     fs::remove_file(bin.join("skiff-proxy")).unwrap();
-    let out = verify("skiff-proxy");
+    let out = verify("skiff-proxy.service");
     assert!(!out.status.success(), "verify passed without the binary");
     assert!(
         text(&out).contains("/usr/bin/skiff-proxy"),
@@ -434,6 +482,11 @@ fn deb_installs_runs_removes_and_purges_in_a_debian_root() {
             "{default} is no conffile:\n{conffiles}"
         );
     }
+    for file in RENEW_UNITS {
+        let shipped = fs::read(root.path(&format!("/lib/systemd/system/{file}")));
+        let source = fs::read(repo().join("deploy/systemd").join(file)).unwrap();
+        assert_eq!(shipped.ok(), Some(source), "{file} as shipped");
+    }
     assert!(root.path("/usr/share/doc/skiff/copyright").exists());
     // Installing enables nothing: skiffadm does, on the machines and for the units it runs.
     assert_eq!(
@@ -457,12 +510,23 @@ fn deb_installs_runs_removes_and_purges_in_a_debian_root() {
         wants.join("skiff-kubelet.service"),
     )
     .unwrap();
+    let timers = root.path("/etc/systemd/system/timers.target.wants");
+    fs::create_dir_all(&timers).unwrap();
+    std::os::unix::fs::symlink(
+        "/lib/systemd/system/skiff-certs-renew.timer",
+        timers.join("skiff-certs-renew.timer"),
+    )
+    .unwrap();
 
     // dpkg -r: the programs and units go, the operator's configuration stays (Debian's rule).
     root.chroot_ok(&["dpkg", "-r", "skiff"]);
     assert_eq!(
         calls(),
-        [format!("stop {all_units}"), "daemon-reload".to_string()]
+        [
+            // The timer first, so that it cannot start its service meanwhile.
+            format!("stop skiff-certs-renew.timer skiff-certs-renew.service {all_units}"),
+            "daemon-reload".to_string()
+        ]
     );
     assert!(
         root.chroot_ok(&["dpkg", "-s", "skiff"])
@@ -478,6 +542,9 @@ fn deb_installs_runs_removes_and_purges_in_a_debian_root() {
                 .exists()
         );
         assert!(root.path(&format!("/etc/default/{unit}")).exists());
+    }
+    for file in RENEW_UNITS {
+        assert!(!root.path(&format!("/lib/systemd/system/{file}")).exists());
     }
 
     // dpkg -P: nothing of the package is left; the cluster's certificates are kept, and said so.

@@ -2,6 +2,7 @@
 //! kube-rs (client, kubeconfig) and the apiserver's discovery and server-side Tables.
 
 pub mod auth;
+pub mod certificate;
 pub mod config;
 pub mod describe;
 pub mod get;
