@@ -425,6 +425,11 @@ fn default_statefulset(m: &mut Map<String, Value>) {
     );
     set_default(spec, "replicas", json!(1));
     set_default(spec, "revisionHistoryLimit", json!(10));
+    // Claim templates are claims: they get a claim's defaults, status included.
+    for claim in each_object_in(spec, "volumeClaimTemplates") {
+        set_default(child(claim, "spec"), "volumeMode", json!("Filesystem"));
+        set_default(claim, "status", json!({"phase": "Pending"}));
+    }
     default_template(spec);
 }
 
