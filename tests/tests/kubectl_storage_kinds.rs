@@ -3,7 +3,9 @@
 //! real kubectl: discovery with kubectl's short names, Kubernetes' defaults, kubectl's table
 //! columns, `describe`, the cron schedule check, and the documentation's StatefulSet.
 
-use skiff_e2e::{ApiServer, Backend, Table};
+use std::time::Duration;
+
+use skiff_e2e::{ApiServer, Backend, ControllerManager, Table};
 
 skiff_e2e::for_each_backend!(
     api_resources_lists_the_new_kinds_with_kubectls_short_names,
@@ -11,6 +13,35 @@ skiff_e2e::for_each_backend!(
     a_bad_cron_schedule_is_refused_with_a_422,
     the_documentations_statefulset_web_yaml_is_accepted,
 );
+
+/// The namespace controller empties a namespace of every kind discovery lists, so the new
+/// namespaced kinds go with their namespace.
+#[test]
+fn deleting_a_namespace_removes_the_new_namespaced_kinds() {
+    let server = ApiServer::start(Backend::Embedded);
+    let _cm = ControllerManager::start(&server);
+    server.kubectl_ok(&["create", "namespace", "scratch-kinds"]);
+    server.write_file("catalog.yaml", CATALOG);
+    server.kubectl_ok(&["create", "-n", "scratch-kinds", "-f", "catalog.yaml"]);
+    let kinds = "cronjobs,pvc,pdb,quota,limits";
+    let before = server.kubectl_ok(&["get", kinds, "-n", "scratch-kinds", "-o", "name"]);
+    assert_eq!(before.lines().count(), 7, "{before}");
+    server.kubectl_ok(&["delete", "namespace", "scratch-kinds", "--timeout=60s"]);
+    assert!(
+        skiff_e2e::wait_until(Duration::from_secs(30), || server
+            .kubectl_ok(&["get", kinds, "-A", "-o", "name"])
+            .trim()
+            .is_empty()),
+        "namespaced objects outlived their namespace"
+    );
+    // Cluster-scoped objects from the same file are not the namespace's.
+    assert!(
+        server
+            .kubectl_ok(&["get", "pv", "-o", "name"])
+            .contains("persistentvolume/task-pv-volume")
+    );
+    server.kubectl_ok(&["delete", "-f", "catalog.yaml", "--ignore-not-found"]);
+}
 
 fn api_resources_lists_the_new_kinds_with_kubectls_short_names(backend: Backend) {
     let server = ApiServer::start(backend);
