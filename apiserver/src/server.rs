@@ -128,7 +128,7 @@ fn tls_config(pki: &Pki) -> anyhow::Result<Arc<rustls::ServerConfig>> {
     Ok(tls::server_config(identity, Some(&pki.ca.cert_pem))?)
 }
 
-/// Creates the built-in namespaces and the `kubernetes` Service, if missing.
+/// Creates the built-in namespaces, priority classes and the `kubernetes` Service, if missing.
 async fn bootstrap(
     registry: &Registry,
     config: &Config,
@@ -143,6 +143,22 @@ async fn bootstrap(
             Ok(_) => tracing::info!(namespace = ns, "created namespace"),
             Err(e) if e.code == 409 => {}
             Err(e) => return Err(anyhow::anyhow!("creating namespace {ns}: {e}")),
+        }
+    }
+    // The built-in priority classes, as kube-apiserver's scheduling post-start hook makes them.
+    let pc_info = resources::find("scheduling.k8s.io", "v1", "priorityclasses")
+        .context("priorityclasses not served")?;
+    for pc in skiff_api::strategy::SYSTEM_PRIORITY_CLASSES {
+        let obj = json!({
+            "apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass",
+            "metadata": { "name": pc.name },
+            "value": pc.value,
+            "description": pc.description,
+        });
+        match registry.create(pc_info, None, obj, &params, None).await {
+            Ok(_) => tracing::info!(name = pc.name, "created priority class"),
+            Err(e) if e.code == 409 => {}
+            Err(e) => return Err(anyhow::anyhow!("creating priority class {}: {e}", pc.name)),
         }
     }
     let svc_info = resources::find("", "v1", "services").context("services not served")?;

@@ -2,6 +2,7 @@
 //!
 //! - [`certificates`]: CertificateSigningRequests: parsing the PKCS#10 request, the
 //!   built-in signers, the CSR strategy's rules.
+//! - [`cron`]: CronJob schedules (five-field cron, `@hourly` macros) and time zones.
 //! - [`resources`]: the one resource table that drives routing, discovery, storage keys and
 //!   printing.
 //! - [`strategy`]: per-kind defaulting, validation and update rules, as in Kubernetes'
@@ -20,6 +21,7 @@
 
 pub mod bootstrap_token;
 pub mod certificates;
+pub mod cron;
 pub mod openapi;
 pub mod patch;
 pub mod protobuf;

@@ -200,12 +200,36 @@ pub fn tracks_generation(info: &ResourceInfo) -> bool {
                 "apps",
                 "Deployment" | "ReplicaSet" | "DaemonSet" | "StatefulSet"
             )
-            | ("batch", "Job")
+            | ("batch", "Job" | "CronJob")
+            | ("policy", "PodDisruptionBudget")
             | ("autoscaling", "HorizontalPodAutoscaler")
             | ("networking.k8s.io", "Ingress")
             | ("discovery.k8s.io", "EndpointSlice")
     )
 }
+
+/// One of the priority classes Kubernetes creates at start-up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SystemPriorityClass {
+    pub name: &'static str,
+    pub value: i64,
+    pub description: &'static str,
+}
+
+/// The built-in priority classes, as upstream's scheduling registry creates them: the only
+/// names that may start with `system-`, each with its fixed value.
+pub const SYSTEM_PRIORITY_CLASSES: &[SystemPriorityClass] = &[
+    SystemPriorityClass {
+        name: "system-node-critical",
+        value: 2_000_001_000,
+        description: "Used for system critical pods that must not be moved from their current node.",
+    },
+    SystemPriorityClass {
+        name: "system-cluster-critical",
+        value: 2_000_000_000,
+        description: "Used for system critical pods that must run in the cluster, but can be moved to another node if necessary.",
+    },
+];
 
 /// Validates a new object (metadata included).
 pub fn validate_create(info: &ResourceInfo, obj: &Value) -> Vec<FieldError> {
@@ -311,6 +335,22 @@ macro_rules! with_typed {
                 type $t = api::core::v1::ServiceAccount;
                 $body
             }
+            ("", "v1", "PersistentVolume") => {
+                type $t = api::core::v1::PersistentVolume;
+                $body
+            }
+            ("", "v1", "PersistentVolumeClaim") => {
+                type $t = api::core::v1::PersistentVolumeClaim;
+                $body
+            }
+            ("", "v1", "ResourceQuota") => {
+                type $t = api::core::v1::ResourceQuota;
+                $body
+            }
+            ("", "v1", "LimitRange") => {
+                type $t = api::core::v1::LimitRange;
+                $body
+            }
             ("apps", "v1", "Deployment") => {
                 type $t = api::apps::v1::Deployment;
                 $body
@@ -343,6 +383,10 @@ macro_rules! with_typed {
                 type $t = api::batch::v1::Job;
                 $body
             }
+            ("batch", "v1", "CronJob") => {
+                type $t = api::batch::v1::CronJob;
+                $body
+            }
             ("certificates.k8s.io", "v1", "CertificateSigningRequest") => {
                 type $t = api::certificates::v1::CertificateSigningRequest;
                 $body
@@ -373,6 +417,18 @@ macro_rules! with_typed {
             }
             ("rbac.authorization.k8s.io", "v1", "ClusterRoleBinding") => {
                 type $t = api::rbac::v1::ClusterRoleBinding;
+                $body
+            }
+            ("policy", "v1", "PodDisruptionBudget") => {
+                type $t = api::policy::v1::PodDisruptionBudget;
+                $body
+            }
+            ("scheduling.k8s.io", "v1", "PriorityClass") => {
+                type $t = api::scheduling::v1::PriorityClass;
+                $body
+            }
+            ("storage.k8s.io", "v1", "StorageClass") => {
+                type $t = api::storage::v1::StorageClass;
                 $body
             }
             ("events.k8s.io", "v1", "Event") => {

@@ -364,6 +364,202 @@ pub fn columns(info: &ResourceInfo) -> Vec<Column> {
             IMAGES,
             SELECTOR,
         ],
+        ("batch", "cronjobs") => vec![
+            NAME,
+            c(
+                "Schedule",
+                "string",
+                "The schedule in Cron format, see https://en.wikipedia.org/wiki/Cron.",
+            ),
+            c(
+                "Timezone",
+                "string",
+                "The time zone name for the given schedule, see https://en.wikipedia.org/wiki/List_of_tz_database_time_zones.",
+            ),
+            c(
+                "Suspend",
+                "boolean",
+                "This flag tells the controller to suspend subsequent executions, it does not apply to already started executions.",
+            ),
+            c(
+                "Active",
+                "integer",
+                "A list of pointers to currently running jobs.",
+            ),
+            c(
+                "Last Schedule",
+                "string",
+                "Information when was the last time the job was successfully scheduled.",
+            ),
+            AGE,
+            CONTAINERS,
+            IMAGES,
+            SELECTOR,
+        ],
+        ("", "persistentvolumes") => vec![
+            NAME,
+            c(
+                "Capacity",
+                "string",
+                "capacity is the description of the persistent volume's resources and capacity.",
+            ),
+            c(
+                "Access Modes",
+                "string",
+                "accessModes contains all ways the volume can be mounted.",
+            ),
+            c(
+                "Reclaim Policy",
+                "string",
+                "persistentVolumeReclaimPolicy defines what happens to a persistent volume when released from its claim.",
+            ),
+            c(
+                "Status",
+                "string",
+                "phase indicates if a volume is available, bound to a claim, or released by a claim.",
+            ),
+            c(
+                "Claim",
+                "string",
+                "claimRef is part of a bi-directional binding between PersistentVolume and PersistentVolumeClaim.",
+            ),
+            c("StorageClass", "string", "StorageClass of the pv"),
+            c(
+                "VolumeAttributesClass",
+                "string",
+                "VolumeAttributesClass of the pv",
+            ),
+            c(
+                "Reason",
+                "string",
+                "reason is a brief CamelCase string that describes any failure and is meant for machine parsing and tidy display in the CLI.",
+            ),
+            AGE,
+            wide(
+                "VolumeMode",
+                "string",
+                "volumeMode defines if a volume is intended to be used with a formatted filesystem or to remain in raw block state.",
+            ),
+        ],
+        ("", "persistentvolumeclaims") => vec![
+            NAME,
+            c(
+                "Status",
+                "string",
+                "phase represents the current phase of PersistentVolumeClaim.",
+            ),
+            c(
+                "Volume",
+                "string",
+                "volumeName is the binding reference to the PersistentVolume backing this claim.",
+            ),
+            c(
+                "Capacity",
+                "string",
+                "capacity represents the actual resources of the underlying volume.",
+            ),
+            c(
+                "Access Modes",
+                "string",
+                "accessModes contains the actual access modes the volume backing the PVC has.",
+            ),
+            c("StorageClass", "string", "StorageClass of the pvc"),
+            c(
+                "VolumeAttributesClass",
+                "string",
+                "VolumeAttributesClass of the pvc",
+            ),
+            AGE,
+            wide(
+                "VolumeMode",
+                "string",
+                "volumeMode defines what type of volume is required by the claim.",
+            ),
+        ],
+        ("", "resourcequotas") => vec![
+            NAME,
+            AGE,
+            c(
+                "Request",
+                "string",
+                "Request represents a minimum amount of cpu/memory that a container may consume.",
+            ),
+            c(
+                "Limit",
+                "string",
+                "Limits control the maximum amount of cpu/memory that a container may use independent of contention on the node.",
+            ),
+        ],
+        ("", "limitranges") => vec![
+            NAME,
+            c(
+                "Created At",
+                "date",
+                "CreationTimestamp is a timestamp representing the server time when this object was created.",
+            ),
+        ],
+        ("storage.k8s.io", "storageclasses") => vec![
+            NAME,
+            c(
+                "Provisioner",
+                "string",
+                "provisioner indicates the type of the provisioner.",
+            ),
+            c(
+                "ReclaimPolicy",
+                "string",
+                "reclaimPolicy controls the reclaimPolicy for dynamically provisioned PersistentVolumes of this storage class.",
+            ),
+            c(
+                "VolumeBindingMode",
+                "string",
+                "volumeBindingMode indicates how PersistentVolumeClaims should be provisioned and bound.",
+            ),
+            c(
+                "AllowVolumeExpansion",
+                "string",
+                "allowVolumeExpansion shows whether the storage class allow volume expand.",
+            ),
+            AGE,
+        ],
+        ("policy", "poddisruptionbudgets") => vec![
+            NAME,
+            c(
+                "Min Available",
+                "string",
+                "The minimum number of pods that must be available.",
+            ),
+            c(
+                "Max Unavailable",
+                "string",
+                "The maximum number of pods that may be unavailable.",
+            ),
+            c(
+                "Allowed Disruptions",
+                "integer",
+                "Calculated number of pods that may be disrupted at this time.",
+            ),
+            AGE,
+        ],
+        ("scheduling.k8s.io", "priorityclasses") => vec![
+            NAME,
+            c(
+                "Value",
+                "integer",
+                "value represents the integer value of this priority class.",
+            ),
+            c(
+                "Global-Default",
+                "boolean",
+                "globalDefault specifies whether this PriorityClass should be considered as the default priority for pods that do not have any priority class.",
+            ),
+            AGE,
+            c(
+                "PreemptionPolicy",
+                "string",
+                "preemptionPolicy is the Policy for preempting pods with lower priority.",
+            ),
+        ],
         ("autoscaling", "horizontalpodautoscalers") => vec![
             NAME,
             c(
@@ -743,6 +939,71 @@ pub fn cells(info: &ResourceInfo, obj: &Value, now_unix: i64) -> Vec<Value> {
             ]
         }
         ("batch", "jobs") => job_cells(obj, now),
+        ("batch", "cronjobs") => cronjob_cells(obj, now),
+        ("", "persistentvolumes") => pv_cells(obj, now),
+        ("", "persistentvolumeclaims") => pvc_cells(obj, now),
+        ("", "resourcequotas") => {
+            let (request, limit) = quota_columns(obj);
+            vec![name, age(obj, now), json!(request), json!(limit)]
+        }
+        ("", "limitranges") => vec![name, json!(s(obj, &["metadata", "creationTimestamp"]))],
+        ("storage.k8s.io", "storageclasses") => {
+            let default_class = [
+                "storageclass.kubernetes.io/is-default-class",
+                "storageclass.beta.kubernetes.io/is-default-class",
+            ]
+            .iter()
+            .any(|k| s(obj, &["metadata", "annotations", k]) == "true");
+            let shown = if default_class {
+                format!("{} (default)", s(obj, &["metadata", "name"]))
+            } else {
+                s(obj, &["metadata", "name"]).to_string()
+            };
+            let or = |key: &str, dflt: &str| match s(obj, &[key]) {
+                "" => dflt.to_string(),
+                v => v.to_string(),
+            };
+            vec![
+                json!(shown),
+                json!(s(obj, &["provisioner"])),
+                json!(or("reclaimPolicy", "Delete")),
+                json!(or("volumeBindingMode", "Immediate")),
+                json!(
+                    get(obj, &["allowVolumeExpansion"])
+                        .and_then(Value::as_bool)
+                        .unwrap_or(false)
+                ),
+                age(obj, now),
+            ]
+        }
+        ("policy", "poddisruptionbudgets") => {
+            let shown = |key: &str| match get(obj, &["spec", key]) {
+                Some(Value::String(v)) => v.clone(),
+                Some(Value::Number(n)) => n.to_string(),
+                _ => "N/A".into(),
+            };
+            vec![
+                name,
+                json!(shown("minAvailable")),
+                json!(shown("maxUnavailable")),
+                json!(int(obj, &["status", "disruptionsAllowed"])),
+                age(obj, now),
+            ]
+        }
+        ("scheduling.k8s.io", "priorityclasses") => vec![
+            name,
+            json!(int(obj, &["value"])),
+            json!(
+                get(obj, &["globalDefault"])
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false)
+            ),
+            age(obj, now),
+            json!(match s(obj, &["preemptionPolicy"]) {
+                "" => "<unset>",
+                p => p,
+            }),
+        ],
         ("autoscaling", "horizontalpodautoscalers") => {
             let v2 = if info.version == "v1" {
                 crate::strategy::convert(info, obj.clone(), "v2")
@@ -1311,6 +1572,153 @@ fn job_cells(job: &Value, now: i64) -> Vec<Value> {
         is,
         json!(selector_string(get(job, &["spec", "selector"]))),
     ]
+}
+
+fn cronjob_cells(cj: &Value, now: i64) -> Vec<Value> {
+    let last = match s(cj, &["status", "lastScheduleTime"]) {
+        "" => "<none>".to_string(),
+        t => since(t, now),
+    };
+    let suspend = match get(cj, &["spec", "suspend"]).and_then(Value::as_bool) {
+        Some(true) => "True",
+        Some(false) => "False",
+        None => "<unset>",
+    };
+    let job_spec = get(cj, &["spec", "jobTemplate"]).unwrap_or(&Value::Null);
+    let (cs, is) = container_cells(job_spec);
+    vec![
+        json!(s(cj, &["metadata", "name"])),
+        json!(s(cj, &["spec", "schedule"])),
+        json!(or_none(s(cj, &["spec", "timeZone"]))),
+        json!(suspend),
+        json!(list(cj, &["status", "active"]).len()),
+        json!(last),
+        age(cj, now),
+        cs,
+        is,
+        json!(or_none(&selector_string(get(
+            job_spec,
+            &["spec", "selector"]
+        )))),
+    ]
+}
+
+/// Upstream's `GetAccessModesAsString`: the short names in a fixed order, each once.
+fn access_modes(modes: &[Value]) -> String {
+    [
+        ("ReadWriteOnce", "RWO"),
+        ("ReadOnlyMany", "ROX"),
+        ("ReadWriteMany", "RWX"),
+        ("ReadWriteOncePod", "RWOP"),
+    ]
+    .iter()
+    .filter(|(long, _)| modes.iter().any(|m| m == long))
+    .map(|(_, short)| *short)
+    .collect::<Vec<_>>()
+    .join(",")
+}
+
+/// A quantity as Kubernetes prints it (canonical form), "0" when absent.
+fn quantity(v: Option<&Value>) -> String {
+    v.and_then(crate::Quantity::from_json)
+        .map_or_else(|| "0".into(), |q| q.to_string())
+}
+
+/// The storage class of a volume or claim: the beta annotation wins over the field.
+fn storage_class(obj: &Value) -> String {
+    match s(
+        obj,
+        &[
+            "metadata",
+            "annotations",
+            "volume.beta.kubernetes.io/storage-class",
+        ],
+    ) {
+        "" => s(obj, &["spec", "storageClassName"]).to_string(),
+        class => class.to_string(),
+    }
+}
+
+fn unset_or(obj: &Value, path: &[&str]) -> String {
+    match s(obj, path) {
+        "" => "<unset>".into(),
+        v => v.to_string(),
+    }
+}
+
+fn phase_or_terminating(obj: &Value) -> String {
+    if get(obj, &["metadata", "deletionTimestamp"]).is_some() {
+        "Terminating".into()
+    } else {
+        s(obj, &["status", "phase"]).to_string()
+    }
+}
+
+fn pv_cells(pv: &Value, now: i64) -> Vec<Value> {
+    let claim = match get(pv, &["spec", "claimRef"]) {
+        Some(r) => format!("{}/{}", s(r, &["namespace"]), s(r, &["name"])),
+        None => String::new(),
+    };
+    vec![
+        json!(s(pv, &["metadata", "name"])),
+        json!(quantity(get(pv, &["spec", "capacity", "storage"]))),
+        json!(access_modes(list(pv, &["spec", "accessModes"]))),
+        json!(s(pv, &["spec", "persistentVolumeReclaimPolicy"])),
+        json!(phase_or_terminating(pv)),
+        json!(claim),
+        json!(storage_class(pv)),
+        json!(unset_or(pv, &["spec", "volumeAttributesClassName"])),
+        json!(s(pv, &["status", "reason"])),
+        age(pv, now),
+        json!(unset_or(pv, &["spec", "volumeMode"])),
+    ]
+}
+
+/// A claim shows its capacity and access modes only once bound to a volume.
+fn pvc_cells(pvc: &Value, now: i64) -> Vec<Value> {
+    let volume = s(pvc, &["spec", "volumeName"]);
+    let (capacity, modes) = if volume.is_empty() {
+        (String::new(), String::new())
+    } else {
+        (
+            quantity(get(pvc, &["status", "capacity", "storage"])),
+            access_modes(list(pvc, &["status", "accessModes"])),
+        )
+    };
+    vec![
+        json!(s(pvc, &["metadata", "name"])),
+        json!(phase_or_terminating(pvc)),
+        json!(volume),
+        json!(capacity),
+        json!(modes),
+        json!(storage_class(pvc)),
+        json!(unset_or(pvc, &["spec", "volumeAttributesClassName"])),
+        age(pvc, now),
+        json!(unset_or(pvc, &["spec", "volumeMode"])),
+    ]
+}
+
+/// The Request and Limit cells of a ResourceQuota: `name: used/hard` for every resource in
+/// `status.hard`, sorted; `limits.*` resources go to Limit.
+fn quota_columns(quota: &Value) -> (String, String) {
+    let hard = get(quota, &["status", "hard"]).and_then(Value::as_object);
+    let mut names: Vec<&String> = hard.into_iter().flat_map(|h| h.keys()).collect();
+    names.sort();
+    let mut request = Vec::new();
+    let mut limit = Vec::new();
+    for name in names {
+        let cell = format!(
+            "{name}: {}/{}",
+            quantity(get(quota, &["status", "used", name])),
+            quantity(get(quota, &["status", "hard", name]))
+        );
+        if name.split('.').next() == Some("limits") && name.contains('.') {
+            limit.push(cell);
+        } else {
+            request.push(cell);
+        }
+    }
+    (request.join(", "), limit.join(", "))
 }
 
 /// Upstream's `formatHPAMetrics` over a v2 object.

@@ -72,6 +72,33 @@ pub(super) fn apply(info: &ResourceInfo, obj: &mut Value) {
         ("apps", "DaemonSet") => default_daemonset(m),
         ("apps", "StatefulSet") => default_statefulset(m),
         ("batch", "Job") => default_job(m),
+        ("batch", "CronJob") => default_cronjob(m),
+        ("", "PersistentVolume") => {
+            let spec = child(m, "spec");
+            if is_unset(spec, "persistentVolumeReclaimPolicy") {
+                spec.insert("persistentVolumeReclaimPolicy".into(), json!("Retain"));
+            }
+            set_default(spec, "volumeMode", json!("Filesystem"));
+            if let Some(h) = spec.get_mut("hostPath").and_then(Value::as_object_mut) {
+                set_default(h, "type", json!(""));
+            }
+        }
+        ("", "PersistentVolumeClaim") => {
+            set_default(child(m, "spec"), "volumeMode", json!("Filesystem"));
+        }
+        ("", "LimitRange") => {
+            let spec = child(m, "spec");
+            for item in each_object_in(spec, "limits") {
+                default_limit_range_item(item);
+            }
+        }
+        ("storage.k8s.io", "StorageClass") => {
+            set_default(m, "reclaimPolicy", json!("Delete"));
+            set_default(m, "volumeBindingMode", json!("Immediate"));
+        }
+        ("scheduling.k8s.io", "PriorityClass") => {
+            set_default(m, "preemptionPolicy", json!("PreemptLowerPriority"));
+        }
         ("autoscaling", "HorizontalPodAutoscaler") => {
             let v2 = info.version == "v2";
             let spec = child(m, "spec");
@@ -398,6 +425,11 @@ fn default_statefulset(m: &mut Map<String, Value>) {
     );
     set_default(spec, "replicas", json!(1));
     set_default(spec, "revisionHistoryLimit", json!(10));
+    // Claim templates are claims: they get a claim's defaults, status included.
+    for claim in each_object_in(spec, "volumeClaimTemplates") {
+        set_default(child(claim, "spec"), "volumeMode", json!("Filesystem"));
+        set_default(claim, "status", json!({"phase": "Pending"}));
+    }
     default_template(spec);
 }
 
@@ -441,6 +473,54 @@ fn default_job(m: &mut Map<String, Value>) {
         let md = child(m, "metadata");
         if is_unset(md, "labels") {
             md.insert("labels".into(), labels);
+        }
+    }
+}
+
+/// `SetDefaults_CronJob`; the job template's pod spec gets the pod-spec defaults (upstream's
+/// defaulting walks into it), the job template's own spec does not get a Job's.
+fn default_cronjob(m: &mut Map<String, Value>) {
+    let spec = child(m, "spec");
+    if is_unset(spec, "concurrencyPolicy") {
+        spec.insert("concurrencyPolicy".into(), json!("Allow"));
+    }
+    set_default(spec, "suspend", json!(false));
+    set_default(spec, "successfulJobsHistoryLimit", json!(3));
+    set_default(spec, "failedJobsHistoryLimit", json!(1));
+    if let Some(job_spec) = spec
+        .get_mut("jobTemplate")
+        .and_then(Value::as_object_mut)
+        .and_then(|t| t.get_mut("spec"))
+        .and_then(Value::as_object_mut)
+    {
+        default_template(job_spec);
+    }
+}
+
+/// `SetDefaults_LimitRangeItem`: for `Container` items the default limit falls back to `max`,
+/// the default request to the default limit, then to `min`. Maps left empty stay absent (Go's
+/// `omitempty`).
+fn default_limit_range_item(item: &mut Map<String, Value>) {
+    if item.get("type").and_then(Value::as_str) != Some("Container") {
+        return;
+    }
+    let field = |item: &Map<String, Value>, key: &str| {
+        item.get(key)
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default()
+    };
+    let mut default = field(item, "default");
+    let mut request = field(item, "defaultRequest");
+    for (k, v) in field(item, "max") {
+        default.entry(k).or_insert(v);
+    }
+    for (k, v) in default.iter().chain(&field(item, "min")) {
+        request.entry(k.clone()).or_insert_with(|| v.clone());
+    }
+    for (key, map) in [("default", default), ("defaultRequest", request)] {
+        if !map.is_empty() {
+            item.insert(key.into(), Value::Object(map));
         }
     }
 }
@@ -598,7 +678,32 @@ pub(super) fn prepare_for_create(info: &ResourceInfo, obj: &mut Value) {
             }
         }
         ("networking.k8s.io", "Ingress") => Some(json!({"loadBalancer": {}})),
-        ("certificates.k8s.io", "CertificateSigningRequest") => Some(json!({})),
+        ("certificates.k8s.io", "CertificateSigningRequest")
+        | ("batch", "CronJob")
+        | ("", "ResourceQuota") => Some(json!({})),
+        // A new claim waits for the binding controller.
+        ("", "PersistentVolumeClaim") => Some(json!({"phase": "Pending"})),
+        // So does a new volume, stamped with when it entered the phase: its creation (the
+        // apiserver sets `creationTimestamp` before calling this).
+        ("", "PersistentVolume") => {
+            let created = m
+                .get("metadata")
+                .and_then(|md| md.get("creationTimestamp"))
+                .filter(|t| t.is_string())
+                .cloned();
+            let mut status = json!({"phase": "Pending"});
+            if let Some(t) = created {
+                status["lastPhaseTransitionTime"] = t;
+            }
+            Some(status)
+        }
+        // Go writes the budget's counters even when zero.
+        ("policy", "PodDisruptionBudget") => Some(json!({
+            "disruptionsAllowed": 0,
+            "currentHealthy": 0,
+            "desiredHealthy": 0,
+            "expectedPods": 0,
+        })),
         _ => None,
     };
     if let Some(s) = status {

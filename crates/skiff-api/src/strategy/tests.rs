@@ -985,3 +985,279 @@ fn volume_paths_must_stay_inside_and_modes_within_0777() {
         assert_eq!(create_errors(pods(), obj), want);
     }
 }
+
+/// A CronJob every minute whose jobs run `busybox`.
+fn cronjob(schedule: &str) -> Value {
+    json!({
+        "apiVersion": "batch/v1", "kind": "CronJob",
+        "metadata": {"name": "hello", "namespace": "default"},
+        "spec": {
+            "schedule": schedule,
+            "jobTemplate": {"spec": {"template": {"spec": {
+                "restartPolicy": "OnFailure",
+                "containers": [{"name": "hello", "image": "busybox:1.36"}]
+            }}}}
+        }
+    })
+}
+
+#[test]
+fn cronjob_defaults_and_validation() {
+    let cj = info("batch", "v1", "cronjobs");
+    let mut obj = cronjob("*/1 * * * *");
+    default(cj, &mut obj);
+    prepare_for_create(cj, &mut obj);
+    assert_eq!(obj["spec"]["concurrencyPolicy"], "Allow");
+    assert_eq!(obj["spec"]["suspend"], false);
+    assert_eq!(obj["spec"]["successfulJobsHistoryLimit"], 3);
+    assert_eq!(obj["spec"]["failedJobsHistoryLimit"], 1);
+    let tspec = &obj["spec"]["jobTemplate"]["spec"]["template"]["spec"];
+    assert_eq!(tspec["dnsPolicy"], "ClusterFirst");
+    assert_eq!(tspec["containers"][0]["imagePullPolicy"], "IfNotPresent");
+    // The job template's spec is not a Job's: no Job defaults.
+    assert!(
+        obj["spec"]["jobTemplate"]["spec"]
+            .get("backoffLimit")
+            .is_none()
+    );
+    assert_eq!(obj["status"], json!({}));
+    assert_eq!(obj["metadata"]["generation"], 1);
+    assert!(validate_create(cj, &obj).is_empty());
+
+    let cases: &[(Value, &str)] = &[
+        (
+            cronjob("*/5 * * *"),
+            "spec.schedule: Invalid value: \"*/5 * * *\": expected exactly 5 fields, found 4: [*/5 * * *]",
+        ),
+        (
+            cronjob("61 * * * *"),
+            "spec.schedule: Invalid value: \"61 * * * *\": end of range (61) above maximum (59): 61",
+        ),
+        (
+            cronjob("TZ=UTC 0 * * * *"),
+            "spec.schedule: Invalid value: \"TZ=UTC 0 * * * *\": cannot use TZ or CRON_TZ in schedule, use timeZone field instead",
+        ),
+        (cronjob(""), "spec.schedule: Required value"),
+        (
+            with(cronjob("@daily"), "/spec/timeZone", json!("Moon/Base")),
+            "spec.timeZone: Invalid value: \"Moon/Base\": unknown time zone Moon/Base",
+        ),
+        (
+            with(
+                cronjob("@daily"),
+                "/spec/concurrencyPolicy",
+                json!("Sometimes"),
+            ),
+            "spec.concurrencyPolicy: Unsupported value: \"Sometimes\": supported values: \"Allow\", \"Forbid\", \"Replace\"",
+        ),
+        (
+            with(
+                cronjob("@daily"),
+                "/spec/jobTemplate/spec/template/spec/restartPolicy",
+                Value::Null,
+            ),
+            "spec.jobTemplate.spec.template.spec.restartPolicy: Unsupported value: \"Always\": supported values: \"OnFailure\", \"Never\"",
+        ),
+    ];
+    for (obj, want) in cases {
+        let got = create_errors(cj, obj.clone());
+        assert!(got.iter().any(|m| m == want), "{want}\n got {got:?}");
+    }
+    let tz = with(
+        cronjob("0 9 * * mon-fri"),
+        "/spec/timeZone",
+        json!("Europe/Paris"),
+    );
+    assert!(create_errors(cj, tz).is_empty());
+}
+
+#[test]
+fn storage_defaults_and_validation() {
+    let pv = info("", "v1", "persistentvolumes");
+    let mut obj = json!({
+        "apiVersion": "v1", "kind": "PersistentVolume",
+        "metadata": {"name": "pv1", "creationTimestamp": "2024-01-01T00:00:00Z"},
+        "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"], "hostPath": {"path": "/data"}}
+    });
+    prepare_for_create(pv, &mut obj);
+    default(pv, &mut obj);
+    assert_eq!(obj["spec"]["persistentVolumeReclaimPolicy"], "Retain");
+    assert_eq!(obj["spec"]["volumeMode"], "Filesystem");
+    assert_eq!(
+        obj["status"],
+        json!({"phase": "Pending", "lastPhaseTransitionTime": "2024-01-01T00:00:00Z"})
+    );
+    assert!(validate_create(pv, &obj).is_empty());
+    let no_source = with(obj.clone(), "/spec/hostPath", Value::Null);
+    assert_eq!(
+        create_errors(pv, no_source),
+        ["spec: Required value: must specify a volume type"]
+    );
+
+    let pvc = info("", "v1", "persistentvolumeclaims");
+    let claim = json!({
+        "apiVersion": "v1", "kind": "PersistentVolumeClaim",
+        "metadata": {"name": "data", "namespace": "default"},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}
+    });
+    let mut obj = claim.clone();
+    default(pvc, &mut obj);
+    prepare_for_create(pvc, &mut obj);
+    assert_eq!(obj["spec"]["volumeMode"], "Filesystem");
+    assert_eq!(obj["status"], json!({"phase": "Pending"}));
+    assert!(validate_create(pvc, &obj).is_empty());
+    assert_eq!(
+        create_errors(pvc, with(claim.clone(), "/spec/resources", json!({}))),
+        ["spec.resources[storage]: Required value"]
+    );
+    assert_eq!(
+        create_errors(pvc, with(claim.clone(), "/spec/accessModes", json!([]))),
+        ["spec.accessModes: Required value: at least 1 access mode is required"]
+    );
+    // Binding sets the volume name once; anything else in the spec is fixed.
+    let bound = with(obj.clone(), "/spec/volumeName", json!("pv1"));
+    assert!(validate_update(pvc, &bound, &obj).is_empty());
+    let changed = with(bound.clone(), "/spec/accessModes", json!(["ReadWriteMany"]));
+    assert_eq!(validate_update(pvc, &changed, &bound).len(), 1);
+
+    let sc = info("storage.k8s.io", "v1", "storageclasses");
+    let mut obj = json!({
+        "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
+        "metadata": {"name": "local-path"}, "provisioner": "rancher.io/local-path"
+    });
+    default(sc, &mut obj);
+    assert_eq!(obj["reclaimPolicy"], "Delete");
+    assert_eq!(obj["volumeBindingMode"], "Immediate");
+    assert!(validate_create(sc, &obj).is_empty());
+    let other = with(obj.clone(), "/provisioner", json!("example.com/nfs"));
+    assert_eq!(
+        validate_update(sc, &other, &obj)
+            .iter()
+            .map(FieldError::message)
+            .collect::<Vec<_>>(),
+        ["provisioner: Forbidden: updates to provisioner are forbidden."]
+    );
+}
+
+#[test]
+fn policy_quota_and_priority_validation() {
+    let pdb = info("policy", "v1", "poddisruptionbudgets");
+    let budget = json!({
+        "apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+        "metadata": {"name": "web", "namespace": "default"},
+        "spec": {"minAvailable": 2, "selector": {"matchLabels": {"app": "web"}}}
+    });
+    let mut obj = budget.clone();
+    prepare_for_create(pdb, &mut obj);
+    assert_eq!(obj["status"]["disruptionsAllowed"], 0);
+    assert_eq!(obj["metadata"]["generation"], 1);
+    assert!(create_errors(pdb, budget.clone()).is_empty());
+    let both = with(budget.clone(), "/spec/maxUnavailable", json!("150%"));
+    let errs = create_errors(pdb, both);
+    assert!(
+        errs.iter()
+            .any(|e| e.ends_with("minAvailable and maxUnavailable cannot be both set")),
+        "{errs:?}"
+    );
+    assert!(errs.iter().any(
+        |e| e == "spec.maxUnavailable: Invalid value: \"150%\": must not be greater than 100%"
+    ));
+
+    let quota = info("", "v1", "resourcequotas");
+    let q = json!({
+        "apiVersion": "v1", "kind": "ResourceQuota",
+        "metadata": {"name": "q", "namespace": "default"},
+        "spec": {"hard": {"pods": "2", "requests.cpu": "1"}}
+    });
+    assert!(create_errors(quota, q.clone()).is_empty());
+    assert_eq!(
+        create_errors(quota, with(q, "/spec/hard/pods", json!("1500m"))),
+        ["spec.hard[pods]: Invalid value: \"1500m\": must be an integer"]
+    );
+
+    let limits = info("", "v1", "limitranges");
+    let mut lr = json!({
+        "apiVersion": "v1", "kind": "LimitRange",
+        "metadata": {"name": "l", "namespace": "default"},
+        "spec": {"limits": [{"type": "Container", "max": {"cpu": "1"}, "min": {"memory": "64Mi"}}]}
+    });
+    default(limits, &mut lr);
+    let item = &lr["spec"]["limits"][0];
+    assert_eq!(item["default"], json!({"cpu": "1"}));
+    assert_eq!(
+        item["defaultRequest"],
+        json!({"cpu": "1", "memory": "64Mi"})
+    );
+    let bad = with(lr, "/spec/limits/0/min", json!({"cpu": "2"}));
+    assert!(create_errors(limits, bad).iter().any(|e| e
+        == "spec.limits[0].min[cpu]: Invalid value: \"2\": min value 2 is greater than max value 1"));
+
+    let pc = info("scheduling.k8s.io", "v1", "priorityclasses");
+    let class = json!({
+        "apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass",
+        "metadata": {"name": "high"}, "value": 1000
+    });
+    let mut obj = class.clone();
+    default(pc, &mut obj);
+    assert_eq!(obj["preemptionPolicy"], "PreemptLowerPriority");
+    assert!(validate_create(pc, &obj).is_empty());
+    assert_eq!(
+        create_errors(pc, with(class.clone(), "/value", json!(2_000_000_000))),
+        ["value: Forbidden: maximum allowed value of a user defined priority is 1000000000"]
+    );
+    assert_eq!(
+        create_errors(pc, with(class, "/metadata/name", json!("system-mine"))),
+        [
+            "metadata.name: Forbidden: priority class names with 'system-' prefix are reserved for system use only. error: name system-mine is not a known system priority class"
+        ]
+    );
+    for builtin in SYSTEM_PRIORITY_CLASSES {
+        let obj = json!({"metadata": {"name": builtin.name}, "value": builtin.value});
+        assert!(create_errors(pc, obj).is_empty(), "{}", builtin.name);
+    }
+}
+
+/// The documentation's `web.yaml` mounts `www`, a claim template, not a pod volume.
+#[test]
+fn statefulset_mounts_of_claim_templates_are_found() {
+    let sts = info("apps", "v1", "statefulsets");
+    let web = json!({
+        "apiVersion": "apps/v1", "kind": "StatefulSet",
+        "metadata": {"name": "web", "namespace": "default"},
+        "spec": {
+            "selector": {"matchLabels": {"app": "nginx"}},
+            "serviceName": "nginx",
+            "replicas": 3,
+            "minReadySeconds": 10,
+            "template": {
+                "metadata": {"labels": {"app": "nginx"}},
+                "spec": {
+                    "terminationGracePeriodSeconds": 10,
+                    "containers": [{
+                        "name": "nginx", "image": "registry.k8s.io/nginx-slim:0.24",
+                        "ports": [{"containerPort": 80, "name": "web"}],
+                        "volumeMounts": [{"name": "www", "mountPath": "/usr/share/nginx/html"}]
+                    }]
+                }
+            },
+            "volumeClaimTemplates": [{
+                "metadata": {"name": "www"},
+                "spec": {
+                    "accessModes": ["ReadWriteOnce"],
+                    "storageClassName": "my-storage-class",
+                    "resources": {"requests": {"storage": "1Gi"}}
+                }
+            }]
+        }
+    });
+    assert!(create_errors(sts, web.clone()).is_empty());
+    let other = with(
+        web,
+        "/spec/template/spec/containers/0/volumeMounts/0/name",
+        json!("logs"),
+    );
+    assert_eq!(
+        create_errors(sts, other),
+        ["spec.template.spec.containers[0].volumeMounts[0].name: Not found: \"logs\""]
+    );
+}

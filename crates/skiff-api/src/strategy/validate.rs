@@ -199,6 +199,14 @@ fn validate_kind(info: &ResourceInfo, obj: &Value, errs: &mut Errs) {
             validate_workload(info.kind, &spec, errs)
         }
         ("batch", "Job") => validate_job(&spec, errs),
+        ("batch", "CronJob") => validate_cronjob(obj, &spec, errs),
+        ("", "PersistentVolume") => validate_pv(&spec, errs),
+        ("", "PersistentVolumeClaim") => validate_pvc_spec(&spec, "spec", errs),
+        ("", "ResourceQuota") => validate_quota(&spec, errs),
+        ("", "LimitRange") => validate_limit_range(&spec, errs),
+        ("storage.k8s.io", "StorageClass") => validate_storage_class(obj, errs),
+        ("policy", "PodDisruptionBudget") => validate_pdb(&spec, errs),
+        ("scheduling.k8s.io", "PriorityClass") => validate_priority_class(obj, errs),
         ("", "Service") => validate_service(&spec, errs),
         ("", "ConfigMap") => validate_config_map(obj, errs),
         ("", "Secret") => validate_secret(obj, errs),
@@ -319,6 +327,41 @@ fn validate_kind_update(info: &ResourceInfo, new: &Value, old: &Value, errs: &mu
             }
         }
         ("", "Pod") => validate_pod_update(&ns, &os, errs),
+        ("", "PersistentVolumeClaim") => validate_pvc_update(&ns, &os, errs),
+        ("storage.k8s.io", "StorageClass") => {
+            for key in ["parameters", "provisioner", "reclaimPolicy"] {
+                if new.get(key) != old.get(key) {
+                    errs.push(FieldError::forbidden(
+                        key,
+                        format!("updates to {key} are forbidden."),
+                    ));
+                }
+            }
+            if new.get("volumeBindingMode") != old.get("volumeBindingMode") {
+                let m = new.get("volumeBindingMode").cloned().unwrap_or(Value::Null);
+                errs.push(FieldError::invalid(
+                    "volumeBindingMode",
+                    &m,
+                    "field is immutable",
+                ));
+            }
+        }
+        ("scheduling.k8s.io", "PriorityClass") => {
+            if new.get("value") != old.get("value") {
+                errs.push(FieldError::forbidden(
+                    "value",
+                    "may not be changed in an update.",
+                ));
+            }
+            if new.get("preemptionPolicy") != old.get("preemptionPolicy") {
+                let p = new.get("preemptionPolicy").cloned().unwrap_or(Value::Null);
+                errs.push(FieldError::invalid(
+                    "preemptionPolicy",
+                    &p,
+                    "field is immutable",
+                ));
+            }
+        }
         ("", "ConfigMap" | "Secret") => {
             if old.get("immutable").and_then(Value::as_bool) == Some(true) {
                 for key in ["data", "binaryData", "stringData"] {
@@ -943,7 +986,20 @@ fn validate_workload(kind: &str, spec: &Value, errs: &mut Errs) {
     if let Some(s) = &selector {
         template_labels_match(s, template, errs);
     }
-    validate_template(template, "spec.template", errs);
+    if kind == "StatefulSet" {
+        let template = with_claim_volumes(spec, template);
+        validate_template(&template, "spec.template", errs);
+        for (i, claim) in arr(spec, "volumeClaimTemplates").iter().enumerate() {
+            let p = format!("spec.volumeClaimTemplates[{i}]");
+            if get_str(claim, &["metadata", "name"]).is_empty() {
+                errs.push(FieldError::required(format!("{p}.metadata.name"), ""));
+            }
+            let cs = claim.get("spec").cloned().unwrap_or(Value::Null);
+            validate_pvc_spec(&cs, &format!("{p}.spec"), errs);
+        }
+    } else {
+        validate_template(template, "spec.template", errs);
+    }
     template_for_controller(template, kind, errs);
     match kind {
         "Deployment" => validate_deployment_strategy(spec, errs),
@@ -1446,5 +1502,571 @@ fn validate_hpa(spec: &Value, errs: &mut Errs) {
                 &ok,
             ));
         }
+    }
+}
+
+/// A StatefulSet's template with one claim-backed volume per `volumeClaimTemplates` entry the
+/// template does not already name: each pod gets those volumes (claim `<template>-<pod>`), so
+/// a container may mount them, as the documentation's `web.yaml` does.
+fn with_claim_volumes(spec: &Value, template: &Value) -> Value {
+    let mut template = template.clone();
+    let claims: Vec<String> = arr(spec, "volumeClaimTemplates")
+        .iter()
+        .map(|c| get_str(c, &["metadata", "name"]).to_string())
+        .filter(|n| !n.is_empty())
+        .collect();
+    if let Some(tspec) = template.get_mut("spec").and_then(Value::as_object_mut) {
+        let volumes = tspec
+            .entry("volumes")
+            .or_insert_with(|| Value::Array(Vec::new()));
+        if let Some(list) = volumes.as_array_mut() {
+            for name in claims {
+                if !list.iter().any(|v| get_str(v, &["name"]) == name) {
+                    list.push(json!({"name": name, "persistentVolumeClaim": {"claimName": name}}));
+                }
+            }
+        }
+    }
+    template
+}
+
+fn validate_cronjob(obj: &Value, spec: &Value, errs: &mut Errs) {
+    // Job names are the CronJob's name plus an 11-character suffix, and must stay labels.
+    let name = get_str(obj, &["metadata", "name"]);
+    if name.len() > 52 {
+        errs.push(FieldError::invalid(
+            "metadata.name",
+            &json!(name),
+            "must be no more than 52 characters",
+        ));
+    }
+    let schedule = get_str(spec, &["schedule"]);
+    if schedule.is_empty() {
+        errs.push(FieldError::required("spec.schedule", ""));
+    } else {
+        if let Err(e) = crate::cron::parse(schedule) {
+            errs.push(FieldError::invalid("spec.schedule", &json!(schedule), e));
+        }
+        if schedule.contains("TZ") {
+            errs.push(FieldError::invalid(
+                "spec.schedule",
+                &json!(schedule),
+                "cannot use TZ or CRON_TZ in schedule, use timeZone field instead",
+            ));
+        }
+    }
+    if let Some(tz) = spec.get("timeZone").and_then(Value::as_str)
+        && let Err(e) = crate::cron::validate_time_zone(tz)
+    {
+        errs.push(FieldError::invalid("spec.timeZone", &json!(tz), e));
+    }
+    for key in [
+        "startingDeadlineSeconds",
+        "successfulJobsHistoryLimit",
+        "failedJobsHistoryLimit",
+    ] {
+        nonnegative(errs, spec, key, &format!("spec.{key}"));
+    }
+    match get_str(spec, &["concurrencyPolicy"]) {
+        "" => errs.push(FieldError::required("spec.concurrencyPolicy", "")),
+        "Allow" | "Forbid" | "Replace" => {}
+        other => errs.push(FieldError::not_supported(
+            "spec.concurrencyPolicy",
+            &json!(other),
+            &["Allow", "Forbid", "Replace"],
+        )),
+    }
+    let p = "spec.jobTemplate.spec";
+    let job = get(spec, &["jobTemplate", "spec"])
+        .cloned()
+        .unwrap_or(json!({}));
+    for key in ["parallelism", "completions", "backoffLimit"] {
+        nonnegative(errs, &job, key, &format!("{p}.{key}"));
+    }
+    if job.get("manualSelector").and_then(Value::as_bool) == Some(true) {
+        errs.push(FieldError::not_supported(
+            format!("{p}.manualSelector"),
+            &json!(true),
+            &["nil", "false"],
+        ));
+    }
+    let Some(template) = get(&job, &["template"]) else {
+        errs.push(FieldError::required(format!("{p}.template"), ""));
+        return;
+    };
+    validate_template(template, &format!("{p}.template"), errs);
+    let rp = get_str(template, &["spec", "restartPolicy"]);
+    if !matches!(rp, "OnFailure" | "Never") {
+        errs.push(FieldError::not_supported(
+            format!("{p}.template.spec.restartPolicy"),
+            &json!(rp),
+            &["OnFailure", "Never"],
+        ));
+    }
+}
+
+const ACCESS_MODES: &[&str] = &[
+    "ReadOnlyMany",
+    "ReadWriteMany",
+    "ReadWriteOnce",
+    "ReadWriteOncePod",
+];
+
+fn validate_access_modes(spec: &Value, p: &str, required_detail: &str, errs: &mut Errs) {
+    let modes = arr(spec, "accessModes");
+    if modes.is_empty() {
+        errs.push(FieldError::required(
+            format!("{p}.accessModes"),
+            required_detail,
+        ));
+    }
+    for m in modes {
+        if !m.as_str().is_some_and(|m| ACCESS_MODES.contains(&m)) {
+            errs.push(FieldError::not_supported(
+                format!("{p}.accessModes"),
+                m,
+                ACCESS_MODES,
+            ));
+        }
+    }
+    if modes.iter().any(|m| m == "ReadWriteOncePod") && modes.len() > 1 {
+        errs.push(FieldError::forbidden(
+            format!("{p}.accessModes"),
+            "may not use ReadWriteOncePod with other access modes",
+        ));
+    }
+}
+
+fn validate_volume_mode(spec: &Value, p: &str, errs: &mut Errs) {
+    if let Some(m) = get(spec, &["volumeMode"])
+        && !matches!(m.as_str(), Some("Block" | "Filesystem"))
+    {
+        errs.push(FieldError::not_supported(
+            format!("{p}.volumeMode"),
+            m,
+            &["Block", "Filesystem"],
+        ));
+    }
+}
+
+/// A quantity that must parse and not be negative; its value when it does.
+fn valid_quantity(q: &Value, field: &str, errs: &mut Errs) -> Option<Quantity> {
+    match Quantity::from_json(q) {
+        None => {
+            errs.push(FieldError::invalid(
+                field,
+                &json!(quantity_str(q)),
+                QUANTITY_REGEX,
+            ));
+            None
+        }
+        Some(x) if x.is_negative() => {
+            errs.push(FieldError::invalid(
+                field,
+                &json!(quantity_str(q)),
+                "must be greater than or equal to 0",
+            ));
+            None
+        }
+        Some(x) => Some(x),
+    }
+}
+
+/// The persistent volume sources (the inline-only ones, such as emptyDir, are not).
+const PV_SOURCES: &[&str] = &[
+    "awsElasticBlockStore",
+    "azureDisk",
+    "azureFile",
+    "cephfs",
+    "cinder",
+    "csi",
+    "fc",
+    "flexVolume",
+    "flocker",
+    "gcePersistentDisk",
+    "glusterfs",
+    "hostPath",
+    "iscsi",
+    "local",
+    "nfs",
+    "photonPersistentDisk",
+    "portworxVolume",
+    "quobyte",
+    "rbd",
+    "scaleIO",
+    "storageos",
+    "vsphereVolume",
+];
+
+fn validate_pv(spec: &Value, errs: &mut Errs) {
+    validate_access_modes(spec, "spec", "", errs);
+    match obj_map(spec, "capacity").filter(|c| !c.is_empty()) {
+        None => errs.push(FieldError::required("spec.capacity", "")),
+        Some(cap) => {
+            for (k, q) in cap {
+                let f = format!("spec.capacity[{k}]");
+                if k != "storage" {
+                    errs.push(FieldError::not_supported(f, &json!(k), &["storage"]));
+                } else {
+                    valid_quantity(q, &f, errs);
+                }
+            }
+        }
+    }
+    let rp = get_str(spec, &["persistentVolumeReclaimPolicy"]);
+    if !rp.is_empty() && !matches!(rp, "Delete" | "Recycle" | "Retain") {
+        errs.push(FieldError::not_supported(
+            "spec.persistentVolumeReclaimPolicy",
+            &json!(rp),
+            &["Delete", "Recycle", "Retain"],
+        ));
+    }
+    validate_volume_mode(spec, "spec", errs);
+    let sources: Vec<&str> = PV_SOURCES
+        .iter()
+        .copied()
+        .filter(|k| get(spec, &[k]).is_some())
+        .collect();
+    match sources.len() {
+        0 => errs.push(FieldError::required("spec", "must specify a volume type")),
+        1 => {}
+        _ => errs.push(FieldError::forbidden(
+            "spec",
+            "may not specify more than 1 volume type",
+        )),
+    }
+    for kind in ["hostPath", "local"] {
+        if get(spec, &[kind]).is_some() && get_str(spec, &[kind, "path"]).is_empty() {
+            errs.push(FieldError::required(format!("spec.{kind}.path"), ""));
+        }
+    }
+    if get(spec, &["local"]).is_some() && get(spec, &["nodeAffinity"]).is_none() {
+        errs.push(FieldError::required(
+            "spec.nodeAffinity",
+            "Local volume requires node affinity",
+        ));
+    }
+    let class = get_str(spec, &["storageClassName"]);
+    if !class.is_empty() {
+        push_msgs(
+            errs,
+            "spec.storageClassName",
+            &json!(class),
+            v::is_dns1123_subdomain(class),
+        );
+    }
+}
+
+/// A claim's spec at `p` (`spec`, or a StatefulSet's `spec.volumeClaimTemplates[i].spec`).
+fn validate_pvc_spec(spec: &Value, p: &str, errs: &mut Errs) {
+    validate_access_modes(spec, p, "at least 1 access mode is required", errs);
+    match get(spec, &["resources", "requests", "storage"]) {
+        None => errs.push(FieldError::required(format!("{p}.resources[storage]"), "")),
+        Some(q) => {
+            let f = format!("{p}.resources.requests[storage]");
+            if let Some(x) = valid_quantity(q, &f, errs)
+                && x.is_zero()
+            {
+                errs.push(FieldError::invalid(
+                    f,
+                    &json!(quantity_str(q)),
+                    "must be greater than zero",
+                ));
+            }
+        }
+    }
+    validate_volume_mode(spec, p, errs);
+    if let Some(sel) = get(spec, &["selector"])
+        && let Err(e) = LabelSelector::from_object(sel)
+    {
+        errs.push(invalid_selector(&format!("{p}.selector"), sel, &e));
+    }
+    let class = get_str(spec, &["storageClassName"]);
+    if !class.is_empty() {
+        push_msgs(
+            errs,
+            &format!("{p}.storageClassName"),
+            &json!(class),
+            v::is_dns1123_subdomain(class),
+        );
+    }
+}
+
+/// A claim's spec is fixed once created, except for a larger request (expansion), its
+/// volume attributes class, and the volume name the binder sets on an unbound claim.
+fn validate_pvc_update(new: &Value, old: &Value, errs: &mut Errs) {
+    let strip = |s: &Value, old_unbound: bool| {
+        let mut s = s.as_object().cloned().unwrap_or_default();
+        s.shift_remove("volumeAttributesClassName");
+        if old_unbound {
+            s.shift_remove("volumeName");
+        }
+        if let Some(r) = s.get_mut("resources").and_then(Value::as_object_mut) {
+            r.shift_remove("requests");
+        }
+        s
+    };
+    let unbound = get_str(old, &["volumeName"]).is_empty();
+    if strip(new, unbound) != strip(old, unbound) {
+        errs.push(FieldError::forbidden(
+            "spec",
+            "spec is immutable after creation except resources.requests and volumeAttributesClassName for bound claims",
+        ));
+    }
+}
+
+const QUOTA_SCOPES: &[&str] = &[
+    "BestEffort",
+    "CrossNamespacePodAffinity",
+    "NotBestEffort",
+    "NotTerminating",
+    "PriorityClass",
+    "Terminating",
+];
+
+/// Resources counted in whole units (object counts and the like).
+fn is_integer_resource(name: &str) -> bool {
+    name == "pods"
+        || name.starts_with("count/")
+        || matches!(
+            name,
+            "services"
+                | "replicationcontrollers"
+                | "resourcequotas"
+                | "secrets"
+                | "configmaps"
+                | "persistentvolumeclaims"
+                | "services.nodeports"
+                | "services.loadbalancers"
+        )
+}
+
+fn validate_quota(spec: &Value, errs: &mut Errs) {
+    for (k, q) in obj_map(spec, "hard").into_iter().flatten() {
+        let f = format!("spec.hard[{k}]");
+        push_msgs(errs, &f, &json!(k), v::is_qualified_name(k));
+        if let Some(x) = valid_quantity(q, &f, errs)
+            && is_integer_resource(k)
+            && x.milli_value() % 1000 != 0
+        {
+            errs.push(FieldError::invalid(
+                f,
+                &json!(quantity_str(q)),
+                "must be an integer",
+            ));
+        }
+    }
+    for (i, scope) in arr(spec, "scopes").iter().enumerate() {
+        if !scope.as_str().is_some_and(|s| QUOTA_SCOPES.contains(&s)) {
+            errs.push(FieldError::not_supported(
+                format!("spec.scopes[{i}]"),
+                scope,
+                QUOTA_SCOPES,
+            ));
+        }
+    }
+}
+
+fn validate_limit_range(spec: &Value, errs: &mut Errs) {
+    for (i, item) in arr(spec, "limits").iter().enumerate() {
+        let p = format!("spec.limits[{i}]");
+        let ty = get_str(item, &["type"]);
+        match ty {
+            "" => errs.push(FieldError::required(format!("{p}.type"), "")),
+            "Container" | "Pod" | "PersistentVolumeClaim" => {}
+            other => errs.push(FieldError::not_supported(
+                format!("{p}.type"),
+                &json!(other),
+                &["Container", "PersistentVolumeClaim", "Pod"],
+            )),
+        }
+        if ty == "Pod" {
+            for key in ["default", "defaultRequest"] {
+                if obj_map(item, key).is_some_and(|m| !m.is_empty()) {
+                    errs.push(FieldError::forbidden(
+                        format!("{p}.{key}"),
+                        "may not be specified when `type` is 'Pod'",
+                    ));
+                }
+            }
+        }
+        let mut parsed: BTreeMap<(&str, &str), (Quantity, String)> = BTreeMap::new();
+        for part in [
+            "max",
+            "min",
+            "default",
+            "defaultRequest",
+            "maxLimitRequestRatio",
+        ] {
+            for (k, q) in obj_map(item, part).into_iter().flatten() {
+                let f = format!("{p}.{part}[{k}]");
+                if let Some(x) = valid_quantity(q, &f, errs) {
+                    parsed.insert((part, k.as_str()), (x, quantity_str(q)));
+                }
+            }
+        }
+        let resources: std::collections::BTreeSet<&str> = parsed.keys().map(|(_, k)| *k).collect();
+        for k in resources {
+            let q = |part: &'static str| parsed.get(&(part, k));
+            // (lower part, upper part, where the error is reported, its words).
+            let pairs = [
+                (
+                    "min",
+                    "max",
+                    "min",
+                    "min value {a} is greater than max value {b}",
+                ),
+                (
+                    "min",
+                    "defaultRequest",
+                    "defaultRequest",
+                    "min value {a} is greater than default request value {b}",
+                ),
+                (
+                    "defaultRequest",
+                    "max",
+                    "defaultRequest",
+                    "default request value {a} is greater than max value {b}",
+                ),
+                (
+                    "defaultRequest",
+                    "default",
+                    "defaultRequest",
+                    "default request value {a} is greater than default limit value {b}",
+                ),
+                (
+                    "min",
+                    "default",
+                    "default",
+                    "min value {a} is greater than default value {b}",
+                ),
+                (
+                    "default",
+                    "max",
+                    "default",
+                    "default value {a} is greater than max value {b}",
+                ),
+            ];
+            for (lo, hi, at, words) in pairs {
+                if let (Some((a, a_s)), Some((b, b_s))) = (q(lo), q(hi))
+                    && a > b
+                {
+                    let shown = if at == lo { a_s } else { b_s };
+                    errs.push(FieldError::invalid(
+                        format!("{p}.{at}[{k}]"),
+                        &json!(shown),
+                        words.replace("{a}", a_s).replace("{b}", b_s),
+                    ));
+                }
+            }
+        }
+    }
+}
+
+fn validate_storage_class(obj: &Value, errs: &mut Errs) {
+    let prov = get_str(obj, &["provisioner"]);
+    if prov.is_empty() {
+        errs.push(FieldError::required("provisioner", ""));
+    } else {
+        push_msgs(
+            errs,
+            "provisioner",
+            &json!(prov),
+            v::is_qualified_name(&prov.to_lowercase()),
+        );
+    }
+    let rp = get_str(obj, &["reclaimPolicy"]);
+    if !rp.is_empty() && !matches!(rp, "Delete" | "Retain") {
+        errs.push(FieldError::not_supported(
+            "reclaimPolicy",
+            &json!(rp),
+            &["Delete", "Retain"],
+        ));
+    }
+    let mode = get_str(obj, &["volumeBindingMode"]);
+    if !mode.is_empty() && !matches!(mode, "Immediate" | "WaitForFirstConsumer") {
+        errs.push(FieldError::not_supported(
+            "volumeBindingMode",
+            &json!(mode),
+            &["Immediate", "WaitForFirstConsumer"],
+        ));
+    }
+}
+
+fn validate_pdb(spec: &Value, errs: &mut Errs) {
+    let min = get(spec, &["minAvailable"]);
+    let max = get(spec, &["maxUnavailable"]);
+    if min.is_some() && max.is_some() {
+        errs.push(invalid_raw(
+            "spec",
+            &spec.to_string(),
+            "minAvailable and maxUnavailable cannot be both set",
+        ));
+    }
+    for (key, val) in [("minAvailable", min), ("maxUnavailable", max)] {
+        let Some(val) = val else { continue };
+        let f = format!("spec.{key}");
+        if let Some((n, true)) = int_or_percent(val, &f, errs)
+            && n > 100
+        {
+            errs.push(FieldError::invalid(f, val, "must not be greater than 100%"));
+        }
+    }
+    if let Some(sel) = get(spec, &["selector"])
+        && let Err(e) = LabelSelector::from_object(sel)
+    {
+        errs.push(invalid_selector("spec.selector", sel, &e));
+    }
+    let policy = get_str(spec, &["unhealthyPodEvictionPolicy"]);
+    if !policy.is_empty() && !matches!(policy, "AlwaysAllow" | "IfHealthyBudget") {
+        errs.push(FieldError::not_supported(
+            "spec.unhealthyPodEvictionPolicy",
+            &json!(policy),
+            &["AlwaysAllow", "IfHealthyBudget"],
+        ));
+    }
+}
+
+/// The highest priority a user-defined class may have.
+const HIGHEST_USER_PRIORITY: i64 = 1_000_000_000;
+
+fn validate_priority_class(obj: &Value, errs: &mut Errs) {
+    let name = get_str(obj, &["metadata", "name"]);
+    let value = obj.get("value").and_then(Value::as_i64).unwrap_or(0);
+    if name.starts_with("system-") {
+        let why = match super::SYSTEM_PRIORITY_CLASSES
+            .iter()
+            .find(|c| c.name == name)
+            .map(|c| (c.name, c.value))
+        {
+            None => Some(format!("name {name} is not a known system priority class")),
+            Some((_, want)) if want != value => {
+                Some(format!("value of {name} PriorityClass must be {want}"))
+            }
+            Some(_) if obj.get("globalDefault").and_then(Value::as_bool) == Some(true) => Some(
+                format!("globalDefault of {name} PriorityClass must be false"),
+            ),
+            Some(_) => None,
+        };
+        if let Some(why) = why {
+            errs.push(FieldError::forbidden(
+                "metadata.name",
+                format!("priority class names with 'system-' prefix are reserved for system use only. error: {why}"),
+            ));
+        }
+    } else if value > HIGHEST_USER_PRIORITY {
+        errs.push(FieldError::forbidden(
+            "value",
+            format!("maximum allowed value of a user defined priority is {HIGHEST_USER_PRIORITY}"),
+        ));
+    }
+    if let Some(p) = get(obj, &["preemptionPolicy"])
+        && !matches!(p.as_str(), Some("Never" | "PreemptLowerPriority"))
+    {
+        errs.push(FieldError::not_supported(
+            "preemptionPolicy",
+            p,
+            &["Never", "PreemptLowerPriority"],
+        ));
     }
 }

@@ -525,3 +525,104 @@ fn workload_and_other_rows() {
         );
     }
 }
+
+#[test]
+fn cronjob_and_storage_cells() {
+    let cj = json!({
+        "metadata": {"name": "hello", "creationTimestamp": CREATED},
+        "spec": {"schedule": "*/1 * * * *", "suspend": false, "jobTemplate": {"spec": {"template": {"spec": {"containers": [{"name": "c", "image": "busybox"}]}}}}},
+        "status": {"active": [{"name": "hello-1"}], "lastScheduleTime": "2024-01-01T00:59:00Z"}
+    });
+    assert_eq!(
+        cells(info("batch", "v1", "cronjobs"), &cj, NOW),
+        [
+            json!("hello"),
+            json!("*/1 * * * *"),
+            json!("<none>"),
+            json!("False"),
+            json!(1),
+            json!("60s"),
+            json!("60m"),
+            json!("c"),
+            json!("busybox"),
+            json!("<none>"),
+        ]
+    );
+    let pv = json!({
+        "metadata": {"name": "pv1", "creationTimestamp": CREATED},
+        "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteMany", "ReadWriteOnce"], "persistentVolumeReclaimPolicy": "Retain", "storageClassName": "manual", "volumeMode": "Filesystem", "claimRef": {"namespace": "default", "name": "data"}},
+        "status": {"phase": "Bound"}
+    });
+    assert_eq!(
+        cells(info("", "v1", "persistentvolumes"), &pv, NOW),
+        [
+            json!("pv1"),
+            json!("1Gi"),
+            json!("RWO,RWX"),
+            json!("Retain"),
+            json!("Bound"),
+            json!("default/data"),
+            json!("manual"),
+            json!("<unset>"),
+            json!(""),
+            json!("60m"),
+            json!("Filesystem"),
+        ]
+    );
+    let pvc = json!({
+        "metadata": {"name": "data", "creationTimestamp": CREATED},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}, "storageClassName": "manual", "volumeMode": "Filesystem"},
+        "status": {"phase": "Pending"}
+    });
+    let row = cells(info("", "v1", "persistentvolumeclaims"), &pvc, NOW);
+    assert_eq!(
+        row[..6],
+        [
+            json!("data"),
+            json!("Pending"),
+            json!(""),
+            json!(""),
+            json!(""),
+            json!("manual")
+        ]
+    );
+    let sc = json!({
+        "metadata": {"name": "local-path", "creationTimestamp": CREATED, "annotations": {"storageclass.kubernetes.io/is-default-class": "true"}},
+        "provisioner": "rancher.io/local-path", "reclaimPolicy": "Delete", "volumeBindingMode": "WaitForFirstConsumer"
+    });
+    assert_eq!(
+        cells(info("storage.k8s.io", "v1", "storageclasses"), &sc, NOW),
+        [
+            json!("local-path (default)"),
+            json!("rancher.io/local-path"),
+            json!("Delete"),
+            json!("WaitForFirstConsumer"),
+            json!(false),
+            json!("60m"),
+        ]
+    );
+    let quota = json!({
+        "metadata": {"name": "q", "creationTimestamp": CREATED},
+        "status": {"hard": {"pods": "2", "limits.cpu": "2", "requests.cpu": "1"}, "used": {"pods": "1"}}
+    });
+    assert_eq!(
+        cells(info("", "v1", "resourcequotas"), &quota, NOW),
+        [
+            json!("q"),
+            json!("60m"),
+            json!("pods: 1/2, requests.cpu: 0/1"),
+            json!("limits.cpu: 0/2"),
+        ]
+    );
+    let pdb = json!({"metadata": {"name": "web", "creationTimestamp": CREATED}, "spec": {"maxUnavailable": "25%"}, "status": {"disruptionsAllowed": 1}});
+    assert_eq!(
+        cells(info("policy", "v1", "poddisruptionbudgets"), &pdb, NOW),
+        [
+            json!("web"),
+            json!("N/A"),
+            json!("25%"),
+            json!(1),
+            json!("60m")
+        ]
+    );
+}
