@@ -1,7 +1,8 @@
 //! Jobs on a three-node local cluster, driven with the real kubectl: an Indexed Job runs each
 //! index once with its parallelism respected, a failing Job stops at its backoffLimit,
-//! `kubectl create job` completes, and `ttlSecondsAfterFinished` removes a finished Job with
-//! its pods. One cluster serves every scenario (they use distinct names).
+//! `kubectl create job` completes, `ttlSecondsAfterFinished` removes a finished Job with its
+//! pods, suspension stops a Job's pods without counting failures, and `activeDeadlineSeconds`
+//! fails a Job that runs too long. One cluster serves every scenario (they use distinct names).
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -256,6 +257,118 @@ fn ttl_removes_a_finished_job_and_its_pods(c: &LocalCluster) {
     );
 }
 
+/// Sleeps until SIGTERM, then exits at once.
+const SLEEPER: &str = "trap 'exit 0' TERM; sleep 3600 & wait";
+
+fn running_pods(c: &LocalCluster, name: &str) -> usize {
+    job_pods(c, name)
+        .iter()
+        .filter(|p| {
+            p["metadata"]["deletionTimestamp"].is_null() && p["status"]["phase"] == "Running"
+        })
+        .count()
+}
+
+fn suspend_stops_the_pods_and_resume_starts_them(c: &LocalCluster) {
+    let manifest = json!({
+        "apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "pausable"},
+        "spec": {
+            "suspend": true, "completions": 2, "parallelism": 2,
+            "template": {"spec": {
+                "restartPolicy": "Never",
+                "containers": [{"name": "work", "image": BUSYBOX, "imagePullPolicy": "Never",
+                                "command": ["sh", "-c", SLEEPER]}],
+            }},
+        },
+    });
+    c.kubectl_stdin(&["apply", "-f", "-"], &manifest.to_string());
+    assert!(
+        wait_until(WAIT, || job(c, "pausable").is_some_and(|j| condition(
+            &j,
+            "Suspended"
+        )
+        .is_some_and(
+            |s| s["reason"] == "JobSuspended" && s["message"] == "Job suspended"
+        ))),
+        "{}",
+        describe(c, "pausable")
+    );
+    assert!(job_pods(c, "pausable").is_empty());
+    assert!(job(c, "pausable").unwrap()["status"]["startTime"].is_null());
+    let resume = r#"{"spec":{"suspend":false}}"#;
+    c.kubectl_ok(&["patch", "job", "pausable", "--type=merge", "-p", resume]);
+    assert!(
+        wait_until(WAIT, || running_pods(c, "pausable") == 2),
+        "{}",
+        describe(c, "pausable")
+    );
+    let j = job(c, "pausable").unwrap();
+    let resumed = j["status"]["conditions"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["type"] == "Suspended").cloned())
+        .unwrap_or_default();
+    assert_eq!(
+        (resumed["status"].clone(), resumed["reason"].clone()),
+        (json!("False"), json!("JobResumed"))
+    );
+    assert!(j["status"]["startTime"].is_string());
+    let suspend = r#"{"spec":{"suspend":true}}"#;
+    c.kubectl_ok(&["patch", "job", "pausable", "--type=merge", "-p", suspend]);
+    assert!(
+        wait_until(WAIT, || job_pods(c, "pausable").is_empty()
+            && job(c, "pausable")
+                .is_some_and(|j| condition(&j, "Suspended").is_some()
+                    && j["status"]["active"].as_i64().unwrap_or(0) == 0)),
+        "{}",
+        describe(c, "pausable")
+    );
+    // Suspension is not a failure.
+    let j = job(c, "pausable").unwrap();
+    assert_eq!(
+        j["status"]["failed"].as_i64().unwrap_or(0),
+        0,
+        "{:#}",
+        j["status"]
+    );
+    c.kubectl_ok(&["delete", "job", "pausable", "--wait=false"]);
+}
+
+fn a_job_past_its_deadline_fails(c: &LocalCluster) {
+    let manifest = json!({
+        "apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "slow"},
+        "spec": {
+            "activeDeadlineSeconds": 5,
+            "template": {"spec": {
+                "restartPolicy": "Never",
+                "containers": [{"name": "work", "image": BUSYBOX, "imagePullPolicy": "Never",
+                                "command": ["sh", "-c", SLEEPER]}],
+            }},
+        },
+    });
+    c.kubectl_stdin(&["apply", "-f", "-"], &manifest.to_string());
+    let out = c.kubectl(&[
+        "wait",
+        "--for=condition=failed",
+        "job/slow",
+        "--timeout=90s",
+    ]);
+    assert!(out.status.success(), "{}", describe(c, "slow"));
+    let j = job(c, "slow").unwrap();
+    let failed = condition(&j, "Failed").expect("Failed");
+    assert_eq!(failed["reason"], "DeadlineExceeded");
+    assert_eq!(
+        failed["message"],
+        "Job was active longer than specified deadline"
+    );
+    assert_eq!(j["status"]["active"].as_i64().unwrap_or(0), 0);
+    assert!(
+        wait_until(WAIT, || running_pods(c, "slow") == 0),
+        "{}",
+        describe(c, "slow")
+    );
+    c.kubectl_ok(&["delete", "job", "slow", "--wait=false"]);
+}
+
 #[test]
 fn jobs_on_a_three_node_cluster() {
     ensure_busybox_image();
@@ -265,4 +378,6 @@ fn jobs_on_a_three_node_cluster() {
     failing_job_stops_at_its_backoff_limit(&c);
     kubectl_create_job_completes(&c);
     ttl_removes_a_finished_job_and_its_pods(&c);
+    suspend_stops_the_pods_and_resume_starts_them(&c);
+    a_job_past_its_deadline_fails(&c);
 }

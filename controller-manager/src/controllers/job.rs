@@ -57,8 +57,8 @@ pub fn backoff_delay(failures: u32) -> Duration {
     (BACKOFF_BASE * (1u32 << shift)).min(BACKOFF_MAX)
 }
 
-/// Kubernetes' compressed list of indexes (`status.completedIndexes`): sorted, each run of
-/// consecutive indexes written `a-b`, single ones alone, comma-separated (`1,3-5,7`).
+/// Kubernetes' compressed list of indexes (`status.completedIndexes`): sorted and
+/// comma-separated, a run of three or more consecutive indexes written `a-b` (`1,3-5,7,8`).
 pub fn format_indexes(set: &BTreeSet<i32>) -> String {
     let mut out: Vec<String> = Vec::new();
     let mut iter = set.iter().copied().peekable();
@@ -68,10 +68,10 @@ pub fn format_indexes(set: &BTreeSet<i32>) -> String {
             last += 1;
             iter.next();
         }
-        out.push(if first == last {
-            first.to_string()
-        } else {
-            format!("{first}-{last}")
+        out.push(match last - first {
+            0 => first.to_string(),
+            1 => format!("{first},{last}"),
+            _ => format!("{first}-{last}"),
         });
     }
     out.join(",")
@@ -224,7 +224,7 @@ pub fn finishing(
             .is_some_and(|c| completed.len() as i32 >= c)
     } else {
         match spec.completions {
-            Some(c) => succeeded >= c,
+            Some(c) => succeeded >= c && !any_active,
             None => succeeded > 0 && !any_active,
         }
     };
@@ -523,9 +523,24 @@ impl JobController {
         }
     }
 
-    async fn delete_pods(&self, key: &str, job: &Job, names: Vec<String>) {
-        if names.is_empty() {
+    /// Deletes pods; those deleted without being failures (scale-down, suspension) lose their
+    /// tracking finalizer first, so that they are never counted, as upstream's.
+    async fn delete_pods(
+        &self,
+        key: &str,
+        job: &Job,
+        victims: Vec<Arc<CachedPod>>,
+        keep_finalizer: bool,
+    ) {
+        if victims.is_empty() {
             return;
+        }
+        let mut names = Vec::new();
+        for p in victims {
+            if !keep_finalizer && has_finalizer(&p) && self.release(&p).await.is_err() {
+                continue;
+            }
+            names.push(p.name_any());
         }
         let ns = job.namespace().unwrap_or_default();
         let api: Api<Pod> = Api::namespaced(self.client.clone(), &ns);
@@ -653,9 +668,9 @@ impl Reconciler for JobController {
             .map(|t| parse_indexes(t, completions.unwrap_or(0)))
             .unwrap_or_default();
 
-        // Newly finished pods join the uncounted ones; the Indexed pods that add nothing
-        // (a duplicate of a completed index) are only released.
-        let mut surplus = Vec::new();
+        // Newly finished pods join the uncounted ones; an Indexed Job's succeeded pods add
+        // their index to the completed ones instead, and are then released.
+        let mut release_only = Vec::new();
         {
             let released = self.released.lock().expect("released lock");
             let mut backoff = self.backoff.lock().expect("backoff lock");
@@ -670,15 +685,15 @@ impl Reconciler for JobController {
                 }
                 if is_succeeded(p) {
                     if indexed {
-                        match pod_index(p) {
-                            Some(i) if i < completions.unwrap_or(0) && completed.insert(i) => {}
-                            _ => {
-                                surplus.push(p.clone());
-                                continue;
-                            }
+                        // The completed index is the record (no uid): a stale cache that
+                        // shows the pod again finds its index already there.
+                        if let Some(i) = pod_index(p).filter(|i| *i < completions.unwrap_or(0)) {
+                            completed.insert(i);
                         }
+                        release_only.push(p.clone());
+                    } else {
+                        un_succeeded.insert(puid.clone());
                     }
-                    un_succeeded.insert(puid.clone());
                     if record.seen.insert(puid) {
                         record.failures = 0;
                     }
@@ -692,6 +707,9 @@ impl Reconciler for JobController {
             }
         }
         succeeded += un_succeeded.len() as i32;
+        if indexed {
+            succeeded = completed.len() as i32;
+        }
         failed += un_failed.len() as i32;
 
         let active: Vec<Arc<CachedPod>> = owned
@@ -738,15 +756,23 @@ impl Reconciler for JobController {
                         set_condition(&mut status, "FailureTarget", "True", reason, message)
                     }
                 }
+                // These keep their finalizer: they are counted as failed once deleted.
                 if may_act {
-                    let names = active.iter().map(|p| p.name_any()).collect();
-                    self.delete_pods(key, &job, names).await;
+                    self.delete_pods(key, &job, active.clone(), true).await;
                 }
             }
             None if suspended => {
+                // Suspension is no failure: the pods are let go uncounted.
                 if may_act {
-                    let names = active.iter().map(|p| p.name_any()).collect();
-                    self.delete_pods(key, &job, names).await;
+                    self.delete_pods(key, &job, active.clone(), false).await;
+                }
+                if !has_condition(&old, "Suspended") {
+                    self.recorder.publish(
+                        job.object_ref(&()),
+                        EventType::Normal,
+                        "Suspended",
+                        "Job suspended".into(),
+                    );
                 }
                 set_condition(
                     &mut status,
@@ -758,6 +784,12 @@ impl Reconciler for JobController {
             }
             None => {
                 if has_condition(&old, "Suspended") {
+                    self.recorder.publish(
+                        job.object_ref(&()),
+                        EventType::Normal,
+                        "Resumed",
+                        "Job resumed".into(),
+                    );
                     set_condition(
                         &mut status,
                         "Suspended",
@@ -776,7 +808,12 @@ impl Reconciler for JobController {
                     &completed,
                 );
                 if may_act {
-                    self.delete_pods(key, &job, plan.delete).await;
+                    let extra = active
+                        .iter()
+                        .filter(|p| plan.delete.contains(&p.name_any()))
+                        .cloned()
+                        .collect();
+                    self.delete_pods(key, &job, extra, false).await;
                     if !plan.create.is_empty() {
                         let wait = {
                             let backoff = self.backoff.lock().expect("backoff lock");
@@ -851,7 +888,7 @@ impl Reconciler for JobController {
                 let u = p.metadata.uid.as_deref().unwrap_or_default();
                 un_succeeded.contains(u) || un_failed.contains(u)
             })
-            .chain(surplus.iter())
+            .chain(release_only.iter())
             .cloned()
             .collect();
         if status != old {
@@ -897,8 +934,8 @@ mod tests {
     #[test]
     fn indexes_compress_into_ranges_and_parse_back() {
         let set: BTreeSet<i32> = [0, 1, 2, 4, 6, 7].into();
-        assert_eq!(format_indexes(&set), "0-2,4,6-7");
-        assert_eq!(parse_indexes("0-2,4,6-7", 10), set);
+        assert_eq!(format_indexes(&set), "0-2,4,6,7");
+        assert_eq!(parse_indexes("0-2,4,6,7", 10), set);
         assert_eq!(parse_indexes("3-9", 5), [3, 4].into());
         assert_eq!(format_indexes(&BTreeSet::new()), "");
     }
