@@ -16,7 +16,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
-use k8s_openapi::api::batch::v1::{Job, JobCondition, JobStatus, UncountedTerminatedPods};
+use k8s_openapi::api::batch::v1::{
+    Job, JobCondition, JobStatus, PodFailurePolicy, UncountedTerminatedPods,
+};
 use k8s_openapi::api::core::v1::{EnvVar, EnvVarSource, ObjectFieldSelector, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
@@ -104,10 +106,89 @@ pub fn is_succeeded(p: &CachedPod) -> bool {
 }
 
 /// Finished with failure: phase Failed, or deleted before it succeeded (an orphaned pod may
-/// never reach a phase; upstream counts it failed too).
-pub fn is_failed(p: &CachedPod) -> bool {
+/// never reach a phase; upstream counts it failed too) unless `only_failed_phase` (the Job's
+/// `podReplacementPolicy: Failed`, which a `podFailurePolicy` implies).
+pub fn is_failed(p: &CachedPod, only_failed_phase: bool) -> bool {
     phase(p) == Some("Failed")
-        || (p.metadata.deletion_timestamp.is_some() && phase(p) != Some("Succeeded"))
+        || (!only_failed_phase
+            && p.metadata.deletion_timestamp.is_some()
+            && phase(p) != Some("Succeeded"))
+}
+
+/// Whether only pods in phase Failed are failures (and replaced), as upstream's
+/// `onlyReplaceFailedPods`.
+fn only_failed_phase(job: &Job) -> bool {
+    job.spec.as_ref().is_some_and(|s| {
+        s.pod_replacement_policy.as_deref() == Some("Failed") || s.pod_failure_policy.is_some()
+    })
+}
+
+/// What a Job's `podFailurePolicy` makes of a failed pod.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PolicyAction {
+    /// The Job fails, with this message.
+    FailJob(String),
+    /// The failure does not count toward `backoffLimit`.
+    Ignore,
+    /// The failure counts (also when no rule matches).
+    Count,
+}
+
+/// The first rule of `policy` that the failed pod matches, as upstream's
+/// `matchPodFailurePolicy`: an exit-code rule matches a terminated container (of the named
+/// one, if named) with a non-zero code In or NotIn its values; a condition rule matches a
+/// pod condition of that type and status.
+pub fn match_failure_policy(policy: &PodFailurePolicy, pod: &CachedPod) -> PolicyAction {
+    let Some(facts) = pod.status.as_ref().and_then(|s| s.failure.as_deref()) else {
+        return PolicyAction::Count;
+    };
+    let ns = pod.namespace().unwrap_or_default();
+    let name = pod.name_any();
+    for (index, rule) in policy.rules.iter().enumerate() {
+        let matched = if let Some(req) = &rule.on_exit_codes {
+            facts
+                .exit_codes
+                .iter()
+                .find(|(container, code)| {
+                    *code != 0
+                        && req.container_name.as_ref().is_none_or(|n| n == container)
+                        && match req.operator.as_str() {
+                            "In" => req.values.contains(code),
+                            "NotIn" => !req.values.contains(code),
+                            _ => false,
+                        }
+                })
+                .map(|(container, code)| {
+                    format!(
+                        "Container {container} for pod {ns}/{name} failed with exit code {code} matching {} rule at index {index}",
+                        rule.action
+                    )
+                })
+        } else if let Some(patterns) = &rule.on_pod_conditions {
+            facts
+                .conditions
+                .iter()
+                .find(|(t, st)| patterns.iter().any(|p| &p.type_ == t && &p.status == st))
+                .map(|(t, _)| {
+                    format!(
+                        "Pod {ns}/{name} has condition {t} matching {} rule at index {index}",
+                        rule.action
+                    )
+                })
+        } else {
+            None
+        };
+        let Some(message) = matched else { continue };
+        match rule.action.as_str() {
+            "FailJob" => return PolicyAction::FailJob(message),
+            "Ignore" => return PolicyAction::Ignore,
+            "Count" => return PolicyAction::Count,
+            // FailIndex belongs to backoffLimitPerIndex, which this controller does not
+            // implement: the rule is passed over, as upstream does with the feature off.
+            _ => {}
+        }
+    }
+    PolicyAction::Count
 }
 
 fn has_finalizer(p: &CachedPod) -> bool {
@@ -671,6 +752,8 @@ impl Reconciler for JobController {
         // Newly finished pods join the uncounted ones; an Indexed Job's succeeded pods add
         // their index to the completed ones instead, and are then released.
         let mut release_only = Vec::new();
+        let policy = spec.pod_failure_policy.as_ref();
+        let only_failed = only_failed_phase(&job);
         {
             let released = self.released.lock().expect("released lock");
             let mut backoff = self.backoff.lock().expect("backoff lock");
@@ -697,7 +780,13 @@ impl Reconciler for JobController {
                     if record.seen.insert(puid) {
                         record.failures = 0;
                     }
-                } else if is_failed(p) {
+                } else if is_failed(p, only_failed) {
+                    if policy
+                        .is_some_and(|pol| match_failure_policy(pol, p) == PolicyAction::Ignore)
+                    {
+                        release_only.push(p.clone());
+                        continue;
+                    }
                     un_failed.insert(puid.clone());
                     if record.seen.insert(puid) {
                         record.failures += 1;
@@ -730,7 +819,20 @@ impl Reconciler for JobController {
         }
         let mut job_now = (*job).clone();
         job_now.status = Some(status.clone());
-        let finish = existing_finishing(&old).or_else(|| {
+        // A pod that matches a FailJob rule fails the Job before any other check.
+        let policy_failure = policy.and_then(|pol| {
+            owned
+                .iter()
+                .filter(|p| phase(p) == Some("Failed"))
+                .find_map(|p| match match_failure_policy(pol, p) {
+                    PolicyAction::FailJob(message) => Some(Finishing::Failure {
+                        reason: "PodFailurePolicy".into(),
+                        message,
+                    }),
+                    _ => None,
+                })
+        });
+        let finish = existing_finishing(&old).or(policy_failure).or_else(|| {
             finishing(
                 &job_now,
                 succeeded,
@@ -799,7 +901,7 @@ impl Reconciler for JobController {
                     );
                     status.start_time = Some(Time(now));
                 }
-                let plan = plan_pods(
+                let mut plan = plan_pods(
                     indexed,
                     spec.parallelism.unwrap_or(1),
                     completions,
@@ -807,6 +909,12 @@ impl Reconciler for JobController {
                     succeeded,
                     &completed,
                 );
+                // With `podReplacementPolicy: Failed` a terminating pod is replaced only
+                // once it has failed.
+                if only_failed {
+                    let keep = plan.create.len().saturating_sub(terminating as usize);
+                    plan.create.truncate(keep);
+                }
                 if may_act {
                     let extra = active
                         .iter()
@@ -1109,6 +1217,60 @@ mod tests {
         assert_eq!(
             finishing(&j, 3, 0, &[0, 1, 2].into(), false, now),
             Some(Finishing::Success)
+        );
+    }
+
+    fn failed_pod(exit_code: i32, conditions: serde_json::Value) -> CachedPod {
+        serde_json::from_value(json!({
+            "metadata": {"name": "p", "namespace": "ns", "uid": "u1"},
+            "status": {
+                "phase": "Failed",
+                "conditions": conditions,
+                "containerStatuses": [{"name": "main", "restartCount": 0, "ready": false,
+                    "state": {"terminated": {"exitCode": exit_code}}}],
+            },
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn failure_policy_rules_match_in_order() {
+        let policy: PodFailurePolicy = serde_json::from_value(json!({"rules": [
+            {"action": "FailJob", "onExitCodes": {"containerName": "main", "operator": "In", "values": [42]}},
+            {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]},
+            {"action": "Count", "onExitCodes": {"operator": "NotIn", "values": [1, 2]}},
+        ]}))
+        .unwrap();
+        assert_eq!(
+            match_failure_policy(&policy, &failed_pod(42, json!([]))),
+            PolicyAction::FailJob(
+                "Container main for pod ns/p failed with exit code 42 matching FailJob rule at index 0".into()
+            )
+        );
+        let disrupted = json!([{"type": "DisruptionTarget", "status": "True"}]);
+        assert_eq!(
+            match_failure_policy(&policy, &failed_pod(1, disrupted)),
+            PolicyAction::Ignore
+        );
+        assert_eq!(
+            match_failure_policy(&policy, &failed_pod(1, json!([]))),
+            PolicyAction::Count
+        );
+        let fail_on_disruption: PodFailurePolicy = serde_json::from_value(json!({"rules": [
+            {"action": "FailJob", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]},
+        ]}))
+        .unwrap();
+        let disrupted = json!([{"type": "DisruptionTarget", "status": "True"}]);
+        assert_eq!(
+            match_failure_policy(&fail_on_disruption, &failed_pod(137, disrupted)),
+            PolicyAction::FailJob(
+                "Pod ns/p has condition DisruptionTarget matching FailJob rule at index 0".into()
+            )
+        );
+        // Exit code 0 never matches, even NotIn.
+        assert_eq!(
+            match_failure_policy(&policy, &failed_pod(0, json!([]))),
+            PolicyAction::Count
         );
     }
 
