@@ -2,7 +2,8 @@
 //! index once with its parallelism respected, a failing Job stops at its backoffLimit,
 //! `kubectl create job` completes, `ttlSecondsAfterFinished` removes a finished Job with its
 //! pods, suspension stops a Job's pods without counting failures, and `activeDeadlineSeconds`
-//! fails a Job that runs too long. One cluster serves every scenario (they use distinct names).
+//! fails a Job that runs too long, and a `podFailurePolicy` FailJob rule fails a Job at the
+//! first matching exit code. One cluster serves every scenario (they use distinct names).
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -369,6 +370,45 @@ fn a_job_past_its_deadline_fails(c: &LocalCluster) {
     c.kubectl_ok(&["delete", "job", "slow", "--wait=false"]);
 }
 
+fn a_fail_job_rule_fails_the_job_at_once(c: &LocalCluster) {
+    let manifest = json!({
+        "apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "buggy"},
+        "spec": {
+            "completions": 4, "parallelism": 1, "backoffLimit": 6,
+            "podFailurePolicy": {"rules": [
+                {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]},
+                {"action": "FailJob", "onExitCodes": {"containerName": "main", "operator": "In", "values": [42]}},
+            ]},
+            "template": {"spec": {
+                "restartPolicy": "Never",
+                "containers": [{"name": "main", "image": BUSYBOX, "imagePullPolicy": "Never",
+                                "command": ["sh", "-c", "exit 42"]}],
+            }},
+        },
+    });
+    c.kubectl_stdin(&["apply", "-f", "-"], &manifest.to_string());
+    let out = c.kubectl(&[
+        "wait",
+        "--for=condition=failed",
+        "job/buggy",
+        "--timeout=90s",
+    ]);
+    assert!(out.status.success(), "{}", describe(c, "buggy"));
+    let j = job(c, "buggy").unwrap();
+    let failed = condition(&j, "Failed").expect("Failed");
+    assert_eq!(failed["reason"], "PodFailurePolicy");
+    let pods = job_pods(c, "buggy");
+    assert_eq!(pods.len(), 1, "no retry after a FailJob rule matched");
+    let pod = pods[0]["metadata"]["name"].as_str().unwrap_or_default();
+    assert_eq!(
+        failed["message"],
+        format!(
+            "Container main for pod default/{pod} failed with exit code 42 matching FailJob rule at index 1"
+        )
+    );
+    c.kubectl_ok(&["delete", "job", "buggy", "--wait=false"]);
+}
+
 #[test]
 fn jobs_on_a_three_node_cluster() {
     ensure_busybox_image();
@@ -380,4 +420,5 @@ fn jobs_on_a_three_node_cluster() {
     ttl_removes_a_finished_job_and_its_pods(&c);
     suspend_stops_the_pods_and_resume_starts_them(&c);
     a_job_past_its_deadline_fails(&c);
+    a_fail_job_rule_fails_the_job_at_once(&c);
 }
