@@ -9,7 +9,9 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use skiff_e2e::{BUSYBOX, LocalCluster, ensure_busybox_image, wait_until};
+use skiff_e2e::{
+    ApiServer, BUSYBOX, Backend, ControllerManager, LocalCluster, ensure_busybox_image, wait_until,
+};
 
 const WAIT: Duration = Duration::from_secs(120);
 
@@ -421,4 +423,95 @@ fn jobs_on_a_three_node_cluster() {
     suspend_stops_the_pods_and_resume_starts_them(&c);
     a_job_past_its_deadline_fails(&c);
     a_fail_job_rule_fails_the_job_at_once(&c);
+}
+
+/// The pods of Job `name` on a bare apiserver.
+fn server_job_pods(server: &ApiServer, name: &str) -> Vec<Value> {
+    let list = server.kubectl_json(&["get", "pods", "-l", &format!("job-name={name}")]);
+    list["items"].as_array().cloned().unwrap_or_default()
+}
+
+/// Ends a pod in `phase`, as its kubelet would.
+fn finish_pod(server: &ApiServer, name: &str, phase: &str, exit_code: i32) {
+    let http = server.http();
+    let path = format!("/api/v1/namespaces/default/pods/{name}");
+    for _ in 0..5 {
+        let mut pod = http.get(&path).json();
+        pod["status"] = json!({
+            "phase": phase,
+            "containerStatuses": [{"name": "work", "image": BUSYBOX, "imageID": "", "ready": false,
+                "restartCount": 0, "state": {"terminated": {"exitCode": exit_code, "reason": "Completed"}}}],
+        });
+        if http.put_json(&format!("{path}/status"), &pod).status == 200 {
+            return;
+        }
+    }
+    panic!("could not end pod {name}");
+}
+
+fn tracked(pod: &Value) -> bool {
+    pod["metadata"]["finalizers"]
+        .as_array()
+        .is_some_and(|f| f.iter().any(|f| f == "batch.kubernetes.io/job-tracking"))
+}
+
+/// Finalizer-based tracking: what finished while no controller-manager ran, and pods deleted
+/// after they were counted, still end up in the Job's counts.
+#[test]
+fn job_counts_survive_a_controller_manager_restart_and_pod_deletion() {
+    let server = ApiServer::start(Backend::Embedded);
+    let mut cm = ControllerManager::start(&server);
+    let manifest = json!({
+        "apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "counted"},
+        "spec": {
+            "completions": 3, "parallelism": 3,
+            "template": {"spec": {
+                "restartPolicy": "Never",
+                "containers": [{"name": "work", "image": BUSYBOX}],
+            }},
+        },
+    });
+    server.kubectl_stdin_ok(&["apply", "-f", "-"], &manifest.to_string());
+    assert!(wait_until(WAIT, || server_job_pods(&server, "counted")
+        .len()
+        == 3));
+    let pods = server_job_pods(&server, "counted");
+    assert!(
+        pods.iter().all(tracked),
+        "new pods carry the tracking finalizer"
+    );
+    let name = |i: usize| pods[i]["metadata"]["name"].as_str().unwrap().to_string();
+    finish_pod(&server, &name(0), "Succeeded", 0);
+    assert!(
+        wait_until(WAIT, || {
+            let j = server.kubectl_json(&["get", "job", "counted"]);
+            j["status"]["succeeded"] == 1
+                && server_job_pods(&server, "counted")
+                    .iter()
+                    .any(|p| p["metadata"]["name"] == json!(name(0)) && !tracked(p))
+        }),
+        "the success is counted and its pod let go"
+    );
+    cm.kill();
+    // While no controller runs: one pod fails, one is deleted, the counted one goes.
+    finish_pod(&server, &name(1), "Failed", 1);
+    server.kubectl_ok(&["delete", "pod", &name(2), "--wait=false"]);
+    server.kubectl_ok(&["delete", "pod", &name(0)]);
+    let _cm = ControllerManager::start(&server);
+    assert!(
+        wait_until(WAIT, || {
+            let s = server.kubectl_json(&["get", "job", "counted"])["status"].clone();
+            s["succeeded"] == 1
+                && s["failed"] == 2
+                && s["uncountedTerminatedPods"]["failed"]
+                    .as_array()
+                    .is_none_or(Vec::is_empty)
+        }),
+        "the counts after the restart: {:#}",
+        server.kubectl_json(&["get", "job", "counted"])["status"]
+    );
+    // The deleted pod, once counted, is gone (its finalizer removed).
+    assert!(wait_until(WAIT, || !server_job_pods(&server, "counted")
+        .iter()
+        .any(|p| p["metadata"]["name"] == json!(name(2)))));
 }
