@@ -223,6 +223,49 @@ fn kubectl_create_job_completes(c: &LocalCluster) {
         (json!("Job"), json!(true))
     );
     assert_eq!(owner["blockOwnerDeletion"], true);
+    // skiffctl's `create job` makes the same Job.
+    let out = std::process::Command::new(skiff_e2e::sibling_binary("skiffctl"))
+        .arg("--kubeconfig")
+        .arg(c.kubeconfig())
+        .args([
+            "create",
+            "job",
+            "quick2",
+            &format!("--image={BUSYBOX}"),
+            "--",
+            "sh",
+            "-c",
+            "exit 0",
+        ])
+        .output()
+        .expect("skiffctl");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "job.batch/quick2 created\n"
+    );
+    let spec = |j: &Value| {
+        let mut t = j["spec"]["template"]["spec"].clone();
+        t["containers"][0]["name"] = json!("");
+        (
+            t,
+            j["spec"]["completions"].clone(),
+            j["spec"]["backoffLimit"].clone(),
+        )
+    };
+    let other = job(c, "quick2").expect("skiffctl's Job");
+    assert_eq!(spec(&other), spec(&j));
+    assert_eq!(
+        other["spec"]["template"]["spec"]["containers"][0]["name"],
+        "quick2"
+    );
+    let out = c.kubectl(&[
+        "wait",
+        "--for=condition=complete",
+        "job/quick2",
+        "--timeout=90s",
+    ]);
+    assert!(out.status.success(), "{}", describe(c, "quick2"));
+    c.kubectl_ok(&["delete", "job", "quick2", "--wait=false"]);
     // Deleting the Job takes its pods with it (the garbage collector).
     c.kubectl_ok(&["delete", "job", "quick"]);
     assert!(
