@@ -226,6 +226,8 @@ mod tests {
                 ("tokencleaner", "token-cleaner"),
                 ("csrapproving", "certificate-controller"),
                 ("csrsigning", "certificate-controller"),
+                ("job", "job-controller"),
+                ("ttl-after-finished", "ttl-after-finished-controller"),
             ]
         );
     }
@@ -274,7 +276,7 @@ mod tests {
         assert!(!all.contains("bootstrapsigner") && !all.contains("tokencleaner"));
         let kubeadm = enabled(&s(&["*,bootstrapsigner,tokencleaner"])).unwrap();
         assert_eq!(kubeadm.len(), controllers::ALL.len());
-        assert_eq!(controllers::names().count(), 17);
+        assert_eq!(controllers::names().count(), 19);
         let e = enabled(&s(&["*,-replicaset"])).unwrap();
         assert!(!e.contains("replicaset") && e.contains("replicationcontroller"));
         assert_eq!(

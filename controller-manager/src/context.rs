@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{
@@ -125,6 +126,7 @@ pub struct Context {
     bootstrap_token_secrets: Lazy<Secret>,
     cluster_info: Lazy<ConfigMap>,
     csrs: Lazy<CertificateSigningRequest>,
+    jobs: Lazy<Job>,
 }
 
 impl Context {
@@ -152,6 +154,7 @@ impl Context {
             bootstrap_token_secrets: Lazy::new(),
             cluster_info: Lazy::new(),
             csrs: Lazy::new(),
+            jobs: Lazy::new(),
             credentials: Credentials::shared(client.clone()),
             client,
             identity,
@@ -233,6 +236,12 @@ impl Context {
             .get_or_init(|| Informer::new(Api::all(self.client.clone())))
     }
 
+    /// Jobs (read by the Job, TTL-after-finished and garbage-collector controllers).
+    pub fn jobs(&self) -> Arc<Informer<Job>> {
+        self.jobs
+            .get_or_init(|| Informer::new(Api::all(self.client.clone())))
+    }
+
     /// Starts every informer (the lazy ones if a controller asked for them); returns once all
     /// have listed.
     pub async fn start_informers(&self) {
@@ -243,6 +252,7 @@ impl Context {
         let token_secrets = self.bootstrap_token_secrets.start(&stop);
         let cluster_info = self.cluster_info.start(&stop);
         let csrs = self.csrs.start(&stop);
+        let jobs = self.jobs.start(&stop);
         tokio::spawn(self.pods.clone().run(stop.clone()));
         tokio::spawn(self.replicasets.clone().run(stop.clone()));
         tokio::spawn(self.replication_controllers.clone().run(stop.clone()));
@@ -281,6 +291,9 @@ impl Context {
             i.synced().await;
         }
         if let Some(i) = csrs {
+            i.synced().await;
+        }
+        if let Some(i) = jobs {
             i.synced().await;
         }
     }

@@ -139,16 +139,110 @@ pub struct CachedResources {
 }
 
 #[derive(Clone, Debug, Default, serde::Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(from = "WireStatus")]
 pub struct CachedPodStatus {
     pub phase: Option<String>,
-    #[serde(rename = "podIP")]
     pub pod_ip: Option<String>,
-    /// The `Ready` condition, the only one a controller reads.
-    #[serde(rename = "conditions", default, deserialize_with = "ready_condition")]
+    /// The `Ready` condition, the only one most controllers read.
     pub ready: Option<CachedCondition>,
     pub container_statuses: Option<Vec<CachedContainerStatus>>,
     pub start_time: Option<Time>,
+    /// What a Job's `podFailurePolicy` matches, kept only for a Failed pod (boxed: the
+    /// running pods that are most of the cache pay one pointer).
+    pub failure: Option<Box<FailureFacts>>,
+}
+
+/// Why a pod failed: its containers' non-zero exit codes and its conditions.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FailureFacts {
+    /// (container name, exit code) of each terminated container, init containers last.
+    pub exit_codes: Vec<(String, i32)>,
+    /// (type, status) of each condition.
+    pub conditions: Vec<(String, String)>,
+}
+
+/// A pod status as the watch delivers it, before [`CachedPodStatus`] keeps what it needs.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WireStatus {
+    phase: Option<String>,
+    #[serde(rename = "podIP")]
+    pod_ip: Option<String>,
+    conditions: Option<Vec<CachedCondition>>,
+    container_statuses: Option<Vec<WireContainerStatus>>,
+    init_container_statuses: Option<Vec<WireContainerStatus>>,
+    start_time: Option<Time>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WireContainerStatus {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    restart_count: i32,
+    #[serde(default)]
+    ready: bool,
+    state: Option<WireContainerState>,
+}
+
+#[derive(serde::Deserialize)]
+struct WireContainerState {
+    terminated: Option<WireTerminated>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WireTerminated {
+    #[serde(default)]
+    exit_code: i32,
+}
+
+impl From<WireStatus> for CachedPodStatus {
+    fn from(w: WireStatus) -> Self {
+        let failure = (w.phase.as_deref() == Some("Failed")).then(|| {
+            let exit_codes = w
+                .container_statuses
+                .iter()
+                .chain(w.init_container_statuses.iter())
+                .flatten()
+                .filter_map(|c| {
+                    let t = c.state.as_ref()?.terminated.as_ref()?;
+                    Some((c.name.clone(), t.exit_code))
+                })
+                .collect();
+            let conditions = w
+                .conditions
+                .iter()
+                .flatten()
+                .map(|c| (c.type_.clone(), c.status.clone()))
+                .collect();
+            Box::new(FailureFacts {
+                exit_codes,
+                conditions,
+            })
+        });
+        CachedPodStatus {
+            ready: w
+                .conditions
+                .into_iter()
+                .flatten()
+                .find(|c| c.type_ == "Ready"),
+            container_statuses: w.container_statuses.map(|cs| {
+                cs.into_iter()
+                    .map(|c| CachedContainerStatus {
+                        name: c.name,
+                        restart_count: c.restart_count,
+                        ready: c.ready,
+                    })
+                    .collect()
+            }),
+            phase: w.phase,
+            pod_ip: w.pod_ip,
+            start_time: w.start_time,
+            failure,
+        }
+    }
 }
 
 #[derive(Clone, Debug, serde::Deserialize)]
@@ -160,21 +254,10 @@ pub struct CachedCondition {
     pub last_transition_time: Option<Time>,
 }
 
-fn ready_condition<'de, D: serde::Deserializer<'de>>(
-    d: D,
-) -> Result<Option<CachedCondition>, D::Error> {
-    let all: Option<Vec<CachedCondition>> = serde::Deserialize::deserialize(d)?;
-    Ok(all.into_iter().flatten().find(|c| c.type_ == "Ready"))
-}
-
-#[derive(Clone, Debug, Default, serde::Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Clone, Debug, Default)]
 pub struct CachedContainerStatus {
-    #[serde(default)]
     pub name: String,
-    #[serde(default)]
     pub restart_count: i32,
-    #[serde(default)]
     pub ready: bool,
 }
 

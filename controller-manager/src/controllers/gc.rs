@@ -10,13 +10,14 @@
 //!   from every dependent, then the finalizer.
 //!
 //! It covers the kinds Skiff's controllers own and create: Deployments, ReplicaSets,
-//! ReplicationControllers and Services as owners; ReplicaSets, Pods, Endpoints and
+//! ReplicationControllers, Services and Jobs as owners; ReplicaSets, Pods, Endpoints and
 //! EndpointSlices as dependents.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Endpoints, Pod, ReplicationController, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
@@ -39,6 +40,7 @@ pub enum Kind {
     Service,
     Endpoints,
     EndpointSlice,
+    Job,
 }
 
 impl Kind {
@@ -51,6 +53,7 @@ impl Kind {
             "Service" => Kind::Service,
             "Endpoints" => Kind::Endpoints,
             "EndpointSlice" => Kind::EndpointSlice,
+            "Job" => Kind::Job,
             _ => return None,
         })
     }
@@ -64,6 +67,7 @@ impl Kind {
             Kind::Service => "Service",
             Kind::Endpoints => "Endpoints",
             Kind::EndpointSlice => "EndpointSlice",
+            Kind::Job => "Job",
         }
     }
 
@@ -76,6 +80,7 @@ impl Kind {
             Kind::Service => ApiResource::erase::<Service>(&()),
             Kind::Endpoints => ApiResource::erase::<Endpoints>(&()),
             Kind::EndpointSlice => ApiResource::erase::<EndpointSlice>(&()),
+            Kind::Job => ApiResource::erase::<Job>(&()),
         }
     }
 }
@@ -174,6 +179,7 @@ impl GarbageCollector {
         );
         watch_owners(&ctx.services, Kind::Service, queue.clone());
         watch_owners(&ctx.pods, Kind::Pod, queue.clone());
+        watch_owners(&ctx.jobs(), Kind::Job, queue.clone());
         Arc::new(GarbageCollector {
             client: ctx.client_for(Self::SERVICE_ACCOUNT),
             ctx,
@@ -190,6 +196,7 @@ impl GarbageCollector {
             Kind::Service => meta_of(&c.services, ns, name),
             Kind::Endpoints => meta_of(&c.endpoints, ns, name),
             Kind::EndpointSlice => meta_of(&c.endpoint_slices, ns, name),
+            Kind::Job => meta_of(&c.jobs(), ns, name),
         }
     }
 

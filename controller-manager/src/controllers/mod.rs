@@ -9,6 +9,7 @@ pub mod deployment;
 pub mod endpoints;
 pub mod gc;
 pub mod hpa;
+pub mod job;
 pub mod namespace;
 pub mod nodeipam;
 pub mod nodelifecycle;
@@ -16,6 +17,7 @@ pub mod replicaset;
 pub mod rootcacert;
 pub mod serviceaccount;
 pub mod servicelb;
+pub mod ttlafterfinished;
 
 use std::sync::Arc;
 
@@ -98,6 +100,8 @@ pub const ALL: &[Entry] = &[
     entry::<bootstrap::TokenCleaner>(),
     entry::<csrapproving::CsrApprover>(),
     entry::<csrsigning::CsrSigner>(),
+    entry::<job::JobController>(),
+    entry::<ttlafterfinished::TtlAfterFinished>(),
 ];
 
 /// The names `--controllers` accepts.

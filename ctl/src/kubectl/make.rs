@@ -1,4 +1,4 @@
-//! The generators and small editors: `create deployment|namespace|configmap|secret
+//! The generators and small editors: `create deployment|job|namespace|configmap|secret
 //! generic|service` (and, through `rbac`, `create serviceaccount|token|role|clusterrole|
 //! rolebinding|clusterrolebinding`), `run`, `expose`, `patch`, `replace -f` and `wait`, building the same
 //! objects kubectl builds and printing what it prints.
@@ -26,6 +26,14 @@ pub enum CreateSub {
         replicas: i64,
         #[arg(long)]
         port: Option<i64>,
+        #[arg(last = true)]
+        command: Vec<String>,
+    },
+    /// A Job running one image to completion: `create job NAME --image=IMAGE [-- COMMAND...]`.
+    Job {
+        name: String,
+        #[arg(long, required = true)]
+        image: String,
         #[arg(last = true)]
         command: Vec<String>,
     },
@@ -190,6 +198,31 @@ pub async fn create(s: &Session, sub: &CreateSub) -> anyhow::Result<()> {
                     }
                 }),
                 format!("deployment.apps/{name}"),
+            )
+        }
+        CreateSub::Job {
+            name,
+            image,
+            command,
+        } => {
+            // As kubectl's: the container is named after the Job, never restarted.
+            let mut container = json!({ "name": name, "image": image, "resources": {} });
+            if !command.is_empty() {
+                container["command"] = json!(command);
+            }
+            (
+                format!("/apis/batch/v1/namespaces/{ns}/jobs"),
+                json!({
+                    "apiVersion": "batch/v1", "kind": "Job",
+                    "metadata": { "name": name },
+                    "spec": {
+                        "template": {
+                            "metadata": {},
+                            "spec": { "containers": [container], "restartPolicy": "Never" }
+                        }
+                    }
+                }),
+                format!("job.batch/{name}"),
             )
         }
         CreateSub::Namespace { name } => (
