@@ -299,10 +299,10 @@ pub fn plan_node(
             plan.delete.push(p.name_any());
         }
     }
-    if let (Some(n), Some(o)) = (new, old) {
-        if !pods::is_ready(o) || pods::is_available(n, min_ready_seconds, now) {
-            plan.delete.push(o.name_any());
-        }
+    if let (Some(n), Some(o)) = (new, old)
+        && (!pods::is_ready(o) || pods::is_available(n, min_ready_seconds, now))
+    {
+        plan.delete.push(o.name_any());
     }
     plan
 }
