@@ -190,6 +190,15 @@ fn a_node_selector_is_followed(c: &LocalCluster, nodes: &[String]) {
 /// `rollout undo` goes back.
 fn an_image_change_rolls_one_node_at_a_time(c: &LocalCluster) {
     c.kubectl_ok(&["set", "image", "ds/agent", &format!("c={BUSYBOX_2}")]);
+    // The apiserver counts template changes (the pods' `pod-template-generation`).
+    let generation = c.kubectl_ok(&[
+        "get",
+        "ds",
+        "agent",
+        "-o",
+        r"jsonpath={.metadata.annotations.deprecated\.daemonset\.template\.generation}",
+    ]);
+    assert_eq!(generation, "2");
     // While it rolls, never more than one node without a Ready pod (maxUnavailable 1).
     let mut worst = 0;
     let rolled = wait_until(WAIT, || {
