@@ -10,13 +10,13 @@
 //!   from every dependent, then the finalizer.
 //!
 //! It covers the kinds Skiff's controllers own and create: Deployments, ReplicaSets,
-//! ReplicationControllers and Services as owners; ReplicaSets, Pods, Endpoints and
-//! EndpointSlices as dependents.
+//! ReplicationControllers, DaemonSets and Services as owners; ReplicaSets, Pods, Endpoints,
+//! EndpointSlices and ControllerRevisions as dependents.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet, Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::{Endpoints, Pod, ReplicationController, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
@@ -39,6 +39,8 @@ pub enum Kind {
     Service,
     Endpoints,
     EndpointSlice,
+    DaemonSet,
+    ControllerRevision,
 }
 
 impl Kind {
@@ -51,6 +53,8 @@ impl Kind {
             "Service" => Kind::Service,
             "Endpoints" => Kind::Endpoints,
             "EndpointSlice" => Kind::EndpointSlice,
+            "DaemonSet" => Kind::DaemonSet,
+            "ControllerRevision" => Kind::ControllerRevision,
             _ => return None,
         })
     }
@@ -64,6 +68,8 @@ impl Kind {
             Kind::Service => "Service",
             Kind::Endpoints => "Endpoints",
             Kind::EndpointSlice => "EndpointSlice",
+            Kind::DaemonSet => "DaemonSet",
+            Kind::ControllerRevision => "ControllerRevision",
         }
     }
 
@@ -76,6 +82,8 @@ impl Kind {
             Kind::Service => ApiResource::erase::<Service>(&()),
             Kind::Endpoints => ApiResource::erase::<Endpoints>(&()),
             Kind::EndpointSlice => ApiResource::erase::<EndpointSlice>(&()),
+            Kind::DaemonSet => ApiResource::erase::<DaemonSet>(&()),
+            Kind::ControllerRevision => ApiResource::erase::<ControllerRevision>(&()),
         }
     }
 }
@@ -85,6 +93,7 @@ const DEPENDENTS: &[Kind] = &[
     Kind::ReplicaSet,
     Kind::Endpoints,
     Kind::EndpointSlice,
+    Kind::ControllerRevision,
 ];
 
 /// A dependent and the references it holds.
@@ -172,6 +181,12 @@ impl GarbageCollector {
             Kind::ReplicationController,
             queue.clone(),
         );
+        watch_dependents(
+            &ctx.controller_revisions(),
+            Kind::ControllerRevision,
+            queue.clone(),
+        );
+        watch_owners(&ctx.daemonsets(), Kind::DaemonSet, queue.clone());
         watch_owners(&ctx.services, Kind::Service, queue.clone());
         watch_owners(&ctx.pods, Kind::Pod, queue.clone());
         Arc::new(GarbageCollector {
@@ -190,6 +205,8 @@ impl GarbageCollector {
             Kind::Service => meta_of(&c.services, ns, name),
             Kind::Endpoints => meta_of(&c.endpoints, ns, name),
             Kind::EndpointSlice => meta_of(&c.endpoint_slices, ns, name),
+            Kind::DaemonSet => meta_of(&c.daemonsets(), ns, name),
+            Kind::ControllerRevision => meta_of(&c.controller_revisions(), ns, name),
         }
     }
 
@@ -222,6 +239,9 @@ impl GarbageCollector {
                 Kind::ReplicaSet => collect(&self.ctx.replicasets, *kind, uid, &mut out),
                 Kind::Endpoints => collect(&self.ctx.endpoints, *kind, uid, &mut out),
                 Kind::EndpointSlice => collect(&self.ctx.endpoint_slices, *kind, uid, &mut out),
+                Kind::ControllerRevision => {
+                    collect(&self.ctx.controller_revisions(), *kind, uid, &mut out)
+                }
                 _ => {}
             }
         }
