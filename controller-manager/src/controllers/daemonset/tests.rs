@@ -360,3 +360,131 @@ fn revisions_hold_a_template_replacing_patch() {
     assert_eq!(scaled(Some(&IntOrString::String("10%".into())), 1, 3), 1);
     assert_eq!(scaled(Some(&IntOrString::String("50%".into())), 1, 3), 2);
 }
+
+/// The pods the fake apiserver holds now.
+fn fake_pods(api: &crate::testing::FakeApi) -> Vec<Value> {
+    let mut names: Vec<String> = api
+        .changes("pods")
+        .iter()
+        .filter_map(|c| c.strip_prefix("ADDED default/").map(String::from))
+        .collect();
+    names.dedup();
+    names
+        .iter()
+        .filter_map(|n| api.get("pods", Some("default"), n))
+        .collect()
+}
+
+async fn wait_until(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !check() {
+        assert!(tokio::time::Instant::now() < deadline, "{what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+fn pinned_node(p: &Value) -> String {
+    p.pointer("/spec/affinity/nodeAffinity/requiredDuringSchedulingIgnoredDuringExecution/nodeSelectorTerms/0/matchFields/0/values/0")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[tokio::test]
+async fn the_controller_pins_a_pod_to_each_eligible_node_and_follows_labels() {
+    let api = crate::testing::FakeApi::new();
+    let node = |name: &str, labels: Value, taints: Value| {
+        json!({"apiVersion": "v1", "kind": "Node",
+               "metadata": {"name": name, "labels": labels}, "spec": {"taints": taints}})
+    };
+    api.create(
+        "nodes",
+        None,
+        node("n1", json!({"role": "agent"}), json!([])),
+    );
+    api.create(
+        "nodes",
+        None,
+        node(
+            "n2",
+            json!({"role": "agent"}),
+            json!([{"key": "dedicated", "effect": "NoSchedule"}]),
+        ),
+    );
+    api.create("nodes", None, node("n3", json!({}), json!([])));
+    api.create(
+        "daemonsets",
+        Some("default"),
+        json!({"apiVersion": "apps/v1", "kind": "DaemonSet",
+               "metadata": {"name": "agent", "generation": 1,
+                            "annotations": {TEMPLATE_GENERATION_ANNOTATION: "1"}},
+               "spec": {"selector": {"matchLabels": {"app": "agent"}},
+                        "updateStrategy": {"type": "RollingUpdate",
+                                           "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0}},
+                        "template": {"metadata": {"labels": {"app": "agent"}},
+                                     "spec": {"nodeSelector": {"role": "agent"},
+                                              "containers": [{"name": "c", "image": "busybox"}]}}}}),
+    );
+    let stop = tokio_util::sync::CancellationToken::new();
+    let ctx = api.context(Default::default(), &stop);
+    api.start(&ctx, &["daemonset"], &stop).await;
+
+    wait_until("a pod for n1", || fake_pods(&api).len() == 1).await;
+    let pod = &fake_pods(&api)[0];
+    assert_eq!(pinned_node(pod), "n1", "{pod:#}");
+    assert!(pod["spec"]["nodeName"].is_null(), "the scheduler binds it");
+    assert_eq!(pod["metadata"]["ownerReferences"][0]["kind"], "DaemonSet");
+    assert_eq!(pod["metadata"]["ownerReferences"][0]["controller"], true);
+    assert_eq!(pod["metadata"]["labels"][TEMPLATE_GENERATION_LABEL], "1");
+    let hash = pod["metadata"]["labels"][HASH_LABEL]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let tolerations = pod["spec"]["tolerations"].as_array().unwrap();
+    assert!(
+        tolerations
+            .iter()
+            .any(|t| t["key"] == "node.kubernetes.io/unreachable" && t["effect"] == "NoExecute")
+    );
+    let cr = api
+        .get(
+            "controllerrevisions",
+            Some("default"),
+            &format!("agent-{hash}"),
+        )
+        .expect("the current revision");
+    assert_eq!(cr["revision"], 1);
+    assert_eq!(cr["data"]["spec"]["template"]["$patch"], "replace");
+    assert_eq!(cr["metadata"]["labels"][HASH_LABEL], hash.as_str());
+    let ds = api
+        .wait_for(
+            "daemonsets",
+            Some("default"),
+            "agent",
+            "status written",
+            |d| d["status"]["observedGeneration"] == 1,
+        )
+        .await;
+    assert_eq!(ds["status"]["desiredNumberScheduled"], 1, "{ds:#}");
+    assert_eq!(ds["status"]["currentNumberScheduled"], 1);
+    assert_eq!(ds["status"]["numberUnavailable"], 1);
+
+    // n3 starts to match: it gets a pod too.
+    api.replace(
+        "nodes",
+        None,
+        node("n3", json!({"role": "agent"}), json!([])),
+    );
+    wait_until("a pod for n3", || fake_pods(&api).len() == 2).await;
+    let mut nodes: Vec<String> = fake_pods(&api).iter().map(pinned_node).collect();
+    nodes.sort();
+    assert_eq!(nodes, ["n1", "n3"]);
+
+    // n1 stops matching: its pod goes.
+    api.replace("nodes", None, node("n1", json!({}), json!([])));
+    wait_until("n1's pod deleted", || {
+        fake_pods(&api).iter().map(pinned_node).collect::<Vec<_>>() == ["n3"]
+    })
+    .await;
+    stop.cancel();
+}
