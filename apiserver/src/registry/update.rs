@@ -326,3 +326,30 @@ fn bump_template_generation(new: &mut Value, old: &Value) {
         a.insert(KEY.into(), Value::String(tg.to_string()));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_daemonset_template_change_bumps_its_template_generation() {
+        let key = "deprecated.daemonset.template.generation";
+        let old = json!({"metadata": {"annotations": {key: "3"}},
+                         "spec": {"template": {"spec": {"containers": [{"name": "c", "image": "a"}]}}}});
+        let mut same = old.clone();
+        same["metadata"]["annotations"][key] = json!("9");
+        bump_template_generation(&mut same, &old);
+        assert_eq!(
+            same["metadata"]["annotations"][key], "3",
+            "the client's value is ignored"
+        );
+        let mut changed = old.clone();
+        changed["spec"]["template"]["spec"]["containers"][0]["image"] = json!("b");
+        changed["metadata"]
+            .as_object_mut()
+            .unwrap()
+            .remove("annotations");
+        bump_template_generation(&mut changed, &old);
+        assert_eq!(changed["metadata"]["annotations"][key], "4");
+    }
+}
