@@ -209,6 +209,7 @@ mod tests {
                 ("replicationcontroller", "replication-controller"),
                 ("replicaset", "replicaset-controller"),
                 ("deployment", "deployment-controller"),
+                ("daemonset", "daemon-set-controller"),
                 ("garbagecollector", "generic-garbage-collector"),
                 ("namespace", "namespace-controller"),
                 ("nodeipam", "node-controller"),
@@ -276,7 +277,7 @@ mod tests {
         assert!(!all.contains("bootstrapsigner") && !all.contains("tokencleaner"));
         let kubeadm = enabled(&s(&["*,bootstrapsigner,tokencleaner"])).unwrap();
         assert_eq!(kubeadm.len(), controllers::ALL.len());
-        assert_eq!(controllers::names().count(), 19);
+        assert_eq!(controllers::names().count(), 20);
         let e = enabled(&s(&["*,-replicaset"])).unwrap();
         assert!(!e.contains("replicaset") && e.contains("replicationcontroller"));
         assert_eq!(

@@ -4,7 +4,7 @@
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet, Deployment, ReplicaSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
@@ -127,6 +127,8 @@ pub struct Context {
     cluster_info: Lazy<ConfigMap>,
     csrs: Lazy<CertificateSigningRequest>,
     jobs: Lazy<Job>,
+    daemonsets: Lazy<DaemonSet>,
+    controller_revisions: Lazy<ControllerRevision>,
 }
 
 impl Context {
@@ -155,6 +157,8 @@ impl Context {
             cluster_info: Lazy::new(),
             csrs: Lazy::new(),
             jobs: Lazy::new(),
+            daemonsets: Lazy::new(),
+            controller_revisions: Lazy::new(),
             credentials: Credentials::shared(client.clone()),
             client,
             identity,
@@ -242,6 +246,18 @@ impl Context {
             .get_or_init(|| Informer::new(Api::all(self.client.clone())))
     }
 
+    /// DaemonSets (read by the DaemonSet and garbage-collector controllers).
+    pub fn daemonsets(&self) -> Arc<Informer<DaemonSet>> {
+        self.daemonsets
+            .get_or_init(|| Informer::new(Api::all(self.client.clone())))
+    }
+
+    /// ControllerRevisions (the DaemonSet controller's template history).
+    pub fn controller_revisions(&self) -> Arc<Informer<ControllerRevision>> {
+        self.controller_revisions
+            .get_or_init(|| Informer::new(Api::all(self.client.clone())))
+    }
+
     /// Starts every informer (the lazy ones if a controller asked for them); returns once all
     /// have listed.
     pub async fn start_informers(&self) {
@@ -253,6 +269,8 @@ impl Context {
         let cluster_info = self.cluster_info.start(&stop);
         let csrs = self.csrs.start(&stop);
         let jobs = self.jobs.start(&stop);
+        let daemonsets = self.daemonsets.start(&stop);
+        let controller_revisions = self.controller_revisions.start(&stop);
         tokio::spawn(self.pods.clone().run(stop.clone()));
         tokio::spawn(self.replicasets.clone().run(stop.clone()));
         tokio::spawn(self.replication_controllers.clone().run(stop.clone()));
@@ -294,6 +312,12 @@ impl Context {
             i.synced().await;
         }
         if let Some(i) = jobs {
+            i.synced().await;
+        }
+        if let Some(i) = daemonsets {
+            i.synced().await;
+        }
+        if let Some(i) = controller_revisions {
             i.synced().await;
         }
     }

@@ -121,6 +121,32 @@ pub struct CachedPodSpec {
     pub node_name: Option<String>,
     #[serde(default, deserialize_with = "interned_tolerations")]
     pub tolerations: Option<Arc<Vec<Toleration>>>,
+    /// The node a not-yet-scheduled pod is bound for by a required `matchFields
+    /// metadata.name In [node]` term (how DaemonSet pods name their node); the rest of the
+    /// affinity is not kept.
+    #[serde(default, rename = "affinity", deserialize_with = "affinity_node")]
+    pub affinity_node: Option<String>,
+}
+
+/// The node named by the first `metadata.name In [one node]` field requirement of a required
+/// node affinity (Kubernetes' GetTargetNodeName).
+fn affinity_node<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    let a: Option<k8s_openapi::api::core::v1::Affinity> = serde::Deserialize::deserialize(d)?;
+    Ok(a.and_then(|a| a.node_affinity)
+        .and_then(|n| n.required_during_scheduling_ignored_during_execution)
+        .and_then(|s| {
+            s.node_selector_terms.into_iter().find_map(|t| {
+                t.match_fields
+                    .unwrap_or_default()
+                    .into_iter()
+                    .find_map(|r| {
+                        let values = r.values.unwrap_or_default();
+                        (r.key == "metadata.name" && r.operator == "In" && values.len() == 1)
+                            .then(|| values.into_iter().next())
+                            .flatten()
+                    })
+            })
+        }))
 }
 
 #[derive(Clone, Debug, Default, PartialEq, serde::Deserialize)]
@@ -529,6 +555,15 @@ pub(crate) mod testing {
         pub fn owner(mut self, kind: &str, name: &str, uid: &str) -> Self {
             self.0["metadata"]["ownerReferences"] = json!([{"apiVersion": "apps/v1", "kind": kind,
                 "name": name, "uid": uid, "controller": true}]);
+            self
+        }
+        pub fn affinity_node(mut self, n: &str) -> Self {
+            self.0["spec"]["affinity"] = json!({"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution":
+                {"nodeSelectorTerms": [{"matchFields": [{"key": "metadata.name", "operator": "In", "values": [n]}]}]}}});
+            self
+        }
+        pub fn failed(mut self) -> Self {
+            self.0["status"]["phase"] = json!("Failed");
             self
         }
         pub fn deleting(mut self) -> Self {

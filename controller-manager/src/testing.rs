@@ -1,7 +1,7 @@
 //! A fake apiserver for controller tests: an in-memory object store behind a kube
 //! [`Client`], serving list, watch (with replay from a resourceVersion), get, create,
-//! replace, apply-patch and delete for any resource path, and `metadata.name` field
-//! selectors. Controllers run against it unchanged: real informers, real work queues.
+//! replace, apply-patch and delete for any resource path, `generateName`, the `status`
+//! subresource (a PUT there replaces only the status), and `metadata.name` field selectors. Controllers run against it unchanged: real informers, real work queues.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -170,6 +170,10 @@ impl FakeApi {
             let Some(target) = parse_path(req.uri().path()) else {
                 return status(StatusCode::NOT_FOUND, "NotFound", "no such path".into());
             };
+            let status_only = target
+                .name
+                .as_ref()
+                .is_some_and(|n| req.uri().path().ends_with(&format!("/{n}/status")));
             let q = query(&req);
             let method = req.method().clone();
             let body = match req.into_body().collect().await {
@@ -201,6 +205,18 @@ impl FakeApi {
                     }
                 }
                 (Method::POST, None) => api.write(&target, body, Write::Create),
+                (Method::PUT, Some(_)) if status_only => {
+                    let mut object = target
+                        .name
+                        .as_deref()
+                        .and_then(|n| api.get(&target.plural, target.namespace.as_deref(), n))
+                        .unwrap_or_default();
+                    if object.is_null() {
+                        return status(StatusCode::NOT_FOUND, "NotFound", "not found".into());
+                    }
+                    object["status"] = body["status"].clone();
+                    api.write(&target, object, Write::Replace)
+                }
                 (Method::PUT, Some(_)) => api.write(&target, body, Write::Replace),
                 (Method::PATCH, Some(_)) => api.write(&target, body, Write::Apply),
                 (Method::DELETE, Some(name)) => {
@@ -275,6 +291,17 @@ impl FakeApi {
                     .map(String::from)
             })
             .unwrap_or_default();
+        let name = match body
+            .pointer("/metadata/generateName")
+            .and_then(Value::as_str)
+        {
+            Some(prefix) if name.is_empty() => {
+                let name = format!("{prefix}{:05}", rand::random::<u16>());
+                body["metadata"]["name"] = json!(name);
+                name
+            }
+            _ => name,
+        };
         let key: Key = (
             target.plural.clone(),
             target.namespace.clone().unwrap_or_default(),

@@ -218,6 +218,9 @@ impl Registry {
             }
         }
         strategy::default(info, &mut result);
+        if sub.is_none() && (info.group, info.kind) == ("apps", "DaemonSet") {
+            bump_template_generation(&mut result, old);
+        }
         warnings.extend(self.admit(
             crate::admission::Operation::Update,
             info,
@@ -297,5 +300,56 @@ impl Registry {
             }
             Err(e) => Err(e),
         }
+    }
+}
+
+/// A DaemonSet counts the changes of its (defaulted) template in the annotation
+/// `deprecated.daemonset.template.generation` (upstream's `spec.templateGeneration` as apps/v1
+/// shows it): the controller labels pods with it (`pod-template-generation`) and takes a pod
+/// whose label matches as updated, so a template change must bump it. The client's value is
+/// ignored, as upstream's strategy ignores it.
+fn bump_template_generation(new: &mut Value, old: &Value) {
+    const KEY: &str = "deprecated.daemonset.template.generation";
+    let Some(tg) = old
+        .pointer("/metadata/annotations")
+        .and_then(|a| a.get(KEY))
+        .and_then(Value::as_str)
+        .and_then(|s| s.parse::<i64>().ok())
+    else {
+        return;
+    };
+    let changed = new.pointer("/spec/template") != old.pointer("/spec/template");
+    let tg = if changed { tg + 1 } else { tg };
+    let meta = meta_mut(new);
+    let annotations = meta.entry("annotations").or_insert_with(|| json!({}));
+    if let Some(a) = annotations.as_object_mut() {
+        a.insert(KEY.into(), Value::String(tg.to_string()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_daemonset_template_change_bumps_its_template_generation() {
+        let key = "deprecated.daemonset.template.generation";
+        let old = json!({"metadata": {"annotations": {key: "3"}},
+                         "spec": {"template": {"spec": {"containers": [{"name": "c", "image": "a"}]}}}});
+        let mut same = old.clone();
+        same["metadata"]["annotations"][key] = json!("9");
+        bump_template_generation(&mut same, &old);
+        assert_eq!(
+            same["metadata"]["annotations"][key], "3",
+            "the client's value is ignored"
+        );
+        let mut changed = old.clone();
+        changed["spec"]["template"]["spec"]["containers"][0]["image"] = json!("b");
+        changed["metadata"]
+            .as_object_mut()
+            .unwrap()
+            .remove("annotations");
+        bump_template_generation(&mut changed, &old);
+        assert_eq!(changed["metadata"]["annotations"][key], "4");
     }
 }

@@ -10,13 +10,13 @@
 //!   from every dependent, then the finalizer.
 //!
 //! It covers the kinds Skiff's controllers own and create: Deployments, ReplicaSets,
-//! ReplicationControllers, Services and Jobs as owners; ReplicaSets, Pods, Endpoints and
-//! EndpointSlices as dependents.
+//! ReplicationControllers, DaemonSets, Services and Jobs as owners; ReplicaSets, Pods,
+//! Endpoints, EndpointSlices and ControllerRevisions as dependents.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet, Deployment, ReplicaSet};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Endpoints, Pod, ReplicationController, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -41,6 +41,8 @@ pub enum Kind {
     Endpoints,
     EndpointSlice,
     Job,
+    DaemonSet,
+    ControllerRevision,
 }
 
 impl Kind {
@@ -54,6 +56,8 @@ impl Kind {
             "Endpoints" => Kind::Endpoints,
             "EndpointSlice" => Kind::EndpointSlice,
             "Job" => Kind::Job,
+            "DaemonSet" => Kind::DaemonSet,
+            "ControllerRevision" => Kind::ControllerRevision,
             _ => return None,
         })
     }
@@ -68,6 +72,8 @@ impl Kind {
             Kind::Endpoints => "Endpoints",
             Kind::EndpointSlice => "EndpointSlice",
             Kind::Job => "Job",
+            Kind::DaemonSet => "DaemonSet",
+            Kind::ControllerRevision => "ControllerRevision",
         }
     }
 
@@ -81,6 +87,8 @@ impl Kind {
             Kind::Endpoints => ApiResource::erase::<Endpoints>(&()),
             Kind::EndpointSlice => ApiResource::erase::<EndpointSlice>(&()),
             Kind::Job => ApiResource::erase::<Job>(&()),
+            Kind::DaemonSet => ApiResource::erase::<DaemonSet>(&()),
+            Kind::ControllerRevision => ApiResource::erase::<ControllerRevision>(&()),
         }
     }
 }
@@ -90,6 +98,7 @@ const DEPENDENTS: &[Kind] = &[
     Kind::ReplicaSet,
     Kind::Endpoints,
     Kind::EndpointSlice,
+    Kind::ControllerRevision,
 ];
 
 /// A dependent and the references it holds.
@@ -177,6 +186,12 @@ impl GarbageCollector {
             Kind::ReplicationController,
             queue.clone(),
         );
+        watch_dependents(
+            &ctx.controller_revisions(),
+            Kind::ControllerRevision,
+            queue.clone(),
+        );
+        watch_owners(&ctx.daemonsets(), Kind::DaemonSet, queue.clone());
         watch_owners(&ctx.services, Kind::Service, queue.clone());
         watch_owners(&ctx.pods, Kind::Pod, queue.clone());
         watch_owners(&ctx.jobs(), Kind::Job, queue.clone());
@@ -197,6 +212,8 @@ impl GarbageCollector {
             Kind::Endpoints => meta_of(&c.endpoints, ns, name),
             Kind::EndpointSlice => meta_of(&c.endpoint_slices, ns, name),
             Kind::Job => meta_of(&c.jobs(), ns, name),
+            Kind::DaemonSet => meta_of(&c.daemonsets(), ns, name),
+            Kind::ControllerRevision => meta_of(&c.controller_revisions(), ns, name),
         }
     }
 
@@ -229,6 +246,9 @@ impl GarbageCollector {
                 Kind::ReplicaSet => collect(&self.ctx.replicasets, *kind, uid, &mut out),
                 Kind::Endpoints => collect(&self.ctx.endpoints, *kind, uid, &mut out),
                 Kind::EndpointSlice => collect(&self.ctx.endpoint_slices, *kind, uid, &mut out),
+                Kind::ControllerRevision => {
+                    collect(&self.ctx.controller_revisions(), *kind, uid, &mut out)
+                }
                 _ => {}
             }
         }

@@ -5,6 +5,7 @@ pub mod bootstrap;
 pub mod clusterroleaggregation;
 pub mod csrapproving;
 pub mod csrsigning;
+pub mod daemonset;
 pub mod deployment;
 pub mod endpoints;
 pub mod gc;
@@ -86,6 +87,7 @@ pub const ALL: &[Entry] = &[
     entry::<replicaset::ReplicaController<ReplicationController>>(),
     entry::<replicaset::ReplicaController<ReplicaSet>>(),
     entry::<deployment::DeploymentController>(),
+    entry::<daemonset::DaemonSetController>(),
     entry::<gc::GarbageCollector>(),
     entry::<namespace::NamespaceController>(),
     entry::<nodeipam::NodeIpam>(),
