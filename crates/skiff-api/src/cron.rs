@@ -33,8 +33,7 @@ impl Schedule {
         tz: &jiff::tz::TimeZone,
     ) -> Option<jiff::Timestamp> {
         use jiff::{SignedDuration, ToSpan};
-        let (minutes, hours, days_of_month, months, days_of_week, dom_any, dow_any) = match *self
-        {
+        let (minutes, hours, days_of_month, months, days_of_week, dom_any, dow_any) = match *self {
             Schedule::Every(secs) => {
                 let whole = jiff::Timestamp::from_second(after.as_second()).ok()?;
                 return whole
@@ -73,19 +72,33 @@ impl Schedule {
         let limit = start.year() + 5;
         while t.year() <= limit {
             if !has(months, t.month()) {
-                t = t.first_of_month().start_of_day().checked_add(1.month()).ok()?;
+                t = t
+                    .first_of_month()
+                    .start_of_day()
+                    .checked_add(1.month())
+                    .ok()?;
                 continue;
             }
             let dom = has(days_of_month, t.day());
             let dow = has(days_of_week, t.weekday().to_sunday_zero_offset());
             // Cron's rule: when both day fields are restricted, either may match.
-            let day_ok = if dom_any || dow_any { dom && dow } else { dom || dow };
+            let day_ok = if dom_any || dow_any {
+                dom && dow
+            } else {
+                dom || dow
+            };
             if !day_ok {
                 t = t.start_of_day().checked_add(1.day()).ok()?;
                 continue;
             }
             if !has(hours, t.hour()) {
-                t = t.with().minute(0).build().ok()?.checked_add(1.hour()).ok()?;
+                t = t
+                    .with()
+                    .minute(0)
+                    .build()
+                    .ok()?
+                    .checked_add(1.hour())
+                    .ok()?;
                 continue;
             }
             if !has(minutes, t.minute()) {
