@@ -14,7 +14,7 @@ use std::time::Duration;
 use k8s_openapi::api::batch::v1::{CronJob, Job, JobSpec};
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
-use kube::api::{DeleteParams, Patch, PatchParams, PostParams, PropagationPolicy};
+use kube::api::{DeleteParams, PostParams, PropagationPolicy};
 use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 use skiff_api::cron::Schedule;
@@ -371,15 +371,12 @@ impl Reconciler for CronJobController {
 
         if (&active, &last_schedule, &last_successful) != (&before.0, &before.1, &before.2) {
             let api: Api<CronJob> = Api::namespaced(self.client.clone(), ns);
-            let patch = json!({"status": {
+            let status = json!({
                 "active": if active.is_empty() { None } else { Some(&active) },
                 "lastScheduleTime": last_schedule,
                 "lastSuccessfulTime": last_successful,
-            }});
-            match api
-                .patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
-                .await
-            {
+            });
+            match crate::update::status(&api, name, &status).await {
                 Ok(_) => {}
                 Err(kube::Error::Api(s)) if s.code == 404 => return Ok(None),
                 Err(e) => return Err(e.into()),
