@@ -11,7 +11,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::batch::v1::{CronJob, Job, JobSpec};
+use k8s_openapi::api::batch::v1::{CronJob, CronJobSpec, Job, JobSpec};
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::api::{DeleteParams, PostParams, PropagationPolicy};
@@ -186,6 +186,49 @@ pub fn job_from_template(cj: &CronJob, scheduled: jiff::Timestamp, tz: &jiff::tz
         },
         spec: template.and_then(|t| t.spec).or(Some(JobSpec::default())),
         status: None,
+    }
+}
+
+/// What to do about the most recent unmet scheduled time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// It is older than `startingDeadlineSeconds`: skipped (a `MissSchedule` warning).
+    Missed,
+    /// Its Job exists already (active, or it is the last scheduled time).
+    AlreadyRun,
+    /// `concurrencyPolicy: Forbid` and a Job is still active.
+    Forbidden,
+    /// Create its Job, first deleting the active ones if `replace` (`Replace`).
+    Run { replace: bool },
+}
+
+/// Decides, as upstream's syncCronJob, whether the Job named `name` for `scheduled` runs.
+pub fn decide(
+    spec: &CronJobSpec,
+    scheduled: jiff::Timestamp,
+    now: jiff::Timestamp,
+    active: &[ObjectReference],
+    last_schedule: Option<&Time>,
+    name: &str,
+) -> Decision {
+    if let Some(deadline) = spec.starting_deadline_seconds
+        && scheduled
+            .checked_add(jiff::SignedDuration::from_secs(deadline))
+            .is_ok_and(|d| d < now)
+    {
+        return Decision::Missed;
+    }
+    if active.iter().any(|r| r.name.as_deref() == Some(name))
+        || last_schedule.is_some_and(|t| t.0 == scheduled)
+    {
+        return Decision::AlreadyRun;
+    }
+    match spec.concurrency_policy.as_deref() {
+        Some("Forbid") if !active.is_empty() => Decision::Forbidden,
+        Some("Replace") => Decision::Run {
+            replace: !active.is_empty(),
+        },
+        _ => Decision::Run { replace: false },
     }
 }
 
@@ -451,32 +494,24 @@ impl CronJobController {
             return Ok(wait(earliest));
         };
         let next = wait(scheduled);
-        if let Some(deadline) = spec.starting_deadline_seconds
-            && scheduled
-                .checked_add(jiff::SignedDuration::from_secs(deadline))
-                .is_ok_and(|d| d < now)
-        {
-            self.event(
-                cj,
-                EventType::Warning,
-                "MissSchedule",
-                format!(
-                    "Missed scheduled time to start a job: {}",
-                    scheduled
-                        .to_zoned(jiff::tz::TimeZone::UTC)
-                        .strftime("%a, %d %b %Y %H:%M:%S %z")
-                ),
-            );
-            return Ok(next);
-        }
         let name = job_name(&cj.name_any(), scheduled);
-        if active.iter().any(|r| r.name.as_deref() == Some(&name))
-            || last_schedule.as_ref().is_some_and(|t| t.0 == scheduled)
-        {
-            return Ok(next);
-        }
-        match spec.concurrency_policy.as_deref() {
-            Some("Forbid") if !active.is_empty() => {
+        let replace = match decide(spec, scheduled, now, active, last_schedule.as_ref(), &name) {
+            Decision::Missed => {
+                self.event(
+                    cj,
+                    EventType::Warning,
+                    "MissSchedule",
+                    format!(
+                        "Missed scheduled time to start a job: {}",
+                        scheduled
+                            .to_zoned(jiff::tz::TimeZone::UTC)
+                            .strftime("%a, %d %b %Y %H:%M:%S %z")
+                    ),
+                );
+                return Ok(next);
+            }
+            Decision::AlreadyRun => return Ok(next),
+            Decision::Forbidden => {
                 self.event(
                     cj,
                     EventType::Normal,
@@ -485,17 +520,16 @@ impl CronJobController {
                 );
                 return Ok(next);
             }
-            Some("Replace") => {
-                for r in std::mem::take(active) {
-                    let ns = r.namespace.clone().unwrap_or_default();
-                    let old = r.name.clone().unwrap_or_default();
-                    if let Err(e) = self.delete_job(cj, &ns, &old).await {
-                        active.push(r);
-                        return Err(e);
-                    }
-                }
+            Decision::Run { replace } => replace,
+        };
+        if replace {
+            // Each deleted Job leaves the active list; a failed deletion keeps the rest.
+            while let Some(r) = active.first().cloned() {
+                let ns = r.namespace.clone().unwrap_or_default();
+                let old = r.name.clone().unwrap_or_default();
+                self.delete_job(cj, &ns, &old).await?;
+                active.remove(0);
             }
-            _ => {}
         }
         let job = job_from_template(cj, scheduled, &tz);
         let created = match job_api.create(&PostParams::default(), &job).await {
@@ -703,5 +737,46 @@ mod tests {
         assert!(oldest_beyond(jobs.clone(), 4).is_empty());
         assert_eq!(names(oldest_beyond(jobs, 0)).len(), 4);
         assert_eq!(finished(&job("x", None)), Some("Complete"));
+    }
+
+    #[test]
+    fn deadlines_and_concurrency_policies_decide_a_run() {
+        let spec = |extra: serde_json::Value| -> CronJobSpec {
+            cronjob(json!({"spec": extra})).spec.unwrap()
+        };
+        let at = t("2026-12-07T10:03:00Z");
+        let now = t("2026-12-07T10:03:30Z");
+        let running = vec![ObjectReference {
+            name: Some("hello-29943962".into()),
+            ..Default::default()
+        }];
+        let name = "hello-29943963";
+        let d = |s: &CronJobSpec, active: &[ObjectReference], last: Option<&Time>| {
+            decide(s, at, now, active, last, name)
+        };
+        let allow = spec(json!({}));
+        assert_eq!(d(&allow, &running, None), Decision::Run { replace: false });
+        // Too late for a 10 s deadline, in time for a 60 s one.
+        assert_eq!(
+            d(&spec(json!({"startingDeadlineSeconds": 10})), &[], None),
+            Decision::Missed
+        );
+        assert_eq!(
+            d(&spec(json!({"startingDeadlineSeconds": 60})), &[], None),
+            Decision::Run { replace: false }
+        );
+        // Run already: its time is the last scheduled one, or its Job is active.
+        assert_eq!(d(&allow, &[], Some(&Time(at))), Decision::AlreadyRun);
+        let mine = vec![ObjectReference {
+            name: Some(name.into()),
+            ..Default::default()
+        }];
+        assert_eq!(d(&allow, &mine, None), Decision::AlreadyRun);
+        let forbid = spec(json!({"concurrencyPolicy": "Forbid"}));
+        assert_eq!(d(&forbid, &running, None), Decision::Forbidden);
+        assert_eq!(d(&forbid, &[], None), Decision::Run { replace: false });
+        let replace = spec(json!({"concurrencyPolicy": "Replace"}));
+        assert_eq!(d(&replace, &running, None), Decision::Run { replace: true });
+        assert_eq!(d(&replace, &[], None), Decision::Run { replace: false });
     }
 }
