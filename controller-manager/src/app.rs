@@ -229,6 +229,7 @@ mod tests {
                 ("csrsigning", "certificate-controller"),
                 ("job", "job-controller"),
                 ("ttl-after-finished", "ttl-after-finished-controller"),
+                ("cronjob", "cronjob-controller"),
             ]
         );
     }
@@ -277,7 +278,7 @@ mod tests {
         assert!(!all.contains("bootstrapsigner") && !all.contains("tokencleaner"));
         let kubeadm = enabled(&s(&["*,bootstrapsigner,tokencleaner"])).unwrap();
         assert_eq!(kubeadm.len(), controllers::ALL.len());
-        assert_eq!(controllers::names().count(), 20);
+        assert_eq!(controllers::names().count(), 21);
         let e = enabled(&s(&["*,-replicaset"])).unwrap();
         assert!(!e.contains("replicaset") && e.contains("replicationcontroller"));
         assert_eq!(

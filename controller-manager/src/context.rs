@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet, Deployment, ReplicaSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{
@@ -127,6 +127,7 @@ pub struct Context {
     cluster_info: Lazy<ConfigMap>,
     csrs: Lazy<CertificateSigningRequest>,
     jobs: Lazy<Job>,
+    cronjobs: Lazy<CronJob>,
     daemonsets: Lazy<DaemonSet>,
     controller_revisions: Lazy<ControllerRevision>,
 }
@@ -157,6 +158,7 @@ impl Context {
             cluster_info: Lazy::new(),
             csrs: Lazy::new(),
             jobs: Lazy::new(),
+            cronjobs: Lazy::new(),
             daemonsets: Lazy::new(),
             controller_revisions: Lazy::new(),
             credentials: Credentials::shared(client.clone()),
@@ -246,6 +248,12 @@ impl Context {
             .get_or_init(|| Informer::new(Api::all(self.client.clone())))
     }
 
+    /// CronJobs (read by the CronJob and garbage-collector controllers).
+    pub fn cronjobs(&self) -> Arc<Informer<CronJob>> {
+        self.cronjobs
+            .get_or_init(|| Informer::new(Api::all(self.client.clone())))
+    }
+
     /// DaemonSets (read by the DaemonSet and garbage-collector controllers).
     pub fn daemonsets(&self) -> Arc<Informer<DaemonSet>> {
         self.daemonsets
@@ -269,6 +277,7 @@ impl Context {
         let cluster_info = self.cluster_info.start(&stop);
         let csrs = self.csrs.start(&stop);
         let jobs = self.jobs.start(&stop);
+        let cronjobs = self.cronjobs.start(&stop);
         let daemonsets = self.daemonsets.start(&stop);
         let controller_revisions = self.controller_revisions.start(&stop);
         tokio::spawn(self.pods.clone().run(stop.clone()));
@@ -312,6 +321,9 @@ impl Context {
             i.synced().await;
         }
         if let Some(i) = jobs {
+            i.synced().await;
+        }
+        if let Some(i) = cronjobs {
             i.synced().await;
         }
         if let Some(i) = daemonsets {

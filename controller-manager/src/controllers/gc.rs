@@ -10,14 +10,14 @@
 //!   from every dependent, then the finalizer.
 //!
 //! It covers the kinds Skiff's controllers own and create: Deployments, ReplicaSets,
-//! ReplicationControllers, DaemonSets, Services and Jobs as owners; ReplicaSets, Pods,
-//! Endpoints, EndpointSlices and ControllerRevisions as dependents.
+//! ReplicationControllers, DaemonSets, Services, Jobs and CronJobs as owners; ReplicaSets,
+//! Pods, Endpoints, EndpointSlices, ControllerRevisions and Jobs as dependents.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet, Deployment, ReplicaSet};
-use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{Endpoints, Pod, ReplicationController, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
@@ -41,6 +41,7 @@ pub enum Kind {
     Endpoints,
     EndpointSlice,
     Job,
+    CronJob,
     DaemonSet,
     ControllerRevision,
 }
@@ -56,6 +57,7 @@ impl Kind {
             "Endpoints" => Kind::Endpoints,
             "EndpointSlice" => Kind::EndpointSlice,
             "Job" => Kind::Job,
+            "CronJob" => Kind::CronJob,
             "DaemonSet" => Kind::DaemonSet,
             "ControllerRevision" => Kind::ControllerRevision,
             _ => return None,
@@ -72,6 +74,7 @@ impl Kind {
             Kind::Endpoints => "Endpoints",
             Kind::EndpointSlice => "EndpointSlice",
             Kind::Job => "Job",
+            Kind::CronJob => "CronJob",
             Kind::DaemonSet => "DaemonSet",
             Kind::ControllerRevision => "ControllerRevision",
         }
@@ -87,6 +90,7 @@ impl Kind {
             Kind::Endpoints => ApiResource::erase::<Endpoints>(&()),
             Kind::EndpointSlice => ApiResource::erase::<EndpointSlice>(&()),
             Kind::Job => ApiResource::erase::<Job>(&()),
+            Kind::CronJob => ApiResource::erase::<CronJob>(&()),
             Kind::DaemonSet => ApiResource::erase::<DaemonSet>(&()),
             Kind::ControllerRevision => ApiResource::erase::<ControllerRevision>(&()),
         }
@@ -99,6 +103,7 @@ const DEPENDENTS: &[Kind] = &[
     Kind::Endpoints,
     Kind::EndpointSlice,
     Kind::ControllerRevision,
+    Kind::Job,
 ];
 
 /// A dependent and the references it holds.
@@ -195,6 +200,8 @@ impl GarbageCollector {
         watch_owners(&ctx.services, Kind::Service, queue.clone());
         watch_owners(&ctx.pods, Kind::Pod, queue.clone());
         watch_owners(&ctx.jobs(), Kind::Job, queue.clone());
+        watch_dependents(&ctx.jobs(), Kind::Job, queue.clone());
+        watch_owners(&ctx.cronjobs(), Kind::CronJob, queue.clone());
         Arc::new(GarbageCollector {
             client: ctx.client_for(Self::SERVICE_ACCOUNT),
             ctx,
@@ -212,6 +219,7 @@ impl GarbageCollector {
             Kind::Endpoints => meta_of(&c.endpoints, ns, name),
             Kind::EndpointSlice => meta_of(&c.endpoint_slices, ns, name),
             Kind::Job => meta_of(&c.jobs(), ns, name),
+            Kind::CronJob => meta_of(&c.cronjobs(), ns, name),
             Kind::DaemonSet => meta_of(&c.daemonsets(), ns, name),
             Kind::ControllerRevision => meta_of(&c.controller_revisions(), ns, name),
         }
@@ -249,6 +257,7 @@ impl GarbageCollector {
                 Kind::ControllerRevision => {
                     collect(&self.ctx.controller_revisions(), *kind, uid, &mut out)
                 }
+                Kind::Job => collect(&self.ctx.jobs(), *kind, uid, &mut out),
                 _ => {}
             }
         }

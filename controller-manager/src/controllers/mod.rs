@@ -3,6 +3,7 @@
 
 pub mod bootstrap;
 pub mod clusterroleaggregation;
+pub mod cronjob;
 pub mod csrapproving;
 pub mod csrsigning;
 pub mod daemonset;
@@ -104,6 +105,7 @@ pub const ALL: &[Entry] = &[
     entry::<csrsigning::CsrSigner>(),
     entry::<job::JobController>(),
     entry::<ttlafterfinished::TtlAfterFinished>(),
+    entry::<cronjob::CronJobController>(),
 ];
 
 /// The names `--controllers` accepts.

@@ -22,6 +22,101 @@ pub enum Schedule {
     Every(u64),
 }
 
+impl Schedule {
+    /// The first time this schedule fires strictly after `after`, reading the fields as wall
+    /// clock time in `tz` (as robfig/cron's `Next`, which Kubernetes' CronJob controller
+    /// uses): whole minutes for five-field schedules, `after` plus the interval (in whole
+    /// seconds) for `@every`. None when nothing matches within five years (e.g. `30 2 31 2 *`).
+    pub fn next_after(
+        &self,
+        after: jiff::Timestamp,
+        tz: &jiff::tz::TimeZone,
+    ) -> Option<jiff::Timestamp> {
+        use jiff::{SignedDuration, ToSpan};
+        let (minutes, hours, days_of_month, months, days_of_week, dom_any, dow_any) = match *self {
+            Schedule::Every(secs) => {
+                let whole = jiff::Timestamp::from_second(after.as_second()).ok()?;
+                return whole
+                    .checked_add(SignedDuration::from_secs(secs as i64))
+                    .ok();
+            }
+            Schedule::Fields {
+                minutes,
+                hours,
+                days_of_month,
+                months,
+                days_of_week,
+                dom_any,
+                dow_any,
+            } => (
+                minutes,
+                hours,
+                days_of_month,
+                months,
+                days_of_week,
+                dom_any,
+                dow_any,
+            ),
+        };
+        let has = |set: u64, v: i8| set & (1 << v) != 0;
+        let start = after.to_zoned(tz.clone()).datetime();
+        // The next whole minute after `after`.
+        let mut t = start
+            .with()
+            .second(0)
+            .subsec_nanosecond(0)
+            .build()
+            .ok()?
+            .checked_add(1.minute())
+            .ok()?;
+        let limit = start.year() + 5;
+        while t.year() <= limit {
+            if !has(months, t.month()) {
+                t = t
+                    .first_of_month()
+                    .start_of_day()
+                    .checked_add(1.month())
+                    .ok()?;
+                continue;
+            }
+            let dom = has(days_of_month, t.day());
+            let dow = has(days_of_week, t.weekday().to_sunday_zero_offset());
+            // Cron's rule: when both day fields are restricted, either may match.
+            let day_ok = if dom_any || dow_any {
+                dom && dow
+            } else {
+                dom || dow
+            };
+            if !day_ok {
+                t = t.start_of_day().checked_add(1.day()).ok()?;
+                continue;
+            }
+            if !has(hours, t.hour()) {
+                t = t
+                    .with()
+                    .minute(0)
+                    .build()
+                    .ok()?
+                    .checked_add(1.hour())
+                    .ok()?;
+                continue;
+            }
+            if !has(minutes, t.minute()) {
+                t = t.checked_add(1.minute()).ok()?;
+                continue;
+            }
+            // A wall time skipped by a DST change fires at the same instant later, a repeated
+            // one at its first occurrence.
+            let at = tz.to_ambiguous_timestamp(t).compatible().ok()?;
+            if at > after {
+                return Some(at);
+            }
+            t = t.checked_add(1.minute()).ok()?;
+        }
+        None
+    }
+}
+
 struct Bounds {
     min: u32,
     max: u32,
@@ -398,5 +493,51 @@ mod tests {
                 .contains("explicit")
         );
         assert!(validate_time_zone("").is_err());
+    }
+
+    #[test]
+    fn next_times_follow_the_fields_in_the_time_zone() {
+        let t = |s: &str| s.parse::<jiff::Timestamp>().unwrap();
+        let utc = jiff::tz::TimeZone::UTC;
+        let next = |spec: &str, after: &str, tz: &jiff::tz::TimeZone| {
+            parse(spec).unwrap().next_after(t(after), tz)
+        };
+        assert_eq!(
+            next("*/1 * * * *", "2026-12-07T23:05:30Z", &utc),
+            Some(t("2026-12-07T23:06:00Z"))
+        );
+        // Strictly after: a time on the schedule is not its own next.
+        assert_eq!(
+            next("*/15 * * * *", "2026-12-07T23:15:00Z", &utc),
+            Some(t("2026-12-07T23:30:00Z"))
+        );
+        assert_eq!(
+            next("@hourly", "2026-12-31T23:59:00Z", &utc),
+            Some(t("2027-01-01T00:00:00Z"))
+        );
+        // 2026-12-07 is a Monday; weekdays at 09:00.
+        assert_eq!(
+            next("0 9 * * mon-fri", "2026-12-11T10:00:00Z", &utc),
+            Some(t("2026-12-14T09:00:00Z"))
+        );
+        // Both day fields restricted: the 1st of the month or any Sunday.
+        assert_eq!(
+            next("0 0 1 * sun", "2026-12-07T00:00:00Z", &utc),
+            Some(t("2026-12-13T00:00:00Z"))
+        );
+        assert_eq!(
+            next("0 0 29 2 *", "2026-03-01T00:00:00Z", &utc),
+            Some(t("2028-02-29T00:00:00Z"))
+        );
+        assert_eq!(next("0 0 30 2 *", "2026-03-01T00:00:00Z", &utc), None);
+        let berlin = jiff::tz::TimeZone::get("Europe/Berlin").unwrap();
+        assert_eq!(
+            next("0 9 * * *", "2026-12-07T00:00:00Z", &berlin),
+            Some(t("2026-12-07T08:00:00Z"))
+        );
+        assert_eq!(
+            next("@every 90s", "2026-12-07T00:00:00.5Z", &utc),
+            Some(t("2026-12-07T00:01:30Z"))
+        );
     }
 }
