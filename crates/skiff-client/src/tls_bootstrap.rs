@@ -664,7 +664,6 @@ pub fn client_config_valid(kubeconfig: &Path) -> bool {
 /// Writes `kubeconfig` for the certificate at `cert` (certificate and key in one file, as the
 /// kubelet writes it), reaching the cluster the bootstrap kubeconfig names, with its CA.
 pub fn write_kubeconfig(bootstrap: &Path, kubeconfig: &Path, cert: &Path) -> Result<()> {
-    use base64::Engine as _;
     let bad = |message: String| BootstrapError::Kubeconfig {
         path: bootstrap.to_path_buf(),
         message,
@@ -676,21 +675,22 @@ pub fn write_kubeconfig(bootstrap: &Path, kubeconfig: &Path, cert: &Path) -> Res
         .clone()
         .ok_or_else(|| bad("it names no cluster server".into()))?;
     // A bootstrap kubeconfig that reaches the apiserver by an address its certificate does
-    // not name says which name to check instead; the node's kubeconfig must too.
-    let server_name = cluster
-        .tls_server_name
-        .as_ref()
-        .map(|n| format!("\n    tls-server-name: {n}"))
-        .unwrap_or_default();
+    // not name says which name to check instead (tls-server-name); the node's must too.
     let ca = crate::kubeconfig_ca(bootstrap)
         .map_err(|e| bad(format!("{e:#}")))?
         .ok_or_else(|| bad("it has no certificate-authority(-data) for the cluster".into()))?;
-    let ca = base64::engine::general_purpose::STANDARD.encode(ca);
-    let cert = cert.display();
     // The names are the kubelet's (default-cluster, default-auth, default-context).
-    let text = format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: default-cluster\n  cluster:\n    server: {server}{server_name}\n    certificate-authority-data: {ca}\nusers:\n- name: default-auth\n  user:\n    client-certificate: {cert}\n    client-key: {cert}\ncontexts:\n- name: default-context\n  context:\n    cluster: default-cluster\n    user: default-auth\n    namespace: default\ncurrent-context: default-context\n"
-    );
+    let text = skiff_common::pki::KubeconfigParts {
+        cluster: "default-cluster",
+        context: "default-context",
+        server: &server,
+        tls_server_name: cluster.tls_server_name.as_deref(),
+        ca_pem: ca.as_bytes(),
+        user: "default-auth",
+        credentials: skiff_common::pki::file_credentials(cert),
+        namespace: Some("default"),
+    }
+    .render();
     skiff_common::pki::write(kubeconfig, &text, true)?;
     Ok(())
 }

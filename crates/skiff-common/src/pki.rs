@@ -301,36 +301,104 @@ fn key_usage(name: &str) -> Result<Usage, PkiError> {
     })
 }
 
+/// The parts of a one-cluster, one-user kubeconfig.
+pub struct KubeconfigParts<'a> {
+    /// The cluster's and the context's names: `skiff` in the files Skiff writes,
+    /// `default-cluster` and `default-context` in the kubelet's.
+    pub cluster: &'a str,
+    pub context: &'a str,
+    pub server: &'a str,
+    /// The name to check the apiserver's certificate for, when the address does not carry it.
+    pub tls_server_name: Option<&'a str>,
+    pub ca_pem: &'a [u8],
+    pub user: &'a str,
+    /// The user's credentials as `key: value` lines (no indentation).
+    pub credentials: Vec<(&'static str, String)>,
+    pub namespace: Option<&'a str>,
+}
+
+impl KubeconfigParts<'_> {
+    /// The kubeconfig's YAML text.
+    pub fn render(&self) -> String {
+        let b64 = |s: &[u8]| base64::engine::general_purpose::STANDARD.encode(s);
+        let server_name = self
+            .tls_server_name
+            .map(|n| format!("\n    tls-server-name: {n}"))
+            .unwrap_or_default();
+        let credentials: String = self
+            .credentials
+            .iter()
+            .map(|(k, v)| format!("    {k}: {v}\n"))
+            .collect();
+        let namespace = self
+            .namespace
+            .map(|n| format!("    namespace: {n}\n"))
+            .unwrap_or_default();
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: {cluster}\n  cluster:\n    server: {server}{server_name}\n    certificate-authority-data: {ca}\nusers:\n- name: {user}\n  user:\n{credentials}contexts:\n- name: {context}\n  context:\n    cluster: {cluster}\n    user: {user}\n{namespace}current-context: {context}\n",
+            cluster = self.cluster,
+            context = self.context,
+            server = self.server,
+            ca = b64(self.ca_pem),
+            user = self.user,
+        )
+    }
+}
+
+/// The kubeconfig Skiff writes (cluster and context `skiff`) for `server` with `credentials`.
+fn skiff_kubeconfig(
+    server: &str,
+    ca_pem: &str,
+    user: &str,
+    credentials: Vec<(&'static str, String)>,
+    namespace: Option<&str>,
+) -> String {
+    KubeconfigParts {
+        cluster: "skiff",
+        context: "skiff",
+        server,
+        tls_server_name: None,
+        ca_pem: ca_pem.as_bytes(),
+        user,
+        credentials,
+        namespace,
+    }
+    .render()
+}
+
 /// A kubeconfig for `server` that authenticates with a client certificate.
 pub fn kubeconfig(server: &str, ca_pem: &str, client: &CertKey, user: &str) -> String {
     let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
-    format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: skiff\n  cluster:\n    server: {server}\n    certificate-authority-data: {ca}\nusers:\n- name: {user}\n  user:\n    client-certificate-data: {cert}\n    client-key-data: {key}\ncontexts:\n- name: skiff\n  context:\n    cluster: skiff\n    user: {user}\n    namespace: default\ncurrent-context: skiff\n",
-        ca = b64(ca_pem),
-        cert = b64(&client.cert_pem),
-        key = b64(&client.key_pem),
-    )
+    let credentials = vec![
+        ("client-certificate-data", b64(&client.cert_pem)),
+        ("client-key-data", b64(&client.key_pem)),
+    ];
+    skiff_kubeconfig(server, ca_pem, user, credentials, Some("default"))
 }
 
 /// A kubeconfig for `server` that authenticates with a bearer token (a bootstrap token, as
 /// kubeadm's `bootstrap-kubelet.conf`).
 pub fn token_kubeconfig(server: &str, ca_pem: &str, user: &str, token: &str) -> String {
-    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
-    format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: skiff\n  cluster:\n    server: {server}\n    certificate-authority-data: {ca}\nusers:\n- name: {user}\n  user:\n    token: {token}\ncontexts:\n- name: skiff\n  context:\n    cluster: skiff\n    user: {user}\ncurrent-context: skiff\n",
-        ca = b64(ca_pem),
+    skiff_kubeconfig(
+        server,
+        ca_pem,
+        user,
+        vec![("token", token.to_string())],
+        None,
     )
+}
+
+/// The credentials of a client whose certificate and key are both in `pem_file`, as the
+/// kubelet's rotating `kubelet-client-current.pem`.
+pub fn file_credentials(pem_file: &Path) -> Vec<(&'static str, String)> {
+    let file = pem_file.display().to_string();
+    vec![("client-certificate", file.clone()), ("client-key", file)]
 }
 
 /// A kubeconfig for `server` whose client certificate and key are in `pem_file` (both in one
 /// file), as the kubelet's rotating `kubelet-client-current.pem`.
 pub fn file_kubeconfig(server: &str, ca_pem: &str, user: &str, pem_file: &Path) -> String {
-    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
-    format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: skiff\n  cluster:\n    server: {server}\n    certificate-authority-data: {ca}\nusers:\n- name: {user}\n  user:\n    client-certificate: {file}\n    client-key: {file}\ncontexts:\n- name: skiff\n  context:\n    cluster: skiff\n    user: {user}\ncurrent-context: skiff\n",
-        ca = b64(ca_pem),
-        file = pem_file.display(),
-    )
+    skiff_kubeconfig(server, ca_pem, user, file_credentials(pem_file), None)
 }
 
 /// An `apiserver.config.k8s.io/v1` EncryptionConfiguration with a new random key: Secrets
@@ -412,6 +480,34 @@ mod tests {
         assert_eq!(mode(&pki), 0o700);
         assert_eq!(mode(&dir.path().join("a")), 0o700);
         assert!(!ca.key_pem.is_empty());
+    }
+
+    #[test]
+    fn kubeconfigs_name_one_cluster_one_user_and_the_context_joining_them() {
+        let text = token_kubeconfig("https://10.0.0.1:6443", "CA", "tls-bootstrap", "a.b");
+        assert_eq!(
+            text,
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: skiff\n  cluster:\n    server: https://10.0.0.1:6443\n    certificate-authority-data: Q0E=\nusers:\n- name: tls-bootstrap\n  user:\n    token: a.b\ncontexts:\n- name: skiff\n  context:\n    cluster: skiff\n    user: tls-bootstrap\ncurrent-context: skiff\n"
+        );
+        let kubelet = KubeconfigParts {
+            cluster: "default-cluster",
+            context: "default-context",
+            server: "https://127.0.0.1:6443",
+            tls_server_name: Some("kubernetes"),
+            ca_pem: b"CA",
+            user: "default-auth",
+            credentials: file_credentials(Path::new("/var/lib/kubelet/pki/c.pem")),
+            namespace: Some("default"),
+        }
+        .render();
+        assert!(
+            kubelet
+                .contains("    server: https://127.0.0.1:6443\n    tls-server-name: kubernetes\n")
+        );
+        assert!(kubelet.contains("    client-certificate: /var/lib/kubelet/pki/c.pem\n    client-key: /var/lib/kubelet/pki/c.pem\ncontexts:"));
+        assert!(kubelet.contains(
+            "    user: default-auth\n    namespace: default\ncurrent-context: default-context\n"
+        ));
     }
 
     #[test]
