@@ -17,7 +17,7 @@ use std::sync::Arc;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
-use crate::cache::Cache;
+use crate::cache::{Cache, NodeInfo};
 use crate::framework::{FitError, Framework, Nominated, Reasons};
 use crate::podinfo::PodInfo;
 use crate::selector::matches_label_selector;
@@ -158,14 +158,29 @@ pub fn preempt(
     if let Err(why) = eligible(pod, nominated_node, cache) {
         return Outcome::NotEligible(why);
     }
-    let mut sim = cache.clone();
+    // The unresolvable filters read the cache as it is; their pre-filter state is computed
+    // once. The simulation works on a copy, made only once some node has possible victims
+    // (in a cluster of equal priorities, never).
+    let mut state = crate::framework::CycleState::default();
+    for f in &fw.filters {
+        f.pre_filter(pod, cache, &mut state);
+    }
+    let mut sim: Option<Cache> = None;
     let mut candidates = Vec::new();
     let mut reasons: BTreeMap<String, usize> = BTreeMap::new();
-    let names: Vec<String> = cache.nodes().map(|n| n.name.clone()).collect();
-    for name in &names {
-        match victims_on_node(fw, &mut sim, pod, name, nominated, budgets, now) {
+    let mut num_nodes = 0;
+    for node in cache.nodes() {
+        num_nodes += 1;
+        let outcome = match might_help(fw, &state, pod, node) {
+            Err(why) => Err(vec![why.into()]),
+            Ok(()) => {
+                let sim = sim.get_or_insert_with(|| cache.clone());
+                victims_on_node(fw, sim, pod, &node.name, nominated, budgets, now)
+            }
+        };
+        match outcome {
             Ok(victims) => candidates.push(Candidate {
-                node: name.clone(),
+                node: node.name.clone(),
                 victims,
             }),
             Err(rs) => {
@@ -177,11 +192,31 @@ pub fn preempt(
     }
     match pick_one_node(&candidates, now) {
         Some(i) => Outcome::Chosen(candidates.swap_remove(i)),
-        None => Outcome::NoCandidate(FitError {
-            num_nodes: names.len(),
-            reasons,
-        }),
+        None => Outcome::NoCandidate(FitError { num_nodes, reasons }),
     }
+}
+
+/// Whether evicting pods from `node` could make room: not when a filter no eviction changes
+/// rules it out, nor when it runs no pod of lower priority.
+fn might_help(
+    fw: &Framework,
+    state: &crate::framework::CycleState,
+    pod: &PodInfo,
+    node: &NodeInfo,
+) -> Result<(), &'static str> {
+    let unresolvable = fw
+        .filters
+        .iter()
+        .filter(|f| UNRESOLVABLE.contains(&f.name()));
+    for f in unresolvable {
+        if f.filter(state, pod, node).is_err() {
+            return Err(NOT_HELPFUL);
+        }
+    }
+    if node.pods.values().all(|p| p.priority >= pod.priority) {
+        return Err(NO_VICTIMS);
+    }
+    Ok(())
 }
 
 /// The fewest victims on node `name` that make room for `pod`, simulated on `sim` (which is
@@ -198,29 +233,12 @@ fn victims_on_node(
     let Some(original) = sim.node(name).cloned() else {
         return Err(vec![NOT_HELPFUL.into()]);
     };
-    // A filter no eviction can change rules the node out at once.
-    let mut state = crate::framework::CycleState::default();
-    for f in &fw.filters {
-        f.pre_filter(pod, sim, &mut state);
-    }
-    for f in fw
-        .filters
-        .iter()
-        .filter(|f| UNRESOLVABLE.contains(&f.name()))
-    {
-        if f.filter(&state, pod, &original).is_err() {
-            return Err(vec![NOT_HELPFUL.into()]);
-        }
-    }
     let mut potential: Vec<Arc<PodInfo>> = original
         .pods
         .values()
         .filter(|p| p.priority < pod.priority)
         .cloned()
         .collect();
-    if potential.is_empty() {
-        return Err(vec![NO_VICTIMS.into()]);
-    }
     let result = (|| -> Result<Victims, Reasons> {
         let node = sim.node_mut(name).expect("node present");
         for p in &potential {
@@ -329,7 +347,6 @@ pub fn pick_one_node(candidates: &[Candidate], now: jiff::Timestamp) -> Option<u
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cache::NodeInfo;
     use crate::testing::PodBuilder;
 
     const GI: i64 = 1 << 30;
