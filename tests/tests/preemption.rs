@@ -1,8 +1,10 @@
 //! Pod priority and preemption on a one-node local cluster, driven by the real kubectl: the
 //! Priority admission fills `spec.priority` from a PriorityClass and refuses an unknown class;
 //! a high-priority pod that fits nowhere preempts one low-priority pod (deleted, with a
-//! `Preempted` event), is nominated to the node and then runs there. One node is enough: the
-//! choice among several nodes is covered by the scheduler's unit tests.
+//! `Preempted` event), is nominated to the node and then runs there; a pod whose class says
+//! `preemptionPolicy: Never` waits instead; a global default class applies to pods naming
+//! none, and a second one is refused. One node is enough: the choice among several nodes is
+//! covered by the scheduler's unit tests.
 
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
@@ -201,5 +203,61 @@ fn a_high_priority_pod_preempts_a_low_one() {
         }),
         "no Preempted event for {}: {events:#}",
         victims[0]
+    );
+
+    // A class with `preemptionPolicy: Never` gives its pods the policy: such a pod waits.
+    c.kubectl_stdin(
+        &["apply", "-f", "-"],
+        "apiVersion: scheduling.k8s.io/v1\nkind: PriorityClass\nmetadata: {name: polite}\n\
+         value: 1000\npreemptionPolicy: Never\n",
+    );
+    c.kubectl_stdin(&["apply", "-f", "-"], &pod("polite", "polite", half));
+    let mut message = String::new();
+    assert!(
+        wait_until(WAIT, || {
+            let p = get(&c, &["pod", "polite"]).unwrap_or(Value::Null);
+            message = p["status"]["conditions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|c| c["type"] == "PodScheduled")
+                .and_then(|c| c["message"].as_str())
+                .unwrap_or_default()
+                .to_string();
+            p["spec"]["preemptionPolicy"] == "Never"
+                && message.ends_with("preemption: not eligible due to preemptionPolicy=Never.")
+        }),
+        "the polite pod: {message}\n{}",
+        state(&c)
+    );
+    assert!(running_on(&c, survivor, &node) && running_on(&c, "high", &node));
+
+    // One global default: pods without a class get its value; a second default is refused.
+    c.kubectl_stdin(
+        &["apply", "-f", "-"],
+        "apiVersion: scheduling.k8s.io/v1\nkind: PriorityClass\nmetadata: {name: everyone}\n\
+         value: 5\nglobalDefault: true\n",
+    );
+    c.kubectl_stdin(
+        &["apply", "-f", "-"],
+        &json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "plain"},
+                "spec": {"containers": [{"name": "c", "image": BUSYBOX, "imagePullPolicy": "Never"}]}})
+        .to_string(),
+    );
+    let plain = get(&c, &["pod", "plain"]).expect("plain");
+    assert_eq!(plain["spec"]["priority"], 5, "{:#}", plain["spec"]);
+    assert_eq!(plain["spec"]["priorityClassName"], "everyone");
+    let out = apply(
+        &c,
+        "apiVersion: scheduling.k8s.io/v1\nkind: PriorityClass\nmetadata: {name: second}\n\
+         value: 6\nglobalDefault: true\n",
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(
+            r#"priorityclasses.scheduling.k8s.io "second" is forbidden: PriorityClass everyone is already marked as default. Only one default can exist"#
+        ),
+        "{stderr}"
     );
 }
