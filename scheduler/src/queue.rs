@@ -481,6 +481,23 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn nominations_last_until_the_pod_leaves_the_queue() {
+        let q = SchedulingQueue::new();
+        q.add_or_update(pending_with_priority("vip", 100));
+        q.nominate("default/vip", Some("n1"));
+        q.nominate("default/unknown", Some("n1"));
+        let n = q.nominated();
+        assert_eq!(n.node_of("default/vip"), Some("n1"));
+        assert_eq!(n.on("n1").len(), 1, "only queued pods are nominated");
+        // A watch update that does not show the nomination yet keeps it.
+        q.add_or_update(pending_with_priority("vip", 100));
+        assert_eq!(q.nominated().node_of("default/vip"), Some("n1"));
+        let p = pop_now(&q).await.unwrap();
+        q.done(&p.pending.info.key);
+        assert!(q.nominated().is_empty(), "bound: no longer nominated");
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn backoff_doubles_to_the_cap() {
         let q = SchedulingQueue::new();
         q.add_or_update(pending("p"));
