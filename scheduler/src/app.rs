@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::Api;
 use kube::runtime::watcher;
 use skiff_client::events::Recorder;
@@ -17,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cache::NodeData;
 use crate::podinfo::SeenPod;
+use crate::preemption::Budget;
 use crate::{Scheduler, plugins};
 
 /// The scheduler's configuration, from flags.
@@ -80,9 +82,17 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         watcher::Config::default(),
         NodeData::from_node,
     );
+    // Budgets only steer the choice of preemption victims: scheduling does not wait for them.
+    let budgets = Informer::mapped(
+        Api::<PodDisruptionBudget>::all(client.clone()),
+        watcher::Config::default(),
+        Budget::from_pdb,
+    );
     sched.follow(&pods, &nodes);
+    sched.follow_budgets(budgets.clone());
     tokio::spawn(pods.clone().run(work.clone()));
     tokio::spawn(nodes.clone().run(work.clone()));
+    tokio::spawn(budgets.run(work.clone()));
     tokio::select! {
         _ = async { pods.synced().await; nodes.synced().await } => {}
         _ = work.cancelled() => {}

@@ -80,7 +80,8 @@ pub struct NodeInfo {
 }
 
 impl NodeInfo {
-    fn add_pod(&mut self, pod: Arc<PodInfo>) {
+    /// Counts `pod` on this node (replacing an earlier version of it).
+    pub fn add_pod(&mut self, pod: Arc<PodInfo>) {
         self.requested.add(&pod.requests);
         self.nonzero_requested.add(&pod.nonzero);
         self.used_ports.extend(pod.host_ports.iter().cloned());
@@ -95,7 +96,8 @@ impl NodeInfo {
         }
     }
 
-    fn remove_pod(&mut self, key: &str) -> bool {
+    /// Stops counting the pod `key` on this node; whether it was there.
+    pub fn remove_pod(&mut self, key: &str) -> bool {
         match self.pods.remove(key) {
             Some(old) => {
                 self.account_removed(&old);
@@ -164,8 +166,8 @@ struct PodState {
     assumed: bool,
 }
 
-/// All nodes, in a stable order for round-robin filtering.
-#[derive(Debug, Default)]
+/// All nodes, in a stable order for round-robin filtering. Preemption simulates on a clone.
+#[derive(Debug, Default, Clone)]
 pub struct Cache {
     nodes: HashMap<String, NodeInfo>,
     /// Names of the nodes whose objects are known, in insertion order.
@@ -296,6 +298,11 @@ impl Cache {
 
     pub fn node(&self, name: &str) -> Option<&NodeInfo> {
         self.nodes.get(name).filter(|n| n.node.is_some())
+    }
+
+    /// A known node, to change in a simulation (preemption works on a clone of the cache).
+    pub fn node_mut(&mut self, name: &str) -> Option<&mut NodeInfo> {
+        self.nodes.get_mut(name).filter(|n| n.node.is_some())
     }
 
     /// Every known node.

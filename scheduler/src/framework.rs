@@ -6,6 +6,7 @@ use std::any::Any;
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
+use std::sync::Arc;
 
 use rand::Rng;
 
@@ -90,6 +91,39 @@ impl fmt::Display for FitError {
     }
 }
 
+/// Pods that a preemption made room for (`status.nominatedNodeName`), still waiting in the
+/// queue: the room is kept for them, so a pod of no higher priority may not take it.
+#[derive(Debug, Clone, Default)]
+pub struct Nominated {
+    by_node: HashMap<String, Vec<Arc<PodInfo>>>,
+    node_of: HashMap<String, String>,
+}
+
+impl Nominated {
+    /// Nominates `pod` (its key) to `node`.
+    pub fn add(&mut self, pod: Arc<PodInfo>, node: &str) {
+        self.node_of.insert(pod.key.clone(), node.to_string());
+        self.by_node.entry(node.to_string()).or_default().push(pod);
+    }
+
+    /// The node `key` is nominated to.
+    pub fn node_of(&self, key: &str) -> Option<&str> {
+        self.node_of.get(key).map(String::as_str)
+    }
+
+    /// The pods nominated to `node`.
+    pub fn on(&self, node: &str) -> &[Arc<PodInfo>] {
+        self.by_node
+            .get(node)
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.node_of.is_empty()
+    }
+}
+
 /// The plugins of one scheduler profile.
 pub struct Framework {
     pub filters: Vec<Box<dyn FilterPlugin>>,
@@ -128,13 +162,62 @@ impl Framework {
         Ok(())
     }
 
+    /// Runs the filters on one node as if the pods nominated to it with at least `pod`'s
+    /// priority were already there (and, when there are some, without them as well: as in
+    /// kube-scheduler, a nominated pod may never come, so `pod` must fit either way).
+    pub fn run_filters_with_nominated(
+        &self,
+        state: &CycleState,
+        pod: &PodInfo,
+        node: &NodeInfo,
+        nominated: &Nominated,
+    ) -> Result<(), Reasons> {
+        let mut ahead = nominated
+            .on(&node.name)
+            .iter()
+            .filter(|p| p.key != pod.key && p.priority >= pod.priority)
+            .peekable();
+        if ahead.peek().is_none() {
+            return self.run_filters(state, pod, node);
+        }
+        let mut with = node.clone();
+        for p in ahead {
+            let mut placed = (**p).clone().assigned();
+            placed.node_name = Some(node.name.clone());
+            with.add_pod(Arc::new(placed));
+        }
+        self.run_filters(state, pod, &with)?;
+        self.run_filters(state, pod, node)
+    }
+
+    /// Whether `pod` fits on node `name` of `cache`, with pre-filter state computed afresh
+    /// (preemption asks this of a cache it has changed).
+    pub fn fits(
+        &self,
+        cache: &Cache,
+        pod: &PodInfo,
+        name: &str,
+        nominated: &Nominated,
+    ) -> Result<(), Reasons> {
+        let Some(node) = cache.node(name) else {
+            return Err(vec!["node not found".into()]);
+        };
+        let mut state = CycleState::default();
+        for f in &self.filters {
+            f.pre_filter(pod, cache, &mut state);
+        }
+        self.run_filters_with_nominated(&state, pod, node, nominated)
+    }
+
     /// One scheduling cycle: the name of the node chosen for `pod`, or why none fits.
+    /// A pod nominated to a node by an earlier preemption gets that node if it fits there.
     /// `next_start` rotates where filtering begins, so that stopping early does not always
     /// favour the same nodes.
     pub fn schedule(
         &self,
         cache: &Cache,
         pod: &PodInfo,
+        nominated: &Nominated,
         next_start: &mut usize,
     ) -> Result<String, FitError> {
         let all = cache.node_count();
@@ -148,6 +231,13 @@ impl Framework {
         for f in &self.filters {
             f.pre_filter(pod, cache, &mut state);
         }
+        if let Some(node) = nominated.node_of(&pod.key).and_then(|n| cache.node(n))
+            && self
+                .run_filters_with_nominated(&state, pod, node, nominated)
+                .is_ok()
+        {
+            return Ok(node.name.clone());
+        }
         let want = self.feasible_nodes_to_find(all);
         let start = *next_start % all;
         let mut feasible: Vec<&NodeInfo> = Vec::with_capacity(want.min(all));
@@ -156,7 +246,7 @@ impl Framework {
         for i in 0..all {
             let node = cache.node_at((start + i) % all);
             processed += 1;
-            match self.run_filters(&state, pod, node) {
+            match self.run_filters_with_nominated(&state, pod, node, nominated) {
                 Ok(()) => {
                     feasible.push(node);
                     if feasible.len() >= want {

@@ -108,6 +108,12 @@ pub struct PodInfo {
     pub node_name: Option<String>,
     pub scheduler_name: String,
     pub priority: i32,
+    /// `preemptionPolicy: Never`: the pod waits for room rather than preempting.
+    pub preempt_never: bool,
+    /// `status.nominatedNodeName`: where a preemption made room for the pod.
+    pub nominated_node: Option<String>,
+    /// `status.startTime` (none until the kubelet starts the pod).
+    pub start_time: Option<jiff::Timestamp>,
     pub requests: Resources,
     /// Requests with Kubernetes' defaults for containers that request nothing (for scoring).
     pub nonzero: Resources,
@@ -170,6 +176,17 @@ impl PodInfo {
                 .clone()
                 .unwrap_or_else(|| "default-scheduler".into()),
             priority: spec.priority.unwrap_or(0),
+            preempt_never: spec.preemption_policy.as_deref() == Some("Never"),
+            nominated_node: pod
+                .status
+                .as_ref()
+                .and_then(|s| s.nominated_node_name.clone())
+                .filter(|n| !n.is_empty()),
+            start_time: pod
+                .status
+                .as_ref()
+                .and_then(|s| s.start_time.as_ref())
+                .map(|t| t.0),
             requests,
             nonzero,
             host_ports,

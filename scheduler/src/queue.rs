@@ -14,6 +14,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::framework::Nominated;
 use crate::podinfo::PendingPod;
 
 pub const INITIAL_BACKOFF: Duration = Duration::from_secs(1);
@@ -79,6 +80,8 @@ struct Inner {
     seq: u64,
     /// Counts move requests, so a cycle can tell whether something changed while it ran.
     moves: u64,
+    /// Queued pods nominated to a node by a preemption: key → node.
+    nominated: HashMap<String, String>,
 }
 
 impl Inner {
@@ -177,6 +180,10 @@ impl SchedulingQueue {
     pub fn add_or_update(&self, pending: PendingPod) {
         let mut inner = self.inner.lock().expect("queue lock");
         let key = pending.info.key.clone();
+        // The watch may not show a nomination made here yet: only a shown one is taken.
+        if let Some(node) = &pending.info.nominated_node {
+            inner.nominated.insert(key.clone(), node.clone());
+        }
         match inner.pods.get_mut(&key) {
             Some(e) => {
                 let changed = e.pending.pod.spec != pending.pod.spec
@@ -210,7 +217,34 @@ impl SchedulingQueue {
 
     /// The pod is gone, assigned, or no longer ours.
     pub fn delete(&self, key: &str) {
-        self.inner.lock().expect("queue lock").pods.remove(key);
+        let mut inner = self.inner.lock().expect("queue lock");
+        inner.pods.remove(key);
+        inner.nominated.remove(key);
+    }
+
+    /// Records (or with `None` clears) the node a preemption made room on for the pod `key`.
+    pub fn nominate(&self, key: &str, node: Option<&str>) {
+        let mut inner = self.inner.lock().expect("queue lock");
+        match node {
+            Some(n) if inner.pods.contains_key(key) => {
+                inner.nominated.insert(key.to_string(), n.to_string());
+            }
+            _ => {
+                inner.nominated.remove(key);
+            }
+        }
+    }
+
+    /// The queued pods nominated to nodes.
+    pub fn nominated(&self) -> Nominated {
+        let inner = self.inner.lock().expect("queue lock");
+        let mut out = Nominated::default();
+        for (key, node) in &inner.nominated {
+            if let Some(e) = inner.pods.get(key) {
+                out.add(e.pending.info.clone(), node);
+            }
+        }
+        out
     }
 
     pub fn contains(&self, key: &str) -> bool {
@@ -281,6 +315,7 @@ impl SchedulingQueue {
             .is_some_and(|e| e.location == Location::InFlight)
         {
             inner.pods.remove(key);
+            inner.nominated.remove(key);
         }
     }
 
@@ -443,6 +478,23 @@ mod tests {
         assert_eq!(q.stats().backoff, 1);
         tokio::time::advance(Duration::from_millis(1100)).await;
         assert!(pop_now(&q).await.is_some());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn nominations_last_until_the_pod_leaves_the_queue() {
+        let q = SchedulingQueue::new();
+        q.add_or_update(pending_with_priority("vip", 100));
+        q.nominate("default/vip", Some("n1"));
+        q.nominate("default/unknown", Some("n1"));
+        let n = q.nominated();
+        assert_eq!(n.node_of("default/vip"), Some("n1"));
+        assert_eq!(n.on("n1").len(), 1, "only queued pods are nominated");
+        // A watch update that does not show the nomination yet keeps it.
+        q.add_or_update(pending_with_priority("vip", 100));
+        assert_eq!(q.nominated().node_of("default/vip"), Some("n1"));
+        let p = pop_now(&q).await.unwrap();
+        q.done(&p.pending.info.key);
+        assert!(q.nominated().is_empty(), "bound: no longer nominated");
     }
 
     #[tokio::test(start_paused = true)]

@@ -4,11 +4,11 @@
 //! Cycles run one at a time (so each sees the previous one's assumptions); bindings run
 //! concurrently, up to [`MAX_BINDS_IN_FLIGHT`].
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{ObjectReference, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{Patch, PatchParams, PostParams};
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::{Api, Client, Resource};
 use serde_json::json;
 use skiff_client::events::{EventType, Recorder};
@@ -20,7 +20,8 @@ use tokio_util::sync::CancellationToken;
 use crate::cache::{Cache, NodeData};
 use crate::framework::Framework;
 use crate::metrics::{Metrics, Outcome};
-use crate::podinfo::{PendingPod, SeenPod};
+use crate::podinfo::{PendingPod, PodInfo, SeenPod};
+use crate::preemption::{self, Budget, Candidate};
 use crate::queue::{Popped, SchedulingQueue};
 
 /// Binding requests in flight at once (each is one apiserver write).
@@ -36,6 +37,8 @@ pub struct Scheduler {
     pub recorder: Recorder,
     pub metrics: Arc<Metrics>,
     binds: Arc<Semaphore>,
+    /// PodDisruptionBudgets, which preemption prefers not to break.
+    budgets: OnceLock<Arc<Informer<Budget>>>,
 }
 
 impl Scheduler {
@@ -49,7 +52,13 @@ impl Scheduler {
             recorder,
             metrics: Metrics::new(name),
             binds: Arc::new(Semaphore::new(MAX_BINDS_IN_FLIGHT)),
+            budgets: OnceLock::new(),
         }
+    }
+
+    /// Reads PodDisruptionBudgets from `informer` when choosing preemption victims.
+    pub fn follow_budgets(&self, informer: Arc<Informer<Budget>>) {
+        let _ = self.budgets.set(informer);
     }
 
     /// Schedules pods until `shutdown`, then waits (briefly) for bindings in flight.
@@ -69,11 +78,25 @@ impl Scheduler {
     async fn schedule_one(self: &Arc<Self>, popped: Popped, next_start: &mut usize) {
         let info = popped.pending.info.clone();
         let started = Instant::now();
-        let result = {
+        let nominated = self.queue.nominated();
+        let (result, preemption) = {
             let cache = self.cache.lock().expect("cache lock");
-            let chosen = self.framework.schedule(&cache, &info, next_start);
-            drop(cache);
-            chosen
+            let chosen = self
+                .framework
+                .schedule(&cache, &info, &nominated, next_start);
+            // PostFilter: a pod that fits nowhere may make room by preempting.
+            let preemption = chosen.is_err().then(|| {
+                let budgets = self.budgets.get().map(|i| i.list()).unwrap_or_default();
+                preemption::preempt(
+                    &self.framework,
+                    &cache,
+                    &info,
+                    &nominated,
+                    &budgets,
+                    jiff::Timestamp::now(),
+                )
+            });
+            (chosen, preemption)
         };
         match result {
             Ok(node) => {
@@ -91,11 +114,108 @@ impl Scheduler {
             Err(fit) => {
                 self.metrics
                     .attempt(Outcome::Unschedulable, started.elapsed());
-                let message = fit.to_string();
+                let mut message = fit.to_string();
+                match preemption {
+                    Some(preemption::Outcome::Chosen(c)) => {
+                        tracing::info!(pod = %info.key, node = %c.node, victims = c.victims.pods.len(), "preempting");
+                        // Pods of lower priority nominated to the node may no longer fit
+                        // there: they lose the nomination and look again.
+                        let lower: Vec<Arc<PodInfo>> = nominated
+                            .on(&c.node)
+                            .iter()
+                            .filter(|p| p.key != info.key && p.priority < info.priority)
+                            .cloned()
+                            .collect();
+                        for p in &lower {
+                            self.queue.nominate(&p.key, None);
+                        }
+                        self.queue.nominate(&info.key, Some(&c.node));
+                        let me = self.clone();
+                        let preemptor = popped.pending.clone();
+                        tokio::spawn(async move { me.carry_out(preemptor, c, lower).await });
+                    }
+                    Some(other) => {
+                        if let Some(why) = other.describe() {
+                            message = format!("{message} {why}");
+                        }
+                    }
+                    None => {}
+                }
                 tracing::debug!(pod = %info.key, %message, "unschedulable");
                 self.queue.unschedulable(&info.key, popped.moves_at_pop);
                 self.report_unschedulable(&popped.pending, message);
             }
+        }
+    }
+
+    /// Carries out a preemption: each victim gets the `DisruptionTarget` condition, is
+    /// deleted, and gets a `Preempted` event; the preemptor gets `status.nominatedNodeName`,
+    /// and the lower-priority pods that were nominated to the node lose theirs. The preemptor
+    /// is tried again when the victims are gone (their deletion moves the queue).
+    async fn carry_out(&self, preemptor: PendingPod, c: Candidate, lower: Vec<Arc<PodInfo>>) {
+        let by = &preemptor.info;
+        for v in &c.victims.pods {
+            // Graceful deletion has begun already (an earlier preemption).
+            if v.deleting {
+                continue;
+            }
+            let api: Api<Pod> = Api::namespaced(self.client.clone(), &v.namespace);
+            let condition = json!({ "status": { "conditions": [{
+                "type": "DisruptionTarget",
+                "status": "True",
+                "reason": "PreemptionByScheduler",
+                "message": format!("{}: preempting to accommodate a higher priority pod", self.name),
+                "lastTransitionTime": Time(jiff::Timestamp::now()),
+            }]}});
+            if let Err(e) = api
+                .patch_status(
+                    &v.name,
+                    &PatchParams::default(),
+                    &Patch::Strategic(&condition),
+                )
+                .await
+            {
+                if !is_gone(&e) {
+                    tracing::warn!(victim = %v.key, error = %e, "could not mark the victim; it stays");
+                }
+                continue;
+            }
+            let params = DeleteParams {
+                preconditions: Some(Preconditions {
+                    uid: Some(v.uid.clone()),
+                    resource_version: None,
+                }),
+                ..Default::default()
+            };
+            if let Err(e) = api.delete(&v.name, &params).await {
+                if !is_gone(&e) {
+                    tracing::warn!(victim = %v.key, error = %e, "could not delete the victim");
+                }
+                continue;
+            }
+            self.recorder.publish(
+                pod_ref(v),
+                EventType::Normal,
+                "Preempted",
+                format!("Preempted by pod {} on node {}", by.uid, c.node),
+            );
+        }
+        for p in &lower {
+            self.set_nominated_node(p, None).await;
+        }
+        self.set_nominated_node(by, Some(&c.node)).await;
+    }
+
+    /// Writes `status.nominatedNodeName` (`None` clears it).
+    async fn set_nominated_node(&self, pod: &PodInfo, node: Option<&str>) {
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), &pod.namespace);
+        let patch = json!({ "status": { "nominatedNodeName": node } });
+        if let Err(e) = api
+            .patch_status(&pod.name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            && !is_gone(&e)
+        {
+            tracing::warn!(pod = %pod.key, error = %e, "could not set nominatedNodeName");
         }
     }
 
@@ -275,5 +395,22 @@ impl Scheduler {
 
     pub fn on_node_deleted(&self, name: &str) {
         self.cache.lock().expect("cache lock").remove_node(name);
+    }
+}
+
+/// Whether an API error means the pod is gone (or replaced by another of the same name).
+fn is_gone(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(s) if s.code == 404 || s.code == 409)
+}
+
+/// An event's reference to a pod the cache knows.
+fn pod_ref(p: &PodInfo) -> ObjectReference {
+    ObjectReference {
+        api_version: Some("v1".into()),
+        kind: Some("Pod".into()),
+        name: Some(p.name.clone()),
+        namespace: Some(p.namespace.clone()),
+        uid: Some(p.uid.clone()),
+        ..Default::default()
     }
 }

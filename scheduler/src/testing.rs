@@ -34,6 +34,10 @@ impl PodBuilder {
         self.v["spec"]["containers"][0]["resources"]["requests"][name] = json!(q);
         self
     }
+    pub fn priority(mut self, p: i32) -> Self {
+        self.v["spec"]["priority"] = json!(p);
+        self
+    }
     pub fn on_node(mut self, node: &str) -> Self {
         self.v["spec"]["nodeName"] = json!(node);
         self

@@ -130,11 +130,14 @@ fn places_pods_by_size_labels_and_taints_and_explains_refusals() {
     );
 
     let too_big = "0/4 nodes are available: 1 node(s) had untolerated taint {dedicated: gpu}, \
-                   1 node(s) were unschedulable, 2 Insufficient cpu.";
+                   1 node(s) were unschedulable, 2 Insufficient cpu. preemption: 0/4 nodes are \
+                   available: 2 No preemption victims found for incoming pod, 2 Preemption is not \
+                   helpful for scheduling.";
     assert_eq!(wait_unschedulable(&server, "too-big"), too_big);
     wait_event(&server, "too-big", "FailedScheduling", too_big);
     let no_disk = "0/4 nodes are available: 1 node(s) had untolerated taint {dedicated: gpu}, \
-                   1 node(s) were unschedulable, 2 node(s) didn't match Pod's node affinity/selector.";
+                   1 node(s) were unschedulable, 2 node(s) didn't match Pod's node affinity/selector. \
+                   preemption: 0/4 nodes are available: 4 Preemption is not helpful for scheduling.";
     assert_eq!(wait_unschedulable(&server, "no-such-disk"), no_disk);
     wait_event(&server, "no-such-disk", "FailedScheduling", no_disk);
     let describe = server.kubectl_ok(&["describe", "pod", "too-big"]);
@@ -215,7 +218,8 @@ fn assumed_pods_never_overcommit_and_deletions_make_room() {
     for p in &waiting {
         assert_eq!(
             wait_unschedulable(&server, p),
-            "0/1 nodes are available: 1 Insufficient cpu."
+            "0/1 nodes are available: 1 Insufficient cpu. preemption: 0/1 nodes are available: \
+             1 No preemption victims found for incoming pod."
         );
     }
     assert_eq!(bound().len(), 2, "never more than fit");
@@ -300,7 +304,8 @@ fn spreads_a_controllers_pods_and_honours_anti_affinity() {
         refused,
         [
             "0/4 nodes are available: 1 node(s) had untolerated taint {node.kubernetes.io/not-ready: }, \
-          3 node(s) didn't match pod anti-affinity rules."
+          3 node(s) didn't match pod anti-affinity rules. preemption: 0/4 nodes are available: \
+          1 Preemption is not helpful for scheduling, 3 No preemption victims found for incoming pod."
         ]
     );
 }

@@ -12,12 +12,14 @@
 //!   a CSR takes the `approve` verb, and issuing its certificate the `sign` verb, on the
 //!   `signers` resource named by its signer; no `kube-apiserver-client` certificate for the
 //!   `system:masters` group;
-//! - `DenyServiceExternalIPs` and the addresses no Service may take ([`external_ips`]).
+//! - `DenyServiceExternalIPs` and the addresses no Service may take ([`external_ips`]);
+//! - `Priority` ([`priority`]): a pod's priority from its PriorityClass.
 //!
 //! Writes the apiserver makes itself carry no user and are not admitted.
 
 pub mod external_ips;
 pub mod pod_security;
+pub mod priority;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -108,9 +110,15 @@ impl Admission {
                     self.node_creates_pod(req, new)?;
                     service_account(registry, req.info, new)?;
                 }
+                if req.subresource.is_none() {
+                    priority::admit_pod(registry, req.info, req.op, new, old)?;
+                }
                 self.pod_security_pod(registry, req, new, old, &mut warnings)?;
             }
             ("", "nodes") => self.node_updates_node(req, new, old)?,
+            ("scheduling.k8s.io", "priorityclasses") if req.subresource.is_none() => {
+                priority::admit_class(registry, req.info, req.op, new)?
+            }
             ("", "services") => {
                 self.external_ips
                     .admit(registry, req.info, req.subresource, new, old)?

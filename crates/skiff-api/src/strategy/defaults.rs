@@ -284,7 +284,7 @@ fn default_volume(v: &mut Map<String, Value>) {
 }
 
 /// `SetDefaults_Pod` plus the admission plugins that always run (ServiceAccount without the
-/// token volume, Priority, DefaultTolerationSeconds).
+/// token volume, DefaultTolerationSeconds). Priority is the apiserver's admission.
 fn default_pod(m: &mut Map<String, Value>) {
     let spec = child(m, "spec");
     // If limits are set but requests are not, requests default to limits.
@@ -314,13 +314,9 @@ fn default_pod(m: &mut Map<String, Value>) {
         let sa = spec["serviceAccountName"].clone();
         spec.insert("serviceAccount".into(), sa);
     }
-    if spec
-        .get("priorityClassName")
-        .is_none_or(|p| p.as_str() == Some(""))
-    {
-        set_default(spec, "priority", json!(0));
-    }
-    set_default(spec, "preemptionPolicy", json!("PreemptLowerPriority"));
+    // `priority` and `preemptionPolicy` are not defaulted: the apiserver's Priority admission
+    // sets them from the pod's PriorityClass (a default here would read as the client's own
+    // value, which admission refuses when it differs from the class's).
     // DefaultTolerationSeconds: tolerate not-ready and unreachable nodes for 300s unless the
     // pod already tolerates them with NoExecute.
     let tolerations = spec

@@ -298,7 +298,6 @@ fn pod_defaults() {
         ("schedulerName", json!("default-scheduler")),
         ("securityContext", json!({})),
         ("enableServiceLinks", json!(true)),
-        ("priority", json!(0)),
         ("serviceAccountName", json!("default")),
     ] {
         assert_eq!(spec[k], v, "{k}");
