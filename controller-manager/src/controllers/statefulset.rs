@@ -281,9 +281,10 @@ impl Retention {
     }
 }
 
-/// The owner references a claim should carry (Kubernetes' retention by owner references): the
-/// set's with `whenDeleted: Delete`, and its pod's once that pod is condemned by a scale-down
-/// with `whenScaled: Delete`. References to anything else are kept as they are.
+/// The owner references a claim should carry (Kubernetes' retention by owner references): its
+/// pod's once that pod is condemned by a scale-down with `whenScaled: Delete` (and then only
+/// that one, so the claim goes with the pod), else the set's with `whenDeleted: Delete`.
+/// References to anything else are kept as they are.
 pub fn claim_owners(
     current: &[OwnerReference],
     retention: Retention,
@@ -296,14 +297,10 @@ pub fn claim_owners(
         .filter(|r| r.uid != set.uid && pod.is_none_or(|p| r.uid != p.uid))
         .cloned()
         .collect();
-    if retention.delete_with_set {
-        refs.push(set.clone());
-    }
-    if let Some(p) = pod
-        && retention.delete_when_scaled
-        && condemned
-    {
-        refs.push(p.clone());
+    match pod {
+        Some(p) if retention.delete_when_scaled && condemned => refs.push(p.clone()),
+        _ if retention.delete_with_set => refs.push(set.clone()),
+        _ => {}
     }
     refs
 }
@@ -502,7 +499,8 @@ impl StatefulSetController {
         Ok(())
     }
 
-    /// Sets each existing claim's owner references as the retention policy wants them.
+    /// Sets each existing claim's owner references as the retention policy wants them
+    /// (Kubernetes' claim owner updates, made before a condemned pod is deleted).
     async fn retain_claims(
         &self,
         set: &StatefulSet,
@@ -546,8 +544,11 @@ impl StatefulSetController {
                 }
                 let mut updated = (*claim).clone();
                 updated.metadata.owner_references = (!want.is_empty()).then_some(want);
+                // A failure (a conflict with a newer claim, say) stops this sync before any
+                // pod is deleted: a condemned pod must not go before its claim follows it.
                 match api.replace(&name, &PostParams::default(), &updated).await {
-                    Ok(_) | Err(kube::Error::Api(_)) => {}
+                    Ok(_) => {}
+                    Err(kube::Error::Api(s)) if s.code == 404 => {}
                     Err(e) => return Err(e.into()),
                 }
             }

@@ -233,7 +233,22 @@ fn retention_policies_become_owner_references() {
     );
     assert_eq!(
         uids(claim_owners(&[], both, &set_ref, Some(&pod_ref), true)),
-        ["set-uid", "pod-uid"]
+        ["pod-uid"],
+        "a condemned pod's claim follows the pod, not the set"
+    );
+    let scaled_only = Retention {
+        delete_with_set: false,
+        delete_when_scaled: true,
+    };
+    assert_eq!(
+        uids(claim_owners(
+            &have,
+            scaled_only,
+            &set_ref,
+            Some(&pod_ref),
+            false
+        )),
+        ["other"]
     );
     let s = set(json!({"whenDeleted": "Delete", "whenScaled": "Retain"}));
     let c = new_claim(&s, &claim_templates(&s)[0], 0);
