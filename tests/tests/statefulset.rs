@@ -4,7 +4,9 @@
 //! comes back under its name with its claim; the Service's endpoints carry the pods'
 //! hostnames; an image change rolls out from the highest ordinal down, with `rollout
 //! status|history|undo`; a scale-down removes the highest ordinals first and keeps their claims.
-//! One cluster serves every scenario (creating one takes most of the time).
+//! A `Parallel` set whose claims are deleted on scale-down and with the set starts its pods
+//! at once and takes its claims with it. One cluster serves every scenario (creating one
+//! takes most of the time).
 //!
 //! Storage: the claims are made without a `storageClassName` and the test does not need them
 //! bound; it checks that they exist, are named and labelled as Kubernetes names them, and that
@@ -17,7 +19,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
-use skiff_e2e::{BUSYBOX, LocalCluster, ensure_busybox_image, wait_until};
+use skiff_e2e::{BUSYBOX, LocalCluster, ensure_busybox_image, skiffctl_ok, wait_until};
 
 /// A second tag of the test image, for the rolling update.
 const BUSYBOX_2: &str = "skiff-test/busybox:2";
@@ -210,6 +212,81 @@ fn statefulsets_on_a_three_node_cluster() {
         ["www-web-0", "www-web-1", "www-web-2"]
     );
     c.kubectl_ok(&["delete", "pvc", "-l", "app=web"]);
+
+    parallel_pods_with_claims_deleted_on_scale_down_and_with_the_set(&c);
+}
+
+/// A claim is gone, or going (a claim in use keeps a protection finalizer until its pod is).
+fn claim_gone(c: &LocalCluster, name: &str) -> bool {
+    let out = c.kubectl(&[
+        "get",
+        "pvc",
+        name,
+        "-o",
+        "jsonpath={.metadata.deletionTimestamp}",
+    ]);
+    !out.status.success() || !out.stdout.is_empty()
+}
+
+/// `podManagementPolicy: Parallel` with `whenScaled: Delete` and `whenDeleted: Delete`: both
+/// pods are created without waiting, the scaled-away pod's claim goes with it, and the rest
+/// go with the set.
+fn parallel_pods_with_claims_deleted_on_scale_down_and_with_the_set(c: &LocalCluster) {
+    let manifest = web(BUSYBOX)
+        .replace("name: web", "name: db")
+        .replace("app: web", "app: db")
+        .replace("serviceName: web", "serviceName: db")
+        .replace("replicas: 3", "replicas: 2\n  podManagementPolicy: Parallel\n  persistentVolumeClaimRetentionPolicy: {whenDeleted: Delete, whenScaled: Delete}");
+    c.kubectl_stdin(&["apply", "-f", "-"], &manifest);
+    let created = |name: &str| {
+        c.kubectl_ok(&[
+            "get",
+            "pod",
+            name,
+            "-o",
+            "jsonpath={.metadata.creationTimestamp}",
+        ])
+    };
+    assert!(
+        wait_until(WAIT, || {
+            let out = c.kubectl(&["get", "pods", "-l", "app=db", "-o", "name"]);
+            String::from_utf8_lossy(&out.stdout).lines().count() == 2
+        }),
+        "both pods are created:\n{}",
+        wide(c)
+    );
+    // Parallel: db-1 does not wait for db-0 to be Ready.
+    let ready_0 = c.kubectl_ok(&[
+        "get",
+        "pod",
+        "db-0",
+        "-o",
+        r#"jsonpath={.status.conditions[?(@.type=="Ready")].lastTransitionTime}"#,
+    ]);
+    assert!(
+        ready_0.is_empty() || created("db-1") <= ready_0,
+        "db-1 ({}) waited for db-0 ({ready_0})",
+        created("db-1")
+    );
+    c.kubectl_ok(&["rollout", "status", "sts/db", "--timeout=120s"]);
+    for claim in ["www-db-0", "www-db-1"] {
+        c.kubectl_ok(&["get", "pvc", claim]);
+    }
+    c.kubectl_ok(&["scale", "sts/db", "--replicas=1"]);
+    assert!(
+        wait_until(WAIT, || claim_gone(c, "www-db-1")),
+        "the scaled-away pod's claim is deleted:\n{}",
+        c.kubectl_ok(&["get", "pvc", "-o", "yaml"])
+    );
+    assert!(!claim_gone(c, "www-db-0"), "db-0 keeps its claim");
+    c.kubectl_ok(&["delete", "sts", "db"]);
+    c.kubectl_ok(&["delete", "svc", "db"]);
+    assert!(
+        wait_until(WAIT, || claim_gone(c, "www-db-0")),
+        "the set's claims go with it:\n{}",
+        c.kubectl_ok(&["get", "pvc", "-o", "yaml"])
+    );
+    let _ = c.kubectl(&["delete", "pvc", "-l", "app=db", "--wait=false"]);
 }
 
 /// web-0, web-1, web-2 each start only once the one before is Ready; each has its identity
@@ -372,7 +449,14 @@ fn an_image_change_rolls_out_from_the_highest_ordinal(c: &LocalCluster) {
         "undo brings the first image back:\n{}",
         wide(c)
     );
-    rollout_status(c);
+    let kubectl = rollout_status(c);
+    // skiffctl's rollout commands say what kubectl's say.
+    let kc = c.kubeconfig().display().to_string();
+    let ours = skiffctl_ok(&["rollout", "status", "sts/web", "--kubeconfig", &kc]);
+    assert_eq!(ours, kubectl);
+    let theirs = c.kubectl_ok(&["rollout", "history", "sts/web"]);
+    let ours = skiffctl_ok(&["rollout", "history", "sts/web", "--kubeconfig", &kc]);
+    assert_eq!(ours, theirs);
 }
 
 /// Scaling to one removes web-2, then web-1; their claims stay (whenScaled: Retain).
