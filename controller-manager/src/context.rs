@@ -4,13 +4,16 @@
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet, Deployment, ReplicaSet};
+use k8s_openapi::api::apps::v1::{
+    ControllerRevision, DaemonSet, Deployment, ReplicaSet, StatefulSet,
+};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{
-    ConfigMap, Endpoints, Namespace, Node, ReplicationController, Secret, Service, ServiceAccount,
+    ConfigMap, Endpoints, Namespace, Node, PersistentVolumeClaim, ReplicationController, Secret,
+    Service, ServiceAccount,
 };
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::rbac::v1::ClusterRole;
@@ -130,6 +133,8 @@ pub struct Context {
     cronjobs: Lazy<CronJob>,
     daemonsets: Lazy<DaemonSet>,
     controller_revisions: Lazy<ControllerRevision>,
+    statefulsets: Lazy<StatefulSet>,
+    claims: Lazy<PersistentVolumeClaim>,
 }
 
 impl Context {
@@ -161,6 +166,8 @@ impl Context {
             cronjobs: Lazy::new(),
             daemonsets: Lazy::new(),
             controller_revisions: Lazy::new(),
+            statefulsets: Lazy::new(),
+            claims: Lazy::new(),
             credentials: Credentials::shared(client.clone()),
             client,
             identity,
@@ -260,7 +267,19 @@ impl Context {
             .get_or_init(|| Informer::new(Api::all(self.client.clone())))
     }
 
-    /// ControllerRevisions (the DaemonSet controller's template history).
+    /// StatefulSets (read by the StatefulSet and garbage-collector controllers).
+    pub fn statefulsets(&self) -> Arc<Informer<StatefulSet>> {
+        self.statefulsets
+            .get_or_init(|| Informer::new(Api::all(self.client.clone())))
+    }
+
+    /// PersistentVolumeClaims (a StatefulSet's claims; the garbage collector's dependents).
+    pub fn persistent_volume_claims(&self) -> Arc<Informer<PersistentVolumeClaim>> {
+        self.claims
+            .get_or_init(|| Informer::new(Api::all(self.client.clone())))
+    }
+
+    /// ControllerRevisions (the DaemonSet and StatefulSet controllers' template history).
     pub fn controller_revisions(&self) -> Arc<Informer<ControllerRevision>> {
         self.controller_revisions
             .get_or_init(|| Informer::new(Api::all(self.client.clone())))
@@ -280,6 +299,8 @@ impl Context {
         let cronjobs = self.cronjobs.start(&stop);
         let daemonsets = self.daemonsets.start(&stop);
         let controller_revisions = self.controller_revisions.start(&stop);
+        let statefulsets = self.statefulsets.start(&stop);
+        let claims = self.claims.start(&stop);
         tokio::spawn(self.pods.clone().run(stop.clone()));
         tokio::spawn(self.replicasets.clone().run(stop.clone()));
         tokio::spawn(self.replication_controllers.clone().run(stop.clone()));
@@ -330,6 +351,12 @@ impl Context {
             i.synced().await;
         }
         if let Some(i) = controller_revisions {
+            i.synced().await;
+        }
+        if let Some(i) = statefulsets {
+            i.synced().await;
+        }
+        if let Some(i) = claims {
             i.synced().await;
         }
     }

@@ -9,11 +9,20 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{ObjectReference, Pod};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use kube::api::DeleteParams;
+use kube::{Api, ResourceExt};
+use skiff_client::events::{EventType, Recorder};
+use skiff_client::informer::{Change, Informer, key_of};
+use skiff_client::selector;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::context::Context;
 use crate::metrics::{Metrics, Outcome};
+use crate::pods::CachedPod;
 use crate::workqueue::WorkQueue;
 
 /// Errors of a reconcile.
@@ -45,6 +54,114 @@ pub fn queue_every_change<K>(
             .list()
             .iter()
             .for_each(|o| queue.add(skiff_client::informer::key_of(o.as_ref()))),
+    });
+}
+
+/// Concurrent requests when a controller creates or deletes a batch of pods.
+pub const PARALLEL: usize = 32;
+
+/// Deletes the pods `names` (in `namespace`) of the owner `owner`, whose work-queue key is
+/// `key`, in parallel: each is expected as a deletion first (so the owner waits for the
+/// watch to show it), then reported as a `SuccessfulDelete` or `FailedDelete` event on the
+/// owner, as Kubernetes' controllers report them. A pod already gone (404) is no failure.
+pub async fn delete_pods(
+    client: &kube::Client,
+    recorder: &Recorder,
+    expectations: &Expectations,
+    key: &str,
+    owner: &ObjectReference,
+    namespace: &str,
+    names: Vec<String>,
+) {
+    let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    expectations.expect_deletions(key, names.iter().map(|n| format!("{namespace}/{n}")));
+    let results: Vec<_> = futures::stream::iter(names)
+        .map(|name| {
+            let api = api.clone();
+            async move {
+                let r = api.delete(&name, &DeleteParams::default()).await.map(drop);
+                (name, r)
+            }
+        })
+        .buffer_unordered(PARALLEL)
+        .collect()
+        .await;
+    for (name, r) in results {
+        match r {
+            Ok(()) => recorder.publish(
+                owner.clone(),
+                EventType::Normal,
+                "SuccessfulDelete",
+                format!("Deleted pod: {name}"),
+            ),
+            Err(e) => {
+                expectations.deletion_observed(key, &format!("{namespace}/{name}"));
+                if !matches!(&e, kube::Error::Api(s) if s.code == 404) {
+                    recorder.publish(
+                        owner.clone(),
+                        EventType::Warning,
+                        "FailedDelete",
+                        format!("Error deleting: {e}"),
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Wires the pod informer to the controller of kind `K`: a pod's creation or deletion meets
+/// its controller's [`Expectations`], and every change queues that controller (the old one
+/// too, if the pod changed hands). An orphan queues every owner in its namespace whose
+/// selector (`selector`; `None` selects nothing) matches it, which may adopt it.
+pub fn queue_pod_owners<K>(
+    pods: &Informer<CachedPod>,
+    owners: Arc<Informer<K>>,
+    selector: fn(&K) -> Option<LabelSelector>,
+    expectations: Arc<Expectations>,
+    queue: Arc<WorkQueue>,
+) where
+    K: kube::Resource<DynamicType = ()> + Send + Sync + 'static,
+{
+    let owner_key = |p: &CachedPod| {
+        crate::pods::controller_of(&p.metadata)
+            .filter(|r| r.kind == K::kind(&()))
+            .map(|r| format!("{}/{}", p.namespace().unwrap_or_default(), r.name))
+    };
+    pods.on_change(move |c| match c {
+        Change::Applied { old, new } => {
+            match owner_key(new) {
+                Some(k) => {
+                    if old.is_none() {
+                        expectations.creation_observed(&k);
+                    }
+                    if new.metadata.deletion_timestamp.is_some() {
+                        expectations.deletion_observed(&k, &key_of(*new));
+                    }
+                    queue.add(k);
+                }
+                None => {
+                    let ns = new.namespace().unwrap_or_default();
+                    for o in owners.list_in(&ns) {
+                        if selector(&o).is_some_and(|s| selector::matches(&s, &new.labels)) {
+                            queue.add(key_of(o.as_ref()));
+                        }
+                    }
+                }
+            }
+            if let Some(old) = old
+                && let Some(k) = owner_key(old)
+                && Some(&k) != owner_key(new).as_ref()
+            {
+                queue.add(k);
+            }
+        }
+        Change::Deleted(p) => {
+            if let Some(k) = owner_key(p) {
+                expectations.deletion_observed(&k, &key_of(*p));
+                queue.add(k);
+            }
+        }
+        Change::Resynced => {}
     });
 }
 

@@ -126,6 +126,10 @@ pub struct CachedPodSpec {
     /// affinity is not kept.
     #[serde(default, rename = "affinity", deserialize_with = "affinity_node")]
     pub affinity_node: Option<String>,
+    /// The pod's own hostname and DNS subdomain (a StatefulSet's pods have both), which the
+    /// endpoints controller publishes for the Service the subdomain names.
+    pub hostname: Option<String>,
+    pub subdomain: Option<String>,
 }
 
 /// The node named by the first `metadata.name In [one node]` field requirement of a required

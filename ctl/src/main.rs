@@ -117,7 +117,8 @@ enum Command {
     /// Approve or deny CertificateSigningRequests: `certificate approve|deny NAME... [--force]`.
     #[command(subcommand)]
     Certificate(kubectl::certificate::CertificateCmd),
-    /// Manage Deployment rollouts: status, history, undo, restart, pause, resume.
+    /// Manage rollouts of Deployments, DaemonSets and StatefulSets: status, history, undo,
+    /// restart (and pause, resume for Deployments).
     #[command(subcommand)]
     Rollout(kubectl::rollout::RolloutCmd),
     /// The client's and the server's versions.

@@ -27,27 +27,23 @@ use k8s_openapi::api::core::v1::{
     Affinity, Node, NodeAffinity, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, Pod,
     PodSpec, PodTemplateSpec, Taint, Toleration,
 };
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use k8s_openapi::apimachinery::pkg::runtime::RawExtension;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use kube::api::{DeleteParams, PostParams};
+use kube::api::PostParams;
 use kube::{Api, Resource, ResourceExt};
 use serde_json::{Value, json};
-use skiff_api::selectors::LabelOp;
 use skiff_client::events::{EventType, Recorder};
 use skiff_client::informer::{Change, Informer, key_of, split_key};
 use skiff_client::tolerations::tolerates;
 use tokio::time::Instant;
 
 use crate::context::Context;
-use crate::controller::{Controller, Error, Expectations, Reconciler, Result};
-use crate::controllers::deployment::{equal_ignoring_hash, template_hash};
+use crate::controller::{Controller, Expectations, PARALLEL, Reconciler, Result};
+use crate::controllers::history;
 use crate::controllers::replicaset::claim;
 use crate::pods::{self, CachedPod};
 use crate::workqueue::WorkQueue;
 
-/// The label naming a pod's (and a ControllerRevision's) template hash.
-pub const HASH_LABEL: &str = "controller-revision-hash";
+pub use crate::controllers::history::HASH_LABEL;
 /// The deprecated label with the DaemonSet's template generation, still set and read.
 pub const TEMPLATE_GENERATION_LABEL: &str = "pod-template-generation";
 /// The DaemonSet annotation (kept by the apiserver) counting template changes.
@@ -55,7 +51,6 @@ pub const TEMPLATE_GENERATION_ANNOTATION: &str = "deprecated.daemonset.template.
 /// At most this many pods are created or deleted in one sync (Kubernetes' burstReplicas for
 /// DaemonSets).
 pub const BURST: usize = 250;
-const PARALLEL: usize = 32;
 /// Failed-pod replacement backoff per (DaemonSet, node): 1 s doubling to 15 min.
 const BACKOFF_INITIAL: Duration = Duration::from_secs(1);
 const BACKOFF_MAX: Duration = Duration::from_secs(15 * 60);
@@ -124,24 +119,6 @@ pub fn pin_to_node(affinity: Option<Affinity>, node: &str) -> Affinity {
     a
 }
 
-fn term_matches(term: &NodeSelectorTerm, node: &str, labels: &BTreeMap<String, String>) -> bool {
-    let holds = |r: &NodeSelectorRequirement, have: Option<&str>| {
-        LabelOp::from_api(&r.operator)
-            .is_some_and(|op| op.holds(r.values.as_deref().unwrap_or_default(), have))
-    };
-    let exprs = term.match_expressions.as_deref().unwrap_or_default();
-    let fields = term.match_fields.as_deref().unwrap_or_default();
-    if exprs.is_empty() && fields.is_empty() {
-        return false;
-    }
-    exprs
-        .iter()
-        .all(|r| holds(r, labels.get(&r.key).map(String::as_str)))
-        && fields
-            .iter()
-            .all(|r| r.key == "metadata.name" && holds(r, Some(node)))
-}
-
 /// Whether a daemon pod should be started on `node`, and whether one already there may keep
 /// running (Kubernetes' NodeShouldRunDaemonPod). `spec` is the template's pod spec with the
 /// daemon tolerations added.
@@ -170,7 +147,7 @@ pub fn should_run(spec: &PodSpec, node: &Node) -> (bool, bool) {
         .is_none_or(|s| {
             s.node_selector_terms
                 .iter()
-                .any(|t| term_matches(t, name, labels))
+                .any(|t| skiff_client::selector::term_matches(t, name, labels))
         });
     if !selector_fits || !affinity_fits {
         return (false, false);
@@ -440,31 +417,6 @@ pub fn compute_status(
     })
 }
 
-/// The ControllerRevision data for a template: a patch replacing `spec.template`, which
-/// `kubectl rollout undo` sends back as a strategic merge patch.
-pub fn revision_data(template: &PodTemplateSpec) -> Value {
-    let mut t = serde_json::to_value(template).unwrap_or(json!({}));
-    if let Some(m) = t.as_object_mut() {
-        m.insert("$patch".into(), json!("replace"));
-    }
-    json!({ "spec": { "template": t } })
-}
-
-/// Whether a ControllerRevision holds `template`.
-pub fn revision_matches(cr: &ControllerRevision, template: &PodTemplateSpec) -> bool {
-    let Some(mut t) = cr
-        .data
-        .as_ref()
-        .and_then(|d| d.0.pointer("/spec/template").cloned())
-    else {
-        return false;
-    };
-    if let Some(m) = t.as_object_mut() {
-        m.remove("$patch");
-    }
-    serde_json::from_value::<PodTemplateSpec>(t).is_ok_and(|t| equal_ignoring_hash(&t, template))
-}
-
 /// Per (DaemonSet, node) backoff for replacing failed pods.
 #[derive(Default)]
 struct Backoff {
@@ -552,54 +504,13 @@ impl DaemonSetController {
             }
         });
 
-        let q = queue.clone();
-        let exp = expectations.clone();
-        let lookup = daemonsets.clone();
-        ctx.pods.on_change(move |c| {
-            let owner_key = |p: &CachedPod| {
-                pods::controller_of(&p.metadata)
-                    .filter(|r| r.kind == "DaemonSet")
-                    .map(|r| format!("{}/{}", p.namespace().unwrap_or_default(), r.name))
-            };
-            match c {
-                Change::Applied { old, new } => {
-                    match owner_key(new) {
-                        Some(k) => {
-                            if old.is_none() {
-                                exp.creation_observed(&k);
-                            }
-                            if new.metadata.deletion_timestamp.is_some() {
-                                exp.deletion_observed(&k, &key_of(*new));
-                            }
-                            q.add(k);
-                        }
-                        None => {
-                            let ns = new.namespace().unwrap_or_default();
-                            for ds in lookup.list_in(&ns) {
-                                if let Some(s) = ds.spec.as_ref()
-                                    && skiff_client::selector::matches(&s.selector, &new.labels)
-                                {
-                                    q.add(key_of(ds.as_ref()));
-                                }
-                            }
-                        }
-                    }
-                    if let Some(old) = old
-                        && let Some(k) = owner_key(old)
-                        && Some(&k) != owner_key(new).as_ref()
-                    {
-                        q.add(k);
-                    }
-                }
-                Change::Deleted(p) => {
-                    if let Some(k) = owner_key(p) {
-                        exp.deletion_observed(&k, &key_of(*p));
-                        q.add(k);
-                    }
-                }
-                Change::Resynced => {}
-            }
-        });
+        crate::controller::queue_pod_owners(
+            &ctx.pods,
+            daemonsets.clone(),
+            |ds: &DaemonSet| ds.spec.as_ref().map(|s| s.selector.clone()),
+            expectations.clone(),
+            queue,
+        );
 
         Arc::new(DaemonSetController {
             client: ctx.client_for(Self::SERVICE_ACCOUNT),
@@ -617,142 +528,6 @@ impl DaemonSetController {
         })
     }
 
-    /// The current revision's hash (creating or renumbering its ControllerRevision as
-    /// needed) and the old revisions.
-    async fn history(
-        &self,
-        ds: &DaemonSet,
-        template: &PodTemplateSpec,
-    ) -> Result<(String, Vec<Arc<ControllerRevision>>)> {
-        let ns = ds.namespace().unwrap_or_default();
-        let uid = ds.metadata.uid.clone().unwrap_or_default();
-        let owned: Vec<Arc<ControllerRevision>> = self
-            .revisions
-            .list_in(&ns)
-            .into_iter()
-            .filter(|cr| pods::controller_of(&cr.metadata).is_some_and(|r| r.uid == uid))
-            .collect();
-        let (mut current, old): (Vec<_>, Vec<_>) = owned
-            .into_iter()
-            .partition(|cr| revision_matches(cr, template));
-        let next = old.iter().map(|cr| cr.revision).max().unwrap_or(0) + 1;
-        let api: Api<ControllerRevision> = Api::namespaced(self.client.clone(), &ns);
-        current.sort_by_key(|cr| std::cmp::Reverse(cr.revision));
-        if let Some(cur) = current.first() {
-            // Duplicates (a lost race) go; the newest stays.
-            for dup in &current[1..] {
-                let _ = api.delete(&dup.name_any(), &DeleteParams::default()).await;
-            }
-            if cur.revision < next {
-                let mut bumped = (**cur).clone();
-                bumped.revision = next;
-                match api
-                    .replace(&cur.name_any(), &PostParams::default(), &bumped)
-                    .await
-                {
-                    Ok(_) | Err(kube::Error::Api(_)) => {}
-                    Err(e) => return Err(e.into()),
-                }
-            }
-            let hash = cur
-                .metadata
-                .labels
-                .as_ref()
-                .and_then(|l| l.get(HASH_LABEL).cloned())
-                .unwrap_or_else(|| cur.name_any());
-            return Ok((hash, old));
-        }
-        let collisions = ds
-            .status
-            .as_ref()
-            .and_then(|s| s.collision_count)
-            .unwrap_or(0);
-        let hash = template_hash(template, collisions);
-        let name = format!("{}-{hash}", ds.name_any());
-        let mut labels = template
-            .metadata
-            .as_ref()
-            .and_then(|m| m.labels.clone())
-            .unwrap_or_default();
-        labels.insert(HASH_LABEL.into(), hash.clone());
-        let cr = ControllerRevision {
-            metadata: ObjectMeta {
-                name: Some(name.clone()),
-                namespace: Some(ns.clone()),
-                labels: Some(labels),
-                annotations: ds.metadata.annotations.clone(),
-                owner_references: Some(vec![pods::controller_ref(ds)]),
-                ..Default::default()
-            },
-            data: Some(RawExtension(revision_data(template))),
-            revision: next,
-        };
-        match api.create(&PostParams::default(), &cr).await {
-            Ok(_) => Ok((hash, old)),
-            Err(kube::Error::Api(s)) if s.code == 409 => {
-                // The name is taken by another template (or by this one, not yet in the
-                // cache): with a different template, a new collision count gives a new hash.
-                let taken = api.get(&name).await?;
-                if revision_matches(&taken, template) {
-                    return Ok((hash, old));
-                }
-                let mut status = serde_json::to_value(&ds.status).unwrap_or(json!({}));
-                status["collisionCount"] = json!(collisions + 1);
-                let dsapi: Api<DaemonSet> = Api::namespaced(self.client.clone(), &ns);
-                crate::update::status(&dsapi, &ds.name_any(), &status).await?;
-                Err(Error::Invalid(format!(
-                    "hash collision on ControllerRevision {ns}/{name}; retrying with collisionCount {}",
-                    collisions + 1
-                )))
-            }
-            Err(e) => Err(e.into()),
-        }
-    }
-
-    /// Deletes old revisions beyond `revisionHistoryLimit`, oldest first, sparing those a
-    /// live pod still runs.
-    async fn cleanup_history(
-        &self,
-        ds: &DaemonSet,
-        old: Vec<Arc<ControllerRevision>>,
-        by_node: &BTreeMap<String, Vec<Arc<CachedPod>>>,
-    ) -> Result<()> {
-        let limit = ds
-            .spec
-            .as_ref()
-            .and_then(|s| s.revision_history_limit)
-            .unwrap_or(10)
-            .max(0) as usize;
-        let mut to_kill = old.len().saturating_sub(limit);
-        if to_kill == 0 {
-            return Ok(());
-        }
-        let live: std::collections::HashSet<&str> = by_node
-            .values()
-            .flatten()
-            .filter_map(|p| p.labels.get(HASH_LABEL).map(String::as_str))
-            .collect();
-        let mut old = old;
-        old.sort_by_key(|cr| cr.revision);
-        let api: Api<ControllerRevision> =
-            Api::namespaced(self.client.clone(), &ds.namespace().unwrap_or_default());
-        for cr in old {
-            if to_kill == 0 {
-                break;
-            }
-            let hash = cr.metadata.labels.as_ref().and_then(|l| l.get(HASH_LABEL));
-            if hash.is_some_and(|h| live.contains(h.as_str())) {
-                continue;
-            }
-            match api.delete(&cr.name_any(), &DeleteParams::default()).await {
-                Ok(_) | Err(kube::Error::Api(_)) => {}
-                Err(e) => return Err(e.into()),
-            }
-            to_kill -= 1;
-        }
-        Ok(())
-    }
-
     /// Creates a pod on each of `nodes` and deletes `delete`; returns a creation error, if any.
     async fn sync_nodes(
         &self,
@@ -767,8 +542,6 @@ impl DaemonSetController {
         let nodes: Vec<String> = nodes.into_iter().take(BURST).collect();
         let delete: Vec<String> = delete.into_iter().take(BURST).collect();
         self.expectations.expect_creations(key, nodes.len() as i64);
-        self.expectations
-            .expect_deletions(key, delete.iter().map(|n| format!("{ns}/{n}")));
         let base = pods::pod_from_template(template, &ns, &ds.name_any(), pods::controller_ref(ds));
         let created: Vec<_> = futures::stream::iter(nodes)
             .map(|node| {
@@ -811,39 +584,16 @@ impl DaemonSetController {
                 }
             }
         }
-        let deleted: Vec<_> = futures::stream::iter(delete)
-            .map(|name| {
-                let api = api.clone();
-                async move {
-                    let r = api.delete(&name, &DeleteParams::default()).await.map(drop);
-                    (name, r)
-                }
-            })
-            .buffer_unordered(PARALLEL)
-            .collect()
-            .await;
-        for (name, r) in deleted {
-            match r {
-                Ok(()) => self.recorder.publish(
-                    ds.object_ref(&()),
-                    EventType::Normal,
-                    "SuccessfulDelete",
-                    format!("Deleted pod: {name}"),
-                ),
-                Err(e) => {
-                    self.expectations
-                        .deletion_observed(key, &format!("{ns}/{name}"));
-                    if !matches!(&e, kube::Error::Api(s) if s.code == 404) {
-                        self.recorder.publish(
-                            ds.object_ref(&()),
-                            EventType::Warning,
-                            "FailedDelete",
-                            format!("Error deleting: {e}"),
-                        );
-                    }
-                }
-            }
-        }
+        crate::controller::delete_pods(
+            &self.client,
+            &self.recorder,
+            &self.expectations,
+            key,
+            &ds.object_ref(&()),
+            &ns,
+            delete,
+        )
+        .await;
         failure
     }
 }
@@ -885,7 +635,20 @@ impl Reconciler for DaemonSetController {
             owned.push(p);
         }
 
-        let (hash, old) = self.history(&ds, &spec.template).await?;
+        let collisions = ds
+            .status
+            .as_ref()
+            .and_then(|s| s.collision_count)
+            .unwrap_or(0);
+        let (current, old) = history::sync(
+            &self.client,
+            &self.revisions,
+            ds.as_ref(),
+            &spec.template,
+            collisions,
+        )
+        .await?;
+        let hash = current.hash;
         let generation = ds
             .metadata
             .annotations
@@ -1023,7 +786,17 @@ impl Reconciler for DaemonSetController {
                     failure = self.sync_nodes(key, &ds, &template, surge, delete).await;
                 }
             }
-            self.cleanup_history(&ds, old, &by_node).await?;
+            // Revisions a live pod still runs are kept.
+            let live: std::collections::HashSet<&str> = by_node
+                .values()
+                .flatten()
+                .filter_map(|p| p.labels.get(HASH_LABEL).map(String::as_str))
+                .collect();
+            let limit = spec.revision_history_limit.unwrap_or(10);
+            history::cleanup(&self.client, ns, old, limit, |cr| {
+                live.contains(history::hash_of(cr).as_str())
+            })
+            .await?;
         }
 
         let node_runs: Vec<(String, bool)> = decisions

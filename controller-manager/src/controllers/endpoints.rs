@@ -135,8 +135,18 @@ fn by_ports(backends: &[Backend]) -> BTreeMap<String, (Vec<EndpointPort>, Vec<&B
     groups
 }
 
-/// The Endpoints subsets for the backends.
-pub fn subsets(backends: &[Backend]) -> Vec<EndpointSubset> {
+/// The pod's hostname, published in the endpoints of the Service its subdomain names (in its
+/// namespace), as Kubernetes does: that is what lets DNS answer `<hostname>.<service>`.
+pub fn published_hostname(svc: &Service, pod: &CachedPod) -> Option<String> {
+    let spec = pod.spec.as_ref()?;
+    let hostname = spec.hostname.as_deref().filter(|h| !h.is_empty())?;
+    (spec.subdomain.as_deref() == svc.metadata.name.as_deref()
+        && pod.metadata.namespace == svc.metadata.namespace)
+        .then(|| hostname.to_string())
+}
+
+/// The Endpoints subsets for the backends of `svc`.
+pub fn subsets(svc: &Service, backends: &[Backend]) -> Vec<EndpointSubset> {
     by_ports(backends)
         .into_values()
         .map(|(ports, members)| {
@@ -144,7 +154,7 @@ pub fn subsets(backends: &[Backend]) -> Vec<EndpointSubset> {
                 ip: ip(&b.pod),
                 node_name: b.pod.spec.as_ref().and_then(|s| s.node_name.clone()),
                 target_ref: Some(target_ref(&b.pod)),
-                hostname: None,
+                hostname: published_hostname(svc, &b.pod),
             };
             let ready: Vec<_> = members.iter().filter(|b| b.ready).map(addr).collect();
             let not_ready: Vec<_> = members.iter().filter(|b| !b.ready).map(addr).collect();
@@ -203,6 +213,7 @@ pub fn slices(svc: &Service, backends: &[Backend]) -> Vec<EndpointSlice> {
                     }),
                     node_name: b.pod.spec.as_ref().and_then(|s| s.node_name.clone()),
                     target_ref: Some(target_ref(&b.pod)),
+                    hostname: published_hostname(svc, &b.pod),
                     ..Default::default()
                 })
                 .collect(),
@@ -414,7 +425,7 @@ impl Reconciler for EndpointsController {
             return Ok(None);
         }
         let found = backends(&svc, &self.ctx.pods.list_in(ns));
-        self.write_endpoints(ns, name, &svc, subsets(&found))
+        self.write_endpoints(ns, name, &svc, subsets(&svc, &found))
             .await?;
         self.write_slices(ns, &svc, slices(&svc, &found)).await?;
         Ok(None)
@@ -465,7 +476,7 @@ mod tests {
             pod("no-port", Some("10.0.0.4"), true, "other", 8080),
         ];
         let found = backends(&svc(json!("web")), &pods);
-        let s = subsets(&found);
+        let s = subsets(&svc(json!("web")), &found);
         assert_eq!(s.len(), 2, "two port sets: {s:?}");
         let p8080 = s
             .iter()
@@ -496,10 +507,10 @@ mod tests {
     #[test]
     fn numeric_target_ports_and_empty_services() {
         let pods = vec![pod("a", Some("10.0.0.1"), true, "web", 8080)];
-        let s = subsets(&backends(&svc(json!(8080)), &pods));
+        let s = subsets(&svc(json!(8080)), &backends(&svc(json!(8080)), &pods));
         assert_eq!(s[0].ports.as_ref().unwrap()[0].port, 8080);
         let none: Vec<Arc<CachedPod>> = vec![];
-        assert!(subsets(&backends(&svc(json!(80)), &none)).is_empty());
+        assert!(subsets(&svc(json!(80)), &backends(&svc(json!(80)), &none)).is_empty());
         let placeholder = slices(&svc(json!(80)), &[]);
         assert_eq!(placeholder.len(), 1, "an empty slice remains");
         assert_eq!(placeholder[0].ports, Some(vec![]), "with no ports");
@@ -521,10 +532,40 @@ mod tests {
         assert_eq!(port.port, Some(8080));
         assert_eq!(port.protocol.as_deref(), Some("TCP"));
         // The Endpoints object leaves an empty name out, as Kubernetes' does.
-        assert_eq!(subsets(&found)[0].ports.as_ref().unwrap()[0].name, None);
+        assert_eq!(
+            subsets(&unnamed, &found)[0].ports.as_ref().unwrap()[0].name,
+            None
+        );
         let named = backends(&svc(json!("web")), &pods);
         let written = slices(&svc(json!("web")), &named);
         let port = &written[0].ports.as_ref().unwrap()[0];
         assert_eq!(port.name.as_deref(), Some("http"));
+    }
+
+    #[test]
+    fn hostnames_are_published_for_the_service_the_subdomain_names() {
+        let with = |name: &str, subdomain: &str| {
+            let mut p = (*pod(name, Some("10.0.0.1"), true, "web", 8080)).clone();
+            let spec = p.spec.as_mut().unwrap();
+            spec.hostname = Some(name.into());
+            spec.subdomain = Some(subdomain.into());
+            Arc::new(p)
+        };
+        let pods = vec![with("web-0", "web"), with("other-0", "other")];
+        let s = svc(json!(8080));
+        let found = backends(&s, &pods);
+        let names: Vec<_> = subsets(&s, &found)[0]
+            .addresses
+            .iter()
+            .flatten()
+            .map(|a| a.hostname.clone())
+            .collect();
+        assert_eq!(names, [None, Some("web-0".to_string())]);
+        let names: Vec<_> = slices(&s, &found)[0]
+            .endpoints
+            .iter()
+            .map(|e| e.hostname.clone())
+            .collect();
+        assert_eq!(names, [None, Some("web-0".to_string())]);
     }
 }

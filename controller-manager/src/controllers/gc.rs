@@ -10,15 +10,20 @@
 //!   from every dependent, then the finalizer.
 //!
 //! It covers the kinds Skiff's controllers own and create: Deployments, ReplicaSets,
-//! ReplicationControllers, DaemonSets, Services, Jobs and CronJobs as owners; ReplicaSets,
-//! Pods, Endpoints, EndpointSlices, ControllerRevisions and Jobs as dependents.
+//! ReplicationControllers, DaemonSets, StatefulSets, Services, Jobs and CronJobs as owners;
+//! ReplicaSets, Pods, Endpoints, EndpointSlices, ControllerRevisions, Jobs and
+//! PersistentVolumeClaims (a StatefulSet's, under its retention policy) as dependents.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet, Deployment, ReplicaSet};
+use k8s_openapi::api::apps::v1::{
+    ControllerRevision, DaemonSet, Deployment, ReplicaSet, StatefulSet,
+};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
-use k8s_openapi::api::core::v1::{Endpoints, Pod, ReplicationController, Service};
+use k8s_openapi::api::core::v1::{
+    Endpoints, PersistentVolumeClaim, Pod, ReplicationController, Service,
+};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::Api;
@@ -44,6 +49,8 @@ pub enum Kind {
     CronJob,
     DaemonSet,
     ControllerRevision,
+    StatefulSet,
+    PersistentVolumeClaim,
 }
 
 impl Kind {
@@ -60,6 +67,8 @@ impl Kind {
             "CronJob" => Kind::CronJob,
             "DaemonSet" => Kind::DaemonSet,
             "ControllerRevision" => Kind::ControllerRevision,
+            "StatefulSet" => Kind::StatefulSet,
+            "PersistentVolumeClaim" => Kind::PersistentVolumeClaim,
             _ => return None,
         })
     }
@@ -77,6 +86,8 @@ impl Kind {
             Kind::CronJob => "CronJob",
             Kind::DaemonSet => "DaemonSet",
             Kind::ControllerRevision => "ControllerRevision",
+            Kind::StatefulSet => "StatefulSet",
+            Kind::PersistentVolumeClaim => "PersistentVolumeClaim",
         }
     }
 
@@ -93,6 +104,8 @@ impl Kind {
             Kind::CronJob => ApiResource::erase::<CronJob>(&()),
             Kind::DaemonSet => ApiResource::erase::<DaemonSet>(&()),
             Kind::ControllerRevision => ApiResource::erase::<ControllerRevision>(&()),
+            Kind::StatefulSet => ApiResource::erase::<StatefulSet>(&()),
+            Kind::PersistentVolumeClaim => ApiResource::erase::<PersistentVolumeClaim>(&()),
         }
     }
 }
@@ -104,6 +117,7 @@ const DEPENDENTS: &[Kind] = &[
     Kind::EndpointSlice,
     Kind::ControllerRevision,
     Kind::Job,
+    Kind::PersistentVolumeClaim,
 ];
 
 /// A dependent and the references it holds.
@@ -202,6 +216,12 @@ impl GarbageCollector {
         watch_owners(&ctx.jobs(), Kind::Job, queue.clone());
         watch_dependents(&ctx.jobs(), Kind::Job, queue.clone());
         watch_owners(&ctx.cronjobs(), Kind::CronJob, queue.clone());
+        watch_owners(&ctx.statefulsets(), Kind::StatefulSet, queue.clone());
+        watch_dependents(
+            &ctx.persistent_volume_claims(),
+            Kind::PersistentVolumeClaim,
+            queue.clone(),
+        );
         Arc::new(GarbageCollector {
             client: ctx.client_for(Self::SERVICE_ACCOUNT),
             ctx,
@@ -222,6 +242,8 @@ impl GarbageCollector {
             Kind::CronJob => meta_of(&c.cronjobs(), ns, name),
             Kind::DaemonSet => meta_of(&c.daemonsets(), ns, name),
             Kind::ControllerRevision => meta_of(&c.controller_revisions(), ns, name),
+            Kind::StatefulSet => meta_of(&c.statefulsets(), ns, name),
+            Kind::PersistentVolumeClaim => meta_of(&c.persistent_volume_claims(), ns, name),
         }
     }
 
@@ -258,6 +280,9 @@ impl GarbageCollector {
                     collect(&self.ctx.controller_revisions(), *kind, uid, &mut out)
                 }
                 Kind::Job => collect(&self.ctx.jobs(), *kind, uid, &mut out),
+                Kind::PersistentVolumeClaim => {
+                    collect(&self.ctx.persistent_volume_claims(), *kind, uid, &mut out)
+                }
                 _ => {}
             }
         }

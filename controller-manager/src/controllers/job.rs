@@ -21,14 +21,14 @@ use k8s_openapi::api::batch::v1::{
 };
 use k8s_openapi::api::core::v1::{EnvVar, EnvVarSource, ObjectFieldSelector, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{Patch, PatchParams, PostParams};
 use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 use skiff_client::events::{EventType, Recorder};
 use tokio::time::Instant;
 
 use crate::context::Context;
-use crate::controller::{Controller, Expectations, Reconciler, Result};
+use crate::controller::{Controller, Expectations, PARALLEL, Reconciler, Result};
 use crate::pods::{self, CachedPod};
 use crate::workqueue::WorkQueue;
 use skiff_client::informer::{Change, Informer, key_of, split_key};
@@ -41,7 +41,6 @@ pub const INDEX_KEY: &str = "batch.kubernetes.io/job-completion-index";
 pub const INDEX_ENV: &str = "JOB_COMPLETION_INDEX";
 /// At most this many pods are created or deleted in one sync (upstream's MaxPodCreateDeletePerSync).
 pub const BURST: usize = 500;
-const PARALLEL: usize = 32;
 /// Upstream's DefaultJobPodFailureBackOff and MaxJobPodFailureBackOff.
 pub const BACKOFF_BASE: Duration = Duration::from_secs(10);
 pub const BACKOFF_MAX: Duration = Duration::from_secs(360);
@@ -624,42 +623,16 @@ impl JobController {
             names.push(p.name_any());
         }
         let ns = job.namespace().unwrap_or_default();
-        let api: Api<Pod> = Api::namespaced(self.client.clone(), &ns);
-        self.expectations
-            .expect_deletions(key, names.iter().map(|n| format!("{ns}/{n}")));
-        let results: Vec<_> = futures::stream::iter(names)
-            .map(|name| {
-                let api = api.clone();
-                async move {
-                    let r = api.delete(&name, &DeleteParams::default()).await.map(drop);
-                    (name, r)
-                }
-            })
-            .buffer_unordered(PARALLEL)
-            .collect()
-            .await;
-        for (name, r) in results {
-            match r {
-                Ok(()) => self.recorder.publish(
-                    job.object_ref(&()),
-                    EventType::Normal,
-                    "SuccessfulDelete",
-                    format!("Deleted pod: {name}"),
-                ),
-                Err(e) => {
-                    self.expectations
-                        .deletion_observed(key, &format!("{ns}/{name}"));
-                    if !matches!(&e, kube::Error::Api(s) if s.code == 404) {
-                        self.recorder.publish(
-                            job.object_ref(&()),
-                            EventType::Warning,
-                            "FailedDelete",
-                            format!("Error deleting: {e}"),
-                        );
-                    }
-                }
-            }
-        }
+        crate::controller::delete_pods(
+            &self.client,
+            &self.recorder,
+            &self.expectations,
+            key,
+            &job.object_ref(&()),
+            &ns,
+            names,
+        )
+        .await;
     }
 
     /// Writes the status, guarded by the Job's resourceVersion: counts move between

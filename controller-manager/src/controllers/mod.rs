@@ -10,6 +10,7 @@ pub mod daemonset;
 pub mod deployment;
 pub mod endpoints;
 pub mod gc;
+pub mod history;
 pub mod hpa;
 pub mod job;
 pub mod namespace;
@@ -19,6 +20,7 @@ pub mod replicaset;
 pub mod rootcacert;
 pub mod serviceaccount;
 pub mod servicelb;
+pub mod statefulset;
 pub mod ttlafterfinished;
 
 use std::sync::Arc;
@@ -89,6 +91,7 @@ pub const ALL: &[Entry] = &[
     entry::<replicaset::ReplicaController<ReplicaSet>>(),
     entry::<deployment::DeploymentController>(),
     entry::<daemonset::DaemonSetController>(),
+    entry::<statefulset::StatefulSetController>(),
     entry::<gc::GarbageCollector>(),
     entry::<namespace::NamespaceController>(),
     entry::<nodeipam::NodeIpam>(),

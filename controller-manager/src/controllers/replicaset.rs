@@ -12,21 +12,19 @@ use futures::StreamExt;
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec, ReplicationController};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
-use kube::api::{DeleteParams, PostParams};
+use kube::api::PostParams;
 use kube::{Api, Resource, ResourceExt};
 use serde_json::{Value, json};
 use skiff_client::events::{EventType, Recorder};
 
 use crate::context::Context;
-use crate::controller::{Controller, Expectations, Reconciler, Result};
+use crate::controller::{Controller, Expectations, PARALLEL, Reconciler, Result};
 use crate::pods::{self, CachedPod};
 use crate::workqueue::WorkQueue;
 use skiff_client::informer::{Change, Informer, Object, key_of, split_key};
 
 /// At most this many pods are created or deleted in one sync (Kubernetes' burstReplicas).
 pub const BURST: usize = 500;
-/// Concurrent requests within one batch.
-const PARALLEL: usize = 32;
 
 /// What the controller needs from a ReplicaSet or a ReplicationController.
 pub trait ReplicaKind:
@@ -229,53 +227,13 @@ impl<K: ReplicaKind> ReplicaController<K> {
             Change::Deleted(o) => q.add(key_of(*o)),
             Change::Resynced => all.list().iter().for_each(|o| q.add(key_of(o.as_ref()))),
         });
-        let q = queue.clone();
-        let exp = expectations.clone();
-        let lookup = owners.clone();
-        ctx.pods.on_change(move |c| {
-            let owner_key = |p: &CachedPod| {
-                pods::controller_of(&p.metadata)
-                    .filter(|r| r.kind == K::kind(&()))
-                    .map(|r| format!("{}/{}", p.namespace().unwrap_or_default(), r.name))
-            };
-            match c {
-                Change::Applied { old, new } => {
-                    match owner_key(new) {
-                        Some(k) => {
-                            if old.is_none() {
-                                exp.creation_observed(&k);
-                            }
-                            if new.metadata.deletion_timestamp.is_some() {
-                                exp.deletion_observed(&k, &key_of(*new));
-                            }
-                            q.add(k);
-                        }
-                        None => {
-                            // An orphan: every owner whose selector matches may adopt it.
-                            let ns = new.namespace().unwrap_or_default();
-                            for o in lookup.list_in(&ns) {
-                                if skiff_client::selector::matches(&o.selector(), &new.labels) {
-                                    q.add(key_of(o.as_ref()));
-                                }
-                            }
-                        }
-                    }
-                    if let Some(old) = old
-                        && let Some(k) = owner_key(old)
-                        && Some(&k) != owner_key(new).as_ref()
-                    {
-                        q.add(k);
-                    }
-                }
-                Change::Deleted(p) => {
-                    if let Some(k) = owner_key(p) {
-                        exp.deletion_observed(&k, &key_of(*p));
-                        q.add(k);
-                    }
-                }
-                Change::Resynced => {}
-            }
-        });
+        crate::controller::queue_pod_owners(
+            &ctx.pods,
+            owners.clone(),
+            |o: &K| Some(o.selector()),
+            expectations.clone(),
+            queue,
+        );
         Arc::new(ReplicaController {
             client: ctx.client_for(Self::SERVICE_ACCOUNT),
             recorder: Recorder::new(
@@ -362,42 +320,16 @@ impl<K: ReplicaKind> ReplicaController<K> {
 
     async fn delete_pods(&self, key: &str, owner: &K, names: Vec<String>) {
         let ns = owner.namespace().unwrap_or_default();
-        let api: Api<Pod> = Api::namespaced(self.client.clone(), &ns);
-        self.expectations
-            .expect_deletions(key, names.iter().map(|n| format!("{ns}/{n}")));
-        let results: Vec<_> = futures::stream::iter(names)
-            .map(|name| {
-                let api = api.clone();
-                async move {
-                    let r = api.delete(&name, &DeleteParams::default()).await.map(drop);
-                    (name, r)
-                }
-            })
-            .buffer_unordered(PARALLEL)
-            .collect()
-            .await;
-        for (name, r) in results {
-            match r {
-                Ok(_) => self.recorder.publish(
-                    owner.object_ref(&()),
-                    EventType::Normal,
-                    "SuccessfulDelete",
-                    format!("Deleted pod: {name}"),
-                ),
-                Err(e) => {
-                    self.expectations
-                        .deletion_observed(key, &format!("{ns}/{name}"));
-                    if !matches!(&e, kube::Error::Api(s) if s.code == 404) {
-                        self.recorder.publish(
-                            owner.object_ref(&()),
-                            EventType::Warning,
-                            "FailedDelete",
-                            format!("Error deleting: {e}"),
-                        );
-                    }
-                }
-            }
-        }
+        crate::controller::delete_pods(
+            &self.client,
+            &self.recorder,
+            &self.expectations,
+            key,
+            &owner.object_ref(&()),
+            &ns,
+            names,
+        )
+        .await;
     }
 }
 

@@ -1,6 +1,8 @@
-//! `skiffctl rollout status|history|undo|restart|pause|resume` for Deployments, with kubectl's
-//! messages: status follows the rollout until it is done, undo puts a previous ReplicaSet's
-//! pod template back.
+//! `skiffctl rollout status|history|undo|restart|pause|resume` for Deployments, DaemonSets
+//! and StatefulSets, with kubectl's messages: status follows the rollout until it is done;
+//! history lists a Deployment's ReplicaSets or the ControllerRevisions of the other two; undo
+//! puts a previous ReplicaSet's pod template back, or applies a previous revision's patch.
+//! Pause and resume are for Deployments only, as in kubectl.
 
 use std::time::{Duration, Instant};
 
@@ -27,7 +29,7 @@ pub enum RolloutCmd {
         #[arg(short = 'w', long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
         watch: bool,
     },
-    /// The revisions of a Deployment.
+    /// The revisions of a Deployment, DaemonSet or StatefulSet.
     History {
         #[arg(required = true)]
         args: Vec<String>,
@@ -56,27 +58,171 @@ pub enum RolloutCmd {
     },
 }
 
-/// The Deployment `args` name (`deployment/web`, `deploy web`).
-async fn deployment(s: &Session, args: &[String]) -> anyhow::Result<(String, String)> {
+/// The kinds that roll out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Deployment,
+    DaemonSet,
+    StatefulSet,
+}
+
+impl Kind {
+    /// kubectl's `<resource>.<group>` prefix of its messages.
+    fn prefix(self) -> &'static str {
+        match self {
+            Kind::Deployment => "deployment.apps",
+            Kind::DaemonSet => "daemonset.apps",
+            Kind::StatefulSet => "statefulset.apps",
+        }
+    }
+}
+
+/// The object `args` name (`deployment/web`, `ds web`, `sts/web`): its kind, path and name.
+async fn target(s: &Session, args: &[String]) -> anyhow::Result<(Kind, String, String)> {
     let all = resources::discover(s).await?;
     let targets = super::write::targets(&all, args, &s.namespace)?;
     let [t] = targets.as_slice() else {
-        bail!("give one deployment, as deployment/NAME");
+        bail!("give one object, as deployment/NAME, daemonset/NAME or statefulset/NAME");
     };
-    if t.resource.kind != "Deployment" {
-        bail!(
-            "no rollout support for {}; only deployments are rolled out here",
+    let kind = match t.resource.kind.as_str() {
+        "Deployment" => Kind::Deployment,
+        "DaemonSet" => Kind::DaemonSet,
+        "StatefulSet" => Kind::StatefulSet,
+        _ => bail!(
+            "no rollout support for {}; deployments, daemonsets and statefulsets roll out",
             t.resource.plural
-        );
-    }
+        ),
+    };
     Ok((
+        kind,
         format!("{}/{}", t.resource.path(Some(&s.namespace)), t.name),
         t.name.clone(),
     ))
 }
 
-/// kubectl's words for where a rollout stands, and whether it is done.
-pub fn status_message(d: &Value) -> anyhow::Result<(String, bool)> {
+/// The Deployment `args` name: only Deployments pause (`verb` is `pausing` or `resuming`).
+async fn deployment(s: &Session, args: &[String], verb: &str) -> anyhow::Result<(String, String)> {
+    let (kind, path, name) = target(s, args).await?;
+    if kind != Kind::Deployment {
+        let (resource, group) = kind.prefix().split_once('.').unwrap_or_default();
+        bail!("{resource}s.{group} \"{name}\" {verb} is not supported");
+    }
+    Ok((path, name))
+}
+
+/// kubectl's words for where a rollout of `kind` stands, and whether it is done.
+pub fn status_message(kind: Kind, o: &Value) -> anyhow::Result<(String, bool)> {
+    match kind {
+        Kind::Deployment => deployment_status(o),
+        Kind::DaemonSet => daemonset_status(o),
+        Kind::StatefulSet => statefulset_status(o),
+    }
+}
+
+fn num(v: &Value) -> i64 {
+    v.as_i64().unwrap_or(0)
+}
+
+fn daemonset_status(d: &Value) -> anyhow::Result<(String, bool)> {
+    let name = d["metadata"]["name"].as_str().unwrap_or_default();
+    if d["spec"]["updateStrategy"]["type"].as_str() != Some("RollingUpdate") {
+        bail!("rollout status is only available for RollingUpdate strategy type");
+    }
+    let st = &d["status"];
+    if num(&d["metadata"]["generation"]) > num(&st["observedGeneration"]) {
+        return Ok((
+            "Waiting for daemon set spec update to be observed...\n".into(),
+            false,
+        ));
+    }
+    let desired = num(&st["desiredNumberScheduled"]);
+    let updated = num(&st["updatedNumberScheduled"]);
+    let available = num(&st["numberAvailable"]);
+    if updated < desired {
+        return Ok((
+            format!(
+                "Waiting for daemon set \"{name}\" rollout to finish: {updated} out of {desired} new pods have been updated...\n"
+            ),
+            false,
+        ));
+    }
+    if available < desired {
+        return Ok((
+            format!(
+                "Waiting for daemon set \"{name}\" rollout to finish: {available} of {desired} updated pods are available...\n"
+            ),
+            false,
+        ));
+    }
+    Ok((
+        format!("daemon set \"{name}\" successfully rolled out\n"),
+        true,
+    ))
+}
+
+fn statefulset_status(d: &Value) -> anyhow::Result<(String, bool)> {
+    let spec = &d["spec"];
+    let strategy = &spec["updateStrategy"];
+    if strategy["type"].as_str() != Some("RollingUpdate") {
+        bail!("rollout status is only available for RollingUpdate strategy type");
+    }
+    let st = &d["status"];
+    let observed = num(&st["observedGeneration"]);
+    if observed == 0 || num(&d["metadata"]["generation"]) > observed {
+        return Ok((
+            "Waiting for statefulset spec update to be observed...\n".into(),
+            false,
+        ));
+    }
+    let replicas = spec["replicas"].as_i64();
+    let ready = num(&st["readyReplicas"]);
+    let updated = num(&st["updatedReplicas"]);
+    if let Some(want) = replicas
+        && ready < want
+    {
+        return Ok((
+            format!("Waiting for {} pods to be ready...\n", want - ready),
+            false,
+        ));
+    }
+    if strategy["rollingUpdate"].is_object() {
+        if let (Some(want), Some(partition)) =
+            (replicas, strategy["rollingUpdate"]["partition"].as_i64())
+            && updated < want - partition
+        {
+            return Ok((
+                format!(
+                    "Waiting for partitioned roll out to finish: {updated} out of {} new pods have been updated...\n",
+                    want - partition
+                ),
+                false,
+            ));
+        }
+        return Ok((
+            format!("partitioned roll out complete: {updated} new pods have been updated...\n"),
+            true,
+        ));
+    }
+    let update = st["updateRevision"].as_str().unwrap_or_default();
+    let current = st["currentRevision"].as_str().unwrap_or_default();
+    if update != current {
+        return Ok((
+            format!(
+                "waiting for statefulset rolling update to complete {updated} pods at revision {update}...\n"
+            ),
+            false,
+        ));
+    }
+    Ok((
+        format!(
+            "statefulset rolling update complete {} pods at revision {current}...\n",
+            num(&st["currentReplicas"])
+        ),
+        true,
+    ))
+}
+
+fn deployment_status(d: &Value) -> anyhow::Result<(String, bool)> {
     let name = d["metadata"]["name"].as_str().unwrap_or_default();
     let generation = d["metadata"]["generation"].as_i64().unwrap_or(0);
     let st = &d["status"];
@@ -166,6 +312,88 @@ async fn revisions(s: &Session, d: &Value) -> anyhow::Result<Vec<(i64, Value)>> 
     Ok(out)
 }
 
+/// The ControllerRevisions a DaemonSet or StatefulSet controls, oldest first.
+async fn controller_revisions(s: &Session, o: &Value) -> anyhow::Result<Vec<(i64, Value)>> {
+    let uid = o["metadata"]["uid"].as_str().unwrap_or_default();
+    let ns = o["metadata"]["namespace"].as_str().unwrap_or_default();
+    let list = s
+        .get_json(
+            &format!("/apis/apps/v1/namespaces/{ns}/controllerrevisions"),
+            "application/json",
+        )
+        .await?;
+    let mut out: Vec<(i64, Value)> = list["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|cr| {
+            cr["metadata"]["ownerReferences"]
+                .as_array()
+                .is_some_and(|o| o.iter().any(|r| r["uid"] == uid && r["controller"] == true))
+        })
+        .map(|cr| (num(&cr["revision"]), cr.clone()))
+        .collect();
+    out.sort_by_key(|(r, _)| *r);
+    Ok(out)
+}
+
+/// A revision's template (its patch's `spec.template` less the `$patch` directive).
+fn revision_template(cr: &Value) -> Value {
+    let mut t = cr["data"]["spec"]["template"].clone();
+    if let Some(m) = t.as_object_mut() {
+        m.remove("$patch");
+    }
+    t
+}
+
+/// The revision number and object of every revision of `o`, oldest first.
+async fn history(s: &Session, kind: Kind, o: &Value) -> anyhow::Result<Vec<(i64, Value)>> {
+    match kind {
+        Kind::Deployment => revisions(s, o).await,
+        Kind::DaemonSet | Kind::StatefulSet => controller_revisions(s, o).await,
+    }
+}
+
+/// `rollout undo` of a DaemonSet or StatefulSet: the chosen revision's patch is applied, as
+/// kubectl does (a strategic merge patch replacing `spec.template`).
+async fn undo_revision(
+    s: &Session,
+    kind: Kind,
+    path: &str,
+    name: &str,
+    o: &Value,
+    to_revision: i64,
+) -> anyhow::Result<()> {
+    let revs = controller_revisions(s, o).await?;
+    let target = if to_revision > 0 {
+        revs.iter()
+            .find(|(r, _)| *r == to_revision)
+            .ok_or_else(|| anyhow!("unable to find specified revision {to_revision} in history"))?
+    } else {
+        if revs.len() <= 1 {
+            bail!("no last revision to roll back to");
+        }
+        &revs[revs.len() - 2]
+    };
+    if revision_template(&target.1) == o["spec"]["template"] {
+        println!(
+            "{}/{name} skipped rollback (current template already matches revision {})",
+            kind.prefix(),
+            target.0
+        );
+        return Ok(());
+    }
+    patch(
+        s,
+        path,
+        "application/strategic-merge-patch+json",
+        &target.1["data"],
+    )
+    .await?;
+    println!("{}/{name} rolled back", kind.prefix());
+    Ok(())
+}
+
 pub async fn run(s: &Session, cmd: &RolloutCmd) -> anyhow::Result<()> {
     match cmd {
         RolloutCmd::Status {
@@ -173,7 +401,7 @@ pub async fn run(s: &Session, cmd: &RolloutCmd) -> anyhow::Result<()> {
             timeout,
             watch,
         } => {
-            let (path, _) = deployment(s, args).await?;
+            let (kind, path, _) = target(s, args).await?;
             let limit = if timeout == "0" {
                 None
             } else {
@@ -183,7 +411,7 @@ pub async fn run(s: &Session, cmd: &RolloutCmd) -> anyhow::Result<()> {
             let mut last = String::new();
             loop {
                 let d = s.get_json(&path, "application/json").await?;
-                let (msg, done) = status_message(&d)?;
+                let (msg, done) = status_message(kind, &d)?;
                 if msg != last {
                     print!("{msg}");
                     last = msg;
@@ -198,25 +426,28 @@ pub async fn run(s: &Session, cmd: &RolloutCmd) -> anyhow::Result<()> {
             }
         }
         RolloutCmd::History { args } => {
-            let (path, name) = deployment(s, args).await?;
+            let (kind, path, name) = target(s, args).await?;
             let d = s.get_json(&path, "application/json").await?;
             let mut lines = vec![vec!["REVISION".to_string(), "CHANGE-CAUSE".to_string()]];
-            for (rev, rs) in revisions(s, &d).await? {
+            for (rev, rs) in history(s, kind, &d).await? {
                 let cause = rs["metadata"]["annotations"]["kubernetes.io/change-cause"]
                     .as_str()
                     .unwrap_or("<none>")
                     .to_string();
                 lines.push(vec![rev.to_string(), cause]);
             }
-            println!("deployment.apps/{name} ");
+            println!("{}/{name} ", kind.prefix());
             // kubectl's history table is padded by 2, not 3.
             print!("{}", super::get::tabulate_with(&lines, 0, 2));
             println!();
             Ok(())
         }
         RolloutCmd::Undo { args, to_revision } => {
-            let (path, name) = deployment(s, args).await?;
+            let (kind, path, name) = target(s, args).await?;
             let d = s.get_json(&path, "application/json").await?;
+            if kind != Kind::Deployment {
+                return undo_revision(s, kind, &path, &name, &d, *to_revision).await;
+            }
             let revs = revisions(s, &d).await?;
             let current: i64 = d["metadata"]["annotations"][REVISION]
                 .as_str()
@@ -253,7 +484,7 @@ pub async fn run(s: &Session, cmd: &RolloutCmd) -> anyhow::Result<()> {
             Ok(())
         }
         RolloutCmd::Restart { args } => {
-            let (path, name) = deployment(s, args).await?;
+            let (kind, path, name) = target(s, args).await?;
             let now = skiff_common::time::now();
             patch(
                 s,
@@ -262,12 +493,13 @@ pub async fn run(s: &Session, cmd: &RolloutCmd) -> anyhow::Result<()> {
                 &json!({ "spec": { "template": { "metadata": { "annotations": { "kubectl.kubernetes.io/restartedAt": now } } } } }),
             )
             .await?;
-            println!("deployment.apps/{name} restarted");
+            println!("{}/{name} restarted", kind.prefix());
             Ok(())
         }
         RolloutCmd::Pause { args } | RolloutCmd::Resume { args } => {
             let pause = matches!(cmd, RolloutCmd::Pause { .. });
-            let (path, name) = deployment(s, args).await?;
+            let verb = if pause { "pausing" } else { "resuming" };
+            let (path, name) = deployment(s, args, verb).await?;
             let d = s.get_json(&path, "application/json").await?;
             if d["spec"]["paused"].as_bool().unwrap_or(false) == pause {
                 bail!(
@@ -312,7 +544,7 @@ mod tests {
                    "status": {"observedGeneration": observed, "updatedReplicas": updated,
                               "replicas": replicas, "availableReplicas": available}})
         };
-        let msg = |v: Value| status_message(&v).unwrap();
+        let msg = |v: Value| status_message(Kind::Deployment, &v).unwrap();
         assert_eq!(
             msg(d(2, 1, 3, 3, 3, 3)).0,
             "Waiting for deployment spec update to be observed...\n"
@@ -336,6 +568,59 @@ mod tests {
         let mut stuck = d(2, 2, 3, 1, 3, 1);
         stuck["status"]["conditions"] =
             json!([{"type": "Progressing", "reason": "ProgressDeadlineExceeded"}]);
-        assert!(status_message(&stuck).is_err());
+        assert!(status_message(Kind::Deployment, &stuck).is_err());
+    }
+
+    #[test]
+    fn daemonset_and_statefulset_status_messages_follow_kubectl_s() {
+        let ds = |observed: i64, desired: i64, updated: i64, available: i64| {
+            json!({"metadata": {"name": "agent", "generation": 2},
+                   "spec": {"updateStrategy": {"type": "RollingUpdate"}},
+                   "status": {"observedGeneration": observed, "desiredNumberScheduled": desired,
+                              "updatedNumberScheduled": updated, "numberAvailable": available}})
+        };
+        let msg = |k: Kind, v: Value| status_message(k, &v).unwrap();
+        assert_eq!(
+            msg(Kind::DaemonSet, ds(1, 3, 3, 3)).0,
+            "Waiting for daemon set spec update to be observed...\n"
+        );
+        assert_eq!(
+            msg(Kind::DaemonSet, ds(2, 3, 1, 3)).0,
+            "Waiting for daemon set \"agent\" rollout to finish: 1 out of 3 new pods have been updated...\n"
+        );
+        assert_eq!(
+            msg(Kind::DaemonSet, ds(2, 3, 3, 2)).0,
+            "Waiting for daemon set \"agent\" rollout to finish: 2 of 3 updated pods are available...\n"
+        );
+        assert!(msg(Kind::DaemonSet, ds(2, 3, 3, 3)).1);
+
+        let sts = |ready: i64, updated: i64, rolling: Value| {
+            json!({"metadata": {"name": "web", "generation": 2},
+                   "spec": {"replicas": 3, "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": rolling}},
+                   "status": {"observedGeneration": 2, "readyReplicas": ready, "updatedReplicas": updated,
+                              "currentReplicas": 3, "currentRevision": "web-a", "updateRevision": "web-b"}})
+        };
+        assert_eq!(
+            msg(Kind::StatefulSet, sts(2, 1, json!({"partition": 0}))).0,
+            "Waiting for 1 pods to be ready...\n"
+        );
+        assert_eq!(
+            msg(Kind::StatefulSet, sts(3, 1, json!({"partition": 1}))).0,
+            "Waiting for partitioned roll out to finish: 1 out of 2 new pods have been updated...\n"
+        );
+        assert_eq!(
+            msg(Kind::StatefulSet, sts(3, 3, json!({"partition": 0}))),
+            (
+                "partitioned roll out complete: 3 new pods have been updated...\n".into(),
+                true
+            )
+        );
+        assert_eq!(
+            msg(Kind::StatefulSet, sts(3, 1, Value::Null)).0,
+            "waiting for statefulset rolling update to complete 1 pods at revision web-b...\n"
+        );
+        let mut on_delete = sts(3, 3, Value::Null);
+        on_delete["spec"]["updateStrategy"]["type"] = json!("OnDelete");
+        assert!(status_message(Kind::StatefulSet, &on_delete).is_err());
     }
 }

@@ -2,7 +2,9 @@
 //! steps, status) and the controller itself against the fake apiserver.
 
 use super::*;
+use crate::controllers::history::{revision_data, revision_matches};
 use crate::pods::testing::pod;
+use k8s_openapi::apimachinery::pkg::runtime::RawExtension;
 
 fn node(name: &str, labels: Value, taints: Value) -> Node {
     serde_json::from_value(json!({
