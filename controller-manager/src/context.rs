@@ -13,6 +13,7 @@ use k8s_openapi::api::core::v1::{
     ConfigMap, Endpoints, Namespace, Node, ReplicationController, Secret, Service, ServiceAccount,
 };
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::ClusterRole;
 use kube::runtime::watcher;
 use kube::{Api, Client};
@@ -130,6 +131,7 @@ pub struct Context {
     cronjobs: Lazy<CronJob>,
     daemonsets: Lazy<DaemonSet>,
     controller_revisions: Lazy<ControllerRevision>,
+    pod_disruption_budgets: Lazy<PodDisruptionBudget>,
 }
 
 impl Context {
@@ -161,6 +163,7 @@ impl Context {
             cronjobs: Lazy::new(),
             daemonsets: Lazy::new(),
             controller_revisions: Lazy::new(),
+            pod_disruption_budgets: Lazy::new(),
             credentials: Credentials::shared(client.clone()),
             client,
             identity,
@@ -266,6 +269,12 @@ impl Context {
             .get_or_init(|| Informer::new(Api::all(self.client.clone())))
     }
 
+    /// PodDisruptionBudgets (read by the disruption controller).
+    pub fn pod_disruption_budgets(&self) -> Arc<Informer<PodDisruptionBudget>> {
+        self.pod_disruption_budgets
+            .get_or_init(|| Informer::new(Api::all(self.client.clone())))
+    }
+
     /// Starts every informer (the lazy ones if a controller asked for them); returns once all
     /// have listed.
     pub async fn start_informers(&self) {
@@ -280,6 +289,7 @@ impl Context {
         let cronjobs = self.cronjobs.start(&stop);
         let daemonsets = self.daemonsets.start(&stop);
         let controller_revisions = self.controller_revisions.start(&stop);
+        let pod_disruption_budgets = self.pod_disruption_budgets.start(&stop);
         tokio::spawn(self.pods.clone().run(stop.clone()));
         tokio::spawn(self.replicasets.clone().run(stop.clone()));
         tokio::spawn(self.replication_controllers.clone().run(stop.clone()));
@@ -330,6 +340,9 @@ impl Context {
             i.synced().await;
         }
         if let Some(i) = controller_revisions {
+            i.synced().await;
+        }
+        if let Some(i) = pod_disruption_budgets {
             i.synced().await;
         }
     }
