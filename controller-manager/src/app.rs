@@ -209,6 +209,7 @@ mod tests {
                 ("replicationcontroller", "replication-controller"),
                 ("replicaset", "replicaset-controller"),
                 ("deployment", "deployment-controller"),
+                ("disruption", "disruption-controller"),
                 ("daemonset", "daemon-set-controller"),
                 ("garbagecollector", "generic-garbage-collector"),
                 ("namespace", "namespace-controller"),
