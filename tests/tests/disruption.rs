@@ -177,9 +177,38 @@ fn pod_disruption_budgets_on_a_three_node_cluster() {
     );
     c.kubectl_stdin(&["apply", "-f", "-"], BUDGET);
 
+    let (_proxy, base) = proxy(&c);
     the_status_shows_no_disruption_allowed(&c);
-    a_direct_eviction_is_refused_with_429(&c);
+    a_direct_eviction_is_refused_with_429(&c, &base);
     drain_waits_for_the_budget(&c);
+    an_allowed_eviction_marks_the_pod(&c, &base);
+    c.kubectl_ok(&["delete", "pdb", "web"]);
+    c.kubectl_ok(&["delete", "deployment", "web"]);
+}
+
+/// An HTTP client for the loopback proxy, whatever proxy the environment names.
+fn http() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
+        .no_proxy()
+        .timeout(WAIT)
+        .build()
+        .expect("an HTTP client")
+}
+
+/// POSTs an Eviction of `pod` (with `query`, e.g. `?dryRun=All`); the code and body.
+fn evict(base: &str, pod: &str, query: &str) -> (u16, Value) {
+    let reply = http()
+        .post(format!(
+            "{base}/api/v1/namespaces/default/pods/{pod}/eviction{query}"
+        ))
+        .json(&json!({
+            "apiVersion": "policy/v1", "kind": "Eviction",
+            "metadata": {"name": pod, "namespace": "default"},
+        }))
+        .send()
+        .expect("eviction request");
+    let code = reply.status().as_u16();
+    (code, reply.json().expect("a Status"))
 }
 
 /// The controller counts the two ready pods against `minAvailable: 2`.
@@ -207,26 +236,10 @@ fn the_status_shows_no_disruption_allowed(c: &LocalCluster) {
 
 /// POST .../eviction answers 429 TooManyRequests with Kubernetes' message and cause, and the
 /// pod stays.
-fn a_direct_eviction_is_refused_with_429(c: &LocalCluster) {
-    let (_proxy, base) = proxy(c);
+fn a_direct_eviction_is_refused_with_429(c: &LocalCluster, base: &str) {
     let (pod, _) = serving(c)[0].clone();
-    // Straight to the loopback proxy, whatever proxy the environment names.
-    let http = reqwest::blocking::Client::builder()
-        .no_proxy()
-        .build()
-        .expect("an HTTP client");
-    let reply = http
-        .post(format!(
-            "{base}/api/v1/namespaces/default/pods/{pod}/eviction"
-        ))
-        .json(&json!({
-            "apiVersion": "policy/v1", "kind": "Eviction",
-            "metadata": {"name": pod, "namespace": "default"},
-        }))
-        .send()
-        .expect("eviction request");
-    assert_eq!(reply.status().as_u16(), 429);
-    let body: Value = reply.json().expect("a Status");
+    let (code, body) = evict(base, &pod, "");
+    assert_eq!(code, 429, "{body}");
     assert_eq!(body["kind"], "Status", "{body}");
     assert_eq!(body["code"], 429, "{body}");
     assert_eq!(body["reason"], "TooManyRequests", "{body}");
@@ -319,6 +332,65 @@ fn drain_waits_for_the_budget(c: &LocalCluster) {
         budget_status(c)
     );
     c.kubectl_ok(&["uncordon", &node]);
-    c.kubectl_ok(&["delete", "pdb", "web"]);
-    c.kubectl_ok(&["delete", "deployment", "web"]);
+}
+
+/// With a disruption to spare, a dry run changes nothing; a real eviction marks the pod
+/// `DisruptionTarget` (reason `EvictionByEvictionAPI`) before deleting it.
+fn an_allowed_eviction_marks_the_pod(c: &LocalCluster, base: &str) {
+    let (pod, _) = serving(c)[0].clone();
+    let (code, body) = evict(base, &pod, "?dryRun=All");
+    assert_eq!((code, &body["status"]), (201, &json!("Success")), "{body}");
+    assert_eq!(
+        budget_status(c)["disruptionsAllowed"],
+        1,
+        "a dry run spends nothing"
+    );
+    assert!(serving(c).iter().any(|(p, _)| *p == pod), "{}", wide(c));
+
+    // Watch the pod from its current version, so that every change the eviction makes shows.
+    let rv = c.kubectl_ok(&[
+        "get",
+        "pod",
+        &pod,
+        "-o",
+        "jsonpath={.metadata.resourceVersion}",
+    ]);
+    let (code, body) = evict(base, &pod, "");
+    assert_eq!((code, &body["status"]), (201, &json!("Success")), "{body}");
+    let watch = http()
+        .get(format!(
+            "{base}/api/v1/namespaces/default/pods?watch=1&resourceVersion={rv}&fieldSelector=metadata.name%3D{pod}"
+        ))
+        .send()
+        .expect("watch");
+    let mut marked = None;
+    let mut seen = Vec::new();
+    for line in BufReader::new(watch).lines().map_while(Result::ok) {
+        let event: Value = serde_json::from_str(&line).unwrap_or_default();
+        let object = &event["object"];
+        seen.push(format!(
+            "{} {}",
+            event["type"], object["status"]["conditions"]
+        ));
+        if let Some(cond) = object["status"]["conditions"]
+            .as_array()
+            .and_then(|cs| cs.iter().find(|c| c["type"] == "DisruptionTarget"))
+        {
+            marked = Some(cond.clone());
+            break;
+        }
+        if event["type"] == "DELETED" {
+            break;
+        }
+    }
+    let cond = marked.unwrap_or_else(|| panic!("no DisruptionTarget condition: {seen:#?}"));
+    assert_eq!(cond["status"], "True", "{cond}");
+    assert_eq!(cond["reason"], "EvictionByEvictionAPI", "{cond}");
+    assert_eq!(cond["message"], "Eviction API: evicting", "{cond}");
+    assert!(
+        wait_until(WAIT, || !serving(c).iter().any(|(p, _)| *p == pod)
+            && serving(c).len() == 3),
+        "the evicted pod is replaced:\n{}",
+        wide(c)
+    );
 }
