@@ -427,6 +427,7 @@ impl DisruptionController {
             Ok(found) => found,
             // A kind the server does not serve controls nothing that can be scaled.
             Err(kube::Error::Discovery(_)) => return Ok(None),
+            Err(kube::Error::Api(s)) if s.code == 404 => return Ok(None),
             Err(e) => return Err(e.into()),
         };
         if !caps.subresources.iter().any(|(s, _)| s.plural == "scale") {
@@ -822,6 +823,125 @@ mod tests {
             s["conditions"][0]["message"],
             "found no controllers for pod \"a\""
         );
+    }
+
+    fn owned_pod(name: &str, rs_uid: &str, ready: bool) -> Value {
+        let mut p = json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "namespace": "default", "uid": format!("uid-{name}"),
+                "labels": {"app": "web"},
+                "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet",
+                    "name": "web-1", "uid": rs_uid, "controller": true}]},
+            "spec": {"containers": [{"name": "c", "image": "busybox"}]},
+            "status": {"phase": "Running"},
+        });
+        if ready {
+            p["status"]["conditions"] = json!([{"type": "Ready", "status": "True"}]);
+        }
+        p
+    }
+
+    fn status_of(v: &Value) -> (i64, i64, i64, i64) {
+        let s = &v["status"];
+        let n = |f: &str| s[f].as_i64().unwrap_or(-1);
+        (
+            n("expectedPods"),
+            n("desiredHealthy"),
+            n("currentHealthy"),
+            n("disruptionsAllowed"),
+        )
+    }
+
+    #[tokio::test]
+    async fn the_controller_counts_a_deployments_scale_and_fails_safe_on_unknown_owners() {
+        use crate::context::Settings;
+        use crate::testing::FakeApi;
+        use tokio_util::sync::CancellationToken;
+
+        let api = FakeApi::new();
+        api.create(
+            "deployments",
+            Some("default"),
+            json!({"apiVersion": "apps/v1", "kind": "Deployment",
+                "metadata": {"name": "web", "namespace": "default"},
+                "spec": {"replicas": 4, "selector": {"matchLabels": {"app": "web"}},
+                    "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": []}}}}),
+        );
+        // The fake names every object's UID itself.
+        let uid = |plural: &str, name: &str| {
+            api.get(plural, Some("default"), name).unwrap()["metadata"]["uid"].clone()
+        };
+        let d_uid = uid("deployments", "web");
+        api.create(
+            "replicasets",
+            Some("default"),
+            json!({"apiVersion": "apps/v1", "kind": "ReplicaSet",
+                "metadata": {"name": "web-1", "namespace": "default",
+                    "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment",
+                        "name": "web", "uid": d_uid, "controller": true}]},
+                "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}}}}),
+        );
+        let rs_uid = uid("replicasets", "web-1");
+        let rs_uid = rs_uid.as_str().unwrap();
+        for (name, ready) in [("a", true), ("b", true), ("c", true), ("d", false)] {
+            api.create("pods", Some("default"), owned_pod(name, rs_uid, ready));
+        }
+        api.create(
+            "poddisruptionbudgets",
+            Some("default"),
+            json!({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+                "metadata": {"name": "web", "namespace": "default"},
+                "spec": {"maxUnavailable": "25%", "selector": {"matchLabels": {"app": "web"}}}}),
+        );
+        let stop = CancellationToken::new();
+        let ctx = api.context(Settings::default(), &stop);
+        api.start(&ctx, &[DisruptionController::NAME], &stop).await;
+
+        // The Deployment's 4 replicas (not its ReplicaSet's 2) are expected; 25% of them may
+        // be unavailable, and the 3 ready pods are all it needs.
+        let pdb = api
+            .wait_for(
+                "poddisruptionbudgets",
+                Some("default"),
+                "web",
+                "counted",
+                |o| status_of(o) == (4, 3, 3, 0),
+            )
+            .await;
+        assert_eq!(pdb["status"]["conditions"][0]["reason"], INSUFFICIENT_PODS);
+
+        // The fourth pod becomes ready: one disruption allowed.
+        api.replace("pods", Some("default"), owned_pod("d", rs_uid, true));
+        let pdb = api
+            .wait_for(
+                "poddisruptionbudgets",
+                Some("default"),
+                "web",
+                "one allowed",
+                |o| status_of(o) == (4, 3, 4, 1),
+            )
+            .await;
+        assert_eq!(pdb["status"]["conditions"][0]["reason"], SUFFICIENT_PODS);
+
+        // A pod whose controller cannot be found: no disruptions, and why.
+        let mut stray = owned_pod("e", "rs-gone", true);
+        stray["metadata"]["ownerReferences"][0]["name"] = json!("gone");
+        api.create("pods", Some("default"), stray);
+        let pdb = api
+            .wait_for(
+                "poddisruptionbudgets",
+                Some("default"),
+                "web",
+                "failed safe",
+                |o| o["status"]["conditions"][0]["reason"] == SYNC_FAILED,
+            )
+            .await;
+        assert_eq!(pdb["status"]["disruptionsAllowed"], 0);
+        assert_eq!(
+            pdb["status"]["conditions"][0]["message"],
+            "found no controllers for pod \"e\""
+        );
+        stop.cancel();
     }
 
     #[test]
