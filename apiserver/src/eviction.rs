@@ -236,8 +236,8 @@ fn status_int(budget: &Value, field: &str) -> i64 {
         .unwrap_or(0)
 }
 
-/// The budgets of the pod's namespace whose selector matches it (an empty selector matches
-/// nothing, an invalid one nothing either).
+/// The budgets of the pod's namespace whose selector matches it: policy/v1's rule, where an
+/// empty selector matches every pod, and a missing or invalid one none.
 async fn budgets_of(reg: &Registry, ns: &str, pod: &Value) -> ApiResult<Vec<Value>> {
     let pdbs = info("policy", "v1", "poddisruptionbudgets")?;
     let page = reg.list(pdbs, Some(ns), &Params::default()).await?;
@@ -249,7 +249,7 @@ async fn budgets_of(reg: &Registry, ns: &str, pod: &Value) -> ApiResult<Vec<Valu
             let Some(sel) = b.pointer("/spec/selector") else {
                 return false;
             };
-            LabelSelector::from_object(sel).is_ok_and(|s| !s.is_empty() && s.matches(labels))
+            LabelSelector::from_object(sel).is_ok_and(|s| s.matches(labels))
         })
         .collect())
 }

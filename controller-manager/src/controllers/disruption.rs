@@ -295,15 +295,12 @@ pub fn fail_safe_status(pdb: &PodDisruptionBudget, why: &str, now: jiff::Timesta
     status
 }
 
-/// The pods of the budget's namespace its selector matches (an empty or missing selector
-/// matches none).
+/// The pods of the budget's namespace its selector matches: policy/v1's rule, where an
+/// empty selector matches every pod and a missing one none.
 pub fn pods_of(pdb: &PodDisruptionBudget, candidates: Vec<Arc<CachedPod>>) -> Vec<Arc<CachedPod>> {
     let Some(sel) = pdb.spec.as_ref().and_then(|s| s.selector.as_ref()) else {
         return Vec::new();
     };
-    if skiff_client::selector::is_empty(sel) {
-        return Vec::new();
-    }
     candidates
         .into_iter()
         .filter(|p| skiff_client::selector::matches(sel, &p.labels))
@@ -314,9 +311,7 @@ fn selects(pdb: &PodDisruptionBudget, labels: &BTreeMap<String, String>) -> bool
     pdb.spec
         .as_ref()
         .and_then(|s| s.selector.as_ref())
-        .is_some_and(|s: &LabelSelector| {
-            !skiff_client::selector::is_empty(s) && skiff_client::selector::matches(s, labels)
-        })
+        .is_some_and(|s: &LabelSelector| skiff_client::selector::matches(s, labels))
 }
 
 pub struct DisruptionController {
@@ -945,7 +940,7 @@ mod tests {
     }
 
     #[test]
-    fn budgets_select_their_pods_and_an_empty_selector_none() {
+    fn budgets_select_their_pods_an_empty_selector_all_and_none_none() {
         let pods: Vec<Arc<CachedPod>> = vec![
             Arc::new(pod("a").label("app", "web").build()),
             Arc::new(pod("b").label("app", "db").build()),
@@ -958,6 +953,9 @@ mod tests {
         assert_eq!(names, vec!["a".to_string()]);
         let mut empty = pdb.clone();
         empty.spec.as_mut().unwrap().selector = Some(LabelSelector::default());
-        assert!(pods_of(&empty, pods).is_empty());
+        assert_eq!(pods_of(&empty, pods.clone()).len(), 2);
+        let mut missing = pdb.clone();
+        missing.spec.as_mut().unwrap().selector = None;
+        assert!(pods_of(&missing, pods).is_empty());
     }
 }
