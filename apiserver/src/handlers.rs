@@ -524,9 +524,9 @@ async fn resource(
         }
         (&Method::POST, Some(name), Some("eviction")) => {
             let body = request::decode_body(&parts.headers, &read_body(body).await?)?;
-            let opts = body.get("deleteOptions").cloned().unwrap_or(json!({}));
-            reg.delete(info, ns, name, &opts, &params).await?;
-            Ok(respond(201, &render::success(201), Format::Json, &[]))
+            let (code, status) =
+                crate::eviction::evict(reg, ns.unwrap_or("default"), name, &body, &params).await?;
+            Ok(respond(code, &status, Format::Json, &[]))
         }
         (&Method::PUT, Some(name), sub @ (None | Some("status" | "approval"))) => {
             let body = request::decode_body(&parts.headers, &read_body(body).await?)?;

@@ -28,6 +28,7 @@ pub mod serviceaccount;
 // The HTTP front: routing, output formats, the documents about the API.
 mod discovery;
 pub mod error;
+mod eviction;
 mod handlers;
 mod metrics;
 mod openapi;

@@ -209,6 +209,7 @@ mod tests {
                 ("replicationcontroller", "replication-controller"),
                 ("replicaset", "replicaset-controller"),
                 ("deployment", "deployment-controller"),
+                ("disruption", "disruption-controller"),
                 ("daemonset", "daemon-set-controller"),
                 ("statefulset", "statefulset-controller"),
                 ("garbagecollector", "generic-garbage-collector"),
@@ -279,7 +280,7 @@ mod tests {
         assert!(!all.contains("bootstrapsigner") && !all.contains("tokencleaner"));
         let kubeadm = enabled(&s(&["*,bootstrapsigner,tokencleaner"])).unwrap();
         assert_eq!(kubeadm.len(), controllers::ALL.len());
-        assert_eq!(controllers::names().count(), 22);
+        assert_eq!(controllers::names().count(), 23);
         let e = enabled(&s(&["*,-replicaset"])).unwrap();
         assert!(!e.contains("replicaset") && e.contains("replicationcontroller"));
         assert_eq!(

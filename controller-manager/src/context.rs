@@ -16,6 +16,7 @@ use k8s_openapi::api::core::v1::{
     Service, ServiceAccount,
 };
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::ClusterRole;
 use kube::runtime::watcher;
 use kube::{Api, Client};
@@ -135,6 +136,7 @@ pub struct Context {
     controller_revisions: Lazy<ControllerRevision>,
     statefulsets: Lazy<StatefulSet>,
     claims: Lazy<PersistentVolumeClaim>,
+    pod_disruption_budgets: Lazy<PodDisruptionBudget>,
 }
 
 impl Context {
@@ -168,6 +170,7 @@ impl Context {
             controller_revisions: Lazy::new(),
             statefulsets: Lazy::new(),
             claims: Lazy::new(),
+            pod_disruption_budgets: Lazy::new(),
             credentials: Credentials::shared(client.clone()),
             client,
             identity,
@@ -285,6 +288,12 @@ impl Context {
             .get_or_init(|| Informer::new(Api::all(self.client.clone())))
     }
 
+    /// PodDisruptionBudgets (read by the disruption controller).
+    pub fn pod_disruption_budgets(&self) -> Arc<Informer<PodDisruptionBudget>> {
+        self.pod_disruption_budgets
+            .get_or_init(|| Informer::new(Api::all(self.client.clone())))
+    }
+
     /// Starts every informer (the lazy ones if a controller asked for them); returns once all
     /// have listed.
     pub async fn start_informers(&self) {
@@ -301,6 +310,7 @@ impl Context {
         let controller_revisions = self.controller_revisions.start(&stop);
         let statefulsets = self.statefulsets.start(&stop);
         let claims = self.claims.start(&stop);
+        let pod_disruption_budgets = self.pod_disruption_budgets.start(&stop);
         tokio::spawn(self.pods.clone().run(stop.clone()));
         tokio::spawn(self.replicasets.clone().run(stop.clone()));
         tokio::spawn(self.replication_controllers.clone().run(stop.clone()));
@@ -357,6 +367,9 @@ impl Context {
             i.synced().await;
         }
         if let Some(i) = claims {
+            i.synced().await;
+        }
+        if let Some(i) = pod_disruption_budgets {
             i.synced().await;
         }
     }

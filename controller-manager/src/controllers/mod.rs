@@ -8,6 +8,7 @@ pub mod csrapproving;
 pub mod csrsigning;
 pub mod daemonset;
 pub mod deployment;
+pub mod disruption;
 pub mod endpoints;
 pub mod gc;
 pub mod history;
@@ -90,6 +91,7 @@ pub const ALL: &[Entry] = &[
     entry::<replicaset::ReplicaController<ReplicationController>>(),
     entry::<replicaset::ReplicaController<ReplicaSet>>(),
     entry::<deployment::DeploymentController>(),
+    entry::<disruption::DisruptionController>(),
     entry::<daemonset::DaemonSetController>(),
     entry::<statefulset::StatefulSetController>(),
     entry::<gc::GarbageCollector>(),
