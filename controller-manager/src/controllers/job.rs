@@ -615,13 +615,17 @@ impl JobController {
         }
     }
 
+    /// Releases pods, [`PARALLEL`] requests at a time (as upstream removes finalizers in
+    /// parallel): with 100 pods finishing together, one at a time made each sync wait for
+    /// all their round trips in turn.
     async fn release_all(&self, pods: Vec<Arc<CachedPod>>) -> Result<()> {
-        for p in pods {
-            if has_finalizer(&p) {
-                self.release(&p).await?;
-            }
-        }
-        Ok(())
+        let held: Vec<Arc<CachedPod>> = pods.into_iter().filter(|p| has_finalizer(p)).collect();
+        let results: Vec<Result<()>> = futures::stream::iter(held)
+            .map(|p| async move { self.release(&p).await })
+            .buffer_unordered(PARALLEL)
+            .collect()
+            .await;
+        results.into_iter().collect()
     }
 
     fn new_pod(&self, job: &Job, index: Option<i32>, counts: Option<(i32, i32)>) -> Option<Pod> {
