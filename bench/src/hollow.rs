@@ -3,6 +3,7 @@
 //! its heartbeat Lease fresh, and what they cost in memory and CPU.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -19,21 +20,16 @@ fn node_name(i: usize) -> String {
     format!("hollow-{i:03}")
 }
 
-pub async fn run(nodes: usize, seconds: u64) -> anyhow::Result<()> {
+/// Starts `nodes` hollow kubelets (`hollow-000`, ...) against `server`, each in its own folder
+/// under `root`.
+pub fn spawn_kubelets(server: &Server, nodes: usize, root: &Path) -> anyhow::Result<Vec<Process>> {
     anyhow::ensure!(
         (1..=256).contains(&nodes),
-        "--nodes must be 1 to 256 (node i gets the pod subnet 10.200.i.0/24)"
+        "1 to 256 hollow nodes (node i gets the pod subnet 10.200.i.0/24)"
     );
-    let server = Server::start(Backend::Embedded).await?;
-    let client = server.client()?;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let apiserver_idle = server.rss_mb()?;
-    let root = tempfile::tempdir()?;
-
-    let started = Instant::now();
     let mut kubelets = Vec::with_capacity(nodes);
     for i in 0..nodes {
-        let dir = root.path().join(format!("{i:03}"));
+        let dir = root.join(format!("{i:03}"));
         std::fs::create_dir_all(&dir)?;
         kubelets.push(Process::spawn(
             "skiff-kubelet",
@@ -58,6 +54,22 @@ pub async fn run(nodes: usize, seconds: u64) -> anyhow::Result<()> {
             &dir.join("kubelet.log"),
         )?);
     }
+    Ok(kubelets)
+}
+
+pub async fn run(nodes: usize, seconds: u64) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        (1..=256).contains(&nodes),
+        "--nodes must be 1 to 256 (node i gets the pod subnet 10.200.i.0/24)"
+    );
+    let server = Server::start(Backend::Embedded).await?;
+    let client = server.client()?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let apiserver_idle = server.rss_mb()?;
+    let root = tempfile::tempdir()?;
+
+    let started = Instant::now();
+    let mut kubelets = spawn_kubelets(&server, nodes, root.path())?;
     let spawned_in = started.elapsed();
 
     // Registration: every Node exists with Ready=True, within a deadline that grows with N.
@@ -199,7 +211,7 @@ pub async fn run(nodes: usize, seconds: u64) -> anyhow::Result<()> {
 }
 
 /// Names of the hollow Nodes whose Ready condition is True.
-async fn ready_nodes(
+pub async fn ready_nodes(
     server: &Server,
     client: &reqwest::Client,
 ) -> anyhow::Result<BTreeSet<String>> {

@@ -95,13 +95,24 @@ enum Cmd {
         etcd: bool,
     },
     /// A Deployment through the controller-manager: N pods created, available, rolled; the
-    /// controller-manager's memory with many pods.
+    /// controller-manager's memory with many pods. Then, on hollow nodes, a Job against the
+    /// same pods run by the bench, and a DaemonSet's rollout.
     Controllers {
+        /// The Deployment's replicas (0 skips the Deployment figures).
         #[arg(long, default_value_t = 1000)]
         replicas: usize,
         /// Pods for the memory figure (the Deployment is scaled to this at the end).
         #[arg(long, default_value_t = 10_000)]
         memory_pods: usize,
+        /// Hollow nodes for the Job and DaemonSet figures (0 skips them).
+        #[arg(long, default_value_t = 100)]
+        hollow_nodes: usize,
+        /// The Job's completions.
+        #[arg(long, default_value_t = 1000)]
+        job_completions: usize,
+        /// The Job's parallelism.
+        #[arg(long, default_value_t = 100)]
+        job_parallelism: usize,
     },
     /// The proxy's ruleset for N Services (3 endpoints each) applied in a bench-made network
     /// namespace: full sync and one-change times.
@@ -682,7 +693,22 @@ async fn main() {
         Cmd::Controllers {
             replicas,
             memory_pods,
-        } => controllers::run(replicas, memory_pods).await,
+            hollow_nodes,
+            job_completions,
+            job_parallelism,
+        } => {
+            let deployment = if replicas > 0 {
+                controllers::run(replicas, memory_pods).await
+            } else {
+                Ok(())
+            };
+            match deployment {
+                Ok(()) if hollow_nodes > 0 => {
+                    controllers::run_hollow(hollow_nodes, job_completions, job_parallelism).await
+                }
+                other => other,
+            }
+        }
         Cmd::Proxy { services } => proxy::run(&services).await,
         Cmd::HollowNodes { nodes, seconds } => hollow::run(nodes, seconds).await,
         Cmd::Fuzz {

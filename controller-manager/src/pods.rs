@@ -17,8 +17,8 @@ use crate::intern::Interner;
 /// condition, restart counts). Watch events are decoded straight into this shape, so 10,000
 /// cached pods take a fraction of what full `k8s-openapi` pods would (whose many inline
 /// optional fields cost several kB per pod even when empty). Labels, tolerations and containers
-/// are interned: the pods of one template share one copy of each. Annotations, managedFields
-/// and generateName are not kept. Field names follow `Pod`'s, except that labels sit beside
+/// are interned: the pods of one template share one copy of each. Of the annotations only
+/// [`KEPT_ANNOTATIONS`] are kept; managedFields and generateName are not. Field names follow `Pod`'s, except that labels sit beside
 /// `metadata` rather than in it.
 #[derive(Clone, Debug, Default, serde::Deserialize)]
 #[serde(from = "WirePod")]
@@ -38,7 +38,13 @@ struct WirePod {
     status: Option<CachedPodStatus>,
 }
 
-/// The metadata fields a controller reads. Annotations, managedFields (whose `fieldsV1` trees
+/// The annotations a controller reads: an Indexed Job pod's per-index failure counts.
+pub const KEPT_ANNOTATIONS: [&str; 2] = [
+    "batch.kubernetes.io/job-index-failure-count",
+    "batch.kubernetes.io/job-index-ignored-failure-count",
+];
+
+/// The metadata fields a controller reads. Annotations other than [`KEPT_ANNOTATIONS`], managedFields (whose `fieldsV1` trees
 /// are the largest part of a pod's JSON), generateName and selfLink are skipped while parsing
 /// rather than parsed and dropped: the transient allocations of 10,000 pods' managedFields
 /// otherwise stay in the allocator's free lists as resident memory.
@@ -54,8 +60,48 @@ struct WireMeta {
     deletion_timestamp: Option<Time>,
     deletion_grace_period_seconds: Option<i64>,
     labels: Option<BTreeMap<String, String>>,
+    #[serde(default, deserialize_with = "kept_annotations")]
+    annotations: Option<BTreeMap<String, String>>,
     owner_references: Option<Vec<OwnerReference>>,
     finalizers: Option<Vec<String>>,
+}
+
+/// Reads a pod's annotations keeping only [`KEPT_ANNOTATIONS`]: the others' values are skipped
+/// unparsed.
+fn kept_annotations<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<BTreeMap<String, String>>, D::Error> {
+    struct Kept;
+    impl<'de> serde::de::Visitor<'de> for Kept {
+        type Value = Option<BTreeMap<String, String>>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a map of annotations")
+        }
+        fn visit_none<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_unit<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_map(self)
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(
+            self,
+            mut m: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut kept = BTreeMap::new();
+            while let Some(key) = m.next_key::<String>()? {
+                if KEPT_ANNOTATIONS.contains(&key.as_str()) {
+                    kept.insert(key, m.next_value::<String>()?);
+                } else {
+                    m.next_value::<serde::de::IgnoredAny>()?;
+                }
+            }
+            Ok((!kept.is_empty()).then_some(kept))
+        }
+    }
+    d.deserialize_option(Kept)
 }
 
 static LABELS: Interner<BTreeMap<String, String>> = Interner::new();
@@ -89,6 +135,7 @@ impl From<WirePod> for CachedPod {
                 creation_timestamp: m.creation_timestamp,
                 deletion_timestamp: m.deletion_timestamp,
                 deletion_grace_period_seconds: m.deletion_grace_period_seconds,
+                annotations: m.annotations,
                 owner_references: exact(m.owner_references),
                 finalizers: exact(m.finalizers),
                 ..ObjectMeta::default()
@@ -614,6 +661,21 @@ mod tests {
         let statuses = pod.status.unwrap().container_statuses.unwrap();
         assert_eq!((statuses.len(), statuses.capacity()), (1, 1));
         assert_eq!(statuses[0].restart_count, 2);
+    }
+
+    #[test]
+    fn only_the_job_index_failure_counts_are_kept_of_the_annotations() {
+        let pod: CachedPod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "j-0-x", "annotations": {
+                "batch.kubernetes.io/job-index-failure-count": "2",
+                "batch.kubernetes.io/job-completion-index": "0",
+                "big": {"not": "a string"},
+            }},
+        }))
+        .unwrap();
+        let kept = pod.metadata.annotations.unwrap();
+        assert_eq!(kept.len(), 1);
+        assert_eq!(kept[KEPT_ANNOTATIONS[0]], "2");
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! CronJobs on a local cluster, driven with the real kubectl: an every-minute CronJob creates
 //! a Job named after the scheduled minute that completes, records `lastScheduleTime` and
 //! `lastSuccessfulTime`, keeps only `successfulJobsHistoryLimit` finished Jobs after two
-//! runs, and its Jobs go with it when it is deleted.
+//! runs, and its Jobs go with it when it is deleted; `create job --from=cronjob/tick` (kubectl's
+//! and skiffctl's) makes a manual run.
 
 use std::time::Duration;
 
@@ -73,6 +74,42 @@ fn an_every_minute_cronjob_runs_and_keeps_its_history_limit() {
         },
     });
     c.kubectl_stdin(&["apply", "-f", "-"], &manifest.to_string());
+
+    // A manual run, by kubectl (which reads the CronJob through batch/v1) and by skiffctl:
+    // a Job from the template, marked manual and owned by the CronJob.
+    let skiffctl = |args: &[&str]| {
+        let out = std::process::Command::new(skiff_e2e::sibling_binary("skiffctl"))
+            .arg("--kubeconfig")
+            .arg(c.kubeconfig())
+            .args(args)
+            .output()
+            .expect("skiffctl");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let made = [
+        c.kubectl_ok(&["create", "job", "by-hand", "--from=cronjob/tick"]),
+        skiffctl(&["create", "job", "by-hand-2", "--from=cronjob/tick"]),
+    ];
+    assert_eq!(
+        made,
+        [
+            "job.batch/by-hand created\n",
+            "job.batch/by-hand-2 created\n"
+        ]
+    );
+    for name in ["by-hand", "by-hand-2"] {
+        let j: Value =
+            serde_json::from_str(&c.kubectl_ok(&["get", "job", name, "-o", "json"])).unwrap();
+        let m = &j["metadata"];
+        assert_eq!(
+            m["annotations"]["cronjob.kubernetes.io/instantiate"],
+            "manual"
+        );
+        assert_eq!(m["ownerReferences"][0]["name"], "tick");
+        let container = &j["spec"]["template"]["spec"]["containers"][0];
+        assert_eq!(container["command"], json!(["sh", "-c", "echo tick"]));
+        c.kubectl_ok(&["delete", "job", name]);
+    }
 
     // The first run: a Job named after its scheduled minute, which completes.
     assert!(

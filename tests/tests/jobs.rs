@@ -2,8 +2,10 @@
 //! index once with its parallelism respected, a failing Job stops at its backoffLimit,
 //! `kubectl create job` completes, `ttlSecondsAfterFinished` removes a finished Job with its
 //! pods, suspension stops a Job's pods without counting failures, and `activeDeadlineSeconds`
-//! fails a Job that runs too long, and a `podFailurePolicy` FailJob rule fails a Job at the
-//! first matching exit code. One cluster serves every scenario (they use distinct names).
+//! fails a Job that runs too long, a `podFailurePolicy` FailJob rule fails a Job at the
+//! first matching exit code, `backoffLimitPerIndex` retries and fails indexes one by one, and a
+//! `successPolicy` completes a Job before all its indexes ran. One cluster serves every scenario
+//! (they use distinct names).
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -454,6 +456,110 @@ fn a_fail_job_rule_fails_the_job_at_once(c: &LocalCluster) {
     c.kubectl_ok(&["delete", "job", "buggy", "--wait=false"]);
 }
 
+fn backoff_limit_per_index_fails_only_the_failing_indexes(c: &LocalCluster) {
+    // Odd indexes always fail: each is retried once (its back-off is 10 s), then fails; the
+    // even ones complete; the Job fails with the failed indexes listed.
+    let manifest = json!({
+        "apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "per-index"},
+        "spec": {
+            "completions": 4, "parallelism": 4, "completionMode": "Indexed",
+            "backoffLimitPerIndex": 1,
+            "template": {"spec": {
+                "restartPolicy": "Never",
+                "containers": [{"name": "work", "image": BUSYBOX, "imagePullPolicy": "Never",
+                                "command": ["sh", "-c", "exit $((JOB_COMPLETION_INDEX % 2))"]}],
+            }},
+        },
+    });
+    c.kubectl_stdin(&["apply", "-f", "-"], &manifest.to_string());
+    let out = c.kubectl(&[
+        "wait",
+        "--for=condition=failed",
+        "job/per-index",
+        "--timeout=120s",
+    ]);
+    assert!(out.status.success(), "{}", describe(c, "per-index"));
+    let j = job(c, "per-index").expect("the Job");
+    let failed = condition(&j, "Failed").expect("Failed");
+    assert_eq!(failed["reason"], "FailedIndexes");
+    assert_eq!(failed["message"], "Job has failed indexes");
+    let s = &j["status"];
+    assert_eq!(s["failedIndexes"], "1,3", "{s:#}");
+    assert_eq!(s["completedIndexes"], "0,2", "{s:#}");
+    assert_eq!(
+        (s["failed"].as_i64(), s["succeeded"].as_i64()),
+        (Some(4), Some(2))
+    );
+    // Each odd index ran twice, its retry carrying the index's failure count.
+    let mut counts: Vec<(String, String)> = job_pods(c, "per-index")
+        .iter()
+        .map(|p| {
+            let a = &p["metadata"]["annotations"];
+            let text = |k: &str| a[k].as_str().unwrap_or_default().to_string();
+            (
+                text("batch.kubernetes.io/job-completion-index"),
+                text("batch.kubernetes.io/job-index-failure-count"),
+            )
+        })
+        .collect();
+    counts.sort();
+    let want = [
+        ("0", "0"),
+        ("1", "0"),
+        ("1", "1"),
+        ("2", "0"),
+        ("3", "0"),
+        ("3", "1"),
+    ];
+    let want: Vec<(String, String)> = want
+        .iter()
+        .map(|(i, n)| (i.to_string(), n.to_string()))
+        .collect();
+    assert_eq!(counts, want, "{}", describe(c, "per-index"));
+    c.kubectl_ok(&["delete", "job", "per-index", "--wait=false"]);
+}
+
+fn success_policy_completes_the_job_early(c: &LocalCluster) {
+    // Index 0 is the leader: once it succeeds the Job is done and the workers are stopped.
+    let script = format!("[ $JOB_COMPLETION_INDEX = 0 ] && exit 0; {SLEEPER}");
+    let manifest = json!({
+        "apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "leader"},
+        "spec": {
+            "completions": 3, "parallelism": 3, "completionMode": "Indexed",
+            "successPolicy": {"rules": [{"succeededIndexes": "0"}]},
+            "template": {"spec": {
+                "restartPolicy": "Never",
+                "containers": [{"name": "work", "image": BUSYBOX, "imagePullPolicy": "Never",
+                                "command": ["sh", "-c", script]}],
+            }},
+        },
+    });
+    c.kubectl_stdin(&["apply", "-f", "-"], &manifest.to_string());
+    let out = c.kubectl(&[
+        "wait",
+        "--for=condition=complete",
+        "job/leader",
+        "--timeout=120s",
+    ]);
+    assert!(out.status.success(), "{}", describe(c, "leader"));
+    let j = job(c, "leader").expect("the Job");
+    for type_ in ["SuccessCriteriaMet", "Complete"] {
+        let cond = condition(&j, type_).unwrap_or_else(|| panic!("{type_}: {j:#}"));
+        assert_eq!(cond["reason"], "SuccessPolicy");
+        assert_eq!(cond["message"], "Matched rules at index 0");
+    }
+    let s = &j["status"];
+    assert_eq!(s["completedIndexes"], "0", "{s:#}");
+    assert_eq!(
+        s["failed"].as_i64().unwrap_or(0),
+        0,
+        "stopped workers are no failures"
+    );
+    assert_eq!(s["active"].as_i64().unwrap_or(0), 0);
+    assert_eq!(running_pods(c, "leader"), 0, "{}", describe(c, "leader"));
+    c.kubectl_ok(&["delete", "job", "leader", "--wait=false"]);
+}
+
 #[test]
 fn jobs_on_a_three_node_cluster() {
     ensure_busybox_image();
@@ -466,6 +572,8 @@ fn jobs_on_a_three_node_cluster() {
     suspend_stops_the_pods_and_resume_starts_them(&c);
     a_job_past_its_deadline_fails(&c);
     a_fail_job_rule_fails_the_job_at_once(&c);
+    backoff_limit_per_index_fails_only_the_failing_indexes(&c);
+    success_policy_completes_the_job_early(&c);
 }
 
 /// The pods of Job `name` on a bare apiserver.

@@ -1,8 +1,18 @@
 //! The Job controller: runs a Job's pods to completion. Each sync counts the Job's finished
 //! pods, decides how many pods must run (`parallelism`, `completions`, and for
 //! `completionMode: Indexed` which indexes), creates or deletes pods, and writes status with
-//! Kubernetes' conditions (`SuccessCriteriaMet` then `Complete`; `FailureTarget` then `Failed`
-//! for `BackoffLimitExceeded` and `DeadlineExceeded`; `Suspended`).
+//! Kubernetes' conditions (`SuccessCriteriaMet` then `Complete`, for `CompletionsReached` or a
+//! `successPolicy`; `FailureTarget` then `Failed` for `BackoffLimitExceeded`,
+//! `DeadlineExceeded`, `PodFailurePolicy`, `FailedIndexes` and `MaxFailedIndexesExceeded`;
+//! `Suspended`).
+//!
+//! An Indexed Job with `backoffLimitPerIndex` retries each index on its own: every pod carries
+//! its index's failure count so far (the `batch.kubernetes.io/job-index-failure-count`
+//! annotation), an index whose pod fails at the limit (or matches a `FailIndex` rule) joins
+//! `status.failedIndexes` and is not run again, and the Job fails once all indexes have
+//! finished with some failed (or earlier, past `maxFailedIndexes`). As upstream, the last failed
+//! pod of an index keeps its tracking finalizer until its replacement exists, so the count it
+//! carries survives its deletion.
 //!
 //! Pods carry the `batch.kubernetes.io/job-tracking` finalizer, so a finished pod cannot vanish
 //! before it is counted: its uid is first written to `status.uncountedTerminatedPods`, then the
@@ -17,7 +27,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::batch::v1::{
-    Job, JobCondition, JobStatus, PodFailurePolicy, UncountedTerminatedPods,
+    Job, JobCondition, JobStatus, PodFailurePolicy, SuccessPolicy, UncountedTerminatedPods,
 };
 use k8s_openapi::api::core::v1::{EnvVar, EnvVarSource, ObjectFieldSelector, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -39,6 +49,10 @@ pub const TRACKING_FINALIZER: &str = "batch.kubernetes.io/job-tracking";
 pub const INDEX_KEY: &str = "batch.kubernetes.io/job-completion-index";
 /// The environment variable an Indexed Job's containers read their index from.
 pub const INDEX_ENV: &str = "JOB_COMPLETION_INDEX";
+/// The annotation holding how many counted failures an index had before this pod.
+pub const FAILURE_COUNT_KEY: &str = pods::KEPT_ANNOTATIONS[0];
+/// The annotation holding how many failures of an index a `podFailurePolicy` ignored.
+pub const IGNORED_COUNT_KEY: &str = pods::KEPT_ANNOTATIONS[1];
 /// At most this many pods are created or deleted in one sync (upstream's MaxPodCreateDeletePerSync).
 pub const BURST: usize = 500;
 /// Upstream's DefaultJobPodFailureBackOff and MaxJobPodFailureBackOff.
@@ -48,6 +62,9 @@ pub const BACKOFF_MAX: Duration = Duration::from_secs(360);
 pub const MSG_BACKOFF: &str = "Job has reached the specified backoff limit";
 pub const MSG_DEADLINE: &str = "Job was active longer than specified deadline";
 pub const MSG_COMPLETIONS: &str = "Reached expected number of succeeded pods";
+pub const MSG_MAX_FAILED_INDEXES: &str =
+    "Job has exceeded the specified maximal number of failed indexes";
+pub const MSG_FAILED_INDEXES: &str = "Job has failed indexes";
 
 /// How long to wait before creating a pod after `failures` failures since the last success.
 pub fn backoff_delay(failures: u32) -> Duration {
@@ -131,6 +148,8 @@ pub enum PolicyAction {
     Ignore,
     /// The failure counts (also when no rule matches).
     Count,
+    /// The failure counts, and the pod's index fails at once (`backoffLimitPerIndex`).
+    FailIndex,
 }
 
 /// The first rule of `policy` that the failed pod matches, as upstream's
@@ -182,12 +201,71 @@ pub fn match_failure_policy(policy: &PodFailurePolicy, pod: &CachedPod) -> Polic
             "FailJob" => return PolicyAction::FailJob(message),
             "Ignore" => return PolicyAction::Ignore,
             "Count" => return PolicyAction::Count,
-            // FailIndex belongs to backoffLimitPerIndex, which this controller does not
-            // implement: the rule is passed over, as upstream does with the feature off.
+            "FailIndex" => return PolicyAction::FailIndex,
             _ => {}
         }
     }
     PolicyAction::Count
+}
+
+/// An Indexed Job pod's failure counts for its index before it ran: (counted, ignored).
+pub fn index_failure_counts(p: &CachedPod) -> (i32, i32) {
+    let get = |k: &str| {
+        p.metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(k))
+            .and_then(|v| v.parse::<i32>().ok())
+            .unwrap_or(0)
+            .max(0)
+    };
+    (get(FAILURE_COUNT_KEY), get(IGNORED_COUNT_KEY))
+}
+
+/// The counts the next pod of an index carries, given the failed pod it replaces: one more
+/// ignored failure if the `podFailurePolicy` ignores this one, else one more counted.
+pub fn next_failure_counts(last: &CachedPod, policy: Option<&PodFailurePolicy>) -> (i32, i32) {
+    let (counted, ignored) = index_failure_counts(last);
+    match policy.map(|pol| match_failure_policy(pol, last)) {
+        Some(PolicyAction::Ignore) => (counted, ignored + 1),
+        _ => (counted + 1, ignored),
+    }
+}
+
+/// Whether a failed pod fails its index (upstream's isIndexFailed): a `FailIndex` rule matches
+/// it, or its failure counts and its index had already used up `limit` retries.
+pub fn fails_index(p: &CachedPod, policy: Option<&PodFailurePolicy>, limit: i32) -> bool {
+    match policy.map(|pol| match_failure_policy(pol, p)) {
+        Some(PolicyAction::FailIndex) => true,
+        Some(PolicyAction::Ignore) => false,
+        _ => index_failure_counts(p).0 >= limit,
+    }
+}
+
+/// The first `successPolicy` rule the succeeded indexes satisfy, as the condition's message
+/// (upstream's matchSuccessPolicy): all of a rule's `succeededIndexes`, or `succeededCount` of
+/// them, or with only `succeededCount`, that many indexes of any kind.
+pub fn match_success_policy(
+    policy: &SuccessPolicy,
+    completions: i32,
+    succeeded: &BTreeSet<i32>,
+) -> Option<String> {
+    if succeeded.is_empty() {
+        return None;
+    }
+    policy.rules.iter().enumerate().find_map(|(index, rule)| {
+        let met = match (&rule.succeeded_indexes, rule.succeeded_count) {
+            (Some(text), count) => {
+                let required = parse_indexes(text, completions);
+                let have = required.intersection(succeeded).count();
+                !required.is_empty()
+                    && (have == required.len() || count.is_some_and(|c| have as i32 >= c))
+            }
+            (None, Some(count)) => succeeded.len() as i32 >= count,
+            (None, None) => false,
+        };
+        met.then(|| format!("Matched rules at index {index}"))
+    })
 }
 
 fn has_finalizer(p: &CachedPod) -> bool {
@@ -266,26 +344,39 @@ pub fn plan_pods(
 /// Why a Job is finishing (its `SuccessCriteriaMet` or `FailureTarget` reason).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Finishing {
-    Success,
+    Success { reason: String, message: String },
     Failure { reason: String, message: String },
 }
 
-/// Whether a Job that is not yet finishing must finish now: too many failures, past its
-/// deadline, or enough successes.
-pub fn finishing(
-    job: &Job,
-    succeeded: i32,
-    failed: i32,
-    completed: &BTreeSet<i32>,
-    any_active: bool,
-    now: jiff::Timestamp,
-) -> Option<Finishing> {
+impl Finishing {
+    fn failure(reason: &str, message: &str) -> Self {
+        Finishing::Failure {
+            reason: reason.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// A Job's counts for [`finishing`].
+#[derive(Debug)]
+pub struct Progress<'a> {
+    pub succeeded: i32,
+    pub failed: i32,
+    pub completed: &'a BTreeSet<i32>,
+    /// Indexes that failed (`backoffLimitPerIndex`).
+    pub failed_indexes: &'a BTreeSet<i32>,
+    pub any_active: bool,
+}
+
+/// Whether a Job that is not yet finishing must finish now, checked in upstream's order: too
+/// many failures, past its deadline, failed indexes, a `successPolicy` rule met, or enough
+/// successes.
+pub fn finishing(job: &Job, p: &Progress, now: jiff::Timestamp) -> Option<Finishing> {
     let spec = job.spec.as_ref()?;
-    if failed > spec.backoff_limit.unwrap_or(6) {
-        return Some(Finishing::Failure {
-            reason: "BackoffLimitExceeded".into(),
-            message: MSG_BACKOFF.into(),
-        });
+    let per_index = is_indexed(job) && spec.backoff_limit_per_index.is_some();
+    let default_limit = if per_index { i32::MAX } else { 6 };
+    if p.failed > spec.backoff_limit.unwrap_or(default_limit) {
+        return Some(Finishing::failure("BackoffLimitExceeded", MSG_BACKOFF));
     }
     let start = job.status.as_ref().and_then(|s| s.start_time.as_ref());
     if let (Some(ads), Some(start), false) = (
@@ -294,21 +385,40 @@ pub fn finishing(
         spec.suspend.unwrap_or(false),
     ) && start.0 + jiff::SignedDuration::from_secs(ads) <= now
     {
-        return Some(Finishing::Failure {
-            reason: "DeadlineExceeded".into(),
-            message: MSG_DEADLINE.into(),
+        return Some(Finishing::failure("DeadlineExceeded", MSG_DEADLINE));
+    }
+    let completions = spec.completions.unwrap_or(0);
+    let failed_indexes = p.failed_indexes.len() as i32;
+    if per_index && spec.max_failed_indexes.is_some_and(|m| failed_indexes > m) {
+        return Some(Finishing::failure(
+            "MaxFailedIndexesExceeded",
+            MSG_MAX_FAILED_INDEXES,
+        ));
+    }
+    if per_index && failed_indexes > 0 && failed_indexes + p.completed.len() as i32 >= completions {
+        return Some(Finishing::failure("FailedIndexes", MSG_FAILED_INDEXES));
+    }
+    if let (true, Some(policy)) = (is_indexed(job), spec.success_policy.as_ref())
+        && let Some(message) = match_success_policy(policy, completions, p.completed)
+    {
+        return Some(Finishing::Success {
+            reason: "SuccessPolicy".into(),
+            message,
         });
     }
     let done = if is_indexed(job) {
         spec.completions
-            .is_some_and(|c| completed.len() as i32 >= c)
+            .is_some_and(|c| p.completed.len() as i32 >= c)
     } else {
         match spec.completions {
-            Some(c) => succeeded >= c && !any_active,
-            None => succeeded > 0 && !any_active,
+            Some(c) => p.succeeded >= c && !p.any_active,
+            None => p.succeeded > 0 && !p.any_active,
         }
     };
-    done.then_some(Finishing::Success)
+    done.then(|| Finishing::Success {
+        reason: "CompletionsReached".into(),
+        message: MSG_COMPLETIONS.into(),
+    })
 }
 
 fn is_indexed(job: &Job) -> bool {
@@ -367,7 +477,12 @@ fn existing_finishing(status: &JobStatus) -> Option<Finishing> {
             continue;
         }
         match c.type_.as_str() {
-            "SuccessCriteriaMet" => return Some(Finishing::Success),
+            "SuccessCriteriaMet" => {
+                return Some(Finishing::Success {
+                    reason: c.reason.clone().unwrap_or_default(),
+                    message: c.message.clone().unwrap_or_default(),
+                });
+            }
             "FailureTarget" => {
                 return Some(Finishing::Failure {
                     reason: c.reason.clone().unwrap_or_default(),
@@ -386,6 +501,9 @@ struct BackoffRecord {
     failures: u32,
     last_failure: Option<Instant>,
     seen: HashSet<String>,
+    /// With `backoffLimitPerIndex`: each index's last failed pod (by uid) and when it was
+    /// first seen failed, for the index's own back-off.
+    index_failed_at: HashMap<i32, (String, Instant)>,
 }
 
 pub struct JobController {
@@ -496,16 +614,20 @@ impl JobController {
         }
     }
 
+    /// Releases pods, [`PARALLEL`] requests at a time (as upstream removes finalizers in
+    /// parallel): with 100 pods finishing together, one at a time made each sync wait for
+    /// all their round trips in turn.
     async fn release_all(&self, pods: Vec<Arc<CachedPod>>) -> Result<()> {
-        for p in pods {
-            if has_finalizer(&p) {
-                self.release(&p).await?;
-            }
-        }
-        Ok(())
+        let held: Vec<Arc<CachedPod>> = pods.into_iter().filter(|p| has_finalizer(p)).collect();
+        let results: Vec<Result<()>> = futures::stream::iter(held)
+            .map(|p| async move { self.release(&p).await })
+            .buffer_unordered(PARALLEL)
+            .collect()
+            .await;
+        results.into_iter().collect()
     }
 
-    fn new_pod(&self, job: &Job, index: Option<i32>) -> Option<Pod> {
+    fn new_pod(&self, job: &Job, index: Option<i32>, counts: Option<(i32, i32)>) -> Option<Pod> {
         let spec = job.spec.as_ref()?;
         let ns = job.namespace().unwrap_or_default();
         let name = job.name_any();
@@ -520,10 +642,18 @@ impl JobController {
             .get_or_insert_with(Vec::new)
             .push(TRACKING_FINALIZER.into());
         if let Some(i) = index {
-            pod.metadata
+            let annotations = pod
+                .metadata
                 .annotations
-                .get_or_insert_with(Default::default)
-                .insert(INDEX_KEY.into(), i.to_string());
+                .get_or_insert_with(Default::default);
+            annotations.insert(INDEX_KEY.into(), i.to_string());
+            if spec.backoff_limit_per_index.is_some() {
+                let (counted, ignored) = counts.unwrap_or_default();
+                annotations.insert(FAILURE_COUNT_KEY.into(), counted.to_string());
+                if ignored > 0 {
+                    annotations.insert(IGNORED_COUNT_KEY.into(), ignored.to_string());
+                }
+            }
             pod.metadata
                 .labels
                 .get_or_insert_with(Default::default)
@@ -558,12 +688,20 @@ impl JobController {
         Some(pod)
     }
 
-    async fn create_pods(&self, key: &str, job: &Job, indexes: Vec<Option<i32>>) {
+    /// Creates a pod per entry of `indexes`; with `backoffLimitPerIndex`, each carries its
+    /// index's failure counts from `counts` (none yet when absent).
+    async fn create_pods(
+        &self,
+        key: &str,
+        job: &Job,
+        indexes: Vec<Option<i32>>,
+        counts: &HashMap<i32, (i32, i32)>,
+    ) {
         let ns = job.namespace().unwrap_or_default();
         let api: Api<Pod> = Api::namespaced(self.client.clone(), &ns);
         let pods: Vec<Pod> = indexes
             .into_iter()
-            .filter_map(|i| self.new_pod(job, i))
+            .filter_map(|i| self.new_pod(job, i, i.and_then(|i| counts.get(&i).copied())))
             .collect();
         self.expectations.expect_creations(key, pods.len() as i64);
         let results: Vec<_> = futures::stream::iter(pods)
@@ -722,11 +860,70 @@ impl Reconciler for JobController {
             .map(|t| parse_indexes(t, completions.unwrap_or(0)))
             .unwrap_or_default();
 
+        let policy = spec.pod_failure_policy.as_ref();
+        let only_failed = only_failed_phase(&job);
+        let per_index = spec.backoff_limit_per_index.filter(|_| indexed);
+        // With `backoffLimitPerIndex`: the indexes that failed, and for each index still to
+        // run that has no active pod, its last failed pod, whose counts its replacement
+        // carries on. That pod keeps its finalizer (it is not counted yet) until the
+        // replacement exists, unless the Job is already finishing.
+        let mut failed_indexes = BTreeSet::new();
+        let mut last_failed: HashMap<i32, Arc<CachedPod>> = HashMap::new();
+        if let Some(limit) = per_index {
+            let n = completions.unwrap_or(0);
+            failed_indexes = status
+                .failed_indexes
+                .as_deref()
+                .map(|t| parse_indexes(t, n))
+                .unwrap_or_default();
+            // A pod deleted without failing (scale-down, suspension) lost its finalizer
+            // first: it is no failure of its index.
+            let failed_pods: Vec<(i32, &Arc<CachedPod>)> = owned
+                .iter()
+                .filter(|p| {
+                    is_failed(p, only_failed) && (phase(p) == Some("Failed") || has_finalizer(p))
+                })
+                .filter_map(|p| pod_index(p).filter(|i| (0..n).contains(i)).map(|i| (i, p)))
+                .collect();
+            // An index fails when its pod is counted (before the finalizer goes); from then
+            // on `status.failedIndexes` holds it.
+            for (i, p) in &failed_pods {
+                if has_finalizer(p) && fails_index(p, policy, limit) {
+                    failed_indexes.insert(*i);
+                }
+            }
+            let running: HashSet<i32> = owned
+                .iter()
+                .filter(|p| pods::is_active(p))
+                .filter_map(|p| pod_index(p))
+                .collect();
+            for (i, p) in failed_pods {
+                if failed_indexes.contains(&i) || completed.contains(&i) || running.contains(&i) {
+                    continue;
+                }
+                let total = |p: &CachedPod| {
+                    let (c, ig) = index_failure_counts(p);
+                    c + ig
+                };
+                let newer = last_failed.get(&i).is_none_or(|l| total(l) <= total(p));
+                if newer {
+                    last_failed.insert(i, p.clone());
+                }
+            }
+        }
+        let delayed: HashSet<String> = if existing_finishing(&old).is_none() {
+            last_failed
+                .values()
+                .filter(|p| has_finalizer(p))
+                .filter_map(|p| p.metadata.uid.clone())
+                .collect()
+        } else {
+            HashSet::new()
+        };
+
         // Newly finished pods join the uncounted ones; an Indexed Job's succeeded pods add
         // their index to the completed ones instead, and are then released.
         let mut release_only = Vec::new();
-        let policy = spec.pod_failure_policy.as_ref();
-        let only_failed = only_failed_phase(&job);
         {
             let released = self.released.lock().expect("released lock");
             let mut backoff = self.backoff.lock().expect("backoff lock");
@@ -736,6 +933,7 @@ impl Reconciler for JobController {
                 if released.contains(&puid)
                     || un_succeeded.contains(&puid)
                     || un_failed.contains(&puid)
+                    || delayed.contains(&puid)
                 {
                     continue;
                 }
@@ -805,35 +1003,34 @@ impl Reconciler for JobController {
                     _ => None,
                 })
         });
-        let finish = existing_finishing(&old).or(policy_failure).or_else(|| {
-            finishing(
-                &job_now,
-                succeeded,
-                failed,
-                &completed,
-                !active.is_empty(),
-                now,
-            )
-        });
+        let progress = Progress {
+            succeeded,
+            failed,
+            completed: &completed,
+            failed_indexes: &failed_indexes,
+            any_active: !active.is_empty(),
+        };
+        let finish = existing_finishing(&old)
+            .or(policy_failure)
+            .or_else(|| finishing(&job_now, &progress, now));
         let may_act = self.expectations.satisfied(key);
         let mut again: Option<Duration> = None;
         match &finish {
             Some(f) => {
+                let success = matches!(f, Finishing::Success { .. });
                 match f {
-                    Finishing::Success => set_condition(
-                        &mut status,
-                        "SuccessCriteriaMet",
-                        "True",
-                        "CompletionsReached",
-                        MSG_COMPLETIONS,
-                    ),
+                    Finishing::Success { reason, message } => {
+                        set_condition(&mut status, "SuccessCriteriaMet", "True", reason, message)
+                    }
                     Finishing::Failure { reason, message } => {
                         set_condition(&mut status, "FailureTarget", "True", reason, message)
                     }
                 }
-                // These keep their finalizer: they are counted as failed once deleted.
+                // Pods stopped because the Job failed keep their finalizer: they are counted
+                // as failed once deleted. Those a `successPolicy` makes unnecessary are no
+                // failures, and are let go uncounted.
                 if may_act {
-                    self.delete_pods(key, &job, active.clone(), true).await;
+                    self.delete_pods(key, &job, active.clone(), !success).await;
                 }
             }
             None if suspended => {
@@ -874,14 +1071,51 @@ impl Reconciler for JobController {
                     );
                     status.start_time = Some(Time(now));
                 }
+                // A failed index is as finished as a completed one: not run again.
+                let finished_indexes: BTreeSet<i32> =
+                    completed.union(&failed_indexes).copied().collect();
                 let mut plan = plan_pods(
                     indexed,
                     spec.parallelism.unwrap_or(1),
                     completions,
                     &active,
                     succeeded,
-                    &completed,
+                    &finished_indexes,
                 );
+                // With `backoffLimitPerIndex` each index waits its own back-off, counted from
+                // its last failure, instead of the Job's.
+                let mut counts = HashMap::new();
+                if per_index.is_some() {
+                    let mut backoff = self.backoff.lock().expect("backoff lock");
+                    let record = backoff.entry(key.to_string()).or_default();
+                    record
+                        .index_failed_at
+                        .retain(|i, _| last_failed.contains_key(i));
+                    let mut waits = Vec::new();
+                    plan.create.retain(|i| {
+                        let Some(last) = i.and_then(|i| last_failed.get(&i).map(|p| (i, p))) else {
+                            return true;
+                        };
+                        let (i, p) = last;
+                        let next = next_failure_counts(p, policy);
+                        counts.insert(i, next);
+                        let uid = p.metadata.uid.clone().unwrap_or_default();
+                        let at = record
+                            .index_failed_at
+                            .entry(i)
+                            .or_insert_with(|| (uid.clone(), Instant::now()));
+                        if at.0 != uid {
+                            *at = (uid, Instant::now());
+                        }
+                        let wait =
+                            backoff_delay((next.0 + next.1) as u32).saturating_sub(at.1.elapsed());
+                        if !wait.is_zero() {
+                            waits.push(wait);
+                        }
+                        wait.is_zero()
+                    });
+                    again = waits.into_iter().min();
+                }
                 // With `podReplacementPolicy: Failed` a terminating pod is replaced only
                 // once it has failed.
                 if only_failed {
@@ -896,7 +1130,9 @@ impl Reconciler for JobController {
                         .collect();
                     self.delete_pods(key, &job, extra, false).await;
                     if !plan.create.is_empty() {
-                        let wait = {
+                        let wait = if per_index.is_some() {
+                            Duration::ZERO
+                        } else {
                             let backoff = self.backoff.lock().expect("backoff lock");
                             backoff.get(key).map_or(Duration::ZERO, |r| {
                                 let elapsed = r.last_failure.map_or(Duration::MAX, |t| t.elapsed());
@@ -904,7 +1140,7 @@ impl Reconciler for JobController {
                             })
                         };
                         if wait.is_zero() {
-                            self.create_pods(key, &job, plan.create).await;
+                            self.create_pods(key, &job, plan.create, &counts).await;
                         } else {
                             again = Some(wait);
                         }
@@ -926,18 +1162,13 @@ impl Reconciler for JobController {
         let settled = active.is_empty()
             && terminating == 0
             && un_succeeded.is_empty()
-            && un_failed.is_empty();
+            && un_failed.is_empty()
+            && delayed.is_empty();
         let mut finished_now = None;
         if let (Some(f), true) = (&finish, settled) {
             match f {
-                Finishing::Success => {
-                    set_condition(
-                        &mut status,
-                        "Complete",
-                        "True",
-                        "CompletionsReached",
-                        MSG_COMPLETIONS,
-                    );
+                Finishing::Success { reason, message } => {
+                    set_condition(&mut status, "Complete", "True", reason, message);
                     status.completion_time = Some(Time(now));
                     finished_now = Some((
                         EventType::Normal,
@@ -958,6 +1189,9 @@ impl Reconciler for JobController {
         status.failed = Some(failed - un_failed.len() as i32);
         if indexed {
             status.completed_indexes = Some(format_indexes(&completed));
+        }
+        if per_index.is_some() {
+            status.failed_indexes = Some(format_indexes(&failed_indexes));
         }
         status.uncounted_terminated_pods = Some(UncountedTerminatedPods {
             succeeded: Some(un_succeeded.iter().cloned().collect()),
@@ -1151,6 +1385,29 @@ mod tests {
         .unwrap()
     }
 
+    fn progress<'a>(
+        succeeded: i32,
+        failed: i32,
+        completed: &'a BTreeSet<i32>,
+        failed_indexes: &'a BTreeSet<i32>,
+        any_active: bool,
+    ) -> Progress<'a> {
+        Progress {
+            succeeded,
+            failed,
+            completed,
+            failed_indexes,
+            any_active,
+        }
+    }
+
+    fn completions_reached() -> Option<Finishing> {
+        Some(Finishing::Success {
+            reason: "CompletionsReached".into(),
+            message: MSG_COMPLETIONS.into(),
+        })
+    }
+
     #[test]
     fn finishing_conditions() {
         let t = |s: &str| s.parse::<jiff::Timestamp>().unwrap();
@@ -1161,35 +1418,147 @@ mod tests {
             json!({}),
         );
         let now = t("2026-01-01T00:00:00Z");
-        assert_eq!(finishing(&j, 0, 1, &none, true, now), None);
+        let fin = |j: &Job, s, f, c: &BTreeSet<i32>, a, now| {
+            finishing(j, &progress(s, f, c, &none, a), now)
+        };
+        assert_eq!(fin(&j, 0, 1, &none, true, now), None);
         assert!(matches!(
-            finishing(&j, 0, 2, &none, true, now),
+            fin(&j, 0, 2, &none, true, now),
             Some(Finishing::Failure { reason, message }) if reason == "BackoffLimitExceeded" && message == MSG_BACKOFF
         ));
-        assert_eq!(
-            finishing(&j, 2, 1, &none, false, now),
-            Some(Finishing::Success)
-        );
+        assert_eq!(fin(&j, 2, 1, &none, false, now), completions_reached());
         let j = job(
             json!({"activeDeadlineSeconds": 10, "template": tmpl}),
             json!({"startTime": "2026-01-01T00:00:00Z"}),
         );
-        assert_eq!(
-            finishing(&j, 0, 0, &none, true, t("2026-01-01T00:00:09Z")),
-            None
-        );
+        assert_eq!(fin(&j, 0, 0, &none, true, t("2026-01-01T00:00:09Z")), None);
         assert!(matches!(
-            finishing(&j, 0, 0, &none, true, t("2026-01-01T00:00:10Z")),
+            fin(&j, 0, 0, &none, true, t("2026-01-01T00:00:10Z")),
             Some(Finishing::Failure { reason, .. }) if reason == "DeadlineExceeded"
         ));
         let j = job(
             json!({"completions": 3, "completionMode": "Indexed", "template": tmpl}),
             json!({}),
         );
-        assert_eq!(finishing(&j, 3, 0, &[0, 1].into(), false, now), None);
+        assert_eq!(fin(&j, 3, 0, &[0, 1].into(), false, now), None);
         assert_eq!(
-            finishing(&j, 3, 0, &[0, 1, 2].into(), false, now),
-            Some(Finishing::Success)
+            fin(&j, 3, 0, &[0, 1, 2].into(), false, now),
+            completions_reached()
+        );
+    }
+
+    #[test]
+    fn failed_indexes_fail_the_job_once_all_indexes_finished_or_past_the_maximum() {
+        let now = jiff::Timestamp::now();
+        let tmpl = json!({"spec": {"containers": []}});
+        let spec = |max: Option<i32>| {
+            json!({"completions": 4, "completionMode": "Indexed", "backoffLimitPerIndex": 1,
+                   "maxFailedIndexes": max, "template": tmpl})
+        };
+        let j = job(spec(None), json!({}));
+        let (done, failed): (BTreeSet<i32>, BTreeSet<i32>) = ([0, 2].into(), [1].into());
+        // Index 3 still runs: the Job goes on despite the failed index, and many failures
+        // overall do not matter (the Job-wide backoffLimit defaults to "unlimited").
+        assert_eq!(
+            finishing(&j, &progress(2, 50, &done, &failed, true), now),
+            None
+        );
+        let done: BTreeSet<i32> = [0, 2, 3].into();
+        assert_eq!(
+            finishing(&j, &progress(3, 2, &done, &failed, false), now),
+            Some(Finishing::failure("FailedIndexes", MSG_FAILED_INDEXES))
+        );
+        let j = job(spec(Some(1)), json!({}));
+        let two: BTreeSet<i32> = [1, 3].into();
+        assert_eq!(
+            finishing(
+                &j,
+                &progress(0, 2, &BTreeSet::new(), &[1].into(), true),
+                now
+            ),
+            None
+        );
+        assert_eq!(
+            finishing(&j, &progress(0, 2, &BTreeSet::new(), &two, true), now),
+            Some(Finishing::failure(
+                "MaxFailedIndexesExceeded",
+                MSG_MAX_FAILED_INDEXES
+            ))
+        );
+    }
+
+    fn failed_index_pod(counted: i32, exit_code: i32) -> CachedPod {
+        serde_json::from_value(json!({
+            "metadata": {"name": "j-1-x", "namespace": "ns", "uid": "u1",
+                "labels": {INDEX_KEY: "1"},
+                "annotations": {FAILURE_COUNT_KEY: counted.to_string()}},
+            "status": {
+                "phase": "Failed",
+                "containerStatuses": [{"name": "main", "restartCount": 0, "ready": false,
+                    "state": {"terminated": {"exitCode": exit_code}}}],
+            },
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn an_index_fails_at_its_limit_or_by_a_fail_index_rule() {
+        // backoffLimitPerIndex 1: the first failure (count 0 before it) is retried, with
+        // count 1; the retry's failure fails the index.
+        let first = failed_index_pod(0, 1);
+        assert!(!fails_index(&first, None, 1));
+        assert_eq!(next_failure_counts(&first, None), (1, 0));
+        assert!(fails_index(&failed_index_pod(1, 1), None, 1));
+        let policy: PodFailurePolicy = serde_json::from_value(json!({"rules": [
+            {"action": "FailIndex", "onExitCodes": {"operator": "In", "values": [42]}},
+            {"action": "Ignore", "onExitCodes": {"operator": "In", "values": [7]}},
+        ]}))
+        .unwrap();
+        assert_eq!(match_failure_policy(&policy, &first), PolicyAction::Count);
+        assert!(fails_index(&failed_index_pod(0, 42), Some(&policy), 5));
+        // An ignored failure neither fails the index nor counts toward its limit.
+        let ignored = failed_index_pod(1, 7);
+        assert!(!fails_index(&ignored, Some(&policy), 1));
+        assert_eq!(next_failure_counts(&ignored, Some(&policy)), (1, 1));
+    }
+
+    #[test]
+    fn success_policy_rules() {
+        let policy: SuccessPolicy = serde_json::from_value(json!({"rules": [
+            {"succeededIndexes": "0-2,5"},
+            {"succeededIndexes": "6-9", "succeededCount": 2},
+            {"succeededCount": 4},
+        ]}))
+        .unwrap();
+        let m = |set: &[i32]| match_success_policy(&policy, 10, &set.iter().copied().collect());
+        assert_eq!(m(&[]), None);
+        assert_eq!(m(&[0, 1, 2]), None);
+        assert_eq!(
+            m(&[0, 1, 2, 5]).as_deref(),
+            Some("Matched rules at index 0")
+        );
+        assert_eq!(m(&[6, 9]).as_deref(), Some("Matched rules at index 1"));
+        assert_eq!(
+            m(&[0, 3, 4, 8]).as_deref(),
+            Some("Matched rules at index 2")
+        );
+        let tmpl = json!({"spec": {"containers": []}});
+        let j = job(
+            json!({"completions": 10, "completionMode": "Indexed", "template": tmpl,
+                   "successPolicy": {"rules": [{"succeededIndexes": "0"}]}}),
+            json!({}),
+        );
+        let none = BTreeSet::new();
+        assert_eq!(
+            finishing(
+                &j,
+                &progress(1, 0, &[0].into(), &none, true),
+                jiff::Timestamp::now()
+            ),
+            Some(Finishing::Success {
+                reason: "SuccessPolicy".into(),
+                message: "Matched rules at index 0".into(),
+            })
         );
     }
 

@@ -1,4 +1,4 @@
-//! The generators and small editors: `create deployment|job|namespace|configmap|secret
+//! The generators and small editors: `create deployment|job|cronjob|namespace|configmap|secret
 //! generic|service` (and, through `rbac`, `create serviceaccount|token|role|clusterrole|
 //! rolebinding|clusterrolebinding`), `run`, `expose`, `patch`, `replace -f` and `wait`, building the same
 //! objects kubectl builds and printing what it prints.
@@ -29,11 +29,31 @@ pub enum CreateSub {
         #[arg(last = true)]
         command: Vec<String>,
     },
-    /// A Job running one image to completion: `create job NAME --image=IMAGE [-- COMMAND...]`.
+    /// A Job running one image to completion: `create job NAME --image=IMAGE [-- COMMAND...]`,
+    /// or a run of a CronJob now: `create job NAME --from=cronjob/CRONJOB`.
     Job {
+        name: String,
+        #[arg(long)]
+        image: Option<String>,
+        /// The CronJob to take the Job's template from (`cronjob/NAME`).
+        #[arg(long)]
+        from: Option<String>,
+        #[arg(last = true)]
+        command: Vec<String>,
+    },
+    /// A CronJob: `create cronjob NAME --image=IMAGE --schedule='*/1 * * * *'
+    /// [--restart=OnFailure|Never] [-- COMMAND...]`.
+    #[command(alias = "cj")]
+    Cronjob {
         name: String,
         #[arg(long, required = true)]
         image: String,
+        /// A cron schedule (`*/1 * * * *`, `@hourly`).
+        #[arg(long, required = true)]
+        schedule: String,
+        /// The Job's pods' restart policy: OnFailure or Never.
+        #[arg(long, default_value = "OnFailure")]
+        restart: String,
         #[arg(last = true)]
         command: Vec<String>,
     },
@@ -142,6 +162,83 @@ fn key_values(literals: &[String], files: &[String]) -> anyhow::Result<Map<Strin
     Ok(out)
 }
 
+/// kubectl's CronJob: the Job template and its one container are named after the CronJob.
+fn cronjob_object(
+    name: &str,
+    image: &str,
+    schedule: &str,
+    restart: &str,
+    command: &[String],
+) -> Value {
+    let mut container = json!({ "name": name, "image": image, "resources": {} });
+    if !command.is_empty() {
+        container["command"] = json!(command);
+    }
+    json!({
+        "apiVersion": "batch/v1", "kind": "CronJob",
+        "metadata": { "name": name },
+        "spec": {
+            "schedule": schedule,
+            "jobTemplate": {
+                "metadata": { "name": name },
+                "spec": {
+                    "template": {
+                        "metadata": {},
+                        "spec": { "containers": [container], "restartPolicy": restart }
+                    }
+                }
+            }
+        }
+    })
+}
+
+/// kubectl's manual run of a CronJob: its Job template under the new name, annotated
+/// `cronjob.kubernetes.io/instantiate: manual`, with the template's labels and annotations,
+/// and owned by the CronJob (a controller reference without blockOwnerDeletion, as kubectl's).
+fn job_from_cronjob(name: &str, cronjob: &Value) -> Value {
+    let template = &cronjob["spec"]["jobTemplate"];
+    let mut annotations = Map::new();
+    annotations.insert("cronjob.kubernetes.io/instantiate".into(), json!("manual"));
+    if let Some(extra) = template["metadata"]["annotations"].as_object() {
+        annotations.extend(extra.clone());
+    }
+    let mut metadata = json!({
+        "name": name,
+        "annotations": annotations,
+        "ownerReferences": [{
+            "apiVersion": "batch/v1", "kind": "CronJob",
+            "name": cronjob["metadata"]["name"], "uid": cronjob["metadata"]["uid"],
+            "controller": true,
+        }],
+    });
+    if let Some(labels) = template["metadata"]["labels"].as_object() {
+        metadata["labels"] = json!(labels);
+    }
+    json!({
+        "apiVersion": "batch/v1", "kind": "Job",
+        "metadata": metadata,
+        "spec": template["spec"],
+    })
+}
+
+/// Reads the CronJob `from` names (`cronjob/NAME`, or any name of the resource type).
+async fn source_cronjob(s: &Session, from: &str) -> anyhow::Result<Value> {
+    let (type_, name) = from
+        .split_once('/')
+        .filter(|(t, n)| !t.is_empty() && !n.is_empty())
+        .ok_or_else(|| anyhow!("from must be an existing cronjob"))?;
+    let all = resources::discover(s).await?;
+    let resource = resources::resolve(&all, type_)?
+        .into_iter()
+        .next()
+        .ok_or_else(|| anyhow!("from must be an existing cronjob"))?;
+    if resource.kind != "CronJob" || resource.group != "batch" {
+        bail!("from must be an existing cronjob");
+    }
+    let path = format!("{}/{name}", resource.path(Some(&s.namespace)));
+    s.get_json(&path, "application/json").await
+}
+
 async fn post(s: &Session, path: &str, body: &Value) -> anyhow::Result<Value> {
     s.send(http::Method::POST, path, "application/json", Some(body))
         .await
@@ -202,9 +299,32 @@ pub async fn create(s: &Session, sub: &CreateSub) -> anyhow::Result<()> {
         }
         CreateSub::Job {
             name,
+            from: Some(from),
             image,
             command,
         } => {
+            if image.is_some() {
+                bail!("either --image or --from must be specified");
+            }
+            if !command.is_empty() {
+                bail!("cannot specify --from and command");
+            }
+            let cronjob = source_cronjob(s, from).await?;
+            (
+                format!("/apis/batch/v1/namespaces/{ns}/jobs"),
+                job_from_cronjob(name, &cronjob),
+                format!("job.batch/{name}"),
+            )
+        }
+        CreateSub::Job {
+            name,
+            from: None,
+            image,
+            command,
+        } => {
+            let Some(image) = image else {
+                bail!("either --image or --from must be specified");
+            };
             // As kubectl's: the container is named after the Job, never restarted.
             let mut container = json!({ "name": name, "image": image, "resources": {} });
             if !command.is_empty() {
@@ -225,6 +345,17 @@ pub async fn create(s: &Session, sub: &CreateSub) -> anyhow::Result<()> {
                 format!("job.batch/{name}"),
             )
         }
+        CreateSub::Cronjob {
+            name,
+            image,
+            schedule,
+            restart,
+            command,
+        } => (
+            format!("/apis/batch/v1/namespaces/{ns}/cronjobs"),
+            cronjob_object(name, image, schedule, restart, command),
+            format!("cronjob.batch/{name}"),
+        ),
         CreateSub::Namespace { name } => (
             "/api/v1/namespaces".to_string(),
             json!({ "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": name } }),
@@ -603,6 +734,57 @@ mod tests {
         assert_eq!(
             ports_of(&["80:8080".into()]).unwrap()[0],
             json!({"name": "80-8080", "port": 80, "protocol": "TCP", "targetPort": 8080})
+        );
+    }
+
+    #[test]
+    fn cronjobs_are_made_as_kubectl_makes_them() {
+        let cj = cronjob_object(
+            "tick",
+            "busybox",
+            "*/1 * * * *",
+            "OnFailure",
+            &["date".into()],
+        );
+        assert_eq!(cj["spec"]["schedule"], "*/1 * * * *");
+        assert_eq!(cj["spec"]["jobTemplate"]["metadata"]["name"], "tick");
+        let pod = &cj["spec"]["jobTemplate"]["spec"]["template"]["spec"];
+        assert_eq!(pod["restartPolicy"], "OnFailure");
+        assert_eq!(
+            pod["containers"],
+            json!([{"name": "tick", "image": "busybox", "resources": {}, "command": ["date"]}])
+        );
+        let bare = cronjob_object("t", "i", "@hourly", "Never", &[]);
+        assert!(
+            bare["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
+                .get("command")
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn a_job_from_a_cronjob_takes_its_template_and_is_owned_by_it() {
+        let cj = json!({
+            "metadata": {"name": "tick", "uid": "u1", "labels": {"ignored": "x"}},
+            "spec": {"schedule": "@hourly", "jobTemplate": {
+                "metadata": {"labels": {"team": "a"}, "annotations": {"note": "n"}},
+                "spec": {"backoffLimit": 2, "template": {"spec": {"containers": []}}},
+            }},
+        });
+        let job = job_from_cronjob("tick-manual", &cj);
+        assert_eq!(
+            job,
+            json!({
+                "apiVersion": "batch/v1", "kind": "Job",
+                "metadata": {
+                    "name": "tick-manual",
+                    "labels": {"team": "a"},
+                    "annotations": {"cronjob.kubernetes.io/instantiate": "manual", "note": "n"},
+                    "ownerReferences": [{"apiVersion": "batch/v1", "kind": "CronJob",
+                        "name": "tick", "uid": "u1", "controller": true}],
+                },
+                "spec": {"backoffLimit": 2, "template": {"spec": {"containers": []}}},
+            })
         );
     }
 }
