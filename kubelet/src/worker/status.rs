@@ -67,6 +67,28 @@ pub fn condition(old: Option<&Value>, ty: &str, ok: bool, reason: Option<&str>) 
     c
 }
 
+/// Adds to `status` the conditions of `old` that others wrote (`DisruptionTarget` from an
+/// eviction or a preemption, readiness gates' types): the status is written as a merge
+/// patch, which replaces the whole list, and the kubelet's status manager keeps the
+/// conditions it does not own.
+fn keep_others_conditions(status: &mut Value, old: Option<&Value>) {
+    let Some(old) = old
+        .and_then(|o| o.get("conditions"))
+        .and_then(Value::as_array)
+    else {
+        return;
+    };
+    let Some(conditions) = status["conditions"].as_array_mut() else {
+        return;
+    };
+    let others: Vec<Value> = old
+        .iter()
+        .filter(|c| !conditions.iter().any(|own| own["type"] == c["type"]))
+        .cloned()
+        .collect();
+    conditions.extend(others);
+}
+
 impl Worker {
     /// Whether a container's probes let it count as started and ready.
     fn probes_pass(c: &Container, slot: &Slot) -> (bool, bool) {
@@ -212,6 +234,7 @@ impl Worker {
                 conditions.push(c);
             }
         }
+        keep_others_conditions(&mut status, old_ref);
         status
     }
 

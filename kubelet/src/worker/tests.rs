@@ -591,3 +591,24 @@ async fn a_rejected_pod_never_starts() {
     drop(updates);
     run.await.unwrap();
 }
+
+#[tokio::test]
+async fn conditions_others_wrote_survive_the_kubelets_status_writes() {
+    let node = Node::new();
+    let mut pod = pod_with(container("app", &["sleep", "infinity"]), "Always");
+    pod.status = Some(k8s_openapi::api::core::v1::PodStatus {
+        conditions: Some(vec![k8s_openapi::api::core::v1::PodCondition {
+            type_: "DisruptionTarget".into(),
+            status: "True".into(),
+            reason: Some("EvictionByEvictionAPI".into()),
+            ..Default::default()
+        }]),
+        ..Default::default()
+    });
+    let (mut w, _tx) = node.worker(pod.clone());
+    w.sync().await;
+    w.report().await;
+    let status = node.status(&pod);
+    assert_eq!(condition(&status, "DisruptionTarget"), "True");
+    assert_eq!(condition(&status, "PodScheduled"), "True");
+}
