@@ -12,12 +12,17 @@
 //!   a CSR takes the `approve` verb, and issuing its certificate the `sign` verb, on the
 //!   `signers` resource named by its signer; no `kube-apiserver-client` certificate for the
 //!   `system:masters` group;
-//! - `DenyServiceExternalIPs` and the addresses no Service may take ([`external_ips`]).
+//! - `DenyServiceExternalIPs` and the addresses no Service may take ([`external_ips`]);
+//! - `LimitRanger` ([`limit_ranger`]): LimitRange defaults and bounds for pods and claims;
+//! - `ResourceQuota` ([`resource_quota`]): checked and charged by the create path itself,
+//!   since charging writes to the store.
 //!
 //! Writes the apiserver makes itself carry no user and are not admitted.
 
 pub mod external_ips;
+pub mod limit_ranger;
 pub mod pod_security;
+pub mod resource_quota;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -108,9 +113,11 @@ impl Admission {
                     self.node_creates_pod(req, new)?;
                     service_account(registry, req.info, new)?;
                 }
+                limit_ranger::admit(registry, req, new)?;
                 self.pod_security_pod(registry, req, new, old, &mut warnings)?;
             }
             ("", "nodes") => self.node_updates_node(req, new, old)?,
+            ("", "persistentvolumeclaims") => limit_ranger::admit(registry, req, new)?,
             ("", "services") => {
                 self.external_ips
                     .admit(registry, req.info, req.subresource, new, old)?

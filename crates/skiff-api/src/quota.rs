@@ -80,7 +80,9 @@ pub fn add(a: &ResourceList, b: &ResourceList) -> ResourceList {
 pub fn subtract_non_negative(a: &ResourceList, b: &ResourceList) -> ResourceList {
     let mut out = ResourceList::new();
     for (k, q) in a {
-        let left = b.get(k).map_or(q.as_nanos(), |o| q.as_nanos() - o.as_nanos());
+        let left = b
+            .get(k)
+            .map_or(q.as_nanos(), |o| q.as_nanos() - o.as_nanos());
         out.insert(k.clone(), Quantity::from_nanos(left.max(0), q.format()));
     }
     for k in b.keys() {
@@ -117,7 +119,9 @@ fn max(a: &ResourceList, b: &ResourceList) -> ResourceList {
 }
 
 fn str_at<'a>(v: &'a Value, pointer: &str) -> &'a str {
-    v.pointer(pointer).and_then(Value::as_str).unwrap_or_default()
+    v.pointer(pointer)
+        .and_then(Value::as_str)
+        .unwrap_or_default()
 }
 
 fn containers<'a>(pod: &'a Value, field: &str) -> impl Iterator<Item = &'a Value> {
@@ -198,8 +202,9 @@ fn is_extended(name: &str) -> bool {
     let Some((domain, _)) = name.split_once('/') else {
         return false;
     };
-    !(domain == "kubernetes.io" || domain.ends_with(".kubernetes.io"))
-        && !name.starts_with("requests.")
+    !(domain == "kubernetes.io"
+        || domain.ends_with(".kubernetes.io")
+        || name.starts_with("requests."))
 }
 
 /// The object-count resource of a kind: `count/<plural>` or `count/<plural>.<group>`.
@@ -608,7 +613,10 @@ mod tests {
                          "status": {"allocatedResources": {"storage": "2Gi"}}});
         let u = usage("", "persistentvolumeclaims", &pvc, now());
         assert_eq!(u["requests.storage"], q("2Gi"));
-        assert_eq!(u["fast.storageclass.storage.k8s.io/requests.storage"], q("2Gi"));
+        assert_eq!(
+            u["fast.storageclass.storage.k8s.io/requests.storage"],
+            q("2Gi")
+        );
         assert_eq!(u["persistentvolumeclaims"], q("1"));
         assert_eq!(
             usage("apps", "deployments", &json!({}), now()),
@@ -668,9 +676,8 @@ mod tests {
         let be = scoped(json!([{"scopeName": "BestEffort", "operator": "Exists"}]));
         assert!(matching(&hard, &be, "", "pods", &best_effort).is_some());
         assert!(matching(&hard, &be, "", "pods", &burstable).is_none());
-        let high = scoped(
-            json!([{"scopeName": "PriorityClass", "operator": "In", "values": ["high"]}]),
-        );
+        let high =
+            scoped(json!([{"scopeName": "PriorityClass", "operator": "In", "values": ["high"]}]));
         assert!(matching(&hard, &high, "", "pods", &burstable).is_some());
         assert!(matching(&hard, &high, "", "pods", &best_effort).is_none());
         let services = ["services".to_string()];
@@ -686,8 +693,17 @@ mod tests {
             subtract_non_negative(&a, &b),
             list(&[("pods", "0"), ("cpu", "500m"), ("memory", "0")])
         );
-        assert_eq!(kind_of("count/jobs.batch"), Some(("batch".into(), "jobs".into())));
-        assert_eq!(kind_of("requests.cpu"), Some((String::new(), "pods".into())));
-        assert_eq!(pretty(&list(&[("pods", "1"), ("cpu", "1")])), "cpu=1,pods=1");
+        assert_eq!(
+            kind_of("count/jobs.batch"),
+            Some(("batch".into(), "jobs".into()))
+        );
+        assert_eq!(
+            kind_of("requests.cpu"),
+            Some((String::new(), "pods".into()))
+        );
+        assert_eq!(
+            pretty(&list(&[("pods", "1"), ("cpu", "1")])),
+            "cpu=1,pods=1"
+        );
     }
 }
