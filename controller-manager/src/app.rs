@@ -230,6 +230,7 @@ mod tests {
                 ("job", "job-controller"),
                 ("ttl-after-finished", "ttl-after-finished-controller"),
                 ("cronjob", "cronjob-controller"),
+                ("resourcequota", "resourcequota-controller"),
             ]
         );
     }
