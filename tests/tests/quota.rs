@@ -4,6 +4,9 @@
 //! `max` refuses a larger pod; a compute quota refuses a pod that states no cpu request; and
 //! `kubectl get quota`, `describe quota` and `describe limits` print what kubectl prints.
 //!
+//! A second test, on a bare apiserver, races creates against a quota: admission charges the
+//! quota by compare-and-swap before storing, so no more pods are admitted than it allows.
+//!
 //! Quota and LimitRange are apiserver admission and a controller-manager controller: nothing
 //! depends on the number of nodes, so one node is enough (it runs the admitted pods).
 
@@ -12,7 +15,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use skiff_e2e::{BUSYBOX, LocalCluster, ensure_busybox_image, wait_until};
+use skiff_e2e::{ApiServer, BUSYBOX, Backend, LocalCluster, ensure_busybox_image, wait_until};
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -216,4 +219,48 @@ fn quotas_and_limit_ranges_on_a_one_node_cluster() {
     a_quota_of_two_pods_refuses_the_third_until_one_is_deleted(&c);
     a_limit_range_defaults_and_bounds_pods(&c);
     a_compute_quota_wants_requests_and_counts_them(&c);
+}
+
+/// Twelve pods created at once against a quota of three: exactly three are admitted, each
+/// refusal is upstream's 403, and the quota's `used` shows the three (no controller runs: only
+/// admission's charges move it).
+#[test]
+fn racing_creates_take_no_more_than_the_quota() {
+    let server = ApiServer::start(Backend::Embedded);
+    let http = server.http();
+    let quotas = "/api/v1/namespaces/default/resourcequotas";
+    let quota = json!({"apiVersion": "v1", "kind": "ResourceQuota",
+                       "metadata": {"name": "three"}, "spec": {"hard": {"pods": "3"}}});
+    assert_eq!(http.post_json(quotas, &quota).status, 201);
+    // What the quota controller would record.
+    let mut status = http.get(&format!("{quotas}/three")).json();
+    status["status"] = json!({"hard": {"pods": "3"}, "used": {"pods": "0"}});
+    let put = http.put_json(&format!("{quotas}/three/status"), &status);
+    assert_eq!(put.status, 200, "{}", put.body);
+
+    let racers: Vec<_> = (0..12)
+        .map(|i| {
+            let http = http.clone();
+            std::thread::spawn(move || {
+                let mut p = pod(&format!("racer-{i}"), json!({}));
+                p["metadata"]["namespace"] = json!("default");
+                http.post_json("/api/v1/namespaces/default/pods", &p)
+            })
+        })
+        .collect();
+    let replies: Vec<_> = racers.into_iter().map(|t| t.join().unwrap()).collect();
+    let admitted = replies.iter().filter(|r| r.status == 201).count();
+    assert_eq!(admitted, 3, "{replies:?}");
+    for r in replies.iter().filter(|r| r.status != 201) {
+        assert_eq!(r.status, 403, "{}", r.body);
+        let message = r.json()["message"].as_str().unwrap_or_default().to_string();
+        assert!(
+            message.ends_with(
+                "is forbidden: exceeded quota: three, requested: pods=1, used: pods=3, limited: pods=3"
+            ),
+            "{message}"
+        );
+    }
+    let used = http.get(&format!("{quotas}/three")).json()["status"]["used"]["pods"].clone();
+    assert_eq!(used, "3");
 }
