@@ -264,3 +264,49 @@ fn racing_creates_take_no_more_than_the_quota() {
     let used = http.get(&format!("{quotas}/three")).json()["status"]["used"]["pods"].clone();
     assert_eq!(used, "3");
 }
+
+/// A claim that asks for more storage is charged the difference: resized past the quota, it is
+/// refused with upstream's message; resized within, `used` grows by what it added.
+#[test]
+fn a_claim_resized_past_its_quota_is_refused() {
+    let server = ApiServer::start(Backend::Embedded);
+    let http = server.http();
+    let quotas = "/api/v1/namespaces/default/resourcequotas";
+    let quota = json!({"apiVersion": "v1", "kind": "ResourceQuota",
+                       "metadata": {"name": "storage"},
+                       "spec": {"hard": {"requests.storage": "3Gi"}}});
+    assert_eq!(http.post_json(quotas, &quota).status, 201);
+    let mut status = http.get(&format!("{quotas}/storage")).json();
+    status["status"] = json!({"hard": {"requests.storage": "3Gi"},
+                              "used": {"requests.storage": "0"}});
+    assert_eq!(
+        http.put_json(&format!("{quotas}/storage/status"), &status)
+            .status,
+        200
+    );
+    let claims = "/api/v1/namespaces/default/persistentvolumeclaims";
+    let claim = json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+                       "metadata": {"name": "data"},
+                       "spec": {"accessModes": ["ReadWriteOnce"],
+                                "resources": {"requests": {"storage": "1Gi"}}}});
+    let created = http.post_json(claims, &claim);
+    assert_eq!(created.status, 201, "{}", created.body);
+    let used = || http.get(&format!("{quotas}/storage")).json()["status"]["used"].clone();
+    assert_eq!(used(), json!({"requests.storage": "1Gi"}));
+
+    let resize = |size: &str| {
+        let mut c = http.get(&format!("{claims}/data")).json();
+        c["spec"]["resources"]["requests"]["storage"] = json!(size);
+        http.put_json(&format!("{claims}/data"), &c)
+    };
+    let refused = resize("4Gi");
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    assert_eq!(
+        refused.json()["message"],
+        "persistentvolumeclaims \"data\" is forbidden: exceeded quota: storage, requested: requests.storage=3Gi, used: requests.storage=1Gi, limited: requests.storage=3Gi"
+    );
+    assert_eq!(used(), json!({"requests.storage": "1Gi"}));
+    let grown = resize("2Gi");
+    assert_eq!(grown.status, 200, "{}", grown.body);
+    assert_eq!(used(), json!({"requests.storage": "2Gi"}));
+}

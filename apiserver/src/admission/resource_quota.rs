@@ -51,8 +51,52 @@ pub async fn charge(
     obj: &Value,
     dry_run: bool,
 ) -> ApiResult<Charges> {
+    if user.is_none() || !info.namespaced {
+        return Ok(Charges::default());
+    }
+    let delta = quota::usage(info.group, info.plural, obj, jiff::Timestamp::now());
+    charge_delta(registry, info, obj, &delta, dry_run).await
+}
+
+/// Charges an update of `old` to `new` what it adds: a claim asking for more storage, a
+/// Service becoming a NodePort or LoadBalancer, a pod's resources growing. Other kinds' updates
+/// change no usage (object counts move only on create and delete), and neither does an update
+/// that lowers usage (a pod that finishes gives its share back through the controller).
+pub async fn charge_update(
+    registry: &Registry,
+    info: &'static ResourceInfo,
+    new: &Value,
+    old: &Value,
+) -> ApiResult<Charges> {
+    let grows = matches!(
+        (info.group, info.plural),
+        ("", "pods" | "services" | "persistentvolumeclaims")
+    );
+    if !grows {
+        return Ok(Charges::default());
+    }
+    let now = jiff::Timestamp::now();
+    let mut delta = quota::subtract_non_negative(
+        &quota::usage(info.group, info.plural, new, now),
+        &quota::usage(info.group, info.plural, old, now),
+    );
+    delta.retain(|_, q| !q.is_zero());
+    if delta.is_empty() {
+        return Ok(Charges::default());
+    }
+    charge_delta(registry, info, new, &delta, false).await
+}
+
+/// Admits and charges `delta` for `obj` against every quota of its namespace that applies.
+async fn charge_delta(
+    registry: &Registry,
+    info: &'static ResourceInfo,
+    obj: &Value,
+    delta: &ResourceList,
+    dry_run: bool,
+) -> ApiResult<Charges> {
     let mut charges = Charges::default();
-    if registry.admission.get().is_none() || user.is_none() || !info.namespaced {
+    if registry.admission.get().is_none() {
         return Ok(charges);
     }
     let ns = namespace_of(obj).to_string();
@@ -61,11 +105,10 @@ pub async fn charge(
         return Ok(charges);
     }
     quotas.sort_by(|a, b| name_of(a).cmp(name_of(b)));
-    let delta = quota::usage(info.group, info.plural, obj, jiff::Timestamp::now());
     let refuse = |why: String| forbidden(info, name_of(obj), &why);
     for cached in &quotas {
         // The cache tells which quotas apply; the charge itself reads the stored quota.
-        if quota::admit(cached, info.group, info.plural, obj, &delta)
+        if quota::admit(cached, info.group, info.plural, obj, delta)
             .map_err(&refuse)?
             .is_none()
         {
@@ -82,14 +125,14 @@ pub async fn charge(
                 Some(&ns),
                 &name,
                 |mut current| {
-                    let Some(used) = quota::admit(&current, info.group, info.plural, obj, &delta)
+                    let Some(used) = quota::admit(&current, info.group, info.plural, obj, delta)
                         .map_err(&refuse)?
                     else {
                         charged.clear();
                         return Ok(None);
                     };
                     let hard = quota::resource_list(current.pointer("/status/hard"));
-                    charged = quota::mask(&delta, hard.keys());
+                    charged = quota::mask(delta, hard.keys());
                     current["status"]["used"] = quota::to_json(&used);
                     Ok(Some(current))
                 },
@@ -113,22 +156,22 @@ pub async fn charge(
 /// the quota controller's recount corrects what this cannot.
 pub async fn release(registry: &Registry, charges: Charges) {
     for (ns, name, amounts) in charges.0 {
-        let result = registry
-            .guaranteed_update(
-                quotas_info(),
-                Some(&ns),
-                &name,
-                |mut current| {
-                    let used = quota::resource_list(current.pointer("/status/used"));
-                    let back = quota::mask(&amounts, used.keys());
-                    let mut less = quota::subtract_non_negative(&used, &back);
-                    less.retain(|k, _| used.contains_key(k));
-                    current["status"]["used"] = quota::to_json(&less);
-                    Ok(Some(current))
-                },
-                false,
-            )
-            .await;
+        // Boxed: the update loop this runs in may itself be giving back a charge.
+        let result = Box::pin(registry.guaranteed_update(
+            quotas_info(),
+            Some(&ns),
+            &name,
+            |mut current| {
+                let used = quota::resource_list(current.pointer("/status/used"));
+                let back = quota::mask(&amounts, used.keys());
+                let mut less = quota::subtract_non_negative(&used, &back);
+                less.retain(|k, _| used.contains_key(k));
+                current["status"]["used"] = quota::to_json(&less);
+                Ok(Some(current))
+            },
+            false,
+        ))
+        .await;
         if let Err(e) = result {
             tracing::warn!(quota = %format!("{ns}/{name}"), error = %e.message, "could not give back a quota charge; the quota controller will recount");
         }
