@@ -279,7 +279,7 @@ mod tests {
         assert!(!all.contains("bootstrapsigner") && !all.contains("tokencleaner"));
         let kubeadm = enabled(&s(&["*,bootstrapsigner,tokencleaner"])).unwrap();
         assert_eq!(kubeadm.len(), controllers::ALL.len());
-        assert_eq!(controllers::names().count(), 21);
+        assert_eq!(controllers::names().count(), 22);
         let e = enabled(&s(&["*,-replicaset"])).unwrap();
         assert!(!e.contains("replicaset") && e.contains("replicationcontroller"));
         assert_eq!(
