@@ -232,6 +232,7 @@ mod tests {
                 ("job", "job-controller"),
                 ("ttl-after-finished", "ttl-after-finished-controller"),
                 ("cronjob", "cronjob-controller"),
+                ("resourcequota", "resourcequota-controller"),
             ]
         );
     }
@@ -280,7 +281,7 @@ mod tests {
         assert!(!all.contains("bootstrapsigner") && !all.contains("tokencleaner"));
         let kubeadm = enabled(&s(&["*,bootstrapsigner,tokencleaner"])).unwrap();
         assert_eq!(kubeadm.len(), controllers::ALL.len());
-        assert_eq!(controllers::names().count(), 23);
+        assert_eq!(controllers::names().count(), 24);
         let e = enabled(&s(&["*,-replicaset"])).unwrap();
         assert!(!e.contains("replicaset") && e.contains("replicationcontroller"));
         assert_eq!(

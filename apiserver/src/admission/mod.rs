@@ -13,13 +13,18 @@
 //!   `signers` resource named by its signer; no `kube-apiserver-client` certificate for the
 //!   `system:masters` group;
 //! - `DenyServiceExternalIPs` and the addresses no Service may take ([`external_ips`]);
-//! - `Priority` ([`priority`]): a pod's priority from its PriorityClass.
+//! - `Priority` ([`priority`]): a pod's priority from its PriorityClass;
+//! - `LimitRanger` ([`limit_ranger`]): LimitRange defaults and bounds for pods and claims;
+//! - `ResourceQuota` ([`resource_quota`]): checked and charged by the create path itself,
+//!   since charging writes to the store.
 //!
 //! Writes the apiserver makes itself carry no user and are not admitted.
 
 pub mod external_ips;
+pub mod limit_ranger;
 pub mod pod_security;
 pub mod priority;
+pub mod resource_quota;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -113,9 +118,11 @@ impl Admission {
                 if req.subresource.is_none() {
                     priority::admit_pod(registry, req.info, req.op, new, old)?;
                 }
+                limit_ranger::admit(registry, req, new)?;
                 self.pod_security_pod(registry, req, new, old, &mut warnings)?;
             }
             ("", "nodes") => self.node_updates_node(req, new, old)?,
+            ("", "persistentvolumeclaims") => limit_ranger::admit(registry, req, new)?,
             ("scheduling.k8s.io", "priorityclasses") if req.subresource.is_none() => {
                 priority::admit_class(registry, req.info, req.op, new)?
             }

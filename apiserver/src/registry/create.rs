@@ -8,6 +8,7 @@ use skiff_api::{ResourceInfo, strategy};
 
 use super::admit::{admit_schema, check_type};
 use super::{Registry, Written, encode, storage_info, to_external, to_storage};
+use crate::admission::resource_quota;
 use crate::alloc::Claims;
 use crate::cache::decode;
 use crate::error::{ApiError, ApiResult};
@@ -139,15 +140,24 @@ impl Registry {
         }
         let dry_run = params.dry_run()?;
         let key = Self::key(info, objects::namespace(&obj), &name);
+        let charges = resource_quota::charge(self, info, params.user(), &obj, dry_run).await?;
         let claims = if dry_run {
             Claims::default()
         } else {
             let hooks = Hooks::for_resource(info);
-            hooks
+            match hooks
                 .before_create(&self.alloc, info, &name, &mut obj)
-                .await?
+                .await
+            {
+                Ok(claims) => claims,
+                Err(e) => {
+                    resource_quota::release(self, charges).await;
+                    return Err(e);
+                }
+            }
         };
         if dry_run {
+            resource_quota::release(self, charges).await;
             return Ok(Written {
                 code: 201,
                 object: obj,
@@ -200,6 +210,7 @@ impl Registry {
             }
             Err(e) => {
                 self.alloc.release(claims).await;
+                resource_quota::release(self, charges).await;
                 Err(ApiError::from_store(e, info, &name))
             }
         }

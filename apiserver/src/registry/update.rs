@@ -1,6 +1,7 @@
 //! PUT and the read-modify-write loop under every update and patch: optimistic concurrency on
 //! the resourceVersion, server-owned metadata kept, status and spec updated separately,
-//! generation bumped on spec changes, and the kind's hooks around the write.
+//! generation bumped on spec changes, and the kind's hooks around the write. An update that
+//! adds to quota usage (a claim resized) is charged first, as a create is.
 
 use serde_json::{Value, json};
 use skiff_api::{ResourceInfo, certificates, strategy};
@@ -8,6 +9,7 @@ use skiff_store::StoreError;
 
 use super::admit::{admit_schema, check_type};
 use super::{Registry, Written, encode, is_csr, parse_rv, to_external, to_storage};
+use crate::admission::resource_quota;
 use crate::alloc::Claims;
 use crate::error::{ApiError, ApiResult};
 use crate::hooks::{Hooks, KindHooks};
@@ -51,12 +53,25 @@ impl Registry {
             if new == current && !self.stale(&key).await? {
                 return Ok(current);
             }
+            let charges = if dry_run {
+                resource_quota::Charges::default()
+            } else {
+                // Boxed: charging updates a quota through this same loop.
+                Box::pin(resource_quota::charge_update(self, info, &new, &current)).await?
+            };
             let claims = if dry_run {
                 Claims::default()
             } else {
-                hooks
+                match hooks
                     .before_update(&self.alloc, info, name, &mut new, &current)
-                    .await?
+                    .await
+                {
+                    Ok(claims) => claims,
+                    Err(e) => {
+                        resource_quota::release(self, charges).await;
+                        return Err(e);
+                    }
+                }
             };
             if dry_run {
                 return Ok(new);
@@ -78,8 +93,14 @@ impl Registry {
                         crate::cache::set_resource_version(&mut out, del_rev);
                         Ok(out)
                     }
-                    Err(StoreError::Conflict { .. }) => continue,
-                    Err(e) => Err(ApiError::from_store(e, info, name)),
+                    Err(StoreError::Conflict { .. }) => {
+                        resource_quota::release(self, charges).await;
+                        continue;
+                    }
+                    Err(e) => {
+                        resource_quota::release(self, charges).await;
+                        Err(ApiError::from_store(e, info, name))
+                    }
                 };
             }
             match self
@@ -95,10 +116,12 @@ impl Registry {
                 }
                 Err(StoreError::Conflict { .. }) => {
                     self.alloc.release(claims).await;
+                    resource_quota::release(self, charges).await;
                     continue;
                 }
                 Err(e) => {
                     self.alloc.release(claims).await;
+                    resource_quota::release(self, charges).await;
                     return Err(ApiError::from_store(e, info, name));
                 }
             }

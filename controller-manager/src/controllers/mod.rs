@@ -18,6 +18,7 @@ pub mod namespace;
 pub mod nodeipam;
 pub mod nodelifecycle;
 pub mod replicaset;
+pub mod resourcequota;
 pub mod rootcacert;
 pub mod serviceaccount;
 pub mod servicelb;
@@ -111,6 +112,7 @@ pub const ALL: &[Entry] = &[
     entry::<job::JobController>(),
     entry::<ttlafterfinished::TtlAfterFinished>(),
     entry::<cronjob::CronJobController>(),
+    entry::<resourcequota::ResourceQuotaController>(),
 ];
 
 /// The names `--controllers` accepts.

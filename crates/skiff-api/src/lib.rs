@@ -11,6 +11,7 @@
 //! - [`patch`]: strategic merge patch with Kubernetes' merge keys.
 //! - [`table`]: server-side `Table` columns and rows, as kubectl prints them.
 //! - [`quantity`]: the exact resource [`Quantity`] (`100m`, `1.5Gi`), as apimachinery's.
+//! - [`quota`]: ResourceQuota usage of an object, matching quotas and scopes, refusals.
 //! - [`validation`]: name and label checks with Kubernetes' wording.
 //! - [`bootstrap_token`]: bootstrap tokens and the Secrets holding them (`kubeadm join`).
 //! - [`openapi`]: OpenAPI v2/v3 documents generated from the `k8s-openapi` types.
@@ -26,6 +27,7 @@ pub mod openapi;
 pub mod patch;
 pub mod protobuf;
 pub mod quantity;
+pub mod quota;
 pub mod resources;
 pub mod selectors;
 pub mod strategy;
