@@ -230,6 +230,9 @@ mod tests {
                 ("job", "job-controller"),
                 ("ttl-after-finished", "ttl-after-finished-controller"),
                 ("cronjob", "cronjob-controller"),
+                ("persistentvolume-binder", "persistent-volume-binder"),
+                ("pvc-protection", "pvc-protection-controller"),
+                ("pv-protection", "pv-protection-controller"),
             ]
         );
     }
@@ -278,7 +281,7 @@ mod tests {
         assert!(!all.contains("bootstrapsigner") && !all.contains("tokencleaner"));
         let kubeadm = enabled(&s(&["*,bootstrapsigner,tokencleaner"])).unwrap();
         assert_eq!(kubeadm.len(), controllers::ALL.len());
-        assert_eq!(controllers::names().count(), 21);
+        assert_eq!(controllers::names().count(), 24);
         let e = enabled(&s(&["*,-replicaset"])).unwrap();
         assert!(!e.contains("replicaset") && e.contains("replicationcontroller"));
         assert_eq!(

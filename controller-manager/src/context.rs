@@ -10,10 +10,12 @@ use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{
-    ConfigMap, Endpoints, Namespace, Node, ReplicationController, Secret, Service, ServiceAccount,
+    ConfigMap, Endpoints, Namespace, Node, PersistentVolume, PersistentVolumeClaim,
+    ReplicationController, Secret, Service, ServiceAccount,
 };
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::rbac::v1::ClusterRole;
+use k8s_openapi::api::storage::v1::StorageClass;
 use kube::runtime::watcher;
 use kube::{Api, Client};
 use tokio_util::sync::CancellationToken;
@@ -130,6 +132,9 @@ pub struct Context {
     cronjobs: Lazy<CronJob>,
     daemonsets: Lazy<DaemonSet>,
     controller_revisions: Lazy<ControllerRevision>,
+    persistent_volume_claims: Lazy<PersistentVolumeClaim>,
+    persistent_volumes: Lazy<PersistentVolume>,
+    storage_classes: Lazy<StorageClass>,
 }
 
 impl Context {
@@ -161,6 +166,9 @@ impl Context {
             cronjobs: Lazy::new(),
             daemonsets: Lazy::new(),
             controller_revisions: Lazy::new(),
+            persistent_volume_claims: Lazy::new(),
+            persistent_volumes: Lazy::new(),
+            storage_classes: Lazy::new(),
             credentials: Credentials::shared(client.clone()),
             client,
             identity,
@@ -266,6 +274,24 @@ impl Context {
             .get_or_init(|| Informer::new(Api::all(self.client.clone())))
     }
 
+    /// PersistentVolumeClaims (the volume binder and the protection controllers).
+    pub fn persistent_volume_claims(&self) -> Arc<Informer<PersistentVolumeClaim>> {
+        self.persistent_volume_claims
+            .get_or_init(|| Informer::new(Api::all(self.client.clone())))
+    }
+
+    /// PersistentVolumes (the volume binder and the protection controllers).
+    pub fn persistent_volumes(&self) -> Arc<Informer<PersistentVolume>> {
+        self.persistent_volumes
+            .get_or_init(|| Informer::new(Api::all(self.client.clone())))
+    }
+
+    /// StorageClasses (the volume binder).
+    pub fn storage_classes(&self) -> Arc<Informer<StorageClass>> {
+        self.storage_classes
+            .get_or_init(|| Informer::new(Api::all(self.client.clone())))
+    }
+
     /// Starts every informer (the lazy ones if a controller asked for them); returns once all
     /// have listed.
     pub async fn start_informers(&self) {
@@ -280,6 +306,9 @@ impl Context {
         let cronjobs = self.cronjobs.start(&stop);
         let daemonsets = self.daemonsets.start(&stop);
         let controller_revisions = self.controller_revisions.start(&stop);
+        let claims = self.persistent_volume_claims.start(&stop);
+        let volumes = self.persistent_volumes.start(&stop);
+        let classes = self.storage_classes.start(&stop);
         tokio::spawn(self.pods.clone().run(stop.clone()));
         tokio::spawn(self.replicasets.clone().run(stop.clone()));
         tokio::spawn(self.replication_controllers.clone().run(stop.clone()));
@@ -330,6 +359,15 @@ impl Context {
             i.synced().await;
         }
         if let Some(i) = controller_revisions {
+            i.synced().await;
+        }
+        if let Some(i) = claims {
+            i.synced().await;
+        }
+        if let Some(i) = volumes {
+            i.synced().await;
+        }
+        if let Some(i) = classes {
             i.synced().await;
         }
     }

@@ -12,12 +12,14 @@
 //!   a CSR takes the `approve` verb, and issuing its certificate the `sign` verb, on the
 //!   `signers` resource named by its signer; no `kube-apiserver-client` certificate for the
 //!   `system:masters` group;
-//! - `DenyServiceExternalIPs` and the addresses no Service may take ([`external_ips`]).
+//! - `DenyServiceExternalIPs` and the addresses no Service may take ([`external_ips`]);
+//! - `DefaultStorageClass` and `StorageObjectInUseProtection` ([`storage`]).
 //!
 //! Writes the apiserver makes itself carry no user and are not admitted.
 
 pub mod external_ips;
 pub mod pod_security;
+pub mod storage;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -111,6 +113,16 @@ impl Admission {
                 self.pod_security_pod(registry, req, new, old, &mut warnings)?;
             }
             ("", "nodes") => self.node_updates_node(req, new, old)?,
+            ("", "persistentvolumeclaims")
+                if req.op == Operation::Create && req.subresource.is_none() =>
+            {
+                storage::admit_claim(registry, new)
+            }
+            ("", "persistentvolumes")
+                if req.op == Operation::Create && req.subresource.is_none() =>
+            {
+                storage::admit_volume(new)
+            }
             ("", "services") => {
                 self.external_ips
                     .admit(registry, req.info, req.subresource, new, old)?

@@ -15,6 +15,8 @@ pub mod job;
 pub mod namespace;
 pub mod nodeipam;
 pub mod nodelifecycle;
+pub mod persistentvolume;
+pub mod pvprotection;
 pub mod replicaset;
 pub mod rootcacert;
 pub mod serviceaccount;
@@ -106,6 +108,9 @@ pub const ALL: &[Entry] = &[
     entry::<job::JobController>(),
     entry::<ttlafterfinished::TtlAfterFinished>(),
     entry::<cronjob::CronJobController>(),
+    entry::<persistentvolume::PersistentVolumeBinder>(),
+    entry::<pvprotection::PvcProtection>(),
+    entry::<pvprotection::PvProtection>(),
 ];
 
 /// The names `--controllers` accepts.
