@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 use crate::cache::{Cache, NodeData};
 use crate::framework::Framework;
 use crate::metrics::{Metrics, Outcome};
+use crate::plugins::volume_binding::{self, VolumeListers};
 use crate::podinfo::{PendingPod, SeenPod};
 use crate::queue::{Popped, SchedulingQueue};
 
@@ -36,6 +37,9 @@ pub struct Scheduler {
     pub recorder: Recorder,
     pub metrics: Arc<Metrics>,
     binds: Arc<Semaphore>,
+    /// Claims, volumes and classes, for binding pods' volumes before the pods
+    /// ([`crate::plugins::volume_binding::pre_bind`]).
+    volumes: Option<Arc<dyn VolumeListers>>,
 }
 
 impl Scheduler {
@@ -49,6 +53,15 @@ impl Scheduler {
             recorder,
             metrics: Metrics::new(name),
             binds: Arc::new(Semaphore::new(MAX_BINDS_IN_FLIGHT)),
+            volumes: None,
+        }
+    }
+
+    /// The same scheduler binding pods' volumes through `volumes` before the pods.
+    pub fn with_volumes(self, volumes: Arc<dyn VolumeListers>) -> Scheduler {
+        Scheduler {
+            volumes: Some(volumes),
+            ..self
         }
     }
 
@@ -101,6 +114,22 @@ impl Scheduler {
 
     async fn bind(&self, popped: Popped, node: String) {
         let info = &popped.pending.info;
+        if let Some(volumes) = &self.volumes
+            && !info.claims.is_empty()
+            && let Err(e) =
+                volume_binding::pre_bind(&self.client, volumes.as_ref(), info, &node).await
+        {
+            tracing::warn!(pod = %info.key, %node, error = %e, "binding volumes failed; will retry");
+            self.cache.lock().expect("cache lock").forget(&info.key);
+            self.queue.retry(&info.key);
+            self.recorder.publish(
+                popped.pending.pod.object_ref(&()),
+                EventType::Warning,
+                "FailedScheduling",
+                e.to_string(),
+            );
+            return;
+        }
         let body = json!({
             "apiVersion": "v1",
             "kind": "Binding",
