@@ -694,7 +694,7 @@ impl PersistentVolumeBinder {
         }
         let class = self.classes.get(None, claim_class(claim));
         if want > have {
-            if !class.is_some_and(|c| c.allow_volume_expansion == Some(true)) {
+            if class.is_none_or(|c| c.allow_volume_expansion != Some(true)) {
                 return Ok(());
             }
             let mut body = pv.clone();

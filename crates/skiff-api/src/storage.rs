@@ -145,7 +145,7 @@ pub fn claim_ref(pv: &PersistentVolume) -> Option<(&str, &str, &str)> {
     ))
 }
 
-pub fn volume_mode<'a>(mode: Option<&'a String>) -> &'a str {
+pub fn volume_mode(mode: Option<&String>) -> &str {
     mode.map(String::as_str).unwrap_or("Filesystem")
 }
 
