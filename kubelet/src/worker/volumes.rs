@@ -762,6 +762,69 @@ mod tests {
         app
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn a_claim_is_mounted_once_bound_and_its_local_path_directory_made() {
+        use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
+        let node = Node::new();
+        let dir = node.root.path().join("storage/pvc-1_default_data");
+        let claim = |bound: bool| -> PersistentVolumeClaim {
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"name": "data", "namespace": "default"},
+                "spec": {"volumeName": if bound { "pvc-1" } else { "" }},
+                "status": {"phase": if bound { "Bound" } else { "Pending" }},
+            }))
+            .unwrap()
+        };
+        node.api.add_claim(claim(false));
+        let pv: PersistentVolume = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "pvc-1",
+                         "annotations": {"pv.kubernetes.io/provisioned-by": "skiff.io/local-path"}},
+            "spec": {"hostPath": {"path": dir.display().to_string()}},
+        }))
+        .unwrap();
+        node.api.add_volume(pv);
+        let app = app_with(vec![mount("data", "/data")]);
+        let (mut w, _tx) = node.worker(pod(PodSpec {
+            containers: vec![app.clone()],
+            volumes: Some(vec![Volume {
+                persistent_volume_claim: Some(
+                    k8s_openapi::api::core::v1::PersistentVolumeClaimVolumeSource {
+                        claim_name: "data".into(),
+                        read_only: None,
+                    },
+                ),
+                ..volume("data")
+            }]),
+            ..Default::default()
+        }));
+        assert!(!w.claims_ready().await);
+        let failed: Vec<String> = node
+            .api
+            .events()
+            .into_iter()
+            .filter(|e| e.reason == "FailedMount")
+            .map(|e| e.message)
+            .collect();
+        assert_eq!(
+            failed,
+            [
+                "Unable to attach or mount volumes: unmounted volumes=[data], unattached volumes=[], failed to process volumes=[data]: error processing PVC default/data: PVC is not bound"
+            ]
+        );
+        node.api.add_claim(claim(true));
+        // Tried again only after the retry interval.
+        assert!(!w.claims_ready().await);
+        tokio::time::advance(super::CLAIM_RETRY).await;
+        assert!(w.claims_ready().await);
+        assert!(
+            dir.is_dir(),
+            "the local-path directory is made on first use"
+        );
+        let mounts = w.volume_mounts(&app).await.unwrap();
+        assert_eq!(mounts[0].host_path, dir.display().to_string());
+        assert_eq!(mounts[0].container_path, "/data");
+    }
+
     #[tokio::test]
     async fn config_map_and_secret_volumes_write_keys_items_and_modes() {
         let node = Node::new();
