@@ -233,6 +233,9 @@ mod tests {
                 ("ttl-after-finished", "ttl-after-finished-controller"),
                 ("cronjob", "cronjob-controller"),
                 ("resourcequota", "resourcequota-controller"),
+                ("persistentvolume-binder", "persistent-volume-binder"),
+                ("pvc-protection", "pvc-protection-controller"),
+                ("pv-protection", "pv-protection-controller"),
             ]
         );
     }
@@ -281,7 +284,7 @@ mod tests {
         assert!(!all.contains("bootstrapsigner") && !all.contains("tokencleaner"));
         let kubeadm = enabled(&s(&["*,bootstrapsigner,tokencleaner"])).unwrap();
         assert_eq!(kubeadm.len(), controllers::ALL.len());
-        assert_eq!(controllers::names().count(), 24);
+        assert_eq!(controllers::names().count(), 27);
         let e = enabled(&s(&["*,-replicaset"])).unwrap();
         assert!(!e.contains("replicaset") && e.contains("replicationcontroller"));
         assert_eq!(

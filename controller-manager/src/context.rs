@@ -12,12 +12,13 @@ use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{
-    ConfigMap, Endpoints, Namespace, Node, PersistentVolumeClaim, ReplicationController, Secret,
-    Service, ServiceAccount,
+    ConfigMap, Endpoints, Namespace, Node, PersistentVolume, PersistentVolumeClaim,
+    ReplicationController, Secret, Service, ServiceAccount,
 };
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::ClusterRole;
+use k8s_openapi::api::storage::v1::StorageClass;
 use kube::runtime::watcher;
 use kube::{Api, Client};
 use tokio_util::sync::CancellationToken;
@@ -135,8 +136,10 @@ pub struct Context {
     daemonsets: Lazy<DaemonSet>,
     controller_revisions: Lazy<ControllerRevision>,
     statefulsets: Lazy<StatefulSet>,
-    claims: Lazy<PersistentVolumeClaim>,
     pod_disruption_budgets: Lazy<PodDisruptionBudget>,
+    persistent_volume_claims: Lazy<PersistentVolumeClaim>,
+    persistent_volumes: Lazy<PersistentVolume>,
+    storage_classes: Lazy<StorageClass>,
 }
 
 impl Context {
@@ -169,8 +172,10 @@ impl Context {
             daemonsets: Lazy::new(),
             controller_revisions: Lazy::new(),
             statefulsets: Lazy::new(),
-            claims: Lazy::new(),
             pod_disruption_budgets: Lazy::new(),
+            persistent_volume_claims: Lazy::new(),
+            persistent_volumes: Lazy::new(),
+            storage_classes: Lazy::new(),
             credentials: Credentials::shared(client.clone()),
             client,
             identity,
@@ -276,12 +281,6 @@ impl Context {
             .get_or_init(|| Informer::new(Api::all(self.client.clone())))
     }
 
-    /// PersistentVolumeClaims (a StatefulSet's claims; the garbage collector's dependents).
-    pub fn persistent_volume_claims(&self) -> Arc<Informer<PersistentVolumeClaim>> {
-        self.claims
-            .get_or_init(|| Informer::new(Api::all(self.client.clone())))
-    }
-
     /// ControllerRevisions (the DaemonSet and StatefulSet controllers' template history).
     pub fn controller_revisions(&self) -> Arc<Informer<ControllerRevision>> {
         self.controller_revisions
@@ -291,6 +290,25 @@ impl Context {
     /// PodDisruptionBudgets (read by the disruption controller).
     pub fn pod_disruption_budgets(&self) -> Arc<Informer<PodDisruptionBudget>> {
         self.pod_disruption_budgets
+            .get_or_init(|| Informer::new(Api::all(self.client.clone())))
+    }
+
+    /// PersistentVolumeClaims (the volume binder, the protection controllers, a StatefulSet's
+    /// claims and the garbage collector's dependents).
+    pub fn persistent_volume_claims(&self) -> Arc<Informer<PersistentVolumeClaim>> {
+        self.persistent_volume_claims
+            .get_or_init(|| Informer::new(Api::all(self.client.clone())))
+    }
+
+    /// PersistentVolumes (the volume binder and the protection controllers).
+    pub fn persistent_volumes(&self) -> Arc<Informer<PersistentVolume>> {
+        self.persistent_volumes
+            .get_or_init(|| Informer::new(Api::all(self.client.clone())))
+    }
+
+    /// StorageClasses (the volume binder).
+    pub fn storage_classes(&self) -> Arc<Informer<StorageClass>> {
+        self.storage_classes
             .get_or_init(|| Informer::new(Api::all(self.client.clone())))
     }
 
@@ -309,8 +327,10 @@ impl Context {
         let daemonsets = self.daemonsets.start(&stop);
         let controller_revisions = self.controller_revisions.start(&stop);
         let statefulsets = self.statefulsets.start(&stop);
-        let claims = self.claims.start(&stop);
         let pod_disruption_budgets = self.pod_disruption_budgets.start(&stop);
+        let claims = self.persistent_volume_claims.start(&stop);
+        let volumes = self.persistent_volumes.start(&stop);
+        let classes = self.storage_classes.start(&stop);
         tokio::spawn(self.pods.clone().run(stop.clone()));
         tokio::spawn(self.replicasets.clone().run(stop.clone()));
         tokio::spawn(self.replication_controllers.clone().run(stop.clone()));
@@ -366,10 +386,16 @@ impl Context {
         if let Some(i) = statefulsets {
             i.synced().await;
         }
+        if let Some(i) = pod_disruption_budgets {
+            i.synced().await;
+        }
         if let Some(i) = claims {
             i.synced().await;
         }
-        if let Some(i) = pod_disruption_budgets {
+        if let Some(i) = volumes {
+            i.synced().await;
+        }
+        if let Some(i) = classes {
             i.synced().await;
         }
     }

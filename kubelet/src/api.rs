@@ -17,7 +17,8 @@ use k8s_openapi::api::authorization::v1::{
     ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
 };
 use k8s_openapi::api::core::v1::{
-    ConfigMap, ObjectReference, Pod, Secret, Service, ServiceAccount,
+    ConfigMap, ObjectReference, PersistentVolume, PersistentVolumeClaim, Pod, Secret, Service,
+    ServiceAccount,
 };
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use serde_json::{Value, json};
@@ -57,6 +58,12 @@ impl ApiError {
 pub trait PodApi: Send + Sync {
     async fn config_map(&self, namespace: &str, name: &str) -> Result<ConfigMap, ApiError>;
     async fn secret(&self, namespace: &str, name: &str) -> Result<Secret, ApiError>;
+    async fn persistent_volume_claim(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<PersistentVolumeClaim, ApiError>;
+    async fn persistent_volume(&self, name: &str) -> Result<PersistentVolume, ApiError>;
     /// A token of ServiceAccount `service_account` bound to the pod `pod_name`/`pod_uid`
     /// (the TokenRequest subresource, `POST .../serviceaccounts/{name}/token`), valid for
     /// `audiences` (none: the apiserver's own) for about `expiration_seconds`. Returns the
@@ -142,6 +149,20 @@ impl PodApi for KubeApi {
 
     async fn secret(&self, namespace: &str, name: &str) -> Result<Secret, ApiError> {
         let api: Api<Secret> = Api::namespaced(self.client.clone(), namespace);
+        Ok(api.get(name).await?)
+    }
+
+    async fn persistent_volume_claim(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<PersistentVolumeClaim, ApiError> {
+        let api: Api<PersistentVolumeClaim> = Api::namespaced(self.client.clone(), namespace);
+        Ok(api.get(name).await?)
+    }
+
+    async fn persistent_volume(&self, name: &str) -> Result<PersistentVolume, ApiError> {
+        let api: Api<PersistentVolume> = Api::all(self.client.clone());
         Ok(api.get(name).await?)
     }
 
@@ -309,6 +330,8 @@ pub struct RecordedTokenRequest {
 struct FakeState {
     config_maps: BTreeMap<(String, String), ConfigMap>,
     secrets: BTreeMap<(String, String), Secret>,
+    claims: BTreeMap<(String, String), PersistentVolumeClaim>,
+    volumes: BTreeMap<String, PersistentVolume>,
     services: BTreeMap<(String, String), Service>,
     pods: BTreeMap<(String, String), Pod>,
     deleted: Vec<(String, String)>,
@@ -379,6 +402,15 @@ impl FakeApi {
         self.lock()
             .secrets
             .insert(meta_key(&secret.metadata), secret);
+    }
+
+    pub fn add_claim(&self, claim: PersistentVolumeClaim) {
+        self.lock().claims.insert(meta_key(&claim.metadata), claim);
+    }
+
+    pub fn add_volume(&self, pv: PersistentVolume) {
+        let name = pv.metadata.name.clone().unwrap_or_default();
+        self.lock().volumes.insert(name, pv);
     }
 
     pub fn add_service(&self, svc: Service) {
@@ -501,6 +533,34 @@ impl PodApi for FakeApi {
             .ok_or_else(|| ApiError::NotFound {
                 kind: "secret",
                 namespace: namespace.into(),
+                name: name.into(),
+            })
+    }
+
+    async fn persistent_volume_claim(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<PersistentVolumeClaim, ApiError> {
+        self.lock()
+            .claims
+            .get(&key(namespace, name))
+            .cloned()
+            .ok_or_else(|| ApiError::NotFound {
+                kind: "persistentvolumeclaim",
+                namespace: namespace.into(),
+                name: name.into(),
+            })
+    }
+
+    async fn persistent_volume(&self, name: &str) -> Result<PersistentVolume, ApiError> {
+        self.lock()
+            .volumes
+            .get(name)
+            .cloned()
+            .ok_or_else(|| ApiError::NotFound {
+                kind: "persistentvolume",
+                namespace: String::new(),
                 name: name.into(),
             })
     }

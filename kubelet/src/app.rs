@@ -251,6 +251,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         tokio::spawn(manager.rotate(ctx.client.clone(), shutdown.clone()));
     }
     tokio::spawn(run_image_gc(ctx.clone(), &config, shutdown.clone()));
+    tokio::spawn(crate::local_path::run_cleanup(
+        ctx.client.clone(),
+        crate::local_path::storage_dir(&ctx.root_dir),
+        shutdown.clone(),
+    ));
     if let Some(dir) = config.pod_manifest_path.clone() {
         tokio::spawn(static_pods::run(ctx.clone(), dir, shutdown.clone()));
     }

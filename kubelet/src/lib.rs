@@ -6,7 +6,8 @@
 //! [`handler`]. Its HTTPS [`server`] serves container logs, exec, stats, its pods and
 //! [`metrics`] to the apiserver, and to the callers the apiserver vouches for ([`auth`]).
 //! [`image_gc`] removes unused images when the image filesystem fills up; the [`eviction`]
-//! manager reports memory and disk pressure and evicts pods to relieve it.
+//! manager reports memory and disk pressure and evicts pods to relieve it. [`local_path`] keeps
+//! the node's `local-path` volume directories.
 
 pub mod api;
 mod app;
@@ -15,6 +16,7 @@ pub mod dns;
 pub mod eviction;
 pub mod handler;
 pub mod image_gc;
+pub mod local_path;
 pub mod manager;
 pub mod metrics;
 pub mod node;

@@ -66,10 +66,15 @@ impl NodeAgent {
             "kubernetes.io/arch".to_string(),
             sysinfo::arch().to_string(),
         );
+        // Where the `local-path` provisioner puts this node's volumes.
+        let storage = crate::local_path::storage_dir(&self.ctx.root_dir);
+        let annotations = json!({
+            skiff_api::storage::ANN_LOCAL_PATH_DIR: storage.display().to_string(),
+        });
         let mut node = json!({
             "apiVersion": "v1",
             "kind": "Node",
-            "metadata": { "name": name, "labels": labels },
+            "metadata": { "name": name, "labels": labels, "annotations": annotations },
             "spec": {},
         });
         if let Some(cidr) = &self.pod_cidr {
@@ -82,7 +87,10 @@ impl NodeAgent {
             Err(kube::Error::Api(e)) if e.code == 409 => {
                 // Re-registering after a restart: keep the object, refresh labels (and the
                 // standalone pod CIDR, if the operator gave one).
-                let mut patch = json!({ "metadata": { "labels": node.metadata.labels } });
+                let mut patch = json!({ "metadata": {
+                    "labels": node.metadata.labels,
+                    "annotations": node.metadata.annotations,
+                } });
                 if let Some(cidr) = &self.pod_cidr {
                     patch["spec"] = json!({ "podCIDR": cidr, "podCIDRs": [cidr] });
                 }

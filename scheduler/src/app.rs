@@ -17,6 +17,7 @@ use skiff_client::leader::{LeaderElection, Leadership};
 use tokio_util::sync::CancellationToken;
 
 use crate::cache::NodeData;
+use crate::plugins::volume_binding::Informers;
 use crate::podinfo::SeenPod;
 use crate::preemption::Budget;
 use crate::{Scheduler, plugins};
@@ -44,12 +45,20 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         &identity,
         shutdown.clone(),
     );
-    let sched = Arc::new(Scheduler::new(
-        client.clone(),
-        &config.scheduler_name,
-        plugins::registry(config.percentage_of_nodes_to_score),
-        recorder,
-    ));
+    let volumes = Arc::new(Informers {
+        claims: Informer::new(Api::all(client.clone())),
+        volumes: Informer::new(Api::all(client.clone())),
+        classes: Informer::new(Api::all(client.clone())),
+    });
+    let sched = Arc::new(
+        Scheduler::new(
+            client.clone(),
+            &config.scheduler_name,
+            plugins::registry(config.percentage_of_nodes_to_score, Some(volumes.clone())),
+            recorder,
+        )
+        .with_volumes(volumes.clone()),
+    );
 
     let s = sched.clone();
     let server = skiff_client::health::spawn(
@@ -90,11 +99,23 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     );
     sched.follow(&pods, &nodes);
     sched.follow_budgets(budgets.clone());
+    // A claim or volume that changes (bound, created) may let waiting pods in.
+    move_on_change(&volumes.claims, &sched);
+    move_on_change(&volumes.volumes, &sched);
     tokio::spawn(pods.clone().run(work.clone()));
     tokio::spawn(nodes.clone().run(work.clone()));
     tokio::spawn(budgets.run(work.clone()));
+    tokio::spawn(volumes.claims.clone().run(work.clone()));
+    tokio::spawn(volumes.volumes.clone().run(work.clone()));
+    tokio::spawn(volumes.classes.clone().run(work.clone()));
     tokio::select! {
-        _ = async { pods.synced().await; nodes.synced().await } => {}
+        _ = async {
+            pods.synced().await;
+            nodes.synced().await;
+            volumes.claims.synced().await;
+            volumes.volumes.synced().await;
+            volumes.classes.synced().await;
+        } => {}
         _ = work.cancelled() => {}
     }
     tracing::info!(scheduler = %config.scheduler_name, "caches synced; scheduling");
@@ -118,4 +139,15 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         .context("stopping: another scheduler may take over")?;
     let _ = server.await;
     Ok(())
+}
+
+/// Moves every unschedulable pod back to the active queue when an object of `informer` is
+/// added or changed.
+fn move_on_change<K: Send + Sync + 'static>(informer: &Arc<Informer<K>>, sched: &Arc<Scheduler>) {
+    let s = sched.clone();
+    informer.on_change(move |c| {
+        if let skiff_client::informer::Change::Applied { .. } = c {
+            s.queue.move_all();
+        }
+    });
 }

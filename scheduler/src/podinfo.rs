@@ -128,6 +128,9 @@ pub struct PodInfo {
     pub spread: Vec<TopologySpreadConstraint>,
     pub terminal: bool,
     pub deleting: bool,
+    /// The PersistentVolumeClaims its volumes name (a generic ephemeral volume's claim is
+    /// `<pod>-<volume>`).
+    pub claims: Vec<String>,
 }
 
 impl PodInfo {
@@ -203,6 +206,20 @@ impl PodInfo {
             spread: spec.topology_spread_constraints.clone().unwrap_or_default(),
             terminal: matches!(phase, Some("Succeeded") | Some("Failed")),
             deleting: meta.deletion_timestamp.is_some(),
+            claims: spec
+                .volumes
+                .iter()
+                .flatten()
+                .filter_map(|v| match (&v.persistent_volume_claim, &v.ephemeral) {
+                    (Some(c), _) => Some(c.claim_name.clone()),
+                    (None, Some(_)) => Some(format!(
+                        "{}-{}",
+                        meta.name.as_deref().unwrap_or_default(),
+                        v.name
+                    )),
+                    (None, None) => None,
+                })
+                .collect(),
         }
     }
 
@@ -215,6 +232,7 @@ impl PodInfo {
         self.affinity_terms = Vec::new();
         self.spread = Vec::new();
         self.scheduler_name = String::new();
+        self.claims = Vec::new();
         self
     }
 

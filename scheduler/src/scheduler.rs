@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 use crate::cache::{Cache, NodeData};
 use crate::framework::Framework;
 use crate::metrics::{Metrics, Outcome};
+use crate::plugins::volume_binding::{self, VolumeListers};
 use crate::podinfo::{PendingPod, PodInfo, SeenPod};
 use crate::preemption::{self, Budget, Candidate};
 use crate::queue::{Popped, SchedulingQueue};
@@ -39,6 +40,9 @@ pub struct Scheduler {
     binds: Arc<Semaphore>,
     /// PodDisruptionBudgets, which preemption prefers not to break.
     budgets: OnceLock<Arc<Informer<Budget>>>,
+    /// Claims, volumes and classes, for binding pods' volumes before the pods
+    /// ([`crate::plugins::volume_binding::pre_bind`]).
+    volumes: Option<Arc<dyn VolumeListers>>,
 }
 
 impl Scheduler {
@@ -53,6 +57,15 @@ impl Scheduler {
             metrics: Metrics::new(name),
             binds: Arc::new(Semaphore::new(MAX_BINDS_IN_FLIGHT)),
             budgets: OnceLock::new(),
+            volumes: None,
+        }
+    }
+
+    /// The same scheduler binding pods' volumes through `volumes` before the pods.
+    pub fn with_volumes(self, volumes: Arc<dyn VolumeListers>) -> Scheduler {
+        Scheduler {
+            volumes: Some(volumes),
+            ..self
         }
     }
 
@@ -221,6 +234,22 @@ impl Scheduler {
 
     async fn bind(&self, popped: Popped, node: String) {
         let info = &popped.pending.info;
+        if let Some(volumes) = &self.volumes
+            && !info.claims.is_empty()
+            && let Err(e) =
+                volume_binding::pre_bind(&self.client, volumes.as_ref(), info, &node).await
+        {
+            tracing::warn!(pod = %info.key, %node, error = %e, "binding volumes failed; will retry");
+            self.cache.lock().expect("cache lock").forget(&info.key);
+            self.queue.retry(&info.key);
+            self.recorder.publish(
+                popped.pending.pod.object_ref(&()),
+                EventType::Warning,
+                "FailedScheduling",
+                e.to_string(),
+            );
+            return;
+        }
         let body = json!({
             "apiVersion": "v1",
             "kind": "Binding",

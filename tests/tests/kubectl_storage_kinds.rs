@@ -429,7 +429,18 @@ fn new_kinds_get_kubernetes_defaults_and_kubectls_columns(backend: Backend) {
         );
     }
 
-    server.kubectl_ok(&["delete", "-f", "catalog.yaml"]);
+    // The claim and the volume carry their protection finalizers, which the controller-manager
+    // (not running here) would remove: do its part.
+    server.kubectl_ok(&["delete", "-f", "catalog.yaml", "--wait=false"]);
+    for object in ["pvc/task-pv-claim", "pv/task-pv-volume"] {
+        server.kubectl_ok(&[
+            "patch",
+            object,
+            "--type=merge",
+            "-p",
+            r#"{"metadata":{"finalizers":null}}"#,
+        ]);
+    }
     assert!(
         server
             .kubectl_ok(&["get", "pv,sc,pc", "-o", "name"])

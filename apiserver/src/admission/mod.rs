@@ -17,6 +17,7 @@
 //! - `LimitRanger` ([`limit_ranger`]): LimitRange defaults and bounds for pods and claims;
 //! - `ResourceQuota` ([`resource_quota`]): checked and charged by the create path itself,
 //!   since charging writes to the store.
+//! - `DefaultStorageClass` and `StorageObjectInUseProtection` ([`storage`]).
 //!
 //! Writes the apiserver makes itself carry no user and are not admitted.
 
@@ -25,6 +26,7 @@ pub mod limit_ranger;
 pub mod pod_security;
 pub mod priority;
 pub mod resource_quota;
+pub mod storage;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -122,7 +124,17 @@ impl Admission {
                 self.pod_security_pod(registry, req, new, old, &mut warnings)?;
             }
             ("", "nodes") => self.node_updates_node(req, new, old)?,
-            ("", "persistentvolumeclaims") => limit_ranger::admit(registry, req, new)?,
+            ("", "persistentvolumeclaims") => {
+                limit_ranger::admit(registry, req, new)?;
+                if req.op == Operation::Create && req.subresource.is_none() {
+                    storage::admit_claim(registry, new)
+                }
+            }
+            ("", "persistentvolumes")
+                if req.op == Operation::Create && req.subresource.is_none() =>
+            {
+                storage::admit_volume(new)
+            }
             ("scheduling.k8s.io", "priorityclasses") if req.subresource.is_none() => {
                 priority::admit_class(registry, req.info, req.op, new)?
             }

@@ -1157,6 +1157,11 @@ fn controller_roles() -> Vec<(&'static str, Vec<PolicyRule>)> {
                 allow(READ)
                     .groups(&[STORAGE])
                     .resources(&["storageclasses"]),
+                // Skiff's addition: the binder creates the default `local-path` class when
+                // absent, as k3s ships one.
+                allow(&["create"])
+                    .groups(&[STORAGE])
+                    .resources(&["storageclasses"]),
                 allow(&["list", "watch"])
                     .groups(&[CORE])
                     .resources(&["nodes"]),

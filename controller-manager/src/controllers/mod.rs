@@ -17,6 +17,8 @@ pub mod job;
 pub mod namespace;
 pub mod nodeipam;
 pub mod nodelifecycle;
+pub mod persistentvolume;
+pub mod pvprotection;
 pub mod replicaset;
 pub mod resourcequota;
 pub mod rootcacert;
@@ -113,6 +115,9 @@ pub const ALL: &[Entry] = &[
     entry::<ttlafterfinished::TtlAfterFinished>(),
     entry::<cronjob::CronJobController>(),
     entry::<resourcequota::ResourceQuotaController>(),
+    entry::<persistentvolume::PersistentVolumeBinder>(),
+    entry::<pvprotection::PvcProtection>(),
+    entry::<pvprotection::PvProtection>(),
 ];
 
 /// The names `--controllers` accepts.

@@ -14,6 +14,8 @@
 //! - [`quota`]: ResourceQuota usage of an object, matching quotas and scopes, refusals.
 //! - [`validation`]: name and label checks with Kubernetes' wording.
 //! - [`bootstrap_token`]: bootstrap tokens and the Secrets holding them (`kubeadm join`).
+//! - [`storage`]: the annotations and conventions of persistent storage (binding, the
+//!   built-in `local-path` provisioner).
 //! - [`openapi`]: OpenAPI v2/v3 documents generated from the `k8s-openapi` types.
 //! - [`protobuf`]: decoding of `application/vnd.kubernetes.protobuf` request bodies into JSON.
 //!
@@ -30,6 +32,7 @@ pub mod quantity;
 pub mod quota;
 pub mod resources;
 pub mod selectors;
+pub mod storage;
 pub mod strategy;
 pub mod table;
 pub mod validation;

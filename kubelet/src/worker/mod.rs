@@ -134,6 +134,10 @@ pub struct Worker {
     dns_warned: bool,
     /// Set once the pod is evicted or rejected: nothing runs any more.
     terminal: Option<Terminal>,
+    /// Its persistentVolumeClaim volumes' host directories, by volume name, once resolved.
+    claim_paths: BTreeMap<String, std::path::PathBuf>,
+    /// When claims that could not be resolved are tried again, and the last FailedMount.
+    claims_retry: Option<(Instant, String)>,
 }
 
 impl Worker {
@@ -164,6 +168,8 @@ impl Worker {
             tokens: tokens::Tokens::default(),
             dns_warned: false,
             terminal,
+            claim_paths: BTreeMap::new(),
+            claims_retry: None,
         }
     }
 
@@ -352,6 +358,10 @@ impl Worker {
     async fn sync(&mut self) {
         // An evicted or rejected pod runs nothing any more.
         if self.terminal.is_some() {
+            return;
+        }
+        // As the kubelet's volume manager: no container starts before its claims are mounted.
+        if !self.claims_ready().await {
             return;
         }
         if self.sandbox.ready().is_none() && !self.start_sandbox().await {

@@ -1,6 +1,8 @@
-//! Pod volumes on the node: emptyDir (a tmpfs for `medium: Memory`), hostPath, and the
+//! Pod volumes on the node: emptyDir (a tmpfs for `medium: Memory`), hostPath, the
 //! configMap, secret, downwardAPI and projected (those three plus ServiceAccount tokens)
-//! volumes written into the pod's folder and refreshed while the pod runs.
+//! volumes written into the pod's folder and refreshed while the pod runs, and
+//! persistentVolumeClaim volumes whose bound volume is a `hostPath` or `local` directory of
+//! the node (the built-in `local-path` provisioner's, created on first use).
 
 use std::collections::BTreeMap;
 use std::io;
@@ -19,6 +21,9 @@ use super::Worker;
 use super::atomic_writer::{self, FileProjection, Payload};
 use super::container::quantity_bytes;
 use super::tokens::TokenSpec;
+
+/// How often a claim that could not be mounted is tried again.
+const CLAIM_RETRY: Duration = Duration::from_secs(2);
 
 /// How often projected volumes (configMap, secret, downwardAPI, projected) are refreshed.
 const PROJECTION_REFRESH: Duration = Duration::from_secs(5);
@@ -42,6 +47,11 @@ impl Worker {
             };
             let host = if let Some(hp) = &vol.host_path {
                 PathBuf::from(&hp.path)
+            } else if vol.persistent_volume_claim.is_some() {
+                self.claim_paths
+                    .get(&vol.name)
+                    .cloned()
+                    .ok_or_else(|| format!("volume {:?} is not mounted yet", vol.name))?
             } else {
                 let dir = self.volumes_dir().join(&vol.name);
                 let fresh = !dir.exists();
@@ -67,10 +77,135 @@ impl Worker {
             mounts.push(Mount {
                 host_path: host_path.display().to_string(),
                 container_path: vm.mount_path.clone(),
-                read_only: vm.read_only.unwrap_or(false) || projected_kind(vol),
+                read_only: vm.read_only.unwrap_or(false)
+                    || projected_kind(vol)
+                    || vol
+                        .persistent_volume_claim
+                        .as_ref()
+                        .is_some_and(|c| c.read_only == Some(true)),
             });
         }
         Ok(mounts)
+    }
+
+    /// Whether every persistentVolumeClaim volume of the pod has its directory: resolves each
+    /// claim to its bound volume (the first time, and again every [`CLAIM_RETRY`] while one
+    /// fails), recording a FailedMount event when the reason changes, as the kubelet's volume
+    /// manager keeps a pod in ContainerCreating until its volumes are mounted.
+    pub(super) async fn claims_ready(&mut self) -> bool {
+        let spec = self.pod.spec.clone().unwrap_or_default();
+        let pending: Vec<(String, String)> = spec
+            .volumes
+            .iter()
+            .flatten()
+            .filter(|v| !self.claim_paths.contains_key(&v.name))
+            .filter_map(|v| {
+                Some((
+                    v.name.clone(),
+                    v.persistent_volume_claim.as_ref()?.claim_name.clone(),
+                ))
+            })
+            .collect();
+        if pending.is_empty() {
+            return true;
+        }
+        if self
+            .claims_retry
+            .as_ref()
+            .is_some_and(|(at, _)| Instant::now() < *at)
+        {
+            return false;
+        }
+        for (volume, claim) in pending {
+            match self.claim_path(&claim).await {
+                Ok(path) => {
+                    self.claim_paths.insert(volume, path);
+                }
+                Err(e) => {
+                    let message = format!(
+                        "Unable to attach or mount volumes: unmounted volumes=[{volume}], unattached volumes=[], failed to process volumes=[{volume}]: {e}"
+                    );
+                    let repeated = self
+                        .claims_retry
+                        .as_ref()
+                        .is_some_and(|(_, m)| *m == message);
+                    if !repeated {
+                        self.event(None, EventType::Warning, "FailedMount", message.clone());
+                    }
+                    self.claims_retry = Some((Instant::now() + CLAIM_RETRY, message));
+                    return false;
+                }
+            }
+        }
+        self.claims_retry = None;
+        true
+    }
+
+    /// The host directory of claim `name`'s volume, created when the volume asks for it
+    /// (`hostPath` type `DirectoryOrCreate`, or a `local-path` volume).
+    async fn claim_path(&self, name: &str) -> Result<PathBuf, String> {
+        let ns = self.namespace().to_string();
+        let failed = |why: String| format!("error processing PVC {ns}/{name}: {why}");
+        let claim = self
+            .ctx
+            .api
+            .persistent_volume_claim(&ns, name)
+            .await
+            .map_err(|e| {
+                if e.is_not_found() {
+                    failed(format!(
+                        "failed to fetch PVC from API server: persistentvolumeclaims \"{name}\" not found"
+                    ))
+                } else {
+                    failed(format!("failed to fetch PVC from API server: {e}"))
+                }
+            })?;
+        let volume = claim
+            .spec
+            .as_ref()
+            .and_then(|s| s.volume_name.clone())
+            .filter(|v| !v.is_empty());
+        let bound = claim.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Bound");
+        let (Some(volume), true) = (volume, bound) else {
+            return Err(failed("PVC is not bound".into()));
+        };
+        let pv = self.ctx.api.persistent_volume(&volume).await.map_err(|e| {
+            failed(format!(
+                "failed to fetch PV {volume:?} from API server: {e}"
+            ))
+        })?;
+        let spec = pv.spec.clone().unwrap_or_default();
+        let ours = pv
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(skiff_api::storage::ANN_PROVISIONED_BY))
+            .is_some_and(|p| p == skiff_api::storage::LOCAL_PATH_PROVISIONER);
+        let (path, create) = match (&spec.host_path, &spec.local) {
+            (Some(hp), _) => (
+                PathBuf::from(&hp.path),
+                ours || hp.type_.as_deref() == Some("DirectoryOrCreate"),
+            ),
+            (None, Some(local)) => (PathBuf::from(&local.path), ours),
+            (None, None) => {
+                return Err(format!(
+                    "volume {volume:?} of PVC {ns}/{name} is neither hostPath nor local: this kubelet mounts no other kind"
+                ));
+            }
+        };
+        if create && !path.is_dir() {
+            std::fs::create_dir_all(&path)
+                .map_err(|e| format!("creating {} for volume {volume:?}: {e}", path.display()))?;
+            // As k3s's provisioner: any user of any container may write its volume.
+            use std::os::unix::fs::PermissionsExt as _;
+            let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o777));
+        } else if !path.exists() {
+            return Err(format!(
+                "MountVolume.NewMounter initialization failed for volume {volume:?} : path {:?} does not exist",
+                path.display().to_string()
+            ));
+        }
+        Ok(path)
     }
 
     /// Gives a secret or projected volume its own tmpfs, so that its content never reaches
@@ -625,6 +760,69 @@ mod tests {
         let mut app = container("app", &["sleep", "infinity"]);
         app.volume_mounts = Some(mounts);
         app
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_claim_is_mounted_once_bound_and_its_local_path_directory_made() {
+        use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
+        let node = Node::new();
+        let dir = node.root.path().join("storage/pvc-1_default_data");
+        let claim = |bound: bool| -> PersistentVolumeClaim {
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"name": "data", "namespace": "default"},
+                "spec": {"volumeName": if bound { "pvc-1" } else { "" }},
+                "status": {"phase": if bound { "Bound" } else { "Pending" }},
+            }))
+            .unwrap()
+        };
+        node.api.add_claim(claim(false));
+        let pv: PersistentVolume = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "pvc-1",
+                         "annotations": {"pv.kubernetes.io/provisioned-by": "skiff.io/local-path"}},
+            "spec": {"hostPath": {"path": dir.display().to_string()}},
+        }))
+        .unwrap();
+        node.api.add_volume(pv);
+        let app = app_with(vec![mount("data", "/data")]);
+        let (mut w, _tx) = node.worker(pod(PodSpec {
+            containers: vec![app.clone()],
+            volumes: Some(vec![Volume {
+                persistent_volume_claim: Some(
+                    k8s_openapi::api::core::v1::PersistentVolumeClaimVolumeSource {
+                        claim_name: "data".into(),
+                        read_only: None,
+                    },
+                ),
+                ..volume("data")
+            }]),
+            ..Default::default()
+        }));
+        assert!(!w.claims_ready().await);
+        let failed: Vec<String> = node
+            .api
+            .events()
+            .into_iter()
+            .filter(|e| e.reason == "FailedMount")
+            .map(|e| e.message)
+            .collect();
+        assert_eq!(
+            failed,
+            [
+                "Unable to attach or mount volumes: unmounted volumes=[data], unattached volumes=[], failed to process volumes=[data]: error processing PVC default/data: PVC is not bound"
+            ]
+        );
+        node.api.add_claim(claim(true));
+        // Tried again only after the retry interval.
+        assert!(!w.claims_ready().await);
+        tokio::time::advance(super::CLAIM_RETRY).await;
+        assert!(w.claims_ready().await);
+        assert!(
+            dir.is_dir(),
+            "the local-path directory is made on first use"
+        );
+        let mounts = w.volume_mounts(&app).await.unwrap();
+        assert_eq!(mounts[0].host_path, dir.display().to_string());
+        assert_eq!(mounts[0].container_path, "/data");
     }
 
     #[tokio::test]

@@ -12,11 +12,18 @@ pub mod node_unschedulable;
 pub mod pod_topology_spread;
 pub mod selector_spread;
 pub mod taint_toleration;
+pub mod volume_binding;
+
+use std::sync::Arc;
 
 use crate::framework::Framework;
 
 /// The default profile. Filters run in this order and a node's first failure is its reason.
-pub fn registry(percentage_of_nodes_to_score: u32) -> Framework {
+/// `volumes` is where VolumeBinding reads claims (none: pods' claims are not checked).
+pub fn registry(
+    percentage_of_nodes_to_score: u32,
+    volumes: Option<Arc<dyn volume_binding::VolumeListers>>,
+) -> Framework {
     Framework {
         filters: vec![
             Box::new(node_unschedulable::NodeUnschedulable),
@@ -26,6 +33,7 @@ pub fn registry(percentage_of_nodes_to_score: u32) -> Framework {
             Box::new(node_affinity::NodeAffinity),
             Box::new(node_ports::NodePorts),
             Box::new(node_resources_fit::NodeResourcesFit),
+            Box::new(volume_binding::VolumeBinding { listers: volumes }),
             Box::new(pod_topology_spread::PodTopologySpread),
             Box::new(inter_pod_affinity::InterPodAffinity),
         ],
