@@ -381,7 +381,7 @@ mod tests {
     }
 
     fn fw() -> Framework {
-        crate::plugins::registry(100)
+        crate::plugins::registry(100, None)
     }
 
     #[test]
