@@ -1,18 +1,16 @@
 //! StatefulSets on a three-node local cluster, driven by the real kubectl: the Kubernetes
 //! documentation's `web` example (a headless Service and a StatefulSet of three with a claim
 //! template `www`) starts its pods in ordinal order, each with its own claim; a deleted pod
-//! comes back under its name with its claim; the Service's endpoints carry the pods'
+//! comes back under its name with its claim and its data; the Service's endpoints carry the pods'
 //! hostnames; an image change rolls out from the highest ordinal down, with `rollout
 //! status|history|undo`; a scale-down removes the highest ordinals first and keeps their claims.
 //! A `Parallel` set whose claims are deleted on scale-down and with the set starts its pods
 //! at once and takes its claims with it. One cluster serves every scenario (creating one
 //! takes most of the time).
 //!
-//! Storage: the claims are made without a `storageClassName` and the test does not need them
-//! bound; it checks that they exist, are named and labelled as Kubernetes names them, and that
-//! each pod's volume refers to its claim. That a claim's data outlives its pod needs
-//! claim-backed volumes in the kubelet (a bound volume mounted by the claim); that scenario is
-//! [`data_in_a_claim_outlives_its_pod`], ignored until then.
+//! Storage: the claims are made without a `storageClassName`, so they get the default
+//! `local-path` class and are bound when their pod is scheduled; what web-1 writes into its
+//! claim is read back by its replacement, which lands on the node holding the volume.
 
 use std::collections::BTreeMap;
 use std::process::Command;
@@ -375,10 +373,37 @@ fn endpoints_carry_the_hostnames(c: &LocalCluster) {
     assert!(published, "hostnames in Endpoints and slices: {last:?}");
 }
 
-/// `kubectl delete pod web-1`: a new web-1 (another uid) starts, with the same claim.
+/// The file web-1 writes into its claim.
+const DATA: &str = "/usr/share/nginx/html/index.html";
+
+/// The node a pod runs on.
+fn node_of(c: &LocalCluster, pod: &str) -> String {
+    c.kubectl_ok(&["get", "pod", pod, "-o", "jsonpath={.spec.nodeName}"])
+}
+
+/// `kubectl delete pod web-1`: a new web-1 (another uid) starts, with the same claim, on the
+/// node that holds the claim's volume, and reads what the old one wrote.
 fn a_deleted_pod_comes_back_with_its_name_and_claim(c: &LocalCluster) {
     let before = pods(c)["web-1"].clone();
     let claim_uid = claims(c)["www-web-1"].clone();
+    // Each claim got the default class and was bound when its pod was scheduled.
+    let bound = c.kubectl_ok(&[
+        "get",
+        "pvc",
+        "www-web-1",
+        "-o",
+        "jsonpath={.status.phase} {.spec.storageClassName}",
+    ]);
+    assert_eq!(bound, "Bound local-path");
+    let node = node_of(c, "web-1");
+    c.kubectl_ok(&[
+        "exec",
+        "web-1",
+        "--",
+        "sh",
+        "-c",
+        &format!("echo written-by-web-1 > {DATA}"),
+    ]);
     c.kubectl_ok(&["delete", "pod", "web-1"]);
     assert!(
         wait_until(WAIT, || pods(c).get("web-1").is_some_and(|p| {
@@ -394,6 +419,13 @@ fn a_deleted_pod_comes_back_with_its_name_and_claim(c: &LocalCluster) {
         claim_uid,
         "the same claim, not a new one"
     );
+    assert_eq!(
+        node_of(c, "web-1"),
+        node,
+        "the claim's volume lives on one node"
+    );
+    let read = c.kubectl_ok(&["exec", "web-1", "--", "cat", DATA]);
+    assert_eq!(read.trim(), "written-by-web-1");
 }
 
 /// An image change replaces web-2, then web-1, then web-0; history has both revisions and
@@ -478,40 +510,4 @@ fn scaling_down_removes_the_highest_ordinals_and_keeps_their_claims(c: &LocalClu
         ["www-web-0", "www-web-1", "www-web-2"],
         "claims outlive their pods"
     );
-}
-
-/// Writes a file into web-1's claim, deletes the pod, and reads the file from its
-/// replacement. Needs the kubelet to mount a claim's bound volume (today a claim volume is
-/// the pod's own folder, gone with the pod).
-#[test]
-#[ignore = "needs claim-backed volumes in the kubelet (persistent volumes)"]
-fn data_in_a_claim_outlives_its_pod() {
-    ensure_busybox_image();
-    let c = LocalCluster::create("e2e-sts-data", 1, false, &[]);
-    c.skiffctl_ok("load-image", &[BUSYBOX]);
-    c.kubectl_stdin(&["apply", "-f", "-"], &web(BUSYBOX));
-    rollout_status(&c);
-    let file = "/usr/share/nginx/html/index.html";
-    c.kubectl_ok(&[
-        "exec",
-        "web-1",
-        "--",
-        "sh",
-        "-c",
-        &format!("echo web-1 > {file}"),
-    ]);
-    let before = pods(&c)["web-1"].uid.clone();
-    c.kubectl_ok(&["delete", "pod", "web-1"]);
-    assert!(
-        wait_until(WAIT, || pods(&c).get("web-1").is_some_and(|p| {
-            p.uid != before && p.ready_since.is_some() && !p.deleting
-        })),
-        "web-1 comes back:\n{}",
-        wide(&c)
-    );
-    let read = c.kubectl_ok(&["exec", "web-1", "--", "cat", file]);
-    assert_eq!(read.trim(), "web-1");
-    c.kubectl_ok(&["delete", "sts", "web"]);
-    c.kubectl_ok(&["delete", "svc", "web"]);
-    c.kubectl_ok(&["delete", "pvc", "-l", "app=web"]);
 }
