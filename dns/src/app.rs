@@ -80,17 +80,26 @@ fn unix_now() -> u32 {
 
 /// Runs the DNS server until `shutdown`.
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let zone = Zone::new(&config.cluster_domain)
-        .with_context(|| format!("--cluster-domain {:?} is not a domain name", config.cluster_domain))?;
+    let zone = Zone::new(&config.cluster_domain).with_context(|| {
+        format!(
+            "--cluster-domain {:?} is not a domain name",
+            config.cluster_domain
+        )
+    })?;
     if config.upstreams.is_empty() {
-        tracing::warn!("no upstream resolvers: names outside the cluster domain get SERVFAIL (give --upstream)");
+        tracing::warn!(
+            "no upstream resolvers: names outside the cluster domain get SERVFAIL (give --upstream)"
+        );
     }
     let addr = SocketAddr::new(config.bind_address, config.port);
     let (udp, tcp) = server::bind(addr).await.with_context(|| {
         format!("binding {addr} (UDP and TCP); is another DNS server running there? (--port picks another port)")
     })?;
     let health = metrics::bind(config.healthz_addr).await.with_context(|| {
-        format!("binding {} for /healthz; is another instance running?", config.healthz_addr)
+        format!(
+            "binding {} for /healthz; is another instance running?",
+            config.healthz_addr
+        )
     })?;
     let client = skiff_client::client(&config.kubeconfig).await?;
 
@@ -124,7 +133,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     // Queries are answered from the start (NXDOMAIN for what is not listed yet), as CoreDNS
     // does after its own wait; readiness says when the answers are complete.
     tokio::spawn(async move {
-        if tokio::time::timeout(Duration::from_secs(60), ready).await.is_err() {
+        if tokio::time::timeout(Duration::from_secs(60), ready)
+            .await
+            .is_err()
+        {
             tracing::warn!("Services and EndpointSlices are not listed after 60s; still waiting");
         }
     });

@@ -151,10 +151,9 @@ async fn ask_udp(
         let Ok(m) = Message::from_vec(&buf[..n]) else {
             continue;
         };
-        let same_question = m
-            .queries
-            .first()
-            .is_some_and(|q| q.name.eq_ignore_root(&query.name) && q.query_type == query.query_type);
+        let same_question = m.queries.first().is_some_and(|q| {
+            q.name.eq_ignore_root(&query.name) && q.query_type == query.query_type
+        });
         if m.metadata.id == id && m.metadata.message_type == MessageType::Response && same_question
         {
             return Ok(m);
@@ -280,8 +279,9 @@ pub fn parse_upstream(s: &str) -> Result<SocketAddr, String> {
     if let Ok(ip) = s.parse::<IpAddr>() {
         return Ok(SocketAddr::new(ip, 53));
     }
-    s.parse::<SocketAddr>()
-        .map_err(|_| format!("{s:?} is not IP or IP:port (e.g. 10.0.0.2, 10.0.0.2:5353, [fd00::2]:53)"))
+    s.parse::<SocketAddr>().map_err(|_| {
+        format!("{s:?} is not IP or IP:port (e.g. 10.0.0.2, 10.0.0.2:5353, [fd00::2]:53)")
+    })
 }
 
 #[cfg(test)]

@@ -126,7 +126,10 @@ impl Slice {
             .into_iter()
             .map(|e| Endpoint {
                 addresses: e.addresses.iter().filter_map(|a| a.parse().ok()).collect(),
-                hostname: e.hostname.filter(|h| !h.is_empty()).map(|h| h.to_lowercase()),
+                hostname: e
+                    .hostname
+                    .filter(|h| !h.is_empty())
+                    .map(|h| h.to_lowercase()),
                 ready: e.conditions.and_then(|c| c.ready).unwrap_or(true),
             })
             .collect();

@@ -444,8 +444,7 @@ impl<'z, C: Cluster> Builder<'z, C> {
                         };
                         for ip in &e.addresses {
                             if let Some(target) =
-                                self.zone
-                                    .endpoint_name(&svc.namespace, &svc.name, e, *ip)
+                                self.zone.endpoint_name(&svc.namespace, &svc.name, e, *ip)
                             {
                                 records.push((sp.port, target.clone()));
                                 extra.push((target, *ip));
@@ -459,7 +458,9 @@ impl<'z, C: Cluster> Builder<'z, C> {
         records.sort();
         records.dedup();
         // Equal shares of weight 100, as CoreDNS divides it.
-        let weight = u16::try_from(100 / records.len().max(1)).unwrap_or(1).max(1);
+        let weight = u16::try_from(100 / records.len().max(1))
+            .unwrap_or(1)
+            .max(1);
         for (port, target) in records {
             self.answer(RData::SRV(SRV::new(0, weight, port, target)));
         }
@@ -479,7 +480,7 @@ impl<'z, C: Cluster> Builder<'z, C> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Endpoint, Port};
+    use crate::model::Port;
 
     /// A fixed cluster: Services and slices built by the tests.
     #[derive(Default)]
@@ -602,7 +603,10 @@ mod tests {
         assert_eq!(a.rcode, ResponseCode::NoError);
         assert_eq!(data(&a.answers), ["10.96.0.20"]);
         assert_eq!(a.answers[0].ttl, 5);
-        assert_eq!(a.answers[0].name.to_ascii(), "web.default.svc.cluster.local.");
+        assert_eq!(
+            a.answers[0].name.to_ascii(),
+            "web.default.svc.cluster.local."
+        );
         let aaaa = ask("Web.Default.SVC.cluster.local.", RecordType::AAAA);
         assert_eq!(data(&aaaa.answers), ["fd00::20"]);
         // The name keeps the asker's case.
@@ -627,7 +631,10 @@ mod tests {
             &ask("default.svc.cluster.local.", RecordType::A),
             ResponseCode::NoError,
         );
-        is_negative(&ask("svc.cluster.local.", RecordType::A), ResponseCode::NoError);
+        is_negative(
+            &ask("svc.cluster.local.", RecordType::A),
+            ResponseCode::NoError,
+        );
         is_negative(
             &ask("nons.svc.cluster.local.", RecordType::A),
             ResponseCode::NXDomain,
@@ -640,7 +647,10 @@ mod tests {
             ),
             ResponseCode::NXDomain,
         );
-        is_negative(&ask("web.cluster.local.", RecordType::A), ResponseCode::NXDomain);
+        is_negative(
+            &ask("web.cluster.local.", RecordType::A),
+            ResponseCode::NXDomain,
+        );
     }
 
     #[test]
@@ -670,10 +680,16 @@ mod tests {
     #[test]
     fn srv_for_named_ports() {
         let a = ask("_http._tcp.web.default.svc.cluster.local.", RecordType::SRV);
-        assert_eq!(data(&a.answers), ["0 100 80 web.default.svc.cluster.local."]);
+        assert_eq!(
+            data(&a.answers),
+            ["0 100 80 web.default.svc.cluster.local."]
+        );
         assert_eq!(data(&a.additionals), ["10.96.0.20", "fd00::20"]);
         let udp = ask("_dns._udp.web.default.svc.cluster.local.", RecordType::SRV);
-        assert_eq!(data(&udp.answers), ["0 100 53 web.default.svc.cluster.local."]);
+        assert_eq!(
+            data(&udp.answers),
+            ["0 100 53 web.default.svc.cluster.local."]
+        );
         // Headless: one per ready endpoint, with the endpoint's port.
         let h = ask("_pg._tcp.db.default.svc.cluster.local.", RecordType::SRV);
         assert_eq!(
@@ -767,6 +783,9 @@ mod tests {
         };
         assert_eq!(data(&a.answers), ["10.96.0.20"]);
         let q = Name::from_ascii("web.default.svc.cluster.local.").unwrap();
-        assert_eq!(zone.resolve(&fixture(), &q, RecordType::A), Outcome::NotOurs);
+        assert_eq!(
+            zone.resolve(&fixture(), &q, RecordType::A),
+            Outcome::NotOurs
+        );
     }
 }

@@ -243,8 +243,15 @@ fn cluster_dns_answers_services_endpoints_and_forwards_the_rest() {
     );
 
     // SRV for the named port.
-    let srv = ask_udp(dns, "_http._tcp.web.default.svc.cluster.local.", RecordType::SRV);
-    assert_eq!(data(&srv.answers), ["0 100 80 web.default.svc.cluster.local."]);
+    let srv = ask_udp(
+        dns,
+        "_http._tcp.web.default.svc.cluster.local.",
+        RecordType::SRV,
+    );
+    assert_eq!(
+        data(&srv.answers),
+        ["0 100 80 web.default.svc.cluster.local."]
+    );
     assert_eq!(data(&srv.additionals), [cluster_ip.clone()]);
 
     // The headless Service: ready endpoints, and their hostnames.
@@ -265,7 +272,11 @@ fn cluster_dns_answers_services_endpoints_and_forwards_the_rest() {
         &ask_udp(dns, "db-2.db.default.svc.cluster.local.", RecordType::A),
         ResponseCode::NXDomain,
     );
-    let pg = ask_udp(dns, "_pg._tcp.db.default.svc.cluster.local.", RecordType::SRV);
+    let pg = ask_udp(
+        dns,
+        "_pg._tcp.db.default.svc.cluster.local.",
+        RecordType::SRV,
+    );
     assert_eq!(
         data(&pg.answers),
         [
@@ -322,5 +333,8 @@ fn cluster_dns_answers_services_endpoints_and_forwards_the_rest() {
         metrics.contains("skiff_dns_requests_total{proto=\"udp\",zone=\"cluster\"}"),
         "{metrics}"
     );
-    assert!(metrics.contains("skiff_dns_cache_hits_total 2"), "{metrics}");
+    assert!(
+        metrics.contains("skiff_dns_cache_hits_total 2"),
+        "{metrics}"
+    );
 }
