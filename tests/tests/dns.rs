@@ -228,10 +228,10 @@ fn cluster_dns_answers_services_endpoints_and_forwards_the_rest() {
     );
     let a = ask_udp(dns, "web.default.svc.cluster.local.", RecordType::A);
     assert!(a.metadata.authoritative);
-    assert_eq!(data(&a.answers), [cluster_ip.clone()]);
+    assert_eq!(data(&a.answers), [cluster_ip.as_str()]);
     assert_eq!(a.answers[0].ttl, 5);
     let tcp = ask_tcp(dns, "WEB.default.svc.cluster.local.", RecordType::A);
-    assert_eq!(data(&tcp.answers), [cluster_ip.clone()]);
+    assert_eq!(data(&tcp.answers), [cluster_ip.as_str()]);
     // NODATA (an IPv4-only Service) and NXDOMAIN, each with the SOA.
     negative(
         &ask_udp(dns, "web.default.svc.cluster.local.", RecordType::AAAA),
@@ -252,7 +252,7 @@ fn cluster_dns_answers_services_endpoints_and_forwards_the_rest() {
         data(&srv.answers),
         ["0 100 80 web.default.svc.cluster.local."]
     );
-    assert_eq!(data(&srv.additionals), [cluster_ip.clone()]);
+    assert_eq!(data(&srv.additionals), [cluster_ip.as_str()]);
 
     // The headless Service: ready endpoints, and their hostnames.
     assert!(
