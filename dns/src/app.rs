@@ -1,10 +1,11 @@
 //! The DNS server's configuration and [`run`]: the informers on Services and EndpointSlices
 //! that the zone reads, the UDP and TCP listeners, and the health endpoint.
 
+use std::collections::{BTreeSet, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
 use anyhow::Context as _;
@@ -12,7 +13,7 @@ use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::Api;
 use kube::runtime::watcher;
-use skiff_client::informer::Informer;
+use skiff_client::informer::{Change, Informer};
 use tokio_util::sync::CancellationToken;
 
 use crate::forward::Forwarder;
@@ -42,8 +43,75 @@ pub struct Config {
 pub struct Watched {
     services: Arc<Informer<Svc>>,
     slices: Arc<Informer<Slice>>,
+    /// Which slices belong to which Service, so that a query reads one Service's slices
+    /// rather than its whole namespace's.
+    index: Arc<SliceIndex>,
     /// When a Service or slice last changed (Unix seconds): the SOA serial.
     serial: Arc<AtomicU32>,
+}
+
+/// The keys of each Service's slices (`ns/service` → slice keys), kept by the slice informer's
+/// change handler.
+#[derive(Default)]
+struct SliceIndex {
+    by_service: RwLock<HashMap<String, BTreeSet<String>>>,
+}
+
+impl SliceIndex {
+    fn service_key(slice: &Slice) -> String {
+        format!("{}/{}", slice.namespace, slice.service)
+    }
+
+    fn keys(&self, namespace: &str, service: &str) -> Vec<String> {
+        let index = self.by_service.read().expect("index lock");
+        index
+            .get(&format!("{namespace}/{service}"))
+            .map(|keys| keys.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    fn remove(index: &mut HashMap<String, BTreeSet<String>>, service: &str, key: &str) {
+        if let Some(keys) = index.get_mut(service) {
+            keys.remove(key);
+            if keys.is_empty() {
+                index.remove(service);
+            }
+        }
+    }
+
+    /// Follows one change of the slice informer (after a relist, `all` is the whole store).
+    fn apply(
+        &self,
+        key: Option<&str>,
+        change: &Change<'_, Slice>,
+        all: impl FnOnce() -> Vec<(String, Arc<Slice>)>,
+    ) {
+        let mut index = self.by_service.write().expect("index lock");
+        match (change, key) {
+            (Change::Applied { old, new }, Some(key)) => {
+                if let Some(old) = old {
+                    Self::remove(&mut index, &Self::service_key(old), key);
+                }
+                index
+                    .entry(Self::service_key(new))
+                    .or_default()
+                    .insert(key.to_string());
+            }
+            (Change::Deleted(old), Some(key)) => {
+                Self::remove(&mut index, &Self::service_key(old), key);
+            }
+            (Change::Resynced, _) => {
+                index.clear();
+                for (key, slice) in all() {
+                    index
+                        .entry(Self::service_key(&slice))
+                        .or_default()
+                        .insert(key);
+                }
+            }
+            _ => {}
+        }
+    }
 }
 
 impl Cluster for Watched {
@@ -56,9 +124,11 @@ impl Cluster for Watched {
     }
 
     fn slices_of(&self, namespace: &str, service: &str) -> Vec<Arc<Slice>> {
-        let mut slices = self.slices.list_in(namespace);
-        slices.retain(|s| s.service == service);
-        slices
+        self.index
+            .keys(namespace, service)
+            .iter()
+            .filter_map(|key| self.slices.get_key(key))
+            .collect()
     }
 
     fn slices(&self) -> Vec<Arc<Slice>> {
@@ -116,6 +186,17 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     );
     for_each_change(&services, &serial);
     for_each_change(&slices, &serial);
+    let index = Arc::new(SliceIndex::default());
+    {
+        let index = index.clone();
+        // A weak reference: the informer holds its handlers.
+        let store = Arc::downgrade(&slices);
+        slices.on_keyed_change(move |key, change| {
+            index.apply(key, change, || {
+                store.upgrade().map(|s| s.entries()).unwrap_or_default()
+            });
+        });
+    }
     tokio::spawn(services.clone().run(shutdown.clone()));
     tokio::spawn(slices.clone().run(shutdown.clone()));
 
@@ -146,6 +227,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         cluster: Watched {
             services,
             slices,
+            index,
             serial,
         },
         forwarder: Forwarder::new(config.upstreams.clone(), config.cache_size),
