@@ -171,6 +171,15 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             config.healthz_addr
         )
     })?;
+    let own = udp.local_addr()?;
+    let mut upstreams = config.upstreams.clone();
+    upstreams.retain(|u| {
+        let looped = crate::forward::is_self(*u, own);
+        if looped {
+            tracing::warn!(upstream = %u, "ignoring an upstream resolver that is this server itself");
+        }
+        !looped
+    });
     let client = skiff_client::client(&config.kubeconfig).await?;
 
     let serial = Arc::new(AtomicU32::new(unix_now()));
@@ -230,14 +239,14 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             index,
             serial,
         },
-        forwarder: Forwarder::new(config.upstreams.clone(), config.cache_size),
+        forwarder: Forwarder::new(upstreams.clone(), config.cache_size),
         metrics,
     });
     tracing::info!(
         udp = %udp.local_addr()?,
         tcp = %tcp.local_addr()?,
         domain = %config.cluster_domain,
-        upstreams = ?config.upstreams,
+        upstreams = ?upstreams,
         "serving DNS"
     );
     let udp_task = tokio::spawn(server::serve_udp(udp, handler.clone(), shutdown.clone()));

@@ -274,6 +274,16 @@ pub fn resolv_conf_nameservers(text: &str) -> Vec<SocketAddr> {
         .collect()
 }
 
+/// Whether forwarding to `upstream` would ask this server itself (serving on `own`): the same
+/// address, or a loopback one on the same port when serving on every address. Such an
+/// upstream would loop a query until it times out.
+pub fn is_self(upstream: SocketAddr, own: SocketAddr) -> bool {
+    upstream == own
+        || (own.ip().is_unspecified()
+            && upstream.port() == own.port()
+            && (upstream.ip().is_loopback() || upstream.ip().is_unspecified()))
+}
+
 /// An `--upstream` value: `IP` (port 53) or `IP:port` (`[v6]:port`).
 pub fn parse_upstream(s: &str) -> Result<SocketAddr, String> {
     if let Ok(ip) = s.parse::<IpAddr>() {
@@ -311,6 +321,13 @@ mod tests {
         assert_eq!(parse_upstream("127.0.0.1:5353").unwrap().port(), 5353);
         assert_eq!(parse_upstream("[::1]:5353").unwrap().port(), 5353);
         assert!(parse_upstream("resolver").is_err());
+        let own: SocketAddr = "0.0.0.0:53".parse().unwrap();
+        assert!(is_self("127.0.0.1:53".parse().unwrap(), own));
+        assert!(!is_self("127.0.0.1:5353".parse().unwrap(), own));
+        assert!(!is_self("192.0.2.53:53".parse().unwrap(), own));
+        let own: SocketAddr = "192.0.2.1:53".parse().unwrap();
+        assert!(is_self("192.0.2.1:53".parse().unwrap(), own));
+        assert!(!is_self("127.0.0.53:53".parse().unwrap(), own));
     }
 
     #[test]
