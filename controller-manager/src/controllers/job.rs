@@ -924,6 +924,9 @@ impl Reconciler for JobController {
         // Newly finished pods join the uncounted ones; an Indexed Job's succeeded pods add
         // their index to the completed ones instead, and are then released.
         let mut release_only = Vec::new();
+        // Once the success criteria are met the remaining pods are stopped: one seen deleted
+        // before it reached a phase is no failure (upstream counts only pods that fail then).
+        let success_met = matches!(existing_finishing(&old), Some(Finishing::Success { .. }));
         {
             let released = self.released.lock().expect("released lock");
             let mut backoff = self.backoff.lock().expect("backoff lock");
@@ -952,6 +955,10 @@ impl Reconciler for JobController {
                         record.failures = 0;
                     }
                 } else if is_failed(p, only_failed) {
+                    if success_met && phase(p) != Some("Failed") {
+                        release_only.push(p.clone());
+                        continue;
+                    }
                     if policy
                         .is_some_and(|pol| match_failure_policy(pol, p) == PolicyAction::Ignore)
                     {
